@@ -1,0 +1,3 @@
+from babelgate.cli.main import main
+
+raise SystemExit(main())

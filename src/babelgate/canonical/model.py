@@ -1,0 +1,227 @@
+"""The canonical request, response and content model: plain values, no vendor format.
+
+Rules this module keeps:
+- Every wire protocol is parsed into these types and rendered from them; no codec looks at
+  another codec's dicts.
+- Provider data that must survive a round trip through a client (thinking signatures, Gemini
+  thought signatures, DeepSeek reasoning text) travels in explicit fields (`signature`,
+  `provider_metadata`), never in side channels.
+- Nothing here does I/O or knows about HTTP.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Role = Literal["system", "user", "assistant"]
+StopReason = Literal[
+    "end_turn",
+    "max_tokens",
+    "stop_sequence",
+    "tool_use",
+    "pause_turn",
+    "refusal",
+    "context_window_exceeded",
+    "error",
+]
+Effort = Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"]
+JSON = dict[str, Any]
+
+
+# ---------------------------------------------------------------- content parts
+
+
+@dataclass(slots=True)
+class Text:
+    text: str
+    cache: bool = False  # the client marked a cache breakpoint here (cache_control)
+    citations: list[JSON] | None = None
+
+
+@dataclass(slots=True)
+class Image:
+    """An image, either inline base64 (`data` + `media_type`) or by `url`."""
+
+    media_type: str | None = None
+    data: str | None = None  # base64, without a data: prefix
+    url: str | None = None
+    detail: str | None = None  # OpenAI's low/high/auto hint
+    cache: bool = False
+
+
+@dataclass(slots=True)
+class Document:
+    """A document: base64 (`data`, e.g. a PDF), a `url`, or plain `text`."""
+
+    media_type: str | None = None
+    data: str | None = None
+    url: str | None = None
+    text: str | None = None
+    title: str | None = None
+    context: str | None = None
+    filename: str | None = None
+    cache: bool = False
+
+
+@dataclass(slots=True)
+class Reasoning:
+    """Model reasoning ("thinking").
+
+    `signature` is the opaque proof an upstream needs back unchanged; `origin` names the wire
+    protocol family that produced it (`anthropic`, `gemini`, `openai`, `openai-responses`), so a
+    codec can drop or convert reasoning that is foreign to its upstream. `redacted` holds
+    Anthropic's opaque `redacted_thinking.data`, or Responses' `encrypted_content` when the
+    reasoning text itself is hidden.
+    """
+
+    text: str = ""
+    signature: str | None = None
+    origin: str | None = None
+    redacted: str | None = None
+    summary: list[str] | None = None  # Responses API reasoning summaries, when separate
+    provider_metadata: JSON | None = None
+
+
+@dataclass(slots=True)
+class ToolCall:
+    """A call the model made. `arguments` is parsed JSON (always an object).
+
+    `kind` is `function` for JSON-argument tools and `custom` for free-form tools (Codex's
+    `apply_patch`), whose raw input is `arguments["input"]`.
+    `provider_metadata` carries round-trip data such as Gemini's `thought_signature`.
+    """
+
+    id: str
+    name: str
+    arguments: JSON = field(default_factory=dict)
+    kind: Literal["function", "custom"] = "function"
+    provider_metadata: JSON | None = None
+    cache: bool = False
+
+
+@dataclass(slots=True)
+class ToolResult:
+    """The client's answer to a ToolCall. `content` may hold text, images and documents."""
+
+    call_id: str
+    content: list[Text | Image | Document] = field(default_factory=list)
+    is_error: bool = False
+    name: str | None = None  # filled by codecs that know it; Gemini needs it
+    kind: Literal["function", "custom"] = "function"
+    cache: bool = False
+
+
+Part = Text | Image | Document | Reasoning | ToolCall | ToolResult
+
+
+@dataclass(slots=True)
+class Message:
+    """One conversation turn. Tool results live in `user` messages (as in Anthropic's
+    model); codecs for protocols with a separate tool role split them out. A `system`
+    message inside the conversation is a mid-conversation instruction."""
+
+    role: Role
+    parts: list[Part]
+
+
+# ---------------------------------------------------------------- tools
+
+
+@dataclass(slots=True)
+class Tool:
+    """A tool the model may call.
+
+    `kind`: `function` (JSON Schema `parameters`), `custom` (free-form text input; `format`
+    holds the grammar or other format description), or `hosted` (a provider-side tool such
+    as web search; `hosted_type` names it and `config` holds its settings). Codecs drop hosted
+    tools their upstream has no equivalent for.
+    """
+
+    name: str
+    description: str | None = None
+    parameters: JSON = field(default_factory=lambda: {"type": "object", "properties": {}})
+    kind: Literal["function", "custom", "hosted"] = "function"
+    strict: bool | None = None
+    format: JSON | None = None
+    hosted_type: str | None = None
+    config: JSON | None = None
+    cache: bool = False
+
+
+@dataclass(slots=True)
+class ToolChoice:
+    """`auto`, `none`, `required` (any tool), or `tool` (the one named)."""
+
+    mode: Literal["auto", "none", "required", "tool"] = "auto"
+    name: str | None = None
+
+
+@dataclass(slots=True)
+class ReasoningConfig:
+    """What the client asked for: `enabled` with an optional token budget, and/or an effort.
+
+    `enabled=False` means the client turned reasoning off explicitly; `None` means it said
+    nothing and the upstream's default applies.
+    """
+
+    enabled: bool | None = None
+    budget_tokens: int | None = None
+    effort: Effort | None = None
+    summary: str | None = None  # Responses: auto/concise/detailed
+    adaptive: bool = False  # Anthropic `adaptive`: the model decides how much to think
+
+
+# ---------------------------------------------------------------- request / response
+
+
+@dataclass(slots=True)
+class Request:
+    model: str
+    messages: list[Message]
+    system: list[Text] = field(default_factory=list)
+    max_tokens: int | None = None
+    stream: bool = False
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    stop: list[str] = field(default_factory=list)
+    tools: list[Tool] = field(default_factory=list)
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    reasoning: ReasoningConfig | None = None
+    user: str | None = None  # end-user id (Anthropic metadata.user_id, OpenAI user)
+    response_format: JSON | None = None  # OpenAI-style JSON mode / schema
+    n: int | None = None
+    # Responses API state, kept here so one Request describes the whole call.
+    previous_response_id: str | None = None
+    store: bool | None = None
+    include_usage: bool = True  # Chat Completions stream_options.include_usage
+
+
+@dataclass(slots=True)
+class Usage:
+    """Token counts. `input_tokens` EXCLUDES cached tokens (Anthropic's convention): total
+    prompt = input_tokens + cache_read_tokens + cache_write_tokens. `output_tokens` INCLUDES
+    reasoning tokens; `reasoning_tokens` says how many of them were reasoning."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    @property
+    def prompt_tokens(self) -> int:
+        return self.input_tokens + self.cache_read_tokens + self.cache_write_tokens
+
+
+@dataclass(slots=True)
+class Response:
+    id: str
+    model: str
+    parts: list[Part]
+    stop_reason: StopReason | None = "end_turn"
+    stop_sequence: str | None = None
+    usage: Usage = field(default_factory=Usage)
+    created: int | None = None  # unix seconds, when the upstream said

@@ -1,0 +1,135 @@
+"""Canonical stream events, and an accumulator that folds them into a Response.
+
+The contract every stream decoder keeps and every stream encoder may rely on:
+- `MessageStart` comes first, exactly once; `MessageStop` (or `StreamError`) comes last.
+- Parts are sequential: `PartStart(i)`, its deltas, `PartStop(i)`, and only then
+  `PartStart(i + 1)`. Indexes count from 0 within the response.
+- `PartStart.part` is the part with empty content (a ToolCall carries its id and name,
+  `arguments` empty); deltas add to it; `PartStop.part` is the finished part (text joined,
+  tool arguments parsed and repaired, signatures set).
+- `ToolArgsDelta.json` fragments concatenate to valid JSON for the call's arguments: decoders
+  repair broken upstream JSON before emitting it, never after.
+- `MessageDelta` comes once, after the last part, with the stop reason and the final,
+  cumulative usage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .errors import GatewayError
+from .model import Part, Reasoning, Response, StopReason, Text, ToolCall, Usage
+
+
+@dataclass(slots=True)
+class MessageStart:
+    id: str
+    model: str
+    usage: Usage = field(default_factory=Usage)  # input tokens when the upstream told us
+
+
+@dataclass(slots=True)
+class PartStart:
+    index: int
+    part: Text | Reasoning | ToolCall
+
+
+@dataclass(slots=True)
+class TextDelta:
+    index: int
+    text: str
+
+
+@dataclass(slots=True)
+class ReasoningDelta:
+    index: int
+    text: str
+
+
+@dataclass(slots=True)
+class SignatureDelta:
+    index: int
+    signature: str
+
+
+@dataclass(slots=True)
+class ToolArgsDelta:
+    index: int
+    json: str
+
+
+@dataclass(slots=True)
+class PartStop:
+    index: int
+    part: Text | Reasoning | ToolCall
+
+
+@dataclass(slots=True)
+class MessageDelta:
+    stop_reason: StopReason | None
+    usage: Usage
+    stop_sequence: str | None = None
+
+
+@dataclass(slots=True)
+class MessageStop:
+    pass
+
+
+@dataclass(slots=True)
+class StreamError:
+    error: GatewayError
+
+
+Event = (
+    MessageStart
+    | PartStart
+    | TextDelta
+    | ReasoningDelta
+    | SignatureDelta
+    | ToolArgsDelta
+    | PartStop
+    | MessageDelta
+    | MessageStop
+    | StreamError
+)
+
+
+class Accumulator:
+    """Folds a canonical event stream into a Response (for a non-streaming client served by
+    a streaming upstream, and for reading usage off any stream)."""
+
+    __slots__ = ("error", "id", "model", "parts", "stop_reason", "stop_sequence", "usage")
+
+    def __init__(self) -> None:
+        self.id = ""
+        self.model = ""
+        self.parts: list[Part] = []
+        self.stop_reason: StopReason | None = None
+        self.stop_sequence: str | None = None
+        self.usage = Usage()
+        self.error: GatewayError | None = None
+
+    def feed(self, event: Event) -> None:
+        if isinstance(event, PartStop):
+            self.parts.append(event.part)
+        elif isinstance(event, MessageDelta):
+            self.stop_reason = event.stop_reason
+            self.stop_sequence = event.stop_sequence
+            self.usage = event.usage
+        elif isinstance(event, MessageStart):
+            self.id, self.model, self.usage = event.id, event.model, event.usage
+        elif isinstance(event, StreamError):
+            self.error = event.error
+
+    def response(self) -> Response:
+        if self.error is not None:
+            raise self.error
+        return Response(
+            id=self.id,
+            model=self.model,
+            parts=self.parts,
+            stop_reason=self.stop_reason,
+            stop_sequence=self.stop_sequence,
+            usage=self.usage,
+        )

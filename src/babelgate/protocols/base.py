@@ -1,0 +1,115 @@
+"""The interface every wire-protocol codec implements.
+
+A codec is I/O-free: dicts and bytes in, canonical values out, and back. The same codec serves
+its protocol in both directions:
+- client-facing (inbound): `parse_request`, `render_response`, `stream_encoder`,
+  `render_error`;
+- upstream-facing (outbound): `render_request`, `parse_response`, `stream_decoder`,
+  `parse_error`.
+`Quirks` carries what differs between upstreams that speak the same protocol (DeepSeek,
+Kimi, GLM... over OpenAI Chat): plain data filled by the providers layer from presets and
+configuration, so codecs never key behaviour on model-name substrings.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+from babelgate.canonical import JSON, Event, GatewayError, Request, Response
+
+ReasoningControl = Literal[
+    "reasoning_effort",  # OpenAI, Grok, Ollama: reasoning_effort: low|medium|high
+    "thinking",  # DeepSeek, GLM, Kimi: thinking: {type: enabled|disabled}
+    "enable_thinking",  # Qwen, SiliconFlow: enable_thinking + thinking_budget
+    "reasoning",  # OpenRouter: reasoning: {effort | max_tokens}
+    "chat_template_kwargs",  # vLLM: chat_template_kwargs: {enable_thinking}
+    "none",  # the upstream has no control; say nothing
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Quirks:
+    """Per-upstream differences inside one protocol family. Defaults suit the reference
+    provider of each family (OpenAI, Anthropic, Google)."""
+
+    max_tokens: int | None = None  # clamp the client's max_tokens to this
+    max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
+    reasoning_control: ReasoningControl = "reasoning_effort"
+    reasoning_field: Literal["reasoning_content", "reasoning"] = "reasoning_content"
+    echo_reasoning: bool = False  # send reasoning_content back on assistant turns (DeepSeek)
+    stream_usage: bool = True  # ask for stream_options.include_usage
+    images: bool = True  # the upstream accepts image input
+    documents: bool = False  # the upstream accepts PDF/document input
+    strict_fields: bool = True  # the upstream rejects fields it does not define
+
+
+class StreamDecoder(ABC):
+    """Upstream stream bytes -> canonical events (see canonical.stream for the contract)."""
+
+    @abstractmethod
+    def feed(self, chunk: bytes) -> list[Event]:
+        """Take the next chunk of the body (any size, any split) and return the events it
+        completes."""
+
+    @abstractmethod
+    def close(self) -> list[Event]:
+        """The body ended. Return the closing events; a stream that ended early yields a
+        StreamError rather than a silent stop."""
+
+
+class StreamEncoder(ABC):
+    """Canonical events -> the client's stream bytes."""
+
+    @abstractmethod
+    def encode(self, event: Event) -> bytes:
+        """Bytes for one event (b"" when the protocol has nothing to say for it). A
+        StreamError becomes the protocol's mid-stream error."""
+
+    def ping(self) -> bytes:
+        """A keep-alive the client ignores; b"" if the protocol has none."""
+        return b""
+
+
+class Codec(ABC):
+    """One wire protocol. Instances are stateless and shared."""
+
+    name: ClassVar[str]  # "anthropic", "openai", "gemini", "openai-responses"
+
+    # ------------------------------------------------ client-facing
+    @abstractmethod
+    def parse_request(self, body: JSON) -> Request:
+        """A client's request body -> Request. Raises GatewayError(invalid_request) naming
+        the field for anything missing or malformed."""
+
+    @abstractmethod
+    def render_response(self, response: Response, request: Request) -> JSON:
+        """A finished Response -> the client's response body."""
+
+    @abstractmethod
+    def stream_encoder(self, request: Request) -> StreamEncoder:
+        """A fresh encoder for one streamed response to a client."""
+
+    @abstractmethod
+    def render_error(self, error: GatewayError) -> JSON:
+        """The error body this protocol's clients expect (the status is error.status)."""
+
+    # ------------------------------------------------ upstream-facing
+    @abstractmethod
+    def render_request(self, request: Request, quirks: Quirks) -> JSON:
+        """Request -> this protocol's request body, with nothing the upstream does not define
+        (request.model is already the upstream's model name)."""
+
+    @abstractmethod
+    def parse_response(self, body: JSON, request: Request) -> Response:
+        """The upstream's response body -> Response (tool names mapped back to the request's
+        own names)."""
+
+    @abstractmethod
+    def stream_decoder(self, request: Request) -> StreamDecoder:
+        """A fresh decoder for one upstream stream."""
+
+    @abstractmethod
+    def parse_error(self, status: int, body: bytes) -> GatewayError:
+        """An upstream error response -> GatewayError, keeping the upstream's message."""
