@@ -1,0 +1,47 @@
+"""The Anthropic Messages codec: one stateless object wiring the modules of this package to
+the Codec interface (see protocols/base.py)."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from babelgate.canonical import JSON, GatewayError, Request, Response
+
+from ..base import Codec, Quirks, StreamDecoder, StreamEncoder
+from . import errors, request, response, upstream_request
+from .stream_decode import AnthropicStreamDecoder
+from .stream_encode import AnthropicStreamEncoder
+
+
+class AnthropicCodec(Codec):
+    name: ClassVar[str] = "anthropic"
+
+    # ------------------------------------------------ client-facing
+    def parse_request(self, body: JSON) -> Request:
+        return request.parse_request(body)
+
+    def parse_count_tokens_request(self, body: JSON) -> Request:
+        """`/v1/messages/count_tokens`: like parse_request, without `max_tokens`."""
+        return request.parse_count_tokens_request(body)
+
+    def render_response(self, response_: Response, request_: Request) -> JSON:
+        return response.render_response(response_, request_)
+
+    def stream_encoder(self, request_: Request) -> StreamEncoder:
+        return AnthropicStreamEncoder(request_)
+
+    def render_error(self, error: GatewayError) -> JSON:
+        return errors.render_error(error)
+
+    # ------------------------------------------------ upstream-facing
+    def render_request(self, request_: Request, quirks: Quirks) -> JSON:
+        return upstream_request.render_request(request_, quirks)
+
+    def parse_response(self, body: JSON, request_: Request) -> Response:
+        return response.parse_response(body, request_)
+
+    def stream_decoder(self, request_: Request) -> StreamDecoder:
+        return AnthropicStreamDecoder(request_)
+
+    def parse_error(self, status: int, body: bytes) -> GatewayError:
+        return errors.parse_error(status, body)

@@ -1,0 +1,435 @@
+"""A client's Messages request body -> canonical Request (client-facing).
+
+Promises:
+- Anything structurally wrong raises `canonical.invalid` naming the field the way Anthropic
+  does (`messages.3.content.0.type`), so the client sees a useful 400.
+- Fields we cannot represent but that do not change the conversation (`context_management`,
+  `service_tier`, `container`, betas) are ignored; passthrough to an Anthropic upstream keeps
+  the original bytes anyway.
+- Our envelopes in thinking signatures and tool ids are opened here (see carrier.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Literal, get_args
+
+from babelgate.canonical import (
+    Document,
+    Effort,
+    Image,
+    Message,
+    Part,
+    Reasoning,
+    ReasoningConfig,
+    Request,
+    Text,
+    Tool,
+    ToolCall,
+    ToolChoice,
+    ToolResult,
+    invalid,
+)
+from babelgate.canonical.carry import split_id
+
+from .carrier import ANTHROPIC, reasoning_from_thinking
+
+JSON = dict[str, Any]
+_ROLES = frozenset({"user", "assistant", "system"})
+_EFFORTS = frozenset(get_args(Effort))
+_TOOL_CHOICE_MODES: dict[str, Literal["auto", "none", "required", "tool"]] = {
+    "auto": "auto",
+    "any": "required",
+    "tool": "tool",
+    "none": "none",
+}
+# Blocks Anthropic defines that have no canonical form: results of server-side tools the
+# upstream ran itself, and bookkeeping blocks. Dropping them loses nothing a different
+# upstream could use.
+_SKIPPED_BLOCKS = frozenset(
+    {
+        "server_tool_use",
+        "web_search_tool_result",
+        "web_fetch_tool_result",
+        "code_execution_tool_result",
+        "bash_code_execution_tool_result",
+        "text_editor_code_execution_tool_result",
+        "tool_search_tool_result",
+        "mcp_tool_use",
+        "mcp_tool_result",
+        "container_upload",
+        "tool_reference",
+    }
+)
+
+
+def parse_request(body: JSON) -> Request:
+    return _parse(body, require_max_tokens=True)
+
+
+def parse_count_tokens_request(body: JSON) -> Request:
+    """`/v1/messages/count_tokens`: the same body without `max_tokens`."""
+    return _parse(body, require_max_tokens=False)
+
+
+def _parse(body: JSON, *, require_max_tokens: bool) -> Request:
+    if not isinstance(body, dict):
+        raise invalid("request body must be a JSON object")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise invalid("model: field required", param="model")
+    request = Request(
+        model=model,
+        messages=_messages(body.get("messages")),
+        system=_system(body.get("system")),
+        max_tokens=_max_tokens(body.get("max_tokens"), required=require_max_tokens),
+        stream=body.get("stream") is True,
+    )
+    _sampling(body, request)
+    request.tools = _tools(body.get("tools"))
+    _tool_choice(body.get("tool_choice"), request)
+    request.reasoning = _reasoning(body.get("thinking"), body.get("output_config"))
+    request.response_format = _response_format(body.get("output_config"))
+    metadata = body.get("metadata")
+    if isinstance(metadata, dict) and isinstance(metadata.get("user_id"), str):
+        request.user = metadata["user_id"]
+    return request
+
+
+# ---------------------------------------------------------------- top-level fields
+
+
+def _max_tokens(value: object, *, required: bool) -> int | None:
+    if value is None and not required:
+        return None
+    if value is None:
+        raise invalid("max_tokens: field required", param="max_tokens")
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise invalid("max_tokens: must be a positive integer", param="max_tokens")
+    return value
+
+
+def _sampling(body: JSON, request: Request) -> None:
+    for name in ("temperature", "top_p"):
+        value = body.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise invalid(f"{name}: must be a number", param=name)
+        setattr(request, name, float(value))
+    top_k = body.get("top_k")
+    if top_k is not None:
+        if not isinstance(top_k, int) or isinstance(top_k, bool):
+            raise invalid("top_k: must be an integer", param="top_k")
+        request.top_k = top_k
+    stops = body.get("stop_sequences")
+    if stops is not None:
+        if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
+            raise invalid("stop_sequences: must be a list of strings", param="stop_sequences")
+        request.stop = list(stops)
+
+
+def _system(value: object) -> list[Text]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [Text(value)] if value else []
+    if not isinstance(value, list):
+        raise invalid("system: must be a string or a list of text blocks", param="system")
+    parts: list[Text] = []
+    for i, block in enumerate(value):
+        where = f"system.{i}"
+        if not isinstance(block, dict) or block.get("type") != "text":
+            raise invalid(f"{where}.type: system blocks must be text", param=f"{where}.type")
+        parts.append(_text(block, where))
+    return parts
+
+
+# ---------------------------------------------------------------- messages
+
+
+def _messages(value: object) -> list[Message]:
+    if value is None:
+        raise invalid("messages: field required", param="messages")
+    if not isinstance(value, list):
+        raise invalid("messages: must be a list", param="messages")
+    messages: list[Message] = []
+    for i, item in enumerate(value):
+        where = f"messages.{i}"
+        if not isinstance(item, dict):
+            raise invalid(f"{where}: must be an object", param=where)
+        role = item.get("role")
+        if role not in _ROLES:
+            raise invalid(f"{where}.role: must be user, assistant or system", param=f"{where}.role")
+        messages.append(Message(role=role, parts=_content(item.get("content"), f"{where}.content")))
+    return messages
+
+
+def _content(value: object, where: str) -> list[Part]:
+    if isinstance(value, str):
+        return [Text(value)]
+    if not isinstance(value, list):
+        raise invalid(f"{where}: must be a string or a list of blocks", param=where)
+    parts: list[Part] = []
+    for j, block in enumerate(value):
+        part = _block(block, f"{where}.{j}")
+        if part is not None:
+            parts.append(part)
+    return parts
+
+
+def _block(block: object, where: str) -> Part | None:
+    if not isinstance(block, dict):
+        raise invalid(f"{where}: must be an object", param=where)
+    kind = block.get("type")
+    parser = _BLOCK_PARSERS.get(kind) if isinstance(kind, str) else None
+    if parser is not None:
+        return parser(block, where)
+    if kind in _SKIPPED_BLOCKS:
+        return None
+    raise invalid(f"{where}.type: unsupported content block type {kind!r}", param=f"{where}.type")
+
+
+def _cached(block: JSON) -> bool:
+    return isinstance(block.get("cache_control"), dict)
+
+
+def _require_str(block: JSON, field: str, where: str) -> str:
+    value = block.get(field)
+    if not isinstance(value, str):
+        raise invalid(f"{where}.{field}: must be a string", param=f"{where}.{field}")
+    return value
+
+
+def _text(block: JSON, where: str) -> Text:
+    citations = block.get("citations")
+    return Text(
+        text=_require_str(block, "text", where),
+        cache=_cached(block),
+        citations=citations if isinstance(citations, list) and citations else None,
+    )
+
+
+def _source(block: JSON, where: str) -> JSON:
+    source = block.get("source")
+    if not isinstance(source, dict) or not isinstance(source.get("type"), str):
+        raise invalid(f"{where}.source: must be an object with a type", param=f"{where}.source")
+    return source
+
+
+def _image(block: JSON, where: str) -> Image:
+    source = _source(block, where)
+    here = f"{where}.source"
+    if source["type"] == "base64":
+        return Image(
+            media_type=_require_str(source, "media_type", here),
+            data=_require_str(source, "data", here),
+            cache=_cached(block),
+        )
+    if source["type"] == "url":
+        return Image(url=_require_str(source, "url", here), cache=_cached(block))
+    raise invalid(f"{here}.type: unsupported image source", param=f"{here}.type")
+
+
+def _document(block: JSON, where: str) -> Document:
+    source = _source(block, where)
+    here = f"{where}.source"
+    doc = Document(
+        title=block.get("title") if isinstance(block.get("title"), str) else None,
+        context=block.get("context") if isinstance(block.get("context"), str) else None,
+        cache=_cached(block),
+    )
+    kind = source["type"]
+    if kind == "base64":
+        doc.media_type = _require_str(source, "media_type", here)
+        doc.data = _require_str(source, "data", here)
+    elif kind == "url":
+        doc.url = _require_str(source, "url", here)
+    elif kind == "text":
+        doc.media_type = "text/plain"
+        doc.text = _require_str(source, "data", here)
+    elif kind == "content":
+        doc.text = _content_source_text(source.get("content"), here)
+    else:
+        raise invalid(f"{here}.type: unsupported document source", param=f"{here}.type")
+    return doc
+
+
+def _content_source_text(content: object, where: str) -> str:
+    """A `content` document source (a string or text blocks) -> its text."""
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        raise invalid(f"{where}.content: must be a string or a list", param=f"{where}.content")
+    texts = [b["text"] for b in content if isinstance(b, dict) and isinstance(b.get("text"), str)]
+    return "\n\n".join(texts)
+
+
+def _tool_use(block: JSON, where: str) -> ToolCall:
+    call_id, metadata = split_id(_require_str(block, "id", where))
+    arguments = block.get("input", {})
+    if not isinstance(arguments, dict):
+        raise invalid(f"{where}.input: must be an object", param=f"{where}.input")
+    return ToolCall(
+        id=call_id,
+        name=_require_str(block, "name", where),
+        arguments=arguments,
+        provider_metadata=metadata,
+        cache=_cached(block),
+    )
+
+
+def _tool_result(block: JSON, where: str) -> ToolResult:
+    call_id, _ = split_id(_require_str(block, "tool_use_id", where))
+    return ToolResult(
+        call_id=call_id,
+        content=_tool_result_content(block.get("content"), f"{where}.content"),
+        is_error=block.get("is_error") is True,
+        cache=_cached(block),
+    )
+
+
+def _tool_result_content(value: object, where: str) -> list[Text | Image | Document]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [Text(value)] if value else []
+    if not isinstance(value, list):
+        raise invalid(f"{where}: must be a string or a list of blocks", param=where)
+    content: list[Text | Image | Document] = []
+    for k, item in enumerate(value):
+        part = _block(item, f"{where}.{k}")
+        if isinstance(part, Text | Image | Document):
+            content.append(part)
+        elif part is not None:
+            raise invalid(f"{where}.{k}.type: not allowed in a tool result", f"{where}.{k}.type")
+    return content
+
+
+def _search_result(block: JSON, where: str) -> Text:
+    """A search_result block has no canonical form; keep what the model would read."""
+    title = block.get("title") if isinstance(block.get("title"), str) else ""
+    body = _content_source_text(block.get("content", []), where)
+    return Text(f"{title}\n\n{body}" if title else body, cache=_cached(block))
+
+
+def _thinking(block: JSON, where: str) -> Reasoning:
+    signature = block.get("signature")
+    return reasoning_from_thinking(
+        _require_str(block, "thinking", where),
+        signature if isinstance(signature, str) else None,
+    )
+
+
+def _redacted_thinking(block: JSON, where: str) -> Reasoning:
+    return Reasoning(redacted=_require_str(block, "data", where), origin=ANTHROPIC)
+
+
+_BLOCK_PARSERS: dict[str, Callable[[JSON, str], Part]] = {
+    "text": _text,
+    "image": _image,
+    "document": _document,
+    "tool_use": _tool_use,
+    "tool_result": _tool_result,
+    "thinking": _thinking,
+    "redacted_thinking": _redacted_thinking,
+    "search_result": _search_result,
+}
+
+
+# ---------------------------------------------------------------- tools
+
+
+def _tools(value: object) -> list[Tool]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise invalid("tools: must be a list", param="tools")
+    return [_tool(item, f"tools.{i}") for i, item in enumerate(value)]
+
+
+def _tool(item: object, where: str) -> Tool:
+    if not isinstance(item, dict):
+        raise invalid(f"{where}: must be an object", param=where)
+    kind = item.get("type")
+    if kind is None or kind == "custom":
+        name = _require_str(item, "name", where)
+        schema = item.get("input_schema")
+        if not isinstance(schema, dict):
+            raise invalid(f"{where}.input_schema: field required", param=f"{where}.input_schema")
+        description = item.get("description")
+        strict = item.get("strict")
+        return Tool(
+            name=name,
+            description=description if isinstance(description, str) else None,
+            parameters=schema,
+            strict=strict if isinstance(strict, bool) else None,
+            cache=_cached(item),
+        )
+    if not isinstance(kind, str):
+        raise invalid(f"{where}.type: must be a string", param=f"{where}.type")
+    # A server tool (web_search_20250305, bash_20250124, ...): kept whole for an upstream
+    # that knows it, dropped by codecs whose upstream does not.
+    config = {k: v for k, v in item.items() if k not in ("type", "name", "cache_control")}
+    hosted_name = item.get("name")
+    return Tool(
+        name=hosted_name if isinstance(hosted_name, str) else kind,
+        kind="hosted",
+        hosted_type=kind,
+        config=config,
+        cache=_cached(item),
+    )
+
+
+def _tool_choice(value: object, request: Request) -> None:
+    if value is None:
+        return
+    if not isinstance(value, dict) or value.get("type") not in _TOOL_CHOICE_MODES:
+        raise invalid("tool_choice.type: must be auto, any, tool or none", "tool_choice.type")
+    mode = _TOOL_CHOICE_MODES[value["type"]]
+    name = None
+    if mode == "tool":
+        name = _require_str(value, "name", "tool_choice")
+    request.tool_choice = ToolChoice(mode=mode, name=name)
+    if value.get("disable_parallel_tool_use") is True:
+        request.parallel_tool_calls = False
+
+
+# ---------------------------------------------------------------- thinking and output
+
+
+def _reasoning(thinking: object, output_config: object) -> ReasoningConfig | None:
+    effort = None
+    if isinstance(output_config, dict) and output_config.get("effort") in _EFFORTS:
+        effort = output_config["effort"]
+    if not isinstance(thinking, dict):
+        return ReasoningConfig(effort=effort) if effort else None
+    kind = thinking.get("type")
+    if kind == "disabled":
+        return ReasoningConfig(enabled=False, effort=effort)
+    if kind == "enabled":
+        budget = thinking.get("budget_tokens")
+        if not isinstance(budget, int) or isinstance(budget, bool):
+            raise invalid("thinking.budget_tokens: field required", "thinking.budget_tokens")
+        return ReasoningConfig(enabled=True, budget_tokens=budget, effort=effort)
+    if not isinstance(kind, str):
+        raise invalid("thinking.type: field required", param="thinking.type")
+    # adaptive, and newer modes we do not know yet: thinking on, the model decides how much.
+    return ReasoningConfig(enabled=True, adaptive=True, effort=effort)
+
+
+def _response_format(output_config: object) -> JSON | None:
+    """Structured outputs (`output_config.format`) -> the OpenAI-style json_schema format
+    the canonical Request carries."""
+    if not isinstance(output_config, dict):
+        return None
+    fmt = output_config.get("format")
+    if not isinstance(fmt, dict) or fmt.get("type") != "json_schema":
+        return None
+    schema = fmt.get("schema")
+    if not isinstance(schema, dict):
+        raise invalid("output_config.format.schema: field required", "output_config.format.schema")
+    return {"type": "json_schema", "json_schema": {"name": "output", "schema": schema}}
+
+
+__all__ = ["parse_count_tokens_request", "parse_request"]

@@ -1,0 +1,259 @@
+"""An Anthropic-compatible upstream's SSE stream -> canonical events.
+
+Keeps canonical.stream's contract, and in particular:
+- usage comes from `message_start` and the cumulative `message_delta`; `MessageDelta` is
+  emitted once, at `message_stop`, with the merged totals;
+- `input_json_delta` fragments are collected and emitted as ONE ToolArgsDelta of repaired,
+  valid JSON at the block's stop (upstreams break JSON; clients validate it strictly);
+- blocks we cannot represent (server_tool_use, web_search_tool_result...) are skipped and
+  canonical indexes stay 0, 1, 2...;
+- `event: error` becomes a StreamError, and so does a body that ends before `message_stop`;
+  nothing is emitted after either.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import orjson
+
+from babelgate.canonical import (
+    Event,
+    GatewayError,
+    MessageDelta,
+    MessageStart,
+    MessageStop,
+    PartStart,
+    PartStop,
+    Reasoning,
+    ReasoningDelta,
+    Request,
+    SignatureDelta,
+    StopReason,
+    StreamError,
+    Text,
+    TextDelta,
+    ToolArgsDelta,
+    ToolCall,
+    Usage,
+)
+from babelgate.canonical.tool_args import dump_arguments, parse_arguments
+
+from ..base import StreamDecoder
+from ..sse import SSEDecoder, SSEEvent
+from .carrier import ANTHROPIC
+from .errors import error_from_object
+from .response import upstream_call
+from .tool_names import custom_tool_names, name_map
+from .wire import canonical_stop_reason, update_usage
+
+JSON = dict[str, Any]
+
+
+class _Block:
+    """One open upstream block: the part announced at its start (never mutated, so a
+    consumer may keep it) and the pieces that will make the finished part."""
+
+    __slots__ = ("args", "citations", "index", "part", "signature", "texts")
+
+    def __init__(self, index: int, part: Text | Reasoning | ToolCall) -> None:
+        self.index = index
+        self.part = part
+        self.texts: list[str] = []  # text or thinking pieces
+        self.args: list[str] = []  # input_json_delta fragments
+        self.signature: list[str] = []
+        self.citations: list[JSON] = []
+
+
+class AnthropicStreamDecoder(StreamDecoder):
+    __slots__ = (
+        "_block",
+        "_custom",
+        "_done",
+        "_names",
+        "_next_index",
+        "_request",
+        "_sse",
+        "_started",
+        "_stop_reason",
+        "_stop_sequence",
+        "_usage",
+    )
+
+    def __init__(self, request: Request) -> None:
+        self._request = request
+        self._sse = SSEDecoder()
+        self._names = name_map(request)
+        self._custom = custom_tool_names(request)
+        self._block: _Block | None = None
+        self._next_index = 0
+        self._usage = Usage()
+        self._stop_reason: StopReason | None = None
+        self._stop_sequence: str | None = None
+        self._started = False
+        self._done = False
+
+    def feed(self, chunk: bytes) -> list[Event]:
+        events: list[Event] = []
+        for sse_event in self._sse.feed(chunk):
+            self._handle(sse_event, events)
+        return events
+
+    def close(self) -> list[Event]:
+        events: list[Event] = []
+        for sse_event in self._sse.flush():
+            self._handle(sse_event, events)
+        if not self._done:
+            self._done = True
+            message = "upstream stream ended before message_stop"
+            events.append(StreamError(GatewayError("connection", message)))
+        return events
+
+    # ------------------------------------------------ dispatch
+
+    def _handle(self, sse_event: SSEEvent, events: list[Event]) -> None:
+        if self._done or not sse_event.data:
+            return
+        try:
+            data = orjson.loads(sse_event.data)
+        except orjson.JSONDecodeError:
+            self._fail(events, f"upstream sent invalid JSON in a stream event: {sse_event.data!r}")
+            return
+        if not isinstance(data, dict):
+            return
+        kind = data.get("type") or sse_event.event
+        if kind == "content_block_delta":
+            self._delta(data.get("delta"), events)
+        elif kind == "content_block_start":
+            self._block_start(data.get("content_block"), events)
+        elif kind == "content_block_stop":
+            self._block_stop(events)
+        elif kind == "message_start":
+            self._message_start(data.get("message"), events)
+        elif kind == "message_delta":
+            self._message_delta(data)
+        elif kind == "message_stop":
+            self._message_stop(events)
+        elif kind == "error":
+            error = data.get("error")
+            self._done = True
+            events.append(StreamError(error_from_object(error if isinstance(error, dict) else {})))
+        # ping and unknown events carry nothing for us
+
+    def _fail(self, events: list[Event], message: str) -> None:
+        self._done = True
+        events.append(StreamError(GatewayError("api_error", message)))
+
+    # ------------------------------------------------ message
+
+    def _message_start(self, message: object, events: list[Event]) -> None:
+        if self._started or not isinstance(message, dict):
+            return
+        self._started = True
+        update_usage(self._usage, message.get("usage"))
+        events.append(
+            MessageStart(
+                id=str(message.get("id") or ""),
+                model=str(message.get("model") or self._request.model),
+                usage=Usage(
+                    input_tokens=self._usage.input_tokens,
+                    output_tokens=self._usage.output_tokens,
+                    cache_read_tokens=self._usage.cache_read_tokens,
+                    cache_write_tokens=self._usage.cache_write_tokens,
+                ),
+            )
+        )
+
+    def _message_delta(self, data: JSON) -> None:
+        delta = data.get("delta")
+        if isinstance(delta, dict):
+            self._stop_reason = canonical_stop_reason(delta.get("stop_reason"))
+            sequence = delta.get("stop_sequence")
+            self._stop_sequence = sequence if isinstance(sequence, str) else None
+        update_usage(self._usage, data.get("usage"))
+
+    def _message_stop(self, events: list[Event]) -> None:
+        if self._block is not None:  # an upstream that forgot a content_block_stop
+            self._block_stop(events)
+        self._done = True
+        events.append(MessageDelta(self._stop_reason, self._usage, self._stop_sequence))
+        events.append(MessageStop())
+
+    # ------------------------------------------------ blocks
+
+    def _block_start(self, block: object, events: list[Event]) -> None:
+        if self._block is not None:
+            self._block_stop(events)
+        part = self._new_part(block) if isinstance(block, dict) else None
+        if part is None:
+            return  # skipped: its deltas and stop find no open block
+        assert isinstance(block, dict)
+        current = self._block = _Block(self._next_index, part)
+        self._next_index += 1
+        events.append(PartStart(current.index, part))
+        initial = block.get("text") if isinstance(part, Text) else block.get("thinking")
+        if isinstance(initial, str) and initial:
+            self._add_text(initial, events)
+
+    def _new_part(self, block: JSON) -> Text | Reasoning | ToolCall | None:
+        kind = block.get("type")
+        if kind == "text":
+            return Text("")
+        if kind == "thinking":
+            return Reasoning(origin=ANTHROPIC)
+        if kind == "redacted_thinking":
+            return Reasoning(redacted=str(block.get("data") or ""), origin=ANTHROPIC)
+        if kind == "tool_use":
+            return upstream_call(block, {}, self._names, self._custom)
+        return None
+
+    def _delta(self, delta: object, events: list[Event]) -> None:
+        current = self._block
+        if current is None or not isinstance(delta, dict):
+            return
+        kind = delta.get("type")
+        if kind in ("text_delta", "thinking_delta"):
+            text = delta.get("text") if kind == "text_delta" else delta.get("thinking")
+            if isinstance(text, str) and text:
+                self._add_text(text, events)
+        elif kind == "input_json_delta":
+            fragment = delta.get("partial_json")
+            if isinstance(fragment, str):
+                current.args.append(fragment)
+        elif kind == "signature_delta" and isinstance(current.part, Reasoning):
+            signature = delta.get("signature")
+            if isinstance(signature, str) and signature:
+                current.signature.append(signature)
+                events.append(SignatureDelta(current.index, signature))
+        elif kind == "citations_delta" and isinstance(current.part, Text):
+            citation = delta.get("citation")
+            if isinstance(citation, dict):
+                current.citations.append(citation)
+
+    def _add_text(self, text: str, events: list[Event]) -> None:
+        current = self._block
+        assert current is not None
+        if isinstance(current.part, Text):
+            current.texts.append(text)
+            events.append(TextDelta(current.index, text))
+        elif isinstance(current.part, Reasoning) and not current.part.redacted:
+            current.texts.append(text)
+            events.append(ReasoningDelta(current.index, text))
+
+    def _block_stop(self, events: list[Event]) -> None:
+        current, self._block = self._block, None
+        if current is None:
+            return  # the stop of a skipped block
+        part: Text | Reasoning | ToolCall
+        if isinstance(current.part, Text):
+            part = replace(current.part, text="".join(current.texts))
+            if current.citations:
+                part.citations = current.citations
+        elif isinstance(current.part, Reasoning):
+            signature = "".join(current.signature) or None
+            part = replace(current.part, text="".join(current.texts), signature=signature)
+        else:
+            part = replace(current.part, arguments=parse_arguments("".join(current.args)))
+            events.append(ToolArgsDelta(current.index, dump_arguments(part.arguments)))
+        events.append(PartStop(current.index, part))

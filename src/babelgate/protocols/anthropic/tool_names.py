@@ -1,0 +1,45 @@
+"""Tool names an Anthropic upstream accepts, and the way back to the client's own names.
+
+Anthropic requires `^[a-zA-Z0-9_-]{1,128}$`. Other clients send names Anthropic rejects (dots,
+colons, MCP-style long names), so `upstream_name` rewrites an invalid name deterministically
+(the same name always gives the same result, so history and tool list agree) and
+`name_map` lets a decoder turn the upstream's names back into the client's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+from babelgate.canonical import Request
+
+MAX_NAME = 128
+_VALID = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
+_INVALID_CHARS = re.compile(r"[^a-zA-Z0-9_-]")
+_HASH_LEN = 8
+
+
+def upstream_name(name: str) -> str:
+    """`name` if Anthropic accepts it, else a cleaned name with a short hash of the original
+    (the hash keeps two names that clean to the same text apart)."""
+    if _VALID.match(name):
+        return name
+    digest = hashlib.sha1(name.encode(), usedforsecurity=False).hexdigest()[:_HASH_LEN]
+    cleaned = _INVALID_CHARS.sub("_", name)[: MAX_NAME - _HASH_LEN - 1]
+    return f"{cleaned}_{digest}"
+
+
+def name_map(request: Request) -> dict[str, str]:
+    """Upstream name -> the request's own name, for the names that had to change."""
+    renamed: dict[str, str] = {}
+    for tool in request.tools:
+        upstream = upstream_name(tool.name)
+        if upstream != tool.name:
+            renamed[upstream] = tool.name
+    return renamed
+
+
+def custom_tool_names(request: Request) -> frozenset[str]:
+    """Upstream names of the request's free-form (`custom`) tools, whose calls come back as
+    `{"input": "..."}` and must be marked `kind="custom"` again."""
+    return frozenset(upstream_name(t.name) for t in request.tools if t.kind == "custom")

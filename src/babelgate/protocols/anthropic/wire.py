@@ -1,0 +1,66 @@
+"""Small translations both directions share: stop reasons and usage."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from babelgate.canonical import StopReason, Usage
+
+JSON = dict[str, Any]
+
+_TO_CLIENT: dict[str, str] = {
+    "context_window_exceeded": "model_context_window_exceeded",
+    # No Anthropic equivalent: the turn ended, and the error (if any) travels separately.
+    "error": "end_turn",
+}
+_FROM_UPSTREAM: dict[str, StopReason] = {
+    "end_turn": "end_turn",
+    "max_tokens": "max_tokens",
+    "stop_sequence": "stop_sequence",
+    "tool_use": "tool_use",
+    "pause_turn": "pause_turn",
+    "refusal": "refusal",
+    "model_context_window_exceeded": "context_window_exceeded",
+}
+
+
+def client_stop_reason(reason: StopReason | None) -> str:
+    if reason is None:
+        return "end_turn"
+    return _TO_CLIENT.get(reason, reason)
+
+
+def canonical_stop_reason(reason: object) -> StopReason | None:
+    if reason is None:
+        return None
+    return _FROM_UPSTREAM.get(str(reason), "end_turn")
+
+
+def usage_body(usage: Usage) -> JSON:
+    """Anthropic usage with every field present (Claude Code reads all four)."""
+    return {
+        "input_tokens": usage.input_tokens,
+        "output_tokens": usage.output_tokens,
+        "cache_creation_input_tokens": usage.cache_write_tokens,
+        "cache_read_input_tokens": usage.cache_read_tokens,
+    }
+
+
+def _int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def update_usage(usage: Usage, body: object) -> None:
+    """Fold an upstream usage object into `usage`; absent or null fields keep their value
+    (message_delta repeats only some of them)."""
+    if not isinstance(body, dict):
+        return
+    for key, attr in (
+        ("input_tokens", "input_tokens"),
+        ("output_tokens", "output_tokens"),
+        ("cache_creation_input_tokens", "cache_write_tokens"),
+        ("cache_read_input_tokens", "cache_read_tokens"),
+    ):
+        value = _int(body.get(key))
+        if value is not None:
+            setattr(usage, attr, value)
