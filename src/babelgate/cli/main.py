@@ -1,0 +1,151 @@
+"""The `babelgate` command line: `serve`, `init`, `--version`.
+
+Promises: a configuration problem prints one clear message to stderr and exits 2 (no
+traceback); nothing printed ever contains an api_key; the server package is imported only
+when `serve` runs, so this module imports cleanly on its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+from babelgate import __version__
+from babelgate.cli.example import EXAMPLE_CONFIG
+from babelgate.config import (
+    DEFAULT_CONFIG_FILE,
+    NO_PROVIDER_HINT,
+    ConfigError,
+    Settings,
+    load_settings,
+)
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2  # also used for configuration errors, like a bad command line
+EXIT_INTERRUPTED = 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="babelgate",
+        description="A fast, self-hosted LLM API gateway: any coding agent on any model.",
+    )
+    parser.add_argument("--version", action="version", version=f"babelgate {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_serve(commands)
+    _add_init(commands)
+    return parser
+
+
+def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    serve = commands.add_parser(
+        "serve",
+        help="run the gateway",
+        description="Run the gateway. Without --config it reads ./babelgate.yaml if present, "
+        "else discovers providers from API-key environment variables.",
+    )
+    serve.add_argument("--config", metavar="FILE", help="path to babelgate.yaml")
+    serve.add_argument("--host", help="address to listen on (default: config, else 127.0.0.1)")
+    serve.add_argument("--port", type=_port, help="port to listen on (default: config, else 8080)")
+    serve.set_defaults(handler=_serve)
+
+
+def _add_init(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    init = commands.add_parser(
+        "init",
+        help="write an example babelgate.yaml",
+        description="Write an example configuration file to edit.",
+    )
+    init.add_argument(
+        "--path", default=DEFAULT_CONFIG_FILE, help=f"where to write it ({DEFAULT_CONFIG_FILE})"
+    )
+    init.add_argument("--force", action="store_true", help="overwrite an existing file")
+    init.set_defaults(handler=_init)
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port out of range 1-65535: {port}")
+    return port
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the process exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version and usage errors exit from argparse
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        code: int = handler(args)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    return code
+
+
+# ---------------------------------------------------------------------------- serve
+
+
+def _serve(args: argparse.Namespace) -> int:
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        print(f"babelgate: configuration error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    host = args.host or settings.server.host
+    port = args.port or settings.server.port
+    describe_settings(settings, sys.stderr)
+
+    # Imported late so `babelgate --help`, `init` and config errors need no server stack.
+    from babelgate.server.run import serve  # noqa: PLC0415
+
+    serve(settings, host, port)  # blocks until the server stops
+    return EXIT_OK
+
+
+def describe_settings(settings: Settings, out: TextIO) -> None:
+    """A start-up summary: where the configuration came from and each provider, without
+    credentials (only whether a key is present)."""
+    if not settings.providers:
+        print(f"babelgate: no provider configured. {NO_PROVIDER_HINT}", file=out)
+        return
+    print(f"babelgate: configuration from {settings.source}", file=out)
+    for name, provider in settings.providers.items():
+        extra = f", preset {provider.preset}" if provider.preset else ""
+        key = "" if provider.api_key else ", no api key"
+        print(f"  provider {name}: {provider.type} {provider.base_url}{extra}{key}", file=out)
+    for pattern, targets in settings.routes.items():
+        print(f"  route {pattern} -> {', '.join(targets)}", file=out)
+
+
+# ---------------------------------------------------------------------------- init
+
+
+def _init(args: argparse.Namespace) -> int:
+    path = Path(args.path)
+    if path.exists() and not args.force:
+        print(f"babelgate: {path} already exists; use --force to overwrite it", file=sys.stderr)
+        return EXIT_FAILURE
+    try:
+        path.write_text(EXAMPLE_CONFIG, encoding="utf-8")
+    except OSError as exc:
+        print(f"babelgate: cannot write {path}: {exc.strerror}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(f"babelgate: wrote {path}; edit it, then run `babelgate serve --config {path}`")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

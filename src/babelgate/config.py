@@ -1,0 +1,447 @@
+"""Configuration: babelgate.yaml, or providers discovered from environment variables.
+
+What this module promises:
+- `load_settings()` returns a validated `Settings` or raises `ConfigError`; every error names
+  the field path and the file, with a hint on how to fix it, and never shows an api_key.
+- `${VAR}` and `${VAR:-default}` expand in every string value of the file (`$${` is a literal
+  `${`); an unset variable without a default expands to "".
+- Routes are normalised: every route maps to a non-empty list of targets, and every target
+  names a configured provider (`provider`, `provider/*` or `provider/model`).
+- Without a file, providers come from well-known API-key variables, with default routes that
+  send Claude model names somewhere sensible (see docs/configuration.md).
+Configuration is read once at start-up; nothing here runs per request.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+
+from babelgate.protocols.base import Quirks
+from babelgate.providers.presets import DEFAULT_QUIRKS, PRESETS
+
+DEFAULT_CONFIG_FILE = "babelgate.yaml"
+ENV_SOURCE = "environment"
+
+NO_PROVIDER_HINT = (
+    "babelgate has no upstream provider configured. Set an API key in the environment "
+    "before starting it (ANTHROPIC_API_KEY, OPENAI_API_KEY, GEMINI_API_KEY, DEEPSEEK_API_KEY, "
+    "MOONSHOT_API_KEY, ZHIPU_API_KEY, XAI_API_KEY, OPENROUTER_API_KEY, SILICONFLOW_API_KEY, "
+    "or OLLAMA_BASE_URL for a local Ollama), or write a babelgate.yaml (`babelgate init` "
+    "creates an example) and start it with `babelgate serve --config babelgate.yaml`."
+)
+
+ProviderType = Literal["openai", "anthropic", "gemini", "openai-responses"]
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used. The message names the field and the file."""
+
+
+# ---------------------------------------------------------------------------- models
+
+
+class ServerConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+
+
+class ProviderConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: ProviderType
+    base_url: str  # openai: includes /v1 as in the OpenAI SDK; anthropic: no /v1
+    # repr=False keeps credentials out of reprs, logs and tracebacks.
+    api_key: str | None = Field(default=None, repr=False)
+    preset: str | None = None
+    max_tokens: int | None = Field(default=None, gt=0)  # clamp for the client's max_tokens
+    headers: dict[str, str] = Field(default_factory=dict, repr=False)
+    timeout: float = Field(default=600, gt=0)
+
+    _quirks: Quirks | None = PrivateAttr(default=None)
+
+    @field_validator("base_url")
+    @classmethod
+    def _check_base_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        # Paths are joined as base_url + "/chat/completions": a trailing slash would double.
+        return value.rstrip("/")
+
+    @field_validator("preset")
+    @classmethod
+    def _check_preset(cls, value: str | None) -> str | None:
+        if value is not None and value not in PRESETS:
+            known = ", ".join(PRESETS)
+            raise ValueError(f"unknown preset {value!r}; known presets: {known}")
+        return value
+
+    def quirks(self) -> Quirks:
+        """The preset's Quirks (or the type's defaults), with `max_tokens` from this config
+        when set. Computed once per provider."""
+        if self._quirks is None:
+            base = PRESETS[self.preset] if self.preset else DEFAULT_QUIRKS[self.type]
+            if self.max_tokens is not None:
+                base = dataclasses.replace(base, max_tokens=self.max_tokens)
+            self._quirks = base
+        return self._quirks
+
+
+class Settings(BaseModel):
+    server: ServerConfig
+    providers: dict[str, ProviderConfig]
+    routes: dict[str, list[str]]  # normalised: a single target string becomes a one-item list
+    source: str  # "path/to/file.yaml" or "environment" (for /health and errors)
+
+
+class _FileConfig(BaseModel):
+    """The shape of babelgate.yaml (Settings without `source`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    providers: dict[str, ProviderConfig] = Field(default_factory=dict)
+    routes: dict[str, list[str]] = Field(default_factory=dict)
+
+    @field_validator("routes", mode="before")
+    @classmethod
+    def _one_target_is_a_list(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: [v] if isinstance(v, str) else v for k, v in value.items()}
+        return value
+
+
+# ---------------------------------------------------------------------------- loading
+
+
+def load_settings(
+    path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None
+) -> Settings:
+    """Settings from `path`; without one, from ./babelgate.yaml if it exists, else from
+    environment variables (`env`, default os.environ)."""
+    env = os.environ if env is None else env
+    if path is None:
+        if Path(DEFAULT_CONFIG_FILE).is_file():
+            return _load_file(Path(DEFAULT_CONFIG_FILE), env)
+        return settings_from_env(env)
+    return _load_file(Path(path), env)
+
+
+def _load_file(path: Path, env: Mapping[str, str]) -> Settings:
+    where = str(path)
+    raw = _read_yaml(path)
+    data = expand_env(raw, env)
+    try:
+        parsed = _FileConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, where)) from None
+    _check_routes(parsed.routes, parsed.providers, where)
+    return Settings(
+        server=parsed.server, providers=parsed.providers, routes=parsed.routes, source=where
+    )
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: file not found; check the path, or run `babelgate init` to write an "
+            "example configuration"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the file ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML{_yaml_position(exc)}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{path}: the top level must be a mapping with server, providers and routes"
+        )
+    return data
+
+
+def _yaml_position(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or ""
+    if mark is None:
+        return f": {problem}" if problem else ""
+    return f" at line {mark.line + 1}, column {mark.column + 1}: {problem}"
+
+
+# ---------------------------------------------------------------------------- ${VAR} expansion
+
+_VAR = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def expand_env(value: Any, env: Mapping[str, str]) -> Any:
+    """`${VAR}` / `${VAR:-default}` expanded in every string inside `value` (keys are left
+    alone). As in the shell, the default applies when VAR is unset or empty."""
+    if isinstance(value, str):
+        return _VAR.sub(lambda m: _substitute(m, env), value)
+    if isinstance(value, dict):
+        return {k: expand_env(v, env) for k, v in value.items()}
+    if isinstance(value, list):
+        return [expand_env(v, env) for v in value]
+    return value
+
+
+def _substitute(match: re.Match[str], env: Mapping[str, str]) -> str:
+    name, default = match.group(1), match.group(2)
+    if name is None:  # "$${" escapes a literal "${"
+        return "${"
+    found = env.get(name, "")
+    if found == "" and default is not None:
+        return default
+    return found
+
+
+# ---------------------------------------------------------------------------- errors
+
+_HINTS = {
+    "extra_forbidden": "unknown field",
+    "missing": "required field is missing",
+}
+
+
+def _describe(exc: ValidationError, where: str) -> str:
+    """One line per problem: `field.path: what is wrong in file; hint`."""
+    # A misspelt key usually also leaves a required one missing: report the typo first.
+    errors = sorted(exc.errors(), key=lambda err: err["type"] != "extra_forbidden")
+    lines = [_describe_one(err, where) for err in errors]
+    if len(lines) == 1:
+        return lines[0]
+    return f"{len(lines)} problems in {where}:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+def _describe_one(err: Mapping[str, Any], where: str) -> str:
+    loc = tuple(str(part) for part in err["loc"])
+    field = ".".join(loc) or "(top level)"
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        known = ", ".join(_known_fields(loc[:-1]))
+        return f"{field}: unknown field in {where}; remove it or fix the spelling (known: {known})"
+    if kind == "missing":
+        return f"{field}: required field is missing in {where}; add it"
+    # Pydantic's message never includes the input, so no secret can leak through it.
+    message = str(err["msg"]).removeprefix("Value error, ")
+    return f"{field}: {message} in {where}; {_hint_for(loc)}"
+
+
+def _known_fields(parent: tuple[str, ...]) -> list[str]:
+    model: type[BaseModel] = _FileConfig
+    if parent == ("server",):
+        model = ServerConfig
+    elif len(parent) == 2 and parent[0] == "providers":
+        model = ProviderConfig
+    return list(model.model_fields)
+
+
+def _hint_for(loc: tuple[str, ...]) -> str:
+    last = loc[-1] if loc else ""
+    hints = {
+        "type": "use one of: openai, anthropic, gemini, openai-responses",
+        "base_url": "for example https://api.openai.com/v1 (openai) or "
+        "https://api.anthropic.com (anthropic)",
+        "preset": "pick a known preset or remove the field",
+        "port": "use a port number between 1 and 65535",
+        "max_tokens": "use a positive whole number, or remove the field",
+        "timeout": "use a positive number of seconds",
+    }
+    if last in hints:
+        return hints[last]
+    if loc and loc[0] == "routes":
+        return "a route maps a model pattern to 'provider/model' or a list of them"
+    return "see docs/configuration.md"
+
+
+def _check_routes(
+    routes: Mapping[str, list[str]], providers: Mapping[str, ProviderConfig], where: str
+) -> None:
+    known = ", ".join(providers) or "(none configured)"
+    for pattern, targets in routes.items():
+        if not pattern:
+            raise ConfigError(f"routes: an empty route pattern in {where}; name a model pattern")
+        if not targets:
+            raise ConfigError(
+                f"routes.{pattern}: no target in {where}; give 'provider/model' or a list"
+            )
+        for target in targets:
+            provider = target.split("/", 1)[0]
+            if provider not in providers:
+                raise ConfigError(
+                    f"routes.{pattern}: target {target!r} names provider {provider!r}, which "
+                    f"is not configured in {where}; use one of: {known} "
+                    "(written 'provider/model', or 'provider' for the client's own model name)"
+                )
+
+
+# ---------------------------------------------------------------------------- environment
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _EnvProvider:
+    """A provider discovered from one environment variable, and its default models for the
+    Claude families (haiku, sonnet, opus) and for everything else."""
+
+    name: str
+    variable: str
+    type: ProviderType
+    base_url: str
+    preset: str | None
+    models: Mapping[str, str]  # keys: haiku, sonnet, opus, default
+    own_names: tuple[str, ...] = ()  # model-name globs this provider serves under its own name
+
+
+def _family(haiku: str, sonnet: str, opus: str, default: str | None = None) -> dict[str, str]:
+    return {"haiku": haiku, "sonnet": sonnet, "opus": opus, "default": default or sonnet}
+
+
+# Discovery order is priority order: the first provider found gets Claude model names when
+# ANTHROPIC_API_KEY is not set, and the `default` route.
+ENV_PROVIDERS: tuple[_EnvProvider, ...] = (
+    _EnvProvider(
+        "anthropic",
+        "ANTHROPIC_API_KEY",
+        "anthropic",
+        "https://api.anthropic.com",
+        None,
+        _family("claude-haiku-4-5", "claude-sonnet-4-5", "claude-opus-4-1"),
+        ("claude-*",),
+    ),
+    _EnvProvider(
+        "openai",
+        "OPENAI_API_KEY",
+        "openai",
+        "https://api.openai.com/v1",
+        None,
+        _family("gpt-5-mini", "gpt-5", "gpt-5"),
+        ("gpt-*", "o[0-9]*", "codex-*"),
+    ),
+    _EnvProvider(
+        "gemini",
+        "GEMINI_API_KEY",
+        "gemini",
+        "https://generativelanguage.googleapis.com",
+        None,
+        _family("gemini-2.5-flash", "gemini-2.5-pro", "gemini-2.5-pro"),
+        ("gemini-*",),
+    ),
+    _EnvProvider(
+        "deepseek",
+        "DEEPSEEK_API_KEY",
+        "openai",
+        "https://api.deepseek.com/v1",
+        "deepseek",
+        _family("deepseek-chat", "deepseek-chat", "deepseek-reasoner"),
+        ("deepseek-*",),
+    ),
+    _EnvProvider(
+        "kimi",
+        "MOONSHOT_API_KEY",
+        "openai",
+        "https://api.moonshot.ai/v1",
+        "kimi",
+        _family("kimi-k2.5", "kimi-k2.5", "kimi-k2-thinking"),
+        ("kimi-*", "moonshot-*"),
+    ),
+    _EnvProvider(
+        "glm",
+        "ZHIPU_API_KEY",
+        "openai",
+        "https://open.bigmodel.cn/api/paas/v4",
+        "glm",
+        _family("glm-4.5-air", "glm-4.6", "glm-4.6"),
+        ("glm-*",),
+    ),
+    _EnvProvider(
+        "grok",
+        "XAI_API_KEY",
+        "openai",
+        "https://api.x.ai/v1",
+        "grok",
+        _family("grok-3-mini", "grok-4", "grok-4"),
+        ("grok-*",),
+    ),
+    _EnvProvider(
+        "openrouter",
+        "OPENROUTER_API_KEY",
+        "openai",
+        "https://openrouter.ai/api/v1",
+        "openrouter",
+        _family(
+            "anthropic/claude-haiku-4.5", "anthropic/claude-sonnet-4.5", "anthropic/claude-opus-4.1"
+        ),
+    ),
+    _EnvProvider(
+        "siliconflow",
+        "SILICONFLOW_API_KEY",
+        "openai",
+        "https://api.siliconflow.cn/v1",
+        "siliconflow",
+        _family(
+            "deepseek-ai/DeepSeek-V3.2", "deepseek-ai/DeepSeek-V3.2", "deepseek-ai/DeepSeek-R1"
+        ),
+    ),
+    _EnvProvider(
+        "ollama",
+        "OLLAMA_BASE_URL",
+        "openai",
+        "",
+        "ollama",
+        _family("qwen3-coder", "qwen3-coder", "qwen3-coder"),
+    ),
+)
+
+
+def settings_from_env(env: Mapping[str, str]) -> Settings:
+    """Providers for every well-known variable that is set (non-empty), with default routes.
+    No variable set: no providers and no routes."""
+    found = [p for p in ENV_PROVIDERS if env.get(p.variable, "").strip()]
+    providers = {p.name: _env_provider_config(p, env[p.variable].strip()) for p in found}
+    return Settings(
+        server=ServerConfig(), providers=providers, routes=_env_routes(found), source=ENV_SOURCE
+    )
+
+
+def _env_provider_config(spec: _EnvProvider, value: str) -> ProviderConfig:
+    if spec.name == "ollama":  # the variable holds the server's URL; Ollama needs no key
+        return ProviderConfig(type="openai", base_url=ollama_v1_url(value), preset="ollama")
+    return ProviderConfig(type=spec.type, base_url=spec.base_url, api_key=value, preset=spec.preset)
+
+
+def ollama_v1_url(url: str) -> str:
+    """Ollama's OpenAI-compatible base: `<url>/v1` unless the URL already ends in /v1."""
+    url = url.rstrip("/")
+    if "://" not in url:
+        url = "http://" + url  # OLLAMA_HOST-style values ("localhost:11434") are common
+    return url if url.endswith("/v1") else url + "/v1"
+
+
+def _env_routes(found: list[_EnvProvider]) -> dict[str, list[str]]:
+    """Own-name globs first (gpt-* to OpenAI...), then Claude families, then `default`."""
+    if not found:
+        return {}
+    routes: dict[str, list[str]] = {}
+    for spec in found:
+        for pattern in spec.own_names:
+            routes.setdefault(pattern, [spec.name])
+    first = found[0]
+    if first.name != "anthropic":  # with Anthropic, claude-* already goes there by name
+        routes["claude-*haiku*"] = [f"{first.name}/{first.models['haiku']}"]
+        routes["claude-*opus*"] = [f"{first.name}/{first.models['opus']}"]
+        routes["claude-*"] = [f"{first.name}/{first.models['sonnet']}"]
+    routes["default"] = [f"{first.name}/{first.models['default']}"]
+    return routes

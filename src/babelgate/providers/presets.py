@@ -1,0 +1,140 @@
+"""Quirks presets: what differs between upstreams that speak the same wire protocol.
+
+`PRESETS` names the OpenAI-compatible services babelgate knows (a provider's `preset:` in
+babelgate.yaml); `DEFAULT_QUIRKS` holds the reference behaviour of each provider `type` when no
+preset is given. Values are plain data, fixed at import; configuration may only override the
+`max_tokens` clamp (see `ProviderConfig.quirks`).
+
+Every non-obvious value says where it comes from. The rules applied:
+- `max_tokens` is a clamp, set only where the provider documents a hard output limit that
+  clients such as Claude Code (which asks for 32k and more) would exceed.
+- `strict_fields=False` only where the service is known to ignore fields it does not define.
+- `echo_reasoning=True` where the service needs (or reads) the assistant's reasoning back on
+  later turns, so multi-turn tool use keeps working.
+"""
+
+from __future__ import annotations
+
+from babelgate.protocols.base import Quirks
+
+DEFAULT_QUIRKS: dict[str, Quirks] = {
+    # OpenAI itself: reasoning models (o-series, gpt-5) reject `max_tokens` and want
+    # `max_completion_tokens`; the API rejects unknown fields ("Unrecognized request argument
+    # supplied"); documents travel as `file` parts.
+    "openai": Quirks(
+        max_tokens_field="max_completion_tokens",
+        reasoning_control="reasoning_effort",
+        strict_fields=True,
+        documents=True,
+    ),
+    # Anthropic Messages: thinking is native; PDFs are `document` blocks; unknown fields are
+    # rejected ("Extra inputs are not permitted"). Chat-only fields below are unused.
+    "anthropic": Quirks(reasoning_control="none", documents=True, strict_fields=True),
+    # Gemini: thinking via generationConfig.thinkingConfig (the codec's business); PDFs via
+    # inlineData; unknown JSON names are rejected ("Invalid JSON payload received").
+    "gemini": Quirks(reasoning_control="none", documents=True, strict_fields=True),
+    # OpenAI Responses: `reasoning.effort`, `max_output_tokens`, `input_file`; strict like Chat.
+    "openai-responses": Quirks(
+        reasoning_control="reasoning_effort", documents=True, strict_fields=True
+    ),
+}
+
+PRESETS: dict[str, Quirks] = {
+    # DeepSeek (api-docs.deepseek.com): deepseek-chat's documented max output is 8K
+    # (pricing page: "MAX OUTPUT TOKENS 8K"); a larger max_tokens is rejected, so clamp.
+    # Thinking: `thinking: {type: enabled|disabled}` (guides/thinking_mode) on V3.1+ and the
+    # reasoner model. Reasoning arrives in `reasoning_content`, and on tool-call turns it
+    # must be sent back on every later request or the API answers 400 ("Missing
+    # reasoning_content field"). No image input on the OpenAI-compatible API. Unknown
+    # fields are tolerated (the docs say unsupported sampling fields are ignored).
+    "deepseek": Quirks(
+        max_tokens=8192,
+        reasoning_control="thinking",
+        reasoning_field="reasoning_content",
+        echo_reasoning=True,
+        images=False,
+        strict_fields=False,
+    ),
+    # Moonshot Kimi (platform.moonshot.ai, "Using thinking models"): kimi-k2.5/k2.6 switch
+    # thinking with `thinking: {type: enabled|disabled}`; kimi-k2-thinking always thinks.
+    # Reasoning is `reasoning_content`, and Moonshot asks to keep it in the context for
+    # multi-step tool use (omitting it on tool-call turns gives 400 on K2 thinking models).
+    # Unknown top-level fields are ignored. 256K-token models: no clamp needed.
+    "kimi": Quirks(
+        reasoning_control="thinking",
+        reasoning_field="reasoning_content",
+        echo_reasoning=True,
+        strict_fields=False,
+    ),
+    # Zhipu GLM (docs.bigmodel.cn, GLM-4.5 page): thinking via `thinking.type`
+    # enabled|disabled; max output 96K (no clamp). Reasoning is `reasoning_content`; echoing
+    # it is not required but keeps interleaved thinking coherent and is accepted. GLM's
+    # endpoint does not document `stream_options` (other SDKs strip it; usage arrives on the
+    # last chunk anyway), so we do not send it. Only `max_tokens` is documented.
+    "glm": Quirks(
+        reasoning_control="thinking",
+        reasoning_field="reasoning_content",
+        echo_reasoning=True,
+        stream_usage=False,
+        strict_fields=False,
+    ),
+    # Alibaba Qwen on DashScope compatible-mode: `enable_thinking` (+ `thinking_budget`) are
+    # non-standard top-level fields (Model Studio docs: "pass via extra_body"); reasoning is
+    # `reasoning_content`; `stream_options.include_usage` is supported.
+    "qwen": Quirks(
+        reasoning_control="enable_thinking",
+        reasoning_field="reasoning_content",
+        strict_fields=False,
+    ),
+    # xAI Grok: `reasoning_effort` (grok-3-mini: low|high; grok-4.x adds none|medium);
+    # reasoning text in `reasoning_content`. Whether xAI ignores unknown fields is
+    # unverified, so stay strict and send only what the Chat API defines.
+    "grok": Quirks(
+        reasoning_control="reasoning_effort",
+        reasoning_field="reasoning_content",
+        strict_fields=True,
+    ),
+    # SiliconFlow (docs.siliconflow.cn, chat-completions): `enable_thinking` and
+    # `thinking_budget` (128..32768); reasoning in `reasoning_content`. It hosts DeepSeek
+    # V3.x and Kimi K2 thinking models, which need their reasoning echoed on tool-call turns;
+    # other models ignore the field. Its max_tokens default is 4096 but the limit is per
+    # model, so no clamp.
+    "siliconflow": Quirks(
+        reasoning_control="enable_thinking",
+        reasoning_field="reasoning_content",
+        echo_reasoning=True,
+        strict_fields=False,
+    ),
+    # OpenRouter (openrouter.ai/docs, "Reasoning Tokens"): `reasoning: {effort | max_tokens,
+    # exclude, enabled}`; reasoning text in the `reasoning` field of messages and deltas.
+    # It accepts `reasoning` back on assistant messages and forwards it to models that need
+    # it (DeepSeek, Kimi). Normalises parameters across providers, so tolerant of extras.
+    "openrouter": Quirks(
+        reasoning_control="reasoning",
+        reasoning_field="reasoning",
+        echo_reasoning=True,
+        strict_fields=False,
+    ),
+    # Ollama's OpenAI layer (ollama/ollama openai/openai.go): request has `max_tokens` only
+    # (no max_completion_tokens), `reasoning_effort` and `stream_options`; messages carry
+    # `reasoning`, which it also reads back from history into the model's thinking. Go's
+    # JSON decoding ignores unknown fields.
+    "ollama": Quirks(
+        max_tokens_field="max_tokens",
+        reasoning_control="reasoning_effort",
+        reasoning_field="reasoning",
+        echo_reasoning=True,
+        strict_fields=False,
+    ),
+    # vLLM (docs.vllm.ai, "Reasoning Outputs"): thinking toggled through
+    # `chat_template_kwargs` (Qwen3 `enable_thinking`, DeepSeek-V3.1 `thinking`); the output
+    # field is `reasoning` since v0.11 (formerly `reasoning_content`). Extra request fields
+    # are accepted (logged, not rejected).
+    "vllm": Quirks(
+        reasoning_control="chat_template_kwargs",
+        reasoning_field="reasoning",
+        strict_fields=False,
+    ),
+}
+
+PRESET_NAMES: tuple[str, ...] = tuple(PRESETS)
