@@ -133,3 +133,48 @@ class Accumulator:
             stop_sequence=self.stop_sequence,
             usage=self.usage,
         )
+
+
+def response_events(response: Response) -> list[Event]:
+    """The event sequence that streams `response` (for an upstream that answered a stream
+    request with a whole body, and for tests)."""
+    from .tool_args import dump_arguments  # local: keeps this module's import graph flat
+
+    events: list[Event] = [MessageStart(response.id, response.model, _input_usage(response.usage))]
+    index = 0
+    for part in response.parts:
+        if isinstance(part, Text):
+            if not part.text:
+                continue
+            events += [PartStart(index, Text("")), TextDelta(index, part.text)]
+        elif isinstance(part, Reasoning):
+            start = Reasoning(origin=part.origin, redacted=part.redacted)
+            events.append(PartStart(index, start))
+            if part.text:
+                events.append(ReasoningDelta(index, part.text))
+            if part.signature:
+                events.append(SignatureDelta(index, part.signature))
+        elif isinstance(part, ToolCall):
+            start_call = ToolCall(part.id, part.name, {}, part.kind, part.provider_metadata)
+            events += [
+                PartStart(index, start_call),
+                ToolArgsDelta(index, dump_arguments(part.arguments)),
+            ]
+        else:
+            continue
+        events.append(PartStop(index, part))
+        index += 1
+    events += [
+        MessageDelta(response.stop_reason, response.usage, response.stop_sequence),
+        MessageStop(),
+    ]
+    return events
+
+
+def _input_usage(usage: Usage) -> Usage:
+    """What message_start knows: the input side only."""
+    return Usage(
+        input_tokens=usage.input_tokens,
+        cache_read_tokens=usage.cache_read_tokens,
+        cache_write_tokens=usage.cache_write_tokens,
+    )

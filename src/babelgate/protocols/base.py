@@ -113,3 +113,17 @@ class Codec(ABC):
     @abstractmethod
     def parse_error(self, status: int, body: bytes) -> GatewayError:
         """An upstream error response -> GatewayError, keeping the upstream's message."""
+
+    # ------------------------------------------------ token counting (optional)
+    def parse_count_tokens_request(self, body: JSON) -> Request:
+        """A client's token-counting body -> Request (protocols whose counting body differs
+        from a generation body override this)."""
+        return self.parse_request(body)
+
+    def render_count_tokens(self, request: Request, quirks: Quirks) -> JSON | None:
+        """The upstream token-counting body, or None when the protocol has no such endpoint."""
+        return None
+
+    def parse_count_tokens(self, body: JSON) -> int | None:
+        """The count from the upstream token-counting answer."""
+        return None

@@ -1,0 +1,101 @@
+"""Minimal ASGI plumbing: read a body, send a whole response, stream one.
+
+The gateway speaks raw ASGI rather than through a web framework: the request path is hot and
+needs nothing a framework adds (routing is a dict lookup on the path).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Coroutine, MutableMapping
+from typing import Any
+
+import orjson
+
+from babelgate.canonical import GatewayError, invalid
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+JSON_HEADERS = [(b"content-type", b"application/json")]
+SSE_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),  # keep reverse proxies from buffering the stream
+]
+MAX_BODY_BYTES = 64 * 1024 * 1024
+
+
+async def read_body(receive: Receive) -> bytes:
+    """The whole request body (the common case, one message, costs no copy)."""
+    message = await receive()
+    body: bytes = message.get("body", b"")
+    if not message.get("more_body"):
+        return body
+    parts = [body]
+    size = len(body)
+    while message.get("more_body"):
+        message = await receive()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise GatewayError("request_too_large", "request body is larger than 64 MiB")
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def parse_json_object(body: bytes) -> dict[str, Any]:
+    """The body as a JSON object, or a 400 that says what is wrong with it."""
+    if not body:
+        raise invalid("request body is empty; send a JSON object")
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise invalid(f"request body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise invalid(f"request body must be a JSON object, not {type(data).__name__}")
+    return data
+
+
+def header_map(scope: Scope) -> dict[str, str]:
+    """Request headers as a dict of lower-case names (ASGI already lower-cases them)."""
+    return {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
+
+
+async def send_bytes(
+    send: Send,
+    status: int,
+    body: bytes,
+    headers: list[tuple[bytes, bytes]] = JSON_HEADERS,
+) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def send_json(send: Send, status: int, data: Any, extra: list[tuple[bytes, bytes]] | None = None) -> None:
+    headers = JSON_HEADERS + extra if extra else JSON_HEADERS
+    await send_bytes(send, status, orjson.dumps(data), headers)
+
+
+async def cancel_on_disconnect(receive: Receive, work: Coroutine[Any, Any, None]) -> None:
+    """Run `work`; if the client disconnects first, cancel it (and so the upstream request it
+    holds). Only call once the request body has been read."""
+    task = asyncio.ensure_future(work)
+
+    async def watch() -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                task.cancel()
+                return
+
+    watcher = asyncio.ensure_future(watch())
+    try:
+        await task
+    except asyncio.CancelledError:
+        if not watcher.done():  # we were cancelled ourselves, not by a disconnect
+            raise
+    finally:
+        watcher.cancel()

@@ -1,0 +1,84 @@
+"""`POST /v1/messages/count_tokens`: the upstream's own count where it has one, otherwise a
+local estimate. Never a made-up zero: Claude Code decides when to compact from this number.
+
+- Anthropic upstreams: their count_tokens endpoint (body passed through, model rewritten).
+- Gemini upstreams: `:countTokens`, over the translated request.
+- Everyone else, or when the upstream's counter fails: the local tokenizer (babelgate.tokens),
+  reported to the caller as an estimate.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+import orjson
+
+from babelgate import tokens
+from babelgate.canonical import GatewayError, Request
+from babelgate.protocols import get_codec
+from babelgate.providers.provider import Provider
+
+from .gateway import Gateway
+from .passthrough import can_pass_through
+
+log = logging.getLogger("babelgate")
+
+
+async def count_tokens(
+    gateway: Gateway, data: dict[str, Any], headers: Mapping[str, str]
+) -> tuple[int, bool]:
+    """(input tokens, whether the number is a local estimate)."""
+    codec = get_codec("anthropic")
+    request = codec.parse_count_tokens_request(data)
+    target = gateway.router.resolve(request.model)[0]
+    provider = gateway.provider(target)
+    try:
+        counted = await _upstream_count(gateway, provider, request, data, target.model, headers)
+    except GatewayError as error:
+        log.info("count_tokens on %s failed (%s); using the local estimate",
+                 provider.name, error.message[:200])
+        counted = None
+    if counted is not None:
+        return counted, False
+    return tokens.count_request(request), True
+
+
+async def _upstream_count(
+    gateway: Gateway,
+    provider: Provider,
+    request: Request,
+    data: dict[str, Any],
+    model: str,
+    headers: Mapping[str, str],
+) -> int | None:
+    url = provider.count_tokens_url(model)
+    if url is None:
+        return None
+    raw = orjson.dumps(data)
+    if provider.type == "anthropic" and can_pass_through("anthropic", provider.type, raw):
+        body = orjson.dumps({**data, "model": model})
+        answer = await _post_json(gateway, provider, url, body, headers)
+        value = answer.get("input_tokens")
+    else:
+        rendered = provider.codec.render_count_tokens(replace(request, model=model),
+                                                      provider.quirks)
+        if rendered is None:
+            return None
+        answer = await _post_json(gateway, provider, url, orjson.dumps(rendered), headers)
+        value = provider.codec.parse_count_tokens(answer)
+    return value if isinstance(value, int) and value > 0 else None
+
+
+async def _post_json(
+    gateway: Gateway, provider: Provider, url: str, body: bytes, headers: Mapping[str, str]
+) -> dict[str, Any]:
+    response = await gateway.post(provider, url, body, headers)
+    raw = await response.read()
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise GatewayError("api_error", f"{provider.name} count_tokens returned non-JSON") from None
+    return value if isinstance(value, dict) else {}

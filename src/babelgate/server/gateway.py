@@ -1,0 +1,365 @@
+"""The request path: route, translate, call the upstream, translate back, fall back.
+
+One `Gateway` per app holds what start-up builds once (router, providers, HTTP client) and
+serves every inbound protocol the same way:
+1. the inbound codec parses the client's body into a canonical Request;
+2. the router gives an ordered list of targets;
+3. for each target, the provider's codec renders the upstream body and the answer is
+   translated back; connection errors, timeouts, 429 and 5xx move on to the next target as
+   long as no byte has reached the client;
+4. same protocol in and out goes through `passthrough` instead: bytes forwarded, usage tapped.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+import orjson
+
+from babelgate.canonical import (
+    Event,
+    GatewayError,
+    MessageDelta,
+    MessageStart,
+    Request,
+    StreamError,
+    Usage,
+)
+from babelgate.canonical.stream import response_events
+from babelgate.config import Settings
+from babelgate.protocols import Codec, StreamDecoder, StreamEncoder
+from babelgate.providers.http import HttpClient, UpstreamResponse
+from babelgate.providers.provider import PROVIDER_TYPES, Provider
+from babelgate.routing import Router, Target
+
+from .passthrough import UsageTap, anthropic_usage, can_pass_through, rewrite_body
+
+log = logging.getLogger("babelgate")
+
+
+def build_providers(settings: Settings) -> dict[str, Provider]:
+    providers: dict[str, Provider] = {}
+    for name, cfg in settings.providers.items():
+        cls = PROVIDER_TYPES[cfg.type]
+        providers[name] = cls(
+            name,
+            cfg.base_url,
+            cfg.api_key,
+            cfg.quirks(),
+            headers=cfg.headers,
+            timeout=cfg.timeout,
+        )
+    return providers
+
+
+@dataclass(slots=True)
+class Attempt:
+    """What one call to one target produced, for the access log."""
+
+    target: Target
+    started: float
+    usage: Usage | None = None
+    error: GatewayError | None = None
+
+
+class Gateway:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.router = Router(settings)
+        self.providers = build_providers(settings)
+        self._http: HttpClient | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        self._http = HttpClient()
+
+    async def stop(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+
+    @property
+    def http(self) -> HttpClient:
+        if self._http is None:  # started lazily when the server gave us no lifespan
+            self._http = HttpClient()
+        return self._http
+
+    def provider(self, target: Target) -> Provider:
+        return self.providers[target.provider]
+
+    # ------------------------------------------------------------------ upstream calls
+    async def send(
+        self,
+        provider: Provider,
+        request: Request,
+        client_headers: Mapping[str, str] | None,
+    ) -> UpstreamResponse:
+        """Render `request` for `provider`, POST it, and raise a GatewayError for an upstream
+        error status."""
+        body = orjson.dumps(provider.codec.render_request(request, provider.quirks))
+        return await self.post(provider, provider.url(request.model, request.stream), body,
+                               client_headers)
+
+    async def post(
+        self,
+        provider: Provider,
+        url: str,
+        body: bytes,
+        client_headers: Mapping[str, str] | None,
+    ) -> UpstreamResponse:
+        response = await self.http.post(
+            url,
+            body,
+            provider.headers(client_headers),
+            timeout=provider.timeout,
+            upstream=provider.name,
+        )
+        if response.status >= 400:
+            raw = await response.read()
+            error = provider.codec.parse_error(response.status, raw)
+            error.upstream = provider.name
+            raise error
+        return response
+
+    async def complete(
+        self, call: Call, targets: list[Target]
+    ) -> tuple[bytes, Target]:
+        """The client's response body from the first target that gives one."""
+        last_error: GatewayError | None = None
+        for target in targets:
+            provider = self.provider(target)
+            attempt = Attempt(target, time.perf_counter())
+            try:
+                if can_pass_through(call.codec.name, provider.type, call.raw):
+                    body = await self._pass_complete(call, provider, target, attempt)
+                else:
+                    body = await self._translate_complete(call, provider, target, attempt)
+            except GatewayError as error:
+                attempt.error = last_error = error
+                self.log_attempt(call.request, attempt)
+                if not error.retryable:
+                    break
+                continue
+            self.log_attempt(call.request, attempt)
+            return body, target
+        assert last_error is not None
+        raise last_error
+
+    async def _translate_complete(
+        self, call: Call, provider: Provider, target: Target, attempt: Attempt
+    ) -> bytes:
+        upstream_request = replace(call.request, model=target.model, stream=False)
+        upstream = await self.send(provider, upstream_request, call.headers)
+        raw = await upstream.read()
+        response = provider.codec.parse_response(
+            _load_upstream_json(raw, provider), upstream_request
+        )
+        attempt.usage = response.usage
+        response.model = call.request.model
+        return orjson.dumps(call.codec.render_response(response, call.request))
+
+    async def _pass_complete(
+        self, call: Call, provider: Provider, target: Target, attempt: Attempt
+    ) -> bytes:
+        body = rewrite_body(call.codec.name, call.data, target.model, provider.quirks)
+        upstream = await self.post(provider, provider.url(target.model, False), body,
+                                   call.headers)
+        raw = await upstream.read()
+        attempt.usage = anthropic_usage(_load_upstream_json(raw, provider).get("usage"))
+        return raw
+
+    async def stream(
+        self, call: Call, targets: list[Target]
+    ) -> tuple[bytes, AsyncIterator[bytes], Target]:
+        """Open a stream on the first target that starts one. Returns the first bytes for the
+        client (already received from the upstream, so a failure before them could still fall
+        back), the rest of the stream, and the target serving it."""
+        last_error: GatewayError | None = None
+        for target in targets:
+            provider = self.provider(target)
+            attempt = Attempt(target, time.perf_counter())
+            try:
+                if can_pass_through(call.codec.name, provider.type, call.raw):
+                    opened = await self._pass_stream(call, provider, target, attempt)
+                else:
+                    opened = await self._translate_stream(call, provider, target, attempt)
+            except GatewayError as error:
+                attempt.error = last_error = error
+                self.log_attempt(call.request, attempt)
+                if not error.retryable:
+                    break
+                continue
+            return opened[0], opened[1], target
+        assert last_error is not None
+        raise last_error
+
+    async def _translate_stream(
+        self, call: Call, provider: Provider, target: Target, attempt: Attempt
+    ) -> tuple[bytes, AsyncIterator[bytes]]:
+        upstream_request = replace(call.request, model=target.model, stream=True)
+        upstream = await self.send(provider, upstream_request, call.headers)
+        encoder = call.codec.stream_encoder(call.request)
+        if not upstream.is_event_stream:
+            # Some upstreams answer a stream request with a whole body.
+            raw = await upstream.read()
+            whole = provider.codec.parse_response(
+                _load_upstream_json(raw, provider), upstream_request
+            )
+            whole.model = call.request.model
+            attempt.usage = whole.usage
+            self.log_attempt(call.request, attempt)
+            return _encode(encoder, response_events(whole), attempt, call.request.model), _nothing()
+        chunks = upstream.iter_chunks()
+        decoder = provider.codec.stream_decoder(upstream_request)
+        first = await _first_events(chunks, decoder)
+        failed = _leading_error(first)
+        if failed is not None:
+            await chunks.aclose()
+            raise failed
+        first_bytes = _encode(encoder, first, attempt, call.request.model)
+        rest = self._translated_rest(call.request, attempt, chunks, decoder, encoder)
+        return first_bytes, rest
+
+    async def _translated_rest(
+        self,
+        request: Request,
+        attempt: Attempt,
+        chunks: AsyncGenerator[bytes, None],
+        decoder: StreamDecoder,
+        encoder: StreamEncoder,
+    ) -> AsyncIterator[bytes]:
+        model = request.model
+        try:
+            async for chunk in chunks:
+                events = decoder.feed(chunk)
+                if events:
+                    yield _encode(encoder, events, attempt, model)
+            events = decoder.close()
+        except GatewayError as error:
+            # Close what the decoder still had open, then report the cut-off in-stream.
+            events = [e for e in decoder.close() if not isinstance(e, StreamError)]
+            events.append(StreamError(error))
+        finally:
+            self.log_attempt(request, attempt)
+        if events:
+            yield _encode(encoder, events, attempt, model)
+
+    async def _pass_stream(
+        self, call: Call, provider: Provider, target: Target, attempt: Attempt
+    ) -> tuple[bytes, AsyncIterator[bytes]]:
+        body = rewrite_body(call.codec.name, call.data, target.model, provider.quirks)
+        upstream = await self.post(provider, provider.url(target.model, True), body,
+                                   call.headers)
+        chunks = upstream.iter_chunks()
+        tap = UsageTap()
+        try:
+            first = await anext(chunks, b"")
+        except GatewayError:
+            await chunks.aclose()
+            raise
+        tap.feed(first)
+        return first, self._passed_rest(call, attempt, chunks, tap)
+
+    async def _passed_rest(
+        self, call: Call, attempt: Attempt, chunks: AsyncGenerator[bytes, None], tap: UsageTap
+    ) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in chunks:
+                tap.feed(chunk)
+                yield chunk
+        except GatewayError as error:
+            attempt.error = error
+            yield call.codec.stream_encoder(call.request).encode(StreamError(error))
+        finally:
+            attempt.usage = tap.usage
+            self.log_attempt(call.request, attempt)
+
+    # ------------------------------------------------------------------ logging
+    def log_attempt(self, request: Request, attempt: Attempt) -> None:
+        if not log.isEnabledFor(logging.INFO):
+            return
+        elapsed = (time.perf_counter() - attempt.started) * 1000
+        target = f"{attempt.target.provider}/{attempt.target.model}"
+        if attempt.error is not None:
+            log.info(
+                "model=%s target=%s error=%s status=%d ms=%.0f msg=%s",
+                request.model, target, attempt.error.kind, attempt.error.status, elapsed,
+                attempt.error.message[:200],
+            )
+            return
+        usage = attempt.usage or Usage()
+        log.info(
+            "model=%s target=%s in=%d cache_read=%d out=%d ms=%.0f",
+            request.model, target, usage.input_tokens, usage.cache_read_tokens,
+            usage.output_tokens, elapsed,
+        )
+
+
+async def _first_events(chunks: AsyncGenerator[bytes, None], decoder: StreamDecoder) -> list[Event]:
+    """Read until the decoder yields something (or the body ends)."""
+    async for chunk in chunks:
+        events = decoder.feed(chunk)
+        if events:
+            return events
+    return decoder.close()
+
+
+def _leading_error(events: list[Event]) -> GatewayError | None:
+    """The error if the stream failed before producing any content."""
+    for event in events:
+        if isinstance(event, StreamError):
+            return event.error
+        if not isinstance(event, MessageStart):
+            return None
+    return None
+
+
+def _encode(encoder: StreamEncoder, events: list[Event], attempt: Attempt, model: str) -> bytes:
+    """Client bytes for a batch of events, noting usage and errors for the access log."""
+    out = []
+    for event in events:
+        if isinstance(event, MessageStart):
+            event.model = model  # the client sees the model name it asked for
+        elif isinstance(event, MessageDelta):
+            attempt.usage = event.usage
+        elif isinstance(event, StreamError):
+            attempt.error = event.error
+        out.append(encoder.encode(event))
+    return b"".join(out)
+
+
+async def _nothing() -> AsyncIterator[bytes]:
+    return
+    yield  # makes this an (empty) async generator
+
+
+def _load_upstream_json(raw: bytes, provider: Provider) -> dict[str, object]:
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise GatewayError(
+            "api_error",
+            f"upstream {provider.name} returned a body that is not JSON: {raw[:200]!r}",
+            upstream=provider.name,
+        ) from None
+    if not isinstance(data, dict):
+        raise GatewayError(
+            "api_error", f"upstream {provider.name} returned JSON that is not an object",
+            upstream=provider.name,
+        )
+    return data
+
+
+@dataclass(slots=True)
+class Call:
+    """One inbound call: the client's codec, its parsed request, and its body (raw and as a
+    dict, for pass-through)."""
+
+    codec: Codec
+    request: Request
+    data: dict[str, Any]
+    raw: bytes
+    headers: Mapping[str, str]

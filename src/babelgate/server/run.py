@@ -1,0 +1,42 @@
+"""Run the gateway under uvicorn (uvloop + httptools), one process."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import uvicorn
+
+from babelgate.config import Settings
+
+from .app import create_app
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    root = logging.getLogger("babelgate")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+
+
+def serve(settings: Settings, host: str | None = None, port: int | None = None) -> None:
+    configure_logging()
+    host = host or settings.server.host
+    port = port or settings.server.port
+    logging.getLogger("babelgate").info(
+        "babelgate listening on http://%s:%d (config: %s, providers: %s)",
+        host, port, settings.source, ", ".join(settings.providers) or "none",
+    )
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,  # the gateway logs one line per upstream attempt itself
+        log_level="warning",
+        timeout_keep_alive=75,
+    )
