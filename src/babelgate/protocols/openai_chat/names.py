@@ -1,0 +1,47 @@
+"""Names and ids the Chat Completions wire accepts, made so deterministically.
+
+OpenAI-compatible upstreams reject tool names outside `^[a-zA-Z0-9_-]{1,64}$` (MCP tools such
+as `mcp__server__very_long_tool_name` overflow it) and tool call ids longer than 40
+characters. Both are rewritten with a short hash of the original, so the same input always
+gives the same wire value (a call and its result still match) and the request's own tool list
+maps a wire name back to the client's name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+from babelgate.canonical import Request, Tool
+
+_VALID_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+_INVALID_CHARS = re.compile(r"[^a-zA-Z0-9_-]")
+_MAX_NAME = 64
+_MAX_CALL_ID = 40
+_HASH_LEN = 8
+
+
+def _digest(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()[:_HASH_LEN]
+
+
+def wire_name(name: str) -> str:
+    """The name sent upstream: valid names unchanged, others cleaned, cut and suffixed with a
+    hash of the original (so two names that clean to the same text stay distinct)."""
+    if _VALID_NAME.match(name):
+        return name
+    cleaned = _INVALID_CHARS.sub("_", name)[: _MAX_NAME - _HASH_LEN - 1]
+    return f"{cleaned}_{_digest(name)}"
+
+
+def wire_call_id(call_id: str) -> str:
+    """A call id OpenAI accepts (at most 40 characters of `[A-Za-z0-9_-]`)."""
+    if len(call_id) <= _MAX_CALL_ID and _VALID_NAME.match(call_id):
+        return call_id
+    cleaned = _INVALID_CHARS.sub("_", call_id)[: _MAX_CALL_ID - _HASH_LEN - 1]
+    return f"{cleaned}_{_digest(call_id)}"
+
+
+def tools_by_wire_name(request: Request) -> dict[str, Tool]:
+    """The request's tools keyed by the name the upstream saw, to map its calls back."""
+    return {wire_name(tool.name): tool for tool in request.tools if tool.kind != "hosted"}

@@ -1,0 +1,349 @@
+"""A client's Chat Completions request body -> canonical Request.
+
+Leading system/developer messages become `Request.system`; later ones stay in place as
+system Messages. Consecutive `tool` messages join one user message of ToolResult parts (the
+canonical model keeps results in user turns). Anything we cannot carry (audio input, uploaded
+file ids) is rejected with the offending field named, e.g. `messages[2].content[0]`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, get_args
+
+from babelgate.canonical import (
+    JSON,
+    Document,
+    Effort,
+    Image,
+    Message,
+    Part,
+    Reasoning,
+    ReasoningConfig,
+    Request,
+    Text,
+    Tool,
+    ToolCall,
+    ToolChoice,
+    ToolResult,
+    invalid,
+)
+from babelgate.canonical.tool_args import parse_arguments
+
+_EFFORTS: frozenset[str] = frozenset(get_args(Effort))
+
+
+def parse_request(body: JSON) -> Request:
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise invalid("`model` is required and must be a string", "model")
+    system, messages = _messages(body.get("messages"))
+    stream = _bool(body, "stream") or False
+    options = body.get("stream_options")
+    include_usage = not stream or (isinstance(options, dict) and bool(options.get("include_usage")))
+    tools = _tools(body.get("tools"))
+    return Request(
+        model=model,
+        messages=messages,
+        system=system,
+        max_tokens=_max_tokens(body),
+        stream=stream,
+        temperature=_number(body, "temperature"),
+        top_p=_number(body, "top_p"),
+        top_k=_int(body, "top_k"),
+        stop=_stop(body.get("stop")),
+        tools=tools,
+        tool_choice=_tool_choice(body.get("tool_choice")),
+        parallel_tool_calls=_bool(body, "parallel_tool_calls"),
+        reasoning=_reasoning(body.get("reasoning_effort")),
+        user=body.get("user") if isinstance(body.get("user"), str) else None,
+        response_format=_response_format(body.get("response_format")),
+        n=_int(body, "n"),
+        include_usage=include_usage,
+    )
+
+
+# ------------------------------------------------------------------ messages
+
+
+def _messages(raw: Any) -> tuple[list[Text], list[Message]]:
+    if not isinstance(raw, list) or not raw:
+        raise invalid("`messages` must be a non-empty array", "messages")
+    system: list[Text] = []
+    messages: list[Message] = []
+    for i, message in enumerate(raw):
+        where = f"messages[{i}]"
+        if not isinstance(message, dict):
+            raise invalid("each message must be an object", where)
+        role = message.get("role")
+        if role in ("system", "developer"):
+            texts = _text_parts(message.get("content"), f"{where}.content")
+            if messages:
+                messages.append(Message(role="system", parts=list(texts)))
+            else:
+                system.extend(texts)
+        elif role == "user":
+            messages.append(Message(role="user", parts=_user_parts(message, where)))
+        elif role == "assistant":
+            messages.append(Message(role="assistant", parts=_assistant_parts(message, where)))
+        elif role == "tool":
+            _add_tool_result(messages, message, where)
+        elif role == "function":
+            raise invalid("the legacy `function` role is not supported; use `tool`", where)
+        else:
+            raise invalid(f"unknown role {role!r}", f"{where}.role")
+    return system, messages
+
+
+def _text_parts(content: Any, where: str) -> list[Text]:
+    if isinstance(content, str):
+        return [Text(text=content)] if content else []
+    if content is None:
+        return []
+    if not isinstance(content, list):
+        raise invalid("content must be a string or an array of parts", where)
+    texts: list[Text] = []
+    for i, part in enumerate(content):
+        if not isinstance(part, dict) or part.get("type") not in ("text", "refusal"):
+            raise invalid("only text parts are allowed here", f"{where}[{i}]")
+        text = part.get("text") if part["type"] == "text" else part.get("refusal")
+        if not isinstance(text, str):
+            raise invalid("a text part needs a string `text`", f"{where}[{i}].text")
+        if text:
+            texts.append(Text(text=text))
+    return texts
+
+
+def _user_parts(message: JSON, where: str) -> list[Part]:
+    content = message.get("content")
+    where = f"{where}.content"
+    if isinstance(content, str):
+        return [Text(text=content)]
+    if not isinstance(content, list):
+        raise invalid("content must be a string or an array of parts", where)
+    return [_user_part(part, f"{where}[{i}]") for i, part in enumerate(content)]
+
+
+def _user_part(part: Any, where: str) -> Part:
+    kind = part.get("type") if isinstance(part, dict) else None
+    if kind == "text":
+        text = part.get("text")
+        if not isinstance(text, str):
+            raise invalid("a text part needs a string `text`", f"{where}.text")
+        return Text(text=text)
+    if kind == "image_url":
+        return _image(part.get("image_url"), f"{where}.image_url")
+    if kind == "file":
+        return _file(part.get("file"), f"{where}.file")
+    if kind == "input_audio":
+        raise invalid("audio input is not supported by this gateway", where)
+    raise invalid(f"unsupported content part type {kind!r}", f"{where}.type")
+
+
+def _image(raw: Any, where: str) -> Image:
+    if isinstance(raw, str):  # some clients send the url directly
+        raw = {"url": raw}
+    url = raw.get("url") if isinstance(raw, dict) else None
+    if not isinstance(url, str) or not url:
+        raise invalid("an image needs a `url` (http(s) or a data: URL)", f"{where}.url")
+    detail = raw.get("detail") if isinstance(raw.get("detail"), str) else None
+    if url.startswith("data:"):
+        media_type, data = _data_url(url, f"{where}.url")
+        return Image(media_type=media_type, data=data, detail=detail)
+    return Image(url=url, detail=detail)
+
+
+def _file(raw: Any, where: str) -> Document:
+    if not isinstance(raw, dict):
+        raise invalid("`file` must be an object", where)
+    if raw.get("file_id") and not raw.get("file_data"):
+        raise invalid("uploaded file ids are not supported; send `file_data`", f"{where}.file_id")
+    data_url = raw.get("file_data")
+    if not isinstance(data_url, str) or not data_url:
+        raise invalid("a file needs `file_data` (a base64 data: URL)", f"{where}.file_data")
+    filename = raw.get("filename") if isinstance(raw.get("filename"), str) else None
+    if data_url.startswith("data:"):
+        media_type, data = _data_url(data_url, f"{where}.file_data")
+    else:  # bare base64; OpenAI only takes PDFs here
+        media_type, data = "application/pdf", data_url
+    return Document(media_type=media_type, data=data, filename=filename)
+
+
+def _data_url(url: str, where: str) -> tuple[str, str]:
+    header, comma, data = url.partition(",")
+    if not comma or ";base64" not in header:
+        raise invalid("expected a base64 data: URL", where)
+    return header[len("data:") :].split(";", 1)[0] or "application/octet-stream", data
+
+
+def _assistant_parts(message: JSON, where: str) -> list[Part]:
+    parts: list[Part] = []
+    reasoning = message.get("reasoning_content") or message.get("reasoning")
+    if isinstance(reasoning, str) and reasoning:
+        parts.append(Reasoning(text=reasoning, origin="openai"))
+    parts.extend(_text_parts(message.get("content"), f"{where}.content"))
+    calls = message.get("tool_calls") or []
+    if not isinstance(calls, list):
+        raise invalid("`tool_calls` must be an array", f"{where}.tool_calls")
+    parts.extend(_tool_call(call, f"{where}.tool_calls[{i}]") for i, call in enumerate(calls))
+    return parts
+
+
+def _tool_call(call: Any, where: str) -> ToolCall:
+    if not isinstance(call, dict) or not isinstance(call.get("id"), str):
+        raise invalid("a tool call needs a string `id`", f"{where}.id")
+    kind: Literal["function", "custom"]
+    if call.get("type") == "custom":
+        custom = call.get("custom") or {}
+        name = custom.get("name")
+        arguments = {"input": custom.get("input") or ""}
+        kind = "custom"
+    else:
+        function = call.get("function") or {}
+        name = function.get("name")
+        arguments = parse_arguments(function.get("arguments"))
+        kind = "function"
+    if not isinstance(name, str) or not name:
+        raise invalid("a tool call needs a name", f"{where}.function.name")
+    return ToolCall(id=call["id"], name=name, arguments=arguments, kind=kind)
+
+
+def _add_tool_result(messages: list[Message], message: JSON, where: str) -> None:
+    call_id = message.get("tool_call_id")
+    if not isinstance(call_id, str) or not call_id:
+        raise invalid("a tool message needs `tool_call_id`", f"{where}.tool_call_id")
+    content: list[Text | Image | Document] = list(
+        _text_parts(message.get("content"), f"{where}.content")
+    )
+    result = ToolResult(call_id=call_id, content=content)
+    last = messages[-1] if messages else None
+    if (
+        last is not None
+        and last.role == "user"
+        and all(isinstance(p, ToolResult) for p in last.parts)
+    ):
+        last.parts.append(result)
+    else:
+        messages.append(Message(role="user", parts=[result]))
+
+
+# ------------------------------------------------------------------ tools
+
+
+def _tools(raw: Any) -> list[Tool]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise invalid("`tools` must be an array", "tools")
+    return [_tool(tool, f"tools[{i}]") for i, tool in enumerate(raw)]
+
+
+def _tool(raw: Any, where: str) -> Tool:
+    kind = raw.get("type") if isinstance(raw, dict) else None
+    if kind == "function":
+        function = raw.get("function")
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+            raise invalid("a function tool needs `function.name`", f"{where}.function.name")
+        parameters = function.get("parameters")
+        return Tool(
+            name=function["name"],
+            description=function.get("description"),
+            parameters=parameters if isinstance(parameters, dict) else _EMPTY_SCHEMA.copy(),
+            strict=function.get("strict") if isinstance(function.get("strict"), bool) else None,
+        )
+    if kind == "custom":
+        custom = raw.get("custom")
+        if not isinstance(custom, dict) or not isinstance(custom.get("name"), str):
+            raise invalid("a custom tool needs `custom.name`", f"{where}.custom.name")
+        fmt = custom.get("format")
+        return Tool(
+            name=custom["name"],
+            description=custom.get("description"),
+            kind="custom",
+            format=fmt if isinstance(fmt, dict) else None,
+        )
+    raise invalid(f"unsupported tool type {kind!r}", f"{where}.type")
+
+
+_EMPTY_SCHEMA: JSON = {"type": "object", "properties": {}}
+
+
+def _tool_choice(raw: Any) -> ToolChoice | None:
+    if raw is None:
+        return None
+    if raw in ("auto", "none", "required"):
+        return ToolChoice(mode=raw)
+    if isinstance(raw, dict):
+        if raw.get("type") == "allowed_tools":
+            mode = (raw.get("allowed_tools") or {}).get("mode")
+            return ToolChoice(mode="required" if mode == "required" else "auto")
+        named = raw.get("function") or raw.get("custom") or {}
+        if isinstance(named, dict) and isinstance(named.get("name"), str):
+            return ToolChoice(mode="tool", name=named["name"])
+    raise invalid("`tool_choice` must be auto, none, required or a named tool", "tool_choice")
+
+
+# ------------------------------------------------------------------ scalars
+
+
+def _max_tokens(body: JSON) -> int | None:
+    for key in ("max_completion_tokens", "max_tokens"):
+        value = body.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise invalid(f"`{key}` must be a positive integer", key)
+        return value
+    return None
+
+
+def _reasoning(raw: Any) -> ReasoningConfig | None:
+    if raw is None:
+        return None
+    if raw not in _EFFORTS:
+        raise invalid(f"unknown reasoning_effort {raw!r}", "reasoning_effort")
+    return ReasoningConfig(enabled=False if raw == "none" else None, effort=raw)
+
+
+def _stop(raw: Any) -> list[str]:
+    if raw is None:
+        return []
+    if isinstance(raw, str):
+        return [raw]
+    if isinstance(raw, list) and all(isinstance(s, str) for s in raw):
+        return list(raw)
+    raise invalid("`stop` must be a string or an array of strings", "stop")
+
+
+def _response_format(raw: Any) -> JSON | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or not isinstance(raw.get("type"), str):
+        raise invalid("`response_format` must be an object with a `type`", "response_format")
+    return raw
+
+
+def _number(body: JSON, key: str) -> float | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise invalid(f"`{key}` must be a number", key)
+    return float(value)
+
+
+def _int(body: JSON, key: str) -> int | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise invalid(f"`{key}` must be an integer", key)
+    return value
+
+
+def _bool(body: JSON, key: str) -> bool | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, bool):
+        raise invalid(f"`{key}` must be a boolean", key)
+    return value

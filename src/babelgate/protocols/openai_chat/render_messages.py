@@ -1,0 +1,224 @@
+"""Canonical conversation -> Chat Completions `messages`.
+
+What this module promises an upstream:
+- System text comes first as one `system` message; a system Message mid-conversation stays a
+  `system` message in place.
+- Every assistant `tool_calls` entry is answered by a `tool` message right after that
+  assistant message, in call order. Results are looked up in the user turns that follow (up
+  to the next assistant turn), so a result stored late or a user turn that mixes results and
+  text still lands in the right place; a call with no result gets a tool message saying so,
+  because strict upstreams reject unanswered calls.
+- Images and documents inside a tool result cannot ride in a `tool` message on most
+  upstreams: their text stays in the tool message and the images follow in the next user
+  message.
+- Results that answer no call become plain user text rather than orphan tool messages.
+- Assistant `content` is a string or null, never an empty string.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from babelgate.canonical import (
+    JSON,
+    Document,
+    Image,
+    Message,
+    Reasoning,
+    Text,
+    ToolCall,
+    ToolResult,
+)
+from babelgate.canonical.tool_args import dump_arguments
+
+from ..base import Quirks
+from .names import wire_call_id, wire_name
+
+MISSING_RESULT = "Error: no result was recorded for this tool call (it was interrupted)."
+_IMAGE_PLACEHOLDER = "[image omitted: this model does not accept images]"
+_EMPTY_RESULT = "(no output)"
+
+
+def render_messages(system: list[Text], messages: list[Message], quirks: Quirks) -> list[JSON]:
+    builder = _Builder(quirks)
+    system_text = _join_text(system)
+    if system_text:
+        builder.out.append({"role": "system", "content": system_text})
+    for position, message in enumerate(messages):
+        if message.role == "assistant":
+            builder.assistant(message, _answers(messages, position))
+        elif message.role == "user":
+            builder.user(message)
+        else:
+            builder.system(message)
+    builder.flush_pending()
+    return builder.out
+
+
+def _answers(messages: list[Message], position: int) -> dict[str, ToolResult]:
+    """Results in the user turns after `messages[position]`, up to the next assistant turn."""
+    found: dict[str, ToolResult] = {}
+    for message in messages[position + 1 :]:
+        if message.role == "assistant":
+            break
+        for part in message.parts:
+            if isinstance(part, ToolResult):
+                found.setdefault(part.call_id, part)
+    return found
+
+
+class _Builder:
+    """Appends wire messages, holding tool-result images until the next user message."""
+
+    __slots__ = ("answered", "out", "pending", "quirks")
+
+    def __init__(self, quirks: Quirks) -> None:
+        self.quirks = quirks
+        self.out: list[JSON] = []
+        self.pending: list[JSON] = []  # content parts owed to the next user message
+        self.answered: set[int] = set()  # id() of ToolResult parts already rendered
+
+    def flush_pending(self) -> None:
+        if self.pending:
+            self.out.append({"role": "user", "content": self.pending})
+            self.pending = []
+
+    def system(self, message: Message) -> None:
+        text = _join_text([p for p in message.parts if isinstance(p, Text)])
+        if text:
+            self.flush_pending()
+            self.out.append({"role": "system", "content": text})
+
+    def assistant(self, message: Message, answers: dict[str, ToolResult]) -> None:
+        self.flush_pending()
+        texts = [p for p in message.parts if isinstance(p, Text)]
+        calls = [p for p in message.parts if isinstance(p, ToolCall)]
+        content = _join_text(texts)
+        wire: JSON = {"role": "assistant", "content": content or None}
+        if calls:
+            wire["tool_calls"] = [_tool_call(call) for call in calls]
+        if self.quirks.echo_reasoning:
+            _echo_reasoning(wire, message, self.quirks, bool(calls))
+        if not content and not calls:
+            return  # nothing the upstream would accept; an empty turn carries no meaning
+        self.out.append(wire)
+        for call in calls:
+            self._answer(call, answers.get(call.id))
+
+    def _answer(self, call: ToolCall, result: ToolResult | None) -> None:
+        if result is None:
+            text = MISSING_RESULT
+        else:
+            self.answered.add(id(result))
+            text = self._result_text(result)
+        self.out.append({"role": "tool", "tool_call_id": wire_call_id(call.id), "content": text})
+
+    def _result_text(self, result: ToolResult) -> str:
+        texts: list[str] = []
+        images = 0
+        for item in result.content:
+            if isinstance(item, Text):
+                texts.append(item.text)
+            elif isinstance(item, Document):
+                texts.append(_document_text(item))
+            elif self.quirks.images:
+                images += 1
+                self.pending.append(self._image(item))
+            else:
+                texts.append(_IMAGE_PLACEHOLDER)
+        text = "\n".join(t for t in texts if t)
+        if images:
+            note = f"[{images} image(s) from this result follow in the next user message]"
+            text = f"{text}\n{note}" if text else note
+        if result.is_error:
+            text = f"Error: {text}" if text else "Error"
+        return text or _EMPTY_RESULT
+
+    def user(self, message: Message) -> None:
+        content = list(self.pending)
+        self.pending = []
+        for part in message.parts:
+            if isinstance(part, ToolResult):
+                if id(part) not in self.answered:
+                    content.append(_text_part(_orphan_result_text(part)))
+            elif isinstance(part, Text):
+                if part.text:
+                    content.append(_text_part(part.text))
+            elif isinstance(part, Image):
+                content.append(self._image(part))
+            elif isinstance(part, Document):
+                content.append(self._document(part))
+        if content:
+            self.out.append({"role": "user", "content": _compact(content)})
+
+    def _image(self, image: Image) -> JSON:
+        if not self.quirks.images:
+            return _text_part(_IMAGE_PLACEHOLDER)
+        url = image.url or f"data:{image.media_type or 'image/png'};base64,{image.data or ''}"
+        body: JSON = {"url": url}
+        if image.detail:
+            body["detail"] = image.detail
+        return {"type": "image_url", "image_url": body}
+
+    def _document(self, doc: Document) -> JSON:
+        if doc.text is None and doc.data and self.quirks.documents:
+            media_type = doc.media_type or "application/pdf"
+            return {
+                "type": "file",
+                "file": {
+                    "filename": doc.filename or doc.title or "document.pdf",
+                    "file_data": f"data:{media_type};base64,{doc.data}",
+                },
+            }
+        return _text_part(_document_text(doc))
+
+
+def _tool_call(call: ToolCall) -> JSON:
+    return {
+        "id": wire_call_id(call.id),
+        "type": "function",
+        "function": {"name": wire_name(call.name), "arguments": dump_arguments(call.arguments)},
+    }
+
+
+def _echo_reasoning(wire: JSON, message: Message, quirks: Quirks, has_calls: bool) -> None:
+    """DeepSeek-style upstreams want their reasoning back; on tool-call turns they reject the
+    turn without the field, so it is sent (empty) even when the history has no reasoning."""
+    text = "".join(p.text for p in message.parts if isinstance(p, Reasoning) and p.text)
+    if text or has_calls:
+        wire[quirks.reasoning_field] = text
+
+
+def _document_text(doc: Document) -> str:
+    header = f"Document: {doc.title}" if doc.title else "Document"
+    if doc.text is not None:
+        body = doc.text
+    elif doc.url:
+        body = f"(available at {doc.url}; not attached: this model does not read documents)"
+    else:
+        body = f"(a {doc.media_type or 'binary'} file, not attached: this model cannot read it)"
+    if doc.context:
+        header = f"{header} ({doc.context})"
+    return f"{header}\n{body}"
+
+
+def _orphan_result_text(result: ToolResult) -> str:
+    texts = [c.text for c in result.content if isinstance(c, Text)]
+    texts += [_document_text(c) for c in result.content if isinstance(c, Document)]
+    prefix = "Error result" if result.is_error else "Result"
+    return f"[{prefix} of tool call {result.call_id}]\n" + "\n".join(texts)
+
+
+def _text_part(text: str) -> JSON:
+    return {"type": "text", "text": text}
+
+
+def _compact(content: list[JSON]) -> Any:
+    """Text-only content as one string: every upstream accepts that, not all accept arrays."""
+    if all(part["type"] == "text" for part in content):
+        return "\n\n".join(part["text"] for part in content)
+    return content
+
+
+def _join_text(parts: list[Text]) -> str:
+    return "\n\n".join(p.text for p in parts if p.text)

@@ -1,0 +1,258 @@
+"""An upstream's Chat Completions SSE stream -> canonical events.
+
+Reasoning and text stream live, each as its own part (one is closed before the other opens).
+Tool calls are buffered per call and emitted whole when the upstream says the message is
+finished, as PartStart + one ToolArgsDelta of repaired JSON + PartStop: upstreams interleave
+parallel calls, repeat ids on every fragment, number every call 0, send whole calls in one
+chunk or break the JSON, and a client must only ever see one clean object per call.
+
+Usage may come in a final `choices: []` chunk or next to the finish_reason, so the closing
+MessageDelta waits for `[DONE]` or the end of the body. A `{"error":...}` chunk, or a body
+that ends before any finish_reason or `[DONE]`, ends the stream with a StreamError.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from babelgate.canonical import (
+    JSON,
+    Event,
+    GatewayError,
+    MessageDelta,
+    MessageStart,
+    MessageStop,
+    PartStart,
+    PartStop,
+    Reasoning,
+    ReasoningDelta,
+    Request,
+    StreamError,
+    Text,
+    TextDelta,
+    ToolArgsDelta,
+    ToolCall,
+    Usage,
+)
+from babelgate.canonical.ids import new_id
+from babelgate.canonical.tool_args import dump_arguments
+
+from ..base import StreamDecoder
+from ..sse import SSEDecoder
+from .calls import arguments_text, make_call
+from .errors import error_from_json
+from .names import tools_by_wire_name
+from .parse_response import reasoning_text
+from .stop_reasons import stop_reason
+from .usage import parse_usage
+
+
+@dataclass(slots=True)
+class _OpenPart:
+    kind: str  # "text" or "reasoning"
+    index: int
+    chunks: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _CallBuffer:
+    id: str | None = None
+    name: str | None = None
+    arguments: list[str] = field(default_factory=list)
+
+
+class ChatStreamDecoder(StreamDecoder):
+    def __init__(self, request: Request) -> None:
+        self._sse = SSEDecoder()
+        self._request = request
+        self._tools = tools_by_wire_name(request)
+        self._started = False
+        self._ended = False  # MessageStop or StreamError went out; ignore the rest
+        self._next_index = 0
+        self._open: _OpenPart | None = None
+        self._calls: list[_CallBuffer] = []  # in order of first appearance
+        self._by_index: dict[Any, _CallBuffer] = {}
+        self._by_id: dict[str, _CallBuffer] = {}
+        self._emitted_calls = False
+        self._finish: str | None = None
+        self._stop_sequence: str | None = None
+        self._usage: Usage | None = None
+
+    # ------------------------------------------------------------ StreamDecoder
+
+    def feed(self, chunk: bytes) -> list[Event]:
+        events: list[Event] = []
+        if not self._ended:
+            for sse in self._sse.feed(chunk):
+                self._handle(sse.data, events)
+                if self._ended:
+                    break
+        return events
+
+    def close(self) -> list[Event]:
+        events: list[Event] = []
+        if not self._ended:
+            for sse in self._sse.flush():
+                self._handle(sse.data, events)
+                if self._ended:
+                    break
+        if self._ended:
+            return events
+        if self._finish is not None:
+            self._end_message(events)  # some servers end the body without `[DONE]`
+        else:
+            self._fail(events, GatewayError("api_error", "upstream stream ended early"))
+        return events
+
+    # ------------------------------------------------------------ chunks
+
+    def _handle(self, data: str, events: list[Event]) -> None:
+        if data.strip() == "[DONE]":
+            self._end_message(events)
+            return
+        try:
+            chunk = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            chunk = None
+        if not isinstance(chunk, dict):
+            message = f"upstream sent a malformed stream chunk: {data[:200]!r}"
+            self._fail(events, GatewayError("api_error", message))
+            return
+        if chunk.get("error"):
+            self._fail(events, error_from_json(chunk))
+            return
+        usage = chunk.get("usage")
+        if isinstance(usage, dict):
+            self._usage = parse_usage(usage)
+        if not self._started:
+            self._start(chunk, events)
+        for choice in chunk.get("choices") or ():
+            if isinstance(choice, dict) and choice.get("index", 0) == 0:
+                self._choice(choice, events)
+
+    def _start(self, chunk: JSON, events: list[Event]) -> None:
+        self._started = True
+        events.append(
+            MessageStart(
+                id=chunk.get("id") or new_id("chatcmpl-"),
+                model=chunk.get("model") or self._request.model,
+                usage=self._usage or Usage(),
+            )
+        )
+
+    def _choice(self, choice: JSON, events: list[Event]) -> None:
+        delta = choice.get("delta") or {}
+        reasoning = reasoning_text(delta)
+        if reasoning:
+            self._stream_text("reasoning", reasoning, events)
+        content = delta.get("content") or delta.get("refusal")
+        if isinstance(content, str) and content:
+            self._stream_text("text", content, events)
+        for fragment in delta.get("tool_calls") or ():
+            if isinstance(fragment, dict):
+                self._call_fragment(fragment)
+        legacy = delta.get("function_call")
+        if isinstance(legacy, dict):
+            self._call_fragment({"index": "function_call", "function": legacy})
+        matched = choice.get("stop_reason")  # vLLM: the stop string that matched
+        if isinstance(matched, str) and matched in self._request.stop:
+            self._stop_sequence = matched
+        finish = choice.get("finish_reason")
+        if finish:
+            self._finish = finish
+            self._close_open(events)
+            self._flush_calls(events)
+
+    # ------------------------------------------------------------ text and reasoning
+
+    def _stream_text(self, kind: str, text: str, events: list[Event]) -> None:
+        part = self._open
+        if part is None or part.kind != kind:
+            self._close_open(events)
+            part = self._open = _OpenPart(kind, self._next_index)
+            self._next_index += 1
+            empty = Text(text="") if kind == "text" else Reasoning(text="", origin="openai")
+            events.append(PartStart(part.index, empty))
+        part.chunks.append(text)
+        if kind == "text":
+            events.append(TextDelta(part.index, text))
+        else:
+            events.append(ReasoningDelta(part.index, text))
+
+    def _close_open(self, events: list[Event]) -> None:
+        part = self._open
+        if part is None:
+            return
+        self._open = None
+        text = "".join(part.chunks)
+        done = Text(text=text) if part.kind == "text" else Reasoning(text=text, origin="openai")
+        events.append(PartStop(part.index, done))
+
+    # ------------------------------------------------------------ tool calls
+
+    def _call_fragment(self, fragment: JSON) -> None:
+        function = fragment.get("function") or {}
+        call_id = fragment.get("id") if isinstance(fragment.get("id"), str) else None
+        buffer = self._buffer_for(fragment.get("index"), call_id)
+        if call_id and not buffer.id:
+            buffer.id = call_id
+            self._by_id[call_id] = buffer
+        name = function.get("name")
+        if isinstance(name, str) and name and not buffer.name:
+            buffer.name = name
+        piece = arguments_text(function.get("arguments"))
+        if piece:
+            buffer.arguments.append(piece)
+
+    def _buffer_for(self, index: Any, call_id: str | None) -> _CallBuffer:
+        if call_id and call_id in self._by_id:
+            return self._by_id[call_id]  # upstreams that repeat the id on every fragment
+        buffer = self._by_index.get(index) if index is not None else None
+        if buffer is None and index is None and not call_id and self._calls:
+            buffer = self._calls[-1]  # no index, no id: continues the latest call
+        if buffer is not None and call_id and buffer.id and buffer.id != call_id:
+            buffer = None  # same index, new id: an upstream that numbers every call 0
+        if buffer is None:
+            buffer = _CallBuffer()
+            self._calls.append(buffer)
+        if index is not None:
+            self._by_index[index] = buffer
+        return buffer
+
+    def _flush_calls(self, events: list[Event]) -> None:
+        for buffer in self._calls:
+            call = make_call(buffer.id, buffer.name, "".join(buffer.arguments), self._tools)
+            index = self._next_index
+            self._next_index += 1
+            header = ToolCall(id=call.id, name=call.name, kind=call.kind)
+            events.append(PartStart(index, header))
+            events.append(ToolArgsDelta(index, dump_arguments(call.arguments)))
+            events.append(PartStop(index, call))
+            self._emitted_calls = True
+        self._calls.clear()
+        self._by_index.clear()
+        self._by_id.clear()
+
+    # ------------------------------------------------------------ endings
+
+    def _end_message(self, events: list[Event]) -> None:
+        if not self._started:
+            self._start({}, events)
+        self._close_open(events)
+        self._flush_calls(events)
+        reason = stop_reason(self._finish, self._emitted_calls)
+        if self._stop_sequence is not None and reason == "end_turn":
+            reason = "stop_sequence"
+        events.append(MessageDelta(reason, self._usage or Usage(), self._stop_sequence))
+        events.append(MessageStop())
+        self._ended = True
+
+    def _fail(self, events: list[Event], error: GatewayError) -> None:
+        # Calls still buffered are incomplete: running half a command is worse than none.
+        self._close_open(events)
+        self._calls.clear()
+        events.append(StreamError(error))
+        self._ended = True

@@ -1,0 +1,128 @@
+"""Canonical events -> a client's chat.completion.chunk SSE stream.
+
+The shape follows OpenAI's own streams: a first chunk with `role: assistant`; text as
+`content` deltas, reasoning as `reasoning_content` deltas; each tool call under its own
+`tool_calls[].index`, whose first fragment carries id, type and name with `arguments: ""`
+and later fragments pieces of arguments; a chunk with the finish_reason; a usage chunk with
+`choices: []` when the client asked for `stream_options.include_usage`; then `[DONE]`.
+A StreamError becomes a `data: {"error":...}` chunk followed by `[DONE]`.
+
+Every chunk shares the same id/created/model head, serialised once per stream.
+"""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+
+from babelgate.canonical import (
+    JSON,
+    Event,
+    MessageDelta,
+    MessageStart,
+    MessageStop,
+    PartStart,
+    PartStop,
+    ReasoningDelta,
+    Request,
+    StreamError,
+    TextDelta,
+    ToolArgsDelta,
+    ToolCall,
+    Usage,
+)
+
+from ..base import StreamEncoder
+from .errors import render_error
+from .stop_reasons import finish_reason
+from .usage import render_usage
+
+_DONE = b"data: [DONE]\n\n"
+_TAIL_OPEN = b',"logprobs":null,"finish_reason":null}]}\n\n'
+
+
+class ChatStreamEncoder(StreamEncoder):
+    def __init__(self, request: Request) -> None:
+        self._include_usage = request.include_usage
+        self._model = request.model
+        self._meta: JSON = {}
+        self._head = b""
+        self._tool_slot: dict[int, int] = {}  # part index -> tool_calls[].index
+        self._custom: set[int] = set()  # part indexes of free-form (custom) calls
+        self._usage = Usage()
+
+    def encode(self, event: Event) -> bytes:
+        if isinstance(event, TextDelta):
+            return self._chunk({"content": event.text})
+        if isinstance(event, ReasoningDelta):
+            return self._chunk({"reasoning_content": event.text})
+        if isinstance(event, ToolArgsDelta):
+            return self._args(event)
+        if isinstance(event, PartStart):
+            return self._part_start(event)
+        if isinstance(event, PartStop):
+            return self._part_stop(event)
+        if isinstance(event, MessageStart):
+            return self._start(event)
+        if isinstance(event, MessageDelta):
+            self._usage = event.usage
+            reason = finish_reason(event.stop_reason, bool(self._tool_slot))
+            return self._chunk({}, reason)
+        if isinstance(event, MessageStop):
+            return self._usage_chunk() + _DONE if self._include_usage else _DONE
+        if isinstance(event, StreamError):
+            return b"data: " + orjson.dumps(render_error(event.error)) + b"\n\n" + _DONE
+        return b""  # SignatureDelta: Chat has nowhere to put a signature
+
+    def _start(self, event: MessageStart) -> bytes:
+        self._meta = {
+            "id": event.id,
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": event.model or self._model,
+        }
+        self._head = b"data: " + orjson.dumps(self._meta)[:-1] + b',"choices":[{"index":0,"delta":'
+        return self._chunk({"role": "assistant", "content": ""})
+
+    def _chunk(self, delta: JSON, finish: str | None = None) -> bytes:
+        if not self._head:  # events before MessageStart break the contract; stay parseable
+            self._start(MessageStart(id="chatcmpl-unknown", model=self._model))
+        if finish is None:
+            return self._head + orjson.dumps(delta) + _TAIL_OPEN
+        tail = b',"logprobs":null,"finish_reason":' + orjson.dumps(finish) + b"}]}\n\n"
+        return self._head + orjson.dumps(delta) + tail
+
+    def _part_start(self, event: PartStart) -> bytes:
+        call = event.part
+        if not isinstance(call, ToolCall):
+            return b""  # text and reasoning need no opening chunk
+        slot = self._tool_slot[event.index] = len(self._tool_slot)
+        entry: JSON = {"index": slot, "id": call.id}
+        if call.kind == "custom":
+            self._custom.add(event.index)
+            entry["type"] = "custom"
+            entry["custom"] = {"name": call.name, "input": ""}
+        else:
+            entry["type"] = "function"
+            entry["function"] = {"name": call.name, "arguments": ""}
+        return self._chunk({"tool_calls": [entry]})
+
+    def _args(self, event: ToolArgsDelta) -> bytes:
+        slot = self._tool_slot.get(event.index)
+        if slot is None or event.index in self._custom or not event.json:
+            return b""  # a custom call's input goes out whole at its PartStop
+        return self._chunk({"tool_calls": [{"index": slot, "function": {"arguments": event.json}}]})
+
+    def _part_stop(self, event: PartStop) -> bytes:
+        call = event.part
+        if event.index not in self._custom or not isinstance(call, ToolCall):
+            return b""
+        raw = call.arguments.get("input")
+        text = raw if isinstance(raw, str) else orjson.dumps(call.arguments).decode()
+        entry = {"index": self._tool_slot[event.index], "custom": {"input": text}}
+        return self._chunk({"tool_calls": [entry]})
+
+    def _usage_chunk(self) -> bytes:
+        body = dict(self._meta, choices=[], usage=render_usage(self._usage))
+        return b"data: " + orjson.dumps(body) + b"\n\n"
