@@ -1,0 +1,61 @@
+"""GeminiCodec: the native Gemini generateContent protocol, both directions.
+
+The provider layer builds the URLs (`{base}/v1beta/models/{model}:generateContent`,
+`:streamGenerateContent?alt=sse`, `:countTokens`); this codec builds and reads bodies only.
+The model name travels in the URL, never in the generateContent body.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from babelgate.canonical import GatewayError, Request, Response
+from babelgate.protocols.base import Codec, Quirks, StreamDecoder, StreamEncoder
+
+from . import client, errors, request, response
+from .stream_decode import GeminiStreamDecoder
+from .stream_encode import GeminiStreamEncoder
+
+JSON = dict[str, Any]
+
+
+class GeminiCodec(Codec):
+    name: ClassVar[str] = "gemini"
+
+    # ------------------------------------------------ client-facing
+    def parse_request(self, body: JSON) -> Request:
+        return client.parse_request(body)
+
+    def render_response(self, response: Response, request: Request) -> JSON:
+        return client.render_response(response, request)
+
+    def stream_encoder(self, request: Request) -> StreamEncoder:
+        return GeminiStreamEncoder(request)
+
+    def render_error(self, error: GatewayError) -> JSON:
+        return errors.render_error(error)
+
+    # ------------------------------------------------ upstream-facing
+    def render_request(self, request: Request, quirks: Quirks) -> JSON:
+        return _render_request(request, quirks)
+
+    def parse_response(self, body: JSON, request: Request) -> Response:
+        return response.parse_response(body, request)
+
+    def stream_decoder(self, request: Request) -> StreamDecoder:
+        return GeminiStreamDecoder(request)
+
+    def parse_error(self, status: int, body: bytes) -> GatewayError:
+        return errors.parse_error(status, body)
+
+    # ------------------------------------------------ token counting (`:countTokens`)
+    def render_count_tokens(self, request: Request, quirks: Quirks) -> JSON:
+        return _render_count_tokens(request, quirks)
+
+    def parse_count_tokens(self, body: JSON) -> int:
+        total = body.get("totalTokens")
+        return total if isinstance(total, int) else 0
+
+
+_render_request = request.render_request
+_render_count_tokens = request.render_count_tokens

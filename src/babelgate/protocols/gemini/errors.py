@@ -1,0 +1,107 @@
+"""Google API errors <-> GatewayError.
+
+Google's body is `{"error": {"code", "message", "status", "details"}}`, sometimes wrapped in
+a JSON array. The kind comes from the canonical `status` name (a table, not the message
+text); two structured details refine it: an `ErrorInfo` with reason `API_KEY_INVALID` (Google
+answers a bad key with 400 INVALID_ARGUMENT) means authentication, and a `RetryInfo`'s
+`retryDelay` becomes `retry_after`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from babelgate.canonical import ErrorKind, GatewayError
+from babelgate.canonical.errors import kind_for_status
+
+from .parts import ORIGIN
+
+JSON = dict[str, Any]
+
+KIND_BY_GOOGLE_STATUS: dict[str, ErrorKind] = {
+    "INVALID_ARGUMENT": "invalid_request",
+    "FAILED_PRECONDITION": "invalid_request",
+    "OUT_OF_RANGE": "invalid_request",
+    "UNAUTHENTICATED": "authentication",
+    "PERMISSION_DENIED": "permission",
+    "NOT_FOUND": "not_found",
+    "RESOURCE_EXHAUSTED": "rate_limit",
+    "UNAVAILABLE": "overloaded",
+    "DEADLINE_EXCEEDED": "timeout",
+    "INTERNAL": "api_error",
+    "UNKNOWN": "api_error",
+    "CANCELLED": "api_error",
+}
+# What a Gemini-SDK client expects to read for each kind (code, status).
+GOOGLE_BY_KIND: dict[ErrorKind, tuple[int, str]] = {
+    "invalid_request": (400, "INVALID_ARGUMENT"),
+    "authentication": (401, "UNAUTHENTICATED"),
+    "billing": (403, "PERMISSION_DENIED"),
+    "permission": (403, "PERMISSION_DENIED"),
+    "not_found": (404, "NOT_FOUND"),
+    "request_too_large": (400, "INVALID_ARGUMENT"),
+    "rate_limit": (429, "RESOURCE_EXHAUSTED"),
+    "api_error": (500, "INTERNAL"),
+    "overloaded": (503, "UNAVAILABLE"),
+    "timeout": (504, "DEADLINE_EXCEEDED"),
+    "connection": (502, "UNAVAILABLE"),
+}
+_AUTH_REASONS = frozenset({"API_KEY_INVALID", "API_KEY_EXPIRED"})
+
+
+def parse_error(status: int, body: bytes) -> GatewayError:
+    try:
+        data = orjson.loads(body) if body else None
+    except orjson.JSONDecodeError:
+        data = None
+    if isinstance(data, list) and data:
+        data = data[0]
+    if isinstance(data, dict) and isinstance(data.get("error"), dict):
+        return error_from_body(data, status)
+    text = body.decode("utf-8", "replace").strip()[:500] or f"HTTP {status} from Gemini"
+    return GatewayError(kind_for_status(status), text, status=status, upstream=ORIGIN)
+
+
+def error_from_body(data: JSON, status: int | None) -> GatewayError:
+    """`{"error": {...}}` -> GatewayError. `status` is the HTTP status when there was one
+    (None for an error chunk inside a 200 stream)."""
+    error = data.get("error")
+    error = error if isinstance(error, dict) else {}
+    code = error.get("code")
+    http = status if status is not None and status >= 400 else code
+    http = http if isinstance(http, int) and http >= 400 else None
+    kind = KIND_BY_GOOGLE_STATUS.get(str(error.get("status") or ""))
+    if kind is None:
+        kind = kind_for_status(http) if http is not None else "api_error"
+    details = error.get("details")
+    details = details if isinstance(details, list) else []
+    if any(_detail_reason(d) in _AUTH_REASONS for d in details):
+        kind, http = "authentication", 401
+    message = str(error.get("message") or error.get("status") or "Gemini error")
+    return GatewayError(
+        kind, message, status=http, upstream=ORIGIN, retry_after=_retry_after(details)
+    )
+
+
+def render_error(error: GatewayError) -> JSON:
+    code, status = GOOGLE_BY_KIND.get(error.kind, (500, "INTERNAL"))
+    return {"error": {"code": error.status or code, "message": error.message, "status": status}}
+
+
+def _detail_reason(detail: Any) -> str | None:
+    return detail.get("reason") if isinstance(detail, dict) else None
+
+
+def _retry_after(details: list[Any]) -> float | None:
+    for detail in details:
+        if not isinstance(detail, dict):
+            continue
+        delay = detail.get("retryDelay")
+        if isinstance(delay, str) and delay.endswith("s"):
+            try:
+                return float(delay[:-1])
+            except ValueError:
+                return None
+    return None

@@ -1,0 +1,124 @@
+"""Canonical parts -> Gemini `Part` dicts, shared by the upstream request renderer and the
+client-facing response renderer.
+
+Rules kept here:
+- A Gemini thought signature is a part-level sibling (`{"functionCall": ..., "thoughtSignature":
+  ...}`), never inside the call. A ToolCall keeps it in `provider_metadata["thought_signature"]`.
+- A signature Gemini put on a plain text part is held, in canonical form, by an empty-text
+  `Reasoning(origin="gemini")` placed right AFTER that text (see response.py); rendering puts
+  it back on the text part just before it.
+- Upstream, reasoning from other providers is dropped (Gemini must not see foreign thoughts).
+  Towards a Gemini-SDK client, foreign reasoning is shown as thought text, and its signature is
+  packed (canonical/carry.py) into `thoughtSignature`, which the client echoes back unchanged.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+from typing import Any
+
+from babelgate.canonical import Document, Image, Part, Reasoning, Text, ToolCall
+from babelgate.canonical.carry import pack
+
+from .names import gemini_name
+
+JSON = dict[str, Any]
+
+ORIGIN = "gemini"
+SIGNATURE_KEY = "thought_signature"  # ToolCall.provider_metadata key
+GEMINI_ID_KEY = "gemini_id"  # ToolCall.provider_metadata key: the id Gemini itself gave
+
+
+def media_part(part: Image | Document) -> JSON | None:
+    """An image or document -> inlineData (base64) or fileData (a URL); a text document ->
+    text. None when there is nothing to send."""
+    if isinstance(part, Document) and part.text is not None:
+        title = f"{part.title}\n\n" if part.title else ""
+        return {"text": title + part.text} if part.text or title else None
+    default = "application/pdf" if isinstance(part, Document) else "image/png"
+    if part.data:
+        return {"inlineData": {"mimeType": part.media_type or default, "data": part.data}}
+    if not part.url:
+        return None
+    if part.url.startswith("data:"):
+        head, _, data = part.url[5:].partition(",")
+        mime = head.split(";", 1)[0] or part.media_type or default
+        return {"inlineData": {"mimeType": mime, "data": data}}
+    mime = part.media_type or mimetypes.guess_type(part.url)[0] or default
+    return {"fileData": {"mimeType": mime, "fileUri": part.url}}
+
+
+def render_model_parts(parts: list[Part], *, upstream: bool) -> list[JSON]:
+    """An assistant turn's parts -> Gemini model parts. `upstream=True` renders for Gemini
+    itself (tool names made valid, foreign reasoning dropped, `functionCall.id` only when
+    Gemini gave one); `False` renders for a Gemini-SDK client."""
+    out: list[JSON] = []
+    for part in parts:
+        if isinstance(part, Text):
+            if part.text:
+                out.append({"text": part.text})
+        elif isinstance(part, Reasoning):
+            _reasoning(part, out, upstream)
+        elif isinstance(part, ToolCall):
+            out.append(_function_call(part, upstream))
+        elif isinstance(part, Image | Document):
+            media = media_part(part)
+            if media is not None:
+                out.append(media)
+    return out
+
+
+def _reasoning(part: Reasoning, out: list[JSON], upstream: bool) -> None:
+    if part.origin == ORIGIN:
+        if part.text:
+            thought: JSON = {"text": part.text, "thought": True}
+            if part.signature:
+                thought["thoughtSignature"] = part.signature
+            out.append(thought)
+        elif part.signature:
+            _attach_text_signature(part.signature, out)
+        return
+    if upstream:
+        return  # foreign thoughts are not Gemini's to read
+    foreign: JSON = {"text": part.text, "thought": True}
+    packed = foreign_signature(part)
+    if packed is not None:
+        foreign["thoughtSignature"] = packed
+    if part.text or packed is not None:
+        out.append(foreign)
+
+
+def foreign_signature(part: Reasoning) -> str | None:
+    """Another provider's reasoning signature (or redacted data) packed for a Gemini client,
+    which echoes `thoughtSignature` back unchanged; client.py unpacks it."""
+    if not (part.signature or part.redacted):
+        return None
+    return pack(part.origin or "unknown", {"s": part.signature, "r": part.redacted})
+
+
+def _attach_text_signature(signature: str, out: list[JSON]) -> None:
+    """Put a text part's signature back on that text part (the one just rendered)."""
+    last = out[-1] if out else None
+    if (
+        last is not None
+        and "text" in last
+        and not last.get("thought")
+        and "thoughtSignature" not in last
+    ):
+        last["thoughtSignature"] = signature
+        return
+    out.append({"text": "", "thoughtSignature": signature})
+
+
+def _function_call(call: ToolCall, upstream: bool) -> JSON:
+    meta = call.provider_metadata or {}
+    fc: JSON = {"name": gemini_name(call.name) if upstream else call.name, "args": call.arguments}
+    if not upstream:
+        fc["id"] = call.id
+    elif isinstance(meta.get(GEMINI_ID_KEY), str):
+        fc["id"] = meta[GEMINI_ID_KEY]
+    rendered: JSON = {"functionCall": fc}
+    signature = meta.get(SIGNATURE_KEY)
+    if isinstance(signature, str) and signature:
+        rendered["thoughtSignature"] = signature
+    return rendered

@@ -1,0 +1,234 @@
+"""Gemini `:streamGenerateContent?alt=sse` body -> canonical events.
+
+Each SSE `data:` line is a whole GenerateContentResponse chunk. What the decoder promises,
+on top of canonical/stream.py's contract:
+- Text and thought text stream as deltas; consecutive chunks of the same kind extend the
+  open part. A functionCall arrives whole: PartStart, one ToolArgsDelta, PartStop.
+- A thoughtSignature on a thought chunk -> SignatureDelta on the open reasoning part; on a
+  text chunk -> the text part closes and an empty Reasoning part carrying the signature
+  follows (the same shape parse_response gives, see response.py).
+- Usage comes from the last chunk that had usageMetadata; MessageStart carries the prompt
+  side of the first one (Claude Code reads input tokens there).
+- MessageDelta and MessageStop come when the body ends. A chunk with `error`, a body that
+  ends without a finishReason (and no blocked prompt), or a failed function call ->
+  StreamError, and nothing after it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from babelgate.canonical import (
+    Event,
+    GatewayError,
+    MessageDelta,
+    MessageStart,
+    MessageStop,
+    PartStart,
+    PartStop,
+    Reasoning,
+    ReasoningDelta,
+    Request,
+    SignatureDelta,
+    StreamError,
+    Text,
+    TextDelta,
+    ToolArgsDelta,
+    ToolCall,
+)
+from babelgate.canonical.ids import new_id
+from babelgate.canonical.tool_args import dump_arguments
+from babelgate.protocols.base import StreamDecoder
+from babelgate.protocols.sse import SSEDecoder
+
+from .errors import error_from_body
+from .parts import ORIGIN
+from .response import (
+    first_candidate,
+    is_blocked,
+    parse_function_call,
+    parse_usage,
+    stop_reason,
+    tool_names,
+)
+
+JSON = dict[str, Any]
+
+
+class GeminiStreamDecoder(StreamDecoder):
+    __slots__ = (
+        "_blocked",
+        "_done",
+        "_finish",
+        "_has_calls",
+        "_index",
+        "_model",
+        "_names",
+        "_open",
+        "_open_kind",
+        "_sse",
+        "_started",
+        "_usage_meta",
+    )
+
+    def __init__(self, request: Request) -> None:
+        self._sse = SSEDecoder()
+        self._names = tool_names(request)
+        self._model = request.model
+        self._started = False
+        self._done = False  # an error was emitted: ignore the rest
+        self._index = 0  # index of the next part
+        self._open: Text | Reasoning | None = None
+        self._open_kind = ""  # "text" | "thought"
+        self._has_calls = False
+        self._finish: str | None = None
+        self._blocked = False
+        self._usage_meta: Any = None
+
+    def feed(self, chunk: bytes) -> list[Event]:
+        events: list[Event] = []
+        for sse_event in self._sse.feed(chunk):
+            self._data(sse_event.data, events)
+        return events
+
+    def close(self) -> list[Event]:
+        events: list[Event] = []
+        for sse_event in self._sse.flush():
+            self._data(sse_event.data, events)
+        if self._done:
+            return events
+        self._done = True
+        if self._finish is None and not self._blocked:
+            events.append(_error("Gemini stream ended without a finishReason"))
+            return events
+        try:
+            reason = stop_reason(self._finish, self._has_calls, blocked=self._blocked)
+        except GatewayError as error:
+            events.append(StreamError(error))
+            return events
+        self._close_open(events)
+        events.append(MessageDelta(stop_reason=reason, usage=parse_usage(self._usage_meta)))
+        events.append(MessageStop())
+        return events
+
+    # ------------------------------------------------ one chunk
+
+    def _data(self, data: str, events: list[Event]) -> None:
+        if self._done or not data.strip():
+            return
+        try:
+            chunk = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            self._fail(events, _error("Gemini sent a stream chunk that is not JSON"))
+            return
+        if isinstance(chunk, list) and chunk:  # an error body is sometimes an array
+            chunk = chunk[0]
+        if not isinstance(chunk, dict):
+            return
+        if "error" in chunk:
+            self._fail(events, StreamError(error_from_body(chunk, None)))
+            return
+        self._chunk(chunk, events)
+
+    def _chunk(self, chunk: JSON, events: list[Event]) -> None:
+        if "usageMetadata" in chunk:
+            self._usage_meta = chunk["usageMetadata"]
+        if not self._started:
+            self._started = True
+            events.append(
+                MessageStart(
+                    id=chunk.get("responseId") or new_id("msg_"),
+                    model=chunk.get("modelVersion") or self._model,
+                    usage=parse_usage(self._usage_meta),
+                )
+            )
+        self._blocked = self._blocked or is_blocked(chunk)
+        candidate = first_candidate(chunk)
+        if candidate is None:
+            return
+        for raw in (candidate.get("content") or {}).get("parts") or []:
+            if isinstance(raw, dict):
+                self._part(raw, events)
+        if candidate.get("finishReason"):
+            self._finish = candidate["finishReason"]
+
+    def _part(self, raw: JSON, events: list[Event]) -> None:
+        if "functionCall" in raw:
+            self._function_call(raw, events)
+            return
+        text = raw.get("text")
+        text = text if isinstance(text, str) else ""
+        signature = raw.get("thoughtSignature")
+        signature = signature if isinstance(signature, str) and signature else None
+        if raw.get("thought"):
+            self._thought(text, signature, events)
+        else:
+            self._text(text, signature, events)
+
+    def _thought(self, text: str, signature: str | None, events: list[Event]) -> None:
+        part = self._ensure_open("thought", events) if text or signature else None
+        if part is None:
+            return
+        assert isinstance(part, Reasoning)
+        if text:
+            part.text += text
+            events.append(ReasoningDelta(self._index, text))
+        if signature:
+            part.signature = signature
+            events.append(SignatureDelta(self._index, signature))
+
+    def _text(self, text: str, signature: str | None, events: list[Event]) -> None:
+        if text:
+            part = self._ensure_open("text", events)
+            assert isinstance(part, Text)
+            part.text += text
+            events.append(TextDelta(self._index, text))
+        if signature:
+            self._close_open(events)
+            holder = Reasoning(text="", signature=signature, origin=ORIGIN)
+            events.append(PartStart(self._index, Reasoning(origin=ORIGIN)))
+            events.append(SignatureDelta(self._index, signature))
+            events.append(PartStop(self._index, holder))
+            self._index += 1
+
+    def _function_call(self, raw: JSON, events: list[Event]) -> None:
+        self._close_open(events)
+        call = parse_function_call(raw, self._names)
+        self._has_calls = True
+        start = ToolCall(
+            id=call.id, name=call.name, kind=call.kind, provider_metadata=call.provider_metadata
+        )
+        events.append(PartStart(self._index, start))
+        events.append(ToolArgsDelta(self._index, dump_arguments(call.arguments)))
+        events.append(PartStop(self._index, call))
+        self._index += 1
+
+    # ------------------------------------------------ part bookkeeping
+
+    def _ensure_open(self, kind: str, events: list[Event]) -> Text | Reasoning:
+        if self._open is not None and self._open_kind == kind:
+            return self._open
+        self._close_open(events)
+        part: Text | Reasoning = Text(text="") if kind == "text" else Reasoning(origin=ORIGIN)
+        empty: Text | Reasoning = Text(text="") if kind == "text" else Reasoning(origin=ORIGIN)
+        events.append(PartStart(self._index, empty))
+        self._open, self._open_kind = part, kind
+        return part
+
+    def _close_open(self, events: list[Event]) -> None:
+        if self._open is None:
+            return
+        events.append(PartStop(self._index, self._open))
+        self._open = None
+        self._open_kind = ""
+        self._index += 1
+
+    def _fail(self, events: list[Event], error: StreamError) -> None:
+        self._done = True
+        events.append(error)
+
+
+def _error(message: str) -> StreamError:
+    return StreamError(GatewayError("api_error", message, upstream=ORIGIN))
