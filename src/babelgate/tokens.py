@@ -84,3 +84,46 @@ def _collect(part: object, texts: list[str]) -> int:
             return 0
         return DOCUMENT_TOKENS
     return 0
+
+
+CHARS_PER_TOKEN = 3.6  # English prose and code under cl100k/Claude tokenizers average 3.5-4
+
+
+def quick_estimate(request: Request) -> int:
+    """A cheap input-token estimate (characters / 3.6, plus fixed costs), for stream starts
+    where the upstream reports usage only at the end. Costs microseconds, not milliseconds:
+    Claude Code reads input tokens from `message_start`, and a zero there breaks its context
+    meter; the exact count follows in `message_delta`."""
+    chars = sum(len(part.text) for part in request.system)
+    fixed = 0
+    for message in request.messages:
+        fixed += PER_MESSAGE_TOKENS
+        for part in message.parts:
+            chars, fixed = _quick(part, chars, fixed)
+    for tool in request.tools:
+        # Schemas are not re-serialised here: ~40 characters per property is typical.
+        chars += len(tool.name) + len(tool.description or "")
+        chars += 40 * len(tool.parameters.get("properties") or ()) + 40
+        fixed += PER_TOOL_TOKENS
+    return fixed + int(chars / CHARS_PER_TOKEN)
+
+
+def _quick(part: object, chars: int, fixed: int) -> tuple[int, int]:
+    if isinstance(part, (Text, Reasoning)):
+        chars += len(part.text)
+    elif isinstance(part, ToolCall):
+        chars += len(part.name) + 20 * (len(part.arguments) + 1)
+        for value in part.arguments.values():
+            if isinstance(value, str):
+                chars += len(value)
+    elif isinstance(part, ToolResult):
+        for item in part.content:
+            chars, fixed = _quick(item, chars, fixed)
+    elif isinstance(part, Image):
+        fixed += IMAGE_TOKENS
+    elif isinstance(part, Document):
+        if part.text:
+            chars += len(part.text)
+        else:
+            fixed += DOCUMENT_TOKENS
+    return chars, fixed

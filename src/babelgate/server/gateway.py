@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 
+from babelgate import tokens
 from babelgate.canonical import (
     Event,
     GatewayError,
@@ -64,6 +65,7 @@ class Attempt:
     started: float
     usage: Usage | None = None
     error: GatewayError | None = None
+    estimated_input: int = 0  # what a stream start told the client, when the upstream did not
 
 
 class Gateway:
@@ -211,7 +213,7 @@ class Gateway:
             whole.model = call.request.model
             attempt.usage = whole.usage
             self.log_attempt(call.request, attempt)
-            return _encode(encoder, response_events(whole), attempt, call.request.model), _nothing()
+            return _encode(encoder, response_events(whole), attempt, call.request), _nothing()
         chunks = upstream.iter_chunks()
         decoder = provider.codec.stream_decoder(upstream_request)
         first = await _first_events(chunks, decoder)
@@ -219,7 +221,7 @@ class Gateway:
         if failed is not None:
             await chunks.aclose()
             raise failed
-        first_bytes = _encode(encoder, first, attempt, call.request.model)
+        first_bytes = _encode(encoder, first, attempt, call.request)
         rest = self._translated_rest(call.request, attempt, chunks, decoder, encoder)
         return first_bytes, rest
 
@@ -231,12 +233,11 @@ class Gateway:
         decoder: StreamDecoder,
         encoder: StreamEncoder,
     ) -> AsyncIterator[bytes]:
-        model = request.model
         try:
             async for chunk in chunks:
                 events = decoder.feed(chunk)
                 if events:
-                    yield _encode(encoder, events, attempt, model)
+                    yield _encode(encoder, events, attempt, request)
             events = decoder.close()
         except GatewayError as error:
             # Close what the decoder still had open, then report the cut-off in-stream.
@@ -245,7 +246,7 @@ class Gateway:
         finally:
             self.log_attempt(request, attempt)
         if events:
-            yield _encode(encoder, events, attempt, model)
+            yield _encode(encoder, events, attempt, request)
 
     async def _pass_stream(
         self, call: Call, provider: Provider, target: Target, attempt: Attempt
@@ -317,13 +318,19 @@ def _leading_error(events: list[Event]) -> GatewayError | None:
     return None
 
 
-def _encode(encoder: StreamEncoder, events: list[Event], attempt: Attempt, model: str) -> bytes:
+def _encode(encoder: StreamEncoder, events: list[Event], attempt: Attempt, request: Request) -> bytes:
     """Client bytes for a batch of events, noting usage and errors for the access log."""
     out = []
     for event in events:
         if isinstance(event, MessageStart):
-            event.model = model  # the client sees the model name it asked for
+            event.model = request.model  # the client sees the model name it asked for
+            if not event.usage.prompt_tokens:
+                # OpenAI-style upstreams report usage only at the end; clients such as
+                # Claude Code need a non-zero input count at the start.
+                event.usage.input_tokens = attempt.estimated_input = tokens.quick_estimate(request)
         elif isinstance(event, MessageDelta):
+            if not event.usage.prompt_tokens:  # the upstream never said: keep the estimate
+                event.usage.input_tokens = attempt.estimated_input
             attempt.usage = event.usage
         elif isinstance(event, StreamError):
             attempt.error = event.error
