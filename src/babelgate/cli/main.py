@@ -109,7 +109,7 @@ def _serve(args: argparse.Namespace) -> int:
     describe_settings(settings, sys.stderr)
 
     # Imported late so `babelgate --help`, `init` and config errors need no server stack.
-    from babelgate.server.run import serve  # noqa: PLC0415
+    from babelgate.server.run import serve
 
     serve(settings, host, port)  # blocks until the server stops
     return EXIT_OK
