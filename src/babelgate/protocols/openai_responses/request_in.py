@@ -1,0 +1,285 @@
+"""A client's Responses request body -> canonical Request.
+
+Rules:
+- `instructions`, and system/developer messages before the first other item, become
+  `request.system`; later ones stay in place as `Message(role="system")`.
+- One assistant turn in Responses is several items (reasoning, message, function calls);
+  consecutive assistant-side items join one assistant Message, so a thinking signature stays
+  with the calls it covers. Consecutive user-side items (user messages and tool outputs) join
+  one user Message, tool results first as the other protocols need them.
+- Call ids that carry upstream metadata (`carry.attach_to_id`) are split back here, so every
+  upstream sees the original id and the call gets its `provider_metadata` back.
+- Fields without canonical meaning (client_metadata, prompt_cache_key, include, truncation,
+  metadata, service_tier, text.verbosity, safety_identifier, user) are accepted and dropped.
+- Items with no canonical meaning (web_search_call and other built-in tool activity, item
+  references) are skipped: they can only be replayed to OpenAI itself, which is served by
+  same-protocol pass-through instead.
+- Errors name the offending field, e.g. `input[3].call_id`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from babelgate.canonical import (
+    JSON,
+    Message,
+    Part,
+    Reasoning,
+    ReasoningConfig,
+    Request,
+    Text,
+    ToolCall,
+    ToolResult,
+    invalid,
+)
+from babelgate.canonical.carry import split_id
+from babelgate.canonical.model import Effort
+from babelgate.canonical.tool_args import parse_arguments
+
+from .content import parse_content
+from .envelope import reasoning_from_client
+from .tools import parse_text_format, parse_tool_choice, parse_tools
+
+_EFFORTS: dict[str, Effort] = {
+    "none": "none",
+    "minimal": "minimal",
+    "low": "low",
+    "medium": "medium",
+    "high": "high",
+    "xhigh": "xhigh",
+    "max": "max",
+}
+_ASSISTANT_ITEMS = frozenset({"reasoning", "function_call", "custom_tool_call"})
+_OUTPUT_ITEMS = frozenset({"function_call_output", "custom_tool_call_output"})
+Side = Literal["system", "user", "assistant"]
+
+
+def parse_request(body: JSON) -> Request:
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise invalid("model is required", "model")
+    builder = _Conversation()
+    instructions = body.get("instructions")
+    if isinstance(instructions, str) and instructions:
+        builder.system.append(Text(instructions))
+    elif instructions is not None and not isinstance(instructions, str):
+        raise invalid("instructions must be a string", "instructions")
+    _read_input(body.get("input"), builder)
+    return Request(
+        model=model,
+        messages=builder.messages,
+        system=builder.system,
+        max_tokens=_optional_int(body, "max_output_tokens"),
+        stream=bool(body.get("stream", False)),
+        temperature=_optional_number(body, "temperature"),
+        top_p=_optional_number(body, "top_p"),
+        tools=parse_tools(body.get("tools")),
+        tool_choice=parse_tool_choice(body.get("tool_choice")),
+        parallel_tool_calls=_optional_bool(body, "parallel_tool_calls"),
+        reasoning=_parse_reasoning(body.get("reasoning")),
+        response_format=parse_text_format(body.get("text")),
+        previous_response_id=_optional_str(body, "previous_response_id"),
+        store=_optional_bool(body, "store"),
+    )
+
+
+# ---------------------------------------------------------------- input items
+
+
+class _Conversation:
+    """Builds messages from items, joining runs of items that belong to one turn."""
+
+    __slots__ = ("call_names", "messages", "system")
+
+    def __init__(self) -> None:
+        self.system: list[Text] = []
+        self.messages: list[Message] = []
+        # call id -> (name, kind), so a result can name its tool (Gemini needs the name).
+        self.call_names: dict[str, tuple[str, Literal["function", "custom"]]] = {}
+
+    def add(self, side: Side, parts: list[Part]) -> None:
+        if side == "system" and not self.messages:
+            self.system.extend(p for p in parts if isinstance(p, Text))
+            return
+        last = self.messages[-1] if self.messages else None
+        if last is not None and last.role == side and side != "system":
+            last.parts.extend(parts)
+        else:
+            self.messages.append(Message(role=side, parts=list(parts)))
+
+    def add_results(self, results: list[ToolResult]) -> None:
+        """Tool results join the open user message ahead of its other parts."""
+        last = self.messages[-1] if self.messages else None
+        if last is None or last.role != "user":
+            self.messages.append(Message(role="user", parts=list(results)))
+            return
+        split = next(
+            (i for i, p in enumerate(last.parts) if not isinstance(p, ToolResult)),
+            len(last.parts),
+        )
+        last.parts[split:split] = results
+
+
+def _read_input(raw: Any, builder: _Conversation) -> None:
+    if isinstance(raw, str):
+        builder.add("user", [Text(raw)])
+        return
+    if not isinstance(raw, list):
+        raise invalid("input must be a string or an array of items", "input")
+    for i, item in enumerate(raw):
+        where = f"input[{i}]"
+        if not isinstance(item, dict):
+            raise invalid(f"{where} must be an object", where)
+        _read_item(item, where, builder)
+
+
+def _read_item(item: JSON, where: str, builder: _Conversation) -> None:
+    kind = item.get("type")
+    if kind is None and "role" in item:
+        kind = "message"  # the short form {role, content}
+    if kind == "message":
+        _read_message(item, where, builder)
+    elif kind in _ASSISTANT_ITEMS:
+        builder.add("assistant", [_assistant_part(item, kind, where, builder)])
+    elif kind in _OUTPUT_ITEMS:
+        builder.add_results([_tool_result(item, kind, where, builder)])
+    elif not isinstance(kind, str):
+        raise invalid(f"{where}.type is required", f"{where}.type")
+    # Any other type is built-in tool activity; see the module docstring.
+
+
+def _read_message(item: JSON, where: str, builder: _Conversation) -> None:
+    role = item.get("role")
+    if role not in ("user", "assistant", "system", "developer"):
+        raise invalid(f"{where}.role must be user, assistant, system or developer", f"{where}.role")
+    parts: list[Part] = list(parse_content(item.get("content"), f"{where}.content"))
+    side: Side = "system" if role in ("system", "developer") else role
+    builder.add(side, parts)
+
+
+def _assistant_part(item: JSON, kind: str, where: str, builder: _Conversation) -> Part:
+    if kind == "reasoning":
+        return _reasoning(item, where)
+    call_id, metadata = split_id(_required_str(item, "call_id", where))
+    name = _required_str(item, "name", where)
+    if kind == "custom_tool_call":
+        builder.call_names[call_id] = (name, "custom")
+        raw_input = item.get("input", "")
+        if not isinstance(raw_input, str):
+            raise invalid(f"{where}.input must be a string", f"{where}.input")
+        return ToolCall(
+            id=call_id,
+            name=name,
+            arguments={"input": raw_input},
+            kind="custom",
+            provider_metadata=metadata,
+        )
+    builder.call_names[call_id] = (name, "function")
+    return ToolCall(
+        id=call_id,
+        name=name,
+        arguments=_parse_arguments(item.get("arguments"), f"{where}.arguments"),
+        provider_metadata=metadata,
+    )
+
+
+def _parse_arguments(raw: Any, where: str) -> JSON:
+    # Client history holds arguments the model produced; repair rather than reject them,
+    # as the upstream already accepted them once.
+    if isinstance(raw, dict):
+        return raw
+    if raw is None or isinstance(raw, str):
+        return parse_arguments(raw)
+    raise invalid(f"{where} must be a JSON string", where)
+
+
+def _reasoning(item: JSON, where: str) -> Reasoning:
+    summaries: list[str] = []
+    raw_summary = item.get("summary") or []
+    if not isinstance(raw_summary, list):
+        raise invalid(f"{where}.summary must be an array", f"{where}.summary")
+    for j, entry in enumerate(raw_summary):
+        if not isinstance(entry, dict) or not isinstance(entry.get("text"), str):
+            raise invalid(f"{where}.summary[{j}].text must be a string", f"{where}.summary[{j}]")
+        summaries.append(entry["text"])
+    encrypted = item.get("encrypted_content")
+    return reasoning_from_client(summaries, encrypted if isinstance(encrypted, str) else None)
+
+
+def _tool_result(item: JSON, kind: str, where: str, builder: _Conversation) -> ToolResult:
+    call_id, _ = split_id(_required_str(item, "call_id", where))
+    name, call_kind = builder.call_names.get(call_id, (None, None))
+    output = item.get("output", "")
+    is_error = False
+    if isinstance(output, dict):  # older clients: {content, success}
+        is_error = output.get("success") is False
+        output = output.get("content", "")
+    return ToolResult(
+        call_id=call_id,
+        content=parse_content(output, f"{where}.output"),
+        is_error=is_error,
+        name=name,
+        kind=call_kind or ("custom" if kind == "custom_tool_call_output" else "function"),
+    )
+
+
+def _required_str(item: JSON, key: str, where: str) -> str:
+    value = item.get(key)
+    if not isinstance(value, str) or not value:
+        raise invalid(f"{where}.{key} is required", f"{where}.{key}")
+    return value
+
+
+# ---------------------------------------------------------------- scalar fields
+
+
+def _parse_reasoning(raw: Any) -> ReasoningConfig | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise invalid("reasoning must be an object", "reasoning")
+    effort_raw = raw.get("effort")
+    effort = None
+    if effort_raw is not None:
+        effort = _EFFORTS.get(effort_raw) if isinstance(effort_raw, str) else None
+        if effort is None:
+            raise invalid(f"reasoning.effort {effort_raw!r} is not supported", "reasoning.effort")
+    summary = raw.get("summary") or raw.get("generate_summary")
+    return ReasoningConfig(
+        enabled=None if effort is None else effort != "none",
+        effort=effort,
+        summary=summary if isinstance(summary, str) else None,
+    )
+
+
+def _optional_int(body: JSON, key: str) -> int | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise invalid(f"{key} must be a positive integer", key)
+    return value
+
+
+def _optional_number(body: JSON, key: str) -> float | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise invalid(f"{key} must be a number", key)
+    return float(value)
+
+
+def _optional_bool(body: JSON, key: str) -> bool | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, bool):
+        raise invalid(f"{key} must be a boolean", key)
+    return value
+
+
+def _optional_str(body: JSON, key: str) -> str | None:
+    value = body.get(key)
+    return value if isinstance(value, str) and value else None

@@ -1,0 +1,194 @@
+"""Canonical Response -> the Responses response object a client (Codex, the openai SDK)
+reads; also the item and response builders the stream encoder shares.
+
+Each Text part is one `message` item, each Reasoning part one `reasoning` item (reasoning
+from other upstreams rides in `encrypted_content`, see envelope.py), each ToolCall one
+`function_call` or `custom_tool_call` item. A call's provider metadata (a Gemini thought
+signature) rides in its `call_id` (`carry.attach_to_id`): Codex stores call ids as opaque
+strings of any length and sends them back on the call and on its output.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from babelgate.canonical import (
+    JSON,
+    Reasoning,
+    Request,
+    Response,
+    StopReason,
+    Text,
+    ToolCall,
+    Usage,
+)
+from babelgate.canonical.carry import attach_to_id
+from babelgate.canonical.ids import new_id
+from babelgate.canonical.tool_args import dump_arguments
+
+from .envelope import encrypted_content, summary_texts
+from .tools import render_tool_choice, render_tools
+
+# Stop reasons that end a Responses response as `incomplete`, with the reason it gives.
+_INCOMPLETE: dict[StopReason, str] = {
+    "max_tokens": "max_output_tokens",
+    "context_window_exceeded": "max_output_tokens",
+    "refusal": "content_filter",
+}
+
+
+def response_id(upstream_id: str | None) -> str:
+    if upstream_id and upstream_id.startswith("resp_"):
+        return upstream_id
+    return new_id("resp_")
+
+
+def render_response(response: Response, request: Request) -> JSON:
+    status, incomplete = status_for(response.stop_reason)
+    output = [_item_for(part, status) for part in response.parts]
+    return response_object(
+        rid=response_id(response.id),
+        created_at=response.created or int(time.time()),
+        model=response.model or request.model,
+        request=request,
+        output=[item for item in output if item is not None],
+        status=status,
+        usage=render_usage(response.usage),
+        incomplete_reason=incomplete,
+    )
+
+
+def status_for(stop_reason: StopReason | None) -> tuple[str, str | None]:
+    reason = _INCOMPLETE.get(stop_reason) if stop_reason else None
+    return ("incomplete", reason) if reason else ("completed", None)
+
+
+def _item_for(part: Any, status: str) -> JSON | None:
+    if isinstance(part, Text):
+        return message_item(new_id("msg_"), part.text, status)
+    if isinstance(part, Reasoning):
+        return reasoning_item(new_id("rs_"), part)
+    if isinstance(part, ToolCall):
+        return call_item(new_id("ctc_" if part.kind == "custom" else "fc_"), part)
+    return None
+
+
+# ---------------------------------------------------------------- items
+
+
+def message_item(item_id: str, text: str | None, status: str) -> JSON:
+    content = [] if text is None else [output_text(text)]
+    return {
+        "id": item_id,
+        "type": "message",
+        "role": "assistant",
+        "status": status,
+        "content": content,
+    }
+
+
+def output_text(text: str) -> JSON:
+    return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+
+
+def reasoning_item(item_id: str, part: Reasoning | None) -> JSON:
+    """A reasoning item; `part=None` gives the empty item a stream opens with."""
+    item: JSON = {"id": item_id, "type": "reasoning", "summary": []}
+    if part is None:
+        return item
+    item["summary"] = [{"type": "summary_text", "text": t} for t in summary_texts(part)]
+    encrypted = encrypted_content(part)
+    if encrypted is not None:
+        item["encrypted_content"] = encrypted
+    return item
+
+
+def call_item(item_id: str, call: ToolCall) -> JSON:
+    """A function_call or custom_tool_call item."""
+    call_id = attach_to_id(call.id, call.provider_metadata)
+    if call.kind == "custom":
+        raw = call.arguments.get("input", "")
+        return {
+            "id": item_id,
+            "type": "custom_tool_call",
+            "status": "completed",
+            "call_id": call_id,
+            "name": call.name,
+            "input": raw if isinstance(raw, str) else dump_arguments(call.arguments),
+        }
+    return {
+        "id": item_id,
+        "type": "function_call",
+        "status": "completed",
+        "call_id": call_id,
+        "name": call.name,
+        "arguments": dump_arguments(call.arguments),
+    }
+
+
+def render_usage(usage: Usage) -> JSON:
+    # Responses counts cached tokens inside input_tokens; canonical keeps them apart.
+    prompt = usage.prompt_tokens
+    return {
+        "input_tokens": prompt,
+        "input_tokens_details": {
+            "cached_tokens": usage.cache_read_tokens,
+            "cache_write_tokens": usage.cache_write_tokens,
+        },
+        "output_tokens": usage.output_tokens,
+        "output_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
+        "total_tokens": prompt + usage.output_tokens,
+    }
+
+
+# ---------------------------------------------------------------- the response object
+
+
+def response_object(
+    *,
+    rid: str,
+    created_at: int,
+    model: str,
+    request: Request,
+    output: list[JSON],
+    status: str,
+    usage: JSON | None,
+    incomplete_reason: str | None = None,
+    error: JSON | None = None,
+) -> JSON:
+    """The full response object, echoing the request settings the SDK's Response type
+    requires (tools, tool_choice, parallel_tool_calls) or commonly reads."""
+    return {
+        "id": rid,
+        "object": "response",
+        "created_at": created_at,
+        "status": status,
+        "error": error,
+        "incomplete_details": {"reason": incomplete_reason} if incomplete_reason else None,
+        "instructions": None,
+        "max_output_tokens": request.max_tokens,
+        "model": model,
+        "output": output,
+        "parallel_tool_calls": (
+            True if request.parallel_tool_calls is None else request.parallel_tool_calls
+        ),
+        "previous_response_id": request.previous_response_id,
+        "reasoning": _echo_reasoning(request),
+        "store": bool(request.store),
+        "temperature": request.temperature,
+        "text": {"format": {"type": "text"}},
+        "tool_choice": render_tool_choice(request.tool_choice, request.tools, upstream=False),
+        "tools": render_tools(request.tools, upstream=False),
+        "top_p": request.top_p,
+        "truncation": "disabled",
+        "usage": usage,
+        "metadata": {},
+    }
+
+
+def _echo_reasoning(request: Request) -> JSON:
+    config = request.reasoning
+    if config is None:
+        return {"effort": None, "summary": None}
+    return {"effort": config.effort, "summary": config.summary}

@@ -1,0 +1,272 @@
+"""Canonical events -> a Responses event stream for a client.
+
+Each event is `event: <type>` + `data: {..., "sequence_number": n}` with n counting from 0.
+The sequence: `response.created`, `response.in_progress`, then per part an output item
+(added ... done), then exactly one of `response.completed`, `response.incomplete` or
+`response.failed`, carrying the full response object. Nothing is written after it.
+
+Tool calls are written whole when their part stops: added, one arguments delta, done. The
+call id must be the same in the added and the done item (the openai SDK checks), and the
+metadata it may carry (a Gemini thought signature) is only certain once the part is done.
+Codex does not display argument deltas, so nothing is lost for it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import orjson
+
+from babelgate.canonical import (
+    JSON,
+    Event,
+    GatewayError,
+    MessageDelta,
+    MessageStart,
+    MessageStop,
+    PartStart,
+    PartStop,
+    Reasoning,
+    ReasoningDelta,
+    Request,
+    StopReason,
+    StreamError,
+    Text,
+    TextDelta,
+    ToolCall,
+    Usage,
+)
+from babelgate.canonical.ids import new_id
+from babelgate.protocols.base import StreamEncoder
+from babelgate.protocols.sse import sse
+
+from .errors import stream_error
+from .response_out import (
+    call_item,
+    message_item,
+    output_text,
+    reasoning_item,
+    render_usage,
+    response_id,
+    response_object,
+    status_for,
+)
+
+
+@dataclass(slots=True)
+class _OpenItem:
+    item_id: str
+    output_index: int
+    chunks: list[str] = field(default_factory=list)  # the summary text streamed so far
+    summary_open: bool = False
+
+
+class ResponsesStreamEncoder(StreamEncoder):
+    def __init__(self, request: Request) -> None:
+        self._request = request
+        self._seq = 0
+        self._rid = ""
+        self._model = request.model
+        self._created_at = 0
+        self._output: list[JSON] = []
+        self._open: _OpenItem | None = None
+        self._stop_reason: StopReason | None = "end_turn"
+        self._usage = Usage()
+        self._started = False
+        self._finished = False
+
+    def ping(self) -> bytes:
+        return b": keep-alive\n\n"
+
+    def encode(self, event: Event) -> bytes:
+        if self._finished:
+            return b""
+        if isinstance(event, MessageStart):
+            return self._start(event.id, event.model, event.usage)
+        out = b"" if self._started else self._start("", "", Usage())
+        if isinstance(event, PartStart):
+            out += self._part_start(event.part)
+        elif isinstance(event, TextDelta):
+            out += self._text_delta(event.text)
+        elif isinstance(event, ReasoningDelta):
+            out += self._reasoning_delta(event.text)
+        elif isinstance(event, PartStop):
+            out += self._part_stop(event.part)
+        elif isinstance(event, MessageDelta):
+            self._stop_reason, self._usage = event.stop_reason, event.usage
+        elif isinstance(event, MessageStop):
+            out += self._finish()
+        elif isinstance(event, StreamError):
+            out += self._fail(event.error)
+        # ToolArgsDelta and SignatureDelta add nothing: calls are written from the finished
+        # part, and a signature arrives with its finished reasoning part.
+        return out
+
+    # ------------------------------------------------------------ framing
+
+    def _emit(self, kind: str, payload: JSON) -> bytes:
+        payload["type"] = kind
+        payload["sequence_number"] = self._seq
+        self._seq += 1
+        return sse(orjson.dumps(payload), kind)
+
+    def _response(
+        self,
+        status: str,
+        usage: JSON | None,
+        incomplete_reason: str | None = None,
+        error: JSON | None = None,
+    ) -> JSON:
+        return response_object(
+            rid=self._rid,
+            created_at=self._created_at,
+            model=self._model,
+            request=self._request,
+            output=list(self._output),
+            status=status,
+            usage=usage,
+            incomplete_reason=incomplete_reason,
+            error=error,
+        )
+
+    # ------------------------------------------------------------ lifecycle
+
+    def _start(self, upstream_id: str, model: str, usage: Usage) -> bytes:
+        if self._started:
+            return b""
+        self._started = True
+        self._rid = response_id(upstream_id)
+        self._model = model or self._request.model
+        self._created_at = int(time.time())
+        self._usage = usage
+        snapshot = self._response("in_progress", None)
+        return self._emit("response.created", {"response": snapshot}) + self._emit(
+            "response.in_progress", {"response": snapshot}
+        )
+
+    def _finish(self) -> bytes:
+        self._finished = True
+        status, reason = status_for(self._stop_reason)
+        response = self._response(status, render_usage(self._usage), incomplete_reason=reason)
+        kind = "response.completed" if status == "completed" else "response.incomplete"
+        return self._emit(kind, {"response": response})
+
+    def _fail(self, error: GatewayError) -> bytes:
+        self._finished = True
+        response = self._response("failed", None, error=stream_error(error))
+        return self._emit("response.failed", {"response": response})
+
+    # ------------------------------------------------------------ parts
+
+    def _part_start(self, part: Text | Reasoning | ToolCall) -> bytes:
+        index = len(self._output)
+        if isinstance(part, ToolCall):
+            self._open = _OpenItem(new_id("ctc_" if part.kind == "custom" else "fc_"), index)
+            return b""
+        if isinstance(part, Reasoning):
+            self._open = _OpenItem(new_id("rs_"), index)
+            item = reasoning_item(self._open.item_id, None)
+            return self._emit("response.output_item.added", {"output_index": index, "item": item})
+        self._open = _OpenItem(new_id("msg_"), index)
+        item = message_item(self._open.item_id, None, "in_progress")
+        return self._emit(
+            "response.output_item.added", {"output_index": index, "item": item}
+        ) + self._emit(
+            "response.content_part.added", self._where(content_index=0, part=output_text(""))
+        )
+
+    def _where(self, **extra: object) -> JSON:
+        assert self._open is not None
+        return {"item_id": self._open.item_id, "output_index": self._open.output_index, **extra}
+
+    def _text_delta(self, text: str) -> bytes:
+        if self._open is None or not text:
+            return b""
+        return self._emit(
+            "response.output_text.delta",
+            self._where(content_index=0, delta=text, logprobs=[]),
+        )
+
+    def _reasoning_delta(self, text: str) -> bytes:
+        if self._open is None or not text:
+            return b""
+        out = b""
+        if not self._open.summary_open:
+            self._open.summary_open = True
+            out = self._emit(
+                "response.reasoning_summary_part.added",
+                self._where(summary_index=0, part={"type": "summary_text", "text": ""}),
+            )
+        self._open.chunks.append(text)
+        return out + self._emit(
+            "response.reasoning_summary_text.delta", self._where(summary_index=0, delta=text)
+        )
+
+    def _part_stop(self, part: Text | Reasoning | ToolCall) -> bytes:
+        out = b""
+        if self._open is None:  # a stop without its start: open the item now
+            out = self._part_start(part)
+        assert self._open is not None
+        if isinstance(part, Text):
+            closing, item = self._close_text(part.text)
+        elif isinstance(part, Reasoning):
+            closing, item = self._close_reasoning(part)
+        else:
+            closing, item = self._close_call(part)
+        out += closing + self._emit(
+            "response.output_item.done", {"output_index": self._open.output_index, "item": item}
+        )
+        self._output.append(item)
+        self._open = None
+        return out
+
+    def _close_text(self, text: str) -> tuple[bytes, JSON]:
+        assert self._open is not None
+        out = self._emit(
+            "response.output_text.done", self._where(content_index=0, text=text, logprobs=[])
+        )
+        out += self._emit(
+            "response.content_part.done", self._where(content_index=0, part=output_text(text))
+        )
+        return out, message_item(self._open.item_id, text, "completed")
+
+    def _close_reasoning(self, part: Reasoning) -> tuple[bytes, JSON]:
+        assert self._open is not None
+        out = b""
+        if self._open.summary_open:
+            text = "".join(self._open.chunks)
+            out += self._emit(
+                "response.reasoning_summary_text.done", self._where(summary_index=0, text=text)
+            )
+            out += self._emit(
+                "response.reasoning_summary_part.done",
+                self._where(summary_index=0, part={"type": "summary_text", "text": text}),
+            )
+        return out, reasoning_item(self._open.item_id, part)
+
+    def _close_call(self, call: ToolCall) -> tuple[bytes, JSON]:
+        assert self._open is not None
+        item = call_item(self._open.item_id, call)
+        index = self._open.output_index
+        if call.kind == "custom":
+            added = {**item, "input": "", "status": "in_progress"}
+            value, delta_kind, done_kind, key = (
+                item["input"],
+                "response.custom_tool_call_input.delta",
+                "response.custom_tool_call_input.done",
+                "input",
+            )
+        else:
+            added = {**item, "arguments": "", "status": "in_progress"}
+            value, delta_kind, done_kind, key = (
+                item["arguments"],
+                "response.function_call_arguments.delta",
+                "response.function_call_arguments.done",
+                "arguments",
+            )
+        out = self._emit("response.output_item.added", {"output_index": index, "item": added})
+        if value:
+            out += self._emit(delta_kind, self._where(delta=value))
+        out += self._emit(done_kind, self._where(**{key: value}))
+        return out, item

@@ -1,0 +1,198 @@
+"""Tools, tool_choice and `text.format`, in both directions.
+
+Responses tools are flat: `{type:"function", name, description, parameters, strict}`,
+`{type:"custom", name, description, format}` (free-form input, e.g. Codex's apply_patch with
+a Lark grammar), and built-in tools named by their `type` alone (`web_search`,
+`tool_search`, `file_search`, `mcp`, ...). Built-ins become hosted Tools whose `config` is
+the rest of the object, so they pass unchanged to a Responses upstream and are dropped by
+codecs that have no equivalent.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from babelgate.canonical import JSON, Tool, ToolChoice, invalid
+
+from .names import upstream_name
+
+# Built-in tool types an OpenAI Responses upstream understands. A hosted tool from another
+# protocol (say Anthropic's `web_search_20250305`) is not one of them and is dropped.
+BUILTIN_TYPES = frozenset(
+    {
+        "web_search",
+        "web_search_preview",
+        "web_search_2025_08_26",
+        "web_search_preview_2025_03_11",
+        "file_search",
+        "code_interpreter",
+        "image_generation",
+        "local_shell",
+        "shell",
+        "apply_patch",
+        "mcp",
+        "tool_search",
+        "namespace",
+        "computer",
+        "computer_use_preview",
+    }
+)
+_EMPTY_PARAMETERS: JSON = {"type": "object", "properties": {}}
+_CHOICE_MODES: dict[str, Literal["auto", "none", "required"]] = {
+    "auto": "auto",
+    "none": "none",
+    "required": "required",
+}
+
+
+# ---------------------------------------------------------------- client -> canonical
+
+
+def parse_tools(raw: Any) -> list[Tool]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise invalid("tools must be an array", "tools")
+    return [_parse_tool(tool, f"tools[{i}]") for i, tool in enumerate(raw)]
+
+
+def _parse_tool(tool: Any, where: str) -> Tool:
+    if not isinstance(tool, dict):
+        raise invalid(f"{where} must be an object", where)
+    kind = tool.get("type")
+    if not isinstance(kind, str):
+        raise invalid(f"{where}.type is required", f"{where}.type")
+    if kind == "function":
+        return Tool(
+            name=_required_name(tool, where),
+            description=tool.get("description"),
+            parameters=tool.get("parameters") or dict(_EMPTY_PARAMETERS),
+            strict=tool.get("strict"),
+        )
+    if kind == "custom":
+        return Tool(
+            name=_required_name(tool, where),
+            description=tool.get("description"),
+            kind="custom",
+            format=tool.get("format"),
+        )
+    config = {key: value for key, value in tool.items() if key != "type"}
+    name = tool.get("name")
+    if not isinstance(name, str) or not name:
+        name = kind
+    return Tool(name=name, kind="hosted", hosted_type=kind, config=config)
+
+
+def _required_name(tool: JSON, where: str) -> str:
+    name = tool.get("name")
+    if not isinstance(name, str) or not name:
+        raise invalid(f"{where}.name is required", f"{where}.name")
+    return name
+
+
+def parse_tool_choice(raw: Any) -> ToolChoice | None:
+    if raw is None:
+        return None
+    if isinstance(raw, str):
+        mode = _CHOICE_MODES.get(raw)
+        if mode is None:
+            raise invalid(
+                f"tool_choice must be one of auto, none, required; got {raw!r}", "tool_choice"
+            )
+        return ToolChoice(mode=mode)
+    if not isinstance(raw, dict):
+        raise invalid("tool_choice must be a string or an object", "tool_choice")
+    kind = raw.get("type")
+    if kind in ("function", "custom"):
+        name = raw.get("name")
+        if not isinstance(name, str) or not name:
+            raise invalid("tool_choice.name is required", "tool_choice.name")
+        return ToolChoice(mode="tool", name=name)
+    if kind == "allowed_tools":
+        # The allow-list has no canonical form; keep whether a call is forced.
+        return ToolChoice(mode="required" if raw.get("mode") == "required" else "auto")
+    if isinstance(kind, str):
+        return ToolChoice(mode="tool", name=kind)  # a built-in tool, named by its type
+    raise invalid("tool_choice.type is required", "tool_choice.type")
+
+
+def parse_text_format(text: Any) -> JSON | None:
+    """`text.format` -> the canonical (Chat Completions style) response_format."""
+    if not isinstance(text, dict):
+        return None
+    fmt = text.get("format")
+    if not isinstance(fmt, dict):
+        return None
+    kind = fmt.get("type")
+    if kind == "json_schema":
+        schema = {
+            key: fmt[key] for key in ("name", "schema", "strict", "description") if key in fmt
+        }
+        return {"type": "json_schema", "json_schema": schema}
+    if kind == "json_object":
+        return {"type": "json_object"}
+    return None
+
+
+# ---------------------------------------------------------------- canonical -> wire
+
+
+def render_tools(tools: list[Tool], *, upstream: bool) -> list[JSON]:
+    """Tools as Responses objects. `upstream` sanitizes names and drops hosted tools
+    OpenAI does not know; for a client echo, names stay the client's own."""
+    rendered: list[JSON] = []
+    for tool in tools:
+        item = _render_tool(tool, upstream=upstream)
+        if item is not None:
+            rendered.append(item)
+    return rendered
+
+
+def _render_tool(tool: Tool, *, upstream: bool) -> JSON | None:
+    name = upstream_name(tool.name) if upstream else tool.name
+    if tool.kind == "hosted":
+        if tool.hosted_type is None or (upstream and tool.hosted_type not in BUILTIN_TYPES):
+            return None
+        return {"type": tool.hosted_type, **(tool.config or {})}
+    item: JSON = {"type": tool.kind, "name": name}
+    if tool.description is not None:
+        item["description"] = tool.description
+    if tool.kind == "custom":
+        if tool.format is not None:
+            item["format"] = tool.format
+        return item
+    item["parameters"] = tool.parameters
+    # The Responses API treats a missing `strict` as true, which rejects most schemas
+    # written for other APIs; say false unless the client asked.
+    item["strict"] = bool(tool.strict)
+    return item
+
+
+def render_tool_choice(choice: ToolChoice | None, tools: list[Tool], *, upstream: bool) -> Any:
+    if choice is None:
+        return "auto"
+    if choice.mode != "tool":
+        return choice.mode
+    name = choice.name or ""
+    tool = next((t for t in tools if t.name == name), None)
+    if tool is not None and tool.kind == "hosted":
+        return {"type": tool.hosted_type}
+    kind = "custom" if tool is not None and tool.kind == "custom" else "function"
+    return {"type": kind, "name": upstream_name(name) if upstream else name}
+
+
+def render_text_format(response_format: JSON | None) -> JSON | None:
+    """The canonical response_format -> Responses `text.format`."""
+    if not response_format:
+        return None
+    kind = response_format.get("type")
+    if kind == "json_schema":
+        schema = response_format.get("json_schema") or {}
+        fmt: JSON = {"type": "json_schema", "name": schema.get("name", "response")}
+        for key in ("schema", "strict", "description"):
+            if key in schema:
+                fmt[key] = schema[key]
+        return fmt
+    if kind == "json_object":
+        return {"type": "json_object"}
+    return None
