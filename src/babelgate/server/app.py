@@ -18,6 +18,7 @@ from babelgate import __version__, tokens
 from babelgate.canonical import GatewayError, StreamError
 from babelgate.config import Settings
 from babelgate.protocols import Codec, get_codec
+from babelgate.routing import Target
 
 from .asgi import (
     SSE_HEADERS,
@@ -32,7 +33,7 @@ from .asgi import (
     send_json,
 )
 from .count_tokens import count_tokens
-from .gateway import Call, Gateway, Target
+from .gateway import Call, Gateway
 
 log = logging.getLogger("babelgate")
 
@@ -137,7 +138,7 @@ class App:
             await send_error(send, call.codec, internal_error(exc))
             return
         await send({"type": "http.response.start", "status": 200,
-                    "headers": SSE_HEADERS + [_target_header(target)]})
+                    "headers": [*SSE_HEADERS, _target_header(target)]})
         await send({"type": "http.response.body", "body": first, "more_body": True})
         try:
             async for chunk in rest:

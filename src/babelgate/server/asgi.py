@@ -74,7 +74,9 @@ async def send_bytes(
     await send({"type": "http.response.body", "body": body})
 
 
-async def send_json(send: Send, status: int, data: Any, extra: list[tuple[bytes, bytes]] | None = None) -> None:
+async def send_json(
+    send: Send, status: int, data: Any, extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
     headers = JSON_HEADERS + extra if extra else JSON_HEADERS
     await send_bytes(send, status, orjson.dumps(data), headers)
 

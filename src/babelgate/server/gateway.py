@@ -318,7 +318,9 @@ def _leading_error(events: list[Event]) -> GatewayError | None:
     return None
 
 
-def _encode(encoder: StreamEncoder, events: list[Event], attempt: Attempt, request: Request) -> bytes:
+def _encode(
+    encoder: StreamEncoder, events: list[Event], attempt: Attempt, request: Request
+) -> bytes:
     """Client bytes for a batch of events, noting usage and errors for the access log."""
     out = []
     for event in events:

@@ -84,7 +84,8 @@ class UsageTap:
                 self._merge(anthropic_usage(_loads(event.data).get("usage")))
             elif event.event == "error":
                 error = _loads(event.data).get("error")
-                self.error_message = str(error.get("message")) if isinstance(error, dict) else "error"
+                message = error.get("message") if isinstance(error, dict) else None
+                self.error_message = str(message or "error")
 
     def _merge(self, delta: Usage) -> None:
         # message_delta usage is cumulative; input fields are often absent there (0).
