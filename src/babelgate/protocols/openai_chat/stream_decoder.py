@@ -96,7 +96,7 @@ class ChatStreamDecoder(StreamDecoder):
         events: list[Event] = []
         if not self._ended:
             for sse in self._sse.flush():
-                self._handle(sse.data, events)
+                self._handle(sse.data, events, at_end=True)
                 if self._ended:
                     break
         if self._ended:
@@ -109,13 +109,15 @@ class ChatStreamDecoder(StreamDecoder):
 
     # ------------------------------------------------------------ chunks
 
-    def _handle(self, data: str, events: list[Event]) -> None:
+    def _handle(self, data: str, events: list[Event], at_end: bool = False) -> None:
         if data.strip() == "[DONE]":
             self._end_message(events)
             return
         try:
             chunk = orjson.loads(data)
         except orjson.JSONDecodeError:
+            if at_end:
+                return  # the body was cut inside its last event: close() reports that
             chunk = None
         if not isinstance(chunk, dict):
             message = f"upstream sent a malformed stream chunk: {data[:200]!r}"
@@ -144,6 +146,9 @@ class ChatStreamDecoder(StreamDecoder):
         )
 
     def _choice(self, choice: JSON, events: list[Event]) -> None:
+        usage = choice.get("usage")  # Moonshot puts usage inside the choice
+        if isinstance(usage, dict):
+            self._usage = parse_usage(usage)
         delta = choice.get("delta") or {}
         reasoning = reasoning_text(delta)
         if reasoning:
