@@ -142,16 +142,29 @@ def test_documents_and_tool_result_images() -> None:
                         {
                             "type": "document",
                             "title": "spec",
-                            "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0="},
+                            "source": {
+                                "type": "base64",
+                                "media_type": "application/pdf",
+                                "data": "JVBERi0=",
+                            },
                         },
-                        {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "plain"}},
-                        {"type": "document", "source": {"type": "url", "url": "https://x.test/a.pdf"}},
+                        {
+                            "type": "document",
+                            "source": {"type": "text", "media_type": "text/plain", "data": "plain"},
+                        },
+                        {
+                            "type": "document",
+                            "source": {"type": "url", "url": "https://x.test/a.pdf"},
+                        },
                         {
                             "type": "tool_result",
                             "tool_use_id": "toolu_1",
                             "content": [
                                 {"type": "text", "text": "screenshot:"},
-                                {"type": "image", "source": {"type": "url", "url": "https://x.test/s.png"}},
+                                {
+                                    "type": "image",
+                                    "source": {"type": "url", "url": "https://x.test/s.png"},
+                                },
                             ],
                         },
                     ],
@@ -204,7 +217,11 @@ _DELETE = object()
         (["messages", 1, "content", 2, "id"], _DELETE, "messages.1.content.2.id"),
         (["messages", 1, "content", 2, "input"], "[]", "messages.1.content.2.input"),
         (["messages", 2, "content", 0, "tool_use_id"], None, "messages.2.content.0.tool_use_id"),
-        (["messages", 0, "content", 2, "source", "data"], _DELETE, "messages.0.content.2.source.data"),
+        (
+            ["messages", 0, "content", 2, "source", "data"],
+            _DELETE,
+            "messages.0.content.2.source.data",
+        ),
         (["messages", 0, "content", 1, "text"], None, "messages.0.content.1.text"),
         (["system", 1, "type"], "image", "system.1.type"),
         (["tools", 2, "input_schema"], _DELETE, "tools.2.input_schema"),
@@ -233,8 +250,17 @@ def test_server_tool_history_blocks_are_skipped() -> None:
                 {
                     "role": "assistant",
                     "content": [
-                        {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {"query": "q"}},
-                        {"type": "web_search_tool_result", "tool_use_id": "srvtoolu_1", "content": []},
+                        {
+                            "type": "server_tool_use",
+                            "id": "srvtoolu_1",
+                            "name": "web_search",
+                            "input": {"query": "q"},
+                        },
+                        {
+                            "type": "web_search_tool_result",
+                            "tool_use_id": "srvtoolu_1",
+                            "content": [],
+                        },
                         {"type": "text", "text": "found it"},
                     ],
                 }

@@ -67,7 +67,10 @@ def test_render_response_shape() -> None:
     }
     first_call, second_call = body["content"][2], body["content"][3]
     assert first_call["id"].startswith("functions_Read_0")  # made valid for Anthropic
-    assert all(c in "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-" for c in first_call["id"])
+    assert all(
+        c in "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-"
+        for c in first_call["id"]
+    )
     assert second_call["id"] == "call_2"  # no metadata: unchanged
     origin, payload = unpack(body["content"][0]["signature"]) or ("", {})
     assert origin == "gemini" and payload["sig"] == "CiQB0e2Kb3Y1Z2FzZGZhc2RmYXNkZg=="
@@ -118,9 +121,13 @@ def test_reasoning_without_signature_still_carries_its_origin() -> None:
         id="m", model="deepseek-reasoner", parts=[Reasoning(text="hmm", origin="openai")]
     )
     block = codec.render_response(response, REQUEST)["content"][0]
-    parsed = codec.parse_request(
-        {"model": "x", "max_tokens": 5, "messages": [{"role": "assistant", "content": [block]}]}
-    ).messages[0].parts[0]
+    parsed = (
+        codec.parse_request(
+            {"model": "x", "max_tokens": 5, "messages": [{"role": "assistant", "content": [block]}]}
+        )
+        .messages[0]
+        .parts[0]
+    )
     assert parsed == Reasoning(text="hmm", origin="openai")
 
 
@@ -148,7 +155,9 @@ def test_parse_response_maps_tool_names_back() -> None:
         messages=[],
         tools=[Tool(name="functions.shell", parameters={"type": "object"})],
     )
-    response = codec.parse_response(json.loads((FIXTURES / "response_tool_use.json").read_text()), request)
+    response = codec.parse_response(
+        json.loads((FIXTURES / "response_tool_use.json").read_text()), request
+    )
     thinking, text, call = response.parts
     assert isinstance(thinking, Reasoning)
     assert (thinking.origin, thinking.signature) == ("anthropic", "ErUBCkYIBRgCIkD2B0uZpGj3Vp")
@@ -169,7 +178,12 @@ def test_parse_response_custom_tool_and_skipped_blocks() -> None:
         "model": "m",
         "content": [
             {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {}},
-            {"type": "tool_use", "id": "toolu_1", "name": "apply_patch", "input": {"input": "*** Begin Patch"}},
+            {
+                "type": "tool_use",
+                "id": "toolu_1",
+                "name": "apply_patch",
+                "input": {"input": "*** Begin Patch"},
+            },
         ],
         "stop_reason": "model_context_window_exceeded",
         "usage": {"input_tokens": 1, "output_tokens": 2},
@@ -204,18 +218,31 @@ def test_render_error(kind: Any, wire_type: str) -> None:
 
 
 def test_parse_error_trusts_the_body_type() -> None:
-    body = b'{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"},"request_id":"req_1"}'
+    body = (
+        b'{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"},'
+        b'"request_id":"req_1"}'
+    )
     error = codec.parse_error(529, body)
     assert (error.kind, error.message, error.status) == ("overloaded", "Overloaded", 529)
     assert error.retryable
 
-    error = codec.parse_error(400, b'{"type":"error","error":{"type":"invalid_request_error","message":"max_tokens: 200000 > 64000"}}')
-    assert (error.kind, error.message, error.status) == ("invalid_request", "max_tokens: 200000 > 64000", 400)
+    error = codec.parse_error(
+        400,
+        b'{"type":"error","error":{"type":"invalid_request_error",'
+        b'"message":"max_tokens: 200000 > 64000"}}',
+    )
+    assert (error.kind, error.message, error.status) == (
+        "invalid_request",
+        "max_tokens: 200000 > 64000",
+        400,
+    )
 
 
 def test_parse_error_falls_back_to_the_status() -> None:
     # OpenAI-style body from an Anthropic-compatible host, an unknown type, and plain text.
-    error = codec.parse_error(429, b'{"error":{"message":"Rate limit reached","type":"rate_limit","code":"1302"}}')
+    error = codec.parse_error(
+        429, b'{"error":{"message":"Rate limit reached","type":"rate_limit","code":"1302"}}'
+    )
     assert (error.kind, error.message) == ("rate_limit", "Rate limit reached")
     error = codec.parse_error(502, b"<html>Bad Gateway</html>")
     assert (error.kind, error.status) == ("connection", 502)

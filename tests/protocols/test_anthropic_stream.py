@@ -1,0 +1,372 @@
+"""Streams both ways: recorded Anthropic SSE -> canonical events (fed in random splits), and
+canonical events -> SSE a Claude Code client accepts (checked event by event and with the
+official SDK's own stream accumulator)."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from anthropic.lib.streaming._messages import accumulate_event
+
+from babelgate.canonical import (
+    Accumulator,
+    Event,
+    GatewayError,
+    MessageDelta,
+    MessageStart,
+    MessageStop,
+    PartStart,
+    PartStop,
+    Reasoning,
+    ReasoningDelta,
+    Request,
+    SignatureDelta,
+    StreamError,
+    Text,
+    TextDelta,
+    Tool,
+    ToolArgsDelta,
+    ToolCall,
+    Usage,
+)
+from babelgate.canonical.carry import split_id, unpack
+from babelgate.protocols.anthropic import codec
+from babelgate.protocols.sse import SSEDecoder
+
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "anthropic"
+REQUEST = Request(model="claude-sonnet-4-5", messages=[], max_tokens=4096, stream=True)
+SEEDS = range(12)
+
+
+def fixture(name: str) -> bytes:
+    return (FIXTURES / name).read_bytes()
+
+
+def decode(body: bytes, seed: int, request: Request = REQUEST) -> list[Event]:
+    """Feed `body` in random pieces (cutting lines and UTF-8 sequences anywhere)."""
+    rng = random.Random(seed)
+    decoder = codec.stream_decoder(request)
+    events: list[Event] = []
+    position = 0
+    while position < len(body):
+        size = rng.randint(1, 40)
+        events += decoder.feed(body[position : position + size])
+        position += size
+    return events + decoder.close()
+
+
+def check_contract(events: list[Event]) -> None:
+    """canonical.stream's contract: start first, sequential parts, one MessageDelta after the
+    parts, stop or error last and nothing after."""
+    assert isinstance(events[0], MessageStart)
+    assert sum(isinstance(e, MessageStart) for e in events) == 1
+    assert isinstance(events[-1], MessageStop | StreamError)
+    assert sum(isinstance(e, MessageStop | StreamError) for e in events) == 1
+    open_index: int | None = None
+    next_index = 0
+    for event in events[1:-1]:
+        if isinstance(event, PartStart):
+            assert open_index is None and event.index == next_index
+            open_index = event.index
+        elif isinstance(event, PartStop):
+            assert event.index == open_index
+            open_index, next_index = None, next_index + 1
+        elif isinstance(event, TextDelta | ReasoningDelta | SignatureDelta | ToolArgsDelta):
+            assert event.index == open_index
+        elif isinstance(event, MessageDelta):
+            assert open_index is None
+            assert events[-1] == MessageStop()
+    assert sum(isinstance(e, MessageDelta) for e in events) <= 1
+
+
+def finished(events: list[Event]) -> list[Any]:
+    return [e.part for e in events if isinstance(e, PartStop)]
+
+
+# ---------------------------------------------------------------- decoder
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_decode_text(seed: int) -> None:
+    events = decode(fixture("stream_text.sse"), seed)
+    check_contract(events)
+    start = events[0]
+    assert isinstance(start, MessageStart)
+    assert (start.id, start.model) == ("msg_01XFDUDYJgAACzvnptvVoYEL", "claude-sonnet-4-5-20250929")
+    assert start.usage == Usage(
+        input_tokens=472, output_tokens=2, cache_write_tokens=2048, cache_read_tokens=15360
+    )
+    assert finished(events) == [Text("Hello, wörld! 👋")]
+    assert "".join(e.text for e in events if isinstance(e, TextDelta)) == "Hello, wörld! 👋"
+    delta = events[-2]
+    assert isinstance(delta, MessageDelta) and delta.stop_reason == "end_turn"
+    assert delta.usage == Usage(
+        input_tokens=472, output_tokens=15, cache_write_tokens=2048, cache_read_tokens=15360
+    )
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_decode_thinking_and_fragmented_tool_input(seed: int) -> None:
+    events = decode(fixture("stream_thinking_tool.sse"), seed)
+    check_contract(events)
+    thinking, text, call = finished(events)
+    assert thinking == Reasoning(
+        text="The user wants the weather. I should call get_weather for Paris.",
+        signature="EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds",
+        origin="anthropic",
+    )
+    assert text == Text("Let me check the weather.")
+    assert isinstance(call, ToolCall)
+    assert (call.id, call.name) == ("toolu_01T1x1fJ34qAmk2tNTrN7Up6", "get_weather")
+    assert call.arguments == {"location": "Paris, France", "unit": "celsius"}
+    args = [e for e in events if isinstance(e, ToolArgsDelta)]
+    assert len(args) == 1 and args[0].index == 2
+    assert orjson.loads(args[0].json) == call.arguments
+    # The PartStart announced the call with empty arguments, and stays that way.
+    starts = [e.part for e in events if isinstance(e, PartStart)]
+    assert isinstance(starts[2], ToolCall) and starts[2].arguments == {}
+    response = _accumulate(events)
+    assert response.stop_reason == "tool_use"
+    # message_delta only repeated output_tokens: input stays what message_start said.
+    assert (response.usage.input_tokens, response.usage.output_tokens) == (2159, 89)
+
+
+def _accumulate(events: list[Event]) -> Any:
+    accumulator = Accumulator()
+    for event in events:
+        accumulator.feed(event)
+    return accumulator.response()
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_decode_repairs_broken_tool_json(seed: int) -> None:
+    events = decode(fixture("stream_broken_json.sse"), seed)
+    check_contract(events)
+    doubled, truncated = finished(events)
+    assert doubled.arguments == {"command": "ls -la"}  # {"..."}{"..."} repeated object
+    assert truncated.arguments == {"file_path": "/tmp/a.t"}  # cut off by max_tokens
+    for event in events:
+        if isinstance(event, ToolArgsDelta):
+            assert isinstance(orjson.loads(event.json), dict)
+    assert _accumulate(events).stop_reason == "max_tokens"
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_decode_error_event(seed: int) -> None:
+    events = decode(fixture("stream_error.sse"), seed)
+    check_contract(events)
+    error = events[-1]
+    assert isinstance(error, StreamError)
+    assert (error.error.kind, error.error.message) == ("overloaded", "Overloaded")
+    assert error.error.retryable
+    with pytest.raises(GatewayError):
+        _accumulate(events)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_decode_truncated_stream_is_an_error(seed: int) -> None:
+    events = decode(fixture("stream_truncated.sse"), seed)
+    check_contract(events)
+    assert [type(e) for e in events] == [MessageStart, PartStart, TextDelta, StreamError]
+    error = events[-1]
+    assert isinstance(error, StreamError) and "message_stop" in error.error.message
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_decode_skips_server_tool_blocks(seed: int) -> None:
+    events = decode(fixture("stream_server_tool.sse"), seed)
+    check_contract(events)
+    assert finished(events) == [Text("I'll search for that."), Text("It is sunny, 22°C.")]
+    usage = _accumulate(events).usage
+    assert (usage.input_tokens, usage.output_tokens) == (10682, 510)
+
+
+def test_decode_maps_sanitized_tool_names_back() -> None:
+    request = Request(model="m", messages=[], tools=[Tool(name="mcp.github/get issue")])
+    upstream = codec.render_request(request, _quirks())["tools"][0]["name"]
+    body = fixture("stream_thinking_tool.sse").replace(b'"get_weather"', f'"{upstream}"'.encode())
+    call = finished(decode(body, 0, request))[2]
+    assert call.name == "mcp.github/get issue"
+
+
+def _quirks() -> Any:
+    from babelgate.protocols.base import Quirks
+
+    return Quirks()
+
+
+# ---------------------------------------------------------------- encoder
+
+
+def sse_events(data: bytes) -> list[tuple[str | None, dict[str, Any]]]:
+    decoder = SSEDecoder()
+    events = decoder.feed(data) + decoder.flush()
+    return [(e.event, orjson.loads(e.data)) for e in events]
+
+
+def encode(events: list[Event], request: Request = REQUEST) -> bytes:
+    encoder = codec.stream_encoder(request)
+    return b"".join(encoder.encode(e) for e in events)
+
+
+def check_anthropic_sequence(events: list[tuple[str | None, dict[str, Any]]]) -> None:
+    """What the Anthropic SDK and Claude Code expect, event by event."""
+    names = [name for name, _ in events]
+    assert all(name == data["type"] for name, data in events)
+    assert names[0] == "message_start" and names[-1] == "message_stop"
+    assert names[-2] == "message_delta"
+    start = events[0][1]["message"]
+    assert start["content"] == [] and start["stop_reason"] is None
+    assert {"input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens"} <= set(
+        start["usage"]
+    )
+    expected, open_index = 0, None
+    for name, data in events[1:-2]:
+        if name == "content_block_start":
+            assert open_index is None and data["index"] == expected
+            open_index = expected
+        elif name == "content_block_delta":
+            assert data["index"] == open_index
+        elif name == "content_block_stop":
+            assert data["index"] == open_index
+            open_index, expected = None, expected + 1
+        else:
+            assert name == "ping"
+    assert open_index is None
+
+
+def sdk_message(events: list[tuple[str | None, dict[str, Any]]]) -> Any:
+    snapshot = None
+    buffers: dict[int, bytes] = {}
+    for name, data in events:
+        if name not in ("ping", "error"):
+            snapshot = accumulate_event(event=data, current_snapshot=snapshot, json_bufs=buffers)  # type: ignore[arg-type]
+    return snapshot
+
+
+def gemini_events() -> list[Event]:
+    """What a Gemini decoder might produce: foreign reasoning, an empty text part, text, a
+    tool call with a thought signature whose arguments arrive whole."""
+    thought = Reasoning(text="Plan: read it.", signature="CiQBgemini", origin="gemini")
+    call = ToolCall(
+        id="functions.Read:0", name="Read", provider_metadata={"thought_signature": "CiQBts"}
+    )
+    full_call = ToolCall(
+        id="functions.Read:0",
+        name="Read",
+        arguments={"file_path": "/a.py"},
+        provider_metadata={"thought_signature": "CiQBts"},
+    )
+    return [
+        MessageStart(
+            id="msg_g1", model="gemini-3-pro", usage=Usage(input_tokens=1200, cache_read_tokens=300)
+        ),
+        PartStart(0, Reasoning(origin="gemini")),
+        ReasoningDelta(0, "Plan: "),
+        ReasoningDelta(0, "read it."),
+        PartStop(0, thought),
+        PartStart(1, Text("")),
+        TextDelta(1, ""),
+        PartStop(1, Text("")),
+        PartStart(2, Text("")),
+        TextDelta(2, ""),
+        TextDelta(2, "Reading."),
+        PartStop(2, Text("Reading.")),
+        PartStart(3, call),
+        PartStop(3, full_call),
+        MessageDelta("tool_use", Usage(input_tokens=1200, output_tokens=42, cache_read_tokens=300)),
+        MessageStop(),
+    ]
+
+
+def test_encode_renumbers_and_hides_empty_text() -> None:
+    events = sse_events(encode(gemini_events()))
+    check_anthropic_sequence(events)
+    starts = [d["content_block"] for n, d in events if n == "content_block_start"]
+    assert [b["type"] for b in starts] == ["thinking", "text", "tool_use"]
+    assert events[1][0] == "ping"
+    delta = events[-2][1]
+    assert delta["delta"] == {"stop_reason": "tool_use", "stop_sequence": None}
+    assert delta["usage"]["output_tokens"] == 42 and delta["usage"]["input_tokens"] == 1200
+
+
+def test_encode_is_read_by_the_sdk_accumulator() -> None:
+    message = sdk_message(sse_events(encode(gemini_events())))
+    thinking, text, call = message.content
+    assert thinking.thinking == "Plan: read it."
+    assert unpack(thinking.signature) == ("gemini", {"sig": "CiQBgemini"})
+    assert text.text == "Reading."
+    assert call.input == {"file_path": "/a.py"}  # arguments that never streamed are sent whole
+    assert split_id(call.id) == ("functions_Read_0", {"thought_signature": "CiQBts"})
+    assert message.stop_reason == "tool_use"
+    assert message.usage.cache_read_input_tokens == 300
+
+
+@pytest.mark.parametrize(
+    "name", ["stream_thinking_tool.sse", "stream_text.sse", "stream_server_tool.sse"]
+)
+def test_decode_then_encode_reproduces_the_message(name: str) -> None:
+    """Anthropic in, Anthropic out through canonical events: the client's SDK builds the same
+    message the upstream sent (server tool blocks aside)."""
+    original = sdk_message(sse_events(fixture(name)))
+    relayed = sdk_message(sse_events(encode(decode(fixture(name), 3))))
+    kept = [b.to_dict() for b in original.content if b.type in ("text", "thinking", "tool_use")]
+    assert [b.to_dict() for b in relayed.content] == kept
+    assert relayed.stop_reason == original.stop_reason
+    assert relayed.usage.output_tokens == original.usage.output_tokens
+    assert relayed.usage.input_tokens == original.usage.input_tokens
+
+
+def test_encode_stream_error() -> None:
+    encoder = codec.stream_encoder(REQUEST)
+    head = encoder.encode(MessageStart(id="msg_1", model="m"))
+    head += encoder.encode(PartStart(0, Text("")))
+    head += encoder.encode(TextDelta(0, "Hal"))
+    error = encoder.encode(StreamError(GatewayError("overloaded", "upstream overloaded")))
+    assert error.startswith(b"event: error\n")
+    assert sse_events(error) == [
+        (
+            "error",
+            {
+                "type": "error",
+                "error": {"type": "overloaded_error", "message": "upstream overloaded"},
+            },
+        )
+    ]
+    assert encoder.encode(MessageStop()) == b""  # nothing after an error
+
+
+def test_encode_redacted_and_native_signature() -> None:
+    events: list[Event] = [
+        MessageStart(id="msg_1", model="claude"),
+        PartStart(0, Reasoning(redacted="EmwKopaque", origin="anthropic")),
+        PartStop(0, Reasoning(redacted="EmwKopaque", origin="anthropic")),
+        PartStart(1, Reasoning(origin="anthropic")),
+        ReasoningDelta(1, "hm"),
+        SignatureDelta(1, "EqQB"),
+        SignatureDelta(1, "real"),
+        PartStop(1, Reasoning(text="hm", signature="EqQBreal", origin="anthropic")),
+        MessageDelta("end_turn", Usage(output_tokens=3)),
+        MessageStop(),
+    ]
+    sse = sse_events(encode(events))
+    check_anthropic_sequence(sse)
+    signatures = [
+        d["delta"]["signature"]
+        for n, d in sse
+        if n == "content_block_delta" and d["delta"]["type"] == "signature_delta"
+    ]
+    assert signatures == ["EqQBreal"]  # one delta, just before the stop
+    message = sdk_message(sse)
+    assert [b.to_dict() for b in message.content] == [
+        {"type": "redacted_thinking", "data": "EmwKopaque"},
+        {"type": "thinking", "thinking": "hm", "signature": "EqQBreal"},
+    ]
+
+
+def test_ping() -> None:
+    assert sse_events(codec.stream_encoder(REQUEST).ping()) == [("ping", {"type": "ping"})]
