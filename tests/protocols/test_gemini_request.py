@@ -24,7 +24,10 @@ from babelgate.protocols.base import Quirks
 from babelgate.protocols.gemini import codec
 from babelgate.protocols.gemini.request import PLACEHOLDER_SIGNATURE
 
-PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+PNG = (
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42"
+    "mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+)
 SEARCH = "mcp__my server/search"
 
 
