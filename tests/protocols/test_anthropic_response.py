@@ -249,3 +249,8 @@ def test_parse_error_falls_back_to_the_status() -> None:
     assert "Bad Gateway" in error.message
     error = codec.parse_error(500, b"")
     assert error.kind == "api_error" and "500" in error.message
+
+
+def test_whitespace_only_text_is_not_rendered() -> None:
+    response = Response(id="m", model="gpt-5", parts=[Text("\n\n"), ToolCall(id="c", name="f")])
+    assert [b["type"] for b in codec.render_response(response, REQUEST)["content"]] == ["tool_use"]

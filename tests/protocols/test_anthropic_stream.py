@@ -370,3 +370,46 @@ def test_encode_redacted_and_native_signature() -> None:
 
 def test_ping() -> None:
     assert sse_events(codec.stream_encoder(REQUEST).ping()) == [("ping", {"type": "ping"})]
+
+
+def test_encode_whitespace_only_text_is_held_back() -> None:
+    """ "\n\n" before a tool call (common from OpenAI-style upstreams) would come back in the
+    client's history as a whitespace-only block, which Anthropic rejects."""
+    events: list[Event] = [
+        MessageStart(id="msg_1", model="m"),
+        PartStart(0, Text("")),
+        TextDelta(0, "\n\n"),
+        PartStop(0, Text("\n\n")),
+        PartStart(1, Text("")),
+        TextDelta(1, "\n"),
+        TextDelta(1, "Done."),
+        PartStop(1, Text("\nDone.")),
+        MessageDelta("end_turn", Usage(output_tokens=2)),
+        MessageStop(),
+    ]
+    sse = sse_events(encode(events))
+    check_anthropic_sequence(sse)
+    assert [b.to_dict() for b in sdk_message(sse).content] == [{"type": "text", "text": "\nDone."}]
+
+
+def test_decode_tool_input_sent_whole_at_block_start() -> None:
+    """Some Anthropic-compatible hosts put the input in content_block_start and send no
+    input_json_delta; the arguments must not be lost."""
+    body = (
+        b'event: message_start\ndata: {"type":"message_start","message":{"id":"m1",'
+        b'"model":"kimi-k2","usage":{"input_tokens":5,"output_tokens":0}}}\n\n'
+        b'event: content_block_start\ndata: {"type":"content_block_start","index":0,'
+        b'"content_block":{"type":"tool_use","id":"Bash:0","name":"Bash",'
+        b'"input":{"command":"pwd"}}}\n\n'
+        b'event: content_block_stop\ndata: {"type":"content_block_stop","index":0}\n\n'
+        b'event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":'
+        b'"tool_use"},"usage":{"output_tokens":7}}\n\n'
+        b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
+    )
+    events = decode(body, 1)
+    check_contract(events)
+    (call,) = finished(events)
+    assert call.arguments == {"command": "pwd"}
+    assert [orjson.loads(e.json) for e in events if isinstance(e, ToolArgsDelta)] == [
+        {"command": "pwd"}
+    ]

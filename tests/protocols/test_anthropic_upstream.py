@@ -383,3 +383,15 @@ def test_no_cache_control_on_thinking_and_at_most_four() -> None:
         ("messages", "u2"),
     ]
     assert "cache_control" not in body["messages"][1]["content"][0]
+
+
+def test_count_tokens_body() -> None:
+    request = codec.parse_count_tokens_request(
+        json.loads((FIXTURES / "claude_code_request.json").read_text())
+    )
+    body = codec.render_count_tokens(request, ANTHROPIC)
+    assert body is not None
+    assert {"max_tokens", "stream", "metadata"}.isdisjoint(body)
+    assert {"model", "messages", "system", "tools", "thinking"} <= set(body)
+    assert codec.parse_count_tokens({"input_tokens": 2095}) == 2095
+    assert codec.parse_count_tokens({"error": "nope"}) is None

@@ -21,7 +21,6 @@ class AnthropicCodec(Codec):
         return request.parse_request(body)
 
     def parse_count_tokens_request(self, body: JSON) -> Request:
-        """`/v1/messages/count_tokens`: like parse_request, without `max_tokens`."""
         return request.parse_count_tokens_request(body)
 
     def render_response(self, response_: Response, request_: Request) -> JSON:
@@ -45,3 +44,11 @@ class AnthropicCodec(Codec):
 
     def parse_error(self, status: int, body: bytes) -> GatewayError:
         return errors.parse_error(status, body)
+
+    # ------------------------------------------------ token counting
+    def render_count_tokens(self, request_: Request, quirks: Quirks) -> JSON:
+        return upstream_request.render_count_tokens(request_, quirks)
+
+    def parse_count_tokens(self, body: JSON) -> int | None:
+        count = body.get("input_tokens")
+        return count if isinstance(count, int) and not isinstance(count, bool) else None

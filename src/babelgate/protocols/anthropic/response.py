@@ -1,8 +1,8 @@
 """Whole (non-streamed) responses, both directions.
 
-- `render_response`: Response -> the Messages body a client expects. Never an empty text
-  block; foreign reasoning and tool-call metadata ride in envelopes (carrier.py); usage has
-  all four counters.
+- `render_response`: Response -> the Messages body a client expects. Never an empty (or
+  whitespace-only) text block; foreign reasoning and tool-call metadata ride in envelopes
+  (carrier.py); usage has all four counters.
 - `parse_response`: an Anthropic-compatible upstream's body -> Response, with tool names
   mapped back to the request's own and block types we cannot represent skipped.
 """
@@ -49,7 +49,9 @@ def render_response(response: Response, request: Request) -> JSON:
 def client_block(part: Part) -> JSON | None:
     """A finished response part -> a client content block (None: nothing to show)."""
     if isinstance(part, Text):
-        if not part.text:
+        # Whitespace-only text would come back in the client's next request, where
+        # Anthropic rejects it.
+        if not part.text or part.text.isspace():
             return None
         block: JSON = {"type": "text", "text": part.text}
         if part.citations:

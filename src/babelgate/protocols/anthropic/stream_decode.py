@@ -55,7 +55,7 @@ class _Block:
     """One open upstream block: the part announced at its start (never mutated, so a
     consumer may keep it) and the pieces that will make the finished part."""
 
-    __slots__ = ("args", "citations", "index", "part", "signature", "texts")
+    __slots__ = ("args", "citations", "index", "initial_input", "part", "signature", "texts")
 
     def __init__(self, index: int, part: Text | Reasoning | ToolCall) -> None:
         self.index = index
@@ -64,6 +64,7 @@ class _Block:
         self.args: list[str] = []  # input_json_delta fragments
         self.signature: list[str] = []
         self.citations: list[JSON] = []
+        self.initial_input: JSON = {}  # a tool_use start's own input (see _block_stop)
 
 
 class AnthropicStreamDecoder(StreamDecoder):
@@ -192,6 +193,8 @@ class AnthropicStreamDecoder(StreamDecoder):
         current = self._block = _Block(self._next_index, part)
         self._next_index += 1
         events.append(PartStart(current.index, part))
+        if isinstance(part, ToolCall) and isinstance(block.get("input"), dict):
+            current.initial_input = block["input"]
         initial = block.get("text") if isinstance(part, Text) else block.get("thinking")
         if isinstance(initial, str) and initial:
             self._add_text(initial, events)
@@ -254,6 +257,10 @@ class AnthropicStreamDecoder(StreamDecoder):
             signature = "".join(current.signature) or None
             part = replace(current.part, text="".join(current.texts), signature=signature)
         else:
-            part = replace(current.part, arguments=parse_arguments("".join(current.args)))
+            # Arguments come only from input_json_delta (the start's `input` is a `{}`
+            # placeholder); a compatible upstream that sends the whole input at the start and
+            # no deltas is the exception.
+            arguments = parse_arguments("".join(current.args)) if current.args else None
+            part = replace(current.part, arguments=arguments or current.initial_input)
             events.append(ToolArgsDelta(current.index, dump_arguments(part.arguments)))
         events.append(PartStop(current.index, part))

@@ -3,8 +3,9 @@
 The client sees exactly Anthropic's sequence: `message_start`, a `ping`, then per block
 `content_block_start` / deltas / `content_block_stop`, then `message_delta` and
 `message_stop`. Promises beyond the canonical contract:
-- A text part with no text never reaches the client: its block opens at the first non-empty
-  delta, and client-visible indexes are renumbered so they stay 0, 1, 2... without gaps.
+- A text part with no text (or only whitespace) never reaches the client: its block opens at
+  the first delta with real text, and client-visible indexes are renumbered so they stay
+  0, 1, 2... without gaps.
 - A thinking block's signature (Anthropic's own, or our envelope for foreign reasoning) is
   sent as one `signature_delta` just before the block's stop, computed from the finished part.
 - A tool call whose arguments never streamed gets them in one `input_json_delta` at its stop.
@@ -53,7 +54,15 @@ def _event(name: str, data: JSON) -> bytes:
 
 
 class AnthropicStreamEncoder(StreamEncoder):
-    __slots__ = ("_args_sent", "_client_index", "_closed", "_next_index", "_open", "_request")
+    __slots__ = (
+        "_args_sent",
+        "_client_index",
+        "_closed",
+        "_held",
+        "_next_index",
+        "_open",
+        "_request",
+    )
 
     def __init__(self, request: Request) -> None:
         self._request = request
@@ -61,6 +70,7 @@ class AnthropicStreamEncoder(StreamEncoder):
         self._client_index: int | None = None  # the open block's client index
         self._open: Text | Reasoning | ToolCall | None = None  # the canonical part underway
         self._args_sent = False
+        self._held = ""  # leading whitespace of a text part not opened yet
         self._closed = False  # after an error or message_stop
 
     def ping(self) -> bytes:
@@ -124,6 +134,7 @@ class AnthropicStreamEncoder(StreamEncoder):
         out = self._close_open()  # defensive: the contract closes parts before the next
         self._open = part
         self._args_sent = False
+        self._held = ""
         if isinstance(part, Text):
             return out  # opened at its first non-empty delta
         if isinstance(part, Reasoning):
@@ -148,6 +159,13 @@ class AnthropicStreamEncoder(StreamEncoder):
             return b""
         out = b""
         if self._client_index is None:
+            # A whitespace-only text block is rejected by Anthropic when the client sends the
+            # history back, so the block opens only with real text; whitespace before it is
+            # held and sent with that text.
+            if text.isspace():
+                self._held += text
+                return b""
+            text, self._held = self._held + text, ""
             out = self._block_start({"type": "text", "text": ""})
         return out + self._delta({"type": "text_delta", "text": text})
 

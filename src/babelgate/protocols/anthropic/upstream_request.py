@@ -100,6 +100,26 @@ def render_request(request: Request, quirks: Quirks) -> JSON:
     return body
 
 
+# Generation-only fields `/v1/messages/count_tokens` does not define.
+_NOT_COUNTED = (
+    "max_tokens",
+    "stream",
+    "metadata",
+    "stop_sequences",
+    "temperature",
+    "top_p",
+    "top_k",
+)
+
+
+def render_count_tokens(request: Request, quirks: Quirks) -> JSON:
+    """The `/v1/messages/count_tokens` body: the same prompt, without generation settings."""
+    body = render_request(request, quirks)
+    for name in _NOT_COUNTED:
+        body.pop(name, None)
+    return body
+
+
 # ---------------------------------------------------------------- system and messages
 
 
