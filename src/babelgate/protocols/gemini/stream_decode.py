@@ -96,7 +96,7 @@ class GeminiStreamDecoder(StreamDecoder):
     def close(self) -> list[Event]:
         events: list[Event] = []
         for sse_event in self._sse.flush():
-            self._data(sse_event.data, events)
+            self._data(sse_event.data, events, at_end=True)
         if self._done:
             return events
         self._done = True
@@ -115,13 +115,18 @@ class GeminiStreamDecoder(StreamDecoder):
 
     # ------------------------------------------------ one chunk
 
-    def _data(self, data: str, events: list[Event]) -> None:
+    def _data(self, data: str, events: list[Event], *, at_end: bool = False) -> None:
         if self._done or not data.strip():
             return
         try:
             chunk = orjson.loads(data)
         except orjson.JSONDecodeError:
-            self._fail(events, _error("Gemini sent a stream chunk that is not JSON"))
+            message = (
+                "Gemini stream ended in the middle of a chunk"
+                if at_end
+                else "Gemini sent a stream chunk that is not JSON"
+            )
+            self._fail(events, _error(message))
             return
         if isinstance(chunk, list) and chunk:  # an error body is sometimes an array
             chunk = chunk[0]
