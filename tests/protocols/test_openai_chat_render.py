@@ -24,7 +24,10 @@ from babelgate.protocols.openai_chat.render_messages import MISSING_RESULT
 
 OPENAI = Quirks(max_tokens_field="max_completion_tokens")
 DEEPSEEK = Quirks(max_tokens=8192, reasoning_control="thinking", echo_reasoning=True)
-PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+PNG = (
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAE"
+    "hQGAhKmMIQAAAABJRU5ErkJggg=="
+)
 
 
 def _req(messages: list[Message], **kwargs: object) -> Request:
@@ -80,10 +83,16 @@ def test_tool_results_follow_their_calls_then_user_text() -> None:
         "role": "assistant",
         "content": "Looking.",
         "tool_calls": [
-            {"id": "toolu_01A", "type": "function",
-             "function": {"name": "Bash", "arguments": '{"command":"ls"}'}},
-            {"id": "toolu_01B", "type": "function",
-             "function": {"name": "Bash", "arguments": '{"command":"pwd"}'}},
+            {
+                "id": "toolu_01A",
+                "type": "function",
+                "function": {"name": "Bash", "arguments": '{"command":"ls"}'},
+            },
+            {
+                "id": "toolu_01B",
+                "type": "function",
+                "function": {"name": "Bash", "arguments": '{"command":"pwd"}'},
+            },
         ],
     }
     assert wire[2:] == [
@@ -169,8 +178,10 @@ def test_images_and_documents_in_user_messages() -> None:
     assert with_docs["content"] == [
         {"type": "text", "text": "read these"},
         {"type": "image_url", "image_url": {"url": "https://example.com/a.png", "detail": "high"}},
-        {"type": "file", "file": {"filename": "spec.pdf",
-                                  "file_data": "data:application/pdf;base64,JVBERi0x"}},
+        {
+            "type": "file",
+            "file": {"filename": "spec.pdf", "file_data": "data:application/pdf;base64,JVBERi0x"},
+        },
         {"type": "text", "text": "Document: notes.txt\nline one"},
     ]
     plain = codec.render_request(_req([message]), Quirks(images=False))["messages"][0]
@@ -199,7 +210,7 @@ def test_deepseek_echoes_reasoning_on_assistant_turns() -> None:
     router = codec.render_request(
         _req(messages), Quirks(echo_reasoning=True, reasoning_field="reasoning")
     )["messages"]
-    assert [m.get("reasoning") for m in router if m["role"] == "assistant"][0] == "need ls"
+    assert next(m.get("reasoning") for m in router if m["role"] == "assistant") == "need ls"
 
 
 LONG = "mcp__claude_ai_Atlassian__searchConfluenceUsingCqlWithPaginationAndExpansion"
@@ -228,12 +239,27 @@ def test_long_and_invalid_tool_names_are_shortened_and_mapped_back() -> None:
     assert body["tool_choice"] == {"type": "function", "function": {"name": names[0]}}
     # And back: the upstream calls the short name, the client sees its own.
     response = codec.parse_response(
-        {"choices": [{"message": {"tool_calls": [
-            {"id": "call_9", "type": "function",
-             "function": {"name": names[1], "arguments": "{}"}},
-            {"id": "call_8", "type": "function",
-             "function": {"name": names[0], "arguments": "{}"}},
-        ]}, "finish_reason": "tool_calls"}]},
+        {
+            "choices": [
+                {
+                    "message": {
+                        "tool_calls": [
+                            {
+                                "id": "call_9",
+                                "type": "function",
+                                "function": {"name": names[1], "arguments": "{}"},
+                            },
+                            {
+                                "id": "call_8",
+                                "type": "function",
+                                "function": {"name": names[0], "arguments": "{}"},
+                            },
+                        ]
+                    },
+                    "finish_reason": "tool_calls",
+                }
+            ]
+        },
         request,
     )
     assert [p.name for p in response.parts if isinstance(p, ToolCall)] == ["server.tool:v2", LONG]
@@ -254,16 +280,28 @@ def test_long_call_ids_shortened_consistently() -> None:
 
 def test_tools_custom_hosted_choice_and_parallel() -> None:
     tools = [
-        Tool(name="Read", description="Read a file",
-             parameters={"type": "object", "properties": {"path": {"type": "string"}}},
-             strict=True, cache=True),
-        Tool(name="apply_patch", kind="custom", description="Patch files",
-             format={"type": "grammar", "syntax": "lark", "definition": "start: 'x'"}),
+        Tool(
+            name="Read",
+            description="Read a file",
+            parameters={"type": "object", "properties": {"path": {"type": "string"}}},
+            strict=True,
+            cache=True,
+        ),
+        Tool(
+            name="apply_patch",
+            kind="custom",
+            description="Patch files",
+            format={"type": "grammar", "syntax": "lark", "definition": "start: 'x'"},
+        ),
         Tool(name="web_search", kind="hosted", hosted_type="web_search_20250305"),
     ]
     body = codec.render_request(
-        _req([Message("user", [Text("go")])], tools=tools,
-             tool_choice=ToolChoice(mode="required"), parallel_tool_calls=False),
+        _req(
+            [Message("user", [Text("go")])],
+            tools=tools,
+            tool_choice=ToolChoice(mode="required"),
+            parallel_tool_calls=False,
+        ),
         OPENAI,
     )
     assert body["tools"][0] == {
@@ -286,9 +324,12 @@ def test_tools_custom_hosted_choice_and_parallel() -> None:
 
 def test_no_tools_means_no_tool_choice_or_parallel_flag() -> None:
     body = codec.render_request(
-        _req([Message("user", [Text("go")])],
-             tools=[Tool(name="web_search", kind="hosted")],
-             tool_choice=ToolChoice(mode="auto"), parallel_tool_calls=True),
+        _req(
+            [Message("user", [Text("go")])],
+            tools=[Tool(name="web_search", kind="hosted")],
+            tool_choice=ToolChoice(mode="auto"),
+            parallel_tool_calls=True,
+        ),
         OPENAI,
     )
     assert "tools" not in body and "tool_choice" not in body
@@ -309,26 +350,47 @@ def test_max_tokens_clamped_and_named_per_quirk() -> None:
     [
         ("reasoning_effort", ReasoningConfig(effort="high"), {"reasoning_effort": "high"}),
         ("reasoning_effort", ReasoningConfig(effort="max"), {"reasoning_effort": "high"}),
-        ("reasoning_effort", ReasoningConfig(enabled=True, budget_tokens=2000),
-         {"reasoning_effort": "low"}),
-        ("reasoning_effort", ReasoningConfig(enabled=True, budget_tokens=10000),
-         {"reasoning_effort": "medium"}),
-        ("reasoning_effort", ReasoningConfig(enabled=True, budget_tokens=31999),
-         {"reasoning_effort": "high"}),
+        (
+            "reasoning_effort",
+            ReasoningConfig(enabled=True, budget_tokens=2000),
+            {"reasoning_effort": "low"},
+        ),
+        (
+            "reasoning_effort",
+            ReasoningConfig(enabled=True, budget_tokens=10000),
+            {"reasoning_effort": "medium"},
+        ),
+        (
+            "reasoning_effort",
+            ReasoningConfig(enabled=True, budget_tokens=31999),
+            {"reasoning_effort": "high"},
+        ),
         ("reasoning_effort", ReasoningConfig(enabled=False), {}),
-        ("thinking", ReasoningConfig(enabled=True, budget_tokens=8000),
-         {"thinking": {"type": "enabled"}}),
+        (
+            "thinking",
+            ReasoningConfig(enabled=True, budget_tokens=8000),
+            {"thinking": {"type": "enabled"}},
+        ),
         ("thinking", ReasoningConfig(enabled=False), {"thinking": {"type": "disabled"}}),
         ("thinking", ReasoningConfig(adaptive=True), {"thinking": {"type": "enabled"}}),
-        ("enable_thinking", ReasoningConfig(enabled=True, budget_tokens=4096),
-         {"enable_thinking": True, "thinking_budget": 4096}),
+        (
+            "enable_thinking",
+            ReasoningConfig(enabled=True, budget_tokens=4096),
+            {"enable_thinking": True, "thinking_budget": 4096},
+        ),
         ("enable_thinking", ReasoningConfig(effort="none"), {"enable_thinking": False}),
         ("reasoning", ReasoningConfig(effort="medium"), {"reasoning": {"effort": "medium"}}),
-        ("reasoning", ReasoningConfig(enabled=True, budget_tokens=5000),
-         {"reasoning": {"max_tokens": 5000}}),
+        (
+            "reasoning",
+            ReasoningConfig(enabled=True, budget_tokens=5000),
+            {"reasoning": {"max_tokens": 5000}},
+        ),
         ("reasoning", ReasoningConfig(enabled=False), {"reasoning": {"enabled": False}}),
-        ("chat_template_kwargs", ReasoningConfig(enabled=True),
-         {"chat_template_kwargs": {"enable_thinking": True}}),
+        (
+            "chat_template_kwargs",
+            ReasoningConfig(enabled=True),
+            {"chat_template_kwargs": {"enable_thinking": True}},
+        ),
         ("none", ReasoningConfig(enabled=True, budget_tokens=9000), {}),
         ("thinking", ReasoningConfig(), {}),
     ],
@@ -340,17 +402,30 @@ def test_reasoning_control_per_quirk(
         _req([Message("user", [Text("go")])], reasoning=config),
         Quirks(reasoning_control=control),  # type: ignore[arg-type]
     )
-    keys = {"reasoning_effort", "thinking", "enable_thinking", "thinking_budget", "reasoning",
-            "chat_template_kwargs"}
+    keys = {
+        "reasoning_effort",
+        "thinking",
+        "enable_thinking",
+        "thinking_budget",
+        "reasoning",
+        "chat_template_kwargs",
+    }
     assert {k: v for k, v in body.items() if k in keys} == expected
 
 
 def test_stream_options_and_sampling_fields() -> None:
     request = _req(
         [Message("user", [Text("go", cache=True)])],
-        stream=True, temperature=0.2, top_p=0.9, top_k=40, stop=["a", "b", "c", "d", "e"],
-        user="user-123", response_format={"type": "json_object"}, n=3,
-        previous_response_id="resp_1", store=False,
+        stream=True,
+        temperature=0.2,
+        top_p=0.9,
+        top_k=40,
+        stop=["a", "b", "c", "d", "e"],
+        user="user-123",
+        response_format={"type": "json_object"},
+        n=3,
+        previous_response_id="resp_1",
+        store=False,
     )
     body = codec.render_request(request, OPENAI)
     assert body == {

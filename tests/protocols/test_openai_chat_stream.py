@@ -206,7 +206,9 @@ def test_repeated_ids_do_not_duplicate_calls() -> None:
 def test_stop_after_tool_calls_means_tool_use() -> None:
     final = _fold(_decode(_load("stop_after_tools.sse"))).response()
     assert final.stop_reason == "tool_use"
-    assert final.parts == [ToolCall(id="call_m2x9rk1q", name="Bash", arguments={"command": "git status"})]
+    assert final.parts == [
+        ToolCall(id="call_m2x9rk1q", name="Bash", arguments={"command": "git status"})
+    ]
     assert final.usage.output_tokens == 21
 
 
@@ -266,12 +268,37 @@ def test_long_tool_names_map_back_and_custom_tools_are_custom() -> None:
     ]
     wire = wire_name(LONG_TOOL)
     chunks = [
-        {"id": "c", "model": "m", "choices": [{"index": 0, "delta": {"tool_calls": [
-            {"index": 0, "id": "call_1", "function": {"name": wire, "arguments": "{}"}},
-            {"index": 1, "id": "call_2", "function": {
-                "name": "apply_patch", "arguments": "{\"input\":\"*** Begin Patch\"}"}},
-        ]}}]},
-        {"id": "c", "model": "m", "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]},
+        {
+            "id": "c",
+            "model": "m",
+            "choices": [
+                {
+                    "index": 0,
+                    "delta": {
+                        "tool_calls": [
+                            {
+                                "index": 0,
+                                "id": "call_1",
+                                "function": {"name": wire, "arguments": "{}"},
+                            },
+                            {
+                                "index": 1,
+                                "id": "call_2",
+                                "function": {
+                                    "name": "apply_patch",
+                                    "arguments": '{"input":"*** Begin Patch"}',
+                                },
+                            },
+                        ]
+                    },
+                }
+            ],
+        },
+        {
+            "id": "c",
+            "model": "m",
+            "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}],
+        },
     ]
     body = b"".join(b"data: " + orjson.dumps(c) + b"\n\n" for c in chunks) + b"data: [DONE]\n\n"
     final = _fold(_decode(body, _request(tools=tools))).response()

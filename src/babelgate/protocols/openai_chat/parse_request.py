@@ -254,17 +254,27 @@ def _tool(raw: Any, where: str) -> Tool:
         custom = raw.get("custom")
         if not isinstance(custom, dict) or not isinstance(custom.get("name"), str):
             raise invalid("a custom tool needs `custom.name`", f"{where}.custom.name")
-        fmt = custom.get("format")
         return Tool(
             name=custom["name"],
             description=custom.get("description"),
             kind="custom",
-            format=fmt if isinstance(fmt, dict) else None,
+            format=_custom_format(custom.get("format")),
         )
     raise invalid(f"unsupported tool type {kind!r}", f"{where}.type")
 
 
 _EMPTY_SCHEMA: JSON = {"type": "object", "properties": {}}
+
+
+def _custom_format(raw: Any) -> JSON | None:
+    """Chat nests a grammar (`{type:"grammar", grammar:{syntax, definition}}`); the canonical
+    form is the flat one the Responses API uses (`{type, syntax, definition}`)."""
+    if not isinstance(raw, dict):
+        return None
+    grammar = raw.get("grammar")
+    if raw.get("type") == "grammar" and isinstance(grammar, dict):
+        return {"type": "grammar", **grammar}
+    return raw
 
 
 def _tool_choice(raw: Any) -> ToolChoice | None:

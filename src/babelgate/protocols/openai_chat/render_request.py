@@ -73,10 +73,12 @@ def _custom_parameters(tool: Tool) -> JSON:
     """A free-form tool becomes a function with one string argument, `input`; its grammar,
     when it has one, is described there so the model still writes the right syntax."""
     description = "The raw input for this tool."
-    fmt = tool.format or {}
-    if fmt.get("definition"):
-        syntax = fmt.get("syntax") or "grammar"
-        description += f" It must follow this {syntax} grammar:\n{fmt['definition']}"
+    fmt: JSON = tool.format or {}
+    nested = fmt.get("grammar")  # Chat nests the grammar; Responses keeps it flat
+    grammar: JSON = nested if isinstance(nested, dict) else fmt
+    if grammar.get("definition"):
+        syntax = grammar.get("syntax") or "grammar"
+        description += f" It must follow this {syntax} grammar:\n{grammar['definition']}"
     return {
         "type": "object",
         "properties": {"input": {"type": "string", "description": description}},

@@ -1,7 +1,8 @@
 """finish_reason <-> canonical StopReason.
 
 Many compatible upstreams say `stop` while returning tool calls; a response that carries tool
-calls is a tool-use stop whatever the label, unless it was cut off by the token limit.
+calls is a tool-use stop whatever the label, unless it was cut off by the token limit, and a
+`tool_calls` label without any call is an ordinary end of turn.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ def stop_reason(finish_reason: str | None, has_tool_calls: bool) -> StopReason:
     reason = _FROM_FINISH.get(finish_reason or "", "end_turn")
     if has_tool_calls and reason != "max_tokens":
         return "tool_use"
+    if reason == "tool_use":  # no call arrived: a client would wait for one forever
+        return "end_turn"
     return reason
 
 
