@@ -1,0 +1,233 @@
+"""Shared fixtures: strict fake upstreams (in-process, one per test) and the real gateway as a
+subprocess in front of them.
+
+    async def test_x(fake_openai, gateway_factory):
+        fake_openai.queue(Reply(text="hi"))
+        gw = await gateway_factory(fake_openai, model="gpt-test")
+        ...  # talk to gw.url over HTTP, then assert on fake_openai.requests
+
+Tests that need the gateway should carry `@pytest.mark.gateway`; `gateway_factory` skips the
+test while `python -m babelgate serve` does not exist yet (set BABELGATE_REQUIRE_GATEWAY=1 to
+make that a failure instead).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import yaml
+
+# The fakes live in the `tests` package (also runnable as `python -m tests.fakes`), so the
+# repository root must be importable whatever directory pytest was started from.
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from tests.fakes import (  # noqa: E402
+    FakeAnthropic,
+    FakeGemini,
+    FakeOpenAI,
+    FakeResponses,
+    FakeUpstream,
+)
+from tests.fakes.core import free_port  # noqa: E402
+
+HEALTH_TIMEOUT = 15.0
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "gateway: needs the babelgate server subprocess")
+
+
+# ---------------------------------------------------------------- fake upstreams
+
+
+@pytest.fixture
+async def fake_openai() -> AsyncIterator[FakeOpenAI]:
+    async with FakeOpenAI() as fake:
+        yield fake
+
+
+@pytest.fixture
+async def fake_anthropic() -> AsyncIterator[FakeAnthropic]:
+    async with FakeAnthropic() as fake:
+        yield fake
+
+
+@pytest.fixture
+async def fake_gemini() -> AsyncIterator[FakeGemini]:
+    async with FakeGemini() as fake:
+        yield fake
+
+
+@pytest.fixture
+async def fake_responses() -> AsyncIterator[FakeResponses]:
+    async with FakeResponses() as fake:
+        yield fake
+
+
+# ---------------------------------------------------------------- the gateway
+
+
+@functools.cache
+def gateway_missing() -> str | None:
+    """Why `python -m babelgate serve` cannot run here, or None when it can."""
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "babelgate", "serve", "--help"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            cwd=ROOT,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return "`python -m babelgate serve --help` timed out"
+    if done.returncode != 0:
+        return f"`python -m babelgate serve` is not available: {done.stderr.strip()[-500:]}"
+    return None
+
+
+@dataclass
+class Gateway:
+    """A running gateway: `url` (no trailing slash), its config and its log."""
+
+    url: str
+    config: dict[str, Any]
+    config_path: Path
+    log_path: Path
+    process: subprocess.Popen[bytes]
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+class GatewayFactory:
+    """Starts gateways for a test and stops them all at teardown."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.gateways: list[Gateway] = []
+
+    async def __call__(
+        self,
+        upstreams: FakeUpstream | Mapping[str, FakeUpstream | dict[str, Any]],
+        *,
+        model: str = "test-model",
+        routes: dict[str, str] | None = None,
+        preset: str | None = None,
+        extra: dict[str, Any] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> Gateway:
+        """`upstreams`: one fake (named "up"), or provider name -> fake or raw config dict.
+        Without `routes`, `default` routes to the first provider's `model`."""
+        reason = gateway_missing()
+        if reason is not None:
+            if os.environ.get("BABELGATE_REQUIRE_GATEWAY") == "1":
+                pytest.fail(reason)
+            pytest.skip(reason)
+        config = build_config(upstreams, model, routes, preset, extra)
+        gateway = self.spawn(config, env or {})
+        self.gateways.append(gateway)
+        await wait_healthy(gateway)
+        return gateway
+
+    def spawn(self, config: dict[str, Any], env: dict[str, str]) -> Gateway:
+        index = len(self.gateways)
+        config_path = self.workdir / f"gateway-{index}.yaml"
+        config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        log_path = self.workdir / f"gateway-{index}.log"
+        port = free_port()
+        command = [
+            sys.executable,
+            "-m",
+            "babelgate",
+            "serve",
+            "--config",
+            str(config_path),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ]
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=ROOT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
+            )
+        return Gateway(f"http://127.0.0.1:{port}", config, config_path, log_path, process)
+
+    async def close(self) -> None:
+        for gateway in self.gateways:
+            await stop_process(gateway.process)
+
+
+def build_config(
+    upstreams: FakeUpstream | Mapping[str, FakeUpstream | dict[str, Any]],
+    model: str,
+    routes: dict[str, str] | None,
+    preset: str | None,
+    extra: dict[str, Any] | None,
+) -> dict[str, Any]:
+    named = {"up": upstreams} if isinstance(upstreams, FakeUpstream) else dict(upstreams)
+    providers: dict[str, Any] = {}
+    for name, upstream in named.items():
+        entry = upstream.provider_config() if isinstance(upstream, FakeUpstream) else upstream
+        if preset is not None:
+            entry = {**entry, "preset": preset}
+        providers[name] = entry
+    first = next(iter(providers))
+    config: dict[str, Any] = {
+        "providers": providers,
+        "routes": routes or {"default": f"{first}/{model}"},
+    }
+    config.update(extra or {})
+    return config
+
+
+async def wait_healthy(gateway: Gateway) -> None:
+    deadline = time.monotonic() + HEALTH_TIMEOUT
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            if gateway.process.poll() is not None:
+                pytest.fail(f"gateway exited with {gateway.process.returncode}:\n{gateway.log()}")
+            try:
+                async with session.get(gateway.url + "/health") as resp:
+                    if resp.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+    pytest.fail(f"gateway not healthy after {HEALTH_TIMEOUT} s:\n{gateway.log()}")
+
+
+async def stop_process(process: subprocess.Popen[bytes], grace: float = 5.0) -> None:
+    if process.poll() is None:
+        process.terminate()
+    deadline = time.monotonic() + grace
+    while process.poll() is None and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture
+async def gateway_factory(tmp_path: Path) -> AsyncIterator[GatewayFactory]:
+    factory = GatewayFactory(tmp_path)
+    yield factory
+    await factory.close()
