@@ -413,3 +413,12 @@ def test_decode_tool_input_sent_whole_at_block_start() -> None:
     assert [orjson.loads(e.json) for e in events if isinstance(e, ToolArgsDelta)] == [
         {"command": "pwd"}
     ]
+
+
+def test_decode_synthesizes_a_missing_message_start() -> None:
+    body = fixture("stream_text.sse").split(b"\n\n", 1)[1]  # drop message_start
+    events = decode(body, 2)
+    check_contract(events)
+    start = events[0]
+    assert isinstance(start, MessageStart) and start.id.startswith("msg_")
+    assert finished(events) == [Text("Hello, wörld! 👋")]

@@ -395,3 +395,43 @@ def test_count_tokens_body() -> None:
     assert {"model", "messages", "system", "tools", "thinking"} <= set(body)
     assert codec.parse_count_tokens({"input_tokens": 2095}) == 2095
     assert codec.parse_count_tokens({"error": "nope"}) is None
+
+
+def test_history_with_tool_calls_but_no_tools_declares_stubs() -> None:
+    """A title or summary request often drops the tool list but keeps the history; Anthropic
+    rejects tool_use blocks without tool definitions."""
+    request = Request(
+        model="m",
+        messages=[
+            user(Text("x")),
+            assistant(ToolCall(id="c1", name="Read", arguments={"file_path": "/a"})),
+            user(ToolResult(call_id="c1", content=[Text("ok")]), Text("summarize")),
+        ],
+        tool_choice=ToolChoice("auto"),
+    )
+    body = render(request)
+    assert body["tools"] == [{"name": "Read", "input_schema": {"type": "object", "properties": {}}}]
+    assert body["tool_choice"] == {"type": "none"}
+    assert "tools" not in render(Request(model="m", messages=[user(Text("x"))]))
+
+
+def test_prefill_loses_trailing_whitespace() -> None:
+    request = Request(model="m", messages=[user(Text("json please")), assistant(Text("{\n  "))])
+    assert render(request)["messages"][-1] == {
+        "role": "assistant",
+        "content": [{"type": "text", "text": "{"}],
+    }
+
+
+def test_schema_and_image_types_anthropic_requires() -> None:
+    request = Request(
+        model="m",
+        messages=[user(Image(media_type="image/bmp", data="Qk0="), Text("what is it?"))],
+        tools=[
+            Tool(name="noargs", parameters={}),
+            Tool(name="typed", parameters={"properties": {}}),
+        ],
+    )
+    body = render(request)
+    assert [t["input_schema"]["type"] for t in body["tools"]] == ["object", "object"]
+    assert body["messages"][0]["content"][0]["type"] == "text"  # bmp: Anthropic rejects it

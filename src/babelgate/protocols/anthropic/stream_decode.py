@@ -38,6 +38,7 @@ from babelgate.canonical import (
     ToolCall,
     Usage,
 )
+from babelgate.canonical.ids import new_id
 from babelgate.canonical.tool_args import dump_arguments, parse_arguments
 
 from ..base import StreamDecoder
@@ -49,6 +50,15 @@ from .tool_names import custom_tool_names, name_map
 from .wire import canonical_stop_reason, update_usage
 
 JSON = dict[str, Any]
+_NEEDS_START = frozenset(
+    {
+        "content_block_start",
+        "content_block_delta",
+        "content_block_stop",
+        "message_delta",
+        "message_stop",
+    }
+)
 
 
 class _Block:
@@ -124,6 +134,8 @@ class AnthropicStreamDecoder(StreamDecoder):
         if not isinstance(data, dict):
             return
         kind = data.get("type") or sse_event.event
+        if not self._started and kind in _NEEDS_START:
+            self._message_start({}, events)  # an upstream that skipped message_start
         if kind == "content_block_delta":
             self._delta(data.get("delta"), events)
         elif kind == "content_block_start":
@@ -155,7 +167,7 @@ class AnthropicStreamDecoder(StreamDecoder):
         update_usage(self._usage, message.get("usage"))
         events.append(
             MessageStart(
-                id=str(message.get("id") or ""),
+                id=str(message.get("id") or new_id("msg_")),
                 model=str(message.get("model") or self._request.model),
                 usage=Usage(
                     input_tokens=self._usage.input_tokens,

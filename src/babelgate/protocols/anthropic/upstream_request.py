@@ -62,7 +62,9 @@ _SERVER_TOOL = re.compile(
 # Other protocols' unversioned web search maps onto Anthropic's server tool.
 _WEB_SEARCH_ALIASES = frozenset({"web_search", "web_search_preview", "google_search"})
 _WEB_SEARCH_TOOL = {"type": "web_search_20250305", "name": "web_search"}
+_IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
 _DATA_URL = re.compile(r"^data:([^;,]+);base64,(.*)$", re.DOTALL)
+_EMPTY_OBJECT = {"type": "object", "properties": {}}
 _CUSTOM_TOOL_SCHEMA = {
     "type": "object",
     "properties": {"input": {"type": "string"}},
@@ -80,19 +82,8 @@ def render_request(request: Request, quirks: Quirks) -> JSON:
     if system:
         body["system"] = system
     body["messages"] = _messages(rest, quirks)
-    tools = [t for t in (_tool(tool) for tool in request.tools) if t is not None]
-    if tools:
-        body["tools"] = tools
-    thinking = _thinking(request.reasoning, max_tokens)
-    if thinking is not None and thinking["type"] != "disabled" and _unsigned_tool_turn(body):
-        thinking = None
-    if thinking is not None:
-        body["thinking"] = thinking
-    thinking_on = thinking is not None and thinking["type"] != "disabled"
-    _effort(request.reasoning, thinking, body)
-    choice = _tool_choice(request.tool_choice, request.parallel_tool_calls, thinking_on)
-    if choice is not None and tools:
-        body["tool_choice"] = choice
+    thinking_on = _render_thinking(request.reasoning, max_tokens, body)
+    _render_tools(request, thinking_on, body)
     _sampling(request, thinking_on, body)
     if request.stream:
         body["stream"] = True
@@ -151,7 +142,20 @@ def _messages(messages: list[Message], quirks: Quirks) -> list[JSON]:
     for turn in out:
         if turn["role"] == "user":
             _tool_results_first(turn["content"])
+    if out and out[-1]["role"] == "assistant":
+        _trim_prefill(out)
     return out
+
+
+def _trim_prefill(out: list[JSON]) -> None:
+    """A final assistant turn is a prefill, and Anthropic rejects one ending in whitespace."""
+    blocks = out[-1]["content"]
+    if blocks[-1]["type"] == "text":
+        blocks[-1]["text"] = blocks[-1]["text"].rstrip()
+        if not blocks[-1]["text"]:
+            blocks.pop()
+    if not blocks:
+        out.pop()
 
 
 def _tool_results_first(blocks: list[JSON]) -> None:
@@ -225,7 +229,10 @@ def _image(part: Image, quirks: Quirks) -> JSON | None:
         if match:
             media_type, data = match.group(1), match.group(2)
     if data is not None:
-        source = {"type": "base64", "media_type": media_type or "image/png", "data": data}
+        media_type = media_type or "image/png"
+        if media_type not in _IMAGE_TYPES:
+            return {"type": "text", "text": f"[{media_type} image omitted: not supported]"}
+        source = {"type": "base64", "media_type": media_type, "data": data}
     elif part.url:
         source = {"type": "url", "url": part.url}
     else:
@@ -257,6 +264,33 @@ def _document(part: Document, quirks: Quirks) -> JSON | None:
 # ---------------------------------------------------------------- tools
 
 
+def _render_tools(request: Request, thinking_on: bool, body: JSON) -> None:
+    tools = [t for t in (_tool(tool) for tool in request.tools) if t is not None]
+    if not tools:
+        _stub_tools(body)
+        return
+    body["tools"] = tools
+    choice = _tool_choice(request.tool_choice, request.parallel_tool_calls, thinking_on)
+    if choice is not None:
+        body["tool_choice"] = choice
+
+
+def _stub_tools(body: JSON) -> None:
+    """Anthropic rejects a history with tool_use blocks when the request defines no tools
+    (clients drop the tool list for summaries and titles). Declare the tools the history
+    used, and forbid calling them."""
+    names: dict[str, None] = {}
+    for message in body["messages"]:
+        for block in message["content"]:
+            if block["type"] == "tool_use":
+                names[block["name"]] = None
+    if names:
+        body["tools"] = [
+            {"name": name, "input_schema": {"type": "object", "properties": {}}} for name in names
+        ]
+        body["tool_choice"] = {"type": "none"}
+
+
 def _tool(tool: Tool) -> JSON | None:
     if tool.kind == "hosted":
         return _hosted_tool(tool)
@@ -268,8 +302,15 @@ def _tool(tool: Tool) -> JSON | None:
         # `custom` again.
         block["input_schema"] = _CUSTOM_TOOL_SCHEMA
     else:
-        block["input_schema"] = tool.parameters or {"type": "object", "properties": {}}
+        block["input_schema"] = _object_schema(tool.parameters)
     return _cache(block, tool.cache)
+
+
+def _object_schema(schema: JSON) -> JSON:
+    """Anthropic requires `input_schema.type == "object"`; OpenAI clients may send `{}`."""
+    if schema.get("type") == "object":
+        return schema
+    return {**schema, "type": "object"} if "type" not in schema else _EMPTY_OBJECT
 
 
 def _hosted_tool(tool: Tool) -> JSON | None:
@@ -307,6 +348,19 @@ def _tool_choice(
 # ---------------------------------------------------------------- thinking and sampling
 
 
+def _render_thinking(config: ReasoningConfig | None, max_tokens: int, body: JSON) -> bool:
+    """Set `thinking` (and adaptive effort); True when thinking is on."""
+    thinking = _thinking(config, max_tokens)
+    if thinking is None:
+        return False
+    on: bool = thinking["type"] != "disabled"
+    if on and _unsigned_tool_turn(body):
+        return False
+    body["thinking"] = thinking
+    _effort(config, thinking, body)
+    return on
+
+
 def _thinking(config: ReasoningConfig | None, max_tokens: int) -> JSON | None:
     if config is None:
         return None
@@ -339,8 +393,8 @@ def _unsigned_tool_turn(body: JSON) -> bool:
     return False
 
 
-def _effort(config: ReasoningConfig | None, thinking: JSON | None, body: JSON) -> None:
-    if config is None or thinking is None or thinking["type"] != "adaptive":
+def _effort(config: ReasoningConfig | None, thinking: JSON, body: JSON) -> None:
+    if config is None or thinking["type"] != "adaptive":
         return
     if config.effort in _ANTHROPIC_EFFORTS:
         body["output_config"] = {"effort": config.effort}
