@@ -71,8 +71,8 @@ def test_parse_agent_turn() -> None:
     assert results == Message(
         "user",
         [
-            ToolResult(call_id="call_abc", content=[Text("1 failed")]),
-            ToolResult(call_id="call_def", content=[Text("def main(): ...")]),
+            ToolResult(call_id="call_abc", content=[Text("1 failed")], name="run_tests"),
+            ToolResult(call_id="call_def", content=[Text("def main(): ...")], name="read_file"),
         ],
     )
     assert mid_system == Message("system", [Text("Budget: 3 more tool calls.")])

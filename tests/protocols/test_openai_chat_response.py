@@ -8,7 +8,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from babelgate.canonical import Message, Reasoning, Request, Text, Tool, ToolCall
+from babelgate.canonical import GatewayError, Message, Reasoning, Request, Text, Tool, ToolCall
 from babelgate.protocols.openai_chat import codec
 from babelgate.protocols.openai_chat.names import wire_name
 
@@ -213,3 +213,11 @@ def test_deepseek_and_vllm_and_glm_variants() -> None:
 def test_error_shapes(status: int, body: bytes, kind: str, message: str) -> None:
     error = codec.parse_error(status, body)
     assert (error.kind, error.message, error.status) == (kind, message, status)
+
+
+def test_error_body_with_status_200_raises() -> None:
+    body = {"error": {"message": "No endpoints found for model", "code": 404}}
+    with pytest.raises(GatewayError) as caught:
+        codec.parse_response(body, _request())
+    assert caught.value.kind == "not_found"
+    assert caught.value.message == "No endpoints found for model"

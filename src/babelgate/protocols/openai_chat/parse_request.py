@@ -70,6 +70,7 @@ def _messages(raw: Any) -> tuple[list[Text], list[Message]]:
         raise invalid("`messages` must be a non-empty array", "messages")
     system: list[Text] = []
     messages: list[Message] = []
+    calls: dict[str, ToolCall] = {}  # by id, so results can name their tool (Gemini needs it)
     for i, message in enumerate(raw):
         where = f"messages[{i}]"
         if not isinstance(message, dict):
@@ -84,9 +85,11 @@ def _messages(raw: Any) -> tuple[list[Text], list[Message]]:
         elif role == "user":
             messages.append(Message(role="user", parts=_user_parts(message, where)))
         elif role == "assistant":
-            messages.append(Message(role="assistant", parts=_assistant_parts(message, where)))
+            parts = _assistant_parts(message, where)
+            calls.update((p.id, p) for p in parts if isinstance(p, ToolCall))
+            messages.append(Message(role="assistant", parts=parts))
         elif role == "tool":
-            _add_tool_result(messages, message, where)
+            _add_tool_result(messages, message, where, calls)
         elif role == "function":
             raise invalid("the legacy `function` role is not supported; use `tool`", where)
         else:
@@ -207,14 +210,22 @@ def _tool_call(call: Any, where: str) -> ToolCall:
     return ToolCall(id=call["id"], name=name, arguments=arguments, kind=kind)
 
 
-def _add_tool_result(messages: list[Message], message: JSON, where: str) -> None:
+def _add_tool_result(
+    messages: list[Message], message: JSON, where: str, calls: dict[str, ToolCall]
+) -> None:
     call_id = message.get("tool_call_id")
     if not isinstance(call_id, str) or not call_id:
         raise invalid("a tool message needs `tool_call_id`", f"{where}.tool_call_id")
     content: list[Text | Image | Document] = list(
         _text_parts(message.get("content"), f"{where}.content")
     )
-    result = ToolResult(call_id=call_id, content=content)
+    call = calls.get(call_id)
+    result = ToolResult(
+        call_id=call_id,
+        content=content,
+        name=call.name if call is not None else None,
+        kind=call.kind if call is not None else "function",
+    )
     last = messages[-1] if messages else None
     if (
         last is not None

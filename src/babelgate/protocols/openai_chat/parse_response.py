@@ -10,6 +10,7 @@ from babelgate.canonical import JSON, Part, Reasoning, Request, Response, Text, 
 from babelgate.canonical.ids import new_id
 
 from .calls import make_call
+from .errors import error_from_json
 from .names import tools_by_wire_name
 from .stop_reasons import stop_reason
 from .usage import parse_usage
@@ -17,6 +18,9 @@ from .usage import parse_usage
 
 def parse_response(body: JSON, request: Request) -> Response:
     choices = body.get("choices")
+    if not choices and body.get("error"):
+        # Some routers answer HTTP 200 with an error body instead of a completion.
+        raise error_from_json(body)
     choice = choices[0] if isinstance(choices, list) and choices else {}
     message = choice.get("message") or {}
     parts = _parts(message, request)
