@@ -8,6 +8,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from babelgate.canonical import (
     Document,
     Image,
@@ -435,3 +437,38 @@ def test_schema_and_image_types_anthropic_requires() -> None:
     body = render(request)
     assert [t["input_schema"]["type"] for t in body["tools"]] == ["object", "object"]
     assert body["messages"][0]["content"][0]["type"] == "text"  # bmp: Anthropic rejects it
+
+
+def test_bodies_pass_the_strict_fake_anthropic() -> None:
+    """Cross-check with the independent strict fake (tests/fakes/anthropic.py): a history that
+    switched upstreams mid-conversation, rendered for Anthropic, is a request it accepts."""
+    fake = pytest.importorskip("tests.fakes.anthropic")
+    signed = fake.sign("I should list files.")
+    request = Request(
+        model="claude-sonnet-4-5",
+        max_tokens=64000,
+        system=[Text("rules", cache=True)],
+        messages=[
+            Message("system", [Text("developer note", cache=True)]),
+            user(Text("list files", cache=True), Image(url="data:image/png;base64,iVBO")),
+            assistant(
+                Reasoning(text="gemini", signature="CiQB", origin="gemini"),
+                Text("\n\n"),
+                ToolCall(id="functions.shell:0", name="functions.shell", arguments={"cmd": "ls"}),
+            ),
+            Message("system", [Text("mid note")]),
+            user(ToolResult(call_id="functions.shell:0", content=[Text("a.py")], cache=True)),
+            assistant(
+                Reasoning(text="I should list files.", signature=signed, origin="anthropic"),
+                ToolCall(id="toolu_2", name="functions.shell", arguments={"cmd": "ls -a"}),
+            ),
+            user(ToolResult(call_id="toolu_2", content=[Text("")]), Text("thanks", cache=True)),
+        ],
+        tools=[Tool(name="functions.shell", parameters={}, cache=True)],
+        tool_choice=ToolChoice("required"),
+        reasoning=ReasoningConfig(effort="high"),
+        temperature=0.3,
+    )
+    for quirks in (ANTHROPIC, Quirks(max_tokens=8192)):
+        fake.validate_request(render(request, quirks), counting=False)
+    fake.validate_request(codec.render_count_tokens(request, ANTHROPIC), counting=True)
