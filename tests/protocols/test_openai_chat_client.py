@@ -467,3 +467,30 @@ def test_render_error(error: GatewayError, expected_type: str) -> None:
     assert body["error"]["message"] == error.message
     assert body["error"]["type"] == expected_type
     assert body["error"]["param"] == error.param
+
+
+def test_custom_tool_call_streams_as_custom_with_whole_input() -> None:
+    patch = "*** Begin Patch\n*** Add File: a.txt\n+hi\n*** End Patch"
+    events: list[Event] = [
+        MessageStart(id="chatcmpl-c", model="m"),
+        PartStart(0, ToolCall(id="call_p", name="apply_patch", kind="custom")),
+        ToolArgsDelta(0, orjson.dumps({"input": patch}).decode()),
+        PartStop(
+            0, ToolCall(id="call_p", name="apply_patch", kind="custom", arguments={"input": patch})
+        ),
+        MessageDelta("tool_use", Usage()),
+        MessageStop(),
+    ]
+    lines = _data_lines(_encode(events, _request(stream=True, include_usage=False)))
+    deltas = [orjson.loads(line)["choices"][0] for line in lines[:-1]]
+    fragments = [d["delta"]["tool_calls"][0] for d in deltas if "tool_calls" in d["delta"]]
+    assert fragments == [
+        {
+            "index": 0,
+            "id": "call_p",
+            "type": "custom",
+            "custom": {"name": "apply_patch", "input": ""},
+        },
+        {"index": 0, "custom": {"input": patch}},
+    ]
+    assert deltas[-1]["finish_reason"] == "tool_calls"

@@ -324,3 +324,49 @@ def test_reasoning_interleaved_with_text_opens_new_parts() -> None:
         Reasoning(text="more", origin="openai"),
         Text("done"),
     ]
+
+
+def test_openrouter_reasoning_with_details_is_not_doubled() -> None:
+    chunks = [
+        {
+            "id": "gen-1",
+            "model": "deepseek/deepseek-r1",
+            "choices": [
+                {
+                    "index": 0,
+                    "delta": {
+                        "role": "assistant",
+                        "content": "",
+                        "reasoning": "Check the",
+                        "reasoning_details": [{"type": "reasoning.text", "text": "Check the"}],
+                    },
+                }
+            ],
+        },
+        {
+            "id": "gen-1",
+            "choices": [
+                {
+                    "index": 0,
+                    "delta": {
+                        "content": "",
+                        "reasoning": " file.",
+                        "reasoning_details": [{"type": "reasoning.text", "text": " file."}],
+                    },
+                }
+            ],
+        },
+        {
+            "id": "gen-1",
+            "choices": [
+                {
+                    "index": 0,
+                    "delta": {"content": "Done.", "reasoning": None, "reasoning_details": []},
+                    "finish_reason": "stop",
+                }
+            ],
+        },
+    ]
+    body = b"".join(b"data: " + orjson.dumps(c) + b"\n\n" for c in chunks) + b"data: [DONE]\n\n"
+    final = _fold(_decode(body)).response()
+    assert final.parts == [Reasoning(text="Check the file.", origin="openai"), Text("Done.")]
