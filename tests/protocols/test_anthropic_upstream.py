@@ -245,9 +245,19 @@ def test_thinking_budget_rules() -> None:
         "budget_tokens": 15999,
     }
     assert thinking(ReasoningConfig(effort="low")) == {"type": "enabled", "budget_tokens": 4096}
+    # A budget derived from effort leaves half of max_tokens for the answer...
     assert thinking(ReasoningConfig(effort="high"), max_tokens=8000) == {
         "type": "enabled",
-        "budget_tokens": 7999,
+        "budget_tokens": 4000,
+    }
+    assert thinking(ReasoningConfig(effort="medium"), max_tokens=2000) == {
+        "type": "enabled",
+        "budget_tokens": 1024,
+    }
+    # ...one the client chose is kept as far as the API allows.
+    assert thinking(ReasoningConfig(enabled=True, budget_tokens=7000), max_tokens=8000) == {
+        "type": "enabled",
+        "budget_tokens": 7000,
     }
     assert thinking(ReasoningConfig(effort="high"), max_tokens=1000) is None  # no room to think
     assert thinking(ReasoningConfig(enabled=False)) == {"type": "disabled"}
@@ -470,5 +480,7 @@ def test_bodies_pass_the_strict_fake_anthropic() -> None:
         temperature=0.3,
     )
     for quirks in (ANTHROPIC, Quirks(max_tokens=8192)):
-        fake.validate_request(render(request, quirks), counting=False)
-    fake.validate_request(codec.render_count_tokens(request, ANTHROPIC), counting=True)
+        fake.validate_request(render(request, quirks), counting=False, betas=frozenset())
+    fake.validate_request(
+        codec.render_count_tokens(request, ANTHROPIC), counting=True, betas=frozenset()
+    )

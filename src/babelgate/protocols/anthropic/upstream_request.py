@@ -372,7 +372,10 @@ def _thinking(config: ReasoningConfig | None, max_tokens: int) -> JSON | None:
         return None
     budget = config.budget_tokens
     if budget is None:
+        # A budget we chose leaves at least half of max_tokens (which counts thinking) for
+        # the answer; a budget the client chose is its own call.
         budget = _BUDGET_BY_EFFORT.get(config.effort or "", _DEFAULT_BUDGET)
+        budget = min(budget, max_tokens // 2)
     # Anthropic needs 1024 <= budget < max_tokens; with a tiny max_tokens, no thinking.
     if max_tokens <= MIN_THINKING_BUDGET:
         return None
