@@ -453,3 +453,12 @@ def test_empty_assistant_turn_is_dropped() -> None:
     wire = codec.render_request(_req(messages), OPENAI)["messages"]
     assert all(m.get("content") != "" for m in wire)
     assert [m["role"] for m in wire] == ["user", "user"]
+
+
+def test_long_end_user_id_is_hashed_stably() -> None:
+    claude_code_user = "user_" + "ab" * 32 + "_account_1b2c3d4e_session_0f1e2d3c-4b5a-6978-8a9b"
+    request = _req([Message("user", [Text("go")])], user=claude_code_user)
+    first = codec.render_request(request, OPENAI)["user"]
+    assert len(first) <= 64 and first == codec.render_request(request, OPENAI)["user"]
+    short = _req([Message("user", [Text("go")])], user="dev-42")
+    assert codec.render_request(short, OPENAI)["user"] == "dev-42"

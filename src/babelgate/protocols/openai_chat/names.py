@@ -1,10 +1,10 @@
 """Names and ids the Chat Completions wire accepts, made so deterministically.
 
 OpenAI-compatible upstreams reject tool names outside `^[a-zA-Z0-9_-]{1,64}$` (MCP tools such
-as `mcp__server__very_long_tool_name` overflow it) and tool call ids longer than 40
-characters. Both are rewritten with a short hash of the original, so the same input always
-gives the same wire value (a call and its result still match) and the request's own tool list
-maps a wire name back to the client's name.
+as `mcp__server__very_long_tool_name` overflow it), tool call ids longer than 40 characters
+and (possibly) end-user ids longer than 64. Each is rewritten with a hash of the original, so
+the same input always gives the same wire value (a call and its result still match) and the
+request's own tool list maps a wire name back to the client's name.
 """
 
 from __future__ import annotations
@@ -18,6 +18,9 @@ _VALID_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 _INVALID_CHARS = re.compile(r"[^a-zA-Z0-9_-]")
 _MAX_NAME = 64
 _MAX_CALL_ID = 40
+# OpenAI caps end-user ids at 64 characters for `safety_identifier`; whether `user` has the
+# same cap is unverified, so long ids (Claude Code's metadata.user_id is ~150) are hashed.
+_MAX_USER = 64
 _HASH_LEN = 8
 
 
@@ -45,3 +48,10 @@ def wire_call_id(call_id: str) -> str:
 def tools_by_wire_name(request: Request) -> dict[str, Tool]:
     """The request's tools keyed by the name the upstream saw, to map its calls back."""
     return {wire_name(tool.name): tool for tool in request.tools if tool.kind != "hosted"}
+
+
+def wire_user(user: str) -> str:
+    """An end-user id short enough for every upstream; still one stable value per user."""
+    if len(user) <= _MAX_USER:
+        return user
+    return "u_" + hashlib.sha256(user.encode()).hexdigest()[: _MAX_USER - 2]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from babelgate.canonical import JSON, ReasoningConfig, Request, Tool, ToolChoice
 
 from ..base import Quirks
-from .names import wire_name
+from .names import wire_name, wire_user
 from .render_messages import render_messages
 
 # OpenAI rejects more than four stop sequences.
@@ -110,7 +110,7 @@ def _add_sampling(body: JSON, request: Request, quirks: Quirks) -> None:
     if request.stop:
         body["stop"] = request.stop[:_MAX_STOP] if quirks.strict_fields else request.stop
     if request.user:
-        body["user"] = request.user
+        body["user"] = wire_user(request.user)
     if request.response_format is not None:
         body["response_format"] = request.response_format
 
