@@ -303,6 +303,11 @@ def test_generation_config_clamps_and_maps() -> None:
         (ReasoningConfig(effort="high"), {"includeThoughts": True, "thinkingBudget": 24576}),
         (ReasoningConfig(adaptive=True), {"includeThoughts": True, "thinkingBudget": -1}),
         (ReasoningConfig(enabled=False), {"thinkingBudget": 0}),
+        # Claude Code's largest budget is out of range for Flash: clamped.
+        (
+            ReasoningConfig(enabled=True, budget_tokens=31999),
+            {"includeThoughts": True, "thinkingBudget": 24576},
+        ),
         (ReasoningConfig(), None),
     ],
 )

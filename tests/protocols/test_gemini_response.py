@@ -131,3 +131,26 @@ def test_malformed_function_call_is_a_retryable_error() -> None:
     assert caught.value.kind == "api_error"
     assert caught.value.retryable
     assert "MALFORMED_FUNCTION_CALL" in caught.value.message
+
+
+def test_bare_thought_signature_signs_the_thought_before_it() -> None:
+    body = load("gemini3_text_signature.json")
+    body["candidates"][0]["content"]["parts"] = [
+        {"text": "Thinking about it.", "thought": True},
+        {"text": "", "thought": True, "thoughtSignature": "SIG_T"},
+        {"text": "", "thought": True, "thoughtSignature": "SIG_ALONE"},
+        {"text": "Answer."},
+    ]
+    parts = codec.parse_response(body, request()).parts
+    assert parts[0] == Reasoning("Thinking about it.", signature="SIG_T", origin="gemini")
+    alone = parts[1]
+    assert isinstance(alone, Reasoning) and alone.signature == "SIG_ALONE" and not alone.text
+    assert parts[2] == Text("Answer.")
+    follow_up = request()
+    follow_up.messages += [Message("assistant", parts), Message("user", [Text("ok")])]
+    model = codec.render_request(follow_up, Quirks())["contents"][1]["parts"]
+    assert model == [
+        {"text": "Thinking about it.", "thought": True, "thoughtSignature": "SIG_T"},
+        {"text": "", "thought": True, "thoughtSignature": "SIG_ALONE"},
+        {"text": "Answer."},
+    ]

@@ -260,3 +260,35 @@ def test_encoder_renders_errors_as_google_error_chunks() -> None:
     assert orjson.loads(out[6:]) == {
         "error": {"code": 429, "message": "slow down", "status": "RESOURCE_EXHAUSTED"}
     }
+
+
+def test_blocked_prompt_stream_is_a_refusal() -> None:
+    chunk = {
+        "promptFeedback": {"blockReason": "PROHIBITED_CONTENT"},
+        "usageMetadata": {"promptTokenCount": 12, "totalTokenCount": 12},
+    }
+    events = decode(b"data: " + orjson.dumps(chunk) + b"\r\n\r\n", seed=4)
+    check_contract(events)
+    response = accumulate(events)
+    assert response.stop_reason == "refusal" and response.parts == []
+    assert response.usage.input_tokens == 12
+
+
+def test_bare_thought_signature_after_text_stays_a_thought() -> None:
+    chunks = [
+        {"candidates": [{"content": {"parts": [{"text": "Hi"}], "role": "model"}}]},
+        {
+            "candidates": [
+                {
+                    "content": {"parts": [{"text": "", "thought": True, "thoughtSignature": "S"}]},
+                    "finishReason": "STOP",
+                }
+            ]
+        },
+    ]
+    body = b"".join(b"data: " + orjson.dumps(c) + b"\n\n" for c in chunks)
+    response = accumulate(decode(body, seed=9))
+    follow_up = request()
+    follow_up.messages += [Message("assistant", response.parts), Message("user", [Text("ok")])]
+    model = codec.render_request(follow_up, Quirks())["contents"][1]["parts"]
+    assert model == [{"text": "Hi"}, {"text": "", "thought": True, "thoughtSignature": "S"}]

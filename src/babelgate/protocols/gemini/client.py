@@ -40,7 +40,7 @@ from babelgate.canonical import (
 )
 from babelgate.canonical.carry import unpack
 
-from .parts import ORIGIN, SIGNATURE_KEY, render_model_parts
+from .parts import BARE_THOUGHT, ORIGIN, SIGNATURE_KEY, render_model_parts
 from .schema import to_json_schema
 
 JSON = dict[str, Any]
@@ -215,7 +215,8 @@ def _text_part(raw: JSON) -> list[Part]:
         signed, redacted = payload.get("s"), payload.get("r")
         return [Reasoning(text=text, signature=signed, redacted=redacted, origin=origin)]
     if raw.get("thought"):
-        return [Reasoning(text=text, signature=signature, origin=ORIGIN)]
+        bare = dict(BARE_THOUGHT) if not text and signature else None
+        return [Reasoning(text=text, signature=signature, origin=ORIGIN, provider_metadata=bare)]
     out: list[Part] = [Text(text=text)] if text else []
     if signature is not None:
         out.append(Reasoning(text="", signature=signature, origin=ORIGIN))

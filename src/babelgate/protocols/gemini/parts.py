@@ -27,6 +27,9 @@ JSON = dict[str, Any]
 ORIGIN = "gemini"
 SIGNATURE_KEY = "thought_signature"  # ToolCall.provider_metadata key
 GEMINI_ID_KEY = "gemini_id"  # ToolCall.provider_metadata key: the id Gemini itself gave
+# Reasoning.provider_metadata of an empty-text Reasoning that stands for a thought part with
+# only a signature (rather than for a signature Gemini put on a text part).
+BARE_THOUGHT: JSON = {"part": "thought"}
 
 
 def media_part(part: Image | Document) -> JSON | None:
@@ -75,6 +78,8 @@ def _reasoning(part: Reasoning, out: list[JSON], upstream: bool) -> None:
             if part.signature:
                 thought["thoughtSignature"] = part.signature
             out.append(thought)
+        elif part.signature and part.provider_metadata == BARE_THOUGHT:
+            out.append({"text": "", "thought": True, "thoughtSignature": part.signature})
         elif part.signature:
             _attach_text_signature(part.signature, out)
         return

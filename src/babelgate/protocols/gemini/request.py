@@ -51,7 +51,9 @@ CUSTOM_PARAMETERS: JSON = {
     "properties": {"input": {"type": "string", "description": "The raw input for the tool."}},
     "required": ["input"],
 }
-# Thinking budgets for an effort level (tokens). 24576 is the most every 2.5 model accepts.
+# Thinking budgets for an effort level (tokens). 24576 is the most every 2.5 model accepts
+# (Flash's ceiling; Pro goes to 32768): Claude Code's 31999 would be out of range on Flash.
+MAX_THINKING_BUDGET = 24576
 EFFORT_BUDGET = {
     "minimal": 512,
     "low": 2048,
@@ -316,7 +318,7 @@ def thinking_config(reasoning: ReasoningConfig) -> JSON | None:
     if reasoning.enabled is False or reasoning.effort == "none":
         return {"thinkingBudget": 0}
     if reasoning.budget_tokens:
-        budget = reasoning.budget_tokens
+        budget = min(reasoning.budget_tokens, MAX_THINKING_BUDGET)
     elif reasoning.effort is not None:
         budget = EFFORT_BUDGET[reasoning.effort]
     elif reasoning.adaptive or reasoning.enabled:

@@ -2,7 +2,9 @@
 stream decoder shares: finish reasons, usage, function calls.
 
 Choices this module makes (and the stream decoder follows):
-- `thought: true` text -> Reasoning(origin="gemini") with its `thoughtSignature`.
+- `thought: true` text -> Reasoning(origin="gemini") with its `thoughtSignature`. A thought
+  part with only a signature signs the unsigned thought just before it; with no such thought
+  it becomes an empty Reasoning marked `provider_metadata == BARE_THOUGHT` (parts.py).
 - A `thoughtSignature` on a plain text part -> an empty-text Reasoning(origin="gemini",
   signature=...) placed right AFTER that text (in a stream the signature comes with the text's
   last chunk, so "after" is where both paths can put it). parts.py puts it back on the text.
@@ -33,7 +35,7 @@ from babelgate.canonical import (
 from babelgate.canonical.ids import new_id, safe_call_id
 
 from .names import reverse_map
-from .parts import GEMINI_ID_KEY, ORIGIN, SIGNATURE_KEY
+from .parts import BARE_THOUGHT, GEMINI_ID_KEY, ORIGIN, SIGNATURE_KEY
 
 JSON = dict[str, Any]
 
@@ -57,7 +59,7 @@ def parse_response(body: JSON, request: Request) -> Response:
     parts: list[Part] = []
     if candidate is not None:
         for raw in (candidate.get("content") or {}).get("parts") or []:
-            parts.extend(_parse_part(raw, names))
+            _add(parts, _parse_part(raw, names))
     has_calls = any(isinstance(p, ToolCall) for p in parts)
     reason = candidate.get("finishReason") if candidate else None
     return Response(
@@ -151,6 +153,25 @@ def parse_function_call(raw: JSON, names: ToolNames) -> ToolCall:
     )
 
 
+def _add(parts: list[Part], new: list[Part]) -> None:
+    """Append; a bare signature on an empty thought part signs the unsigned thought before
+    it, as the stream decoder does (Gemini may send the signature as a part of its own)."""
+    if len(new) == 1 and parts:
+        part, last = new[0], parts[-1]
+        if (
+            isinstance(part, Reasoning)
+            and isinstance(last, Reasoning)
+            and part.provider_metadata == BARE_THOUGHT
+            and not part.text
+            and last.origin == ORIGIN
+            and last.text
+            and last.signature is None
+        ):
+            last.signature = part.signature
+            return
+    parts.extend(new)
+
+
 def _parse_part(raw: Any, names: ToolNames) -> list[Part]:
     if not isinstance(raw, dict):
         return []
@@ -160,7 +181,10 @@ def _parse_part(raw: Any, names: ToolNames) -> list[Part]:
     signature = signature if isinstance(signature, str) and signature else None
     text = raw.get("text")
     if raw.get("thought"):
-        return [Reasoning(text=text or "", signature=signature, origin=ORIGIN)]
+        thought = Reasoning(text=text or "", signature=signature, origin=ORIGIN)
+        if not text:
+            thought.provider_metadata = dict(BARE_THOUGHT)
+        return [thought]
     out: list[Part] = []
     if isinstance(text, str) and text:
         out.append(Text(text=text))

@@ -44,7 +44,7 @@ from babelgate.protocols.base import StreamDecoder
 from babelgate.protocols.sse import SSEDecoder
 
 from .errors import error_from_body
-from .parts import ORIGIN
+from .parts import BARE_THOUGHT, ORIGIN
 from .response import (
     first_candidate,
     is_blocked,
@@ -173,16 +173,33 @@ class GeminiStreamDecoder(StreamDecoder):
             self._text(text, signature, events)
 
     def _thought(self, text: str, signature: str | None, events: list[Event]) -> None:
-        part = self._ensure_open("thought", events) if text or signature else None
-        if part is None:
+        if not text:
+            if signature and self._open_kind == "thought":
+                self._sign_open(signature, events)
+            elif signature:  # a thought part that is only a signature
+                self._signature_part(signature, dict(BARE_THOUGHT), events)
             return
+        part = self._ensure_open("thought", events)
         assert isinstance(part, Reasoning)
-        if text:
-            part.text += text
-            events.append(ReasoningDelta(self._index, text))
+        part.text += text
+        events.append(ReasoningDelta(self._index, text))
         if signature:
-            part.signature = signature
-            events.append(SignatureDelta(self._index, signature))
+            self._sign_open(signature, events)
+
+    def _sign_open(self, signature: str, events: list[Event]) -> None:
+        assert isinstance(self._open, Reasoning)
+        self._open.signature = signature
+        events.append(SignatureDelta(self._index, signature))
+
+    def _signature_part(self, signature: str, metadata: JSON | None, events: list[Event]) -> None:
+        """A whole part that holds only a signature: PartStart, SignatureDelta, PartStop."""
+        self._close_open(events)
+        start = Reasoning(origin=ORIGIN, provider_metadata=metadata)
+        done = Reasoning(signature=signature, origin=ORIGIN, provider_metadata=metadata)
+        events.append(PartStart(self._index, start))
+        events.append(SignatureDelta(self._index, signature))
+        events.append(PartStop(self._index, done))
+        self._index += 1
 
     def _text(self, text: str, signature: str | None, events: list[Event]) -> None:
         if text:
@@ -190,13 +207,8 @@ class GeminiStreamDecoder(StreamDecoder):
             assert isinstance(part, Text)
             part.text += text
             events.append(TextDelta(self._index, text))
-        if signature:
-            self._close_open(events)
-            holder = Reasoning(text="", signature=signature, origin=ORIGIN)
-            events.append(PartStart(self._index, Reasoning(origin=ORIGIN)))
-            events.append(SignatureDelta(self._index, signature))
-            events.append(PartStop(self._index, holder))
-            self._index += 1
+        if signature:  # a text part's signature: see response.py
+            self._signature_part(signature, None, events)
 
     def _function_call(self, raw: JSON, events: list[Event]) -> None:
         self._close_open(events)

@@ -33,7 +33,7 @@ from babelgate.protocols.sse import sse
 
 from .client import finish_reason, usage_metadata
 from .errors import render_error
-from .parts import ORIGIN, foreign_signature, render_model_parts
+from .parts import BARE_THOUGHT, ORIGIN, foreign_signature, render_model_parts
 
 JSON = dict[str, Any]
 
@@ -93,7 +93,7 @@ def _signature_part(part: Reasoning) -> JSON | None:
     if part.origin == ORIGIN:
         if not part.signature:
             return None
-        if part.text:
+        if part.text or part.provider_metadata == BARE_THOUGHT:
             return {"text": "", "thought": True, "thoughtSignature": part.signature}
         return {"text": "", "thoughtSignature": part.signature}  # a text part's signature
     packed = foreign_signature(part)
