@@ -484,3 +484,44 @@ def test_bodies_pass_the_strict_fake_anthropic() -> None:
     fake.validate_request(
         codec.render_count_tokens(request, ANTHROPIC), counting=True, betas=frozenset()
     )
+
+
+def test_unanswered_calls_and_orphan_results_are_repaired() -> None:
+    """An OpenAI client interrupted mid-call (no tool message) and later sent a result for a
+    call the history no longer has: Anthropic would reject both."""
+    request = Request(
+        model="m",
+        messages=[
+            user(Text("run it")),
+            assistant(ToolCall(id="call_a", name="f"), ToolCall(id="call_b", name="f")),
+            user(ToolResult(call_id="call_b", content=[Text("b done")]), Text("go on")),
+            assistant(Text("ok")),
+            user(ToolResult(call_id="call_gone", content=[Text("late")])),
+            assistant(ToolCall(id="call_c", name="f")),
+        ],
+        tools=[Tool(name="f")],
+    )
+    messages = render(request)["messages"]
+    assert [m["role"] for m in messages] == [
+        "user",
+        "assistant",
+        "user",
+        "assistant",
+        "user",
+        "assistant",
+        "user",
+    ]
+    answers = messages[2]["content"]
+    assert [(b["type"], b.get("tool_use_id")) for b in answers] == [
+        ("tool_result", "call_a"),
+        ("tool_result", "call_b"),
+        ("text", None),
+    ]
+    assert answers[0]["is_error"] is True
+    assert messages[4]["content"] == [
+        {"type": "text", "text": "Result of an earlier tool call call_gone:"},
+        {"type": "text", "text": "late"},
+    ]
+    assert messages[6]["content"][0]["tool_use_id"] == "call_c"
+    fake = pytest.importorskip("tests.fakes.anthropic")
+    fake.validate_request(render(request), counting=False, betas=frozenset())

@@ -7,7 +7,7 @@ Promises (each one is a 400 some upstream returned when it was broken):
   is dropped); never a `cache_control` on it.
 - At most 4 cache breakpoints, the last ones in prompt order (tools, system, messages).
 - Leading system messages go to the top-level `system`; a later system message becomes user
-  text in place. Consecutive same-role turns are merged; tool results lead their user turn.
+  text in place. Consecutive same-role turns are merged, then repaired (history.py).
 - No empty text blocks; tool names match `^[a-zA-Z0-9_-]{1,128}$` (see tool_names.py).
 - Thinking budget in [1024, max_tokens); a forced tool choice becomes `auto` while thinking.
 """
@@ -35,6 +35,7 @@ from babelgate.canonical.ids import safe_call_id
 
 from ..base import Quirks
 from .carrier import is_native
+from .history import declare_history_tools, repair_history, unsigned_tool_turn
 from .tool_names import upstream_name
 
 JSON = dict[str, Any]
@@ -139,29 +140,7 @@ def _messages(messages: list[Message], quirks: Quirks) -> list[JSON]:
             out[-1]["content"].extend(blocks)
         else:
             out.append({"role": role, "content": blocks})
-    for turn in out:
-        if turn["role"] == "user":
-            _tool_results_first(turn["content"])
-    if out and out[-1]["role"] == "assistant":
-        _trim_prefill(out)
-    return out
-
-
-def _trim_prefill(out: list[JSON]) -> None:
-    """A final assistant turn is a prefill, and Anthropic rejects one ending in whitespace."""
-    blocks = out[-1]["content"]
-    if blocks[-1]["type"] == "text":
-        blocks[-1]["text"] = blocks[-1]["text"].rstrip()
-        if not blocks[-1]["text"]:
-            blocks.pop()
-    if not blocks:
-        out.pop()
-
-
-def _tool_results_first(blocks: list[JSON]) -> None:
-    """Anthropic wants a user turn's tool_result blocks before its other content; merging a
-    system message or text into that turn must not break that (stable reorder)."""
-    blocks.sort(key=lambda b: b["type"] != "tool_result")
+    return repair_history(out)
 
 
 def _block(part: Part, quirks: Quirks) -> JSON | None:
@@ -267,28 +246,12 @@ def _document(part: Document, quirks: Quirks) -> JSON | None:
 def _render_tools(request: Request, thinking_on: bool, body: JSON) -> None:
     tools = [t for t in (_tool(tool) for tool in request.tools) if t is not None]
     if not tools:
-        _stub_tools(body)
+        declare_history_tools(body)
         return
     body["tools"] = tools
     choice = _tool_choice(request.tool_choice, request.parallel_tool_calls, thinking_on)
     if choice is not None:
         body["tool_choice"] = choice
-
-
-def _stub_tools(body: JSON) -> None:
-    """Anthropic rejects a history with tool_use blocks when the request defines no tools
-    (clients drop the tool list for summaries and titles). Declare the tools the history
-    used, and forbid calling them."""
-    names: dict[str, None] = {}
-    for message in body["messages"]:
-        for block in message["content"]:
-            if block["type"] == "tool_use":
-                names[block["name"]] = None
-    if names:
-        body["tools"] = [
-            {"name": name, "input_schema": {"type": "object", "properties": {}}} for name in names
-        ]
-        body["tool_choice"] = {"type": "none"}
 
 
 def _tool(tool: Tool) -> JSON | None:
@@ -354,7 +317,7 @@ def _render_thinking(config: ReasoningConfig | None, max_tokens: int, body: JSON
     if thinking is None:
         return False
     on: bool = thinking["type"] != "disabled"
-    if on and _unsigned_tool_turn(body):
+    if on and unsigned_tool_turn(body["messages"]):
         return False
     body["thinking"] = thinking
     _effort(config, thinking, body)
@@ -381,19 +344,6 @@ def _thinking(config: ReasoningConfig | None, max_tokens: int) -> JSON | None:
         return None
     budget = min(max(budget, MIN_THINKING_BUDGET), max_tokens - 1)
     return {"type": "enabled", "budget_tokens": budget}
-
-
-def _unsigned_tool_turn(body: JSON) -> bool:
-    """True when the last assistant turn calls tools without starting with a thinking block
-    (its reasoning came from another upstream and was dropped). Anthropic rejects such a
-    history while thinking is on, so that request goes without thinking."""
-    for message in reversed(body["messages"]):
-        if message["role"] != "assistant":
-            continue
-        blocks = message["content"]
-        calls = any(b["type"] == "tool_use" for b in blocks)
-        return calls and blocks[0]["type"] not in ("thinking", "redacted_thinking")
-    return False
 
 
 def _effort(config: ReasoningConfig | None, thinking: JSON, body: JSON) -> None:
