@@ -16,6 +16,8 @@ What the body promises Gemini:
   rejects signature-less calls in history.
 - Only fields Gemini defines; tool names made valid (names.py) and schemas cleaned
   (schema.py).
+- Images are dropped when `quirks.images` is false; PDFs are always sent as inlineData
+  (every Gemini model reads them, so `quirks.documents` is not consulted).
 """
 
 from __future__ import annotations
