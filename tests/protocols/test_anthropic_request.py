@@ -96,6 +96,7 @@ def test_claude_code_messages(claude_code: dict[str, Any]) -> None:
 
     result = messages[2].parts[0]
     assert isinstance(result, ToolResult) and result.call_id == call.id
+    assert result.name == "Read"  # looked up from the call it answers
     assert isinstance(result.content[0], Text) and "def parse" in result.content[0].text
 
     assert messages[3].parts == [Text(claude_code["messages"][3]["content"])]

@@ -162,7 +162,20 @@ def _messages(value: object) -> list[Message]:
         if role not in _ROLES:
             raise invalid(f"{where}.role: must be user, assistant or system", param=f"{where}.role")
         messages.append(Message(role=role, parts=_content(item.get("content"), f"{where}.content")))
+    _name_tool_results(messages)
     return messages
+
+
+def _name_tool_results(messages: list[Message]) -> None:
+    """Give each tool result the name of the call it answers (Gemini needs it; Anthropic's
+    tool_result only carries the id)."""
+    names: dict[str, str] = {}
+    for message in messages:
+        for part in message.parts:
+            if isinstance(part, ToolCall):
+                names[part.id] = part.name
+            elif isinstance(part, ToolResult) and part.name is None:
+                part.name = names.get(part.call_id)
 
 
 def _content(value: object, where: str) -> list[Part]:
