@@ -35,6 +35,7 @@ from babelgate.canonical import (
     ToolArgsDelta,
     ToolCall,
 )
+from babelgate.canonical.ids import new_id
 from babelgate.canonical.tool_args import dump_arguments
 
 from ..base import StreamEncoder
@@ -105,7 +106,7 @@ class AnthropicStreamEncoder(StreamEncoder):
 
     def _message_start(self, event: MessageStart) -> bytes:
         message: JSON = {
-            "id": event.id,
+            "id": event.id or new_id("msg_"),
             "type": "message",
             "role": "assistant",
             "model": event.model or self._request.model,
