@@ -500,3 +500,78 @@ def test_render_request_continuing_a_stored_response() -> None:
     body = codec.render_request(request, Quirks())
     assert body["previous_response_id"] == "resp_1"
     assert body["store"] is True
+
+
+# ---------------------------------------------------------------- Codex namespaces
+
+
+COLLABORATION = {
+    "type": "namespace",
+    "name": "collaboration",
+    "description": "Tools for spawning and managing sub-agents.",
+    "tools": [
+        {
+            "type": "function",
+            "name": "spawn_agent",
+            "description": "Spawns an agent.",
+            "parameters": {"type": "object", "properties": {"message": {"type": "string"}}},
+        },
+        {"type": "function", "name": "wait_agent", "parameters": {"type": "object"}},
+    ],
+}
+
+
+def test_namespace_tools_flatten_and_namespaced_calls_join() -> None:
+    body = {
+        "model": "m",
+        "tools": [COLLABORATION, {"type": "function", "name": "shell"}],
+        "input": [
+            {"role": "user", "content": "delegate"},
+            {
+                "type": "function_call",
+                "namespace": "collaboration",
+                "name": "spawn_agent",
+                "arguments": '{"message":"run tests"}',
+                "call_id": "call_1",
+            },
+            {"type": "function_call_output", "call_id": "call_1", "output": "agent-7"},
+        ],
+    }
+    request = codec.parse_request(body)
+    assert [t.name for t in request.tools] == [
+        "collaboration__spawn_agent",
+        "collaboration__wait_agent",
+        "shell",
+    ]
+    assert request.tools[0].description == "Spawns an agent."
+    assert request.tools[0].parameters["properties"] == {"message": {"type": "string"}}
+    call = request.messages[1].parts[0]
+    assert isinstance(call, ToolCall) and call.name == "collaboration__spawn_agent"
+    result = request.messages[2].parts[0]
+    assert isinstance(result, ToolResult) and result.name == "collaboration__spawn_agent"
+    # an upstream sees plain function tools
+    out = codec.render_request(request, Quirks())
+    assert [t["name"] for t in out["tools"]] == [
+        "collaboration__spawn_agent",
+        "collaboration__wait_agent",
+        "shell",
+    ]
+    assert all(t["type"] == "function" and "namespace" not in t for t in out["tools"])
+
+
+def test_reasoning_raw_content_is_the_text_without_summaries() -> None:
+    body = {
+        "model": "m",
+        "input": [
+            {"role": "user", "content": "hi"},
+            {
+                "type": "reasoning",
+                "summary": [],
+                "content": [{"type": "reasoning_text", "text": "raw chain"}],
+                "encrypted_content": None,
+            },
+            {"role": "assistant", "content": [{"type": "output_text", "text": "hello"}]},
+        ],
+    }
+    reasoning = codec.parse_request(body).messages[1].parts[0]
+    assert reasoning == Reasoning(text="raw chain", origin="openai-responses")

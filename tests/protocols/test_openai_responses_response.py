@@ -341,3 +341,31 @@ def test_parse_error_reads_openai_bodies() -> None:
     assert bad.kind == "invalid_request" and bad.param == "input[2].content[0]"
     html = codec.parse_error(502, b"<html>Bad gateway</html>")
     assert html.kind == "connection" and "Bad gateway" in html.message
+
+
+def test_namespaced_call_goes_back_with_its_namespace() -> None:
+    request = codec.parse_request(
+        {
+            "model": "m",
+            "input": "delegate",
+            "tools": [
+                {
+                    "type": "namespace",
+                    "name": "collaboration",
+                    "description": "Sub-agents.",
+                    "tools": [{"type": "function", "name": "spawn_agent", "parameters": {}}],
+                }
+            ],
+        }
+    )
+    response = Response(
+        id="r", model="m", parts=[ToolCall("c1", "collaboration__spawn_agent", {"message": "go"})]
+    )
+    (item,) = codec.render_response(response, request)["output"]
+    assert item["namespace"] == "collaboration"
+    assert item["name"] == "spawn_agent"
+    assert json.loads(item["arguments"]) == {"message": "go"}
+    # Codex sends it back the same way, and it parses to the same flat call
+    history = {k: item[k] for k in ("type", "namespace", "name", "arguments", "call_id")}
+    again = codec.parse_request({"model": "m", "input": [history]})
+    assert again.messages[0].parts == [response.parts[0]]

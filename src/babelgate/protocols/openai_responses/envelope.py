@@ -46,12 +46,15 @@ def encrypted_content(part: Reasoning) -> str | None:
     return pack(part.origin or "", payload)
 
 
-def reasoning_from_client(summaries: list[str], encrypted: str | None) -> Reasoning:
-    """A client's reasoning item -> Reasoning, restoring what an envelope carried."""
+def reasoning_from_client(
+    summaries: list[str], encrypted: str | None, raw_text: str = ""
+) -> Reasoning:
+    """A client's reasoning item -> Reasoning, restoring what an envelope carried.
+    `raw_text` is the item's reasoning_text content, the text when there is no summary."""
     envelope = unpack(encrypted)
     if envelope is None:
         return Reasoning(
-            text="\n\n".join(summaries),
+            text="\n\n".join(summaries) if summaries else raw_text,
             origin=ORIGIN,
             redacted=encrypted,
             summary=summaries or None,

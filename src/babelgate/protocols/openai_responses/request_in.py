@@ -39,7 +39,7 @@ from babelgate.canonical.tool_args import parse_arguments
 
 from .content import parse_content
 from .envelope import reasoning_from_client
-from .tools import parse_text_format, parse_tool_choice, parse_tools
+from .tools import namespaced, parse_text_format, parse_tool_choice, parse_tools
 
 _EFFORTS: dict[str, Effort] = {
     "none": "none",
@@ -162,7 +162,10 @@ def _assistant_part(item: JSON, kind: str, where: str, builder: _Conversation) -
     if kind == "reasoning":
         return _reasoning(item, where)
     call_id, metadata = split_id(_required_str(item, "call_id", where))
-    name = _required_str(item, "name", where)
+    namespace = item.get("namespace")
+    name = namespaced(
+        namespace if isinstance(namespace, str) else None, _required_str(item, "name", where)
+    )
     if kind == "custom_tool_call":
         builder.call_names[call_id] = (name, "custom")
         raw_input = item.get("input", "")
@@ -203,8 +206,15 @@ def _reasoning(item: JSON, where: str) -> Reasoning:
         if not isinstance(entry, dict) or not isinstance(entry.get("text"), str):
             raise invalid(f"{where}.summary[{j}].text must be a string", f"{where}.summary[{j}]")
         summaries.append(entry["text"])
+    raw_text = "".join(
+        c["text"]
+        for c in item.get("content") or []
+        if isinstance(c, dict) and isinstance(c.get("text"), str)
+    )
     encrypted = item.get("encrypted_content")
-    return reasoning_from_client(summaries, encrypted if isinstance(encrypted, str) else None)
+    return reasoning_from_client(
+        summaries, encrypted if isinstance(encrypted, str) else None, raw_text
+    )
 
 
 def _tool_result(item: JSON, kind: str, where: str, builder: _Conversation) -> ToolResult:

@@ -203,7 +203,8 @@ def _reasoning_item(part: Reasoning) -> JSON | None:
     # with store:false OpenAI has no stored item to look them up against.
     if part.origin != ORIGIN or not part.redacted:
         return None
-    summary = part.summary if part.summary is not None else ([part.text] if part.text else [])
+    # OpenAI's summaries are authoritative; the text may be raw reasoning, not a summary.
+    summary = part.summary or []
     return {
         "type": "reasoning",
         "summary": [{"type": "summary_text", "text": t} for t in summary],

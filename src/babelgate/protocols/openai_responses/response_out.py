@@ -28,7 +28,7 @@ from babelgate.canonical.ids import new_id
 from babelgate.canonical.tool_args import dump_arguments
 
 from .envelope import encrypted_content, summary_texts
-from .tools import render_tool_choice, render_tools
+from .tools import namespace_map, render_tool_choice, render_tools
 
 # Stop reasons that end a Responses response as `incomplete`, with the reason it gives.
 _INCOMPLETE: dict[StopReason, str] = {
@@ -46,7 +46,8 @@ def response_id(upstream_id: str | None) -> str:
 
 def render_response(response: Response, request: Request) -> JSON:
     status, incomplete = status_for(response.stop_reason)
-    output = [_item_for(part, status) for part in response.parts]
+    namespaces = namespace_map(request.tools)
+    output = [_item_for(part, status, namespaces) for part in response.parts]
     return response_object(
         rid=response_id(response.id),
         created_at=response.created or int(time.time()),
@@ -64,13 +65,13 @@ def status_for(stop_reason: StopReason | None) -> tuple[str, str | None]:
     return ("incomplete", reason) if reason else ("completed", None)
 
 
-def _item_for(part: Any, status: str) -> JSON | None:
+def _item_for(part: Any, status: str, namespaces: dict[str, tuple[str, str]]) -> JSON | None:
     if isinstance(part, Text):
         return message_item(new_id("msg_"), part.text, status)
     if isinstance(part, Reasoning):
         return reasoning_item(new_id("rs_"), part)
     if isinstance(part, ToolCall):
-        return call_item(new_id("ctc_" if part.kind == "custom" else "fc_"), part)
+        return call_item(new_id("ctc_" if part.kind == "custom" else "fc_"), part, namespaces)
     return None
 
 
@@ -104,27 +105,28 @@ def reasoning_item(item_id: str, part: Reasoning | None) -> JSON:
     return item
 
 
-def call_item(item_id: str, call: ToolCall) -> JSON:
-    """A function_call or custom_tool_call item."""
-    call_id = attach_to_id(call.id, call.provider_metadata)
-    if call.kind == "custom":
-        raw = call.arguments.get("input", "")
-        return {
-            "id": item_id,
-            "type": "custom_tool_call",
-            "status": "completed",
-            "call_id": call_id,
-            "name": call.name,
-            "input": raw if isinstance(raw, str) else dump_arguments(call.arguments),
-        }
-    return {
+def call_item(
+    item_id: str, call: ToolCall, namespaces: dict[str, tuple[str, str]] | None = None
+) -> JSON:
+    """A function_call or custom_tool_call item; a namespaced tool's call names its
+    namespace and the member's own name, as the client declared them."""
+    item: JSON = {
         "id": item_id,
         "type": "function_call",
         "status": "completed",
-        "call_id": call_id,
+        "call_id": attach_to_id(call.id, call.provider_metadata),
         "name": call.name,
-        "arguments": dump_arguments(call.arguments),
     }
+    split = namespaces.get(call.name) if namespaces else None
+    if split is not None:
+        item["namespace"], item["name"] = split
+    if call.kind == "custom":
+        raw = call.arguments.get("input", "")
+        item["type"] = "custom_tool_call"
+        item["input"] = raw if isinstance(raw, str) else dump_arguments(call.arguments)
+    else:
+        item["arguments"] = dump_arguments(call.arguments)
+    return item
 
 
 def render_usage(usage: Usage) -> JSON:

@@ -52,6 +52,7 @@ from .response_out import (
     response_object,
     status_for,
 )
+from .tools import namespace_map
 
 
 @dataclass(slots=True)
@@ -65,6 +66,7 @@ class _OpenItem:
 class ResponsesStreamEncoder(StreamEncoder):
     def __init__(self, request: Request) -> None:
         self._request = request
+        self._namespaces = namespace_map(request.tools)
         self._seq = 0
         self._rid = ""
         self._model = request.model
@@ -247,7 +249,7 @@ class ResponsesStreamEncoder(StreamEncoder):
 
     def _close_call(self, call: ToolCall) -> tuple[bytes, JSON]:
         assert self._open is not None
-        item = call_item(self._open.item_id, call)
+        item = call_item(self._open.item_id, call, self._namespaces)
         index = self._open.output_index
         if call.kind == "custom":
             added = {**item, "input": "", "status": "in_progress"}

@@ -6,6 +6,12 @@ a Lark grammar), and built-in tools named by their `type` alone (`web_search`,
 `tool_search`, `file_search`, `mcp`, ...). Built-ins become hosted Tools whose `config` is
 the rest of the object, so they pass unchanged to a Responses upstream and are dropped by
 codecs that have no equivalent.
+
+Codex groups some tools in a `namespace` (`{type:"namespace", name, tools:[...]}`, e.g. its
+`collaboration` sub-agent tools); the model's calls then carry `namespace` next to `name`.
+Other upstreams have no namespaces, so each member becomes a flat tool named
+`<namespace>__<name>`, with `config={"namespace": ...}` recording the split so calls can be
+given back to the client in its own terms.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ BUILTIN_TYPES = frozenset(
         "computer_use_preview",
     }
 )
+NAMESPACE_SEPARATOR = "__"
 _EMPTY_PARAMETERS: JSON = {"type": "object", "properties": {}}
 _CHOICE_MODES: dict[str, Literal["auto", "none", "required"]] = {
     "auto": "auto",
@@ -53,7 +60,43 @@ def parse_tools(raw: Any) -> list[Tool]:
         return []
     if not isinstance(raw, list):
         raise invalid("tools must be an array", "tools")
-    return [_parse_tool(tool, f"tools[{i}]") for i, tool in enumerate(raw)]
+    tools: list[Tool] = []
+    for i, tool in enumerate(raw):
+        if isinstance(tool, dict) and tool.get("type") == "namespace":
+            tools.extend(_namespace_members(tool, f"tools[{i}]"))
+        else:
+            tools.append(_parse_tool(tool, f"tools[{i}]"))
+    return tools
+
+
+def _namespace_members(tool: JSON, where: str) -> list[Tool]:
+    namespace = _required_name(tool, where)
+    members = tool.get("tools")
+    if not isinstance(members, list):
+        raise invalid(f"{where}.tools must be an array", f"{where}.tools")
+    flat: list[Tool] = []
+    for j, member in enumerate(members):
+        parsed = _parse_tool(member, f"{where}.tools[{j}]")
+        if parsed.kind == "hosted":
+            continue  # namespaces hold function and custom tools only
+        parsed.name = namespaced(namespace, parsed.name)
+        parsed.config = {"namespace": namespace}
+        flat.append(parsed)
+    return flat
+
+
+def namespaced(namespace: str | None, name: str) -> str:
+    return f"{namespace}{NAMESPACE_SEPARATOR}{name}" if namespace else name
+
+
+def namespace_map(tools: list[Tool]) -> dict[str, tuple[str, str]]:
+    """Flat tool name -> (namespace, the member's own name), for namespaced tools."""
+    split: dict[str, tuple[str, str]] = {}
+    for tool in tools:
+        namespace = tool.config.get("namespace") if tool.config and tool.kind != "hosted" else None
+        if isinstance(namespace, str):
+            split[tool.name] = (namespace, tool.name[len(namespace) + len(NAMESPACE_SEPARATOR) :])
+    return split
 
 
 def _parse_tool(tool: Any, where: str) -> Tool:
