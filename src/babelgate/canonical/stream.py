@@ -4,8 +4,9 @@ The contract every stream decoder keeps and every stream encoder may rely on:
 - `MessageStart` comes first, exactly once; `MessageStop` (or `StreamError`) comes last.
 - Parts are sequential: `PartStart(i)`, its deltas, `PartStop(i)`, and only then
   `PartStart(i + 1)`. Indexes count from 0 within the response.
-- `PartStart.part` is the part with empty content (a ToolCall carries its id and name,
-  `arguments` empty); deltas add to it; `PartStop.part` is the finished part (text joined,
+- `PartStart.part` is the part with empty content (a ToolCall carries its id, name, kind and
+  `provider_metadata` — clients that get the call id at the start need them there —
+  with `arguments` empty); deltas add to it; `PartStop.part` is the finished part (text joined,
   tool arguments parsed and repaired, signatures set).
 - `ToolArgsDelta.json` fragments concatenate to valid JSON for the call's arguments: decoders
   repair broken upstream JSON before emitting it, never after.
