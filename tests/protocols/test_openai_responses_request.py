@@ -195,7 +195,8 @@ def test_second_turn_openai_reasoning_and_custom_call() -> None:
     (result,) = request.messages[6].parts
     assert isinstance(result, ToolResult)
     assert result.kind == "custom" and result.call_id == "call_Pq8rS9tU0vW1xY2z"
-    assert "Updated the following files" in result.content[0].text  # type: ignore[union-attr]
+    output = result.content[0]
+    assert isinstance(output, Text) and "Updated the following files" in output.text
 
 
 # ---------------------------------------------------------------- other input shapes

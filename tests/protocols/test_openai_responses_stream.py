@@ -8,13 +8,9 @@ import random
 from pathlib import Path
 from typing import Any
 
+import httpx2 as httpx  # the transport package the installed openai SDK is built on
 import openai
 import pytest
-
-try:  # recent openai SDKs are built on httpx2, older ones on httpx
-    import httpx2 as httpx
-except ImportError:  # pragma: no cover
-    import httpx  # type: ignore[no-redef]
 
 from babelgate.canonical import (
     Accumulator,
@@ -356,7 +352,7 @@ def test_encoder_error_before_start_still_opens_the_response() -> None:
 
 
 def test_encoder_max_tokens_ends_incomplete() -> None:
-    events = [
+    events: list[Event] = [
         MessageStart(id="x", model="m"),
         PartStart(0, Text("")),
         TextDelta(0, "cut"),
