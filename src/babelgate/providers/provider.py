@@ -38,6 +38,7 @@ class Provider:
         self.quirks = quirks
         self.timeout = timeout
         self.codec: Codec = get_codec(self.type)
+        self._secret = api_key or ""
         # Built once: the per-request header dict is a copy of this plus a few client values.
         self._headers = {"content-type": "application/json", **self.auth_headers(api_key or "")}
         self._headers.update(headers or {})
@@ -52,6 +53,12 @@ class Provider:
 
     def url(self, model: str, stream: bool) -> str:
         raise NotImplementedError
+
+    def redact(self, text: str) -> str:
+        """`text` with this provider's key masked (upstreams sometimes quote it back)."""
+        if len(self._secret) >= 8 and self._secret in text:
+            return text.replace(self._secret, "***")
+        return text
 
     def count_tokens_url(self, model: str) -> str | None:
         """The upstream's own token-counting endpoint, if its protocol has one."""

@@ -123,6 +123,7 @@ class Gateway:
             raw = await response.read()
             error = provider.codec.parse_error(response.status, raw)
             error.upstream = provider.name
+            error.message = provider.redact(error.message)
             raise error
         return response
 
