@@ -73,7 +73,9 @@ class GatewayError(Exception):
     """A failure a client should hear about, with the status it should get.
 
     `param` names the offending field for request errors; `upstream` names the provider
-    when the failure came from one; `retry_after` keeps the upstream's hint, in seconds.
+    when the failure came from one; `retry_after` keeps the upstream's hint, in seconds;
+    `code` is a machine-readable reason clients act on, e.g. `context_length_exceeded`
+    (Codex compacts its history on it).
     """
 
     def __init__(
@@ -85,6 +87,7 @@ class GatewayError(Exception):
         param: str | None = None,
         upstream: str | None = None,
         retry_after: float | None = None,
+        code: str | None = None,
     ) -> None:
         super().__init__(message)
         self.kind: ErrorKind = kind
@@ -93,6 +96,7 @@ class GatewayError(Exception):
         self.param = param
         self.upstream = upstream
         self.retry_after = retry_after
+        self.code = code
 
     @property
     def retryable(self) -> bool:
