@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from aiohttp import web
-
 from tests.conftest import Gateway, GatewayFactory
 from tests.fakes import FakeAnthropic, FakeGemini, FakeOpenAI, FakeUpstream
 from tests.fakes.core import RecordedRequest, Reply, free_port
