@@ -1,0 +1,173 @@
+"""Upstream failures as an Anthropic client sees them: error shapes, fallback, streams cut
+short, clients that leave, and credentials that must never leak."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+from tests.fakes import Reply
+
+from conftest import KEYS, Stack
+
+pytestmark = [pytest.mark.gateway, pytest.mark.asyncio(loop_scope="session")]
+
+HEADERS = {"content-type": "application/json", "x-api-key": "client-key",
+           "anthropic-version": "2023-06-01"}
+UPSTREAMS = {"gpt-client": "oa", "ds-client": "ds", "claude-client": "an", "gem-client": "ge"}
+LONG_TEXT = "".join(f"word{i} " for i in range(300))  # ~150 stream events of 12 characters
+
+
+def request(model: str, stream: bool = False) -> dict[str, Any]:
+    return {"model": model, "max_tokens": 1000, "stream": stream,
+            "messages": [{"role": "user", "content": "Hi"}]}
+
+
+async def post(stack: Stack, data: dict[str, Any]) -> tuple[int, bytes]:
+    async with aiohttp.ClientSession() as session, session.post(
+        stack.gw.url + "/v1/messages", data=orjson.dumps(data), headers=HEADERS
+    ) as resp:
+        return resp.status, await resp.read()
+
+
+def sse_events(raw: bytes) -> list[tuple[str, dict[str, Any]]]:
+    out = []
+    for frame in raw.decode().split("\n\n"):
+        lines = dict(line.split(": ", 1) for line in frame.splitlines() if ": " in line)
+        if "data" in lines:
+            out.append((lines.get("event", ""), orjson.loads(lines["data"])))
+    return out
+
+
+def text_of(raw: bytes, stream: bool) -> str:
+    if not stream:
+        return "".join(b["text"] for b in orjson.loads(raw)["content"] if b["type"] == "text")
+    return "".join(d["delta"]["text"] for e, d in sse_events(raw)
+                   if e == "content_block_delta" and d["delta"]["type"] == "text_delta")
+
+
+# ---------------------------------------------------------------- upstream error statuses
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+@pytest.mark.parametrize("model", list(UPSTREAMS))
+async def test_upstream_400_keeps_status_shape_and_message(
+    fresh: Stack, model: str, stream: bool
+) -> None:
+    fake = getattr(fresh, UPSTREAMS[model])
+    fake.queue(Reply(status=400, error="temperature: must be at most 1.0"))
+    status, raw = await post(fresh, request(model, stream))
+    assert status == 400
+    body = orjson.loads(raw)
+    assert body["type"] == "error"
+    assert body["error"]["type"] == "invalid_request_error"
+    assert "temperature: must be at most 1.0" in body["error"]["message"]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+@pytest.mark.parametrize("failure", [429, 500, 503])
+async def test_retryable_error_falls_back_to_the_next_target(
+    fresh: Stack, failure: int, stream: bool
+) -> None:
+    fresh.fa.queue(Reply(status=failure, error="try later"))
+    fresh.fb.queue(Reply(text="Answer from b."))
+    status, raw = await post(fresh, request("fallback", stream))
+    assert status == 200, raw
+    assert text_of(raw, stream) == "Answer from b."
+    assert len(fresh.fa.requests) == 1
+    assert len(fresh.fb.requests) == 1
+    assert fresh.fb.requests[0].body["model"] == "model-b"
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+async def test_connection_refused_falls_back(fresh: Stack, stream: bool) -> None:
+    fresh.fb.queue(Reply(text="Answer from b."))
+    status, raw = await post(fresh, request("fallback-refused", stream))
+    assert status == 200, raw
+    assert text_of(raw, stream) == "Answer from b."
+    assert len(fresh.fb.requests) == 1
+
+
+async def test_client_error_does_not_fall_back(fresh: Stack) -> None:
+    fresh.fa.queue(Reply(status=400, error="bad tool schema"))
+    status, raw = await post(fresh, request("fallback"))
+    assert status == 400
+    assert "bad tool schema" in orjson.loads(raw)["error"]["message"]
+    assert fresh.fb.requests == []
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+async def test_fallback_exhausted_gives_the_last_error(fresh: Stack, stream: bool) -> None:
+    fresh.fa.queue(Reply(status=429, error="a is rate limited"))
+    fresh.fb.queue(Reply(status=503, error="b is overloaded"))
+    status, raw = await post(fresh, request("fallback", stream))
+    assert status == 503
+    body = orjson.loads(raw)
+    assert body["type"] == "error"
+    assert "b is overloaded" in body["error"]["message"]
+    assert len(fresh.fa.requests) == 1 and len(fresh.fb.requests) == 1
+
+
+# ---------------------------------------------------------------- streams that end badly
+
+
+@pytest.mark.parametrize("model", list(UPSTREAMS))
+async def test_stream_cut_midway_ends_with_an_error_event(fresh: Stack, model: str) -> None:
+    fake = getattr(fresh, UPSTREAMS[model])
+    fake.queue(Reply(text=LONG_TEXT, cut_stream_after=6))
+    status, raw = await post(fresh, request(model, stream=True))
+    assert status == 200  # the stream had started
+    events = sse_events(raw)
+    names = [e for e, _ in events]
+    assert "content_block_delta" in names  # some content made it
+    assert names[-1] == "error", names[-5:]
+    assert events[-1][1]["type"] == "error"
+    assert events[-1][1]["error"]["message"]
+    assert "message_stop" not in names  # never a silent, complete-looking end
+
+
+@pytest.mark.parametrize("model", ["gpt-client", "claude-client"])
+async def test_client_disconnect_closes_the_upstream(fresh: Stack, model: str) -> None:
+    fake = getattr(fresh, UPSTREAMS[model])
+    fake.queue(Reply(text=LONG_TEXT, chunk_delay=0.02))  # ~3 s if read to the end
+    async with aiohttp.ClientSession() as session:
+        resp = await session.post(fresh.gw.url + "/v1/messages",
+                                  data=orjson.dumps(request(model, stream=True)), headers=HEADERS)
+        assert resp.status == 200
+        first = await resp.content.readany()
+        assert b"message_start" in first
+        resp.close()  # the client goes away mid-stream
+    deadline = time.monotonic() + 2.5
+    while not fake.stream_endings and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert fake.stream_endings == ["closed"]
+    # The gateway is still healthy and serves the next request.
+    fake.queue(Reply(text="Still here."))
+    status, raw = await post(fresh, request(model))
+    assert status == 200 and text_of(raw, False) == "Still here."
+
+
+# ---------------------------------------------------------------- credentials
+
+
+async def test_provider_keys_never_leak(fresh: Stack) -> None:
+    bodies = []
+    fresh.oa.queue(Reply(status=401, error="Incorrect API key provided."))
+    fresh.an.queue(Reply(status=500, error="internal"))
+    for model in ("gpt-client", "claude-client", "fallback-refused", "no-such-model"):
+        bodies.append((await post(fresh, request(model)))[1])
+    async with aiohttp.ClientSession() as session:
+        for path in ("/health", "/v1/models"):
+            async with session.get(fresh.gw.url + path) as resp:
+                bodies.append(await resp.read())
+    await asyncio.sleep(0.2)  # let the gateway flush its log
+    log = fresh.gw.log()
+    assert "target=" in log  # the log does record attempts
+    for key in [*KEYS.values(), "sk-dead-SECRET"]:
+        assert key not in log
+        for raw in bodies:
+            assert key.encode() not in raw
