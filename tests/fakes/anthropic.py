@@ -84,6 +84,9 @@ ERROR_TYPES = {
     500: "api_error",
     529: "overloaded_error",
 }
+# Claude Code 2.1 sends `role: "system"` messages inside `messages` only with this beta, and
+# retries without them (and without the beta) when the API refuses; see tests/agents/README.md.
+SYSTEM_MESSAGES_BETA = "per-turn-control-2026-07-01"
 STOP_REASONS = {
     "end": "end_turn",
     "tool": "tool_use",
@@ -126,6 +129,9 @@ class FakeAnthropic(FakeUpstream):
             + b"\n\n"
         )
 
+    def view(self, body: JSON) -> Conversation:
+        return view(body)
+
     async def admit_anthropic(self, request: web.Request) -> tuple[JSON, web.Response | None]:
         rec, refusal = await self.admit(request)
         if refusal is None and not request.headers.get("anthropic-version"):
@@ -150,7 +156,7 @@ class FakeAnthropic(FakeUpstream):
             return refusal
         try:
             check_fields(body, COUNT_FIELDS, ("model", "messages"))
-            validate_request(body, counting=True)
+            validate_request(body, counting=True, betas=betas_of(request))
         except Invalid as exc:
             return self.error(exc.status, exc.message)
         return web.json_response({"input_tokens": estimate_tokens(body)})
@@ -161,21 +167,27 @@ class FakeAnthropic(FakeUpstream):
             return refusal
         try:
             check_fields(body, MESSAGE_FIELDS, ("model", "max_tokens", "messages"))
-            validate_request(body, counting=False)
+            validate_request(body, counting=False, betas=betas_of(request))
         except Invalid as exc:
             return self.error(exc.status, exc.message)
-        reply = self.next_reply(view(body))
+        reply = self.next_reply(self.view(body))
         res = resolve(reply, body, "toolu_", str(body["model"]))
+        omit = (body.get("thinking") or {}).get("display") == "omitted"
         return await self.answer(
             request,
             reply,
             bool(body.get("stream")),
-            lambda: render_json(res),
-            lambda: render_events(res),
+            lambda: render_json(res, omit),
+            lambda: render_events(res, omit),
         )
 
 
 # -- validation
+
+
+def betas_of(request: web.Request) -> frozenset[str]:
+    header = request.headers.get("anthropic-beta", "")
+    return frozenset(b.strip() for b in header.split(",") if b.strip())
 
 
 def check_fields(body: JSON, allowed: frozenset[str], required: tuple[str, ...]) -> None:
@@ -192,7 +204,7 @@ def thinking_mode(body: JSON) -> str:
     return str(thinking.get("type")) if isinstance(thinking, dict) else "disabled"
 
 
-def validate_request(body: JSON, counting: bool) -> None:
+def validate_request(body: JSON, counting: bool, betas: frozenset[str]) -> None:
     if not counting:
         max_tokens = body["max_tokens"]
         if not isinstance(max_tokens, int) or max_tokens < 1:
@@ -203,7 +215,7 @@ def validate_request(body: JSON, counting: bool) -> None:
     messages = body["messages"]
     if not isinstance(messages, list):
         raise Invalid("messages: Input should be a valid list")
-    validate_messages(messages, thinking_mode(body) in ("enabled", "adaptive"))
+    validate_messages(messages, thinking_mode(body) in ("enabled", "adaptive"), betas)
     breakpoints = count_cache_control(body)
     if breakpoints > 4:
         raise Invalid(
@@ -285,17 +297,22 @@ def check_text(block: JSON, where: str) -> None:
         raise Invalid(f"{where}: text content blocks must contain non-whitespace text")
 
 
-def validate_messages(messages: list[Any], thinking_on: bool) -> None:
+def validate_messages(messages: list[Any], thinking_on: bool, betas: frozenset[str]) -> None:
     pending: list[str] = []  # tool_use ids the next user message must answer
     seen_ids: set[str] = set()
+    roles = (
+        ("user", "assistant", "system") if SYSTEM_MESSAGES_BETA in betas else ("user", "assistant")
+    )
     for i, msg in enumerate(messages):
         role = msg.get("role") if isinstance(msg, dict) else None
-        if role not in ("user", "assistant"):
+        if role not in roles:
             raise Invalid(f"messages.{i}.role: Input should be 'user' or 'assistant'")
         blocks = as_blocks(
             msg.get("content"), i, last=i == len(messages) - 1 and role == "assistant"
         )
-        if role == "user":
+        if role == "system":
+            check_system_message(blocks, i, pending)
+        elif role == "user":
             check_user_blocks(blocks, i, pending)
             pending = []
             continue
@@ -306,6 +323,15 @@ def validate_messages(messages: list[Any], thinking_on: bool) -> None:
         raise_unanswered(len(messages) - 1, pending)
     if thinking_on:
         check_thinking_first(messages)
+
+
+def check_system_message(blocks: list[JSON], i: int, pending: list[str]) -> None:
+    if pending:
+        raise_unanswered(i - 1, pending)
+    for j, block in enumerate(blocks):
+        if block.get("type") != "text":
+            raise Invalid(f"messages.{i}.content.{j}: system messages may only contain text")
+        check_text(block, f"messages.{i}.content.{j}")
 
 
 def raise_unanswered(i: int, ids: list[str]) -> None:
@@ -514,12 +540,13 @@ def usage_json(res: Resolved, output_tokens: int) -> JSON:
     }
 
 
-def content_blocks(res: Resolved) -> list[JSON]:
+def content_blocks(res: Resolved, omit: bool) -> list[JSON]:
     blocks: list[JSON] = []
     if res.reasoning:
-        blocks.append(
-            {"type": "thinking", "thinking": res.reasoning, "signature": sign(res.reasoning)}
-        )
+        # With `display: "omitted"` the API returns the block with empty text; the signature
+        # then vouches for the empty text that comes back.
+        shown = "" if omit else res.reasoning
+        blocks.append({"type": "thinking", "thinking": shown, "signature": sign(shown)})
     if res.text:
         blocks.append({"type": "text", "text": res.text})
     for cid, name, args in res.calls:
@@ -531,13 +558,13 @@ def content_blocks(res: Resolved) -> list[JSON]:
     return blocks
 
 
-def render_json(res: Resolved) -> JSON:
+def render_json(res: Resolved, omit: bool) -> JSON:
     return {
         "id": new_id("msg_"),
         "type": "message",
         "role": "assistant",
         "model": res.model,
-        "content": content_blocks(res),
+        "content": content_blocks(res, omit),
         "stop_reason": STOP_REASONS.get(res.stop, "end_turn"),
         "stop_sequence": None,
         "usage": usage_json(res, res.output_tokens),
@@ -549,7 +576,7 @@ def block_events(index: int, res: Resolved, block: JSON) -> list[JSON]:
     start: JSON
     if kind == "thinking":
         start = {"type": "thinking", "thinking": "", "signature": ""}
-        deltas = [{"type": "thinking_delta", "thinking": p} for p in pieces(block["thinking"])]
+        deltas = [{"type": "thinking_delta", "thinking": p} for p in pieces(block["thinking"]) if p]
         deltas.append({"type": "signature_delta", "signature": block["signature"]})
     elif kind == "text":
         start = {"type": "text", "text": ""}
@@ -565,8 +592,8 @@ def block_events(index: int, res: Resolved, block: JSON) -> list[JSON]:
     )
 
 
-def render_events(res: Resolved) -> list[JSON]:
-    message = render_json(res)
+def render_events(res: Resolved, omit: bool) -> list[JSON]:
+    message = render_json(res, omit)
     start = dict(
         message, content=[], stop_reason=None, stop_sequence=None, usage=usage_json(res, 1)
     )

@@ -118,7 +118,8 @@ class Resolved:
 
 @dataclass
 class RecordedRequest:
-    """What the fake received: `body` is the parsed JSON (None if it was not JSON)."""
+    """What the fake received: `body` is the parsed JSON (None if it was not JSON); header
+    names are lowercased."""
 
     method: str
     path: str
@@ -349,6 +350,10 @@ class FakeUpstream:
     def error_body(self, status: int, message: str, param: str | None) -> JSON:
         raise NotImplementedError
 
+    def view(self, body: JSON) -> Conversation:
+        """What the brain sees in a request body (also handy for assertions: `tool_results`)."""
+        raise NotImplementedError
+
     def frame(self, event: JSON) -> bytes:
         """One stream event (a dict) in the protocol's SSE framing."""
         return b"data: " + orjson.dumps(event) + b"\n\n"
@@ -366,7 +371,12 @@ class FakeUpstream:
         except orjson.JSONDecodeError:
             body = None
         rec = RecordedRequest(
-            request.method, request.path, dict(request.query), dict(request.headers), body, raw
+            request.method,
+            request.path,
+            dict(request.query),
+            {k.lower(): v for k, v in request.headers.items()},
+            body,
+            raw,
         )
         self.requests.append(rec)
         return rec

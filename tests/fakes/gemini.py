@@ -158,6 +158,9 @@ class FakeGemini(FakeUpstream):
             "error": {"code": status, "message": message, "status": STATUS.get(status, "UNKNOWN")}
         }
 
+    def view(self, body: JSON) -> Conversation:
+        return view(normalize(body))
+
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
         model, _, action = request.match_info["call"].rpartition(":")
         rec, refusal = await self.admit(request)
@@ -172,7 +175,7 @@ class FakeGemini(FakeUpstream):
             validate(body, "gemini3" in self.modes)
         except Invalid as exc:
             return self.error(exc.status, exc.message)
-        reply = self.next_reply(view(body))
+        reply = self.next_reply(self.view(body))
         res = resolve(reply, body, "", model)
         sse = action == "streamGenerateContent" and request.query.get("alt") == "sse"
         signature = opaque_token() if "gemini3" in self.modes else None

@@ -120,6 +120,9 @@ class FakeResponses(FakeUpstream):
             + b"\n\n"
         )
 
+    def view(self, body: JSON) -> Conversation:
+        return view(body)
+
     async def responses(self, request: web.Request) -> web.StreamResponse:
         rec, refusal = await self.admit(request)
         if refusal is not None:
@@ -129,7 +132,7 @@ class FakeResponses(FakeUpstream):
             validate(body)
         except Invalid as exc:
             return self.error(exc.status, exc.message, exc.param)
-        reply = self.next_reply(view(body))
+        reply = self.next_reply(self.view(body))
         res = resolve(reply, body, "call_", str(body["model"]))
         encrypted = "reasoning.encrypted_content" in (body.get("include") or [])
         return await self.answer(
