@@ -37,6 +37,9 @@ ROUTES: dict[str, Any] = {
     "gem-client": "ge/gemini-up",
     "fallback": ["fa/model-a", "fb/model-b"],
     "fallback-refused": ["dead/model-x", "fb/model-b"],
+    # Pass-through (anthropic -> anthropic) and translation in one fallback list, both ways.
+    "claude-then-gpt": ["an/claude-up", "oa/gpt-up"],
+    "gpt-then-claude": ["oa/gpt-up", "an/claude-up"],
 }
 
 

@@ -112,6 +112,52 @@ async def test_fallback_exhausted_gives_the_last_error(fresh: Stack, stream: boo
     assert len(fresh.fa.requests) == 1 and len(fresh.fb.requests) == 1
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+async def test_fallback_from_pass_through_to_translation(fresh: Stack, stream: bool) -> None:
+    fresh.an.queue(Reply(status=529, error="Overloaded"))
+    fresh.oa.queue(Reply(text="From OpenAI."))
+    status, raw = await post(fresh, request("claude-then-gpt", stream))
+    assert status == 200, raw
+    assert text_of(raw, stream) == "From OpenAI."
+    assert len(fresh.an.requests) == 1 and len(fresh.oa.requests) == 1
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+async def test_fallback_from_translation_to_pass_through(fresh: Stack, stream: bool) -> None:
+    fresh.oa.queue(Reply(status=500, error="boom"))
+    fresh.an.queue(Reply(text="From Claude."))
+    status, raw = await post(fresh, request("gpt-then-claude", stream))
+    assert status == 200, raw
+    assert text_of(raw, stream) == "From Claude."
+    assert len(fresh.oa.requests) == 1 and len(fresh.an.requests) == 1
+    assert fresh.an.requests[0].body == {**request("gpt-then-claude", stream),
+                                         "model": "claude-up"}
+
+
+async def test_error_event_opening_a_pass_through_stream_falls_back(fresh: Stack) -> None:
+    # Anthropic can answer 200 and then send `event: error` (overloaded) before anything
+    # else: nothing has reached the client yet, so the next target should serve it.
+    fresh.an.queue(Reply(raw=[
+        {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}},
+    ]))
+    fresh.oa.queue(Reply(text="From OpenAI."))
+    status, raw = await post(fresh, request("claude-then-gpt", stream=True))
+    assert status == 200, raw
+    assert text_of(raw, True) == "From OpenAI."
+    assert len(fresh.oa.requests) == 1
+
+
+@pytest.mark.parametrize("route", ["claude-then-gpt", "gpt-then-claude"])
+async def test_empty_stream_falls_back(fresh: Stack, route: str) -> None:
+    first, second = (fresh.an, fresh.oa) if route == "claude-then-gpt" else (fresh.oa, fresh.an)
+    first.queue(Reply(raw=[]))  # 200, event-stream, and not one event
+    second.queue(Reply(text="From the second."))
+    status, raw = await post(fresh, request(route, stream=True))
+    assert status == 200, raw
+    assert text_of(raw, True) == "From the second."
+    assert len(first.requests) == 1 and len(second.requests) == 1
+
+
 # ---------------------------------------------------------------- streams that end badly
 
 

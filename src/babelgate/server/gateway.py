@@ -257,13 +257,30 @@ class Gateway:
                                    call.headers)
         chunks = upstream.iter_chunks()
         tap = UsageTap()
+        # Hold back the bytes until the first whole event: an `error` event before
+        # `message_start` (Anthropic's overloaded_error in a 200 stream) can still fall back.
+        held = []
         try:
-            first = await anext(chunks, b"")
+            while not tap.events:
+                chunk = await anext(chunks, None)
+                if chunk is None:
+                    break
+                tap.feed(chunk)
+                held.append(chunk)
         except GatewayError:
             await chunks.aclose()
             raise
-        tap.feed(first)
-        return first, self._passed_rest(call, attempt, chunks, tap)
+        if not tap.events:  # an empty 200 stream: nothing sent yet, so try the next target
+            raise GatewayError(
+                "connection", f"upstream {provider.name} ended the stream before any event",
+                upstream=provider.name,
+            )
+        if tap.error_data is not None and not tap.started:
+            await chunks.aclose()
+            error = provider.codec.parse_error(200, tap.error_data.encode())
+            error.upstream = provider.name
+            raise error
+        return b"".join(held), self._passed_rest(call, attempt, chunks, tap)
 
     async def _passed_rest(
         self, call: Call, attempt: Attempt, chunks: AsyncGenerator[bytes, None], tap: UsageTap
@@ -277,6 +294,9 @@ class Gateway:
             yield call.codec.stream_encoder(call.request).encode(StreamError(error))
         finally:
             attempt.usage = tap.usage
+            if attempt.error is None and tap.error_data is not None:
+                # The upstream's own in-stream error event: log the attempt as failed.
+                attempt.error = call.codec.parse_error(200, tap.error_data.encode())
             self.log_attempt(call.request, attempt)
 
     # ------------------------------------------------------------------ logging

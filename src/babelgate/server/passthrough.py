@@ -65,24 +65,32 @@ def anthropic_usage(data: Any) -> Usage:
 
 class UsageTap:
     """Watches an Anthropic event stream go by and keeps the usage and any error it reports.
-    Only `message_start`, `message_delta` and `error` events are parsed."""
+    Only `message_start`, `message_delta` and `error` events are parsed. `events` counts the
+    events seen and `error_data` keeps an error event's raw data, so the caller can tell a
+    stream that failed before it started (worth a fallback) from one that did start."""
 
-    __slots__ = ("_sse", "error_message", "usage")
+    __slots__ = ("_sse", "error_data", "error_message", "events", "started", "usage")
 
     def __init__(self) -> None:
         self._sse = SSEDecoder()
         self.usage = Usage()
         self.error_message: str | None = None
+        self.error_data: str | None = None
+        self.events = 0
+        self.started = False
 
     def feed(self, chunk: bytes) -> None:
         for event in self._sse.feed(chunk):
+            self.events += 1
             if event.event == "message_start":
+                self.started = True
                 message = _loads(event.data).get("message")
                 if isinstance(message, dict):
                     self.usage = anthropic_usage(message.get("usage"))
             elif event.event == "message_delta":
                 self._merge(anthropic_usage(_loads(event.data).get("usage")))
             elif event.event == "error":
+                self.error_data = event.data
                 error = _loads(event.data).get("error")
                 message = error.get("message") if isinstance(error, dict) else None
                 self.error_message = str(message or "error")
