@@ -8,6 +8,7 @@ Install the agent first: scripts/install-agents.sh. Deselect with `-m "not agent
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,15 +21,38 @@ from tests.agents.harness import (
     run_claude,
     tool_results_seen,
 )
-from tests.fakes import FAKES, FakeAnthropic
+from tests.fakes import FakeAnthropic, FakeGemini, FakeOpenAI, FakeUpstream
 
 pytestmark = [
     pytest.mark.agent,
     pytest.mark.skipif(agent_binary("claude") is None, reason="run scripts/install-agents.sh"),
 ]
 
-# Upstream model names as each provider would spell them.
-UPSTREAM_MODELS = {"openai": "gpt-test", "anthropic": "claude-test", "gemini": "gemini-test"}
+# name -> (fake factory, upstream model as that provider would spell it)
+UPSTREAMS: dict[str, tuple[Callable[[], FakeUpstream], str]] = {
+    "openai": (FakeOpenAI, "gpt-test"),
+    "deepseek-thinking": (
+        lambda: FakeOpenAI(preset="deepseek", modes=["deepseek_thinking"]),
+        "deepseek-chat",
+    ),
+    "anthropic": (FakeAnthropic, "claude-test"),
+    "gemini": (FakeGemini, "gemini-test"),
+    "gemini3": (lambda: FakeGemini(modes=["gemini3"]), "gemini-3-test"),
+}
+# Known gateway gaps, kept visible: strict, so the mark must go when the gap is fixed.
+KNOWN_GAPS = {
+    "gemini3": "the gateway returns Gemini's text thoughtSignature as a thinking block AFTER "
+    "the text; Claude Code then reports an empty result",
+}
+
+
+def upstream_params() -> list[Any]:
+    return [
+        pytest.param(name, marks=pytest.mark.xfail(reason=KNOWN_GAPS[name], strict=True))
+        if name in KNOWN_GAPS
+        else name
+        for name in UPSTREAMS
+    ]
 
 
 def assert_task_done(run: AgentRun, ws: Workspace, fake: Any) -> None:
@@ -36,6 +60,8 @@ def assert_task_done(run: AgentRun, ws: Workspace, fake: Any) -> None:
     assert run.result.get("subtype") == "success", run.explain()
     assert run.result.get("is_error") is False, run.explain()
     assert ws.token in run.result.get("result", ""), run.explain()
+    # Claude Code's own accounting saw real token numbers (zeros break auto-compaction).
+    assert run.result["usage"]["input_tokens"] > 0, run.explain()
     # The upstream itself received the tool's output in the conversation history.
     assert any(ws.token in text for text in tool_results_seen(fake)), fake.requests
     # A strict upstream refused nothing: Claude Code recovering from a 400 would hide a bug.
@@ -54,15 +80,22 @@ async def test_claude_code_against_fake_anthropic_directly(
 
 
 @pytest.mark.gateway
-@pytest.mark.parametrize("upstream", ["openai", "anthropic", "gemini"])
+@pytest.mark.parametrize("upstream", upstream_params())
 async def test_claude_code_through_gateway(
     upstream: str, gateway_factory: Any, tmp_path: Path
 ) -> None:
-    async with FAKES[upstream]() as fake:
-        gateway = await gateway_factory(fake, model=UPSTREAM_MODELS[upstream])
+    make_fake, model = UPSTREAMS[upstream]
+    async with make_fake() as fake:
+        gateway = await gateway_factory(fake, model=model)
         ws = make_workspace(tmp_path)
         run = await run_claude(gateway.url, ws)
         assert_task_done(run, ws, fake)
-        models = {r.body.get("model") for r in fake.requests if isinstance(r.body, dict)}
-        if upstream != "gemini":  # Gemini names the model in the path
-            assert models == {UPSTREAM_MODELS[upstream]}, gateway.log()
+        if "deepseek_thinking" in fake.modes:
+            # The check that matters ran: thinking on, so reasoning_content was required.
+            assert fake.requests[-1].body["thinking"] == {"type": "enabled"}
+        if isinstance(fake, FakeGemini):
+            paths = {r.path for r in fake.requests}
+            assert all(f"/models/{model}:" in path for path in paths), paths
+        else:
+            models = {r.body.get("model") for r in fake.requests if isinstance(r.body, dict)}
+            assert models == {model}, gateway.log()
