@@ -76,7 +76,7 @@ async def test_openai_text_reply_and_recorded_request(fake_openai: FakeOpenAI) -
     assert out.usage.prompt_tokens_details.cached_tokens == 20  # type: ignore[union-attr]
     rec = fake_openai.requests[-1]
     assert rec.path == "/v1/chat/completions"
-    assert rec.headers["Authorization"] == "Bearer test-key"
+    assert rec.headers["authorization"] == "Bearer test-key"
     assert rec.body["messages"][0]["content"] == "hi"
 
 
