@@ -29,6 +29,8 @@ KEYS = {
     "fb": "sk-fb-SECRET-0b0b",
 }
 
+SHORT_TIMEOUT = 0.6  # seconds, for provider oa_quick
+
 # Client model name -> "provider/upstream model" (or a fallback list).
 ROUTES: dict[str, Any] = {
     "gpt-client": "oa/gpt-up",
@@ -40,6 +42,8 @@ ROUTES: dict[str, Any] = {
     # Pass-through (anthropic -> anthropic) and translation in one fallback list, both ways.
     "claude-then-gpt": ["an/claude-up", "oa/gpt-up"],
     "gpt-then-claude": ["oa/gpt-up", "an/claude-up"],
+    # The same OpenAI fake behind a provider with a short timeout.
+    "gpt-short-timeout": ["oa_quick/gpt-up", "fb/model-b"],
 }
 
 
@@ -111,6 +115,7 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
     # Nothing listens on this port: connection refused.
     upstreams["dead"] = {"type": "openai", "base_url": f"http://127.0.0.1:{free_port()}/v1",
                          "api_key": "sk-dead-SECRET"}
+    upstreams["oa_quick"] = fakes["oa"].provider_config(timeout=SHORT_TIMEOUT)
     factory = GatewayFactory(tmp_path_factory.mktemp("gateway"))
     try:
         gw = await factory(upstreams, routes=ROUTES)

@@ -12,7 +12,7 @@ import orjson
 import pytest
 from tests.fakes import Reply
 
-from conftest import KEYS, Stack
+from conftest import KEYS, SHORT_TIMEOUT, Stack
 
 pytestmark = [pytest.mark.gateway, pytest.mark.asyncio(loop_scope="session")]
 
@@ -195,6 +195,29 @@ async def test_client_disconnect_closes_the_upstream(fresh: Stack, model: str) -
     fake.queue(Reply(text="Still here."))
     status, raw = await post(fresh, request(model))
     assert status == 200 and text_of(raw, False) == "Still here."
+
+
+# ---------------------------------------------------------------- timeouts
+
+
+async def test_silent_upstream_times_out_and_falls_back(fresh: Stack) -> None:
+    fresh.oa.queue(Reply(text="Too late.", delay=SHORT_TIMEOUT * 2))
+    fresh.fb.queue(Reply(text="In time."))
+    status, raw = await post(fresh, request("gpt-short-timeout"))
+    assert status == 200, raw
+    assert text_of(raw, False) == "In time."
+
+
+async def test_a_long_but_lively_stream_is_not_cut_by_the_timeout(fresh: Stack) -> None:
+    # The provider timeout bounds silence, not the length of a stream: agents stream for
+    # many minutes. ~10 events, 0.25 s apart: 2.5 s in all, never 0.6 s of silence.
+    text = "x" * 12 * 10
+    fresh.oa.queue(Reply(text=text, chunk_delay=SHORT_TIMEOUT / 2.4))
+    status, raw = await post(fresh, request("gpt-short-timeout", stream=True))
+    assert status == 200
+    assert [e for e, _ in sse_events(raw)][-1] == "message_stop", raw[-300:]
+    assert text_of(raw, True) == text
+    assert fresh.fb.requests == []
 
 
 # ---------------------------------------------------------------- credentials

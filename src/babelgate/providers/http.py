@@ -54,7 +54,7 @@ class UpstreamResponse:
     async def read(self) -> bytes:
         try:
             return await self._response.read()
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise transport_error(exc, self.upstream) from exc
         finally:
             self._response.release()
@@ -64,13 +64,19 @@ class UpstreamResponse:
         try:
             async for chunk in self._response.content.iter_any():
                 yield chunk
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise transport_error(exc, self.upstream) from exc
         finally:
             self._response.release()
 
     def close(self) -> None:
         self._response.close()
+
+
+def _timeouts(timeout: float) -> aiohttp.ClientTimeout:
+    """`timeout` bounds silence (connecting, waiting for the answer, any gap between two
+    reads), never the whole exchange: an agent's stream may rightly last many minutes."""
+    return aiohttp.ClientTimeout(total=None, sock_connect=min(timeout, 15), sock_read=timeout)
 
 
 class HttpClient:
@@ -100,9 +106,9 @@ class HttpClient:
                 url,
                 data=body,
                 headers=headers,
-                timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=min(timeout, 15)),
+                timeout=_timeouts(timeout),
             )
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise transport_error(exc, upstream) from exc
         return UpstreamResponse(response.status, response.headers, response, upstream)
 
