@@ -4,6 +4,9 @@ gateway bugs, so each rule gets a test that shows it refusing."""
 
 from __future__ import annotations
 
+import asyncio
+import sys
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -21,6 +24,7 @@ from tests.fakes import (
     Usage,
     sign,
 )
+from tests.fakes.core import free_port
 
 BASH: Any = {
     "name": "Bash",
@@ -834,3 +838,101 @@ async def test_responses_rules(fake_responses: FakeResponses) -> None:
     status, body, _ = await post(url, paired, auth)
     assert status == 200, body
     assert body["output"][0]["content"][0]["text"] == "The command printed: r"
+
+
+async def test_anthropic_system_messages_need_the_beta(fake_anthropic: FakeAnthropic) -> None:
+    body = {
+        "model": "c",
+        "max_tokens": 10,
+        "messages": [
+            {"role": "user", "content": "x"},
+            {"role": "system", "content": "# Environment"},
+        ],
+    }
+    headers = {"x-api-key": "test-key", "anthropic-version": "2023-06-01"}
+    status, err, _ = await post(fake_anthropic.url + "/v1/messages", body, headers)
+    assert status == 400 and "messages.1.role" in err["error"]["message"]
+    beta = {**headers, "anthropic-beta": "claude-code-20250219,per-turn-control-2026-07-01"}
+    status, _, _ = await post(fake_anthropic.url + "/v1/messages", body, beta)
+    assert status == 200
+
+
+async def test_anthropic_omitted_thinking_display(fake_anthropic: FakeAnthropic) -> None:
+    out = await ant(fake_anthropic).messages.create(
+        model="c",
+        max_tokens=100,
+        thinking={"type": "adaptive", "display": "omitted"},
+        messages=[{"role": "user", "content": "hi"}],
+    )
+    thinking = out.content[0]
+    assert thinking.type == "thinking" and thinking.thinking == ""
+    assert thinking.signature == sign("")
+
+
+async def test_responses_encrypted_reasoning_must_be_ours(fake_responses: FakeResponses) -> None:
+    url = fake_responses.base_url + "/responses"
+    auth = {"Authorization": "Bearer test-key"}
+    first_body = {
+        "model": "m",
+        "input": "x",
+        "store": False,
+        "reasoning": {"effort": "low"},
+        "include": ["reasoning.encrypted_content"],
+    }
+    status, first, _ = await post(url, first_body, auth)
+    assert status == 200
+    reasoning = first["output"][0]
+    assert reasoning["type"] == "reasoning" and reasoning["encrypted_content"]
+    history = [{"role": "user", "content": "x"}, reasoning, {"role": "user", "content": "y"}]
+    status, _, _ = await post(url, {**first_body, "input": history}, auth)
+    assert status == 200
+    forged = {**reasoning, "encrypted_content": "gAAAA-not-ours"}
+    status, err, _ = await post(url, {**first_body, "input": [history[0], forged]}, auth)
+    assert status == 404 and "not persisted" in err["error"]["message"]
+
+
+async def test_gemini3_accepts_documented_skip_signature() -> None:
+    async with FakeGemini(modes=["gemini3"]) as fake:
+        turn = call_turn("a")
+        turn["parts"][0]["thoughtSignature"] = "skip_thought_signature_validator"
+        status, body, _ = await post(
+            gemini_url(fake), {"contents": [USER, turn, answer_turn("a")]}, GEMINI_HEADERS
+        )
+        assert status == 200, body
+
+
+async def test_fake_runs_as_a_process(tmp_path: Path) -> None:
+    """`python -m tests.fakes` serves the brain and can dump what it received."""
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tests.fakes",
+        "--protocol",
+        "openai",
+        "--port",
+        str(port),
+        "--dump",
+        str(tmp_path),
+        cwd=str(Path(__file__).resolve().parent.parent),
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert process.stderr is not None
+        line = await asyncio.wait_for(process.stderr.readline(), 15)
+        assert f"127.0.0.1:{port}/v1" in line.decode()
+        status, body, _ = await post(
+            f"http://127.0.0.1:{port}/v1/chat/completions",
+            {"model": "m", "messages": [{"role": "user", "content": "hi"}]},
+            {"Authorization": "Bearer test-key"},
+        )
+        assert status == 200 and body["choices"][0]["message"]["content"] == "Fake reply."
+        for _ in range(50):
+            if list(tmp_path.glob("*.json")):
+                break
+            await asyncio.sleep(0.1)
+        dumped = orjson.loads((tmp_path / "001.json").read_bytes())
+        assert dumped["body"]["messages"][0]["content"] == "hi"
+    finally:
+        process.terminate()
+        await process.wait()
