@@ -1,0 +1,565 @@
+"""Deterministic request and canned upstream bodies for the benchmark.
+
+`python bench/bodies.py OUT_DIR` writes:
+- hello.json / hello_stream.json: the smallest useful Anthropic Messages request;
+- claude_code.json / claude_code_stream.json: a request shaped like the ones Claude Code sends
+  (about 50 KB: a long cached system prompt, two dozen tools with real JSON schemas, several
+  turns with thinking, tool_use and tool_result blocks, metadata.user_id, max_tokens 32000);
+- upstream/chat.json: a canned OpenAI chat.completion (text and usage);
+- upstream/chat.sse: a canned OpenAI Chat Completions SSE stream (20 content chunks, a finish
+  chunk, a usage chunk, `data: [DONE]`).
+Same input, same bytes: nothing here reads the clock or a random source, so two runs of the
+benchmark send identical bodies. The prose is ours, written for the benchmark; only its size
+and shape imitate a real agent's request.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+MODEL = "claude-sonnet-4-5-20250929"
+SMALL_MODEL = "claude-haiku-4-5-20251001"  # Claude Code sends its small requests to Haiku
+TARGET_CLAUDE_CODE_BYTES = 50_000  # the realistic body is padded up to about this size
+SESSION = "5f0e7c1a-3b2d-4c8e-9a61-0d2f4b7e9c13"
+USER_HASH = hashlib.sha256(b"babelgate-bench-user").hexdigest()
+
+
+# ---------------------------------------------------------------------------- hello
+
+
+def hello(stream: bool) -> dict[str, Any]:
+    return {
+        "model": SMALL_MODEL,
+        "max_tokens": 256,
+        "messages": [{"role": "user", "content": "Hello"}],
+        "stream": stream,
+    }
+
+
+# ---------------------------------------------------------------------------- system prompt
+
+_SYSTEM_TOPICS = [
+    ("Tone and style", "Answer briefly and directly. Prefer one clear sentence over three vague "
+     "ones. Use Markdown only where the terminal renders it well: short lists, code fences with "
+     "a language tag, no decorative headings. Do not restate the question before answering."),
+    ("Doing tasks", "Read the relevant code before changing it. Follow the conventions already "
+     "present in the repository: naming, formatting, test layout, error handling. When a change "
+     "touches several files, plan it with the todo tool first and keep the plan current."),
+    ("Tool usage policy", "Run independent tool calls in the same turn so they execute in "
+     "parallel. Prefer the dedicated file tools over shell commands for reading, searching and "
+     "editing files. Quote paths that contain spaces. Never run interactive commands."),
+    ("Code references", "When you mention a function or a line, give it as path:line so the "
+     "user can jump to it. Keep references exact; do not guess line numbers you have not read."),
+    ("Safety", "Refuse to write or improve code that is clearly meant to harm others. Never "
+     "commit, push or delete branches unless the user asks for it explicitly in this session."),
+    ("Testing", "After a change, run the narrowest test command that covers it, then the linter "
+     "and type checker the project uses. Report failures honestly with the relevant output."),
+    ("Git", "Inspect status and diff before committing. Write commit messages that explain why "
+     "the change was made. Never amend someone else's commit and never force-push shared work."),
+    ("Proactiveness", "Do what was asked, completely, and stop. Suggest follow-up work in one "
+     "line at the end instead of doing it unasked."),
+]
+
+
+def _system_prompt() -> list[dict[str, Any]]:
+    sections = []
+    for index, (title, body) in enumerate(_SYSTEM_TOPICS):
+        # Each section carries a few numbered rules so the prompt reaches a realistic length
+        # (a real agent prompt is 10-15 KB) without repeating one paragraph verbatim.
+        rules = "\n".join(
+            f"  {n}. {body.split('. ')[n % len(body.split('. '))].rstrip('.')} "
+            f"(rule {index + 1}.{n})."
+            for n in range(1, 15)
+        )
+        sections.append(f"# {title}\n{body}\n\nSpecific rules:\n{rules}\n")
+    environment = (
+        "<env>\nWorking directory: /home/dev/projects/orbit-api\nIs directory a git repo: Yes\n"
+        "Platform: linux\nOS Version: Linux 6.8.0-45-generic\nToday's date: 2025-10-02\n</env>\n"
+        "You are powered by the model named Sonnet 4.5.\n"
+    )
+    return [
+        {
+            "type": "text",
+            "text": "You are an interactive command-line coding assistant.",
+            "cache_control": {"type": "ephemeral"},
+        },
+        {
+            "type": "text",
+            "text": "\n".join(sections) + "\n" + environment,
+            "cache_control": {"type": "ephemeral"},
+        },
+    ]
+
+
+# ---------------------------------------------------------------------------- tools
+
+
+def _obj(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": required,
+        "additionalProperties": False,
+        "$schema": "http://json-schema.org/draft-07/schema#",
+    }
+
+
+def _s(description: str, **extra: Any) -> dict[str, Any]:
+    return {"type": "string", "description": description, **extra}
+
+
+def _n(description: str) -> dict[str, Any]:
+    return {"type": "number", "description": description}
+
+
+def _b(description: str) -> dict[str, Any]:
+    return {"type": "boolean", "description": description}
+
+
+def _tool(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "description": description, "input_schema": schema}
+
+
+def _long(summary: str, points: list[str]) -> str:
+    """A tool description in the style agents use: a summary, then usage notes."""
+    return summary + "\n\nUsage notes:\n" + "\n".join(f"- {p}" for p in points)
+
+
+def _tools() -> list[dict[str, Any]]:
+    todo_item = _obj(
+        {
+            "content": _s("What needs doing, imperative form", minLength=1),
+            "status": {"type": "string", "enum": ["pending", "in_progress", "completed"]},
+            "activeForm": _s("The same item in present continuous form", minLength=1),
+        },
+        ["content", "status", "activeForm"],
+    )
+    del todo_item["$schema"]
+    edit_item = _obj(
+        {
+            "old_string": _s("The exact text to replace"),
+            "new_string": _s("The text to put in its place"),
+            "replace_all": {**_b("Replace every occurrence"), "default": False},
+        },
+        ["old_string", "new_string"],
+    )
+    del edit_item["$schema"]
+    tools = [
+        _tool("Task", _long(
+            "Start a sub-agent that works on a self-contained task with its own context and "
+            "reports back once.",
+            ["Give the sub-agent everything it needs: it cannot see this conversation.",
+             "Say whether it should write code or only research.",
+             "Launch several sub-agents in one message when their tasks are independent.",
+             "The result is not shown to the user; summarise it yourself."]),
+            _obj({"description": _s("A three to five word summary of the task"),
+                  "prompt": _s("The full task for the sub-agent"),
+                  "subagent_type": _s("Which kind of sub-agent to start")},
+                 ["description", "prompt", "subagent_type"])),
+        _tool("Bash", _long(
+            "Run a shell command in a persistent session, with an optional timeout.",
+            ["Check that the parent directory exists before creating files in it.",
+             "Quote paths with spaces in double quotes.",
+             "Output beyond 30000 characters is cut off.",
+             "Use run_in_background for long-running servers and watch them with BashOutput.",
+             "Avoid find, grep, cat, head and tail: the dedicated tools do it better.",
+             "Chain dependent commands with && and keep the working directory stable.",
+             "Never skip hooks or change git configuration."]),
+            _obj({"command": _s("The command to run"),
+                  "timeout": _n("Optional timeout in milliseconds (at most 600000)"),
+                  "description": _s("Five to ten words saying what the command does"),
+                  "run_in_background": _b("Run the command in the background")},
+                 ["command"])),
+        _tool("Glob", _long(
+            "Find files by glob pattern, newest first.",
+            ["Works on any codebase size.", "Patterns look like **/*.ts or src/**/*.py.",
+             "Use Task for open-ended searches that need several rounds."]),
+            _obj({"pattern": _s("The glob pattern to match"),
+                  "path": _s("Directory to search in; the working directory when omitted")},
+                 ["pattern"])),
+        _tool("Grep", _long(
+            "Search file contents with ripgrep syntax.",
+            ["Always use this tool for content search, never grep through Bash.",
+             "Filter with glob or type; pick the output mode you need.",
+             "Literal braces need escaping: interface\\{\\}.",
+             "Multiline matching is off unless multiline is true."]),
+            _obj({"pattern": _s("The regular expression to search for"),
+                  "path": _s("File or directory to search in"),
+                  "glob": _s("Glob filter such as *.js or *.{ts,tsx}"),
+                  "output_mode": {"type": "string",
+                                  "enum": ["content", "files_with_matches", "count"],
+                                  "description": "What to show for each match"},
+                  "-B": _n("Lines of context before each match"),
+                  "-A": _n("Lines of context after each match"),
+                  "-C": _n("Lines of context around each match"),
+                  "-n": _b("Show line numbers"),
+                  "-i": _b("Case-insensitive search"),
+                  "type": _s("File type such as py, js or rust"),
+                  "head_limit": _n("Keep only the first N lines or entries"),
+                  "multiline": _b("Let . match newlines and patterns span lines")},
+                 ["pattern"])),
+        _tool("ExitPlanMode", "Leave planning mode once the plan is ready for the user to "
+              "approve. Only for tasks that need code changes.",
+              _obj({"plan": _s("The plan, in concise Markdown")}, ["plan"])),
+        _tool("Read", _long(
+            "Read a file from the local filesystem.",
+            ["The path must be absolute.", "Reads up to 2000 lines from the start by default.",
+             "Long lines are cut at 2000 characters.",
+             "Output is numbered like cat -n, starting at 1.",
+             "Images, PDFs and notebooks are supported.",
+             "Reading several likely-useful files at once is encouraged."]),
+            _obj({"file_path": _s("Absolute path of the file"),
+                  "offset": _n("First line to read"),
+                  "limit": _n("How many lines to read")},
+                 ["file_path"])),
+        _tool("Edit", _long(
+            "Replace an exact string in a file.",
+            ["Read the file in this conversation before editing it.",
+             "Keep the indentation exactly as the file has it after the line-number prefix.",
+             "The edit fails when old_string is not unique; add context or use replace_all.",
+             "Prefer editing existing files to creating new ones."]),
+            _obj({"file_path": _s("Absolute path of the file to change"),
+                  "old_string": _s("The text to replace"),
+                  "new_string": _s("The replacement, different from old_string"),
+                  "replace_all": {**_b("Replace every occurrence"), "default": False}},
+                 ["file_path", "old_string", "new_string"])),
+        _tool("MultiEdit", _long(
+            "Apply several exact-string edits to one file, atomically and in order.",
+            ["Each edit sees the result of the previous one.",
+             "If any edit fails, none is applied.",
+             "Plan the edits so that earlier ones do not break later matches."]),
+            _obj({"file_path": _s("Absolute path of the file to change"),
+                  "edits": {"type": "array", "items": edit_item, "minItems": 1,
+                            "description": "The edits, applied in order"}},
+                 ["file_path", "edits"])),
+        _tool("Write", _long(
+            "Write a file, replacing it if it exists.",
+            ["Read an existing file before overwriting it.",
+             "Do not create documentation files unless asked.", "Use absolute paths."]),
+            _obj({"file_path": _s("Absolute path of the file to write"),
+                  "content": _s("The full content of the file")},
+                 ["file_path", "content"])),
+        _tool("NotebookEdit", "Replace, insert or delete one cell of a Jupyter notebook.",
+              _obj({"notebook_path": _s("Absolute path of the .ipynb file"),
+                    "cell_id": _s("The cell to edit, or the cell after which to insert"),
+                    "new_source": _s("The new source of the cell"),
+                    "cell_type": {"type": "string", "enum": ["code", "markdown"]},
+                    "edit_mode": {"type": "string", "enum": ["replace", "insert", "delete"]}},
+                   ["notebook_path", "new_source"])),
+        _tool("WebFetch", _long(
+            "Fetch a URL, convert it to Markdown and answer a prompt about it with a small "
+            "model.",
+            ["HTTP is upgraded to HTTPS.", "Results are cached for fifteen minutes.",
+             "On a redirect to another host, fetch the new URL yourself."]),
+            _obj({"url": _s("The URL to fetch", format="uri"),
+                  "prompt": _s("What to extract from the page")},
+                 ["url", "prompt"])),
+        _tool("TodoWrite", _long(
+            "Create and update the task list for this session.",
+            ["Use it for tasks with three or more steps.",
+             "Exactly one item is in_progress at a time.",
+             "Mark items completed as soon as they are done, not in batches.",
+             "Never mark an item completed while its tests fail."]),
+            _obj({"todos": {"type": "array", "items": todo_item,
+                            "description": "The updated list"}}, ["todos"])),
+        _tool("WebSearch", "Search the web and return result blocks with titles and links.",
+              _obj({"query": _s("The search query", minLength=2),
+                    "allowed_domains": {"type": "array", "items": {"type": "string"}},
+                    "blocked_domains": {"type": "array", "items": {"type": "string"}}},
+                   ["query"])),
+        _tool("BashOutput", "Read new output from a background shell.",
+              _obj({"bash_id": _s("The background shell's id"),
+                    "filter": _s("Keep only lines matching this regular expression")},
+                   ["bash_id"])),
+        _tool("KillShell", "Stop a background shell by id.",
+              _obj({"shell_id": _s("The shell to stop")}, ["shell_id"])),
+        _tool("SlashCommand", "Run a custom slash command defined by the project.",
+              _obj({"command": _s("The command with its arguments, e.g. /review-pr 123")},
+                   ["command"])),
+    ]
+    for server, name, what, fields in _MCP_TOOLS:
+        properties = {field: _s(text) for field, text in fields}
+        tools.append(_tool(f"mcp__{server}__{name}", what,
+                           _obj(properties, [fields[0][0]])))
+    return tools
+
+
+_MCP_TOOLS: list[tuple[str, str, str, list[tuple[str, str]]]] = [
+    ("github", "create_issue", "Open an issue in a GitHub repository.",
+     [("repo", "owner/name"), ("title", "Issue title"), ("body", "Issue body in Markdown")]),
+    ("github", "get_pull_request", "Fetch a pull request with its review comments.",
+     [("repo", "owner/name"), ("number", "Pull request number")]),
+    ("github", "list_workflow_runs", "List recent CI runs of a workflow.",
+     [("repo", "owner/name"), ("workflow", "Workflow file name"), ("branch", "Branch")]),
+    ("postgres", "query", "Run a read-only SQL query against the development database.",
+     [("sql", "The SQL statement"), ("params", "JSON array of bound parameters")]),
+    ("postgres", "describe_table", "Show the columns, indexes and constraints of a table.",
+     [("table", "Schema-qualified table name")]),
+    ("sentry", "get_issue", "Fetch a Sentry issue with its latest event and stack trace.",
+     [("issue_id", "The Sentry issue id"), ("project", "The Sentry project slug")]),
+    ("linear", "update_ticket", "Change the state, assignee or estimate of a ticket.",
+     [("ticket", "Ticket key such as ORB-142"), ("state", "New workflow state"),
+      ("assignee", "User name"), ("comment", "Comment to add")]),
+    ("browser", "screenshot", "Take a screenshot of the page open in the test browser.",
+     [("selector", "CSS selector to capture; the whole page when omitted"),
+      ("full_page", "Capture beyond the viewport: true or false")]),
+]
+
+
+# ---------------------------------------------------------------------------- conversation
+
+_SOURCE_LINES = [
+    "from __future__ import annotations",
+    "",
+    "import asyncio",
+    "from dataclasses import dataclass",
+    "",
+    "from orbit.db import Pool",
+    "from orbit.errors import NotFound, RateLimited",
+    "",
+    "",
+    "@dataclass(slots=True)",
+    "class Invoice:",
+    "    id: str",
+    "    customer_id: str",
+    "    total_cents: int",
+    "    currency: str",
+    "    status: str",
+    "",
+    "",
+    "async def fetch_invoice(pool: Pool, invoice_id: str) -> Invoice:",
+    "    row = await pool.fetchrow('SELECT * FROM invoices WHERE id = $1', invoice_id)",
+    "    if row is None:",
+    "        raise NotFound(f'invoice {invoice_id}')",
+    "    return Invoice(**row)",
+    "",
+    "",
+    "async def list_invoices(pool: Pool, customer_id: str, limit: int = 50) -> list[Invoice]:",
+    "    rows = await pool.fetch(",
+    "        'SELECT * FROM invoices WHERE customer_id = $1 ORDER BY created_at DESC LIMIT $2',",
+    "        customer_id, limit,",
+    "    )",
+    "    return [Invoice(**row) for row in rows]",
+]
+
+
+def _numbered(lines: list[str], copies: int) -> str:
+    """File content as the Read tool returns it: `cat -n` style numbering."""
+    out = []
+    number = 1
+    for copy in range(copies):
+        for line in lines:
+            text = line.replace("invoice", f"invoice{copy}" if copy else "invoice")
+            out.append(f"{number:6d}\t{text}")
+            number += 1
+    return "\n".join(out)
+
+
+def _signature(seed: str) -> str:
+    # Thinking signatures are opaque base64 of a few hundred bytes; a hash chain fakes one.
+    digest = b""
+    block = seed.encode()
+    while len(digest) < 360:
+        block = hashlib.sha512(block).digest()
+        digest += block
+    return base64.b64encode(digest[:360]).decode()
+
+
+def _messages(padding_lines: int) -> list[dict[str, Any]]:
+    claude_md = "\n".join(
+        f"- Convention {n}: handlers in orbit/api/ return typed models; SQL lives in "
+        f"orbit/db/queries_{n % 7}.sql and is loaded once at start-up."
+        for n in range(padding_lines)
+    )
+    reminder = (
+        "<system-reminder>\nAs you answer, use this context about the project:\n"
+        f"# claudeMd\nContents of /home/dev/projects/orbit-api/CLAUDE.md:\n{claude_md}\n"
+        "</system-reminder>"
+    )
+    return [
+        {"role": "user", "content": [
+            {"type": "text", "text": reminder},
+            {"type": "text", "text": "The invoices endpoint returns 500 when a customer has no "
+             "invoices yet. Find out why and fix it, with a test."},
+        ]},
+        {"role": "assistant", "content": [
+            {"type": "thinking", "thinking": "The user reports a 500 on an empty invoice list. "
+             "I should find the handler and the query helper first, then look at how the "
+             "empty case is serialised.", "signature": _signature("turn-1")},
+            {"type": "text", "text": "I'll look at the invoice handler and its data access."},
+            {"type": "tool_use", "id": "toolu_01A7bXq3LkP9sVw2mN4cRt8Y", "name": "Grep",
+             "input": {"pattern": "def list_invoices", "path": "/home/dev/projects/orbit-api",
+                       "output_mode": "files_with_matches"}},
+            {"type": "tool_use", "id": "toolu_01B2cYr4MlQ0tWx3nO5dSu9Z", "name": "Glob",
+             "input": {"pattern": "tests/**/test_invoice*.py"}},
+        ]},
+        {"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": "toolu_01A7bXq3LkP9sVw2mN4cRt8Y",
+             "content": "Found 2 files\n/home/dev/projects/orbit-api/orbit/db/invoices.py\n"
+                        "/home/dev/projects/orbit-api/orbit/api/invoices.py"},
+            {"type": "tool_result", "tool_use_id": "toolu_01B2cYr4MlQ0tWx3nO5dSu9Z",
+             "content": "/home/dev/projects/orbit-api/tests/api/test_invoices.py"},
+        ]},
+        {"role": "assistant", "content": [
+            {"type": "thinking", "thinking": "Two candidates. Read both; the API layer is "
+             "where a 500 would be raised if it indexes into an empty list.",
+             "signature": _signature("turn-2")},
+            {"type": "tool_use", "id": "toolu_01C3dZs5NmR1uXy4oP6eTv0A", "name": "Read",
+             "input": {"file_path": "/home/dev/projects/orbit-api/orbit/db/invoices.py"}},
+        ]},
+        {"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": "toolu_01C3dZs5NmR1uXy4oP6eTv0A",
+             "content": [{"type": "text", "text": _numbered(_SOURCE_LINES, 4)}]},
+        ]},
+        {"role": "assistant", "content": [
+            {"type": "thinking", "thinking": "The data layer returns an empty list correctly. "
+             "The handler must be computing something from rows[0].",
+             "signature": _signature("turn-3")},
+            {"type": "tool_use", "id": "toolu_01D4eAt6OnS2vYz5pQ7fUw1B", "name": "Bash",
+             "input": {"command": "cd /home/dev/projects/orbit-api && python -m pytest "
+                                  "tests/api/test_invoices.py -q -x 2>&1 | tail -20",
+                       "description": "Run the invoice API tests"}},
+        ]},
+        {"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": "toolu_01D4eAt6OnS2vYz5pQ7fUw1B",
+             "is_error": True,
+             "content": "F\n=================================== FAILURES ===================\n"
+                        "___________ test_list_invoices_empty ___________\n"
+                        "orbit/api/invoices.py:41: in list_invoices\n"
+                        "    currency = invoices[0].currency\n"
+                        "E   IndexError: list index out of range\n"
+                        "1 failed, 6 passed in 0.84s"},
+            {"type": "text", "text": "<system-reminder>\nThe todo list is empty. Use TodoWrite "
+             "if this task has several steps.\n</system-reminder>"},
+        ]},
+    ]
+
+
+def claude_code(stream: bool) -> dict[str, Any]:
+    body = _claude_code_with(padding_lines=0, stream=stream)
+    # Grow the project-notes reminder until the body reaches the target size; deterministic
+    # because every step depends only on the line count.
+    step = 8
+    padding = 0
+    while len(_dump(body)) < TARGET_CLAUDE_CODE_BYTES:
+        padding += step
+        body = _claude_code_with(padding_lines=padding, stream=stream)
+    return body
+
+
+def _claude_code_with(padding_lines: int, stream: bool) -> dict[str, Any]:
+    return {
+        "model": MODEL,
+        "max_tokens": 32000,
+        "temperature": 1,
+        "system": _system_prompt(),
+        "tools": _tools(),
+        "messages": _messages(padding_lines),
+        "metadata": {"user_id": f"user_{USER_HASH}_account__session_{SESSION}"},
+        "thinking": {"type": "enabled", "budget_tokens": 10000},
+        "stream": stream,
+    }
+
+
+# ---------------------------------------------------------------------------- upstream
+
+_ANSWER = (
+    "The handler reads invoices[0].currency to label the total, so an empty list raises "
+    "IndexError. I changed it to take the currency from the customer record and added a test "
+    "for a customer without invoices."
+)
+_ANSWER_WORDS = _ANSWER.split()
+
+
+def _answer_pieces(count: int) -> list[str]:
+    """The canned answer cut into `count` deltas, as a model streams them."""
+    per = -(-len(_ANSWER_WORDS) // count)
+    pieces = [" ".join(_ANSWER_WORDS[i:i + per]) for i in range(0, len(_ANSWER_WORDS), per)]
+    pieces = [p if i == 0 else " " + p for i, p in enumerate(pieces)]
+    while len(pieces) < count:
+        pieces.append(".")
+    return pieces[:count]
+
+
+UPSTREAM_ID = "chatcmpl-BenchCanned0000000000000001"
+UPSTREAM_CREATED = 1759400000
+UPSTREAM_USAGE = {
+    "prompt_tokens": 12850,
+    "completion_tokens": 48,
+    "total_tokens": 12898,
+    "prompt_tokens_details": {"cached_tokens": 12288},
+}
+
+
+def chat_completion() -> dict[str, Any]:
+    return {
+        "id": UPSTREAM_ID,
+        "object": "chat.completion",
+        "created": UPSTREAM_CREATED,
+        "model": "canned-model",
+        "choices": [{
+            "index": 0,
+            "message": {"role": "assistant", "content": _ANSWER,
+                        "refusal": None},
+            "logprobs": None,
+            "finish_reason": "stop",
+        }],
+        "usage": UPSTREAM_USAGE,
+        "system_fingerprint": "fp_bench",
+    }
+
+
+def chat_stream(content_chunks: int = 20) -> bytes:
+    base = {"id": UPSTREAM_ID, "object": "chat.completion.chunk", "created": UPSTREAM_CREATED,
+            "model": "canned-model", "system_fingerprint": "fp_bench"}
+    events: list[dict[str, Any]] = [
+        {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
+                              "logprobs": None, "finish_reason": None}]},
+    ]
+    for piece in _answer_pieces(content_chunks):
+        events.append({**base, "choices": [{"index": 0, "delta": {"content": piece},
+                                            "logprobs": None, "finish_reason": None}]})
+    events.append({**base, "choices": [{"index": 0, "delta": {}, "logprobs": None,
+                                        "finish_reason": "stop"}]})
+    events.append({**base, "choices": [], "usage": UPSTREAM_USAGE})
+    lines = [f"data: {json.dumps(e, separators=(',', ':'))}\n\n" for e in events]
+    lines.append("data: [DONE]\n\n")
+    return "".join(lines).encode()
+
+
+# ---------------------------------------------------------------------------- output
+
+
+def _dump(value: dict[str, Any]) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def write_all(out: Path) -> dict[str, int]:
+    """Write every body under `out`; return the size of each file in bytes."""
+    files = {
+        "hello.json": _dump(hello(False)),
+        "hello_stream.json": _dump(hello(True)),
+        "claude_code.json": _dump(claude_code(False)),
+        "claude_code_stream.json": _dump(claude_code(True)),
+        "upstream/chat.json": _dump(chat_completion()),
+        "upstream/chat.sse": chat_stream(),
+    }
+    sizes = {}
+    for name, data in files.items():
+        path = out / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        sizes[name] = len(data)
+    return sizes
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit("usage: python bench/bodies.py OUT_DIR")
+    for name, size in write_all(Path(sys.argv[1])).items():
+        print(f"{size:8d}  {name}")

@@ -1,0 +1,270 @@
+#!/usr/bin/env bash
+# babelgate's benchmark: throughput, added latency and memory against the bare Python relay,
+# on a canned nginx upstream. See docs/benchmark.md for what the numbers mean.
+#
+#   bash bench/run.sh            (or: make bench)
+#
+# Writes bench/results/latest.md and prints it. Everything it starts it stops (trap), and the
+# whole run is bounded by BENCH_DEADLINE seconds (default 290). Knobs, all optional:
+#   BENCH_DURATION   measured seconds per target and body, split over 2 alternating rounds (10)
+#   BENCH_WARMUP     warm-up seconds per target and body before measuring (2)
+#   BENCH_LATENCY    seconds per concurrency-1 latency run (4)
+#   BENCH_STREAMS    concurrent slow streams for the memory test (1000)
+#   BENCH_CONNECTIONS  wrk connections for throughput (32)
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+PY=${PYTHON:-$ROOT/.venv/bin/python}
+DURATION=${BENCH_DURATION:-10}
+WARMUP=${BENCH_WARMUP:-2}
+LATENCY=${BENCH_LATENCY:-4}
+STREAMS=${BENCH_STREAMS:-1000}
+CONNECTIONS=${BENCH_CONNECTIONS:-32}
+DEADLINE=${BENCH_DEADLINE:-290}
+SLOW_RATE=32            # bytes/s per slow stream after its first 600 bytes: open for minutes
+SERVER_CORE=1           # the gateway and the relay
+LOAD_CORE=0             # nginx, wrk and the memory client
+ROUND=$(( (DURATION + 1) / 2 ))
+
+log() { printf '[bench] %s\n' "$*" >&2; }
+
+# ------------------------------------------------------------------ tools
+need_tools() {
+    local missing=()
+    command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+    command -v wrk >/dev/null || missing+=(wrk)
+    command -v curl >/dev/null || missing+=(curl)
+    command -v taskset >/dev/null || missing+=(util-linux)
+    if [ ${#missing[@]} -gt 0 ]; then
+        log "installing ${missing[*]} (apt)"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+}
+need_tools
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+[ -x "$PY" ] || { log "no Python at $PY: run 'make setup' first"; exit 1; }
+if [ "$(nproc)" -lt 2 ]; then log "needs at least 2 cores (has $(nproc))"; exit 1; fi
+ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+# ------------------------------------------------------------------ processes and cleanup
+WORK=$(mktemp -d /tmp/babelgate-bench.XXXXXX)
+chmod 755 "$WORK"  # nginx's workers run as an unprivileged user and read the bodies here
+RAW=$WORK/raw
+mkdir -p "$RAW"
+PIDS=()
+WATCHDOG=""
+
+stop_pid() {  # TERM, then KILL after 5 s: uvicorn waits for open connections otherwise
+    local pid=$1 i
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+    local status=$?
+    trap - EXIT INT TERM
+    for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
+    [ -n "$WATCHDOG" ] && kill "$WATCHDOG" 2>/dev/null
+    wait 2>/dev/null || true
+    if [ $status -ne 0 ] && [ -d "$WORK" ]; then
+        log "failed; logs kept in $WORK"
+    else
+        rm -rf "$WORK"
+    fi
+    exit $status
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'log "time limit or signal: stopping"; exit 124' TERM
+# The watchdog: its sleep dies with it, and it holds no stdout that a pipe would wait on.
+(
+    trap 'kill "$sleeper" 2>/dev/null; exit 0' TERM
+    sleep "$DEADLINE" & sleeper=$!
+    wait "$sleeper" && kill -TERM $$ 2>/dev/null
+) </dev/null >/dev/null 2>&1 &
+WATCHDOG=$!
+
+start() {  # start NAME CORE COMMAND...: run pinned to CORE in the background, log to WORK
+    local name=$1 core=$2; shift 2
+    taskset -c "$core" "$@" >"$WORK/$name.log" 2>&1 &
+    PIDS+=($!)
+    eval "PID_${name//-/_}=$!"
+}
+
+free_ports() {  # N free loopback ports
+    "$PY" - "$1" <<'EOF'
+import socket, sys
+socks = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in socks:
+    s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+EOF
+}
+
+wait_ready() {  # wait_ready NAME URL BODY: until a POST of BODY answers 200 (15 s at most)
+    local name=$1 url=$2 body=$3 i
+    for i in $(seq 150); do
+        # -m 1: a slow stream never ends, but its status code is in by then.
+        if [ "$(curl -s -o /dev/null -m 1 -w '%{http_code}' -X POST \
+                -H 'content-type: application/json' --data-binary "@$body" "$url")" = 200 ]; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    log "$name did not answer 200 at $url; its log:"; tail -c 3000 "$WORK/$name.log" >&2
+    exit 1
+}
+
+gateway_config() {  # gateway_config FILE UPSTREAM_PORT [SLOW_PORT]
+    {
+        echo "providers:"
+        echo "  up: {type: openai, base_url: http://127.0.0.1:$2/v1, api_key: k}"
+        [ -n "${3:-}" ] && echo "  slow: {type: openai, base_url: http://127.0.0.1:$3/v1, api_key: k}"
+        echo "routes:"
+        if [ -n "${3:-}" ]; then
+            # The small warm-up body goes to the fast stream, everything else trickles.
+            echo "  $HELLO_MODEL: up/canned-model"
+            echo "  default: slow/canned-model"
+        else
+            echo "  default: up/canned-model"
+        fi
+    } >"$1"
+}
+
+start_gateway() {  # start_gateway NAME CONFIG PORT
+    start "$1" "$SERVER_CORE" "$PY" -m babelgate serve --config "$2" --host 127.0.0.1 --port "$3"
+}
+
+start_relay() {  # start_relay NAME PORT UPSTREAM_PORT
+    start "$1" "$SERVER_CORE" "$PY" "$ROOT/bench/bare_relay.py" "$2" \
+        "http://127.0.0.1:$3/v1/chat/completions"
+}
+
+# ------------------------------------------------------------------ set-up
+log "work directory $WORK"
+"$PY" "$ROOT/bench/bodies.py" "$WORK/bodies" >"$RAW/bodies.txt"
+B=$WORK/bodies
+HELLO_MODEL=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["model"])' "$B/hello.json")
+read -r P_JSON P_SSE P_SLOW P_RELAY_JSON P_RELAY_SSE P_GW_JSON P_GW_SSE P_GW_MEM P_RELAY_MEM \
+    <<<"$(free_ports 9)"
+
+sed -e "s#@WORK@#$WORK#g" -e "s/@PORT_JSON@/$P_JSON/" -e "s/@PORT_SSE@/$P_SSE/" \
+    -e "s/@PORT_SLOW@/$P_SLOW/" -e "s/@SLOW_RATE@/$SLOW_RATE/" \
+    "$ROOT/bench/nginx.conf" >"$WORK/nginx.conf"
+start nginx "$LOAD_CORE" "$NGINX" -p "$WORK" -c "$WORK/nginx.conf" -e "$WORK/nginx-error.log"
+
+gateway_config "$WORK/gw-json.yaml" "$P_JSON"
+gateway_config "$WORK/gw-sse.yaml" "$P_SSE"
+start_relay relay-json "$P_RELAY_JSON" "$P_JSON"
+start_relay relay-sse "$P_RELAY_SSE" "$P_SSE"
+start_gateway gw-json "$WORK/gw-json.yaml" "$P_GW_JSON"
+start_gateway gw-sse "$WORK/gw-sse.yaml" "$P_GW_SSE"
+
+wait_ready nginx "http://127.0.0.1:$P_JSON/v1/chat/completions" "$B/hello.json"
+wait_ready relay-json "http://127.0.0.1:$P_RELAY_JSON/v1/messages" "$B/hello.json"
+wait_ready relay-sse "http://127.0.0.1:$P_RELAY_SSE/v1/messages" "$B/hello_stream.json"
+wait_ready gw-json "http://127.0.0.1:$P_GW_JSON/v1/messages" "$B/claude_code.json"
+wait_ready gw-sse "http://127.0.0.1:$P_GW_SSE/v1/messages" "$B/claude_code_stream.json"
+
+# A translated answer must look right before its speed means anything.
+"$PY" - "http://127.0.0.1:$P_GW_JSON/v1/messages" "$B/claude_code.json" \
+    "http://127.0.0.1:$P_GW_SSE/v1/messages" "$B/claude_code_stream.json" <<'EOF'
+import json, sys, urllib.request
+def post(url, path):
+    req = urllib.request.Request(url, data=open(path, "rb").read(),
+                                 headers={"content-type": "application/json"})
+    return urllib.request.urlopen(req, timeout=10).read().decode()
+answer = json.loads(post(sys.argv[1], sys.argv[2]))
+assert answer["type"] == "message" and answer["content"][0]["type"] == "text", answer
+assert answer["usage"]["output_tokens"] == 48, answer["usage"]
+stream = post(sys.argv[3], sys.argv[4])
+assert "event: message_stop" in stream and stream.count("text_delta") >= 20, stream[:2000]
+EOF
+
+# ------------------------------------------------------------------ measurements
+url_of() {  # url_of TARGET BODY: where wrk sends BODY for TARGET (relay, babelgate, direct)
+    local stream=json
+    case $2 in *stream*) stream=sse ;; esac
+    case "$1-$stream" in
+        relay-json) echo "http://127.0.0.1:$P_RELAY_JSON/v1/messages" ;;
+        relay-sse) echo "http://127.0.0.1:$P_RELAY_SSE/v1/messages" ;;
+        babelgate-json) echo "http://127.0.0.1:$P_GW_JSON/v1/messages" ;;
+        babelgate-sse) echo "http://127.0.0.1:$P_GW_SSE/v1/messages" ;;
+        direct-json) echo "http://127.0.0.1:$P_JSON/v1/chat/completions" ;;
+        direct-sse) echo "http://127.0.0.1:$P_SSE/v1/chat/completions" ;;
+    esac
+}
+
+run_wrk() {  # run_wrk OUT SECONDS CONNECTIONS URL BODY [--latency]
+    local out=$1 seconds=$2 conns=$3 url=$4 body=$5 threads=2
+    shift 5
+    [ "$conns" -lt 2 ] && threads=1
+    taskset -c "$LOAD_CORE" wrk -t"$threads" -c"$conns" -d"${seconds}s" --timeout 5s "$@" \
+        -s "$ROOT/bench/post.lua" "$url" -- "$body" >"$out" 2>&1
+}
+
+for body in hello claude_code claude_code_stream; do
+    log "throughput: $body"
+    for target in relay babelgate; do
+        run_wrk /dev/null "$WARMUP" "$CONNECTIONS" "$(url_of $target $body)" "$B/$body.json"
+    done
+    # Two rounds, the order swapped in the second, so drift on the shared machine hits both.
+    for round in 1 2; do
+        order="relay babelgate"; [ $round = 2 ] && order="babelgate relay"
+        for target in $order; do
+            run_wrk "$RAW/tput-$body-$target-$round.txt" "$ROUND" "$CONNECTIONS" \
+                "$(url_of $target $body)" "$B/$body.json"
+        done
+    done
+done
+
+for body in hello claude_code claude_code_stream; do
+    log "latency at concurrency 1: $body"
+    for target in direct relay babelgate; do
+        run_wrk /dev/null 1 1 "$(url_of $target $body)" "$B/$body.json"
+        run_wrk "$RAW/lat-$body-$target.txt" "$LATENCY" 1 "$(url_of $target $body)" \
+            "$B/$body.json" --latency
+    done
+done
+
+# Memory: fresh processes; the throughput ones are stopped so that core 1 is quiet.
+for name in gw_json gw_sse relay_json relay_sse; do
+    pid_var="PID_$name"; stop_pid "${!pid_var}"
+done
+gateway_config "$WORK/gw-mem.yaml" "$P_SSE" "$P_SLOW"
+start_gateway gw-mem "$WORK/gw-mem.yaml" "$P_GW_MEM"
+start_relay relay-mem "$P_RELAY_MEM" "$P_SLOW"
+wait_ready gw-mem "http://127.0.0.1:$P_GW_MEM/v1/messages" "$B/hello_stream.json"
+# The relay has only the slow upstream: its status line comes at once, the rest trickles.
+wait_ready relay-mem "http://127.0.0.1:$P_RELAY_MEM/v1/messages" "$B/hello_stream.json"
+for target in babelgate relay; do
+    if [ $target = babelgate ]; then
+        url="http://127.0.0.1:$P_GW_MEM/v1/messages"; pid=$PID_gw_mem
+        # Warm the stream path (the hello model goes to the fast stream) before "idle".
+        run_wrk /dev/null 2 4 "$url" "$B/hello_stream.json"
+    else
+        url="http://127.0.0.1:$P_RELAY_MEM/v1/messages"; pid=$PID_relay_mem
+    fi
+    log "memory: $STREAMS slow streams through $target"
+    sleep 1
+    taskset -c "$LOAD_CORE" timeout 60 "$PY" "$ROOT/bench/slow_streams.py" "$url" \
+        "$B/claude_code_stream.json" "$pid" "$STREAMS" 40 >"$RAW/mem-$target.json" \
+        2>"$WORK/mem-$target.err" || { log "memory client failed:"; cat "$WORK/mem-$target.err" >&2; }
+done
+
+# ------------------------------------------------------------------ report
+{
+    echo "date=$(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo "machine=$(uname -sm), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), $(free -g | awk '/Mem:/{print $2}') GB RAM"
+    dirty=$(git -C "$ROOT" status --porcelain --untracked-files=no -- src | grep -q . && echo " (src has uncommitted changes)" || true)
+    echo "commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$dirty"
+    echo "software=$("$PY" -V), $("$NGINX" -v 2>&1 | sed 's/.*: //'), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)"
+    echo "settings=$CONNECTIONS connections, ${WARMUP}s warm-up + 2 rounds x ${ROUND}s per target and body, ${LATENCY}s latency runs, $STREAMS streams"
+    echo "streams=$STREAMS"
+} >"$RAW/meta.txt"
+mkdir -p "$ROOT/bench/results"
+"$PY" "$ROOT/bench/report.py" "$RAW" >"$ROOT/bench/results/latest.md.tmp"
+mv "$ROOT/bench/results/latest.md.tmp" "$ROOT/bench/results/latest.md"
+cat "$ROOT/bench/results/latest.md"
