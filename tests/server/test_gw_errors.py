@@ -158,6 +158,21 @@ async def test_empty_stream_falls_back(fresh: Stack, route: str) -> None:
     assert len(first.requests) == 1 and len(second.requests) == 1
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+async def test_rate_limit_keeps_the_upstreams_retry_after(fresh: Stack, stream: bool) -> None:
+    # The SDKs (and so Claude Code, Codex) wait as long as `retry-after` says.
+    fresh.oa.queue(Reply(status=429, error="Rate limit reached", headers={"retry-after": "7"}))
+    async with aiohttp.ClientSession() as session, session.post(
+        fresh.gw.url + "/v1/messages", data=orjson.dumps(request("gpt-client", stream)),
+        headers=HEADERS,
+    ) as resp:
+        assert resp.status == 429
+        assert resp.headers.get("retry-after") == "7"
+        body = await resp.json()
+    assert body["error"]["type"] == "rate_limit_error"
+    assert "Rate limit reached" in body["error"]["message"]
+
+
 # ---------------------------------------------------------------- streams that end badly
 
 

@@ -21,6 +21,7 @@ from babelgate.protocols import Codec, get_codec
 from babelgate.routing import Target
 
 from .asgi import (
+    JSON_HEADERS,
     SSE_HEADERS,
     Receive,
     Scope,
@@ -211,7 +212,11 @@ def create_app(settings: Settings) -> App:
 
 
 async def send_error(send: Send, codec: Codec, error: GatewayError) -> None:
-    await send_bytes(send, error.status, orjson.dumps(codec.render_error(error)))
+    headers = JSON_HEADERS
+    if error.retry_after is not None:
+        # Clients' SDKs wait as long as this says before retrying a 429 or 5xx.
+        headers = [*JSON_HEADERS, (b"retry-after", f"{error.retry_after:g}".encode())]
+    await send_bytes(send, error.status, orjson.dumps(codec.render_error(error)), headers)
 
 
 def internal_error(exc: Exception) -> GatewayError:

@@ -124,6 +124,8 @@ class Gateway:
             error = provider.codec.parse_error(response.status, raw)
             error.upstream = provider.name
             error.message = provider.redact(error.message)
+            if error.retry_after is None:
+                error.retry_after = _retry_after(response.headers)
             raise error
         return response
 
@@ -359,6 +361,17 @@ def _encode(
             attempt.error = event.error
         out.append(encoder.encode(event))
     return b"".join(out)
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    """The upstream's `retry-after` in seconds (the delay form; the HTTP-date form is rare
+    on APIs and ignored)."""
+    value = headers.get("retry-after")
+    try:
+        seconds = float(value) if value else None
+    except ValueError:
+        return None
+    return seconds if seconds is not None and seconds >= 0 else None
 
 
 async def _nothing() -> AsyncIterator[bytes]:
