@@ -237,19 +237,20 @@ class Gateway:
         encoder: StreamEncoder,
     ) -> AsyncIterator[bytes]:
         try:
-            async for chunk in chunks:
-                events = decoder.feed(chunk)
-                if events:
-                    yield _encode(encoder, events, attempt, request)
-            events = decoder.close()
-        except GatewayError as error:
-            # Close what the decoder still had open, then report the cut-off in-stream.
-            events = [e for e in decoder.close() if not isinstance(e, StreamError)]
-            events.append(StreamError(error))
-        finally:
+            try:
+                async for chunk in chunks:
+                    events = decoder.feed(chunk)
+                    if events:
+                        yield _encode(encoder, events, attempt, request)
+                events = decoder.close()
+            except GatewayError as error:
+                # Close what the decoder still had open, then report the cut-off in-stream.
+                events = [e for e in decoder.close() if not isinstance(e, StreamError)]
+                events.append(StreamError(error))
+            if events:
+                yield _encode(encoder, events, attempt, request)
+        finally:  # after the last events, so the log has the final usage
             self.log_attempt(request, attempt)
-        if events:
-            yield _encode(encoder, events, attempt, request)
 
     async def _pass_stream(
         self, call: Call, provider: Provider, target: Target, attempt: Attempt
