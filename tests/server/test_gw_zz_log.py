@@ -34,7 +34,8 @@ async def post(stack: Stack, data: dict[str, Any]) -> tuple[int, bytes]:
 
 async def test_provider_keys_never_leak(fresh: Stack) -> None:
     bodies = []
-    fresh.oa.queue(Reply(status=401, error="Incorrect API key provided."))
+    # An upstream that echoes the key it was given (OpenAI does, partly masked).
+    fresh.oa.queue(Reply(status=401, error=f"Incorrect API key provided: {KEYS['oa']}."))
     fresh.an.queue(Reply(status=500, error="internal"))
     for model in ("gpt-client", "claude-client", "fallback-refused", "no-such-model"):
         bodies.append((await post(fresh, request(model)))[1])
