@@ -422,3 +422,53 @@ def test_decode_synthesizes_a_missing_message_start() -> None:
     start = events[0]
     assert isinstance(start, MessageStart) and start.id.startswith("msg_")
     assert finished(events) == [Text("Hello, wörld! 👋")]
+
+
+def test_bare_signature_is_held_until_a_block_follows_and_dropped_at_the_end() -> None:
+    """A thinking block with no thinking text (a Gemini signature) goes out whole right before
+    the next block; at the end of a message it is dropped, so the answer stays the last
+    block Claude Code sees."""
+    from babelgate.canonical import (
+        MessageDelta,
+        MessageStart,
+        MessageStop,
+        PartStart,
+        PartStop,
+        Reasoning,
+        Request,
+        SignatureDelta,
+        ToolArgsDelta,
+        ToolCall,
+        Usage,
+    )
+    from babelgate.protocols import get_codec
+    from babelgate.protocols.sse import SSEDecoder
+
+    signed = Reasoning(signature="sig-A", origin="gemini")
+    call = ToolCall("call_1", "Bash", {"command": "ls"})
+    trailing = Reasoning(signature="sig-B", origin="gemini")
+    events = [
+        MessageStart("m1", "gemini-3"),
+        PartStart(0, Reasoning(origin="gemini")),
+        SignatureDelta(0, "sig-A"),
+        PartStop(0, signed),
+        PartStart(1, ToolCall("call_1", "Bash")),
+        ToolArgsDelta(1, '{"command":"ls"}'),
+        PartStop(1, call),
+        PartStart(2, Reasoning(origin="gemini")),
+        SignatureDelta(2, "sig-B"),
+        PartStop(2, trailing),
+        MessageDelta("tool_use", Usage(input_tokens=5, output_tokens=3)),
+        MessageStop(),
+    ]
+    encoder = get_codec("anthropic").stream_encoder(Request("m", []))
+    out = b"".join(encoder.encode(e) for e in events)
+    sse = SSEDecoder()
+    parsed = [orjson.loads(e.data) for e in [*sse.feed(out), *sse.flush()]]
+    starts = [(e["index"], e["content_block"]["type"]) for e in parsed
+              if e["type"] == "content_block_start"]
+    assert starts == [(0, "thinking"), (1, "tool_use")]
+    signatures = [e["delta"]["signature"] for e in parsed
+                  if e["type"] == "content_block_delta" and e["delta"]["type"] == "signature_delta"]
+    assert len(signatures) == 1 and signatures[0].startswith("bg1.")
+    assert parsed[-2]["type"] == "message_delta"

@@ -7,9 +7,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from babelgate.canonical import Accumulator, Message, Request, Text, Tool
 from babelgate.protocols import get_codec
 from babelgate.protocols.base import Quirks
+from babelgate.protocols.sse import SSEDecoder
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "gemini"
 SEARCH = "mcp__my server/search"
@@ -76,7 +79,10 @@ def test_signatures_survive_a_claude_code_turn() -> None:
     ]
 
 
-def test_text_signature_survives_a_claude_code_turn() -> None:
+def test_trailing_text_signature_is_not_shown_to_claude_code() -> None:
+    """Gemini signs its last text chunk. Claude Code takes the last block of a message as the
+    answer, so the bare signature is not shown after the text (Gemini does not require text
+    signatures back), and the next turn reaches Gemini without it."""
     gemini, anthropic = get_codec("gemini"), get_codec("anthropic")
     request = Request(model="gemini-3-pro-preview", messages=[Message("user", [Text("run")])])
     decoder = gemini.stream_decoder(request)
@@ -85,6 +91,7 @@ def test_text_signature_survives_a_claude_code_turn() -> None:
     for event in [*decoder.feed(body), *decoder.close()]:
         acc.feed(event)
     shown: dict[str, Any] = anthropic.render_response(acc.response(), request)
+    assert shown["content"] == [{"type": "text", "text": "All tests pass now."}]
     next_turn = {
         "model": "claude-sonnet-4-5",
         "max_tokens": 1000,
@@ -97,6 +104,20 @@ def test_text_signature_survives_a_claude_code_turn() -> None:
     parsed = anthropic.parse_request(next_turn)
     parsed.model = "gemini-3-pro-preview"
     model = gemini.render_request(parsed, Quirks())["contents"][1]["parts"]
-    assert model == [
-        {"text": "All tests pass now.", "thoughtSignature": "EqkCsigOnLastTextChunk=="}
+    assert model == [{"text": "All tests pass now."}]
+
+
+def test_trailing_text_signature_is_not_streamed_to_claude_code() -> None:
+    gemini, anthropic = get_codec("gemini"), get_codec("anthropic")
+    request = Request(model="gemini-3-pro-preview", messages=[Message("user", [Text("run")])])
+    decoder = gemini.stream_decoder(request)
+    encoder = anthropic.stream_encoder(request)
+    body = (FIXTURES / "gemini3_stream_text_signature.sse").read_bytes()
+    out = b"".join(encoder.encode(e) for e in [*decoder.feed(body), *decoder.close()])
+    sse = SSEDecoder()
+    starts = [
+        orjson.loads(e.data)["content_block"]["type"]
+        for e in [*sse.feed(out), *sse.flush()]
+        if e.event == "content_block_start"
     ]
+    assert starts == ["text"]

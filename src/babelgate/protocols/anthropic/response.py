@@ -34,12 +34,17 @@ JSON = dict[str, Any]
 
 
 def render_response(response: Response, request: Request) -> JSON:
+    content = [b for b in (client_block(p) for p in response.parts) if b is not None]
+    # Claude Code reads the last block as the answer: a bare signature after it (Gemini signs
+    # text parts; giving it back is optional) would leave it with none.
+    while content and content[-1].get("type") == "thinking" and not content[-1]["thinking"]:
+        content.pop()
     return {
         "id": response.id or new_id("msg_"),
         "type": "message",
         "role": "assistant",
         "model": response.model or request.model,
-        "content": [b for b in (client_block(p) for p in response.parts) if b is not None],
+        "content": content,
         "stop_reason": client_stop_reason(response.stop_reason),
         "stop_sequence": response.stop_sequence,
         "usage": usage_body(response.usage),

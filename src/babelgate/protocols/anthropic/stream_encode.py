@@ -9,6 +9,10 @@ The client sees exactly Anthropic's sequence: `message_start`, a `ping`, then pe
 - A thinking block's signature (Anthropic's own, or our envelope for foreign reasoning) is
   sent as one `signature_delta` just before the block's stop, computed from the finished part.
 - A tool call whose arguments never streamed gets them in one `input_json_delta` at its stop.
+- A thinking block with no thinking text (a bare signature, as Gemini attaches to text parts)
+  is held back until the next block starts, and dropped if the message ends instead: Claude
+  Code reads the last block of a message as its answer, and a trailing empty thinking block
+  leaves it with none. Such signatures are optional for the upstream to get back.
 - A StreamError becomes `event: error`; after it the encoder says nothing more.
 """
 
@@ -47,6 +51,7 @@ from .wire import client_stop_reason, usage_body
 
 JSON = dict[str, Any]
 _PING = sse(b'{"type":"ping"}', "ping")
+_THINKING_START: JSON = {"type": "thinking", "thinking": "", "signature": ""}
 _STOP = sse(b'{"type":"message_stop"}', "message_stop")
 
 
@@ -60,6 +65,7 @@ class AnthropicStreamEncoder(StreamEncoder):
         "_client_index",
         "_closed",
         "_held",
+        "_held_signature",
         "_next_index",
         "_open",
         "_request",
@@ -73,6 +79,7 @@ class AnthropicStreamEncoder(StreamEncoder):
         self._args_sent = False
         self._held = ""  # leading whitespace of a text part not opened yet
         self._closed = False  # after an error or message_stop
+        self._held_signature: Reasoning | None = None  # a bare-signature block not yet sent
 
     def ping(self) -> bytes:
         return _PING
@@ -86,7 +93,10 @@ class AnthropicStreamEncoder(StreamEncoder):
     def _reasoning_delta(self, event: ReasoningDelta) -> bytes:
         if not event.text:
             return b""
-        return self._delta({"type": "thinking_delta", "thinking": event.text})
+        out = b""
+        if self._client_index is None and isinstance(self._open, Reasoning):
+            out = self._block_start(_THINKING_START)  # deferred until there is text
+        return out + self._delta({"type": "thinking_delta", "thinking": event.text})
 
     def _args_delta(self, event: ToolArgsDelta) -> bytes:
         if not event.json:
@@ -118,6 +128,7 @@ class AnthropicStreamEncoder(StreamEncoder):
         return _event("message_start", {"type": "message_start", "message": message}) + _PING
 
     def _message_delta(self, event: MessageDelta) -> bytes:
+        self._held_signature = None  # a bare signature at the very end is not shown
         data = {
             "type": "message_delta",
             "delta": {
@@ -133,17 +144,18 @@ class AnthropicStreamEncoder(StreamEncoder):
     def _part_start(self, event: PartStart) -> bytes:
         part = event.part
         out = self._close_open()  # defensive: the contract closes parts before the next
+        if self._held_signature is not None:
+            out += self._whole_reasoning(self._held_signature)
+            self._held_signature = None
         self._open = part
         self._args_sent = False
         self._held = ""
         if isinstance(part, Text):
             return out  # opened at its first non-empty delta
         if isinstance(part, Reasoning):
-            block: JSON
-            if is_native(part) and part.redacted:
-                block = {"type": "redacted_thinking", "data": part.redacted}
-            else:
-                block = {"type": "thinking", "thinking": "", "signature": ""}
+            if not (is_native(part) and part.redacted):
+                return out  # opened at its first thinking text, or sent whole at its stop
+            block: JSON = {"type": "redacted_thinking", "data": part.redacted}
         else:
             block = tool_use_block(part, empty_input=True)
         return out + self._block_start(block)
@@ -179,6 +191,11 @@ class AnthropicStreamEncoder(StreamEncoder):
     def _part_stop(self, event: PartStop) -> bytes:
         part = event.part
         out = b""
+        if self._client_index is None and isinstance(part, Reasoning):
+            if client_signature(part):
+                self._held_signature = part  # no thinking text: wait to see what follows
+            self._open = None
+            return b""
         if self._client_index is not None:
             if isinstance(part, Reasoning) and not (is_native(part) and part.redacted):
                 signature = client_signature(part)
@@ -188,6 +205,12 @@ class AnthropicStreamEncoder(StreamEncoder):
                 arguments = dump_arguments(part.arguments)
                 out += self._delta({"type": "input_json_delta", "partial_json": arguments})
         self._open = None
+        return out + self._close_open()
+
+    def _whole_reasoning(self, part: Reasoning) -> bytes:
+        """A held bare-signature thinking block, sent whole."""
+        out = self._block_start(_THINKING_START)
+        out += self._delta({"type": "signature_delta", "signature": client_signature(part)})
         return out + self._close_open()
 
     def _close_open(self) -> bytes:
