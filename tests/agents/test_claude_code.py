@@ -40,21 +40,6 @@ UPSTREAMS: dict[str, tuple[Callable[[], FakeUpstream], str]] = {
     "gemini3": (lambda: FakeGemini(modes=["gemini3"]), "gemini-3-test"),
 }
 # Known gateway gaps, kept visible: strict, so the mark must go when the gap is fixed.
-KNOWN_GAPS = {
-    "gemini3": "the gateway returns Gemini's text thoughtSignature as a thinking block AFTER "
-    "the text; Claude Code then reports an empty result",
-}
-
-
-def upstream_params() -> list[Any]:
-    return [
-        pytest.param(name, marks=pytest.mark.xfail(reason=KNOWN_GAPS[name], strict=True))
-        if name in KNOWN_GAPS
-        else name
-        for name in UPSTREAMS
-    ]
-
-
 def assert_task_done(run: AgentRun, ws: Workspace, fake: Any) -> None:
     assert run.result is not None, run.explain()
     assert run.result.get("subtype") == "success", run.explain()
@@ -80,7 +65,7 @@ async def test_claude_code_against_fake_anthropic_directly(
 
 
 @pytest.mark.gateway
-@pytest.mark.parametrize("upstream", upstream_params())
+@pytest.mark.parametrize("upstream", UPSTREAMS)
 async def test_claude_code_through_gateway(
     upstream: str, gateway_factory: Any, tmp_path: Path
 ) -> None:
