@@ -22,7 +22,7 @@ run: setup
 agents:
 	bash scripts/install-agents.sh
 
-test: setup agents
+test: setup agents lint
 	$(BIN)/pytest -q -p no:cacheprovider
 
 test-fast: setup
