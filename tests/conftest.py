@@ -6,15 +6,13 @@ subprocess in front of them.
         gw = await gateway_factory(fake_openai, model="gpt-test")
         ...  # talk to gw.url over HTTP, then assert on fake_openai.requests
 
-Tests that need the gateway should carry `@pytest.mark.gateway`; `gateway_factory` skips the
-test while `python -m babelgate serve` does not exist yet (set BABELGATE_REQUIRE_GATEWAY=1 to
-make that a failure instead).
+Tests that need the gateway carry `@pytest.mark.gateway`; a gateway that does not start
+fails the test with its log.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import os
 import subprocess
 import sys
@@ -80,25 +78,6 @@ async def fake_responses() -> AsyncIterator[FakeResponses]:
 # ---------------------------------------------------------------- the gateway
 
 
-@functools.cache
-def gateway_missing() -> str | None:
-    """Why `python -m babelgate serve` cannot run here, or None when it can."""
-    try:
-        done = subprocess.run(
-            [sys.executable, "-m", "babelgate", "serve", "--help"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            cwd=ROOT,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        return "`python -m babelgate serve --help` timed out"
-    if done.returncode != 0:
-        return f"`python -m babelgate serve` is not available: {done.stderr.strip()[-500:]}"
-    return None
-
-
 @dataclass
 class Gateway:
     """A running gateway: `url` (no trailing slash), its config and its log."""
@@ -132,11 +111,6 @@ class GatewayFactory:
     ) -> Gateway:
         """`upstreams`: one fake (named "up"), or provider name -> fake or raw config dict.
         Without `routes`, `default` routes to the first provider's `model`."""
-        reason = gateway_missing()
-        if reason is not None:
-            if os.environ.get("BABELGATE_REQUIRE_GATEWAY") == "1":
-                pytest.fail(reason)
-            pytest.skip(reason)
         config = build_config(upstreams, model, routes, preset, extra)
         gateway = self.spawn(config, env or {})
         self.gateways.append(gateway)
