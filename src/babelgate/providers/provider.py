@@ -32,8 +32,10 @@ class Provider:
         quirks: Quirks,
         headers: Mapping[str, str] | None = None,
         timeout: float = 600.0,
+        preset: str | None = None,
     ) -> None:
         self.name = name
+        self.preset = preset
         self.base_url = base_url.rstrip("/")
         self.quirks = quirks
         self.timeout = timeout

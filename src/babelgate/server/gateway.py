@@ -37,7 +37,7 @@ from babelgate.providers.http import HttpClient, UpstreamResponse
 from babelgate.providers.provider import PROVIDER_TYPES, Provider
 from babelgate.routing import Router, Target
 
-from .passthrough import UsageTap, anthropic_usage, can_pass_through, rewrite_body
+from .passthrough import UsageTap, body_usage, can_pass_through, rewrite_body
 
 log = logging.getLogger("babelgate")
 
@@ -53,6 +53,7 @@ def build_providers(settings: Settings) -> dict[str, Provider]:
             cfg.quirks(),
             headers=cfg.headers,
             timeout=cfg.timeout,
+            preset=cfg.preset,
         )
     return providers
 
@@ -138,7 +139,7 @@ class Gateway:
             provider = self.provider(target)
             attempt = Attempt(target, time.perf_counter())
             try:
-                if can_pass_through(call.codec.name, provider.type, call.raw):
+                if _passes(call, provider):
                     body = await self._pass_complete(call, provider, target, attempt)
                 else:
                     body = await self._translate_complete(call, provider, target, attempt)
@@ -173,7 +174,7 @@ class Gateway:
         upstream = await self.post(provider, provider.url(target.model, False), body,
                                    call.headers)
         raw = await upstream.read()
-        attempt.usage = anthropic_usage(_load_upstream_json(raw, provider).get("usage"))
+        attempt.usage = body_usage(call.codec.name, _load_upstream_json(raw, provider))
         return raw
 
     async def stream(
@@ -187,7 +188,7 @@ class Gateway:
             provider = self.provider(target)
             attempt = Attempt(target, time.perf_counter())
             try:
-                if can_pass_through(call.codec.name, provider.type, call.raw):
+                if _passes(call, provider):
                     opened = await self._pass_stream(call, provider, target, attempt)
                 else:
                     opened = await self._translate_stream(call, provider, target, attempt)
@@ -259,7 +260,7 @@ class Gateway:
         upstream = await self.post(provider, provider.url(target.model, True), body,
                                    call.headers)
         chunks = upstream.iter_chunks()
-        tap = UsageTap()
+        tap = UsageTap(call.codec.name)
         # Hold back the bytes until the first whole event: an `error` event before
         # `message_start` (Anthropic's overloaded_error in a 200 stream) can still fall back.
         held = []
@@ -323,7 +324,15 @@ class Gateway:
         )
 
 
-async def _first_events(chunks: AsyncGenerator[bytes, None], decoder: StreamDecoder) -> list[Event]:
+def _passes(call: Call, provider: Provider) -> bool:
+    return can_pass_through(
+        call.codec.name, provider.type, call.raw, preset=provider.preset, data=call.data
+    )
+
+
+async def _first_events(
+    chunks: AsyncGenerator[bytes, None], decoder: StreamDecoder
+) -> list[Event]:
     """Read until the decoder yields something (or the body ends)."""
     async for chunk in chunks:
         events = decoder.feed(chunk)

@@ -1,6 +1,6 @@
 """Same protocol in and out: forward the client's body, rewrite only what must change.
 
-Rewritten: the model name (to the target's), and max_tokens when the provider clamps it.
+Rewritten: the model name (to the target's), and max tokens when the provider clamps them.
 Everything else goes through as the client sent it, so fields the gateway does not know yet
 (new betas, new block types) still work. The upstream's answer streams back byte for byte;
 `UsageTap` reads usage off it without re-encoding anything.
@@ -8,6 +8,8 @@ Everything else goes through as the client sent it, so fields the gateway does n
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -15,40 +17,58 @@ import orjson
 from babelgate.canonical import Usage
 from babelgate.canonical.carry import ENVELOPE_PREFIX
 from babelgate.protocols import Quirks
+from babelgate.protocols.openai_chat.usage import parse_usage as chat_usage
+from babelgate.protocols.openai_responses.response_in import parse_usage as responses_usage
 from babelgate.protocols.sse import SSEDecoder
 
-# Protocols whose bodies we know how to pass through, with the field that limits output.
-MAX_TOKENS_FIELD = {"anthropic": "max_tokens"}
-
+JSON = dict[str, Any]
 _ENVELOPE_MARK = b'"' + ENVELOPE_PREFIX.encode()
 
 
-def can_pass_through(client_protocol: str, provider_type: str, raw_body: bytes) -> bool:
-    """Pass through when both sides speak the same protocol, unless the history carries
-    reasoning from another provider (our envelopes): that needs the codec to drop it, since
-    an upstream rejects signatures it did not issue."""
-    return (
-        client_protocol == provider_type
-        and client_protocol in MAX_TOKENS_FIELD
-        and _ENVELOPE_MARK not in raw_body
-    )
+def can_pass_through(
+    client_protocol: str, provider_type: str, raw_body: bytes, *, preset: str | None = None,
+    data: JSON | None = None,
+) -> bool:
+    """Pass through when both sides speak the same protocol, except:
+    - the history carries reasoning from another provider (our envelopes): the codec must drop
+      it, since an upstream rejects signatures it did not issue;
+    - an OpenAI-compatible upstream with a preset: its quirks (reasoning controls, limits,
+      fields it rejects) need the translation the codec does;
+    - a Responses request that relies on stored state (`store` not false, or
+      `previous_response_id`): the gateway keeps that state, so it must see the output."""
+    if client_protocol != provider_type or client_protocol not in SPECS:
+        return False
+    if _ENVELOPE_MARK in raw_body:
+        return False
+    if client_protocol == "openai":
+        return preset is None
+    if client_protocol == "openai-responses":
+        return data is not None and data.get("store") is False and not data.get(
+            "previous_response_id"
+        )
+    return True
 
 
-def rewrite_body(protocol: str, data: dict[str, Any], model: str, quirks: Quirks) -> bytes:
+def rewrite_body(protocol: str, data: JSON, model: str, quirks: Quirks) -> bytes:
     """The client's body for one target: its model name, and max tokens clamped."""
     out = dict(data)  # shallow: the caller's dict serves the next fallback target unchanged
     out["model"] = model
-    field = MAX_TOKENS_FIELD[protocol]
     limit = quirks.max_tokens
-    requested = out.get(field)
-    if limit is not None and isinstance(requested, int) and requested > limit:
-        out[field] = limit
-        thinking = out.get("thinking")
-        if isinstance(thinking, dict) and isinstance(thinking.get("budget_tokens"), int):
-            # Anthropic requires budget_tokens < max_tokens.
-            budget = min(thinking["budget_tokens"], limit - 1)
-            out["thinking"] = {**thinking, "budget_tokens": max(budget, 1024)}
+    if limit is not None:
+        for field in SPECS[protocol].max_tokens_fields:
+            requested = out.get(field)
+            if isinstance(requested, int) and requested > limit:
+                out[field] = limit
+                _fit_thinking_budget(out, limit)
     return orjson.dumps(out)
+
+
+def _fit_thinking_budget(body: JSON, limit: int) -> None:
+    thinking = body.get("thinking")
+    if isinstance(thinking, dict) and isinstance(thinking.get("budget_tokens"), int):
+        # Anthropic requires budget_tokens < max_tokens.
+        budget = min(thinking["budget_tokens"], limit - 1)
+        body["thinking"] = {**thinking, "budget_tokens": max(budget, 1024)}
 
 
 def anthropic_usage(data: Any) -> Usage:
@@ -63,48 +83,126 @@ def anthropic_usage(data: Any) -> Usage:
     )
 
 
+def body_usage(protocol: str, body: JSON) -> Usage:
+    """Usage from a whole (non-streamed) response body."""
+    return SPECS[protocol].body_usage(body)
+
+
 class UsageTap:
-    """Watches an Anthropic event stream go by and keeps the usage and any error it reports.
-    Only `message_start`, `message_delta` and `error` events are parsed. `events` counts the
-    events seen and `error_data` keeps an error event's raw data, so the caller can tell a
-    stream that failed before it started (worth a fallback) from one that did start."""
+    """Watches an upstream's event stream go by and keeps the usage and any error it reports,
+    parsing only the events that can carry them. `events` counts the events seen, `started`
+    says whether real output began, and `error_data` keeps an error as a `{"error": ...}` body,
+    so the caller can tell a stream that failed before it started (worth a fallback) from one
+    that did start."""
 
-    __slots__ = ("_sse", "error_data", "error_message", "events", "started", "usage")
+    __slots__ = ("_spec", "_sse", "error_data", "events", "started", "usage")
 
-    def __init__(self) -> None:
+    def __init__(self, protocol: str) -> None:
+        self._spec = SPECS[protocol]
         self._sse = SSEDecoder()
         self.usage = Usage()
-        self.error_message: str | None = None
         self.error_data: str | None = None
         self.events = 0
         self.started = False
 
     def feed(self, chunk: bytes) -> None:
+        spec = self._spec
         for event in self._sse.feed(chunk):
             self.events += 1
-            if event.event == "message_start":
+            if spec.interesting(event.event, event.data):
+                spec.read(self, event.event, _loads(event.data))
+            elif not self.started and spec.starts(event.event):
                 self.started = True
-                message = _loads(event.data).get("message")
-                if isinstance(message, dict):
-                    self.usage = anthropic_usage(message.get("usage"))
-            elif event.event == "message_delta":
-                self._merge(anthropic_usage(_loads(event.data).get("usage")))
-            elif event.event == "error":
-                self.error_data = event.data
-                error = _loads(event.data).get("error")
-                message = error.get("message") if isinstance(error, dict) else None
-                self.error_message = str(message or "error")
 
-    def _merge(self, delta: Usage) -> None:
-        # message_delta usage is cumulative; input fields are often absent there (0).
+    def merge(self, delta: Usage) -> None:
+        # Usage in later events is cumulative; fields they leave out (0) keep their value.
         usage = self.usage
         usage.output_tokens = delta.output_tokens or usage.output_tokens
         usage.input_tokens = delta.input_tokens or usage.input_tokens
         usage.cache_read_tokens = delta.cache_read_tokens or usage.cache_read_tokens
         usage.cache_write_tokens = delta.cache_write_tokens or usage.cache_write_tokens
+        usage.reasoning_tokens = delta.reasoning_tokens or usage.reasoning_tokens
+
+    def fail(self, error: Any) -> None:
+        self.error_data = orjson.dumps({"error": error}).decode()
 
 
-def _loads(data: str) -> dict[str, Any]:
+# ---------------------------------------------------------------- per-protocol knowledge
+
+
+@dataclass(frozen=True, slots=True)
+class PassThroughSpec:
+    max_tokens_fields: tuple[str, ...]
+    body_usage: Callable[[JSON], Usage]
+    interesting: Callable[[str | None, str], bool]  # (event name, raw data): parse it?
+    read: Callable[[UsageTap, str | None, JSON], None]
+    starts: Callable[[str | None], bool]  # an uninteresting event that means output began
+
+
+def _anthropic_read(tap: UsageTap, name: str | None, data: JSON) -> None:
+    if name == "message_start":
+        tap.started = True
+        message = data.get("message")
+        if isinstance(message, dict):
+            tap.usage = anthropic_usage(message.get("usage"))
+    elif name == "message_delta":
+        tap.merge(anthropic_usage(data.get("usage")))
+    elif name == "error":
+        tap.fail(data.get("error"))
+
+
+def _chat_read(tap: UsageTap, name: str | None, data: JSON) -> None:
+    if data.get("error") is not None:
+        tap.fail(data["error"])
+        return
+    tap.started = True
+    usage = data.get("usage")
+    if isinstance(usage, dict):
+        tap.merge(chat_usage(usage))
+
+
+_RESPONSES_TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
+
+
+def _responses_read(tap: UsageTap, name: str | None, data: JSON) -> None:
+    if name == "error":
+        tap.fail({"message": data.get("message"), "code": data.get("code")})
+        return
+    response = data.get("response")
+    if not isinstance(response, dict):
+        return
+    if name == "response.failed":
+        tap.fail(response.get("error") or {"message": "the upstream response failed"})
+    tap.merge(responses_usage(response.get("usage")))
+
+
+SPECS: dict[str, PassThroughSpec] = {
+    "anthropic": PassThroughSpec(
+        max_tokens_fields=("max_tokens",),
+        body_usage=lambda body: anthropic_usage(body.get("usage")),
+        interesting=lambda name, _: name in ("message_start", "message_delta", "error"),
+        read=_anthropic_read,
+        starts=lambda name: False,  # message_start is read above
+    ),
+    "openai": PassThroughSpec(
+        max_tokens_fields=("max_tokens", "max_completion_tokens"),
+        body_usage=lambda body: chat_usage(body.get("usage") or {}),
+        # Chunks are unnamed; only those that mention usage or an error need parsing.
+        interesting=lambda _, raw: '"usage":{' in raw or '"error"' in raw,
+        read=_chat_read,
+        starts=lambda name: True,
+    ),
+    "openai-responses": PassThroughSpec(
+        max_tokens_fields=("max_output_tokens",),
+        body_usage=lambda body: responses_usage(body.get("usage")),
+        interesting=lambda name, _: name in _RESPONSES_TERMINAL or name == "error",
+        read=_responses_read,
+        starts=lambda name: name == "response.created",
+    ),
+}
+
+
+def _loads(data: str) -> JSON:
     try:
         value = orjson.loads(data)
     except orjson.JSONDecodeError:
