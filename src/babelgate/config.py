@@ -96,11 +96,22 @@ class ProviderConfig(BaseModel):
         return self._quirks
 
 
+class StorageConfig(BaseModel):
+    """Where babelgate keeps state (Responses conversations for previous_response_id)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # None: $XDG_DATA_HOME/babelgate/babelgate.db, else ~/.local/share/babelgate/babelgate.db
+    path: str | None = None
+    responses_ttl_days: float = Field(default=30, gt=0)
+
+
 class Settings(BaseModel):
     server: ServerConfig
     providers: dict[str, ProviderConfig]
     routes: dict[str, list[str]]  # normalised: a single target string becomes a one-item list
     source: str  # "path/to/file.yaml" or "environment" (for /health and errors)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
 
 
 class _FileConfig(BaseModel):
@@ -111,6 +122,7 @@ class _FileConfig(BaseModel):
     server: ServerConfig = Field(default_factory=ServerConfig)
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     routes: dict[str, list[str]] = Field(default_factory=dict)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
 
     @field_validator("routes", mode="before")
     @classmethod
@@ -146,7 +158,8 @@ def _load_file(path: Path, env: Mapping[str, str]) -> Settings:
         raise ConfigError(_describe(exc, where)) from None
     _check_routes(parsed.routes, parsed.providers, where)
     return Settings(
-        server=parsed.server, providers=parsed.providers, routes=parsed.routes, source=where
+        server=parsed.server, providers=parsed.providers, routes=parsed.routes, source=where,
+        storage=parsed.storage,
     )
 
 
@@ -244,6 +257,8 @@ def _known_fields(parent: tuple[str, ...]) -> list[str]:
     model: type[BaseModel] = _FileConfig
     if parent == ("server",):
         model = ServerConfig
+    elif parent == ("storage",):
+        model = StorageConfig
     elif len(parent) == 2 and parent[0] == "providers":
         model = ProviderConfig
     return list(model.model_fields)
@@ -259,6 +274,7 @@ def _hint_for(loc: tuple[str, ...]) -> str:
         "port": "use a port number between 1 and 65535",
         "max_tokens": "use a positive whole number, or remove the field",
         "timeout": "use a positive number of seconds",
+        "responses_ttl_days": "use a positive number of days",
     }
     if last in hints:
         return hints[last]
