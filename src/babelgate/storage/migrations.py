@@ -1,0 +1,65 @@
+"""Ordered, named schema migrations for babelgate's SQLite database.
+
+What this module promises:
+- `migrate(conn)` brings any database (new or older) to the current schema and returns the
+  names it applied. Each migration runs once, in the order of `MIGRATIONS`, inside its own
+  transaction, and is recorded by name in `schema_version`.
+- Migrations are never edited or reordered once released: a change of schema is a new
+  function appended to the list.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable
+
+Migration = Callable[[sqlite3.Connection], None]
+MIGRATIONS: list[tuple[str, Migration]] = []
+
+
+def migration(fn: Migration) -> Migration:
+    """Register `fn` as the next migration, under its function name."""
+    MIGRATIONS.append((fn.__name__, fn))
+    return fn
+
+
+def migrate(conn: sqlite3.Connection) -> list[str]:
+    """Apply what `conn` lacks; `conn` must be in autocommit mode (isolation_level=None)."""
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_version (name TEXT PRIMARY KEY, applied_at REAL)"
+    )
+    done = {row[0] for row in conn.execute("SELECT name FROM schema_version")}
+    applied = []
+    for name, fn in MIGRATIONS:
+        if name in done:
+            continue
+        # One transaction per migration (the connection is in autocommit mode, so DDL is
+        # transactional only inside an explicit BEGIN): a failure leaves it unrecorded.
+        conn.execute("BEGIN")
+        try:
+            fn(conn)
+            conn.execute(
+                "INSERT INTO schema_version (name, applied_at) VALUES (?, ?)", (name, time.time())
+            )
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        applied.append(name)
+    return applied
+
+
+@migration
+def m001_responses(conn: sqlite3.Connection) -> None:
+    # input: the conversation up to this response (JSON array of Responses input items);
+    # response: the response object as the client received it (its `output` continues it).
+    conn.execute(
+        """CREATE TABLE responses (
+            id TEXT PRIMARY KEY,
+            created_at REAL NOT NULL,
+            input BLOB NOT NULL,
+            response BLOB NOT NULL
+        )"""
+    )
+    conn.execute("CREATE INDEX responses_created_at ON responses (created_at)")

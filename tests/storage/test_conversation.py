@@ -1,0 +1,131 @@
+"""Conversations.prepare (history expansion, 404, store:false) and Recorder (whole bodies
+and streams written by the real Responses stream encoder)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+from babelgate.canonical import (
+    Event,
+    MessageDelta,
+    MessageStart,
+    MessageStop,
+    PartStart,
+    PartStop,
+    Reasoning,
+    Request,
+    Text,
+    TextDelta,
+    Usage,
+)
+from babelgate.protocols.openai_responses.stream_out import ResponsesStreamEncoder
+from babelgate.storage.conversation import Conversations, PreviousResponseNotFound, Recorder
+from babelgate.storage.responses import ResponseStore, StoredResponse
+
+USER = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Hi"}]}
+ANSWER = {"id": "msg_1", "type": "message", "role": "assistant", "status": "completed",
+          "content": [{"type": "output_text", "text": "Hello!", "annotations": []}]}
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[ResponseStore]:
+    s = ResponseStore(tmp_path / "c.db")
+    yield s
+    await s.close()
+
+
+async def test_store_false_without_previous_touches_nothing(
+    store: ResponseStore, tmp_path: Path
+) -> None:
+    body = {"model": "m", "input": "Hi", "store": False}
+    out, recorder = await Conversations(store).prepare(body)
+    assert out is body and recorder is None
+    assert not (tmp_path / "c.db").exists()
+
+
+async def test_previous_response_expands_input_but_not_instructions(
+    store: ResponseStore,
+) -> None:
+    store.put(StoredResponse("resp_1", 0.0 + 1e12, [USER],
+                             {"id": "resp_1", "status": "completed", "output": [ANSWER]}))
+    body = {"model": "m", "instructions": "Be terse.", "previous_response_id": "resp_1",
+            "input": "And now?"}
+    out, recorder = await Conversations(store).prepare(body)
+    assert out["instructions"] == "Be terse."  # this request's own, untouched
+    assert out["input"] == [
+        USER, ANSWER,
+        {"type": "message", "role": "user",
+         "content": [{"type": "input_text", "text": "And now?"}]},
+    ]
+    assert recorder is not None
+
+
+async def test_unknown_previous_response_is_404(store: ResponseStore) -> None:
+    with pytest.raises(PreviousResponseNotFound) as caught:
+        await Conversations(store).prepare(
+            {"model": "m", "input": "x", "previous_response_id": "resp_nope", "store": False}
+        )
+    assert caught.value.status == 404
+    assert caught.value.body() == {"error": {
+        "message": "Previous response with id 'resp_nope' not found.",
+        "type": "invalid_request_error",
+        "param": "previous_response_id",
+        "code": "previous_response_not_found",
+    }}
+
+
+async def test_recorder_keeps_a_whole_body(store: ResponseStore) -> None:
+    recorder = Recorder(store, [USER])
+    recorder.whole(orjson.dumps({"id": "resp_w", "status": "completed", "output": [ANSWER]}))
+    got = await store.get("resp_w")
+    assert got is not None and got.input == [USER] and got.output == [ANSWER]
+
+
+async def test_recorder_ignores_failed_responses(store: ResponseStore) -> None:
+    recorder = Recorder(store, [USER])
+    recorder.whole(orjson.dumps({"id": "resp_f", "status": "failed", "output": []}))
+    assert recorder.kept is None and await store.get("resp_f") is None
+
+
+def _stream_chunks() -> list[bytes]:
+    request = Request(model="m", messages=[], stream=True)
+    encoder = ResponsesStreamEncoder(request)
+    thinking = Reasoning(text="Let me think.", signature="sig-abc", origin="anthropic")
+    events: list[list[Event]] = [
+        [MessageStart(id="resp_stream1", model="m", usage=Usage(input_tokens=5))],
+        [PartStart(0, thinking)],
+        [PartStop(0, thinking), PartStart(1, Text(""))],
+        [TextDelta(1, "Hel")],
+        [TextDelta(1, "lo")],
+        [PartStop(1, Text("Hello")),
+         MessageDelta(stop_reason="end_turn", usage=Usage(output_tokens=3)), MessageStop()],
+    ]
+    return [b"".join(encoder.encode(e) for e in batch) for batch in events]
+
+
+async def test_recorder_takes_the_final_event_of_a_stream(store: ResponseStore) -> None:
+    recorder = Recorder(store, [USER])
+    for chunk in _stream_chunks():
+        recorder.feed(chunk)
+    assert recorder.kept == "resp_stream1"
+    got = await store.get("resp_stream1")
+    assert got is not None
+    kinds = [item["type"] for item in got.output]
+    assert kinds == ["reasoning", "message"]
+    assert got.output[0]["encrypted_content"]  # the signature, in our envelope
+    assert got.output[1]["content"][0]["text"] == "Hello"
+
+
+async def test_recorder_copes_with_a_final_event_split_over_chunks(
+    store: ResponseStore,
+) -> None:
+    whole = b"".join(_stream_chunks())
+    recorder = Recorder(store, [USER])
+    at = whole.index(b"event: response.completed")
+    for chunk in (whole[: at + 40], whole[at + 40: at + 400], whole[at + 400:]):
+        recorder.feed(chunk)
+    assert recorder.kept == "resp_stream1"
