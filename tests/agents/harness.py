@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +127,110 @@ def tool_results_seen(fake: FakeUpstream) -> list[str]:
     return seen
 
 
-# Codex (next issue): `agent_binary("codex")`, a `codex exec --json` runner with
-# OPENAI_BASE_URL pointing at the gateway's /v1 and a config.toml in the sandbox HOME, and
-# tests/agents/test_codex.py mirroring test_claude_code.py over the same upstream fakes.
+# ---------------------------------------------------------------- Codex
+
+CODEX_MODEL = "gpt-5.5"  # what Codex asks for; the gateway routes it to the fake's model
+
+
+@dataclass
+class CodexRun(AgentRun):
+    """`codex exec --json`: `events` are its JSONL lines, `last_message` the final answer
+    (from `--output-last-message`)."""
+
+    events: list[Any] = field(default_factory=list)
+    last_message: str = ""
+
+    def usage(self) -> dict[str, Any]:
+        done = [e for e in self.events if e.get("type") == "turn.completed"]
+        return dict(done[-1].get("usage") or {}) if done else {}
+
+    def commands(self) -> list[dict[str, Any]]:
+        """The shell commands Codex ran (completed `command_execution` items)."""
+        return [
+            e["item"]
+            for e in self.events
+            if e.get("type") == "item.completed"
+            and e.get("item", {}).get("type") == "command_execution"
+        ]
+
+
+def codex_config(base_url: str, model: str = CODEX_MODEL) -> str:
+    """config.toml for a sandboxed Codex pointed at `base_url` (an OpenAI-style /v1 root).
+
+    Everything that would reach the internet is off: the update check, analytics, feedback,
+    OpenTelemetry, and the curated plugin sync (`features.plugins`, which otherwise clones
+    github.com/openai/plugins and calls api.github.com and chatgpt.com at startup; observed
+    with strace on 0.169.0). `--strict-config` in `run_codex` proves every key is known.
+    """
+    return f"""\
+model = "{model}"
+model_provider = "babelgate"
+check_for_update_on_startup = false
+
+[model_providers.babelgate]
+name = "babelgate"
+base_url = "{base_url}"
+env_key = "BABELGATE_KEY"
+wire_api = "responses"
+
+[analytics]
+enabled = false
+
+[feedback]
+enabled = false
+
+[otel]
+exporter = "none"
+trace_exporter = "none"
+metrics_exporter = "none"
+
+[features]
+plugins = false
+"""
+
+
+def codex_env(home: Path, api_key: str) -> dict[str, str]:
+    """Only what Codex needs: a sandbox HOME and CODEX_HOME, the provider key."""
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(home),
+        "CODEX_HOME": str(home / ".codex"),
+        "BABELGATE_KEY": api_key,
+    }
+
+
+async def run_codex(
+    base_url: str,
+    ws: Workspace,
+    prompt: str = PROMPT,
+    api_key: str = "sk-anything",
+    model: str = CODEX_MODEL,
+) -> CodexRun:
+    """`codex exec` with no sandbox and no approvals (the workspace is a throwaway tmp dir);
+    `base_url` is the /v1 root (the gateway's, or a Responses fake's)."""
+    binary = agent_binary("codex")
+    assert binary is not None, "run scripts/install-agents.sh first"
+    codex_home = ws.home / ".codex"
+    codex_home.mkdir(exist_ok=True)
+    (codex_home / "config.toml").write_text(codex_config(base_url, model))
+    last = ws.home / "last-message.txt"
+    command = [
+        str(binary),
+        "exec",
+        "--dangerously-bypass-approvals-and-sandbox",
+        "--skip-git-repo-check",
+        "--strict-config",
+        "--json",
+        "--output-last-message",
+        str(last),
+        prompt,
+    ]
+    run = await run_agent(command, codex_env(ws.home, api_key), ws.workdir)
+    events = []
+    for line in run.stdout.splitlines():
+        try:
+            events.append(orjson.loads(line))
+        except orjson.JSONDecodeError:
+            continue  # not an event (Codex prints only JSONL on stdout with --json)
+    message = last.read_text() if last.exists() else ""
+    return CodexRun(run.returncode, run.stdout, run.stderr, None, events, message)

@@ -61,6 +61,8 @@ RESPONSES_FIELDS = frozenset(
         "background",
         "conversation",
         "context_management",
+        # Codex sends it to api.openai.com on every turn (string map: session/turn ids).
+        "client_metadata",
     }
 )
 ITEM_TYPES = frozenset(
