@@ -19,6 +19,8 @@ from babelgate.canonical import GatewayError, StreamError
 from babelgate.config import Settings
 from babelgate.protocols import Codec, get_codec
 from babelgate.routing import Target
+from babelgate.storage.conversation import Conversations, PreviousResponseNotFound, Recorder
+from babelgate.storage.responses import ResponseStore, default_db_path
 
 from .asgi import (
     JSON_HEADERS,
@@ -40,6 +42,9 @@ log = logging.getLogger("babelgate")
 
 Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
 
+# GET/DELETE of a stored response: /v1/responses/{id}
+STORED_RESPONSE_PREFIXES = ("/v1/responses/", "/responses/")
+
 # Inbound protocol by path.
 GENERATE_PATHS = {
     "/v1/messages": "anthropic",
@@ -55,6 +60,12 @@ class App:
         self.settings = settings
         self.gateway = Gateway(settings)
         self.started = time.time()
+        storage = settings.storage
+        # Responses clients' conversations (previous_response_id). Nothing opens the database
+        # before a Responses request asks to store or continue one.
+        self.conversations = Conversations(ResponseStore(
+            storage.path or default_db_path(), storage.responses_ttl_days
+        ))
         self.routes: dict[tuple[str, str], Handler] = {
             ("POST", "/v1/messages/count_tokens"): self.count_tokens,
             ("GET", "/v1/models"): self.models,
@@ -72,6 +83,8 @@ class App:
             if len(path) > 1 and path.endswith("/"):
                 path = path.rstrip("/")
             handler = self.routes.get((scope["method"], path))
+            if handler is None and path.startswith(STORED_RESPONSE_PREFIXES):
+                handler = self.stored_response
             if handler is None:
                 await self.not_found(scope, receive, send)
                 return
@@ -86,9 +99,11 @@ class App:
             if message["type"] == "lifespan.startup":
                 tokens.encoding()  # load the tokenizer now, not on the first count
                 await self.gateway.start()
+                await self.conversations.store.start()  # prunes expired responses
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.gateway.stop()
+                await self.conversations.store.close()  # finishes queued writes
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -102,21 +117,29 @@ class App:
         return handler
 
     async def generate(self, codec: Codec, scope: Scope, receive: Receive, send: Send) -> None:
+        recorder: Recorder | None = None
         try:
             raw = await read_body(receive)
             data = parse_json_object(raw)
+            if codec.name == "openai-responses":  # stored conversations; see storage/
+                data, recorder = await self.conversations.prepare(data)
             request = codec.parse_request(data)
             targets = self.gateway.router.resolve(request.model)
+        except PreviousResponseNotFound as missing:
+            await send_json(send, missing.status, missing.body())
+            return
         except GatewayError as error:
             await send_error(send, codec, error)
             return
         call = Call(codec, request, data, raw, header_map(scope))
         if request.stream:
-            await cancel_on_disconnect(receive, self._stream(call, targets, send))
+            await cancel_on_disconnect(receive, self._stream(call, targets, send, recorder))
         else:
-            await cancel_on_disconnect(receive, self._complete(call, targets, send))
+            await cancel_on_disconnect(receive, self._complete(call, targets, send, recorder))
 
-    async def _complete(self, call: Call, targets: list[Target], send: Send) -> None:
+    async def _complete(
+        self, call: Call, targets: list[Target], send: Send, recorder: Recorder | None = None
+    ) -> None:
         try:
             body, target = await self.gateway.complete(call, targets)
         except GatewayError as error:
@@ -126,9 +149,13 @@ class App:
             log.exception("internal error serving %s", call.request.model)
             await send_error(send, call.codec, internal_error(exc))
             return
+        if recorder is not None:  # before sending: the client's next turn must find it
+            recorder.whole(body)
         await send_bytes(send, 200, body, _json_headers(target))
 
-    async def _stream(self, call: Call, targets: list[Target], send: Send) -> None:
+    async def _stream(
+        self, call: Call, targets: list[Target], send: Send, recorder: Recorder | None = None
+    ) -> None:
         try:
             first, rest, target = await self.gateway.stream(call, targets)
         except GatewayError as error:
@@ -140,9 +167,13 @@ class App:
             return
         await send({"type": "http.response.start", "status": 200,
                     "headers": [*SSE_HEADERS, _target_header(target)]})
+        if recorder is not None:  # keeps the final response object before it is sent
+            recorder.feed(first)
         await send({"type": "http.response.body", "body": first, "more_body": True})
         try:
             async for chunk in rest:
+                if recorder is not None:
+                    recorder.feed(chunk)
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
         except Exception as exc:
             log.exception("internal error while streaming %s", call.request.model)
@@ -191,6 +222,26 @@ class App:
             "providers": [p.describe() for p in self.gateway.providers.values()],
             "uptime_s": round(time.time() - self.started, 1),
         })
+
+    async def stored_response(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """GET or DELETE /v1/responses/{id}: a response kept for previous_response_id."""
+        rid = scope["path"].rstrip("/").rsplit("/", 1)[-1]
+        store = self.conversations.store
+        if scope["method"] == "GET":
+            stored = await store.get(rid)
+            if stored is not None:
+                await send_json(send, 200, stored.response)
+                return
+        elif scope["method"] == "DELETE":
+            if await store.delete(rid):
+                await send_json(send, 200, {"id": rid, "object": "response", "deleted": True})
+                return
+        else:
+            await self.not_found(scope, receive, send)
+            return
+        await send_error(send, get_codec("openai-responses"), GatewayError(
+            "not_found", f"Response with id '{rid}' not found.", param="response_id"
+        ))
 
     async def drop_telemetry(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Claude Code posts its telemetry here when pointed at a gateway: accept, drop."""

@@ -157,7 +157,7 @@ class Gateway:
     async def _translate_complete(
         self, call: Call, provider: Provider, target: Target, attempt: Attempt
     ) -> bytes:
-        upstream_request = replace(call.request, model=target.model, stream=False)
+        upstream_request = _upstream_request(call.request, target.model, False)
         upstream = await self.send(provider, upstream_request, call.headers)
         raw = await upstream.read()
         response = provider.codec.parse_response(
@@ -205,7 +205,7 @@ class Gateway:
     async def _translate_stream(
         self, call: Call, provider: Provider, target: Target, attempt: Attempt
     ) -> tuple[bytes, AsyncIterator[bytes]]:
-        upstream_request = replace(call.request, model=target.model, stream=True)
+        upstream_request = _upstream_request(call.request, target.model, True)
         upstream = await self.send(provider, upstream_request, call.headers)
         encoder = call.codec.stream_encoder(call.request)
         if not upstream.is_event_stream:
@@ -328,6 +328,13 @@ def _passes(call: Call, provider: Provider) -> bool:
     return can_pass_through(
         call.codec.name, provider.type, call.raw, preset=provider.preset, data=call.data
     )
+
+
+def _upstream_request(request: Request, model: str, stream: bool) -> Request:
+    """The client's request as one target gets it. `previous_response_id` is dropped: the
+    gateway resolved it into the history already (storage/conversation.py), and no upstream
+    knows our ids. The client's Request keeps it, so its response echoes it."""
+    return replace(request, model=model, stream=stream, previous_response_id=None)
 
 
 async def _first_events(
