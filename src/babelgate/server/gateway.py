@@ -29,6 +29,7 @@ from babelgate.canonical import (
     Request,
     StreamError,
     Usage,
+    invalid,
 )
 from babelgate.canonical.stream import response_events
 from babelgate.config import Settings
@@ -333,7 +334,15 @@ def _passes(call: Call, provider: Provider) -> bool:
 def _upstream_request(request: Request, model: str, stream: bool) -> Request:
     """The client's request as one target gets it. `previous_response_id` is dropped: the
     gateway resolved it into the history already (storage/conversation.py), and no upstream
-    knows our ids. The client's Request keeps it, so its response echoes it."""
+    knows our ids. The client's Request keeps it, so its response echoes it.
+    Several choices (`n` > 1) cannot be translated: every codec carries one answer, so say so
+    rather than silently return one."""
+    if request.n is not None and request.n > 1:
+        raise invalid(
+            f"`n` = {request.n} (several choices) needs an OpenAI Chat upstream without a "
+            f"preset; model {request.model!r} is served by translation, which returns one "
+            "choice: send n=1 or omit it", "n",
+        )
     return replace(request, model=model, stream=stream, previous_response_id=None)
 
 
