@@ -16,7 +16,7 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 from tests.conftest import Gateway, GatewayFactory
-from tests.fakes import FakeAnthropic, FakeGemini, FakeOpenAI, FakeUpstream
+from tests.fakes import FakeAnthropic, FakeGemini, FakeOpenAI, FakeResponses, FakeUpstream
 from tests.fakes.core import RecordedRequest, Reply, free_port
 
 # Distinctive keys, so a test can search every response body and the log for them.
@@ -27,6 +27,7 @@ KEYS = {
     "ge": "AIza-SECRET-5e6f",
     "fa": "sk-fa-SECRET-0a0a",
     "fb": "sk-fb-SECRET-0b0b",
+    "rs": "sk-rs-SECRET-1c1c",
 }
 
 SHORT_TIMEOUT = 0.6  # seconds, for provider oa_quick
@@ -37,6 +38,7 @@ ROUTES: dict[str, Any] = {
     "ds-client": "ds/deepseek-reasoner",
     "claude-client": "an/claude-up",
     "gem-client": "ge/gemini-up",
+    "resp-client": "rs/gpt-resp-up",
     "fallback": ["fa/model-a", "fb/model-b"],
     "fallback-refused": ["dead/model-x", "fb/model-b"],
     # Pass-through (anthropic -> anthropic) and translation in one fallback list, both ways.
@@ -84,10 +86,11 @@ class Stack:
     ge: FakeGemini
     fa: FakeOpenAI
     fb: FakeOpenAI
+    rs: FakeResponses
 
     @property
     def fakes(self) -> list[FakeUpstream]:
-        return [self.oa, self.ds, self.an, self.ge, self.fa, self.fb]
+        return [self.oa, self.ds, self.an, self.ge, self.fa, self.fb, self.rs]
 
 
 def reset(fake: FakeUpstream) -> None:
@@ -107,6 +110,7 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
         "ge": FakeGemini(api_key=KEYS["ge"], modes=("gemini3",)),
         "fa": FakeOpenAI(api_key=KEYS["fa"]),
         "fb": FakeOpenAI(api_key=KEYS["fb"]),
+        "rs": FakeResponses(api_key=KEYS["rs"]),
     }
     for fake in fakes.values():
         await fake.start()
