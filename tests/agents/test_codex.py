@@ -182,3 +182,74 @@ async def test_codex_apply_patch_through_gateway(
         assert tool_results_seen(fake), fake.requests[-1].body
         assert run.last_message.startswith("The command printed:"), run.explain()
         assert fake.rejections == []
+
+
+@pytest.mark.gateway
+@pytest.mark.parametrize("upstream", ("openai", "anthropic", "gemini"))
+async def test_codex_parallel_shell_calls_through_gateway(
+    upstream: str, gateway_factory: Any, tmp_path: Path
+) -> None:
+    """Two calls in one turn (Codex sends parallel_tool_calls: true): both run, both outputs
+    go back in one upstream turn, each answering its own call."""
+    make_fake, model = UPSTREAMS[upstream]
+    async with make_fake() as fake:
+        ws = make_workspace(tmp_path)
+        (ws.workdir / "second.txt").write_text("second-" + ws.token + "\n")
+        fake.queue(
+            Reply(
+                tool_calls=[
+                    ToolCall("exec_command", {"cmd": "cat marker.txt"}),
+                    ToolCall("exec_command", {"cmd": "cat second.txt"}),
+                ]
+            )
+        )
+        gateway = await gateway_factory(fake, model=model, routes={CODEX_MODEL: f"up/{model}"})
+        run = await run_codex(gateway.url + "/v1", ws, prompt="Show both files.")
+        assert run.returncode == 0, run.explain()
+        assert len(run.commands()) == 2, run.explain()
+        results = fake.view(fake.requests[-1].body).tool_results
+        assert len(results) == 2, fake.requests[-1].body
+        joined = "\n".join(results)
+        assert ws.token in joined and "second-" + ws.token in joined
+        assert "second-" + ws.token in run.last_message
+        assert fake.rejections == []
+
+
+@pytest.mark.gateway
+@pytest.mark.parametrize("upstream", ("openai", "anthropic", "gemini"))
+async def test_codex_sees_upstream_error(
+    upstream: str, gateway_factory: Any, tmp_path: Path
+) -> None:
+    """A refused request reaches Codex as a failed turn quoting the upstream's message, and
+    Codex stops (a 400 is not worth retrying)."""
+    make_fake, model = UPSTREAMS[upstream]
+    async with make_fake() as fake:
+        fake.queue(Reply(status=400, error="context too long for this test model"))
+        gateway = await gateway_factory(fake, model=model, routes={CODEX_MODEL: f"up/{model}"})
+        ws = make_workspace(tmp_path)
+        run = await run_codex(gateway.url + "/v1", ws)
+        assert run.returncode != 0, run.explain()
+        failed = [e for e in run.events if e.get("type") == "turn.failed"]
+        assert failed, run.explain()
+        assert "context too long for this test model" in failed[-1]["error"]["message"]
+        assert len(fake.requests) == 1
+
+
+@pytest.mark.gateway
+@pytest.mark.parametrize("upstream", ("openai", "anthropic", "gemini"))
+async def test_codex_retries_a_cut_stream(
+    upstream: str, gateway_factory: Any, tmp_path: Path
+) -> None:
+    """An upstream stream dropped mid-answer must not look complete to Codex: it retries the
+    request (Codex retries streams that end without response.completed) and finishes."""
+    make_fake, model = UPSTREAMS[upstream]
+    async with make_fake() as fake:
+        # Long enough for every protocol's stream to be cut inside the text.
+        text = "This answer never ends because the connection drops in the middle of it all."
+        fake.queue(Reply(text=text, cut_stream_after=3))
+        gateway = await gateway_factory(fake, model=model, routes={CODEX_MODEL: f"up/{model}"})
+        ws = make_workspace(tmp_path)
+        run = await run_codex(gateway.url + "/v1", ws)
+        assert_task_done(run, ws, fake)
+        assert "never ends" not in run.last_message
+        assert len(fake.requests) == 3, run.explain()  # the cut one, the retry, the final turn
