@@ -84,7 +84,12 @@ class ResponseStore:
 
     # ------------------------------------------------------------ operations (event loop)
     def put(self, record: StoredResponse) -> None:
-        """Keep `record` now, write it in the background."""
+        """Keep `record` now, write it in the background.
+
+        Why not await the write before the client's last bytes: measured on the 2-core dev
+        box, a write (24 KB of history) takes ~0.1 ms at p50 but ~8 ms at p99 (WAL
+        checkpoints), all of it added to the client's latency. `put` itself costs ~15 us
+        (p50) on the event loop, and `pending` makes the record visible at once."""
         self.pending[record.id] = record
         loop = asyncio.get_running_loop()
         write = loop.run_in_executor(self._thread, self._write, record)
