@@ -141,11 +141,15 @@ async def test_store_false_keeps_nothing(
 ) -> None:
     client, _ = setup
     fake_openai.queue(Reply(text="Not kept."), Reply(text="Not kept either."))
+    # store:false, streamed or not, and other protocols leave the database alone.
     first = await client.responses.create(model="gpt-client", input="hi", store=False)
     stream = await client.responses.create(model="gpt-client", input="hi", store=False,
                                            stream=True)
     async for _ in stream:
         pass
+    fake_openai.queue(Reply(text="A chat answer."))
+    await client.chat.completions.create(model="gpt-client",
+                                         messages=[{"role": "user", "content": "hi"}])
     assert not (tmp_path / "gw.db").exists()  # the database was never even opened
     with pytest.raises(NotFoundError):
         await client.responses.create(model="gpt-client", previous_response_id=first.id,
