@@ -33,6 +33,7 @@ from tests.fakes import (
     FakeUpstream,
     Reply,
     ToolCall,
+    Usage,
 )
 
 pytestmark = [
@@ -253,3 +254,27 @@ async def test_codex_retries_a_cut_stream(
         assert_task_done(run, ws, fake)
         assert "never ends" not in run.last_message
         assert len(fake.requests) == 3, run.explain()  # the cut one, the retry, the final turn
+
+
+@pytest.mark.gateway
+@pytest.mark.parametrize("upstream", ("openai", "anthropic", "gemini", "openai-responses"))
+async def test_codex_token_usage_through_gateway(
+    upstream: str, gateway_factory: Any, tmp_path: Path
+) -> None:
+    """Codex's turn usage is the sum of the upstream's exact numbers, cache reads included
+    (Anthropic counts them outside input_tokens; the gateway must add them back)."""
+    make_fake, model = UPSTREAMS[upstream]
+    async with make_fake() as fake:
+        usage = Usage(input_tokens=5000, output_tokens=40, cached_tokens=3000)
+        fake.queue(
+            Reply(tool_calls=[ToolCall("exec_command", {"cmd": "cat marker.txt"})], usage=usage),
+            Reply(text="Done.", usage=usage),
+        )
+        gateway = await gateway_factory(fake, model=model, routes={CODEX_MODEL: f"up/{model}"})
+        ws = make_workspace(tmp_path)
+        run = await run_codex(gateway.url + "/v1", ws)
+        assert run.returncode == 0, run.explain()
+        got = run.usage()
+        assert got["input_tokens"] == 10000, got
+        assert got["cached_input_tokens"] == 6000, got
+        assert got["output_tokens"] == 80, got
