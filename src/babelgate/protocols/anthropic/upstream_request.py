@@ -263,10 +263,24 @@ def _tool(tool: Tool) -> JSON | None:
     if tool.kind == "custom":
         # Free-form input travels as one string argument; the decoders mark these calls
         # `custom` again.
-        block["input_schema"] = _CUSTOM_TOOL_SCHEMA
+        block["input_schema"] = _custom_schema(tool)
     else:
         block["input_schema"] = _object_schema(tool.parameters)
     return _cache(block, tool.cache)
+
+
+def _custom_schema(tool: Tool) -> JSON:
+    """The one-string schema, with the tool's grammar (Codex's apply_patch Lark grammar) in
+    the argument's description: without it the model does not know the input's syntax."""
+    fmt: JSON = tool.format or {}
+    nested = fmt.get("grammar")  # Chat nests the grammar; Responses keeps it flat
+    grammar: JSON = nested if isinstance(nested, dict) else fmt
+    definition = grammar.get("definition")
+    if not isinstance(definition, str) or not definition:
+        return _CUSTOM_TOOL_SCHEMA
+    syntax = grammar.get("syntax") or "grammar"
+    text = f"The raw input for this tool. It must follow this {syntax} grammar:\n{definition}"
+    return {**_CUSTOM_TOOL_SCHEMA, "properties": {"input": {"type": "string", "description": text}}}
 
 
 def _object_schema(schema: JSON) -> JSON:
@@ -281,6 +295,8 @@ def _hosted_tool(tool: Tool) -> JSON | None:
     if _SERVER_TOOL.match(hosted):
         return _cache({**(tool.config or {}), "type": hosted, "name": tool.name}, tool.cache)
     if hosted in _WEB_SEARCH_ALIASES:
+        if (tool.config or {}).get("external_web_access") is False:
+            return None  # Codex's cached-only search: Anthropic's search is live, so none
         # The other protocol's settings have a different shape; the defaults are safe.
         return _cache(dict(_WEB_SEARCH_TOOL), tool.cache)
     return None
