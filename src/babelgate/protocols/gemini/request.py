@@ -251,7 +251,7 @@ def render_tools(tools: list[Tool]) -> tuple[list[JSON], bool]:
     search = False
     for tool in tools:
         if tool.kind == "hosted":
-            search = search or (tool.hosted_type or "").split("_20")[0] in WEB_SEARCH_TYPES
+            search = search or _live_search(tool)
             continue
         declarations.append(_declaration(tool))
     if declarations:
@@ -259,6 +259,14 @@ def render_tools(tools: list[Tool]) -> tuple[list[JSON], bool]:
     if search:
         return [{"googleSearch": {}}], False
     return [], False
+
+
+def _live_search(tool: Tool) -> bool:
+    """A web search tool that allows live access (Codex's cached-only mode says
+    `external_web_access: false`, and Google Search is always live)."""
+    if (tool.hosted_type or "").split("_20")[0] not in WEB_SEARCH_TYPES:
+        return False
+    return (tool.config or {}).get("external_web_access") is not False
 
 
 def _declaration(tool: Tool) -> JSON:
