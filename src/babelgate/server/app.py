@@ -7,6 +7,7 @@ it spoke, with the status the error carries.
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -14,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from babelgate import __version__, tokens
+from babelgate import __version__
 from babelgate.canonical import GatewayError, StreamError
 from babelgate.config import Settings
 from babelgate.protocols import Codec, get_codec
@@ -97,9 +98,11 @@ class App:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                tokens.encoding()  # load the tokenizer now, not on the first count
                 await self.gateway.start()
                 await self.conversations.store.start()  # prunes expired responses
+                # Everything built so far lives as long as the process: keep the collector
+                # from scanning it again on every full collection of the request path.
+                gc.freeze()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.gateway.stop()

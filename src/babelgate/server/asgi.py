@@ -82,22 +82,29 @@ async def send_json(
 
 
 async def cancel_on_disconnect(receive: Receive, work: Coroutine[Any, Any, None]) -> None:
-    """Run `work`; if the client disconnects first, cancel it (and so the upstream request it
-    holds). Only call once the request body has been read."""
-    task = asyncio.ensure_future(work)
+    """Run `work` in this task; if the client disconnects first, cancel it (and so the
+    upstream request it holds). Only call once the request body has been read. One watcher
+    task per request: `work` runs inline rather than in a task of its own."""
+    current = asyncio.current_task()
+    assert current is not None
+    state = {"done": False, "cut": False}
 
     async def watch() -> None:
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
-                task.cancel()
+                if not state["done"]:
+                    state["cut"] = True
+                    current.cancel()
                 return
 
-    watcher = asyncio.ensure_future(watch())
+    watcher = asyncio.get_running_loop().create_task(watch())
     try:
-        await task
+        await work
     except asyncio.CancelledError:
-        if not watcher.done():  # we were cancelled ourselves, not by a disconnect
+        if not state["cut"]:  # cancelled from outside (shutdown), not by the client leaving
             raise
+        current.uncancel()
     finally:
+        state["done"] = True
         watcher.cancel()

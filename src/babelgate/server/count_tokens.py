@@ -9,6 +9,7 @@ local estimate. Never a made-up zero: Claude Code decides when to compact from t
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from dataclasses import replace
@@ -43,7 +44,9 @@ async def count_tokens(
         counted = None
     if counted is not None:
         return counted, False
-    return tokens.count_request(request), True
+    # In a thread: the first call loads the tokenizer (~0.3 s, 40 MB, so not at start-up for
+    # gateways whose clients never count), and a long prompt takes milliseconds to encode.
+    return await asyncio.to_thread(tokens.count_request, request), True
 
 
 async def _upstream_count(

@@ -38,6 +38,7 @@ from babelgate.providers.http import HttpClient, UpstreamResponse
 from babelgate.providers.provider import PROVIDER_TYPES, Provider
 from babelgate.routing import Router, Target
 
+from .access_log import AccessLog
 from .passthrough import UsageTap, body_usage, can_pass_through, rewrite_body
 
 log = logging.getLogger("babelgate")
@@ -76,12 +77,14 @@ class Gateway:
         self.router = Router(settings)
         self.providers = build_providers(settings)
         self._http: HttpClient | None = None
+        self.access_log = AccessLog(enabled=log.isEnabledFor(logging.INFO))
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         self._http = HttpClient()
 
     async def stop(self) -> None:
+        self.access_log.flush()
         if self._http is not None:
             await self._http.close()
 
@@ -306,22 +309,21 @@ class Gateway:
 
     # ------------------------------------------------------------------ logging
     def log_attempt(self, request: Request, attempt: Attempt) -> None:
-        if not log.isEnabledFor(logging.INFO):
+        if not self.access_log.enabled:
             return
         elapsed = (time.perf_counter() - attempt.started) * 1000
         target = f"{attempt.target.provider}/{attempt.target.model}"
-        if attempt.error is not None:
-            log.info(
-                "model=%s target=%s error=%s status=%d ms=%.0f msg=%s",
-                request.model, target, attempt.error.kind, attempt.error.status, elapsed,
-                attempt.error.message[:200],
+        error = attempt.error
+        if error is not None:
+            self.access_log.write(
+                f"model={request.model} target={target} error={error.kind} "
+                f"status={error.status} ms={elapsed:.0f} msg={error.message[:200]}"
             )
             return
         usage = attempt.usage or Usage()
-        log.info(
-            "model=%s target=%s in=%d cache_read=%d out=%d ms=%.0f",
-            request.model, target, usage.input_tokens, usage.cache_read_tokens,
-            usage.output_tokens, elapsed,
+        self.access_log.write(
+            f"model={request.model} target={target} in={usage.input_tokens} "
+            f"cache_read={usage.cache_read_tokens} out={usage.output_tokens} ms={elapsed:.0f}"
         )
 
 
