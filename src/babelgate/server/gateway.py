@@ -299,7 +299,10 @@ class Gateway:
                 yield chunk
         except GatewayError as error:
             attempt.error = error
-            yield call.codec.stream_encoder(call.request).encode(StreamError(error))
+            tail = tap.failure(error)  # in the upstream's terms when the client needs them
+            if tail is None:
+                tail = call.codec.stream_encoder(call.request).encode(StreamError(error))
+            yield tail
         finally:
             attempt.usage = tap.usage
             if attempt.error is None and tap.error_data is not None:

@@ -3,7 +3,8 @@
 Rewritten: the model name (to the target's), and max tokens when the provider clamps them.
 Everything else goes through as the client sent it, so fields the gateway does not know yet
 (new betas, new block types) still work. The upstream's answer streams back byte for byte;
-`UsageTap` reads usage off it without re-encoding anything.
+`UsageTap` reads usage off it without re-encoding anything, and, when the upstream fails
+mid-stream, says how to end the stream in the upstream's own terms (`UsageTap.failure`).
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ from typing import Any
 
 import orjson
 
-from babelgate.canonical import Usage
+from babelgate.canonical import GatewayError, Usage
 from babelgate.canonical.carry import ENVELOPE_PREFIX
 from babelgate.protocols import Quirks
 from babelgate.protocols.openai_chat.usage import parse_usage as chat_usage
+from babelgate.protocols.openai_responses.errors import stream_error
 from babelgate.protocols.openai_responses.response_in import parse_usage as responses_usage
-from babelgate.protocols.sse import SSEDecoder
+from babelgate.protocols.sse import SSEDecoder, sse
 
 JSON = dict[str, Any]
 _ENVELOPE_MARK = b'"' + ENVELOPE_PREFIX.encode()
@@ -95,7 +97,8 @@ class UsageTap:
     so the caller can tell a stream that failed before it started (worth a fallback) from one
     that did start."""
 
-    __slots__ = ("_spec", "_sse", "error_data", "events", "started", "usage")
+    __slots__ = ("_spec", "_sse", "ended", "error_data", "events", "head", "last_data",
+                 "started", "usage")
 
     def __init__(self, protocol: str) -> None:
         self._spec = SPECS[protocol]
@@ -104,11 +107,15 @@ class UsageTap:
         self.error_data: str | None = None
         self.events = 0
         self.started = False
+        self.ended = False  # the upstream's own terminal event went by
+        self.head: JSON | None = None  # Responses: the response object of response.created
+        self.last_data = ""
 
     def feed(self, chunk: bytes) -> None:
         spec = self._spec
         for event in self._sse.feed(chunk):
             self.events += 1
+            self.last_data = event.data
             if spec.interesting(event.event, event.data):
                 spec.read(self, event.event, _loads(event.data))
             elif not self.started and spec.starts(event.event):
@@ -126,6 +133,13 @@ class UsageTap:
     def fail(self, error: Any) -> None:
         self.error_data = orjson.dumps({"error": error}).decode()
 
+    def failure(self, error: GatewayError) -> bytes | None:
+        """The bytes that end the stream after the upstream failed mid-way, continuing what
+        the client already has; None when the client codec's own encoder can say it (its
+        error event needs nothing from the stream so far)."""
+        tail = self._spec.tail
+        return tail(self, error) if tail is not None else None
+
 
 # ---------------------------------------------------------------- per-protocol knowledge
 
@@ -137,6 +151,7 @@ class PassThroughSpec:
     interesting: Callable[[str | None, str], bool]  # (event name, raw data): parse it?
     read: Callable[[UsageTap, str | None, JSON], None]
     starts: Callable[[str | None], bool]  # an uninteresting event that means output began
+    tail: Callable[[UsageTap, GatewayError], bytes] | None = None  # see UsageTap.failure
 
 
 def _anthropic_read(tap: UsageTap, name: str | None, data: JSON) -> None:
@@ -162,6 +177,7 @@ def _chat_read(tap: UsageTap, name: str | None, data: JSON) -> None:
 
 
 _RESPONSES_TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
+_RESPONSES_READ = _RESPONSES_TERMINAL | {"response.created", "error"}
 
 
 def _responses_read(tap: UsageTap, name: str | None, data: JSON) -> None:
@@ -171,9 +187,28 @@ def _responses_read(tap: UsageTap, name: str | None, data: JSON) -> None:
     response = data.get("response")
     if not isinstance(response, dict):
         return
+    if name == "response.created":
+        tap.started = True
+        tap.head = response
+        return
+    tap.ended = True
     if name == "response.failed":
         tap.fail(response.get("error") or {"message": "the upstream response failed"})
     tap.merge(responses_usage(response.get("usage")))
+
+
+def _responses_tail(tap: UsageTap, error: GatewayError) -> bytes:
+    """A `response.failed` numbered after the last event the client got, for the response
+    it was reading (a fresh encoder would restart at 0 with a new response id). Nothing
+    after the upstream's own terminal event."""
+    if tap.ended:
+        return b""
+    seq = _loads(tap.last_data).get("sequence_number")
+    number = seq + 1 if isinstance(seq, int) else tap.events
+    response = {"object": "response", "output": [], **(tap.head or {}),
+                "status": "failed", "error": stream_error(error), "usage": None}
+    event = {"type": "response.failed", "sequence_number": number, "response": response}
+    return sse(orjson.dumps(event), "response.failed")
 
 
 SPECS: dict[str, PassThroughSpec] = {
@@ -195,9 +230,10 @@ SPECS: dict[str, PassThroughSpec] = {
     "openai-responses": PassThroughSpec(
         max_tokens_fields=("max_output_tokens",),
         body_usage=lambda body: responses_usage(body.get("usage")),
-        interesting=lambda name, _: name in _RESPONSES_TERMINAL or name == "error",
+        interesting=lambda name, _: name in _RESPONSES_READ,
         read=_responses_read,
-        starts=lambda name: name == "response.created",
+        starts=lambda name: False,  # response.created is read above
+        tail=_responses_tail,
     ),
 }
 
