@@ -368,3 +368,40 @@ async def test_reasoning_from_another_upstream_is_not_sent_to_responses(
     assert all(i.get("type") != "reasoning" or opaque_ok(i.get("encrypted_content"))
                for i in body["input"])
 
+
+
+# ---------------------------------------------------------------- stream consistency
+
+
+@pytest.mark.parametrize("model", ALL)
+async def test_stream_deltas_add_up_to_the_final_output(
+    fresh: Stack, client: AsyncOpenAI, model: str
+) -> None:
+    """What a client assembles from deltas equals the items of output_item.done and of
+    response.completed: reasoning summary, text, and call arguments."""
+    fake_of(fresh, model).queue(Reply(
+        reasoning=THOUGHT if model in REASONING else None,
+        text="Let me check the weather for you.",
+        tool_calls=[ToolCall("get_weather", {"city": "Rome"})]))
+    events = [e async for e in await client.responses.create(
+        model=model, input="Weather in Rome?", tools=[WEATHER], store=False, stream=True,
+        reasoning={"effort": "medium", "summary": "auto"}, max_output_tokens=16000,
+        include=["reasoning.encrypted_content"])]
+    check_stream(events)
+    final = events[-1].response
+    text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    args = "".join(e.delta for e in events
+                   if e.type == "response.function_call_arguments.delta")
+    summary = "".join(e.delta for e in events
+                      if e.type == "response.reasoning_summary_text.delta")
+    assert text == final.output_text == "Let me check the weather for you."
+    call = items(final, "function_call")[0]
+    assert json.loads(call.arguments) == {"city": "Rome"}
+    assert args in ("", call.arguments)  # deltas are optional; when sent, they add up
+    if model in REASONING:
+        assert THOUGHT in summary or THOUGHT in "".join(
+            s.text for s in items(final, "reasoning")[0].summary)
+    done = [e.item for e in events if e.type == "response.output_item.done"]
+    assert [i.type for i in done] == [i.type for i in final.output]
+    added = [e.item for e in events if e.type == "response.output_item.added"]
+    assert [i.id for i in added] == [i.id for i in done] == [i.id for i in final.output]
