@@ -119,6 +119,8 @@ class GatewayFactory:
 
     def spawn(self, config: dict[str, Any], env: dict[str, str]) -> Gateway:
         index = len(self.gateways)
+        # Stored Responses state stays inside the test's own directory.
+        config.setdefault("storage", {"path": str(self.workdir / f"gateway-{index}.db")})
         config_path = self.workdir / f"gateway-{index}.yaml"
         config_path.write_text(yaml.safe_dump(config, sort_keys=False))
         log_path = self.workdir / f"gateway-{index}.log"

@@ -20,7 +20,7 @@ from babelgate.canonical import GatewayError, StreamError
 from babelgate.config import Settings
 from babelgate.protocols import Codec, get_codec
 from babelgate.routing import Target
-from babelgate.storage.conversation import Conversations, PreviousResponseNotFound, Recorder
+from babelgate.storage.conversation import Conversations, Recorder
 from babelgate.storage.responses import ResponseStore, default_db_path
 
 from .asgi import (
@@ -128,9 +128,6 @@ class App:
                 data, recorder = await self.conversations.prepare(data)
             request = codec.parse_request(data)
             targets = self.gateway.router.resolve(request.model)
-        except PreviousResponseNotFound as missing:
-            await send_json(send, missing.status, missing.body())
-            return
         except GatewayError as error:
             await send_error(send, codec, error)
             return

@@ -43,12 +43,6 @@ class PreviousResponseNotFound(GatewayError):
             code="previous_response_not_found",
         )
 
-    def body(self) -> JSON:
-        """OpenAI's exact error body (the Responses codec's render_error does not carry
-        `code` through yet)."""
-        return {"error": {"message": self.message, "type": "invalid_request_error",
-                          "param": self.param, "code": self.code}}
-
 
 class Conversations:
     def __init__(self, store: ResponseStore) -> None:

@@ -54,13 +54,16 @@ _KIND_BY_CODE: dict[str, ErrorKind] = {
 
 def render_error(error: GatewayError) -> JSON:
     kind, code = _WIRE.get(error.kind, ("server_error", None))
-    return {"error": {"message": error.message, "type": kind, "param": error.param, "code": code}}
+    return {"error": {"message": error.message, "type": kind, "param": error.param,
+                      "code": error.code or code}}
 
 
 def stream_error(error: GatewayError) -> JSON:
     """The `error` of a failed response object in a stream. A rate limit's retry hint goes
     into the message in the form Codex parses ("try again in 2.5s")."""
-    if error.kind in _NOT_RETRIED:
+    if error.code:
+        code = error.code  # e.g. context_length_exceeded, on which Codex compacts its history
+    elif error.kind in _NOT_RETRIED:
         code = "invalid_prompt"  # Codex reports this code instead of retrying
     else:
         code = _WIRE.get(error.kind, ("", None))[1] or "server_error"

@@ -177,7 +177,7 @@ def response_object(
         ),
         "previous_response_id": request.previous_response_id,
         "reasoning": _echo_reasoning(request),
-        "store": bool(request.store),
+        "store": request.store is not False,  # the API's default is true
         "temperature": request.temperature,
         "text": {"format": {"type": "text"}},
         "tool_choice": render_tool_choice(request.tool_choice, request.tools, upstream=False),
