@@ -76,7 +76,8 @@ class Reply:
     - `text`, `tool_calls`, `reasoning`: the content (reasoning becomes Anthropic thinking with
       a signature, OpenAI `reasoning_content`, Gemini thought parts, a Responses reasoning item).
     - `stop`: "end", "max_tokens", "refusal"; "tool" is implied by tool calls.
-    - `status` >= 400 answers with that error in the protocol's error shape (`error` = message).
+    - `status` >= 400 answers with that error in the protocol's error shape (`error` = message),
+      or with `raw` (a dict) as the error body when given.
     - `delay` before answering; `chunk_delay` between stream events.
     - `cut_stream_after=N`: send N stream events then drop the connection.
     - `raw`: sent instead of rendering. A dict/list-of-dicts for a JSON body (non-streaming),
@@ -416,6 +417,14 @@ class FakeUpstream:
         needed, so a raw or error reply never depends on the protocol renderer."""
         if reply.delay:
             await asyncio.sleep(reply.delay)
+        if reply.status >= 400 and isinstance(reply.raw, dict):
+            # A provider-specific error body (e.g. with a `code`), sent with the status.
+            return web.Response(
+                status=reply.status,
+                body=orjson.dumps(reply.raw),
+                content_type="application/json",
+                headers=reply.headers,
+            )
         if reply.status >= 400:
             return self.error(
                 reply.status, reply.error or f"Scripted error {reply.status}", headers=reply.headers

@@ -222,3 +222,22 @@ async def test_translated_stream_with_in_stream_error(fresh: Stack, model: str) 
     assert got[-1][0] == "response.failed"
     assert reason in got[-1][1]["response"]["error"]["message"]
     assert last(fake).body is not None
+
+
+async def test_context_length_code_reaches_codex_style_clients(fresh: Stack) -> None:
+    """Codex compacts its history only when a failed response says
+    `context_length_exceeded`: an OpenAI upstream's code must survive translation."""
+    fresh.oa.queue(Reply(raw={"error": {
+        "message": "This model's maximum context length is 128000 tokens.",
+        "type": "invalid_request_error", "param": "messages",
+        "code": "context_length_exceeded"}}, status=400))
+    async with aiohttp.ClientSession() as session, session.post(
+        fresh.gw.url + "/v1/responses",
+        json={"model": "gpt-client", "input": "hi", "store": False, "stream": True},
+    ) as resp:
+        body = await resp.read()
+    if resp.status == 200:  # reported in-stream
+        assert b"response.failed" in body
+        assert b'"code":"context_length_exceeded"' in body
+    else:
+        assert orjson.loads(body)["error"]["code"] == "context_length_exceeded"

@@ -94,6 +94,9 @@ def error_from_json(data: JSON, status: int | None = None) -> GatewayError:
         message,
         status=status if status is not None and status >= 400 else None,
         param=param if isinstance(param, str) else None,
+        # A string code is the upstream's machine-readable reason (context_length_exceeded
+        # makes Codex compact); clients get it back as it was.
+        code=code if isinstance(code, str) else None,
     )
 
 

@@ -81,7 +81,8 @@ def parse_error(status: int, body: bytes) -> GatewayError:
         message = text[:500] or f"upstream returned HTTP {status}"
     kind = error_kind(err.get("code"), err.get("type")) or kind_for_status(status)
     param = err.get("param") if isinstance(err.get("param"), str) else None
-    return GatewayError(kind, message, status=status, param=param)
+    code = err.get("code") if isinstance(err.get("code"), str) else None
+    return GatewayError(kind, message, status=status, param=param, code=code)
 
 
 def error_from_event(err: Any) -> GatewayError:
