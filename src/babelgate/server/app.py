@@ -103,6 +103,11 @@ class App:
                 # Everything built so far lives as long as the process: keep the collector
                 # from scanning it again on every full collection of the request path.
                 gc.freeze()
+                # A 50 KB request is a few thousand objects; with the default threshold (700)
+                # the collector ran ~3,400 times in 8 s under load and took 8% of the core,
+                # re-scanning requests in flight. Nearly all of it is freed by reference
+                # counting anyway; collect young objects every 20,000 allocations instead.
+                gc.set_threshold(20_000, 20, 20)
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.gateway.stop()

@@ -202,6 +202,7 @@ class Gateway:
                 if not error.retryable:
                     break
                 continue
+            call.settle()
             return opened[0], opened[1], target
         assert last_error is not None
         raise last_error
@@ -230,12 +231,12 @@ class Gateway:
             await chunks.aclose()
             raise failed
         first_bytes = _encode(encoder, first, attempt, call.request)
-        rest = self._translated_rest(call.request, attempt, chunks, decoder, encoder)
+        rest = self._translated_rest(call, attempt, chunks, decoder, encoder)
         return first_bytes, rest
 
     async def _translated_rest(
         self,
-        request: Request,
+        call: Call,  # read as the stream goes: its body is let go once the stream settles
         attempt: Attempt,
         chunks: AsyncGenerator[bytes, None],
         decoder: StreamDecoder,
@@ -246,16 +247,16 @@ class Gateway:
                 async for chunk in chunks:
                     events = decoder.feed(chunk)
                     if events:
-                        yield _encode(encoder, events, attempt, request)
+                        yield _encode(encoder, events, attempt, call.request)
                 events = decoder.close()
             except GatewayError as error:
                 # Close what the decoder still had open, then report the cut-off in-stream.
                 events = [e for e in decoder.close() if not isinstance(e, StreamError)]
                 events.append(StreamError(error))
             if events:
-                yield _encode(encoder, events, attempt, request)
+                yield _encode(encoder, events, attempt, call.request)
         finally:  # after the last events, so the log has the final usage
-            self.log_attempt(request, attempt)
+            self.log_attempt(call.request, attempt)
 
     async def _pass_stream(
         self, call: Call, provider: Provider, target: Target, attempt: Attempt
@@ -437,3 +438,11 @@ class Call:
     data: dict[str, Any]
     raw: bytes
     headers: Mapping[str, str]
+
+    def settle(self) -> None:
+        """The stream is committed to one target and cannot fall back any more: let go of the
+        body (raw, parsed and canonical). An open stream then holds kilobytes, not the
+        request's tens of kilobytes; only the model name is still needed (for the log)."""
+        self.raw = b""
+        self.data = {}
+        self.request = Request(model=self.request.model, messages=[], stream=True)

@@ -82,9 +82,9 @@ class AnthropicStreamDecoder(StreamDecoder):
         "_block",
         "_custom",
         "_done",
+        "_model",
         "_names",
         "_next_index",
-        "_request",
         "_sse",
         "_started",
         "_stop_reason",
@@ -93,7 +93,7 @@ class AnthropicStreamDecoder(StreamDecoder):
     )
 
     def __init__(self, request: Request) -> None:
-        self._request = request
+        self._model = request.model  # not the request: a stream must not keep its body alive
         self._sse = SSEDecoder()
         self._names = name_map(request)
         self._custom = custom_tool_names(request)
@@ -168,7 +168,7 @@ class AnthropicStreamDecoder(StreamDecoder):
         events.append(
             MessageStart(
                 id=str(message.get("id") or new_id("msg_")),
-                model=str(message.get("model") or self._request.model),
+                model=str(message.get("model") or self._model),
                 usage=Usage(
                     input_tokens=self._usage.input_tokens,
                     output_tokens=self._usage.output_tokens,

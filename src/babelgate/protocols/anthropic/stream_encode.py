@@ -66,13 +66,13 @@ class AnthropicStreamEncoder(StreamEncoder):
         "_closed",
         "_held",
         "_held_signature",
+        "_model",
         "_next_index",
         "_open",
-        "_request",
     )
 
     def __init__(self, request: Request) -> None:
-        self._request = request
+        self._model = request.model  # not the request: a stream must not keep its body alive
         self._next_index = 0  # the next client-visible block index
         self._client_index: int | None = None  # the open block's client index
         self._open: Text | Reasoning | ToolCall | None = None  # the canonical part underway
@@ -119,7 +119,7 @@ class AnthropicStreamEncoder(StreamEncoder):
             "id": event.id or new_id("msg_"),
             "type": "message",
             "role": "assistant",
-            "model": event.model or self._request.model,
+            "model": event.model or self._model,
             "content": [],
             "stop_reason": None,
             "stop_sequence": None,

@@ -45,9 +45,21 @@ def wire_call_id(call_id: str) -> str:
     return f"{cleaned}_{_digest(call_id)}"
 
 
+_MAPS: dict[tuple[tuple[str, str], ...], dict[str, Tool]] = {}
+_MAX_MAPS = 256
+
+
 def tools_by_wire_name(request: Request) -> dict[str, Tool]:
-    """The request's tools keyed by the name the upstream saw, to map its calls back."""
-    return {wire_name(tool.name): tool for tool in request.tools if tool.kind != "hosted"}
+    """The request's tools keyed by the name the upstream saw, to map its calls back. Only
+    `name` and `kind` of each Tool are kept; clients send the same tool list on every turn,
+    so the map is built once per distinct list (and holds no schema of any request)."""
+    key = tuple((tool.name, tool.kind) for tool in request.tools if tool.kind != "hosted")
+    found = _MAPS.get(key)
+    if found is None:
+        if len(_MAPS) >= _MAX_MAPS:
+            _MAPS.clear()
+        found = _MAPS[key] = {wire_name(name): Tool(name, kind=kind) for name, kind in key}
+    return found
 
 
 def wire_user(user: str) -> str:

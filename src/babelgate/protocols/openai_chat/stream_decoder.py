@@ -67,7 +67,10 @@ class _CallBuffer:
 class ChatStreamDecoder(StreamDecoder):
     def __init__(self, request: Request) -> None:
         self._sse = SSEDecoder()
-        self._request = request
+        # Only what the stream needs, not the request: an open stream must not keep the
+        # request's body alive.
+        self._model = request.model
+        self._stop = request.stop
         self._tools = tools_by_wire_name(request)
         self._started = False
         self._ended = False  # MessageStop or StreamError went out; ignore the rest
@@ -140,7 +143,7 @@ class ChatStreamDecoder(StreamDecoder):
         events.append(
             MessageStart(
                 id=chunk.get("id") or new_id("chatcmpl-"),
-                model=chunk.get("model") or self._request.model,
+                model=chunk.get("model") or self._model,
                 usage=self._usage or Usage(),
             )
         )
@@ -163,7 +166,7 @@ class ChatStreamDecoder(StreamDecoder):
         if isinstance(legacy, dict):
             self._call_fragment({"index": "function_call", "function": legacy})
         matched = choice.get("stop_reason")  # vLLM: the stop string that matched
-        if isinstance(matched, str) and matched in self._request.stop:
+        if isinstance(matched, str) and matched in self._stop:
             self._stop_sequence = matched
         finish = choice.get("finish_reason")
         if finish:
