@@ -5,9 +5,24 @@
 - claude_code.json / claude_code_stream.json: a request shaped like the ones Claude Code sends
   (about 50 KB: a long cached system prompt, two dozen tools with real JSON schemas, several
   turns with thinking, tool_use and tool_result blocks, metadata.user_id, max_tokens 32000);
+- codex.json / codex_stream.json: an OpenAI Responses request shaped like Codex's (about
+  40 KB: a long developer message in the style of Codex's system prompt, AGENTS.md and
+  environment_context messages, ten tools among them exec_command, apply_patch as a custom
+  tool with its Lark grammar, update_plan, view_image, tool_search and web_search; earlier
+  turns with reasoning items whose encrypted_content is babelgate's Anthropic envelope,
+  function_call / function_call_output and custom_tool_call items; store false,
+  include reasoning.encrypted_content, reasoning effort medium, prompt_cache_key,
+  client_metadata);
+- chat_gemini.json / chat_gemini_stream.json: an OpenAI Chat Completions request of about
+  20 KB (a system message, five function tools, turns with parallel tool calls and tool
+  results) for a Gemini model;
 - upstream/chat.json: a canned OpenAI chat.completion (text and usage);
 - upstream/chat.sse: a canned OpenAI Chat Completions SSE stream (20 content chunks, a finish
-  chunk, a usage chunk, `data: [DONE]`).
+  chunk, a usage chunk, `data: [DONE]`);
+- upstream/anthropic.json / anthropic.sse: the same answer as an Anthropic message, and as a
+  Messages stream (message_start, one text block of 20 deltas, message_delta, message_stop);
+- upstream/gemini.json / gemini.sse: the same answer as a Gemini GenerateContentResponse, and
+  as 20 `:streamGenerateContent?alt=sse` chunks (the last with finishReason and usage).
 Same input, same bytes: nothing here reads the clock or a random source, so two runs of the
 benchmark send identical bodies. The prose is ours, written for the benchmark; only its size
 and shape imitate a real agent's request.
@@ -466,6 +481,355 @@ def _claude_code_with(padding_lines: int, stream: bool) -> dict[str, Any]:
     }
 
 
+# ---------------------------------------------------------------------------- Codex (Responses)
+
+CODEX_MODEL = "gpt-5.1-codex"  # what Codex asks for; the benchmark routes it to Anthropic
+TARGET_CODEX_BYTES = 40_000
+CODEX_CACHE_KEY = "0199d8e4-3c1a-7a62-9f0e-5b1a2d4c6e8f"
+
+_CODEX_TOPICS = [
+    ("General", "Search with rg before anything slower. Read files before editing them. Keep "
+     "changes minimal and in the style of the surrounding code. Do not add licence headers. "
+     "Never revert changes you did not make; the user may be editing the same tree."),
+    ("Editing constraints", "Default to ASCII when creating files. Add a comment only where the "
+     "code is not self-explanatory. Use apply_patch for single-file edits; generated files may "
+     "be written by their generator instead. Never use destructive git commands unasked."),
+    ("Planning", "Use the plan tool for non-trivial work with several steps. Keep exactly one "
+     "step in progress. Update the plan when it changes, and do not plan single-step tasks. "
+     "Mark steps completed as soon as they are done."),
+    ("Sandbox and approvals", "The sandbox limits which files can be written and whether the "
+     "network is reachable. When a command fails because of the sandbox, ask for approval with "
+     "a one-sentence justification instead of working around the restriction."),
+    ("Validating your work", "Run the narrowest tests that cover the change first, then "
+     "broader ones. Do not fix unrelated failing tests. Format code with the project's "
+     "formatter when one is configured. Say what you could not verify."),
+    ("Presenting your work", "Lead with the outcome. Reference files as path:line. Keep the "
+     "final message short: a few bullets or a short paragraph, no heavy headings. Offer the "
+     "next logical step in one sentence when there is one."),
+    ("Shell commands", "Prefer rg and rg --files over grep and find. Always set the working "
+     "directory. Read large files in chunks of at most 250 lines. Avoid commands that wait "
+     "for input; pass non-interactive flags instead."),
+    ("Code review", "When asked for a review, list findings first, ordered by severity, each "
+     "with a file reference. Summaries come after the findings. Say so explicitly when there "
+     "is nothing to report, and mention residual risks or missing tests."),
+]
+
+
+def _codex_prompt(rules_per_topic: int) -> str:
+    """A developer message shaped like Codex's system prompt: Markdown sections of rules."""
+    sections = []
+    for index, (title, body) in enumerate(_CODEX_TOPICS):
+        sentences = body.split(". ")
+        rules = "\n".join(
+            f"- {sentences[n % len(sentences)].rstrip('.')} (guideline {index + 1}.{n})."
+            for n in range(1, rules_per_topic + 1)
+        )
+        sections.append(f"## {title}\n\n{body}\n\n{rules}\n")
+    return ("You are a coding agent running in a terminal on the user's computer. You and the "
+            "user share one workspace.\n\n" + "\n".join(sections))
+
+
+def _fn(name: str, description: str, properties: dict[str, Any],
+        required: list[str]) -> dict[str, Any]:
+    return {"type": "function", "name": name, "description": description, "strict": False,
+            "parameters": {"type": "object", "properties": properties, "required": required,
+                           "additionalProperties": False}}
+
+
+_APPLY_PATCH_GRAMMAR = "\n".join([
+    'start: begin_patch hunk+ end_patch',
+    'begin_patch: "*** Begin Patch" LF',
+    'end_patch: "*** End Patch" LF?',
+    '',
+    'hunk: add_hunk | delete_hunk | update_hunk',
+    'add_hunk: "*** Add File: " filename LF add_line+',
+    'delete_hunk: "*** Delete File: " filename LF',
+    'update_hunk: "*** Update File: " filename LF change_move? change?',
+    '',
+    'filename: /(.+)/',
+    'add_line: "+" /(.*)/ LF -> line',
+    '',
+    'change_move: "*** Move to: " filename LF',
+    'change: (change_context | change_line)+ eof_line?',
+    'change_context: ("@@" | "@@ " /(.+)/) LF',
+    'change_line: ("+" | "-" | " ") /(.*)/ LF',
+    'eof_line: "*** End of File" LF',
+    '',
+    '%import common.LF',
+])
+
+
+def _codex_tools() -> list[dict[str, Any]]:
+    n = {"type": "number"}
+    return [
+        _fn("exec_command", "Runs a command in a PTY, returning output or a session ID for "
+            "ongoing interaction. Output beyond max_output_tokens is truncated from the middle.",
+            {"cmd": _s("Shell command to execute."),
+             "workdir": _s("Optional working directory; defaults to the turn's cwd."),
+             "shell": _s("Shell binary to launch. Defaults to the user's default shell."),
+             "login": _b("Whether to run the shell with -l/-i semantics. Defaults to true."),
+             "tty": _b("Whether to allocate a TTY for the command. Defaults to false."),
+             "yield_time_ms": {**n, "description": "How long to wait (ms) for output before "
+                               "yielding."},
+             "max_output_tokens": {**n, "description": "Maximum number of tokens to return."},
+             "sandbox_permissions": _s("Sandbox permissions for the command; "
+                                       "require_escalated to run outside the sandbox."),
+             "justification": _s("Only with require_escalated: a one-sentence question for "
+                                 "the user approving the command.")},
+            ["cmd"]),
+        _fn("write_stdin", "Writes characters to an existing exec session and returns recent "
+            "output.",
+            {"session_id": {**n, "description": "Identifier of the running exec session."},
+             "chars": _s("Bytes to write to stdin (may be empty to poll)."),
+             "yield_time_ms": {**n, "description": "How long to wait (ms) for output."},
+             "max_output_tokens": {**n, "description": "Maximum number of tokens to return."}},
+            ["session_id"]),
+        _fn("list_mcp_resources", "Lists resources provided by MCP servers. Prefer resources "
+            "over web search when possible.",
+            {"server": _s("Optional MCP server name; all servers when omitted."),
+             "cursor": _s("Opaque cursor returned by a previous call.")}, []),
+        _fn("list_mcp_resource_templates", "Lists resource templates provided by MCP servers.",
+            {"server": _s("Optional MCP server name; all servers when omitted."),
+             "cursor": _s("Opaque cursor returned by a previous call.")}, []),
+        _fn("read_mcp_resource", "Read a specific resource from an MCP server given the "
+            "server name and resource URI.",
+            {"server": _s("MCP server name exactly as configured."),
+             "uri": _s("Resource URI to read, as returned by list_mcp_resources.")},
+            ["server", "uri"]),
+        _fn("update_plan", "Updates the task plan. Provide an optional explanation and a list "
+            "of plan items, each with a step and status. At most one step can be in_progress "
+            "at a time.",
+            {"explanation": {"type": "string"},
+             "plan": {"type": "array", "description": "The list of steps",
+                      "items": {"type": "object",
+                                "properties": {"step": {"type": "string"},
+                                               "status": _s("One of: pending, in_progress, "
+                                                            "completed")},
+                                "required": ["step", "status"],
+                                "additionalProperties": False}}},
+            ["plan"]),
+        {"type": "custom", "name": "apply_patch",
+         "description": "Use the `apply_patch` tool to edit files. This is a FREEFORM tool, so "
+                        "do not wrap the patch in JSON.",
+         "format": {"type": "grammar", "syntax": "lark", "definition": _APPLY_PATCH_GRAMMAR}},
+        _fn("view_image", "Attach a local image (by filesystem path) to the conversation "
+            "context for this turn.",
+            {"path": _s("Local filesystem path to an image file")}, ["path"]),
+        {"type": "tool_search", "execution": "client",
+         "description": "Search the tools of connected MCP servers by keyword; matching tools "
+                        "become callable in the next turn.",
+         "parameters": {"type": "object",
+                        "properties": {"query": _s("Keywords describing the tool you need"),
+                                       "limit": {**n, "description": "Maximum results"}},
+                        "required": ["query"]}},
+        {"type": "web_search", "external_web_access": False},
+    ]
+
+
+def _envelope(origin: str, payload: dict[str, Any]) -> str:
+    """A reasoning item's encrypted_content as babelgate packs it (canonical/carry.py):
+    what Codex echoes back after an earlier turn answered by an Anthropic upstream."""
+    raw = json.dumps({"o": origin, "p": payload}, separators=(",", ":")).encode()
+    return "bg1." + base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def _text_item(role: str, text: str, kind: str = "input_text") -> dict[str, Any]:
+    return {"type": "message", "role": role, "content": [{"type": kind, "text": text}]}
+
+
+def _codex_input(rules_per_topic: int) -> list[dict[str, Any]]:
+    environment = (
+        "<environment_context>\n  <cwd>/home/dev/projects/orbit-api</cwd>\n"
+        "  <approval_policy>on-request</approval_policy>\n"
+        "  <sandbox_mode>workspace-write</sandbox_mode>\n"
+        "  <network_access>restricted</network_access>\n  <shell>bash</shell>\n"
+        "</environment_context>"
+    )
+    listing = "\n".join(f"orbit/api/invoices.py:{40 + i}:    {line}"
+                        for i, line in enumerate(_SOURCE_LINES[18:32]))
+    patch = ("*** Begin Patch\n*** Update File: orbit/api/invoices.py\n@@\n"
+             "-    currency = invoices[0].currency\n"
+             "+    currency = customer.currency\n*** End Patch\n")
+    return [
+        _text_item("developer", _codex_prompt(rules_per_topic)),
+        _text_item("user", "# AGENTS.md instructions for /home/dev/projects/orbit-api\n\n"
+                   "<INSTRUCTIONS>\nRun `make test` before committing. SQL lives in "
+                   "orbit/db/.\n</INSTRUCTIONS>"),
+        _text_item("user", environment),
+        _text_item("user", "The invoices endpoint returns 500 when a customer has no invoices "
+                   "yet. Find out why and fix it, with a test."),
+        {"type": "reasoning",
+         "summary": [{"type": "summary_text", "text": "**Locating the handler**\n\nSearch for "
+                      "the endpoint, then read the code that builds the total."}],
+         "encrypted_content": _envelope("anthropic", {"signature": _signature("codex-1")})},
+        {"type": "function_call", "name": "exec_command", "call_id": "toolu_01Ck7Xq3LkP9sVw2",
+         "arguments": json.dumps({"cmd": "rg -n 'invoices\\[0\\]' orbit",
+                                  "workdir": "/home/dev/projects/orbit-api"})},
+        {"type": "function_call_output", "call_id": "toolu_01Ck7Xq3LkP9sVw2",
+         "output": "Chunk ID: 3f2a1c\nWall time: 0.0412 seconds\nProcess exited with code 0\n"
+                   "Original token count: 310\nOutput:\n" + listing},
+        {"type": "reasoning",
+         "summary": [{"type": "summary_text", "text": "**Reproducing**\n\nRun the failing "
+                      "test before changing anything."}],
+         "encrypted_content": _envelope("anthropic", {"signature": _signature("codex-2")})},
+        {"type": "function_call", "name": "exec_command", "call_id": "toolu_01Dm8Yr4MlQ0tWx3",
+         "arguments": json.dumps({"cmd": "python -m pytest tests/api/test_invoices.py -q -x",
+                                  "workdir": "/home/dev/projects/orbit-api",
+                                  "yield_time_ms": 10000})},
+        {"type": "function_call_output", "call_id": "toolu_01Dm8Yr4MlQ0tWx3",
+         "output": "Process exited with code 1\nOutput:\nF\n___ test_list_invoices_empty ___\n"
+                   "orbit/api/invoices.py:41: in list_invoices\n"
+                   "    currency = invoices[0].currency\n"
+                   "E   IndexError: list index out of range\n1 failed, 6 passed in 0.84s"},
+        {"type": "custom_tool_call", "status": "completed", "call_id": "toolu_01En9Zs5NmR1uXy4",
+         "name": "apply_patch", "input": patch},
+        {"type": "custom_tool_call_output", "call_id": "toolu_01En9Zs5NmR1uXy4",
+         "output": "Success. Updated the following files:\nM orbit/api/invoices.py\n"},
+        _text_item("assistant", "The handler took the currency from the first invoice; it now "
+                   "uses the customer's. Adding a test next.", kind="output_text"),
+        _text_item("user", "Go ahead, and run the whole invoice suite afterwards."),
+    ]
+
+
+def codex(stream: bool) -> dict[str, Any]:
+    body = _codex_with(rules_per_topic=1, stream=stream)
+    rules = 1
+    while len(_dump(body)) < TARGET_CODEX_BYTES:
+        rules += 1
+        body = _codex_with(rules_per_topic=rules, stream=stream)
+    return body
+
+
+def _codex_with(rules_per_topic: int, stream: bool) -> dict[str, Any]:
+    return {
+        "model": CODEX_MODEL,
+        "instructions": "You are Codex, a coding agent based on GPT-5, running in the Codex CLI "
+                        "on a user's computer.",
+        "input": _codex_input(rules_per_topic),
+        "tools": _codex_tools(),
+        "tool_choice": "auto",
+        "parallel_tool_calls": True,
+        "reasoning": {"effort": "medium", "summary": "auto"},
+        "store": False,
+        "stream": stream,
+        "include": ["reasoning.encrypted_content"],
+        "prompt_cache_key": CODEX_CACHE_KEY,
+        "text": {"verbosity": "low"},
+        "client_metadata": {"x-codex-turn-metadata":
+                            '{"turn_id":"3","sandbox":"workspace-write"}'},
+    }
+
+
+# ---------------------------------------------------------------------------- Chat client
+
+CHAT_MODEL = "gemini-2.5-pro"  # a Chat Completions client asking for Gemini by name
+TARGET_CHAT_BYTES = 20_000
+
+
+def _chat_tool(name: str, description: str, properties: dict[str, Any],
+               required: list[str]) -> dict[str, Any]:
+    return {"type": "function", "function": {
+        "name": name, "description": description,
+        "parameters": {"type": "object", "properties": properties, "required": required}}}
+
+
+def _chat_tools() -> list[dict[str, Any]]:
+    return [
+        _chat_tool("read_file", "Read a text file from the workspace, optionally a line range.",
+                   {"path": _s("Path relative to the workspace root"),
+                    "start_line": _n("First line, 1-based"),
+                    "end_line": _n("Last line, inclusive")}, ["path"]),
+        _chat_tool("write_file", "Create or overwrite a file with the given content.",
+                   {"path": _s("Path relative to the workspace root"),
+                    "content": _s("The complete new content")}, ["path", "content"]),
+        _chat_tool("replace_in_file", "Replace one exact block of text in a file.",
+                   {"path": _s("Path relative to the workspace root"),
+                    "search": _s("The exact text to find; must occur once"),
+                    "replace": _s("The text to put in its place")},
+                   ["path", "search", "replace"]),
+        _chat_tool("run_command", "Run a shell command in the workspace and return its output.",
+                   {"command": _s("The command line"),
+                    "timeout_seconds": _n("Give up after this many seconds"),
+                    "requires_approval": _b("Whether the user must approve it first")},
+                   ["command", "requires_approval"]),
+        _chat_tool("search_files", "Search file contents with a regular expression.",
+                   {"path": _s("Directory to search"), "regex": _s("The pattern"),
+                    "file_pattern": _s("Glob filter such as *.py")}, ["path", "regex"]),
+    ]
+
+
+def _chat_system(rules_per_topic: int) -> str:
+    sections = []
+    for index, (title, body) in enumerate(_SYSTEM_TOPICS):
+        sentences = body.split(". ")
+        rules = "\n".join(f"{n}. {sentences[n % len(sentences)].rstrip('.')} "
+                          f"(see {index + 1}.{n})." for n in range(1, rules_per_topic + 1))
+        sections.append(f"====\n{title.upper()}\n\n{body}\n{rules}\n")
+    return ("You are an expert software engineer working in the user's editor. Use the tools "
+            "one step at a time and wait for each result.\n\n" + "\n".join(sections))
+
+
+def _chat_call(call_id: str, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    return {"id": call_id, "type": "function",
+            "function": {"name": name, "arguments": json.dumps(arguments)}}
+
+
+def _chat_messages(rules_per_topic: int) -> list[dict[str, Any]]:
+    return [
+        {"role": "system", "content": _chat_system(rules_per_topic)},
+        {"role": "user", "content": "The invoices endpoint returns 500 for a customer with no "
+         "invoices. Find the cause and fix it."},
+        {"role": "assistant", "content": "Let me find the handler.", "tool_calls": [
+            _chat_call("call_7Qx2LkP9sVw2mN4c", "search_files",
+                       {"path": "orbit", "regex": "def list_invoices", "file_pattern": "*.py"}),
+            _chat_call("call_8Ry3MlQ0tWx3nO5d", "run_command",
+                       {"command": "python -m pytest tests/api -q -x",
+                        "requires_approval": False}),
+        ]},
+        {"role": "tool", "tool_call_id": "call_7Qx2LkP9sVw2mN4c",
+         "content": "orbit/db/invoices.py:26: async def list_invoices(\n"
+                    "orbit/api/invoices.py:38: async def list_invoices("},
+        {"role": "tool", "tool_call_id": "call_8Ry3MlQ0tWx3nO5d",
+         "content": "F\norbit/api/invoices.py:41: in list_invoices\n"
+                    "    currency = invoices[0].currency\n"
+                    "E   IndexError: list index out of range\n1 failed, 6 passed in 0.84s"},
+        {"role": "assistant", "content": None, "tool_calls": [
+            _chat_call("call_9Sz4NmR1uXy4oP6e", "read_file",
+                       {"path": "orbit/db/invoices.py"}),
+        ]},
+        {"role": "tool", "tool_call_id": "call_9Sz4NmR1uXy4oP6e",
+         "content": _numbered(_SOURCE_LINES, 2)},
+        {"role": "assistant", "content": "The handler indexes the first invoice to find the "
+         "currency; with no invoices that raises IndexError. I'll take the currency from the "
+         "customer instead."},
+        {"role": "user", "content": "Do it, and add a regression test."},
+    ]
+
+
+def chat_client(stream: bool) -> dict[str, Any]:
+    body = _chat_with(rules_per_topic=1, stream=stream)
+    rules = 1
+    while len(_dump(body)) < TARGET_CHAT_BYTES:
+        rules += 1
+        body = _chat_with(rules_per_topic=rules, stream=stream)
+    return body
+
+
+def _chat_with(rules_per_topic: int, stream: bool) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "model": CHAT_MODEL,
+        "messages": _chat_messages(rules_per_topic),
+        "tools": _chat_tools(),
+        "tool_choice": "auto",
+        "temperature": 0,
+        "max_completion_tokens": 8192,
+        "stream": stream,
+    }
+    if stream:
+        body["stream_options"] = {"include_usage": True}
+    return body
+
+
 # ---------------------------------------------------------------------------- upstream
 
 _ANSWER = (
@@ -532,6 +896,80 @@ def chat_stream(content_chunks: int = 20) -> bytes:
     return "".join(lines).encode()
 
 
+ANTHROPIC_ID = "msg_01BenchCanned00000000001"
+ANTHROPIC_MODEL = "claude-sonnet-4-5-20250929"
+ANTHROPIC_USAGE = {"input_tokens": 562, "cache_creation_input_tokens": 0,
+                   "cache_read_input_tokens": 9728, "output_tokens": 48,
+                   "service_tier": "standard"}
+
+
+def anthropic_message() -> dict[str, Any]:
+    return {
+        "id": ANTHROPIC_ID, "type": "message", "role": "assistant", "model": ANTHROPIC_MODEL,
+        "content": [{"type": "text", "text": _ANSWER}],
+        "stop_reason": "end_turn", "stop_sequence": None, "usage": ANTHROPIC_USAGE,
+    }
+
+
+def anthropic_stream(text_deltas: int = 20) -> bytes:
+    """message_start, one text block of `text_deltas` deltas, message_delta, message_stop."""
+    start_usage = {**ANTHROPIC_USAGE, "output_tokens": 1}
+    events: list[dict[str, Any]] = [
+        {"type": "message_start", "message": {
+            "id": ANTHROPIC_ID, "type": "message", "role": "assistant",
+            "model": ANTHROPIC_MODEL, "content": [], "stop_reason": None,
+            "stop_sequence": None, "usage": start_usage}},
+        {"type": "content_block_start", "index": 0,
+         "content_block": {"type": "text", "text": ""}},
+        {"type": "ping"},
+    ]
+    for piece in _answer_pieces(text_deltas):
+        events.append({"type": "content_block_delta", "index": 0,
+                       "delta": {"type": "text_delta", "text": piece}})
+    events += [
+        {"type": "content_block_stop", "index": 0},
+        {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+         "usage": {"output_tokens": 48}},
+        {"type": "message_stop"},
+    ]
+    return "".join(f"event: {e['type']}\ndata: {json.dumps(e, separators=(',', ':'))}\n\n"
+                   for e in events).encode()
+
+
+GEMINI_RESPONSE_ID = "BenchCannedGeminiResponse01"
+GEMINI_USAGE = {"promptTokenCount": 5210, "candidatesTokenCount": 48, "totalTokenCount": 5258,
+                "cachedContentTokenCount": 4096,
+                "promptTokensDetails": [{"modality": "TEXT", "tokenCount": 5210}]}
+
+
+def gemini_response() -> dict[str, Any]:
+    return {
+        "candidates": [{"content": {"parts": [{"text": _ANSWER}], "role": "model"},
+                        "finishReason": "STOP", "index": 0}],
+        "usageMetadata": GEMINI_USAGE,
+        "modelVersion": CHAT_MODEL, "responseId": GEMINI_RESPONSE_ID,
+    }
+
+
+def gemini_stream(chunks: int = 20) -> bytes:
+    """`:streamGenerateContent?alt=sse`: one whole response per event, the last with the
+    finish reason; Google separates events with CRLF pairs."""
+    events = []
+    pieces = _answer_pieces(chunks)
+    for index, piece in enumerate(pieces):
+        candidate: dict[str, Any] = {"content": {"parts": [{"text": piece}], "role": "model"},
+                                     "index": 0}
+        last = index == len(pieces) - 1
+        if last:
+            candidate["finishReason"] = "STOP"
+        usage = GEMINI_USAGE if last else {"promptTokenCount": GEMINI_USAGE["promptTokenCount"],
+                                           "totalTokenCount": GEMINI_USAGE["promptTokenCount"]}
+        events.append({"candidates": [candidate], "usageMetadata": usage,
+                       "modelVersion": CHAT_MODEL, "responseId": GEMINI_RESPONSE_ID})
+    return "".join(f"data: {json.dumps(e, separators=(',', ':'))}\r\n\r\n"
+                   for e in events).encode()
+
+
 # ---------------------------------------------------------------------------- output
 
 
@@ -548,6 +986,14 @@ def write_all(out: Path) -> dict[str, int]:
         "claude_code_stream.json": _dump(claude_code(True)),
         "upstream/chat.json": _dump(chat_completion()),
         "upstream/chat.sse": chat_stream(),
+        "codex.json": _dump(codex(False)),
+        "codex_stream.json": _dump(codex(True)),
+        "chat_gemini.json": _dump(chat_client(False)),
+        "chat_gemini_stream.json": _dump(chat_client(True)),
+        "upstream/anthropic.json": _dump(anthropic_message()),
+        "upstream/anthropic.sse": anthropic_stream(),
+        "upstream/gemini.json": _dump(gemini_response()),
+        "upstream/gemini.sse": gemini_stream(),
     }
     sizes = {}
     for name, data in files.items():

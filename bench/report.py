@@ -23,6 +23,10 @@ BODIES = [
     ("hello", '"Hello" (117 B)'),
     ("claude_code", "Claude Code (~50 KB)"),
     ("claude_code_stream", "Claude Code (~50 KB), streamed"),
+    ("codex", "Codex, Responses → Anthropic (~40 KB)"),
+    ("codex_stream", "Codex, Responses → Anthropic (~40 KB), streamed"),
+    ("chat_gemini", "Chat Completions → Gemini (~20 KB)"),
+    ("chat_gemini_stream", "Chat Completions → Gemini (~20 KB), streamed"),
 ]
 TARGET_RATIO = 0.5
 TARGET_ADDED_MS = 1.0
@@ -171,6 +175,11 @@ def report(raw: Path) -> str:
         f"- commit: {meta.get('commit', '?')}",
         f"- software: {meta.get('software', '?')}",
         f"- settings: {meta.get('settings', '?')}",
+        "",
+        "Paths: \"Hello\" and Claude Code are Anthropic Messages clients in front of an OpenAI "
+        "Chat upstream; Codex is an OpenAI Responses client (store false) in front of an "
+        "Anthropic upstream; the Chat Completions body goes to a Gemini upstream. The relay "
+        "forwards each client body unchanged to the same canned nginx answer.",
         "",
         "Throughput (32 connections; babelgate and the relay each pinned to core 1, nginx and "
         "wrk to core 0; rounds alternate between the two):",

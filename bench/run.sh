@@ -5,22 +5,27 @@
 #   bash bench/run.sh            (or: make bench)
 #
 # Writes bench/results/latest.md and prints it. Everything it starts it stops (trap), and the
-# whole run is bounded by BENCH_DEADLINE seconds (default 290). Knobs, all optional:
-#   BENCH_DURATION   measured seconds per target and body, split over 2 alternating rounds (10)
+# whole run is bounded by BENCH_DEADLINE seconds (default 300). Seven bodies (three
+# Anthropic-client bodies to an OpenAI upstream, Codex's Responses body to an Anthropic
+# upstream, a Chat Completions body to a Gemini upstream, each streamed and not) make the
+# defaults short. Knobs, all optional:
+#   BENCH_DURATION   measured seconds per target and body, split over 2 alternating rounds (6)
 #   BENCH_WARMUP     warm-up seconds per target and body before measuring (2)
-#   BENCH_LATENCY    seconds per concurrency-1 latency run (4)
+#   BENCH_LATENCY    seconds per concurrency-1 latency run (3)
 #   BENCH_STREAMS    concurrent slow streams for the memory test (1000)
 #   BENCH_CONNECTIONS  wrk connections for throughput (32)
+#   BENCH_REF        measure this git ref's committed src/ (e.g. HEAD) instead of the working
+#                    tree, which others may be editing; the harness in bench/ is the working one
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PY=${PYTHON:-$ROOT/.venv/bin/python}
-DURATION=${BENCH_DURATION:-10}
+DURATION=${BENCH_DURATION:-6}
 WARMUP=${BENCH_WARMUP:-2}
-LATENCY=${BENCH_LATENCY:-4}
+LATENCY=${BENCH_LATENCY:-3}
 STREAMS=${BENCH_STREAMS:-1000}
 CONNECTIONS=${BENCH_CONNECTIONS:-32}
-DEADLINE=${BENCH_DEADLINE:-290}
+DEADLINE=${BENCH_DEADLINE:-300}
 SLOW_RATE=32            # bytes/s per slow stream after its first 600 bytes: open for minutes
 SERVER_CORE=1           # the gateway and the relay
 LOAD_CORE=0             # nginx, wrk and the memory client
@@ -52,6 +57,13 @@ WORK=$(mktemp -d /tmp/babelgate-bench.XXXXXX)
 chmod 755 "$WORK"  # nginx's workers run as an unprivileged user and read the bodies here
 RAW=$WORK/raw
 mkdir -p "$RAW"
+REF=${BENCH_REF:-}
+if [ -n "$REF" ]; then
+    # An exported tree first on the path wins over the venv's editable install of src/.
+    mkdir -p "$WORK/ref"
+    git -C "$ROOT" archive "$REF" src | tar -x -C "$WORK/ref"
+    export PYTHONPATH="$WORK/ref/src${PYTHONPATH:+:$PYTHONPATH}"
+fi
 PIDS=()
 WATCHDOG=""
 
@@ -121,8 +133,13 @@ gateway_config() {  # gateway_config FILE UPSTREAM_PORT [SLOW_PORT]
     {
         echo "providers:"
         echo "  up: {type: openai, base_url: http://127.0.0.1:$2/v1, api_key: k}"
+        # The same nginx port answers Anthropic's and Gemini's paths with their own canned files.
+        echo "  anth: {type: anthropic, base_url: http://127.0.0.1:$2, api_key: k}"
+        echo "  gem: {type: gemini, base_url: http://127.0.0.1:$2, api_key: k}"
         [ -n "${3:-}" ] && echo "  slow: {type: openai, base_url: http://127.0.0.1:$3/v1, api_key: k}"
         echo "routes:"
+        echo "  $CODEX_MODEL: anth/$ANTHROPIC_MODEL"
+        echo "  $CHAT_MODEL: gem/$CHAT_MODEL"
         if [ -n "${3:-}" ]; then
             # The small warm-up body goes to the fast stream, everything else trickles.
             echo "  $HELLO_MODEL: up/canned-model"
@@ -137,18 +154,26 @@ start_gateway() {  # start_gateway NAME CONFIG PORT
     start "$1" "$SERVER_CORE" "$PY" -m babelgate serve --config "$2" --host 127.0.0.1 --port "$3"
 }
 
-start_relay() {  # start_relay NAME PORT UPSTREAM_PORT
+start_relay() {  # start_relay NAME PORT UPSTREAM_PORT [UPSTREAM_PATH]
     start "$1" "$SERVER_CORE" "$PY" "$ROOT/bench/bare_relay.py" "$2" \
-        "http://127.0.0.1:$3/v1/chat/completions"
+        "http://127.0.0.1:$3${4:-/v1/chat/completions}"
 }
 
 # ------------------------------------------------------------------ set-up
 log "work directory $WORK"
+log "babelgate from $("$PY" -c 'import babelgate, os; print(os.path.dirname(babelgate.__file__))')"
 "$PY" "$ROOT/bench/bodies.py" "$WORK/bodies" >"$RAW/bodies.txt"
 B=$WORK/bodies
-HELLO_MODEL=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["model"])' "$B/hello.json")
+model_of() { "$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["model"])' "$1"; }
+HELLO_MODEL=$(model_of "$B/hello.json")
+CODEX_MODEL=$(model_of "$B/codex.json")
+CHAT_MODEL=$(model_of "$B/chat_gemini.json")
+ANTHROPIC_MODEL=$(model_of "$B/upstream/anthropic.json")
+# The Gemini paths: nginx.conf matches them exactly, so the model is the chat body's.
+GEM_JSON_PATH="/v1beta/models/$CHAT_MODEL:generateContent"
+GEM_SSE_PATH="/v1beta/models/$CHAT_MODEL:streamGenerateContent?alt=sse"
 read -r P_JSON P_SSE P_SLOW P_RELAY_JSON P_RELAY_SSE P_GW_JSON P_GW_SSE P_GW_MEM P_RELAY_MEM \
-    <<<"$(free_ports 9)"
+    P_RELAY_ANTH_JSON P_RELAY_ANTH_SSE P_RELAY_GEM_JSON P_RELAY_GEM_SSE <<<"$(free_ports 13)"
 
 sed -e "s#@WORK@#$WORK#g" -e "s/@PORT_JSON@/$P_JSON/" -e "s/@PORT_SSE@/$P_SSE/" \
     -e "s/@PORT_SLOW@/$P_SLOW/" -e "s/@SLOW_RATE@/$SLOW_RATE/" \
@@ -159,6 +184,11 @@ gateway_config "$WORK/gw-json.yaml" "$P_JSON"
 gateway_config "$WORK/gw-sse.yaml" "$P_SSE"
 start_relay relay-json "$P_RELAY_JSON" "$P_JSON"
 start_relay relay-sse "$P_RELAY_SSE" "$P_SSE"
+# The relay forwards to one fixed URL: one more per upstream answer of the new paths.
+start_relay relay-anth-json "$P_RELAY_ANTH_JSON" "$P_JSON" /v1/messages
+start_relay relay-anth-sse "$P_RELAY_ANTH_SSE" "$P_SSE" /v1/messages
+start_relay relay-gem-json "$P_RELAY_GEM_JSON" "$P_JSON" "$GEM_JSON_PATH"
+start_relay relay-gem-sse "$P_RELAY_GEM_SSE" "$P_SSE" "$GEM_SSE_PATH"
 start_gateway gw-json "$WORK/gw-json.yaml" "$P_GW_JSON"
 start_gateway gw-sse "$WORK/gw-sse.yaml" "$P_GW_SSE"
 
@@ -167,33 +197,105 @@ wait_ready relay-json "http://127.0.0.1:$P_RELAY_JSON/v1/messages" "$B/hello.jso
 wait_ready relay-sse "http://127.0.0.1:$P_RELAY_SSE/v1/messages" "$B/hello_stream.json"
 wait_ready gw-json "http://127.0.0.1:$P_GW_JSON/v1/messages" "$B/claude_code.json"
 wait_ready gw-sse "http://127.0.0.1:$P_GW_SSE/v1/messages" "$B/claude_code_stream.json"
+wait_ready relay-anth-json "http://127.0.0.1:$P_RELAY_ANTH_JSON/v1/responses" "$B/codex.json"
+wait_ready relay-anth-sse "http://127.0.0.1:$P_RELAY_ANTH_SSE/v1/responses" "$B/codex_stream.json"
+wait_ready relay-gem-json "http://127.0.0.1:$P_RELAY_GEM_JSON/v1/chat/completions" \
+    "$B/chat_gemini.json"
+wait_ready relay-gem-sse "http://127.0.0.1:$P_RELAY_GEM_SSE/v1/chat/completions" \
+    "$B/chat_gemini_stream.json"
 
 # A translated answer must look right before its speed means anything.
-"$PY" - "http://127.0.0.1:$P_GW_JSON/v1/messages" "$B/claude_code.json" \
-    "http://127.0.0.1:$P_GW_SSE/v1/messages" "$B/claude_code_stream.json" <<'EOF'
+"$PY" - "http://127.0.0.1:$P_GW_JSON" "http://127.0.0.1:$P_GW_SSE" "$B" <<'EOF'
 import json, sys, urllib.request
-def post(url, path):
-    req = urllib.request.Request(url, data=open(path, "rb").read(),
+json_base, sse_base, bodies = sys.argv[1:4]
+def post(base, path, body):
+    req = urllib.request.Request(base + path, data=open(f"{bodies}/{body}.json", "rb").read(),
                                  headers={"content-type": "application/json"})
     return urllib.request.urlopen(req, timeout=10).read().decode()
-answer = json.loads(post(sys.argv[1], sys.argv[2]))
+def sse_data(stream):
+    return [json.loads(line[6:]) for line in stream.splitlines()
+            if line.startswith("data: {")]
+answer_text = json.load(open(f"{bodies}/upstream/chat.json"))["choices"][0]["message"]["content"]
+# What each canned stream says, delta by delta: the translated stream must say the same.
+anthropic_text = "".join(e["delta"]["text"] for e in sse_data(open(f"{bodies}/upstream/anthropic.sse").read())
+                         if e["type"] == "content_block_delta")
+gemini_text = "".join(c["candidates"][0]["content"]["parts"][0]["text"]
+                      for c in sse_data(open(f"{bodies}/upstream/gemini.sse").read()))
+# Anthropic client, OpenAI upstream.
+answer = json.loads(post(json_base, "/v1/messages", "claude_code"))
 assert answer["type"] == "message" and answer["content"][0]["type"] == "text", answer
 assert answer["usage"]["output_tokens"] == 48, answer["usage"]
-stream = post(sys.argv[3], sys.argv[4])
+stream = post(sse_base, "/v1/messages", "claude_code_stream")
 assert "event: message_stop" in stream and stream.count("text_delta") >= 20, stream[:2000]
+# Codex (Responses client, store false), Anthropic upstream.
+answer = json.loads(post(json_base, "/v1/responses", "codex"))
+assert answer["object"] == "response" and answer["status"] == "completed", str(answer)[:2000]
+texts = [c["text"] for item in answer["output"] if item["type"] == "message"
+         for c in item["content"] if c["type"] == "output_text"]
+assert texts == [answer_text], answer["output"]
+assert answer["usage"]["output_tokens"] == 48, answer["usage"]
+events = sse_data(post(sse_base, "/v1/responses", "codex_stream"))
+deltas = "".join(e["delta"] for e in events if e["type"] == "response.output_text.delta")
+assert deltas == anthropic_text, deltas
+assert events[-1]["type"] == "response.completed", events[-1]
+assert events[-1]["response"]["usage"]["output_tokens"] == 48, events[-1]["response"]["usage"]
+seqs = [e["sequence_number"] for e in events]
+assert seqs == list(range(len(seqs))), seqs
+# Chat Completions client, Gemini upstream.
+answer = json.loads(post(json_base, "/v1/chat/completions", "chat_gemini"))
+assert answer["object"] == "chat.completion", answer
+assert answer["choices"][0]["message"]["content"] == answer_text, answer
+assert answer["choices"][0]["finish_reason"] == "stop", answer
+assert answer["usage"]["completion_tokens"] == 48, answer["usage"]
+stream = post(sse_base, "/v1/chat/completions", "chat_gemini_stream")
+chunks = sse_data(stream)
+deltas = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+assert deltas == gemini_text and stream.rstrip().endswith("data: [DONE]"), stream[-2000:]
+assert chunks[-1]["usage"]["completion_tokens"] == 48, chunks[-1]
 EOF
 
 # ------------------------------------------------------------------ measurements
+BODIES="hello claude_code claude_code_stream codex codex_stream chat_gemini chat_gemini_stream"
 url_of() {  # url_of TARGET BODY: where wrk sends BODY for TARGET (relay, babelgate, direct)
     local stream=json
     case $2 in *stream*) stream=sse ;; esac
-    case "$1-$stream" in
+    case "$2" in
+        codex*) url_codex "$1" "$stream" ;;
+        chat_gemini*) url_chat_gemini "$1" "$stream" ;;
+        *) url_anthropic_client "$1" "$stream" ;;
+    esac
+}
+
+url_anthropic_client() {  # Anthropic Messages client, OpenAI Chat upstream
+    case "$1-$2" in
         relay-json) echo "http://127.0.0.1:$P_RELAY_JSON/v1/messages" ;;
         relay-sse) echo "http://127.0.0.1:$P_RELAY_SSE/v1/messages" ;;
         babelgate-json) echo "http://127.0.0.1:$P_GW_JSON/v1/messages" ;;
         babelgate-sse) echo "http://127.0.0.1:$P_GW_SSE/v1/messages" ;;
         direct-json) echo "http://127.0.0.1:$P_JSON/v1/chat/completions" ;;
         direct-sse) echo "http://127.0.0.1:$P_SSE/v1/chat/completions" ;;
+    esac
+}
+
+url_codex() {  # OpenAI Responses client (Codex), Anthropic upstream
+    case "$1-$2" in
+        relay-json) echo "http://127.0.0.1:$P_RELAY_ANTH_JSON/v1/responses" ;;
+        relay-sse) echo "http://127.0.0.1:$P_RELAY_ANTH_SSE/v1/responses" ;;
+        babelgate-json) echo "http://127.0.0.1:$P_GW_JSON/v1/responses" ;;
+        babelgate-sse) echo "http://127.0.0.1:$P_GW_SSE/v1/responses" ;;
+        direct-json) echo "http://127.0.0.1:$P_JSON/v1/messages" ;;
+        direct-sse) echo "http://127.0.0.1:$P_SSE/v1/messages" ;;
+    esac
+}
+
+url_chat_gemini() {  # OpenAI Chat Completions client, Gemini upstream
+    case "$1-$2" in
+        relay-json) echo "http://127.0.0.1:$P_RELAY_GEM_JSON/v1/chat/completions" ;;
+        relay-sse) echo "http://127.0.0.1:$P_RELAY_GEM_SSE/v1/chat/completions" ;;
+        babelgate-json) echo "http://127.0.0.1:$P_GW_JSON/v1/chat/completions" ;;
+        babelgate-sse) echo "http://127.0.0.1:$P_GW_SSE/v1/chat/completions" ;;
+        direct-json) echo "http://127.0.0.1:$P_JSON$GEM_JSON_PATH" ;;
+        direct-sse) echo "http://127.0.0.1:$P_SSE$GEM_SSE_PATH" ;;
     esac
 }
 
@@ -205,7 +307,7 @@ run_wrk() {  # run_wrk OUT SECONDS CONNECTIONS URL BODY [--latency]
         -s "$ROOT/bench/post.lua" "$url" -- "$body" >"$out" 2>&1
 }
 
-for body in hello claude_code claude_code_stream; do
+for body in $BODIES; do
     log "throughput: $body"
     for target in relay babelgate; do
         run_wrk /dev/null "$WARMUP" "$CONNECTIONS" "$(url_of $target $body)" "$B/$body.json"
@@ -220,7 +322,7 @@ for body in hello claude_code claude_code_stream; do
     done
 done
 
-for body in hello claude_code claude_code_stream; do
+for body in $BODIES; do
     log "latency at concurrency 1: $body"
     for target in direct relay babelgate; do
         run_wrk /dev/null 1 1 "$(url_of $target $body)" "$B/$body.json"
@@ -230,7 +332,8 @@ for body in hello claude_code claude_code_stream; do
 done
 
 # Memory: fresh processes; the throughput ones are stopped so that core 1 is quiet.
-for name in gw_json gw_sse relay_json relay_sse; do
+for name in gw_json gw_sse relay_json relay_sse relay_anth_json relay_anth_sse relay_gem_json \
+        relay_gem_sse; do
     pid_var="PID_$name"; stop_pid "${!pid_var}"
 done
 gateway_config "$WORK/gw-mem.yaml" "$P_SSE" "$P_SLOW"
@@ -258,8 +361,12 @@ done
 {
     echo "date=$(date -u '+%Y-%m-%d %H:%M UTC')"
     echo "machine=$(uname -sm), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), $(free -g | awk '/Mem:/{print $2}') GB RAM"
-    dirty=$(git -C "$ROOT" status --porcelain --untracked-files=no -- src | grep -q . && echo " (src has uncommitted changes)" || true)
-    echo "commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$dirty"
+    if [ -n "$REF" ]; then
+        echo "commit=$(git -C "$ROOT" rev-parse --short "$REF") (committed src/ of $REF)"
+    else
+        dirty=$(git -C "$ROOT" status --porcelain --untracked-files=no -- src | grep -q . && echo " (src has uncommitted changes)" || true)
+        echo "commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$dirty"
+    fi
     echo "software=$("$PY" -V), $("$NGINX" -v 2>&1 | sed 's/.*: //'), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)"
     echo "settings=$CONNECTIONS connections, ${WARMUP}s warm-up + 2 rounds x ${ROUND}s per target and body, ${LATENCY}s latency runs, $STREAMS streams"
     echo "streams=$STREAMS"
