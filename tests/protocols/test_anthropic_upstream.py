@@ -525,3 +525,49 @@ def test_unanswered_calls_and_orphan_results_are_repaired() -> None:
     assert messages[6]["content"][0]["tool_use_id"] == "call_c"
     fake = pytest.importorskip("tests.fakes.anthropic")
     fake.validate_request(render(request), counting=False, betas=frozenset())
+
+
+def test_auto_cache_marks_tools_system_and_newest_turn_for_unmarked_agents() -> None:
+    """A Codex or Chat client cannot mark cache breakpoints: with `auto_cache`, the end of
+    the tools, of the system prompt and of the newest turn are marked, so the next turn reads
+    the shared prefix from Anthropic's cache. A client's own marks win; thinking is never
+    marked; a plain chat without tools or system is left alone."""
+    from babelgate.canonical import Message, Reasoning, Request, Text, Tool, ToolCall, ToolResult
+    from babelgate.protocols import get_codec
+    from babelgate.protocols.base import Quirks
+
+    codec = get_codec("anthropic")
+    quirks = Quirks(auto_cache=True)
+    request = Request(
+        model="claude-x",
+        system=[Text("You are Codex.")],
+        tools=[Tool("exec_command"), Tool("apply_patch")],
+        messages=[
+            Message("user", [Text("list files")]),
+            Message("assistant", [ToolCall("call_1", "exec_command", {"cmd": "ls"})]),
+            Message("user", [ToolResult("call_1", [Text("a.txt")])]),
+        ],
+    )
+    body = codec.render_request(request, quirks)
+    marked = [b for b in (*body["tools"], *body["system"]) if "cache_control" in b]
+    marked += [b for m in body["messages"] for b in m["content"] if "cache_control" in b]
+    assert [b.get("name") or b.get("type") for b in marked] == [
+        "apply_patch", "text", "tool_result"]
+    assert body["messages"][-1]["content"][-1]["cache_control"] == {"type": "ephemeral"}
+
+    plain = Request(model="claude-x", messages=[Message("user", [Text("hi")])])
+    assert "cache_control" not in str(codec.render_request(plain, quirks))
+
+    own = Request(model="claude-x", system=[Text("rules", cache=True)], tools=[Tool("t")],
+                  messages=[Message("user", [Text("hi")])])
+    own_body = codec.render_request(own, quirks)
+    assert own_body["system"][0]["cache_control"] == {"type": "ephemeral"}
+    assert "cache_control" not in own_body["tools"][0]
+    assert "cache_control" not in own_body["messages"][0]["content"][0]
+
+    thinking_last = Request(model="claude-x", system=[Text("s")], messages=[
+        Message("user", [Text("q")]),
+        Message("assistant", [Reasoning("t", signature="sig", origin="anthropic")]),
+    ])
+    last = codec.render_request(thinking_last, quirks)["messages"][-1]["content"][-1]
+    assert "cache_control" not in last

@@ -43,6 +43,7 @@ class Quirks:
     images: bool = True  # the upstream accepts image input
     documents: bool = False  # the upstream accepts PDF/document input
     strict_fields: bool = True  # the upstream rejects fields it does not define
+    auto_cache: bool = False  # mark prompt-cache breakpoints a client could not (Anthropic)
 
 
 class StreamDecoder(ABC):

@@ -29,7 +29,11 @@ DEFAULT_QUIRKS: dict[str, Quirks] = {
     ),
     # Anthropic Messages: thinking is native; PDFs are `document` blocks; unknown fields are
     # rejected ("Extra inputs are not permitted"). Chat-only fields below are unused.
-    "anthropic": Quirks(reasoning_control="none", documents=True, strict_fields=True),
+    # auto_cache: clients of other protocols cannot mark cache breakpoints, and Anthropic
+    # caches nothing unmarked (the gateway marks tools, system and the newest turn).
+    "anthropic": Quirks(
+        reasoning_control="none", documents=True, strict_fields=True, auto_cache=True
+    ),
     # Gemini: thinking via generationConfig.thinkingConfig (the codec's business); PDFs via
     # inlineData; unknown JSON names are rejected ("Invalid JSON payload received").
     "gemini": Quirks(reasoning_control="none", documents=True, strict_fields=True),

@@ -88,7 +88,8 @@ def render_request(request: Request, quirks: Quirks) -> JSON:
     _sampling(request, thinking_on, body)
     if request.stream:
         body["stream"] = True
-    _limit_cache_breakpoints(body)
+    if not _limit_cache_breakpoints(body) and quirks.auto_cache:
+        _auto_cache(body)
     return body
 
 
@@ -384,8 +385,9 @@ def _sampling(request: Request, thinking_on: bool, body: JSON) -> None:
         body["metadata"] = {"user_id": request.user}
 
 
-def _limit_cache_breakpoints(body: JSON) -> None:
-    """Keep the last MAX_CACHE_BREAKPOINTS cache_control marks in prompt order."""
+def _limit_cache_breakpoints(body: JSON) -> int:
+    """Keep the last MAX_CACHE_BREAKPOINTS cache_control marks in prompt order; return how
+    many the client asked for."""
     marked = [b for b in body.get("tools", ()) if "cache_control" in b]
     marked += [b for b in body.get("system", ()) if "cache_control" in b]
     for message in body["messages"]:
@@ -396,3 +398,29 @@ def _limit_cache_breakpoints(body: JSON) -> None:
                 marked += [b for b in block.get("content", ()) if "cache_control" in b]
     for block in marked[:-MAX_CACHE_BREAKPOINTS]:
         del block["cache_control"]
+    return len(marked)
+
+
+_UNCACHEABLE = frozenset({"thinking", "redacted_thinking"})
+
+
+def _auto_cache(body: JSON) -> None:
+    """Clients of other protocols (Codex, Chat tools) cannot mark cache breakpoints, and
+    Anthropic caches nothing unmarked: mark the end of the tools, of the system prompt and of
+    the newest turn, so each turn reads the previous turns' prefix from the cache (a tenth of
+    the input price) instead of paying for it again. Only requests with tools or a system
+    prompt (agents: long prompts that repeat) are marked; Anthropic ignores marks on prompts
+    below its minimum cacheable length anyway."""
+    if not body.get("tools") and not body.get("system"):
+        return
+    candidates: list[JSON] = []
+    if body.get("tools"):
+        candidates.append(body["tools"][-1])
+    if body.get("system"):
+        candidates.append(body["system"][-1])
+    messages = body["messages"]
+    if messages and messages[-1]["content"]:
+        candidates.append(messages[-1]["content"][-1])
+    for block in candidates:
+        if block.get("type") not in _UNCACHEABLE:
+            block["cache_control"] = dict(_EPHEMERAL)
