@@ -366,18 +366,20 @@ def _tool(item: object, where: str) -> Tool:
         raise invalid(f"{where}: must be an object", param=where)
     kind = item.get("type")
     if kind is None or kind == "custom":
-        name = _require_str(item, "name", where)
+        # The common case, on every request for every tool: kept to plain lookups.
+        name = item.get("name")
         schema = item.get("input_schema")
-        if not isinstance(schema, dict):
+        if type(name) is not str or type(schema) is not dict:
+            _require_str(item, "name", where)
             raise invalid(f"{where}.input_schema: field required", param=f"{where}.input_schema")
         description = item.get("description")
         strict = item.get("strict")
         return Tool(
             name=name,
-            description=description if isinstance(description, str) else None,
+            description=description if type(description) is str else None,
             parameters=schema,
-            strict=strict if isinstance(strict, bool) else None,
-            cache=_cached(item),
+            strict=strict if type(strict) is bool else None,
+            cache=type(item.get("cache_control")) is dict,
         )
     if not isinstance(kind, str):
         raise invalid(f"{where}.type: must be a string", param=f"{where}.type")

@@ -9,6 +9,7 @@ request's own tool list maps a wire name back to the client's name.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 
@@ -28,9 +29,11 @@ def _digest(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()[:_HASH_LEN]
 
 
+@functools.lru_cache(maxsize=4096)
 def wire_name(name: str) -> str:
     """The name sent upstream: valid names unchanged, others cleaned, cut and suffixed with a
-    hash of the original (so two names that clean to the same text stay distinct)."""
+    hash of the original (so two names that clean to the same text stay distinct). Cached:
+    clients send the same few dozen tool names on every turn."""
     if _VALID_NAME.match(name):
         return name
     cleaned = _INVALID_CHARS.sub("_", name)[: _MAX_NAME - _HASH_LEN - 1]
