@@ -16,7 +16,7 @@ from pathlib import Path
 # py-spy frames look like "function (path/to/file.py:123)"; the line number is dropped so a
 # function's samples add up across its lines.
 _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^()]*?)(?::\d+)?\)$")
-_PREFIXES = ("/work/main/src/", "site-packages/", "lib/python3.11/")
+_PREFIXES = ("/work/main/src/", "/ref/src/", "site-packages/", "lib/python3.11/")
 
 
 def _name(frame: str) -> str:

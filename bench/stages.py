@@ -1,0 +1,119 @@
+"""Where one translated request's CPU time goes, stage by stage, without the network.
+
+`python bench/stages.py BODIES_DIR [BODY ...]` (BODIES_DIR written by bench/bodies.py) runs
+each stage of the gateway's hot path in-process on the benchmark bodies and prints the mean
+microseconds per call: parse the client JSON, client codec -> canonical Request, canonical ->
+upstream body, serialise it, then the upstream's canned answer back (parse_response and
+render_response, or the stream decoder and encoder fed the whole canned stream at once), and
+the size of what the client gets. It uses the codecs through their public interface
+(protocols/base.py) with each family's default quirks, as an unconfigured provider of that
+type would; the server, the HTTP client and the event loop are not included, so the stages
+add up to less than a request costs under load (compare with bench/profile.sh).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from babelgate.protocols import get_codec
+from babelgate.providers.presets import DEFAULT_QUIRKS
+
+# body -> (client protocol, upstream protocol, upstream model, canned answer file stem)
+PATHS = {
+    "claude_code": ("anthropic", "openai", "canned-model", "chat"),
+    "claude_code_stream": ("anthropic", "openai", "canned-model", "chat"),
+    "codex": ("openai-responses", "anthropic", "claude-sonnet-4-5-20250929", "anthropic"),
+    "codex_stream": ("openai-responses", "anthropic", "claude-sonnet-4-5-20250929", "anthropic"),
+    "chat_gemini": ("openai", "gemini", "gemini-2.5-pro", "gemini"),
+    "chat_gemini_stream": ("openai", "gemini", "gemini-2.5-pro", "gemini"),
+}
+BUDGET_SECONDS = 0.3  # per stage: enough for a stable mean, short enough for a quick look
+
+
+def _time(stage: Callable[[], Any]) -> float:
+    """Mean microseconds per call of `stage`, repeated for about BUDGET_SECONDS."""
+    stage()  # warm caches (tool-name maps and the like) as a running gateway has them
+    calls, start = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < BUDGET_SECONDS:
+        stage()
+        calls += 1
+    return elapsed / calls * 1e6
+
+
+def measure(bodies: Path, body: str) -> list[tuple[str, float, str]]:
+    client_name, upstream_name, model, answer = PATHS[body]
+    client, upstream = get_codec(client_name), get_codec(upstream_name)
+    quirks = DEFAULT_QUIRKS[upstream_name]
+    raw = (bodies / f"{body}.json").read_bytes()
+    data = orjson.loads(raw)
+    request = client.parse_request(data)
+    stream = bool(request.stream)
+    up_request = replace(request, model=model)
+    up_body = upstream.render_request(up_request, quirks)
+    rows = [
+        ("client JSON -> dict (orjson.loads)", _time(lambda: orjson.loads(raw)), f"{len(raw)} B"),
+        ("client dict -> Request (parse_request)", _time(lambda: client.parse_request(data)), ""),
+        ("Request -> upstream dict (render_request)",
+         _time(lambda: upstream.render_request(replace(request, model=model), quirks)), ""),
+        ("upstream dict -> bytes (orjson.dumps)", _time(lambda: orjson.dumps(up_body)),
+         f"{len(orjson.dumps(up_body))} B"),
+    ]
+    if stream:
+        canned = (bodies / "upstream" / f"{answer}.sse").read_bytes()
+
+        def decode() -> list[Any]:
+            decoder = upstream.stream_decoder(up_request)
+            return decoder.feed(canned) + decoder.close()
+
+        events = decode()
+
+        def encode() -> bytes:
+            encoder = client.stream_encoder(request)
+            return b"".join(encoder.encode(event) for event in decode())
+
+        out = encode()
+        decode_us = _time(decode)
+        rows += [
+            ("upstream SSE -> events (stream_decoder)", decode_us,
+             f"{len(canned)} B -> {len(events)} events"),
+            ("events -> client SSE (stream_encoder)", _time(encode) - decode_us,
+             f"{len(out)} B"),
+        ]
+    else:
+        canned = (bodies / "upstream" / f"{answer}.json").read_bytes()
+        parsed = upstream.parse_response(orjson.loads(canned), up_request)
+        rendered = client.render_response(parsed, request)
+        rows += [
+            ("upstream answer -> Response (loads + parse_response)",
+             _time(lambda: upstream.parse_response(orjson.loads(canned), up_request)),
+             f"{len(canned)} B"),
+            ("Response -> client bytes (render_response + dumps)",
+             _time(lambda: orjson.dumps(client.render_response(parsed, request))),
+             f"{len(orjson.dumps(rendered))} B"),
+        ]
+    return rows
+
+
+def main(argv: list[str]) -> None:
+    if not argv:
+        sys.exit("usage: python bench/stages.py BODIES_DIR [BODY ...]")
+    bodies = Path(argv[0])
+    for body in argv[1:] or list(PATHS):
+        client_name, upstream_name, _, _ = PATHS[body]
+        rows = measure(bodies, body)
+        print(f"\n{body} ({client_name} client -> {upstream_name} upstream)\n")
+        print("| stage | µs per call | size |\n|---|---:|---|")
+        for name, micros, size in rows:
+            print(f"| {name} | {micros:,.0f} | {size} |")
+        print(f"| total | {sum(m for _, m, _ in rows):,.0f} | |")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
