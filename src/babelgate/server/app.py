@@ -38,6 +38,7 @@ from .asgi import (
 )
 from .count_tokens import count_tokens
 from .gateway import Call, Gateway
+from .memory import HeapTrimmer
 
 log = logging.getLogger("babelgate")
 
@@ -60,6 +61,7 @@ class App:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.gateway = Gateway(settings)
+        self.trimmer = HeapTrimmer()
         self.started = time.time()
         storage = settings.storage
         # Responses clients' conversations (previous_response_id). Nothing opens the database
@@ -108,8 +110,10 @@ class App:
                 # re-scanning requests in flight. Nearly all of it is freed by reference
                 # counting anyway; collect young objects every 20,000 allocations instead.
                 gc.set_threshold(20_000, 20, 20)
+                self.trimmer.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                self.trimmer.stop()
                 await self.gateway.stop()
                 await self.conversations.store.close()  # finishes queued writes
                 await send({"type": "lifespan.shutdown.complete"})
@@ -137,7 +141,10 @@ class App:
             await send_error(send, codec, error)
             return
         call = Call(codec, request, data, raw, header_map(scope))
-        if request.stream:
+        # From here the body lives only in `call`, which lets go of it once a stream settles;
+        # locals of this frame would keep it for the whole stream (~150 KB for Claude Code).
+        del raw, data, request
+        if call.request.stream:
             await cancel_on_disconnect(receive, self._stream(call, targets, send, recorder))
         else:
             await cancel_on_disconnect(receive, self._complete(call, targets, send, recorder))

@@ -1,0 +1,52 @@
+"""Giving freed memory back to the system.
+
+A burst of large requests (Claude Code sends 50 KB and more each) leaves glibc's heap at its
+high-water mark after the requests are gone: 1,000 open streams measured 324 MB. Trimming the
+heap once a second returned 60 MB of it (bench/README.md). Serving large buffers from mmap
+instead (a lower M_MMAP_THRESHOLD) returned more but cost a fifth of the throughput, so this
+is the cheaper way: `malloc_trim` takes about a millisecond, once a second, off the
+request path. Only on glibc; elsewhere nothing runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import ctypes.util
+from collections.abc import Callable
+
+TRIM_INTERVAL = 1.0  # seconds
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim: Callable[[int], int] = libc.malloc_trim
+    except (OSError, AttributeError):
+        return None
+    return trim
+
+
+class HeapTrimmer:
+    """Calls malloc_trim every TRIM_INTERVAL seconds while the loop runs."""
+
+    def __init__(self) -> None:
+        self._trim = _malloc_trim()
+        self._handle: asyncio.TimerHandle | None = None
+
+    def start(self) -> None:
+        if self._trim is not None:
+            self._schedule()
+
+    def _schedule(self) -> None:
+        self._handle = asyncio.get_running_loop().call_later(TRIM_INTERVAL, self._run)
+
+    def _run(self) -> None:
+        if self._trim is not None:
+            self._trim(0)
+        self._schedule()
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
