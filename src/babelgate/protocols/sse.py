@@ -17,12 +17,14 @@ class SSEEvent:
 
 
 class SSEDecoder:
-    __slots__ = ("_buffer", "_data", "_event")
+    """Works event by event: only complete events (ended by a blank line) are parsed; the
+    rest of the body waits in the buffer. The common event, one `data:` line, takes one
+    slice and one decode (this runs for every chunk of every upstream stream)."""
+
+    __slots__ = ("_buffer",)
 
     def __init__(self) -> None:
         self._buffer = b""
-        self._event: str | None = None
-        self._data: list[str] = []
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         buffer = self._buffer + chunk if self._buffer else chunk
@@ -33,42 +35,45 @@ class SSEDecoder:
             if tail:
                 buffer = buffer[:-1]
             buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n") + tail
+        end = buffer.rfind(b"\n\n")
+        if end < 0:
+            self._buffer = buffer
+            return []
+        self._buffer = buffer[end + 2 :]
         events: list[SSEEvent] = []
-        start = 0
-        while True:
-            end = buffer.find(b"\n", start)
-            if end < 0:
-                break
-            self._line(buffer[start:end], events)
-            start = end + 1
-        self._buffer = buffer[start:]
+        for block in buffer[:end].split(b"\n\n"):
+            if block.startswith(b"data: ") and b"\n" not in block:
+                events.append(SSEEvent(None, block[6:].decode("utf-8", "replace")))
+            elif block:
+                _parse_block(block, events)
         return events
 
     def flush(self) -> list[SSEEvent]:
         """End of body: a final event without its blank line still counts."""
         events: list[SSEEvent] = []
-        if self._buffer:
-            self._line(self._buffer.rstrip(b"\r"), events)
-            self._buffer = b""
-        self._line(b"", events)
+        block = self._buffer.rstrip(b"\r\n")
+        self._buffer = b""
+        if block:
+            _parse_block(block, events)
         return events
 
-    def _line(self, line: bytes, events: list[SSEEvent]) -> None:
-        if not line:
-            if self._data or self._event is not None:
-                events.append(SSEEvent(self._event, "\n".join(self._data)))
-            self._event = None
-            self._data = []
-            return
-        if line[0] == 0x3A:  # ':' comment / keep-alive
-            return
-        name, _, value = line.partition(b":")
+
+def _parse_block(block: bytes, events: list[SSEEvent]) -> None:
+    """One event's lines -> at most one SSEEvent (comments, `id` and `retry` ignored)."""
+    name: str | None = None
+    data: list[str] = []
+    for line in block.split(b"\n"):
+        if not line or line[0] == 0x3A:  # blank, or a ':' comment / keep-alive
+            continue
+        field, _, value = line.partition(b":")
         if value.startswith(b" "):
             value = value[1:]
-        if name == b"data":
-            self._data.append(value.decode("utf-8", "replace"))
-        elif name == b"event":
-            self._event = value.decode("utf-8", "replace")
+        if field == b"data":
+            data.append(value.decode("utf-8", "replace"))
+        elif field == b"event":
+            name = value.decode("utf-8", "replace")
+    if data or name is not None:
+        events.append(SSEEvent(name, "\n".join(data)))
 
 
 def sse(data: bytes, event: str | None = None) -> bytes:
