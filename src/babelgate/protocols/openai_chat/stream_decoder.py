@@ -64,6 +64,9 @@ class _CallBuffer:
     arguments: list[str] = field(default_factory=list)
 
 
+_PLAIN_CHOICE_KEYS = frozenset({"index", "delta", "logprobs", "finish_reason"})
+
+
 class ChatStreamDecoder(StreamDecoder):
     def __init__(self, request: Request) -> None:
         self._sse = SSEDecoder()
@@ -149,6 +152,18 @@ class ChatStreamDecoder(StreamDecoder):
         )
 
     def _choice(self, choice: JSON, events: list[Event]) -> None:
+        delta = choice.get("delta")
+        # Nearly every chunk of a stream is a bare text piece: take it without the checks below.
+        if (
+            type(delta) is dict
+            and len(delta) == 1
+            and type(content := delta.get("content")) is str
+            and content
+            and choice.get("finish_reason") is None
+            and choice.keys() <= _PLAIN_CHOICE_KEYS
+        ):
+            self._stream_text("text", content, events)
+            return
         usage = choice.get("usage")  # Moonshot puts usage inside the choice
         if isinstance(usage, dict):
             self._usage = parse_usage(usage)
