@@ -1,9 +1,10 @@
 """The one HTTP client every provider shares, and the map from transport failures to
 GatewayError.
 
-aiohttp's pooled client holds up under concurrency far better than the alternatives we
-measured (see bench/README.md); one ClientSession per process keeps connections to each
-upstream alive between requests. Transport exceptions are mapped once, here, from a table.
+aiohttp's pooled client is the one the bare-relay yardstick uses (docs/benchmark.md), so the
+benchmark compares our own work, not two HTTP clients; a measured comparison with httpx is
+still to do. One ClientSession per process keeps connections to each upstream alive between
+requests. Transport exceptions are mapped once, here, from a table.
 """
 
 from __future__ import annotations

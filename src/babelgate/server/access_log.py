@@ -1,7 +1,7 @@
 """The access log: one line per upstream attempt, written in batches.
 
 `logging` builds a LogRecord, formats it and writes to stderr for every call: about 45 µs per
-request on the hot path, measured under load (bench/README.md), a tenth of a request's whole
+request on the hot path, measured under load (docs/benchmark.md), a tenth of a request's whole
 budget. Here a line is one f-string appended to a list; a timer writes the batch to the
 stream every 100 ms, and at shutdown. Warnings and errors still go through `logging`.
 """

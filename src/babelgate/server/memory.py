@@ -2,7 +2,7 @@
 
 A burst of large requests (Claude Code sends 50 KB and more each) leaves glibc's heap at its
 high-water mark after the requests are gone: 1,000 open streams measured 324 MB. Trimming the
-heap once a second returned 60 MB of it (bench/README.md). Serving large buffers from mmap
+heap once a second returned 60 MB of it (docs/benchmark.md). Serving large buffers from mmap
 instead (a lower M_MMAP_THRESHOLD) returned more but cost a fifth of the throughput, so this
 is the cheaper way: `malloc_trim` takes about a millisecond, once a second, off the
 request path. Only on glibc; elsewhere nothing runs.
