@@ -142,3 +142,31 @@ async def test_count_tokens_openai_is_a_local_estimate(fresh: Stack) -> None:
     assert answer["input_tokens"] > 10
     assert headers["x-babelgate-token-count"] == "estimate"
     assert fresh.oa.requests == []
+
+
+async def test_stream_cut_inside_an_event_ends_with_an_error_not_a_broken_event(
+    fresh: Stack,
+) -> None:
+    """Pass-through forwards whole events only: when the upstream dies in the middle of one,
+    the client gets every whole event, then an error event, and no half-written JSON."""
+    start = {"type": "message_start", "message": {
+        "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-up",
+        "content": [], "stop_reason": None, "stop_sequence": None,
+        "usage": {"input_tokens": 5, "output_tokens": 0}}}
+    block = {"type": "content_block_start", "index": 0,
+             "content_block": {"type": "text", "text": ""}}
+    fresh.an.queue(Reply(raw=[
+        start,
+        block,
+        'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":',
+        '{"type":"text_delta","text":"never finished"}}\n\n',
+    ], cut_stream_after=3))
+    status, _, raw = await post(fresh.gw.url + "/v1/messages", body(True), CLIENT_HEADERS)
+    assert status == 200
+    frames = [f for f in raw.split(b"\n\n") if f.strip()]
+    for frame in frames:  # every event the client got is whole JSON
+        data = frame.split(b"data: ", 1)[1]
+        orjson.loads(data)
+    assert b"never finished" not in raw
+    assert b"content_block_delta" not in raw
+    assert frames[-1].startswith(b"event: error")

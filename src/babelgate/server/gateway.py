@@ -39,7 +39,7 @@ from babelgate.providers.provider import PROVIDER_TYPES, Provider
 from babelgate.routing import Router, Target
 
 from .access_log import AccessLog
-from .passthrough import UsageTap, body_usage, can_pass_through, rewrite_body
+from .passthrough import UsageTap, body_usage, can_pass_through, rewrite_body, whole_events
 
 log = logging.getLogger("babelgate")
 
@@ -289,15 +289,32 @@ class Gateway:
             error = provider.codec.parse_error(200, tap.error_data.encode())
             error.upstream = provider.name
             raise error
-        return b"".join(held), self._passed_rest(call, attempt, chunks, tap)
+        first = b"".join(held)
+        whole = whole_events(first)
+        rest = self._passed_rest(call, attempt, chunks, tap, first[whole:])
+        return first[:whole], rest
 
     async def _passed_rest(
-        self, call: Call, attempt: Attempt, chunks: AsyncGenerator[bytes, None], tap: UsageTap
+        self,
+        call: Call,
+        attempt: Attempt,
+        chunks: AsyncGenerator[bytes, None],
+        tap: UsageTap,
+        carry: bytes,
     ) -> AsyncIterator[bytes]:
+        """The upstream's bytes as they come, cut at event boundaries: a partial event stays
+        behind (`carry`) until it completes, so a stream cut inside an event ends with our
+        error event rather than a broken one."""
         try:
             async for chunk in chunks:
                 tap.feed(chunk)
-                yield chunk
+                data = carry + chunk if carry else chunk
+                whole = whole_events(data)
+                carry = data[whole:]
+                if whole:
+                    yield data[:whole] if carry else data
+            if carry:
+                yield carry  # the upstream ended without a blank line: its last event
         except GatewayError as error:
             attempt.error = error
             tail = tap.failure(error)  # in the upstream's terms when the client needs them

@@ -85,6 +85,13 @@ def anthropic_usage(data: Any) -> Usage:
     )
 
 
+def whole_events(data: bytes) -> int:
+    """How many leading bytes of `data` are whole SSE events (up to the last blank line)."""
+    lf = data.rfind(b"\n\n")
+    crlf = data.rfind(b"\r\n\r\n")
+    return max(lf + 2 if lf >= 0 else 0, crlf + 4 if crlf >= 0 else 0)
+
+
 def body_usage(protocol: str, body: JSON) -> Usage:
     """Usage from a whole (non-streamed) response body."""
     return SPECS[protocol].body_usage(body)
