@@ -144,21 +144,22 @@ def _latency(raw: Path, body: str, target: str) -> Wrk | None:
 
 def memory_table(raw: Path, streams: str) -> list[str]:
     lines = [
-        f"| process tree | idle RSS | RSS with {streams} open streams | streams open / failed "
-        "| target < 150 MB |",
-        "|---|---:|---:|---:|:---:|",
+        f"| process tree | idle RSS | RSS with {streams} open streams (settled) "
+        "| peak while opening them | streams open / failed | target < 150 MB |",
+        "|---|---:|---:|---:|---:|:---:|",
     ]
     for target, label in (("babelgate", "babelgate"), ("relay", "bare relay (reference)")):
         text = _read(raw / f"mem-{target}.json")
         if not text:
-            lines.append(f"| {label} | - | - | - | - |")
+            lines.append(f"| {label} | - | - | - | - | - |")
             continue
         m = json.loads(text)
         idle, busy = m["idle_kb"] / 1024, m["open_kb"] / 1024
+        peak = m.get("peak_kb", m["open_kb"]) / 1024
         complete = m["opened"] == int(streams) and not m["failed"]
         verdict = _verdict(busy < TARGET_RSS_MB and complete) if target == "babelgate" else ""
-        lines.append(f"| {label} | {idle:.1f} MB | {busy:.1f} MB | {m['opened']} / {m['failed']} "
-                     f"| {verdict} |")
+        lines.append(f"| {label} | {idle:.1f} MB | {busy:.1f} MB | {peak:.1f} MB "
+                     f"| {m['opened']} / {m['failed']} | {verdict} |")
     return lines
 
 

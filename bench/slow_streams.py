@@ -4,7 +4,8 @@
 process PID and all its descendants while idle, then opens N concurrent POSTs of BODY_FILE to
 URL (loopback only), waits until every one has its status line and first bytes (or the
 deadline passes), samples the RSS again a few times while all are open, closes them, and
-prints one JSON line: {"idle_kb", "open_kb", "opened", "failed", "seconds"}.
+prints one JSON line: {"idle_kb", "open_kb" (settled), "peak_kb", "opened", "failed",
+"seconds"}.
 The upstream behind URL must stream slowly (bench/nginx.conf's slow port) so that streams stay
 open for the whole measurement. The whole run is bounded by DEADLINE_S (default 40 s).
 """
@@ -20,8 +21,9 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-HOLD_SECONDS = 2.0  # how long all streams stay open while RSS is sampled
-SAMPLES = 5
+HOLD_SECONDS = 3.0  # how long all streams stay open while RSS is sampled
+SAMPLES = 12
+SETTLE_SECONDS = 1.0  # samples after this much holding count as the settled figure
 
 
 def _children(pid: int) -> list[int]:
@@ -101,15 +103,23 @@ async def measure(url: str, body: bytes, pid: int, count: int, deadline: float) 
                     failed += 1
             except TimeoutError:
                 break
-        peak = 0
+        # `peak`: the highest RSS while all streams are open, right after a burst of opening
+        # them included; `settled`: the highest once they have been open SETTLE_SECONDS (what
+        # 1,000 open streams cost, after memory freed by the burst went back to the system).
+        peak = settled = 0
+        held = time.monotonic()
         for _ in range(SAMPLES):
-            peak = max(peak, tree_rss_kb(pid))
+            rss = tree_rss_kb(pid)
+            peak = max(peak, rss)
+            if time.monotonic() - held >= SETTLE_SECONDS:
+                settled = max(settled, rss)
             await asyncio.sleep(HOLD_SECONDS / SAMPLES)
         release.set()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-    return {"idle_kb": idle_kb, "open_kb": peak, "opened": ok, "failed": failed,
+    return {"idle_kb": idle_kb, "open_kb": settled, "peak_kb": peak, "opened": ok,
+            "failed": failed,
             "seconds": round(time.monotonic() - started, 1)}
 
 

@@ -22,6 +22,7 @@ from babelgate.canonical import (
     TextDelta,
     Usage,
 )
+from babelgate.protocols import get_codec
 from babelgate.protocols.openai_responses.stream_out import ResponsesStreamEncoder
 from babelgate.storage.conversation import Conversations, PreviousResponseNotFound, Recorder
 from babelgate.storage.responses import ResponseStore, StoredResponse
@@ -70,7 +71,8 @@ async def test_unknown_previous_response_is_404(store: ResponseStore) -> None:
             {"model": "m", "input": "x", "previous_response_id": "resp_nope", "store": False}
         )
     assert caught.value.status == 404
-    assert caught.value.body() == {"error": {
+    # What a Responses client receives: OpenAI's exact body.
+    assert get_codec("openai-responses").render_error(caught.value) == {"error": {
         "message": "Previous response with id 'resp_nope' not found.",
         "type": "invalid_request_error",
         "param": "previous_response_id",

@@ -132,7 +132,7 @@ class App:
         recorder: Recorder | None = None
         try:
             raw = await read_body(receive)
-            data = parse_json_object(raw)
+            data = original = parse_json_object(raw)
             if codec.name == "openai-responses":  # stored conversations; see storage/
                 data, recorder = await self.conversations.prepare(data)
             request = codec.parse_request(data)
@@ -140,10 +140,11 @@ class App:
         except GatewayError as error:
             await send_error(send, codec, error)
             return
-        call = Call(codec, request, data, raw, header_map(scope))
-        # From here the body lives only in `call`, which lets go of it once a stream settles;
-        # locals of this frame would keep it for the whole stream (~150 KB for Claude Code).
-        del raw, data, request
+        call = Call(codec, request, data, raw, header_map(scope), releasable=data is original)
+        # From here the body lives only in `call`, which lets go of it while upstreams are
+        # awaited and once a stream settles; locals of this frame would keep it for the whole
+        # stream (~150 KB for Claude Code).
+        del raw, data, original, request
         if call.request.stream:
             await cancel_on_disconnect(receive, self._stream(call, targets, send, recorder))
         else:

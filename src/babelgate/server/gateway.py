@@ -39,6 +39,7 @@ from babelgate.providers.provider import PROVIDER_TYPES, Provider
 from babelgate.routing import Router, Target
 
 from .access_log import AccessLog
+from .asgi import parse_json_object
 from .passthrough import UsageTap, body_usage, can_pass_through, rewrite_body, whole_events
 
 log = logging.getLogger("babelgate")
@@ -192,6 +193,8 @@ class Gateway:
             provider = self.provider(target)
             attempt = Attempt(target, time.perf_counter())
             try:
+                call.restore()  # a fallback after an attempt let go of the parsed body
+                call.last_target = target is targets[-1]
                 if _passes(call, provider):
                     opened = await self._pass_stream(call, provider, target, attempt)
                 else:
@@ -211,10 +214,21 @@ class Gateway:
         self, call: Call, provider: Provider, target: Target, attempt: Attempt
     ) -> tuple[bytes, AsyncIterator[bytes]]:
         upstream_request = _upstream_request(call.request, target.model, True)
-        upstream = await self.send(provider, upstream_request, call.headers)
+        body = orjson.dumps(provider.codec.render_request(upstream_request, provider.quirks))
         encoder = call.codec.stream_encoder(call.request)
+        decoder = provider.codec.stream_decoder(upstream_request)
+        if provider.type != "anthropic":  # the others report input tokens at the end only
+            attempt.estimated_input = tokens.quick_estimate(call.request)
+        # Waiting on the upstream can take seconds, and a burst of new streams waits together:
+        # let go of the parsed body meanwhile (the raw bytes stay, for a fallback).
+        del upstream_request
+        call.release()
+        upstream = await self.post(provider, provider.url(target.model, True), body, call.headers)
+        del body
         if not upstream.is_event_stream:
             # Some upstreams answer a stream request with a whole body.
+            call.restore()
+            upstream_request = _upstream_request(call.request, target.model, True)
             raw = await upstream.read()
             whole = provider.codec.parse_response(
                 _load_upstream_json(raw, provider), upstream_request
@@ -224,7 +238,6 @@ class Gateway:
             self.log_attempt(call.request, attempt)
             return _encode(encoder, response_events(whole), attempt, call.request), _nothing()
         chunks = upstream.iter_chunks()
-        decoder = provider.codec.stream_decoder(upstream_request)
         first = await _first_events(chunks, decoder)
         failed = _leading_error(first)
         if failed is not None:
@@ -401,7 +414,8 @@ def _encode(
             if not event.usage.prompt_tokens:
                 # OpenAI-style upstreams report usage only at the end; clients such as
                 # Claude Code need a non-zero input count at the start.
-                event.usage.input_tokens = attempt.estimated_input = tokens.quick_estimate(request)
+                estimate = attempt.estimated_input or tokens.quick_estimate(request)
+                event.usage.input_tokens = attempt.estimated_input = estimate
         elif isinstance(event, MessageDelta):
             if not event.usage.prompt_tokens:  # the upstream never said: keep the estimate
                 event.usage.input_tokens = attempt.estimated_input
@@ -455,6 +469,26 @@ class Call:
     data: dict[str, Any]
     raw: bytes
     headers: Mapping[str, str]
+    releasable: bool = True  # False when `data` is not `raw` parsed (a history expanded)
+    released: bool = False
+    last_target: bool = False  # no fallback can follow the attempt under way
+
+    def release(self) -> None:
+        """Let go of the parsed body while an upstream is awaited; `restore` rebuilds it from
+        the raw bytes if a fallback needs it (with no fallback left, the raw bytes go too)."""
+        if self.releasable and not self.released:
+            self.released = True
+            self.data = {}
+            self.request = Request(model=self.request.model, messages=[],
+                                   stream=self.request.stream)
+            if self.last_target:
+                self.raw = b""
+
+    def restore(self) -> None:
+        if self.released and self.raw:
+            self.released = False
+            self.data = parse_json_object(self.raw)
+            self.request = self.codec.parse_request(self.data)
 
     def settle(self) -> None:
         """The stream is committed to one target and cannot fall back any more: let go of the
@@ -463,3 +497,4 @@ class Call:
         self.raw = b""
         self.data = {}
         self.request = Request(model=self.request.model, messages=[], stream=True)
+        self.releasable = self.released = False
