@@ -65,6 +65,7 @@ def tools_by_wire_name(request: Request) -> dict[str, Tool]:
     return found
 
 
+@functools.lru_cache(maxsize=1024)
 def wire_user(user: str) -> str:
     """An end-user id short enough for every upstream; still one stable value per user."""
     if len(user) <= _MAX_USER:
