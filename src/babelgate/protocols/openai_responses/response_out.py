@@ -52,7 +52,7 @@ def render_response(response: Response, request: Request) -> JSON:
         rid=response_id(response.id),
         created_at=response.created or int(time.time()),
         model=response.model or request.model,
-        request=request,
+        echo=request_echo(request),
         output=[item for item in output if item is not None],
         status=status,
         usage=render_usage(response.usage),
@@ -147,31 +147,13 @@ def render_usage(usage: Usage) -> JSON:
 # ---------------------------------------------------------------- the response object
 
 
-def response_object(
-    *,
-    rid: str,
-    created_at: int,
-    model: str,
-    request: Request,
-    output: list[JSON],
-    status: str,
-    usage: JSON | None,
-    incomplete_reason: str | None = None,
-    error: JSON | None = None,
-) -> JSON:
-    """The full response object, echoing the request settings the SDK's Response type
-    requires (tools, tool_choice, parallel_tool_calls) or commonly reads."""
+def request_echo(request: Request) -> JSON:
+    """The request settings a response object echoes (the SDK's Response type requires tools,
+    tool_choice and parallel_tool_calls; clients commonly read the rest). Built once per
+    response: a stream repeats them in three events."""
     return {
-        "id": rid,
-        "object": "response",
-        "created_at": created_at,
-        "status": status,
-        "error": error,
-        "incomplete_details": {"reason": incomplete_reason} if incomplete_reason else None,
         "instructions": None,
         "max_output_tokens": request.max_tokens,
-        "model": model,
-        "output": output,
         "parallel_tool_calls": (
             True if request.parallel_tool_calls is None else request.parallel_tool_calls
         ),
@@ -184,8 +166,34 @@ def response_object(
         "tools": render_tools(request.tools, upstream=False),
         "top_p": request.top_p,
         "truncation": "disabled",
-        "usage": usage,
         "metadata": {},
+    }
+
+
+def response_object(
+    *,
+    rid: str,
+    created_at: int,
+    model: str,
+    echo: JSON,
+    output: list[JSON],
+    status: str,
+    usage: JSON | None,
+    incomplete_reason: str | None = None,
+    error: JSON | None = None,
+) -> JSON:
+    """The full response object: its own fields plus `echo` (request_echo)."""
+    return {
+        "id": rid,
+        "object": "response",
+        "created_at": created_at,
+        "status": status,
+        "error": error,
+        "incomplete_details": {"reason": incomplete_reason} if incomplete_reason else None,
+        "model": model,
+        "output": output,
+        "usage": usage,
+        **echo,
     }
 
 

@@ -48,6 +48,7 @@ from .response_out import (
     output_text,
     reasoning_item,
     render_usage,
+    request_echo,
     response_id,
     response_object,
     status_for,
@@ -65,7 +66,9 @@ class _OpenItem:
 
 class ResponsesStreamEncoder(StreamEncoder):
     def __init__(self, request: Request) -> None:
-        self._request = request
+        # What the response object echoes, built now: the encoder keeps no reference to the
+        # request, so an open stream does not keep the request's body alive.
+        self._echo = request_echo(request)
         self._namespaces = namespace_map(request.tools)
         self._seq = 0
         self._rid = ""
@@ -124,7 +127,7 @@ class ResponsesStreamEncoder(StreamEncoder):
             rid=self._rid,
             created_at=self._created_at,
             model=self._model,
-            request=self._request,
+            echo=self._echo,
             output=list(self._output),
             status=status,
             usage=usage,
@@ -139,7 +142,7 @@ class ResponsesStreamEncoder(StreamEncoder):
             return b""
         self._started = True
         self._rid = response_id(upstream_id)
-        self._model = model or self._request.model
+        self._model = model or self._model
         self._created_at = int(time.time())
         self._usage = usage
         snapshot = self._response("in_progress", None)
