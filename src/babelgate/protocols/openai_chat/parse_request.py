@@ -29,6 +29,8 @@ from babelgate.canonical import (
 )
 from babelgate.canonical.tool_args import parse_arguments
 
+from ..fields import boolean, integer, number
+
 _EFFORTS: frozenset[str] = frozenset(get_args(Effort))
 
 
@@ -37,7 +39,7 @@ def parse_request(body: JSON) -> Request:
     if not isinstance(model, str) or not model:
         raise invalid("`model` is required and must be a string", "model")
     system, messages = _messages(body.get("messages"))
-    stream = _bool(body, "stream") or False
+    stream = boolean(body, "stream") or False
     options = body.get("stream_options")
     include_usage = not stream or (isinstance(options, dict) and bool(options.get("include_usage")))
     tools = _tools(body.get("tools"))
@@ -47,17 +49,17 @@ def parse_request(body: JSON) -> Request:
         system=system,
         max_tokens=_max_tokens(body),
         stream=stream,
-        temperature=_number(body, "temperature"),
-        top_p=_number(body, "top_p"),
-        top_k=_int(body, "top_k"),
+        temperature=number(body, "temperature"),
+        top_p=number(body, "top_p"),
+        top_k=integer(body, "top_k"),
         stop=_stop(body.get("stop")),
         tools=tools,
         tool_choice=_tool_choice(body.get("tool_choice")),
-        parallel_tool_calls=_bool(body, "parallel_tool_calls"),
+        parallel_tool_calls=boolean(body, "parallel_tool_calls"),
         reasoning=_reasoning(body.get("reasoning_effort")),
         user=body.get("user") if isinstance(body.get("user"), str) else None,
         response_format=_response_format(body.get("response_format")),
-        n=_int(body, "n"),
+        n=integer(body, "n"),
         include_usage=include_usage,
     )
 
@@ -343,28 +345,3 @@ def _response_format(raw: Any) -> JSON | None:
     return raw
 
 
-def _number(body: JSON, key: str) -> float | None:
-    value = body.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise invalid(f"`{key}` must be a number", key)
-    return float(value)
-
-
-def _int(body: JSON, key: str) -> int | None:
-    value = body.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise invalid(f"`{key}` must be an integer", key)
-    return value
-
-
-def _bool(body: JSON, key: str) -> bool | None:
-    value = body.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, bool):
-        raise invalid(f"`{key}` must be a boolean", key)
-    return value

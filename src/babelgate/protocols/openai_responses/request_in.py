@@ -37,6 +37,7 @@ from babelgate.canonical.carry import split_id
 from babelgate.canonical.model import Effort
 from babelgate.canonical.tool_args import parse_arguments
 
+from ..fields import boolean, integer, number
 from .content import parse_content
 from .envelope import reasoning_from_client
 from .tools import namespaced, parse_text_format, parse_tool_choice, parse_tools
@@ -70,17 +71,17 @@ def parse_request(body: JSON) -> Request:
         model=model,
         messages=builder.messages,
         system=builder.system,
-        max_tokens=_optional_int(body, "max_output_tokens"),
+        max_tokens=integer(body, "max_output_tokens", minimum=1),
         stream=bool(body.get("stream", False)),
-        temperature=_optional_number(body, "temperature"),
-        top_p=_optional_number(body, "top_p"),
+        temperature=number(body, "temperature"),
+        top_p=number(body, "top_p"),
         tools=parse_tools(body.get("tools")),
         tool_choice=parse_tool_choice(body.get("tool_choice")),
-        parallel_tool_calls=_optional_bool(body, "parallel_tool_calls"),
+        parallel_tool_calls=boolean(body, "parallel_tool_calls"),
         reasoning=_parse_reasoning(body.get("reasoning")),
         response_format=parse_text_format(body.get("text")),
         previous_response_id=_optional_str(body, "previous_response_id"),
-        store=_optional_bool(body, "store"),
+        store=boolean(body, "store"),
     )
 
 
@@ -261,33 +262,6 @@ def _parse_reasoning(raw: Any) -> ReasoningConfig | None:
         effort=effort,
         summary=summary if isinstance(summary, str) else None,
     )
-
-
-def _optional_int(body: JSON, key: str) -> int | None:
-    value = body.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise invalid(f"{key} must be a positive integer", key)
-    return value
-
-
-def _optional_number(body: JSON, key: str) -> float | None:
-    value = body.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise invalid(f"{key} must be a number", key)
-    return float(value)
-
-
-def _optional_bool(body: JSON, key: str) -> bool | None:
-    value = body.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, bool):
-        raise invalid(f"{key} must be a boolean", key)
-    return value
 
 
 def _optional_str(body: JSON, key: str) -> str | None:
