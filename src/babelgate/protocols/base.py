@@ -19,6 +19,8 @@ from typing import ClassVar, Literal
 
 from babelgate.canonical import JSON, Event, GatewayError, Request, Response
 
+from .sse import SSEDecoder, SSEEvent
+
 ReasoningControl = Literal[
     "reasoning_effort",  # OpenAI, Grok, Ollama: reasoning_effort: low|medium|high
     "thinking",  # DeepSeek, GLM, Kimi: thinking: {type: enabled|disabled}
@@ -58,6 +60,37 @@ class StreamDecoder(ABC):
     def close(self) -> list[Event]:
         """The body ended. Return the closing events; a stream that ended early yields a
         StreamError rather than a silent stop."""
+
+
+class SSEStreamDecoder(StreamDecoder):
+    """A StreamDecoder for an upstream that streams Server-Sent Events (all four protocols
+    do). Subclasses take one complete event at a time (`on_event`, told whether the body has
+    ended) and say how the stream closes once the body is over (`on_end`: the closing events,
+    or a StreamError for a stream cut short)."""
+
+    def __init__(self) -> None:
+        self._sse = SSEDecoder()
+
+    def feed(self, chunk: bytes) -> list[Event]:
+        events: list[Event] = []
+        for event in self._sse.feed(chunk):
+            self.on_event(event, events, False)
+        return events
+
+    def close(self) -> list[Event]:
+        events: list[Event] = []
+        for event in self._sse.flush():
+            self.on_event(event, events, True)
+        self.on_end(events)
+        return events
+
+    @abstractmethod
+    def on_event(self, event: SSEEvent, events: list[Event], at_end: bool) -> None:
+        """Append the canonical events one upstream event completes."""
+
+    @abstractmethod
+    def on_end(self, events: list[Event]) -> None:
+        """The body ended: append what closes the stream."""
 
 
 class StreamEncoder(ABC):

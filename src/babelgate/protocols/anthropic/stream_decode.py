@@ -41,8 +41,8 @@ from babelgate.canonical import (
 from babelgate.canonical.ids import new_id
 from babelgate.canonical.tool_args import dump_arguments, parse_arguments
 
-from ..base import StreamDecoder
-from ..sse import SSEDecoder, SSEEvent
+from ..base import SSEStreamDecoder
+from ..sse import SSEEvent
 from .carrier import ANTHROPIC
 from .errors import error_from_object
 from .response import upstream_call
@@ -77,7 +77,7 @@ class _Block:
         self.initial_input: JSON = {}  # a tool_use start's own input (see _block_stop)
 
 
-class AnthropicStreamDecoder(StreamDecoder):
+class AnthropicStreamDecoder(SSEStreamDecoder):
     __slots__ = (
         "_block",
         "_custom",
@@ -93,8 +93,8 @@ class AnthropicStreamDecoder(StreamDecoder):
     )
 
     def __init__(self, request: Request) -> None:
+        super().__init__()
         self._model = request.model  # not the request: a stream must not keep its body alive
-        self._sse = SSEDecoder()
         self._names = name_map(request)
         self._custom = custom_tool_names(request)
         self._block: _Block | None = None
@@ -105,25 +105,15 @@ class AnthropicStreamDecoder(StreamDecoder):
         self._started = False
         self._done = False
 
-    def feed(self, chunk: bytes) -> list[Event]:
-        events: list[Event] = []
-        for sse_event in self._sse.feed(chunk):
-            self._handle(sse_event, events)
-        return events
-
-    def close(self) -> list[Event]:
-        events: list[Event] = []
-        for sse_event in self._sse.flush():
-            self._handle(sse_event, events)
+    def on_end(self, events: list[Event]) -> None:
         if not self._done:
             self._done = True
             message = "upstream stream ended before message_stop"
             events.append(StreamError(GatewayError("connection", message)))
-        return events
 
     # ------------------------------------------------ dispatch
 
-    def _handle(self, sse_event: SSEEvent, events: list[Event]) -> None:
+    def on_event(self, sse_event: SSEEvent, events: list[Event], at_end: bool) -> None:
         if self._done or not sse_event.data:
             return
         try:

@@ -40,8 +40,8 @@ from babelgate.canonical import (
 )
 from babelgate.canonical.ids import new_id
 from babelgate.canonical.tool_args import dump_arguments
-from babelgate.protocols.base import StreamDecoder
-from babelgate.protocols.sse import SSEDecoder
+from babelgate.protocols.base import SSEStreamDecoder
+from babelgate.protocols.sse import SSEEvent
 
 from .errors import error_from_body
 from .parts import BARE_THOUGHT, ORIGIN
@@ -57,7 +57,7 @@ from .response import (
 JSON = dict[str, Any]
 
 
-class GeminiStreamDecoder(StreamDecoder):
+class GeminiStreamDecoder(SSEStreamDecoder):
     __slots__ = (
         "_blocked",
         "_done",
@@ -74,7 +74,7 @@ class GeminiStreamDecoder(StreamDecoder):
     )
 
     def __init__(self, request: Request) -> None:
-        self._sse = SSEDecoder()
+        super().__init__()
         self._names = tool_names(request)
         self._model = request.model
         self._started = False
@@ -87,31 +87,24 @@ class GeminiStreamDecoder(StreamDecoder):
         self._blocked = False
         self._usage_meta: Any = None
 
-    def feed(self, chunk: bytes) -> list[Event]:
-        events: list[Event] = []
-        for sse_event in self._sse.feed(chunk):
-            self._data(sse_event.data, events)
-        return events
+    def on_event(self, event: SSEEvent, events: list[Event], at_end: bool) -> None:
+        self._data(event.data, events, at_end=at_end)
 
-    def close(self) -> list[Event]:
-        events: list[Event] = []
-        for sse_event in self._sse.flush():
-            self._data(sse_event.data, events, at_end=True)
+    def on_end(self, events: list[Event]) -> None:
         if self._done:
-            return events
+            return
         self._done = True
         if self._finish is None and not self._blocked:
             events.append(_error("Gemini stream ended without a finishReason"))
-            return events
+            return
         try:
             reason = stop_reason(self._finish, self._has_calls, blocked=self._blocked)
         except GatewayError as error:
             events.append(StreamError(error))
-            return events
+            return
         self._close_open(events)
         events.append(MessageDelta(stop_reason=reason, usage=parse_usage(self._usage_meta)))
         events.append(MessageStop())
-        return events
 
     # ------------------------------------------------ one chunk
 

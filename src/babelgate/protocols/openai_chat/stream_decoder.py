@@ -40,8 +40,8 @@ from babelgate.canonical import (
 from babelgate.canonical.ids import new_id
 from babelgate.canonical.tool_args import dump_arguments
 
-from ..base import StreamDecoder
-from ..sse import SSEDecoder
+from ..base import SSEStreamDecoder
+from ..sse import SSEEvent
 from .calls import arguments_text, make_call
 from .errors import error_from_json
 from .names import tools_by_wire_name
@@ -67,9 +67,9 @@ class _CallBuffer:
 _PLAIN_CHOICE_KEYS = frozenset({"index", "delta", "logprobs", "finish_reason"})
 
 
-class ChatStreamDecoder(StreamDecoder):
+class ChatStreamDecoder(SSEStreamDecoder):
     def __init__(self, request: Request) -> None:
-        self._sse = SSEDecoder()
+        super().__init__()
         # Only what the stream needs, not the request: an open stream must not keep the
         # request's body alive.
         self._model = request.model
@@ -89,29 +89,17 @@ class ChatStreamDecoder(StreamDecoder):
 
     # ------------------------------------------------------------ StreamDecoder
 
-    def feed(self, chunk: bytes) -> list[Event]:
-        events: list[Event] = []
-        if not self._ended:
-            for sse in self._sse.feed(chunk):
-                self._handle(sse.data, events)
-                if self._ended:
-                    break
-        return events
+    def on_event(self, event: SSEEvent, events: list[Event], at_end: bool) -> None:
+        if not self._ended:  # after MessageStop or StreamError, the rest is ignored
+            self._handle(event.data, events, at_end)
 
-    def close(self) -> list[Event]:
-        events: list[Event] = []
-        if not self._ended:
-            for sse in self._sse.flush():
-                self._handle(sse.data, events, at_end=True)
-                if self._ended:
-                    break
+    def on_end(self, events: list[Event]) -> None:
         if self._ended:
-            return events
+            return
         if self._finish is not None:
             self._end_message(events)  # some servers end the body without `[DONE]`
         else:
             self._fail(events, GatewayError("api_error", "upstream stream ended early"))
-        return events
 
     # ------------------------------------------------------------ chunks
 

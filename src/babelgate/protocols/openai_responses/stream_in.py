@@ -38,8 +38,8 @@ from babelgate.canonical import (
     ToolCall,
 )
 from babelgate.canonical.tool_args import dump_arguments
-from babelgate.protocols.base import StreamDecoder
-from babelgate.protocols.sse import SSEDecoder, SSEEvent
+from babelgate.protocols.base import SSEStreamDecoder
+from babelgate.protocols.sse import SSEEvent
 
 from .envelope import ORIGIN
 from .errors import error_from_event
@@ -66,9 +66,9 @@ class _Open:
     chunks: list[str] = field(default_factory=list)
 
 
-class ResponsesStreamDecoder(StreamDecoder):
+class ResponsesStreamDecoder(SSEStreamDecoder):
     def __init__(self, request: Request) -> None:
-        self._sse = SSEDecoder()
+        super().__init__()
         self._names = name_map(request)
         self._model = request.model
         self._started = False
@@ -77,25 +77,15 @@ class ResponsesStreamDecoder(StreamDecoder):
         self._open: _Open | None = None
         self._has_calls = False
 
-    def feed(self, chunk: bytes) -> list[Event]:
-        events: list[Event] = []
-        for sse in self._sse.feed(chunk):
-            self._handle(sse, events)
-        return events
-
-    def close(self) -> list[Event]:
-        events: list[Event] = []
-        for sse in self._sse.flush():
-            self._handle(sse, events)
+    def on_end(self, events: list[Event]) -> None:
         if not self._finished:
             self._finished = True
             error = GatewayError("connection", "upstream stream ended before response.completed")
             events.append(StreamError(error))
-        return events
 
     # ------------------------------------------------------------ dispatch
 
-    def _handle(self, sse: SSEEvent, events: list[Event]) -> None:
+    def on_event(self, sse: SSEEvent, events: list[Event], at_end: bool) -> None:
         if self._finished:
             return
         data = _json(sse.data)
