@@ -302,7 +302,9 @@ def test_generation_config_clamps_and_maps() -> None:
         (ReasoningConfig(effort="low"), {"includeThoughts": True, "thinkingBudget": 2048}),
         (ReasoningConfig(effort="high"), {"includeThoughts": True, "thinkingBudget": 24576}),
         (ReasoningConfig(adaptive=True), {"includeThoughts": True, "thinkingBudget": -1}),
-        (ReasoningConfig(enabled=False), {"thinkingBudget": 0}),
+        # Off: the model's default, since budget 0 is a 400 on 2.5 Pro and Gemini 3.
+        (ReasoningConfig(enabled=False), None),
+        (ReasoningConfig(effort="none"), None),
         # Claude Code's largest budget is out of range for Flash: clamped.
         (
             ReasoningConfig(enabled=True, budget_tokens=31999),

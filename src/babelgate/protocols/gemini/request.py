@@ -324,9 +324,11 @@ def _generation_config(request: Request, quirks: Quirks) -> JSON:
 def thinking_config(reasoning: ReasoningConfig) -> JSON | None:
     """The client's reasoning request -> `thinkingConfig`. Always `thinkingBudget` (Gemini 3
     still accepts it), never `thinkingLevel` alongside it (Gemini rejects both at once).
-    Thinking is turned off (budget 0) only when the client said so explicitly."""
+    A client that turns thinking off gets the model's default: budget 0 would turn it off on
+    Flash but is a 400 on 2.5 Pro and Gemini 3 ("this model only works in thinking mode"), and
+    a provider serves all of them. Thoughts are not asked for, so none come back."""
     if reasoning.enabled is False or reasoning.effort == "none":
-        return {"thinkingBudget": 0}
+        return None
     if reasoning.budget_tokens:
         budget = min(reasoning.budget_tokens, MAX_THINKING_BUDGET)
     elif reasoning.effort is not None:
