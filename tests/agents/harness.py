@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
-from tests.fakes import FakeUpstream
+from tests.fakes import FakeAnthropic, FakeGemini, FakeOpenAI, FakeUpstream
 
 AGENT_CACHE = Path(
     os.environ.get("BABELGATE_AGENT_CACHE", Path.home() / ".cache" / "babelgate" / "agents")
@@ -234,3 +235,17 @@ async def run_codex(
             continue  # not an event (Codex prints only JSONL on stdout with --json)
     message = last.read_text() if last.exists() else ""
     return CodexRun(run.returncode, run.stdout, run.stderr, None, events, message)
+
+
+# Upstream kinds the agent tests run against: name -> (fake factory, upstream model as that
+# provider would spell it).
+UPSTREAMS: dict[str, tuple[Callable[[], FakeUpstream], str]] = {
+    "openai": (FakeOpenAI, "gpt-test"),
+    "deepseek-thinking": (
+        lambda: FakeOpenAI(preset="deepseek", modes=["deepseek_thinking"]),
+        "deepseek-chat",
+    ),
+    "anthropic": (FakeAnthropic, "claude-test"),
+    "gemini": (FakeGemini, "gemini-test"),
+    "gemini3": (lambda: FakeGemini(modes=["gemini3"]), "gemini-3-test"),
+}

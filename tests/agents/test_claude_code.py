@@ -8,12 +8,12 @@ Install the agent first: scripts/install-agents.sh. Deselect with `-m "not agent
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from tests.agents.harness import (
+    UPSTREAMS,
     AgentRun,
     Workspace,
     agent_binary,
@@ -21,25 +21,13 @@ from tests.agents.harness import (
     run_claude,
     tool_results_seen,
 )
-from tests.fakes import FakeAnthropic, FakeGemini, FakeOpenAI, FakeUpstream
+from tests.fakes import FakeAnthropic, FakeGemini
 
 pytestmark = [
     pytest.mark.agent,
     pytest.mark.skipif(agent_binary("claude") is None, reason="run scripts/install-agents.sh"),
 ]
 
-# name -> (fake factory, upstream model as that provider would spell it)
-UPSTREAMS: dict[str, tuple[Callable[[], FakeUpstream], str]] = {
-    "openai": (FakeOpenAI, "gpt-test"),
-    "deepseek-thinking": (
-        lambda: FakeOpenAI(preset="deepseek", modes=["deepseek_thinking"]),
-        "deepseek-chat",
-    ),
-    "anthropic": (FakeAnthropic, "claude-test"),
-    "gemini": (FakeGemini, "gemini-test"),
-    "gemini3": (lambda: FakeGemini(modes=["gemini3"]), "gemini-3-test"),
-}
-# Known gateway gaps, kept visible: strict, so the mark must go when the gap is fixed.
 def assert_task_done(run: AgentRun, ws: Workspace, fake: Any) -> None:
     assert run.result is not None, run.explain()
     assert run.result.get("subtype") == "success", run.explain()

@@ -25,6 +25,9 @@ from tests.agents.harness import (
     run_codex,
     tool_results_seen,
 )
+from tests.agents.harness import (
+    UPSTREAMS as AGENT_UPSTREAMS,
+)
 from tests.fakes import (
     FakeAnthropic,
     FakeGemini,
@@ -41,16 +44,8 @@ pytestmark = [
     pytest.mark.skipif(agent_binary("codex") is None, reason="run scripts/install-agents.sh"),
 ]
 
-# name -> (fake factory, upstream model as that provider would spell it)
 UPSTREAMS: dict[str, tuple[Callable[[], FakeUpstream], str]] = {
-    "openai": (FakeOpenAI, "gpt-test"),
-    "deepseek-thinking": (
-        lambda: FakeOpenAI(preset="deepseek", modes=["deepseek_thinking"]),
-        "deepseek-chat",
-    ),
-    "anthropic": (FakeAnthropic, "claude-test"),
-    "gemini": (FakeGemini, "gemini-test"),
-    "gemini3": (lambda: FakeGemini(modes=["gemini3"]), "gemini-3-test"),
+    **AGENT_UPSTREAMS,
     "openai-responses": (FakeResponses, "gpt-resp-test"),
 }
 

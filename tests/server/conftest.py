@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from aiohttp import web
+from openai import AsyncOpenAI
 from tests.conftest import Gateway, GatewayFactory
 from tests.fakes import FakeAnthropic, FakeGemini, FakeOpenAI, FakeResponses, FakeUpstream
 from tests.fakes.core import RecordedRequest, Reply, free_port
@@ -141,3 +142,12 @@ def last(fake: FakeUpstream) -> RecordedRequest:
     """The last request the fake received (failing clearly when there was none)."""
     assert fake.requests, f"{type(fake).__name__} received no request"
     return fake.requests[-1]
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def client(fresh: Stack) -> AsyncIterator[AsyncOpenAI]:
+    """The official `openai` SDK pointed at the session's gateway (no retries: a test sees
+    the first answer)."""
+    async with AsyncOpenAI(base_url=fresh.gw.url + "/v1", api_key="client-key",
+                           max_retries=0) as c:
+        yield c

@@ -5,13 +5,11 @@ reasoning kept across a tool loop, echoed the way Chat clients echo it."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import orjson
 import pytest
-import pytest_asyncio
 from openai import AsyncOpenAI
 from tests.fakes import Reply, ToolCall
 from tests.fakes.core import opaque_ok
@@ -36,12 +34,6 @@ async def post(url: str, data: Any) -> tuple[int, Any, bytes]:
     ) as resp:
         return resp.status, resp.headers, await resp.read()
 
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def client(fresh: Stack) -> AsyncIterator[AsyncOpenAI]:
-    async with AsyncOpenAI(base_url=fresh.gw.url + "/v1", api_key="client-key",
-                           max_retries=0) as c:
-        yield c
 
 
 # Fields babelgate does not model: pass-through must forward them untouched.

@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import pytest_asyncio
 from openai import AsyncOpenAI, BadRequestError
 from tests.fakes import Reply, ToolCall, Usage
 
@@ -53,12 +51,6 @@ def sent(stack: Stack, model: str) -> dict[str, Any]:
     body: dict[str, Any] = last(fake).body
     return body
 
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def client(fresh: Stack) -> AsyncIterator[AsyncOpenAI]:
-    async with AsyncOpenAI(base_url=fresh.gw.url + "/v1", api_key="client-key",
-                           max_retries=0) as c:
-        yield c
 
 
 async def collect(stream: Any) -> dict[str, Any]:

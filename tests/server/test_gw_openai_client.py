@@ -4,10 +4,8 @@ an OpenAI upstream (same protocol: passed through) and an Anthropic one (transla
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 
 import pytest
-import pytest_asyncio
 from openai import AsyncOpenAI, BadRequestError
 from tests.fakes import Reply, ToolCall, Usage
 
@@ -28,12 +26,6 @@ TOOLS = [{"type": "function", "function": {
                    "required": ["city"]},
 }}]
 
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def client(fresh: Stack) -> AsyncIterator[AsyncOpenAI]:
-    async with AsyncOpenAI(base_url=fresh.gw.url + "/v1", api_key="client-key",
-                           max_retries=0) as c:
-        yield c
 
 
 @pytest.mark.parametrize("model", list(UPSTREAMS))

@@ -8,11 +8,9 @@ encrypted_content restores the upstream's signature next turn, and Codex's own f
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import pytest_asyncio
 from openai import AsyncOpenAI
 from tests.fakes import Reply, ToolCall, Usage
 from tests.fakes.core import new_id, opaque_ok, sign
@@ -53,12 +51,6 @@ def sent(stack: Stack, model: str) -> dict[str, Any]:
     body: dict[str, Any] = last(fake).body
     return body
 
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def client(fresh: Stack) -> AsyncIterator[AsyncOpenAI]:
-    async with AsyncOpenAI(base_url=fresh.gw.url + "/v1", api_key="client-key",
-                           max_retries=0) as c:
-        yield c
 
 
 async def create(client: AsyncOpenAI, stream: bool, **request: Any) -> Any:
