@@ -94,8 +94,12 @@ def test_codex_first_turn_tools() -> None:
     assert patch.format is not None and patch.format["syntax"] == "lark"
     assert patch.format["definition"].startswith("start: begin_patch")
     search = by_name["tool_search"]
-    assert search.kind == "hosted" and search.hosted_type == "tool_search"
-    assert search.config is not None and search.config["execution"] == "client"
+    # Client-executed: a plain function every upstream can offer, marked for the way back.
+    assert search.kind == "function"
+    assert search.description == "Search the available MCP tools by keyword."
+    assert search.parameters["required"] == ["query"]
+    assert search.config is not None
+    assert search.config["client_tool_search"]["execution"] == "client"
     web = by_name["web_search"]
     assert web.kind == "hosted" and web.config == {"external_web_access": False}
 

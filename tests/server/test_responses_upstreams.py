@@ -316,10 +316,12 @@ async def test_codex_fields_never_break_a_request(
         assert [t["type"] for t in body["tools"]] == ["function", "web_search", "tool_search"]
         return
     raw = json.dumps(body)
-    for word in ("client_metadata", "0199-abc", "verbosity", "web_search", "tool_search",
+    for word in ("client_metadata", "0199-abc", "verbosity", "web_search", "execution",
                  "encrypted_content"):
         assert word not in raw, word
     assert "get_weather" in raw
+    # Codex's client-run search reaches every upstream as a plain function of that name.
+    assert "tool_search" in raw and "Find MCP tools" in raw
 
 
 # ---------------------------------------------------------------- pass-through details

@@ -14,6 +14,11 @@ Rules:
 - Items with no canonical meaning (web_search_call and other built-in tool activity, item
   references) are skipped: they can only be replayed to OpenAI itself, which is served by
   same-protocol pass-through instead.
+- Codex's client-run search (see tools.py): a `tool_search_call` item is a ToolCall of the
+  `tool_search` function, a `tool_search_output` its ToolResult, whose text lists the tools
+  found, and those tools join `request.tools` so the upstream can call them from then on
+  (a Responses upstream would have read them from the history item itself). Search items
+  without a `call_id` (server-executed search) are skipped like other built-in activity.
 - Errors name the offending field, e.g. `input[3].call_id`.
 """
 
@@ -29,6 +34,7 @@ from babelgate.canonical import (
     ReasoningConfig,
     Request,
     Text,
+    Tool,
     ToolCall,
     ToolResult,
     invalid,
@@ -40,7 +46,14 @@ from babelgate.canonical.tool_args import parse_arguments
 from ..fields import boolean, integer, number
 from .content import parse_content
 from .envelope import reasoning_from_client
-from .tools import namespaced, parse_text_format, parse_tool_choice, parse_tools
+from .tools import (
+    SEARCH_TOOL,
+    namespaced,
+    parse_text_format,
+    parse_tool_choice,
+    parse_tools,
+    tools_from_search,
+)
 
 _EFFORTS: dict[str, Effort] = {
     "none": "none",
@@ -67,6 +80,7 @@ def parse_request(body: JSON) -> Request:
     elif instructions is not None and not isinstance(instructions, str):
         raise invalid("instructions must be a string", "instructions")
     _read_input(body.get("input"), builder)
+    tools = parse_tools(body.get("tools"))
     return Request(
         model=model,
         messages=builder.messages,
@@ -75,7 +89,7 @@ def parse_request(body: JSON) -> Request:
         stream=bool(body.get("stream", False)),
         temperature=number(body, "temperature"),
         top_p=number(body, "top_p"),
-        tools=parse_tools(body.get("tools")),
+        tools=_with_found(tools, builder.found_tools),
         tool_choice=parse_tool_choice(body.get("tool_choice")),
         parallel_tool_calls=boolean(body, "parallel_tool_calls"),
         reasoning=_parse_reasoning(body.get("reasoning")),
@@ -91,13 +105,14 @@ def parse_request(body: JSON) -> Request:
 class _Conversation:
     """Builds messages from items, joining runs of items that belong to one turn."""
 
-    __slots__ = ("call_names", "messages", "system")
+    __slots__ = ("call_names", "found_tools", "messages", "system")
 
     def __init__(self) -> None:
         self.system: list[Text] = []
         self.messages: list[Message] = []
         # call id -> (name, kind), so a result can name its tool (Gemini needs the name).
         self.call_names: dict[str, tuple[str, Literal["function", "custom"]]] = {}
+        self.found_tools: list[Tool] = []  # loaded by the client's tool_search, in order
 
     def add(self, side: Side, parts: list[Part]) -> None:
         if side == "system" and not self.messages:
@@ -145,6 +160,10 @@ def _read_item(item: JSON, where: str, builder: _Conversation) -> None:
         builder.add("assistant", [_assistant_part(item, kind, where, builder)])
     elif kind in _OUTPUT_ITEMS:
         builder.add_results([_tool_result(item, kind, where, builder)])
+    elif kind == "tool_search_call" and item.get("call_id"):
+        builder.add("assistant", [_search_call(item, where, builder)])
+    elif kind == "tool_search_output" and item.get("call_id"):
+        builder.add_results([_search_result(item, where, builder)])
     elif not isinstance(kind, str):
         raise invalid(f"{where}.type is required", f"{where}.type")
     # Any other type is built-in tool activity; see the module docstring.
@@ -186,6 +205,52 @@ def _assistant_part(item: JSON, kind: str, where: str, builder: _Conversation) -
         arguments=_parse_arguments(item.get("arguments"), f"{where}.arguments"),
         provider_metadata=metadata,
     )
+
+
+def _search_call(item: JSON, where: str, builder: _Conversation) -> ToolCall:
+    call_id, metadata = split_id(_required_str(item, "call_id", where))
+    builder.call_names[call_id] = (SEARCH_TOOL, "function")
+    return ToolCall(
+        id=call_id,
+        name=SEARCH_TOOL,
+        arguments=_parse_arguments(item.get("arguments"), f"{where}.arguments"),
+        provider_metadata=metadata,
+    )
+
+
+def _search_result(item: JSON, where: str, builder: _Conversation) -> ToolResult:
+    call_id, _ = split_id(_required_str(item, "call_id", where))
+    found = tools_from_search(item.get("tools"), f"{where}.tools")
+    builder.found_tools.extend(found)
+    return ToolResult(
+        call_id=call_id, content=[Text(_describe_found(found))], name=SEARCH_TOOL
+    )
+
+
+def _describe_found(found: list[Tool]) -> str:
+    """What the model reads as the search's result: the names it can now call (their
+    schemas are in the request's tools), one a line with the first line of the description."""
+    if not found:
+        return "No matching tools found."
+    lines = ["Tools found; they are now available to call:"]
+    for tool in found:
+        summary = (tool.description or "").strip().split("\n", 1)[0]
+        lines.append(f"- {tool.name}: {summary}" if summary else f"- {tool.name}")
+    return "\n".join(lines)
+
+
+def _with_found(tools: list[Tool], found: list[Tool]) -> list[Tool]:
+    """The request's tools plus those the client's searches loaded, each name once (a later
+    search may return a tool again; the declared tools win)."""
+    if not found:
+        return tools
+    names = {tool.name for tool in tools}
+    merged = list(tools)
+    for tool in found:
+        if tool.name not in names:
+            names.add(tool.name)
+            merged.append(tool)
+    return merged
 
 
 def _parse_arguments(raw: Any, where: str) -> JSON:

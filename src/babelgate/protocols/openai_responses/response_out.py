@@ -3,7 +3,8 @@ reads; also the item and response builders the stream encoder shares.
 
 Each Text part is one `message` item, each Reasoning part one `reasoning` item (reasoning
 from other upstreams rides in `encrypted_content`, see envelope.py), each ToolCall one
-`function_call` or `custom_tool_call` item. A call's provider metadata (a Gemini thought
+`function_call` or `custom_tool_call` item, or a `tool_search_call` for the function that
+stands for Codex's client-run search (tools.py). A call's provider metadata (a Gemini thought
 signature) rides in its `call_id` (`carry.attach_to_id`): Codex stores call ids as opaque
 strings of any length and sends them back on the call and on its output.
 """
@@ -28,7 +29,7 @@ from babelgate.canonical.ids import new_id
 from babelgate.canonical.tool_args import dump_arguments
 
 from .envelope import encrypted_content, summary_texts
-from .tools import namespace_map, render_tool_choice, render_tools
+from .tools import namespace_map, render_tool_choice, render_tools, search_tool_names
 
 # Stop reasons that end a Responses response as `incomplete`, with the reason it gives.
 _INCOMPLETE: dict[StopReason, str] = {
@@ -47,7 +48,8 @@ def response_id(upstream_id: str | None) -> str:
 def render_response(response: Response, request: Request) -> JSON:
     status, incomplete = status_for(response.stop_reason)
     namespaces = namespace_map(request.tools)
-    output = [_item_for(part, status, namespaces) for part in response.parts]
+    searches = search_tool_names(request.tools)
+    output = [_item_for(part, status, namespaces, searches) for part in response.parts]
     return response_object(
         rid=response_id(response.id),
         created_at=response.created or int(time.time()),
@@ -65,13 +67,18 @@ def status_for(stop_reason: StopReason | None) -> tuple[str, str | None]:
     return ("incomplete", reason) if reason else ("completed", None)
 
 
-def _item_for(part: Any, status: str, namespaces: dict[str, tuple[str, str]]) -> JSON | None:
+def _item_for(
+    part: Any,
+    status: str,
+    namespaces: dict[str, tuple[str, str]],
+    searches: frozenset[str] = frozenset(),
+) -> JSON | None:
     if isinstance(part, Text):
         return message_item(new_id("msg_"), part.text, status)
     if isinstance(part, Reasoning):
         return reasoning_item(new_id("rs_"), part)
     if isinstance(part, ToolCall):
-        return call_item(new_id("ctc_" if part.kind == "custom" else "fc_"), part, namespaces)
+        return call_item(call_item_id(part, searches), part, namespaces, searches)
     return None
 
 
@@ -105,11 +112,30 @@ def reasoning_item(item_id: str, part: Reasoning | None) -> JSON:
     return item
 
 
+def call_item_id(call: ToolCall, searches: frozenset[str]) -> str:
+    if call.name in searches:
+        return new_id("tsc_")
+    return new_id("ctc_" if call.kind == "custom" else "fc_")
+
+
 def call_item(
-    item_id: str, call: ToolCall, namespaces: dict[str, tuple[str, str]] | None = None
+    item_id: str,
+    call: ToolCall,
+    namespaces: dict[str, tuple[str, str]] | None = None,
+    searches: frozenset[str] = frozenset(),
 ) -> JSON:
     """A function_call or custom_tool_call item; a namespaced tool's call names its
-    namespace and the member's own name, as the client declared them."""
+    namespace and the member's own name, as the client declared them. A call of the client's
+    search is a `tool_search_call`, arguments an object, for Codex to run."""
+    if call.name in searches:
+        return {
+            "id": item_id,
+            "type": "tool_search_call",
+            "status": "completed",
+            "call_id": attach_to_id(call.id, call.provider_metadata),
+            "execution": "client",
+            "arguments": call.arguments,
+        }
     item: JSON = {
         "id": item_id,
         "type": "function_call",

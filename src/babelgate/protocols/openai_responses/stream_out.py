@@ -44,6 +44,7 @@ from babelgate.protocols.sse import sse
 from .errors import stream_error
 from .response_out import (
     call_item,
+    call_item_id,
     message_item,
     output_text,
     reasoning_item,
@@ -53,7 +54,7 @@ from .response_out import (
     response_object,
     status_for,
 )
-from .tools import namespace_map
+from .tools import namespace_map, search_tool_names
 
 
 @dataclass(slots=True)
@@ -70,6 +71,7 @@ class ResponsesStreamEncoder(StreamEncoder):
         # request, so an open stream does not keep the request's body alive.
         self._echo = request_echo(request)
         self._namespaces = namespace_map(request.tools)
+        self._searches = search_tool_names(request.tools)
         self._seq = 0
         self._rid = ""
         self._model = request.model
@@ -167,7 +169,7 @@ class ResponsesStreamEncoder(StreamEncoder):
     def _part_start(self, part: Text | Reasoning | ToolCall) -> bytes:
         index = len(self._output)
         if isinstance(part, ToolCall):
-            self._open = _OpenItem(new_id("ctc_" if part.kind == "custom" else "fc_"), index)
+            self._open = _OpenItem(call_item_id(part, self._searches), index)
             return b""
         if isinstance(part, Reasoning):
             self._open = _OpenItem(new_id("rs_"), index)
@@ -252,8 +254,14 @@ class ResponsesStreamEncoder(StreamEncoder):
 
     def _close_call(self, call: ToolCall) -> tuple[bytes, JSON]:
         assert self._open is not None
-        item = call_item(self._open.item_id, call, self._namespaces)
+        item = call_item(self._open.item_id, call, self._namespaces, self._searches)
         index = self._open.output_index
+        if item["type"] == "tool_search_call":
+            # No argument deltas exist for this item: Codex reads it whole from `done`.
+            added = {**item, "status": "in_progress"}
+            return self._emit(
+                "response.output_item.added", {"output_index": index, "item": added}
+            ), item
         if call.kind == "custom":
             added = {**item, "input": "", "status": "in_progress"}
             value, delta_kind, done_kind, key = (

@@ -12,13 +12,22 @@ Codex groups some tools in a `namespace` (`{type:"namespace", name, tools:[...]}
 Other upstreams have no namespaces, so each member becomes a flat tool named
 `<namespace>__<name>`, with `config={"namespace": ...}` recording the split so calls can be
 given back to the client in its own terms.
+
+Codex's `{type:"tool_search", execution:"client", description, parameters}` is a tool the
+CLIENT runs: the model emits a `tool_search_call` (arguments an object), Codex answers with a
+`tool_search_output` whose `tools` (MCP tools, sub-agent namespaces) become callable. Other
+upstreams have no such tool, so it becomes a plain function `tool_search` with Codex's own
+description and schema, and `config={"client_tool_search": <the object minus type>}` marks
+it: a call of it goes back to the client as a `tool_search_call` item, and a Responses
+upstream gets the original object back. `tools_from_search` turns a `tool_search_output`'s
+tools into Tools the upstream can call (see request_in.py).
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from babelgate.canonical import JSON, Tool, ToolChoice, invalid
+from babelgate.canonical import JSON, GatewayError, Tool, ToolChoice, invalid
 
 from .names import upstream_name
 
@@ -44,7 +53,16 @@ BUILTIN_TYPES = frozenset(
     }
 )
 NAMESPACE_SEPARATOR = "__"
+CLIENT_SEARCH = "client_tool_search"  # Tool.config key marking Codex's client-run search
+SEARCH_TOOL = "tool_search"  # the function name that search is offered under
 _EMPTY_PARAMETERS: JSON = {"type": "object", "properties": {}}
+# Used only when Codex's tool_search object lacks them; its own take precedence.
+_SEARCH_DESCRIPTION = "Search the tools not loaded yet by keyword; the tools found become callable."
+_SEARCH_PARAMETERS: JSON = {
+    "type": "object",
+    "properties": {"query": {"type": "string"}, "limit": {"type": "integer"}},
+    "required": ["query"],
+}
 _CHOICE_MODES: dict[str, Literal["auto", "none", "required"]] = {
     "auto": "auto",
     "none": "none",
@@ -85,6 +103,31 @@ def _namespace_members(tool: JSON, where: str) -> list[Tool]:
     return flat
 
 
+def tools_from_search(raw: Any, where: str) -> list[Tool]:
+    """A `tool_search_output`'s `tools` (functions and namespaces of functions, each member
+    `defer_loading: true`) as Tools; anything unreadable is skipped, as it came from the
+    client's own search and the turn should not fail over it."""
+    if not isinstance(raw, list):
+        return []
+    found: list[Tool] = []
+    for i, tool in enumerate(raw):
+        if not isinstance(tool, dict) or not isinstance(tool.get("type"), str):
+            continue
+        try:
+            if tool["type"] == "namespace":
+                found.extend(_namespace_members(tool, f"{where}[{i}]"))
+            elif tool["type"] in ("function", "custom"):
+                found.append(_parse_tool(tool, f"{where}[{i}]"))
+        except GatewayError:
+            continue
+    return found
+
+
+def search_tool_names(tools: list[Tool]) -> frozenset[str]:
+    """Names of the tools that stand for Codex's client-executed `tool_search`."""
+    return frozenset(t.name for t in tools if t.config and CLIENT_SEARCH in t.config)
+
+
 def namespaced(namespace: str | None, name: str) -> str:
     return f"{namespace}{NAMESPACE_SEPARATOR}{name}" if namespace else name
 
@@ -106,11 +149,17 @@ def _parse_tool(tool: Any, where: str) -> Tool:
     if not isinstance(kind, str):
         raise invalid(f"{where}.type is required", f"{where}.type")
     if kind == "function":
+        # `defer_loading: true` asks a Responses upstream to hide the tool until a search
+        # loads it. Other upstreams cannot hide a tool, so it is sent as a normal one: Codex
+        # registers a handler for every deferred tool from the start, so a direct call works,
+        # whereas leaving it out would make it unreachable whenever the search misses it.
+        # The flag is kept in `config` for a Responses upstream.
         return Tool(
             name=_required_name(tool, where),
             description=tool.get("description"),
             parameters=tool.get("parameters") or dict(_EMPTY_PARAMETERS),
             strict=tool.get("strict"),
+            config={"defer_loading": True} if tool.get("defer_loading") is True else None,
         )
     if kind == "custom":
         return Tool(
@@ -120,10 +169,23 @@ def _parse_tool(tool: Any, where: str) -> Tool:
             format=tool.get("format"),
         )
     config = {key: value for key, value in tool.items() if key != "type"}
+    if kind == "tool_search" and tool.get("execution") == "client":
+        return _client_search(tool, config)
     name = tool.get("name")
     if not isinstance(name, str) or not name:
         name = kind
     return Tool(name=name, kind="hosted", hosted_type=kind, config=config)
+
+
+def _client_search(tool: JSON, config: JSON) -> Tool:
+    parameters = tool.get("parameters")
+    description = tool.get("description")
+    return Tool(
+        name=SEARCH_TOOL,
+        description=description if isinstance(description, str) else _SEARCH_DESCRIPTION,
+        parameters=parameters if isinstance(parameters, dict) else dict(_SEARCH_PARAMETERS),
+        config={CLIENT_SEARCH: config},
+    )
 
 
 def _required_name(tool: JSON, where: str) -> str:
@@ -193,6 +255,8 @@ def render_tools(tools: list[Tool], *, upstream: bool) -> list[JSON]:
 
 def _render_tool(tool: Tool, *, upstream: bool) -> JSON | None:
     name = upstream_name(tool.name) if upstream else tool.name
+    if tool.config and CLIENT_SEARCH in tool.config:
+        return {"type": "tool_search", **tool.config[CLIENT_SEARCH]}
     if tool.kind == "hosted":
         if tool.hosted_type is None or (upstream and tool.hosted_type not in BUILTIN_TYPES):
             return None
@@ -208,6 +272,8 @@ def _render_tool(tool: Tool, *, upstream: bool) -> JSON | None:
     # The Responses API treats a missing `strict` as true, which rejects most schemas
     # written for other APIs; say false unless the client asked.
     item["strict"] = bool(tool.strict)
+    if tool.config and tool.config.get("defer_loading") is True:
+        item["defer_loading"] = True
     return item
 
 
