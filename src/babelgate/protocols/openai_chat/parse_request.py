@@ -2,8 +2,11 @@
 
 Leading system/developer messages become `Request.system`; later ones stay in place as
 system Messages. Consecutive `tool` messages join one user message of ToolResult parts (the
-canonical model keeps results in user turns). Anything we cannot carry (audio input, uploaded
-file ids) is rejected with the offending field named, e.g. `messages[2].content[0]`.
+canonical model keeps results in user turns). Tool call ids are split back from what
+carrier.py attached to them: a call gets its provider_metadata back, and the reasoning the
+first call carried is restored, in order, at the start of its assistant turn. Anything we
+cannot carry (audio input, uploaded file ids) is rejected with the offending field named,
+e.g. `messages[2].content[0]`.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from babelgate.canonical import (
 from babelgate.canonical.tool_args import parse_arguments
 
 from ..fields import boolean, integer, number
+from .carrier import open_call_id, restore_reasoning
 
 _EFFORTS: frozenset[str] = frozenset(get_args(Effort))
 
@@ -181,21 +185,37 @@ def _data_url(url: str, where: str) -> tuple[str, str]:
 
 
 def _assistant_parts(message: JSON, where: str) -> list[Part]:
-    parts: list[Part] = []
-    reasoning = message.get("reasoning_content") or message.get("reasoning")
-    if isinstance(reasoning, str) and reasoning:
-        parts.append(Reasoning(text=reasoning, origin="openai"))
-    parts.extend(_text_parts(message.get("content"), f"{where}.content"))
     calls = message.get("tool_calls") or []
     if not isinstance(calls, list):
         raise invalid("`tool_calls` must be an array", f"{where}.tool_calls")
-    parts.extend(_tool_call(call, f"{where}.tool_calls[{i}]") for i, call in enumerate(calls))
+    tool_calls: list[ToolCall] = []
+    entries: list[Any] = []
+    for i, call in enumerate(calls):
+        parsed, carried = _tool_call(call, f"{where}.tool_calls[{i}]")
+        tool_calls.append(parsed)
+        entries.extend(carried)
+    parts: list[Part] = list(_reasoning_parts(message, entries))
+    parts.extend(_text_parts(message.get("content"), f"{where}.content"))
+    parts.extend(tool_calls)
     return parts
 
 
-def _tool_call(call: Any, where: str) -> ToolCall:
+def _reasoning_parts(message: JSON, entries: list[Any]) -> list[Reasoning]:
+    """The turn's reasoning: what its call ids carried, else the echoed reasoning_content
+    (DeepSeek's reasoning, which must go back to it, has no signature to carry)."""
+    echoed = message.get("reasoning_content") or message.get("reasoning")
+    echoed = echoed if isinstance(echoed, str) else ""
+    restored, used = restore_reasoning(entries, echoed) if entries else ([], False)
+    if echoed and not used:
+        restored.append(Reasoning(text=echoed, origin="openai"))
+    return restored
+
+
+def _tool_call(call: Any, where: str) -> tuple[ToolCall, list[Any]]:
+    """(the call, the reasoning entries its id carried)."""
     if not isinstance(call, dict) or not isinstance(call.get("id"), str):
         raise invalid("a tool call needs a string `id`", f"{where}.id")
+    call_id, metadata, entries = open_call_id(call["id"])
     kind: Literal["function", "custom"]
     if call.get("type") == "custom":
         custom = call.get("custom") or {}
@@ -209,15 +229,19 @@ def _tool_call(call: Any, where: str) -> ToolCall:
         kind = "function"
     if not isinstance(name, str) or not name:
         raise invalid("a tool call needs a name", f"{where}.function.name")
-    return ToolCall(id=call["id"], name=name, arguments=arguments, kind=kind)
+    parsed = ToolCall(
+        id=call_id, name=name, arguments=arguments, kind=kind, provider_metadata=metadata
+    )
+    return parsed, entries
 
 
 def _add_tool_result(
     messages: list[Message], message: JSON, where: str, calls: dict[str, ToolCall]
 ) -> None:
-    call_id = message.get("tool_call_id")
-    if not isinstance(call_id, str) or not call_id:
+    raw_id = message.get("tool_call_id")
+    if not isinstance(raw_id, str) or not raw_id:
         raise invalid("a tool message needs `tool_call_id`", f"{where}.tool_call_id")
+    call_id = open_call_id(raw_id)[0]  # the same split as its call's id
     content: list[Text | Image | Document] = list(
         _text_parts(message.get("content"), f"{where}.content")
     )

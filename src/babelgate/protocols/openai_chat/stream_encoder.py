@@ -7,6 +7,11 @@ and later fragments pieces of arguments; a chunk with the finish_reason; a usage
 `choices: []` when the client asked for `stream_options.include_usage`; then `[DONE]`.
 A StreamError becomes a `data: {"error":...}` chunk followed by `[DONE]`.
 
+A call's id goes out once, in its first fragment, so it carries what must round-trip then
+(carrier.py): the call's own provider_metadata (known at PartStart by the stream contract)
+and, on the first call, the reasoning parts finished before it (reasoning precedes tool calls
+in every upstream's stream, so their signatures are known by then).
+
 Every chunk shares the same id/created/model head, serialised once per stream.
 """
 
@@ -24,6 +29,7 @@ from babelgate.canonical import (
     MessageStop,
     PartStart,
     PartStop,
+    Reasoning,
     ReasoningDelta,
     Request,
     StreamError,
@@ -34,6 +40,7 @@ from babelgate.canonical import (
 )
 
 from ..base import StreamEncoder
+from .carrier import client_call_id, reasoning_entries
 from .errors import render_error
 from .stop_reasons import finish_reason
 from .usage import render_usage
@@ -50,6 +57,7 @@ class ChatStreamEncoder(StreamEncoder):
         self._head = b""
         self._tool_slot: dict[int, int] = {}  # part index -> tool_calls[].index
         self._custom: set[int] = set()  # part indexes of free-form (custom) calls
+        self._thoughts: list[Reasoning] = []  # finished reasoning, for the first call's id
         self._usage = Usage()
 
     def encode(self, event: Event) -> bytes:
@@ -98,7 +106,8 @@ class ChatStreamEncoder(StreamEncoder):
         if not isinstance(call, ToolCall):
             return b""  # text and reasoning need no opening chunk
         slot = self._tool_slot[event.index] = len(self._tool_slot)
-        entry: JSON = {"index": slot, "id": call.id}
+        entries = reasoning_entries(self._thoughts) if slot == 0 else None
+        entry: JSON = {"index": slot, "id": client_call_id(call, entries)}
         if call.kind == "custom":
             self._custom.add(event.index)
             entry["type"] = "custom"
@@ -115,6 +124,9 @@ class ChatStreamEncoder(StreamEncoder):
         return self._chunk({"tool_calls": [{"index": slot, "function": {"arguments": event.json}}]})
 
     def _part_stop(self, event: PartStop) -> bytes:
+        if isinstance(event.part, Reasoning):
+            self._thoughts.append(event.part)
+            return b""
         call = event.part
         if event.index not in self._custom or not isinstance(call, ToolCall):
             return b""
