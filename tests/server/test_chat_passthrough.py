@@ -162,3 +162,26 @@ async def test_reasoning_survives_a_tool_loop(
     else:
         kinds = [i.get("type") for i in body["input"]]
         assert "function_call" in kinds and "function_call_output" in kinds
+
+
+async def test_history_with_carried_ids_is_translated_not_passed_through(
+    fresh: Stack, client: AsyncOpenAI
+) -> None:
+    """A conversation that was served by Claude or Gemini carries signatures inside its tool
+    call ids. When it moves to a pass-through route, the ids must not reach the upstream as
+    they are (OpenAI caps call ids); the gateway translates instead, which unpacks them."""
+    from babelgate.canonical.carry import attach_to_id
+
+    carried = attach_to_id("toolu_01A", {"reasoning": [{"o": "anthropic", "s": "x" * 600}]})
+    fresh.oa.queue(Reply(text="Done."))
+    await client.chat.completions.create(model="gpt-client", max_tokens=100, messages=[
+        {"role": "user", "content": "weather?"},
+        {"role": "assistant", "content": None, "tool_calls": [{
+            "id": carried, "type": "function",
+            "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'}}]},
+        {"role": "tool", "tool_call_id": carried, "content": "sunny"},
+    ])
+    body = last(fresh.oa).body
+    ids = [m["tool_calls"][0]["id"] for m in body["messages"] if m.get("tool_calls")]
+    ids += [m["tool_call_id"] for m in body["messages"] if m["role"] == "tool"]
+    assert ids == ["toolu_01A", "toolu_01A"]

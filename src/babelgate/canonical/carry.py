@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 ENVELOPE_PREFIX = "bg1."
-_ID_MARK = "__bg1_"
+ID_MARK = "__bg1_"
 
 
 def pack(origin: str, payload: dict[str, Any]) -> str:
@@ -44,12 +44,12 @@ def attach_to_id(call_id: str, metadata: dict[str, Any] | None) -> str:
     if not metadata:
         return call_id
     raw = base64.urlsafe_b64encode(orjson.dumps(metadata)).rstrip(b"=").decode()
-    return call_id + _ID_MARK + raw
+    return call_id + ID_MARK + raw
 
 
 def split_id(call_id: str) -> tuple[str, dict[str, Any] | None]:
     """Undo attach_to_id: (the original id, its metadata or None)."""
-    head, mark, raw = call_id.partition(_ID_MARK)
+    head, mark, raw = call_id.partition(ID_MARK)
     if not mark:
         return call_id, None
     try:

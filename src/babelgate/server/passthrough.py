@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from babelgate.canonical import GatewayError, Usage
-from babelgate.canonical.carry import ENVELOPE_PREFIX
+from babelgate.canonical.carry import ENVELOPE_PREFIX, ID_MARK
 from babelgate.protocols import Quirks
 from babelgate.protocols.openai_chat.usage import parse_usage as chat_usage
 from babelgate.protocols.openai_responses.errors import stream_error
@@ -25,6 +25,7 @@ from babelgate.protocols.sse import SSEDecoder, sse
 
 JSON = dict[str, Any]
 _ENVELOPE_MARK = b'"' + ENVELOPE_PREFIX.encode()
+_ID_MARK = ID_MARK.encode()
 
 
 def can_pass_through(
@@ -32,15 +33,16 @@ def can_pass_through(
     data: JSON | None = None,
 ) -> bool:
     """Pass through when both sides speak the same protocol, except:
-    - the history carries reasoning from another provider (our envelopes): the codec must drop
-      it, since an upstream rejects signatures it did not issue;
+    - the history carries reasoning from another provider (our envelopes, or data carried in
+      tool call ids): the codec must drop or unpack it, since an upstream rejects signatures it
+      did not issue and ids longer than it allows;
     - an OpenAI-compatible upstream with a preset: its quirks (reasoning controls, limits,
       fields it rejects) need the translation the codec does;
     - a Responses request that relies on stored state (`store` not false, or
       `previous_response_id`): the gateway keeps that state, so it must see the output."""
     if client_protocol != provider_type or client_protocol not in SPECS:
         return False
-    if _ENVELOPE_MARK in raw_body:
+    if _ENVELOPE_MARK in raw_body or _ID_MARK in raw_body:
         return False
     if client_protocol == "openai":
         return preset is None
