@@ -39,4 +39,8 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None) 
         access_log=False,  # the gateway logs one line per upstream attempt itself
         log_level="warning",
         timeout_keep_alive=75,
+        # Nothing reads the client's address, so no X-Forwarded-* rewriting per request; and
+        # no `server` header to advertise the stack.
+        proxy_headers=False,
+        server_header=False,
     )
