@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 import pytest
 from anthropic.lib.streaming._messages import accumulate_event
+from tests.protocols.contract import check_stream_contract
 
 from babelgate.canonical import (
     Accumulator,
@@ -59,30 +60,6 @@ def decode(body: bytes, seed: int, request: Request = REQUEST) -> list[Event]:
     return events + decoder.close()
 
 
-def check_contract(events: list[Event]) -> None:
-    """canonical.stream's contract: start first, sequential parts, one MessageDelta after the
-    parts, stop or error last and nothing after."""
-    assert isinstance(events[0], MessageStart)
-    assert sum(isinstance(e, MessageStart) for e in events) == 1
-    assert isinstance(events[-1], MessageStop | StreamError)
-    assert sum(isinstance(e, MessageStop | StreamError) for e in events) == 1
-    open_index: int | None = None
-    next_index = 0
-    for event in events[1:-1]:
-        if isinstance(event, PartStart):
-            assert open_index is None and event.index == next_index
-            open_index = event.index
-        elif isinstance(event, PartStop):
-            assert event.index == open_index
-            open_index, next_index = None, next_index + 1
-        elif isinstance(event, TextDelta | ReasoningDelta | SignatureDelta | ToolArgsDelta):
-            assert event.index == open_index
-        elif isinstance(event, MessageDelta):
-            assert open_index is None
-            assert events[-1] == MessageStop()
-    assert sum(isinstance(e, MessageDelta) for e in events) <= 1
-
-
 def finished(events: list[Event]) -> list[Any]:
     return [e.part for e in events if isinstance(e, PartStop)]
 
@@ -93,7 +70,7 @@ def finished(events: list[Event]) -> list[Any]:
 @pytest.mark.parametrize("seed", SEEDS)
 def test_decode_text(seed: int) -> None:
     events = decode(fixture("stream_text.sse"), seed)
-    check_contract(events)
+    check_stream_contract(events)
     start = events[0]
     assert isinstance(start, MessageStart)
     assert (start.id, start.model) == ("msg_01XFDUDYJgAACzvnptvVoYEL", "claude-sonnet-4-5-20250929")
@@ -112,7 +89,7 @@ def test_decode_text(seed: int) -> None:
 @pytest.mark.parametrize("seed", SEEDS)
 def test_decode_thinking_and_fragmented_tool_input(seed: int) -> None:
     events = decode(fixture("stream_thinking_tool.sse"), seed)
-    check_contract(events)
+    check_stream_contract(events)
     thinking, text, call = finished(events)
     assert thinking == Reasoning(
         text="The user wants the weather. I should call get_weather for Paris.",
@@ -145,7 +122,7 @@ def _accumulate(events: list[Event]) -> Any:
 @pytest.mark.parametrize("seed", SEEDS)
 def test_decode_repairs_broken_tool_json(seed: int) -> None:
     events = decode(fixture("stream_broken_json.sse"), seed)
-    check_contract(events)
+    check_stream_contract(events)
     doubled, truncated = finished(events)
     assert doubled.arguments == {"command": "ls -la"}  # {"..."}{"..."} repeated object
     assert truncated.arguments == {"file_path": "/tmp/a.t"}  # cut off by max_tokens
@@ -158,7 +135,7 @@ def test_decode_repairs_broken_tool_json(seed: int) -> None:
 @pytest.mark.parametrize("seed", SEEDS)
 def test_decode_error_event(seed: int) -> None:
     events = decode(fixture("stream_error.sse"), seed)
-    check_contract(events)
+    check_stream_contract(events)
     error = events[-1]
     assert isinstance(error, StreamError)
     assert (error.error.kind, error.error.message) == ("overloaded", "Overloaded")
@@ -170,7 +147,7 @@ def test_decode_error_event(seed: int) -> None:
 @pytest.mark.parametrize("seed", SEEDS)
 def test_decode_truncated_stream_is_an_error(seed: int) -> None:
     events = decode(fixture("stream_truncated.sse"), seed)
-    check_contract(events)
+    check_stream_contract(events)
     assert [type(e) for e in events] == [MessageStart, PartStart, TextDelta, StreamError]
     error = events[-1]
     assert isinstance(error, StreamError) and "message_stop" in error.error.message
@@ -179,7 +156,7 @@ def test_decode_truncated_stream_is_an_error(seed: int) -> None:
 @pytest.mark.parametrize("seed", SEEDS)
 def test_decode_skips_server_tool_blocks(seed: int) -> None:
     events = decode(fixture("stream_server_tool.sse"), seed)
-    check_contract(events)
+    check_stream_contract(events)
     assert finished(events) == [Text("I'll search for that."), Text("It is sunny, 22°C.")]
     usage = _accumulate(events).usage
     assert (usage.input_tokens, usage.output_tokens) == (10682, 510)
@@ -407,7 +384,7 @@ def test_decode_tool_input_sent_whole_at_block_start() -> None:
         b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
     )
     events = decode(body, 1)
-    check_contract(events)
+    check_stream_contract(events)
     (call,) = finished(events)
     assert call.arguments == {"command": "pwd"}
     assert [orjson.loads(e.json) for e in events if isinstance(e, ToolArgsDelta)] == [
@@ -418,7 +395,7 @@ def test_decode_tool_input_sent_whole_at_block_start() -> None:
 def test_decode_synthesizes_a_missing_message_start() -> None:
     body = fixture("stream_text.sse").split(b"\n\n", 1)[1]  # drop message_start
     events = decode(body, 2)
-    check_contract(events)
+    check_stream_contract(events)
     start = events[0]
     assert isinstance(start, MessageStart) and start.id.startswith("msg_")
     assert finished(events) == [Text("Hello, wörld! 👋")]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+from tests.protocols.contract import check_stream_contract
 
 from babelgate.canonical import (
     Accumulator,
@@ -20,13 +21,11 @@ from babelgate.canonical import (
     PartStart,
     PartStop,
     Reasoning,
-    ReasoningDelta,
     Request,
     Response,
     SignatureDelta,
     StreamError,
     Text,
-    TextDelta,
     Tool,
     ToolArgsDelta,
     ToolCall,
@@ -70,29 +69,6 @@ def fixture(name: str) -> bytes:
     return (FIXTURES / name).read_bytes()
 
 
-def check_contract(events: list[Event]) -> None:
-    """canonical/stream.py's rules: one MessageStart first, parts strictly sequential, and
-    MessageDelta + MessageStop (or a StreamError) last."""
-    assert isinstance(events[0], MessageStart | StreamError)
-    if isinstance(events[-1], StreamError):
-        assert not any(isinstance(e, StreamError) for e in events[:-1])
-    else:
-        assert isinstance(events[-2], MessageDelta) and isinstance(events[-1], MessageStop)
-    open_index: int | None = None
-    expected = 0
-    for event in events[1:]:
-        if isinstance(event, PartStart):
-            assert open_index is None and event.index == expected
-            open_index = event.index
-        elif isinstance(event, PartStop):
-            assert event.index == open_index
-            open_index, expected = None, expected + 1
-        elif isinstance(event, TextDelta | ReasoningDelta | SignatureDelta | ToolArgsDelta):
-            assert event.index == open_index
-        elif isinstance(event, MessageDelta):
-            assert open_index is None
-
-
 def accumulate(events: list[Event]) -> Response:
     acc = Accumulator()
     for event in events:
@@ -117,7 +93,7 @@ def comparable(events: list[Event]) -> list[object]:
 @pytest.mark.parametrize("name", STREAMS)
 def test_any_split_gives_the_same_events(name: str) -> None:
     whole = decode(fixture(name))
-    check_contract(whole)
+    check_stream_contract(whole)
     for seed in range(12):
         assert comparable(decode(fixture(name), seed)) == comparable(whole)
 
@@ -268,7 +244,7 @@ def test_blocked_prompt_stream_is_a_refusal() -> None:
         "usageMetadata": {"promptTokenCount": 12, "totalTokenCount": 12},
     }
     events = decode(b"data: " + orjson.dumps(chunk) + b"\r\n\r\n", seed=4)
-    check_contract(events)
+    check_stream_contract(events)
     response = accumulate(events)
     assert response.stop_reason == "refusal" and response.parts == []
     assert response.usage.input_tokens == 12

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+from tests.protocols.contract import check_stream_contract
 
 from babelgate.canonical import (
     Accumulator,
@@ -19,7 +20,6 @@ from babelgate.canonical import (
     PartStart,
     PartStop,
     Reasoning,
-    ReasoningDelta,
     Request,
     StreamError,
     Text,
@@ -85,26 +85,6 @@ def _fold(events: list[Event]) -> Accumulator:
     return acc
 
 
-def _check_contract(events: list[Event]) -> None:
-    """The canonical.stream contract: start first, sequential parts, one ending."""
-    assert isinstance(events[0], MessageStart | StreamError)
-    assert isinstance(events[-1], MessageStop | StreamError)
-    assert sum(isinstance(e, MessageStart) for e in events) <= 1
-    open_index: int | None = None
-    expected = 0
-    for event in events:
-        if isinstance(event, PartStart):
-            assert open_index is None and event.index == expected
-            open_index = event.index
-        elif isinstance(event, TextDelta | ReasoningDelta | ToolArgsDelta):
-            assert event.index == open_index
-        elif isinstance(event, PartStop):
-            assert event.index == open_index
-            open_index, expected = None, expected + 1
-        elif isinstance(event, MessageDelta | MessageStop | StreamError):
-            assert open_index is None
-
-
 ALL = sorted(p.name for p in STREAMS.glob("*.sse"))
 
 
@@ -112,7 +92,7 @@ ALL = sorted(p.name for p in STREAMS.glob("*.sse"))
 @pytest.mark.parametrize("splits", [1, 7, 40, 400])
 def test_random_splits_give_the_same_events(name: str, splits: int) -> None:
     whole = _decode(_load(name))
-    _check_contract(whole)
+    check_stream_contract(whole)
     assert _comparable(_decode(_load(name), splits=splits)) == _comparable(whole)
 
 
@@ -317,7 +297,7 @@ def test_reasoning_interleaved_with_text_opens_new_parts() -> None:
     ]
     body = b"".join(b"data: " + orjson.dumps(c) + b"\n\n" for c in chunks) + b"data: [DONE]\n\n"
     events = _decode(body)
-    _check_contract(events)
+    check_stream_contract(events)
     assert _fold(events).response().parts == [
         Reasoning(text="think", origin="openai"),
         Text("say"),

@@ -11,6 +11,7 @@ from typing import Any
 import httpx2 as httpx  # the transport package the installed openai SDK is built on
 import openai
 import pytest
+from tests.protocols.contract import check_stream_contract
 
 from babelgate.canonical import (
     Accumulator,
@@ -70,29 +71,6 @@ def decode(name: str, seed: int | None = None) -> list[Event]:
     return events + decoder.close()
 
 
-def check_contract(events: list[Event]) -> None:
-    """The canonical stream contract (canonical/stream.py)."""
-    assert isinstance(events[0], MessageStart)
-    assert sum(isinstance(e, MessageStart) for e in events) == 1
-    open_index: int | None = None
-    expected_next = 0
-    args: dict[int, str] = {}
-    for event in events[1:]:
-        if isinstance(event, PartStart):
-            assert open_index is None and event.index == expected_next
-            open_index = event.index
-        elif isinstance(event, TextDelta | ReasoningDelta | ToolArgsDelta):
-            assert event.index == open_index
-            if isinstance(event, ToolArgsDelta):
-                args[event.index] = args.get(event.index, "") + event.json
-        elif isinstance(event, PartStop):
-            assert event.index == open_index
-            if isinstance(event.part, ToolCall):
-                assert json.loads(args[event.index]) == event.part.arguments
-            open_index, expected_next = None, expected_next + 1
-    assert open_index is None or isinstance(events[-1], StreamError)
-
-
 # ---------------------------------------------------------------- decoder
 
 
@@ -100,7 +78,7 @@ def check_contract(events: list[Event]) -> None:
 def test_decoder_full_stream_any_split(seed: int | None) -> None:
     events = decode("stream_reasoning_text_tools.sse", seed)
     assert events == decode("stream_reasoning_text_tools.sse")  # splits never matter
-    check_contract(events)
+    check_stream_contract(events)
     assert events[0] == MessageStart(
         id="resp_68f1c2d3e4b5a6978812aa34bc56de78", model="gpt-5.1-codex"
     )
@@ -150,7 +128,7 @@ def test_decoder_truncated_stream_is_an_error(seed: int | None) -> None:
 
 def test_decoder_incomplete_is_max_tokens() -> None:
     events = decode("stream_incomplete.sse", 5)
-    check_contract(events)
+    check_stream_contract(events)
     delta = events[-2]
     assert isinstance(delta, MessageDelta)
     assert delta.stop_reason == "max_tokens"
@@ -195,7 +173,7 @@ def test_decoder_item_done_without_deltas() -> None:
     body = b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in lines)
     decoder = codec.stream_decoder(upstream_request())
     events = decoder.feed(body) + decoder.close()
-    check_contract(events)
+    check_stream_contract(events)
     assert events[1:4] == [PartStart(0, Text("")), TextDelta(0, "hi"), PartStop(0, Text("hi"))]
     assert isinstance(events[-2], MessageDelta) and events[-2].stop_reason == "end_turn"
 
