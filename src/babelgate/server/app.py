@@ -7,6 +7,7 @@ it spoke, with the status the error carries.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import time
@@ -188,6 +189,14 @@ class App:
                 if recorder is not None:
                     recorder.feed(chunk)
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        except asyncio.CancelledError:
+            # The server is stopping and its grace period ran out (a client that left is
+            # handled by cancel_on_disconnect, and sending to it does nothing): end the stream
+            # with an error the client retries on, not a silent cut, and let the task finish.
+            stopping = GatewayError("overloaded", "babelgate is shutting down; retry the request")
+            tail = call.codec.stream_encoder(call.request).encode(StreamError(stopping))
+            await send({"type": "http.response.body", "body": tail, "more_body": False})
+            return
         except Exception as exc:
             log.exception("internal error while streaming %s", call.request.model)
             tail = call.codec.stream_encoder(call.request).encode(StreamError(internal_error(exc)))

@@ -43,7 +43,7 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None) 
         # no `server` header to advertise the stack.
         proxy_headers=False,
         server_header=False,
-        # On SIGTERM, give open streams 10 s to finish, then stop: an agent's stream can run
-        # for minutes, and a restart must not wait for it.
-        timeout_graceful_shutdown=10,
+        # On SIGTERM, give open streams a little time to finish, then stop: an agent's stream
+        # can run for minutes, and a restart must not wait for it.
+        timeout_graceful_shutdown=settings.server.shutdown_timeout,
     )
