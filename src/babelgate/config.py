@@ -54,7 +54,7 @@ class ServerConfig(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
     # Seconds open streams get to finish after SIGTERM; then they end with an error event.
-    shutdown_timeout: float = Field(default=10, ge=0)
+    shutdown_timeout: int = Field(default=10, ge=0)
 
 
 class ProviderConfig(BaseModel):
