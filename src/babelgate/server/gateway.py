@@ -194,7 +194,6 @@ class Gateway:
             attempt = Attempt(target, time.perf_counter())
             try:
                 call.restore()  # a fallback after an attempt let go of the parsed body
-                call.last_target = target is targets[-1]
                 if _passes(call, provider):
                     opened = await self._pass_stream(call, provider, target, attempt)
                 else:
@@ -471,21 +470,19 @@ class Call:
     headers: Mapping[str, str]
     releasable: bool = True  # False when `data` is not `raw` parsed (a history expanded)
     released: bool = False
-    last_target: bool = False  # no fallback can follow the attempt under way
 
     def release(self) -> None:
         """Let go of the parsed body while an upstream is awaited; `restore` rebuilds it from
-        the raw bytes if a fallback needs it (with no fallback left, the raw bytes go too)."""
+        the raw bytes if a fallback, or an upstream answering a stream with a whole body,
+        needs it."""
         if self.releasable and not self.released:
             self.released = True
             self.data = {}
             self.request = Request(model=self.request.model, messages=[],
                                    stream=self.request.stream)
-            if self.last_target:
-                self.raw = b""
 
     def restore(self) -> None:
-        if self.released and self.raw:
+        if self.released:
             self.released = False
             self.data = parse_json_object(self.raw)
             self.request = self.codec.parse_request(self.data)
