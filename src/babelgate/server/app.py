@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from babelgate import __version__
+from babelgate import __version__, reuse
 from babelgate.canonical import GatewayError, StreamError
 from babelgate.config import Settings
 from babelgate.protocols import Codec, get_codec
@@ -32,7 +32,6 @@ from .asgi import (
     Send,
     cancel_on_disconnect,
     header_map,
-    parse_json_object,
     read_body,
     send_bytes,
     send_json,
@@ -133,7 +132,7 @@ class App:
         recorder: Recorder | None = None
         try:
             raw = await read_body(receive)
-            data = original = parse_json_object(raw)
+            data = original = reuse.loads(raw)
             if codec.name == "openai-responses":  # stored conversations; see storage/
                 data, recorder = await self.conversations.prepare(data)
             request = codec.parse_request(data)
@@ -208,7 +207,7 @@ class App:
         codec = get_codec("anthropic")
         try:
             raw = await read_body(receive)
-            data = parse_json_object(raw)
+            data = reuse.loads(raw)
             count, estimated = await count_tokens(self.gateway, data, header_map(scope))
         except GatewayError as error:
             await send_error(send, codec, error)

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from babelgate.canonical import GatewayError, invalid
+from babelgate.canonical import GatewayError
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -44,19 +44,6 @@ async def read_body(receive: Receive) -> bytes:
             raise GatewayError("request_too_large", "request body is larger than 64 MiB")
         parts.append(chunk)
     return b"".join(parts)
-
-
-def parse_json_object(body: bytes) -> dict[str, Any]:
-    """The body as a JSON object, or a 400 that says what is wrong with it."""
-    if not body:
-        raise invalid("request body is empty; send a JSON object")
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise invalid(f"request body is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise invalid(f"request body must be a JSON object, not {type(data).__name__}")
-    return data
 
 
 def header_map(scope: Scope) -> dict[str, str]:

@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from babelgate import tokens
+from babelgate import reuse, tokens
 from babelgate.canonical import (
     Event,
     GatewayError,
@@ -39,7 +39,6 @@ from babelgate.providers.provider import PROVIDER_TYPES, Provider
 from babelgate.routing import Router, Target
 
 from .access_log import AccessLog
-from .asgi import parse_json_object
 from .passthrough import UsageTap, body_usage, can_pass_through, rewrite_body, whole_events
 
 log = logging.getLogger("babelgate")
@@ -484,7 +483,7 @@ class Call:
     def restore(self) -> None:
         if self.released:
             self.released = False
-            self.data = parse_json_object(self.raw)
+            self.data = reuse.loads(self.raw)
             self.request = self.codec.parse_request(self.data)
 
     def settle(self) -> None:

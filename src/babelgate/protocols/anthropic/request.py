@@ -31,11 +31,15 @@ from babelgate.canonical import (
     invalid,
 )
 from babelgate.canonical.carry import split_id
+from babelgate.reuse import derive
 
 from .carrier import ANTHROPIC, reasoning_from_thinking
 
 JSON = dict[str, Any]
 _ROLES = frozenset({"user", "assistant", "system"})
+# What babelgate.reuse keeps per shared piece of a body:
+_MESSAGE, _SYSTEM, _TOOLS = "anthropic.message", "anthropic.system", "anthropic.tools"
+_MESSAGE, _SYSTEM, _TOOLS = "anthropic.message", "anthropic.system", "anthropic.tools"
 _EFFORTS = frozenset(get_args(Effort))
 _TOOL_CHOICE_MODES: dict[str, Literal["auto", "none", "required", "tool"]] = {
     "auto": "auto",
@@ -78,15 +82,17 @@ def _parse(body: JSON, *, require_max_tokens: bool) -> Request:
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise invalid("model: field required", param="model")
+    system = body.get("system")
     request = Request(
         model=model,
         messages=_messages(body.get("messages")),
-        system=_system(body.get("system")),
+        system=derive(system, _SYSTEM, _system, system),
         max_tokens=_max_tokens(body.get("max_tokens"), required=require_max_tokens),
         stream=body.get("stream") is True,
     )
     _sampling(body, request)
-    request.tools = _tools(body.get("tools"))
+    tools = body.get("tools")
+    request.tools = derive(tools, _TOOLS, _tools, tools)
     _tool_choice(body.get("tool_choice"), request)
     request.reasoning = _reasoning(body.get("thinking"), body.get("output_config"))
     request.response_format = _response_format(body.get("output_config"))
@@ -153,22 +159,26 @@ def _messages(value: object) -> list[Message]:
         raise invalid("messages: field required", param="messages")
     if not isinstance(value, list):
         raise invalid("messages: must be a list", param="messages")
-    messages: list[Message] = []
-    for i, item in enumerate(value):
-        where = f"messages.{i}"
-        if not isinstance(item, dict):
-            raise invalid(f"{where}: must be an object", param=where)
-        role = item.get("role")
-        if role not in _ROLES:
-            raise invalid(f"{where}.role: must be user, assistant or system", param=f"{where}.role")
-        messages.append(Message(role=role, parts=_content(item.get("content"), f"{where}.content")))
+    # A message resent unchanged from an earlier turn is parsed once (see babelgate.reuse).
+    messages = [derive(item, _MESSAGE, _message, item, i) for i, item in enumerate(value)]
     _name_tool_results(messages)
     return messages
 
 
+def _message(item: object, i: int) -> Message:
+    where = f"messages.{i}"
+    if not isinstance(item, dict):
+        raise invalid(f"{where}: must be an object", param=where)
+    role = item.get("role")
+    if role not in _ROLES:
+        raise invalid(f"{where}.role: must be user, assistant or system", param=f"{where}.role")
+    return Message(role=role, parts=_content(item.get("content"), f"{where}.content"))
+
+
 def _name_tool_results(messages: list[Message]) -> None:
     """Give each tool result the name of the call it answers (Gemini needs it; Anthropic's
-    tool_result only carries the id)."""
+    tool_result only carries the id). Messages may be shared with earlier turns: a result
+    is named at most once, with the name every turn of the conversation agrees on."""
     names: dict[str, str] = {}
     for message in messages:
         for part in message.parts:

@@ -1,0 +1,158 @@
+"""Request bodies decoded once per distinct content, and what codecs derive from them.
+
+An agent resends its whole conversation on every turn: Claude Code's system prompt (~12 KB),
+its tool list (~15-30 KB) and every earlier message arrive again byte for byte, and only the
+newest messages are new. Decoding and translating all of it again costs the gateway time in
+proportion to the conversation's length, on every turn.
+
+`loads(raw)` splits a large body into its top-level values (and a conversation list into its
+items) without building them, and looks each large piece up by its bytes: a piece seen before
+comes back as the *same* Python object as last time. `derive(value, tag, compute, *args)` then
+lets a codec keep what it computed from such an object (the canonical messages of a message,
+the canonical tools of a tool list, an upstream's rendering of those tools), so a repeated
+piece is neither decoded nor parsed nor rendered again.
+
+The rule that makes this safe: **objects from `loads` and results of `derive` are shared
+between requests and never mutated.** Codecs build new containers around them (a request's
+message list is new; the messages in it may be shared).
+
+Only pieces of at least MIN_PIECE bytes are cached, in a least-recently-used table bounded by
+BUDGET bytes of their JSON text; smaller bodies (MIN_BODY) skip all of this, since one
+`orjson.loads` is cheaper than splitting them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import msgspec
+import orjson
+
+from babelgate.canonical import invalid
+
+T = TypeVar("T")
+
+MIN_BODY = 4096  # bytes: below this the body is decoded in one go, nothing cached
+MIN_PIECE = 512  # bytes: smaller values are decoded each time (a lookup would cost as much)
+BUDGET = 16 << 20  # bytes of JSON text held in the table (the objects take ~3-4x that)
+# Top-level keys whose value is a conversation: reused item by item, since each turn appends.
+CONVERSATION_KEYS = frozenset({"messages", "input", "contents"})
+
+_split_object = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
+_split_list = msgspec.json.Decoder(list[msgspec.Raw]).decode
+_MISSING = object()
+
+
+class _Entry:
+    __slots__ = ("derived", "key", "value")
+
+    def __init__(self, key: bytes, value: Any) -> None:
+        self.key = key
+        self.value = value
+        self.derived: dict[object, Any] = {}
+
+
+class Reuse:
+    """The table of decoded pieces and their derived results (one per process: see REUSE)."""
+
+    def __init__(self, budget: int = BUDGET, min_piece: int = MIN_PIECE) -> None:
+        self.budget = budget
+        self.min_piece = min_piece
+        self.size = 0  # bytes of JSON text of the entries held
+        self.hits = 0
+        self.misses = 0
+        self._entries: dict[bytes, _Entry] = {}  # insertion order = least recently used first
+        # id() of every shared object (decoded values and derived results) -> its entry. The
+        # entry keeps the object alive, so an id here cannot be reused by another object.
+        self._owner: dict[int, _Entry] = {}
+
+    # ------------------------------------------------------------------ decoding
+
+    def loads(self, raw: bytes) -> dict[str, Any]:
+        """A request body -> its JSON object, or a 400 that says what is wrong with it."""
+        if len(raw) >= MIN_BODY:
+            try:
+                pieces = _split_object(raw)
+                return {key: self._value(key, piece) for key, piece in pieces.items()}
+            except (msgspec.DecodeError, orjson.JSONDecodeError):
+                pass  # orjson below says what is wrong, in the words clients already see
+        return _loads_object(raw)
+
+    def _value(self, key: str, piece: msgspec.Raw) -> Any:
+        if len(piece) < self.min_piece:
+            return orjson.loads(memoryview(piece))
+        if key in CONVERSATION_KEYS and memoryview(piece)[0] == 0x5B:  # a list
+            return [self._piece(item) for item in _split_list(piece)]
+        return self._piece(piece)
+
+    def _piece(self, piece: msgspec.Raw) -> Any:
+        if len(piece) < self.min_piece:
+            return orjson.loads(memoryview(piece))
+        key = bytes(piece)
+        entry = self._entries.pop(key, None)
+        if entry is not None:
+            self._entries[entry.key] = entry  # most recently used now
+            self.hits += 1
+            return entry.value
+        self.misses += 1
+        entry = _Entry(key, orjson.loads(key))
+        self._entries[key] = entry
+        self._own(entry.value, entry)
+        self.size += len(key)
+        if self.size > self.budget:
+            self._evict()
+        return entry.value
+
+    def _evict(self) -> None:
+        while self.size > self.budget and self._entries:
+            entry = self._entries.pop(next(iter(self._entries)))
+            self.size -= len(entry.key)
+            for shared in (entry.value, *entry.derived.values()):
+                if self._owner.get(id(shared)) is entry:
+                    del self._owner[id(shared)]
+
+    def _own(self, value: object, entry: _Entry) -> None:
+        # Only containers and strings made for this entry can key a derivation: a shared
+        # constant (None, True, a small int) must never be taken for this entry's object.
+        if isinstance(value, (dict, list, str)) or hasattr(value, "__slots__"):
+            self._owner.setdefault(id(value), entry)
+
+    # ------------------------------------------------------------------ derived results
+
+    def derive(self, value: object, tag: object, compute: Callable[..., T], *args: Any) -> T:
+        """`compute(*args)`, computed once per shared `value` and `tag`. For a value that is
+        not shared (a small piece, a body decoded in one go) it is simply computed. `tag`
+        names what is derived and everything else it depends on (e.g. the upstream's quirks);
+        the result is shared from then on and must not be mutated."""
+        entry = self._owner.get(id(value))
+        if entry is None:
+            return compute(*args)
+        key = (id(value), tag)
+        found = entry.derived.get(key, _MISSING)
+        if found is _MISSING:
+            found = entry.derived[key] = compute(*args)
+            self._own(found, entry)
+        return found  # type: ignore[no-any-return]
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self._owner.clear()
+        self.size = 0
+
+
+def _loads_object(raw: bytes) -> dict[str, Any]:
+    if not raw:
+        raise invalid("request body is empty; send a JSON object")
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise invalid(f"request body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise invalid(f"request body must be a JSON object, not {type(data).__name__}")
+    return data
+
+
+REUSE = Reuse()
+loads = REUSE.loads
+derive = REUSE.derive
