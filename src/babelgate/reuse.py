@@ -135,6 +135,11 @@ class Reuse:
             self._own(found, entry)
         return found  # type: ignore[no-any-return]
 
+    def stats(self) -> dict[str, int]:
+        """For /health: how much is held and how often a piece was found again."""
+        return {"pieces": len(self._entries), "bytes": self.size, "budget": self.budget,
+                "hits": self.hits, "misses": self.misses}
+
     def clear(self) -> None:
         self._entries.clear()
         self._owner.clear()

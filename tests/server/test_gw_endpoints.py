@@ -5,6 +5,7 @@ from __future__ import annotations
 import aiohttp
 import orjson
 import pytest
+from tests.fakes import Reply
 
 from conftest import Stack
 
@@ -93,3 +94,42 @@ async def test_unknown_model_is_404_listing_routable_models(fresh: Stack) -> Non
     message = body["error"]["message"]
     assert "no-such-model" in message
     assert "claude-client" in message and "gem-client" in message
+
+
+async def test_a_repeated_conversation_is_decoded_once(fresh: Stack) -> None:
+    """Turn after turn, an agent resends its system prompt, tools and earlier messages: the
+    gateway decodes and translates those pieces once (see babelgate.reuse), and the upstream
+    still gets the whole conversation, with the new turn, every time."""
+    system = [{"type": "text", "text": "You are a careful coding agent. " * 40}]
+    tools = [{"name": f"tool_{n}", "description": "Does one thing well. " * 10,
+              "input_schema": {"type": "object", "properties": {"x": {"type": "string"}}}}
+             for n in range(8)]
+    history = [{"role": "user", "content": "Read the file please. " * 30},
+               {"role": "assistant", "content": "Here is what the file says. " * 30}]
+
+    async def health() -> dict:
+        async with aiohttp.ClientSession() as session, session.get(
+            fresh.gw.url + "/health"
+        ) as r:
+            return await r.json()
+
+    before = (await health())["reuse"]
+    sent = []
+    for turn in ("first question", "second question"):
+        history = [*history, {"role": "user", "content": turn}]
+        fresh.oa.queue(Reply(text=f"answer to {turn}"))
+        status, body = await post(fresh.gw.url + "/v1/messages", {
+            "model": "gpt-client", "max_tokens": 100, "system": system, "tools": tools,
+            "messages": history})
+        assert status == 200, body
+        assert body["content"][0]["text"] == f"answer to {turn}"
+        sent.append(fresh.oa.requests[-1].body)
+        history = [*history, {"role": "assistant", "content": f"answer to {turn}"}]
+    after = (await health())["reuse"]
+    # Second turn: system, tools and the two long messages were found again.
+    assert after["hits"] - before["hits"] >= 4
+    assert after["bytes"] <= after["budget"]
+    first, second = sent
+    assert second["tools"] == first["tools"]
+    assert second["messages"][: len(first["messages"])] == first["messages"]
+    assert second["messages"][-1] == {"role": "user", "content": "second question"}

@@ -242,6 +242,7 @@ class App:
             "config": self.settings.source,
             "providers": [p.describe() for p in self.gateway.providers.values()],
             "uptime_s": round(time.time() - self.started, 1),
+            "reuse": reuse.REUSE.stats(),  # request pieces decoded once and found again
         })
 
     async def stored_response(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -32,6 +32,7 @@ from babelgate.canonical import (
     ToolResult,
 )
 from babelgate.canonical.ids import safe_call_id
+from babelgate.reuse import derive
 
 from ..base import Quirks
 from .carrier import is_native
@@ -245,14 +246,26 @@ def _document(part: Document, quirks: Quirks) -> JSON | None:
 
 
 def _render_tools(request: Request, thinking_on: bool, body: JSON) -> None:
-    tools = [t for t in (_tool(tool) for tool in request.tools) if t is not None]
-    if not tools:
+    # Rendered once per distinct tool list (babelgate.reuse): agents resend theirs every turn.
+    # The cache-mark passes below may change a tool carrying a mark and the last tool, so
+    # those are this request's own copies; the others stay shared.
+    shared = derive(request.tools, _TOOLS, _tool_blocks, request.tools)
+    if not shared:
         declare_history_tools(body)
         return
+    tools = [dict(t) if "cache_control" in t else t for t in shared]
+    tools[-1] = dict(tools[-1])
     body["tools"] = tools
     choice = _tool_choice(request.tool_choice, request.parallel_tool_calls, thinking_on)
     if choice is not None:
         body["tool_choice"] = choice
+
+
+_TOOLS = "anthropic.tools-out"  # what babelgate.reuse keeps per shared tool list
+
+
+def _tool_blocks(tools: list[Tool]) -> list[JSON]:
+    return [t for t in (_tool(tool) for tool in tools) if t is not None]
 
 
 def _tool(tool: Tool) -> JSON | None:

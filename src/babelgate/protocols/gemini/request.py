@@ -37,6 +37,7 @@ from babelgate.canonical import (
     ToolResult,
 )
 from babelgate.protocols.base import Quirks
+from babelgate.reuse import derive
 
 from .names import gemini_name
 from .parts import GEMINI_ID_KEY, media_part, render_model_parts
@@ -95,7 +96,8 @@ def _render_prompt(request: Request, quirks: Quirks) -> JSON:
     body: JSON = {"contents": history.finish()}
     if history.system:
         body["systemInstruction"] = {"parts": history.system}
-    tools, has_functions = render_tools(request.tools)
+    # Rendered once per distinct tool list (babelgate.reuse): agents resend theirs every turn.
+    tools, has_functions = derive(request.tools, _TOOLS, render_tools, request.tools)
     if tools:
         body["tools"] = tools
     if has_functions and request.tool_choice is not None:
@@ -241,6 +243,9 @@ def _ensure_call_signature(parts: list[JSON]) -> None:
 
 
 # ---------------------------------------------------------------- tools
+
+
+_TOOLS = "gemini.tools"  # what babelgate.reuse keeps per shared tool list
 
 
 def render_tools(tools: list[Tool]) -> tuple[list[JSON], bool]:

@@ -8,6 +8,7 @@ as `top_k` may go out. Cache markers, metadata and hosted tools never leak.
 from __future__ import annotations
 
 from babelgate.canonical import JSON, ReasoningConfig, Request, Tool, ToolChoice
+from babelgate.reuse import derive
 
 from ..base import Quirks
 from .names import wire_name, wire_user
@@ -46,7 +47,8 @@ def render_request(request: Request, quirks: Quirks) -> JSON:
 
 
 def _add_tools(body: JSON, request: Request) -> None:
-    tools = [_tool(tool) for tool in request.tools if tool.kind != "hosted"]
+    # Rendered once per distinct tool list (babelgate.reuse): agents resend theirs every turn.
+    tools = derive(request.tools, _TOOLS, _render_tools, request.tools)
     if not tools:
         return  # tool_choice and parallel_tool_calls are rejected without tools
     body["tools"] = tools
@@ -54,6 +56,13 @@ def _add_tools(body: JSON, request: Request) -> None:
         body["tool_choice"] = _tool_choice(request.tool_choice)
     if request.parallel_tool_calls is not None:
         body["parallel_tool_calls"] = request.parallel_tool_calls
+
+
+_TOOLS = "openai.tools"  # what babelgate.reuse keeps per shared tool list
+
+
+def _render_tools(tools: list[Tool]) -> list[JSON]:
+    return [_tool(tool) for tool in tools if tool.kind != "hosted"]
 
 
 def _tool(tool: Tool) -> JSON:

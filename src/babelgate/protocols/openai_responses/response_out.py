@@ -14,6 +14,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import orjson
+
 from babelgate.canonical import (
     JSON,
     Reasoning,
@@ -21,12 +23,14 @@ from babelgate.canonical import (
     Response,
     StopReason,
     Text,
+    Tool,
     ToolCall,
     Usage,
 )
 from babelgate.canonical.carry import attach_to_id
 from babelgate.canonical.ids import new_id
 from babelgate.canonical.tool_args import dump_arguments
+from babelgate.reuse import derive
 
 from .envelope import encrypted_content, summary_texts
 from .tools import namespace_map, render_tool_choice, render_tools, search_tool_names
@@ -173,7 +177,21 @@ def render_usage(usage: Usage) -> JSON:
 # ---------------------------------------------------------------- the response object
 
 
-def request_echo(request: Request) -> JSON:
+def echoed_tools(request: Request) -> orjson.Fragment:
+    """The client's tools as a response echoes them, serialised: a stream repeats them in
+    three events, and Codex resends the same ten tools (~8 KB) every turn, so a shared tool
+    list (babelgate.reuse) is serialised once."""
+    return derive(request.tools, _ECHO, _echo_fragment, request.tools)
+
+
+_ECHO = "openai-responses.echoed-tools"  # what babelgate.reuse keeps per shared tool list
+
+
+def _echo_fragment(tools: list[Tool]) -> orjson.Fragment:
+    return orjson.Fragment(orjson.dumps(render_tools(tools, upstream=False)))
+
+
+def request_echo(request: Request, tools: Any = None) -> JSON:
     """The request settings a response object echoes (the SDK's Response type requires tools,
     tool_choice and parallel_tool_calls; clients commonly read the rest). Built once per
     response: a stream repeats them in three events."""
@@ -189,7 +207,7 @@ def request_echo(request: Request) -> JSON:
         "temperature": request.temperature,
         "text": {"format": {"type": "text"}},
         "tool_choice": render_tool_choice(request.tool_choice, request.tools, upstream=False),
-        "tools": render_tools(request.tools, upstream=False),
+        "tools": render_tools(request.tools, upstream=False) if tools is None else tools,
         "top_p": request.top_p,
         "truncation": "disabled",
         "metadata": {},

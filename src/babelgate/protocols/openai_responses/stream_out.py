@@ -45,6 +45,7 @@ from .errors import stream_error
 from .response_out import (
     call_item,
     call_item_id,
+    echoed_tools,
     message_item,
     output_text,
     reasoning_item,
@@ -69,10 +70,9 @@ class ResponsesStreamEncoder(StreamEncoder):
     def __init__(self, request: Request) -> None:
         # What the response object echoes, built now: the encoder keeps no reference to the
         # request, so an open stream does not keep the request's body alive.
-        self._echo = request_echo(request)
-        # The tool list is echoed in three events (created, in_progress, completed): serialise
-        # it once (Codex sends ten tools, ~8 KB of JSON).
-        self._echo["tools"] = orjson.Fragment(orjson.dumps(self._echo["tools"]))
+        # The tool list is echoed in three events (created, in_progress, completed): it goes
+        # in serialised.
+        self._echo = request_echo(request, echoed_tools(request))
         self._namespaces = namespace_map(request.tools)
         self._searches = search_tool_names(request.tools)
         self._seq = 0

@@ -1,0 +1,177 @@
+"""babelgate.reuse: large bodies decoded once per distinct piece, and results derived from
+shared pieces computed once — without ever changing what a request decodes or renders to."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from babelgate import reuse
+from babelgate.canonical import GatewayError
+from babelgate.protocols import Quirks, get_codec
+from babelgate.providers.presets import DEFAULT_QUIRKS
+from babelgate.reuse import Reuse
+
+FIXTURES = Path(__file__).parent / "fixtures"
+PAD = "lorem ipsum dolor sit amet " * 40  # ~1 KB: every padded piece is worth caching
+
+
+@pytest.fixture(autouse=True)
+def empty_table() -> Any:
+    reuse.REUSE.clear()
+    yield
+    reuse.REUSE.clear()
+
+
+def claude_code_body(last_text: str = "and now the tests") -> dict[str, Any]:
+    """Claude Code's recorded request, its messages and system padded past MIN_PIECE, with a
+    final user turn that a test can vary (a new turn of the same conversation)."""
+    body = orjson.loads((FIXTURES / "anthropic" / "claude_code_request.json").read_bytes())
+    body["system"].append({"type": "text", "text": PAD})
+    for message in body["messages"]:
+        if isinstance(message["content"], str):
+            message["content"] = [{"type": "text", "text": message["content"]}]
+        message["content"].append({"type": "text", "text": PAD})
+    body["messages"].append({"role": "user", "content": [{"type": "text", "text": last_text}]})
+    return body
+
+
+def dumps(body: dict[str, Any]) -> bytes:
+    raw = orjson.dumps(body)
+    assert len(raw) >= reuse.MIN_BODY
+    return raw
+
+
+# ------------------------------------------------------------------ loads
+
+
+def test_large_body_decodes_to_what_orjson_gives() -> None:
+    raw = dumps(claude_code_body())
+    table = Reuse()
+    assert table.loads(raw) == orjson.loads(raw)
+    assert table.loads(raw) == orjson.loads(raw)  # and again, from the table
+
+
+def test_repeated_pieces_come_back_as_the_same_objects() -> None:
+    table = Reuse()
+    first = table.loads(dumps(claude_code_body("first question")))
+    second = table.loads(dumps(claude_code_body("second question")))
+    assert second["tools"] is first["tools"]
+    assert second["system"] is first["system"]
+    # A conversation is reused item by item: the earlier turns are shared, the new one is not.
+    assert second["messages"] is not first["messages"]
+    assert all(a is b for a, b in zip(first["messages"][:-1], second["messages"][:-1],
+                                      strict=True))
+    assert second["messages"][-1]["content"][0]["text"] == "second question"
+    # Small values are decoded each time; the top-level object is always the request's own.
+    assert second is not first
+    stats = table.stats()
+    assert stats["hits"] >= len(first["messages"]) + 1
+    assert stats["bytes"] <= stats["budget"]
+
+
+def test_small_bodies_are_not_kept() -> None:
+    table = Reuse()
+    assert table.loads(b'{"model": "m", "max_tokens": 5, "messages": []}')["model"] == "m"
+    assert table.stats()["pieces"] == 0
+
+
+def test_the_table_stays_within_its_budget() -> None:
+    table = Reuse(budget=8_000)
+    kept = table.loads(dumps(claude_code_body()))
+    for n in range(20):
+        table.loads(dumps(claude_code_body(f"turn {n} {PAD}")))
+        assert table.stats()["bytes"] <= 8_000
+    # The first body's pieces were evicted: decoding it again builds new objects, still equal.
+    again = table.loads(dumps(claude_code_body()))
+    assert again == kept
+    assert again["tools"] is not kept["tools"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b"", "request body is empty"),
+        (b'{"model": "m", "messages": [' + b'"x", ' * 2000 + b"}", "not valid JSON"),
+        (b'{"messages": ["' + b"\xff" * 5000 + b'"]}', "not valid JSON"),
+        (b'{"system": "' + b"s" * 5000 + b'"} trailing', "not valid JSON"),
+        (b"[" + b"1, " * 3000 + b"1]", "must be a JSON object, not list"),
+    ],
+)
+def test_bad_bodies_get_the_same_400_as_before(raw: bytes, message: str) -> None:
+    with pytest.raises(GatewayError) as caught:
+        Reuse().loads(raw)
+    assert caught.value.kind == "invalid_request"
+    assert message in caught.value.message
+
+
+# ------------------------------------------------------------------ derive
+
+
+def test_derive_computes_once_per_shared_value_and_tag() -> None:
+    table = Reuse()
+    calls: list[str] = []
+
+    def compute(tag: str, value: Any) -> list[str]:
+        calls.append(tag)
+        return [tag, str(len(value))]
+
+    body = table.loads(dumps(claude_code_body()))
+    one = table.derive(body["tools"], "a", compute, "a", body["tools"])
+    assert table.derive(body["tools"], "a", compute, "a", body["tools"]) is one
+    table.derive(body["tools"], "b", compute, "b", body["tools"])
+    # A derived result is itself shared: it can key the next derivation.
+    twice = table.derive(one, "c", compute, "c", one)
+    assert table.derive(one, "c", compute, "c", one) is twice
+    assert calls == ["a", "b", "c"]
+
+
+def test_derive_recomputes_for_values_that_are_not_shared() -> None:
+    table = Reuse()
+    table.loads(dumps(claude_code_body()))
+    counted: list[int] = []
+    for value in ({"fresh": 1}, None, 5, "short"):
+        table.derive(value, "t", counted.append, 1)
+        table.derive(value, "t", counted.append, 1)
+    assert len(counted) == 8
+
+
+# ------------------------------------------------------------------ codecs on shared pieces
+
+
+def test_claude_code_turns_parse_as_without_reuse() -> None:
+    codec = get_codec("anthropic")
+    for text in ("first", "second", "third"):
+        raw = dumps(claude_code_body(text))
+        assert codec.parse_request(reuse.loads(raw)) == codec.parse_request(orjson.loads(raw))
+
+
+@pytest.mark.parametrize("upstream", ["openai", "gemini", "openai-responses", "anthropic"])
+def test_rendering_a_shared_request_twice_gives_the_same_body(upstream: str) -> None:
+    """Renders may add cache marks to their copy of the tools: the next request must not see
+    them (and a provider without auto-cache must not get the other's marks)."""
+    # Without the client's own cache marks, so that auto-cache marks the last tool.
+    raw = dumps(_without_cache_marks(claude_code_body()))
+    client, out = get_codec("anthropic"), get_codec(upstream)
+    quirks = DEFAULT_QUIRKS[upstream]
+    expected = copy.deepcopy(out.render_request(client.parse_request(orjson.loads(raw)), quirks))
+    for _ in range(3):
+        assert out.render_request(client.parse_request(reuse.loads(raw)), quirks) == expected
+    if upstream == "anthropic":
+        plain = Quirks(auto_cache=False)
+        bare = out.render_request(client.parse_request(reuse.loads(raw)), plain)
+        assert bare == out.render_request(client.parse_request(orjson.loads(raw)), plain)
+        assert all("cache_control" not in tool for tool in bare["tools"])
+        assert "cache_control" in expected["tools"][-1]  # auto-cache did mark it
+
+
+def _without_cache_marks(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_cache_marks(v) for k, v in value.items() if k != "cache_control"}
+    if isinstance(value, list):
+        return [_without_cache_marks(v) for v in value]
+    return value
