@@ -31,11 +31,15 @@ from babelgate.canonical import (
     invalid,
 )
 from babelgate.canonical.tool_args import parse_arguments
+from babelgate.reuse import derive
 
 from ..fields import boolean, integer, number
 from .carrier import open_call_id, restore_reasoning
 
 _EFFORTS: frozenset[str] = frozenset(get_args(Effort))
+# What babelgate.reuse keeps per shared message (its Message, or a tool message's ToolResult
+# per name of the call it answers) and per shared tool list:
+_MESSAGE, _RESULT, _TOOLS = "chat.message", "chat.result", "chat.tools"
 
 
 def parse_request(body: JSON) -> Request:
@@ -46,7 +50,9 @@ def parse_request(body: JSON) -> Request:
     stream = boolean(body, "stream") or False
     options = body.get("stream_options")
     include_usage = not stream or (isinstance(options, dict) and bool(options.get("include_usage")))
-    tools = _tools(body.get("tools"))
+    # Agents resend the same tool list on every turn: parsed once (see babelgate.reuse).
+    raw_tools = body.get("tools")
+    tools = derive(raw_tools, _TOOLS, _tools, raw_tools)
     return Request(
         model=model,
         messages=messages,
@@ -78,29 +84,50 @@ def _messages(raw: Any) -> tuple[list[Text], list[Message]]:
     messages: list[Message] = []
     calls: dict[str, ToolCall] = {}  # by id, so results can name their tool (Gemini needs it)
     for i, message in enumerate(raw):
-        where = f"messages[{i}]"
-        if not isinstance(message, dict):
-            raise invalid("each message must be an object", where)
-        role = message.get("role")
-        if role in ("system", "developer"):
-            texts = _text_parts(message.get("content"), f"{where}.content")
-            if messages:
-                messages.append(Message(role="system", parts=list(texts)))
-            else:
-                system.extend(texts)
-        elif role == "user":
-            messages.append(Message(role="user", parts=_user_parts(message, where)))
-        elif role == "assistant":
-            parts = _assistant_parts(message, where)
-            calls.update((p.id, p) for p in parts if isinstance(p, ToolCall))
-            messages.append(Message(role="assistant", parts=parts))
-        elif role == "tool":
-            _add_tool_result(messages, message, where, calls)
-        elif role == "function":
-            raise invalid("the legacy `function` role is not supported; use `tool`", where)
+        # A message resent unchanged from an earlier turn is parsed once (babelgate.reuse):
+        # the Message (or tool output) is then shared between requests and never changed.
+        parsed = derive(message, _MESSAGE, _message, message, i)
+        if isinstance(parsed, _ToolOutput):
+            call = calls.get(parsed.call_id)
+            name, kind = (call.name, call.kind) if call is not None else (None, "function")
+            result = derive(message, (_RESULT, name, kind), _named_result, parsed, name, kind)
+            _add_tool_result(messages, result)
+        elif parsed.role == "system" and not messages:
+            system.extend(p for p in parsed.parts if isinstance(p, Text))  # all are Texts
         else:
-            raise invalid(f"unknown role {role!r}", f"{where}.role")
+            if parsed.role == "assistant":
+                calls.update((p.id, p) for p in parsed.parts if isinstance(p, ToolCall))
+            messages.append(parsed)
     return system, messages
+
+
+class _ToolOutput:
+    """A tool message, before it is known which call (and so which tool) it answers."""
+
+    __slots__ = ("call_id", "content")
+
+    def __init__(self, call_id: str, content: list[Text | Image | Document]) -> None:
+        self.call_id = call_id
+        self.content = content
+
+
+def _message(message: Any, i: int) -> Message | _ToolOutput:
+    where = f"messages[{i}]"
+    if not isinstance(message, dict):
+        raise invalid("each message must be an object", where)
+    role = message.get("role")
+    if role in ("system", "developer"):
+        texts = _text_parts(message.get("content"), f"{where}.content")
+        return Message(role="system", parts=list(texts))
+    if role == "user":
+        return Message(role="user", parts=_user_parts(message, where))
+    if role == "assistant":
+        return Message(role="assistant", parts=_assistant_parts(message, where))
+    if role == "tool":
+        return _tool_output(message, where)
+    if role == "function":
+        raise invalid("the legacy `function` role is not supported; use `tool`", where)
+    raise invalid(f"unknown role {role!r}", f"{where}.role")
 
 
 def _text_parts(content: Any, where: str) -> list[Text]:
@@ -235,9 +262,7 @@ def _tool_call(call: Any, where: str) -> tuple[ToolCall, list[Any]]:
     return parsed, entries
 
 
-def _add_tool_result(
-    messages: list[Message], message: JSON, where: str, calls: dict[str, ToolCall]
-) -> None:
+def _tool_output(message: JSON, where: str) -> _ToolOutput:
     raw_id = message.get("tool_call_id")
     if not isinstance(raw_id, str) or not raw_id:
         raise invalid("a tool message needs `tool_call_id`", f"{where}.tool_call_id")
@@ -245,19 +270,28 @@ def _add_tool_result(
     content: list[Text | Image | Document] = list(
         _text_parts(message.get("content"), f"{where}.content")
     )
-    call = calls.get(call_id)
-    result = ToolResult(
-        call_id=call_id,
-        content=content,
-        name=call.name if call is not None else None,
-        kind=call.kind if call is not None else "function",
-    )
+    return _ToolOutput(call_id, content)
+
+
+def _named_result(
+    output: _ToolOutput, name: str | None, kind: Literal["function", "custom"]
+) -> ToolResult:
+    # The content list is shared by every ToolResult of this message; never changed.
+    return ToolResult(call_id=output.call_id, content=output.content, name=name, kind=kind)
+
+
+def _add_tool_result(messages: list[Message], result: ToolResult) -> None:
     last = messages[-1] if messages else None
     if (
         last is not None
         and last.role == "user"
         and all(isinstance(p, ToolResult) for p in last.parts)
     ):
+        if not last.parts:
+            # An empty user message, parsed from the client's and shared with other requests:
+            # replaced by a copy rather than grown. (A user message with parts never holds
+            # ToolResults, so any other one here is a results message this request made.)
+            last = messages[-1] = Message(role="user", parts=[])
         last.parts.append(result)
     else:
         messages.append(Message(role="user", parts=[result]))

@@ -42,9 +42,10 @@ from babelgate.canonical import (
 from babelgate.canonical.carry import split_id
 from babelgate.canonical.model import Effort
 from babelgate.canonical.tool_args import parse_arguments
+from babelgate.reuse import derive
 
 from ..fields import boolean, integer, number
-from .content import parse_content
+from .content import Content, parse_content
 from .envelope import reasoning_from_client
 from .tools import (
     SEARCH_TOOL,
@@ -67,6 +68,9 @@ _EFFORTS: dict[str, Effort] = {
 _ASSISTANT_ITEMS = frozenset({"reasoning", "function_call", "custom_tool_call"})
 _OUTPUT_ITEMS = frozenset({"function_call_output", "custom_tool_call_output"})
 Side = Literal["system", "user", "assistant"]
+# What babelgate.reuse keeps per shared input item (its _Item; the ToolResult of an output,
+# per name of the call it answers) and per shared tool list:
+_ITEM, _RESULT, _TOOLS = "responses.item", "responses.result", "responses.tools"
 
 
 def parse_request(body: JSON) -> Request:
@@ -80,7 +84,9 @@ def parse_request(body: JSON) -> Request:
     elif instructions is not None and not isinstance(instructions, str):
         raise invalid("instructions must be a string", "instructions")
     _read_input(body.get("input"), builder)
-    tools = parse_tools(body.get("tools"))
+    # Codex resends the same tool list on every turn: parsed once (see babelgate.reuse).
+    raw_tools = body.get("tools")
+    tools = derive(raw_tools, _TOOLS, parse_tools, raw_tools)
     return Request(
         model=model,
         messages=builder.messages,
@@ -100,6 +106,55 @@ def parse_request(body: JSON) -> Request:
 
 
 # ---------------------------------------------------------------- input items
+#
+# Each item is read on its own into an _Item (what it adds to the conversation), once per
+# item an agent resends unchanged (babelgate.reuse); _Conversation then joins the items of a
+# request into messages. _Items, their parts and their lists are shared between requests, so
+# the builder copies a list before it grows one and never changes a part.
+
+
+class _Output:
+    """A function or custom tool's output, before it is known which call it answers."""
+
+    __slots__ = ("call_id", "content", "is_error", "kind")
+
+    def __init__(
+        self,
+        call_id: str,
+        content: list[Content],
+        is_error: bool,
+        kind: Literal["function", "custom"],
+    ) -> None:
+        self.call_id = call_id
+        self.content = content
+        self.is_error = is_error
+        self.kind = kind  # the item's own kind, used when no earlier call names it
+
+
+class _Item:
+    """What one input item adds: `parts` on its `side` ("results" for tool results, None for
+    an item that adds nothing), the call it makes, the tools its search found, or an output
+    whose ToolResult is made once the calls before it are known."""
+
+    __slots__ = ("call", "found", "output", "parts", "side")
+
+    def __init__(
+        self,
+        side: Side | Literal["results"] | None,
+        parts: tuple[Part, ...] = (),
+        *,
+        call: tuple[str, str, Literal["function", "custom"]] | None = None,
+        found: tuple[Tool, ...] = (),
+        output: _Output | None = None,
+    ) -> None:
+        self.side = side
+        self.parts = parts
+        self.call = call  # (call id, name, kind)
+        self.found = found
+        self.output = output
+
+
+_SKIPPED = _Item(None)
 
 
 class _Conversation:
@@ -114,17 +169,37 @@ class _Conversation:
         self.call_names: dict[str, tuple[str, Literal["function", "custom"]]] = {}
         self.found_tools: list[Tool] = []  # loaded by the client's tool_search, in order
 
-    def add(self, side: Side, parts: list[Part]) -> None:
+    def take(self, raw: JSON, item: _Item) -> None:
+        """Adds `item`, read from the input item `raw`."""
+        if item.call is not None:
+            call_id, call_name, call_kind = item.call
+            self.call_names[call_id] = (call_name, call_kind)
+        if item.found:
+            self.found_tools.extend(item.found)
+        if item.side == "results":
+            output = item.output
+            if output is None:
+                self.add_results(item.parts)
+                return
+            # The result names the call it answers, which an earlier item made: one shared
+            # ToolResult per name, as the same output may follow a different history.
+            name, kind = self.call_names.get(output.call_id, (None, None))
+            result = derive(raw, (_RESULT, name, kind), _named_result, output, name, kind)
+            self.add_results((result,))
+        elif item.side is not None:
+            self.add(item.side, item.parts)
+
+    def add(self, side: Side, parts: tuple[Part, ...] | list[Part]) -> None:
         if side == "system" and not self.messages:
             self.system.extend(p for p in parts if isinstance(p, Text))
             return
         last = self.messages[-1] if self.messages else None
         if last is not None and last.role == side and side != "system":
-            last.parts.extend(parts)
+            last.parts.extend(parts)  # a list this request made, never a shared one
         else:
             self.messages.append(Message(role=side, parts=list(parts)))
 
-    def add_results(self, results: list[ToolResult]) -> None:
+    def add_results(self, results: tuple[Part, ...]) -> None:
         """Tool results join the open user message ahead of its other parts."""
         last = self.messages[-1] if self.messages else None
         if last is None or last.role != "user":
@@ -144,87 +219,85 @@ def _read_input(raw: Any, builder: _Conversation) -> None:
     if not isinstance(raw, list):
         raise invalid("input must be a string or an array of items", "input")
     for i, item in enumerate(raw):
-        where = f"input[{i}]"
-        if not isinstance(item, dict):
-            raise invalid(f"{where} must be an object", where)
-        _read_item(item, where, builder)
+        # An item resent unchanged from an earlier turn is read once (see babelgate.reuse).
+        builder.take(item, derive(item, _ITEM, _read_item, item, i))
 
 
-def _read_item(item: JSON, where: str, builder: _Conversation) -> None:
+def _read_item(item: Any, i: int) -> _Item:
+    where = f"input[{i}]"
+    if not isinstance(item, dict):
+        raise invalid(f"{where} must be an object", where)
     kind = item.get("type")
     if kind is None and "role" in item:
         kind = "message"  # the short form {role, content}
     if kind == "message":
-        _read_message(item, where, builder)
-    elif kind in _ASSISTANT_ITEMS:
-        builder.add("assistant", [_assistant_part(item, kind, where, builder)])
-    elif kind in _OUTPUT_ITEMS:
-        builder.add_results([_tool_result(item, kind, where, builder)])
-    elif kind == "tool_search_call" and item.get("call_id"):
-        builder.add("assistant", [_search_call(item, where, builder)])
-    elif kind == "tool_search_output" and item.get("call_id"):
-        builder.add_results([_search_result(item, where, builder)])
-    elif not isinstance(kind, str):
+        return _read_message(item, where)
+    if kind in _ASSISTANT_ITEMS:
+        return _assistant_item(item, kind, where)
+    if kind in _OUTPUT_ITEMS:
+        return _Item("results", output=_output(item, kind, where))
+    if kind == "tool_search_call" and item.get("call_id"):
+        return _search_call(item, where)
+    if kind == "tool_search_output" and item.get("call_id"):
+        return _search_result(item, where)
+    if not isinstance(kind, str):
         raise invalid(f"{where}.type is required", f"{where}.type")
-    # Any other type is built-in tool activity; see the module docstring.
+    return _SKIPPED  # any other type is built-in tool activity; see the module docstring
 
 
-def _read_message(item: JSON, where: str, builder: _Conversation) -> None:
+def _read_message(item: JSON, where: str) -> _Item:
     role = item.get("role")
     if role not in ("user", "assistant", "system", "developer"):
         raise invalid(f"{where}.role must be user, assistant, system or developer", f"{where}.role")
-    parts: list[Part] = list(parse_content(item.get("content"), f"{where}.content"))
     side: Side = "system" if role in ("system", "developer") else role
-    builder.add(side, parts)
+    return _Item(side, tuple(parse_content(item.get("content"), f"{where}.content")))
 
 
-def _assistant_part(item: JSON, kind: str, where: str, builder: _Conversation) -> Part:
+def _assistant_item(item: JSON, kind: str, where: str) -> _Item:
     if kind == "reasoning":
-        return _reasoning(item, where)
+        return _Item("assistant", (_reasoning(item, where),))
     call_id, metadata = split_id(_required_str(item, "call_id", where))
     namespace = item.get("namespace")
     name = namespaced(
         namespace if isinstance(namespace, str) else None, _required_str(item, "name", where)
     )
     if kind == "custom_tool_call":
-        builder.call_names[call_id] = (name, "custom")
         raw_input = item.get("input", "")
         if not isinstance(raw_input, str):
             raise invalid(f"{where}.input must be a string", f"{where}.input")
-        return ToolCall(
+        custom = ToolCall(
             id=call_id,
             name=name,
             arguments={"input": raw_input},
             kind="custom",
             provider_metadata=metadata,
         )
-    builder.call_names[call_id] = (name, "function")
-    return ToolCall(
+        return _Item("assistant", (custom,), call=(call_id, name, "custom"))
+    call = ToolCall(
         id=call_id,
         name=name,
         arguments=_parse_arguments(item.get("arguments"), f"{where}.arguments"),
         provider_metadata=metadata,
     )
+    return _Item("assistant", (call,), call=(call_id, name, "function"))
 
 
-def _search_call(item: JSON, where: str, builder: _Conversation) -> ToolCall:
+def _search_call(item: JSON, where: str) -> _Item:
     call_id, metadata = split_id(_required_str(item, "call_id", where))
-    builder.call_names[call_id] = (SEARCH_TOOL, "function")
-    return ToolCall(
+    call = ToolCall(
         id=call_id,
         name=SEARCH_TOOL,
         arguments=_parse_arguments(item.get("arguments"), f"{where}.arguments"),
         provider_metadata=metadata,
     )
+    return _Item("assistant", (call,), call=(call_id, SEARCH_TOOL, "function"))
 
 
-def _search_result(item: JSON, where: str, builder: _Conversation) -> ToolResult:
+def _search_result(item: JSON, where: str) -> _Item:
     call_id, _ = split_id(_required_str(item, "call_id", where))
     found = tools_from_search(item.get("tools"), f"{where}.tools")
-    builder.found_tools.extend(found)
-    return ToolResult(
-        call_id=call_id, content=[Text(_describe_found(found))], name=SEARCH_TOOL
-    )
+    result = ToolResult(call_id=call_id, content=[Text(_describe_found(found))], name=SEARCH_TOOL)
+    return _Item("results", (result,), found=tuple(found))
 
 
 def _describe_found(found: list[Tool]) -> str:
@@ -283,20 +356,30 @@ def _reasoning(item: JSON, where: str) -> Reasoning:
     )
 
 
-def _tool_result(item: JSON, kind: str, where: str, builder: _Conversation) -> ToolResult:
+def _output(item: JSON, kind: str, where: str) -> _Output:
     call_id, _ = split_id(_required_str(item, "call_id", where))
-    name, call_kind = builder.call_names.get(call_id, (None, None))
     output = item.get("output", "")
     is_error = False
     if isinstance(output, dict):  # older clients: {content, success}
         is_error = output.get("success") is False
         output = output.get("content", "")
+    return _Output(
+        call_id,
+        parse_content(output, f"{where}.output"),
+        is_error,
+        "custom" if kind == "custom_tool_call_output" else "function",
+    )
+
+
+def _named_result(
+    output: _Output, name: str | None, call_kind: Literal["function", "custom"] | None
+) -> ToolResult:
     return ToolResult(
-        call_id=call_id,
-        content=parse_content(output, f"{where}.output"),
-        is_error=is_error,
+        call_id=output.call_id,
+        content=output.content,  # shared with the item's other ToolResults; never changed
+        is_error=output.is_error,
         name=name,
-        kind=call_kind or ("custom" if kind == "custom_tool_call_output" else "function"),
+        kind=call_kind or output.kind,
     )
 
 
