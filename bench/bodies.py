@@ -455,6 +455,33 @@ def _messages(padding_lines: int) -> list[dict[str, Any]]:
     ]
 
 
+TURN_MARK = "@turn@"  # bench/post.lua writes a number here, different for every request
+
+
+def _new_turn(body: dict[str, Any], key: str) -> dict[str, Any]:
+    """Mark the text of the conversation's last two items. Each request of a session repeats
+    the previous one and adds the model's last answer and the newest user turn; with these two
+    items different on every request (post.lua), a gateway that reuses work across requests
+    is measured on what actually repeats, not on one body sent over and over."""
+    for item in body[key][-2:]:
+        if not _mark_first_text(item):
+            raise ValueError(f"no text to mark in {item!r:.80}")
+    return body
+
+
+def _mark_first_text(value: Any) -> bool:
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            if key in ("text", "thinking", "content", "output") and isinstance(inner, str):
+                value[key] = f"{inner} (turn {TURN_MARK})"
+                return True
+            if key not in ("input", "arguments") and _mark_first_text(inner):
+                return True
+    if isinstance(value, list):
+        return any(_mark_first_text(inner) for inner in value)
+    return False
+
+
 def claude_code(stream: bool) -> dict[str, Any]:
     body = _claude_code_with(padding_lines=0, stream=stream)
     # Grow the project-notes reminder until the body reaches the target size; deterministic
@@ -464,7 +491,7 @@ def claude_code(stream: bool) -> dict[str, Any]:
     while len(_dump(body)) < TARGET_CLAUDE_CODE_BYTES:
         padding += step
         body = _claude_code_with(padding_lines=padding, stream=stream)
-    return body
+    return _new_turn(body, "messages")
 
 
 def _claude_code_with(padding_lines: int, stream: bool) -> dict[str, Any]:
@@ -697,7 +724,7 @@ def codex(stream: bool) -> dict[str, Any]:
     while len(_dump(body)) < TARGET_CODEX_BYTES:
         rules += 1
         body = _codex_with(rules_per_topic=rules, stream=stream)
-    return body
+    return _new_turn(body, "input")
 
 
 def _codex_with(rules_per_topic: int, stream: bool) -> dict[str, Any]:
@@ -812,7 +839,7 @@ def chat_client(stream: bool) -> dict[str, Any]:
     while len(_dump(body)) < TARGET_CHAT_BYTES:
         rules += 1
         body = _chat_with(rules_per_topic=rules, stream=stream)
-    return body
+    return _new_turn(body, "messages")
 
 
 def _chat_with(rules_per_topic: int, stream: bool) -> dict[str, Any]:

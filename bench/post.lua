@@ -1,12 +1,43 @@
 -- wrk script: POST one body file with the headers an Anthropic client sends.
 -- Usage: wrk -s bench/post.lua URL -- BODY_FILE
+-- Where the body holds the mark "@turn@" (bench/bodies.py puts it in the conversation's last
+-- two items), every request gets its own number there: a session's requests repeat what came
+-- before and differ in the newest turn, and so do these. Bodies without the mark are sent
+-- as they are.
 -- No response() callback on purpose: defining one makes wrk parse every reply in Lua.
+local pieces, counter, prefix = nil, 0, ""
+local threads = 0
+
+function setup(thread)  -- runs in wrk's main state: number the threads
+   threads = threads + 1
+   thread:set("thread_name", tostring(threads))
+end
+
 function init(args)
    local f = assert(io.open(args[1], "rb"))
-   wrk.method = "POST"
-   wrk.body = f:read("*a")
+   local body = f:read("*a")
    f:close()
+   wrk.method = "POST"
    wrk.headers["Content-Type"] = "application/json"
    wrk.headers["anthropic-version"] = "2023-06-01"
    wrk.headers["x-api-key"] = "bench-key"
+   if body:find("@turn@", 1, true) then
+      pieces = {}
+      local start = 1
+      while true do
+         local i, j = body:find("@turn@", start, true)
+         if not i then break end
+         pieces[#pieces + 1] = body:sub(start, i - 1)
+         start = j + 1
+      end
+      pieces[#pieces + 1] = body:sub(start)
+      prefix = (thread_name or "0") .. "-"
+      -- Defined only for marked bodies: without it wrk builds the request once.
+      request = function()
+         counter = counter + 1
+         return wrk.format(nil, nil, nil, table.concat(pieces, prefix .. counter))
+      end
+   else
+      wrk.body = body
+   end
 end

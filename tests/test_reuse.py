@@ -175,3 +175,27 @@ def _without_cache_marks(value: Any) -> Any:
     if isinstance(value, list):
         return [_without_cache_marks(v) for v in value]
     return value
+
+
+def test_a_shared_tool_result_is_named_after_each_conversation_s_own_call() -> None:
+    """A tool result carries only the call id; the name comes from the call before it. The
+    same result message after a differently named call (another conversation) gets that
+    call's name, and the first request keeps its own."""
+    result = {"role": "user", "content": [
+        {"type": "tool_result", "tool_use_id": "toolu_same", "content": PAD}]}
+
+    def conversation(tool: str) -> bytes:
+        call = {"role": "assistant", "content": [
+            {"type": "text", "text": PAD},
+            {"type": "tool_use", "id": "toolu_same", "name": tool, "input": {}}]}
+        return dumps({"model": "m", "max_tokens": 5, "messages": [
+            {"role": "user", "content": PAD + PAD + tool}, call, result]})
+
+    codec = get_codec("anthropic")
+    first = codec.parse_request(reuse.loads(conversation("Read")))
+    second = codec.parse_request(reuse.loads(conversation("Grep")))
+    again = codec.parse_request(reuse.loads(conversation("Read")))
+    assert first.messages[2].parts[0].name == "Read"  # type: ignore[union-attr]
+    assert second.messages[2].parts[0].name == "Grep"  # type: ignore[union-attr]
+    assert again.messages[2] is first.messages[2]  # the named copy is found again
+    assert reuse.REUSE.stats()["hits"] > 0

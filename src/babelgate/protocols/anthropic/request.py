@@ -12,6 +12,7 @@ Promises:
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, Literal, get_args
 
 from babelgate.canonical import (
@@ -39,6 +40,7 @@ JSON = dict[str, Any]
 _ROLES = frozenset({"user", "assistant", "system"})
 # What babelgate.reuse keeps per shared piece of a body:
 _MESSAGE, _SYSTEM, _TOOLS = "anthropic.message", "anthropic.system", "anthropic.tools"
+_NAMED = "anthropic.named-results"
 _MESSAGE, _SYSTEM, _TOOLS = "anthropic.message", "anthropic.system", "anthropic.tools"
 _EFFORTS = frozenset(get_args(Effort))
 _TOOL_CHOICE_MODES: dict[str, Literal["auto", "none", "required", "tool"]] = {
@@ -177,15 +179,28 @@ def _message(item: object, i: int) -> Message:
 
 def _name_tool_results(messages: list[Message]) -> None:
     """Give each tool result the name of the call it answers (Gemini needs it; Anthropic's
-    tool_result only carries the id). Messages may be shared with earlier turns: a result
-    is named at most once, with the name every turn of the conversation agrees on."""
+    tool_result only carries the id). Parsed messages may be shared with other requests, so
+    a message with results to name is replaced by a named copy, itself kept per message and
+    names (the next turn finds it again)."""
     names: dict[str, str] = {}
-    for message in messages:
-        for part in message.parts:
+    for i, message in enumerate(messages):
+        found: list[str | None] | None = None
+        for j, part in enumerate(message.parts):
             if isinstance(part, ToolCall):
                 names[part.id] = part.name
-            elif isinstance(part, ToolResult) and part.name is None:
-                part.name = names.get(part.call_id)
+            elif isinstance(part, ToolResult) and part.name is None and part.call_id in names:
+                found = found or [None] * len(message.parts)
+                found[j] = names[part.call_id]
+        if found is not None:
+            key = tuple(found)
+            messages[i] = derive(message, (_NAMED, key), _named, message, key)
+
+
+def _named(message: Message, names: tuple[str | None, ...]) -> Message:
+    parts: list[Part] = []
+    for part, name in zip(message.parts, names, strict=True):
+        parts.append(replace(part, name=name) if isinstance(part, ToolResult) and name else part)
+    return Message(role=message.role, parts=parts)
 
 
 def _content(value: object, where: str) -> list[Part]:
