@@ -17,7 +17,18 @@ import orjson
 import tiktoken
 from tiktoken.load import load_tiktoken_bpe
 
-from babelgate.canonical import Document, Image, Reasoning, Request, Text, ToolCall, ToolResult
+from babelgate.canonical import (
+    Document,
+    Image,
+    Message,
+    Reasoning,
+    Request,
+    Text,
+    Tool,
+    ToolCall,
+    ToolResult,
+)
+from babelgate.reuse import derive
 
 _CL100K_SHA256 = "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7"
 _CL100K_PATTERN = (
@@ -96,18 +107,35 @@ def quick_estimate(request: Request) -> int:
     where the upstream reports usage only at the end. Costs microseconds, not milliseconds:
     Claude Code reads input tokens from `message_start`, and a zero there breaks its context
     meter; the exact count follows in `message_delta`."""
+    # Per message and per tool list, kept for pieces a session resends (babelgate.reuse).
     chars = sum(len(part.text) for part in request.system)
     fixed = 0
     for message in request.messages:
-        fixed += PER_MESSAGE_TOKENS
-        for part in message.parts:
-            chars, fixed = _quick(part, chars, fixed)
-    for tool in request.tools:
+        more_chars, more_fixed = derive(message, _QUICK, _quick_message, message)
+        chars += more_chars
+        fixed += more_fixed
+    more_chars, more_fixed = derive(request.tools, _QUICK, _quick_tools, request.tools)
+    return fixed + more_fixed + int((chars + more_chars) / CHARS_PER_TOKEN)
+
+
+_QUICK = "tokens.quick-estimate"  # what babelgate.reuse keeps per shared message / tool list
+
+
+def _quick_message(message: Message) -> tuple[int, int]:
+    chars, fixed = 0, PER_MESSAGE_TOKENS
+    for part in message.parts:
+        chars, fixed = _quick(part, chars, fixed)
+    return chars, fixed
+
+
+def _quick_tools(tools: list[Tool]) -> tuple[int, int]:
+    chars = fixed = 0
+    for tool in tools:
         # Schemas are not re-serialised here: ~40 characters per property is typical.
         chars += len(tool.name) + len(tool.description or "")
         chars += 40 * len(tool.parameters.get("properties") or ()) + 40
         fixed += PER_TOOL_TOKENS
-    return fixed + int(chars / CHARS_PER_TOKEN)
+    return chars, fixed
 
 
 def _quick(part: object, chars: int, fixed: int) -> tuple[int, int]:

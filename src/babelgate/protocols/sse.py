@@ -27,6 +27,18 @@ class SSEDecoder:
         self._buffer = b""
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
+        events: list[SSEEvent] = []
+        for block in self.blocks(chunk):
+            if block.startswith(b"data: ") and b"\n" not in block:
+                events.append(SSEEvent(None, block[6:].decode("utf-8", "replace")))
+            elif block:
+                _parse_block(block, events)
+        return events
+
+    def blocks(self, chunk: bytes) -> list[bytes]:
+        """The complete events `chunk` finishes, each as its raw lines (LF-separated, without
+        the blank line that ends it; some may be empty). For callers that take the common
+        one-line `data:` event without building an SSEEvent (see parse_block for the rest)."""
         buffer = self._buffer + chunk if self._buffer else chunk
         if b"\r" in buffer:
             # Normalise CRLF and lone CR, but keep a trailing CR: its LF may be in the next
@@ -40,13 +52,7 @@ class SSEDecoder:
             self._buffer = buffer
             return []
         self._buffer = buffer[end + 2 :]
-        events: list[SSEEvent] = []
-        for block in buffer[:end].split(b"\n\n"):
-            if block.startswith(b"data: ") and b"\n" not in block:
-                events.append(SSEEvent(None, block[6:].decode("utf-8", "replace")))
-            elif block:
-                _parse_block(block, events)
-        return events
+        return buffer[:end].split(b"\n\n")
 
     def flush(self) -> list[SSEEvent]:
         """End of body: a final event without its blank line still counts."""
@@ -56,6 +62,13 @@ class SSEDecoder:
         if block:
             _parse_block(block, events)
         return events
+
+
+def parse_block(block: bytes) -> SSEEvent | None:
+    """One raw event (see SSEDecoder.blocks) -> an SSEEvent, None if it has no fields."""
+    events: list[SSEEvent] = []
+    _parse_block(block, events)
+    return events[0] if events else None
 
 
 def _parse_block(block: bytes, events: list[SSEEvent]) -> None:

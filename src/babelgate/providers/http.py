@@ -11,6 +11,7 @@ between requests. Transport exceptions are mapped once, here, from a table.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 
@@ -75,6 +76,7 @@ class UpstreamResponse:
         self._response.close()
 
 
+@functools.lru_cache(maxsize=64)  # one per configured timeout; ClientTimeout is immutable
 def _timeouts(timeout: float) -> aiohttp.ClientTimeout:
     """`timeout` bounds silence (connecting, waiting for the answer, any gap between two
     reads), never the whole exchange: an agent's stream may rightly last many minutes."""

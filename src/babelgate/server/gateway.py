@@ -28,6 +28,7 @@ from babelgate.canonical import (
     MessageStart,
     Request,
     StreamError,
+    TextDelta,
     Usage,
     invalid,
 )
@@ -407,6 +408,9 @@ def _encode(
     """Client bytes for a batch of events, noting usage and errors for the access log."""
     out = []
     for event in events:
+        if type(event) is TextDelta:  # most events: nothing to note
+            out.append(encoder.encode(event))
+            continue
         if isinstance(event, MessageStart):
             event.model = request.model  # the client sees the model name it asked for
             if not event.usage.prompt_tokens:

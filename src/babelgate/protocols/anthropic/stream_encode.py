@@ -59,6 +59,21 @@ def _event(name: str, data: JSON) -> bytes:
     return sse(orjson.dumps(data), name)
 
 
+class _TextDeltaHeads(dict[int, bytes]):
+    """Block index -> the bytes every text delta of that block starts with."""
+
+    def __missing__(self, index: int) -> bytes:
+        head = self[index] = (
+            b'event: content_block_delta\ndata: {"type":"content_block_delta","index":'
+            + str(index).encode()
+            + b',"delta":{"type":"text_delta","text":'
+        )
+        return head
+
+
+_TEXT_DELTA = _TextDeltaHeads()
+
+
 class AnthropicStreamEncoder(StreamEncoder):
     __slots__ = (
         "_args_sent",
@@ -171,7 +186,8 @@ class AnthropicStreamEncoder(StreamEncoder):
         if not text or not isinstance(self._open, Text):
             return b""
         out = b""
-        if self._client_index is None:
+        index = self._client_index
+        if index is None:
             # A whitespace-only text block is rejected by Anthropic when the client sends the
             # history back, so the block opens only with real text; whitespace before it is
             # held and sent with that text.
@@ -180,14 +196,9 @@ class AnthropicStreamEncoder(StreamEncoder):
                 return b""
             text, self._held = self._held + text, ""
             out = self._block_start({"type": "text", "text": ""})
+            index = self._next_index - 1  # the block just opened
         # The event a stream is mostly made of, written without building its dict.
-        return out + (
-            b'event: content_block_delta\ndata: {"type":"content_block_delta","index":'
-            + str(self._client_index).encode()
-            + b',"delta":{"type":"text_delta","text":'
-            + orjson.dumps(text)
-            + b"}}\n\n"
-        )
+        return out + _TEXT_DELTA[index] + orjson.dumps(text) + b"}}\n\n"
 
     def _delta(self, delta: JSON) -> bytes:
         if self._client_index is None:

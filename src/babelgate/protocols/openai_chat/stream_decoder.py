@@ -65,6 +65,24 @@ class _CallBuffer:
 
 
 _PLAIN_CHOICE_KEYS = frozenset({"index", "delta", "logprobs", "finish_reason"})
+# id, object, created, model, system_fingerprint, choices (+ service_tier, obfuscation):
+# a chunk with more keys takes the general path, which looks at all of them.
+_PLAIN_CHUNK_SIZE = 8
+
+
+def _plain_text(choice: JSON) -> str | None:
+    """The text of a choice that carries nothing but a piece of text, else None."""
+    delta = choice.get("delta")
+    if (
+        type(delta) is dict
+        and len(delta) == 1
+        and type(content := delta.get("content")) is str
+        and content
+        and choice.get("finish_reason") is None
+        and choice.keys() <= _PLAIN_CHOICE_KEYS
+    ):
+        return content
+    return None
 
 
 class ChatStreamDecoder(SSEStreamDecoder):
@@ -93,6 +111,30 @@ class ChatStreamDecoder(SSEStreamDecoder):
         if not self._ended:  # after MessageStop or StreamError, the rest is ignored
             self._handle(event.data, events, at_end)
 
+    def on_data(self, data: bytes, events: list[Event]) -> None:
+        if self._ended:
+            return
+        try:
+            chunk = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            self._handle(data.decode("utf-8", "replace"), events)  # `[DONE]`, or an error
+            return
+        # The chunk a stream is mostly made of: one more piece of the text already open.
+        part = self._open
+        if part is not None and part.kind == "text" and type(chunk) is dict and (
+            len(chunk) <= _PLAIN_CHUNK_SIZE and "usage" not in chunk and "error" not in chunk
+        ):
+            choices = chunk.get("choices")
+            if type(choices) is list and len(choices) == 1:
+                choice = choices[0]
+                if type(choice) is dict and choice.get("index", 0) == 0:
+                    content = _plain_text(choice)
+                    if content is not None:
+                        part.chunks.append(content)
+                        events.append(TextDelta(part.index, content))
+                        return
+        self._take(chunk, data, events)
+
     def on_end(self, events: list[Event]) -> None:
         if self._ended:
             return
@@ -113,6 +155,10 @@ class ChatStreamDecoder(SSEStreamDecoder):
             if at_end:
                 return  # the body was cut inside its last event: close() reports that
             chunk = None
+        self._take(chunk, data, events)
+
+    def _take(self, chunk: Any, data: str | bytes, events: list[Event]) -> None:
+        """One decoded chunk (None if it was not JSON), `data` its text for the error."""
         if not isinstance(chunk, dict):
             message = f"upstream sent a malformed stream chunk: {data[:200]!r}"
             self._fail(events, GatewayError("api_error", message))
@@ -140,16 +186,9 @@ class ChatStreamDecoder(SSEStreamDecoder):
         )
 
     def _choice(self, choice: JSON, events: list[Event]) -> None:
-        delta = choice.get("delta")
         # Nearly every chunk of a stream is a bare text piece: take it without the checks below.
-        if (
-            type(delta) is dict
-            and len(delta) == 1
-            and type(content := delta.get("content")) is str
-            and content
-            and choice.get("finish_reason") is None
-            and choice.keys() <= _PLAIN_CHOICE_KEYS
-        ):
+        content = _plain_text(choice)
+        if content is not None:
             self._stream_text("text", content, events)
             return
         usage = choice.get("usage")  # Moonshot puts usage inside the choice

@@ -64,6 +64,7 @@ class _OpenItem:
     output_index: int
     chunks: list[str] = field(default_factory=list)  # the summary text streamed so far
     summary_open: bool = False
+    delta_head: bytes = b""  # how each text delta event of this item starts
 
 
 class ResponsesStreamEncoder(StreamEncoder):
@@ -92,6 +93,8 @@ class ResponsesStreamEncoder(StreamEncoder):
     def encode(self, event: Event) -> bytes:
         if self._finished:
             return b""
+        if type(event) is TextDelta and self._started:  # what a stream is mostly made of
+            return self._text_delta(event.text)
         if isinstance(event, MessageStart):
             return self._start(event.id, event.model, event.usage)
         out = b"" if self._started else self._start("", "", Usage())
@@ -193,10 +196,19 @@ class ResponsesStreamEncoder(StreamEncoder):
     def _text_delta(self, text: str) -> bytes:
         if self._open is None or not text:
             return b""
-        return self._emit(
-            "response.output_text.delta",
-            self._where(content_index=0, delta=text, logprobs=[]),
-        )
+        # Written without building its dict: the same event _emit would write.
+        head = self._open.delta_head
+        if not head:
+            head = self._open.delta_head = (
+                b"event: response.output_text.delta\ndata: "
+                + orjson.dumps(self._where(content_index=0))[:-1]
+                + b',"delta":'
+            )
+        seq = self._seq
+        self._seq += 1
+        return (head + orjson.dumps(text)
+                + b',"logprobs":[],"type":"response.output_text.delta","sequence_number":'
+                + str(seq).encode() + b"}\n\n")
 
     def _reasoning_delta(self, text: str) -> bytes:
         if self._open is None or not text:
