@@ -68,10 +68,10 @@ def padded(protocol: str, body: JSON) -> JSON:
     the whole over reuse.MIN_BODY, so that each piece is reused."""
     body = copy.deepcopy(body)
     for i, item in enumerate(body[CONVERSATION[protocol]]):
-        item[PAD_KEY[protocol]] = f"pad{i}-" + "x" * reuse.MIN_PIECE
+        item[PAD_KEY[protocol]] = f"pad{i}-" + "x" * max(reuse.MIN_PIECE, 600)
     if "tools" in body:
         body["tools"][0].setdefault("description", "")
-        body["tools"][0]["description"] += " " * reuse.MIN_PIECE
+        body["tools"][0]["description"] += " " * max(reuse.MIN_PIECE, 600)
     assert len(dump(body)) >= reuse.MIN_BODY
     return body
 

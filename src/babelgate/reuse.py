@@ -36,7 +36,7 @@ from babelgate.canonical import invalid
 T = TypeVar("T")
 
 MIN_BODY = 4096  # bytes: below this the body is decoded in one go, nothing cached
-MIN_PIECE = 512  # bytes: smaller values are decoded each time (a lookup would cost as much)
+MIN_PIECE = 128  # bytes: smaller values are decoded each time (a lookup would cost as much)
 BUDGET = 16 << 20  # bytes of JSON text held in the table (the objects take ~3-4x that)
 # Top-level keys whose value is a conversation: reused item by item, since each turn appends.
 CONVERSATION_KEYS = frozenset({"messages", "input", "contents"})

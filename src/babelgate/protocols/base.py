@@ -78,6 +78,17 @@ class SSEStreamDecoder(StreamDecoder):
             # on_data as bytes, with no SSEEvent or text decoding on the way.
             if block.startswith(b"data: ") and b"\n" not in block:
                 self.on_data(block[6:], events)
+            elif (
+                block.startswith(b"event: ")
+                and (newline := block.find(b"\n")) > 0
+                and block.startswith(b"data: ", newline + 1)
+                and block.find(b"\n", newline + 1) < 0
+            ):
+                # `event:` + one `data:` line: every event of Anthropic's and OpenAI
+                # Responses' streams.
+                name = block[7:newline].decode("utf-8", "replace")
+                data = block[newline + 7 :].decode("utf-8", "replace")
+                self.on_event(SSEEvent(name, data), events, False)
             elif block:
                 event = parse_block(block)
                 if event is not None:

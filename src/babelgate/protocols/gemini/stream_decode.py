@@ -68,6 +68,7 @@ class GeminiStreamDecoder(SSEStreamDecoder):
         "_names",
         "_open",
         "_open_kind",
+        "_pieces",
         "_sse",
         "_started",
         "_usage_meta",
@@ -82,6 +83,9 @@ class GeminiStreamDecoder(SSEStreamDecoder):
         self._index = 0  # index of the next part
         self._open: Text | Reasoning | None = None
         self._open_kind = ""  # "text" | "thought"
+        # The open part's text so far, joined when it closes: adding to a string each chunk
+        # would copy the whole text again every time.
+        self._pieces: list[str] = []
         self._has_calls = False
         self._finish: str | None = None
         self._blocked = False
@@ -89,6 +93,9 @@ class GeminiStreamDecoder(SSEStreamDecoder):
 
     def on_event(self, event: SSEEvent, events: list[Event], at_end: bool) -> None:
         self._data(event.data, events, at_end=at_end)
+
+    def on_data(self, data: bytes, events: list[Event]) -> None:
+        self._data(data, events)  # JSON is read from the bytes as well as from text
 
     def on_end(self, events: list[Event]) -> None:
         if self._done:
@@ -108,7 +115,7 @@ class GeminiStreamDecoder(SSEStreamDecoder):
 
     # ------------------------------------------------ one chunk
 
-    def _data(self, data: str, events: list[Event], *, at_end: bool = False) -> None:
+    def _data(self, data: str | bytes, events: list[Event], *, at_end: bool = False) -> None:
         if self._done or not data.strip():
             return
         try:
@@ -172,9 +179,8 @@ class GeminiStreamDecoder(SSEStreamDecoder):
             elif signature:  # a thought part that is only a signature
                 self._signature_part(signature, dict(BARE_THOUGHT), events)
             return
-        part = self._ensure_open("thought", events)
-        assert isinstance(part, Reasoning)
-        part.text += text
+        self._ensure_open("thought", events)
+        self._pieces.append(text)
         events.append(ReasoningDelta(self._index, text))
         if signature:
             self._sign_open(signature, events)
@@ -196,9 +202,8 @@ class GeminiStreamDecoder(SSEStreamDecoder):
 
     def _text(self, text: str, signature: str | None, events: list[Event]) -> None:
         if text:
-            part = self._ensure_open("text", events)
-            assert isinstance(part, Text)
-            part.text += text
+            self._ensure_open("text", events)
+            self._pieces.append(text)
             events.append(TextDelta(self._index, text))
         if signature:  # a text part's signature: see response.py
             self._signature_part(signature, None, events)
@@ -230,6 +235,9 @@ class GeminiStreamDecoder(SSEStreamDecoder):
     def _close_open(self, events: list[Event]) -> None:
         if self._open is None:
             return
+        if self._pieces:
+            self._open.text = "".join(self._pieces)
+            self._pieces = []
         events.append(PartStop(self._index, self._open))
         self._open = None
         self._open_kind = ""
