@@ -184,6 +184,7 @@ def test_unknown_provider_field(tmp_path: Path) -> None:
         ("server: {prt: 1}\n", "server.prt: unknown field", "host, port"),
         ("server: {port: http}\n", "server.port:", "port number"),
         ("server: {port: 70000}\n", "server.port:", "between 1 and 65535"),
+        ("server: {reuse_mb: -1}\n", "server.reuse_mb:", "0"),
         (MINIMAL_PROVIDER.replace("openai\n", "azure\n"), "providers.p.type:", "anthropic"),
         (MINIMAL_PROVIDER.replace("https://", ""), "providers.p.base_url:", "http"),
         (MINIMAL_PROVIDER + "    timeout: -1\n", "providers.p.timeout:", "seconds"),

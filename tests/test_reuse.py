@@ -199,3 +199,27 @@ def test_a_shared_tool_result_is_named_after_each_conversation_s_own_call() -> N
     assert second.messages[2].parts[0].name == "Grep"  # type: ignore[union-attr]
     assert again.messages[2] is first.messages[2]  # the named copy is found again
     assert reuse.REUSE.stats()["hits"] > 0
+
+
+def test_a_zero_budget_keeps_nothing_and_changes_nothing() -> None:
+    table = Reuse()
+    raw = dumps(claude_code_body())
+    kept = table.loads(raw)
+    table.resize(0)  # server.reuse_mb: 0
+    assert table.stats()["pieces"] == 0 and table.stats()["bytes"] == 0
+    again = table.loads(raw)
+    assert again == kept == orjson.loads(raw)
+    assert again["tools"] is not kept["tools"]
+    assert table.stats()["pieces"] == 0
+
+
+def test_the_configured_budget_reaches_the_table() -> None:
+    from babelgate.config import Settings
+    from babelgate.server.app import App
+
+    App(Settings.model_validate({"server": {"reuse_mb": 0.5}, "providers": {}, "routes": {},
+                                 "source": "test"}))
+    try:
+        assert reuse.REUSE.stats()["budget"] == 512 * 1024
+    finally:
+        reuse.REUSE.resize(reuse.BUDGET)

@@ -37,7 +37,7 @@ T = TypeVar("T")
 
 MIN_BODY = 4096  # bytes: below this the body is decoded in one go, nothing cached
 MIN_PIECE = 128  # bytes: smaller values are decoded each time (a lookup would cost as much)
-BUDGET = 16 << 20  # bytes of JSON text held in the table (the objects take ~3-4x that)
+BUDGET = 8 << 20  # bytes of JSON text held (server.reuse_mb); the objects take ~3.5x that
 # Top-level keys whose value is a conversation: reused item by item, since each turn appends.
 CONVERSATION_KEYS = frozenset({"messages", "input", "contents"})
 
@@ -76,7 +76,7 @@ class Reuse:
 
     def loads(self, raw: bytes) -> dict[str, Any]:
         """A request body -> its JSON object, or a 400 that says what is wrong with it."""
-        if len(raw) >= MIN_BODY:
+        if len(raw) >= MIN_BODY and self.budget:
             try:
                 pieces = _split_object(raw)
                 return {key: self._value(key, piece) for key, piece in pieces.items()}
@@ -147,6 +147,11 @@ class Reuse:
             found = entry.derived[key] = compute(*args)
             self._own(found, entry)
         return found  # type: ignore[no-any-return]
+
+    def resize(self, budget: int) -> None:
+        """A new budget in bytes (0: nothing is kept, every body is decoded in one go)."""
+        self.budget = budget
+        self._evict()
 
     def stats(self) -> dict[str, int]:
         """For /health: how much is held and how often a piece was found again."""

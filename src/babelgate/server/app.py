@@ -63,6 +63,7 @@ class App:
         self.gateway = Gateway(settings)
         self.trimmer = HeapTrimmer()
         self.started = time.time()
+        reuse.REUSE.resize(int(settings.server.reuse_mb * 2**20))
         storage = settings.storage
         # Responses clients' conversations (previous_response_id). Nothing opens the database
         # before a Responses request asks to store or continue one.
