@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 import orjson
 
 from babelgate.canonical import (
@@ -65,9 +66,68 @@ class _CallBuffer:
 
 
 _PLAIN_CHOICE_KEYS = frozenset({"index", "delta", "logprobs", "finish_reason"})
-# id, object, created, model, system_fingerprint, choices (+ service_tier, obfuscation):
-# a chunk with more keys takes the general path, which looks at all of them.
-_PLAIN_CHUNK_SIZE = 8
+
+
+# A typed view of a chunk: every field the general path (_take, _choice, reasoning_text)
+# reads, so that "all of them empty but one piece" means the same as there.
+class _Delta(msgspec.Struct):
+    content: Any = None
+    reasoning_content: Any = None
+    reasoning: Any = None
+    reasoning_details: Any = None
+    refusal: Any = None
+    tool_calls: Any = None
+    function_call: Any = None
+
+
+class _Choice(msgspec.Struct):
+    index: Any = 0
+    delta: _Delta | None = None
+    finish_reason: Any = None
+    usage: Any = None
+    stop_reason: Any = None
+
+
+class _Chunk(msgspec.Struct):
+    choices: list[_Choice] | None = None
+    usage: Any = None
+    error: Any = None
+
+
+_decode_chunk = msgspec.json.Decoder(_Chunk).decode
+
+
+def _bare_piece(chunk: _Chunk, kind: str) -> str | None:
+    """The text (kind "text") or reasoning (kind "reasoning") of a chunk that carries nothing
+    else, else None."""
+    choices = chunk.choices
+    if chunk.usage is not None or chunk.error is not None or not choices or len(choices) != 1:
+        return None
+    choice = choices[0]
+    delta = choice.delta
+    if (
+        delta is None
+        or choice.index != 0
+        or choice.finish_reason is not None
+        or choice.usage is not None
+        or choice.stop_reason is not None
+        or delta.refusal is not None
+        or delta.tool_calls is not None
+        or delta.function_call is not None
+        or delta.reasoning_details is not None
+    ):
+        return None
+    if kind == "text":
+        content = delta.content
+        if delta.reasoning_content is None and delta.reasoning is None and (
+            type(content) is str and content
+        ):
+            return content
+        return None
+    reasoning = delta.reasoning_content or delta.reasoning
+    if (delta.content is None or delta.content == "") and type(reasoning) is str and reasoning:
+        return reasoning
+    return None
 
 
 def _plain_text(choice: JSON) -> str | None:
@@ -114,25 +174,27 @@ class ChatStreamDecoder(SSEStreamDecoder):
     def on_data(self, data: bytes, events: list[Event]) -> None:
         if self._ended:
             return
+        part = self._open
+        if part is not None:
+            # The chunk a stream is mostly made of: one more piece of the text (or reasoning)
+            # already open. Read into a typed view that skips everything else in the chunk;
+            # anything but a bare piece takes the general path below.
+            try:
+                piece = _bare_piece(_decode_chunk(data), part.kind)
+            except msgspec.DecodeError:
+                piece = None
+            if piece is not None:
+                part.chunks.append(piece)
+                if part.kind == "text":
+                    events.append(TextDelta(part.index, piece))
+                else:
+                    events.append(ReasoningDelta(part.index, piece))
+                return
         try:
             chunk = orjson.loads(data)
         except orjson.JSONDecodeError:
             self._handle(data.decode("utf-8", "replace"), events)  # `[DONE]`, or an error
             return
-        # The chunk a stream is mostly made of: one more piece of the text already open.
-        part = self._open
-        if part is not None and part.kind == "text" and type(chunk) is dict and (
-            len(chunk) <= _PLAIN_CHUNK_SIZE and "usage" not in chunk and "error" not in chunk
-        ):
-            choices = chunk.get("choices")
-            if type(choices) is list and len(choices) == 1:
-                choice = choices[0]
-                if type(choice) is dict and choice.get("index", 0) == 0:
-                    content = _plain_text(choice)
-                    if content is not None:
-                        part.chunks.append(content)
-                        events.append(TextDelta(part.index, content))
-                        return
         self._take(chunk, data, events)
 
     def on_end(self, events: list[Event]) -> None:
