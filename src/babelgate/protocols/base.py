@@ -86,14 +86,17 @@ class SSEStreamDecoder(StreamDecoder):
             ):
                 # `event:` + one `data:` line: every event of Anthropic's and OpenAI
                 # Responses' streams.
-                name = block[7:newline].decode("utf-8", "replace")
-                data = block[newline + 7 :].decode("utf-8", "replace")
-                self.on_event(SSEEvent(name, data), events, False)
+                self.on_named(block[7:newline], block[newline + 7 :], events)
             elif block:
                 event = parse_block(block)
                 if event is not None:
                     self.on_event(event, events, False)
         return events
+
+    def on_named(self, name: bytes, data: bytes, events: list[Event]) -> None:
+        """An `event:` line and one `data:` line, before the body ended. As on_data."""
+        event = SSEEvent(name.decode("utf-8", "replace"), data.decode("utf-8", "replace"))
+        self.on_event(event, events, False)
 
     def on_data(self, data: bytes, events: list[Event]) -> None:
         """A one-line `data:` event, before the body ended. Decoders with a faster way to

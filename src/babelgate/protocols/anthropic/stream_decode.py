@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+import msgspec
 import orjson
 
 from babelgate.canonical import (
@@ -77,6 +78,20 @@ class _Block:
         self.initial_input: JSON = {}  # a tool_use start's own input (see _block_stop)
 
 
+class _Delta(msgspec.Struct):
+    type: Any = None
+    text: Any = None
+    thinking: Any = None
+    partial_json: Any = None
+
+
+class _DeltaEvent(msgspec.Struct):
+    delta: _Delta | None = None
+
+
+_decode_delta_event = msgspec.json.Decoder(_DeltaEvent).decode
+
+
 class AnthropicStreamDecoder(SSEStreamDecoder):
     __slots__ = (
         "_block",
@@ -112,6 +127,30 @@ class AnthropicStreamDecoder(SSEStreamDecoder):
             events.append(StreamError(GatewayError("connection", message)))
 
     # ------------------------------------------------ dispatch
+
+    def on_named(self, name: bytes, data: bytes, events: list[Event]) -> None:
+        # Most of a stream is content_block_delta events: text, thinking and tool-argument
+        # pieces go straight to the open block through a typed view of just the delta.
+        current = self._block
+        if name == b"content_block_delta" and current is not None and not self._done:
+            try:
+                delta = _decode_delta_event(data).delta
+            except msgspec.DecodeError:
+                delta = None
+            if delta is not None:
+                kind = delta.type
+                if kind == "text_delta" and type(delta.text) is str:
+                    if delta.text:
+                        self._add_text(delta.text, events)
+                    return
+                if kind == "thinking_delta" and type(delta.thinking) is str:
+                    if delta.thinking:
+                        self._add_text(delta.thinking, events)
+                    return
+                if kind == "input_json_delta" and type(delta.partial_json) is str:
+                    current.args.append(delta.partial_json)
+                    return
+        super().on_named(name, data, events)
 
     def on_event(self, sse_event: SSEEvent, events: list[Event], at_end: bool) -> None:
         if self._done or not sse_event.data:
