@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 import orjson
 
 from babelgate.canonical import (
@@ -55,6 +56,60 @@ from .response import (
 )
 
 JSON = dict[str, Any]
+
+
+# A typed view of a chunk with every field the general path (_data, _chunk, _part) reads.
+class _Part(msgspec.Struct):
+    text: Any = None
+    thought: Any = None
+    thoughtSignature: Any = None  # field names are Gemini's
+    functionCall: Any = msgspec.UNSET  # present at all: a call
+
+
+class _Content(msgspec.Struct):
+    parts: list[_Part] | None = None
+
+
+class _Candidate(msgspec.Struct):
+    content: _Content | None = None
+    finishReason: Any = None
+
+
+class _Chunk(msgspec.Struct):
+    candidates: list[_Candidate] | None = None
+    usageMetadata: Any = msgspec.UNSET
+    promptFeedback: Any = None
+    error: Any = None
+
+
+_decode_chunk = msgspec.json.Decoder(_Chunk).decode
+
+
+def _bare_text(chunk: _Chunk, decoder: GeminiStreamDecoder) -> str | None:
+    """The text of a chunk that carries one text part and nothing else (its usage, when
+    present, is noted on `decoder`), else None."""
+    candidates = chunk.candidates
+    if chunk.error is not None or chunk.promptFeedback is not None or not candidates:
+        return None
+    candidate = candidates[0]
+    content = candidate.content
+    if candidate.finishReason is not None or content is None or not content.parts:
+        return None
+    if len(content.parts) != 1:
+        return None
+    part = content.parts[0]
+    text = part.text
+    if (
+        type(text) is not str
+        or not text
+        or part.thought
+        or part.thoughtSignature
+        or part.functionCall is not msgspec.UNSET
+    ):
+        return None
+    if chunk.usageMetadata is not msgspec.UNSET:
+        decoder.note_usage(chunk.usageMetadata)
+    return text
 
 
 class GeminiStreamDecoder(SSEStreamDecoder):
@@ -95,6 +150,17 @@ class GeminiStreamDecoder(SSEStreamDecoder):
         self._data(event.data, events, at_end=at_end)
 
     def on_data(self, data: bytes, events: list[Event]) -> None:
+        if self._open_kind == "text" and not self._done:
+            # Most chunks are one more piece of the open text: read through a typed view
+            # that builds nothing else; anything more takes the general path.
+            try:
+                text = _bare_text(_decode_chunk(data), self)
+            except msgspec.DecodeError:
+                text = None
+            if text is not None:
+                self._pieces.append(text)
+                events.append(TextDelta(self._index, text))
+                return
         self._data(data, events)  # JSON is read from the bytes as well as from text
 
     def on_end(self, events: list[Event]) -> None:
@@ -136,6 +202,9 @@ class GeminiStreamDecoder(SSEStreamDecoder):
             self._fail(events, StreamError(error_from_body(chunk, None)))
             return
         self._chunk(chunk, events)
+
+    def note_usage(self, usage: Any) -> None:
+        self._usage_meta = usage
 
     def _chunk(self, chunk: JSON, events: list[Event]) -> None:
         if "usageMetadata" in chunk:
