@@ -3,7 +3,6 @@ shared pieces computed once — without ever changing what a request decodes or 
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any
 
@@ -158,15 +157,20 @@ def test_rendering_a_shared_request_twice_gives_the_same_body(upstream: str) -> 
     raw = dumps(_without_cache_marks(claude_code_body()))
     client, out = get_codec("anthropic"), get_codec(upstream)
     quirks = DEFAULT_QUIRKS[upstream]
-    expected = copy.deepcopy(out.render_request(client.parse_request(orjson.loads(raw)), quirks))
+    expected = wire(out.render_request(client.parse_request(orjson.loads(raw)), quirks))
     for _ in range(3):
-        assert out.render_request(client.parse_request(reuse.loads(raw)), quirks) == expected
+        assert wire(out.render_request(client.parse_request(reuse.loads(raw)), quirks)) == expected
     if upstream == "anthropic":
         plain = Quirks(auto_cache=False)
-        bare = out.render_request(client.parse_request(reuse.loads(raw)), plain)
-        assert bare == out.render_request(client.parse_request(orjson.loads(raw)), plain)
+        bare = wire(out.render_request(client.parse_request(reuse.loads(raw)), plain))
+        assert bare == wire(out.render_request(client.parse_request(orjson.loads(raw)), plain))
         assert all("cache_control" not in tool for tool in bare["tools"])
         assert "cache_control" in expected["tools"][-1]  # auto-cache did mark it
+
+
+def wire(body: dict[str, Any]) -> Any:
+    """A rendered body as the upstream receives it (shared pieces are pre-serialised)."""
+    return orjson.loads(orjson.dumps(body))
 
 
 def _without_cache_marks(value: Any) -> Any:
@@ -223,3 +227,55 @@ def test_the_configured_budget_reaches_the_table() -> None:
         assert reuse.REUSE.stats()["budget"] == 512 * 1024
     finally:
         reuse.REUSE.resize(reuse.BUDGET)
+
+
+PNG = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kg"
+       "AAAABJRU5ErkJggg==")
+
+
+@pytest.mark.parametrize("quirks", [
+    DEFAULT_QUIRKS["openai"],
+    Quirks(images=False),
+    Quirks(echo_reasoning=True, reasoning_control="thinking"),
+])
+def test_openai_rendering_of_shared_turns_depends_on_the_conversation_only(
+    quirks: Quirks,
+) -> None:
+    """The same messages rendered in two conversations: an image a tool result owes to the
+    next user message, and results that answer a call or not, still land where the plain
+    rendering puts them."""
+    call = {"role": "assistant", "content": [
+        {"type": "thinking", "thinking": PAD, "signature": "sig"},
+        {"type": "text", "text": PAD},
+        {"type": "tool_use", "id": "toolu_1", "name": "Read", "input": {"p": PAD}}]}
+    result = {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1",
+              "content": [{"type": "text", "text": PAD},
+                          {"type": "image", "source": {"type": "base64",
+                                                       "media_type": "image/png",
+                                                       "data": PNG}}]}]}
+    later = {"role": "user", "content": [{"type": "text", "text": PAD + "later"}]}
+    first = {"role": "user", "content": PAD + PAD + PAD + "first"}
+    conversations = [
+        [first, call, result, later],  # the image rides with the result's own turn
+        [first, call, later, result],  # the image rides with `later`
+        [first, call, later],  # no result: the call is answered as missing
+        [first, later, call, result],  # the image ends the conversation
+        [later, first, later],
+    ]
+    codec, out = get_codec("anthropic"), get_codec("openai")
+    for _ in range(2):
+        for messages in conversations:
+            raw = dumps({"model": "m", "max_tokens": 5, "messages": messages})
+            plain = wire(out.render_request(codec.parse_request(orjson.loads(raw)), quirks))
+            shared = wire(out.render_request(codec.parse_request(reuse.loads(raw)), quirks))
+            assert shared == plain
+            if messages[2:] == [later, result] and quirks.images:
+                # The promise render_messages makes: the image rides in the user message
+                # that follows the tool message, ahead of that message's own text (here a
+                # message without results of its own: the result came later).
+                roles = [m["role"] for m in shared["messages"]]
+                assert roles == ["user", "assistant", "tool", "user"]
+                after = shared["messages"][3]["content"]
+                assert [p["type"] for p in after] == ["image_url", "text"]
+                assert after[1]["text"].endswith("later")
+    assert reuse.REUSE.stats()["hits"] > 0

@@ -46,15 +46,17 @@ _digest = xxhash.xxh3_64_intdigest
 _split_object = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
 _split_list = msgspec.json.Decoder(list[msgspec.Raw]).decode
 _MISSING = object()
+_SERIALISED = "reuse.serialised"
 
 
 class _Entry:
-    __slots__ = ("derived", "key", "value")
+    __slots__ = ("derived", "key", "shared", "value")
 
     def __init__(self, key: bytes, value: Any) -> None:
         self.key = key
         self.value = value
         self.derived: dict[object, Any] = {}
+        self.shared: list[object] = []  # every object this entry owns in Reuse._owner
 
 
 class Reuse:
@@ -121,7 +123,7 @@ class Reuse:
 
     def _forget(self, entry: _Entry) -> None:
         self.size -= len(entry.key)
-        for shared in (entry.value, *entry.derived.values()):
+        for shared in entry.shared:
             if self._owner.get(id(shared)) is entry:
                 del self._owner[id(shared)]
 
@@ -129,7 +131,15 @@ class Reuse:
         # Only containers and strings made for this entry can key a derivation: a shared
         # constant (None, True, a small int) must never be taken for this entry's object.
         if isinstance(value, (dict, list, str)) or hasattr(value, "__slots__"):
-            self._owner.setdefault(id(value), entry)
+            if self._owner.setdefault(id(value), entry) is entry:
+                entry.shared.append(value)
+            # The parts of a canonical message are shared with it: they key derivations
+            # too (a tool result's rendering, say).
+            parts = getattr(value, "parts", None)
+            if type(parts) is list:
+                for part in parts:
+                    if self._owner.setdefault(id(part), entry) is entry:
+                        entry.shared.append(part)
 
     # ------------------------------------------------------------------ derived results
 
@@ -147,6 +157,19 @@ class Reuse:
             found = entry.derived[key] = compute(*args)
             self._own(found, entry)
         return found  # type: ignore[no-any-return]
+
+    def serialised(self, value: T) -> T | orjson.Fragment:
+        """A shared `value` as its JSON, serialised once (an orjson.Fragment, which
+        orjson.dumps copies as it is); any other value unchanged. For what a codec renders
+        for an upstream and nothing reads before it is sent."""
+        entry = self._owner.get(id(value))
+        if entry is None:
+            return value
+        key = (id(value), _SERIALISED)
+        found = entry.derived.get(key)
+        if found is None:
+            found = entry.derived[key] = orjson.Fragment(orjson.dumps(value))
+        return found
 
     def resize(self, budget: int) -> None:
         """A new budget in bytes (0: nothing is kept, every body is decoded in one go)."""
@@ -179,3 +202,4 @@ def _loads_object(raw: bytes) -> dict[str, Any]:
 REUSE = Reuse()
 loads = REUSE.loads
 derive = REUSE.derive
+serialised = REUSE.serialised

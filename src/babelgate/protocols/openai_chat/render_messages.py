@@ -30,6 +30,7 @@ from babelgate.canonical import (
     ToolResult,
 )
 from babelgate.canonical.tool_args import dump_arguments
+from babelgate.reuse import derive, serialised
 
 from ..base import Quirks
 from .names import wire_call_id, wire_name
@@ -39,11 +40,11 @@ _IMAGE_PLACEHOLDER = "[image omitted: this model does not accept images]"
 _EMPTY_RESULT = "(no output)"
 
 
-def render_messages(system: list[Text], messages: list[Message], quirks: Quirks) -> list[JSON]:
+def render_messages(system: list[Text], messages: list[Message], quirks: Quirks) -> list[Any]:
     builder = _Builder(quirks)
-    system_text = _join_text(system)
-    if system_text:
-        builder.out.append({"role": "system", "content": system_text})
+    system_message = derive(system, _SYSTEM, _system_message, system)
+    if system_message is not None:
+        builder.out.append(serialised(system_message))
     for position, message in enumerate(messages):
         if message.role == "assistant":
             builder.assistant(message, _answers(messages, position))
@@ -74,7 +75,7 @@ class _Builder:
 
     def __init__(self, quirks: Quirks) -> None:
         self.quirks = quirks
-        self.out: list[JSON] = []
+        self.out: list[Any] = []  # wire messages: dicts, or orjson Fragments of shared ones
         self.pending: list[JSON] = []  # content parts owed to the next user message
         self.answered: set[int] = set()  # id() of ToolResult parts already rendered
 
@@ -91,52 +92,37 @@ class _Builder:
 
     def assistant(self, message: Message, answers: dict[str, ToolResult]) -> None:
         self.flush_pending()
-        texts = [p for p in message.parts if isinstance(p, Text)]
-        calls = [p for p in message.parts if isinstance(p, ToolCall)]
-        content = _join_text(texts)
-        wire: JSON = {"role": "assistant", "content": content or None}
-        if calls:
-            wire["tool_calls"] = [_tool_call(call) for call in calls]
-        if self.quirks.echo_reasoning:
-            _echo_reasoning(wire, message, self.quirks, bool(calls))
-        if not content and not calls:
+        # The message's own rendering and each result's do not depend on the rest of the
+        # conversation: kept for messages a session resends (babelgate.reuse).
+        wire, calls = derive(message, (_ASSISTANT, self.quirks), _assistant, message, self.quirks)
+        if wire is None:
             return  # nothing the upstream would accept; an empty turn carries no meaning
-        self.out.append(wire)
-        for call in calls:
-            self._answer(call, answers.get(call.id))
-
-    def _answer(self, call: ToolCall, result: ToolResult | None) -> None:
-        if result is None:
-            text = MISSING_RESULT
-        else:
-            self.answered.add(id(result))
-            text = self._result_text(result)
-        self.out.append({"role": "tool", "tool_call_id": wire_call_id(call.id), "content": text})
-
-    def _result_text(self, result: ToolResult) -> str:
-        texts: list[str] = []
-        images = 0
-        for item in result.content:
-            if isinstance(item, Text):
-                texts.append(item.text)
-            elif isinstance(item, Document):
-                texts.append(_document_text(item))
-            elif self.quirks.images:
-                images += 1
-                self.pending.append(self._image(item))
+        self.out.append(serialised(wire))
+        for call_id, wire_id in calls:
+            result = answers.get(call_id)
+            if result is None:
+                text = MISSING_RESULT
             else:
-                texts.append(_IMAGE_PLACEHOLDER)
-        text = "\n".join(t for t in texts if t)
-        if images:
-            note = f"[{images} image(s) from this result follow in the next user message]"
-            text = f"{text}\n{note}" if text else note
-        if result.is_error:
-            text = f"Error: {text}" if text else "Error"
-        return text or _EMPTY_RESULT
+                self.answered.add(id(result))
+                text, images = derive(result, (_RESULT, self.quirks), _result, result, self.quirks)
+                self.pending.extend(images)
+            self.out.append({"role": "tool", "tool_call_id": wire_id, "content": text})
 
     def user(self, message: Message) -> None:
+        if not self.pending:
+            # Without images owed from earlier results, a user message with no results of
+            # its own renders the same in every conversation: kept (babelgate.reuse).
+            plain, wire = derive(message, (_USER, self.quirks), _plain_user, message, self)
+            if plain:
+                if wire is not None:
+                    self.out.append(serialised(wire))
+                return
         content = list(self.pending)
         self.pending = []
+        self.user_parts(message, content)
+
+    def user_parts(self, message: Message, content: list[JSON]) -> None:
+        """Append `message` as a user message whose content starts with `content`."""
         for part in message.parts:
             if isinstance(part, ToolResult):
                 if id(part) not in self.answered:
@@ -152,13 +138,7 @@ class _Builder:
             self.out.append({"role": "user", "content": _compact(content)})
 
     def _image(self, image: Image) -> JSON:
-        if not self.quirks.images:
-            return _text_part(_IMAGE_PLACEHOLDER)
-        url = image.url or f"data:{image.media_type or 'image/png'};base64,{image.data or ''}"
-        body: JSON = {"url": url}
-        if image.detail:
-            body["detail"] = image.detail
-        return {"type": "image_url", "image_url": body}
+        return _image(image, self.quirks)
 
     def _document(self, doc: Document) -> JSON:
         if doc.text is None and doc.data and self.quirks.documents:
@@ -171,6 +151,76 @@ class _Builder:
                 },
             }
         return _text_part(_document_text(doc))
+
+
+# babelgate.reuse tags
+_ASSISTANT, _RESULT, _USER = "openai.assistant", "openai.tool-result", "openai.user"
+_SYSTEM = "openai.system"
+
+
+def _system_message(system: list[Text]) -> JSON | None:
+    text = _join_text(system)
+    return {"role": "system", "content": text} if text else None
+
+
+def _plain_user(message: Message, builder: _Builder) -> tuple[bool, JSON | None]:
+    """(True, the wire message or None if it says nothing) for a user message without tool
+    results; (False, None) for one with results, which depend on the conversation.
+    `builder` must have no pending images: they would be owed to this message."""
+    if any(isinstance(part, ToolResult) for part in message.parts):
+        return False, None
+    before = len(builder.out)
+    builder.user_parts(message, [])
+    return True, (builder.out.pop() if len(builder.out) > before else None)
+
+
+def _assistant(message: Message, quirks: Quirks) -> tuple[JSON | None, list[tuple[str, str]]]:
+    """An assistant message's wire message (None when it says nothing) and its calls as
+    (call id, wire call id), the order their results must follow in."""
+    texts = [p for p in message.parts if isinstance(p, Text)]
+    calls = [p for p in message.parts if isinstance(p, ToolCall)]
+    content = _join_text(texts)
+    if not content and not calls:
+        return None, []
+    wire: JSON = {"role": "assistant", "content": content or None}
+    if calls:
+        wire["tool_calls"] = [_tool_call(call) for call in calls]
+    if quirks.echo_reasoning:
+        _echo_reasoning(wire, message, quirks, bool(calls))
+    return wire, [(call.id, wire_call_id(call.id)) for call in calls]
+
+
+def _result(result: ToolResult, quirks: Quirks) -> tuple[str, list[JSON]]:
+    """A tool result as the text of its `tool` message, and the images that must follow in
+    the next user message (most upstreams take none in a tool message)."""
+    texts: list[str] = []
+    images: list[JSON] = []
+    for item in result.content:
+        if isinstance(item, Text):
+            texts.append(item.text)
+        elif isinstance(item, Document):
+            texts.append(_document_text(item))
+        elif quirks.images:
+            images.append(_image(item, quirks))
+        else:
+            texts.append(_IMAGE_PLACEHOLDER)
+    text = "\n".join(t for t in texts if t)
+    if images:
+        note = f"[{len(images)} image(s) from this result follow in the next user message]"
+        text = f"{text}\n{note}" if text else note
+    if result.is_error:
+        text = f"Error: {text}" if text else "Error"
+    return text or _EMPTY_RESULT, images
+
+
+def _image(image: Image, quirks: Quirks) -> JSON:
+    if not quirks.images:
+        return _text_part(_IMAGE_PLACEHOLDER)
+    url = image.url or f"data:{image.media_type or 'image/png'};base64,{image.data or ''}"
+    body: JSON = {"url": url}
+    if image.detail:
+        body["detail"] = image.detail
+    return {"type": "image_url", "image_url": body}
 
 
 def _tool_call(call: ToolCall) -> JSON:

@@ -8,7 +8,7 @@ as `top_k` may go out. Cache markers, metadata and hosted tools never leak.
 from __future__ import annotations
 
 from babelgate.canonical import JSON, ReasoningConfig, Request, Tool, ToolChoice
-from babelgate.reuse import derive
+from babelgate.reuse import derive, serialised
 
 from ..base import Quirks
 from .names import wire_name, wire_user
@@ -51,7 +51,7 @@ def _add_tools(body: JSON, request: Request) -> None:
     tools = derive(request.tools, _TOOLS, _render_tools, request.tools)
     if not tools:
         return  # tool_choice and parallel_tool_calls are rejected without tools
-    body["tools"] = tools
+    body["tools"] = serialised(tools)  # built once per tool list: serialised once, too
     if request.tool_choice is not None:
         body["tool_choice"] = _tool_choice(request.tool_choice)
     if request.parallel_tool_calls is not None:
