@@ -30,7 +30,7 @@ from babelgate.canonical import (
 from babelgate.canonical.carry import attach_to_id
 from babelgate.canonical.ids import new_id
 from babelgate.canonical.tool_args import dump_arguments
-from babelgate.reuse import derive
+from babelgate.reuse import derive, serialised
 
 from .envelope import encrypted_content, summary_texts
 from .tools import namespace_map, render_tool_choice, render_tools, search_tool_names
@@ -177,18 +177,18 @@ def render_usage(usage: Usage) -> JSON:
 # ---------------------------------------------------------------- the response object
 
 
-def echoed_tools(request: Request) -> orjson.Fragment:
-    """The client's tools as a response echoes them, serialised: a stream repeats them in
-    three events, and Codex resends the same ten tools (~8 KB) every turn, so a shared tool
-    list (babelgate.reuse) is serialised once."""
-    return derive(request.tools, _ECHO, _echo_fragment, request.tools)
+def echoed_tools(request: Request) -> list[JSON] | orjson.Fragment:
+    """The client's tools as a response echoes them. Codex resends the same ten tools
+    (~8 KB) every turn: a shared tool list (babelgate.reuse) is rendered and serialised
+    once."""
+    return serialised(derive(request.tools, _ECHO, _client_tools, request.tools))
 
 
 _ECHO = "openai-responses.echoed-tools"  # what babelgate.reuse keeps per shared tool list
 
 
-def _echo_fragment(tools: list[Tool]) -> orjson.Fragment:
-    return orjson.Fragment(orjson.dumps(render_tools(tools, upstream=False)))
+def _client_tools(tools: list[Tool]) -> list[JSON]:
+    return render_tools(tools, upstream=False)
 
 
 def request_echo(request: Request, tools: Any = None) -> JSON:
@@ -207,7 +207,7 @@ def request_echo(request: Request, tools: Any = None) -> JSON:
         "temperature": request.temperature,
         "text": {"format": {"type": "text"}},
         "tool_choice": render_tool_choice(request.tool_choice, request.tools, upstream=False),
-        "tools": render_tools(request.tools, upstream=False) if tools is None else tools,
+        "tools": echoed_tools(request) if tools is None else tools,
         "top_p": request.top_p,
         "truncation": "disabled",
         "metadata": {},

@@ -73,7 +73,10 @@ class ResponsesStreamEncoder(StreamEncoder):
         # request, so an open stream does not keep the request's body alive.
         # The tool list is echoed in three events (created, in_progress, completed): it goes
         # in serialised.
-        self._echo = request_echo(request, echoed_tools(request))
+        tools = echoed_tools(request)
+        if not isinstance(tools, orjson.Fragment):
+            tools = orjson.Fragment(orjson.dumps(tools))
+        self._echo = request_echo(request, tools)
         self._namespaces = namespace_map(request.tools)
         self._searches = search_tool_names(request.tools)
         self._seq = 0
