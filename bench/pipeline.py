@@ -1,0 +1,69 @@
+"""The gateway's in-process work for one request, run N times: for counting instructions.
+
+`python bench/pipeline.py BODIES_DIR BODY N` (BODIES_DIR written by bench/bodies.py) takes a
+new turn of BODY's conversation each time (the `@turn@` mark gets a new number, as in
+bench/post.lua), and does what the gateway does with it without the network: decode the
+client body (babelgate.reuse), parse it, render and serialise the upstream body, then turn the
+upstream's canned answer (the whole stream, for a streamed body) into the client's bytes. A
+few warm-up turns come first, as a running gateway has seen the conversation before.
+
+bench/instructions.sh runs this under valgrind and reports instructions per request: unlike
+time on a shared 2-core machine, the count repeats to within a fraction of a percent, so a
+change of a few percent shows.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import orjson
+
+from babelgate import reuse, tokens
+from babelgate.protocols import get_codec
+from babelgate.providers.presets import DEFAULT_QUIRKS
+
+# body -> (client protocol, upstream protocol, upstream model, canned answer file stem)
+PATHS = {
+    "hello": ("anthropic", "openai", "canned-model", "chat"),
+    "hello_stream": ("anthropic", "openai", "canned-model", "chat"),
+    "claude_code": ("anthropic", "openai", "canned-model", "chat"),
+    "claude_code_stream": ("anthropic", "openai", "canned-model", "chat"),
+    "codex": ("openai-responses", "anthropic", "claude-sonnet-4-5-20250929", "anthropic"),
+    "codex_stream": ("openai-responses", "anthropic", "claude-sonnet-4-5-20250929", "anthropic"),
+    "chat_gemini": ("openai", "gemini", "gemini-2.5-pro", "gemini"),
+    "chat_gemini_stream": ("openai", "gemini", "gemini-2.5-pro", "gemini"),
+}
+WARM_TURNS = 3
+
+
+def main(bodies: Path, body: str, turns: int) -> None:
+    client_name, upstream_name, model, answer = PATHS[body]
+    client, upstream = get_codec(client_name), get_codec(upstream_name)
+    quirks = DEFAULT_QUIRKS[upstream_name]
+    template = (bodies / f"{body}.json").read_bytes()
+    stream = bool(orjson.loads(template).get("stream"))
+    canned = (bodies / "upstream" / f"{answer}.{'sse' if stream else 'json'}").read_bytes()
+
+    def one(turn: int) -> bytes:
+        request = client.parse_request(reuse.loads(template.replace(b"@turn@", b"%d" % turn)))
+        upstream_request = replace(request, model=model, stream=stream)
+        orjson.dumps(upstream.render_request(upstream_request, quirks))
+        if not stream:
+            answer = upstream.parse_response(orjson.loads(canned), upstream_request)
+            return orjson.dumps(client.render_response(answer, request))
+        tokens.quick_estimate(request)
+        decoder, encoder = upstream.stream_decoder(upstream_request), client.stream_encoder(request)
+        return b"".join(encoder.encode(event) for event in decoder.feed(canned) + decoder.close())
+
+    for turn in range(WARM_TURNS):
+        one(turn)
+    for turn in range(turns):
+        one(WARM_TURNS + turn)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 4:
+        sys.exit("usage: python bench/pipeline.py BODIES_DIR BODY N")
+    main(Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]))
