@@ -18,11 +18,14 @@ What the body promises Gemini:
   (schema.py).
 - Images are dropped when `quirks.images` is false; PDFs are always sent as inlineData
   (every Gemini model reads them, so `quirks.documents` is not consulted).
+
+What a message renders to on its own, the system text and the tool list are kept for the
+messages a session resends (babelgate.reuse) and go out pre-serialised; the body is byte for
+byte what it would be without that (tests/test_reuse_gemini_out.py).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 from babelgate.canonical import (
@@ -37,7 +40,7 @@ from babelgate.canonical import (
     ToolResult,
 )
 from babelgate.protocols.base import Quirks
-from babelgate.reuse import derive
+from babelgate.reuse import derive, serialised
 
 from .names import gemini_name
 from .parts import GEMINI_ID_KEY, media_part, render_model_parts
@@ -87,37 +90,99 @@ def render_count_tokens(request: Request, quirks: Quirks) -> JSON:
 
 
 def _render_prompt(request: Request, quirks: Quirks) -> JSON:
-    history = _History(quirks)
-    for text in request.system:
-        if text.text:
-            history.system.append({"text": text.text})
+    history = _History(quirks.images)
     for message in request.messages:
         history.add(message)
     body: JSON = {"contents": history.finish()}
+    # request.system first, then the system messages that came before the conversation.
+    system = derive(request.system, _SYSTEM, _system_parts, request.system)
     if history.system:
-        body["systemInstruction"] = {"parts": history.system}
+        body["systemInstruction"] = {"parts": [*system, *history.system]}
+    elif system:
+        body["systemInstruction"] = {"parts": serialised(system)}
     # Rendered once per distinct tool list (babelgate.reuse): agents resend theirs every turn.
-    tools, has_functions = derive(request.tools, _TOOLS, render_tools, request.tools)
+    tools = derive(request.tools, _TOOLS, render_tools, request.tools)
     if tools:
-        body["tools"] = tools
-    if has_functions and request.tool_choice is not None:
-        body["toolConfig"] = _tool_config(request)
+        body["tools"] = serialised(tools)
+        if request.tool_choice is not None and "functionDeclarations" in tools[0]:
+            body["toolConfig"] = _tool_config(request)
     return body
 
 
 # ---------------------------------------------------------------- history
+#
+# Reuse (babelgate.reuse): what one message renders to on its own is kept per shared message
+# (its "piece"); where that lands depends on the conversation around it (turns merge, results
+# are named after their call and ordered by it, a turn's first call may need the placeholder
+# signature), so `contents` is assembled per request, in containers of the request's own.
+# Pieces and everything in them are shared between requests: never mutated.
+
+# babelgate.reuse tags
+_SYSTEM, _SYSTEM_TEXT, _SYSTEM_MESSAGE = "gemini.system", "gemini.system-text", "gemini.system-msg"
+_MID_SYSTEM, _MODEL, _USER = "gemini.mid-system", "gemini.model", "gemini.user"
+_RESPONSE, _TURN = "gemini.response", "gemini.turn"
+_TOOLS = "gemini.tools"  # per shared tool list
 
 
-@dataclass(slots=True)
+class _ModelPiece:
+    """An assistant message rendered on its own (it depends on nothing else)."""
+
+    __slots__ = ("calls", "first_call", "parts", "signed", "turn")
+
+    def __init__(self, message: Message) -> None:
+        self.parts = render_model_parts(message.parts, upstream=True)
+        # (call id, tool name, the id Gemini gave the call), in order: what results need.
+        self.calls = [
+            (p.id, p.name, _gemini_id(p)) for p in message.parts if isinstance(p, ToolCall)
+        ]
+        calls = [i for i, p in enumerate(self.parts) if "functionCall" in p]
+        self.first_call = calls[0] if calls else -1  # index in parts
+        self.signed = any("thoughtSignature" in self.parts[i] for i in calls)
+        # The whole turn when no other assistant message joins it (nearly always).
+        parts = self.parts
+        if self.first_call >= 0 and not self.signed:
+            parts = list(parts)
+            parts[self.first_call] = _with_placeholder(parts[self.first_call])
+        self.turn = _kept(message, _MODEL, {"role": "model", "parts": parts})
+
+
+# A user message rendered on its own, as (its tool results, its other parts, the whole turn
+# when nothing joins it or None when it has results). The functionResponse parts of results
+# depend on the call they answer, so they are rendered per request; the other parts are each
+# result's images and documents, then the message's own parts. A tuple: many user messages
+# are the request's own (a Chat client's tool messages, short ones), made on every request.
+_UserPiece = tuple[list[ToolResult], list[JSON], JSON | None]
+
+
+def _kept(message: Message, tag: object, turn: JSON) -> JSON:
+    """`turn` kept with `message` (shared from now on, so that `serialised` can pre-serialise
+    it). `tag` is the tag of the piece it belongs to, and so names all it depends on."""
+    return derive(message, (tag, _TURN), _same, turn)
+
+
+def _same(value: JSON) -> JSON:
+    return value
+
+
 class _History:
-    quirks: Quirks
-    system: list[JSON] = field(default_factory=list)
-    contents: list[JSON] = field(default_factory=list)
-    calls: dict[str, ToolCall] = field(default_factory=dict)
-    turn_calls: list[str] = field(default_factory=list)  # call ids of the latest model turn
-    # Place of each rendered functionResponse (by object id) in its model turn's call order.
-    positions: dict[int, int] = field(default_factory=dict)
-    started: bool = False
+    """The turns of `contents` being assembled, in containers of the request's own: a turn
+    is its role and its pieces (several when same-role messages merge), and a user turn
+    that answers calls has its function responses."""
+
+    __slots__ = ("calls", "images", "pieces", "responses", "roles", "started", "system",
+                 "turn_calls", "user_tag")
+
+    def __init__(self, images: bool) -> None:
+        self.images = images  # quirks.images: the only quirk the history depends on
+        self.user_tag = (_USER, images)
+        self.system: list[JSON] = []  # system messages before the conversation started
+        self.roles: list[str] = []  # per turn
+        self.pieces: list[list[Any]] = []  # per turn
+        # turn index -> (place of the answered call in its model turn, functionResponse part)
+        self.responses: dict[int, list[tuple[int, Any]]] = {}
+        self.calls: dict[str, tuple[str, str | None]] = {}  # call id -> (name, Gemini's id)
+        self.turn_calls: list[str] = []  # call ids of the latest model turn
+        self.started = False
 
     def add(self, message: Message) -> None:
         if message.role == "system":
@@ -127,74 +192,69 @@ class _History:
         else:
             self._user(message)
 
-    def finish(self) -> list[JSON]:
-        while self.contents and self.contents[-1]["role"] == "model":
-            self.contents.pop()  # a prefill: see the module docstring
-        for content in self.contents:
-            if content["role"] == "model":
-                _ensure_call_signature(content["parts"])
-            elif self.positions:
-                content["parts"] = self._responses_first(content["parts"])
-        return self.contents
-
-    def _responses_first(self, parts: list[JSON]) -> list[JSON]:
-        """Function responses first, in call order (results may have come in several
-        messages, in any order), then everything else in its own order."""
-        keyed = [
-            ((0, self.positions[id(p)]) if id(p) in self.positions else (1, i), p)
-            for i, p in enumerate(parts)
-        ]
-        keyed.sort(key=lambda item: item[0])
-        return [p for _, p in keyed]
+    def finish(self) -> list[Any]:
+        roles, pieces = self.roles, self.pieces
+        while roles and roles[-1] == "model":
+            roles.pop()  # a prefill: see the module docstring
+            pieces.pop()
+        contents: list[Any] = []
+        for turn, (role, turn_pieces) in enumerate(zip(roles, pieces, strict=True)):
+            responses = self.responses.get(turn)
+            if responses is None and len(turn_pieces) == 1:  # most turns: kept whole
+                piece = turn_pieces[0]
+                contents.append(serialised(piece.turn if role == "model" else piece[2]))
+            elif role == "model":
+                contents.append({"role": "model", "parts": _merged_model_parts(turn_pieces)})
+            else:
+                contents.append({"role": "user", "parts": _user_parts(turn_pieces, responses)})
+        return contents
 
     def _system(self, message: Message) -> None:
-        texts = [{"text": p.text} for p in message.parts if isinstance(p, Text) and p.text]
         if not self.started:
-            self.system.extend(texts)
+            self.system.extend(derive(message, _SYSTEM_MESSAGE, _system_texts, message))
             return
-        text = "\n\n".join(t["text"] for t in texts)
-        if text:
-            self._append("user", [{"text": MID_SYSTEM_PREFIX + text}])
+        piece = derive(message, _MID_SYSTEM, _mid_system, message)
+        if piece is not None:
+            self._append("user", piece)
 
     def _model(self, message: Message) -> None:
-        parts = render_model_parts(message.parts, upstream=True)
-        if not parts:
+        piece = derive(message, _MODEL, _ModelPiece, message)
+        if not piece.parts:
             return
-        if not self.contents or self.contents[-1]["role"] != "model":
+        if not self.roles or self.roles[-1] != "model":
             self.turn_calls = []
-        for part in message.parts:
-            if isinstance(part, ToolCall):
-                self.calls[part.id] = part
-                self.turn_calls.append(part.id)
-        self._append("model", parts)
+        for call_id, name, gemini_id in piece.calls:
+            self.calls[call_id] = (name, gemini_id)
+            self.turn_calls.append(call_id)
+        self._append("model", piece)
 
     def _user(self, message: Message) -> None:
-        responses: list[JSON] = []
-        attached: list[JSON] = []
-        others: list[JSON] = []
-        for part in message.parts:
-            if isinstance(part, ToolResult):
-                response = self._response(part)
-                self.positions[id(response)] = self._call_position(part.call_id)
-                responses.append(response)
-                attached.extend(self._result_media(part))
-            elif isinstance(part, Text):
-                if part.text:
-                    others.append({"text": part.text})
-            elif isinstance(part, Image | Document):
-                media = self._media(part)
-                if media is not None:
-                    others.append(media)
-        parts = responses + attached + others
-        if parts:
-            self._append("user", parts)
+        tag = self.user_tag
+        piece = derive(message, tag, _user_piece, message, self.images, tag)
+        results, rest, _ = piece
+        if not results and not rest:
+            return
+        turn = self._append("user", piece)
+        if not results:
+            return
+        responses = self.responses.setdefault(turn, [])
+        for result in results:
+            name, gemini_id = self.calls.get(result.call_id) or (
+                result.name or "unknown_tool", None)
+            response = derive(result, (_RESPONSE, name, gemini_id), _function_response,
+                              result, name, gemini_id)
+            responses.append((self._call_position(result.call_id), serialised(response)))
 
-    def _append(self, role: str, parts: list[JSON]) -> None:
+    def _append(self, role: str, piece: Any) -> int:
+        """Add `piece` to the last turn, or to a new one if that turn has another role; the
+        turn's index."""
         self.started = True
-        if self.contents and self.contents[-1]["role"] == role:
-            self.contents[-1]["parts"].extend(parts)
+        if self.roles and self.roles[-1] == role:
+            self.pieces[-1].append(piece)
         else:
-            self.contents.append({"role": role, "parts": parts})
+            self.roles.append(role)
+            self.pieces.append([piece])
+        return len(self.roles) - 1
 
     def _call_position(self, call_id: str) -> int:
         try:
@@ -202,30 +262,116 @@ class _History:
         except ValueError:
             return len(self.turn_calls)
 
-    def _response(self, result: ToolResult) -> JSON:
-        call = self.calls.get(result.call_id)
-        name = call.name if call is not None else (result.name or "unknown_tool")
-        text = "\n".join(_result_texts(result))
-        response: JSON = {"name": gemini_name(name), "response": {}}
-        response["response"] = {"error": text} if result.is_error else {"output": text}
-        gemini_id = (call.provider_metadata or {}).get(GEMINI_ID_KEY) if call else None
-        if isinstance(gemini_id, str):
-            response["id"] = gemini_id
-        return {"functionResponse": response}
 
-    def _result_media(self, result: ToolResult) -> list[JSON]:
-        out = []
-        for part in result.content:
-            if isinstance(part, Image) or (isinstance(part, Document) and part.text is None):
-                media = self._media(part)
-                if media is not None:
-                    out.append(media)
-        return out
+def _user_parts(pieces: list[_UserPiece], responses: list[tuple[int, Any]] | None) -> list[Any]:
+    """A user turn's parts: function responses first, in call order (results may come in
+    several messages, in any order), then everything else in its own order."""
+    parts: list[Any] = []
+    if responses:
+        responses.sort(key=_place)
+        parts.extend(response for _, response in responses)
+    for _, rest, _ in pieces:
+        parts.extend(rest)
+    return parts
 
-    def _media(self, part: Image | Document) -> JSON | None:
-        if isinstance(part, Image) and not self.quirks.images:
-            return None  # this upstream model cannot read images
-        return media_part(part)
+
+def _place(response: tuple[int, Any]) -> int:
+    return response[0]
+
+
+def _system_parts(system: list[Text]) -> list[Any]:
+    # A Chat client's system texts are parts of its shared system messages (the list is the
+    # request's own): each goes out pre-serialised.
+    return [serialised(derive(t, _SYSTEM_TEXT, _text_part, t.text)) for t in system if t.text]
+
+
+def _text_part(text: str) -> JSON:
+    return {"text": text}
+
+
+def _system_texts(message: Message) -> list[JSON]:
+    return [{"text": p.text} for p in message.parts if isinstance(p, Text) and p.text]
+
+
+def _mid_system(message: Message) -> _UserPiece | None:
+    text = "\n\n".join(t["text"] for t in _system_texts(message))
+    if not text:
+        return None
+    rest = [{"text": MID_SYSTEM_PREFIX + text}]
+    return [], rest, _kept(message, _MID_SYSTEM, {"role": "user", "parts": rest})
+
+
+def _user_piece(message: Message, images: bool, tag: object) -> _UserPiece:
+    """`tag`: the piece's own (it names `images`), for the turn kept with it."""
+    results: list[ToolResult] = []
+    attached: list[JSON] = []
+    others: list[JSON] = []
+    for part in message.parts:
+        if isinstance(part, ToolResult):
+            results.append(part)
+            attached.extend(_result_media(part, images))
+        elif isinstance(part, Text):
+            if part.text:
+                others.append({"text": part.text})
+        elif isinstance(part, Image | Document):
+            media = _media(part, images)
+            if media is not None:
+                others.append(media)
+    rest = attached + others
+    if results:
+        return results, rest, None
+    return results, rest, _kept(message, tag, {"role": "user", "parts": rest})
+
+
+def _merged_model_parts(pieces: list[_ModelPiece]) -> list[JSON]:
+    """A model turn of several messages: a new list, and a new dict for a part that needs
+    the placeholder signature (the pieces' own are shared)."""
+    parts: list[JSON] = []
+    first_call, signed = -1, False
+    for piece in pieces:
+        if first_call < 0 and piece.first_call >= 0:
+            first_call = len(parts) + piece.first_call
+        signed = signed or piece.signed
+        parts.extend(piece.parts)
+    if first_call >= 0 and not signed:
+        parts[first_call] = _with_placeholder(parts[first_call])
+    return parts
+
+
+def _with_placeholder(call: JSON) -> JSON:
+    """A functionCall part with the placeholder signature (see the module docstring for why
+    Gemini 3 needs it): a copy, the rendered part may be shared."""
+    return {**call, "thoughtSignature": PLACEHOLDER_SIGNATURE}
+
+
+def _function_response(result: ToolResult, name: str, gemini_id: str | None) -> JSON:
+    text = "\n".join(_result_texts(result))
+    response: JSON = {"name": gemini_name(name)}
+    response["response"] = {"error": text} if result.is_error else {"output": text}
+    if gemini_id is not None:
+        response["id"] = gemini_id
+    return {"functionResponse": response}
+
+
+def _gemini_id(call: ToolCall) -> str | None:
+    gemini_id = (call.provider_metadata or {}).get(GEMINI_ID_KEY)
+    return gemini_id if isinstance(gemini_id, str) else None
+
+
+def _result_media(result: ToolResult, images: bool) -> list[JSON]:
+    out = []
+    for part in result.content:
+        if isinstance(part, Image) or (isinstance(part, Document) and part.text is None):
+            media = _media(part, images)
+            if media is not None:
+                out.append(media)
+    return out
+
+
+def _media(part: Image | Document, images: bool) -> JSON | None:
+    if isinstance(part, Image) and not images:
+        return None  # this upstream model cannot read images
+    return media_part(part)
 
 
 def _result_texts(result: ToolResult) -> list[str]:
@@ -236,22 +382,13 @@ def _result_texts(result: ToolResult) -> list[str]:
     return texts
 
 
-def _ensure_call_signature(parts: list[JSON]) -> None:
-    calls = [p for p in parts if "functionCall" in p]
-    if calls and not any("thoughtSignature" in p for p in calls):
-        calls[0]["thoughtSignature"] = PLACEHOLDER_SIGNATURE
-
-
 # ---------------------------------------------------------------- tools
 
 
-_TOOLS = "gemini.tools"  # what babelgate.reuse keeps per shared tool list
-
-
-def render_tools(tools: list[Tool]) -> tuple[list[JSON], bool]:
-    """(the `tools` list, whether it declares functions). Web search becomes `googleSearch`
-    only when no function is declared: older models reject the mix, and a coding agent needs
-    its functions more than search."""
+def render_tools(tools: list[Tool]) -> list[JSON]:
+    """The `tools` list: `functionDeclarations` when any function is declared. Web search
+    becomes `googleSearch` only when no function is declared: older models reject the mix,
+    and a coding agent needs its functions more than search."""
     declarations: list[JSON] = []
     search = False
     for tool in tools:
@@ -260,10 +397,10 @@ def render_tools(tools: list[Tool]) -> tuple[list[JSON], bool]:
             continue
         declarations.append(_declaration(tool))
     if declarations:
-        return [{"functionDeclarations": declarations}], True
+        return [{"functionDeclarations": declarations}]
     if search:
-        return [{"googleSearch": {}}], False
-    return [], False
+        return [{"googleSearch": {}}]
+    return []
 
 
 def _live_search(tool: Tool) -> bool:
