@@ -279,3 +279,18 @@ def test_openai_rendering_of_shared_turns_depends_on_the_conversation_only(
                 assert [p["type"] for p in after] == ["image_url", "text"]
                 assert after[1]["text"].endswith("later")
     assert reuse.REUSE.stats()["hits"] > 0
+
+
+def test_shared_turns_go_to_an_openai_upstream_pre_serialised() -> None:
+    """What a session resends is serialised once: on the second turn the system message,
+    the earlier turns and the tool list reach orjson.dumps as Fragments, the new turn as
+    plain data."""
+    codec, out, quirks = get_codec("anthropic"), get_codec("openai"), DEFAULT_QUIRKS["openai"]
+    codec.parse_request(reuse.loads(dumps(claude_code_body("first"))))
+    body = out.render_request(codec.parse_request(reuse.loads(dumps(claude_code_body("next")))),
+                              quirks)
+    kinds = [type(m) for m in body["messages"]]
+    assert kinds[0] is orjson.Fragment  # the system message
+    assert orjson.Fragment in kinds[1:-1]  # earlier turns
+    assert kinds[-1] is dict and "next" in str(body["messages"][-1])
+    assert type(body["tools"]) is orjson.Fragment

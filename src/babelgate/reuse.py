@@ -130,7 +130,10 @@ class Reuse:
     def _own(self, value: object, entry: _Entry) -> None:
         # Only containers and strings made for this entry can key a derivation: a shared
         # constant (None, True, a small int) must never be taken for this entry's object.
-        if isinstance(value, (dict, list, str)) or hasattr(value, "__slots__"):
+        if type(value) is tuple:  # a derive result of several values: each is shared
+            for item in value:
+                self._own(item, entry)
+        elif isinstance(value, (dict, list, str)) or hasattr(value, "__slots__"):
             if self._owner.setdefault(id(value), entry) is entry:
                 entry.shared.append(value)
             # The parts of a canonical message are shared with it: they key derivations

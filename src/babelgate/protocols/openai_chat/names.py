@@ -14,6 +14,7 @@ import hashlib
 import re
 
 from babelgate.canonical import Request, Tool
+from babelgate.reuse import derive
 
 _VALID_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 _INVALID_CHARS = re.compile(r"[^a-zA-Z0-9_-]")
@@ -55,8 +56,16 @@ _MAX_MAPS = 256
 def tools_by_wire_name(request: Request) -> dict[str, Tool]:
     """The request's tools keyed by the name the upstream saw, to map its calls back. Only
     `name` and `kind` of each Tool are kept; clients send the same tool list on every turn,
-    so the map is built once per distinct list (and holds no schema of any request)."""
-    key = tuple((tool.name, tool.kind) for tool in request.tools if tool.kind != "hosted")
+    so the map is built once per distinct list (and holds no schema of any request), and
+    found straight from a shared tool list (babelgate.reuse)."""
+    return derive(request.tools, _BY_WIRE_NAME, _tool_map, request.tools)
+
+
+_BY_WIRE_NAME = "openai.tools-by-wire-name"
+
+
+def _tool_map(tools: list[Tool]) -> dict[str, Tool]:
+    key = tuple((tool.name, tool.kind) for tool in tools if tool.kind != "hosted")
     found = _MAPS.get(key)
     if found is None:
         if len(_MAPS) >= _MAX_MAPS:
