@@ -8,23 +8,24 @@ their shape. Each repair below answers a 400 that Anthropic returns otherwise:
 - a final assistant turn (a prefill) must not end in whitespace;
 - tool_use blocks need tool definitions, even when the client sent none;
 - with thinking on, the last assistant tool turn must start with a thinking block.
-All functions work on the rendered dicts, in place.
+All functions work on the rendered turns in place: a turn and its list of blocks are the
+request's own, but a block may be shared with other requests (babelgate.reuse), so a block
+is never changed, only replaced.
 """
 
 from __future__ import annotations
 
+from operator import itemgetter
 from typing import Any
 
 JSON = dict[str, Any]
+_type = itemgetter("type")
 _MISSING_RESULT = "(no result: the tool call was interrupted)"
 
 
 def repair_history(turns: list[JSON]) -> list[JSON]:
     """Pair tool calls with their results, results first in their turn, trimmed prefill."""
     turns = _pair_tool_calls(turns)
-    for turn in turns:
-        if turn["role"] == "user":
-            _tool_results_first(turn["content"])
     if turns and turns[-1]["role"] == "assistant":
         _trim_prefill(turns)
     return turns
@@ -48,22 +49,30 @@ def _pair_tool_calls(turns: list[JSON]) -> list[JSON]:
 
 
 def _answer(blocks: list[JSON], pending: list[str]) -> list[JSON]:
-    wanted = set(pending)
-    answered: set[str] = set()
-    kept: list[JSON] = []
+    """A user turn's blocks with the results first: one for each of `pending` (an error
+    result for a call it does not answer), in the turn's order, then its other blocks.
+    Merging a system message or text into a tool-result turn must not put anything before
+    the results; a result with no call to attach it to keeps what it said as plain text."""
+    if not pending and "tool_result" not in map(_type, blocks):
+        return blocks  # a plain user turn: nothing to pair or move
+    if len(pending) == 1 and len(blocks) == 1 and blocks[0].get("tool_use_id") == pending[0]:
+        return blocks  # the one result the one call asked for (agents' usual turn)
+    answered: dict[str, None] = {}  # call ids answered, in the turn's order
+    results: list[JSON] = []
+    others: list[JSON] = []
     for block in blocks:
         if block["type"] != "tool_result":
-            kept.append(block)
+            others.append(block)
             continue
         call_id = block["tool_use_id"]
-        if call_id in wanted and call_id not in answered:
-            answered.add(call_id)
-            kept.append(block)
+        if call_id in pending and call_id not in answered:
+            answered[call_id] = None
+            results.append(block)
         else:
-            # No call to attach it to: keep what it said as plain content.
-            kept.append({"type": "text", "text": f"Result of an earlier tool call {call_id}:"})
-            kept.extend(block.get("content", ()))
-    return _missing([i for i in pending if i not in answered]) + kept
+            others.append({"type": "text", "text": f"Result of an earlier tool call {call_id}:"})
+            others.extend(block.get("content", ()))  # texts, images, documents: no results
+    missing = [i for i in pending if i not in answered]
+    return _missing(missing) + results + others if missing else results + others
 
 
 def _missing(call_ids: list[str]) -> list[JSON]:
@@ -73,17 +82,15 @@ def _missing(call_ids: list[str]) -> list[JSON]:
     ]
 
 
-def _tool_results_first(blocks: list[JSON]) -> None:
-    """Merging a system message or text into a tool-result turn must not put anything
-    before the results (stable reorder)."""
-    blocks.sort(key=lambda b: b["type"] != "tool_result")
-
-
 def _trim_prefill(turns: list[JSON]) -> None:
     blocks = turns[-1]["content"]
-    if blocks[-1]["type"] == "text":
-        blocks[-1]["text"] = blocks[-1]["text"].rstrip()
-        if not blocks[-1]["text"]:
+    last = blocks[-1]
+    if last["type"] == "text":
+        text = last["text"].rstrip()
+        if text:
+            if len(text) != len(last["text"]):
+                blocks[-1] = {**last, "text": text}  # a new block: this one may be shared
+        else:
             blocks.pop()
     if not blocks:
         turns.pop()

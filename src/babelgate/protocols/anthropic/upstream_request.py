@@ -10,12 +10,19 @@ Promises (each one is a 400 some upstream returned when it was broken):
   text in place. Consecutive same-role turns are merged, then repaired (history.py).
 - No empty text blocks; tool names match `^[a-zA-Z0-9_-]{1,128}$` (see tool_names.py).
 - Thinking budget in [1024, max_tokens); a forced tool choice becomes `auto` while thinking.
+
+Blocks and the tool list are rendered once per piece a session resends (babelgate.reuse);
+see "system and messages" below for what stays per request.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from operator import is_
 from typing import Any
+
+import orjson
 
 from babelgate.canonical import (
     Document,
@@ -32,7 +39,7 @@ from babelgate.canonical import (
     ToolResult,
 )
 from babelgate.canonical.ids import safe_call_id
-from babelgate.reuse import derive
+from babelgate.reuse import derive, serialised
 
 from ..base import Quirks
 from .carrier import is_native
@@ -83,14 +90,15 @@ def render_request(request: Request, quirks: Quirks) -> JSON:
     system = _system_blocks([*request.system, *leading])
     if system:
         body["system"] = system
-    body["messages"] = _messages(rest, quirks)
+    body["messages"], kinds = _messages(rest, quirks)
     thinking_on = _render_thinking(request.reasoning, max_tokens, body)
-    _render_tools(request, thinking_on, body)
+    tools = _render_tools(request, thinking_on, body)
     _sampling(request, thinking_on, body)
     if request.stream:
         body["stream"] = True
-    if not _limit_cache_breakpoints(body) and quirks.auto_cache:
+    if not _limit_cache_breakpoints(body, _Marked in kinds) and quirks.auto_cache:
         _auto_cache(body)
+    _serialise_shared(body, tools, _Long in kinds)
     return body
 
 
@@ -115,6 +123,11 @@ def render_count_tokens(request: Request, quirks: Quirks) -> JSON:
 
 
 # ---------------------------------------------------------------- system and messages
+#
+# A block depends on its part and on two quirks only, so it is rendered once per part a
+# session resends (babelgate.reuse) and then shared between requests: nothing changes a
+# block after it is rendered. Turns and their lists of blocks are each request's own (merged,
+# repaired, marked per request); a pass that would change a block puts a new one in its place.
 
 
 def _split_leading_system(messages: list[Message]) -> tuple[list[Text], list[Message]]:
@@ -127,67 +140,106 @@ def _split_leading_system(messages: list[Message]) -> tuple[list[Text], list[Mes
 
 
 def _system_blocks(parts: list[Text]) -> list[JSON]:
-    return [_text(p) for p in parts if p.text.strip()]
+    return [b for p in parts if (b := derive(p, _TEXT, _text, p, None)) is not None]
 
 
-def _messages(messages: list[Message], quirks: Quirks) -> list[JSON]:
+def _messages(messages: list[Message], quirks: Quirks) -> tuple[list[JSON], set[type]]:
+    """The turns, and the types of their blocks (see _Marked and _Long)."""
+    tag = _BLOCK_TAGS[quirks.images, quirks.documents]
+    render = _RENDER
     out: list[JSON] = []
+    every: list[JSON] = []
+    last: JSON | None = None
     for message in messages:
         # A mid-conversation system message keeps its place as user text.
         role = "user" if message.role == "system" else message.role
-        blocks = [b for b in (_block(p, quirks) for p in message.parts) if b is not None]
+        blocks: list[JSON] = []
+        for p in message.parts:  # (a comprehension costs more for a message's few parts)
+            b = derive(p, tag, render[type(p)], p, quirks)
+            if b is not None:
+                blocks.append(b)
         if not blocks:
             continue
-        if out and out[-1]["role"] == role:
-            out[-1]["content"].extend(blocks)
+        every += blocks
+        if last is not None and last["role"] == role:
+            last["content"] += blocks
         else:
-            out.append({"role": role, "content": blocks})
-    return repair_history(out)
+            last = {"role": role, "content": blocks}
+            out.append(last)
+    # Repairs add no marks and no long blocks: the types found before them still tell.
+    return repair_history(out), set(map(type, every))
+
+
+class _Marked(dict[str, Any]):
+    """A block the client marked as a cache breakpoint (or a tool result with a marked block
+    in its content): the cache-mark passes look for marks only where one of these is."""
+
+    __slots__ = ()
+
+
+class _Long(dict[str, Any]):
+    """An unmarked block whose payload is `_LONG` characters or more: shared, it goes out
+    pre-serialised (`_serialise_shared`). Not worth it for a short block: orjson writes one
+    about as fast as the gateway would look its JSON up."""
+
+    __slots__ = ()
+
+
+_LONG = 2048
+
+# babelgate.reuse tags: a system prompt's block; a message part's block, which depends on
+# (quirks.images, quirks.documents)
+_TEXT = "anthropic.text-out"
+_BLOCK_TAGS = {
+    (images, documents): f"anthropic.block-out:{images:d}{documents:d}"
+    for images in (False, True)
+    for documents in (False, True)
+}
 
 
 def _block(part: Part, quirks: Quirks) -> JSON | None:
-    if isinstance(part, Text):
-        return _text(part) if part.text.strip() else None
-    if isinstance(part, Reasoning):
-        return _reasoning(part)
-    if isinstance(part, ToolCall):
-        return _tool_use(part)
-    if isinstance(part, ToolResult):
-        return _tool_result(part, quirks)
-    if isinstance(part, Image):
-        return _image(part, quirks)
-    return _document(part, quirks)
+    return _RENDER[type(part)](part, quirks)
 
 
-def _cache(block: JSON, cached: bool) -> JSON:
+def _cache(block: JSON, cached: bool, size: int = 0) -> JSON:
+    """`block` with the client's cache breakpoint if it marked one, typed for the passes."""
     if cached:
         block["cache_control"] = dict(_EPHEMERAL)
-    return block
+        return _Marked(block)
+    return _Long(block) if size >= _LONG else block
 
 
-def _text(part: Text) -> JSON:
-    return _cache({"type": "text", "text": part.text}, part.cache)
+def _text(part: Text, quirks: Quirks | None) -> JSON | None:
+    text = part.text
+    if not text or text.isspace():  # as `not text.strip()`, without copying a long text
+        return None
+    block = {"type": "text", "text": text}
+    if part.cache or len(text) >= _LONG:
+        return _cache(block, part.cache, len(text))
+    return block  # the usual case, without a call
 
 
-def _reasoning(part: Reasoning) -> JSON | None:
+def _reasoning(part: Reasoning, quirks: Quirks) -> JSON | None:
     """Only Anthropic's own, signed (or redacted) thinking goes back; never cached."""
     if not is_native(part):
         return None
     if part.redacted:
-        return {"type": "redacted_thinking", "data": part.redacted}
+        block = {"type": "redacted_thinking", "data": part.redacted}
+        return _Long(block) if len(part.redacted) >= _LONG else block
     if not part.signature:
         return None
-    return {"type": "thinking", "thinking": part.text, "signature": part.signature}
+    block = {"type": "thinking", "thinking": part.text, "signature": part.signature}
+    return _Long(block) if len(part.text) + len(part.signature) >= _LONG else block
 
 
-def _tool_use(part: ToolCall) -> JSON:
+def _tool_use(part: ToolCall, quirks: Quirks) -> JSON:
     block = {
         "type": "tool_use",
         "id": safe_call_id(part.id),
         "name": upstream_name(part.name),
         "input": part.arguments,
     }
-    return _cache(block, part.cache)
+    return _cache(block, True) if part.cache else block
 
 
 def _tool_result(part: ToolResult, quirks: Quirks) -> JSON:
@@ -197,7 +249,12 @@ def _tool_result(part: ToolResult, quirks: Quirks) -> JSON:
         block["content"] = content
     if part.is_error:
         block["is_error"] = True
-    return _cache(block, part.cache)
+    if part.cache:
+        return _cache(block, True)
+    kinds = set(map(type, content))
+    if _Marked in kinds:
+        return _Marked(block)  # a mark in its content
+    return _Long(block) if _Long in kinds else block  # long when a text in it is
 
 
 def _image(part: Image, quirks: Quirks) -> JSON | None:
@@ -218,7 +275,7 @@ def _image(part: Image, quirks: Quirks) -> JSON | None:
         source = {"type": "url", "url": part.url}
     else:
         return None
-    return _cache({"type": "image", "source": source}, part.cache)
+    return _cache({"type": "image", "source": source}, part.cache, len(data or ""))
 
 
 def _document(part: Document, quirks: Quirks) -> JSON | None:
@@ -239,29 +296,40 @@ def _document(part: Document, quirks: Quirks) -> JSON | None:
         block["title"] = part.title or part.filename
     if part.context:
         block["context"] = part.context
-    return _cache(block, part.cache)
+    return _cache(block, part.cache, len(source.get("data", "")))
+
+
+# Each part type's renderer (called through babelgate.reuse.derive).
+_RENDER: dict[type, Callable[[Any, Quirks], JSON | None]] = {
+    Text: _text,
+    Reasoning: _reasoning,
+    ToolCall: _tool_use,
+    ToolResult: _tool_result,
+    Image: _image,
+    Document: _document,
+}
 
 
 # ---------------------------------------------------------------- tools
 
 
-def _render_tools(request: Request, thinking_on: bool, body: JSON) -> None:
+def _render_tools(request: Request, thinking_on: bool, body: JSON) -> list[JSON] | None:
+    """Set `tools` and `tool_choice`; return the shared rendering of the request's tools."""
     # Rendered once per distinct tool list (babelgate.reuse): agents resend theirs every turn.
-    # The cache-mark passes below may change a tool carrying a mark and the last tool, so
-    # those are this request's own copies; the others stay shared.
+    # The list is this request's own; the cache-mark passes replace a tool they change.
     shared = derive(request.tools, _TOOLS, _tool_blocks, request.tools)
     if not shared:
         declare_history_tools(body)
-        return
-    tools = [dict(t) if "cache_control" in t else t for t in shared]
-    tools[-1] = dict(tools[-1])
-    body["tools"] = tools
+        return None
+    body["tools"] = list(shared)
     choice = _tool_choice(request.tool_choice, request.parallel_tool_calls, thinking_on)
     if choice is not None:
         body["tool_choice"] = choice
+    return shared
 
 
 _TOOLS = "anthropic.tools-out"  # what babelgate.reuse keeps per shared tool list
+_TOOLS_JSON = "anthropic.tools-out-json"  # and the JSON of all its tools but the last
 
 
 def _tool_blocks(tools: list[Tool]) -> list[JSON]:
@@ -398,22 +466,52 @@ def _sampling(request: Request, thinking_on: bool, body: JSON) -> None:
         body["metadata"] = {"user_id": request.user}
 
 
-def _limit_cache_breakpoints(body: JSON) -> int:
+def _limit_cache_breakpoints(body: JSON, in_messages: bool) -> int:
     """Keep the last MAX_CACHE_BREAKPOINTS cache_control marks in prompt order; return how
-    many the client asked for."""
-    marked = [b for b in body.get("tools", ()) if "cache_control" in b]
-    marked += [b for b in body.get("system", ()) if "cache_control" in b]
-    for message in body["messages"]:
-        for block in message["content"]:
-            if "cache_control" in block:
-                marked.append(block)
-            if block["type"] == "tool_result":
-                marked += [b for b in block.get("content", ()) if "cache_control" in b]
-    for block in marked[:-MAX_CACHE_BREAKPOINTS]:
-        del block["cache_control"]
+    many the client asked for. `in_messages`: whether a message block may carry one."""
+    # Where each mark is: (the list holding the block, its index, the index of the marked
+    # block in its `content` or -1 for the block itself).
+    marked: list[tuple[list[JSON], int, int]] = []
+    for blocks in (body.get("tools"), body.get("system")):
+        if blocks and _Marked in map(type, blocks):
+            marked += [(blocks, i, -1) for i, b in enumerate(blocks) if "cache_control" in b]
+    if in_messages:
+        for message in body["messages"]:
+            content = message["content"]
+            for i, block in enumerate(content):
+                if "cache_control" in block:
+                    marked.append((content, i, -1))
+                if block["type"] == "tool_result":
+                    inner = block.get("content", ())
+                    marked += [(content, i, j) for j, b in enumerate(inner) if "cache_control" in b]
+    for blocks, i, j in marked[:-MAX_CACHE_BREAKPOINTS]:
+        _unmark(blocks, i, j)
     return len(marked)
 
 
+def _unmark(blocks: list[JSON], i: int, j: int) -> None:
+    """Drop the mark of `blocks[i]` (j < 0) or of the j-th block of its content, in a new
+    block: the marked one may be shared with other requests."""
+    block = blocks[i]
+    if j < 0:
+        blocks[i] = derive(block, _UNMARKED, _without_mark, block)
+    else:
+        inner = list(block["content"])
+        inner[j] = _without_mark(inner[j])
+        blocks[i] = {**block, "content": inner}
+
+
+def _without_mark(block: JSON) -> JSON:
+    return {key: value for key, value in block.items() if key != "cache_control"}
+
+
+def _with_mark(block: JSON) -> JSON:
+    return {**block, "cache_control": dict(_EPHEMERAL)}
+
+
+# babelgate.reuse tags: a shared block without its mark, or with one (the same block ends the
+# system prompt on every turn, so its marked copy is shared too)
+_UNMARKED, _MARKED = "anthropic.unmarked", "anthropic.marked"
 _UNCACHEABLE = frozenset({"thinking", "redacted_thinking"})
 
 
@@ -423,17 +521,55 @@ def _auto_cache(body: JSON) -> None:
     the newest turn, so each turn reads the previous turns' prefix from the cache (a tenth of
     the input price) instead of paying for it again. Only requests with tools or a system
     prompt (agents: long prompts that repeat) are marked; Anthropic ignores marks on prompts
-    below its minimum cacheable length anyway."""
-    if not body.get("tools") and not body.get("system"):
+    below its minimum cacheable length anyway. Called only when nothing is marked yet."""
+    tools, system = body.get("tools"), body.get("system")
+    if not tools and not system:
         return
-    candidates: list[JSON] = []
-    if body.get("tools"):
-        candidates.append(body["tools"][-1])
-    if body.get("system"):
-        candidates.append(body["system"][-1])
+    if tools:
+        tools[-1] = _with_mark(tools[-1])  # never shared on its own: see _serialised_tools
+    if system:
+        system[-1] = derive(system[-1], _MARKED, _with_mark, system[-1])
     messages = body["messages"]
     if messages and messages[-1]["content"]:
-        candidates.append(messages[-1]["content"][-1])
-    for block in candidates:
-        if block.get("type") not in _UNCACHEABLE:
-            block["cache_control"] = dict(_EPHEMERAL)
+        blocks = messages[-1]["content"]
+        if blocks[-1]["type"] not in _UNCACHEABLE:
+            blocks[-1] = derive(blocks[-1], _MARKED, _with_mark, blocks[-1])
+
+
+# ---------------------------------------------------------------- serialising
+
+
+def _serialise_shared(body: JSON, tools: list[JSON] | None, long_blocks: bool) -> None:
+    """The system prompt, long message blocks (`long_blocks`: whether there are any) and the
+    tools go out pre-serialised when they are shared with other requests (babelgate.reuse):
+    the passes above are done, and nothing reads them before the body is sent."""
+    system = body.get("system")
+    if system:
+        body["system"] = [serialised(b) for b in system]
+    if long_blocks:
+        for message in body["messages"]:
+            content = message["content"]
+            if _Long in map(type, content):
+                message["content"] = [serialised(b) if type(b) is _Long else b for b in content]
+    if tools is not None:
+        body["tools"] = _serialised_tools(body["tools"], tools)
+
+
+def _serialised_tools(out: list[JSON], shared: list[JSON]) -> Any:
+    """`out`, the request's copy of the shared tool list, as JSON kept for that list when
+    the passes changed none of its tools, or none but the last (auto-cache marks it)."""
+    whole = serialised(shared)
+    if not isinstance(whole, orjson.Fragment):
+        return out  # a list this request made: nothing is kept for it
+    last = len(out) - 1
+    if not all(map(is_, out[:last], shared)):
+        return out
+    if out[last] is shared[last]:
+        return whole
+    before = derive(shared, _TOOLS_JSON, _json_before_last, shared)
+    return orjson.Fragment(b"".join((before, orjson.dumps(out[last]), b"]")))
+
+
+def _json_before_last(tools: list[JSON]) -> bytes:
+    """`[` and the JSON of every tool but the last, each followed by a comma."""
+    return b"".join([b"[", *(orjson.dumps(tool) + b"," for tool in tools[:-1])])
