@@ -139,7 +139,7 @@ class Reuse:
             # The parts of a canonical message are shared with it: they key derivations
             # too (a tool result's rendering, say).
             parts = getattr(value, "parts", None)
-            if type(parts) in (list, tuple):
+            if isinstance(parts, (list, tuple)):
                 for part in parts:
                     if self._owner.setdefault(id(part), entry) is entry:
                         entry.shared.append(part)
