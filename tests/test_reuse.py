@@ -294,3 +294,33 @@ def test_shared_turns_go_to_an_openai_upstream_pre_serialised() -> None:
     assert orjson.Fragment in kinds[1:-1]  # earlier turns
     assert kinds[-1] is dict and "next" in str(body["messages"][-1])
     assert type(body["tools"]) is orjson.Fragment
+
+
+def test_a_full_table_holds_about_its_budget_in_memory() -> None:
+    """server.reuse_mb is memory, not JSON: with many conversations parsed and rendered (what
+    the table keeps grows with both), the memory held stays near the budget."""
+    import gc
+    import tracemalloc
+
+    budget = 2 << 20
+    reuse.REUSE.resize(budget)
+    codec, out, quirks = get_codec("anthropic"), get_codec("openai"), DEFAULT_QUIRKS["openai"]
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for n in range(300):
+            body = claude_code_body(f"question {n}")
+            body["system"][-1]["text"] += f" conversation {n}"  # every piece differs
+            for message in body["messages"]:
+                content = message["content"]
+                content[-1]["text"] += f" ({n})"
+            out.render_request(codec.parse_request(reuse.loads(dumps(body))), quirks)
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+        reuse.REUSE.resize(reuse.BUDGET)
+    stats = reuse.REUSE.stats()
+    assert stats["bytes"] > budget * 0.8  # full
+    assert held < budget * 1.25, f"{held / 2**20:.1f} MB held for a {budget / 2**20:.0f} MB budget"

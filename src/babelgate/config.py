@@ -55,9 +55,9 @@ class ServerConfig(BaseModel):
     port: int = Field(default=8080, ge=1, le=65535)
     # Seconds open streams get to finish after SIGTERM; then they end with an error event.
     shutdown_timeout: int = Field(default=10, ge=0)
-    # Megabytes of request JSON kept decoded for reuse across turns (babelgate.reuse); the
-    # decoded objects take about 3.5 times as much memory. 0 turns reuse off.
-    reuse_mb: float = Field(default=8, ge=0)
+    # Megabytes of memory for request pieces kept for reuse across turns (babelgate.reuse),
+    # about 1 MB per 85 KB of request JSON. 0 turns reuse off.
+    reuse_mb: float = Field(default=40, ge=0)
 
 
 class ProviderConfig(BaseModel):

@@ -17,7 +17,7 @@ between requests and never mutated.** Codecs build new containers around them (a
 message list is new; the messages in it may be shared).
 
 Only pieces of at least MIN_PIECE bytes are cached, in a least-recently-used table bounded by
-BUDGET bytes of their JSON text; smaller bodies (MIN_BODY) skip all of this, since one
+BUDGET bytes of (estimated) memory; smaller bodies (MIN_BODY) skip all of this, since one
 `orjson.loads` is cheaper than splitting them.
 """
 
@@ -37,7 +37,11 @@ T = TypeVar("T")
 
 MIN_BODY = 4096  # bytes: below this the body is decoded in one go, nothing cached
 MIN_PIECE = 128  # bytes: smaller values are decoded each time (a lookup would cost as much)
-BUDGET = 8 << 20  # bytes of JSON text held (server.reuse_mb); the objects take ~3.5x that
+BUDGET = 40 << 20  # bytes of memory the table may hold (server.reuse_mb), estimated as:
+# Measured with tracemalloc on the benchmark's conversations (Claude Code -> OpenAI, Codex ->
+# Anthropic, Chat -> Gemini): a piece kept, with its decoded values, canonical parts, upstream
+# renderings and their serialised copies, holds 9-11.5 bytes per byte of its JSON.
+MEMORY_PER_BYTE = 12
 # Top-level keys whose value is a conversation: reused item by item, since each turn appends.
 CONVERSATION_KEYS = frozenset({"messages", "input", "contents"})
 
@@ -65,7 +69,7 @@ class Reuse:
     def __init__(self, budget: int = BUDGET, min_piece: int = MIN_PIECE) -> None:
         self.budget = budget
         self.min_piece = min_piece
-        self.size = 0  # bytes of JSON text of the entries held
+        self.size = 0  # estimated bytes of memory the entries hold (MEMORY_PER_BYTE)
         self.hits = 0
         self.misses = 0
         # digest of a piece -> its entry; insertion order = least recently used first
@@ -112,7 +116,7 @@ class Reuse:
         entry = _Entry(key, orjson.loads(key))
         self._entries[digest] = entry
         self._own(entry.value, entry)
-        self.size += len(key)
+        self.size += len(key) * MEMORY_PER_BYTE
         if self.size > self.budget:
             self._evict()
         return entry.value
@@ -122,7 +126,7 @@ class Reuse:
             self._forget(self._entries.pop(next(iter(self._entries))))
 
     def _forget(self, entry: _Entry) -> None:
-        self.size -= len(entry.key)
+        self.size -= len(entry.key) * MEMORY_PER_BYTE
         for shared in entry.shared:
             if self._owner.get(id(shared)) is entry:
                 del self._owner[id(shared)]
