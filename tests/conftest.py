@@ -41,6 +41,8 @@ from tests.fakes import (  # noqa: E402
 )
 from tests.fakes.core import free_port  # noqa: E402
 
+pytest_plugins = ["tests.reuse_support"]  # the reuse tests' shared fixture
+
 HEALTH_TIMEOUT = 15.0
 
 

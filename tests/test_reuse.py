@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 import pytest
+from tests.reuse_support import wire
 
 from babelgate import reuse
 from babelgate.canonical import GatewayError
@@ -18,12 +19,7 @@ from babelgate.reuse import Reuse
 FIXTURES = Path(__file__).parent / "fixtures"
 PAD = "lorem ipsum dolor sit amet " * 40  # ~1 KB: every padded piece is worth caching
 
-
-@pytest.fixture(autouse=True)
-def empty_table() -> Any:
-    reuse.REUSE.clear()
-    yield
-    reuse.REUSE.clear()
+pytestmark = pytest.mark.usefixtures("empty_reuse_table")
 
 
 def claude_code_body(last_text: str = "and now the tests") -> dict[str, Any]:
@@ -166,11 +162,6 @@ def test_rendering_a_shared_request_twice_gives_the_same_body(upstream: str) -> 
         assert bare == wire(out.render_request(client.parse_request(orjson.loads(raw)), plain))
         assert all("cache_control" not in tool for tool in bare["tools"])
         assert "cache_control" in expected["tools"][-1]  # auto-cache did mark it
-
-
-def wire(body: dict[str, Any]) -> Any:
-    """A rendered body as the upstream receives it (shared pieces are pre-serialised)."""
-    return orjson.loads(orjson.dumps(body))
 
 
 def _without_cache_marks(value: Any) -> Any:

@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 import pytest
+from tests.reuse_support import wire
 
 from babelgate import reuse
 from babelgate.canonical.carry import pack
@@ -28,17 +29,7 @@ TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
 PNG = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kg"
        "AAAABJRU5ErkJggg==")
 
-
-@pytest.fixture(autouse=True)
-def empty_table() -> Any:
-    reuse.REUSE.clear()
-    yield
-    reuse.REUSE.clear()
-
-
-def wire(body: dict[str, Any]) -> Any:
-    """A rendered body as the upstream receives it (shared pieces are pre-serialised)."""
-    return orjson.loads(orjson.dumps(body))
+pytestmark = pytest.mark.usefixtures("empty_reuse_table")
 
 
 def render_all(client: str, base: dict[str, Any], key: str, conversations: list[list[Any]],

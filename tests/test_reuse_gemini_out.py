@@ -14,13 +14,13 @@ so every test here renders the same messages in several conversations and checks
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
 from dataclasses import replace
 from itertools import pairwise
 from typing import Any
 
 import orjson
 import pytest
+from tests.reuse_support import wire
 
 from babelgate import reuse
 from babelgate.canonical import Message, Request, Text, Tool, ToolCall
@@ -37,12 +37,7 @@ PNG = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA
        "AAAABJRU5ErkJggg==")
 TOOLS = [Tool(name="Read"), Tool(name="Grep"), Tool(name="Bash")]
 
-
-@pytest.fixture(autouse=True)
-def empty_table() -> Iterator[None]:
-    reuse.REUSE.clear()
-    yield
-    reuse.REUSE.clear()
+pytestmark = pytest.mark.usefixtures("empty_reuse_table")
 
 
 # ------------------------------------------------------------------ helpers
@@ -75,11 +70,6 @@ def render(client: str, body: JSON, quirks: Quirks, *, shared: bool) -> JSON:
     assert len(raw) >= reuse.MIN_BODY  # else nothing is shared and the test proves nothing
     decoded = reuse.loads(raw) if shared else orjson.loads(raw)
     return get_codec("gemini").render_request(get_codec(client).parse_request(decoded), quirks)
-
-
-def wire(body: JSON) -> Any:
-    """A rendered body as Gemini receives it (shared pieces go pre-serialised)."""
-    return orjson.loads(orjson.dumps(body))
 
 
 class Renders:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import importlib.util
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -35,12 +35,7 @@ CONVERSATION = {RESPONSES: "input", CHAT: "messages", ANTHROPIC: "messages"}
 # A field each protocol defines on its items (or tolerates) and the parsers ignore.
 PAD_KEY = {RESPONSES: "id", CHAT: "name", ANTHROPIC: "id"}
 
-
-@pytest.fixture(autouse=True)
-def fresh_table() -> Iterator[None]:
-    reuse.REUSE.clear()
-    yield
-    reuse.REUSE.clear()
+pytestmark = pytest.mark.usefixtures("empty_reuse_table")
 
 
 def _bench() -> ModuleType:
