@@ -23,19 +23,14 @@ from typing import Any
 
 import orjson
 
+# The paths bench/pipeline.py counts instructions on (this script's folder is on sys.path):
+# body -> (client protocol, upstream protocol, upstream model, canned answer file stem).
+from pipeline import PATHS
+
 from babelgate import reuse
 from babelgate.protocols import get_codec
 from babelgate.providers.presets import DEFAULT_QUIRKS
 
-# body -> (client protocol, upstream protocol, upstream model, canned answer file stem)
-PATHS = {
-    "claude_code": ("anthropic", "openai", "canned-model", "chat"),
-    "claude_code_stream": ("anthropic", "openai", "canned-model", "chat"),
-    "codex": ("openai-responses", "anthropic", "claude-sonnet-4-5-20250929", "anthropic"),
-    "codex_stream": ("openai-responses", "anthropic", "claude-sonnet-4-5-20250929", "anthropic"),
-    "chat_gemini": ("openai", "gemini", "gemini-2.5-pro", "gemini"),
-    "chat_gemini_stream": ("openai", "gemini", "gemini-2.5-pro", "gemini"),
-}
 BUDGET_SECONDS = 0.3  # per stage: enough for a stable mean, short enough for a quick look
 
 
