@@ -91,9 +91,9 @@ class Reuse:
         return _loads_object(raw)
 
     def _value(self, key: str, piece: msgspec.Raw) -> Any:
-        if len(piece) < self.min_piece:
-            return orjson.loads(memoryview(piece))
-        if key in CONVERSATION_KEYS and memoryview(piece)[0] == 0x5B:  # a list
+        if key in CONVERSATION_KEYS and len(piece) >= self.min_piece and (
+            memoryview(piece)[0] == 0x5B  # a list
+        ):
             return [self._piece(item) for item in _split_list(piece)]
         return self._piece(piece)
 
