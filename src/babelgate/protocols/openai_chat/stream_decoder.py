@@ -65,9 +65,6 @@ class _CallBuffer:
     arguments: list[str] = field(default_factory=list)
 
 
-_PLAIN_CHOICE_KEYS = frozenset({"index", "delta", "logprobs", "finish_reason"})
-
-
 # A typed view of a chunk: every field the general path (_take, _choice, reasoning_text)
 # reads, so that "all of them empty but one piece" means the same as there.
 class _Delta(msgspec.Struct):
@@ -127,21 +124,6 @@ def _bare_piece(chunk: _Chunk, kind: str) -> str | None:
     reasoning = delta.reasoning_content or delta.reasoning
     if (delta.content is None or delta.content == "") and type(reasoning) is str and reasoning:
         return reasoning
-    return None
-
-
-def _plain_text(choice: JSON) -> str | None:
-    """The text of a choice that carries nothing but a piece of text, else None."""
-    delta = choice.get("delta")
-    if (
-        type(delta) is dict
-        and len(delta) == 1
-        and type(content := delta.get("content")) is str
-        and content
-        and choice.get("finish_reason") is None
-        and choice.keys() <= _PLAIN_CHOICE_KEYS
-    ):
-        return content
     return None
 
 
@@ -248,11 +230,6 @@ class ChatStreamDecoder(SSEStreamDecoder):
         )
 
     def _choice(self, choice: JSON, events: list[Event]) -> None:
-        # Nearly every chunk of a stream is a bare text piece: take it without the checks below.
-        content = _plain_text(choice)
-        if content is not None:
-            self._stream_text("text", content, events)
-            return
         usage = choice.get("usage")  # Moonshot puts usage inside the choice
         if isinstance(usage, dict):
             self._usage = parse_usage(usage)
