@@ -1,11 +1,12 @@
-"""Which pooled HTTP client for upstream calls: aiohttp against httpx, same load.
+"""Which pooled HTTP client for upstream calls: babelgate's own, aiohttp and httpx, same load.
 
     python bench/http_clients.py URL [N] [CONCURRENCY]
 
-POSTs the Claude Code body (built by bench/bodies.py) N times
-(default 6000), CONCURRENCY at a time (default 32), with each client on uvloop, and prints
-requests per second for each. Point URL at the canned nginx upstream of bench/nginx.conf (the
-JSON port), pin this process to one core (`taskset -c 1`), nginx to the other. httpx is not a
+POSTs the Claude Code body (built by bench/bodies.py) N times (default 6000), CONCURRENCY at
+a time (default 32), with each client on uvloop, and prints requests per second for each
+(babelgate's own is src/babelgate/providers/http.py). Point URL at the canned nginx upstream
+of bench/nginx.conf (the JSON port), pin this process to one core (`taskset -c 1`), nginx to
+the other. httpx is not a
 dependency of babelgate: install it into the environment that runs this (`pip install httpx`);
 a client that is not installed is reported as skipped. Loopback only; bounded by N.
 """
@@ -56,6 +57,21 @@ async def with_aiohttp(url: str, body: bytes, count: int, concurrency: int) -> f
         return await drive(one, count, concurrency)
 
 
+async def with_babelgate(url: str, body: bytes, count: int, concurrency: int) -> float:
+    from babelgate.providers.http import HttpClient
+
+    client = HttpClient()
+
+    async def one() -> None:
+        response = await client.post(url, body, HEADERS, timeout=60, upstream="bench")
+        await response.read()
+
+    try:
+        return await drive(one, count, concurrency)
+    finally:
+        await client.close()
+
+
 async def with_httpx(url: str, body: bytes, count: int, concurrency: int) -> float:
     import httpx
 
@@ -77,7 +93,8 @@ def main() -> None:
     concurrency = int(sys.argv[3]) if len(sys.argv) > 3 else 32
     body = orjson.dumps(bodies.claude_code(False))
     uvloop.install()
-    for name, run in (("aiohttp", with_aiohttp), ("httpx", with_httpx)):
+    clients = (("babelgate", with_babelgate), ("aiohttp", with_aiohttp), ("httpx", with_httpx))
+    for name, run in clients:
         try:
             rate = asyncio.run(run(url, body, count, concurrency))
         except ImportError:
