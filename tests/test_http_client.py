@@ -868,10 +868,6 @@ async def test_cancelling_post_closes_its_connection() -> None:
         assert upstream.accepted == 1
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "HttpClient.close() closes a connection whose answer is being read without telling "
-    "the response: connection_lost returns early because the connection is already marked "
-    "closed, and close() cancelled the silence timer, so the reader waits forever"))
 @on_each_loop
 async def test_closing_the_client_ends_a_read_in_progress() -> None:
     async def part_then_wait(peer: Peer) -> None:
@@ -937,10 +933,6 @@ async def test_a_large_stream_read_slowly_arrives_whole_in_order() -> None:
         assert upstream.accepted == 1  # resumed connection
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "read() of a body larger than PAUSE_AT never returns: _feed pauses the transport once "
-    "more than PAUSE_AT bytes are pending, and only iter_chunks() resumes it; the silence "
-    "timer sees `paused` and keeps rescheduling, so not even the timeout ends it"))
 @on_each_loop
 async def test_read_of_a_body_larger_than_the_pause_threshold_returns_it_whole() -> None:
     body = os.urandom(3 * http.PAUSE_AT)

@@ -85,8 +85,8 @@ def _tls_context() -> ssl.SSLContext:
 class UpstreamResponse:
     """An open upstream answer. Read it (`read`, or `iter_chunks` to the end), or `close()`."""
 
-    __slots__ = ("_connection", "_pending", "_size", "_waiter", "done", "error", "headers",
-                 "status", "upstream")
+    __slots__ = ("_connection", "_pending", "_size", "_waiter", "_whole", "done", "error",
+                 "headers", "status", "upstream")
 
     def __init__(self, connection: _Connection, status: int, headers: dict[str, str],
                  upstream: str) -> None:
@@ -99,6 +99,7 @@ class UpstreamResponse:
         self._pending: collections.deque[bytes] = collections.deque()
         self._size = 0
         self._waiter: asyncio.Future[None] | None = None
+        self._whole = False  # read() takes it all at once: nothing to pause for
 
     @property
     def is_event_stream(self) -> bool:
@@ -106,6 +107,10 @@ class UpstreamResponse:
 
     async def read(self) -> bytes:
         """The whole body."""
+        self._whole = True
+        connection = self._connection
+        if connection is not None and connection.paused:
+            connection.resume()
         try:
             while not self.done and self.error is None:
                 await self._wait()
@@ -161,7 +166,7 @@ class UpstreamResponse:
     def _feed(self, data: bytes) -> None:
         self._pending.append(data)
         self._size += len(data)
-        if self._size > PAUSE_AT and self._connection is not None:
+        if self._size > PAUSE_AT and not self._whole and self._connection is not None:
             self._connection.pause()
         self._wake()
 
@@ -246,6 +251,13 @@ class _Connection(asyncio.Protocol):
         self.response = None
         self.head = None
         self.close()
+
+    def stop(self, error: GatewayError) -> None:
+        """Close; an exchange still under way ends with `error` rather than waiting on."""
+        if self.head is not None or self.response is not None:
+            self._fail(error)
+        else:
+            self.close()
 
     def close(self) -> None:
         if self.timer is not None:
@@ -453,8 +465,9 @@ class HttpClient:
             idle.remove(connection)
 
     async def close(self) -> None:
+        stopping = GatewayError("connection", "babelgate is shutting down")
         for connection in list(self._all):
-            connection.close()
+            connection.stop(stopping)
         self._all.clear()
         self._idle.clear()
         await asyncio.sleep(0)  # let the transports finish closing
