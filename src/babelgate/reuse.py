@@ -16,6 +16,12 @@ The rule that makes this safe: **objects from `loads` and results of `derive` ar
 between requests and never mutated.** Codecs build new containers around them (a request's
 message list is new; the messages in it may be shared).
 
+Finding the pieces of a body costs a scan of all its bytes, unless the body is the next turn
+of one seen before: the layout of the last body (where each piece lay in it) is kept, and a
+body that begins and ends with the same bytes as that one, up to some items of its
+conversation, gets those pieces from the layout after two or three memory compares; only the
+items in between are split and looked up (see "the next turn" below).
+
 Only pieces of at least MIN_PIECE bytes are cached, in a least-recently-used table bounded by
 BUDGET bytes of (estimated) memory; smaller bodies (MIN_BODY) skip all of this, since one
 `orjson.loads` is cheaper than splitting them.
@@ -23,6 +29,7 @@ BUDGET bytes of (estimated) memory; smaller bodies (MIN_BODY) skip all of this, 
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections import OrderedDict
 from collections.abc import Callable
@@ -46,18 +53,32 @@ MEMORY_PER_BYTE = 12
 # Top-level keys whose value is a conversation: reused item by item, since each turn appends.
 CONVERSATION_KEYS = frozenset({"messages", "input", "contents"})
 
+# Layouts (see "the next turn" below): bodies that begin with the same HEAD bytes are looked
+# up together, at most PER_HEAD of them; all layouts together hold at most a quarter of the
+# budget (their bodies' bytes count against it).
+HEAD = 256
+PER_HEAD = 4
+
 _SEED = secrets.randbits(64)  # per process: digests of a piece cannot be aimed at in advance
 _digest = xxhash.xxh3_64_intdigest
 _split_object = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
 _split_list = msgspec.json.Decoder(list[msgspec.Raw]).decode
 _MISSING = object()
+_GONE = object()  # the value of an entry that left the table (a layout may still point at it)
+_WS = rb"[ \t\r\n]*"
+_OBJECT_START = re.compile(_WS + rb"\{").match
+_OBJECT_END = re.compile(_WS + rb"\}" + _WS + rb"\Z").match
+_MEMBER_HEAD = re.compile(_WS + rb",?" + _WS + rb'"([^"\\]*)"' + _WS + rb":" + _WS).match
+_ITEM_GAP = re.compile(_WS + rb",?" + _WS).match  # matches at any position (maybe empty)
+_ARRAY_END = re.compile(_WS + rb"\]").match
 _SERIALISED = "reuse.serialised"
 
 
 class _Entry:
-    __slots__ = ("derived", "key", "shared", "value")
+    __slots__ = ("derived", "digest", "key", "shared", "value")
 
-    def __init__(self, key: msgspec.Raw, value: Any) -> None:
+    def __init__(self, digest: int, key: msgspec.Raw, value: Any) -> None:
+        self.digest = digest
         self.key = key
         self.value = value
         self.derived: dict[object, Any] = {}
@@ -80,6 +101,9 @@ class Reuse:
         # id() of every shared object (decoded values and derived results) -> its entry. The
         # entry keeps the object alive, so an id here cannot be reused by another object.
         self._owner: dict[int, _Entry] = {}
+        # digest of a body's first HEAD bytes -> layouts of recent bodies, newest first
+        self._layouts: OrderedDict[int, list[_Layout]] = OrderedDict()
+        self._layout_bytes = 0
 
     # ------------------------------------------------------------------ decoding
 
@@ -87,22 +111,58 @@ class Reuse:
         """A request body -> its JSON object, or a 400 that says what is wrong with it."""
         if len(raw) >= MIN_BODY and self.budget:
             try:
-                pieces = _split_object(raw)
-                return {key: self._value(key, piece) for key, piece in pieces.items()}
+                found = self._next_turn(raw)
+                if found is None:
+                    found = self._split(raw, _split_object(raw))
+                return found
             except (msgspec.DecodeError, orjson.JSONDecodeError):
                 pass  # orjson below says what is wrong, in the words clients already see
         return _loads_object(raw)
 
-    def _value(self, key: str, piece: msgspec.Raw) -> Any:
-        if key in CONVERSATION_KEYS and len(piece) >= self.min_piece and (
-            memoryview(piece)[0] == 0x5B  # a list
-        ):
-            return [self._piece(item) for item in _split_list(piece)]
-        return self._piece(piece)
+    def _split(self, raw: bytes, pieces: dict[str, msgspec.Raw]) -> dict[str, Any]:
+        """Every top-level value (and conversation item) looked up in the table; on the way,
+        where each lies in `raw` (a layout), for the conversation's next turn."""
+        result: dict[str, Any] = {}
+        members: list[_Member] = []
+        items: list[_Item] = []
+        conversation = -1
+        close = -1
+        start = -1
+        found = _OBJECT_START(raw)
+        end = found.end() if found else -1  # where the last value ended; -1: not mapped
+        for key, piece in pieces.items():
+            if end >= 0:
+                start = _value_start(raw, end, key, piece)
+            if key in CONVERSATION_KEYS and len(piece) >= self.min_piece and (
+                memoryview(piece)[0] == 0x5B  # a list
+            ):
+                values: list[Any] = []
+                entries: list[_Entry | None] = []
+                item_pieces = _split_list(piece)
+                for item in item_pieces:
+                    value, entry = self._take(item)
+                    values.append(value)
+                    entries.append(entry)
+                if conversation == -1 and start >= 0:
+                    close = _map_items(raw, start, piece, item_pieces, entries, items)
+                    conversation = len(members) if close >= 0 else -2
+                else:
+                    conversation = -2  # two conversations, or one not found: no layout
+                result[key] = values
+                members.append((key, start, start + len(piece), None))
+            else:
+                result[key], entry = self._take(piece)
+                members.append((key, start, start + len(piece), entry))
+            end = start + len(piece) if start >= 0 else -1
+        if conversation >= 0 and end >= 0 and _OBJECT_END(raw, end):
+            self._remember(_Layout(raw, members, conversation, items, close))
+        return result
 
-    def _piece(self, piece: msgspec.Raw) -> Any:
+    def _take(self, piece: msgspec.Raw) -> tuple[Any, _Entry | None]:
+        """A piece's value, and its entry in the table (None for a small piece, decoded anew
+        each time, and for one too large to stay)."""
         if len(piece) < self.min_piece:
-            return orjson.loads(memoryview(piece))
+            return orjson.loads(memoryview(piece)), None
         # Looked up by a 64-bit digest (~1 µs for 50 KB, where hashing the bytes themselves
         # takes ~15), then compared byte for byte: a digest only finds a piece, equal bytes
         # prove it, so no crafted collision can swap one client's text for another's.
@@ -112,18 +172,126 @@ class Reuse:
             if entry.key == piece:  # Raw == Raw: a memcmp, no copy of the piece
                 self._entries.move_to_end(digest)
                 self.hits += 1
-                return entry.value
+                return entry.value, entry
             # another piece with the same digest: the newer one takes its place
             self._forget(self._entries.pop(digest))
         self.misses += 1
         key = piece.copy()  # its own bytes: a slice would keep the whole body alive
-        entry = _Entry(key, orjson.loads(memoryview(key)))
+        value = orjson.loads(memoryview(key))
+        entry = _Entry(digest, key, value)
         self._entries[digest] = entry
-        self._own(entry.value, entry)
+        self._own(value, entry)
         self.size += len(key) * MEMORY_PER_BYTE
         if self.size > self.budget:
+            self._evict()  # possibly this very entry, when it alone is over the budget
+        return value, (entry if entry.value is value else None)
+
+    def _again(self, raw: bytes, start: int, end: int, entry: _Entry | None,
+               ) -> tuple[Any, _Entry | None]:
+        """A piece a layout placed at raw[start:end], unchanged since: its entry's value, or
+        decoded anew if small or gone from the table meanwhile."""
+        if entry is None or entry.value is _GONE:
+            return self._take(msgspec.Raw(memoryview(raw)[start:end]))
+        self._entries.move_to_end(entry.digest)
+        self.hits += 1
+        return entry.value, entry
+
+    # ------------------------------------------------------------------ the next turn
+    # An agent's next request is its last one with new items at the end of the conversation
+    # (and perhaps the last old item changed: Claude Code moves its cache mark). The layout
+    # of the last body says where each piece lay in it; comparing bytes (memcmp, ~10 GB/s)
+    # finds what is unchanged, so only the new items are split (msgspec skips ~1.5 GB/s) and
+    # looked up. Anything unusual (an edit elsewhere, a shorter body) takes _split instead.
+
+    def _next_turn(self, raw: bytes) -> dict[str, Any] | None:
+        layouts = self._layouts.get(_digest(memoryview(raw)[:HEAD], _SEED))
+        if layouts:
+            for layout in layouts:
+                found = self._extend(raw, layout)
+                if found is not None:
+                    return found
+        return None
+
+    def _extend(self, raw: bytes, old: _Layout) -> dict[str, Any] | None:
+        before = memoryview(old.raw)
+        if not raw.endswith(before[old.close:]):  # the conversation's end and all after it
+            return None
+        close = old.close + len(raw) - len(old.raw)
+        opening = old.members[old.conversation][1]
+        kept = _kept_items(raw, before, opening, old.items)
+        if kept < 0:
+            return None
+        begin = old.items[kept - 1][1] if kept else opening + 1
+        if begin > close:
+            return None
+        first = _gap_end(raw, begin, close)
+        comma = b"," in raw[begin:first]
+        if comma != (kept > 0 and first < close):
+            return None  # a dangling comma, or items not separated: _split says what
+        pieces = _split_list(b"[" + raw[first:close] + b"]") if first < close else []
+        values: list[Any] = []
+        items: list[_Item] = []
+        for start, end, was in old.items[:kept]:
+            value, entry = self._again(raw, start, end, was)
+            values.append(value)
+            items.append((start, end, entry))
+        end = first
+        for piece in pieces:
+            start = _gap_end(raw, end)
+            end = start + len(piece)
+            value, entry = self._take(piece)
+            values.append(value)
+            items.append((start, end, entry))
+        # The new items parsed as the list's whole rest, so only whitespace is left up to the
+        # closing bracket (found in place by the tail compare above).
+        shift = len(raw) - len(old.raw)
+        result: dict[str, Any] = {}
+        members: list[_Member] = []
+        for i, (key, old_start, old_end, was) in enumerate(old.members):
+            if i == old.conversation:
+                result[key] = values
+                members.append((key, old_start, old_end + shift, None))
+                continue
+            moved = shift if old_start > old.close else 0  # after the conversation
+            start, end = old_start + moved, old_end + moved
+            result[key], entry = self._again(raw, start, end, was)
+            members.append((key, start, end, entry))
+        self._remember(_Layout(raw, members, old.conversation, items, close), replacing=old)
+        return result
+
+    def _remember(self, layout: _Layout, replacing: _Layout | None = None) -> None:
+        if replacing is not None:
+            self._drop_layout(replacing)
+        if len(layout.raw) > self.budget // 4:
+            return
+        head = _digest(memoryview(layout.raw)[:HEAD], _SEED)
+        layouts = self._layouts.setdefault(head, [])
+        self._layouts.move_to_end(head)
+        layouts.insert(0, layout)
+        self._layout_bytes += len(layout.raw)
+        self.size += len(layout.raw)
+        if len(layouts) > PER_HEAD:
+            self._drop_layout(layouts[-1], head)
+        while self._layout_bytes > self.budget // 4 and self._layouts:
+            oldest_head, oldest = next(iter(self._layouts.items()))
+            self._drop_layout(oldest[-1], oldest_head)
+        if self.size > self.budget:
             self._evict()
-        return entry.value
+
+    def _drop_layout(self, layout: _Layout, head: int | None = None) -> None:
+        if head is None:
+            head = _digest(memoryview(layout.raw)[:HEAD], _SEED)
+        layouts = self._layouts.get(head)
+        if layouts is None:
+            return
+        for i, candidate in enumerate(layouts):
+            if candidate is layout:
+                del layouts[i]
+                self._layout_bytes -= len(layout.raw)
+                self.size -= len(layout.raw)
+                break
+        if not layouts:
+            del self._layouts[head]
 
     def _evict(self) -> None:
         while self.size > self.budget and self._entries:
@@ -134,6 +302,10 @@ class Reuse:
         for shared in entry.shared:
             if self._owner.get(id(shared)) is entry:
                 del self._owner[id(shared)]
+        # A layout may still point at the entry: let go of what it holds.
+        entry.value = _GONE
+        entry.derived = {}
+        entry.shared = []
 
     def _own(self, value: object, entry: _Entry) -> None:
         # Only containers and strings made for this entry can key a derivation: a shared
@@ -185,17 +357,99 @@ class Reuse:
     def resize(self, budget: int) -> None:
         """A new budget in bytes (0: nothing is kept, every body is decoded in one go)."""
         self.budget = budget
+        while self._layout_bytes > budget // 4 and self._layouts:
+            oldest_head, oldest = next(iter(self._layouts.items()))
+            self._drop_layout(oldest[-1], oldest_head)
         self._evict()
 
     def stats(self) -> dict[str, int]:
         """For /health: how much is held and how often a piece was found again."""
         return {"pieces": len(self._entries), "bytes": self.size, "budget": self.budget,
-                "hits": self.hits, "misses": self.misses}
+                "hits": self.hits, "misses": self.misses, "layouts": sum(
+                    len(layouts) for layouts in self._layouts.values())}
 
     def clear(self) -> None:
+        for entry in self._entries.values():
+            entry.value = _GONE  # layouts dropped below may be referenced elsewhere
         self._entries.clear()
         self._owner.clear()
+        self._layouts.clear()
+        self._layout_bytes = 0
         self.size = 0
+
+
+# A top-level member: its key, where its value starts and ends in the body, and its entry
+# (None for a small value and for the conversation, whose items are kept one by one).
+_Member = tuple[str, int, int, "_Entry | None"]
+_Item = tuple[int, int, "_Entry | None"]  # a conversation item: start, end, entry
+
+
+class _Layout:
+    """Where the pieces of one body lie: enough to split the next turn of its conversation
+    by comparing bytes. `close` is the offset of the conversation's closing bracket."""
+
+    __slots__ = ("close", "conversation", "items", "members", "raw")
+
+    def __init__(self, raw: bytes, members: list[_Member], conversation: int,
+                 items: list[_Item], close: int) -> None:
+        self.raw = raw
+        self.members = members
+        self.conversation = conversation  # index of the conversation in members
+        self.items = items
+        self.close = close
+
+
+def _gap_end(raw: bytes, start: int, end: int | None = None) -> int:
+    """Past the whitespace and comma between two list items from `start` on."""
+    found = _ITEM_GAP(raw, start, len(raw) if end is None else end)
+    assert found is not None  # every part of the pattern is optional
+    return found.end()
+
+
+def _value_start(raw: bytes, end: int, key: str, piece: msgspec.Raw) -> int:
+    """Where the value of member `key` starts, the previous value having ended at `end`;
+    -1 when the body's bytes there are not plainly that (an escaped key, say)."""
+    found = _MEMBER_HEAD(raw, end)
+    if found is None or found[1] != key.encode():
+        return -1
+    start = found.end()
+    return start if raw.startswith(piece, start) else -1
+
+
+def _map_items(raw: bytes, start: int, array: msgspec.Raw, pieces: list[msgspec.Raw],
+               entries: list[_Entry | None], items: list[_Item]) -> int:
+    """Place the items (`pieces`, with their `entries`) of the list at raw[start:] in
+    `items`; the offset of its closing bracket, or -1."""
+    end = start + 1
+    for piece, entry in zip(pieces, entries, strict=True):
+        item_start = _gap_end(raw, end)
+        end = item_start + len(piece)
+        items.append((item_start, end, entry))
+    closing = _ARRAY_END(raw, end)
+    if closing is None or closing.end() != start + len(array):
+        items.clear()
+        return -1
+    return closing.end() - 1
+
+
+def _kept_items(raw: bytes, before: memoryview, opening: int, items: list[_Item]) -> int:
+    """How many leading items of the old conversation `raw` begins with, everything before
+    them included; -1 when even the part before the conversation changed."""
+    count = len(items)
+    # The usual next turn first: all old items resent, or all but the last one or two.
+    for kept in (count, count - 1, count - 2):
+        if kept > 0 and raw.startswith(before[:items[kept - 1][1]]):
+            return kept
+    if not raw.startswith(before[:opening + 1]):
+        return -1
+    low, high = 0, min(count, count - 3)  # the largest kept in [low, high] that holds
+    while low < high:
+        middle = (low + high + 1) // 2
+        if raw.startswith(before[:items[middle - 1][1]]):
+            low = middle
+        else:
+            high = middle - 1
+    return low
 
 
 def _loads_object(raw: bytes) -> dict[str, Any]:
