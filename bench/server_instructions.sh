@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Instructions the whole gateway process spends per request (server, HTTP client, event loop
+# and translation), under callgrind, against the canned nginx upstream: what
+# bench/instructions.sh leaves out. Repeatable to ~1%, where wall-clock figures move 10-20%.
+#
+#   bash bench/server_instructions.sh BODY [N]    (N measured requests, default 200; ~1 min)
+#
+# BODY: hello | claude_code | claude_code_stream | codex | codex_stream | chat_gemini |
+# chat_gemini_stream. One client sends WARM (300) new turns of BODY's conversation first, one
+# at a time, then N more while callgrind counts; prints instructions per request and the C
+# functions with the most (Python code shows as the interpreter's eval loop). Needs nginx
+# (bench/run.sh installs it) and valgrind (installed with apt if missing). BENCH_REF=HEAD
+# measures that ref's committed src/ instead of the working tree. Loopback only.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+PY=${PYTHON:-$ROOT/.venv/bin/python}
+BODY=${1:?usage: bench/server_instructions.sh BODY [N]}
+N=${2:-200}
+WARM=${WARM:-300}
+case $BODY in
+    hello|claude_code|claude_code_stream) ENDPOINT=/v1/messages ;;
+    codex|codex_stream) ENDPOINT=/v1/responses ;;
+    chat_gemini|chat_gemini_stream) ENDPOINT=/v1/chat/completions ;;
+    *) echo "unknown body $BODY" >&2; exit 2 ;;
+esac
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { echo "run bench/run.sh once first (installs nginx)" >&2; exit 1; }
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+command -v valgrind >/dev/null || {
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null
+}
+WORK=$(mktemp -d /tmp/babelgate-server-instructions.XXXXXX)
+chmod 755 "$WORK"
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+if [ -n "${BENCH_REF:-}" ]; then
+    mkdir -p "$WORK/ref"
+    git -C "$ROOT" archive "$BENCH_REF" src | tar -x -C "$WORK/ref"
+    export PYTHONPATH="$WORK/ref/src${PYTHONPATH:+:$PYTHONPATH}"
+fi
+"$PY" "$ROOT/bench/bodies.py" "$WORK/bodies" >/dev/null
+model_of() { "$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["model"])' "$1"; }
+read -r P_JSON P_SSE P_SLOW P_GW <<<"$("$PY" -c '
+import socket; s=[socket.socket() for _ in range(4)]; [x.bind(("127.0.0.1",0)) for x in s]
+print(" ".join(str(x.getsockname()[1]) for x in s))')"
+sed -e "s#@WORK@#$WORK#g" -e "s/@PORT_JSON@/$P_JSON/" -e "s/@PORT_SSE@/$P_SSE/" \
+    -e "s/@PORT_SLOW@/$P_SLOW/" -e "s/@SLOW_RATE@/32/" "$ROOT/bench/nginx.conf" >"$WORK/nginx.conf"
+"$NGINX" -p "$WORK" -c "$WORK/nginx.conf" -e "$WORK/nginx-error.log" >/dev/null 2>&1 &
+PIDS+=($!)
+UP=$P_JSON; case $BODY in *_stream) UP=$P_SSE ;; esac
+{
+    echo "providers:"
+    echo "  up: {type: openai, base_url: http://127.0.0.1:$UP/v1, api_key: k}"
+    echo "  anth: {type: anthropic, base_url: http://127.0.0.1:$UP, api_key: k}"
+    echo "  gem: {type: gemini, base_url: http://127.0.0.1:$UP, api_key: k}"
+    echo "routes:"
+    echo "  $(model_of "$WORK/bodies/codex.json"): anth/$(model_of "$WORK/bodies/upstream/anthropic.json")"
+    echo "  $(model_of "$WORK/bodies/chat_gemini.json"): gem/$(model_of "$WORK/bodies/chat_gemini.json")"
+    echo "  default: up/canned-model"
+} >"$WORK/gw.yaml"
+valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.out" "$PY" -m babelgate serve \
+    --config "$WORK/gw.yaml" --host 127.0.0.1 --port "$P_GW" >"$WORK/gw.log" 2>&1 &
+GW=$!
+PIDS+=($GW)
+cat >"$WORK/drive.py" <<'PY'
+import http.client, sys, time
+port, path, body = int(sys.argv[1]), sys.argv[2], open(sys.argv[3], "rb").read()
+first, count = int(sys.argv[4]), int(sys.argv[5])
+for _ in range(600):  # the gateway starts slowly under valgrind
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        conn.request("GET", "/health"); conn.getresponse().read(); break
+    except OSError:
+        time.sleep(0.5)
+headers = {"content-type": "application/json", "anthropic-version": "2023-06-01"}
+for turn in range(first, first + count):
+    conn.request("POST", path, body=body.replace(b"@turn@", b"%d" % turn), headers=headers)
+    answer = conn.getresponse(); data = answer.read()
+    assert answer.status == 200, data[:300]
+PY
+"$PY" "$WORK/drive.py" "$P_GW" "$ENDPOINT" "$WORK/bodies/$BODY.json" 0 "$WARM"
+callgrind_control -z "$GW" >/dev/null
+"$PY" "$WORK/drive.py" "$P_GW" "$ENDPOINT" "$WORK/bodies/$BODY.json" 100000 "$N"
+callgrind_control -d "$GW" >/dev/null
+sleep 1
+DUMP=$(ls -t "$WORK"/cg.out.* | head -1)
+TOTAL=$(callgrind_annotate "$DUMP" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }')
+echo "$BODY: $((TOTAL / N)) instructions per request (whole gateway process, $N requests)"
+callgrind_annotate --threshold=100 --auto=no "$DUMP" 2>/dev/null \
+    | awk '/file:function/ { on = 1; next } on && NF' | grep -v "(100.0%)\|(100.1%)" | head -15
