@@ -41,7 +41,6 @@ _ROLES = frozenset({"user", "assistant", "system"})
 # What babelgate.reuse keeps per shared piece of a body:
 _MESSAGE, _SYSTEM, _TOOLS = "anthropic.message", "anthropic.system", "anthropic.tools"
 _NAMED = "anthropic.named-results"
-_MESSAGE, _SYSTEM, _TOOLS = "anthropic.message", "anthropic.system", "anthropic.tools"
 _EFFORTS = frozenset(get_args(Effort))
 _TOOL_CHOICE_MODES: dict[str, Literal["auto", "none", "required", "tool"]] = {
     "auto": "auto",
