@@ -20,53 +20,11 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PY=${PYTHON:-$ROOT/.venv/bin/python}
 BODY=${1:-claude_code}
 SECONDS_=${2:-10}
-case $BODY in
-    hello|claude_code|claude_code_stream) ENDPOINT=/v1/messages ;;
-    codex|codex_stream) ENDPOINT=/v1/responses ;;
-    chat_gemini|chat_gemini_stream) ENDPOINT=/v1/chat/completions ;;
-    *) echo "unknown body $BODY" >&2; exit 2 ;;
-esac
-command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { echo "run bench/run.sh once first (installs nginx and wrk)" >&2; exit 1; }
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 [ -x "$ROOT/.venv/bin/py-spy" ] || "$PY" -m pip install -q py-spy
-
-WORK=$(mktemp -d /tmp/babelgate-profile.XXXXXX)
-chmod 755 "$WORK"
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-if [ -n "${BENCH_REF:-}" ]; then
-    mkdir -p "$WORK/ref"
-    git -C "$ROOT" archive "$BENCH_REF" src | tar -x -C "$WORK/ref"
-    export PYTHONPATH="$WORK/ref/src${PYTHONPATH:+:$PYTHONPATH}"
-fi
-"$PY" "$ROOT/bench/bodies.py" "$WORK/bodies" >/dev/null
-model_of() { "$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["model"])' "$1"; }
-read -r P_JSON P_SSE P_SLOW P_GW <<<"$("$PY" -c '
-import socket; s=[socket.socket() for _ in range(4)]; [x.bind(("127.0.0.1",0)) for x in s]
-print(" ".join(str(x.getsockname()[1]) for x in s))')"
-sed -e "s#@WORK@#$WORK#g" -e "s/@PORT_JSON@/$P_JSON/" -e "s/@PORT_SSE@/$P_SSE/" \
-    -e "s/@PORT_SLOW@/$P_SLOW/" -e "s/@SLOW_RATE@/32/" "$ROOT/bench/nginx.conf" >"$WORK/nginx.conf"
-taskset -c 0 "$NGINX" -p "$WORK" -c "$WORK/nginx.conf" -e "$WORK/nginx-error.log" \
-    >"$WORK/nginx.log" 2>&1 &
-PIDS+=($!)
-UP=$P_JSON; case $BODY in *_stream) UP=$P_SSE ;; esac
-CHAT_MODEL=$(model_of "$WORK/bodies/chat_gemini.json")
-{
-    echo "providers:"
-    echo "  up: {type: openai, base_url: http://127.0.0.1:$UP/v1, api_key: k}"
-    echo "  anth: {type: anthropic, base_url: http://127.0.0.1:$UP, api_key: k}"
-    echo "  gem: {type: gemini, base_url: http://127.0.0.1:$UP, api_key: k}"
-    echo "routes:"
-    echo "  $(model_of "$WORK/bodies/codex.json"): anth/$(model_of "$WORK/bodies/upstream/anthropic.json")"
-    echo "  $CHAT_MODEL: gem/$CHAT_MODEL"
-    echo "  default: up/canned-model"
-} >"$WORK/gw.yaml"
+# shellcheck source=bench/harness.sh
+. "$ROOT/bench/harness.sh"
+start_upstream taskset -c 0
+write_gateway_config
 taskset -c 1 "$PY" -m babelgate serve --config "$WORK/gw.yaml" --host 127.0.0.1 --port "$P_GW" \
     >"$WORK/gw.log" 2>&1 &
 GW=$!

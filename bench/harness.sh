@@ -1,0 +1,59 @@
+# Shared set-up for the single-gateway bench tools (profile.sh, server_instructions.sh):
+# sourced, not run. Expects ROOT, PY and BODY set; defines ENDPOINT, WORK (removed on exit
+# with everything started in PIDS), the bodies in $WORK/bodies, the canned nginx upstream
+# (started by start_upstream, its port for BODY in UP) and the gateway's configuration
+# ($WORK/gw.yaml, written by write_gateway_config) with a free port P_GW.
+case $BODY in
+    hello|claude_code|claude_code_stream) ENDPOINT=/v1/messages ;;
+    codex|codex_stream) ENDPOINT=/v1/responses ;;
+    chat_gemini|chat_gemini_stream) ENDPOINT=/v1/chat/completions ;;
+    *) echo "unknown body $BODY" >&2; exit 2 ;;
+esac
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || {
+    echo "run bench/run.sh once first (installs nginx and wrk)" >&2; exit 1; }
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+
+WORK=$(mktemp -d /tmp/babelgate-bench-tool.XXXXXX)
+chmod 755 "$WORK"  # nginx's workers read the bodies here
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+if [ -n "${BENCH_REF:-}" ]; then  # that ref's committed src/ first on the path
+    mkdir -p "$WORK/ref"
+    git -C "$ROOT" archive "$BENCH_REF" src | tar -x -C "$WORK/ref"
+    export PYTHONPATH="$WORK/ref/src${PYTHONPATH:+:$PYTHONPATH}"
+fi
+"$PY" "$ROOT/bench/bodies.py" "$WORK/bodies" >/dev/null
+model_of() { "$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["model"])' "$1"; }
+read -r P_JSON P_SSE P_SLOW P_GW <<<"$("$PY" -c '
+import socket; s=[socket.socket() for _ in range(4)]; [x.bind(("127.0.0.1",0)) for x in s]
+print(" ".join(str(x.getsockname()[1]) for x in s))')"
+UP=$P_JSON; case $BODY in *_stream) UP=$P_SSE ;; esac
+
+start_upstream() {  # [taskset prefix...]: the canned nginx upstream, in the background
+    sed -e "s#@WORK@#$WORK#g" -e "s/@PORT_JSON@/$P_JSON/" -e "s/@PORT_SSE@/$P_SSE/" \
+        -e "s/@PORT_SLOW@/$P_SLOW/" -e "s/@SLOW_RATE@/32/" "$ROOT/bench/nginx.conf" \
+        >"$WORK/nginx.conf"
+    "$@" "$NGINX" -p "$WORK" -c "$WORK/nginx.conf" -e "$WORK/nginx-error.log" \
+        >"$WORK/nginx.log" 2>&1 &
+    PIDS+=($!)
+}
+
+write_gateway_config() {  # the three upstream types on UP, routed as bench/run.sh does
+    local chat_model
+    chat_model=$(model_of "$WORK/bodies/chat_gemini.json")
+    {
+        echo "providers:"
+        echo "  up: {type: openai, base_url: http://127.0.0.1:$UP/v1, api_key: k}"
+        echo "  anth: {type: anthropic, base_url: http://127.0.0.1:$UP, api_key: k}"
+        echo "  gem: {type: gemini, base_url: http://127.0.0.1:$UP, api_key: k}"
+        echo "routes:"
+        echo "  $(model_of "$WORK/bodies/codex.json"): anth/$(model_of "$WORK/bodies/upstream/anthropic.json")"
+        echo "  $chat_model: gem/$chat_model"
+        echo "  default: up/canned-model"
+    } >"$WORK/gw.yaml"
+}
