@@ -67,7 +67,7 @@ fi
 PIDS=()
 WATCHDOG=""
 
-stop_pid() {  # TERM, then KILL after 5 s: uvicorn waits for open connections otherwise
+stop_pid() {  # TERM, then KILL after 5 s: a server waits for open connections otherwise
     local pid=$1 i
     kill -TERM "$pid" 2>/dev/null || return 0
     for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done

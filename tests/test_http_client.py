@@ -5,7 +5,7 @@ itself and writes exact response bytes, so each test controls the wire: framings
 awkward moments, silences, compression.
 
 Each test runs twice, on asyncio's own event loop and on uvloop (the loop the gateway runs
-on under uvicorn), since the client sits directly on transports and protocols and the two
+on), since the client sits directly on transports and protocols and the two
 loops implement those separately. That is why tests are plain functions wrapped by
 `on_each_loop` rather than pytest-asyncio tests: the wrapper picks the loop and puts a
 deadline on the whole test, so a client that hangs fails the test instead of the run.

@@ -1,8 +1,8 @@
-"""The ASGI application: a route table and one handler per endpoint.
+"""The application: a route table and one handler per endpoint, served by server/http.py.
 
 `create_app(settings)` builds everything once (router, providers, HTTP client, tokenizer);
-nothing happens at import time. Every error reaches the client in the format of the protocol
-it spoke, with the status the error carries.
+nothing happens at import time; `start` and `stop` run around serving. Every error reaches the
+client in the format of the protocol it spoke, with the status the error carries.
 """
 
 from __future__ import annotations
@@ -18,31 +18,27 @@ import orjson
 
 from babelgate import __version__, reuse
 from babelgate.canonical import GatewayError, StreamError
+from babelgate.canonical.errors import ErrorKind
 from babelgate.config import Settings
 from babelgate.protocols import Codec, get_codec
 from babelgate.routing import Target
 from babelgate.storage.conversation import Conversations, Recorder
 from babelgate.storage.responses import ResponseStore, default_db_path
 
-from .asgi import (
-    JSON_HEADERS,
-    SSE_HEADERS,
-    Receive,
-    Scope,
-    Send,
-    cancel_on_disconnect,
-    header_map,
-    read_body,
-    send_bytes,
-    send_json,
-)
 from .count_tokens import count_tokens
 from .gateway import Call, Gateway
+from .http import Headers, Request, Response
 from .memory import HeapTrimmer
 
 log = logging.getLogger("babelgate")
 
-Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
+Handler = Callable[[Request, Response], Awaitable[None]]
+JSON_HEADERS: Headers = [(b"content-type", b"application/json")]
+SSE_HEADERS: Headers = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),  # keep reverse proxies from buffering the stream
+]
 
 # GET/DELETE of a stored response: /v1/responses/{id}
 STORED_RESPONSE_PREFIXES = ("/v1/responses/", "/responses/")
@@ -81,163 +77,179 @@ class App:
         for path, protocol in GENERATE_PATHS.items():
             self.routes[("POST", path)] = self._generate_for(protocol)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            path = scope["path"]
-            if len(path) > 1 and path.endswith("/"):
-                path = path.rstrip("/")
-            handler = self.routes.get((scope["method"], path))
-            if handler is None and path.startswith(STORED_RESPONSE_PREFIXES):
-                handler = self.stored_response
-            if handler is None:
-                await self.not_found(scope, receive, send)
-                return
-            await handler(scope, receive, send)
-        elif scope["type"] == "lifespan":
-            await self.lifespan(receive, send)
+    async def __call__(self, request: Request, response: Response) -> None:
+        path = request.path
+        if len(path) > 1 and path.endswith("/"):
+            path = path.rstrip("/")
+        method = "GET" if request.method == "HEAD" else request.method
+        handler = self.routes.get((method, path))
+        if handler is None and path.startswith(STORED_RESPONSE_PREFIXES):
+            handler = self.stored_response
+        if handler is None:
+            handler = self.not_found
+        await handler(request, response)
+
+    def refusal(self, path: str, status: int, message: str) -> tuple[bytes, Headers]:
+        """The body of a request the HTTP server refused before any handler ran (malformed,
+        too large), in the error format of the protocol its path belongs to."""
+        kind: ErrorKind = "invalid_request"
+        if status in (413, 431):
+            kind = "request_too_large"
+        elif status >= 500:
+            kind = "api_error"
+        error = GatewayError(kind, message)
+        return orjson.dumps(_codec_for(path).render_error(error)), JSON_HEADERS
 
     # ------------------------------------------------------------------ lifecycle
-    async def lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await self.gateway.start()
-                await self.conversations.store.start()  # prunes expired responses
-                # Everything built so far lives as long as the process: keep the collector
-                # from scanning it again on every full collection of the request path.
-                gc.freeze()
-                # A 50 KB request is a few thousand objects; with the default threshold (700)
-                # the collector ran ~3,400 times in 8 s under load and took 8% of the core,
-                # re-scanning requests in flight. Nearly all of it is freed by reference
-                # counting anyway; collect young objects every 20,000 allocations instead.
-                gc.set_threshold(20_000, 20, 20)
-                self.trimmer.start()
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                self.trimmer.stop()
-                await self.gateway.stop()
-                await self.conversations.store.close()  # finishes queued writes
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+    async def start(self) -> None:
+        await self.gateway.start()
+        await self.conversations.store.start()  # prunes expired responses
+        # Everything built so far lives as long as the process: keep the collector from
+        # scanning it again on every full collection of the request path.
+        gc.freeze()
+        # A 50 KB request is a few thousand objects; with the default threshold (700) the
+        # collector ran ~3,400 times in 8 s under load and took 8% of the core, re-scanning
+        # requests in flight. Nearly all of it is freed by reference counting anyway; collect
+        # young objects every 20,000 allocations instead.
+        gc.set_threshold(20_000, 20, 20)
+        self.trimmer.start()
+
+    async def stop(self) -> None:
+        self.trimmer.stop()
+        await self.gateway.stop()
+        await self.conversations.store.close()  # finishes queued writes
 
     # ------------------------------------------------------------------ generation
     def _generate_for(self, protocol: str) -> Handler:
-        async def handler(scope: Scope, receive: Receive, send: Send) -> None:
+        async def handler(request: Request, response: Response) -> None:
             # get_codec is a dict lookup once loaded; loading on first use keeps start-up
             # independent of protocols nobody calls.
-            await self.generate(get_codec(protocol), scope, receive, send)
+            await self.generate(get_codec(protocol), request, response)
 
         return handler
 
-    async def generate(self, codec: Codec, scope: Scope, receive: Receive, send: Send) -> None:
+    async def generate(self, codec: Codec, http: Request, response: Response) -> None:
         recorder: Recorder | None = None
         try:
-            raw = await read_body(receive)
+            raw = http.body
             data = original = reuse.loads(raw)
             if codec.name == "openai-responses":  # stored conversations; see storage/
                 data, recorder = await self.conversations.prepare(data)
             request = codec.parse_request(data)
             targets = self.gateway.router.resolve(request.model)
         except GatewayError as error:
-            await send_error(send, codec, error)
+            send_error(response, codec, error)
             return
-        call = Call(codec, request, data, raw, header_map(scope), releasable=data is original)
+        call = Call(codec, request, data, raw, http.headers, releasable=data is original)
         # From here the body lives only in `call`, which lets go of it while upstreams are
         # awaited and once a stream settles; locals of this frame would keep it for the whole
         # stream (~150 KB for Claude Code).
+        http.body = b""
         del raw, data, original, request
+        # A client that disconnects cancels this task (server/http.py), and with it the
+        # upstream request it awaits.
         if call.request.stream:
-            await cancel_on_disconnect(receive, self._stream(call, targets, send, recorder))
+            await self._stream(call, targets, response, recorder)
         else:
-            await cancel_on_disconnect(receive, self._complete(call, targets, send, recorder))
+            await self._complete(call, targets, response, recorder)
 
     async def _complete(
-        self, call: Call, targets: list[Target], send: Send, recorder: Recorder | None = None
+        self, call: Call, targets: list[Target], response: Response,
+        recorder: Recorder | None = None,
     ) -> None:
         try:
             body, target = await self.gateway.complete(call, targets)
         except GatewayError as error:
-            await send_error(send, call.codec, error)
+            send_error(response, call.codec, error)
+            return
+        except asyncio.CancelledError:
+            if response.client_gone:
+                raise
+            # The server is stopping and its grace period ran out: an error to retry on.
+            send_error(response, call.codec, SHUTTING_DOWN)
             return
         except Exception as exc:  # a bug of ours: tell the client, keep the server up
             log.exception("internal error serving %s", call.request.model)
-            await send_error(send, call.codec, internal_error(exc))
+            send_error(response, call.codec, internal_error(exc))
             return
         if recorder is not None:  # before sending: the client's next turn must find it
             recorder.whole(body)
-        await send_bytes(send, 200, body, _json_headers(target))
+        response.send(200, body, _json_headers(target))
 
     async def _stream(
-        self, call: Call, targets: list[Target], send: Send, recorder: Recorder | None = None
+        self, call: Call, targets: list[Target], response: Response,
+        recorder: Recorder | None = None,
     ) -> None:
         try:
             first, rest, target = await self.gateway.stream(call, targets)
         except GatewayError as error:
-            await send_error(send, call.codec, error)
+            send_error(response, call.codec, error)
+            return
+        except asyncio.CancelledError:
+            if response.client_gone:
+                raise
+            send_error(response, call.codec, SHUTTING_DOWN)
             return
         except Exception as exc:
             log.exception("internal error opening a stream for %s", call.request.model)
-            await send_error(send, call.codec, internal_error(exc))
+            send_error(response, call.codec, internal_error(exc))
             return
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [*SSE_HEADERS, _target_header(target)]})
         if recorder is not None:  # keeps the final response object before it is sent
             recorder.feed(first)
-        await send({"type": "http.response.body", "body": first, "more_body": True})
+        response.start(200, [*SSE_HEADERS, _target_header(target)], first)
         try:
             async for chunk in rest:
                 if recorder is not None:
                     recorder.feed(chunk)
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                await response.write(chunk)
         except asyncio.CancelledError:
-            # The server is stopping and its grace period ran out (a client that left is
-            # handled by cancel_on_disconnect, and sending to it does nothing): end the stream
-            # with an error the client retries on, not a silent cut, and let the task finish.
-            stopping = GatewayError("overloaded", "babelgate is shutting down; retry the request")
-            tail = call.codec.stream_encoder(call.request).encode(StreamError(stopping))
-            await send({"type": "http.response.body", "body": tail, "more_body": False})
+            if response.client_gone:
+                raise
+            # The server is stopping and its grace period ran out: end the stream with an
+            # error the client retries on, not a silent cut, and let the task finish.
+            response.end(call.codec.stream_encoder(call.request).encode(StreamError(SHUTTING_DOWN)))
             return
         except Exception as exc:
             log.exception("internal error while streaming %s", call.request.model)
             tail = call.codec.stream_encoder(call.request).encode(StreamError(internal_error(exc)))
-            await send({"type": "http.response.body", "body": tail, "more_body": True})
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+            response.end(tail)
+            return
+        response.end()
 
     # ------------------------------------------------------------------ other endpoints
-    async def count_tokens(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def count_tokens(self, request: Request, response: Response) -> None:
         codec = get_codec("anthropic")
         try:
-            raw = await read_body(receive)
-            data = reuse.loads(raw)
-            count, estimated = await count_tokens(self.gateway, data, header_map(scope))
+            data = reuse.loads(request.body)
+            count, estimated = await count_tokens(self.gateway, data, request.headers)
         except GatewayError as error:
-            await send_error(send, codec, error)
+            send_error(response, codec, error)
             return
         extra = [(b"x-babelgate-token-count", b"estimate" if estimated else b"upstream")]
-        await send_json(send, 200, {"input_tokens": count}, extra)
+        send_json(response, 200, {"input_tokens": count}, extra)
 
-    async def models(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def models(self, request: Request, response: Response) -> None:
         names = self.gateway.router.routable()
-        if any(name == b"anthropic-version" for name, _ in scope["headers"]):
+        if "anthropic-version" in request.headers:
             data: list[dict[str, Any]] = [
                 {"type": "model", "id": name, "display_name": name,
                  "created_at": "2025-01-01T00:00:00Z"}
                 for name in names
             ]
-            await send_json(send, 200, {
+            send_json(response, 200, {
                 "data": data, "has_more": False,
                 "first_id": names[0] if names else None,
                 "last_id": names[-1] if names else None,
             })
             return
         created = int(self.started)
-        await send_json(send, 200, {"object": "list", "data": [
+        send_json(response, 200, {"object": "list", "data": [
             {"id": name, "object": "model", "created": created, "owned_by": "babelgate"}
             for name in names
         ]})
 
-    async def health(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send_json(send, 200, {
+    async def health(self, request: Request, response: Response) -> None:
+        send_json(response, 200, {
             "status": "ok",
             "version": __version__,
             "config": self.settings.source,
@@ -246,38 +258,35 @@ class App:
             "reuse": reuse.REUSE.stats(),  # request pieces decoded once and found again
         })
 
-    async def stored_response(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def stored_response(self, request: Request, response: Response) -> None:
         """GET or DELETE /v1/responses/{id}: a response kept for previous_response_id."""
-        rid = scope["path"].rstrip("/").rsplit("/", 1)[-1]
+        rid = request.path.rstrip("/").rsplit("/", 1)[-1]
         store = self.conversations.store
-        if scope["method"] == "GET":
+        if request.method in ("GET", "HEAD"):
             stored = await store.get(rid)
             if stored is not None:
-                await send_json(send, 200, stored.response)
+                send_json(response, 200, stored.response)
                 return
-        elif scope["method"] == "DELETE":
+        elif request.method == "DELETE":
             if await store.delete(rid):
-                await send_json(send, 200, {"id": rid, "object": "response", "deleted": True})
+                send_json(response, 200, {"id": rid, "object": "response", "deleted": True})
                 return
         else:
-            await self.not_found(scope, receive, send)
+            await self.not_found(request, response)
             return
-        await send_error(send, get_codec("openai-responses"), GatewayError(
+        send_error(response, get_codec("openai-responses"), GatewayError(
             "not_found", f"Response with id '{rid}' not found.", param="response_id"
         ))
 
-    async def drop_telemetry(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def drop_telemetry(self, request: Request, response: Response) -> None:
         """Claude Code posts its telemetry here when pointed at a gateway: accept, drop."""
-        await read_body(receive)
-        await send_json(send, 200, {})
+        send_json(response, 200, {})
 
-    async def not_found(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope["path"]
-        codec = get_codec("anthropic" if path.startswith("/v1/messages") else "openai")
+    async def not_found(self, request: Request, response: Response) -> None:
         known = sorted({p for _, p in self.routes})
-        await send_error(send, codec, GatewayError(
+        send_error(response, _codec_for(request.path), GatewayError(
             "not_found",
-            f"no endpoint {scope['method']} {path}; babelgate serves: {', '.join(known)}",
+            f"no endpoint {request.method} {request.path}; babelgate serves: {', '.join(known)}",
         ))
 
 
@@ -285,12 +294,28 @@ def create_app(settings: Settings) -> App:
     return App(settings)
 
 
-async def send_error(send: Send, codec: Codec, error: GatewayError) -> None:
+# What a request cut off by the server stopping gets: an error its client retries on.
+SHUTTING_DOWN = GatewayError("overloaded", "babelgate is shutting down; retry the request")
+
+
+def _codec_for(path: str) -> Codec:
+    """The error format for a path no handler took: Anthropic's under /v1/messages, else
+    OpenAI's."""
+    return get_codec("anthropic" if path.startswith("/v1/messages") else "openai")
+
+
+def send_json(
+    response: Response, status: int, data: Any, extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    response.send(status, orjson.dumps(data), [*JSON_HEADERS, *extra] if extra else JSON_HEADERS)
+
+
+def send_error(response: Response, codec: Codec, error: GatewayError) -> None:
     headers = JSON_HEADERS
     if error.retry_after is not None:
         # Clients' SDKs wait as long as this says before retrying a 429 or 5xx.
         headers = [*JSON_HEADERS, (b"retry-after", f"{error.retry_after:g}".encode())]
-    await send_bytes(send, error.status, orjson.dumps(codec.render_error(error)), headers)
+    response.send(error.status, orjson.dumps(codec.render_error(error)), headers)
 
 
 def internal_error(exc: Exception) -> GatewayError:

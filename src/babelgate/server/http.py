@@ -1,0 +1,435 @@
+"""Our HTTP/1.1 server: requests parsed by httptools on asyncio protocols, handed to the app as
+plain values, answered in as few writes as the response allows.
+
+The gateway ran under uvicorn's ASGI cycle before. Per request that meant message dicts for
+every body chunk, a `send` coroutine per chunk, the response head written on its own, and a
+second task of ours to notice a client leaving (docs/benchmark.md has the numbers). Here:
+- a whole response, head and body, goes out in one write; a stream's head goes out with its
+  first bytes, and its last bytes with the chunked terminator;
+- a client that goes away cancels its request's task directly (connection_lost): no watcher;
+- one task per request, nothing per connection but the protocol object.
+
+What it does: keep-alive (idle connections closed after `keepalive` seconds), pipelined
+requests answered in order, `Expect: 100-continue`, chunked request bodies (httptools decodes
+them), limits on the head (64 KiB, 431) and the body (64 MiB, 413), HEAD, HTTP/1.0 clients
+(no chunked encoding: a stream ends with the connection), backpressure (a stream waits while
+the client's socket is full), and a graceful stop (`Server.stop`). What it does not: protocol
+upgrades (WebSocket, h2c: answered in HTTP/1.1, then the connection closes), HTTP/2, TLS (put
+a proxy in front for those).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from email.utils import formatdate
+from http import HTTPStatus
+from typing import cast
+from urllib.parse import unquote
+
+import httptools
+
+log = logging.getLogger("babelgate")
+
+Headers = Sequence[tuple[bytes, bytes]]
+MAX_HEAD_BYTES = 64 * 1024
+MAX_BODY_BYTES = 64 * 1024 * 1024
+KEEPALIVE_SECONDS = 75.0
+TICK_SECONDS = 1.0  # the Date header's resolution, and how often idle connections are swept
+
+# "HTTP/1.1 200 OK\r\n" for every status, built once.
+_STATUS_LINES = {
+    int(status): b"HTTP/1.1 %d %s\r\n" % (status, status.phrase.encode()) for status in HTTPStatus
+}
+_CHUNKED = b"transfer-encoding: chunked\r\n"
+_CLOSE = b"connection: close\r\n"
+_LAST_CHUNK = b"0\r\n\r\n"
+
+
+class Request:
+    """One request as the app sees it. Header names are lower-case; a header sent more than
+    once has its values joined with ", " (RFC 9110 5.3)."""
+
+    __slots__ = ("body", "headers", "method", "path", "query")
+
+    def __init__(
+        self, method: str, path: str, query: str, headers: dict[str, str], body: bytes
+    ) -> None:
+        self.method = method
+        self.path = path
+        self.query = query
+        self.headers = headers
+        self.body = body
+
+
+class Response:
+    """How a handler answers its request: `send` a whole response, or `start` a stream,
+    `write` to it and `end` it. Writing to a client that has gone does nothing (its task is
+    being cancelled anyway)."""
+
+    __slots__ = ("_chunked", "_conn", "_head_only", "finished", "keep_alive", "started")
+
+    def __init__(self, conn: _Connection, keep_alive: bool, head_only: bool, http11: bool):
+        self._conn = conn
+        self.keep_alive = keep_alive
+        self._head_only = head_only
+        self._chunked = http11
+        self.started = False
+        self.finished = False
+
+    @property
+    def client_gone(self) -> bool:
+        return self._conn.closed
+
+    def send(self, status: int, body: bytes, headers: Headers) -> None:
+        """The whole response, in one write."""
+        if self.started:
+            raise RuntimeError("the response has already started")
+        self.started = self.finished = True
+        conn = self._conn
+        if conn.closed:
+            return
+        head = self._head(status, headers, b"content-length: %d\r\n" % len(body))
+        conn.transport.write(head if self._head_only else head + body)
+
+    def start(self, status: int, headers: Headers, first: bytes = b"") -> None:
+        """Begin a stream of unknown length; `first` goes out with the head."""
+        if self.started:
+            raise RuntimeError("the response has already started")
+        self.started = True
+        if not self._chunked:  # HTTP/1.0: the body ends when the connection closes
+            self.keep_alive = False
+        conn = self._conn
+        if conn.closed:
+            return
+        head = self._head(status, headers, _CHUNKED if self._chunked else b"")
+        if self._head_only:
+            conn.transport.write(head)
+        elif first:
+            conn.transport.writelines(self._framed(first, head))
+        else:
+            conn.transport.write(head)
+
+    async def write(self, data: bytes) -> None:
+        """More of a started stream. Waits while the client's socket buffer is full, so a slow
+        client holds back the upstream instead of filling our memory."""
+        conn = self._conn
+        if not data or conn.closed or self._head_only:
+            return
+        conn.transport.writelines(self._framed(data))
+        if conn.write_paused:
+            await conn.drained()
+
+    def end(self, tail: bytes = b"") -> None:
+        """Finish a started stream, `tail` being its last bytes."""
+        if self.finished:
+            return
+        self.finished = True
+        conn = self._conn
+        if conn.closed or self._head_only:
+            return
+        if not self._chunked:
+            if tail:
+                conn.transport.write(tail)
+        elif tail:
+            conn.transport.writelines(self._framed(tail, end=True))
+        else:
+            conn.transport.write(_LAST_CHUNK)
+
+    def _head(self, status: int, headers: Headers, framing: bytes) -> bytes:
+        lines = [_STATUS_LINES.get(status) or b"HTTP/1.1 %d Unknown\r\n" % status,
+                 self._conn.server.date_line]
+        for name, value in headers:
+            lines += (name, b": ", value, b"\r\n")
+        lines.append(framing)
+        if not self.keep_alive:
+            lines.append(_CLOSE)
+        lines.append(b"\r\n")
+        return b"".join(lines)
+
+    def _framed(self, data: bytes, head: bytes = b"", end: bool = False) -> list[bytes]:
+        if not self._chunked:
+            return [head, data]
+        return [head, b"%x\r\n" % len(data), data, b"\r\n0\r\n\r\n" if end else b"\r\n"]
+
+
+Handler = Callable[[Request, Response], Awaitable[None]]
+# What the app answers when the server refuses a request itself (malformed, too large): the
+# request's path (b"" if unknown), an HTTP status and a message -> the body and its headers,
+# so that the client gets the refusal in its own protocol's error format.
+Refusal = Callable[[str, int, str], tuple[bytes, Headers]]
+
+
+def plain_refusal(path: str, status: int, message: str) -> tuple[bytes, Headers]:
+    text = message.replace("\\", "\\\\").replace('"', '\\"')
+    body = b'{"type":"error","error":{"type":"invalid_request_error","message":"%s"}}' % (
+        text.encode()
+    )
+    return body, [(b"content-type", b"application/json")]
+
+
+class Server:
+    """Listens, keeps the connections, and stops gracefully."""
+
+    def __init__(
+        self,
+        handler: Handler,
+        refusal: Refusal = plain_refusal,
+        keepalive: float = KEEPALIVE_SECONDS,
+    ) -> None:
+        self.handler = handler
+        self.refusal = refusal
+        self.keepalive = keepalive
+        self.connections: set[_Connection] = set()
+        self.stopping = False
+        self.date_line = _date_line()
+        self._server: asyncio.AbstractServer | None = None
+        self._tick: asyncio.TimerHandle | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    async def listen(self, host: str, port: int) -> None:
+        self.loop = asyncio.get_running_loop()
+        self._server = await self.loop.create_server(
+            lambda: _Connection(self), host, port, backlog=2048
+        )
+        self._on_tick()
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return cast(int, cast(asyncio.Server, self._server).sockets[0].getsockname()[1])
+
+    def _on_tick(self) -> None:
+        loop = self.loop
+        assert loop is not None
+        self.date_line = _date_line()
+        now = loop.time()
+        for conn in list(self.connections):
+            if conn.task is None and now - conn.idle_since > self.keepalive:
+                conn.close()
+        self._tick = loop.call_later(TICK_SECONDS, self._on_tick)
+
+    async def stop(self, grace: float) -> None:
+        """Stop listening, close idle connections, let requests under way finish for up to
+        `grace` seconds, then cancel the rest (a stream ends with an error event its client
+        retries on: see App._stream) and close everything."""
+        self.stopping = True
+        if self._server is not None:
+            self._server.close()
+        for conn in list(self.connections):
+            if conn.task is None:
+                conn.close()
+        tasks = {conn.task for conn in self.connections if conn.task is not None}
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=grace)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=5)
+        for conn in list(self.connections):
+            conn.close()
+        if self._tick is not None:
+            self._tick.cancel()
+        if self._server is not None:
+            await self._server.wait_closed()
+
+
+class _Connection(asyncio.Protocol):
+    """One client connection: parses its requests and runs them one at a time, in order."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.loop = cast(asyncio.AbstractEventLoop, server.loop)
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport = cast(asyncio.Transport, None)
+        self.closed = False
+        self.task: asyncio.Task[None] | None = None  # the request being answered
+        self.waiting: deque[tuple[Request, bool]] = deque()  # pipelined requests after it
+        self.idle_since = self.loop.time()
+        self.write_paused = False
+        self._drain: asyncio.Future[None] | None = None
+        self._upgraded = False  # the client asked to switch protocols: close after answering
+        # the request being parsed
+        self._url = b""
+        self._headers: dict[str, str] = {}
+        self._head_size = 0
+        self._body: list[bytes] = []
+        self._body_size = 0
+        self._refused = False
+
+    # ------------------------------------------------------------------ asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses; they have its methods.
+        self.transport = cast(asyncio.Transport, transport)
+        self.server.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.server.connections.discard(self)
+        self.waiting.clear()
+        if self.task is not None:
+            self.task.cancel()  # the client left: stop its upstream request too
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_result(None)
+
+    def data_received(self, data: bytes) -> None:
+        if self._upgraded or self._refused:
+            return
+        self.idle_since = self.loop.time()  # a slow upload is not an idle connection
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._upgraded = True  # what follows is not HTTP/1.1; answer, then close
+        except httptools.HttpParserError as exc:
+            # A callback's own exception arrives as the context of a callback error.
+            limit = exc.__context__
+            if isinstance(limit, _TooLarge):
+                self._refuse(limit.status, str(limit))
+            else:
+                self._refuse(400, f"malformed HTTP request: {exc}")
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_result(None)
+
+    async def drained(self) -> None:
+        if self._drain is None or self._drain.done():
+            self._drain = self.loop.create_future()
+        await self._drain
+
+    # ------------------------------------------------------------------ httptools callbacks
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._headers = {}
+        self._head_size = 0
+        self._body = []
+        self._body_size = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        self._head_size += len(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_size += len(name) + len(value)
+        if self._head_size > MAX_HEAD_BYTES:
+            raise _TooLarge(431, "the request's headers are larger than 64 KiB")
+        key = name.decode("latin-1").lower()
+        text = value.decode("latin-1")
+        known = self._headers.get(key)
+        self._headers[key] = text if known is None else f"{known}, {text}"
+
+    def on_headers_complete(self) -> None:
+        headers = self._headers
+        length = headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
+            raise _TooLarge(413, "request body is larger than 64 MiB")
+        if headers.get("expect", "").lower() == "100-continue" and self.task is None:
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def on_body(self, body: bytes) -> None:
+        self._body_size += len(body)
+        if self._body_size > MAX_BODY_BYTES:
+            raise _TooLarge(413, "request body is larger than 64 MiB")
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        url = self._url
+        if url[:1] != b"/":  # absolute form (a proxy's request) or `*`
+            parsed = httptools.parse_url(url)
+            raw_path, raw_query = parsed.path or b"/", parsed.query or b""
+        else:
+            raw_path, _, raw_query = url.partition(b"?")
+        path = raw_path.decode("latin-1")
+        if "%" in path:
+            path = unquote(path)
+        body = self._body
+        request = Request(
+            self.parser.get_method().decode("latin-1"),
+            path,
+            raw_query.decode("latin-1"),
+            self._headers,
+            body[0] if len(body) == 1 else b"".join(body),
+        )
+        self._body = []
+        keep_alive = self.parser.should_keep_alive() and not self.server.stopping
+        if self.task is None:
+            self._run(request, keep_alive)
+        else:  # pipelined: answered after the one under way; read no further meanwhile
+            self.waiting.append((request, keep_alive))
+            self.transport.pause_reading()
+
+    # ------------------------------------------------------------------ requests
+    def _run(self, request: Request, keep_alive: bool) -> None:
+        http11 = self.parser.get_http_version() == "1.1"
+        response = Response(self, keep_alive, request.method == "HEAD", http11)
+        self.task = self.loop.create_task(self._serve(request, response))
+
+    async def _serve(self, request: Request, response: Response) -> None:
+        try:
+            await self.server.handler(request, response)
+        except asyncio.CancelledError:
+            pass  # the client left, or the server stopped waiting: nothing more to say
+        except Exception:  # a bug of ours: answer if we still can, keep the server up
+            log.exception("internal error serving %s %s", request.method, request.path)
+            if not response.started:
+                body, headers = self.server.refusal(request.path, 500, "internal gateway error")
+                response.send(500, body, headers)
+        finally:
+            self._finish(response)
+
+    def _finish(self, response: Response) -> None:
+        self.task = None
+        if self.closed:
+            return
+        if not response.finished:
+            if response.started:  # a handler that returned mid-stream: end it properly
+                response.end()
+            else:  # nothing was sent: the client would wait forever
+                body, headers = self.server.refusal("", 500, "the gateway sent no response")
+                response.send(500, body, headers)
+        if not response.keep_alive or self._upgraded or self._refused or self.server.stopping:
+            self.close()
+            return
+        self.idle_since = self.loop.time()
+        if self.waiting:
+            request, keep_alive = self.waiting.popleft()
+            if not self.waiting:
+                self.transport.resume_reading()
+            self._run(request, keep_alive)
+
+    def _refuse(self, status: int, message: str) -> None:
+        """Answer a request the server cannot take, then close: what follows it on the
+        connection can no longer be parsed."""
+        self._refused = True
+        self.transport.pause_reading()
+        path = self._url.partition(b"?")[0].decode("latin-1")
+        body, headers = self.server.refusal(path, status, message)
+        if self.task is None:
+            response = Response(self, False, False, True)
+            response.send(status, body, headers)
+            self.close()
+        else:  # after the answer under way, which then closes the connection
+            self.waiting.clear()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.transport.close()  # sends what is buffered first
+
+
+def _date_line() -> bytes:
+    return b"date: %s\r\n" % formatdate(usegmt=True).encode()
+
+
+class _TooLarge(Exception):
+    """Raised from a parser callback: httptools stops and re-raises it from feed_data."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
