@@ -11,9 +11,14 @@ second task of ours to notice a client leaving (docs/benchmark.md has the number
 
 What it does: keep-alive (idle connections closed after `keepalive` seconds), pipelined
 requests answered in order, `Expect: 100-continue`, chunked request bodies (httptools decodes
-them), limits on the head (64 KiB, 431) and the body (64 MiB, 413), HEAD, HTTP/1.0 clients
-(no chunked encoding: a stream ends with the connection), backpressure (a stream waits while
-the client's socket is full), and a graceful stop (`Server.stop`). What it does not: protocol
+them), limits on the head (64 KiB, 431, also while a head is still arriving) and the body
+(64 MiB, 413), HEAD, HTTP/1.0 clients (no chunked encoding: a stream ends with the
+connection), backpressure (a stream waits while the client's socket is full), and a graceful
+stop (`Server.stop`). A request the server refuses (too large, malformed) is answered after
+those read before it, in the format `refusal` gives, then the connection closes without
+resetting what the client still sends. A handler that fails mid-stream gets its connection
+closed without the chunked terminator, so the client sees a cut, not a short answer. An
+answer after which the connection closes says `connection: close`. What it does not: protocol
 upgrades (WebSocket, h2c: answered in HTTP/1.1, then the connection closes), HTTP/2, TLS (put
 a proxy in front for those).
 """
@@ -38,6 +43,7 @@ MAX_HEAD_BYTES = 64 * 1024
 MAX_BODY_BYTES = 64 * 1024 * 1024
 KEEPALIVE_SECONDS = 75.0
 TICK_SECONDS = 1.0  # the Date header's resolution, and how often idle connections are swept
+LINGER_SECONDS = 2.0  # how long a refused request's remaining bytes are read and dropped
 
 # "HTTP/1.1 200 OK\r\n" for every status, built once.
 _STATUS_LINES = {
@@ -45,7 +51,9 @@ _STATUS_LINES = {
 }
 _CHUNKED = b"transfer-encoding: chunked\r\n"
 _CLOSE = b"connection: close\r\n"
+_KEEP_ALIVE = b"connection: keep-alive\r\n"
 _LAST_CHUNK = b"0\r\n\r\n"
+_HEAD_TOO_LARGE = "the request's head is larger than 64 KiB"
 
 
 class Request:
@@ -139,13 +147,22 @@ class Response:
             conn.transport.write(_LAST_CHUNK)
 
     def _head(self, status: int, headers: Headers, framing: bytes) -> bytes:
+        conn = self._conn
+        if conn.closes_after_this():
+            # ... whatever the request asked: saying so keeps the client from sending its
+            # next request on this connection.
+            self.keep_alive = False
         lines = [_STATUS_LINES.get(status) or b"HTTP/1.1 %d Unknown\r\n" % status,
-                 self._conn.server.date_line]
+                 conn.server.date_line]
         for name, value in headers:
             lines += (name, b": ", value, b"\r\n")
         lines.append(framing)
         if not self.keep_alive:
             lines.append(_CLOSE)
+        elif not self._chunked:
+            # An HTTP/1.0 client that asked for keep-alive keeps the connection only if the
+            # answer says it may (`_chunked` is "the client speaks HTTP/1.1").
+            lines.append(_KEEP_ALIVE)
         lines.append(b"\r\n")
         return b"".join(lines)
 
@@ -246,18 +263,28 @@ class _Connection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, None)
         self.closed = False
         self.task: asyncio.Task[None] | None = None  # the request being answered
-        self.waiting: deque[tuple[Request, bool]] = deque()  # pipelined requests after it
+        # Pipelined requests after it, each with its keep-alive and whether it is HTTP/1.1:
+        # the parser only knows about the last request it read.
+        self.waiting: deque[tuple[Request, bool, bool]] = deque()
         self.idle_since = self.loop.time()
         self.write_paused = False
         self._drain: asyncio.Future[None] | None = None
-        self._upgraded = False  # the client asked to switch protocols: close after answering
+        self.upgraded = False  # the client asked to switch protocols: close after answering
+        # An upgrade request's body, which httptools skips (see on_message_complete): the
+        # request, its keep-alive and version, how many body bytes are missing, those read.
+        self._upgrade_body: tuple[Request, bool, bool, int, list[bytes]] | None = None
+        self._refused = False  # nothing more is read; the refusal below is the last answer
+        self._refusal: tuple[str, int, str] | None = None  # sent after the requests ahead
+        self._linger: asyncio.TimerHandle | None = None
         # the request being parsed
         self._url = b""
         self._headers: dict[str, str] = {}
         self._head_size = 0
+        self._in_head = False  # between the first byte of a request and its headers' end
+        self._begun = 0  # requests begun on this connection
+        self._head_bytes = 0  # bytes read in reads that fell wholly inside the head
         self._body: list[bytes] = []
         self._body_size = 0
-        self._refused = False
 
     # ------------------------------------------------------------------ asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -267,6 +294,8 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self._linger is not None:
+            self._linger.cancel()
         self.server.connections.discard(self)
         self.waiting.clear()
         if self.task is not None:
@@ -275,20 +304,36 @@ class _Connection(asyncio.Protocol):
             self._drain.set_result(None)
 
     def data_received(self, data: bytes) -> None:
-        if self._upgraded or self._refused:
+        if self._refused:
             return
         self.idle_since = self.loop.time()  # a slow upload is not an idle connection
+        if self.upgraded:
+            if self._upgrade_body is not None:
+                self._take_upgrade_body(data)
+            return
+        in_head, begun = self._in_head, self._begun
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            self._upgraded = True  # what follows is not HTTP/1.1; answer, then close
+        except httptools.HttpParserUpgrade as exc:
+            self.upgraded = True  # what follows is not HTTP/1.1; answer, then close
+            if self._upgrade_body is not None:
+                self._take_upgrade_body(data[exc.args[0]:])
+            return
         except httptools.HttpParserError as exc:
             # A callback's own exception arrives as the context of a callback error.
-            limit = exc.__context__
-            if isinstance(limit, _TooLarge):
-                self._refuse(limit.status, str(limit))
+            refused = exc.__context__
+            if isinstance(refused, _Refused):
+                self._refuse(refused.status, str(refused))
             else:
                 self._refuse(400, f"malformed HTTP request: {exc}")
+            return
+        if in_head and self._in_head and self._begun == begun:
+            # All of `data` belongs to a head that is still not complete. on_header only sees
+            # a header once it has ended, and httptools keeps a header line however long it
+            # grows: without this count, one endless header would fill our memory.
+            self._head_bytes += len(data)
+            if self._head_bytes > MAX_HEAD_BYTES:
+                self._refuse(431, _HEAD_TOO_LARGE)
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -303,39 +348,52 @@ class _Connection(asyncio.Protocol):
             self._drain = self.loop.create_future()
         await self._drain
 
+    def closes_after_this(self) -> bool:
+        """Whether the connection closes after the answer under way: the server is stopping,
+        or the client asked to switch protocols in the request answered (the last one read:
+        the requests it pipelined before that one are still answered)."""
+        return self.server.stopping or (
+            self.upgraded and not self.waiting and self._upgrade_body is None)
+
     # ------------------------------------------------------------------ httptools callbacks
     def on_message_begin(self) -> None:
         self._url = b""
         self._headers = {}
         self._head_size = 0
+        self._in_head = True
+        self._begun += 1
+        self._head_bytes = 0
         self._body = []
         self._body_size = 0
 
     def on_url(self, url: bytes) -> None:
-        self._url += url
+        self._url += url  # called for each piece of a URL split between reads
         self._head_size += len(url)
+        if self._head_size > MAX_HEAD_BYTES:
+            raise _Refused(431, _HEAD_TOO_LARGE)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._head_size += len(name) + len(value)
         if self._head_size > MAX_HEAD_BYTES:
-            raise _TooLarge(431, "the request's headers are larger than 64 KiB")
+            raise _Refused(431, _HEAD_TOO_LARGE)
         key = name.decode("latin-1").lower()
         text = value.decode("latin-1")
         known = self._headers.get(key)
         self._headers[key] = text if known is None else f"{known}, {text}"
 
     def on_headers_complete(self) -> None:
+        self._in_head = False
         headers = self._headers
         length = headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
-            raise _TooLarge(413, "request body is larger than 64 MiB")
+            raise _Refused(413, "request body is larger than 64 MiB")
         if headers.get("expect", "").lower() == "100-continue" and self.task is None:
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def on_body(self, body: bytes) -> None:
         self._body_size += len(body)
         if self._body_size > MAX_BODY_BYTES:
-            raise _TooLarge(413, "request body is larger than 64 MiB")
+            raise _Refused(413, "request body is larger than 64 MiB")
         self._body.append(body)
 
     def on_message_complete(self) -> None:
@@ -357,16 +415,43 @@ class _Connection(asyncio.Protocol):
             body[0] if len(body) == 1 else b"".join(body),
         )
         self._body = []
-        keep_alive = self.parser.should_keep_alive() and not self.server.stopping
+        parser = self.parser
+        keep_alive = parser.should_keep_alive() and not self.server.stopping
+        http11 = parser.get_http_version() == "1.1"
+        if parser.should_upgrade():
+            # httptools skips the body of a request asking to switch protocols, taking what
+            # follows its head for the new protocol. We switch to none and answer the
+            # request in HTTP/1.1 (curl --http2 asks so on a POST): its body is read raw.
+            length = int(self._headers.get("content-length") or 0)  # llhttp checked it
+            if length:
+                self._upgrade_body = (request, keep_alive, http11, length, [])
+                return
+            if "chunked" in self._headers.get("transfer-encoding", ""):
+                raise _Refused(400, "a request asking to switch protocols cannot have a "
+                                    "chunked body here: send it with a content-length")
+        self._start_or_queue(request, keep_alive, http11)
+
+    def _start_or_queue(self, request: Request, keep_alive: bool, http11: bool) -> None:
         if self.task is None:
-            self._run(request, keep_alive)
+            self._run(request, keep_alive, http11)
         else:  # pipelined: answered after the one under way; read no further meanwhile
-            self.waiting.append((request, keep_alive))
+            self.waiting.append((request, keep_alive, http11))
             self.transport.pause_reading()
 
+    def _take_upgrade_body(self, data: bytes) -> None:
+        assert self._upgrade_body is not None
+        request, keep_alive, http11, missing, pieces = self._upgrade_body
+        pieces.append(data[:missing])
+        missing -= len(data)
+        if missing > 0:
+            self._upgrade_body = (request, keep_alive, http11, missing, pieces)
+            return
+        self._upgrade_body = None  # what follows the body is the new protocol: ignored
+        request.body = b"".join(pieces)
+        self._start_or_queue(request, keep_alive, http11)
+
     # ------------------------------------------------------------------ requests
-    def _run(self, request: Request, keep_alive: bool) -> None:
-        http11 = self.parser.get_http_version() == "1.1"
+    def _run(self, request: Request, keep_alive: bool, http11: bool) -> None:
         response = Response(self, keep_alive, request.method == "HEAD", http11)
         self.task = self.loop.create_task(self._serve(request, response))
 
@@ -380,10 +465,16 @@ class _Connection(asyncio.Protocol):
             if not response.started:
                 body, headers = self.server.refusal(request.path, 500, "internal gateway error")
                 response.send(500, body, headers)
+            elif not response.finished:
+                # Ending the chunked body properly would pass the truncated answer off as
+                # complete: close the connection without the last chunk instead, which the
+                # client reads as a broken answer.
+                response.finished = True
+                response.keep_alive = False
         finally:
-            self._finish(response)
+            self._finish(response, request.path)
 
-    def _finish(self, response: Response) -> None:
+    def _finish(self, response: Response, path: str) -> None:
         self.task = None
         if self.closed:
             return
@@ -391,31 +482,45 @@ class _Connection(asyncio.Protocol):
             if response.started:  # a handler that returned mid-stream: end it properly
                 response.end()
             else:  # nothing was sent: the client would wait forever
-                body, headers = self.server.refusal("", 500, "the gateway sent no response")
+                body, headers = self.server.refusal(path, 500, "the gateway sent no response")
                 response.send(500, body, headers)
-        if not response.keep_alive or self._upgraded or self._refused or self.server.stopping:
+        if not response.keep_alive or self.closes_after_this():
             self.close()
             return
         self.idle_since = self.loop.time()
         if self.waiting:
-            request, keep_alive = self.waiting.popleft()
-            if not self.waiting:
+            request, keep_alive, http11 = self.waiting.popleft()
+            if not self.waiting and not self._refused:
                 self.transport.resume_reading()
-            self._run(request, keep_alive)
+            self._run(request, keep_alive, http11)
+        elif self._refusal is not None:
+            self._send_refusal(*self._refusal)
 
     def _refuse(self, status: int, message: str) -> None:
         """Answer a request the server cannot take, then close: what follows it on the
-        connection can no longer be parsed."""
+        connection can no longer be parsed. The requests read before it are answered first,
+        in order."""
         self._refused = True
         self.transport.pause_reading()
         path = self._url.partition(b"?")[0].decode("latin-1")
-        body, headers = self.server.refusal(path, status, message)
         if self.task is None:
-            response = Response(self, False, False, True)
-            response.send(status, body, headers)
-            self.close()
-        else:  # after the answer under way, which then closes the connection
-            self.waiting.clear()
+            self._send_refusal(path, status, message)
+        else:
+            self._refusal = (path, status, message)
+
+    def _send_refusal(self, path: str, status: int, message: str) -> None:
+        body, headers = self.server.refusal(path, status, message)
+        Response(self, False, False, True).send(status, body, headers)
+        # The client may still be sending what we refused (a body over the limit). Closing
+        # with bytes unread makes the kernel answer them with a reset, which can destroy the
+        # refusal before the client reads it. So our side ends with a FIN after the answer,
+        # and what still comes is read and dropped (data_received, `_refused`) until the
+        # client closes, for LINGER_SECONDS at most.
+        if self.closed:
+            return
+        self.transport.write_eof()
+        self.transport.resume_reading()
+        self._linger = self.loop.call_later(LINGER_SECONDS, self.close)
 
     def close(self) -> None:
         if not self.closed:
@@ -427,8 +532,9 @@ def _date_line() -> bytes:
     return b"date: %s\r\n" % formatdate(usegmt=True).encode()
 
 
-class _TooLarge(Exception):
-    """Raised from a parser callback: httptools stops and re-raises it from feed_data."""
+class _Refused(Exception):
+    """A request the server refuses (too large, or one it cannot read), raised from a parser
+    callback: httptools stops and re-raises it from feed_data."""
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
