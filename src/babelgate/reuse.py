@@ -299,9 +299,12 @@ class Reuse:
 
     def _forget(self, entry: _Entry) -> None:
         self.size -= len(entry.key) * MEMORY_PER_BYTE
+        # Everything in `shared` is owned by this entry (`_own` adds only what it took), and
+        # stays alive while listed there, so its id cannot have been reused by another entry's
+        # object: drop the mappings without looking first (one probe each instead of two).
+        owner = self._owner
         for shared in entry.shared:
-            if self._owner.get(id(shared)) is entry:
-                del self._owner[id(shared)]
+            owner.pop(id(shared), None)
         # A layout may still point at the entry: let go of what it holds.
         entry.value = _GONE
         entry.derived = {}
