@@ -4,11 +4,7 @@ Every upstream here is a small `asyncio.start_server` that reads the request hea
 itself and writes exact response bytes, so each test controls the wire: framings, closes at
 awkward moments, silences, compression.
 
-Each test runs twice, on asyncio's own event loop and on uvloop (the loop the gateway runs
-on), since the client sits directly on transports and protocols and the two
-loops implement those separately. That is why tests are plain functions wrapped by
-`on_each_loop` rather than pytest-asyncio tests: the wrapper picks the loop and puts a
-deadline on the whole test, so a client that hangs fails the test instead of the run.
+Each test runs on asyncio's own event loop and on uvloop (tests/loops.py says why and how).
 """
 
 from __future__ import annotations
@@ -16,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gzip
-import inspect
 import os
 import shutil
 import socket
@@ -30,47 +25,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvloop
+from tests.loops import TEST_DEADLINE, on_asyncio_loop, on_each_loop
 
 import babelgate
 from babelgate.canonical import GatewayError
 from babelgate.providers import http
 from babelgate.providers.http import HttpClient, UpstreamResponse
 
-TEST_DEADLINE = 5.0  # seconds a whole test may take before it counts as hung
 PATIENCE = 1.0  # seconds a server waits to observe something the client should do at once
 NORMAL_TIMEOUT = 2.0  # the client's timeout when a test is not about timeouts
-
-LOOP_FACTORIES: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
-    "asyncio": asyncio.new_event_loop,
-    "uvloop": uvloop.new_event_loop,
-}
-
-
-# ---------------------------------------------------------------------------- running tests
-def _loop_test(scenario: Callable[..., Coroutine[Any, Any, None]],
-               loops: dict[str, Callable[[], asyncio.AbstractEventLoop]]) -> Any:
-    """A pytest test that runs the async `scenario` on each of `loops`, passing on the
-    fixtures the scenario asks for."""
-
-    def test(loop: str, **fixtures: Any) -> None:
-        with asyncio.Runner(loop_factory=loops[loop]) as runner:
-            runner.run(asyncio.wait_for(scenario(**fixtures), TEST_DEADLINE))
-
-    params = [inspect.Parameter("loop", inspect.Parameter.POSITIONAL_OR_KEYWORD),
-              *inspect.signature(scenario).parameters.values()]
-    test.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
-    test.__name__ = scenario.__name__
-    test.__doc__ = scenario.__doc__
-    return pytest.mark.parametrize("loop", list(loops))(test)
-
-
-def on_each_loop(scenario: Callable[..., Coroutine[Any, Any, None]]) -> Any:
-    return _loop_test(scenario, LOOP_FACTORIES)
-
-
-def on_asyncio_loop(scenario: Callable[..., Coroutine[Any, Any, None]]) -> Any:
-    return _loop_test(scenario, {"asyncio": asyncio.new_event_loop})
 
 
 # ---------------------------------------------------------------------------- raw upstream

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -24,36 +23,13 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import pytest
-import uvloop
+from tests.loops import on_each_loop
 
 from babelgate.server import http
 from babelgate.server.http import Headers, Request, Response, Server
 
-TEST_DEADLINE = 5.0  # seconds a whole test may take before it counts as hung
 PATIENCE = 1.0  # seconds a client waits for something the server should do at once
 QUIET = 0.2  # seconds a client listens before concluding that the server sends nothing
-
-LOOP_FACTORIES: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
-    "asyncio": asyncio.new_event_loop,
-    "uvloop": uvloop.new_event_loop,
-}
-
-
-# ---------------------------------------------------------------------------- running tests
-def on_each_loop(scenario: Callable[..., Coroutine[Any, Any, None]]) -> Any:
-    """A pytest test that runs the async `scenario` on each loop, passing on the fixtures the
-    scenario asks for (monkeypatch, parametrize values)."""
-
-    def test(loop: str, **fixtures: Any) -> None:
-        with asyncio.Runner(loop_factory=LOOP_FACTORIES[loop]) as runner:
-            runner.run(asyncio.wait_for(scenario(**fixtures), TEST_DEADLINE))
-
-    params = [inspect.Parameter("loop", inspect.Parameter.POSITIONAL_OR_KEYWORD),
-              *inspect.signature(scenario).parameters.values()]
-    test.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
-    test.__name__ = scenario.__name__
-    test.__doc__ = scenario.__doc__
-    return pytest.mark.parametrize("loop", list(LOOP_FACTORIES))(test)
 
 
 # ---------------------------------------------------------------------------- the server side
