@@ -12,7 +12,7 @@ import gc
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -33,6 +33,7 @@ from .memory import HeapTrimmer
 log = logging.getLogger("babelgate")
 
 Handler = Callable[[Request, Response], Awaitable[None]]
+T = TypeVar("T")
 JSON_HEADERS: Headers = [(b"content-type", b"application/json")]
 SSE_HEADERS: Headers = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -157,43 +158,39 @@ class App:
         self, call: Call, targets: list[Target], response: Response,
         recorder: Recorder | None = None,
     ) -> None:
+        answer = await self._answer(call, response, self.gateway.complete(call, targets))
+        if answer is None:
+            return
+        body, target = answer
+        if recorder is not None:  # before sending: the client's next turn must find it
+            recorder.whole(body)
+        response.send(200, body, _json_headers(target))
+
+    async def _answer(self, call: Call, response: Response, upstream: Awaitable[T]) -> T | None:
+        """What `upstream` gives (an answer, or the opening of a stream); if it fails, the
+        client is answered with the error instead and None returned."""
         try:
-            body, target = await self.gateway.complete(call, targets)
+            return await upstream
         except GatewayError as error:
             send_error(response, call.codec, error)
-            return
         except asyncio.CancelledError:
             if response.client_gone:
                 raise
             # The server is stopping and its grace period ran out: an error to retry on.
             send_error(response, call.codec, SHUTTING_DOWN)
-            return
         except Exception as exc:  # a bug of ours: tell the client, keep the server up
             log.exception("internal error serving %s", call.request.model)
             send_error(response, call.codec, internal_error(exc))
-            return
-        if recorder is not None:  # before sending: the client's next turn must find it
-            recorder.whole(body)
-        response.send(200, body, _json_headers(target))
+        return None
 
     async def _stream(
         self, call: Call, targets: list[Target], response: Response,
         recorder: Recorder | None = None,
     ) -> None:
-        try:
-            first, rest, target = await self.gateway.stream(call, targets)
-        except GatewayError as error:
-            send_error(response, call.codec, error)
+        opened = await self._answer(call, response, self.gateway.stream(call, targets))
+        if opened is None:
             return
-        except asyncio.CancelledError:
-            if response.client_gone:
-                raise
-            send_error(response, call.codec, SHUTTING_DOWN)
-            return
-        except Exception as exc:
-            log.exception("internal error opening a stream for %s", call.request.model)
-            send_error(response, call.codec, internal_error(exc))
-            return
+        first, rest, target = opened
         if recorder is not None:  # keeps the final response object before it is sent
             recorder.feed(first)
         response.start(200, [*SSE_HEADERS, _target_header(target)], first)
