@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import msgspec
+
 from .errors import GatewayError
 from .model import Part, Reasoning, Response, StopReason, Text, ToolCall, Usage
 
@@ -35,26 +37,26 @@ class PartStart:
     part: Text | Reasoning | ToolCall
 
 
-@dataclass(slots=True)
-class TextDelta:
+# The deltas, what a stream is mostly made of, are msgspec structs: built in C, several
+# times faster than a dataclass, and a decoder can make a run of them with one map().
+# Otherwise they behave the same (fields, keywords, ==, repr, match); gc=False because
+# they only hold an int and a str.
+class TextDelta(msgspec.Struct, gc=False):
     index: int
     text: str
 
 
-@dataclass(slots=True)
-class ReasoningDelta:
+class ReasoningDelta(msgspec.Struct, gc=False):
     index: int
     text: str
 
 
-@dataclass(slots=True)
-class SignatureDelta:
+class SignatureDelta(msgspec.Struct, gc=False):
     index: int
     signature: str
 
 
-@dataclass(slots=True)
-class ToolArgsDelta:
+class ToolArgsDelta(msgspec.Struct, gc=False):
     index: int
     json: str
 

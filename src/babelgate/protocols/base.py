@@ -13,13 +13,26 @@ configuration, so codecs never key behaviour on model-name substrings.
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import repeat
 from typing import ClassVar, Literal
 
-from babelgate.canonical import JSON, Event, GatewayError, Request, Response
+import msgspec
 
-from .sse import SSEDecoder, SSEEvent, parse_block
+from babelgate.canonical import (
+    JSON,
+    Event,
+    GatewayError,
+    ReasoningDelta,
+    Request,
+    Response,
+    TextDelta,
+)
+
+from .sse import STRING_REST, SSEEvent, normalise, parse_block
 
 ReasoningControl = Literal[
     "reasoning_effort",  # OpenAI, Grok, Ollama: reasoning_effort: low|medium|high
@@ -66,32 +79,159 @@ class SSEStreamDecoder(StreamDecoder):
     """A StreamDecoder for an upstream that streams Server-Sent Events (all four protocols
     do). Subclasses take one complete event at a time (`on_event`, told whether the body has
     ended) and say how the stream closes once the body is over (`on_end`: the closing events,
-    or a StreamError for a stream cut short)."""
+    or a StreamError for a stream cut short).
+
+    Bare pieces of text, what a stream is mostly made of, can skip the event-by-event work:
+    a subclass that has just taken one through its general path calls `expect_more`, which
+    learns the raw bytes around the text. The next events made of exactly those bytes around
+    another JSON string are then read straight from the body: the string is decoded and the
+    piece appended, as the general path would have done. Any other event goes the general
+    way, and forgets the layout (the subclass learns it again at its next bare piece), so a
+    layout only ever stands for the state it was learnt in.
+    """
+
+    __slots__ = ("_bare", "_event_at", "_learning", "_pending")
+    fast_text: ClassVar[bool] = True  # learn layouts at all (tests turn it off to compare)
 
     def __init__(self) -> None:
-        self._sse = SSEDecoder()
+        self._pending = b""  # the start of an event not complete yet, as received
+        self._bare: _Layout | None = None  # the layout learnt by expect_more
+        # The event being handled as received: (body, start, end, length of its blank line).
+        self._event_at: tuple[bytes, int, int, int] | None = None
+        self._learning = _LEARNING_TRIES
 
     def feed(self, chunk: bytes) -> list[Event]:
         events: list[Event] = []
-        for block in self._sse.blocks(chunk):
-            # Nearly every event of every stream is one `data:` line: its JSON goes to
-            # on_data as bytes, with no SSEEvent or text decoding on the way.
-            if block.startswith(b"data: ") and b"\n" not in block:
-                self.on_data(block[6:], events)
-            elif (
-                block.startswith(b"event: ")
-                and (newline := block.find(b"\n")) > 0
-                and block.startswith(b"data: ", newline + 1)
-                and block.find(b"\n", newline + 1) < 0
-            ):
-                # `event:` + one `data:` line: every event of Anthropic's and OpenAI
-                # Responses' streams.
-                self.on_named(block[7:newline], block[newline + 7 :], events)
-            elif block:
-                event = parse_block(block)
-                if event is not None:
-                    self.on_event(event, events, False)
+        buffer = self._pending + chunk if self._pending else chunk
+        self._pending = b""
+        crlf = b"\r" in buffer
+        pos = 0
+        while True:
+            if self._bare is not None:
+                pos = self._bare_events(buffer, pos, events)
+            if crlf:
+                end = buffer.find(b"\r\n\r\n", pos)
+                block = normalise(buffer[pos:end]) if end >= 0 else b"\n\n"
+                if b"\n\n" in block or block.endswith(b"\n"):
+                    # Not simply the next CRLF event: mixed or lone-CR line ends, or no
+                    # whole event yet. Normalise the rest and take it as a whole.
+                    self._rest(buffer[pos:], events)
+                    break
+                term = 4
+            else:
+                end = buffer.find(b"\n\n", pos)
+                if end < 0:
+                    self._pending = buffer[pos:]
+                    break
+                block = buffer[pos:end]
+                term = 2
+            self._bare = None  # an event of another shape: what was learnt may be stale
+            self._event_at = (buffer, pos, end + term, term)
+            self._dispatch(block, events)
+            pos = end + term
+        self._event_at = None
         return events
+
+    def _bare_events(self, buffer: bytes, pos: int, events: list[Event]) -> int:
+        """Take the events at `pos` made of the learnt bytes around a JSON string; return
+        where the first other one starts."""
+        assert self._bare is not None
+        prefix, suffix, joint, pieces, kind, index = self._bare
+        if not buffer.startswith(prefix, pos):
+            return pos
+        find, startswith = buffer.find, buffer.startswith
+        first = len(pieces)
+        start = pos + len(prefix)
+        try:
+            while True:
+                # The string ends at its first quote unless it holds escaped ones: the
+                # suffix (which has a raw line break, so no string holds it) tells.
+                end = find(b'"', start)
+                if not startswith(suffix, end):
+                    found = STRING_REST.match(buffer, start)
+                    end = found.end() - 1 if found is not None else -1
+                    if not startswith(suffix, end):
+                        break  # another event, or not all of it here yet
+                if end == start:
+                    break  # an empty string is no piece of text: the general path decides
+                # Decoding checks the rest: escapes, UTF-8, no control characters.
+                pieces.append(_decode_str(buffer[start - 1 : end + 1]))
+                pos = end + len(suffix)
+                if not startswith(joint, end):  # the suffix, then the next event's prefix
+                    break
+                start = end + len(joint)
+        except ValueError:
+            pass  # the general path decides about this one
+        if len(pieces) > first:
+            events += map(kind, repeat(index), pieces[first:])
+        return pos
+
+    def _rest(self, rest: bytes, events: list[Event]) -> None:
+        """Every whole event in `rest`, line ends normalised first; the rest waits."""
+        tail = b"\r" if rest.endswith(b"\r") else b""  # its LF may be in the next chunk
+        buffer = normalise(rest[:-1] if tail else rest)
+        end = buffer.rfind(b"\n\n")
+        if end < 0:
+            self._pending = rest  # as received: its line ends are read when it is whole
+            return
+        self._pending = buffer[end + 2 :] + tail
+        self._event_at = None  # not as received: nothing is learnt from these
+        for block in buffer[:end].split(b"\n\n"):
+            self._bare = None
+            self._dispatch(block, events)
+
+    def _dispatch(self, block: bytes, events: list[Event]) -> None:
+        """One whole event (its lines, LF-separated, without the blank line)."""
+        # Nearly every event of every stream is one `data:` line: its JSON goes to on_data
+        # as bytes, with no SSEEvent or text decoding on the way.
+        if block.startswith(b"data: ") and b"\n" not in block:
+            self.on_data(block[6:], events)
+        elif (
+            block.startswith(b"event: ")
+            and (newline := block.find(b"\n")) > 0
+            and block.startswith(b"data: ", newline + 1)
+            and block.find(b"\n", newline + 1) < 0
+        ):
+            # `event:` + one `data:` line: every event of Anthropic's and OpenAI Responses'
+            # streams.
+            self.on_named(block[7:newline], block[newline + 7 :], events)
+        elif block:
+            event = parse_block(block)
+            if event is not None:
+                self.on_event(event, events, False)
+
+    def expect_more(
+        self,
+        data: bytes,
+        keys: tuple[bytes, ...],
+        read: Callable[[bytes], str | None],
+        pieces: list[str],
+        kind: type[TextDelta | ReasoningDelta],
+        index: int,
+    ) -> None:
+        """`data`, the event being handled (as given to on_data or on_named), was a bare
+        piece of text: the subclass appended it to `pieces` and emitted `kind(index, text)`,
+        and would do the same for the same bytes around any other non-empty string. Learn
+        those bytes, so that such events skip the general path until another event comes.
+
+        The text is the string value of the last of `keys` (JSON keys with their quotes)
+        found in `data`. `read` is the general path's own reading, without side effects: the
+        text it finds in an event, None if the event is not a bare piece. It must find a
+        probe string put in the text's place, which proves that the place is the one that
+        matters, however the JSON around it is laid out."""
+        event_at = self._event_at
+        if self._bare is not None or event_at is None or self._learning <= 0:
+            return
+        if not self.fast_text:
+            return
+        buffer, start, end, term = event_at
+        at = end - term - len(data)  # where `data` lies in the body as received
+        span = _string_at_key(data, keys) if buffer.startswith(data, at) else None
+        if span is None or read(data[: span[0]] + _PROBE + data[span[1] :]) != _PROBE_TEXT:
+            self._learning -= 1  # a layout that cannot be learnt: stop trying after a few
+            return
+        prefix, suffix = buffer[start : at + span[0]], buffer[at + span[1] : end]
+        self._bare = (prefix, suffix, suffix + prefix, pieces, kind, index)
 
     def on_named(self, name: bytes, data: bytes, events: list[Event]) -> None:
         """An `event:` line and one `data:` line, before the body ended. As on_data."""
@@ -105,7 +245,11 @@ class SSEStreamDecoder(StreamDecoder):
 
     def close(self) -> list[Event]:
         events: list[Event] = []
-        for event in self._sse.flush():
+        self._bare = self._event_at = None
+        block = normalise(self._pending).rstrip(b"\r\n")  # a last event without its blank line
+        self._pending = b""
+        event = parse_block(block) if block else None
+        if event is not None:
             self.on_event(event, events, True)
         self.on_end(events)
         return events
@@ -117,6 +261,33 @@ class SSEStreamDecoder(StreamDecoder):
     @abstractmethod
     def on_end(self, events: list[Event]) -> None:
         """The body ended: append what closes the stream."""
+
+
+# The bytes of a bare event up to its string's opening quote, those from its closing quote
+# to the end of the event, the two together (from one string to the next); where its text
+# goes, the event type and its index.
+_Layout = tuple[bytes, bytes, bytes, list[str], type[TextDelta | ReasoningDelta], int]
+_LEARNING_TRIES = 4  # failed attempts at learning a layout, per stream
+_decode_str = msgspec.json.Decoder(str).decode  # the same decoding as the subclasses' views
+_KEY_END = re.compile(rb'[ \t\r\n]*:[ \t\r\n]*"')
+_PROBE = b"\\u0001probe"  # a JSON string body no upstream sends as a piece of text
+_PROBE_TEXT = "\x01probe"
+
+
+def _string_at_key(data: bytes, keys: tuple[bytes, ...]) -> tuple[int, int] | None:
+    """Where the body of the string value of the last of `keys` in `data` starts and ends."""
+    for key in keys:
+        at = data.rfind(key)
+        if at >= 0:
+            break
+    else:
+        return None
+    opening = _KEY_END.match(data, at + len(key))
+    if opening is None:
+        return None
+    start = opening.end()
+    string = STRING_REST.match(data, start)
+    return (start, string.end() - 1) if string is not None and string.end() > start + 1 else None
 
 
 class StreamEncoder(ABC):

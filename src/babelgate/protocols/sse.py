@@ -7,7 +7,13 @@ CR and LF) and returns complete events. Only `event` and `data` fields matter to
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+
+# The rest of a JSON string after its opening quote: characters other than a quote, a
+# backslash or a control character (a raw line break among them), whole escapes, and the
+# closing quote. No match for anything else, such as a string cut short.
+STRING_REST = re.compile(rb'(?:[^"\\\x00-\x1f]++|\\(?:["\\/bfnrt]|u[0-9A-Fa-f]{4}))*+"')
 
 
 @dataclass(slots=True)
@@ -62,6 +68,13 @@ class SSEDecoder:
         if block:
             _parse_block(block, events)
         return events
+
+
+def normalise(data: bytes) -> bytes:
+    """CRLF and lone CR line ends as LF."""
+    if b"\r" not in data:
+        return data
+    return data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
 
 
 def parse_block(block: bytes) -> SSEEvent | None:

@@ -90,6 +90,23 @@ class _DeltaEvent(msgspec.Struct):
 
 
 _decode_delta_event = msgspec.json.Decoder(_DeltaEvent).decode
+_TEXT_KEYS = (b'"text"',)
+_THINKING_KEYS = (b'"thinking"',)
+
+
+def _read_piece(data: bytes) -> str | None:
+    """The text or thinking piece of a content_block_delta event, as on_named reads it."""
+    try:
+        delta = _decode_delta_event(data).delta
+    except ValueError:
+        return None
+    if delta is None:
+        return None
+    if delta.type == "text_delta" and type(delta.text) is str:
+        return delta.text
+    if delta.type == "thinking_delta" and type(delta.thinking) is str:
+        return delta.thinking
+    return None
 
 
 class AnthropicStreamDecoder(SSEStreamDecoder):
@@ -100,7 +117,6 @@ class AnthropicStreamDecoder(SSEStreamDecoder):
         "_model",
         "_names",
         "_next_index",
-        "_sse",
         "_started",
         "_stop_reason",
         "_stop_sequence",
@@ -135,22 +151,35 @@ class AnthropicStreamDecoder(SSEStreamDecoder):
         if name == b"content_block_delta" and current is not None and not self._done:
             try:
                 delta = _decode_delta_event(data).delta
-            except msgspec.DecodeError:
+            except ValueError:  # not JSON, or bad UTF-8 in it: the general path decides
                 delta = None
             if delta is not None:
                 kind = delta.type
                 if kind == "text_delta" and type(delta.text) is str:
                     if delta.text:
                         self._add_text(delta.text, events)
+                        self._expect_more(data, _TEXT_KEYS)
                     return
                 if kind == "thinking_delta" and type(delta.thinking) is str:
                     if delta.thinking:
                         self._add_text(delta.thinking, events)
+                        self._expect_more(data, _THINKING_KEYS)
                     return
                 if kind == "input_json_delta" and type(delta.partial_json) is str:
                     current.args.append(delta.partial_json)
                     return
         super().on_named(name, data, events)
+
+    def _expect_more(self, data: bytes, keys: tuple[bytes, ...]) -> None:
+        """After a text or thinking piece: more events that differ only in the piece can
+        skip the typed view too (see SSEStreamDecoder.expect_more)."""
+        current = self._block
+        assert current is not None
+        if isinstance(current.part, Text):
+            self.expect_more(data, keys, _read_piece, current.texts, TextDelta, current.index)
+        elif isinstance(current.part, Reasoning) and not current.part.redacted:
+            self.expect_more(data, keys, _read_piece, current.texts, ReasoningDelta,
+                             current.index)
 
     def on_event(self, sse_event: SSEEvent, events: list[Event], at_end: bool) -> None:
         if self._done or not sse_event.data:

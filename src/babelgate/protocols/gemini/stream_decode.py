@@ -85,9 +85,9 @@ class _Chunk(msgspec.Struct):
 _decode_chunk = msgspec.json.Decoder(_Chunk).decode
 
 
-def _bare_text(chunk: _Chunk, decoder: GeminiStreamDecoder) -> str | None:
-    """The text of a chunk that carries one text part and nothing else (its usage, when
-    present, is noted on `decoder`), else None."""
+def _bare_text(chunk: _Chunk) -> str | None:
+    """The text of a chunk that carries one text part and nothing else (but usage), else
+    None."""
     candidates = chunk.candidates
     if chunk.error is not None or chunk.promptFeedback is not None or not candidates:
         return None
@@ -107,9 +107,18 @@ def _bare_text(chunk: _Chunk, decoder: GeminiStreamDecoder) -> str | None:
         or part.functionCall is not msgspec.UNSET
     ):
         return None
-    if chunk.usageMetadata is not msgspec.UNSET:
-        decoder.note_usage(chunk.usageMetadata)
     return text
+
+
+def _read_text(data: bytes) -> str | None:
+    """The text of a bare text chunk, as on_data reads it."""
+    try:
+        return _bare_text(_decode_chunk(data))
+    except ValueError:
+        return None
+
+
+_TEXT_KEYS = (b'"text"',)
 
 
 class GeminiStreamDecoder(SSEStreamDecoder):
@@ -124,7 +133,6 @@ class GeminiStreamDecoder(SSEStreamDecoder):
         "_open",
         "_open_kind",
         "_pieces",
-        "_sse",
         "_started",
         "_usage_meta",
     )
@@ -154,12 +162,19 @@ class GeminiStreamDecoder(SSEStreamDecoder):
             # Most chunks are one more piece of the open text: read through a typed view
             # that builds nothing else; anything more takes the general path.
             try:
-                text = _bare_text(_decode_chunk(data), self)
-            except msgspec.DecodeError:
-                text = None
-            if text is not None:
+                chunk = _decode_chunk(data)
+            except ValueError:  # not JSON, or bad UTF-8 in it: the general path decides
+                chunk = None
+            text = _bare_text(chunk) if chunk is not None else None
+            if chunk is not None and text is not None:
+                if chunk.usageMetadata is not msgspec.UNSET:
+                    self._usage_meta = chunk.usageMetadata
                 self._pieces.append(text)
                 events.append(TextDelta(self._index, text))
+                # Chunks that differ only in the text (their usage is the same, so noting
+                # it again changes nothing) can now skip even this.
+                self.expect_more(data, _TEXT_KEYS, _read_text, self._pieces, TextDelta,
+                                 self._index)
                 return
         self._data(data, events)  # JSON is read from the bytes as well as from text
 
@@ -202,9 +217,6 @@ class GeminiStreamDecoder(SSEStreamDecoder):
             self._fail(events, StreamError(error_from_body(chunk, None)))
             return
         self._chunk(chunk, events)
-
-    def note_usage(self, usage: Any) -> None:
-        self._usage_meta = usage
 
     def _chunk(self, chunk: JSON, events: list[Event]) -> None:
         if "usageMetadata" in chunk:

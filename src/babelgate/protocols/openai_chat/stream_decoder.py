@@ -92,6 +92,8 @@ class _Chunk(msgspec.Struct):
 
 
 _decode_chunk = msgspec.json.Decoder(_Chunk).decode
+_TEXT_KEYS = (b'"content"',)
+_REASONING_KEYS = (b'"reasoning_content"', b'"reasoning"')
 
 
 def _bare_piece(chunk: _Chunk, kind: str) -> str | None:
@@ -161,16 +163,14 @@ class ChatStreamDecoder(SSEStreamDecoder):
             # The chunk a stream is mostly made of: one more piece of the text (or reasoning)
             # already open. Read into a typed view that skips everything else in the chunk;
             # anything but a bare piece takes the general path below.
-            try:
-                piece = _bare_piece(_decode_chunk(data), part.kind)
-            except msgspec.DecodeError:
-                piece = None
+            piece = self._read_piece(data)
             if piece is not None:
                 part.chunks.append(piece)
-                if part.kind == "text":
-                    events.append(TextDelta(part.index, piece))
-                else:
-                    events.append(ReasoningDelta(part.index, piece))
+                kind = TextDelta if part.kind == "text" else ReasoningDelta
+                events.append(kind(part.index, piece))
+                # Chunks that differ only in the piece can now skip even this.
+                keys = _TEXT_KEYS if part.kind == "text" else _REASONING_KEYS
+                self.expect_more(data, keys, self._read_piece, part.chunks, kind, part.index)
                 return
         try:
             chunk = orjson.loads(data)
@@ -178,6 +178,14 @@ class ChatStreamDecoder(SSEStreamDecoder):
             self._handle(data.decode("utf-8", "replace"), events)  # `[DONE]`, or an error
             return
         self._take(chunk, data, events)
+
+    def _read_piece(self, data: bytes) -> str | None:
+        """The piece of the open part's kind a chunk carries, if it carries nothing else."""
+        assert self._open is not None
+        try:
+            return _bare_piece(_decode_chunk(data), self._open.kind)
+        except ValueError:  # not JSON, or bad UTF-8 in it: the general path decides
+            return None
 
     def on_end(self, events: list[Event]) -> None:
         if self._ended:
