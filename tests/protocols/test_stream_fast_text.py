@@ -96,14 +96,14 @@ Writer = Callable[[object], bytes]
 def _chat(pieces: list[tuple[str, str]], write: Writer) -> list[bytes]:
     """OpenAI Chat chunks: (kind, text) with kind text, reasoning, id (a new id from here
     on), usage, finish, tool, role, decoy (a text chunk with the same key again after the
-    text)."""
+    text), odd (a text chunk of another choice: the same bytes but one)."""
     chunk_id, created = "chatcmpl-1", 1700000000
     out: list[bytes] = []
 
-    def chunk(delta: JSON, finish: str | None = None, **extra: object) -> None:
+    def chunk(delta: JSON, finish: str | None = None, choice: int = 0, **extra: object) -> None:
         body: JSON = {"id": chunk_id, "object": "chat.completion.chunk", "created": created,
                       "model": "m",
-                      "choices": [{"index": 0, "delta": delta, "logprobs": None,
+                      "choices": [{"index": choice, "delta": delta, "logprobs": None,
                                    "finish_reason": finish}]}
         body.update(extra)
         out.append(b"data: " + write(body))
@@ -120,6 +120,8 @@ def _chat(pieces: list[tuple[str, str]], write: Writer) -> list[bytes]:
             chunk({"content": text}, usage={"prompt_tokens": 3, "completion_tokens": 1})
         elif kind == "decoy":
             chunk({"content": text}, x={"content": f"decoy{len(out)}"})
+        elif kind == "odd":
+            chunk({"content": text}, choice=1)
         elif kind == "finish":
             chunk({"content": text}, finish="length")
         elif kind == "tool":
@@ -138,8 +140,9 @@ def _chat(pieces: list[tuple[str, str]], write: Writer) -> list[bytes]:
 
 def _anthropic(pieces: list[tuple[str, str]], write: Writer) -> list[bytes]:
     """Anthropic events: kind text, reasoning (thinking), usage (a ping between pieces),
-    finish (a new text block), tool (a tool_use block), id (a text delta with an extra
-    field), role (a citation), decoy (a text delta with the same key again after it)."""
+    finish (a new text block after a text block), tool (a tool_use block), id (a text delta
+    with an extra field), role (a citation), decoy (a text delta with the same key again
+    after it), odd (a delta of an unknown type: the same bytes but one)."""
     out: list[bytes] = []
     blocks: list[str] = []  # the kinds of the blocks so far; the last one is open
 
@@ -162,21 +165,22 @@ def _anthropic(pieces: list[tuple[str, str]], write: Writer) -> list[bytes]:
                "content": [], "usage": {"input_tokens": 5, "output_tokens": 1}}
     event("message_start", {"message": message})
     for kind, text in pieces:
-        if kind in ("text", "id", "decoy"):
-            decoy = {"x": {"text": f"decoy{len(out)}"}}
-            extra: JSON = {"id": {"x": 1}, "decoy": decoy}.get(kind, {})
-            delta("text", {"type": "text_delta", "text": text}, **extra)
-        elif kind == "role":
-            citation = {"type": "char_location", "cited_text": text}
-            delta("text", {"type": "citations_delta", "citation": citation})
-        elif kind == "reasoning":
-            delta("thinking", {"type": "thinking_delta", "thinking": text})
-        elif kind == "usage":
+        if kind == "usage":
             event("ping", {})
-        elif kind in ("finish", "tool"):
-            blocks.append("")  # the next delta opens a new block
-            delta("tool_use", {"type": "input_json_delta", "partial_json": orjson.dumps(
-                {"path": text}).decode()})
+            continue
+        if kind in ("finish", "tool"):
+            blocks.append("")  # the next delta opens a new block (text after a text block)
+        extra: JSON = {"id": {"x": 1}, "decoy": {"x": {"text": f"decoy{len(out)}"}}}
+        block, body = {
+            "role": ("text", {"type": "citations_delta",
+                              "citation": {"type": "char_location", "cited_text": text}}),
+            "odd": ("text", {"type": "text_deltx", "text": text}),
+            "reasoning": ("thinking", {"type": "thinking_delta", "thinking": text}),
+            "tool": ("tool_use", {"type": "input_json_delta",
+                                  "partial_json": orjson.dumps({"path": text}).decode()}),
+            "finish": ("text", {"type": "text_delta", "text": text}),  # in a new text block
+        }.get(kind, ("text", {"type": "text_delta", "text": text}))
+        delta(block, body, **extra.get(kind, {}))
     if blocks:
         event("content_block_stop", {"index": len(blocks) - 1})
     event("message_delta", {"delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 7}})
@@ -188,7 +192,7 @@ def _gemini(pieces: list[tuple[str, str]], write: Writer) -> list[bytes]:
     """Gemini chunks: kind text, reasoning (thought), usage (new usage numbers from here on),
     id (a new responseId from here on), finish (a thought signature on the text), tool (a
     function call), role (two text parts in one chunk), decoy (a text chunk with the same
-    key again after the text)."""
+    key again after the text), odd (a part with an unknown key: the same bytes but one)."""
     out: list[bytes] = []
     usage = {"promptTokenCount": 10, "totalTokenCount": 10}
     response_id = "r1"
@@ -202,25 +206,19 @@ def _gemini(pieces: list[tuple[str, str]], write: Writer) -> list[bytes]:
                                       **extra}))
 
     for kind, text in pieces:
-        if kind == "text":
-            chunk([{"text": text}])
-        elif kind == "reasoning":
-            chunk([{"text": text, "thought": True}])
-        elif kind == "usage":
+        if kind == "usage":
             usage = {"promptTokenCount": 10, "candidatesTokenCount": len(out),
                      "totalTokenCount": 10 + len(out)}
-            chunk([{"text": text}])
         elif kind == "id":
             response_id = f"r{len(out)}"
-            chunk([{"text": text}])
-        elif kind == "finish":
-            chunk([{"text": text, "thoughtSignature": "c2ln"}])
-        elif kind == "tool":
-            chunk([{"functionCall": {"name": "Read", "args": {"path": text}}}])
-        elif kind == "role":
-            chunk([{"text": text}, {"text": text}])
-        elif kind == "decoy":
-            chunk([{"text": text}], x={"text": f"decoy{len(out)}"})
+        parts = {
+            "reasoning": [{"text": text, "thought": True}],
+            "finish": [{"text": text, "thoughtSignature": "c2ln"}],
+            "tool": [{"functionCall": {"name": "Read", "args": {"path": text}}}],
+            "role": [{"text": text}, {"text": text}],
+            "odd": [{"texx": text}],
+        }.get(kind, [{"text": text}])
+        chunk(parts, **({"x": {"text": f"decoy{len(out)}"}} if kind == "decoy" else {}))
     chunk([{"text": "."}], finish="STOP")
     return out
 
@@ -230,7 +228,8 @@ STREAMS: dict[str, Callable[[list[tuple[str, str]], Writer], list[bytes]]] = {
     "anthropic": _anthropic,
     "gemini": _gemini,
 }
-KINDS = ["text"] * 12 + ["reasoning"] * 3 + ["id", "usage", "finish", "tool", "role", "decoy"]
+OTHERS = ["reasoning", "id", "usage", "finish", "tool", "role", "decoy", "odd"]
+KINDS = ["text"] * 12 + ["reasoning"] * 3 + OTHERS
 
 
 def _body(events: list[bytes], rng: random.Random, ends: str) -> bytes:
@@ -322,7 +321,7 @@ def test_every_kind_of_piece_at_every_cut(protocol: str, piece: str) -> None:
 
 
 @pytest.mark.parametrize("protocol", list(STREAMS))
-@pytest.mark.parametrize("kind", ["reasoning", "id", "usage", "finish", "tool", "role", "decoy"])
+@pytest.mark.parametrize("kind", OTHERS)
 def test_other_chunks_between_bare_pieces(protocol: str, kind: str) -> None:
     rng = random.Random(kind)
     pieces = [("text", "a"), ("text", "b"), (kind, "c"), ("text", "d"), ("text", "e"),
@@ -405,3 +404,23 @@ def test_bad_utf8_in_a_piece_is_no_exception(protocol: str) -> None:
     events[at] = events[at].replace(b'"w2"', b'"w2\xff"')
     decoded = _decode(protocol, _body(events, random.Random(0), "lf"), [], fast=True)
     assert not any(isinstance(event, tuple) and event[0] == "raised" for event in decoded)
+
+
+@pytest.mark.parametrize("protocol", list(STREAMS))
+@pytest.mark.parametrize("kind", OTHERS)
+def test_long_runs_cut_in_bulk(protocol: str, kind: str) -> None:
+    """Runs long enough to be cut up in one go (SSEStreamDecoder._bare_events), ended by
+    each other kind of chunk, in bodies that hold many events at once."""
+    rng = random.Random(kind)
+    pieces: list[tuple[str, str]] = []
+    for run in range(4):
+        pieces += [("text", rng.choice(PIECES) or "x") for _ in range(3 + 5 * run)]
+        pieces.append((kind, "z" * run))
+    pieces += [("text", f"t{n}") for n in range(40)]
+    for write, ends in zip(WRITERS, ("lf", "crlf", "lf"), strict=True):
+        body = _body(STREAMS[protocol](pieces, write), rng, ends)
+        expected = _decode(protocol, body, [], fast=False)
+        assert _decode(protocol, body, [], fast=True) == expected
+        for _ in range(6):
+            cuts = sorted(rng.sample(range(1, len(body)), rng.randint(1, 4)))
+            assert _decode(protocol, body, cuts, fast=True) == expected, cuts

@@ -101,9 +101,24 @@ class SSEStreamDecoder(StreamDecoder):
         self._learning = _LEARNING_TRIES
 
     def feed(self, chunk: bytes) -> list[Event]:
+        if self._pending:
+            chunk, self._pending = self._pending + chunk, b""
+        layout = self._bare
+        if layout is not None and chunk.endswith(layout.suffix) and chunk.startswith(layout.prefix):
+            # A streaming upstream's chunk is often exactly one event: one more piece if
+            # what lies between prefix and suffix is one whole JSON string.
+            try:
+                text = _decode_str(chunk[len(layout.prefix) - 1 : 1 - len(layout.suffix)])
+            except ValueError:
+                text = ""
+            if text:
+                layout.pieces.append(text)
+                return [layout.kind(layout.index, text)]
+        return self._events(chunk)
+
+    def _events(self, buffer: bytes) -> list[Event]:
+        """The events of `buffer` (what was pending and the new chunk)."""
         events: list[Event] = []
-        buffer = self._pending + chunk if self._pending else chunk
-        self._pending = b""
         crlf = b"\r" in buffer
         pos = 0
         while True:
@@ -135,35 +150,26 @@ class SSEStreamDecoder(StreamDecoder):
     def _bare_events(self, buffer: bytes, pos: int, events: list[Event]) -> int:
         """Take the events at `pos` made of the learnt bytes around a JSON string; return
         where the first other one starts."""
-        assert self._bare is not None
-        prefix, suffix, joint, pieces, kind, index = self._bare
-        if not buffer.startswith(prefix, pos):
+        layout = self._bare
+        assert layout is not None
+        if not buffer.startswith(layout.prefix, pos):
             return pos
-        find, startswith = buffer.find, buffer.startswith
+        pieces = layout.pieces
         first = len(pieces)
-        start = pos + len(prefix)
-        try:
-            while True:
-                # The string ends at its first quote unless it holds escaped ones: the
-                # suffix (which has a raw line break, so no string holds it) tells.
-                end = find(b'"', start)
-                if not startswith(suffix, end):
-                    found = STRING_REST.match(buffer, start)
-                    end = found.end() - 1 if found is not None else -1
-                    if not startswith(suffix, end):
-                        break  # another event, or not all of it here yet
-                if end == start:
-                    break  # an empty string is no piece of text: the general path decides
-                # Decoding checks the rest: escapes, UTF-8, no control characters.
-                pieces.append(_decode_str(buffer[start - 1 : end + 1]))
-                pos = end + len(suffix)
-                if not startswith(joint, end):  # the suffix, then the next event's prefix
-                    break
-                start = end + len(joint)
-        except ValueError:
-            pass  # the general path decides about this one
+        pos = _one_by_one(layout, buffer, pos, 2)
+        # A run longer than that, with room for more in the body: cut it up in bulk.
+        while (
+            len(pieces) - first >= 2
+            and len(buffer) - pos > 4 * layout.size
+            and buffer.startswith(layout.prefix, pos)
+        ):
+            taken = _in_bulk(layout, buffer, pos, 16 * (len(pieces) - first))
+            if taken == pos:
+                break
+            pos = taken
+        pos = _one_by_one(layout, buffer, pos, len(buffer))
         if len(pieces) > first:
-            events += map(kind, repeat(index), pieces[first:])
+            events += map(layout.kind, repeat(layout.index), pieces[first:])
         return pos
 
     def _rest(self, rest: bytes, events: list[Event]) -> None:
@@ -231,7 +237,7 @@ class SSEStreamDecoder(StreamDecoder):
             self._learning -= 1  # a layout that cannot be learnt: stop trying after a few
             return
         prefix, suffix = buffer[start : at + span[0]], buffer[at + span[1] : end]
-        self._bare = (prefix, suffix, suffix + prefix, pieces, kind, index)
+        self._bare = _Layout(prefix, suffix, pieces, kind, index)
 
     def on_named(self, name: bytes, data: bytes, events: list[Event]) -> None:
         """An `event:` line and one `data:` line, before the body ended. As on_data."""
@@ -263,10 +269,119 @@ class SSEStreamDecoder(StreamDecoder):
         """The body ended: append what closes the stream."""
 
 
-# The bytes of a bare event up to its string's opening quote, those from its closing quote
-# to the end of the event, the two together (from one string to the next); where its text
-# goes, the event type and its index.
-_Layout = tuple[bytes, bytes, bytes, list[str], type[TextDelta | ReasoningDelta], int]
+class _Layout:
+    """The bytes of the bare events expect_more learnt, and what to do with their text."""
+
+    __slots__ = ("after", "index", "kind", "needle", "next", "pieces", "prefix", "size",
+                 "suffix")
+
+    def __init__(
+        self,
+        prefix: bytes,  # from the start of the event to the string's opening quote
+        suffix: bytes,  # from the closing quote to the end of the event
+        pieces: list[str],  # where the texts go
+        kind: type[TextDelta | ReasoningDelta],  # and the events they make
+        index: int,
+    ) -> None:
+        self.prefix, self.suffix = prefix, suffix
+        self.pieces, self.kind, self.index = pieces, kind, index
+        # What a run is cut at in bulk: the first bytes between one string's closing quote
+        # and the next one's opening quote (the rest of one event, the start of the next),
+        # at most 32 (CPython searches longer needles more slowly). `next` is the rest of
+        # them, up to the next string's opening quote; `after` the part of the suffix in it.
+        joint = suffix[1:] + prefix
+        cut = min(32, len(joint) - 1)
+        self.needle, self.next, self.after = joint[:cut], joint[cut:], suffix[1 + cut :]
+        self.size = len(prefix) + len(suffix)
+
+
+def _one_by_one(layout: _Layout, buffer: bytes, pos: int, most: int) -> int:
+    """Take up to `most` events from `pos` one at a time; return where the first one not
+    taken starts."""
+    prefix, suffix, append = layout.prefix, layout.suffix, layout.pieces.append
+    find, startswith = buffer.find, buffer.startswith
+    if not startswith(prefix, pos):
+        return pos
+    start = pos + len(prefix)
+    joint = suffix + prefix
+    try:
+        while most > 0:
+            # The string ends at its first quote unless it holds escaped ones: the suffix
+            # (which has a raw line break, so no string holds it) tells.
+            end = find(b'"', start)
+            if not startswith(suffix, end):
+                found = STRING_REST.match(buffer, start)
+                end = found.end() - 1 if found is not None else -1
+                if not startswith(suffix, end):
+                    break  # another event, or not all of it here yet
+            if end == start:
+                break  # an empty string is no piece of text: the general path decides
+            # Decoding checks the rest: escapes, UTF-8, no control characters.
+            append(_decode_str(buffer[start - 1 : end + 1]))
+            pos = end + len(suffix)
+            most -= 1
+            if not startswith(joint, end):  # the suffix, then the next event's prefix
+                break
+            start = end + len(joint)
+    except ValueError:
+        pass  # the general path decides about this one
+    return pos
+
+
+def _in_bulk(layout: _Layout, buffer: bytes, pos: int, most: int) -> int:
+    """Take the run of events from `pos` (which starts with the prefix) in one go, looking
+    at most `most` events ahead; return where the first one not taken starts (`pos` when
+    none could be taken that way: the caller then goes one event at a time)."""
+    window = buffer[pos : pos + most * (layout.size + 64)]
+    parts = window.split(layout.needle)
+    # parts: the first event up to its string's closing quote; then for each next event the
+    # rest of the bytes between two strings (`next`) and its string; and so on, the last
+    # part being what follows. Those with another start end the run.
+    inner = parts[1:-1]
+    count = _starting_with(inner, layout.next)
+    # The last event taken is whole if the rest of its suffix follows the needle.
+    if not parts[1 + count].startswith(layout.after):
+        count -= 1
+    if count < 0:
+        return pos
+    skip = len(layout.next) - 1  # where each next string starts, at its opening quote
+    strings = [parts[0][len(layout.prefix) - 1 :], *[part[skip:] for part in inner[:count]]]
+    try:
+        texts = list(map(_decode_str, strings))  # each one whole JSON string, or an error
+    except ValueError:
+        return pos
+    if "" in texts:
+        return pos
+    layout.pieces += texts
+    # The last event taken ends with its suffix, in (or after) the needle that follows it.
+    return pos + sum(map(len, parts[: count + 1])) + count * len(layout.needle) + len(
+        layout.suffix
+    ) - 1
+
+
+def _starting_with(parts: list[bytes], start: bytes) -> int:
+    """How many of the leading `parts` start with `start`. All those that do lie in one
+    interval of byte order, so a list does when its smallest and largest part do: the whole
+    list is tried, then all but the last (a run usually ends with one other event), then
+    halves."""
+    def all_do(count: int) -> bool:
+        head = parts[:count]
+        return min(head).startswith(start) and max(head).startswith(start)
+
+    if not parts or all_do(len(parts)):
+        return len(parts)
+    if len(parts) == 1 or all_do(len(parts) - 1):
+        return len(parts) - 1
+    good, bad = 0, len(parts) - 1  # all_do(good) holds (trivially for 0), all_do(bad) not
+    while bad - good > 1:
+        middle = (good + bad) // 2
+        if all_do(middle):
+            good = middle
+        else:
+            bad = middle
+    return good
+
+
 _LEARNING_TRIES = 4  # failed attempts at learning a layout, per stream
 _decode_str = msgspec.json.Decoder(str).decode  # the same decoding as the subclasses' views
 _KEY_END = re.compile(rb'[ \t\r\n]*:[ \t\r\n]*"')
