@@ -84,6 +84,7 @@ class AnthropicStreamEncoder(StreamEncoder):
         "_model",
         "_next_index",
         "_open",
+        "_text_head",
     )
 
     def __init__(self, request: Request) -> None:
@@ -95,11 +96,17 @@ class AnthropicStreamEncoder(StreamEncoder):
         self._held = ""  # leading whitespace of a text part not opened yet
         self._closed = False  # after an error or message_stop
         self._held_signature: Reasoning | None = None  # a bare-signature block not yet sent
+        # While a text block is open and nothing else came since its last delta: how its
+        # deltas start (the text, then b"}}\n\n", is all the next one needs).
+        self._text_head: bytes | None = None
 
     def ping(self) -> bytes:
         return _PING
 
     def encode(self, event: Event) -> bytes:
+        if type(event) is TextDelta and self._text_head is not None and event.text:
+            return self._text_head + orjson.dumps(event.text) + b"}}\n\n"
+        self._text_head = None  # set again by _text_delta
         if self._closed:
             return b""
         handler = _HANDLERS.get(type(event))
@@ -198,7 +205,8 @@ class AnthropicStreamEncoder(StreamEncoder):
             out = self._block_start({"type": "text", "text": ""})
             index = self._next_index - 1  # the block just opened
         # The event a stream is mostly made of, written without building its dict.
-        return out + _TEXT_DELTA[index] + orjson.dumps(text) + b"}}\n\n"
+        self._text_head = _TEXT_DELTA[index]
+        return out + self._text_head + orjson.dumps(text) + b"}}\n\n"
 
     def _delta(self, delta: JSON) -> bytes:
         if self._client_index is None:

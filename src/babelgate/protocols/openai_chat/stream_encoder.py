@@ -47,6 +47,7 @@ from .usage import render_usage
 
 _DONE = b"data: [DONE]\n\n"
 _TAIL_OPEN = b',"logprobs":null,"finish_reason":null}]}\n\n'
+_DELTA_TAIL = b"}" + _TAIL_OPEN
 
 
 class ChatStreamEncoder(StreamEncoder):
@@ -55,12 +56,19 @@ class ChatStreamEncoder(StreamEncoder):
         self._model = request.model
         self._meta: JSON = {}
         self._head = b""
+        self._text_head = self._reasoning_head = b""  # _head and the delta's key
         self._tool_slot: dict[int, int] = {}  # part index -> tool_calls[].index
         self._custom: set[int] = set()  # part indexes of free-form (custom) calls
         self._thoughts: list[Reasoning] = []  # finished reasoning, for the first call's id
         self._usage = Usage()
 
     def encode(self, event: Event) -> bytes:
+        # What a stream is mostly made of, written without building its dict: the same
+        # bytes as _chunk({"content": text}) once the stream has started.
+        if type(event) is TextDelta and self._text_head:
+            return self._text_head + orjson.dumps(event.text) + _DELTA_TAIL
+        if type(event) is ReasoningDelta and self._reasoning_head:
+            return self._reasoning_head + orjson.dumps(event.text) + _DELTA_TAIL
         if isinstance(event, TextDelta):
             return self._chunk({"content": event.text})
         if isinstance(event, ReasoningDelta):
@@ -91,6 +99,8 @@ class ChatStreamEncoder(StreamEncoder):
             "model": event.model or self._model,
         }
         self._head = b"data: " + orjson.dumps(self._meta)[:-1] + b',"choices":[{"index":0,"delta":'
+        self._text_head = self._head + b'{"content":'
+        self._reasoning_head = self._head + b'{"reasoning_content":'
         return self._chunk({"role": "assistant", "content": ""})
 
     def _chunk(self, delta: JSON, finish: str | None = None) -> bytes:

@@ -67,6 +67,19 @@ class _OpenItem:
     delta_head: bytes = b""  # how each text delta event of this item starts
 
 
+# How a text delta event ends, by sequence number (made as streams get that far).
+_TEXT_DELTA_TAILS: list[bytes] = []
+
+
+def _more_tails(seq: int) -> None:
+    """Make the text delta tails up to `seq` and some way past it."""
+    start, end = len(_TEXT_DELTA_TAILS), seq + 256
+    _TEXT_DELTA_TAILS.extend(
+        b',"logprobs":[],"type":"response.output_text.delta","sequence_number":%d}\n\n' % n
+        for n in range(start, end)
+    )
+
+
 class ResponsesStreamEncoder(StreamEncoder):
     def __init__(self, request: Request) -> None:
         # What the response object echoes, built now: the encoder keeps no reference to the
@@ -89,14 +102,26 @@ class ResponsesStreamEncoder(StreamEncoder):
         self._usage = Usage()
         self._started = False
         self._finished = False
+        self._text_head = b""  # see encode
+        self._echo_tail = b""  # the echo serialised, once: see _response
 
     def ping(self) -> bytes:
         return b": keep-alive\n\n"
 
     def encode(self, event: Event) -> bytes:
-        if self._finished:
-            return b""
-        if type(event) is TextDelta and self._started:  # what a stream is mostly made of
+        if type(event) is TextDelta and self._text_head and event.text:
+            # What a stream is mostly made of, while a message item is open and nothing else
+            # came since its last delta: the event _text_delta writes, from its start.
+            seq = self._seq
+            self._seq += 1
+            if seq >= len(_TEXT_DELTA_TAILS):
+                _more_tails(seq)
+            return self._text_head + orjson.dumps(event.text) + _TEXT_DELTA_TAILS[seq]
+        self._text_head = b""  # set again by _text_delta
+        return b"" if self._finished else self._event(event)
+
+    def _event(self, event: Event) -> bytes:
+        if type(event) is TextDelta and self._started:
             return self._text_delta(event.text)
         if isinstance(event, MessageStart):
             return self._start(event.id, event.model, event.usage)
@@ -133,18 +158,33 @@ class ResponsesStreamEncoder(StreamEncoder):
         usage: JSON | None,
         incomplete_reason: str | None = None,
         error: JSON | None = None,
-    ) -> JSON:
-        return response_object(
+    ) -> tuple[bytes, bytes]:
+        """The response object's JSON, in two pieces: its own fields, and the request echo
+        (the same in every response event of a stream, so serialised once). Joined, they are
+        the bytes of response_object with the echo in it."""
+        own = orjson.dumps(response_object(
             rid=self._rid,
             created_at=self._created_at,
             model=self._model,
-            echo=self._echo,
-            output=list(self._output),
+            echo={},
+            output=self._output,
             status=status,
             usage=usage,
             incomplete_reason=incomplete_reason,
             error=error,
-        )
+        ))
+        if not self._echo_tail:
+            self._echo_tail = b"," + orjson.dumps(self._echo)[1:] if self._echo else b"}"
+        return own[:-1], self._echo_tail
+
+    def _response_event(self, kind: str, response: tuple[bytes, bytes]) -> bytes:
+        """What _emit(kind, {"response": ...}) writes, around the response's JSON, copied
+        once (it holds the echoed tools: kilobytes)."""
+        seq = self._seq
+        self._seq += 1
+        name = kind.encode()
+        return b"".join((b"event: ", name, b'\ndata: {"response":', *response, b',"type":"',
+                         name, b'","sequence_number":', str(seq).encode(), b"}\n\n"))
 
     # ------------------------------------------------------------ lifecycle
 
@@ -157,8 +197,8 @@ class ResponsesStreamEncoder(StreamEncoder):
         self._created_at = int(time.time())
         self._usage = usage
         snapshot = self._response("in_progress", None)
-        return self._emit("response.created", {"response": snapshot}) + self._emit(
-            "response.in_progress", {"response": snapshot}
+        return self._response_event("response.created", snapshot) + self._response_event(
+            "response.in_progress", snapshot
         )
 
     def _finish(self) -> bytes:
@@ -166,12 +206,12 @@ class ResponsesStreamEncoder(StreamEncoder):
         status, reason = status_for(self._stop_reason)
         response = self._response(status, render_usage(self._usage), incomplete_reason=reason)
         kind = "response.completed" if status == "completed" else "response.incomplete"
-        return self._emit(kind, {"response": response})
+        return self._response_event(kind, response)
 
     def _fail(self, error: GatewayError) -> bytes:
         self._finished = True
         response = self._response("failed", None, error=stream_error(error))
-        return self._emit("response.failed", {"response": response})
+        return self._response_event("response.failed", response)
 
     # ------------------------------------------------------------ parts
 
@@ -207,11 +247,12 @@ class ResponsesStreamEncoder(StreamEncoder):
                 + orjson.dumps(self._where(content_index=0))[:-1]
                 + b',"delta":'
             )
+        self._text_head = head
         seq = self._seq
         self._seq += 1
-        return (head + orjson.dumps(text)
-                + b',"logprobs":[],"type":"response.output_text.delta","sequence_number":'
-                + str(seq).encode() + b"}\n\n")
+        if seq >= len(_TEXT_DELTA_TAILS):
+            _more_tails(seq)
+        return head + orjson.dumps(text) + _TEXT_DELTA_TAILS[seq]
 
     def _reasoning_delta(self, text: str) -> bytes:
         if self._open is None or not text:
