@@ -424,3 +424,14 @@ def test_long_runs_cut_in_bulk(protocol: str, kind: str) -> None:
         for _ in range(6):
             cuts = sorted(rng.sample(range(1, len(body)), rng.randint(1, 4)))
             assert _decode(protocol, body, cuts, fast=True) == expected, cuts
+
+
+@pytest.mark.parametrize("protocol", list(STREAMS))
+@pytest.mark.parametrize("run", [3, 4, 5])
+def test_a_short_run_before_a_long_tail(protocol: str, run: int) -> None:
+    """A run just long enough to be tried in bulk, then only other events for long: the
+    window holds no two bare events in a row (or one at most)."""
+    rng = random.Random(run)
+    pieces = [("text", f"t{n}") for n in range(run)] + [("usage", "")] * 30
+    for ends in ("lf", "crlf"):
+        _check(protocol, _body(STREAMS[protocol](pieces, _compact), rng, ends), rng)

@@ -334,6 +334,8 @@ def _in_bulk(layout: _Layout, buffer: bytes, pos: int, most: int) -> int:
     none could be taken that way: the caller then goes one event at a time)."""
     window = buffer[pos : pos + most * (layout.size + 64)]
     parts = window.split(layout.needle)
+    if len(parts) == 1:
+        return pos  # no two such events in a row
     # parts: the first event up to its string's closing quote; then for each next event the
     # rest of the bytes between two strings (`next`) and its string; and so on, the last
     # part being what follows. Those with another start end the run.
