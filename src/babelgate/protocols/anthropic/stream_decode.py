@@ -41,6 +41,7 @@ from babelgate.canonical import (
 )
 from babelgate.canonical.ids import new_id
 from babelgate.canonical.tool_args import dump_arguments, parse_arguments
+from babelgate.reuse import derive
 
 from ..base import SSEStreamDecoder
 from ..sse import SSEEvent
@@ -92,6 +93,13 @@ class _DeltaEvent(msgspec.Struct):
 _decode_delta_event = msgspec.json.Decoder(_DeltaEvent).decode
 _TEXT_KEYS = (b'"text"',)
 _THINKING_KEYS = (b'"thinking"',)
+_TOOL_NAMES = "anthropic.stream-tool-names"  # what babelgate.reuse keeps per tool list
+
+
+def _tool_names(request: Request) -> tuple[dict[str, str], frozenset[str]]:
+    """The request's renamed tools (upstream name -> its own) and custom tools, which
+    depend on its tool list only."""
+    return name_map(request), custom_tool_names(request)
 
 
 def _read_piece(data: bytes) -> str | None:
@@ -126,8 +134,8 @@ class AnthropicStreamDecoder(SSEStreamDecoder):
     def __init__(self, request: Request) -> None:
         super().__init__()
         self._model = request.model  # not the request: a stream must not keep its body alive
-        self._names = name_map(request)
-        self._custom = custom_tool_names(request)
+        # Clients send the same tools every turn: the maps are made once per shared list.
+        self._names, self._custom = derive(request.tools, _TOOL_NAMES, _tool_names, request)
         self._block: _Block | None = None
         self._next_index = 0
         self._usage = Usage()

@@ -43,6 +43,7 @@ from babelgate.canonical.ids import new_id
 from babelgate.canonical.tool_args import dump_arguments
 from babelgate.protocols.base import SSEStreamDecoder
 from babelgate.protocols.sse import SSEEvent
+from babelgate.reuse import derive
 
 from .errors import error_from_body
 from .parts import BARE_THOUGHT, ORIGIN
@@ -119,6 +120,7 @@ def _read_text(data: bytes) -> str | None:
 
 
 _TEXT_KEYS = (b'"text"',)
+_TOOL_NAMES = "gemini.stream-tool-names"  # what babelgate.reuse keeps per tool list
 
 
 class GeminiStreamDecoder(SSEStreamDecoder):
@@ -139,7 +141,8 @@ class GeminiStreamDecoder(SSEStreamDecoder):
 
     def __init__(self, request: Request) -> None:
         super().__init__()
-        self._names = tool_names(request)
+        # Clients send the same tools every turn: the names are mapped once per shared list.
+        self._names = derive(request.tools, _TOOL_NAMES, tool_names, request)
         self._model = request.model
         self._started = False
         self._done = False  # an error was emitted: ignore the rest

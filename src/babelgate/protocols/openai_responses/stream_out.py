@@ -40,6 +40,7 @@ from babelgate.canonical import (
 from babelgate.canonical.ids import new_id
 from babelgate.protocols.base import StreamEncoder
 from babelgate.protocols.sse import sse
+from babelgate.reuse import derive
 
 from .errors import stream_error
 from .response_out import (
@@ -67,6 +68,9 @@ class _OpenItem:
     delta_head: bytes = b""  # how each text delta event of this item starts
 
 
+_NAMESPACES = "openai-responses.namespace-map"  # what babelgate.reuse keeps per tool list
+_SEARCHES = "openai-responses.search-tool-names"
+
 # How a text delta event ends, by sequence number (made as streams get that far).
 _TEXT_DELTA_TAILS: list[bytes] = []
 
@@ -90,8 +94,9 @@ class ResponsesStreamEncoder(StreamEncoder):
         if not isinstance(tools, orjson.Fragment):
             tools = orjson.Fragment(orjson.dumps(tools))
         self._echo = request_echo(request, tools)
-        self._namespaces = namespace_map(request.tools)
-        self._searches = search_tool_names(request.tools)
+        # Both depend on the tool list only, which clients send again every turn.
+        self._namespaces = derive(request.tools, _NAMESPACES, namespace_map, request.tools)
+        self._searches = derive(request.tools, _SEARCHES, search_tool_names, request.tools)
         self._seq = 0
         self._rid = ""
         self._model = request.model
