@@ -21,6 +21,7 @@ from itertools import repeat
 from typing import ClassVar, Literal
 
 import msgspec
+import orjson
 
 from babelgate.canonical import (
     JSON,
@@ -215,16 +216,17 @@ class SSEStreamDecoder(StreamDecoder):
         kind: type[TextDelta | ReasoningDelta],
         index: int,
     ) -> None:
-        """`data`, the event being handled (as given to on_data or on_named), was a bare
-        piece of text: the subclass appended it to `pieces` and emitted `kind(index, text)`,
+        """`data`, the event being handled (as given to on_data or on_named), left a piece
+        of text: the subclass appended it to `pieces` and emitted `kind(index, text)`,
         and would do the same for the same bytes around any other non-empty string. Learn
         those bytes, so that such events skip the general path until another event comes.
 
-        The text is the string value of the last of `keys` (JSON keys with their quotes)
-        found in `data`. `read` is the general path's own reading, without side effects: the
-        text it finds in an event, None if the event is not a bare piece. It must find a
-        probe string put in the text's place, which proves that the place is the one that
-        matters, however the JSON around it is laid out."""
+        The text is found as orjson writes it (the last piece), or else as the string value
+        of the last of `keys` (JSON keys with their quotes) found in `data`. `read` is the
+        general path's own reading, without side effects: the text it finds in an event,
+        None if the event is not a bare piece. It must find a probe string put in the text's
+        place, which proves that the place is the one that matters, however the JSON around
+        it is laid out."""
         event_at = self._event_at
         if self._bare is not None or event_at is None or self._learning <= 0:
             return
@@ -232,8 +234,16 @@ class SSEStreamDecoder(StreamDecoder):
             return
         buffer, start, end, term = event_at
         at = end - term - len(data)  # where `data` lies in the body as received
-        span = _string_at_key(data, keys) if buffer.startswith(data, at) else None
-        if span is None or read(data[: span[0]] + _PROBE + data[span[1] :]) != _PROBE_TEXT:
+        if not buffer.startswith(data, at):
+            return
+        # The text as orjson writes it is found fastest; from an upstream that escapes more,
+        # by its key.
+        token = orjson.dumps(pieces[-1])
+        found = data.rfind(token)
+        span = (found + 1, found + len(token) - 1) if found >= 0 else _string_at_key(data, keys)
+        if span is None:
+            return
+        if read(data[: span[0]] + _PROBE + data[span[1] :]) != _PROBE_TEXT:
             self._learning -= 1  # a layout that cannot be learnt: stop trying after a few
             return
         prefix, suffix = buffer[start : at + span[0]], buffer[at + span[1] : end]

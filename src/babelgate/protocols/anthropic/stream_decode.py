@@ -155,6 +155,8 @@ class AnthropicStreamDecoder(SSEStreamDecoder):
     def on_named(self, name: bytes, data: bytes, events: list[Event]) -> None:
         # Most of a stream is content_block_delta events: text, thinking and tool-argument
         # pieces go straight to the open block through a typed view of just the delta.
+        if name == b"ping" and data == b'{"type":"ping"}':
+            return  # carries nothing (on_event would decode it to find that out)
         current = self._block
         if name == b"content_block_delta" and current is not None and not self._done:
             try:

@@ -174,12 +174,23 @@ class GeminiStreamDecoder(SSEStreamDecoder):
                     self._usage_meta = chunk.usageMetadata
                 self._pieces.append(text)
                 events.append(TextDelta(self._index, text))
-                # Chunks that differ only in the text (their usage is the same, so noting
-                # it again changes nothing) can now skip even this.
-                self.expect_more(data, _TEXT_KEYS, _read_text, self._pieces, TextDelta,
-                                 self._index)
+                self._expect_more(data)
                 return
+        before = len(events)
         self._data(data, events)  # JSON is read from the bytes as well as from text
+        if (
+            self._open_kind == "text"
+            and self._finish is None  # no more pieces expected: nothing to learn
+            and len(events) > before
+            and type(events[-1]) is TextDelta
+        ):
+            self._expect_more(data)  # the first piece of a part, or of a stream
+
+    def _expect_more(self, data: bytes) -> None:
+        """After a chunk that left a piece in the open text: chunks that differ only in the
+        text (their usage is the same, so noting it again changes nothing) can skip the
+        typed view too (see SSEStreamDecoder.expect_more)."""
+        self.expect_more(data, _TEXT_KEYS, _read_text, self._pieces, TextDelta, self._index)
 
     def on_end(self, events: list[Event]) -> None:
         if self._done:

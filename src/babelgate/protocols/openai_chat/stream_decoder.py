@@ -93,6 +93,7 @@ class _Chunk(msgspec.Struct):
 
 _decode_chunk = msgspec.json.Decoder(_Chunk).decode
 _TEXT_KEYS = (b'"content"',)
+_PIECES = (TextDelta, ReasoningDelta)
 _REASONING_KEYS = (b'"reasoning_content"', b'"reasoning"')
 
 
@@ -168,16 +169,29 @@ class ChatStreamDecoder(SSEStreamDecoder):
                 part.chunks.append(piece)
                 kind = TextDelta if part.kind == "text" else ReasoningDelta
                 events.append(kind(part.index, piece))
-                # Chunks that differ only in the piece can now skip even this.
-                keys = _TEXT_KEYS if part.kind == "text" else _REASONING_KEYS
-                self.expect_more(data, keys, self._read_piece, part.chunks, kind, part.index)
+                self._expect_more(data)
                 return
+        if data == b"[DONE]":  # what _handle does with it, without a failed JSON decode
+            self._end_message(events)
+            return
         try:
             chunk = orjson.loads(data)
         except orjson.JSONDecodeError:
             self._handle(data.decode("utf-8", "replace"), events)  # `[DONE]`, or an error
             return
+        before = len(events)
         self._take(chunk, data, events)
+        if self._open is not None and len(events) > before and type(events[-1]) in _PIECES:
+            self._expect_more(data)  # the first piece of a part, or of a stream
+
+    def _expect_more(self, data: bytes) -> None:
+        """After a chunk that left a piece in the open part: chunks that differ only in the
+        piece can skip the typed view too (see SSEStreamDecoder.expect_more)."""
+        part = self._open
+        assert part is not None
+        kind = TextDelta if part.kind == "text" else ReasoningDelta
+        keys = _TEXT_KEYS if part.kind == "text" else _REASONING_KEYS
+        self.expect_more(data, keys, self._read_piece, part.chunks, kind, part.index)
 
     def _read_piece(self, data: bytes) -> str | None:
         """The piece of the open part's kind a chunk carries, if it carries nothing else."""
