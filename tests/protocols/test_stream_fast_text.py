@@ -435,3 +435,16 @@ def test_a_short_run_before_a_long_tail(protocol: str, run: int) -> None:
     pieces = [("text", f"t{n}") for n in range(run)] + [("usage", "")] * 30
     for ends in ("lf", "crlf"):
         _check(protocol, _body(STREAMS[protocol](pieces, _compact), rng, ends), rng)
+
+
+@pytest.mark.parametrize("protocol", list(STREAMS))
+def test_a_field_that_changes_in_every_event(protocol: str) -> None:
+    """A new id (Chat) or new usage (Gemini) in every chunk: no layout is ever used twice,
+    the decoder gives up learning, and the events stay those of the general path."""
+    rng = random.Random(5)
+    kind = "usage" if protocol == "gemini" else "id"
+    pieces = [(kind, f"w{n} ") for n in range(30)]
+    if protocol == "openai":
+        pieces = [p for n in range(30) for p in (("id", str(n)), ("text", f"w{n} "))]
+    for ends in ("lf", "crlf"):
+        _check(protocol, _body(STREAMS[protocol](pieces, _compact), rng, ends), rng)

@@ -91,7 +91,7 @@ class SSEStreamDecoder(StreamDecoder):
     layout only ever stands for the state it was learnt in.
     """
 
-    __slots__ = ("_bare", "_event_at", "_learning", "_pending")
+    __slots__ = ("_bare", "_event_at", "_learning", "_pending", "missed")
     fast_text: ClassVar[bool] = True  # learn layouts at all (tests turn it off to compare)
 
     def __init__(self) -> None:
@@ -100,6 +100,10 @@ class SSEStreamDecoder(StreamDecoder):
         # The event being handled as received: (body, start, end, length of its blank line).
         self._event_at: tuple[bytes, int, int, int] | None = None
         self._learning = _LEARNING_TRIES
+        # The event being handled is not one of the bare events just taken the fast way: most
+        # likely not a bare piece at all (a finish, usage), so a subclass need not try its
+        # typed view of one first.
+        self.missed = False
 
     def feed(self, chunk: bytes) -> list[Event]:
         if self._pending:
@@ -114,6 +118,7 @@ class SSEStreamDecoder(StreamDecoder):
                 text = ""
             if text:
                 layout.pieces.append(text)
+                layout.used = True
                 return [layout.kind(layout.index, text)]
         return self._events(chunk)
 
@@ -141,12 +146,23 @@ class SSEStreamDecoder(StreamDecoder):
                     break
                 block = buffer[pos:end]
                 term = 2
-            self._bare = None  # an event of another shape: what was learnt may be stale
+            self._forget()  # an event of another shape: what was learnt may be stale
             self._event_at = (buffer, pos, end + term, term)
             self._dispatch(block, events)
             pos = end + term
         self._event_at = None
+        self.missed = False
         return events
+
+    def _forget(self) -> None:
+        """Drop the layout learnt, before an event of another shape."""
+        layout = self._bare
+        self.missed = layout is not None and layout.used
+        if layout is not None and not layout.used:
+            # Not one event came the same way: some field changes in every event (an id, a
+            # timestamp, usage). Learning costs more than the general path: stop after a few.
+            self._learning -= 1
+        self._bare = None
 
     def _bare_events(self, buffer: bytes, pos: int, events: list[Event]) -> int:
         """Take the events at `pos` made of the learnt bytes around a JSON string; return
@@ -171,6 +187,7 @@ class SSEStreamDecoder(StreamDecoder):
         pos = _one_by_one(layout, buffer, pos, len(buffer))
         if len(pieces) > first:
             events += map(layout.kind, repeat(layout.index), pieces[first:])
+            layout.used = True
         return pos
 
     def _rest(self, rest: bytes, events: list[Event]) -> None:
@@ -184,8 +201,9 @@ class SSEStreamDecoder(StreamDecoder):
         self._pending = buffer[end + 2 :] + tail
         self._event_at = None  # not as received: nothing is learnt from these
         for block in buffer[:end].split(b"\n\n"):
-            self._bare = None
+            self._forget()
             self._dispatch(block, events)
+        self.missed = False
 
     def _dispatch(self, block: bytes, events: list[Event]) -> None:
         """One whole event (its lines, LF-separated, without the blank line)."""
@@ -262,6 +280,7 @@ class SSEStreamDecoder(StreamDecoder):
     def close(self) -> list[Event]:
         events: list[Event] = []
         self._bare = self._event_at = None
+        self.missed = False
         block = normalise(self._pending).rstrip(b"\r\n")  # a last event without its blank line
         self._pending = b""
         event = parse_block(block) if block else None
@@ -283,7 +302,7 @@ class _Layout:
     """The bytes of the bare events expect_more learnt, and what to do with their text."""
 
     __slots__ = ("after", "index", "kind", "needle", "next", "pieces", "prefix", "size",
-                 "suffix")
+                 "suffix", "used")
 
     def __init__(
         self,
@@ -303,6 +322,7 @@ class _Layout:
         cut = min(32, len(joint) - 1)
         self.needle, self.next, self.after = joint[:cut], joint[cut:], suffix[1 + cut :]
         self.size = len(prefix) + len(suffix)
+        self.used = False  # an event was taken with it
 
 
 def _one_by_one(layout: _Layout, buffer: bytes, pos: int, most: int) -> int:

@@ -161,7 +161,7 @@ class GeminiStreamDecoder(SSEStreamDecoder):
         self._data(event.data, events, at_end=at_end)
 
     def on_data(self, data: bytes, events: list[Event]) -> None:
-        if self._open_kind == "text" and not self._done:
+        if self._open_kind == "text" and not self._done and not self.missed:
             # Most chunks are one more piece of the open text: read through a typed view
             # that builds nothing else; anything more takes the general path.
             try:

@@ -160,7 +160,7 @@ class ChatStreamDecoder(SSEStreamDecoder):
         if self._ended:
             return
         part = self._open
-        if part is not None:
+        if part is not None and not self.missed:
             # The chunk a stream is mostly made of: one more piece of the text (or reasoning)
             # already open. Read into a typed view that skips everything else in the chunk;
             # anything but a bare piece takes the general path below.

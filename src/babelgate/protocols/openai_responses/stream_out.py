@@ -48,7 +48,6 @@ from .response_out import (
     call_item_id,
     echoed_tools,
     message_item,
-    output_text,
     reasoning_item,
     render_usage,
     request_echo,
@@ -70,6 +69,24 @@ class _OpenItem:
 
 _NAMESPACES = "openai-responses.namespace-map"  # what babelgate.reuse keeps per tool list
 _SEARCHES = "openai-responses.search-tool-names"
+
+# The events that open a message item (output_index, item id, sequence numbers), and
+# those that close its text (where it is, text, sequence number; twice).
+_MESSAGE_ADDED = (
+    b'event: response.output_item.added\ndata: {"output_index":%d,"item":{"id":%b,'
+    b'"type":"message","role":"assistant","status":"in_progress","content":[]},'
+    b'"type":"response.output_item.added","sequence_number":%d}\n\n'
+    b'event: response.content_part.added\ndata: {"item_id":%b,"output_index":%d,'
+    b'"content_index":0,"part":{"type":"output_text","text":"","annotations":[],'
+    b'"logprobs":[]},"type":"response.content_part.added","sequence_number":%d}\n\n'
+)
+_TEXT_DONE = (
+    b'event: response.output_text.done\ndata: {%b,"content_index":0,"text":%b,'
+    b'"logprobs":[],"type":"response.output_text.done","sequence_number":%d}\n\n'
+    b'event: response.content_part.done\ndata: {%b,"content_index":0,"part":{'
+    b'"type":"output_text","text":%b,"annotations":[],"logprobs":[]},'
+    b'"type":"response.content_part.done","sequence_number":%d}\n\n'
+)
 
 # How a text delta event ends, by sequence number (made as streams get that far).
 _TEXT_DELTA_TAILS: list[bytes] = []
@@ -230,12 +247,11 @@ class ResponsesStreamEncoder(StreamEncoder):
             item = reasoning_item(self._open.item_id, None)
             return self._emit("response.output_item.added", {"output_index": index, "item": item})
         self._open = _OpenItem(new_id("msg_"), index)
-        item = message_item(self._open.item_id, None, "in_progress")
-        return self._emit(
-            "response.output_item.added", {"output_index": index, "item": item}
-        ) + self._emit(
-            "response.content_part.added", self._where(content_index=0, part=output_text(""))
-        )
+        # The two events _emit would write for message_item(id, None, "in_progress") and
+        # output_text(""), from templates: every text part opens so.
+        seq, self._seq = self._seq, self._seq + 2
+        item_id = orjson.dumps(self._open.item_id)
+        return _MESSAGE_ADDED % (index, item_id, seq, item_id, index, seq + 1)
 
     def _where(self, **extra: object) -> JSON:
         assert self._open is not None
@@ -293,13 +309,14 @@ class ResponsesStreamEncoder(StreamEncoder):
         return out
 
     def _close_text(self, text: str) -> tuple[bytes, JSON]:
+        """output_text.done and content_part.done as _emit would write them, from a template
+        with the text serialised once (output_item.done follows, from the item)."""
         assert self._open is not None
-        out = self._emit(
-            "response.output_text.done", self._where(content_index=0, text=text, logprobs=[])
-        )
-        out += self._emit(
-            "response.content_part.done", self._where(content_index=0, part=output_text(text))
-        )
+        seq, self._seq = self._seq, self._seq + 2
+        where = b'"item_id":%b,"output_index":%d' % (
+            orjson.dumps(self._open.item_id), self._open.output_index)
+        string = orjson.dumps(text)
+        out = _TEXT_DONE % (where, string, seq, where, string, seq + 1)
         return out, message_item(self._open.item_id, text, "completed")
 
     def _close_reasoning(self, part: Reasoning) -> tuple[bytes, JSON]:
