@@ -153,32 +153,54 @@ class AnthropicStreamDecoder(SSEStreamDecoder):
     # ------------------------------------------------ dispatch
 
     def on_named(self, name: bytes, data: bytes, events: list[Event]) -> None:
-        # Most of a stream is content_block_delta events: text, thinking and tool-argument
-        # pieces go straight to the open block through a typed view of just the delta.
         if name == b"ping" and data == b'{"type":"ping"}':
             return  # carries nothing (on_event would decode it to find that out)
+        if (
+            name == b"content_block_delta"
+            and self._block is not None
+            and not self._done
+            and self._piece(data, events)
+        ):
+            return
+        # Any other event: as on_event, with the JSON read from the bytes (no SSEEvent, no
+        # text decoding); bytes orjson cannot read (bad UTF-8 among them) go the text way.
+        if self._done or not data:
+            return
+        try:
+            parsed = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            super().on_named(name, data, events)
+            return
+        if isinstance(parsed, dict):
+            self._on_json(parsed, name, events)
+
+    def _piece(self, data: bytes, events: list[Event]) -> bool:
+        """Most of a stream is content_block_delta events: text, thinking and tool-argument
+        pieces go straight to the open block through a typed view of just the delta. False
+        for anything else."""
         current = self._block
-        if name == b"content_block_delta" and current is not None and not self._done:
-            try:
-                delta = _decode_delta_event(data).delta
-            except ValueError:  # not JSON, or bad UTF-8 in it: the general path decides
-                delta = None
-            if delta is not None:
-                kind = delta.type
-                if kind == "text_delta" and type(delta.text) is str:
-                    if delta.text:
-                        self._add_text(delta.text, events)
-                        self._expect_more(data, _TEXT_KEYS)
-                    return
-                if kind == "thinking_delta" and type(delta.thinking) is str:
-                    if delta.thinking:
-                        self._add_text(delta.thinking, events)
-                        self._expect_more(data, _THINKING_KEYS)
-                    return
-                if kind == "input_json_delta" and type(delta.partial_json) is str:
-                    current.args.append(delta.partial_json)
-                    return
-        super().on_named(name, data, events)
+        assert current is not None
+        try:
+            delta = _decode_delta_event(data).delta
+        except ValueError:  # not JSON, or bad UTF-8 in it: the general path decides
+            return False
+        if delta is None:
+            return False
+        kind = delta.type
+        if kind == "text_delta" and type(delta.text) is str:
+            if delta.text:
+                self._add_text(delta.text, events)
+                self._expect_more(data, _TEXT_KEYS)
+            return True
+        if kind == "thinking_delta" and type(delta.thinking) is str:
+            if delta.thinking:
+                self._add_text(delta.thinking, events)
+                self._expect_more(data, _THINKING_KEYS)
+            return True
+        if kind == "input_json_delta" and type(delta.partial_json) is str:
+            current.args.append(delta.partial_json)
+            return True
+        return False
 
     def _expect_more(self, data: bytes, keys: tuple[bytes, ...]) -> None:
         """After a text or thinking piece: more events that differ only in the piece can
@@ -199,9 +221,13 @@ class AnthropicStreamDecoder(SSEStreamDecoder):
         except orjson.JSONDecodeError:
             self._fail(events, f"upstream sent invalid JSON in a stream event: {sse_event.data!r}")
             return
-        if not isinstance(data, dict):
-            return
-        kind = data.get("type") or sse_event.event
+        if isinstance(data, dict):
+            self._on_json(data, sse_event.event, events)
+
+    def _on_json(self, data: JSON, name: str | bytes | None, events: list[Event]) -> None:
+        """One event's JSON object; `name` its `event:` field, read if it has no `type`."""
+        kind = data.get("type") or (name.decode("utf-8", "replace") if type(name) is bytes
+                                    else name)
         if not self._started and kind in _NEEDS_START:
             self._message_start({}, events)  # an upstream that skipped message_start
         if kind == "content_block_delta":
@@ -330,7 +356,9 @@ class AnthropicStreamDecoder(SSEStreamDecoder):
             return  # the stop of a skipped block
         part: Text | Reasoning | ToolCall
         if isinstance(current.part, Text):
-            part = replace(current.part, text="".join(current.texts))
+            # A new Text with all of the start's fields (what replace() gives, faster)
+            start = current.part
+            part = Text("".join(current.texts), cache=start.cache, citations=start.citations)
             if current.citations:
                 part.citations = current.citations
         elif isinstance(current.part, Reasoning):
