@@ -406,10 +406,13 @@ def _encode(
     encoder: StreamEncoder, events: list[Event], attempt: Attempt, request: Request
 ) -> bytes:
     """Client bytes for a batch of events, noting usage and errors for the access log."""
-    out = []
+    if len(events) == 1 and type(events[0]) is TextDelta:
+        return encoder.encode(events[0])  # a paced upstream's chunk: one piece of text
+    out: list[bytes] = []
+    encode, append = encoder.encode, out.append
     for event in events:
         if type(event) is TextDelta:  # most events: nothing to note
-            out.append(encoder.encode(event))
+            append(encode(event))
             continue
         if isinstance(event, MessageStart):
             event.model = request.model  # the client sees the model name it asked for
@@ -424,7 +427,7 @@ def _encode(
             attempt.usage = event.usage
         elif isinstance(event, StreamError):
             attempt.error = event.error
-        out.append(encoder.encode(event))
+        append(encode(event))
     return b"".join(out)
 
 

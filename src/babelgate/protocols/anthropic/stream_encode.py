@@ -53,6 +53,11 @@ JSON = dict[str, Any]
 _PING = sse(b'{"type":"ping"}', "ping")
 _THINKING_START: JSON = {"type": "thinking", "thinking": "", "signature": ""}
 _STOP = sse(b'{"type":"message_stop"}', "message_stop")
+_TEXT_START = (
+    b'event: content_block_start\ndata: {"type":"content_block_start","index":%d,'
+    b'"content_block":{"type":"text","text":""}}\n\n'
+)
+_BLOCK_STOP = b'event: content_block_stop\ndata: {"type":"content_block_stop","index":%d}\n\n'
 
 
 def _event(name: str, data: JSON) -> bytes:
@@ -202,8 +207,9 @@ class AnthropicStreamEncoder(StreamEncoder):
                 self._held += text
                 return b""
             text, self._held = self._held + text, ""
-            out = self._block_start({"type": "text", "text": ""})
-            index = self._next_index - 1  # the block just opened
+            index = self._client_index = self._next_index
+            self._next_index += 1
+            out = _TEXT_START % index  # what _block_start({"type": "text", "text": ""}) writes
         # The event a stream is mostly made of, written without building its dict.
         self._text_head = _TEXT_DELTA[index]
         return out + self._text_head + orjson.dumps(text) + b"}}\n\n"
@@ -243,7 +249,7 @@ class AnthropicStreamEncoder(StreamEncoder):
         index, self._client_index, self._open = self._client_index, None, None
         if index is None:
             return b""
-        return _event("content_block_stop", {"type": "content_block_stop", "index": index})
+        return _BLOCK_STOP % index  # the content_block_stop event _event would write
 
 
 # SignatureDelta has no handler: the signature is sent from the finished part at its stop.
