@@ -319,15 +319,20 @@ class _Layout:
         kind: type[TextDelta | ReasoningDelta],  # and the events they make
         index: int,
     ) -> None:
-        self.prefix, self.suffix = prefix, suffix
-        self.pieces, self.kind, self.index = pieces, kind, index
+        self.prefix = prefix
+        self.suffix = suffix
+        self.pieces = pieces
+        self.kind = kind
+        self.index = index
         # What a run is cut at in bulk: the first bytes between one string's closing quote
         # and the next one's opening quote (the rest of one event, the start of the next),
         # at most 32 (CPython searches longer needles more slowly). `next` is the rest of
         # them, up to the next string's opening quote; `after` the part of the suffix in it.
         joint = suffix[1:] + prefix
-        cut = min(32, len(joint) - 1)
-        self.needle, self.next, self.after = joint[:cut], joint[cut:], suffix[1 + cut :]
+        cut = 32 if len(joint) > 32 else len(joint) - 1
+        self.needle = joint[:cut]
+        self.next = joint[cut:]
+        self.after = suffix[1 + cut :]
         self.size = len(prefix) + len(suffix)
         self.used = False  # an event was taken with it
 

@@ -79,14 +79,15 @@ class _Block:
         self.initial_input: JSON = {}  # a tool_use start's own input (see _block_stop)
 
 
-class _Delta(msgspec.Struct):
+# The typed views hold decoded JSON only, which cannot make a cycle: gc=False.
+class _Delta(msgspec.Struct, gc=False):
     type: Any = None
     text: Any = None
     thinking: Any = None
     partial_json: Any = None
 
 
-class _DeltaEvent(msgspec.Struct):
+class _DeltaEvent(msgspec.Struct, gc=False):
     delta: _Delta | None = None
 
 

@@ -60,23 +60,24 @@ JSON = dict[str, Any]
 
 
 # A typed view of a chunk with every field the general path (_data, _chunk, _part) reads.
-class _Part(msgspec.Struct):
+# The typed views hold decoded JSON only, which cannot make a cycle: gc=False.
+class _Part(msgspec.Struct, gc=False):
     text: Any = None
     thought: Any = None
     thoughtSignature: Any = None  # field names are Gemini's
     functionCall: Any = msgspec.UNSET  # present at all: a call
 
 
-class _Content(msgspec.Struct):
+class _Content(msgspec.Struct, gc=False):
     parts: list[_Part] | None = None
 
 
-class _Candidate(msgspec.Struct):
+class _Candidate(msgspec.Struct, gc=False):
     content: _Content | None = None
     finishReason: Any = None
 
 
-class _Chunk(msgspec.Struct):
+class _Chunk(msgspec.Struct, gc=False):
     candidates: list[_Candidate] | None = None
     usageMetadata: Any = msgspec.UNSET
     promptFeedback: Any = None

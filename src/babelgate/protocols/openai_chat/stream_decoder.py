@@ -67,7 +67,8 @@ class _CallBuffer:
 
 # A typed view of a chunk: every field the general path (_take, _choice, reasoning_text)
 # reads, so that "all of them empty but one piece" means the same as there.
-class _Delta(msgspec.Struct):
+# The typed views hold decoded JSON only, which cannot make a cycle: gc=False.
+class _Delta(msgspec.Struct, gc=False):
     content: Any = None
     reasoning_content: Any = None
     reasoning: Any = None
@@ -77,7 +78,7 @@ class _Delta(msgspec.Struct):
     function_call: Any = None
 
 
-class _Choice(msgspec.Struct):
+class _Choice(msgspec.Struct, gc=False):
     index: Any = 0
     delta: _Delta | None = None
     finish_reason: Any = None
@@ -85,7 +86,7 @@ class _Choice(msgspec.Struct):
     stop_reason: Any = None
 
 
-class _Chunk(msgspec.Struct):
+class _Chunk(msgspec.Struct, gc=False):
     choices: list[_Choice] | None = None
     usage: Any = None
     error: Any = None
@@ -94,6 +95,7 @@ class _Chunk(msgspec.Struct):
 _decode_chunk = msgspec.json.Decoder(_Chunk).decode
 _TEXT_KEYS = (b'"content"',)
 _PIECES = (TextDelta, ReasoningDelta)
+_REASONING_FIELDS = frozenset({"reasoning_content", "reasoning", "reasoning_details"})
 _REASONING_KEYS = (b'"reasoning_content"', b'"reasoning"')
 
 
@@ -256,7 +258,8 @@ class ChatStreamDecoder(SSEStreamDecoder):
         if isinstance(usage, dict):
             self._usage = parse_usage(usage)
         delta = choice.get("delta") or {}
-        reasoning = reasoning_text(delta)
+        # reasoning_text gives "" without these keys: most chunks have none of them
+        reasoning = reasoning_text(delta) if _REASONING_FIELDS & delta.keys() else ""
         if reasoning:
             self._stream_text("reasoning", reasoning, events)
         content = delta.get("content") or delta.get("refusal")
@@ -334,6 +337,8 @@ class ChatStreamDecoder(SSEStreamDecoder):
         return buffer
 
     def _flush_calls(self, events: list[Event]) -> None:
+        if not self._calls:
+            return  # nothing buffered (then _by_index and _by_id are empty too)
         for buffer in self._calls:
             call = make_call(buffer.id, buffer.name, "".join(buffer.arguments), self._tools)
             index = self._next_index
