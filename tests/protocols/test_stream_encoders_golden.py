@@ -19,6 +19,7 @@ import re
 import sys
 from pathlib import Path
 
+import orjson
 import pytest
 
 from babelgate.canonical import (
@@ -150,6 +151,21 @@ def golden() -> dict[tuple[str, int], str]:
 def test_encoders_write_what_they_wrote(golden: dict[tuple[str, int], str], protocol: str) -> None:
     for seed in SEEDS:
         assert _encode(protocol, seed) == golden[protocol, seed], seed
+
+
+def test_responses_text_deltas_past_the_kept_tails() -> None:
+    """Sequence numbers past the tails the Responses encoder keeps made (4096): each delta
+    is still the event _emit writes (its JSON as orjson gives it back) and they count up."""
+    encoder = get_codec("openai-responses").stream_encoder(_request("openai-responses", 0))
+    encoder.encode(MessageStart("resp_1", "m"))
+    encoder.encode(PartStart(0, Text("")))
+    for seq in range(4, 5004):
+        out = encoder.encode(TextDelta(0, f"w{seq}"))
+        head, data = out.split(b"\ndata: ")
+        event = orjson.loads(data)
+        assert head == b"event: response.output_text.delta"
+        assert data == orjson.dumps(event) + b"\n\n"
+        assert (event["delta"], event["sequence_number"]) == (f"w{seq}", seq)
 
 
 def _write() -> None:

@@ -88,17 +88,20 @@ _TEXT_DONE = (
     b'"type":"response.content_part.done","sequence_number":%d}\n\n'
 )
 
-# How a text delta event ends, by sequence number (made as streams get that far).
+# How a text delta event ends, by sequence number: made as streams get that far, and kept
+# for the first _KEPT_TAILS numbers (a few hundred kilobytes at most).
+_TEXT_DELTA_TAIL = b',"logprobs":[],"type":"response.output_text.delta","sequence_number":%d}\n\n'
 _TEXT_DELTA_TAILS: list[bytes] = []
+_KEPT_TAILS = 4096
 
 
-def _more_tails(seq: int) -> None:
-    """Make the text delta tails up to `seq` and some way past it."""
-    start, end = len(_TEXT_DELTA_TAILS), seq + 256
-    _TEXT_DELTA_TAILS.extend(
-        b',"logprobs":[],"type":"response.output_text.delta","sequence_number":%d}\n\n' % n
-        for n in range(start, end)
-    )
+def _tail(seq: int) -> bytes:
+    """The text delta tail for `seq`, past those made so far."""
+    if seq >= _KEPT_TAILS:
+        return _TEXT_DELTA_TAIL % seq
+    start, end = len(_TEXT_DELTA_TAILS), min(seq + 256, _KEPT_TAILS)
+    _TEXT_DELTA_TAILS.extend(_TEXT_DELTA_TAIL % n for n in range(start, end))
+    return _TEXT_DELTA_TAILS[seq]
 
 
 class ResponsesStreamEncoder(StreamEncoder):
@@ -136,9 +139,8 @@ class ResponsesStreamEncoder(StreamEncoder):
             # came since its last delta: the event _text_delta writes, from its start.
             seq = self._seq
             self._seq += 1
-            if seq >= len(_TEXT_DELTA_TAILS):
-                _more_tails(seq)
-            return self._text_head + orjson.dumps(event.text) + _TEXT_DELTA_TAILS[seq]
+            tail = _TEXT_DELTA_TAILS[seq] if seq < len(_TEXT_DELTA_TAILS) else _tail(seq)
+            return self._text_head + orjson.dumps(event.text) + tail
         self._text_head = b""  # set again by _text_delta
         return b"" if self._finished else self._event(event)
 
@@ -271,9 +273,8 @@ class ResponsesStreamEncoder(StreamEncoder):
         self._text_head = head
         seq = self._seq
         self._seq += 1
-        if seq >= len(_TEXT_DELTA_TAILS):
-            _more_tails(seq)
-        return head + orjson.dumps(text) + _TEXT_DELTA_TAILS[seq]
+        tail = _TEXT_DELTA_TAILS[seq] if seq < len(_TEXT_DELTA_TAILS) else _tail(seq)
+        return head + orjson.dumps(text) + tail
 
     def _reasoning_delta(self, text: str) -> bytes:
         if self._open is None or not text:
