@@ -71,7 +71,7 @@ _NAMESPACES = "openai-responses.namespace-map"  # what babelgate.reuse keeps per
 _SEARCHES = "openai-responses.search-tool-names"
 
 # The events that open a message item (output_index, item id, sequence numbers), and
-# those that close its text (where it is, text, sequence number; twice).
+# those that close it (item id, output index, text, sequence numbers).
 _MESSAGE_ADDED = (
     b'event: response.output_item.added\ndata: {"output_index":%d,"item":{"id":%b,'
     b'"type":"message","role":"assistant","status":"in_progress","content":[]},'
@@ -81,11 +81,20 @@ _MESSAGE_ADDED = (
     b'"logprobs":[]},"type":"response.content_part.added","sequence_number":%d}\n\n'
 )
 _TEXT_DONE = (
-    b'event: response.output_text.done\ndata: {%b,"content_index":0,"text":%b,'
-    b'"logprobs":[],"type":"response.output_text.done","sequence_number":%d}\n\n'
-    b'event: response.content_part.done\ndata: {%b,"content_index":0,"part":{'
-    b'"type":"output_text","text":%b,"annotations":[],"logprobs":[]},'
-    b'"type":"response.content_part.done","sequence_number":%d}\n\n'
+    b'event: response.output_text.done\ndata: {"item_id":%b,"output_index":%d,'
+    b'"content_index":0,"text":%b,"logprobs":[],"type":"response.output_text.done",'
+    b'"sequence_number":%d}\n\n'
+    b'event: response.content_part.done\ndata: {"item_id":%b,"output_index":%d,'
+    b'"content_index":0,"part":{"type":"output_text","text":%b,"annotations":[],'
+    b'"logprobs":[]},"type":"response.content_part.done","sequence_number":%d}\n\n'
+    b'event: response.output_item.done\ndata: {"output_index":%d,"item":{"id":%b,'
+    b'"type":"message","role":"assistant","status":"completed","content":[{'
+    b'"type":"output_text","text":%b,"annotations":[],"logprobs":[]}]},'
+    b'"type":"response.output_item.done","sequence_number":%d}\n\n'
+)
+_DELTA_HEAD = (  # item id, output index
+    b'event: response.output_text.delta\ndata: {"item_id":%b,"output_index":%d,'
+    b'"content_index":0,"delta":'
 )
 
 # How a text delta event ends, by sequence number: made as streams get that far, and kept
@@ -265,11 +274,8 @@ class ResponsesStreamEncoder(StreamEncoder):
         # Written without building its dict: the same event _emit would write.
         head = self._open.delta_head
         if not head:
-            head = self._open.delta_head = (
-                b"event: response.output_text.delta\ndata: "
-                + orjson.dumps(self._where(content_index=0))[:-1]
-                + b',"delta":'
-            )
+            head = self._open.delta_head = _DELTA_HEAD % (
+                orjson.dumps(self._open.item_id), self._open.output_index)
         self._text_head = head
         seq = self._seq
         self._seq += 1
@@ -297,8 +303,10 @@ class ResponsesStreamEncoder(StreamEncoder):
             out = self._part_start(part)
         assert self._open is not None
         if isinstance(part, Text):
-            closing, item = self._close_text(part.text)
-        elif isinstance(part, Reasoning):
+            out += self._close_text(part.text)
+            self._open = None
+            return out
+        if isinstance(part, Reasoning):
             closing, item = self._close_reasoning(part)
         else:
             closing, item = self._close_call(part)
@@ -309,16 +317,17 @@ class ResponsesStreamEncoder(StreamEncoder):
         self._open = None
         return out
 
-    def _close_text(self, text: str) -> tuple[bytes, JSON]:
-        """output_text.done and content_part.done as _emit would write them, from a template
-        with the text serialised once (output_item.done follows, from the item)."""
+    def _close_text(self, text: str) -> bytes:
+        """output_text.done, content_part.done and output_item.done (the item being
+        message_item(id, text, "completed"), kept for the response's output) as _emit
+        would write them, from a template with the text serialised once."""
         assert self._open is not None
-        seq, self._seq = self._seq, self._seq + 2
-        where = b'"item_id":%b,"output_index":%d' % (
-            orjson.dumps(self._open.item_id), self._open.output_index)
+        seq, self._seq = self._seq, self._seq + 3
+        item_id, index = orjson.dumps(self._open.item_id), self._open.output_index
         string = orjson.dumps(text)
-        out = _TEXT_DONE % (where, string, seq, where, string, seq + 1)
-        return out, message_item(self._open.item_id, text, "completed")
+        self._output.append(message_item(self._open.item_id, text, "completed"))
+        return _TEXT_DONE % (item_id, index, string, seq, item_id, index, string, seq + 1,
+                             index, item_id, string, seq + 2)
 
     def _close_reasoning(self, part: Reasoning) -> tuple[bytes, JSON]:
         assert self._open is not None
