@@ -130,6 +130,8 @@ class SSEStreamDecoder(StreamDecoder):
         while True:
             if self._bare is not None:
                 pos = self._bare_events(buffer, pos, events)
+            if pos == len(buffer):
+                break  # the chunk ended with an event, as it mostly does
             if crlf:
                 end = buffer.find(b"\r\n\r\n", pos)
                 block = normalise(buffer[pos:end]) if end >= 0 else b"\n\n"

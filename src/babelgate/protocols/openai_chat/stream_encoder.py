@@ -57,6 +57,7 @@ class ChatStreamEncoder(StreamEncoder):
         self._meta: JSON = {}
         self._head = b""
         self._text_head = self._reasoning_head = b""  # _head and the delta's key
+        self._usage_head = b""  # the usage chunk up to its usage
         self._tool_slot: dict[int, int] = {}  # part index -> tool_calls[].index
         self._custom: set[int] = set()  # part indexes of free-form (custom) calls
         self._thoughts: list[Reasoning] = []  # finished reasoning, for the first call's id
@@ -98,10 +99,13 @@ class ChatStreamEncoder(StreamEncoder):
             "created": int(time.time()),
             "model": event.model or self._model,
         }
-        self._head = b"data: " + orjson.dumps(self._meta)[:-1] + b',"choices":[{"index":0,"delta":'
+        meta = b"data: " + orjson.dumps(self._meta)[:-1]
+        self._head = meta + b',"choices":[{"index":0,"delta":'
+        self._usage_head = meta + b',"choices":[],"usage":'
         self._text_head = self._head + b'{"content":'
         self._reasoning_head = self._head + b'{"reasoning_content":'
-        return self._chunk({"role": "assistant", "content": ""})
+        # _chunk({"role": "assistant", "content": ""}), written out
+        return self._head + b'{"role":"assistant","content":""}' + _TAIL_OPEN
 
     def _chunk(self, delta: JSON, finish: str | None = None) -> bytes:
         if not self._head:  # events before MessageStart break the contract; stay parseable
@@ -146,5 +150,8 @@ class ChatStreamEncoder(StreamEncoder):
         return self._chunk({"tool_calls": [entry]})
 
     def _usage_chunk(self) -> bytes:
-        body = dict(self._meta, choices=[], usage=render_usage(self._usage))
-        return b"data: " + orjson.dumps(body) + b"\n\n"
+        # dict(self._meta, choices=[], usage=...) serialised, from the head made at the start
+        if not self._usage_head:  # no MessageStart came (it breaks the contract)
+            body = dict(self._meta, choices=[], usage=render_usage(self._usage))
+            return b"data: " + orjson.dumps(body) + b"\n\n"
+        return self._usage_head + orjson.dumps(render_usage(self._usage)) + b"}\n\n"
