@@ -100,10 +100,11 @@ class Response:
         if conn.closed:
             return
         head = self._head(status, headers, b"content-length: %d\r\n" % len(body))
-        conn.transport.write(head if self._head_only else head + body)
+        conn.out([head] if self._head_only else [head, body])
 
     def start(self, status: int, headers: Headers, first: bytes = b"") -> None:
-        """Begin a stream of unknown length; `first` goes out with the head."""
+        """Begin a stream of unknown length; `first` goes out with the head, and with what
+        else the stream writes in this turn of the event loop (see _Connection.hold)."""
         if self.started:
             raise RuntimeError("the response has already started")
         self.started = True
@@ -113,12 +114,7 @@ class Response:
         if conn.closed:
             return
         head = self._head(status, headers, _CHUNKED if self._chunked else b"")
-        if self._head_only:
-            conn.transport.write(head)
-        elif first:
-            conn.transport.writelines(self._framed(first, head))
-        else:
-            conn.transport.write(head)
+        conn.hold(self._framed(first, head) if first and not self._head_only else [head])
 
     async def write(self, data: bytes) -> None:
         """More of a started stream. Waits while the client's socket buffer is full, so a slow
@@ -126,7 +122,8 @@ class Response:
         conn = self._conn
         if not data or conn.closed or self._head_only:
             return
-        conn.transport.writelines(self._framed(data))
+        conn.out(self._framed(data))
+        conn.flush()  # in the transport now, so that a full socket makes us wait below
         if conn.write_paused:
             await conn.drained()
 
@@ -140,11 +137,11 @@ class Response:
             return
         if not self._chunked:
             if tail:
-                conn.transport.write(tail)
+                conn.out([tail])
         elif tail:
-            conn.transport.writelines(self._framed(tail, end=True))
+            conn.out(self._framed(tail, end=True))
         else:
-            conn.transport.write(_LAST_CHUNK)
+            conn.out([_LAST_CHUNK])
 
     def _head(self, status: int, headers: Headers, framing: bytes) -> bytes:
         conn = self._conn
@@ -276,6 +273,7 @@ class _Connection(asyncio.Protocol):
         self._refused = False  # nothing more is read; the refusal below is the last answer
         self._refusal: tuple[str, int, str] | None = None  # sent after the requests ahead
         self._linger: asyncio.TimerHandle | None = None
+        self._held: list[bytes] | None = None  # written at the end of this loop turn (hold)
         # the request being parsed
         self._url = b""
         self._headers: dict[str, str] = {}
@@ -388,7 +386,7 @@ class _Connection(asyncio.Protocol):
         if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
             raise _Refused(413, "request body is larger than 64 MiB")
         if headers.get("expect", "").lower() == "100-continue" and self.task is None:
-            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            self.out([b"HTTP/1.1 100 Continue\r\n\r\n"])  # after any answer still held
 
     def on_body(self, body: bytes) -> None:
         self._body_size += len(body)
@@ -518,11 +516,38 @@ class _Connection(asyncio.Protocol):
         # client closes, for LINGER_SECONDS at most.
         if self.closed:
             return
+        self.flush()
         self.transport.write_eof()
         self.transport.resume_reading()
         self._linger = self.loop.call_later(LINGER_SECONDS, self.close)
 
+    # ------------------------------------------------------------------ writing
+    def out(self, parts: list[bytes]) -> None:
+        """Write `parts` now, or after what is held if something is."""
+        if self._held is not None:
+            self._held += parts
+        else:
+            self.transport.writelines(parts)
+
+    def hold(self, parts: list[bytes]) -> None:
+        """Write `parts` at the end of this turn of the event loop, together with what else
+        is written until then. A stream's opening is held so: when the upstream's whole
+        answer came in one read, its end follows in the same turn, and head, events and
+        terminator leave in one write instead of two (a write to a socket costs more than the
+        turn's delay; measured ~3% of a streamed request). One callback per stream."""
+        if self._held is None:
+            self._held = parts
+            self.loop.call_soon(self.flush)
+        else:
+            self._held += parts
+
+    def flush(self) -> None:
+        held, self._held = self._held, None
+        if held and not self.closed:
+            self.transport.writelines(held)
+
     def close(self) -> None:
+        self.flush()
         if not self.closed:
             self.closed = True
             self.transport.close()  # sends what is buffered first
