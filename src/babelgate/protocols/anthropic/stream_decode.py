@@ -43,8 +43,8 @@ from babelgate.canonical.ids import new_id
 from babelgate.canonical.tool_args import dump_arguments, parse_arguments
 from babelgate.reuse import derive
 
-from ..base import SSEStreamDecoder
 from ..sse import SSEEvent
+from ..sse_decoder import SSEStreamDecoder
 from .carrier import ANTHROPIC
 from .errors import error_from_object
 from .response import upstream_call

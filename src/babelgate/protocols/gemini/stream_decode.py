@@ -41,8 +41,8 @@ from babelgate.canonical import (
 )
 from babelgate.canonical.ids import new_id
 from babelgate.canonical.tool_args import dump_arguments
-from babelgate.protocols.base import SSEStreamDecoder
 from babelgate.protocols.sse import SSEEvent
+from babelgate.protocols.sse_decoder import SSEStreamDecoder
 from babelgate.reuse import derive
 
 from .errors import error_from_body

@@ -41,8 +41,8 @@ from babelgate.canonical import (
 from babelgate.canonical.ids import new_id
 from babelgate.canonical.tool_args import dump_arguments
 
-from ..base import SSEStreamDecoder
 from ..sse import SSEEvent
+from ..sse_decoder import SSEStreamDecoder
 from .calls import arguments_text, make_call
 from .errors import error_from_json
 from .names import tools_by_wire_name

@@ -38,8 +38,8 @@ from babelgate.canonical import (
     ToolCall,
 )
 from babelgate.canonical.tool_args import dump_arguments
-from babelgate.protocols.base import SSEStreamDecoder
 from babelgate.protocols.sse import SSEEvent
+from babelgate.protocols.sse_decoder import SSEStreamDecoder
 
 from .envelope import ORIGIN
 from .errors import error_from_event

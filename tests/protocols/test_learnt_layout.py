@@ -1,5 +1,6 @@
-"""The stream decoders' fast path for bare pieces of text (SSEStreamDecoder.expect_more) must
-give exactly the events of the general path, for any stream and any split of it.
+"""The stream decoders' fast path for bare pieces of text (protocols/learnt_layout.py, learnt
+by SSEStreamDecoder.expect_more) must give exactly the events of the general path, for any
+stream and any split of it.
 
 Each case decodes the same body twice, with the fast path and with it turned off
 (`fast_text = False`), whole, in random pieces and byte by byte, and compares the events (or
@@ -36,7 +37,7 @@ from babelgate.canonical import (
     ToolCall,
 )
 from babelgate.protocols import get_codec
-from babelgate.protocols.base import SSEStreamDecoder
+from babelgate.protocols.sse_decoder import SSEStreamDecoder
 
 JSON = dict[str, Any]
 REQUEST = Request(
@@ -409,7 +410,7 @@ def test_bad_utf8_in_a_piece_is_no_exception(protocol: str) -> None:
 @pytest.mark.parametrize("protocol", list(STREAMS))
 @pytest.mark.parametrize("kind", OTHERS)
 def test_long_runs_cut_in_bulk(protocol: str, kind: str) -> None:
-    """Runs long enough to be cut up in one go (SSEStreamDecoder._bare_events), ended by
+    """Runs long enough to be cut up in one go (learnt_layout.take_in_bulk), ended by
     each other kind of chunk, in bodies that hold many events at once."""
     rng = random.Random(kind)
     pieces: list[tuple[str, str]] = []
