@@ -22,7 +22,7 @@ from babelgate.canonical.errors import ErrorKind
 from babelgate.config import Settings
 from babelgate.protocols import Codec, get_codec
 from babelgate.routing import Target
-from babelgate.storage.conversation import Conversations, Recorder
+from babelgate.server.conversations import Conversations, Recorder
 from babelgate.storage.responses import ResponseStore, default_db_path
 
 from .count_tokens import count_tokens

@@ -368,7 +368,7 @@ def _passes(call: Call, provider: Provider) -> bool:
 
 def _upstream_request(request: Request, model: str, stream: bool) -> Request:
     """The client's request as one target gets it. `previous_response_id` is dropped: the
-    gateway resolved it into the history already (storage/conversation.py), and no upstream
+    gateway resolved it into the history already (server/conversations.py), and no upstream
     knows our ids. The client's Request keeps it, so its response echoes it.
     Several choices (`n` > 1) cannot be translated: every codec carries one answer, so say so
     rather than silently return one."""

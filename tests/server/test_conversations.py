@@ -24,7 +24,7 @@ from babelgate.canonical import (
 )
 from babelgate.protocols import get_codec
 from babelgate.protocols.openai_responses.stream_out import ResponsesStreamEncoder
-from babelgate.storage.conversation import Conversations, PreviousResponseNotFound, Recorder
+from babelgate.server.conversations import Conversations, PreviousResponseNotFound, Recorder
 from babelgate.storage.responses import ResponseStore, StoredResponse
 
 USER = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Hi"}]}
