@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -43,6 +43,10 @@ from .access_log import AccessLog
 from .passthrough import UsageTap, body_usage, can_pass_through, rewrite_body, whole_events
 
 log = logging.getLogger("babelgate")
+
+_Answer = TypeVar("_Answer")
+# One attempt on one target: (call, provider, target, attempt) -> the answer.
+_AttemptOn = Callable[["Call", Provider, Target, "Attempt"], Awaitable[_Answer]]
 
 
 def build_providers(settings: Settings) -> dict[str, Provider]:
@@ -139,23 +143,39 @@ class Gateway:
         self, call: Call, targets: list[Target]
     ) -> tuple[bytes, Target]:
         """The client's response body from the first target that gives one."""
+        body, target, attempt = await self._fall_back(
+            call, targets, self._pass_complete, self._translate_complete
+        )
+        self.log_attempt(call.request, attempt)
+        return body, target
+
+    async def _fall_back(
+        self,
+        call: Call,
+        targets: list[Target],
+        passing: _AttemptOn[_Answer],
+        translating: _AttemptOn[_Answer],
+    ) -> tuple[_Answer, Target, Attempt]:
+        """Try the targets in order (`passing` for a target that speaks the client's protocol,
+        `translating` for the others) until one answers; return its answer, the target and
+        its attempt (logged by the caller once the answer is complete). A failed attempt is
+        logged here; a retryable error moves on to the next target, any other ends the
+        search. Raises the last error when no target answered."""
         last_error: GatewayError | None = None
         for target in targets:
             provider = self.provider(target)
             attempt = Attempt(target, time.perf_counter())
             try:
-                if _passes(call, provider):
-                    body = await self._pass_complete(call, provider, target, attempt)
-                else:
-                    body = await self._translate_complete(call, provider, target, attempt)
+                call.restore()  # a fallback after an attempt let go of the parsed body
+                attempt_on = passing if _passes(call, provider) else translating
+                answer = await attempt_on(call, provider, target, attempt)
             except GatewayError as error:
                 attempt.error = last_error = error
                 self.log_attempt(call.request, attempt)
                 if not error.retryable:
                     break
                 continue
-            self.log_attempt(call.request, attempt)
-            return body, target
+            return answer, target, attempt
         assert last_error is not None
         raise last_error
 
@@ -188,26 +208,11 @@ class Gateway:
         """Open a stream on the first target that starts one. Returns the first bytes for the
         client (already received from the upstream, so a failure before them could still fall
         back), the rest of the stream, and the target serving it."""
-        last_error: GatewayError | None = None
-        for target in targets:
-            provider = self.provider(target)
-            attempt = Attempt(target, time.perf_counter())
-            try:
-                call.restore()  # a fallback after an attempt let go of the parsed body
-                if _passes(call, provider):
-                    opened = await self._pass_stream(call, provider, target, attempt)
-                else:
-                    opened = await self._translate_stream(call, provider, target, attempt)
-            except GatewayError as error:
-                attempt.error = last_error = error
-                self.log_attempt(call.request, attempt)
-                if not error.retryable:
-                    break
-                continue
-            call.settle()
-            return opened[0], opened[1], target
-        assert last_error is not None
-        raise last_error
+        (first, rest), target, _ = await self._fall_back(
+            call, targets, self._pass_stream, self._translate_stream
+        )
+        call.settle()
+        return first, rest, target
 
     async def _translate_stream(
         self, call: Call, provider: Provider, target: Target, attempt: Attempt
