@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 from babelgate.canonical import ErrorKind, GatewayError
 from babelgate.canonical.errors import STATUS_BY_KIND, kind_for_status
+
+from ..error_body import error_text, load_error_json
 
 JSON = dict[str, Any]
 
@@ -71,10 +71,7 @@ def error_from_object(error: JSON, status: int | None = None) -> GatewayError:
 
 
 def parse_error(status: int, body: bytes) -> GatewayError:
-    try:
-        data = orjson.loads(body) if body else None
-    except orjson.JSONDecodeError:
-        data = None
+    data = load_error_json(body)
     if isinstance(data, dict):
         error = data.get("error")
         if isinstance(error, dict):
@@ -83,5 +80,5 @@ def parse_error(status: int, body: bytes) -> GatewayError:
             return error_from_object({"message": error}, status)
         if isinstance(data.get("message"), str):
             return error_from_object({"message": data["message"]}, status)
-    text = body.decode("utf-8", "replace").strip()[:_MAX_RAW_MESSAGE]
-    return error_from_object({"message": text or f"upstream returned HTTP {status}"}, status)
+    text = error_text(body, _MAX_RAW_MESSAGE, f"upstream returned HTTP {status}")
+    return error_from_object({"message": text}, status)

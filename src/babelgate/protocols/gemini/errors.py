@@ -11,11 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 from babelgate.canonical import ErrorKind, GatewayError
 from babelgate.canonical.errors import kind_for_status
 
+from ..error_body import error_text, load_error_json
 from .parts import ORIGIN
 
 JSON = dict[str, Any]
@@ -52,15 +51,10 @@ _AUTH_REASONS = frozenset({"API_KEY_INVALID", "API_KEY_EXPIRED"})
 
 
 def parse_error(status: int, body: bytes) -> GatewayError:
-    try:
-        data = orjson.loads(body) if body else None
-    except orjson.JSONDecodeError:
-        data = None
-    if isinstance(data, list) and data:
-        data = data[0]
+    data = load_error_json(body, first_of_list=True)
     if isinstance(data, dict) and isinstance(data.get("error"), dict):
         return error_from_body(data, status)
-    text = body.decode("utf-8", "replace").strip()[:500] or f"HTTP {status} from Gemini"
+    text = error_text(body, 500, f"HTTP {status} from Gemini")
     return GatewayError(kind_for_status(status), text, status=status, upstream=ORIGIN)
 
 

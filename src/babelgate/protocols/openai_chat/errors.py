@@ -16,6 +16,8 @@ import orjson
 from babelgate.canonical import JSON, ErrorKind, GatewayError
 from babelgate.canonical.errors import kind_for_status
 
+from ..error_body import error_text, load_error_json
+
 _MAX_TEXT = 2000
 
 _KIND_BY_TYPE: dict[str, ErrorKind] = {
@@ -65,17 +67,11 @@ _CODE_BY_KIND: dict[ErrorKind, str] = {
 
 
 def parse_error(status: int, body: bytes) -> GatewayError:
-    try:
-        data: Any = orjson.loads(body) if body else None
-    except orjson.JSONDecodeError:
-        data = None
-    if isinstance(data, list) and data:
-        data = data[0]
+    data = load_error_json(body, first_of_list=True)
     if isinstance(data, dict):
         return error_from_json(data, status)
-    text = body.decode("utf-8", "replace").strip()[:_MAX_TEXT]
-    kind = kind_for_status(status)
-    return GatewayError(kind, text or f"upstream returned HTTP {status}", status=status)
+    text = error_text(body, _MAX_TEXT, f"upstream returned HTTP {status}")
+    return GatewayError(kind_for_status(status), text, status=status)
 
 
 def error_from_json(data: JSON, status: int | None = None) -> GatewayError:

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 from babelgate.canonical import JSON, ErrorKind, GatewayError
 from babelgate.canonical.errors import kind_for_status
+
+from ..error_body import error_text, load_error_json
 
 # kind -> (error.type, error.code)
 _WIRE: dict[ErrorKind, tuple[str, str | None]] = {
@@ -77,8 +77,7 @@ def parse_error(status: int, body: bytes) -> GatewayError:
     err = _error_object(body)
     message = err.get("message") if isinstance(err.get("message"), str) else None
     if not message:
-        text = body.decode("utf-8", "replace").strip()
-        message = text[:500] or f"upstream returned HTTP {status}"
+        message = error_text(body, 500, f"upstream returned HTTP {status}")
     kind = error_kind(err.get("code"), err.get("type")) or kind_for_status(status)
     param = err.get("param") if isinstance(err.get("param"), str) else None
     code = err.get("code") if isinstance(err.get("code"), str) else None
@@ -101,10 +100,7 @@ def error_kind(code: Any, kind: Any) -> ErrorKind | None:
 
 
 def _error_object(body: bytes) -> JSON:
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return {}
+    data = load_error_json(body)
     if isinstance(data, dict) and isinstance(data.get("error"), dict):
         error: JSON = data["error"]
         return error
