@@ -8,15 +8,15 @@ colons, MCP-style long names), so `upstream_name` rewrites an invalid name deter
 
 from __future__ import annotations
 
-import hashlib
 import re
 
 from babelgate.canonical import Request
 
+from ..wire_names import hashed_name, renamed
+
 MAX_NAME = 128
 _VALID = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
 _INVALID_CHARS = re.compile(r"[^a-zA-Z0-9_-]")
-_HASH_LEN = 8
 
 
 def upstream_name(name: str) -> str:
@@ -24,19 +24,12 @@ def upstream_name(name: str) -> str:
     (the hash keeps two names that clean to the same text apart)."""
     if _VALID.match(name):
         return name
-    digest = hashlib.sha1(name.encode(), usedforsecurity=False).hexdigest()[:_HASH_LEN]
-    cleaned = _INVALID_CHARS.sub("_", name)[: MAX_NAME - _HASH_LEN - 1]
-    return f"{cleaned}_{digest}"
+    return hashed_name(name, _INVALID_CHARS.sub("_", name), MAX_NAME, "sha1")
 
 
 def name_map(request: Request) -> dict[str, str]:
     """Upstream name -> the request's own name, for the names that had to change."""
-    renamed: dict[str, str] = {}
-    for tool in request.tools:
-        upstream = upstream_name(tool.name)
-        if upstream != tool.name:
-            renamed[upstream] = tool.name
-    return renamed
+    return renamed((tool.name for tool in request.tools), upstream_name)
 
 
 def custom_tool_names(request: Request) -> frozenset[str]:

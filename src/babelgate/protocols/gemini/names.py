@@ -9,9 +9,10 @@ collide.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Iterable
+
+from ..wire_names import hashed_name, renamed
 
 MAX_LEN = 128
 _VALID = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:\-]{0,127}$")
@@ -27,16 +28,10 @@ def gemini_name(name: str) -> str:
         fixed = "_" + fixed
     if len(fixed) > MAX_LEN or fixed != name:
         # A hash of the original keeps "a b" and "a_b" (or two long names) apart.
-        digest = hashlib.sha1(name.encode()).hexdigest()[:8]
-        fixed = fixed[: MAX_LEN - 9] + "_" + digest
+        fixed = hashed_name(name, fixed, MAX_LEN, "sha1")
     return fixed
 
 
 def reverse_map(names: Iterable[str]) -> dict[str, str]:
     """{Gemini name: client name} for the names that changed."""
-    out: dict[str, str] = {}
-    for name in names:
-        sent = gemini_name(name)
-        if sent != name:
-            out[sent] = name
-    return out
+    return renamed(names, gemini_name)

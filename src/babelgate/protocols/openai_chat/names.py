@@ -16,6 +16,8 @@ import re
 from babelgate.canonical import Request, Tool
 from babelgate.reuse import derive
 
+from ..wire_names import hashed_name
+
 _VALID_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 _INVALID_CHARS = re.compile(r"[^a-zA-Z0-9_-]")
 _MAX_NAME = 64
@@ -23,11 +25,6 @@ _MAX_CALL_ID = 40
 # OpenAI caps end-user ids at 64 characters for `safety_identifier`; whether `user` has the
 # same cap is unverified, so long ids (Claude Code's metadata.user_id is ~150) are hashed.
 _MAX_USER = 64
-_HASH_LEN = 8
-
-
-def _digest(value: str) -> str:
-    return hashlib.sha256(value.encode()).hexdigest()[:_HASH_LEN]
 
 
 @functools.lru_cache(maxsize=4096)
@@ -37,16 +34,14 @@ def wire_name(name: str) -> str:
     clients send the same few dozen tool names on every turn."""
     if _VALID_NAME.match(name):
         return name
-    cleaned = _INVALID_CHARS.sub("_", name)[: _MAX_NAME - _HASH_LEN - 1]
-    return f"{cleaned}_{_digest(name)}"
+    return hashed_name(name, _INVALID_CHARS.sub("_", name), _MAX_NAME, "sha256")
 
 
 def wire_call_id(call_id: str) -> str:
     """A call id OpenAI accepts (at most 40 characters of `[A-Za-z0-9_-]`)."""
     if len(call_id) <= _MAX_CALL_ID and _VALID_NAME.match(call_id):
         return call_id
-    cleaned = _INVALID_CHARS.sub("_", call_id)[: _MAX_CALL_ID - _HASH_LEN - 1]
-    return f"{cleaned}_{_digest(call_id)}"
+    return hashed_name(call_id, _INVALID_CHARS.sub("_", call_id), _MAX_CALL_ID, "sha256")
 
 
 _MAPS: dict[tuple[tuple[str, str], ...], dict[str, Tool]] = {}

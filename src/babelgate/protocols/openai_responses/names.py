@@ -9,10 +9,11 @@ sanitized name; `name_map` turns it back into the client's own.
 
 from __future__ import annotations
 
-import hashlib
 import re
 
 from babelgate.canonical import Request
+
+from ..wire_names import hashed_name, renamed
 
 MAX_NAME = 64
 _VALID = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
@@ -26,15 +27,9 @@ def upstream_name(name: str) -> str:
     cleaned = _INVALID_CHARS.sub("_", name) or "tool"
     # Replacing characters can make two names collide, so any rewritten name carries a
     # short hash of the original.
-    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
-    return cleaned[: MAX_NAME - 9] + "_" + digest
+    return hashed_name(name, cleaned, MAX_NAME, "sha256")
 
 
 def name_map(request: Request) -> dict[str, str]:
     """Upstream name -> the client's name, for every tool whose name had to change."""
-    mapping: dict[str, str] = {}
-    for tool in request.tools:
-        sent = upstream_name(tool.name)
-        if sent != tool.name:
-            mapping[sent] = tool.name
-    return mapping
+    return renamed((tool.name for tool in request.tools), upstream_name)
