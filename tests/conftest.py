@@ -48,6 +48,9 @@ HEALTH_TIMEOUT = 15.0
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "gateway: needs the babelgate server subprocess")
+    config.addinivalue_line(
+        "markers", "each_server: a server test run under our own server and the ASGI adapter "
+        "(tests/server/conftest.py EACH_SERVER)")
 
 
 # ---------------------------------------------------------------- fake upstreams
@@ -94,11 +97,36 @@ class Gateway:
         return self.log_path.read_text(errors="replace")
 
 
-class GatewayFactory:
-    """Starts gateways for a test and stops them all at teardown."""
+def own_server(config: str, port: int) -> list[str]:
+    return [sys.executable, "-m", "babelgate", "serve", "--config", config,
+            "--host", "127.0.0.1", "--port", str(port)]
 
-    def __init__(self, workdir: Path) -> None:
+
+def uvicorn_server(config: str, port: int) -> list[str]:
+    """The ASGI adapter under uvicorn, as docs/configuration.md shows it (the configuration
+    comes from $BABELGATE_CONFIG)."""
+    return [sys.executable, "-m", "uvicorn", "--factory", "babelgate.server.asgi:app_factory",
+            "--host", "127.0.0.1", "--port", str(port), "--loop", "uvloop",
+            "--http", "httptools", "--no-access-log", "--timeout-graceful-shutdown", "1"]
+
+
+def granian_server(config: str, port: int) -> list[str]:
+    return [sys.executable, "-m", "granian", "--interface", "asgi", "--factory",
+            "babelgate.server.asgi:app_factory", "--host", "127.0.0.1", "--port", str(port),
+            "--loop", "uvloop", "--no-access-log"]
+
+
+# How a gateway is started, by server name: our own HTTP server, or the ASGI adapter.
+SERVER_COMMANDS = {"own": own_server, "uvicorn": uvicorn_server, "granian": granian_server}
+
+
+class GatewayFactory:
+    """Starts gateways for a test and stops them all at teardown; `server` names how
+    (SERVER_COMMANDS)."""
+
+    def __init__(self, workdir: Path, server: str = "own") -> None:
         self.workdir = workdir
+        self.server = server
         self.gateways: list[Gateway] = []
 
     async def __call__(
@@ -127,25 +155,15 @@ class GatewayFactory:
         config_path.write_text(yaml.safe_dump(config, sort_keys=False))
         log_path = self.workdir / f"gateway-{index}.log"
         port = free_port()
-        command = [
-            sys.executable,
-            "-m",
-            "babelgate",
-            "serve",
-            "--config",
-            str(config_path),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ]
+        command = SERVER_COMMANDS[self.server](str(config_path), port)
         with log_path.open("wb") as log:
             process = subprocess.Popen(
                 command,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=ROOT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
+                env={**os.environ, "PYTHONUNBUFFERED": "1", "BABELGATE_CONFIG": str(config_path),
+                     **env},
             )
         return Gateway(f"http://127.0.0.1:{port}", config, config_path, log_path, process)
 

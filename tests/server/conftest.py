@@ -4,12 +4,16 @@ front of every kind of fake upstream, with a route per scenario (client model na
 Starting a gateway costs about a second of a 2-core machine, so the suite shares one
 (session scope, session event loop); each test starts from empty fakes (`fresh` fixture).
 There is deliberately no `default` route: an unknown model name must give 404.
+
+Tests marked `each_server` run once per server in EACH_SERVER: a gateway under each ASGI
+server is started in front of the same fakes when the first test that needs it runs.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -102,33 +106,79 @@ def reset(fake: FakeUpstream) -> None:
         fake.stream_endings = []
 
 
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
-    fakes: dict[str, FakeUpstream] = {
-        "oa": WatchedOpenAI(api_key=KEYS["oa"]),
-        "ds": WatchedOpenAI(api_key=KEYS["ds"], preset="deepseek", modes=("deepseek_thinking",)),
-        "an": WatchedAnthropic(api_key=KEYS["an"]),
-        "ge": FakeGemini(api_key=KEYS["ge"], modes=("gemini3",)),
-        "fa": FakeOpenAI(api_key=KEYS["fa"]),
-        "fb": FakeOpenAI(api_key=KEYS["fb"]),
-        "rs": FakeResponses(api_key=KEYS["rs"]),
-    }
-    for fake in fakes.values():
-        await fake.start()
-        reset(fake)
-    upstreams: dict[str, Any] = dict(fakes)
-    # Nothing listens on this port: connection refused.
-    upstreams["dead"] = {"type": "openai", "base_url": f"http://127.0.0.1:{free_port()}/v1",
-                         "api_key": "sk-dead-SECRET"}
-    upstreams["oa_quick"] = fakes["oa"].provider_config(timeout=SHORT_TIMEOUT)
-    factory = GatewayFactory(tmp_path_factory.mktemp("gateway"))
-    try:
-        gw = await factory(upstreams, routes=ROUTES)
-        yield Stack(gw, **fakes)  # type: ignore[arg-type]
-    finally:
-        await factory.close()
-        for fake in fakes.values():
+# The servers a test marked `each_server` runs under: our own, and the ASGI adapter under
+# uvicorn and granian (tests/conftest.py SERVER_COMMANDS). Other tests run under our own only.
+EACH_SERVER = ("own", "uvicorn", "granian")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if metafunc.definition.get_closest_marker("each_server") and (
+            "stack" in metafunc.fixturenames):
+        metafunc.parametrize("stack", EACH_SERVER, indirect=True)
+
+
+class Stacks:
+    """The session's fakes, started once, and one gateway in front of them per server, each
+    started when a test first needs it."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.fakes: dict[str, FakeUpstream] = {}
+        self.factories: dict[str, GatewayFactory] = {}
+        self.stacks: dict[str, Stack] = {}
+
+    async def start_fakes(self) -> None:
+        self.fakes = {
+            "oa": WatchedOpenAI(api_key=KEYS["oa"]),
+            "ds": WatchedOpenAI(api_key=KEYS["ds"], preset="deepseek",
+                                modes=("deepseek_thinking",)),
+            "an": WatchedAnthropic(api_key=KEYS["an"]),
+            "ge": FakeGemini(api_key=KEYS["ge"], modes=("gemini3",)),
+            "fa": FakeOpenAI(api_key=KEYS["fa"]),
+            "fb": FakeOpenAI(api_key=KEYS["fb"]),
+            "rs": FakeResponses(api_key=KEYS["rs"]),
+        }
+        for fake in self.fakes.values():
+            await fake.start()
+            reset(fake)
+        upstreams: dict[str, Any] = dict(self.fakes)
+        # Nothing listens on this port: connection refused.
+        upstreams["dead"] = {"type": "openai", "base_url": f"http://127.0.0.1:{free_port()}/v1",
+                             "api_key": "sk-dead-SECRET"}
+        upstreams["oa_quick"] = self.fakes["oa"].provider_config(timeout=SHORT_TIMEOUT)
+        self.upstreams = upstreams
+
+    async def get(self, server: str) -> Stack:
+        if server not in self.stacks:
+            factory = GatewayFactory(self.workdir / server, server)
+            factory.workdir.mkdir()
+            self.factories[server] = factory
+            gw = await factory(self.upstreams, routes=ROUTES)
+            self.stacks[server] = Stack(gw, **self.fakes)  # type: ignore[arg-type]
+        return self.stacks[server]
+
+    async def close(self) -> None:
+        for factory in self.factories.values():
+            await factory.close()
+        for fake in self.fakes.values():
             await fake.stop()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def stacks(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stacks]:
+    stacks = Stacks(tmp_path_factory.mktemp("gateway"))
+    try:
+        await stacks.start_fakes()
+        yield stacks
+    finally:
+        await stacks.close()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def stack(stacks: Stacks, request: pytest.FixtureRequest) -> Stack:
+    """The session's gateway under our own server, or under the server the test is
+    parametrized with (`each_server`)."""
+    return await stacks.get(getattr(request, "param", "own"))
 
 
 @pytest.fixture

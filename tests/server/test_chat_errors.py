@@ -14,7 +14,8 @@ from tests.fakes import Reply
 
 from conftest import Stack
 
-pytestmark = [pytest.mark.gateway, pytest.mark.asyncio(loop_scope="session")]
+pytestmark = [pytest.mark.gateway, pytest.mark.each_server,
+              pytest.mark.asyncio(loop_scope="session")]
 
 HEADERS = {"content-type": "application/json", "authorization": "Bearer client-key"}
 UPSTREAMS = {"gpt-client": "oa", "ds-client": "ds", "claude-client": "an", "gem-client": "ge",

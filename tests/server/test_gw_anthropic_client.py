@@ -16,7 +16,8 @@ from tests.fakes import FakeUpstream, Reply, ToolCall, Usage
 
 from conftest import Stack, last
 
-pytestmark = [pytest.mark.gateway, pytest.mark.asyncio(loop_scope="session")]
+pytestmark = [pytest.mark.gateway, pytest.mark.each_server,
+              pytest.mark.asyncio(loop_scope="session")]
 
 # Client model name -> the fake behind it (attribute of Stack).
 UPSTREAMS = {

@@ -9,7 +9,8 @@ from tests.fakes import Reply
 
 from conftest import Stack
 
-pytestmark = [pytest.mark.gateway, pytest.mark.asyncio(loop_scope="session")]
+pytestmark = [pytest.mark.gateway, pytest.mark.each_server,
+              pytest.mark.asyncio(loop_scope="session")]
 
 HELLO = {"role": "user", "content": "Hello"}
 

@@ -14,7 +14,8 @@ from tests.fakes import Reply
 
 from conftest import SHORT_TIMEOUT, Stack
 
-pytestmark = [pytest.mark.gateway, pytest.mark.asyncio(loop_scope="session")]
+pytestmark = [pytest.mark.gateway, pytest.mark.each_server,
+              pytest.mark.asyncio(loop_scope="session")]
 
 HEADERS = {"content-type": "application/json", "x-api-key": "client-key",
            "anthropic-version": "2023-06-01"}

@@ -11,7 +11,8 @@ from tests.fakes import Reply, ToolCall, Usage
 
 from conftest import Stack, last
 
-pytestmark = [pytest.mark.gateway, pytest.mark.asyncio(loop_scope="session")]
+pytestmark = [pytest.mark.gateway, pytest.mark.each_server,
+              pytest.mark.asyncio(loop_scope="session")]
 
 UPSTREAMS = {"gpt-client": "oa", "claude-client": "an"}
 

@@ -13,7 +13,8 @@ from tests.fakes.core import estimate_tokens
 
 from conftest import KEYS, Stack, last
 
-pytestmark = [pytest.mark.gateway, pytest.mark.asyncio(loop_scope="session")]
+pytestmark = [pytest.mark.gateway, pytest.mark.each_server,
+              pytest.mark.asyncio(loop_scope="session")]
 
 BETA = "context-management-2025-06-27,interleaved-thinking-2025-05-14"
 CLIENT_HEADERS = {

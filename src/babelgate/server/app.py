@@ -1,4 +1,6 @@
-"""The application: a route table and one handler per endpoint, served by server/http.py.
+"""The application: a route table and one handler per endpoint, served by our own HTTP server
+(server/http.py) or by an ASGI server (server/asgi.py) through the same `Response` interface
+(server/exchange.py).
 
 `create_app(settings)` builds everything once (router, providers, HTTP client, tokenizer);
 nothing happens at import time; `start` and `stop` run around serving. Every error reaches the
@@ -26,8 +28,9 @@ from babelgate.server.conversations import Conversations, Recorder
 from babelgate.storage.responses import ResponseStore, default_db_path
 
 from .count_tokens import count_tokens
+from .exchange import Headers, Response
 from .gateway import Call, Gateway
-from .http import Headers, Request, Response
+from .http import Request
 from .memory import HeapTrimmer
 
 log = logging.getLogger("babelgate")
@@ -147,8 +150,8 @@ class App:
         # stream (~150 KB for Claude Code).
         http.body = b""
         del raw, data, original, request
-        # A client that disconnects cancels this task (server/http.py), and with it the
-        # upstream request it awaits.
+        # A client that disconnects cancels this task (server/http.py, server/asgi.py), and
+        # with it the upstream request it awaits.
         if call.request.stream:
             await self._stream(call, targets, response, recorder)
         else:
