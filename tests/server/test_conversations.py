@@ -3,6 +3,7 @@ and streams written by the real Responses stream encoder)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 
 from babelgate.canonical import (
     Event,
+    GatewayError,
     MessageDelta,
     MessageStart,
     MessageStop,
@@ -63,6 +65,42 @@ async def test_previous_response_expands_input_but_not_instructions(
          "content": [{"type": "input_text", "text": "And now?"}]},
     ]
     assert recorder is not None
+    # What is kept for this turn is its own input and its link, not the history again.
+    recorder.whole(orjson.dumps({"id": "resp_2", "status": "completed", "output": [ANSWER]}))
+    kept = await store.get("resp_2")
+    assert kept is not None and kept.previous == "resp_1"
+    assert kept.input == [{"type": "message", "role": "user",
+                           "content": [{"type": "input_text", "text": "And now?"}]}]
+
+
+def _turn(rid: str, previous: str | None) -> StoredResponse:
+    return StoredResponse(rid, time.time(), [USER],
+                          {"id": rid, "status": "completed", "output": [ANSWER]}, previous)
+
+
+async def test_a_deleted_earlier_turn_is_named(store: ResponseStore) -> None:
+    for rid, previous in (("resp_1", None), ("resp_2", "resp_1"), ("resp_3", "resp_2")):
+        store.put(_turn(rid, previous))
+    assert await store.delete("resp_2")
+    with pytest.raises(PreviousResponseNotFound, match="'resp_2' not found"):
+        await Conversations(store).prepare(
+            {"model": "m", "input": "x", "previous_response_id": "resp_3"}
+        )
+
+
+async def test_a_conversation_longer_than_the_bound_is_refused(tmp_path: Path) -> None:
+    store = ResponseStore(tmp_path / "long.db", max_turns=3)
+    for i in range(4):
+        store.put(_turn(f"resp_{i}", f"resp_{i - 1}" if i else None))
+    conversations = Conversations(store)
+    out, _ = await conversations.prepare(
+        {"model": "m", "input": "x", "previous_response_id": "resp_2"}
+    )
+    assert len(out["input"]) == 3 * 2 + 1  # three turns in, then the new input
+    with pytest.raises(GatewayError, match="more than 3 stored turns") as caught:
+        await conversations.prepare({"model": "m", "input": "x", "previous_response_id": "resp_3"})
+    assert caught.value.status == 400
+    await store.close()
 
 
 async def test_unknown_previous_response_is_404(store: ResponseStore) -> None:
@@ -81,14 +119,14 @@ async def test_unknown_previous_response_is_404(store: ResponseStore) -> None:
 
 
 async def test_recorder_keeps_a_whole_body(store: ResponseStore) -> None:
-    recorder = Recorder(store, [USER])
+    recorder = Recorder(store, [USER], None)
     recorder.whole(orjson.dumps({"id": "resp_w", "status": "completed", "output": [ANSWER]}))
     got = await store.get("resp_w")
     assert got is not None and got.input == [USER] and got.output == [ANSWER]
 
 
 async def test_recorder_ignores_failed_responses(store: ResponseStore) -> None:
-    recorder = Recorder(store, [USER])
+    recorder = Recorder(store, [USER], None)
     recorder.whole(orjson.dumps({"id": "resp_f", "status": "failed", "output": []}))
     assert recorder.kept is None and await store.get("resp_f") is None
 
@@ -110,7 +148,7 @@ def _stream_chunks() -> list[bytes]:
 
 
 async def test_recorder_takes_the_final_event_of_a_stream(store: ResponseStore) -> None:
-    recorder = Recorder(store, [USER])
+    recorder = Recorder(store, [USER], None)
     for chunk in _stream_chunks():
         recorder.feed(chunk)
     assert recorder.kept == "resp_stream1"
@@ -126,7 +164,7 @@ async def test_recorder_copes_with_a_final_event_split_over_chunks(
     store: ResponseStore,
 ) -> None:
     whole = b"".join(_stream_chunks())
-    recorder = Recorder(store, [USER])
+    recorder = Recorder(store, [USER], None)
     at = whole.index(b"event: response.completed")
     for chunk in (whole[: at + 40], whole[at + 40: at + 400], whole[at + 400:]):
         recorder.feed(chunk)

@@ -5,6 +5,7 @@ real HTTP, fake OpenAI-Chat and Anthropic upstreams. The gateway keeps each stor
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -184,3 +185,38 @@ async def test_retrieve_delete_and_survive_a_restart(
             await client.responses.retrieve(dropped.id)
     sent = fake_openai.requests[-1].body["messages"]
     assert [texts(m) for m in sent] == ["keep this", "Kept.", "remember?"]
+
+
+async def test_a_30_turn_chain_of_5_kb_turns_is_stored_once(
+    gateway_factory: GatewayFactory, fake_openai: FakeOpenAI, fake_anthropic: FakeAnthropic,
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "gw.db"
+    gw = await start(gateway_factory, fake_openai, fake_anthropic, db)
+    said = [f"turn {i:02} " + "x" * 5000 for i in range(30)]
+    previous: str | None = None
+    async with AsyncOpenAI(base_url=gw.url + "/v1", api_key="k", max_retries=0) as client:
+        for i, text in enumerate(said):
+            fake_openai.queue(Reply(text=f"answer {i:02}"))
+            kwargs: dict[str, Any] = {"previous_response_id": previous} if previous else {}
+            answer = await client.responses.create(model="gpt-client", input=text, **kwargs)
+            previous = answer.id
+    # The 30th turn's upstream request carries the whole conversation, in order.
+    sent = fake_openai.requests[-1].body["messages"]
+    expected = [("user", t) for t in said[:-1]]
+    expected = [pair for i, u in enumerate(expected)
+                for pair in (u, ("assistant", f"answer {i:02}"))] + [("user", said[-1])]
+    assert [(m["role"], texts(m)) for m in sent] == expected
+    gw.process.terminate()  # a clean stop writes what is queued and checkpoints the WAL
+    assert gw.process.wait(timeout=10) == 0
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    rows = conn.execute("SELECT count(*), sum(length(input)) FROM responses").fetchone()
+    conn.close()
+    wal = Path(f"{db}-wal")
+    size = db.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
+    print(f"30 turns of 5 KB through the gateway: {size / 1e6:.2f} MB on disk")
+    assert rows[0] == 30
+    assert rows[1] < 30 * 5300  # each turn's input once (whole histories: ~15x this)
+    assert size < 3_000_000  # the target; whole-history rows took ~2.5 MB
+    assert size < 1_000_000  # in fact linear in the turns

@@ -2,15 +2,18 @@
 
 What this module promises:
 - `Conversations.prepare(body)` runs before the body is parsed. A body naming
-  `previous_response_id` gets `input` = that response's input + its output + the new input
-  (`instructions` are not inherited, as in OpenAI's API); an unknown or expired id raises
-  `PreviousResponseNotFound` (404, `previous_response_not_found`).
+  `previous_response_id` gets `input` = every stored turn of that conversation (each turn's
+  input, then its output, oldest first) + the new input (`instructions` are not inherited,
+  as in OpenAI's API). An unknown or expired id, or a conversation one of whose earlier
+  turns was deleted, raises `PreviousResponseNotFound` (404, `previous_response_not_found`);
+  one longer than the store's `max_turns` is refused (400).
 - A body with `store: false` and no `previous_response_id` never touches the store; other
   protocols never reach this module at all.
 - With `store` not false, `prepare` returns a `Recorder`. It takes the response the client
-  receives (found by the protocol's `FinalResponse`) and puts it into the store before the
-  last bytes reach the client, so the client's next request finds it. The write itself
-  happens off the request path (see `ResponseStore.put`).
+  receives (found by the protocol's `FinalResponse`) and puts it into the store with only
+  this request's own input and the id it continued, before the last bytes reach the client,
+  so the client's next request finds it. The write itself happens off the request path (see
+  `ResponseStore.put`).
 """
 
 from __future__ import annotations
@@ -39,29 +42,45 @@ class Conversations:
     async def prepare(self, body: JSON) -> tuple[JSON, Recorder | None]:
         """The body to parse (history expanded) and the recorder for its response, if any."""
         previous = body.get("previous_response_id")
+        if not (isinstance(previous, str) and previous):
+            previous = None
         keep = body.get("store") is not False
-        if not (isinstance(previous, str) and previous) and not keep:
+        if previous is None and not keep:
             return body, None
         items = input_items(body.get("input"))
         if items is None:  # not a valid input: parse_request names the problem
             return body, None
-        if isinstance(previous, str) and previous:
-            stored = await self.store.get(previous)
-            if stored is None:
-                raise PreviousResponseNotFound(previous)
-            items = [*stored.input, *stored.output, *items]
-            body = {**body, "input": items}
-        return body, Recorder(self.store, items) if keep else None
+        if previous is not None:
+            body = {**body, "input": [*await self.history(previous), *items]}
+        return body, Recorder(self.store, items, previous) if keep else None
+
+    async def history(self, rid: str) -> list[JSON]:
+        """The items of every turn up to and including response `rid`, oldest first."""
+        turns = await self.store.chain(rid)
+        if turns is None:
+            raise PreviousResponseNotFound(rid)
+        missing = turns[0].previous
+        if missing is not None:
+            if len(turns) >= self.store.max_turns:
+                raise GatewayError(
+                    "invalid_request",
+                    f"The conversation of response '{rid}' has more than "
+                    f"{self.store.max_turns} stored turns; start a new one with the full input.",
+                    param="previous_response_id",
+                )
+            raise PreviousResponseNotFound(missing)  # deleted: the history has a hole
+        return [item for turn in turns for item in (*turn.input, *turn.output)]
 
 
 class Recorder:
-    """Takes the response a client receives and keeps it with the input that led to it."""
+    """Takes the response a client receives and keeps it with the input this request added."""
 
-    __slots__ = ("_final", "_input", "_store", "kept")
+    __slots__ = ("_final", "_input", "_previous", "_store", "kept")
 
-    def __init__(self, store: ResponseStore, items: list[JSON]) -> None:
+    def __init__(self, store: ResponseStore, items: list[JSON], previous: str | None) -> None:
         self._store = store
         self._input = items
+        self._previous = previous
         self._final = FinalResponse()
         self.kept: str | None = None  # the id kept, once kept
 
@@ -78,5 +97,7 @@ class Recorder:
         if response is None:
             return
         rid: str = response["id"]  # FinalResponse only gives objects with a string id
-        self._store.put(StoredResponse(rid, time.time(), self._input, response))
+        self._store.put(
+            StoredResponse(rid, time.time(), self._input, response, self._previous)
+        )
         self.kept = rid

@@ -63,3 +63,12 @@ def m001_responses(conn: sqlite3.Connection) -> None:
         )"""
     )
     conn.execute("CREATE INDEX responses_created_at ON responses (created_at)")
+
+
+@migration
+def m002_response_turns(conn: sqlite3.Connection) -> None:
+    # A row holds one turn: its own new input and the id of the response it continued, so a
+    # conversation is stored once, not again in every later turn. A row written before this
+    # migration carries its whole history in `input`; with no `previous` it reads back as
+    # the first turn of its own conversation, which gives the same history.
+    conn.execute("ALTER TABLE responses ADD COLUMN previous TEXT")

@@ -1,15 +1,21 @@
-"""Stored Responses API responses, so clients can continue with `previous_response_id`.
+"""Stored Responses API turns, so clients can continue with `previous_response_id`.
 
 What this module promises:
+- Each response is one row: its own new input items, the response object the client got and
+  the id it continued (`previous`). A conversation is stored once, turn by turn:
+  `chain(id)` walks the links back (one recursive query, at most `max_turns` rows) and
+  returns the turns oldest first, so storing turn n costs the size of turn n, not of the
+  whole history.
 - `ResponseStore.put()` never blocks the event loop and never waits on the disk: the record
   goes into an in-memory `pending` dict at once and is written by the store's own thread.
-  `get()` sees a put record immediately (from `pending` until its row is committed), so a
+  Reads see a put record immediately (from `pending` until its row is committed), so a
   follow-up request that arrives right after a response always finds it.
 - All SQLite work runs on one dedicated thread that owns the only connection (WAL mode), so
   operations run in the order they were issued: a delete after a put removes it.
 - Nothing touches the disk until a record is put or asked for, except `start()`, which
   prunes an existing database; a gateway whose clients never store leaves no file behind.
-- Records older than `ttl_days` are pruned at start-up and are never returned.
+- A response older than `ttl_days` is never returned nor continued from; the turns before a
+  live response stay as long as it needs them. Expired rows are pruned at start-up.
 """
 
 from __future__ import annotations
@@ -45,12 +51,14 @@ def default_db_path(env: dict[str, str] | None = None) -> Path:
 
 @dataclass(slots=True, frozen=True)
 class StoredResponse:
-    """One response: the input items that led to it and the response object sent back."""
+    """One turn: the input items it added, the response object sent back and the response
+    it continued (None: the conversation starts here)."""
 
     id: str
     created_at: float
     input: list[JSON]
     response: JSON
+    previous: str | None = None
 
     @property
     def output(self) -> list[JSON]:
@@ -58,10 +66,48 @@ class StoredResponse:
         return output if isinstance(output, list) else []
 
 
+# The turns from one id back to the start of its conversation, newest first. The head must
+# be unexpired; the turns before it are kept for it whatever their age. `depth` bounds the
+# walk (and ends it should ids ever form a loop).
+_CHAIN = """
+WITH RECURSIVE chain(id, created_at, input, response, previous, depth) AS (
+    SELECT id, created_at, input, response, previous, 1 FROM responses
+    WHERE id = ? AND created_at >= ?
+    UNION ALL
+    SELECT r.id, r.created_at, r.input, r.response, r.previous, chain.depth + 1
+    FROM responses AS r JOIN chain ON r.id = chain.previous
+    WHERE chain.depth < ?
+)
+SELECT id, created_at, input, response, previous FROM chain ORDER BY depth
+"""
+
+# Expired rows that no unexpired response continues from, directly or not. UNION (not
+# UNION ALL) visits each ancestor once, however many live turns share it.
+_PRUNE = """
+WITH RECURSIVE needed(id) AS (
+    SELECT previous FROM responses WHERE created_at >= ? AND previous IS NOT NULL
+    UNION
+    SELECT r.previous FROM responses AS r JOIN needed ON r.id = needed.id
+    WHERE r.previous IS NOT NULL
+)
+DELETE FROM responses WHERE created_at < ? AND id NOT IN (SELECT id FROM needed)
+"""
+
+_WRITE = """
+INSERT OR REPLACE INTO responses (id, created_at, input, response, previous)
+VALUES (?, ?, ?, ?, ?)
+"""
+
+
 class ResponseStore:
-    def __init__(self, path: str | os.PathLike[str], ttl_days: float = 30.0) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], ttl_days: float = 30.0, *,
+        max_turns: int = 1000,
+    ) -> None:
         self.path = Path(path).expanduser()
         self.ttl = ttl_days * DAY
+        # A continuation loads every turn of its conversation: this bounds that memory.
+        self.max_turns = max_turns
         self.pending: dict[str, StoredResponse] = {}
         self._writes: set[asyncio.Future[None]] = set()
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="babelgate-db")
@@ -97,10 +143,37 @@ class ResponseStore:
         write.add_done_callback(lambda done: self._written(record, done))
 
     async def get(self, rid: str) -> StoredResponse | None:
+        """One unexpired response."""
+        oldest = time.time() - self.ttl
         record = self.pending.get(rid)
         if record is not None:
-            return record
-        return await self._run(self._read, rid, time.time() - self.ttl)
+            return record if record.created_at >= oldest else None
+        return await self._run(self._read, rid, oldest)
+
+    async def chain(self, rid: str) -> list[StoredResponse] | None:
+        """The turns of the conversation that ends with `rid`, oldest first, at most
+        `max_turns` of them; None when `rid` is not an unexpired response. The
+        first turn's `previous` is not None when the chain is broken (a turn before it was
+        deleted) or longer than `max_turns`."""
+        oldest = time.time() - self.ttl
+        turns: list[StoredResponse] = []
+        cursor: str | None = rid
+        # Turns not yet written are newest; every older one is on disk or queued to be
+        # (the one thread writes them before it reads the chain).
+        while cursor is not None and len(turns) < self.max_turns:
+            record = self.pending.get(cursor)
+            if record is None:
+                break
+            if not turns and record.created_at < oldest:
+                return None
+            turns.append(record)
+            cursor = record.previous
+        if cursor is not None and len(turns) < self.max_turns:
+            turns += await self._run(
+                self._chain, cursor, oldest if not turns else 0.0,
+                self.max_turns - len(turns),
+            )
+        return _oldest_first(turns) if turns else None
 
     async def delete(self, rid: str) -> bool:
         was_pending = self.pending.pop(rid, None) is not None
@@ -149,29 +222,37 @@ class ResponseStore:
         return conn
 
     def _write(self, record: StoredResponse) -> None:
-        self._db().execute(
-            "INSERT OR REPLACE INTO responses (id, created_at, input, response) "
-            "VALUES (?, ?, ?, ?)",
-            (record.id, record.created_at, orjson.dumps(record.input),
-             orjson.dumps(record.response)),
-        )
+        self._db().execute(_WRITE, (
+            record.id, record.created_at, orjson.dumps(record.input),
+            orjson.dumps(record.response), record.previous,
+        ))
 
     def _read(self, rid: str, oldest: float) -> StoredResponse | None:
         row = self._db().execute(
-            "SELECT created_at, input, response FROM responses WHERE id = ? AND created_at >= ?",
+            "SELECT created_at, input, response, previous FROM responses "
+            "WHERE id = ? AND created_at >= ?",
             (rid, oldest),
         ).fetchone()
         if row is None:
             return None
-        return StoredResponse(rid, row[0], orjson.loads(row[1]), orjson.loads(row[2]))
+        return StoredResponse(rid, row[0], orjson.loads(row[1]), orjson.loads(row[2]), row[3])
+
+    def _chain(self, rid: str, oldest: float, limit: int) -> list[StoredResponse]:
+        rows = self._db().execute(_CHAIN, (rid, oldest, limit)).fetchall()
+        return [
+            StoredResponse(row[0], row[1], orjson.loads(row[2]), orjson.loads(row[3]), row[4])
+            for row in rows
+        ]
 
     def _delete(self, rid: str) -> bool:
         return self._db().execute("DELETE FROM responses WHERE id = ?", (rid,)).rowcount > 0
 
     def _prune(self, now: float) -> int:
-        count: int = self._db().execute(
-            "DELETE FROM responses WHERE created_at < ?", (now - self.ttl,)
-        ).rowcount
+        oldest = now - self.ttl
+        db = self._db()
+        before = db.total_changes  # `rowcount` is -1 for a statement that starts with WITH
+        db.execute(_PRUNE, (oldest, oldest))
+        count = db.total_changes - before
         if count:
             log.info("pruned %d stored responses older than %g days", count, self.ttl / DAY)
         return count
@@ -180,3 +261,8 @@ class ResponseStore:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+def _oldest_first(turns: list[StoredResponse]) -> list[StoredResponse]:
+    turns.reverse()
+    return turns
