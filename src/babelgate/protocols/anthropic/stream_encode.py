@@ -44,6 +44,7 @@ from babelgate.canonical.tool_args import dump_arguments
 
 from ..base import StreamEncoder
 from ..sse import sse
+from ..sse_templates import CUT, INT, cut, event_template
 from .carrier import client_signature, is_native
 from .errors import render_error
 from .response import tool_use_block
@@ -53,11 +54,18 @@ JSON = dict[str, Any]
 _PING = sse(b'{"type":"ping"}', "ping")
 _THINKING_START: JSON = {"type": "thinking", "thinking": "", "signature": ""}
 _STOP = sse(b'{"type":"message_stop"}', "message_stop")
-_TEXT_START = (
-    b'event: content_block_start\ndata: {"type":"content_block_start","index":%d,'
-    b'"content_block":{"type":"text","text":""}}\n\n'
+# Templates of the events a text block is made of, by block index (sse_templates.py):
+# what _block_start({"type": "text", "text": ""}) writes, a text delta around its text, and
+# the content_block_stop _close_open writes.
+_TEXT_START = event_template(
+    "content_block_start",
+    {"type": "content_block_start", "index": INT, "content_block": {"type": "text", "text": ""}},
 )
-_BLOCK_STOP = b'event: content_block_stop\ndata: {"type":"content_block_stop","index":%d}\n\n'
+_TEXT_DELTA_HEAD, _TEXT_DELTA_TAIL = cut(event_template(
+    "content_block_delta",
+    {"type": "content_block_delta", "index": INT, "delta": {"type": "text_delta", "text": CUT}},
+))
+_BLOCK_STOP = event_template("content_block_stop", {"type": "content_block_stop", "index": INT})
 
 
 def _event(name: str, data: JSON) -> bytes:
@@ -68,11 +76,7 @@ class _TextDeltaHeads(dict[int, bytes]):
     """Block index -> the bytes every text delta of that block starts with."""
 
     def __missing__(self, index: int) -> bytes:
-        head = self[index] = (
-            b'event: content_block_delta\ndata: {"type":"content_block_delta","index":'
-            + str(index).encode()
-            + b',"delta":{"type":"text_delta","text":'
-        )
+        head = self[index] = _TEXT_DELTA_HEAD % index
         return head
 
 
@@ -110,7 +114,7 @@ class AnthropicStreamEncoder(StreamEncoder):
 
     def encode(self, event: Event) -> bytes:
         if type(event) is TextDelta and self._text_head is not None and event.text:
-            return self._text_head + orjson.dumps(event.text) + b"}}\n\n"
+            return self._text_head + orjson.dumps(event.text) + _TEXT_DELTA_TAIL
         self._text_head = None  # set again by _text_delta
         if self._closed:
             return b""
@@ -212,7 +216,7 @@ class AnthropicStreamEncoder(StreamEncoder):
             out = _TEXT_START % index  # what _block_start({"type": "text", "text": ""}) writes
         # The event a stream is mostly made of, written without building its dict.
         self._text_head = _TEXT_DELTA[index]
-        return out + self._text_head + orjson.dumps(text) + b"}}\n\n"
+        return out + self._text_head + orjson.dumps(text) + _TEXT_DELTA_TAIL
 
     def _delta(self, delta: JSON) -> bytes:
         if self._client_index is None:

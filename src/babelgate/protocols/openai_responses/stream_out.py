@@ -40,6 +40,7 @@ from babelgate.canonical import (
 from babelgate.canonical.ids import new_id
 from babelgate.protocols.base import StreamEncoder
 from babelgate.protocols.sse import sse
+from babelgate.protocols.sse_templates import CUT, INT, RAW, cut, event_template
 from babelgate.reuse import derive
 
 from .errors import stream_error
@@ -48,6 +49,7 @@ from .response_out import (
     call_item_id,
     echoed_tools,
     message_item,
+    output_text,
     reasoning_item,
     render_usage,
     request_echo,
@@ -70,36 +72,41 @@ class _OpenItem:
 _NAMESPACES = "openai-responses.namespace-map"  # what babelgate.reuse keeps per tool list
 _SEARCHES = "openai-responses.search-tool-names"
 
-# The events that open a message item (output_index, item id, sequence numbers), and
-# those that close it (item id, output index, text, sequence numbers).
-_MESSAGE_ADDED = (
-    b'event: response.output_item.added\ndata: {"output_index":%d,"item":{"id":%b,'
-    b'"type":"message","role":"assistant","status":"in_progress","content":[]},'
-    b'"type":"response.output_item.added","sequence_number":%d}\n\n'
-    b'event: response.content_part.added\ndata: {"item_id":%b,"output_index":%d,'
-    b'"content_index":0,"part":{"type":"output_text","text":"","annotations":[],'
-    b'"logprobs":[]},"type":"response.content_part.added","sequence_number":%d}\n\n'
-)
-_TEXT_DONE = (
-    b'event: response.output_text.done\ndata: {"item_id":%b,"output_index":%d,'
-    b'"content_index":0,"text":%b,"logprobs":[],"type":"response.output_text.done",'
-    b'"sequence_number":%d}\n\n'
-    b'event: response.content_part.done\ndata: {"item_id":%b,"output_index":%d,'
-    b'"content_index":0,"part":{"type":"output_text","text":%b,"annotations":[],'
-    b'"logprobs":[]},"type":"response.content_part.done","sequence_number":%d}\n\n'
-    b'event: response.output_item.done\ndata: {"output_index":%d,"item":{"id":%b,'
-    b'"type":"message","role":"assistant","status":"completed","content":[{'
-    b'"type":"output_text","text":%b,"annotations":[],"logprobs":[]}]},'
-    b'"type":"response.output_item.done","sequence_number":%d}\n\n'
-)
-_DELTA_HEAD = (  # item id, output index
-    b'event: response.output_text.delta\ndata: {"item_id":%b,"output_index":%d,'
-    b'"content_index":0,"delta":'
-)
 
-# How a text delta event ends, by sequence number: made as streams get that far, and kept
-# for the first _KEPT_TAILS numbers (a few hundred kilobytes at most).
-_TEXT_DELTA_TAIL = b',"logprobs":[],"type":"response.output_text.delta","sequence_number":%d}\n\n'
+
+def _template(kind: str, payload: JSON) -> bytes:
+    """The template of what _emit(kind, payload) writes (sse_templates.py)."""
+    return event_template(kind, {**payload, "type": kind, "sequence_number": INT})
+
+
+# The events that open a message item (output_index, item id, sequence numbers): what _emit
+# writes for message_item(id, None, "in_progress") and output_text("").
+_MESSAGE_ADDED = _template(
+    "response.output_item.added",
+    {"output_index": INT, "item": message_item(RAW, None, "in_progress")},
+) + _template(
+    "response.content_part.added",
+    {"item_id": RAW, "output_index": INT, "content_index": 0, "part": output_text("")},
+)
+# Those that close it (item id, output index, text, sequence numbers), the item being
+# message_item(id, text, "completed").
+_TEXT_DONE = _template(
+    "response.output_text.done",
+    {"item_id": RAW, "output_index": INT, "content_index": 0, "text": RAW, "logprobs": []},
+) + _template(
+    "response.content_part.done",
+    {"item_id": RAW, "output_index": INT, "content_index": 0, "part": output_text(RAW)},
+) + _template(
+    "response.output_item.done",
+    {"output_index": INT, "item": message_item(RAW, RAW, "completed")},
+)
+# A text delta: its head (item id, output index), the text, its tail (sequence number).
+# The tails are made as streams get that far, and kept for the first _KEPT_TAILS numbers
+# (a few hundred kilobytes at most).
+_DELTA_HEAD, _TEXT_DELTA_TAIL = cut(_template(
+    "response.output_text.delta",
+    {"item_id": RAW, "output_index": INT, "content_index": 0, "delta": CUT, "logprobs": []},
+))
 _TEXT_DELTA_TAILS: list[bytes] = []
 _KEPT_TAILS = 4096
 
