@@ -11,12 +11,10 @@ from babelgate.cli.example import EXAMPLE_CONFIG
 from babelgate.config import (
     NO_PROVIDER_HINT,
     ConfigError,
-    ProviderConfig,
     expand_env,
     load_settings,
     ollama_v1_url,
 )
-from babelgate.providers.presets import DEFAULT_QUIRKS, PRESETS
 
 DOCUMENTED_YAML = """\
 server: {host: 127.0.0.1, port: 8080}
@@ -254,38 +252,6 @@ def test_several_problems_reported_together(tmp_path: Path) -> None:
     message = config_error(write(tmp_path, "server: {port: x, hst: y}\n"))
     assert message.startswith("2 problems in")
     assert message.index("server.hst") < message.index("server.port")  # typos first
-
-
-# ---------------------------------------------------------------- quirks
-
-
-def test_quirks_from_preset_with_config_clamp(tmp_path: Path) -> None:
-    text = MINIMAL_PROVIDER + "    preset: kimi\n    max_tokens: 4000\n"
-    quirks = load_settings(write(tmp_path, text), env={}).providers["p"].quirks()
-    assert quirks.max_tokens == 4000
-    assert quirks.reasoning_control == PRESETS["kimi"].reasoning_control
-    assert quirks.echo_reasoning is True
-    assert PRESETS["kimi"].max_tokens is None  # the shared preset is not modified
-
-
-def test_quirks_default_per_type() -> None:
-    openai = ProviderConfig(type="openai", base_url="https://api.openai.com/v1")
-    assert openai.quirks() == DEFAULT_QUIRKS["openai"]
-    assert openai.quirks().max_tokens_field == "max_completion_tokens"
-    assert openai.quirks().strict_fields is True
-    deepseek = ProviderConfig(type="openai", base_url="https://x.test/v1", preset="deepseek")
-    assert deepseek.quirks().max_tokens == 8192
-    assert deepseek.quirks().max_tokens_field == "max_tokens"
-    assert deepseek.quirks().echo_reasoning is True
-
-
-def test_every_preset_and_type_has_quirks() -> None:
-    assert set(PRESETS) == {
-        "deepseek", "kimi", "glm", "qwen", "grok", "siliconflow", "openrouter", "ollama", "vllm",
-    }  # fmt: skip
-    assert set(DEFAULT_QUIRKS) == {"openai", "anthropic", "gemini", "openai-responses"}
-    assert PRESETS["openrouter"].reasoning_field == "reasoning"
-    assert PRESETS["vllm"].reasoning_control == "chat_template_kwargs"
 
 
 # ---------------------------------------------------------------- environment discovery

@@ -22,10 +22,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from babelgate.protocols.base import Quirks
-from babelgate.providers.presets import DEFAULT_QUIRKS, PRESETS
+from babelgate.providers.presets import PRESET_NAMES
 
 DEFAULT_CONFIG_FILE = "babelgate.yaml"
 ENV_SOURCE = "environment"
@@ -72,8 +71,6 @@ class ProviderConfig(BaseModel):
     headers: dict[str, str] = Field(default_factory=dict, repr=False)
     timeout: float = Field(default=600, gt=0)
 
-    _quirks: Quirks | None = PrivateAttr(default=None)
-
     @field_validator("base_url")
     @classmethod
     def _check_base_url(cls, value: str) -> str:
@@ -85,20 +82,10 @@ class ProviderConfig(BaseModel):
     @field_validator("preset")
     @classmethod
     def _check_preset(cls, value: str | None) -> str | None:
-        if value is not None and value not in PRESETS:
-            known = ", ".join(PRESETS)
+        if value is not None and value not in PRESET_NAMES:
+            known = ", ".join(PRESET_NAMES)
             raise ValueError(f"unknown preset {value!r}; known presets: {known}")
         return value
-
-    def quirks(self) -> Quirks:
-        """The preset's Quirks (or the type's defaults), with `max_tokens` from this config
-        when set. Computed once per provider."""
-        if self._quirks is None:
-            base = PRESETS[self.preset] if self.preset else DEFAULT_QUIRKS[self.type]
-            if self.max_tokens is not None:
-                base = dataclasses.replace(base, max_tokens=self.max_tokens)
-            self._quirks = base
-        return self._quirks
 
 
 class StorageConfig(BaseModel):

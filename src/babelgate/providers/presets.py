@@ -3,7 +3,7 @@
 `PRESETS` names the OpenAI-compatible services babelgate knows (a provider's `preset:` in
 babelgate.yaml); `DEFAULT_QUIRKS` holds the reference behaviour of each provider `type` when no
 preset is given. Values are plain data, fixed at import; configuration may only override the
-`max_tokens` clamp (see `ProviderConfig.quirks`).
+`max_tokens` clamp (`provider_quirks` builds a provider's Quirks from its settings).
 
 Every non-obvious value says where it comes from. The rules applied:
 - `max_tokens` is a clamp, set only where the provider documents a hard output limit that
@@ -14,6 +14,8 @@ Every non-obvious value says where it comes from. The rules applied:
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 from babelgate.protocols.base import Quirks
 
@@ -142,3 +144,12 @@ PRESETS: dict[str, Quirks] = {
 }
 
 PRESET_NAMES: tuple[str, ...] = tuple(PRESETS)
+
+
+def provider_quirks(provider_type: str, preset: str | None, max_tokens: int | None) -> Quirks:
+    """A provider's Quirks: its preset's (or its type's defaults), with the `max_tokens`
+    clamp from its configuration when set. Built once per provider, at start-up."""
+    quirks = PRESETS[preset] if preset else DEFAULT_QUIRKS[provider_type]
+    if max_tokens is not None:
+        quirks = dataclasses.replace(quirks, max_tokens=max_tokens)
+    return quirks

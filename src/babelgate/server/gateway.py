@@ -36,6 +36,7 @@ from babelgate.canonical.stream import response_events
 from babelgate.config import Settings
 from babelgate.protocols import Codec, StreamDecoder, StreamEncoder
 from babelgate.providers.http import HttpClient, UpstreamResponse
+from babelgate.providers.presets import provider_quirks
 from babelgate.providers.provider import PROVIDER_TYPES, Provider
 from babelgate.routing import Router, Target
 
@@ -57,7 +58,7 @@ def build_providers(settings: Settings) -> dict[str, Provider]:
             name,
             cfg.base_url,
             cfg.api_key,
-            cfg.quirks(),
+            provider_quirks(cfg.type, cfg.preset, cfg.max_tokens),
             headers=cfg.headers,
             timeout=cfg.timeout,
             preset=cfg.preset,
