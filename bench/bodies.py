@@ -5,6 +5,9 @@
 - claude_code.json / claude_code_stream.json: a request shaped like the ones Claude Code sends
   (about 50 KB: a long cached system prompt, two dozen tools with real JSON schemas, several
   turns with thinking, tool_use and tool_result blocks, metadata.user_id, max_tokens 32000);
+- claude_code_distinct.json: the same request with the turn mark in every piece the gateway
+  could find again (each system block, each tool, each message, the session in the user id),
+  so that every request is a conversation of its own;
 - codex.json / codex_stream.json: an OpenAI Responses request shaped like Codex's (about
   40 KB: a long developer message in the style of Codex's system prompt, AGENTS.md and
   environment_context messages, ten tools among them exec_command, apply_patch as a custom
@@ -492,6 +495,25 @@ def claude_code(stream: bool) -> dict[str, Any]:
         padding += step
         body = _claude_code_with(padding_lines=padding, stream=stream)
     return _new_turn(body, "messages")
+
+
+def claude_code_distinct(stream: bool) -> dict[str, Any]:
+    """The Claude Code request as the first turn of a conversation nobody sent before: a
+    gateway serving many people, or one whose reuse table is full. post.lua writes the same
+    new number into every mark of a request, so no system block, tool or message (nothing
+    large) repeats between requests, while the shape and size stay those of claude_code
+    (the marks add about 1%)."""
+    body = claude_code(stream)
+    for block in body["system"]:
+        block["text"] += f" (conversation {TURN_MARK})"
+    for tool in body["tools"]:
+        tool["description"] += f" (conversation {TURN_MARK})"
+    for message in body["messages"][:-2]:  # the last two carry the turn mark already
+        if not _mark_first_text(message):
+            raise ValueError(f"no text to mark in {message!r:.80}")
+    metadata = body["metadata"]
+    metadata["user_id"] = metadata["user_id"].replace(SESSION, f"{SESSION[:24]}{TURN_MARK}")
+    return body
 
 
 def _claude_code_with(padding_lines: int, stream: bool) -> dict[str, Any]:
@@ -1011,6 +1033,7 @@ def write_all(out: Path) -> dict[str, int]:
         "hello_stream.json": _dump(hello(True)),
         "claude_code.json": _dump(claude_code(False)),
         "claude_code_stream.json": _dump(claude_code(True)),
+        "claude_code_distinct.json": _dump(claude_code_distinct(False)),
         "upstream/chat.json": _dump(chat_completion()),
         "upstream/chat.sse": chat_stream(),
         "codex.json": _dump(codex(False)),

@@ -4,7 +4,7 @@
 # (started by start_upstream, its port for BODY in UP) and the gateway's configuration
 # ($WORK/gw.yaml, written by write_gateway_config) with a free port P_GW.
 case $BODY in
-    hello|claude_code|claude_code_stream) ENDPOINT=/v1/messages ;;
+    hello|claude_code|claude_code_stream|claude_code_distinct) ENDPOINT=/v1/messages ;;
     codex|codex_stream) ENDPOINT=/v1/responses ;;
     chat_gemini|chat_gemini_stream) ENDPOINT=/v1/chat/completions ;;
     *) echo "unknown body $BODY" >&2; exit 2 ;;

@@ -7,6 +7,9 @@
 #
 # Runs bench/pipeline.py under valgrind (installed with apt if missing) with 0 and with 100
 # turns and prints the difference / 100. Compare two commits by running it in each checkout.
+# BENCH_UNTIL=loads|parse|render stops each request after that stage (reuse.loads,
+# parse_request, render_request and its serialising): the differences between such counts
+# are the stages' instructions.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PY=${PYTHON:-$ROOT/.venv/bin/python}

@@ -14,6 +14,7 @@ change of a few percent shows.
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -30,15 +31,19 @@ PATHS = {
     "hello_stream": ("anthropic", "openai", "canned-model", "chat"),
     "claude_code": ("anthropic", "openai", "canned-model", "chat"),
     "claude_code_stream": ("anthropic", "openai", "canned-model", "chat"),
+    "claude_code_distinct": ("anthropic", "openai", "canned-model", "chat"),
     "codex": ("openai-responses", "anthropic", "claude-sonnet-4-5-20250929", "anthropic"),
     "codex_stream": ("openai-responses", "anthropic", "claude-sonnet-4-5-20250929", "anthropic"),
     "chat_gemini": ("openai", "gemini", "gemini-2.5-pro", "gemini"),
     "chat_gemini_stream": ("openai", "gemini", "gemini-2.5-pro", "gemini"),
 }
 WARM_TURNS = 3
+# How far each request goes (BENCH_UNTIL): the instructions of a stage are the difference
+# between two counts. "all" is the whole request.
+UNTIL = ("loads", "parse", "render", "all")
 
 
-def main(bodies: Path, body: str, turns: int) -> None:
+def main(bodies: Path, body: str, turns: int, until: str = "all") -> None:
     client_name, upstream_name, model, answer = PATHS[body]
     client, upstream = get_codec(client_name), get_codec(upstream_name)
     quirks = DEFAULT_QUIRKS[upstream_name]
@@ -47,9 +52,16 @@ def main(bodies: Path, body: str, turns: int) -> None:
     canned = (bodies / "upstream" / f"{answer}.{'sse' if stream else 'json'}").read_bytes()
 
     def one(turn: int) -> bytes:
-        request = client.parse_request(reuse.loads(template.replace(b"@turn@", b"%d" % turn)))
+        data = reuse.loads(template.replace(b"@turn@", b"%d" % turn))
+        if until == "loads":
+            return b""
+        request = client.parse_request(data)
+        if until == "parse":
+            return b""
         upstream_request = replace(request, model=model, stream=stream)
         orjson.dumps(upstream.render_request(upstream_request, quirks))
+        if until == "render":
+            return b""
         if not stream:
             answer = upstream.parse_response(orjson.loads(canned), upstream_request)
             return orjson.dumps(client.render_response(answer, request))
@@ -66,4 +78,7 @@ def main(bodies: Path, body: str, turns: int) -> None:
 if __name__ == "__main__":
     if len(sys.argv) != 4:
         sys.exit("usage: python bench/pipeline.py BODIES_DIR BODY N")
-    main(Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]))
+    until = os.environ.get("BENCH_UNTIL", "all")
+    if until not in UNTIL:
+        sys.exit(f"BENCH_UNTIL: one of {', '.join(UNTIL)}")
+    main(Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), until)

@@ -1,7 +1,8 @@
 """Turn the raw outputs of bench/run.sh into the Markdown results table.
 
 `python bench/report.py RAW_DIR` reads, from RAW_DIR:
-- tput-<body>-<target>-<round>.txt: wrk outputs at 32 connections (target: relay, babelgate);
+- tput-<body>-<target>-<round>.txt: wrk outputs at 32 connections (target: relay, babelgate,
+  and asgi when BENCH_ASGI ran the app under an ASGI server too);
 - lat-<body>-<target>.txt: wrk --latency outputs at concurrency 1 (target: direct, relay,
   babelgate);
 - mem-<target>.json: slow_streams.py outputs;
@@ -23,6 +24,7 @@ BODIES = [
     ("hello", '"Hello" (117 B)'),
     ("claude_code", "Claude Code (~50 KB)"),
     ("claude_code_stream", "Claude Code (~50 KB), streamed"),
+    ("claude_code_distinct", "Claude Code (~50 KB), every request a new conversation"),
     ("codex", "Codex, Responses → Anthropic (~40 KB)"),
     ("codex_stream", "Codex, Responses → Anthropic (~40 KB), streamed"),
     ("chat_gemini", "Chat Completions → Gemini (~20 KB)"),
@@ -110,6 +112,25 @@ def throughput_table(raw: Path) -> list[str]:
     return lines
 
 
+def asgi_table(raw: Path, server: str) -> list[str]:
+    """The same app under an ASGI server (BENCH_ASGI), for the bodies it was run on."""
+    lines = [
+        f"| body | bare relay req/s | babelgate req/s | under {server} req/s "
+        f"| {server} / relay | {server} / babelgate |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for body, label in BODIES:
+        asgi = throughput(raw, body, "asgi")
+        if asgi is None:
+            continue
+        relay, gate = throughput(raw, body, "relay"), throughput(raw, body, "babelgate")
+        cells = [f"{asgi.rate / run.rate:.0%}" if run and run.rate else "-"
+                 for run in (relay, gate)]
+        lines.append(f"| {label} | {_rate(relay)} | {_rate(gate)} | {_rate(asgi)} | "
+                     + " | ".join(cells) + " |")
+    return lines
+
+
 def latency_table(raw: Path) -> list[str]:
     lines = [
         "| body | direct to nginx P50 | via bare relay P50 (added) | via babelgate P50 (added) "
@@ -187,6 +208,9 @@ def report(raw: Path) -> str:
         "",
         *throughput_table(raw),
         "",
+        *([f"The same app under an ASGI server ({meta['asgi']}, server/asgi.py; same core, "
+           "same rounds):", "", *asgi_table(raw, meta["asgi"].split()[0]), ""]
+          if meta.get("asgi") else []),
         "Added latency (concurrency 1, P50 of wrk --latency; added = minus direct to nginx):",
         "",
         *latency_table(raw),

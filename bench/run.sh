@@ -5,10 +5,10 @@
 #   bash bench/run.sh            (or: make bench)
 #
 # Writes bench/results/latest.md and prints it. Everything it starts it stops (trap), and the
-# whole run is bounded by BENCH_DEADLINE seconds (default 300). Seven bodies (three
-# Anthropic-client bodies to an OpenAI upstream, Codex's Responses body to an Anthropic
-# upstream, a Chat Completions body to a Gemini upstream, each streamed and not) make the
-# defaults short. Knobs, all optional:
+# whole run is bounded by BENCH_DEADLINE seconds (default 330). Eight bodies (four
+# Anthropic-client bodies to an OpenAI upstream, one of them a new conversation on every
+# request, Codex's Responses body to an Anthropic upstream, a Chat Completions body to a
+# Gemini upstream, each streamed and not) make the defaults short. Knobs, all optional:
 #   BENCH_DURATION   measured seconds per target and body, split over 2 alternating rounds (6)
 #   BENCH_WARMUP     warm-up seconds per target and body before measuring (2)
 #   BENCH_LATENCY    seconds per concurrency-1 latency run (3)
@@ -16,6 +16,9 @@
 #   BENCH_CONNECTIONS  wrk connections for throughput (32)
 #   BENCH_REF        measure this git ref's committed src/ (e.g. HEAD) instead of the working
 #                    tree, which others may be editing; the harness in bench/ is the working one
+#   BENCH_BODIES     the bodies measured (all eight; a subset for a quick look)
+#   BENCH_ASGI       uvicorn or granian: also measure the app under that ASGI server
+#                    (server/asgi.py) on BENCH_ASGI_BODIES (hello claude_code claude_code_stream)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -25,11 +28,14 @@ WARMUP=${BENCH_WARMUP:-2}
 LATENCY=${BENCH_LATENCY:-3}
 STREAMS=${BENCH_STREAMS:-1000}
 CONNECTIONS=${BENCH_CONNECTIONS:-32}
-DEADLINE=${BENCH_DEADLINE:-300}
+DEADLINE=${BENCH_DEADLINE:-330}
 SLOW_RATE=32            # bytes/s per slow stream after its first 600 bytes: open for minutes
 SERVER_CORE=1           # the gateway and the relay
 LOAD_CORE=0             # nginx, wrk and the memory client
 ROUND=$(( (DURATION + 1) / 2 ))
+ASGI=${BENCH_ASGI:-}
+ASGI_BODIES=${BENCH_ASGI_BODIES:-hello claude_code claude_code_stream}
+case $ASGI in ""|uvicorn|granian) ;; *) echo "BENCH_ASGI: uvicorn or granian" >&2; exit 2 ;; esac
 
 log() { printf '[bench] %s\n' "$*" >&2; }
 
@@ -154,6 +160,17 @@ start_gateway() {  # start_gateway NAME CONFIG PORT
     start "$1" "$SERVER_CORE" "$PY" -m babelgate serve --config "$2" --host 127.0.0.1 --port "$3"
 }
 
+start_asgi() {  # start_asgi NAME CONFIG PORT: the app under $ASGI (server/asgi.py), one worker
+    case $ASGI in
+        uvicorn) start "$1" "$SERVER_CORE" env BABELGATE_CONFIG="$2" "$PY" -m uvicorn --factory \
+            babelgate.server.asgi:app_factory --host 127.0.0.1 --port "$3" --loop uvloop \
+            --http httptools --no-access-log --log-level warning ;;
+        granian) start "$1" "$SERVER_CORE" env BABELGATE_CONFIG="$2" "$PY" -m granian \
+            --interface asgi --factory babelgate.server.asgi:app_factory --host 127.0.0.1 \
+            --port "$3" --loop uvloop --workers 1 --no-access-log ;;
+    esac
+}
+
 start_relay() {  # start_relay NAME PORT UPSTREAM_PORT [UPSTREAM_PATH]
     start "$1" "$SERVER_CORE" "$PY" "$ROOT/bench/bare_relay.py" "$2" \
         "http://127.0.0.1:$3${4:-/v1/chat/completions}"
@@ -173,7 +190,8 @@ ANTHROPIC_MODEL=$(model_of "$B/upstream/anthropic.json")
 GEM_JSON_PATH="/v1beta/models/$CHAT_MODEL:generateContent"
 GEM_SSE_PATH="/v1beta/models/$CHAT_MODEL:streamGenerateContent?alt=sse"
 read -r P_JSON P_SSE P_SLOW P_RELAY_JSON P_RELAY_SSE P_GW_JSON P_GW_SSE P_GW_MEM P_RELAY_MEM \
-    P_RELAY_ANTH_JSON P_RELAY_ANTH_SSE P_RELAY_GEM_JSON P_RELAY_GEM_SSE <<<"$(free_ports 13)"
+    P_RELAY_ANTH_JSON P_RELAY_ANTH_SSE P_RELAY_GEM_JSON P_RELAY_GEM_SSE P_ASGI_JSON P_ASGI_SSE \
+    <<<"$(free_ports 15)"
 
 sed -e "s#@WORK@#$WORK#g" -e "s/@PORT_JSON@/$P_JSON/" -e "s/@PORT_SSE@/$P_SSE/" \
     -e "s/@PORT_SLOW@/$P_SLOW/" -e "s/@SLOW_RATE@/$SLOW_RATE/" \
@@ -192,7 +210,16 @@ start_relay relay-gem-sse "$P_RELAY_GEM_SSE" "$P_SSE" "$GEM_SSE_PATH"
 start_gateway gw-json "$WORK/gw-json.yaml" "$P_GW_JSON"
 start_gateway gw-sse "$WORK/gw-sse.yaml" "$P_GW_SSE"
 
+if [ -n "$ASGI" ]; then
+    start_asgi asgi-json "$WORK/gw-json.yaml" "$P_ASGI_JSON"
+    start_asgi asgi-sse "$WORK/gw-sse.yaml" "$P_ASGI_SSE"
+fi
+
 wait_ready nginx "http://127.0.0.1:$P_JSON/v1/chat/completions" "$B/hello.json"
+if [ -n "$ASGI" ]; then
+    wait_ready asgi-json "http://127.0.0.1:$P_ASGI_JSON/v1/messages" "$B/claude_code.json"
+    wait_ready asgi-sse "http://127.0.0.1:$P_ASGI_SSE/v1/messages" "$B/claude_code_stream.json"
+fi
 wait_ready relay-json "http://127.0.0.1:$P_RELAY_JSON/v1/messages" "$B/hello.json"
 wait_ready relay-sse "http://127.0.0.1:$P_RELAY_SSE/v1/messages" "$B/hello_stream.json"
 wait_ready gw-json "http://127.0.0.1:$P_GW_JSON/v1/messages" "$B/claude_code.json"
@@ -225,6 +252,8 @@ gemini_text = "".join(c["candidates"][0]["content"]["parts"][0]["text"]
 answer = json.loads(post(json_base, "/v1/messages", "claude_code"))
 assert answer["type"] == "message" and answer["content"][0]["type"] == "text", answer
 assert answer["usage"]["output_tokens"] == 48, answer["usage"]
+answer = json.loads(post(json_base, "/v1/messages", "claude_code_distinct"))
+assert answer["type"] == "message" and answer["usage"]["output_tokens"] == 48, answer
 stream = post(sse_base, "/v1/messages", "claude_code_stream")
 assert "event: message_stop" in stream and stream.count("text_delta") >= 20, stream[:2000]
 # Codex (Responses client, store false), Anthropic upstream.
@@ -255,7 +284,8 @@ assert chunks[-1]["usage"]["completion_tokens"] == 48, chunks[-1]
 EOF
 
 # ------------------------------------------------------------------ measurements
-BODIES="hello claude_code claude_code_stream codex codex_stream chat_gemini chat_gemini_stream"
+BODIES=${BENCH_BODIES:-hello claude_code claude_code_stream claude_code_distinct codex codex_stream
+chat_gemini chat_gemini_stream}
 url_of() {  # url_of TARGET BODY: where wrk sends BODY for TARGET (relay, babelgate, direct)
     local stream=json
     case $2 in *stream*) stream=sse ;; esac
@@ -272,6 +302,8 @@ url_anthropic_client() {  # Anthropic Messages client, OpenAI Chat upstream
         relay-sse) echo "http://127.0.0.1:$P_RELAY_SSE/v1/messages" ;;
         babelgate-json) echo "http://127.0.0.1:$P_GW_JSON/v1/messages" ;;
         babelgate-sse) echo "http://127.0.0.1:$P_GW_SSE/v1/messages" ;;
+        asgi-json) echo "http://127.0.0.1:$P_ASGI_JSON/v1/messages" ;;
+        asgi-sse) echo "http://127.0.0.1:$P_ASGI_SSE/v1/messages" ;;
         direct-json) echo "http://127.0.0.1:$P_JSON/v1/chat/completions" ;;
         direct-sse) echo "http://127.0.0.1:$P_SSE/v1/chat/completions" ;;
     esac
@@ -283,6 +315,8 @@ url_codex() {  # OpenAI Responses client (Codex), Anthropic upstream
         relay-sse) echo "http://127.0.0.1:$P_RELAY_ANTH_SSE/v1/responses" ;;
         babelgate-json) echo "http://127.0.0.1:$P_GW_JSON/v1/responses" ;;
         babelgate-sse) echo "http://127.0.0.1:$P_GW_SSE/v1/responses" ;;
+        asgi-json) echo "http://127.0.0.1:$P_ASGI_JSON/v1/responses" ;;
+        asgi-sse) echo "http://127.0.0.1:$P_ASGI_SSE/v1/responses" ;;
         direct-json) echo "http://127.0.0.1:$P_JSON/v1/messages" ;;
         direct-sse) echo "http://127.0.0.1:$P_SSE/v1/messages" ;;
     esac
@@ -294,6 +328,8 @@ url_chat_gemini() {  # OpenAI Chat Completions client, Gemini upstream
         relay-sse) echo "http://127.0.0.1:$P_RELAY_GEM_SSE/v1/chat/completions" ;;
         babelgate-json) echo "http://127.0.0.1:$P_GW_JSON/v1/chat/completions" ;;
         babelgate-sse) echo "http://127.0.0.1:$P_GW_SSE/v1/chat/completions" ;;
+        asgi-json) echo "http://127.0.0.1:$P_ASGI_JSON/v1/chat/completions" ;;
+        asgi-sse) echo "http://127.0.0.1:$P_ASGI_SSE/v1/chat/completions" ;;
         direct-json) echo "http://127.0.0.1:$P_JSON$GEM_JSON_PATH" ;;
         direct-sse) echo "http://127.0.0.1:$P_SSE$GEM_SSE_PATH" ;;
     esac
@@ -309,12 +345,15 @@ run_wrk() {  # run_wrk OUT SECONDS CONNECTIONS URL BODY [--latency]
 
 for body in $BODIES; do
     log "throughput: $body"
-    for target in relay babelgate; do
+    targets="relay babelgate"
+    if [ -n "$ASGI" ] && [[ " $ASGI_BODIES " == *" $body "* ]]; then targets="$targets asgi"; fi
+    for target in $targets; do
         run_wrk /dev/null "$WARMUP" "$CONNECTIONS" "$(url_of $target $body)" "$B/$body.json"
     done
-    # Two rounds, the order swapped in the second, so drift on the shared machine hits both.
+    # Two rounds, the order reversed in the second, so drift on the shared machine hits all.
     for round in 1 2; do
-        order="relay babelgate"; [ $round = 2 ] && order="babelgate relay"
+        order=$targets
+        [ $round = 2 ] && order=$(echo "$targets" | tr ' ' '\n' | tac | tr '\n' ' ')
         for target in $order; do
             run_wrk "$RAW/tput-$body-$target-$round.txt" "$ROUND" "$CONNECTIONS" \
                 "$(url_of $target $body)" "$B/$body.json"
@@ -336,6 +375,7 @@ for name in gw_json gw_sse relay_json relay_sse relay_anth_json relay_anth_sse r
         relay_gem_sse; do
     pid_var="PID_$name"; stop_pid "${!pid_var}"
 done
+if [ -n "$ASGI" ]; then stop_pid "$PID_asgi_json"; stop_pid "$PID_asgi_sse"; fi
 gateway_config "$WORK/gw-mem.yaml" "$P_SSE" "$P_SLOW"
 start_gateway gw-mem "$WORK/gw-mem.yaml" "$P_GW_MEM"
 start_relay relay-mem "$P_RELAY_MEM" "$P_SLOW"
@@ -370,6 +410,9 @@ done
     echo "software=$("$PY" -V), $("$NGINX" -v 2>&1 | sed 's/.*: //'), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)"
     echo "settings=$CONNECTIONS connections, ${WARMUP}s warm-up + 2 rounds x ${ROUND}s per target and body, ${LATENCY}s latency runs, $STREAMS streams"
     echo "streams=$STREAMS"
+    if [ -n "$ASGI" ]; then
+        echo "asgi=$ASGI $("$PY" -m pip show "$ASGI" 2>/dev/null | awk '/^Version/ {print $2}')"
+    fi
 } >"$RAW/meta.txt"
 mkdir -p "$ROOT/bench/results"
 "$PY" "$ROOT/bench/report.py" "$RAW" >"$ROOT/bench/results/latest.md.tmp"

@@ -5,12 +5,15 @@
 #
 #   bash bench/server_instructions.sh BODY [N]    (N measured requests, default 200; ~1 min)
 #
-# BODY: hello | claude_code | claude_code_stream | codex | codex_stream | chat_gemini |
-# chat_gemini_stream. One client sends WARM (300) new turns of BODY's conversation first, one
+# BODY: hello | claude_code | claude_code_stream | claude_code_distinct | codex | codex_stream |
+# chat_gemini | chat_gemini_stream (claude_code_distinct: every request a conversation of its
+# own, nothing large found again). One client sends WARM (300) new turns of BODY's conversation first, one
 # at a time, then N more while callgrind counts; prints instructions per request and the C
 # functions with the most (Python code shows as the interpreter's eval loop). Needs nginx
 # (bench/run.sh installs it) and valgrind (installed with apt if missing). BENCH_REF=HEAD
-# measures that ref's committed src/ instead of the working tree. Loopback only.
+# measures that ref's committed src/ instead of the working tree. BENCH_SERVER=uvicorn counts
+# the app under uvicorn through the ASGI adapter (server/asgi.py) instead of our own server.
+# Loopback only.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PY=${PYTHON:-$ROOT/.venv/bin/python}
@@ -24,8 +27,15 @@ command -v valgrind >/dev/null || {
 . "$ROOT/bench/harness.sh"
 start_upstream
 write_gateway_config
-valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.out" "$PY" -m babelgate serve \
-    --config "$WORK/gw.yaml" --host 127.0.0.1 --port "$P_GW" >"$WORK/gw.log" 2>&1 &
+case ${BENCH_SERVER:-own} in
+    own) SERVE=(-m babelgate serve --config "$WORK/gw.yaml" --host 127.0.0.1 --port "$P_GW") ;;
+    uvicorn) SERVE=(-m uvicorn --factory babelgate.server.asgi:app_factory --host 127.0.0.1
+                    --port "$P_GW" --loop uvloop --http httptools --no-access-log
+                    --log-level warning) ;;
+    *) echo "BENCH_SERVER: own or uvicorn" >&2; exit 2 ;;
+esac
+BABELGATE_CONFIG="$WORK/gw.yaml" valgrind --tool=callgrind \
+    --callgrind-out-file="$WORK/cg.out" "$PY" "${SERVE[@]}" >"$WORK/gw.log" 2>&1 &
 GW=$!
 PIDS+=($GW)
 cat >"$WORK/drive.py" <<'PY'
@@ -50,7 +60,9 @@ callgrind_control -z "$GW" >/dev/null
 callgrind_control -d "$GW" >/dev/null
 sleep 1
 DUMP=$(ls -t "$WORK"/cg.out.* | head -1)
+# BENCH_KEEP=FILE keeps the profile (e.g. for callgrind_annotate --inclusive=yes FILE).
+if [ -n "${BENCH_KEEP:-}" ]; then cp "$DUMP" "$BENCH_KEEP"; fi
 TOTAL=$(callgrind_annotate "$DUMP" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }')
-echo "$BODY: $((TOTAL / N)) instructions per request (whole gateway process, $N requests)"
+echo "$BODY: $((TOTAL / N)) instructions per request (whole gateway process, ${BENCH_SERVER:-own} server, $N requests)"
 callgrind_annotate --threshold=100 --auto=no "$DUMP" 2>/dev/null \
     | awk '/file:function/ { on = 1; next } on && NF' | grep -v "(100.0%)\|(100.1%)" | head -15

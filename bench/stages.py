@@ -49,7 +49,8 @@ def measure(bodies: Path, body: str) -> list[tuple[str, float, str]]:
     client, upstream = get_codec(client_name), get_codec(upstream_name)
     quirks = DEFAULT_QUIRKS[upstream_name]
     # Every call gets a new turn of the same conversation (bench/bodies.py marks the last two
-    # items), as a session's requests do: what repeats is reused, the new turn is not.
+    # items), as a session's requests do: what repeats is reused, the new turn is not. The
+    # claude_code_distinct body is marked everywhere: each call is a new conversation.
     template = (bodies / f"{body}.json").read_bytes()
     turns = itertools.count()
 
@@ -63,14 +64,17 @@ def measure(bodies: Path, body: str) -> list[tuple[str, float, str]]:
     stream = bool(request.stream)
     up_request = replace(request, model=model)
     up_body = upstream.render_request(up_request, quirks)
+    loads_us = _time(lambda: reuse.loads(new_turn()))
+    parse_us = _time(lambda: client.parse_request(reuse.loads(new_turn())))
     rows = [
-        ("client JSON -> dict, a new turn (reuse.loads)",
-         _time(lambda: reuse.loads(new_turn())) - making, f"{len(raw)} B"),
-        ("client dict -> Request, a new turn (parse_request)",
-         _time(lambda: client.parse_request(reuse.loads(new_turn())))
-         - _time(lambda: reuse.loads(new_turn())), ""),
-        ("Request -> upstream dict (render_request)",
-         _time(lambda: upstream.render_request(replace(request, model=model), quirks)), ""),
+        ("client JSON -> dict, a new turn (reuse.loads)", loads_us - making, f"{len(raw)} B"),
+        ("client dict -> Request, a new turn (parse_request)", parse_us - loads_us, ""),
+        # A new turn's Request, as in the gateway: rendering one Request over and over would
+        # find every rendering kept, even for a body whose pieces never repeat.
+        ("Request -> upstream dict, a new turn (render_request)",
+         _time(lambda: upstream.render_request(
+             replace(client.parse_request(reuse.loads(new_turn())), model=model), quirks))
+         - parse_us, ""),
         ("upstream dict -> bytes (orjson.dumps)", _time(lambda: orjson.dumps(up_body)),
          f"{len(orjson.dumps(up_body))} B"),
     ]
