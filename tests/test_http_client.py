@@ -29,9 +29,9 @@ from tests.loops import TEST_DEADLINE, on_asyncio_loop, on_each_loop
 
 import babelgate
 from babelgate.canonical import GatewayError
-from babelgate.providers import http
 from babelgate.providers.http import HttpClient, UpstreamResponse
 
+PAUSE_AT = 256 << 10  # the backpressure tests' threshold (the client's pause_at)
 PATIENCE = 1.0  # seconds a server waits to observe something the client should do at once
 NORMAL_TIMEOUT = 2.0  # the client's timeout when a test is not about timeouts
 
@@ -200,9 +200,10 @@ def answer_each(answer: bytes) -> Conversation:
 
 
 @contextlib.asynccontextmanager
-async def upstream_and_client(conversation: Conversation) -> AsyncIterator[
+async def upstream_and_client(conversation: Conversation, **limits: Any) -> AsyncIterator[
         tuple[Upstream, HttpClient]]:
-    client = HttpClient()
+    """`limits`: the client's constructor parameters (max_body=..., keepalive=...)."""
+    client = HttpClient(**limits)
     try:
         async with Upstream(conversation) as upstream:
             yield upstream, client
@@ -399,9 +400,7 @@ async def test_answer_with_connection_close_is_not_reused() -> None:
 
 
 @on_each_loop
-async def test_an_idle_connection_past_keepalive_is_closed_not_reused(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(http, "KEEPALIVE_SECONDS", 0.05)
+async def test_an_idle_connection_past_keepalive_is_closed_not_reused() -> None:
     observed: list[bool] = []
 
     async def answer_then_watch(peer: Peer) -> None:
@@ -409,7 +408,7 @@ async def test_an_idle_connection_past_keepalive_is_closed_not_reused(
             await peer.send(response())
             observed.append(await peer.client_closed())
 
-    async with upstream_and_client(answer_then_watch) as (upstream, client):
+    async with upstream_and_client(answer_then_watch, keepalive=0.05) as (upstream, client):
         await post_and_read(client, upstream.url())
         await asyncio.sleep(0.1)
         await post_and_read(client, upstream.url())
@@ -579,6 +578,94 @@ async def test_broken_gzip_body_is_a_connection_error() -> None:
         answer = await post(client, upstream.url())
         error = await failure(answer.read())
     assert error.kind == "connection"
+
+
+# The limits: what an upstream can make the client hold in memory.
+LIMIT = 1 << 20  # max_body of the tests below
+
+
+def _gzip_bomb(size: int) -> bytes:
+    """`size` zero bytes, gzipped (about a thousandth of that), built a megabyte at a time."""
+    compressor = zlib.compressobj(9, wbits=31)
+    block = bytes(1 << 20)
+    parts = [compressor.compress(block) for _ in range(size >> 20)]
+    return b"".join(parts) + compressor.flush()
+
+
+@on_each_loop
+async def test_a_gzip_bomb_is_cut_at_max_body_not_inflated_whole() -> None:
+    bomb = _gzip_bomb(200 << 20)  # 200 MB inflated
+    answer_bytes = response(bomb, headers=("content-encoding: gzip",))
+    async with upstream_and_client(answer_each(answer_bytes), max_body=LIMIT) as (
+            upstream, client):
+        answer = await post(client, upstream.url())
+        started = time.perf_counter()
+        error = await failure(answer.read())
+        # Inflating 200 MB takes ~0.5 s; stopping at the limit, milliseconds.
+        assert time.perf_counter() - started < 0.3
+    assert error.kind == "connection" and error.status == 502
+    assert "larger than babelgate accepts" in error.message
+    assert error.upstream == "test-up"
+
+
+@on_each_loop
+async def test_a_gzip_bomb_in_a_stream_is_cut_too() -> None:
+    bomb = _gzip_bomb(64 << 20)
+
+    async def bomb_in_chunks(peer: Peer) -> None:
+        if await peer.request() is not None:
+            await peer.send(chunked_head("content-encoding: gzip",
+                                         "content-type: text/event-stream"))
+            await peer.send(chunk(bomb) + LAST_CHUNK)
+
+    async with upstream_and_client(bomb_in_chunks, max_body=LIMIT) as (upstream, client):
+        answer = await post(client, upstream.url())
+        pieces: list[bytes] = []
+        with pytest.raises(GatewayError) as info:
+            async for piece in answer.iter_chunks():
+                pieces.append(piece)
+    assert info.value.kind == "connection"
+    assert all(len(piece) <= LIMIT for piece in pieces)
+
+
+@pytest.mark.parametrize("size", [LIMIT, LIMIT + 1])
+@on_each_loop
+async def test_a_plain_body_up_to_max_body_is_read_and_one_byte_more_is_not(
+        size: int) -> None:
+    body = b"x" * size
+    async with upstream_and_client(answer_each(response(body)), max_body=LIMIT) as (
+            upstream, client):
+        answer = await post(client, upstream.url())
+        if size <= LIMIT:
+            assert await answer.read() == body
+            assert await post_and_read(client, upstream.url()) == body  # connection kept
+            assert upstream.accepted == 1
+        else:
+            error = await failure(answer.read())
+            assert error.kind == "connection"
+            assert f"{LIMIT} bytes" in error.message
+
+
+@on_each_loop
+async def test_a_compressed_body_that_inflates_to_max_body_is_read() -> None:
+    text = b"compressible " * (LIMIT // 13)
+    answer_bytes = response(gzip.compress(text), headers=("content-encoding: gzip",))
+    async with upstream_and_client(answer_each(answer_bytes), max_body=LIMIT) as (
+            upstream, client):
+        assert await post_and_read(client, upstream.url()) == text
+
+
+@on_each_loop
+async def test_headers_over_max_head_are_a_connection_error() -> None:
+    headers = tuple(f"x-filler-{n}: {'v' * 100}" for n in range(40))  # ~4.5 KB
+    async with upstream_and_client(answer_each(response(b"ok", headers=headers)),
+                                   max_head=4096) as (upstream, client):
+        error = await failure(post(client, upstream.url()))
+    assert error.kind == "connection"
+    assert "headers exceed 4096 bytes" in error.message
+    async with upstream_and_client(answer_each(response(b"ok", headers=headers)),
+                                   max_head=8192) as (upstream, client):
+        assert await post_and_read(client, upstream.url()) == b"ok"
 
 
 # ---------------------------------------------------------------------------- 5. errors
@@ -879,7 +966,8 @@ async def test_a_large_stream_read_slowly_arrives_whole_in_order() -> None:
         while await peer.request() is not None:
             await peer.send(response(b"small"))
 
-    async with upstream_and_client(send_everything_then_small) as (upstream, client):
+    async with upstream_and_client(send_everything_then_small, pause_at=PAUSE_AT) as (
+            upstream, client):
         answer = await post(client, upstream.url(), timeout=0.3)
         pieces: list[bytes] = []
         async for piece in answer.iter_chunks():
@@ -891,20 +979,20 @@ async def test_a_large_stream_read_slowly_arrives_whole_in_order() -> None:
                 await asyncio.sleep(0.01)
         assert b"".join(pieces) == body
         # Reading paused at about a megabyte unread, so no piece is near the whole body.
-        assert max(len(piece) for piece in pieces) <= 2 * http.PAUSE_AT
+        assert max(len(piece) for piece in pieces) <= 2 * PAUSE_AT
         assert await post_and_read(client, upstream.url()) == b"small"  # on the same,
         assert upstream.accepted == 1  # resumed connection
 
 
 @on_each_loop
 async def test_read_of_a_body_larger_than_the_pause_threshold_returns_it_whole() -> None:
-    body = os.urandom(3 * http.PAUSE_AT)
+    body = os.urandom(3 * PAUSE_AT)
 
     async def send_everything(peer: Peer) -> None:
         if await peer.request() is not None:
             await peer.send(response(body, headers=()))
 
-    async with upstream_and_client(send_everything) as (upstream, client):
+    async with upstream_and_client(send_everything, pause_at=PAUSE_AT) as (upstream, client):
         answer = await post(client, upstream.url(), timeout=0.3)
         assert await asyncio.wait_for(answer.read(), PATIENCE) == body
 

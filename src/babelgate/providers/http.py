@@ -11,17 +11,23 @@ on 2026-11-21: aiohttp 3.14 12,300-13,000 req/s, this client 39,800-45,100 req/s
 
 What it does, and deliberately does not:
 - one exchange at a time per connection; idle connections are kept per origin (scheme, host,
-  port) for KEEPALIVE_SECONDS and reused most-recent-first; TLS with the default context;
-- `timeout` bounds silence: connecting (at most 15 s), waiting for the answer, any gap
-  between two reads; never a whole exchange, since an agent's stream may rightly last
+  port) for `keepalive` seconds and reused most-recent-first; TLS with the default context;
+- `timeout` bounds silence: connecting (at most `connect_timeout`), waiting for the answer,
+  any gap between two reads; never a whole exchange, since an agent's stream may rightly last
   minutes. A stream the client reads slowly is paused (backpressure), not timed out;
 - answers with Content-Length, chunked or read-until-close bodies; gzip and deflate
   decoded (we ask for `identity`, but a server may compress anyway);
+- bounded memory whatever the upstream sends: a head over `max_head` bytes, or more than
+  `max_body` bytes of answer held unread at once (a whole body being read, or a compressed
+  piece that inflates past it: a gzip bomb is cut there, not inflated whole), fail the
+  exchange;
 - a kept-alive connection that the upstream closed while idle is retried once on a new
   connection, when nothing of an answer had arrived on it;
 - no redirects (an API that redirects a POST is misconfigured: the 3xx is reported), no
   proxies, no cookies.
-Every failure is a GatewayError of kind `connection` or `timeout`, which fallbacks act on.
+Every failure is a GatewayError of kind `connection` or `timeout` (both the upstream's
+fault: 502 and 504), which fallbacks act on. The limits are the client's constructor
+parameters; the module constants below are their defaults.
 """
 
 from __future__ import annotations
@@ -43,12 +49,17 @@ from babelgate.canonical import GatewayError
 KEEPALIVE_SECONDS = 60.0  # an idle connection older than this is closed, not reused
 CONNECT_TIMEOUT_CAP = 15.0  # seconds: a connection is never waited on longer than this
 PAUSE_AT = 1 << 20  # bytes of unread answer before reading from the upstream pauses
+MAX_HEAD_BYTES = 64 << 10  # an answer's status line and headers; real APIs send ~1-2 KB
+# Bytes of answer held in memory at once: a whole body being read (a JSON answer, images in
+# base64 included, is at most some megabytes), or a compressed piece once inflated.
+MAX_BODY_BYTES = 64 << 20
 USER_AGENT = f"babelgate/{__version__}"  # unless the provider's headers set their own
 _USER_AGENT_LINE = f"user-agent: {USER_AGENT}\r\n"
 
 _TIMED_OUT = "the upstream did not answer in time"
 _CLOSED = "the upstream closed the connection"
 _CUT = "the upstream's response was cut off"
+_TOO_LARGE = "the upstream's answer is larger than babelgate accepts"
 
 
 class Origin(NamedTuple):
@@ -85,11 +96,11 @@ def _tls_context() -> ssl.SSLContext:
 class UpstreamResponse:
     """An open upstream answer. Read it (`read`, or `iter_chunks` to the end), or `close()`."""
 
-    __slots__ = ("_connection", "_pending", "_size", "_waiter", "_whole", "done", "error",
-                 "headers", "status", "upstream")
+    __slots__ = ("_connection", "_pause_at", "_pending", "_size", "_waiter", "_whole", "done",
+                 "error", "headers", "status", "upstream")
 
     def __init__(self, connection: _Connection, status: int, headers: dict[str, str],
-                 upstream: str) -> None:
+                 upstream: str, pause_at: int = PAUSE_AT) -> None:
         self.status = status
         self.headers: Mapping[str, str] = headers
         self.upstream = upstream
@@ -98,6 +109,7 @@ class UpstreamResponse:
         self._connection: _Connection | None = connection
         self._pending: collections.deque[bytes] = collections.deque()
         self._size = 0
+        self._pause_at = pause_at
         self._waiter: asyncio.Future[None] | None = None
         self._whole = False  # read() takes it all at once: nothing to pause for
 
@@ -115,6 +127,7 @@ class UpstreamResponse:
             while not self.done and self.error is None:
                 await self._wait()
             if self.error is not None:
+                self._pending.clear()  # the error outlives this call: not what came before it
                 raise self.error
             return b"".join(self._pending)
         finally:
@@ -166,7 +179,7 @@ class UpstreamResponse:
     def _feed(self, data: bytes) -> None:
         self._pending.append(data)
         self._size += len(data)
-        if self._size > PAUSE_AT and not self._whole and self._connection is not None:
+        if self._size > self._pause_at and not self._whole and self._connection is not None:
             self._connection.pause()
         self._wake()
 
@@ -203,6 +216,7 @@ class _Connection(asyncio.Protocol):
         self.header_list: list[tuple[bytes, bytes]] = []
         self.inflate: zlib._Decompress | None = None
         self.until_close = False  # the body ends when the upstream closes the connection
+        self.head_size = 0  # bytes of the current answer's headers so far
 
     # ------------------------------------------------------------------ one exchange
     def send(self, head: bytes, body: bytes, upstream: str, timeout: float,
@@ -211,6 +225,7 @@ class _Connection(asyncio.Protocol):
         self.upstream, self.timeout = upstream, timeout
         self.received = False
         self.header_list = []
+        self.head_size = 0
         self.response = self.inflate = None
         self.until_close = False
         self.head = self.loop.create_future()
@@ -268,6 +283,13 @@ class _Connection(asyncio.Protocol):
             if self.transport is not None:
                 self.transport.close()
 
+    def _too_large(self, response: UpstreamResponse) -> None:
+        response._pending.clear()  # the answer fails: nothing of it is handed on
+        response._size = 0
+        self._fail(GatewayError("connection", f"{_TOO_LARGE} (over {self.pool.max_body} "
+                                f"bytes held at once; {self.upstream})",
+                                upstream=self.upstream))
+
     def _fail(self, error: GatewayError) -> None:
         head, response = self.head, self.response
         self.head = self.response = None
@@ -314,6 +336,12 @@ class _Connection(asyncio.Protocol):
 
     # ------------------------------------------------------------------ httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
+        self.head_size += len(name) + len(value) + 4
+        if self.head_size > self.pool.max_head:
+            self._fail(GatewayError("connection", f"{_TOO_LARGE}: its headers exceed "
+                                    f"{self.pool.max_head} bytes ({self.upstream})",
+                                    upstream=self.upstream))
+            return
         self.header_list.append((name, value))
 
     def on_headers_complete(self) -> None:
@@ -325,6 +353,9 @@ class _Connection(asyncio.Protocol):
         status = self.parser.get_status_code()
         if status < 200:  # an interim answer (100 Continue, 103 Early Hints): wait on
             self.header_list = []
+            self.head_size = 0
+            return
+        if self.head is None:  # failed while the headers came (too large)
             return
         coding = headers.get("content-encoding", "identity").strip().lower()
         if coding in ("gzip", "x-gzip", "deflate"):
@@ -337,18 +368,21 @@ class _Connection(asyncio.Protocol):
         self.until_close = ("content-length" not in headers
                             and "transfer-encoding" not in headers
                             and status not in (204, 304))
-        response = self.response = UpstreamResponse(self, status, headers, self.upstream)
+        response = self.response = UpstreamResponse(self, status, headers, self.upstream,
+                                                    self.pool.pause_at)
         head, self.head = self.head, None
-        if head is not None and not head.done():
+        if not head.done():
             head.set_result(response)
 
     def on_body(self, body: bytes) -> None:
         response = self.response
         if response is None:
             return
+        room = self.pool.max_body - response._size  # what may still be held unread
         if self.inflate is not None:
             try:
-                body = self.inflate.decompress(body)
+                # Never more than one byte past the room: a bomb stops inflating here.
+                body = self.inflate.decompress(body, max(room, 0) + 1)
             except zlib.error as exc:
                 self._fail(GatewayError("connection", f"the upstream's compressed answer is "
                                         f"broken ({self.upstream}): {exc}",
@@ -356,6 +390,9 @@ class _Connection(asyncio.Protocol):
                 return
             if not body:
                 return
+        if len(body) > room:
+            self._too_large(response)
+            return
         response._feed(body)
 
     def on_message_complete(self) -> None:
@@ -364,6 +401,10 @@ class _Connection(asyncio.Protocol):
             return
         if self.inflate is not None:
             rest = self.inflate.flush()
+            if len(rest) > self.pool.max_body - response._size:
+                self.response = response
+                self._too_large(response)
+                return
             if rest:
                 response._feed(rest)
         if self.timer is not None:
@@ -379,9 +420,27 @@ class _Connection(asyncio.Protocol):
 
 
 class HttpClient:
-    """Kept-alive connections to every upstream; create it inside the running event loop."""
+    """Kept-alive connections to every upstream; create it inside the running event loop.
 
-    def __init__(self) -> None:
+    Limits: `max_head` bytes of an answer's status line and headers; `max_body` bytes of
+    answer held unread at once (see the module docstring); `pause_at` bytes unread before a
+    stream's reading pauses; `keepalive` seconds an idle connection stays reusable;
+    `connect_timeout` seconds at most for a connection (less when the call's timeout is)."""
+
+    def __init__(
+        self,
+        *,
+        max_head: int = MAX_HEAD_BYTES,
+        max_body: int = MAX_BODY_BYTES,
+        pause_at: int = PAUSE_AT,
+        keepalive: float = KEEPALIVE_SECONDS,
+        connect_timeout: float = CONNECT_TIMEOUT_CAP,
+    ) -> None:
+        self.max_head = max_head
+        self.max_body = max_body
+        self.pause_at = pause_at
+        self.keepalive = keepalive
+        self.connect_timeout = connect_timeout
         self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
         self._all: set[_Connection] = set()
 
@@ -426,7 +485,7 @@ class HttpClient:
             connection = idle.pop()
             if connection.closed:
                 continue
-            if now - connection.idle_since > KEEPALIVE_SECONDS:
+            if now - connection.idle_since > self.keepalive:
                 connection.close()
                 continue
             return connection
@@ -435,7 +494,7 @@ class HttpClient:
     async def _connect(self, origin: Origin, upstream: str, timeout: float) -> _Connection:
         loop = asyncio.get_running_loop()
         try:
-            async with asyncio.timeout(min(timeout, CONNECT_TIMEOUT_CAP)):
+            async with asyncio.timeout(min(timeout, self.connect_timeout)):
                 _, connection = await loop.create_connection(
                     lambda: _Connection(self, origin),
                     origin.host,
@@ -445,7 +504,7 @@ class HttpClient:
                 )
         except TimeoutError:
             raise GatewayError("timeout", f"{_TIMED_OUT} ({upstream}): no connection within "
-                               f"{min(timeout, CONNECT_TIMEOUT_CAP):g} s",
+                               f"{min(timeout, self.connect_timeout):g} s",
                                upstream=upstream) from None
         except (OSError, ssl.SSLError) as exc:
             detail = str(exc).strip()
