@@ -57,6 +57,9 @@ class ServerConfig(BaseModel):
     # Megabytes of memory for request pieces kept for reuse across turns (babelgate.reuse),
     # about 1 MB per 85 KB of request JSON. 0 turns reuse off.
     reuse_mb: float = Field(default=40, ge=0)
+    # Megabytes of an upstream's answer held in memory at once (a whole body, or a compressed
+    # piece once inflated): past it the answer fails as the upstream's fault (502).
+    upstream_body_mb: float = Field(default=64, gt=0)
 
 
 class ProviderConfig(BaseModel):

@@ -222,7 +222,7 @@ def test_error_chunk_becomes_stream_error_after_closing_text() -> None:
 def test_truncated_stream_is_an_error_and_drops_the_half_call() -> None:
     events = _decode(_load("truncated.sse"))
     assert isinstance(events[-1], StreamError)
-    assert events[-1].error.kind == "api_error"
+    assert events[-1].error.kind == "connection" and events[-1].error.status == 502
     assert events[-1].error.message == "upstream stream ended early"
     assert events[-2] == PartStop(0, Text("Running the build"))
     # A half-received command must never reach the client as a call.

@@ -27,6 +27,7 @@ from babelgate.canonical import (
     MessageDelta,
     MessageStart,
     Request,
+    Response,
     StreamError,
     TextDelta,
     Usage,
@@ -83,11 +84,14 @@ class Gateway:
         self.router = Router(settings)
         self.providers = build_providers(settings)
         self._http: HttpClient | None = None
+        # Bytes of upstream answer held at once: a whole body (the HTTP client's limit), or
+        # the unfinished event of a stream (a decoder keeps it until its blank line).
+        self.max_held = int(settings.server.upstream_body_mb * 2**20)
         self.access_log = AccessLog(enabled=log.isEnabledFor(logging.INFO))
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
-        self._http = HttpClient()
+        self._http = self._new_client()
 
     async def stop(self) -> None:
         self.access_log.flush()
@@ -97,8 +101,11 @@ class Gateway:
     @property
     def http(self) -> HttpClient:
         if self._http is None:  # started lazily when the server gave us no lifespan
-            self._http = HttpClient()
+            self._http = self._new_client()
         return self._http
+
+    def _new_client(self) -> HttpClient:
+        return HttpClient(max_body=self.max_held)
 
     def provider(self, target: Target) -> Provider:
         return self.providers[target.provider]
@@ -185,10 +192,7 @@ class Gateway:
     ) -> bytes:
         upstream_request = _upstream_request(call.request, target.model, False)
         upstream = await self.send(provider, upstream_request, call.headers)
-        raw = await upstream.read()
-        response = provider.codec.parse_response(
-            _load_upstream_json(raw, provider), upstream_request
-        )
+        response = _parse_whole(provider, await upstream.read(), upstream_request)
         attempt.usage = response.usage
         response.model = call.request.model
         return orjson.dumps(call.codec.render_response(response, call.request))
@@ -200,7 +204,13 @@ class Gateway:
         upstream = await self.post(provider, provider.url(target.model, False), body,
                                    call.headers)
         raw = await upstream.read()
-        attempt.usage = body_usage(call.codec.name, _load_upstream_json(raw, provider))
+        data = _load_upstream_json(raw, provider)
+        try:
+            attempt.usage = body_usage(call.codec.name, data)
+        except MISREAD:
+            # The body goes to the client as the upstream sent it (this is pass-through);
+            # only its usage, for the log, could not be read.
+            attempt.usage = None
         return raw
 
     async def stream(
@@ -234,43 +244,59 @@ class Gateway:
             # Some upstreams answer a stream request with a whole body.
             call.restore()
             upstream_request = _upstream_request(call.request, target.model, True)
-            raw = await upstream.read()
-            whole = provider.codec.parse_response(
-                _load_upstream_json(raw, provider), upstream_request
-            )
+            whole = _parse_whole(provider, await upstream.read(), upstream_request)
             whole.model = call.request.model
             attempt.usage = whole.usage
             self.log_attempt(call.request, attempt)
             return _encode(encoder, response_events(whole), attempt, call.request), _nothing()
         chunks = upstream.iter_chunks()
-        first = await _first_events(chunks, decoder)
+        problem: GatewayError | None = None
+        try:
+            first = await _first_events(chunks, decoder, self.max_held, provider)
+        except MISREAD as exc:
+            problem = _misread(provider, exc)
+        if problem is not None:  # raised here, so that it holds nothing of the failed read
+            await chunks.aclose()
+            raise problem
         failed = _leading_error(first)
         if failed is not None:
             await chunks.aclose()
             raise failed
         first_bytes = _encode(encoder, first, attempt, call.request)
-        rest = self._translated_rest(call, attempt, chunks, decoder, encoder)
+        rest = self._translated_rest(call, provider, attempt, chunks, decoder, encoder)
         return first_bytes, rest
 
     async def _translated_rest(
         self,
         call: Call,  # read as the stream goes: its body is let go once the stream settles
+        provider: Provider,
         attempt: Attempt,
         chunks: AsyncGenerator[bytes, None],
         decoder: StreamDecoder,
         encoder: StreamEncoder,
     ) -> AsyncIterator[bytes]:
         try:
+            failure: GatewayError | None = None
+            held, limit = 0, self.max_held
             try:
                 async for chunk in chunks:
                     events = decoder.feed(chunk)
                     if events:
+                        held = 0
                         yield _encode(encoder, events, attempt, call.request)
+                    else:  # what the decoder holds back grows: an unfinished event
+                        held += len(chunk)
+                        if held > limit:
+                            raise _event_too_large(provider, limit)
                 events = decoder.close()
             except GatewayError as error:
+                failure = error
+            except MISREAD as exc:
+                failure = _misread(provider, exc)
+            if failure is not None:
                 # Close what the decoder still had open, then report the cut-off in-stream.
-                events = [e for e in decoder.close() if not isinstance(e, StreamError)]
-                events.append(StreamError(error))
+                events = _closing(decoder)
+                events.append(StreamError(failure))
             if events:
                 yield _encode(encoder, events, attempt, call.request)
         finally:  # after the last events, so the log has the final usage
@@ -287,6 +313,7 @@ class Gateway:
         # Hold back the bytes until the first whole event: an `error` event before
         # `message_start` (Anthropic's overloaded_error in a 200 stream) can still fall back.
         held = []
+        size = 0
         try:
             while not tap.events:
                 chunk = await anext(chunks, None)
@@ -294,6 +321,9 @@ class Gateway:
                     break
                 tap.feed(chunk)
                 held.append(chunk)
+                size += len(chunk)
+                if size > self.max_held:
+                    raise _event_too_large(provider, self.max_held)
         except GatewayError:
             await chunks.aclose()
             raise
@@ -309,12 +339,13 @@ class Gateway:
             raise error
         first = b"".join(held)
         whole = whole_events(first)
-        rest = self._passed_rest(call, attempt, chunks, tap, first[whole:])
+        rest = self._passed_rest(call, provider, attempt, chunks, tap, first[whole:])
         return first[:whole], rest
 
     async def _passed_rest(
         self,
         call: Call,
+        provider: Provider,
         attempt: Attempt,
         chunks: AsyncGenerator[bytes, None],
         tap: UsageTap,
@@ -331,6 +362,8 @@ class Gateway:
                 carry = data[whole:]
                 if whole:
                     yield data[:whole] if carry else data
+                elif len(carry) > self.max_held:
+                    raise _event_too_large(provider, self.max_held)
             if carry:
                 yield carry  # the upstream ended without a blank line: its last event
         except GatewayError as error:
@@ -388,14 +421,25 @@ def _upstream_request(request: Request, model: str, stream: bool) -> Request:
 
 
 async def _first_events(
-    chunks: AsyncGenerator[bytes, None], decoder: StreamDecoder
+    chunks: AsyncGenerator[bytes, None], decoder: StreamDecoder, limit: int, provider: Provider
 ) -> list[Event]:
     """Read until the decoder yields something (or the body ends)."""
+    held = 0
     async for chunk in chunks:
         events = decoder.feed(chunk)
         if events:
             return events
+        held += len(chunk)
+        if held > limit:
+            raise _event_too_large(provider, limit)
     return decoder.close()
+
+
+def _event_too_large(provider: Provider, limit: int) -> GatewayError:
+    """More than `limit` bytes of a stream without one whole event (a stream's gzip bomb
+    looks so): the upstream's fault, ended before it fills our memory."""
+    return GatewayError("connection", f"upstream {provider.name} sent a stream event larger "
+                        f"than babelgate accepts ({limit} bytes)", upstream=provider.name)
 
 
 def _leading_error(events: list[Event]) -> GatewayError | None:
@@ -453,21 +497,54 @@ async def _nothing() -> AsyncIterator[bytes]:
     yield  # makes this an (empty) async generator
 
 
+# What a codec raises when an upstream's JSON is not the shape its protocol defines (a
+# string where a list belongs, a missing key): the upstream's fault, never a 500 of ours.
+MISREAD = (AttributeError, IndexError, KeyError, TypeError, ValueError)
+
+
+def _bad_upstream(provider: Provider, what: str) -> GatewayError:
+    """An upstream that answered 200 with something that is not an answer: a 502 (the
+    status a gateway gives for a bad upstream answer), worth trying the next target."""
+    return GatewayError("api_error", provider.redact(f"upstream {provider.name} {what}"),
+                        status=502, upstream=provider.name)
+
+
+def _misread(provider: Provider, exc: Exception) -> GatewayError:
+    return _bad_upstream(provider, f"answered in a shape its protocol does not define "
+                                   f"({type(exc).__name__}: {str(exc)[:200]})")
+
+
 def _load_upstream_json(raw: bytes, provider: Provider) -> dict[str, object]:
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        raise GatewayError(
-            "api_error",
-            f"upstream {provider.name} returned a body that is not JSON: {raw[:200]!r}",
-            upstream=provider.name,
-        ) from None
+        data = None
+        what = f"returned a body that is not JSON ({len(raw)} bytes: {raw[:100]!r})"
+    else:
+        what = "returned JSON that is not an object"
     if not isinstance(data, dict):
-        raise GatewayError(
-            "api_error", f"upstream {provider.name} returned JSON that is not an object",
-            upstream=provider.name,
-        )
+        raise _bad_upstream(provider, what)
     return data
+
+
+def _parse_whole(provider: Provider, raw: bytes, request: Request) -> Response:
+    """The upstream's whole answer as a Response, or the 502 saying it is not one."""
+    data = _load_upstream_json(raw, provider)
+    del raw
+    try:
+        return provider.codec.parse_response(data, request)
+    except MISREAD as exc:
+        problem = _misread(provider, exc)
+    raise problem  # outside the handler: the error keeps no frame that holds the body
+
+
+def _closing(decoder: StreamDecoder) -> list[Event]:
+    """What a decoder still had open, when its stream failed (its own StreamError left out:
+    the caller says what failed)."""
+    try:
+        return [e for e in decoder.close() if not isinstance(e, StreamError)]
+    except MISREAD:  # the decoder read garbage: it has nothing sound to close
+        return []
 
 
 @dataclass(slots=True)

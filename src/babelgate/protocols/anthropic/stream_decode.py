@@ -251,7 +251,8 @@ class AnthropicStreamDecoder(SSEStreamDecoder):
 
     def _fail(self, events: list[Event], message: str) -> None:
         self._done = True
-        events.append(StreamError(GatewayError("api_error", message)))
+        # A stream that breaks the protocol: the upstream's fault, a 502.
+        events.append(StreamError(GatewayError("api_error", message, status=502)))
 
     # ------------------------------------------------ message
 

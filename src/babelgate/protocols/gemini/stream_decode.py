@@ -345,4 +345,5 @@ class GeminiStreamDecoder(SSEStreamDecoder):
 
 
 def _error(message: str) -> StreamError:
-    return StreamError(GatewayError("api_error", message, upstream=ORIGIN))
+    # A stream that breaks the protocol: the upstream's fault, a 502.
+    return StreamError(GatewayError("api_error", message, status=502, upstream=ORIGIN))

@@ -209,7 +209,8 @@ class ChatStreamDecoder(SSEStreamDecoder):
         if self._finish is not None:
             self._end_message(events)  # some servers end the body without `[DONE]`
         else:
-            self._fail(events, GatewayError("api_error", "upstream stream ended early"))
+            # Cut off by the upstream, as the other decoders say it: a 502.
+            self._fail(events, GatewayError("connection", "upstream stream ended early"))
 
     # ------------------------------------------------------------ chunks
 
@@ -229,7 +230,7 @@ class ChatStreamDecoder(SSEStreamDecoder):
         """One decoded chunk (None if it was not JSON), `data` its text for the error."""
         if not isinstance(chunk, dict):
             message = f"upstream sent a malformed stream chunk: {data[:200]!r}"
-            self._fail(events, GatewayError("api_error", message))
+            self._fail(events, GatewayError("api_error", message, status=502))
             return
         if chunk.get("error"):
             self._fail(events, error_from_json(chunk))
