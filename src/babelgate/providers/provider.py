@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import ClassVar
 from urllib.parse import quote
 
+from babelgate.canonical import GatewayError
 from babelgate.protocols import Codec, Quirks, get_codec
 
 # Client headers an Anthropic upstream needs to see; everything else from the client (its
@@ -61,6 +62,21 @@ class Provider:
         if len(self._secret) >= 8 and self._secret in text:
             return text.replace(self._secret, "***")
         return text
+
+    def own_error(self, error: GatewayError) -> GatewayError:
+        """`error`, reported by this provider (an error status, an error event in a 200
+        stream), made fit for a client and the log: named after the provider, its key masked.
+        Every path that hands on an upstream's own error goes through here."""
+        error.upstream = self.name
+        error.message = self.redact(error.message)
+        return error
+
+    def redact_bytes(self, data: bytes) -> bytes:
+        """Upstream bytes passed through (an error event of a stream), the key masked."""
+        secret = self._secret.encode()
+        if len(secret) >= 8 and secret in data:
+            return data.replace(secret, b"***")
+        return data
 
     def count_tokens_url(self, model: str) -> str | None:
         """The upstream's own token-counting endpoint, if its protocol has one."""

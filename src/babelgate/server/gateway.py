@@ -76,6 +76,7 @@ class Attempt:
     usage: Usage | None = None
     error: GatewayError | None = None
     estimated_input: int = 0  # what a stream start told the client, when the upstream did not
+    provider: Provider | None = None  # a translated stream's: its error events are redacted
 
 
 class Gateway:
@@ -139,9 +140,7 @@ class Gateway:
         )
         if response.status >= 400:
             raw = await response.read()
-            error = provider.codec.parse_error(response.status, raw)
-            error.upstream = provider.name
-            error.message = provider.redact(error.message)
+            error = provider.own_error(provider.codec.parse_error(response.status, raw))
             if error.retry_after is None:
                 error.retry_after = _retry_after(response.headers)
             raise error
@@ -232,6 +231,7 @@ class Gateway:
         body = orjson.dumps(provider.codec.render_request(upstream_request, provider.quirks))
         encoder = call.codec.stream_encoder(call.request)
         decoder = provider.codec.stream_decoder(upstream_request)
+        attempt.provider = provider
         if provider.type != "anthropic":  # the others report input tokens at the end only
             attempt.estimated_input = tokens.quick_estimate(call.request)
         # Waiting on the upstream can take seconds, and a burst of new streams waits together:
@@ -261,7 +261,7 @@ class Gateway:
         failed = _leading_error(first)
         if failed is not None:
             await chunks.aclose()
-            raise failed
+            raise provider.own_error(failed)
         first_bytes = _encode(encoder, first, attempt, call.request)
         rest = self._translated_rest(call, provider, attempt, chunks, decoder, encoder)
         return first_bytes, rest
@@ -334,10 +334,10 @@ class Gateway:
             )
         if tap.error_data is not None and not tap.started:
             await chunks.aclose()
-            error = provider.codec.parse_error(200, tap.error_data.encode())
-            error.upstream = provider.name
-            raise error
+            raise provider.own_error(provider.codec.parse_error(200, tap.error_data.encode()))
         first = b"".join(held)
+        if tap.error_data is not None:  # the stream began, and its error came with it
+            first = provider.redact_bytes(first)
         whole = whole_events(first)
         rest = self._passed_rest(call, provider, attempt, chunks, tap, first[whole:])
         return first[:whole], rest
@@ -358,6 +358,8 @@ class Gateway:
             async for chunk in chunks:
                 tap.feed(chunk)
                 data = carry + chunk if carry else chunk
+                if tap.error_data is not None:  # the upstream's error event is in `data`
+                    data = provider.redact_bytes(data)
                 whole = whole_events(data)
                 carry = data[whole:]
                 if whole:
@@ -365,7 +367,8 @@ class Gateway:
                 elif len(carry) > self.max_held:
                     raise _event_too_large(provider, self.max_held)
             if carry:
-                yield carry  # the upstream ended without a blank line: its last event
+                # The upstream ended without a blank line: its last event.
+                yield provider.redact_bytes(carry) if tap.error_data is not None else carry
         except GatewayError as error:
             attempt.error = error
             tail = tap.failure(error)  # in the upstream's terms when the client needs them
@@ -376,7 +379,8 @@ class Gateway:
             attempt.usage = tap.usage
             if attempt.error is None and tap.error_data is not None:
                 # The upstream's own in-stream error event: log the attempt as failed.
-                attempt.error = call.codec.parse_error(200, tap.error_data.encode())
+                attempt.error = provider.own_error(
+                    call.codec.parse_error(200, tap.error_data.encode()))
             self.log_attempt(call.request, attempt)
 
     # ------------------------------------------------------------------ logging
@@ -476,6 +480,8 @@ def _encode(
                 event.usage.input_tokens = attempt.estimated_input
             attempt.usage = event.usage
         elif isinstance(event, StreamError):
+            if attempt.provider is not None:  # the upstream's own error event, maybe
+                attempt.provider.own_error(event.error)
             attempt.error = event.error
         append(encode(event))
     return b"".join(out)
