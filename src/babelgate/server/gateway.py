@@ -232,8 +232,10 @@ class Gateway:
         encoder = call.codec.stream_encoder(call.request)
         decoder = provider.codec.stream_decoder(upstream_request)
         attempt.provider = provider
-        if provider.type != "anthropic":  # the others report input tokens at the end only
-            attempt.estimated_input = tokens.quick_estimate(call.request)
+        # Made now, while the request is whole: its first events are encoded after it was let
+        # go of (below). OpenAI-style upstreams report input tokens at the end only, and some
+        # Anthropic-compatible ones say 0 in message_start; the client still needs a count.
+        attempt.estimated_input = tokens.quick_estimate(call.request)
         # Waiting on the upstream can take seconds, and a burst of new streams waits together:
         # let go of the parsed body meanwhile (the raw bytes stay, for a fallback).
         del upstream_request
@@ -471,10 +473,10 @@ def _encode(
         if isinstance(event, MessageStart):
             event.model = request.model  # the client sees the model name it asked for
             if not event.usage.prompt_tokens:
-                # OpenAI-style upstreams report usage only at the end; clients such as
-                # Claude Code need a non-zero input count at the start.
-                estimate = attempt.estimated_input or tokens.quick_estimate(request)
-                event.usage.input_tokens = attempt.estimated_input = estimate
+                # Clients such as Claude Code need a non-zero input count at the start; the
+                # estimate was made before the request was let go of (`request` may be a
+                # stub by now).
+                event.usage.input_tokens = attempt.estimated_input
         elif isinstance(event, MessageDelta):
             if not event.usage.prompt_tokens:  # the upstream never said: keep the estimate
                 event.usage.input_tokens = attempt.estimated_input
