@@ -45,7 +45,7 @@ async def test_store_false_without_previous_touches_nothing(
     store: ResponseStore, tmp_path: Path
 ) -> None:
     body = {"model": "m", "input": "Hi", "store": False}
-    out, recorder = await Conversations(store).prepare(body)
+    out, recorder = await Conversations(store).prepare(body, None)
     assert out is body and recorder is None
     assert not (tmp_path / "c.db").exists()
 
@@ -57,7 +57,7 @@ async def test_previous_response_expands_input_but_not_instructions(
                              {"id": "resp_1", "status": "completed", "output": [ANSWER]}))
     body = {"model": "m", "instructions": "Be terse.", "previous_response_id": "resp_1",
             "input": "And now?"}
-    out, recorder = await Conversations(store).prepare(body)
+    out, recorder = await Conversations(store).prepare(body, None)
     assert out["instructions"] == "Be terse."  # this request's own, untouched
     assert out["input"] == [
         USER, ANSWER,
@@ -67,7 +67,7 @@ async def test_previous_response_expands_input_but_not_instructions(
     assert recorder is not None
     # What is kept for this turn is its own input and its link, not the history again.
     recorder.whole(orjson.dumps({"id": "resp_2", "status": "completed", "output": [ANSWER]}))
-    kept = await store.get("resp_2")
+    kept = await store.get("resp_2", None)
     assert kept is not None and kept.previous == "resp_1"
     assert kept.input == [{"type": "message", "role": "user",
                            "content": [{"type": "input_text", "text": "And now?"}]}]
@@ -81,10 +81,10 @@ def _turn(rid: str, previous: str | None) -> StoredResponse:
 async def test_a_deleted_earlier_turn_is_named(store: ResponseStore) -> None:
     for rid, previous in (("resp_1", None), ("resp_2", "resp_1"), ("resp_3", "resp_2")):
         store.put(_turn(rid, previous))
-    assert await store.delete("resp_2")
+    assert await store.delete("resp_2", None)
     with pytest.raises(PreviousResponseNotFound, match="'resp_2' not found"):
         await Conversations(store).prepare(
-            {"model": "m", "input": "x", "previous_response_id": "resp_3"}
+            {"model": "m", "input": "x", "previous_response_id": "resp_3"}, None
         )
 
 
@@ -94,11 +94,13 @@ async def test_a_conversation_longer_than_the_bound_is_refused(tmp_path: Path) -
         store.put(_turn(f"resp_{i}", f"resp_{i - 1}" if i else None))
     conversations = Conversations(store)
     out, _ = await conversations.prepare(
-        {"model": "m", "input": "x", "previous_response_id": "resp_2"}
+        {"model": "m", "input": "x", "previous_response_id": "resp_2"}, None
     )
     assert len(out["input"]) == 3 * 2 + 1  # three turns in, then the new input
     with pytest.raises(GatewayError, match="more than 3 stored turns") as caught:
-        await conversations.prepare({"model": "m", "input": "x", "previous_response_id": "resp_3"})
+        await conversations.prepare(
+            {"model": "m", "input": "x", "previous_response_id": "resp_3"}, None
+        )
     assert caught.value.status == 400
     await store.close()
 
@@ -106,7 +108,8 @@ async def test_a_conversation_longer_than_the_bound_is_refused(tmp_path: Path) -
 async def test_unknown_previous_response_is_404(store: ResponseStore) -> None:
     with pytest.raises(PreviousResponseNotFound) as caught:
         await Conversations(store).prepare(
-            {"model": "m", "input": "x", "previous_response_id": "resp_nope", "store": False}
+            {"model": "m", "input": "x", "previous_response_id": "resp_nope", "store": False},
+            None,
         )
     assert caught.value.status == 404
     # What a Responses client receives: OpenAI's exact body.
@@ -119,16 +122,16 @@ async def test_unknown_previous_response_is_404(store: ResponseStore) -> None:
 
 
 async def test_recorder_keeps_a_whole_body(store: ResponseStore) -> None:
-    recorder = Recorder(store, [USER], None)
+    recorder = Recorder(store, [USER], None, None)
     recorder.whole(orjson.dumps({"id": "resp_w", "status": "completed", "output": [ANSWER]}))
-    got = await store.get("resp_w")
+    got = await store.get("resp_w", None)
     assert got is not None and got.input == [USER] and got.output == [ANSWER]
 
 
 async def test_recorder_ignores_failed_responses(store: ResponseStore) -> None:
-    recorder = Recorder(store, [USER], None)
+    recorder = Recorder(store, [USER], None, None)
     recorder.whole(orjson.dumps({"id": "resp_f", "status": "failed", "output": []}))
-    assert recorder.kept is None and await store.get("resp_f") is None
+    assert recorder.kept is None and await store.get("resp_f", None) is None
 
 
 def _stream_chunks() -> list[bytes]:
@@ -148,11 +151,11 @@ def _stream_chunks() -> list[bytes]:
 
 
 async def test_recorder_takes_the_final_event_of_a_stream(store: ResponseStore) -> None:
-    recorder = Recorder(store, [USER], None)
+    recorder = Recorder(store, [USER], None, None)
     for chunk in _stream_chunks():
         recorder.feed(chunk)
     assert recorder.kept == "resp_stream1"
-    got = await store.get("resp_stream1")
+    got = await store.get("resp_stream1", None)
     assert got is not None
     kinds = [item["type"] for item in got.output]
     assert kinds == ["reasoning", "message"]
@@ -164,7 +167,7 @@ async def test_recorder_copes_with_a_final_event_split_over_chunks(
     store: ResponseStore,
 ) -> None:
     whole = b"".join(_stream_chunks())
-    recorder = Recorder(store, [USER], None)
+    recorder = Recorder(store, [USER], None, None)
     at = whole.index(b"event: response.completed")
     for chunk in (whole[: at + 40], whole[at + 40: at + 400], whole[at + 400:]):
         recorder.feed(chunk)

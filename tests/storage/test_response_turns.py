@@ -49,13 +49,13 @@ async def test_chain_walks_back_through_memory_and_disk(store: ResponseStore) ->
     await store.flush()  # on disk
     store.put(turn("resp_3", "resp_2", "three"))  # still pending
     assert "resp_3" in store.pending
-    assert texts(await store.chain("resp_3")) == ["one", "two", "three"]
-    assert texts(await store.chain("resp_2")) == ["one", "two"]
+    assert texts(await store.chain("resp_3", None)) == ["one", "two", "three"]
+    assert texts(await store.chain("resp_2", None)) == ["one", "two"]
     await store.flush()
-    chain = await store.chain("resp_3")
+    chain = await store.chain("resp_3", None)
     assert texts(chain) == ["one", "two", "three"]
     assert chain is not None and [t.previous for t in chain] == [None, "resp_1", "resp_2"]
-    assert await store.chain("resp_missing") is None
+    assert await store.chain("resp_missing", None) is None
 
 
 async def test_chain_is_bounded(tmp_path: Path) -> None:
@@ -65,14 +65,14 @@ async def test_chain_is_bounded(tmp_path: Path) -> None:
         store.put(turn(f"resp_{i}", previous, str(i)))
         previous = f"resp_{i}"
     await store.flush()
-    chain = await store.chain("resp_7")
+    chain = await store.chain("resp_7", None)
     assert texts(chain) == ["3", "4", "5", "6", "7"]  # the newest five
     assert chain is not None and chain[0].previous == "resp_2"  # more turns exist before
     # A loop of ids (an upstream reusing an id) ends at the bound too.
     store.put(turn("resp_x", "resp_y", "x"))
     store.put(turn("resp_y", "resp_x", "y"))
     await store.flush()
-    looped = await store.chain("resp_x")
+    looped = await store.chain("resp_x", None)
     assert looped is not None and len(looped) == 5
     await store.close()
 
@@ -93,7 +93,7 @@ async def test_a_100_turn_chain_of_5_kb_turns_is_stored_once(tmp_path: Path) -> 
         store.put(turn(f"resp_{i:03}", previous, f"{i:03} " + "x" * 5000))
         previous = f"resp_{i:03}"
     await store.flush()
-    chain = await store.chain(previous)
+    chain = await store.chain(previous, None)
     assert chain is not None and len(chain) == 100
     assert texts(chain)[0].startswith("000 ") and texts(chain)[-1].startswith("099 ")
     await store.close()
@@ -121,13 +121,13 @@ async def test_an_old_whole_history_row_still_continues(tmp_path: Path) -> None:
     old_database(path, history, first.response)
     store = ResponseStore(path)
     assert await store.start() == 0
-    chain = await store.chain("resp_old")
+    chain = await store.chain("resp_old", None)
     assert chain is not None and len(chain) == 1 and chain[0].input == history
     store.put(turn("resp_new", "resp_old", "three"))
     await store.close()
 
     reopened = ResponseStore(path)
-    chain = await reopened.chain("resp_new")
+    chain = await reopened.chain("resp_new", None)
     assert chain is not None
     items = [item for t in chain for item in (*t.input, *t.output)]
     assert items == [user("one"), answer("1"), user("two"), answer("ok"), user("three"),
@@ -149,10 +149,10 @@ async def test_prune_keeps_the_turns_a_live_response_needs(store: ResponseStore)
     store.put(turn("resp_dead2", "resp_dead1", "d2", now - 32 * DAY))
     await store.flush()
     assert await store.prune() == 3  # lone and the expired chain d1 <- d2
-    assert await store.get("resp_a") is None  # expired: not served, nor continued from
-    assert await store.chain("resp_b") is None
-    assert texts(await store.chain("resp_c")) == ["a", "b", "c"]  # but kept for c
-    assert await store.delete("resp_c")
+    assert await store.get("resp_a", None) is None  # expired: not served, nor continued from
+    assert await store.chain("resp_b", None) is None
+    assert texts(await store.chain("resp_c", None)) == ["a", "b", "c"]  # but kept for c
+    assert await store.delete("resp_c", None)
     assert await store.prune() == 2
     conn = sqlite3.connect(store.path)
     assert list(conn.execute("SELECT id FROM responses")) == []

@@ -43,7 +43,7 @@ def test_migrations_apply_once_in_order(tmp_path: Path) -> None:
     recorded = [r[0] for r in conn.execute("SELECT name FROM schema_version ORDER BY rowid")]
     assert recorded == names
     columns = [r[1] for r in conn.execute("PRAGMA table_info(responses)")]
-    assert columns == ["id", "created_at", "input", "response", "previous"]
+    assert columns == ["id", "created_at", "input", "response", "previous", "owner"]
 
 
 def test_a_failed_migration_is_not_recorded(tmp_path: Path) -> None:
@@ -63,16 +63,16 @@ def test_default_path_follows_xdg(tmp_path: Path) -> None:
 
 async def test_put_is_visible_at_once_and_then_on_disk(store: ResponseStore) -> None:
     store.put(record("resp_a"))
-    got = await store.get("resp_a")  # no await between put and get: served from memory
+    got = await store.get("resp_a", None)  # no await between put and get: served from memory
     assert got is not None and got.output == [REASONING, CALL]
     await store.flush()
     assert store.pending == {}
-    again = await store.get("resp_a")
+    again = await store.get("resp_a", None)
     assert again is not None
     assert again.input == INPUT
     # encrypted reasoning survives the disk byte for byte
     assert again.output[0]["encrypted_content"] == REASONING["encrypted_content"]
-    assert await store.get("resp_missing") is None
+    assert await store.get("resp_missing", None) is None
 
 
 async def test_records_survive_a_restart(tmp_path: Path) -> None:
@@ -82,7 +82,7 @@ async def test_records_survive_a_restart(tmp_path: Path) -> None:
     await first.close()
     second = ResponseStore(path)
     assert await second.start() == 0
-    got = await second.get("resp_kept")
+    got = await second.get("resp_kept", None)
     await second.close()
     assert got is not None and got.response["id"] == "resp_kept"
     mode = path.stat().st_mode & 0o777
@@ -103,11 +103,11 @@ async def test_ttl_prunes_at_start_and_hides_expired(tmp_path: Path) -> None:
     s.put(record("resp_old", time.time() - 31 * DAY))
     s.put(record("resp_new", time.time() - 29 * DAY))
     await s.flush()
-    assert await s.get("resp_old") is None  # expired but not yet pruned: not served
+    assert await s.get("resp_old", None) is None  # expired but not yet pruned: not served
     await s.close()
     restarted = ResponseStore(path, ttl_days=30)
     assert await restarted.start() == 1
-    assert await restarted.get("resp_new") is not None
+    assert await restarted.get("resp_new", None) is not None
     conn = sqlite3.connect(path)
     assert [r[0] for r in conn.execute("SELECT id FROM responses")] == ["resp_new"]
     conn.close()
@@ -116,22 +116,22 @@ async def test_ttl_prunes_at_start_and_hides_expired(tmp_path: Path) -> None:
 
 async def test_delete_wins_over_a_queued_write(store: ResponseStore) -> None:
     store.put(record("resp_d"))
-    assert await store.delete("resp_d") is True
+    assert await store.delete("resp_d", None) is True
     await store.flush()
-    assert await store.get("resp_d") is None
-    assert await store.delete("resp_d") is False
+    assert await store.get("resp_d", None) is None
+    assert await store.delete("resp_d", None) is False
 
 
 async def test_many_tasks_put_and_get(store: ResponseStore) -> None:
     async def turn(i: int) -> str | None:
         store.put(record(f"resp_{i}"))
         await asyncio.sleep(0)
-        got = await store.get(f"resp_{i}")
+        got = await store.get(f"resp_{i}", None)
         return None if got is None else got.id
 
     ids = await asyncio.gather(*(turn(i) for i in range(200)))
     assert ids == [f"resp_{i}" for i in range(200)]
     await store.flush()
     assert store.pending == {}
-    found = await asyncio.gather(*(store.get(f"resp_{i}") for i in range(0, 200, 7)))
+    found = await asyncio.gather(*(store.get(f"resp_{i}", None) for i in range(0, 200, 7)))
     assert all(f is not None for f in found)

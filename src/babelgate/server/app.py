@@ -32,6 +32,7 @@ from .exchange import Headers, Response
 from .gateway import Call, Gateway
 from .http import Request
 from .memory import HeapTrimmer
+from .owner import owner_of
 
 log = logging.getLogger("babelgate")
 
@@ -137,8 +138,8 @@ class App:
         try:
             raw = http.body
             data = original = reuse.loads(raw)
-            if codec.name == "openai-responses":  # stored conversations; see storage/
-                data, recorder = await self.conversations.prepare(data)
+            if codec.name == "openai-responses":  # stored conversations: conversations.py
+                data, recorder = await self.conversations.prepare(data, owner_of(http))
             request = codec.parse_request(data)
             targets = self.gateway.router.resolve(request.model)
         except GatewayError as error:
@@ -262,13 +263,14 @@ class App:
         """GET or DELETE /v1/responses/{id}: a response kept for previous_response_id."""
         rid = request.path.rstrip("/").rsplit("/", 1)[-1]
         store = self.conversations.store
+        owner = owner_of(request)  # another owner's id is answered as unknown
         if request.method in ("GET", "HEAD"):
-            stored = await store.get(rid)
+            stored = await store.get(rid, owner)
             if stored is not None:
                 send_json(response, 200, stored.response)
                 return
         elif request.method == "DELETE":
-            if await store.delete(rid):
+            if await store.delete(rid, owner):
                 send_json(response, 200, {"id": rid, "object": "response", "deleted": True})
                 return
         else:

@@ -1,19 +1,20 @@
 """Server-side conversation state for Responses clients (`previous_response_id`, `store`).
 
 What this module promises:
-- `Conversations.prepare(body)` runs before the body is parsed. A body naming
+- `Conversations.prepare(body, owner)` runs before the body is parsed. A body naming
   `previous_response_id` gets `input` = every stored turn of that conversation (each turn's
   input, then its output, oldest first) + the new input (`instructions` are not inherited,
   as in OpenAI's API). An unknown or expired id, or a conversation one of whose earlier
   turns was deleted, raises `PreviousResponseNotFound` (404, `previous_response_not_found`);
-  one longer than the store's `max_turns` is refused (400).
+  one longer than the store's `max_turns` is refused (400). Only `owner`'s responses are
+  found: another owner's id is as unknown as one never issued.
 - A body with `store: false` and no `previous_response_id` never touches the store; other
   protocols never reach this module at all.
 - With `store` not false, `prepare` returns a `Recorder`. It takes the response the client
   receives (found by the protocol's `FinalResponse`) and puts it into the store with only
-  this request's own input and the id it continued, before the last bytes reach the client,
-  so the client's next request finds it. The write itself happens off the request path (see
-  `ResponseStore.put`).
+  this request's own input, the id it continued and its owner, before the last bytes reach
+  the client, so the client's next request finds it. The write itself happens off the
+  request path (see `ResponseStore.put`).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ class Conversations:
     def __init__(self, store: ResponseStore) -> None:
         self.store = store
 
-    async def prepare(self, body: JSON) -> tuple[JSON, Recorder | None]:
+    async def prepare(self, body: JSON, owner: str | None) -> tuple[JSON, Recorder | None]:
         """The body to parse (history expanded) and the recorder for its response, if any."""
         previous = body.get("previous_response_id")
         if not (isinstance(previous, str) and previous):
@@ -51,12 +52,13 @@ class Conversations:
         if items is None:  # not a valid input: parse_request names the problem
             return body, None
         if previous is not None:
-            body = {**body, "input": [*await self.history(previous), *items]}
-        return body, Recorder(self.store, items, previous) if keep else None
+            body = {**body, "input": [*await self.history(previous, owner), *items]}
+        return body, Recorder(self.store, items, previous, owner) if keep else None
 
-    async def history(self, rid: str) -> list[JSON]:
-        """The items of every turn up to and including response `rid`, oldest first."""
-        turns = await self.store.chain(rid)
+    async def history(self, rid: str, owner: str | None) -> list[JSON]:
+        """The items of every turn up to and including `owner`'s response `rid`, oldest
+        first."""
+        turns = await self.store.chain(rid, owner)
         if turns is None:
             raise PreviousResponseNotFound(rid)
         missing = turns[0].previous
@@ -75,12 +77,15 @@ class Conversations:
 class Recorder:
     """Takes the response a client receives and keeps it with the input this request added."""
 
-    __slots__ = ("_final", "_input", "_previous", "_store", "kept")
+    __slots__ = ("_final", "_input", "_owner", "_previous", "_store", "kept")
 
-    def __init__(self, store: ResponseStore, items: list[JSON], previous: str | None) -> None:
+    def __init__(
+        self, store: ResponseStore, items: list[JSON], previous: str | None, owner: str | None
+    ) -> None:
         self._store = store
         self._input = items
         self._previous = previous
+        self._owner = owner
         self._final = FinalResponse()
         self.kept: str | None = None  # the id kept, once kept
 
@@ -97,7 +102,7 @@ class Recorder:
         if response is None:
             return
         rid: str = response["id"]  # FinalResponse only gives objects with a string id
-        self._store.put(
-            StoredResponse(rid, time.time(), self._input, response, self._previous)
-        )
+        self._store.put(StoredResponse(
+            rid, time.time(), self._input, response, self._previous, self._owner
+        ))
         self.kept = rid

@@ -72,3 +72,10 @@ def m002_response_turns(conn: sqlite3.Connection) -> None:
     # migration carries its whole history in `input`; with no `previous` it reads back as
     # the first turn of its own conversation, which gives the same history.
     conn.execute("ALTER TABLE responses ADD COLUMN previous TEXT")
+
+
+@migration
+def m003_response_owner(conn: sqlite3.Connection) -> None:
+    # Whose response a row is: the caller's gateway key id, or NULL for the open gateway
+    # without keys (every row stored before this migration).
+    conn.execute("ALTER TABLE responses ADD COLUMN owner TEXT")

@@ -1,9 +1,9 @@
 """Stored Responses API turns, so clients can continue with `previous_response_id`.
 
 What this module promises:
-- Each response is one row: its own new input items, the response object the client got and
-  the id it continued (`previous`). A conversation is stored once, turn by turn:
-  `chain(id)` walks the links back (one recursive query, at most `max_turns` rows) and
+- Each response is one row: its own new input items, the response object the client got, the
+  id it continued (`previous`) and its `owner`. A conversation is stored once, turn by turn:
+  `chain(id, owner)` walks the links back (one recursive query, at most `max_turns` rows) and
   returns the turns oldest first, so storing turn n costs the size of turn n, not of the
   whole history.
 - `ResponseStore.put()` never blocks the event loop and never waits on the disk: the record
@@ -12,6 +12,9 @@ What this module promises:
   follow-up request that arrives right after a response always finds it.
 - All SQLite work runs on one dedicated thread that owns the only connection (WAL mode), so
   operations run in the order they were issued: a delete after a put removes it.
+- Every read, delete and continuation is scoped to an owner (None: the open gateway without
+  keys); a record is invisible to any other owner, and a write never replaces another
+  owner's row.
 - Nothing touches the disk until a record is put or asked for, except `start()`, which
   prunes an existing database; a gateway whose clients never store leaves no file behind.
 - A response older than `ttl_days` is never returned nor continued from; the turns before a
@@ -51,14 +54,16 @@ def default_db_path(env: dict[str, str] | None = None) -> Path:
 
 @dataclass(slots=True, frozen=True)
 class StoredResponse:
-    """One turn: the input items it added, the response object sent back and the response
-    it continued (None: the conversation starts here)."""
+    """One turn: the input items it added, the response object sent back, the response it
+    continued (None: the conversation starts here) and whose it is (None: the open
+    gateway)."""
 
     id: str
     created_at: float
     input: list[JSON]
     response: JSON
     previous: str | None = None
+    owner: str | None = None
 
     @property
     def output(self) -> list[JSON]:
@@ -72,11 +77,11 @@ class StoredResponse:
 _CHAIN = """
 WITH RECURSIVE chain(id, created_at, input, response, previous, depth) AS (
     SELECT id, created_at, input, response, previous, 1 FROM responses
-    WHERE id = ? AND created_at >= ?
+    WHERE id = ? AND owner IS ? AND created_at >= ?
     UNION ALL
     SELECT r.id, r.created_at, r.input, r.response, r.previous, chain.depth + 1
     FROM responses AS r JOIN chain ON r.id = chain.previous
-    WHERE chain.depth < ?
+    WHERE r.owner IS ? AND chain.depth < ?
 )
 SELECT id, created_at, input, response, previous FROM chain ORDER BY depth
 """
@@ -94,8 +99,11 @@ DELETE FROM responses WHERE created_at < ? AND id NOT IN (SELECT id FROM needed)
 """
 
 _WRITE = """
-INSERT OR REPLACE INTO responses (id, created_at, input, response, previous)
-VALUES (?, ?, ?, ?, ?)
+INSERT INTO responses (id, created_at, input, response, previous, owner)
+VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET created_at = excluded.created_at, input = excluded.input,
+    response = excluded.response, previous = excluded.previous
+WHERE responses.owner IS excluded.owner
 """
 
 
@@ -142,17 +150,17 @@ class ResponseStore:
         self._writes.add(write)
         write.add_done_callback(lambda done: self._written(record, done))
 
-    async def get(self, rid: str) -> StoredResponse | None:
-        """One unexpired response."""
+    async def get(self, rid: str, owner: str | None) -> StoredResponse | None:
+        """One unexpired response of `owner`."""
         oldest = time.time() - self.ttl
         record = self.pending.get(rid)
         if record is not None:
-            return record if record.created_at >= oldest else None
-        return await self._run(self._read, rid, oldest)
+            return record if _visible(record, owner, oldest) else None
+        return await self._run(self._read, rid, owner, oldest)
 
-    async def chain(self, rid: str) -> list[StoredResponse] | None:
+    async def chain(self, rid: str, owner: str | None) -> list[StoredResponse] | None:
         """The turns of the conversation that ends with `rid`, oldest first, at most
-        `max_turns` of them; None when `rid` is not an unexpired response. The
+        `max_turns` of them; None when `rid` is not an unexpired response of `owner`. The
         first turn's `previous` is not None when the chain is broken (a turn before it was
         deleted) or longer than `max_turns`."""
         oldest = time.time() - self.ttl
@@ -164,21 +172,24 @@ class ResponseStore:
             record = self.pending.get(cursor)
             if record is None:
                 break
-            if not turns and record.created_at < oldest:
-                return None
+            if not _visible(record, owner, oldest if not turns else 0.0):
+                return None if not turns else _oldest_first(turns)
             turns.append(record)
             cursor = record.previous
         if cursor is not None and len(turns) < self.max_turns:
             turns += await self._run(
-                self._chain, cursor, oldest if not turns else 0.0,
+                self._chain, cursor, owner, oldest if not turns else 0.0,
                 self.max_turns - len(turns),
             )
         return _oldest_first(turns) if turns else None
 
-    async def delete(self, rid: str) -> bool:
-        was_pending = self.pending.pop(rid, None) is not None
+    async def delete(self, rid: str, owner: str | None) -> bool:
+        record = self.pending.get(rid)
+        was_pending = record is not None and record.owner == owner
+        if was_pending:
+            del self.pending[rid]
         # Queued after any write of the same id (one thread), so the row cannot come back.
-        deleted = await self._run(self._delete, rid)
+        deleted = await self._run(self._delete, rid, owner)
         return deleted or was_pending
 
     async def prune(self, now: float | None = None) -> int:
@@ -224,28 +235,36 @@ class ResponseStore:
     def _write(self, record: StoredResponse) -> None:
         self._db().execute(_WRITE, (
             record.id, record.created_at, orjson.dumps(record.input),
-            orjson.dumps(record.response), record.previous,
+            orjson.dumps(record.response), record.previous, record.owner,
         ))
 
-    def _read(self, rid: str, oldest: float) -> StoredResponse | None:
+    def _read(self, rid: str, owner: str | None, oldest: float) -> StoredResponse | None:
         row = self._db().execute(
             "SELECT created_at, input, response, previous FROM responses "
-            "WHERE id = ? AND created_at >= ?",
-            (rid, oldest),
+            "WHERE id = ? AND owner IS ? AND created_at >= ?",
+            (rid, owner, oldest),
         ).fetchone()
         if row is None:
             return None
-        return StoredResponse(rid, row[0], orjson.loads(row[1]), orjson.loads(row[2]), row[3])
+        return StoredResponse(
+            rid, row[0], orjson.loads(row[1]), orjson.loads(row[2]), row[3], owner
+        )
 
-    def _chain(self, rid: str, oldest: float, limit: int) -> list[StoredResponse]:
-        rows = self._db().execute(_CHAIN, (rid, oldest, limit)).fetchall()
+    def _chain(
+        self, rid: str, owner: str | None, oldest: float, limit: int
+    ) -> list[StoredResponse]:
+        rows = self._db().execute(_CHAIN, (rid, owner, oldest, owner, limit)).fetchall()
         return [
-            StoredResponse(row[0], row[1], orjson.loads(row[2]), orjson.loads(row[3]), row[4])
+            StoredResponse(row[0], row[1], orjson.loads(row[2]), orjson.loads(row[3]), row[4],
+                           owner)
             for row in rows
         ]
 
-    def _delete(self, rid: str) -> bool:
-        return self._db().execute("DELETE FROM responses WHERE id = ?", (rid,)).rowcount > 0
+    def _delete(self, rid: str, owner: str | None) -> bool:
+        cursor = self._db().execute(
+            "DELETE FROM responses WHERE id = ? AND owner IS ?", (rid, owner)
+        )
+        return cursor.rowcount > 0
 
     def _prune(self, now: float) -> int:
         oldest = now - self.ttl
@@ -261,6 +280,10 @@ class ResponseStore:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+def _visible(record: StoredResponse, owner: str | None, oldest: float) -> bool:
+    return record.owner == owner and record.created_at >= oldest
 
 
 def _oldest_first(turns: list[StoredResponse]) -> list[StoredResponse]:
