@@ -315,3 +315,31 @@ def test_a_full_table_holds_about_its_budget_in_memory() -> None:
     stats = reuse.REUSE.stats()
     assert stats["bytes"] > budget * 0.8  # full
     assert held < budget * 1.25, f"{held / 2**20:.1f} MB held for a {budget / 2**20:.0f} MB budget"
+
+
+def nested(levels: int) -> str:
+    """JSON text `levels` deep: objects in lists, as a schema nests."""
+    return '{"a":[' * (levels // 2) + ("[1]" if levels % 2 else "1") + "]}" * (levels // 2)
+
+
+@pytest.mark.parametrize("pad", [0, 6000], ids=["small body", "large body"])
+@pytest.mark.parametrize("where", ["tools", "messages"])
+def test_bodies_nest_at_most_max_nesting_levels(pad: int, where: str) -> None:
+    """Deeper than the limit is a 400, at any depth from 129 on (msgspec, which splits large
+    bodies, gives up near 1,000 and orjson at 1,024; later steps at 254); up to it, the body
+    decodes as orjson decodes it."""
+    table = Reuse(max_nesting=12)
+
+    def body(levels: int) -> bytes:
+        # `levels` deep in all: the body, its list, an item, then the nested value
+        value = nested(levels - 3)
+        item = f'{{"role":"user","pad":"{"x" * pad}","content":{value}}}'
+        return f'{{"model":"m","{where}":[{item}]}}'.encode()
+
+    assert table.loads(body(12)) == orjson.loads(body(12))
+    for levels in (13, 200, 1000, 1030, 5000):
+        with pytest.raises(GatewayError) as refused:
+            table.loads(body(levels))
+        assert refused.value.status == 400
+        deep = "nests more than 12 levels" if levels < 1024 else "depth limit exceeded"
+        assert deep in refused.value.message

@@ -39,7 +39,8 @@ import msgspec
 import orjson
 import xxhash
 
-from babelgate.canonical import invalid
+from babelgate.canonical import GatewayError, invalid
+from babelgate.canonical.nesting import MAX_NESTING, nests_within
 
 T = TypeVar("T")
 
@@ -72,6 +73,7 @@ _MEMBER_HEAD = re.compile(_WS + rb",?" + _WS + rb'"([^"\\]*)"' + _WS + rb":" + _
 _ITEM_GAP = re.compile(_WS + rb",?" + _WS).match  # matches at any position (maybe empty)
 _ARRAY_END = re.compile(_WS + rb"\]").match
 _SERIALISED = "reuse.serialised"
+_MEMBER, _ITEM = 1, 2  # levels of a body around a member's value, and a conversation item
 
 
 class _Entry:
@@ -88,9 +90,11 @@ class _Entry:
 class Reuse:
     """The table of decoded pieces and their derived results (one per process: see REUSE)."""
 
-    def __init__(self, budget: int = BUDGET, min_piece: int = MIN_PIECE) -> None:
+    def __init__(self, budget: int = BUDGET, min_piece: int = MIN_PIECE,
+                 max_nesting: int = MAX_NESTING) -> None:
         self.budget = budget
         self.min_piece = min_piece
+        self.max_nesting = max_nesting  # levels a body may nest (see canonical.nesting)
         self.size = 0  # estimated bytes of memory the entries hold (MEMORY_PER_BYTE)
         self.hits = 0
         self.misses = 0
@@ -115,9 +119,11 @@ class Reuse:
                 if found is None:
                     found = self._split(raw, _split_object(raw))
                 return found
-            except (msgspec.DecodeError, orjson.JSONDecodeError):
-                pass  # orjson below says what is wrong, in the words clients already see
-        return _loads_object(raw)
+            except (msgspec.DecodeError, orjson.JSONDecodeError, RecursionError):
+                # orjson below says what is wrong, in the words clients already see (msgspec
+                # recurses in Python, so a body nested ~1,000 deep ends its stack first)
+                pass
+        return _loads_object(raw, self.max_nesting)
 
     def _split(self, raw: bytes, pieces: dict[str, msgspec.Raw]) -> dict[str, Any]:
         """Every top-level value (and conversation item) looked up in the table; on the way,
@@ -151,16 +157,17 @@ class Reuse:
                 result[key] = values
                 members.append((key, start, start + len(piece), None))
             else:
-                result[key], entry = self._take(piece)
+                result[key], entry = self._take(piece, _MEMBER)
                 members.append((key, start, start + len(piece), entry))
             end = start + len(piece) if start >= 0 else -1
         if conversation >= 0 and end >= 0 and _OBJECT_END(raw, end):
             self._remember(_Layout(raw, members, conversation, items, close))
         return result
 
-    def _take(self, piece: msgspec.Raw) -> tuple[Any, _Entry | None]:
+    def _take(self, piece: msgspec.Raw, inside: int = _ITEM) -> tuple[Any, _Entry | None]:
         """A piece's value, and its entry in the table (None for a small piece, decoded anew
-        each time, and for one too large to stay)."""
+        each time, and for one too large to stay). `inside`: how many levels of the body
+        hold the piece (a member's value 1, a conversation item 2)."""
         if len(piece) < self.min_piece:
             return orjson.loads(memoryview(piece)), None
         # Looked up by a 64-bit digest (~1 µs for 50 KB, where hashing the bytes themselves
@@ -178,6 +185,10 @@ class Reuse:
         self.misses += 1
         key = piece.copy()  # its own bytes: a slice would keep the whole body alive
         value = orjson.loads(memoryview(key))
+        # A value nests at most half its length deep, so most pieces need no check.
+        levels = self.max_nesting - inside
+        if len(key) > 2 * levels and not nests_within(value, levels):
+            raise _too_deep(self.max_nesting)
         entry = _Entry(digest, key, value)
         self._entries[digest] = entry
         self._own(value, entry)
@@ -186,12 +197,12 @@ class Reuse:
             self._evict()  # possibly this very entry, when it alone is over the budget
         return value, (entry if entry.value is value else None)
 
-    def _again(self, raw: bytes, start: int, end: int, entry: _Entry | None,
+    def _again(self, raw: bytes, start: int, end: int, entry: _Entry | None, inside: int,
                ) -> tuple[Any, _Entry | None]:
         """A piece a layout placed at raw[start:end], unchanged since: its entry's value, or
         decoded anew if small or gone from the table meanwhile."""
         if entry is None or entry.value is _GONE:
-            return self._take(msgspec.Raw(memoryview(raw)[start:end]))
+            return self._take(msgspec.Raw(memoryview(raw)[start:end]), inside)
         self._entries.move_to_end(entry.digest)
         self.hits += 1
         return entry.value, entry
@@ -232,7 +243,7 @@ class Reuse:
         values: list[Any] = []
         items: list[_Item] = []
         for start, end, was in old.items[:kept]:
-            value, entry = self._again(raw, start, end, was)
+            value, entry = self._again(raw, start, end, was, _ITEM)
             values.append(value)
             items.append((start, end, entry))
         end = first
@@ -254,7 +265,7 @@ class Reuse:
                 continue
             moved = shift if old_start > old.close else 0  # after the conversation
             start, end = old_start + moved, old_end + moved
-            result[key], entry = self._again(raw, start, end, was)
+            result[key], entry = self._again(raw, start, end, was, _MEMBER)
             members.append((key, start, end, entry))
         self._remember(_Layout(raw, members, old.conversation, items, close), replacing=old)
         return result
@@ -455,7 +466,7 @@ def _kept_items(raw: bytes, before: memoryview, opening: int, items: list[_Item]
     return low
 
 
-def _loads_object(raw: bytes) -> dict[str, Any]:
+def _loads_object(raw: bytes, max_nesting: int) -> dict[str, Any]:
     if not raw:
         raise invalid("request body is empty; send a JSON object")
     try:
@@ -464,7 +475,13 @@ def _loads_object(raw: bytes) -> dict[str, Any]:
         raise invalid(f"request body is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise invalid(f"request body must be a JSON object, not {type(data).__name__}")
+    if len(raw) > 2 * max_nesting and not nests_within(data, max_nesting):
+        raise _too_deep(max_nesting)
     return data
+
+
+def _too_deep(max_nesting: int) -> GatewayError:
+    return invalid(f"request body nests more than {max_nesting} levels deep")
 
 
 REUSE = Reuse()

@@ -133,7 +133,8 @@ def _quick_tools(tools: list[Tool]) -> tuple[int, int]:
     for tool in tools:
         # Schemas are not re-serialised here: ~40 characters per property is typical.
         chars += len(tool.name) + len(tool.description or "")
-        chars += 40 * len(tool.parameters.get("properties") or ()) + 40
+        properties = tool.parameters.get("properties")  # a client's schema: any type
+        chars += 40 * (len(properties) if isinstance(properties, dict) else 0) + 40
         fixed += PER_TOOL_TOKENS
     return chars, fixed
 

@@ -13,6 +13,9 @@ from typing import Any
 
 import orjson
 
+from .errors import invalid
+from .nesting import MAX_NESTING, nests_within
+
 _decoder = json.JSONDecoder()
 _CLOSERS = {"{": "}", "[": "]"}
 
@@ -34,6 +37,18 @@ def parse_arguments(text: str | None) -> dict[str, Any]:
     if value is None:
         return {}
     return {"value": value}
+
+
+def client_arguments(text: str | None, where: str) -> dict[str, Any]:
+    """Arguments a client sends back in its history, as JSON text: repaired as an upstream's
+    are (the model wrote them), and held to MAX_NESTING levels like the body around them,
+    since they are decoded here rather than with it."""
+    arguments = parse_arguments(text)
+    if text is not None and len(text) > 2 * MAX_NESTING and not nests_within(
+        arguments, MAX_NESTING
+    ):
+        raise invalid(f"{where} nests more than {MAX_NESTING} levels deep", where)
+    return arguments
 
 
 def _repair(text: str) -> Any:

@@ -24,6 +24,7 @@ from babelgate.canonical import (
     Reasoning,
     ReasoningConfig,
     Request,
+    Role,
     Text,
     Tool,
     ToolCall,
@@ -37,11 +38,11 @@ from babelgate.reuse import derive
 from .carrier import ANTHROPIC, reasoning_from_thinking
 
 JSON = dict[str, Any]
-_ROLES = frozenset({"user", "assistant", "system"})
+_ROLES: dict[str, Role] = {"user": "user", "assistant": "assistant", "system": "system"}
 # What babelgate.reuse keeps per shared piece of a body:
 _MESSAGE, _SYSTEM, _TOOLS = "anthropic.message", "anthropic.system", "anthropic.tools"
 _NAMED = "anthropic.named-results"
-_EFFORTS = frozenset(get_args(Effort))
+_EFFORTS: dict[str, Effort] = {effort: effort for effort in get_args(Effort)}
 _TOOL_CHOICE_MODES: dict[str, Literal["auto", "none", "required", "tool"]] = {
     "auto": "auto",
     "any": "required",
@@ -170,8 +171,9 @@ def _message(item: object, i: int) -> Message:
     where = f"messages.{i}"
     if not isinstance(item, dict):
         raise invalid(f"{where}: must be an object", param=where)
-    role = item.get("role")
-    if role not in _ROLES:
+    named = item.get("role")
+    role = _ROLES.get(named) if isinstance(named, str) else None  # a list is no name
+    if role is None:
         raise invalid(f"{where}.role: must be user, assistant or system", param=f"{where}.role")
     return Message(role=role, parts=_content(item.get("content"), f"{where}.content"))
 
@@ -219,11 +221,12 @@ def _block(block: object, where: str) -> Part | None:
     if not isinstance(block, dict):
         raise invalid(f"{where}: must be an object", param=where)
     kind = block.get("type")
-    parser = _BLOCK_PARSERS.get(kind) if isinstance(kind, str) else None
-    if parser is not None:
-        return parser(block, where)
-    if kind in _SKIPPED_BLOCKS:
-        return None
+    if isinstance(kind, str):  # a list or an object there cannot be looked up by name
+        parser = _BLOCK_PARSERS.get(kind)
+        if parser is not None:
+            return parser(block, where)
+        if kind in _SKIPPED_BLOCKS:
+            return None
     raise invalid(f"{where}.type: unsupported content block type {kind!r}", param=f"{where}.type")
 
 
@@ -423,9 +426,10 @@ def _tool(item: object, where: str) -> Tool:
 def _tool_choice(value: object, request: Request) -> None:
     if value is None:
         return
-    if not isinstance(value, dict) or value.get("type") not in _TOOL_CHOICE_MODES:
+    kind = value.get("type") if isinstance(value, dict) else None
+    if not isinstance(value, dict) or not isinstance(kind, str) or kind not in _TOOL_CHOICE_MODES:
         raise invalid("tool_choice.type: must be auto, any, tool or none", "tool_choice.type")
-    mode = _TOOL_CHOICE_MODES[value["type"]]
+    mode = _TOOL_CHOICE_MODES[kind]
     name = None
     if mode == "tool":
         name = _require_str(value, "name", "tool_choice")
@@ -438,9 +442,8 @@ def _tool_choice(value: object, request: Request) -> None:
 
 
 def _reasoning(thinking: object, output_config: object) -> ReasoningConfig | None:
-    effort = None
-    if isinstance(output_config, dict) and output_config.get("effort") in _EFFORTS:
-        effort = output_config["effort"]
+    named = output_config.get("effort") if isinstance(output_config, dict) else None
+    effort = _EFFORTS.get(named) if isinstance(named, str) else None  # a list is no name
     if not isinstance(thinking, dict):
         return ReasoningConfig(effort=effort) if effort else None
     kind = thinking.get("type")

@@ -47,7 +47,7 @@ _cache: dict[bytes, JSON | None] = {}
 def clean_parameters(schema: JSON | None) -> JSON | None:
     """A tool's input schema -> Gemini `parameters`, or None when the tool takes no
     arguments (Gemini rejects an OBJECT with empty `properties`, so the key is omitted)."""
-    if not schema:
+    if not schema or not isinstance(schema, dict):
         return None
     key = orjson.dumps(schema)
     if key in _cache:
@@ -163,7 +163,7 @@ class _Cleaner:
         out["properties"] = cleaned
         required = node.get("required")
         if isinstance(required, list):
-            kept = [name for name in required if name in cleaned]
+            kept = [name for name in required if isinstance(name, str) and name in cleaned]
             if kept:
                 out["required"] = kept
 
@@ -227,10 +227,13 @@ def _merge_all_of(node: JSON, parts: list[Any]) -> JSON:
         for key, value in part.items():
             if key == "allOf":
                 continue
+            # The node's own value may be of any type: a client's schema is not checked.
             if key == "properties" and isinstance(value, dict):
-                merged["properties"] = {**merged.get("properties", {}), **value}
+                mine = merged.get("properties")
+                merged["properties"] = {**(mine if isinstance(mine, dict) else {}), **value}
             elif key == "required" and isinstance(value, list):
-                merged["required"] = [*merged.get("required", []), *value]
+                mine = merged.get("required")
+                merged["required"] = [*(mine if isinstance(mine, list) else []), *value]
             else:
                 merged.setdefault(key, value)
     return merged

@@ -30,13 +30,13 @@ from babelgate.canonical import (
     ToolResult,
     invalid,
 )
-from babelgate.canonical.tool_args import parse_arguments
+from babelgate.canonical.tool_args import client_arguments
 from babelgate.reuse import derive
 
-from ..fields import boolean, integer, number
+from ..fields import boolean, integer, mapping, number, string
 from .carrier import open_call_id, restore_reasoning
 
-_EFFORTS: frozenset[str] = frozenset(get_args(Effort))
+_EFFORTS: dict[str, Effort] = {effort: effort for effort in get_args(Effort)}
 # What babelgate.reuse keeps per shared message (its Message, or a tool message's ToolResult
 # per name of the call it answers) and per shared tool list:
 _MESSAGE, _RESULT, _TOOLS = "chat.message", "chat.result", "chat.tools"
@@ -245,14 +245,15 @@ def _tool_call(call: Any, where: str) -> tuple[ToolCall, list[Any]]:
     call_id, metadata, entries = open_call_id(call["id"])
     kind: Literal["function", "custom"]
     if call.get("type") == "custom":
-        custom = call.get("custom") or {}
+        custom = mapping(call, "custom", where) or {}
         name = custom.get("name")
-        arguments = {"input": custom.get("input") or ""}
+        arguments = {"input": string(custom, "input", f"{where}.custom") or ""}
         kind = "custom"
     else:
-        function = call.get("function") or {}
+        function = mapping(call, "function", where) or {}
         name = function.get("name")
-        arguments = parse_arguments(function.get("arguments"))
+        here = f"{where}.function"
+        arguments = client_arguments(string(function, "arguments", here), f"{here}.arguments")
         kind = "function"
     if not isinstance(name, str) or not name:
         raise invalid("a tool call needs a name", f"{where}.function.name")
@@ -314,11 +315,11 @@ def _tool(raw: Any, where: str) -> Tool:
         function = raw.get("function")
         if not isinstance(function, dict) or not isinstance(function.get("name"), str):
             raise invalid("a function tool needs `function.name`", f"{where}.function.name")
-        parameters = function.get("parameters")
+        here = f"{where}.function"
         return Tool(
             name=function["name"],
-            description=function.get("description"),
-            parameters=parameters if isinstance(parameters, dict) else _EMPTY_SCHEMA.copy(),
+            description=string(function, "description", here),
+            parameters=mapping(function, "parameters", here) or _EMPTY_SCHEMA.copy(),
             strict=function.get("strict") if isinstance(function.get("strict"), bool) else None,
         )
     if kind == "custom":
@@ -327,7 +328,7 @@ def _tool(raw: Any, where: str) -> Tool:
             raise invalid("a custom tool needs `custom.name`", f"{where}.custom.name")
         return Tool(
             name=custom["name"],
-            description=custom.get("description"),
+            description=string(custom, "description", f"{where}.custom"),
             kind="custom",
             format=_custom_format(custom.get("format")),
         )
@@ -355,7 +356,7 @@ def _tool_choice(raw: Any) -> ToolChoice | None:
         return ToolChoice(mode=raw)
     if isinstance(raw, dict):
         if raw.get("type") == "allowed_tools":
-            mode = (raw.get("allowed_tools") or {}).get("mode")
+            mode = (mapping(raw, "allowed_tools", "tool_choice") or {}).get("mode")
             return ToolChoice(mode="required" if mode == "required" else "auto")
         named = raw.get("function") or raw.get("custom") or {}
         if isinstance(named, dict) and isinstance(named.get("name"), str):
@@ -380,9 +381,10 @@ def _max_tokens(body: JSON) -> int | None:
 def _reasoning(raw: Any) -> ReasoningConfig | None:
     if raw is None:
         return None
-    if raw not in _EFFORTS:
+    effort = _EFFORTS.get(raw) if isinstance(raw, str) else None  # a list is no name
+    if effort is None:
         raise invalid(f"unknown reasoning_effort {raw!r}", "reasoning_effort")
-    return ReasoningConfig(enabled=False if raw == "none" else None, effort=raw)
+    return ReasoningConfig(enabled=False if effort == "none" else None, effort=effort)
 
 
 def _stop(raw: Any) -> list[str]:

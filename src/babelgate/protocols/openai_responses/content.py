@@ -28,6 +28,8 @@ def parse_part(part: Any, where: str) -> Content:
     if not isinstance(part, dict):
         raise invalid(f"{where} must be an object", where)
     kind = part.get("type")
+    if not isinstance(kind, str):
+        raise invalid(f"{where}.type must be a string", f"{where}.type")
     if kind in _TEXT_TYPES:
         return Text(_string(part, "text", where))
     if kind == "refusal":

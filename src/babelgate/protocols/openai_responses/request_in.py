@@ -41,7 +41,7 @@ from babelgate.canonical import (
 )
 from babelgate.canonical.carry import split_id
 from babelgate.canonical.model import Effort
-from babelgate.canonical.tool_args import parse_arguments
+from babelgate.canonical.tool_args import client_arguments
 from babelgate.reuse import derive
 
 from ..fields import boolean, integer, number
@@ -230,6 +230,8 @@ def _read_item(item: Any, i: int) -> _Item:
     kind = item.get("type")
     if kind is None and "role" in item:
         kind = "message"  # the short form {role, content}
+    if not isinstance(kind, str):  # before any lookup: a list or an object is no name
+        raise invalid(f"{where}.type is required", f"{where}.type")
     if kind == "message":
         return _read_message(item, where)
     if kind in _ASSISTANT_ITEMS:
@@ -240,8 +242,6 @@ def _read_item(item: Any, i: int) -> _Item:
         return _search_call(item, where)
     if kind == "tool_search_output" and item.get("call_id"):
         return _search_result(item, where)
-    if not isinstance(kind, str):
-        raise invalid(f"{where}.type is required", f"{where}.type")
     return _SKIPPED  # any other type is built-in tool activity; see the module docstring
 
 
@@ -332,7 +332,7 @@ def _parse_arguments(raw: Any, where: str) -> JSON:
     if isinstance(raw, dict):
         return raw
     if raw is None or isinstance(raw, str):
-        return parse_arguments(raw)
+        return client_arguments(raw, where)
     raise invalid(f"{where} must be a JSON string", where)
 
 

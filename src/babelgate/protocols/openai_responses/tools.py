@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 from babelgate.canonical import JSON, GatewayError, Tool, ToolChoice, invalid
 
+from ..fields import boolean, mapping, string
 from .names import upstream_name
 
 # Built-in tool types an OpenAI Responses upstream understands. A hosted tool from another
@@ -156,17 +157,17 @@ def _parse_tool(tool: Any, where: str) -> Tool:
         # The flag is kept in `config` for a Responses upstream.
         return Tool(
             name=_required_name(tool, where),
-            description=tool.get("description"),
-            parameters=tool.get("parameters") or dict(_EMPTY_PARAMETERS),
-            strict=tool.get("strict"),
+            description=string(tool, "description", where),
+            parameters=mapping(tool, "parameters", where) or dict(_EMPTY_PARAMETERS),
+            strict=boolean(tool, "strict", where),
             config={"defer_loading": True} if tool.get("defer_loading") is True else None,
         )
     if kind == "custom":
         return Tool(
             name=_required_name(tool, where),
-            description=tool.get("description"),
+            description=string(tool, "description", where),
             kind="custom",
-            format=tool.get("format"),
+            format=mapping(tool, "format", where),
         )
     config = {key: value for key, value in tool.items() if key != "type"}
     if kind == "tool_search" and tool.get("execution") == "client":

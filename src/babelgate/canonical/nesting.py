@@ -1,0 +1,33 @@
+"""How deeply a client's JSON may nest, and the check for it.
+
+orjson decodes up to 1,024 levels but encodes at most 254, and the codecs' own walkers (the
+Gemini schema cleaner, error messages that show a value) recurse in Python: a value that
+decodes fine could still fail every later step. So what a client sends is held to
+MAX_NESTING levels when it is decoded, well below what the later steps take, leaving room for
+the levels an upstream's body wraps around a client's value.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+MAX_NESTING = 128  # levels; JSON Schemas and tool arguments seen in practice use under 20
+_ENCODER_LEVELS = 254  # the deepest orjson.dumps encodes (it refuses 255)
+
+
+def nests_within(value: Any, levels: int) -> bool:
+    """Whether a decoded JSON `value` nests at most `levels` levels (a scalar: 0; `[]`: 1).
+    Asked of orjson's encoder, which walks the value in C and stops at its own limit: the
+    value is put in enough lists first that only a value deeper than `levels` reaches it.
+    Costs about a fifth of decoding the value."""
+    if not isinstance(value, dict | list):
+        return True
+    for _ in range(_ENCODER_LEVELS - levels):
+        value = [value]
+    try:
+        orjson.dumps(value)
+    except orjson.JSONEncodeError:  # the only error decoded JSON can give: too deep
+        return False
+    return True
