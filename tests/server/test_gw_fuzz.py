@@ -1,0 +1,333 @@
+"""Mutated request bodies against the real gateway: whatever a client sends, the answer is a
+success or a 4xx in the client's own error format, never a 5xx, and the gateway stays up.
+
+Each example starts from a body a real client sent (the recorded fixtures: Claude Code,
+Codex, a Chat agent's turn) and changes it in one to three places: a value anywhere replaced
+by one of the wrong type (null, numbers up to huge, strings that look like numbers, lists,
+objects, a value from elsewhere in the body), keys deleted or added, nesting thousands deep,
+long and odd strings; with and without `stream`. The upstreams are the suite's fakes, which
+answer whatever reaches them, so any 5xx is the gateway's own.
+
+The seed is fixed (derandomized) and the budget fits CI; to hunt for more, raise it:
+    BABELGATE_FUZZ_EXAMPLES=3000 .venv/bin/pytest -q tests/server/test_gw_fuzz.py
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+import pytest_asyncio
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from conftest import Stack, reset
+
+pytestmark = [pytest.mark.gateway, pytest.mark.asyncio(loop_scope="session")]
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+EXAMPLES = int(os.environ.get("BABELGATE_FUZZ_EXAMPLES", "400"))  # per endpoint
+HEADERS = {"content-type": "application/json", "x-api-key": "client-key",
+           "authorization": "Bearer client-key", "anthropic-version": "2023-06-01"}
+# One route per kind of upstream, so a body that parses reaches every renderer.
+MODELS = ["gpt-client", "claude-client", "gem-client", "resp-client", "ds-client"]
+JSON = Any
+
+
+def fixture(path: str) -> dict[str, Any]:
+    data: dict[str, Any] = orjson.loads((FIXTURES / path).read_bytes())
+    return data
+
+
+def without(body: dict[str, Any], *keys: str) -> dict[str, Any]:
+    return {k: v for k, v in body.items() if k not in keys}
+
+
+CLAUDE_CODE = fixture("anthropic/claude_code_request.json")
+SEEDS: dict[str, list[dict[str, Any]]] = {
+    "/v1/messages": [CLAUDE_CODE],
+    "/v1/messages/count_tokens": [without(CLAUDE_CODE, "stream", "max_tokens", "metadata")],
+    "/v1/chat/completions": [fixture("openai_chat/requests/agent_turn.json")],
+    "/v1/responses": [
+        fixture(f"openai_responses/codex_request_{name}.json")
+        for name in ("first_turn", "second_turn", "tool_search")
+    ],
+}
+
+
+# ------------------------------------------------------------------ raw JSON text
+# Values no Python object serialises to: nesting deeper than any encoder recurses, numbers
+# out of every range, tokens JSON does not have. They ride in the body as placeholders that
+# `encode` swaps for their text.
+
+
+class Raw:
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return f"Raw({self.text[:40]!r}{'...' if len(self.text) > 40 else ''})"
+
+
+def deep(depth: int, kind: str) -> Raw:
+    if kind == "object":
+        return Raw('{"a":' * depth + "1" + "}" * depth)
+    if kind == "array":
+        return Raw("[" * depth + "]" * depth)
+    # what a schema or a content list nests: objects in lists in objects
+    return Raw('{"type":"object","items":[' * depth + "1" + "]}" * depth)
+
+
+RAW_TOKENS = [Raw("NaN"), Raw("-Infinity"), Raw("1e400"), Raw("-1e400"), Raw("1" * 400),
+              Raw("-" + "9" * 30), Raw('"\\ud800"'), Raw('"\\u0000"'), Raw("1.0e-400")]
+
+
+def encode(body: JSON) -> bytes:
+    raws: list[Raw] = []
+
+    def placeholder(value: JSON) -> JSON:
+        if isinstance(value, Raw):
+            raws.append(value)
+            return f"\x00raw{len(raws) - 1}\x00"
+        if isinstance(value, dict):
+            return {k: placeholder(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [placeholder(v) for v in value]
+        return value
+
+    text = json.dumps(placeholder(body), ensure_ascii=False)
+    for i, raw in enumerate(raws):
+        text = text.replace(json.dumps(f"\x00raw{i}\x00"), raw.text, 1)
+    return text.encode("utf-8", "surrogatepass")
+
+
+# ------------------------------------------------------------------ mutations
+
+
+def walk(value: JSON, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every path in `value` (the root is ())."""
+    found = [path]
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found += walk(item, (*path, key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found += walk(item, (*path, i))
+    return found
+
+
+def words(seeds: list[dict[str, Any]]) -> tuple[list[str], list[str], list[JSON]]:
+    """The keys, the short strings and the values found in `seeds`: what a mutation puts in
+    the wrong place."""
+    keys: set[str] = set()
+    strings: set[str] = set()
+    values: list[JSON] = []
+    for seed in seeds:
+        for path in walk(seed):
+            value = get(seed, path)
+            if path and isinstance(path[-1], str):
+                keys.add(path[-1])
+            if isinstance(value, str) and len(value) < 40:
+                strings.add(value)
+            if path and len(orjson.dumps(value)) < 2000:
+                values.append(value)
+    return sorted(keys), sorted(strings), values
+
+
+def get(value: JSON, path: tuple[Any, ...]) -> JSON:
+    for step in path:
+        value = value[step]
+    return value
+
+
+ODD = [None, True, False, 0, -1, 1, 7, 1.5, -0.0, 2**31, 2**63 - 1, -(2**63), 2**64, 10**30,
+       "", " ", "0", "1", "-1", "1.5", "NaN", "Infinity", "1e309", "null", "true", "false",
+       "[]", "{}", "x" * 100_000, "\u2028\ud83d\ude00\u0301", "\x00", "a\r\nb: c",
+       [], [None], [0], [""], [[]], [{}], [True], {}, {"type": None}, {"type": 1},
+       {"type": "text"}, {"type": "text", "text": None}, {"": None}]
+DEEP = [deep(depth, kind) for depth in (60, 500, 990, 1100, 2000, 50_000)
+        for kind in ("object", "array", "mixed")]
+
+
+def odd_value(strings: list[str], values: list[JSON]) -> st.SearchStrategy[JSON]:
+    # Copied as drawn: later mutations edit what is in the body, and the shared originals
+    # must stay as they were, or the strategy would draw differently from run to run.
+    return st.one_of(
+        st.sampled_from(ODD),
+        st.sampled_from(strings),
+        st.sampled_from(values),  # right shape, wrong place
+        st.sampled_from(RAW_TOKENS + DEEP),
+        st.integers(),
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.text(max_size=30),
+        st.lists(st.sampled_from(ODD[:20]), max_size=3),
+        st.dictionaries(st.sampled_from(strings), st.sampled_from(ODD[:30]), max_size=3),
+    ).map(copy.deepcopy)
+
+
+class Example:
+    """A mutated body; shown (in a failure report) as the mutations that made it."""
+
+    def __init__(self, body: JSON, steps: list[str]) -> None:
+        self.body = body
+        self.steps = "; ".join(steps)
+
+    def __repr__(self) -> str:
+        return self.steps
+
+
+def alike(value: JSON, strings: list[str]) -> st.SearchStrategy[JSON]:
+    """A value of the same JSON type as `value`, odd in another way: empty, extreme, long,
+    duplicated; what a parser accepts and a renderer must still cope with."""
+    if isinstance(value, bool):
+        return st.just(not value)
+    if isinstance(value, int):
+        return st.sampled_from([0, -1, 1, 2**31, 2**63 - 1, -(2**63)]) | st.integers(-9, 9)
+    if isinstance(value, float):
+        return st.floats(allow_nan=False, allow_infinity=False)
+    if isinstance(value, str):
+        odd = ["", " ", "x" * 100_000, "\u2028\U0001f600\u0301", "a\r\nb: c"]
+        return st.sampled_from([*odd, *strings])
+    if isinstance(value, list):
+        return st.sampled_from([[], value[:1], value[::-1], value + value]).map(copy.deepcopy)
+    if isinstance(value, dict):
+        return st.sets(st.sampled_from(sorted(value)) if value else st.nothing()).map(
+            lambda keep: {k: copy.deepcopy(v) for k, v in value.items() if k in keep})
+    return st.none()
+
+
+def bodies(endpoint: str) -> st.SearchStrategy[Example]:
+    seeds = SEEDS[endpoint]
+    keys, strings, values = words(seeds)
+    odd = odd_value(strings, values)
+    key = st.one_of(st.sampled_from(keys), st.text(max_size=12))
+
+    @st.composite
+    def mutated(draw: st.DrawFn) -> Example:
+        body: JSON = copy.deepcopy(draw(st.sampled_from(seeds)))
+        body["model"] = draw(st.sampled_from(MODELS))
+        stream = draw(st.sampled_from([True, False, None]))
+        if stream is not None:
+            body["stream"] = stream
+        body_model = body["model"]
+        steps: list[str] = []
+        if draw(st.integers(0, 30)) == 0:  # now and then, no object at all
+            return Example(draw(odd), ["the body replaced"])
+        for _ in range(draw(st.integers(1, 3))):
+            paths = walk(body)[1:]
+            if draw(st.booleans()):  # the top of the body, where every parser starts
+                paths = [p for p in paths if len(p) <= 3]
+            if not paths:
+                break
+            path = draw(st.sampled_from(paths))
+            target = get(body, path)
+            action = draw(st.sampled_from(["replace", "alike", "alike", "delete", "add", "wrap"]))
+            if action == "add" and isinstance(target, dict):
+                name = draw(key)
+                target[name] = draw(odd)
+                steps.append(f"add {path}+{name!r}")
+                continue
+            if action == "add" and isinstance(target, list):
+                target.insert(draw(st.integers(0, len(target))), draw(odd))
+                steps.append(f"insert into {path}")
+                continue
+            parent = get(body, path[:-1])
+            if action == "delete":
+                del parent[path[-1]]
+                steps.append(f"delete {path}")
+            elif action == "alike":
+                parent[path[-1]] = draw(alike(target, strings))
+                steps.append(f"alike {path}")
+            elif action == "wrap":  # the same value one level down: a shape one off
+                parent[path[-1]] = draw(st.sampled_from([[target], {"value": target}]))
+                steps.append(f"wrap {path}")
+            else:
+                parent[path[-1]] = draw(odd)
+                steps.append(f"replace {path}")
+        return Example(body, [f"model={body_model}, stream={stream}", *steps])
+
+    return mutated()
+
+
+# ------------------------------------------------------------------ the checks
+
+
+def protocol_error(endpoint: str, status: int, raw: bytes) -> None:
+    """An error answer as the client's SDK expects it."""
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise AssertionError(f"{status} with a body that is not JSON: {raw[:300]!r}") from None
+    if endpoint.startswith("/v1/messages"):
+        assert body.get("type") == "error", body
+        error = body.get("error")
+        assert isinstance(error, dict) and isinstance(error.get("type"), str), body
+    else:
+        error = body.get("error")
+        assert isinstance(error, dict), body
+    assert isinstance(error.get("message"), str) and error["message"], body
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as s:
+        yield s
+
+
+async def check(stack: Stack, session: aiohttp.ClientSession, endpoint: str, body: JSON,
+                steps: str) -> None:
+    for fake in stack.fakes:
+        reset(fake)  # the fakes keep every request: forget the last example's
+    logged = stack.gw.log_path.stat().st_size
+    async with session.post(stack.gw.url + endpoint, data=encode(body),
+                            headers=HEADERS) as resp:
+        status, raw = resp.status, await resp.read()
+    where = f"{endpoint} after {steps}: {status} {raw[:400]!r}"
+    assert status < 500, where
+    if status >= 400:
+        protocol_error(endpoint, status, raw)
+    else:
+        assert b"internal gateway error" not in raw, where  # an error event inside a stream
+    with stack.gw.log_path.open("rb") as log:
+        log.seek(logged)
+        new = log.read()
+    assert b"Traceback" not in new, f"{where}\n{new.decode(errors='replace')[-3000:]}"
+    assert stack.gw.process.poll() is None, where
+
+
+FUZZ = settings(
+    max_examples=EXAMPLES,
+    derandomize=True,  # the same bodies on every run
+    database=None,
+    deadline=None,  # the gateway's time is not the property
+    # `stack` is function-scoped but hands every test the session's one gateway; `check`
+    # resets the fakes before each example.
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                           HealthCheck.function_scoped_fixture],
+    print_blob=False,
+)
+
+
+STRATEGIES = {endpoint: bodies(endpoint) for endpoint in SEEDS}
+
+
+@pytest.mark.parametrize("endpoint", list(SEEDS))
+@FUZZ
+@given(data=st.data())
+async def test_mutated_bodies_never_get_a_5xx(
+    stack: Stack, session: aiohttp.ClientSession, endpoint: str, data: st.DataObject
+) -> None:
+    example = data.draw(STRATEGIES[endpoint], label="body")
+    await check(stack, session, endpoint, example.body, example.steps)
+
+
+async def test_the_gateway_still_serves_after_the_fuzzing(stack: Stack) -> None:
+    async with aiohttp.ClientSession() as s, s.get(stack.gw.url + "/health") as resp:
+        assert resp.status == 200
