@@ -162,6 +162,16 @@ class Stacks:
             await factory.close()
         for fake in self.fakes.values():
             await fake.stop()
+        for stack in self.stacks.values():
+            check_whole_log(stack.gw.log())
+
+
+def check_whole_log(log: str) -> None:
+    """Over all the traffic of the session, whichever tests ran and in whatever order: no
+    request hit a bug of ours, and no provider key reached the log."""
+    assert "Traceback" not in log, log[max(0, log.index("Traceback") - 2000):][:6000]
+    for key in [*KEYS.values(), "sk-dead-SECRET"]:
+        assert key not in log, f"{key} in the gateway's log"
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
