@@ -13,7 +13,6 @@ so every test here renders the same messages in several conversations and checks
 
 from __future__ import annotations
 
-import copy
 from dataclasses import replace
 from itertools import pairwise
 from typing import Any
@@ -399,21 +398,33 @@ def test_a_shared_result_is_named_after_whichever_call_it_answers() -> None:
     assert len(raw) >= reuse.MIN_BODY
     request = get_codec(CHAT).parse_request(reuse.loads(raw))
     ask, model, results = request.messages
+    # The same conversation decoded without the table: nothing in it is shared.
+    plain_request = get_codec(CHAT).parse_request(orjson.loads(raw))
+    plain_ask, plain_model, plain_results = plain_request.messages
     renders = Renders()
 
-    def check(message: Message) -> JSON:
-        recombined = replace(request, messages=[ask, message, results])
-        shared = get_codec("gemini").render_request(recombined, GEMINI)
-        plain = wire(get_codec("gemini").render_request(copy.deepcopy(recombined), GEMINI))
-        assert wire(shared) == plain
+    def check(message: Message, plain_message: Message) -> JSON:
+        """The result as rendered with shared messages around `message`, once checked to be
+        what the plain conversation with `plain_message` in its place renders to."""
+        shared = get_codec("gemini").render_request(
+            replace(request, messages=[ask, message, results]), GEMINI)
+        plain = get_codec("gemini").render_request(
+            replace(plain_request, messages=[plain_ask, plain_message, plain_results]), GEMINI)
+        assert wire(shared) == wire(plain)
         renders.kept.append((shared, orjson.dumps(shared)))
-        return responses_of(plain["contents"][2])[0]
+        return responses_of(wire(shared)["contents"][2])[0]
 
     (tool_call,) = [part for part in model.parts if isinstance(part, ToolCall)]
-    assert check(model) == check(model)  # its own call: kept, and found again
-    renamed = replace(tool_call, name="Grep")
-    assert check(Message("assistant", [renamed]))["name"] == "Grep"
-    other_id = replace(tool_call, provider_metadata={"gemini_id": "gem-2"})
-    assert check(Message("assistant", [other_id]))["id"] == "gem-2"
-    assert check(model)["id"] == "gem-1"
+    (plain_call,) = [part for part in plain_model.parts if isinstance(part, ToolCall)]
+    for _ in range(2):  # its own call: the result's rendering kept, then found again
+        assert check(model, plain_model) == {
+            "name": "Read", "id": "gem-1", "response": {"output": "contents of /x " + PAD}}
+    renamed, plain_renamed = (replace(call, name="Grep") for call in (tool_call, plain_call))
+    assert check(Message("assistant", [renamed]),
+                 Message("assistant", [plain_renamed]))["name"] == "Grep"
+    other_id, plain_other_id = (replace(call, provider_metadata={"gemini_id": "gem-2"})
+                                for call in (tool_call, plain_call))
+    assert check(Message("assistant", [other_id]),
+                 Message("assistant", [plain_other_id]))["id"] == "gem-2"
+    assert check(model, plain_model)["id"] == "gem-1"
     renders.unchanged()
