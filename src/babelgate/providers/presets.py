@@ -3,7 +3,9 @@
 `PRESETS` names the OpenAI-compatible services babelgate knows (a provider's `preset:` in
 babelgate.yaml); `DEFAULT_QUIRKS` holds the reference behaviour of each provider `type` when no
 preset is given. Values are plain data, fixed at import; configuration may only override the
-`max_tokens` clamp (`provider_quirks` builds a provider's Quirks from its settings).
+`max_tokens` clamp (`provider_quirks` builds a provider's Quirks from its settings). Each
+preset names only what differs from the `Quirks` defaults (a plain OpenAI-compatible Chat
+server: `max_tokens`, `reasoning_effort`, `reasoning_content`, strict about fields).
 
 Every non-obvious value says where it comes from. The rules applied:
 - `max_tokens` is a clamp, set only where the provider documents a hard output limit that
@@ -56,7 +58,6 @@ PRESETS: dict[str, Quirks] = {
     "deepseek": Quirks(
         max_tokens=8192,
         reasoning_control="thinking",
-        reasoning_field="reasoning_content",
         echo_reasoning=True,
         images=False,
         strict_fields=False,
@@ -68,7 +69,6 @@ PRESETS: dict[str, Quirks] = {
     # Unknown top-level fields are ignored. 256K-token models: no clamp needed.
     "kimi": Quirks(
         reasoning_control="thinking",
-        reasoning_field="reasoning_content",
         echo_reasoning=True,
         strict_fields=False,
     ),
@@ -79,7 +79,6 @@ PRESETS: dict[str, Quirks] = {
     # last chunk anyway), so we do not send it. Only `max_tokens` is documented.
     "glm": Quirks(
         reasoning_control="thinking",
-        reasoning_field="reasoning_content",
         echo_reasoning=True,
         stream_usage=False,
         strict_fields=False,
@@ -89,17 +88,12 @@ PRESETS: dict[str, Quirks] = {
     # `reasoning_content`; `stream_options.include_usage` is supported.
     "qwen": Quirks(
         reasoning_control="enable_thinking",
-        reasoning_field="reasoning_content",
         strict_fields=False,
     ),
     # xAI Grok: `reasoning_effort` (grok-3-mini: low|high; grok-4.x adds none|medium);
     # reasoning text in `reasoning_content`. Whether xAI ignores unknown fields is
     # unverified, so stay strict and send only what the Chat API defines.
-    "grok": Quirks(
-        reasoning_control="reasoning_effort",
-        reasoning_field="reasoning_content",
-        strict_fields=True,
-    ),
+    "grok": Quirks(),
     # SiliconFlow (docs.siliconflow.cn, chat-completions): `enable_thinking` and
     # `thinking_budget` (128..32768); reasoning in `reasoning_content`. It hosts DeepSeek
     # V3.x and Kimi K2 thinking models, which need their reasoning echoed on tool-call turns;
@@ -107,7 +101,6 @@ PRESETS: dict[str, Quirks] = {
     # model, so no clamp.
     "siliconflow": Quirks(
         reasoning_control="enable_thinking",
-        reasoning_field="reasoning_content",
         echo_reasoning=True,
         strict_fields=False,
     ),
@@ -126,8 +119,6 @@ PRESETS: dict[str, Quirks] = {
     # `reasoning`, which it also reads back from history into the model's thinking. Go's
     # JSON decoding ignores unknown fields.
     "ollama": Quirks(
-        max_tokens_field="max_tokens",
-        reasoning_control="reasoning_effort",
         reasoning_field="reasoning",
         echo_reasoning=True,
         strict_fields=False,
