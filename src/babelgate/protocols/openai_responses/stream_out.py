@@ -120,6 +120,22 @@ def _tail(seq: int) -> bytes:
     return _TEXT_DELTA_TAILS[seq]
 
 
+# Where a call's input goes, and the events that stream it, by whether the call is free-form
+# (custom): its item's key, then the delta and done event types.
+_CALL_INPUT = {
+    False: (
+        "arguments",
+        "response.function_call_arguments.delta",
+        "response.function_call_arguments.done",
+    ),
+    True: (
+        "input",
+        "response.custom_tool_call_input.delta",
+        "response.custom_tool_call_input.done",
+    ),
+}
+
+
 class ResponsesStreamEncoder(StreamEncoder):
     def __init__(self, request: Request) -> None:
         # What the response object echoes, built now: the encoder keeps no reference to the
@@ -360,22 +376,9 @@ class ResponsesStreamEncoder(StreamEncoder):
             return self._emit(
                 "response.output_item.added", {"output_index": index, "item": added}
             ), item
-        if call.kind == "custom":
-            added = {**item, "input": "", "status": "in_progress"}
-            value, delta_kind, done_kind, key = (
-                item["input"],
-                "response.custom_tool_call_input.delta",
-                "response.custom_tool_call_input.done",
-                "input",
-            )
-        else:
-            added = {**item, "arguments": "", "status": "in_progress"}
-            value, delta_kind, done_kind, key = (
-                item["arguments"],
-                "response.function_call_arguments.delta",
-                "response.function_call_arguments.done",
-                "arguments",
-            )
+        key, delta_kind, done_kind = _CALL_INPUT[call.kind == "custom"]
+        value = item[key]
+        added = {**item, key: "", "status": "in_progress"}
         out = self._emit("response.output_item.added", {"output_index": index, "item": added})
         if value:
             out += self._emit(delta_kind, self._where(delta=value))
