@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import unquote, unquote_to_bytes
 
 import pytest
 from tests.loops import on_each_loop
@@ -272,6 +273,44 @@ async def test_a_stream_head_goes_out_with_its_first_bytes_before_any_write() ->
         await client.quiet()
         release.set()
         assert await client.chunks() == [b"data: two\n\n"]
+
+
+@pytest.mark.parametrize("value", [
+    b"ok\r\nSet-Cookie: s=evil", b"ok\nSet-Cookie: s=evil", b"ok\rSet-Cookie: s=evil",
+    b"ok\r\n\r\nHTTP/1.1 200 OK", b"nul\x00byte", b"bell\x07del\x7f"])
+@on_each_loop
+async def test_a_header_value_with_control_characters_cannot_split_the_response(
+        value: bytes) -> None:
+    """Header values may carry outside text (a client's model name): a line break in one
+    must not become a header or a response of its own, whatever the handler forgot."""
+    async def handler(request: Request, response: Response) -> None:
+        if request.path == "/stream":
+            response.start(200, [(b"x-target", value)], b"first")
+            response.end()
+        else:
+            response.send(200, b"body", [(b"x-target", value), (b"x-after", b"1")])
+
+    async with serving(handler) as server, connect(server) as client:
+        for path in ("/whole", "/stream", "/whole"):  # and the connection stays usable
+            await client.send(request("GET", path))
+            answer = await client.answer()
+            assert answer.status == 200
+            sent = answer.header("x-target") or ""
+            assert [name for name, _ in answer.headers if name.startswith("x-")] == (
+                ["x-target", "x-after"] if path == "/whole" else ["x-target"])
+            assert "set-cookie" not in dict(answer.headers)
+            assert re.fullmatch(r"[\x20-\x7e]+", sent), sent  # one printable line
+            assert unquote_to_bytes(sent) == value  # encoded, not lost
+            assert answer.body == (b"body" if path == "/whole" else b"first")
+
+
+def test_header_text_keeps_printable_ascii_and_encodes_the_rest() -> None:
+    for text in ("openai/gpt-5.1:latest", "a b", "100%"):
+        assert http.header_text(text) == text.encode()
+    for text in ("ok\r\nSet-Cookie: s=evil", "modèle", "x\x00\x7f", "tab\there"):
+        encoded = http.header_text(text)
+        assert re.fullmatch(rb"[ -~]+", encoded), encoded
+        assert unquote(encoded.decode()) == text
 
 
 # ---------------------------------------------------------------------------- 2. keep-alive

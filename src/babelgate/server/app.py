@@ -30,7 +30,7 @@ from babelgate.storage.responses import ResponseStore, default_db_path
 from .count_tokens import count_tokens
 from .exchange import Headers, Response
 from .gateway import Call, Gateway
-from .http import Request
+from .http import Request, header_text
 from .memory import HeapTrimmer
 from .owner import owner_of
 
@@ -325,7 +325,8 @@ def internal_error(exc: Exception) -> GatewayError:
 
 
 def _target_header(target: Target) -> tuple[bytes, bytes]:
-    return (b"x-babelgate-target", f"{target.provider}/{target.model}".encode())
+    # The model part can be the client's own text (`provider/anything` routes straight).
+    return (b"x-babelgate-target", header_text(f"{target.provider}/{target.model}"))
 
 
 def _json_headers(target: Target) -> list[tuple[bytes, bytes]]:

@@ -27,12 +27,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from email.utils import formatdate
 from http import HTTPStatus
 from typing import cast
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 import httptools
 
@@ -54,6 +55,14 @@ _CLOSE = b"connection: close\r\n"
 _KEEP_ALIVE = b"connection: keep-alive\r\n"
 _LAST_CHUNK = b"0\r\n\r\n"
 _HEAD_TOO_LARGE = "the request's head is larger than 64 KiB"
+# The bytes no header line may carry (RFC 9110 5.5: control characters; the tab is allowed),
+# mapped to LF: after this translation, a head counts two LFs per line (its CRLF), or a name
+# or value brought a line break (a split response) or another control character with it.
+_CONTROLS = bytes(range(0, 9)) + bytes(range(10, 32)) + b"\x7f"
+_AS_LF = bytes.maketrans(_CONTROLS, b"\n" * len(_CONTROLS))
+_CONTROL = re.compile(b"[" + re.escape(_CONTROLS) + b"]")
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # what a header name may be
+_PRINTABLE_ASCII = "".join(map(chr, range(0x20, 0x7F)))  # what header_text keeps as it is
 
 
 class Request:
@@ -161,7 +170,15 @@ class Response:
             # answer says it may (`_chunked` is "the client speaks HTTP/1.1").
             lines.append(_KEEP_ALIVE)
         lines.append(b"\r\n")
-        return b"".join(lines)
+        head = b"".join(lines)
+        # Header values may carry a client's or an upstream's text (a model name): one with a
+        # line break in it would let that text add headers or a whole response of its own.
+        # Our own lines hold exactly one CRLF each (status, date, framing, connection, the
+        # blank line: those not empty), so one translation and one count check them all.
+        if head.translate(_AS_LF).count(b"\n") != 2 * (len(lines) - 3 * len(headers)
+                                                       - (not framing)):
+            return self._head(status, _encoded(headers), framing)
+        return head
 
     def _framed(self, data: bytes, head: bytes = b"", end: bool = False) -> list[bytes]:
         if not self._chunked:
@@ -174,6 +191,32 @@ Handler = Callable[[Request, Response], Awaitable[None]]
 # request's path (b"" if unknown), an HTTP status and a message -> the body and its headers,
 # so that the client gets the refusal in its own protocol's error format.
 Refusal = Callable[[str, int, str], tuple[bytes, Headers]]
+
+
+def header_text(text: str) -> bytes:
+    """`text` (a client's or an upstream's) as a header value: printable ASCII stays as it
+    is; any other character (a control, a line break, non-ASCII as UTF-8) is
+    percent-encoded, so that the value is one line of printable ASCII."""
+    if text.isascii() and text.isprintable():  # (two C calls: this runs per request)
+        return text.encode()
+    return quote(text, safe=_PRINTABLE_ASCII).encode()
+
+
+def _encoded(headers: Headers) -> list[tuple[bytes, bytes]]:
+    """`headers` made safe to write: control characters in values percent-encoded, headers
+    whose name is not a token dropped. Only a handler's mistake gets here (values carrying
+    outside text go through header_text): it is logged, and the response still goes out."""
+    safe = []
+    for name, value in headers:
+        if not _TOKEN.fullmatch(name):
+            log.warning("response header %r dropped: not a valid header name", name[:100])
+            continue
+        encoded = _CONTROL.sub(lambda found: b"%%%02X" % found[0][0], value)
+        if encoded != value:
+            log.warning("response header %s carried control characters: percent-encoded",
+                        name.decode())
+        safe.append((name, encoded))
+    return safe
 
 
 def plain_refusal(path: str, status: int, message: str) -> tuple[bytes, Headers]:
