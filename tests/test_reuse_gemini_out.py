@@ -13,12 +13,12 @@ so every test here renders the same messages in several conversations and checks
 
 from __future__ import annotations
 
-from dataclasses import replace
 from itertools import pairwise
 from typing import Any
 
 import orjson
 import pytest
+from msgspec.structs import replace
 from tests.reuse_support import wire
 
 from babelgate import reuse
@@ -407,9 +407,9 @@ def test_a_shared_result_is_named_after_whichever_call_it_answers() -> None:
         """The result as rendered with shared messages around `message`, once checked to be
         what the plain conversation with `plain_message` in its place renders to."""
         shared = get_codec("gemini").render_request(
-            replace(request, messages=[ask, message, results]), GEMINI)
+            replace(request, messages=(ask, message, results)), GEMINI)
         plain = get_codec("gemini").render_request(
-            replace(plain_request, messages=[plain_ask, plain_message, plain_results]), GEMINI)
+            replace(plain_request, messages=(plain_ask, plain_message, plain_results)), GEMINI)
         assert wire(shared) == wire(plain)
         renders.kept.append((shared, orjson.dumps(shared)))
         return responses_of(wire(shared)["contents"][2])[0]
@@ -420,11 +420,11 @@ def test_a_shared_result_is_named_after_whichever_call_it_answers() -> None:
         assert check(model, plain_model) == {
             "name": "Read", "id": "gem-1", "response": {"output": "contents of /x " + PAD}}
     renamed, plain_renamed = (replace(call, name="Grep") for call in (tool_call, plain_call))
-    assert check(Message("assistant", [renamed]),
-                 Message("assistant", [plain_renamed]))["name"] == "Grep"
+    assert check(Message("assistant", (renamed,)),
+                 Message("assistant", (plain_renamed,)))["name"] == "Grep"
     other_id, plain_other_id = (replace(call, provider_metadata={"gemini_id": "gem-2"})
                                 for call in (tool_call, plain_call))
-    assert check(Message("assistant", [other_id]),
-                 Message("assistant", [plain_other_id]))["id"] == "gem-2"
+    assert check(Message("assistant", (other_id,)),
+                 Message("assistant", (plain_other_id,)))["id"] == "gem-2"
     assert check(model, plain_model)["id"] == "gem-1"
     renders.unchanged()

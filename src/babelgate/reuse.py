@@ -323,11 +323,18 @@ class Reuse:
 
     def _own(self, value: object, entry: _Entry) -> None:
         # Only containers and strings made for this entry can key a derivation: a shared
-        # constant (None, True, a small int) must never be taken for this entry's object.
-        if type(value) is tuple:  # a derive result of several values: each is shared
+        # constant (None, True, a small int, the empty tuple or string) must never be taken
+        # for this entry's object.
+        if type(value) is tuple:
+            # A sequence of canonical values (a tool list), or a derive result of several
+            # values: the tuple and each of its items are shared.
+            if value and self._owner.setdefault(id(value), entry) is entry:
+                entry.shared.append(value)
             for item in value:
                 self._own(item, entry)
-        elif isinstance(value, (dict, list, str)) or hasattr(value, "__slots__"):
+        elif isinstance(value, (dict, list)) or (
+            value and (isinstance(value, str) or hasattr(value, "__slots__"))
+        ):
             if self._owner.setdefault(id(value), entry) is entry:
                 entry.shared.append(value)
             # The parts of a canonical message are shared with it: they key derivations

@@ -128,7 +128,7 @@ def _quick_message(message: Message) -> tuple[int, int]:
     return chars, fixed
 
 
-def _quick_tools(tools: list[Tool]) -> tuple[int, int]:
+def _quick_tools(tools: tuple[Tool, ...]) -> tuple[int, int]:
     chars = fixed = 0
     for tool in tools:
         # Schemas are not re-serialised here: ~40 characters per property is typical.

@@ -99,7 +99,7 @@ def test_claude_code_messages(claude_code: dict[str, Any]) -> None:
     assert result.name == "Read"  # looked up from the call it answers
     assert isinstance(result.content[0], Text) and "def parse" in result.content[0].text
 
-    assert messages[3].parts == [Text(claude_code["messages"][3]["content"])]
+    assert list(messages[3].parts) == [Text(claude_code["messages"][3]["content"])]
 
     redacted = messages[4].parts[0]
     assert isinstance(redacted, Reasoning) and redacted.redacted and not redacted.text
@@ -126,7 +126,7 @@ def test_tool_choice_and_sampling() -> None:
     assert request.tool_choice is not None and request.tool_choice.mode == "required"
     assert request.parallel_tool_calls is False
     assert request.temperature == 0.0 and request.top_k == 5
-    assert request.stop == ["\n\nHuman:"]
+    assert list(request.stop) == ["\n\nHuman:"]
     assert request.reasoning is not None
     assert (request.reasoning.enabled, request.reasoning.budget_tokens) == (True, 2048)
 
@@ -268,4 +268,4 @@ def test_server_tool_history_blocks_are_skipped() -> None:
             ],
         }
     )
-    assert request.messages[0].parts == [Text("found it")]
+    assert list(request.messages[0].parts) == [Text("found it")]

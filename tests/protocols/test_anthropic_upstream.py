@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from msgspec.structs import replace
 
 from babelgate.canonical import (
     Document,
@@ -47,7 +48,7 @@ def test_max_tokens_default_and_clamp() -> None:
     request = Request(model="deepseek-chat", messages=[user(Text("hi"))], max_tokens=32000)
     assert render(request, Quirks(max_tokens=8192))["max_tokens"] == 8192
     assert render(request)["max_tokens"] == 32000
-    request.max_tokens = None
+    request = replace(request, max_tokens=None)
     assert render(request)["max_tokens"] == 8192
     assert render(request, Quirks(max_tokens=4096))["max_tokens"] == 4096
 
@@ -286,8 +287,7 @@ def test_thinking_turns_forced_tool_choice_into_auto_and_drops_sampling() -> Non
     assert body["top_p"] == 0.95
     assert body["stop_sequences"] == ["END"]
     assert body["metadata"] == {"user_id": "u-1"}
-    request.reasoning = None
-    request.temperature = 1.7  # an OpenAI client's range
+    request = replace(request, reasoning=None, temperature=1.7)  # an OpenAI client's range
     body = render(request)
     assert body["tool_choice"] == {"type": "any"}
     assert (body["temperature"], body["top_k"], body["top_p"]) == (1.0, 40, 0.5)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from msgspec.structs import replace
 
 from babelgate.canonical import Accumulator, Message, Request, Text, Tool
 from babelgate.protocols import get_codec
@@ -55,8 +56,7 @@ def test_signatures_survive_a_claude_code_turn() -> None:
             {"name": SEARCH, "input_schema": {"type": "object", "properties": {}}},
         ],
     }
-    parsed = anthropic.parse_request(next_turn)
-    parsed.model = "gemini-3-pro-preview"
+    parsed = replace(anthropic.parse_request(next_turn), model="gemini-3-pro-preview")
     contents = gemini.render_request(parsed, Quirks())["contents"]
     model, results = contents[1]["parts"], contents[2]["parts"]
     assert model[0] == {
@@ -101,8 +101,7 @@ def test_trailing_text_signature_is_not_shown_to_claude_code() -> None:
             {"role": "user", "content": "thanks"},
         ],
     }
-    parsed = anthropic.parse_request(next_turn)
-    parsed.model = "gemini-3-pro-preview"
+    parsed = replace(anthropic.parse_request(next_turn), model="gemini-3-pro-preview")
     model = gemini.render_request(parsed, Quirks())["contents"][1]["parts"]
     assert model == [{"text": "All tests pass now."}]
 

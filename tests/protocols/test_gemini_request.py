@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from msgspec.structs import replace
 
 from babelgate.canonical import (
     Document,
@@ -244,8 +245,9 @@ def test_media_parts() -> None:
     ],
 )
 def test_tool_choice(choice: ToolChoice, expected: dict[str, Any]) -> None:
-    request = Request(model="m", messages=[Message("user", [Text("x")])], tools=tools())
-    request.tool_choice = choice
+    request = Request(
+        model="m", messages=(Message("user", (Text("x"),)),), tools=tools(), tool_choice=choice
+    )
     body = render(request)
     sent_search = body["tools"][0]["functionDeclarations"][1]["name"]
     if "allowedFunctionNames" in expected:
@@ -279,9 +281,10 @@ def test_custom_tool_becomes_a_one_string_function() -> None:
 
 
 def test_generation_config_clamps_and_maps() -> None:
-    request = claude_code_history()
-    request.temperature, request.top_p, request.top_k = 0.2, 0.9, 40
-    request.stop = ["a", "b", "c", "d", "e", "f"]
+    request = replace(
+        claude_code_history(),
+        temperature=0.2, top_p=0.9, top_k=40, stop=("a", "b", "c", "d", "e", "f"),
+    )
     config = render(request, Quirks(max_tokens=32768))["generationConfig"]
     assert config == {
         "maxOutputTokens": 32768,
@@ -320,8 +323,7 @@ def test_thinking_config(reasoning: ReasoningConfig, expected: dict[str, Any] | 
 
 
 def test_json_response_format() -> None:
-    request = Request(model="m", messages=[Message("user", [Text("x")])])
-    request.response_format = {
+    request = Request(model="m", messages=(Message("user", (Text("x"),)),), response_format={
         "type": "json_schema",
         "json_schema": {
             "name": "answer",
@@ -331,7 +333,7 @@ def test_json_response_format() -> None:
                 "additionalProperties": False,
             },
         },
-    }
+    })
     config = render(request)["generationConfig"]
     assert config["responseMimeType"] == "application/json"
     assert config["responseSchema"] == {

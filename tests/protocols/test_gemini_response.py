@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from msgspec.structs import replace
 
 from babelgate.canonical import (
     GatewayError,
@@ -71,11 +72,11 @@ def test_parallel_call_signatures_round_trip_onto_the_right_call() -> None:
     assert [c.name for c in calls] == ["Read", "Read", SEARCH]  # name mapped back
     assert len({c.id for c in calls}) == 3
     # The next request, as Claude Code would send it back.
-    follow_up = request()
-    follow_up.messages += [
-        Message("assistant", list(response.parts)),
-        Message("user", [ToolResult(c.id, [Text(f"result {i}")]) for i, c in enumerate(calls)]),
-    ]
+    asked = request()
+    results = tuple(ToolResult(c.id, (Text(f"result {i}"),)) for i, c in enumerate(calls))
+    follow_up = replace(asked, messages=(
+        *asked.messages, Message("assistant", response.parts), Message("user", results)
+    ))
     contents = codec.render_request(follow_up, Quirks())["contents"]
     model = contents[1]["parts"]
     assert model[0]["thoughtSignature"] == "EpQFCpEFAdHtim9G3sigFIRSTcallONLY=="
@@ -92,11 +93,12 @@ def test_text_signature_is_kept_and_restored_on_the_text() -> None:
     assert isinstance(text, Text) and text.text.startswith("The bug is an off-by-one")
     assert holder == Reasoning(text="", signature="EqkCCqYCAdHtim9TEXTsig==", origin="gemini")
     assert response.stop_reason == "end_turn"
-    follow_up = request()
-    follow_up.messages += [
-        Message("assistant", list(response.parts)),
-        Message("user", [Text("thanks")]),
-    ]
+    asked = request()
+    follow_up = replace(asked, messages=(
+        *asked.messages,
+        Message("assistant", response.parts),
+        Message("user", (Text("thanks"),)),
+    ))
     model = codec.render_request(follow_up, Quirks())["contents"][1]
     assert model["parts"] == [{"text": text.text, "thoughtSignature": "EqkCCqYCAdHtim9TEXTsig=="}]
 
@@ -146,8 +148,10 @@ def test_bare_thought_signature_signs_the_thought_before_it() -> None:
     alone = parts[1]
     assert isinstance(alone, Reasoning) and alone.signature == "SIG_ALONE" and not alone.text
     assert parts[2] == Text("Answer.")
-    follow_up = request()
-    follow_up.messages += [Message("assistant", parts), Message("user", [Text("ok")])]
+    asked = request()
+    follow_up = replace(asked, messages=(
+        *asked.messages, Message("assistant", tuple(parts)), Message("user", (Text("ok"),))
+    ))
     model = codec.render_request(follow_up, Quirks())["contents"][1]["parts"]
     assert model == [
         {"text": "Thinking about it.", "thought": True, "thoughtSignature": "SIG_T"},

@@ -46,8 +46,11 @@ def claude_code_tools() -> list[Tool]:
 
 @pytest.fixture(scope="module")
 def declarations() -> dict[str, dict[str, Any]]:
-    request = Request(model="gemini-2.5-pro", messages=[Message("user", [Text("hi")])])
-    request.tools = claude_code_tools()
+    request = Request(
+        model="gemini-2.5-pro",
+        messages=(Message("user", (Text("hi"),)),),
+        tools=tuple(claude_code_tools()),
+    )
     body = codec.render_request(request, Quirks())
     (tools,) = body["tools"]
     return {d["name"]: d for d in tools["functionDeclarations"]}

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+from msgspec.structs import replace
 from tests.protocols.contract import check_stream_contract
 
 from babelgate.canonical import (
@@ -153,12 +154,14 @@ def test_signed_thought_text_and_whole_function_calls() -> None:
 
 def test_streamed_text_signature_returns_to_the_text() -> None:
     response = accumulate(decode(fixture("gemini3_stream_text_signature.sse"), seed=1))
-    assert response.parts == [
+    assert list(response.parts) == [
         Text("All tests pass now."),
         Reasoning(text="", signature="EqkCsigOnLastTextChunk==", origin="gemini"),
     ]
-    follow_up = request()
-    follow_up.messages += [Message("assistant", response.parts), Message("user", [Text("ok")])]
+    asked = request()
+    follow_up = replace(asked, messages=(
+        *asked.messages, Message("assistant", response.parts), Message("user", (Text("ok"),))
+    ))
     model = codec.render_request(follow_up, Quirks())["contents"][1]
     assert model["parts"] == [
         {"text": "All tests pass now.", "thoughtSignature": "EqkCsigOnLastTextChunk=="}
@@ -246,7 +249,7 @@ def test_blocked_prompt_stream_is_a_refusal() -> None:
     events = decode(b"data: " + orjson.dumps(chunk) + b"\r\n\r\n", seed=4)
     check_stream_contract(events)
     response = accumulate(events)
-    assert response.stop_reason == "refusal" and response.parts == []
+    assert response.stop_reason == "refusal" and list(response.parts) == []
     assert response.usage.input_tokens == 12
 
 
@@ -264,7 +267,9 @@ def test_bare_thought_signature_after_text_stays_a_thought() -> None:
     ]
     body = b"".join(b"data: " + orjson.dumps(c) + b"\n\n" for c in chunks)
     response = accumulate(decode(body, seed=9))
-    follow_up = request()
-    follow_up.messages += [Message("assistant", response.parts), Message("user", [Text("ok")])]
+    asked = request()
+    follow_up = replace(asked, messages=(
+        *asked.messages, Message("assistant", response.parts), Message("user", (Text("ok"),))
+    ))
     model = codec.render_request(follow_up, Quirks())["contents"][1]["parts"]
     assert model == [{"text": "Hi"}, {"text": "", "thought": True, "thoughtSignature": "S"}]

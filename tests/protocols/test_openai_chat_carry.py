@@ -61,7 +61,7 @@ def _round_trip(response: Response, *, reasoning: bool = True) -> tuple[list[Any
 def test_anthropic_signature_comes_back_exactly() -> None:
     thinking = Reasoning(THOUGHT, signature=ANTHROPIC_SIG, origin="anthropic")
     parts, results = _round_trip(_response(thinking, Text("Let me check."), *_calls()))
-    assert parts == [thinking, Text("Let me check."), *_calls()]
+    assert list(parts) == [thinking, Text("Let me check."), *_calls()]
     assert [r.call_id for r in results] == ["toolu_01Paris", "toolu_02Lyon"]
     assert all(isinstance(r, ToolResult) and r.name == "get_weather" for r in results)
 
@@ -82,7 +82,7 @@ def test_interleaved_thinking_and_redacted_blocks_keep_their_order() -> None:
     hidden = Reasoning("", origin="anthropic", redacted="EmwKAhgBEgy3va3pzix/LafPsn4a")
     two = Reasoning("Then Lyon.", signature=sign_of("b"), origin="anthropic")
     parts, _ = _round_trip(_response(one, hidden, two, *_calls()))
-    assert parts[:3] == [one, hidden, two]
+    assert list(parts[:3]) == [one, hidden, two]
 
 
 def sign_of(seed: str) -> str:
@@ -96,7 +96,7 @@ def test_gemini_call_signature_rides_on_its_own_call() -> None:
              ToolCall("call_b", "get_weather", {"city": "Lyon"},
                       provider_metadata={"thought_signature": GEMINI_SIG[::-1]})]
     parts, results = _round_trip(_response(thought, *calls))
-    assert parts == [Reasoning(THOUGHT, origin="openai"), *calls]
+    assert list(parts) == [Reasoning(THOUGHT, origin="openai"), *calls]
     assert [r.call_id for r in results] == ["call_a", "call_b"]
 
 
@@ -105,7 +105,7 @@ def test_without_echoed_reasoning_the_signed_text_is_dropped_not_forged() -> Non
     hidden = Reasoning("", origin="anthropic", redacted="EmwKAhgBEgy3va3pzix")
     calls = _calls({"thought_signature": GEMINI_SIG})
     parts, _ = _round_trip(_response(thinking, hidden, *calls), reasoning=False)
-    assert parts == [hidden, *calls]
+    assert list(parts) == [hidden, *calls]
 
 
 def test_edited_reasoning_content_does_not_get_the_signature() -> None:
@@ -122,7 +122,7 @@ def test_unsigned_reasoning_beside_signed_carries_the_signed_text() -> None:
     signed = Reasoning(THOUGHT, signature=GEMINI_SIG, origin="gemini")
     parts, _ = _round_trip(_response(plain, signed, *_calls()))
     assert parts[0] == signed
-    assert parts[1:] == _calls()
+    assert list(parts[1:]) == _calls()
 
 
 def test_ids_we_did_not_make_pass_unchanged() -> None:
@@ -133,7 +133,7 @@ def test_ids_we_did_not_make_pass_unchanged() -> None:
              "function": {"name": "f", "arguments": "{}"}}]},
         {"role": "tool", "tool_call_id": "call_abc", "content": "ok"},
     ]})
-    assert request.messages[1].parts == [Reasoning("hmm", origin="openai"),
+    assert list(request.messages[1].parts) == [Reasoning("hmm", origin="openai"),
                                          ToolCall("call_abc", "f", {})]
     assert request.messages[2].parts[0].call_id == "call_abc"  # type: ignore[union-attr]
 

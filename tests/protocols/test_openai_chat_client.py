@@ -54,15 +54,15 @@ def _agent_request() -> dict[str, Any]:
 def test_parse_agent_turn() -> None:
     request = codec.parse_request(_agent_request())
     assert request.model == "gpt-4.1"
-    assert request.system == [Text("You are a coding agent."), Text("Prefer small diffs.")]
+    assert list(request.system) == [Text("You are a coding agent."), Text("Prefer small diffs.")]
     user, assistant, results, mid_system, last = request.messages
-    assert user.parts == [
+    assert list(user.parts) == [
         Text("Why does this fail?"),
         Image(media_type="image/png", data="iVBORw0KGgo=", detail="low"),
         Image(url="https://example.com/trace.png"),
         Document(media_type="application/pdf", data="JVBERi0x", filename="spec.pdf"),
     ]
-    assert assistant.parts == [
+    assert list(assistant.parts) == [
         Reasoning(text="Check the test first.", origin="openai"),
         ToolCall(id="call_abc", name="run_tests", arguments={"path": "tests/"}),
         ToolCall(id="call_def", name="read_file", arguments={"path": "app.py"}),
@@ -70,13 +70,13 @@ def test_parse_agent_turn() -> None:
     # Consecutive tool messages join one user message.
     assert results == Message(
         "user",
-        [
-            ToolResult(call_id="call_abc", content=[Text("1 failed")], name="run_tests"),
-            ToolResult(call_id="call_def", content=[Text("def main(): ...")], name="read_file"),
-        ],
+        (
+            ToolResult(call_id="call_abc", content=(Text("1 failed"),), name="run_tests"),
+            ToolResult(call_id="call_def", content=(Text("def main(): ..."),), name="read_file"),
+        ),
     )
-    assert mid_system == Message("system", [Text("Budget: 3 more tool calls.")])
-    assert last == Message("user", [Text("Fix it.")])
+    assert mid_system == Message("system", (Text("Budget: 3 more tool calls."),))
+    assert last == Message("user", (Text("Fix it."),))
     assert [t.name for t in request.tools] == ["run_tests", "read_file", "apply_patch"]
     assert request.tools[0].strict is True
     assert request.tools[2].kind == "custom"
@@ -89,7 +89,7 @@ def test_parse_agent_turn() -> None:
     assert request.parallel_tool_calls is False
     assert request.max_tokens == 4096
     assert request.reasoning == ReasoningConfig(effort="medium")
-    assert request.stop == ["\n\nUser:"]
+    assert list(request.stop) == ["\n\nUser:"]
     assert (request.stream, request.include_usage) == (True, True)
     assert (request.temperature, request.top_p, request.n, request.user) == (0.3, 0.95, 1, "dev-42")
     assert request.response_format == {"type": "text"}
@@ -293,11 +293,11 @@ def test_round_trip_through_both_sides() -> None:
     response = Response(
         id="chatcmpl-rt",
         model="m",
-        parts=[
+        parts=(
             Reasoning(text="r", origin="openai"),
             Text("t"),
             ToolCall(id="c1", name="read_file", arguments={"path": "a"}),
-        ],
+        ),
         stop_reason="tool_use",
         usage=Usage(input_tokens=7, output_tokens=3, cache_read_tokens=5, reasoning_tokens=1),
         created=1,

@@ -34,7 +34,7 @@ def test_openai_parallel_tools_and_cached_usage() -> None:
     assert response.id == "chatcmpl-CXk2pQ7bH1vX0s9Tz4aF3mN8eR6uY"
     assert response.model == "gpt-4.1-2025-04-14"
     assert response.created == 1761650000
-    assert response.parts == [
+    assert list(response.parts) == [
         ToolCall(
             id="call_q3Xw8nVb2LkP0sYtR5mZ1aJd",
             name="Read",
@@ -54,7 +54,7 @@ def test_openai_parallel_tools_and_cached_usage() -> None:
 
 def test_deepseek_reasoning_and_cache_hit_tokens() -> None:
     response = codec.parse_response(_body("deepseek_reasoner.json"), _request())
-    assert response.parts == [
+    assert list(response.parts) == [
         Reasoning(text="用户问为什么会崩溃。看代码：items[0] 在空列表上会失败……", origin="openai"),
         Text("这个函数在列表为空时会抛出 IndexError，先检查长度即可。"),
     ]
@@ -116,7 +116,7 @@ def test_length_with_partial_call_stays_max_tokens() -> None:
     }
     response = codec.parse_response(body, _request())
     assert response.stop_reason == "max_tokens"
-    assert response.parts == [ToolCall(id="c", name="Bash", arguments={"command": "ec"})]
+    assert list(response.parts) == [ToolCall(id="c", name="Bash", arguments={"command": "ec"})]
 
 
 def test_legacy_function_call_refusal_and_vllm_stop_string() -> None:
@@ -140,7 +140,7 @@ def test_legacy_function_call_refusal_and_vllm_stop_string() -> None:
         ]
     }
     refused = codec.parse_response(refusal, _request())
-    assert refused.parts == [Text("I can't help with that.")]
+    assert list(refused.parts) == [Text("I can't help with that.")]
     assert refused.stop_reason == "refusal"
     request = Request(model="m", messages=[], stop=["</answer>"])
     vllm = {

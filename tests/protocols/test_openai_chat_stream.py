@@ -115,7 +115,7 @@ def test_openai_text_with_usage_chunk() -> None:
     deltas = [e.text for e in events if isinstance(e, TextDelta)]
     assert deltas == ["The tests", " pass — all 42 of them ✅."]
     final = _fold(events).response()
-    assert final.parts == [Text("The tests pass — all 42 of them ✅.")]
+    assert list(final.parts) == [Text("The tests pass — all 42 of them ✅.")]
     assert final.stop_reason == "end_turn"
     # The usage chunk comes after the finish_reason; MessageDelta must wait for it.
     assert final.usage.input_tokens == 128
@@ -174,7 +174,7 @@ def test_interleaved_parallel_calls_keep_their_own_arguments() -> None:
 
 def test_repeated_ids_do_not_duplicate_calls() -> None:
     final = _fold(_decode(_load("repeated_ids.sse"))).response()
-    assert final.parts == [
+    assert list(final.parts) == [
         ToolCall(
             id="call_7f3a",
             name="Edit",
@@ -186,7 +186,7 @@ def test_repeated_ids_do_not_duplicate_calls() -> None:
 def test_stop_after_tool_calls_means_tool_use() -> None:
     final = _fold(_decode(_load("stop_after_tools.sse"))).response()
     assert final.stop_reason == "tool_use"
-    assert final.parts == [
+    assert list(final.parts) == [
         ToolCall(id="call_m2x9rk1q", name="Bash", arguments={"command": "git status"})
     ]
     assert final.usage.output_tokens == 21
@@ -298,7 +298,7 @@ def test_reasoning_interleaved_with_text_opens_new_parts() -> None:
     body = b"".join(b"data: " + orjson.dumps(c) + b"\n\n" for c in chunks) + b"data: [DONE]\n\n"
     events = _decode(body)
     check_stream_contract(events)
-    assert _fold(events).response().parts == [
+    assert list(_fold(events).response().parts) == [
         Reasoning(text="think", origin="openai"),
         Text("say"),
         Reasoning(text="more", origin="openai"),
@@ -349,4 +349,4 @@ def test_openrouter_reasoning_with_details_is_not_doubled() -> None:
     ]
     body = b"".join(b"data: " + orjson.dumps(c) + b"\n\n" for c in chunks) + b"data: [DONE]\n\n"
     final = _fold(_decode(body)).response()
-    assert final.parts == [Reasoning(text="Check the file.", origin="openai"), Text("Done.")]
+    assert list(final.parts) == [Reasoning(text="Check the file.", origin="openai"), Text("Done.")]

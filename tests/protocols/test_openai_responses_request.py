@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from msgspec.structs import replace
 
 from babelgate.canonical import (
     Document,
@@ -143,7 +144,7 @@ def test_second_turn_turn_structure() -> None:
         "user",
     ]
     assert len(request.system) == 2  # instructions + the leading developer message
-    assert request.messages[8].parts == [
+    assert list(request.messages[8].parts) == [
         Text(
             "<permissions instructions>\nApproval policy is now on-request.\n"
             "</permissions instructions>"
@@ -181,7 +182,7 @@ def test_second_turn_gemini_call_id_split_back() -> None:
     assert isinstance(result, ToolResult)
     assert result.call_id == "call_gem1"
     assert result.name == "exec_command"  # looked up from the call, for Gemini
-    assert result.content == [Text("src/parser.py:12:def parse(text):")]
+    assert list(result.content) == [Text("src/parser.py:12:def parse(text):")]
 
 
 def test_second_turn_openai_reasoning_and_custom_call() -> None:
@@ -190,7 +191,7 @@ def test_second_turn_openai_reasoning_and_custom_call() -> None:
     assert isinstance(reasoning, Reasoning)
     assert reasoning.origin == "openai-responses"
     assert reasoning.redacted is not None and reasoning.redacted.startswith("gAAAAAB")
-    assert reasoning.summary == [
+    assert list(reasoning.summary) == [
         "**Fixing the empty case**\n\nThe parser returns None for empty input."
     ]
     assert isinstance(call, ToolCall)
@@ -208,15 +209,15 @@ def test_second_turn_openai_reasoning_and_custom_call() -> None:
 
 def test_string_input_and_short_message_form() -> None:
     request = codec.parse_request({"model": "m", "input": "hello"})
-    assert request.messages == [Message("user", [Text("hello")])]
+    assert list(request.messages) == [Message("user", (Text("hello"),))]
     request = codec.parse_request(
         {
             "model": "m",
             "input": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}],
         }
     )
-    assert request.system == [Text("be brief")]
-    assert request.messages == [Message("user", [Text("hi")])]
+    assert list(request.system) == [Text("be brief")]
+    assert list(request.messages) == [Message("user", (Text("hi"),))]
 
 
 def test_image_url_file_and_tool_output_content_list() -> None:
@@ -259,7 +260,9 @@ def test_image_url_file_and_tool_output_content_list() -> None:
     assert isinstance(call, ToolCall) and call.arguments == {}
     result = request.messages[2].parts[0]
     assert isinstance(result, ToolResult)
-    assert result.content == [Text("screenshot:"), Image(media_type="image/jpeg", data="/9j/4AAQ")]
+    assert list(result.content) == [
+        Text("screenshot:"), Image(media_type="image/jpeg", data="/9j/4AAQ")
+    ]
 
 
 @pytest.mark.parametrize(
@@ -345,8 +348,7 @@ def test_tool_choice_forms_and_text_format() -> None:
 
 
 def test_render_request_second_turn_for_openai() -> None:
-    request = second_turn()
-    request.model = "gpt-5.1-codex"
+    request = replace(second_turn(), model="gpt-5.1-codex")
     body = codec.render_request(request, Quirks(max_tokens=32000))
     assert body["model"] == "gpt-5.1-codex"
     assert body["instructions"].startswith("You are Codex")

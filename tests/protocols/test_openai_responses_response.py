@@ -203,16 +203,16 @@ def test_gemini_thought_signature_round_trips_through_call_id() -> None:
 
 
 def test_gemini_thought_on_reasoning_and_redacted_thinking_round_trip() -> None:
-    parts: list[Any] = [
+    parts: tuple[Any, ...] = (
         Reasoning(
             text="", origin="gemini", provider_metadata={"thought_signature": GEMINI_SIGNATURE}
         ),
         Reasoning(origin="anthropic", redacted="EmwKAhgBEgy3va3pzix/LafPsn4a"),
         Reasoning(text="deepseek thoughts", origin="openai"),
         Reasoning(
-            text="long thinking", summary=["short", "summary"], origin="anthropic", signature="sig"
+            text="long thinking", summary=("short", "summary"), origin="anthropic", signature="sig"
         ),
-    ]
+    )
     output = codec.render_response(Response(id="r", model="m", parts=parts), codex_request())[
         "output"
     ]
@@ -368,4 +368,4 @@ def test_namespaced_call_goes_back_with_its_namespace() -> None:
     # Codex sends it back the same way, and it parses to the same flat call
     history = {k: item[k] for k in ("type", "namespace", "name", "arguments", "call_id")}
     again = codec.parse_request({"model": "m", "input": [history]})
-    assert again.messages[0].parts == [response.parts[0]]
+    assert list(again.messages[0].parts) == [response.parts[0]]

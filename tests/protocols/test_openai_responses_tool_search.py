@@ -40,13 +40,13 @@ def test_search_history_becomes_a_call_a_result_and_callable_tools() -> None:
 
     assistant, user = request.messages[1], request.messages[2]
     assert assistant.role == "assistant"
-    assert assistant.parts == [ToolCall(id="call_search_1", name="tool_search",
+    assert list(assistant.parts) == [ToolCall(id="call_search_1", name="tool_search",
                                         arguments={"query": "spawn agent", "limit": 8})]
     assert user.role == "user" and len(user.parts) == 1
     result = user.parts[0]
     assert isinstance(result, ToolResult) and result.call_id == "call_search_1"
     assert result.name == "tool_search"
-    assert result.content == [Text(
+    assert list(result.content) == [Text(
         "Tools found; they are now available to call:\n"
         "- multi_agent_v1__spawn_agent: Spawn a sub-agent for a well-scoped task.\n"
         "- multi_agent_v1__wait: Wait for agents to finish."
@@ -58,7 +58,7 @@ def test_a_search_that_found_nothing_says_so_and_adds_no_tool() -> None:
     body["input"][3]["tools"] = []
     request = codec.parse_request(body)
     assert [t.name for t in request.tools][-1] == "tool_search"
-    assert request.messages[2].parts[0].content == [Text("No matching tools found.")]
+    assert list(request.messages[2].parts[0].content) == [Text("No matching tools found.")]
 
 
 def test_responses_upstream_gets_the_native_tool_and_deferred_flag_back() -> None:

@@ -4,6 +4,7 @@ errors. Depends on nothing else in babelgate."""
 from .errors import ErrorKind, GatewayError, invalid
 from .model import (
     JSON,
+    NO_USAGE,
     Document,
     Effort,
     Image,
@@ -39,6 +40,7 @@ from .stream import (
 
 __all__ = [
     "JSON",
+    "NO_USAGE",
     "Accumulator",
     "Document",
     "Effort",

@@ -7,12 +7,26 @@ Rules this module keeps:
   thought signatures, DeepSeek reasoning text) travels in explicit fields (`signature`,
   `provider_metadata`), never in side channels.
 - Nothing here does I/O or knows about HTTP.
+- Every value is immutable: msgspec structs with `frozen=True`, their sequences tuples, so a
+  value can be shared between requests (babelgate.protocols.reuse keeps the parts of a
+  conversation an agent resends) and assigning to one is a type error for mypy and an
+  AttributeError at run time. An edit builds a new value (`msgspec.structs.replace`).
+  JSON payloads (tool arguments and schemas, citations, provider metadata, response formats)
+  stay dicts as decoded: freezing them deeply would cost a copy of every tool schema per
+  request; nothing in babelgate changes one after it is built, and renderers copy before
+  they adapt one.
+- Why msgspec structs, not frozen dataclasses: one is built in C in ~0.15 µs, where a frozen
+  dataclass's __init__ assigns each field through object.__setattr__ (~1 µs for a tool call),
+  and a conversation is made of thousands of them. `gc=False`: they hold only strings,
+  numbers, JSON and other canonical values, never a cycle, so the collector need not track
+  them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, Literal
+
+import msgspec
 
 Role = Literal["system", "user", "assistant"]
 StopReason = Literal[
@@ -32,15 +46,13 @@ JSON = dict[str, Any]
 # ---------------------------------------------------------------- content parts
 
 
-@dataclass(slots=True)
-class Text:
+class Text(msgspec.Struct, frozen=True, gc=False):
     text: str
     cache: bool = False  # the client marked a cache breakpoint here (cache_control)
-    citations: list[JSON] | None = None
+    citations: tuple[JSON, ...] | None = None
 
 
-@dataclass(slots=True)
-class Image:
+class Image(msgspec.Struct, frozen=True, gc=False):
     """An image, either inline base64 (`data` + `media_type`) or by `url`."""
 
     media_type: str | None = None
@@ -50,8 +62,7 @@ class Image:
     cache: bool = False
 
 
-@dataclass(slots=True)
-class Document:
+class Document(msgspec.Struct, frozen=True, gc=False):
     """A document: base64 (`data`, e.g. a PDF), a `url`, or plain `text`."""
 
     media_type: str | None = None
@@ -64,8 +75,7 @@ class Document:
     cache: bool = False
 
 
-@dataclass(slots=True)
-class Reasoning:
+class Reasoning(msgspec.Struct, frozen=True, gc=False):
     """Model reasoning ("thinking").
 
     `signature` is the opaque proof an upstream needs back unchanged; `origin` names the wire
@@ -79,12 +89,11 @@ class Reasoning:
     signature: str | None = None
     origin: str | None = None
     redacted: str | None = None
-    summary: list[str] | None = None  # Responses API reasoning summaries, when separate
+    summary: tuple[str, ...] | None = None  # Responses API reasoning summaries, when separate
     provider_metadata: JSON | None = None
 
 
-@dataclass(slots=True)
-class ToolCall:
+class ToolCall(msgspec.Struct, frozen=True, gc=False):
     """A call the model made. `arguments` is parsed JSON (always an object).
 
     `kind` is `function` for JSON-argument tools and `custom` for free-form tools (Codex's
@@ -94,18 +103,17 @@ class ToolCall:
 
     id: str
     name: str
-    arguments: JSON = field(default_factory=dict)
+    arguments: JSON = {}  # msgspec gives each value its own empty dict
     kind: Literal["function", "custom"] = "function"
     provider_metadata: JSON | None = None
     cache: bool = False
 
 
-@dataclass(slots=True)
-class ToolResult:
+class ToolResult(msgspec.Struct, frozen=True, gc=False):
     """The client's answer to a ToolCall. `content` may hold text, images and documents."""
 
     call_id: str
-    content: list[Text | Image | Document] = field(default_factory=list)
+    content: tuple[Text | Image | Document, ...] = ()
     is_error: bool = False
     name: str | None = None  # filled by codecs that know it; Gemini needs it
     kind: Literal["function", "custom"] = "function"
@@ -115,21 +123,19 @@ class ToolResult:
 Part = Text | Image | Document | Reasoning | ToolCall | ToolResult
 
 
-@dataclass(slots=True)
-class Message:
+class Message(msgspec.Struct, frozen=True, gc=False):
     """One conversation turn. Tool results live in `user` messages (as in Anthropic's
     model); codecs for protocols with a separate tool role split them out. A `system`
     message inside the conversation is a mid-conversation instruction."""
 
     role: Role
-    parts: list[Part]
+    parts: tuple[Part, ...]
 
 
 # ---------------------------------------------------------------- tools
 
 
-@dataclass(slots=True)
-class Tool:
+class Tool(msgspec.Struct, frozen=True, gc=False):
     """A tool the model may call.
 
     `kind`: `function` (JSON Schema `parameters`), `custom` (free-form text input; `format`
@@ -140,7 +146,7 @@ class Tool:
 
     name: str
     description: str | None = None
-    parameters: JSON = field(default_factory=lambda: {"type": "object", "properties": {}})
+    parameters: JSON = msgspec.field(default_factory=lambda: {"type": "object", "properties": {}})
     kind: Literal["function", "custom", "hosted"] = "function"
     strict: bool | None = None
     format: JSON | None = None
@@ -149,16 +155,14 @@ class Tool:
     cache: bool = False
 
 
-@dataclass(slots=True)
-class ToolChoice:
+class ToolChoice(msgspec.Struct, frozen=True, gc=False):
     """`auto`, `none`, `required` (any tool), or `tool` (the one named)."""
 
     mode: Literal["auto", "none", "required", "tool"] = "auto"
     name: str | None = None
 
 
-@dataclass(slots=True)
-class ReasoningConfig:
+class ReasoningConfig(msgspec.Struct, frozen=True, gc=False):
     """What the client asked for: `enabled` with an optional token budget, and/or an effort.
 
     `enabled=False` means the client turned reasoning off explicitly; `None` means it said
@@ -175,18 +179,17 @@ class ReasoningConfig:
 # ---------------------------------------------------------------- request / response
 
 
-@dataclass(slots=True)
-class Request:
+class Request(msgspec.Struct, frozen=True, gc=False):
     model: str
-    messages: list[Message]
-    system: list[Text] = field(default_factory=list)
+    messages: tuple[Message, ...]
+    system: tuple[Text, ...] = ()
     max_tokens: int | None = None
     stream: bool = False
     temperature: float | None = None
     top_p: float | None = None
     top_k: int | None = None
-    stop: list[str] = field(default_factory=list)
-    tools: list[Tool] = field(default_factory=list)
+    stop: tuple[str, ...] = ()
+    tools: tuple[Tool, ...] = ()
     tool_choice: ToolChoice | None = None
     parallel_tool_calls: bool | None = None
     reasoning: ReasoningConfig | None = None
@@ -199,8 +202,7 @@ class Request:
     include_usage: bool = True  # Chat Completions stream_options.include_usage
 
 
-@dataclass(slots=True)
-class Usage:
+class Usage(msgspec.Struct, frozen=True, gc=False):
     """Token counts. `input_tokens` EXCLUDES cached tokens (Anthropic's convention): total
     prompt = input_tokens + cache_read_tokens + cache_write_tokens. `output_tokens` INCLUDES
     reasoning tokens; `reasoning_tokens` says how many of them were reasoning."""
@@ -216,12 +218,14 @@ class Usage:
         return self.input_tokens + self.cache_read_tokens + self.cache_write_tokens
 
 
-@dataclass(slots=True)
-class Response:
+NO_USAGE = Usage()  # the default: one value serves all, since none can change
+
+
+class Response(msgspec.Struct, frozen=True, gc=False):
     id: str
     model: str
-    parts: list[Part]
+    parts: tuple[Part, ...]
     stop_reason: StopReason | None = "end_turn"
     stop_sequence: str | None = None
-    usage: Usage = field(default_factory=Usage)
+    usage: Usage = NO_USAGE
     created: int | None = None  # unix seconds, when the upstream said

@@ -16,71 +16,62 @@ The contract every stream decoder keeps and every stream encoder may rely on:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import msgspec
 
 from .errors import GatewayError
-from .model import Part, Reasoning, Response, StopReason, Text, ToolCall, Usage
+from .model import NO_USAGE, Part, Reasoning, Response, StopReason, Text, ToolCall, Usage
 
 
-@dataclass(slots=True)
-class MessageStart:
+class MessageStart(msgspec.Struct, frozen=True, gc=False):
     id: str
     model: str
-    usage: Usage = field(default_factory=Usage)  # input tokens when the upstream told us
+    usage: Usage = NO_USAGE  # input tokens when the upstream told us
 
 
-@dataclass(slots=True)
-class PartStart:
+class PartStart(msgspec.Struct, frozen=True, gc=False):
     index: int
     part: Text | Reasoning | ToolCall
 
 
-# The deltas, what a stream is mostly made of, are msgspec structs: built in C, several
-# times faster than a dataclass, and a decoder can make a run of them with one map().
-# Otherwise they behave the same (fields, keywords, ==, repr, match); gc=False because
-# they only hold an int and a str.
-class TextDelta(msgspec.Struct, gc=False):
+# Every event is a frozen msgspec struct, as the canonical values are (see model.py): built
+# in C, and a decoder can make a run of deltas with one map().
+class TextDelta(msgspec.Struct, frozen=True, gc=False):
     index: int
     text: str
 
 
-class ReasoningDelta(msgspec.Struct, gc=False):
+class ReasoningDelta(msgspec.Struct, frozen=True, gc=False):
     index: int
     text: str
 
 
-class SignatureDelta(msgspec.Struct, gc=False):
+class SignatureDelta(msgspec.Struct, frozen=True, gc=False):
     index: int
     signature: str
 
 
-class ToolArgsDelta(msgspec.Struct, gc=False):
+class ToolArgsDelta(msgspec.Struct, frozen=True, gc=False):
     index: int
     json: str
 
 
-@dataclass(slots=True)
-class PartStop:
+class PartStop(msgspec.Struct, frozen=True, gc=False):
     index: int
     part: Text | Reasoning | ToolCall
 
 
-@dataclass(slots=True)
-class MessageDelta:
+class MessageDelta(msgspec.Struct, frozen=True, gc=False):
     stop_reason: StopReason | None
     usage: Usage
     stop_sequence: str | None = None
 
 
-@dataclass(slots=True)
-class MessageStop:
+class MessageStop(msgspec.Struct, frozen=True, gc=False):
     pass
 
 
-@dataclass(slots=True)
-class StreamError:
+class StreamError(msgspec.Struct, frozen=True):
+    # Tracked by the collector (no gc=False): an exception's traceback may lead back here.
     error: GatewayError
 
 
@@ -131,7 +122,7 @@ class Accumulator:
         return Response(
             id=self.id,
             model=self.model,
-            parts=self.parts,
+            parts=tuple(self.parts),
             stop_reason=self.stop_reason,
             stop_sequence=self.stop_sequence,
             usage=self.usage,

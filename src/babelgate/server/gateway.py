@@ -15,10 +15,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import orjson
+from msgspec.structs import replace
 
 from babelgate import reuse, tokens
 from babelgate.canonical import (
@@ -193,7 +194,7 @@ class Gateway:
         upstream = await self.send(provider, upstream_request, call.headers)
         response = _parse_whole(provider, await upstream.read(), upstream_request)
         attempt.usage = response.usage
-        response.model = call.request.model
+        response = replace(response, model=call.request.model)
         return orjson.dumps(call.codec.render_response(response, call.request))
 
     async def _pass_complete(
@@ -247,7 +248,7 @@ class Gateway:
             call.restore()
             upstream_request = _upstream_request(call.request, target.model, True)
             whole = _parse_whole(provider, await upstream.read(), upstream_request)
-            whole.model = call.request.model
+            whole = replace(whole, model=call.request.model)
             attempt.usage = whole.usage
             self.log_attempt(call.request, attempt)
             return _encode(encoder, response_events(whole), attempt, call.request), _nothing()
@@ -471,15 +472,15 @@ def _encode(
             append(encode(event))
             continue
         if isinstance(event, MessageStart):
-            event.model = request.model  # the client sees the model name it asked for
-            if not event.usage.prompt_tokens:
-                # Clients such as Claude Code need a non-zero input count at the start; the
-                # estimate was made before the request was let go of (`request` may be a
-                # stub by now).
-                event.usage.input_tokens = attempt.estimated_input
-        elif isinstance(event, MessageDelta):
-            if not event.usage.prompt_tokens:  # the upstream never said: keep the estimate
-                event.usage.input_tokens = attempt.estimated_input
+            append(encode(_client_start(event, attempt, request)))
+            continue
+        if isinstance(event, MessageDelta) and not event.usage.prompt_tokens:
+            # The upstream never said: the estimate sent at the start stands.
+            usage = replace(event.usage, input_tokens=attempt.estimated_input)
+            append(encode(replace(event, usage=usage)))
+            attempt.usage = usage
+            continue
+        if isinstance(event, MessageDelta):
             attempt.usage = event.usage
         elif isinstance(event, StreamError):
             if attempt.provider is not None:  # the upstream's own error event, maybe
@@ -487,6 +488,16 @@ def _encode(
             attempt.error = event.error
         append(encode(event))
     return b"".join(out)
+
+
+def _client_start(event: MessageStart, attempt: Attempt, request: Request) -> MessageStart:
+    """The stream's start as the client sees it: the model name it asked for, and a non-zero
+    input count, which clients such as Claude Code need at the start. The estimate was made
+    before the request was let go of (`request` may be a stub by now)."""
+    usage = event.usage
+    if not usage.prompt_tokens:
+        usage = replace(usage, input_tokens=attempt.estimated_input)
+    return MessageStart(event.id, request.model, usage)
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:
@@ -575,7 +586,7 @@ class Call:
         if self.releasable and not self.released:
             self.released = True
             self.data = {}
-            self.request = Request(model=self.request.model, messages=[],
+            self.request = Request(model=self.request.model, messages=(),
                                    stream=self.request.stream)
 
     def restore(self) -> None:
@@ -590,5 +601,5 @@ class Call:
         request's tens of kilobytes; only the model name is still needed (for the log)."""
         self.raw = b""
         self.data = {}
-        self.request = Request(model=self.request.model, messages=[], stream=True)
+        self.request = Request(model=self.request.model, messages=(), stream=True)
         self.releasable = self.released = False

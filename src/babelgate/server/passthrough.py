@@ -133,11 +133,13 @@ class UsageTap:
     def merge(self, delta: Usage) -> None:
         # Usage in later events is cumulative; fields they leave out (0) keep their value.
         usage = self.usage
-        usage.output_tokens = delta.output_tokens or usage.output_tokens
-        usage.input_tokens = delta.input_tokens or usage.input_tokens
-        usage.cache_read_tokens = delta.cache_read_tokens or usage.cache_read_tokens
-        usage.cache_write_tokens = delta.cache_write_tokens or usage.cache_write_tokens
-        usage.reasoning_tokens = delta.reasoning_tokens or usage.reasoning_tokens
+        self.usage = Usage(
+            input_tokens=delta.input_tokens or usage.input_tokens,
+            output_tokens=delta.output_tokens or usage.output_tokens,
+            cache_read_tokens=delta.cache_read_tokens or usage.cache_read_tokens,
+            cache_write_tokens=delta.cache_write_tokens or usage.cache_write_tokens,
+            reasoning_tokens=delta.reasoning_tokens or usage.reasoning_tokens,
+        )
 
     def fail(self, error: Any) -> None:
         self.error_data = orjson.dumps({"error": error}).decode()

@@ -42,7 +42,7 @@ def client_signature(reasoning: Reasoning) -> str:
     if reasoning.redacted:
         payload["red"] = reasoning.redacted
     if reasoning.summary is not None:
-        payload["sum"] = reasoning.summary
+        payload["sum"] = list(reasoning.summary)
     return pack(reasoning.origin or _UNKNOWN_ORIGIN, payload)
 
 
@@ -70,7 +70,7 @@ def reasoning_from_thinking(text: str, signature: str | None) -> Reasoning:
         signature=_str_or_none(payload.get("sig")),
         origin=origin,
         redacted=_str_or_none(payload.get("red")),
-        summary=[str(s) for s in summary] if isinstance(summary, list) else None,
+        summary=tuple([str(s) for s in summary]) if isinstance(summary, list) else None,
         provider_metadata=metadata if isinstance(metadata, dict) else None,
     )
 

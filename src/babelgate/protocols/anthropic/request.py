@@ -12,8 +12,9 @@ Promises:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any, Literal, get_args
+
+from msgspec.structs import replace
 
 from babelgate.canonical import (
     Document,
@@ -85,23 +86,28 @@ def _parse(body: JSON, *, require_max_tokens: bool) -> Request:
     if not isinstance(model, str) or not model:
         raise invalid("model: field required", param="model")
     system = body.get("system")
-    request = Request(
+    tools = body.get("tools")
+    temperature, top_p = _number(body, "temperature"), _number(body, "top_p")
+    tool_choice, parallel_tool_calls = _tool_choice(body.get("tool_choice"))
+    metadata = body.get("metadata")
+    user = metadata.get("user_id") if isinstance(metadata, dict) else None
+    return Request(
         model=model,
         messages=_messages(body.get("messages")),
         system=derive(system, _SYSTEM, _system, system),
         max_tokens=_max_tokens(body.get("max_tokens"), required=require_max_tokens),
         stream=body.get("stream") is True,
+        temperature=temperature,
+        top_p=top_p,
+        top_k=_top_k(body.get("top_k")),
+        stop=_stop_sequences(body.get("stop_sequences")),
+        tools=derive(tools, _TOOLS, _tools, tools),
+        tool_choice=tool_choice,
+        parallel_tool_calls=parallel_tool_calls,
+        reasoning=_reasoning(body.get("thinking"), body.get("output_config")),
+        user=user if isinstance(user, str) else None,
+        response_format=_response_format(body.get("output_config")),
     )
-    _sampling(body, request)
-    tools = body.get("tools")
-    request.tools = derive(tools, _TOOLS, _tools, tools)
-    _tool_choice(body.get("tool_choice"), request)
-    request.reasoning = _reasoning(body.get("thinking"), body.get("output_config"))
-    request.response_format = _response_format(body.get("output_config"))
-    metadata = body.get("metadata")
-    if isinstance(metadata, dict) and isinstance(metadata.get("user_id"), str):
-        request.user = metadata["user_id"]
-    return request
 
 
 # ---------------------------------------------------------------- top-level fields
@@ -117,31 +123,34 @@ def _max_tokens(value: object, *, required: bool) -> int | None:
     return value
 
 
-def _sampling(body: JSON, request: Request) -> None:
-    for name in ("temperature", "top_p"):
-        value = body.get(name)
-        if value is None:
-            continue
-        if not isinstance(value, int | float) or isinstance(value, bool):
-            raise invalid(f"{name}: must be a number", param=name)
-        setattr(request, name, float(value))
-    top_k = body.get("top_k")
-    if top_k is not None:
-        if not isinstance(top_k, int) or isinstance(top_k, bool):
-            raise invalid("top_k: must be an integer", param="top_k")
-        request.top_k = top_k
-    stops = body.get("stop_sequences")
-    if stops is not None:
-        if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
-            raise invalid("stop_sequences: must be a list of strings", param="stop_sequences")
-        request.stop = list(stops)
-
-
-def _system(value: object) -> list[Text]:
+def _number(body: JSON, name: str) -> float | None:
+    value = body.get(name)
     if value is None:
-        return []
+        return None
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise invalid(f"{name}: must be a number", param=name)
+    return float(value)
+
+
+def _top_k(value: object) -> int | None:
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+        raise invalid("top_k: must be an integer", param="top_k")
+    return value
+
+
+def _stop_sequences(value: object) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(s, str) for s in value):
+        raise invalid("stop_sequences: must be a list of strings", param="stop_sequences")
+    return tuple(value)
+
+
+def _system(value: object) -> tuple[Text, ...]:
+    if value is None:
+        return ()
     if isinstance(value, str):
-        return [Text(value)] if value else []
+        return (Text(value),) if value else ()
     if not isinstance(value, list):
         raise invalid("system: must be a string or a list of text blocks", param="system")
     parts: list[Text] = []
@@ -150,13 +159,13 @@ def _system(value: object) -> list[Text]:
         if not isinstance(block, dict) or block.get("type") != "text":
             raise invalid(f"{where}.type: system blocks must be text", param=f"{where}.type")
         parts.append(_text(block, where))
-    return parts
+    return tuple(parts)
 
 
 # ---------------------------------------------------------------- messages
 
 
-def _messages(value: object) -> list[Message]:
+def _messages(value: object) -> tuple[Message, ...]:
     if value is None:
         raise invalid("messages: field required", param="messages")
     if not isinstance(value, list):
@@ -164,7 +173,7 @@ def _messages(value: object) -> list[Message]:
     # A message resent unchanged from an earlier turn is parsed once (see babelgate.reuse).
     messages = [derive(item, _MESSAGE, _message, item, i) for i, item in enumerate(value)]
     _name_tool_results(messages)
-    return messages
+    return tuple(messages)
 
 
 def _message(item: object, i: int) -> Message:
@@ -198,15 +207,16 @@ def _name_tool_results(messages: list[Message]) -> None:
 
 
 def _named(message: Message, names: tuple[str | None, ...]) -> Message:
-    parts: list[Part] = []
-    for part, name in zip(message.parts, names, strict=True):
-        parts.append(replace(part, name=name) if isinstance(part, ToolResult) and name else part)
+    parts = tuple(
+        replace(part, name=name) if isinstance(part, ToolResult) and name else part
+        for part, name in zip(message.parts, names, strict=True)
+    )
     return Message(role=message.role, parts=parts)
 
 
-def _content(value: object, where: str) -> list[Part]:
+def _content(value: object, where: str) -> tuple[Part, ...]:
     if isinstance(value, str):
-        return [Text(value)]
+        return (Text(value),)
     if not isinstance(value, list):
         raise invalid(f"{where}: must be a string or a list of blocks", param=where)
     parts: list[Part] = []
@@ -214,7 +224,7 @@ def _content(value: object, where: str) -> list[Part]:
         part = _block(block, f"{where}.{j}")
         if part is not None:
             parts.append(part)
-    return parts
+    return tuple(parts)
 
 
 def _block(block: object, where: str) -> Part | None:
@@ -246,7 +256,7 @@ def _text(block: JSON, where: str) -> Text:
     return Text(
         text=_require_str(block, "text", where),
         cache=_cached(block),
-        citations=citations if isinstance(citations, list) and citations else None,
+        citations=tuple(citations) if isinstance(citations, list) and citations else None,
     )
 
 
@@ -274,25 +284,30 @@ def _image(block: JSON, where: str) -> Image:
 def _document(block: JSON, where: str) -> Document:
     source = _source(block, where)
     here = f"{where}.source"
-    doc = Document(
-        title=block.get("title") if isinstance(block.get("title"), str) else None,
-        context=block.get("context") if isinstance(block.get("context"), str) else None,
-        cache=_cached(block),
-    )
+    title, context = block.get("title"), block.get("context")
+    media_type = data = url = text = None
     kind = source["type"]
     if kind == "base64":
-        doc.media_type = _require_str(source, "media_type", here)
-        doc.data = _require_str(source, "data", here)
+        media_type = _require_str(source, "media_type", here)
+        data = _require_str(source, "data", here)
     elif kind == "url":
-        doc.url = _require_str(source, "url", here)
+        url = _require_str(source, "url", here)
     elif kind == "text":
-        doc.media_type = "text/plain"
-        doc.text = _require_str(source, "data", here)
+        media_type = "text/plain"
+        text = _require_str(source, "data", here)
     elif kind == "content":
-        doc.text = _content_source_text(source.get("content"), here)
+        text = _content_source_text(source.get("content"), here)
     else:
         raise invalid(f"{here}.type: unsupported document source", param=f"{here}.type")
-    return doc
+    return Document(
+        media_type=media_type,
+        data=data,
+        url=url,
+        text=text,
+        title=title if isinstance(title, str) else None,
+        context=context if isinstance(context, str) else None,
+        cache=_cached(block),
+    )
 
 
 def _content_source_text(content: object, where: str) -> str:
@@ -329,11 +344,11 @@ def _tool_result(block: JSON, where: str) -> ToolResult:
     )
 
 
-def _tool_result_content(value: object, where: str) -> list[Text | Image | Document]:
+def _tool_result_content(value: object, where: str) -> tuple[Text | Image | Document, ...]:
     if value is None:
-        return []
+        return ()
     if isinstance(value, str):
-        return [Text(value)] if value else []
+        return (Text(value),) if value else ()
     if not isinstance(value, list):
         raise invalid(f"{where}: must be a string or a list of blocks", param=where)
     content: list[Text | Image | Document] = []
@@ -343,7 +358,7 @@ def _tool_result_content(value: object, where: str) -> list[Text | Image | Docum
             content.append(part)
         elif part is not None:
             raise invalid(f"{where}.{k}.type: not allowed in a tool result", f"{where}.{k}.type")
-    return content
+    return tuple(content)
 
 
 def _search_result(block: JSON, where: str) -> Text:
@@ -380,12 +395,12 @@ _BLOCK_PARSERS: dict[str, Callable[[JSON, str], Part]] = {
 # ---------------------------------------------------------------- tools
 
 
-def _tools(value: object) -> list[Tool]:
+def _tools(value: object) -> tuple[Tool, ...]:
     if value is None:
-        return []
+        return ()
     if not isinstance(value, list):
         raise invalid("tools: must be a list", param="tools")
-    return [_tool(item, f"tools.{i}") for i, item in enumerate(value)]
+    return tuple([_tool(item, f"tools.{i}") for i, item in enumerate(value)])
 
 
 def _tool(item: object, where: str) -> Tool:
@@ -423,9 +438,10 @@ def _tool(item: object, where: str) -> Tool:
     )
 
 
-def _tool_choice(value: object, request: Request) -> None:
+def _tool_choice(value: object) -> tuple[ToolChoice | None, bool | None]:
+    """The tool choice, and False when parallel tool calls are turned off."""
     if value is None:
-        return
+        return None, None
     kind = value.get("type") if isinstance(value, dict) else None
     if not isinstance(value, dict) or not isinstance(kind, str) or kind not in _TOOL_CHOICE_MODES:
         raise invalid("tool_choice.type: must be auto, any, tool or none", "tool_choice.type")
@@ -433,9 +449,8 @@ def _tool_choice(value: object, request: Request) -> None:
     name = None
     if mode == "tool":
         name = _require_str(value, "name", "tool_choice")
-    request.tool_choice = ToolChoice(mode=mode, name=name)
-    if value.get("disable_parallel_tool_use") is True:
-        request.parallel_tool_calls = False
+    parallel = False if value.get("disable_parallel_tool_use") is True else None
+    return ToolChoice(mode=mode, name=name), parallel
 
 
 # ---------------------------------------------------------------- thinking and output

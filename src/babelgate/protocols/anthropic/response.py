@@ -12,13 +12,13 @@ from __future__ import annotations
 from typing import Any
 
 from babelgate.canonical import (
+    NO_USAGE,
     Part,
     Reasoning,
     Request,
     Response,
     Text,
     ToolCall,
-    Usage,
 )
 from babelgate.canonical.ids import new_id
 from babelgate.canonical.tool_args import parse_arguments
@@ -60,7 +60,7 @@ def client_block(part: Part) -> JSON | None:
             return None
         block: JSON = {"type": "text", "text": part.text}
         if part.citations:
-            block["citations"] = part.citations
+            block["citations"] = list(part.citations)
         return block
     if isinstance(part, Reasoning):
         return reasoning_block(part)
@@ -89,13 +89,12 @@ def parse_response(body: JSON, request: Request) -> Response:
         part = upstream_part(block, names, custom) if isinstance(block, dict) else None
         if part is not None:
             parts.append(part)
-    usage = Usage()
-    update_usage(usage, body.get("usage"))
+    usage = update_usage(NO_USAGE, body.get("usage"))
     stop_sequence = body.get("stop_sequence")
     return Response(
         id=str(body.get("id") or new_id("msg_")),
         model=str(body.get("model") or request.model),
-        parts=parts,
+        parts=tuple(parts),
         stop_reason=canonical_stop_reason(body.get("stop_reason")) or "end_turn",
         stop_sequence=stop_sequence if isinstance(stop_sequence, str) else None,
         usage=usage,
@@ -110,7 +109,7 @@ def upstream_part(block: JSON, names: dict[str, str], custom: frozenset[str]) ->
         citations = block.get("citations")
         return Text(
             text=str(block.get("text") or ""),
-            citations=citations if isinstance(citations, list) and citations else None,
+            citations=tuple(citations) if isinstance(citations, list) and citations else None,
         )
     if kind == "thinking":
         signature = block.get("signature")

@@ -13,11 +13,11 @@ Keeps canonical.stream's contract, and in particular:
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 import msgspec
 import orjson
+from msgspec.structs import replace
 
 from babelgate.canonical import (
     Event,
@@ -260,17 +260,12 @@ class AnthropicStreamDecoder(SSEStreamDecoder):
         if self._started or not isinstance(message, dict):
             return
         self._started = True
-        update_usage(self._usage, message.get("usage"))
+        self._usage = update_usage(self._usage, message.get("usage"))
         events.append(
             MessageStart(
                 id=str(message.get("id") or new_id("msg_")),
                 model=str(message.get("model") or self._model),
-                usage=Usage(
-                    input_tokens=self._usage.input_tokens,
-                    output_tokens=self._usage.output_tokens,
-                    cache_read_tokens=self._usage.cache_read_tokens,
-                    cache_write_tokens=self._usage.cache_write_tokens,
-                ),
+                usage=self._usage,
             )
         )
 
@@ -280,7 +275,7 @@ class AnthropicStreamDecoder(SSEStreamDecoder):
             self._stop_reason = canonical_stop_reason(delta.get("stop_reason"))
             sequence = delta.get("stop_sequence")
             self._stop_sequence = sequence if isinstance(sequence, str) else None
-        update_usage(self._usage, data.get("usage"))
+        self._usage = update_usage(self._usage, data.get("usage"))
 
     def _message_stop(self, events: list[Event]) -> None:
         if self._block is not None:  # an upstream that forgot a content_block_stop
@@ -360,9 +355,8 @@ class AnthropicStreamDecoder(SSEStreamDecoder):
         if isinstance(current.part, Text):
             # A new Text with all of the start's fields (what replace() gives, faster)
             start = current.part
-            part = Text("".join(current.texts), cache=start.cache, citations=start.citations)
-            if current.citations:
-                part.citations = current.citations
+            citations = tuple(current.citations) if current.citations else start.citations
+            part = Text("".join(current.texts), cache=start.cache, citations=citations)
         elif isinstance(current.part, Reasoning):
             signature = "".join(current.signature) or None
             part = replace(current.part, text="".join(current.texts), signature=signature)

@@ -130,7 +130,9 @@ def render_count_tokens(request: Request, quirks: Quirks) -> JSON:
 # repaired, marked per request); a pass that would change a block puts a new one in its place.
 
 
-def _split_leading_system(messages: list[Message]) -> tuple[list[Text], list[Message]]:
+def _split_leading_system(
+    messages: tuple[Message, ...],
+) -> tuple[list[Text], tuple[Message, ...]]:
     leading: list[Text] = []
     start = 0
     while start < len(messages) and messages[start].role == "system":
@@ -143,7 +145,7 @@ def _system_blocks(parts: list[Text]) -> list[JSON]:
     return [b for p in parts if (b := derive(p, _TEXT, _text, p, None)) is not None]
 
 
-def _messages(messages: list[Message], quirks: Quirks) -> tuple[list[JSON], set[type]]:
+def _messages(messages: tuple[Message, ...], quirks: Quirks) -> tuple[list[JSON], set[type]]:
     """The turns, and the types of their blocks (see _Marked and _Long)."""
     tag = _BLOCK_TAGS[quirks.images, quirks.documents]
     render = _RENDER
@@ -332,7 +334,7 @@ _TOOLS = "anthropic.tools-out"  # what babelgate.reuse keeps per shared tool lis
 _TOOLS_JSON = "anthropic.tools-out-json"  # and the JSON of all its tools but the last
 
 
-def _tool_blocks(tools: list[Tool]) -> list[JSON]:
+def _tool_blocks(tools: tuple[Tool, ...]) -> list[JSON]:
     return [t for t in (_tool(tool) for tool in tools) if t is not None]
 
 
@@ -461,7 +463,7 @@ def _sampling(request: Request, thinking_on: bool, body: JSON) -> None:
     if request.top_k is not None and not thinking_on:
         body["top_k"] = request.top_k
     if request.stop:
-        body["stop_sequences"] = request.stop
+        body["stop_sequences"] = list(request.stop)
     if request.user:
         body["metadata"] = {"user_id": request.user}
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from msgspec.structs import replace
+
 from babelgate.canonical import StopReason, Usage
 
 JSON = dict[str, Any]
@@ -50,17 +52,22 @@ def _int(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def update_usage(usage: Usage, body: object) -> None:
-    """Fold an upstream usage object into `usage`; absent or null fields keep their value
-    (message_delta repeats only some of them)."""
+def update_usage(usage: Usage, body: object) -> Usage:
+    """`usage` with an upstream usage object folded in; absent or null fields keep their
+    value (message_delta repeats only some of them)."""
     if not isinstance(body, dict):
-        return
-    for key, attr in (
-        ("input_tokens", "input_tokens"),
-        ("output_tokens", "output_tokens"),
-        ("cache_creation_input_tokens", "cache_write_tokens"),
-        ("cache_read_input_tokens", "cache_read_tokens"),
-    ):
+        return usage
+    changed = {}
+    for key, attr in _USAGE_FIELDS:
         value = _int(body.get(key))
         if value is not None:
-            setattr(usage, attr, value)
+            changed[attr] = value
+    return replace(usage, **changed) if changed else usage
+
+
+_USAGE_FIELDS = (
+    ("input_tokens", "input_tokens"),
+    ("output_tokens", "output_tokens"),
+    ("cache_creation_input_tokens", "cache_write_tokens"),
+    ("cache_read_input_tokens", "cache_read_tokens"),
+)

@@ -124,12 +124,25 @@ def parse_request(body: JSON) -> Request:
     contents = body.get("contents")
     if not isinstance(contents, list):
         raise invalid("`contents` must be a list of Content objects", "contents")
-    request = Request(model="", messages=_Conversation().messages(contents))
-    request.system = _system(get(body, "systemInstruction"))
-    request.tools = _tools(body.get("tools"))
-    request.tool_choice = _tool_choice(get(body, "toolConfig"))
-    _generation_config(get(body, "generationConfig"), request)
-    return request
+    config = get(body, "generationConfig")
+    if not isinstance(config, dict):
+        config = {}
+    stops = get(config, "stopSequences")
+    return Request(
+        model="",
+        messages=_Conversation().messages(contents),
+        system=_system(get(body, "systemInstruction")),
+        tools=_tools(body.get("tools")),
+        tool_choice=_tool_choice(get(body, "toolConfig")),
+        max_tokens=get(config, "maxOutputTokens"),
+        temperature=config.get("temperature"),
+        top_p=get(config, "topP"),
+        top_k=get(config, "topK"),
+        stop=tuple([str(s) for s in stops]) if isinstance(stops, list) else (),
+        n=get(config, "candidateCount"),
+        reasoning=_reasoning(get(config, "thinkingConfig")),
+        response_format=_response_format(config),
+    )
 
 
 class _Conversation:
@@ -139,7 +152,7 @@ class _Conversation:
         self._count = 0
         self._pending: list[ToolCall] = []  # calls of the last model turn not yet answered
 
-    def messages(self, contents: list[Any]) -> list[Message]:
+    def messages(self, contents: list[Any]) -> tuple[Message, ...]:
         out: list[Message] = []
         for i, content in enumerate(contents):
             if not isinstance(content, dict):
@@ -155,8 +168,8 @@ class _Conversation:
                 if isinstance(raw, dict):
                     message_parts.extend(self._part(raw))
             if message_parts:
-                out.append(Message(role=role, parts=message_parts))
-        return out
+                out.append(Message(role=role, parts=tuple(message_parts)))
+        return tuple(out)
 
     def _part(self, raw: JSON) -> list[Part]:
         call = get(raw, "functionCall")
@@ -195,7 +208,7 @@ class _Conversation:
             if isinstance(media, dict):
                 content.append(_media(media))
         call_id = call.id if call is not None else str(response.get("id") or f"call_{name}")
-        return ToolResult(call_id=call_id, content=content, is_error=is_error, name=name)
+        return ToolResult(call_id=call_id, content=tuple(content), is_error=is_error, name=name)
 
     def _match(self, call_id: Any, name: str) -> ToolCall | None:
         for i, call in enumerate(self._pending):
@@ -240,19 +253,19 @@ def _response_text(payload: Any) -> str:
     return orjson.dumps(payload).decode() if payload is not None else ""
 
 
-def _system(value: Any) -> list[Text]:
+def _system(value: Any) -> tuple[Text, ...]:
     if isinstance(value, str):
-        return [Text(text=value)] if value else []
+        return (Text(text=value),) if value else ()
     parts = value.get("parts") if isinstance(value, dict) else None
     texts = []
     for part in parts or []:
         text = part.get("text") if isinstance(part, dict) else None
         if isinstance(text, str) and text:
             texts.append(Text(text=text))
-    return texts
+    return tuple(texts)
 
 
-def _tools(value: Any) -> list[Tool]:
+def _tools(value: Any) -> tuple[Tool, ...]:
     tools: list[Tool] = []
     for entry in value or []:
         if not isinstance(entry, dict):
@@ -271,7 +284,7 @@ def _tools(value: Any) -> list[Tool]:
                         config=config if isinstance(config, dict) else None,
                     )
                 )
-    return tools
+    return tuple(tools)
 
 
 def _function_tool(decl: JSON) -> Tool:
@@ -297,39 +310,29 @@ def _tool_choice(value: Any) -> ToolChoice | None:
     return ToolChoice(mode=mode)
 
 
-def _generation_config(config: Any, request: Request) -> None:
-    if not isinstance(config, dict):
-        return
-    request.max_tokens = get(config, "maxOutputTokens")
-    request.temperature = config.get("temperature")
-    request.top_p = get(config, "topP")
-    request.top_k = get(config, "topK")
-    stops = get(config, "stopSequences")
-    request.stop = [str(s) for s in stops] if isinstance(stops, list) else []
-    request.n = get(config, "candidateCount")
-    request.reasoning = _reasoning(get(config, "thinkingConfig"))
-    request.response_format = _response_format(config)
-
-
 def _reasoning(config: Any) -> ReasoningConfig | None:
     if not isinstance(config, dict):
         return None
     budget = get(config, "thinkingBudget")
     level = get(config, "thinkingLevel")
-    reasoning = ReasoningConfig()
+    enabled: bool | None = None
+    adaptive = False
+    budget_tokens = effort = None
     if isinstance(budget, int):
         if budget == 0:
-            reasoning.enabled = False
+            enabled = False
         elif budget < 0:
-            reasoning.enabled, reasoning.adaptive = True, True
+            enabled, adaptive = True, True
         else:
-            reasoning.enabled, reasoning.budget_tokens = True, budget
+            enabled, budget_tokens = True, budget
     if isinstance(level, str) and level.lower() in LEVEL_EFFORT:
-        reasoning.effort = LEVEL_EFFORT[level.lower()]
-        reasoning.enabled = True
-    if reasoning.enabled is None and get(config, "includeThoughts"):
-        reasoning.enabled = True
-    return reasoning
+        effort = LEVEL_EFFORT[level.lower()]
+        enabled = True
+    if enabled is None and get(config, "includeThoughts"):
+        enabled = True
+    return ReasoningConfig(
+        enabled=enabled, budget_tokens=budget_tokens, effort=effort, adaptive=adaptive
+    )
 
 
 def _response_format(config: JSON) -> JSON | None:

@@ -51,7 +51,7 @@ def media_part(part: Image | Document) -> JSON | None:
     return {"fileData": {"mimeType": mime, "fileUri": part.url}}
 
 
-def render_model_parts(parts: list[Part], *, upstream: bool) -> list[JSON]:
+def render_model_parts(parts: tuple[Part, ...], *, upstream: bool) -> list[JSON]:
     """An assistant turn's parts -> Gemini model parts. `upstream=True` renders for Gemini
     itself (tool names made valid, foreign reasoning dropped, `functionCall.id` only when
     Gemini gave one); `False` renders for a Gemini-SDK client."""

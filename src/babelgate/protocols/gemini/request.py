@@ -279,7 +279,7 @@ def _place(response: tuple[int, Any]) -> int:
     return response[0]
 
 
-def _system_parts(system: list[Text]) -> list[Any]:
+def _system_parts(system: tuple[Text, ...]) -> list[Any]:
     # A Chat client's system texts are parts of its shared system messages (the list is the
     # request's own): each goes out pre-serialised.
     return [serialised(derive(t, _SYSTEM_TEXT, _text_part, t.text)) for t in system if t.text]
@@ -385,7 +385,7 @@ def _result_texts(result: ToolResult) -> list[str]:
 # ---------------------------------------------------------------- tools
 
 
-def render_tools(tools: list[Tool]) -> list[JSON]:
+def render_tools(tools: tuple[Tool, ...]) -> list[JSON]:
     """The `tools` list: `functionDeclarations` when any function is declared. Web search
     becomes `googleSearch` only when no function is declared: older models reject the mix,
     and a coding agent needs its functions more than search."""
@@ -454,7 +454,7 @@ def _generation_config(request: Request, quirks: Quirks) -> JSON:
     if request.top_k is not None:
         config["topK"] = request.top_k
     if request.stop:
-        config["stopSequences"] = request.stop[:MAX_STOP_SEQUENCES]
+        config["stopSequences"] = list(request.stop[:MAX_STOP_SEQUENCES])
     if request.reasoning is not None:
         thinking = thinking_config(request.reasoning)
         if thinking:

@@ -21,7 +21,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from msgspec.structs import replace
+
 from babelgate.canonical import (
+    NO_USAGE,
     GatewayError,
     Part,
     Reasoning,
@@ -65,7 +68,7 @@ def parse_response(body: JSON, request: Request) -> Response:
     return Response(
         id=body.get("responseId") or new_id("msg_"),
         model=body.get("modelVersion") or request.model,
-        parts=parts,
+        parts=tuple(parts),
         stop_reason=stop_reason(reason, has_calls, blocked=is_blocked(body)),
         usage=parse_usage(body.get("usageMetadata")),
     )
@@ -118,7 +121,7 @@ def stop_reason(reason: str | None, has_calls: bool, *, blocked: bool = False) -
 
 def parse_usage(meta: Any) -> Usage:
     if not isinstance(meta, dict):
-        return Usage()
+        return NO_USAGE
     prompt = int(meta.get("promptTokenCount") or 0)
     cached = int(meta.get("cachedContentTokenCount") or 0)
     thoughts = int(meta.get("thoughtsTokenCount") or 0)
@@ -167,7 +170,7 @@ def _add(parts: list[Part], new: list[Part]) -> None:
             and last.text
             and last.signature is None
         ):
-            last.signature = part.signature
+            parts[-1] = replace(last, signature=part.signature)
             return
     parts.extend(new)
 
@@ -181,10 +184,10 @@ def _parse_part(raw: Any, names: ToolNames) -> list[Part]:
     signature = signature if isinstance(signature, str) and signature else None
     text = raw.get("text")
     if raw.get("thought"):
-        thought = Reasoning(text=text or "", signature=signature, origin=ORIGIN)
-        if not text:
-            thought.provider_metadata = dict(BARE_THOUGHT)
-        return [thought]
+        bare = None if text else dict(BARE_THOUGHT)
+        return [
+            Reasoning(text=text or "", signature=signature, origin=ORIGIN, provider_metadata=bare)
+        ]
     out: list[Part] = []
     if isinstance(text, str) and text:
         out.append(Text(text=text))

@@ -20,6 +20,7 @@ from typing import Any
 
 import msgspec
 import orjson
+from msgspec.structs import replace
 
 from babelgate.canonical import (
     Event,
@@ -283,7 +284,7 @@ class GeminiStreamDecoder(SSEStreamDecoder):
 
     def _sign_open(self, signature: str, events: list[Event]) -> None:
         assert isinstance(self._open, Reasoning)
-        self._open.signature = signature
+        self._open = replace(self._open, signature=signature)
         events.append(SignatureDelta(self._index, signature))
 
     def _signature_part(self, signature: str, metadata: JSON | None, events: list[Event]) -> None:
@@ -323,18 +324,18 @@ class GeminiStreamDecoder(SSEStreamDecoder):
             return self._open
         self._close_open(events)
         part: Text | Reasoning = Text(text="") if kind == "text" else Reasoning(origin=ORIGIN)
-        empty: Text | Reasoning = Text(text="") if kind == "text" else Reasoning(origin=ORIGIN)
-        events.append(PartStart(self._index, empty))
+        events.append(PartStart(self._index, part))
         self._open, self._open_kind = part, kind
         return part
 
     def _close_open(self, events: list[Event]) -> None:
         if self._open is None:
             return
+        part = self._open
         if self._pieces:
-            self._open.text = "".join(self._pieces)
+            part = replace(part, text="".join(self._pieces))
             self._pieces = []
-        events.append(PartStop(self._index, self._open))
+        events.append(PartStop(self._index, part))
         self._open = None
         self._open_kind = ""
         self._index += 1

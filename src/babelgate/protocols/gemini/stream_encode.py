@@ -68,7 +68,7 @@ class GeminiStreamEncoder(StreamEncoder):
 
     def _part_stop(self, part: Any) -> bytes:
         if isinstance(part, ToolCall):
-            return self._chunk(render_model_parts([part], upstream=False))
+            return self._chunk(render_model_parts((part,), upstream=False))
         if isinstance(part, Reasoning):
             signed = _signature_part(part)
             return self._chunk([signed]) if signed is not None else b""

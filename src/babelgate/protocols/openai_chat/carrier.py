@@ -61,7 +61,7 @@ def _entry(part: Reasoning, by_length: bool) -> JSON:
     if part.provider_metadata:
         entry["md"] = part.provider_metadata
     if part.summary is not None:
-        entry["u"] = part.summary
+        entry["u"] = list(part.summary)
     if by_length:
         entry["n"] = len(part.text)
     elif part.text:
@@ -138,7 +138,7 @@ def _reasoning(entry: JSON, text: str) -> Reasoning:
         signature=_str_or_none(entry.get("s")),
         origin=_str_or_none(entry.get("o")),
         redacted=_str_or_none(entry.get("d")),
-        summary=[str(s) for s in summary] if isinstance(summary, list) else None,
+        summary=tuple([str(s) for s in summary]) if isinstance(summary, list) else None,
         provider_metadata=metadata if isinstance(metadata, dict) else None,
     )
 

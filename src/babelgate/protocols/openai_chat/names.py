@@ -59,7 +59,7 @@ def tools_by_wire_name(request: Request) -> dict[str, Tool]:
 _BY_WIRE_NAME = "openai.tools-by-wire-name"
 
 
-def _tool_map(tools: list[Tool]) -> dict[str, Tool]:
+def _tool_map(tools: tuple[Tool, ...]) -> dict[str, Tool]:
     key = tuple((tool.name, tool.kind) for tool in tools if tool.kind != "hosted")
     found = _MAPS.get(key)
     if found is None:

@@ -77,7 +77,7 @@ def parse_request(body: JSON) -> Request:
 # ------------------------------------------------------------------ messages
 
 
-def _messages(raw: Any) -> tuple[list[Text], list[Message]]:
+def _messages(raw: Any) -> tuple[tuple[Text, ...], tuple[Message, ...]]:
     if not isinstance(raw, list) or not raw:
         raise invalid("`messages` must be a non-empty array", "messages")
     system: list[Text] = []
@@ -98,7 +98,7 @@ def _messages(raw: Any) -> tuple[list[Text], list[Message]]:
             if parsed.role == "assistant":
                 calls.update((p.id, p) for p in parsed.parts if isinstance(p, ToolCall))
             messages.append(parsed)
-    return system, messages
+    return tuple(system), tuple(messages)
 
 
 class _ToolOutput:
@@ -106,7 +106,7 @@ class _ToolOutput:
 
     __slots__ = ("call_id", "content")
 
-    def __init__(self, call_id: str, content: list[Text | Image | Document]) -> None:
+    def __init__(self, call_id: str, content: tuple[Text | Image | Document, ...]) -> None:
         self.call_id = call_id
         self.content = content
 
@@ -118,11 +118,11 @@ def _message(message: Any, i: int) -> Message | _ToolOutput:
     role = message.get("role")
     if role in ("system", "developer"):
         texts = _text_parts(message.get("content"), f"{where}.content")
-        return Message(role="system", parts=list(texts))
+        return Message(role="system", parts=tuple(texts))
     if role == "user":
-        return Message(role="user", parts=_user_parts(message, where))
+        return Message(role="user", parts=tuple(_user_parts(message, where)))
     if role == "assistant":
-        return Message(role="assistant", parts=_assistant_parts(message, where))
+        return Message(role="assistant", parts=tuple(_assistant_parts(message, where)))
     if role == "tool":
         return _tool_output(message, where)
     if role == "function":
@@ -268,7 +268,7 @@ def _tool_output(message: JSON, where: str) -> _ToolOutput:
     if not isinstance(raw_id, str) or not raw_id:
         raise invalid("a tool message needs `tool_call_id`", f"{where}.tool_call_id")
     call_id = open_call_id(raw_id)[0]  # the same split as its call's id
-    content: list[Text | Image | Document] = list(
+    content: tuple[Text | Image | Document, ...] = tuple(
         _text_parts(message.get("content"), f"{where}.content")
     )
     return _ToolOutput(call_id, content)
@@ -277,7 +277,6 @@ def _tool_output(message: JSON, where: str) -> _ToolOutput:
 def _named_result(
     output: _ToolOutput, name: str | None, kind: Literal["function", "custom"]
 ) -> ToolResult:
-    # The content list is shared by every ToolResult of this message; never changed.
     return ToolResult(call_id=output.call_id, content=output.content, name=name, kind=kind)
 
 
@@ -288,25 +287,22 @@ def _add_tool_result(messages: list[Message], result: ToolResult) -> None:
         and last.role == "user"
         and all(isinstance(p, ToolResult) for p in last.parts)
     ):
-        if not last.parts:
-            # An empty user message, parsed from the client's and shared with other requests:
-            # replaced by a copy rather than grown. (A user message with parts never holds
-            # ToolResults, so any other one here is a results message this request made.)
-            last = messages[-1] = Message(role="user", parts=[])
-        last.parts.append(result)
+        # The results of one turn's calls travel in one user message: a new one with this
+        # result added (the one before may be shared with other requests).
+        messages[-1] = Message(role="user", parts=(*last.parts, result))
     else:
-        messages.append(Message(role="user", parts=[result]))
+        messages.append(Message(role="user", parts=(result,)))
 
 
 # ------------------------------------------------------------------ tools
 
 
-def _tools(raw: Any) -> list[Tool]:
+def _tools(raw: Any) -> tuple[Tool, ...]:
     if raw is None:
-        return []
+        return ()
     if not isinstance(raw, list):
         raise invalid("`tools` must be an array", "tools")
-    return [_tool(tool, f"tools[{i}]") for i, tool in enumerate(raw)]
+    return tuple([_tool(tool, f"tools[{i}]") for i, tool in enumerate(raw)])
 
 
 def _tool(raw: Any, where: str) -> Tool:
@@ -387,13 +383,13 @@ def _reasoning(raw: Any) -> ReasoningConfig | None:
     return ReasoningConfig(enabled=False if effort == "none" else None, effort=effort)
 
 
-def _stop(raw: Any) -> list[str]:
+def _stop(raw: Any) -> tuple[str, ...]:
     if raw is None:
-        return []
+        return ()
     if isinstance(raw, str):
-        return [raw]
+        return (raw,)
     if isinstance(raw, list) and all(isinstance(s, str) for s in raw):
-        return list(raw)
+        return tuple(raw)
     raise invalid("`stop` must be a string or an array of strings", "stop")
 
 

@@ -34,7 +34,7 @@ def parse_response(body: JSON, request: Request) -> Response:
     return Response(
         id=body.get("id") or new_id("chatcmpl-"),
         model=body.get("model") or request.model,
-        parts=parts,
+        parts=tuple(parts),
         stop_reason=reason,
         stop_sequence=sequence,
         usage=parse_usage(usage) if isinstance(usage, dict) else Usage(),

@@ -17,6 +17,7 @@ What this module promises an upstream:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from babelgate.canonical import (
@@ -40,7 +41,9 @@ _IMAGE_PLACEHOLDER = "[image omitted: this model does not accept images]"
 _EMPTY_RESULT = "(no output)"
 
 
-def render_messages(system: list[Text], messages: list[Message], quirks: Quirks) -> list[Any]:
+def render_messages(
+    system: tuple[Text, ...], messages: tuple[Message, ...], quirks: Quirks
+) -> list[Any]:
     builder = _Builder(quirks)
     system_message = derive(system, _SYSTEM, _system_message, system)
     if system_message is not None:
@@ -56,7 +59,7 @@ def render_messages(system: list[Text], messages: list[Message], quirks: Quirks)
     return builder.out
 
 
-def _answers(messages: list[Message], position: int) -> dict[str, ToolResult]:
+def _answers(messages: tuple[Message, ...], position: int) -> dict[str, ToolResult]:
     """Results in the user turns after `messages[position]`, up to the next assistant turn."""
     found: dict[str, ToolResult] = {}
     for message in messages[position + 1 :]:
@@ -158,7 +161,7 @@ _ASSISTANT, _RESULT, _USER = "openai.assistant", "openai.tool-result", "openai.u
 _SYSTEM = "openai.system"
 
 
-def _system_message(system: list[Text]) -> JSON | None:
+def _system_message(system: tuple[Text, ...]) -> JSON | None:
     text = _join_text(system)
     return {"role": "system", "content": text} if text else None
 
@@ -270,5 +273,5 @@ def _compact(content: list[JSON]) -> Any:
     return content
 
 
-def _join_text(parts: list[Text]) -> str:
+def _join_text(parts: Sequence[Text]) -> str:
     return "\n\n".join(p.text for p in parts if p.text)

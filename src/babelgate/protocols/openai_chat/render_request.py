@@ -61,7 +61,7 @@ def _add_tools(body: JSON, request: Request) -> None:
 _TOOLS = "openai.tools"  # what babelgate.reuse keeps per shared tool list
 
 
-def _render_tools(tools: list[Tool]) -> list[JSON]:
+def _render_tools(tools: tuple[Tool, ...]) -> list[JSON]:
     return [_tool(tool) for tool in tools if tool.kind != "hosted"]
 
 
@@ -117,7 +117,7 @@ def _add_sampling(body: JSON, request: Request, quirks: Quirks) -> None:
     if request.top_k is not None and not quirks.strict_fields:
         body["top_k"] = request.top_k
     if request.stop:
-        body["stop"] = request.stop[:_MAX_STOP] if quirks.strict_fields else request.stop
+        body["stop"] = list(request.stop[:_MAX_STOP] if quirks.strict_fields else request.stop)
     if request.user:
         body["user"] = wire_user(request.user)
     if request.response_format is not None:

@@ -57,11 +57,11 @@ def reasoning_from_client(
             text="\n\n".join(summaries) if summaries else raw_text,
             origin=ORIGIN,
             redacted=encrypted,
-            summary=summaries or None,
+            summary=tuple(summaries) or None,
         )
     origin, payload = envelope
     if "text" in payload:
-        text, summary = str(payload["text"]), summaries or None
+        text, summary = str(payload["text"]), tuple(summaries) or None
     else:
         text, summary = (summaries[0] if summaries else ""), None
     metadata = payload.get("metadata")

@@ -89,8 +89,8 @@ def parse_request(body: JSON) -> Request:
     tools = derive(raw_tools, _TOOLS, parse_tools, raw_tools)
     return Request(
         model=model,
-        messages=builder.messages,
-        system=builder.system,
+        messages=builder.messages(),
+        system=tuple(builder.system),
         max_tokens=integer(body, "max_output_tokens", minimum=1),
         stream=bool(body.get("stream", False)),
         temperature=number(body, "temperature"),
@@ -121,7 +121,7 @@ class _Output:
     def __init__(
         self,
         call_id: str,
-        content: list[Content],
+        content: tuple[Content, ...],
         is_error: bool,
         kind: Literal["function", "custom"],
     ) -> None:
@@ -160,11 +160,13 @@ _SKIPPED = _Item(None)
 class _Conversation:
     """Builds messages from items, joining runs of items that belong to one turn."""
 
-    __slots__ = ("call_names", "found_tools", "messages", "system")
+    __slots__ = ("call_names", "found_tools", "system", "turns")
 
     def __init__(self) -> None:
         self.system: list[Text] = []
-        self.messages: list[Message] = []
+        # Each turn's role and parts: an item's own tuple while the turn is that one item,
+        # else a list this request made (never a shared one, so it may grow).
+        self.turns: list[tuple[Side, tuple[Part, ...] | list[Part]]] = []
         # call id -> (name, kind), so a result can name its tool (Gemini needs the name).
         self.call_names: dict[str, tuple[str, Literal["function", "custom"]]] = {}
         self.found_tools: list[Tool] = []  # loaded by the client's tool_search, in order
@@ -189,32 +191,42 @@ class _Conversation:
         elif item.side is not None:
             self.add(item.side, item.parts)
 
-    def add(self, side: Side, parts: tuple[Part, ...] | list[Part]) -> None:
-        if side == "system" and not self.messages:
+    def add(self, side: Side, parts: tuple[Part, ...]) -> None:
+        turns = self.turns
+        if side == "system" and not turns:
             self.system.extend(p for p in parts if isinstance(p, Text))
             return
-        last = self.messages[-1] if self.messages else None
-        if last is not None and last.role == side and side != "system":
-            last.parts.extend(parts)  # a list this request made, never a shared one
+        if turns and turns[-1][0] == side and side != "system":
+            self._open_parts().extend(parts)
         else:
-            self.messages.append(Message(role=side, parts=list(parts)))
+            turns.append((side, parts))
 
     def add_results(self, results: tuple[Part, ...]) -> None:
         """Tool results join the open user message ahead of its other parts."""
-        last = self.messages[-1] if self.messages else None
-        if last is None or last.role != "user":
-            self.messages.append(Message(role="user", parts=list(results)))
+        if not self.turns or self.turns[-1][0] != "user":
+            self.turns.append(("user", results))
             return
+        parts = self._open_parts()
         split = next(
-            (i for i, p in enumerate(last.parts) if not isinstance(p, ToolResult)),
-            len(last.parts),
+            (i for i, p in enumerate(parts) if not isinstance(p, ToolResult)), len(parts)
         )
-        last.parts[split:split] = results
+        parts[split:split] = results
+
+    def _open_parts(self) -> list[Part]:
+        """The last turn's parts as a list of this request's own, to grow."""
+        side, parts = self.turns[-1]
+        if isinstance(parts, tuple):
+            parts = list(parts)
+            self.turns[-1] = (side, parts)
+        return parts
+
+    def messages(self) -> tuple[Message, ...]:
+        return tuple([Message(role=side, parts=tuple(parts)) for side, parts in self.turns])
 
 
 def _read_input(raw: Any, builder: _Conversation) -> None:
     if isinstance(raw, str):
-        builder.add("user", [Text(raw)])
+        builder.add("user", (Text(raw),))
         return
     if not isinstance(raw, list):
         raise invalid("input must be a string or an array of items", "input")
@@ -296,11 +308,11 @@ def _search_call(item: JSON, where: str) -> _Item:
 def _search_result(item: JSON, where: str) -> _Item:
     call_id, _ = split_id(_required_str(item, "call_id", where))
     found = tools_from_search(item.get("tools"), f"{where}.tools")
-    result = ToolResult(call_id=call_id, content=[Text(_describe_found(found))], name=SEARCH_TOOL)
-    return _Item("results", (result,), found=tuple(found))
+    result = ToolResult(call_id=call_id, content=(Text(_describe_found(found)),), name=SEARCH_TOOL)
+    return _Item("results", (result,), found=found)
 
 
-def _describe_found(found: list[Tool]) -> str:
+def _describe_found(found: tuple[Tool, ...]) -> str:
     """What the model reads as the search's result: the names it can now call (their
     schemas are in the request's tools), one a line with the first line of the description."""
     if not found:
@@ -312,7 +324,7 @@ def _describe_found(found: list[Tool]) -> str:
     return "\n".join(lines)
 
 
-def _with_found(tools: list[Tool], found: list[Tool]) -> list[Tool]:
+def _with_found(tools: tuple[Tool, ...], found: list[Tool]) -> tuple[Tool, ...]:
     """The request's tools plus those the client's searches loaded, each name once (a later
     search may return a tool again; the declared tools win)."""
     if not found:
@@ -323,7 +335,7 @@ def _with_found(tools: list[Tool], found: list[Tool]) -> list[Tool]:
         if tool.name not in names:
             names.add(tool.name)
             merged.append(tool)
-    return merged
+    return tuple(merged)
 
 
 def _parse_arguments(raw: Any, where: str) -> JSON:
@@ -365,7 +377,7 @@ def _output(item: JSON, kind: str, where: str) -> _Output:
         output = output.get("content", "")
     return _Output(
         call_id,
-        parse_content(output, f"{where}.output"),
+        tuple(parse_content(output, f"{where}.output")),
         is_error,
         "custom" if kind == "custom_tool_call_output" else "function",
     )
@@ -376,7 +388,7 @@ def _named_result(
 ) -> ToolResult:
     return ToolResult(
         call_id=output.call_id,
-        content=output.content,  # shared with the item's other ToolResults; never changed
+        content=output.content,
         is_error=output.is_error,
         name=name,
         kind=call_kind or output.kind,

@@ -51,7 +51,7 @@ _EFFORT: dict[Effort, str] = {
 _TOOLS = "openai-responses.tools"  # what babelgate.reuse keeps per shared tool list
 
 
-def _upstream_tools(tools: list[Tool]) -> list[JSON]:
+def _upstream_tools(tools: tuple[Tool, ...]) -> list[JSON]:
     return render_tools(tools, upstream=True)
 
 
@@ -133,7 +133,7 @@ def _effort_for_budget(config: ReasoningConfig) -> str | None:
 # ---------------------------------------------------------------- input items
 
 
-def render_input(messages: list[Message]) -> list[JSON]:
+def render_input(messages: tuple[Message, ...]) -> list[JSON]:
     items: list[JSON] = []
     for message in messages:
         if message.role == "assistant":
@@ -214,7 +214,7 @@ def _reasoning_item(part: Reasoning) -> JSON | None:
     if part.origin != ORIGIN or not part.redacted:
         return None
     # OpenAI's summaries are authoritative; the text may be raw reasoning, not a summary.
-    summary = part.summary or []
+    summary = part.summary or ()
     return {
         "type": "reasoning",
         "summary": [{"type": "summary_text", "text": t} for t in summary],

@@ -46,7 +46,7 @@ def parse_response(body: JSON, request: Request) -> Response:
     return Response(
         id=str(body.get("id") or new_id("resp_")),
         model=str(body.get("model") or request.model),
-        parts=parts,
+        parts=tuple(parts),
         stop_reason=stop_reason(
             body.get("status"),
             body.get("incomplete_details"),
@@ -99,7 +99,7 @@ def reasoning_from_item(item: JSON) -> Reasoning:
         text="\n\n".join(summaries) if summaries else "".join(raw),
         origin=ORIGIN,
         redacted=encrypted if isinstance(encrypted, str) and encrypted else None,
-        summary=summaries or None,
+        summary=tuple(summaries) or None,
     )
 
 

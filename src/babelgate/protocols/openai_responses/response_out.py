@@ -187,7 +187,7 @@ def echoed_tools(request: Request) -> list[JSON] | orjson.Fragment:
 _ECHO = "openai-responses.echoed-tools"  # what babelgate.reuse keeps per shared tool list
 
 
-def _client_tools(tools: list[Tool]) -> list[JSON]:
+def _client_tools(tools: tuple[Tool, ...]) -> list[JSON]:
     return render_tools(tools, upstream=False)
 
 

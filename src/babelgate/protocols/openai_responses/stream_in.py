@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+from msgspec.structs import replace
 
 from babelgate.canonical import (
     JSON,
@@ -150,8 +151,7 @@ class ResponsesStreamDecoder(SSEStreamDecoder):
             return Reasoning(origin=ORIGIN)
         self._has_calls = True
         call = call_from_item({**item, "arguments": "", "input": ""}, self._names)
-        call.arguments = {}
-        return call
+        return replace(call, arguments={})
 
     def _delta(self, kind: str, data: JSON, events: list[Event]) -> None:
         delta = data.get("delta")
@@ -196,7 +196,8 @@ class ResponsesStreamDecoder(SSEStreamDecoder):
             part = reasoning_from_item(item)
             if part.text and not streamed:
                 events.append(ReasoningDelta(index, part.text))
-            part.text = streamed or part.text
+            if streamed:
+                part = replace(part, text=streamed)
         else:
             part = call_from_item(item, self._names, streamed)
             events.append(ToolArgsDelta(index, dump_arguments(part.arguments)))

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from msgspec.structs import replace
+
 from babelgate.canonical import JSON, GatewayError, Tool, ToolChoice, invalid
 
 from ..fields import boolean, mapping, string
@@ -74,9 +76,9 @@ _CHOICE_MODES: dict[str, Literal["auto", "none", "required"]] = {
 # ---------------------------------------------------------------- client -> canonical
 
 
-def parse_tools(raw: Any) -> list[Tool]:
+def parse_tools(raw: Any) -> tuple[Tool, ...]:
     if raw is None:
-        return []
+        return ()
     if not isinstance(raw, list):
         raise invalid("tools must be an array", "tools")
     tools: list[Tool] = []
@@ -85,7 +87,7 @@ def parse_tools(raw: Any) -> list[Tool]:
             tools.extend(_namespace_members(tool, f"tools[{i}]"))
         else:
             tools.append(_parse_tool(tool, f"tools[{i}]"))
-    return tools
+    return tuple(tools)
 
 
 def _namespace_members(tool: JSON, where: str) -> list[Tool]:
@@ -98,18 +100,17 @@ def _namespace_members(tool: JSON, where: str) -> list[Tool]:
         parsed = _parse_tool(member, f"{where}.tools[{j}]")
         if parsed.kind == "hosted":
             continue  # namespaces hold function and custom tools only
-        parsed.name = namespaced(namespace, parsed.name)
-        parsed.config = {"namespace": namespace}
-        flat.append(parsed)
+        name = namespaced(namespace, parsed.name)
+        flat.append(replace(parsed, name=name, config={"namespace": namespace}))
     return flat
 
 
-def tools_from_search(raw: Any, where: str) -> list[Tool]:
+def tools_from_search(raw: Any, where: str) -> tuple[Tool, ...]:
     """A `tool_search_output`'s `tools` (functions and namespaces of functions, each member
     `defer_loading: true`) as Tools; anything unreadable is skipped, as it came from the
     client's own search and the turn should not fail over it."""
     if not isinstance(raw, list):
-        return []
+        return ()
     found: list[Tool] = []
     for i, tool in enumerate(raw):
         if not isinstance(tool, dict) or not isinstance(tool.get("type"), str):
@@ -121,10 +122,10 @@ def tools_from_search(raw: Any, where: str) -> list[Tool]:
                 found.append(_parse_tool(tool, f"{where}[{i}]"))
         except GatewayError:
             continue
-    return found
+    return tuple(found)
 
 
-def search_tool_names(tools: list[Tool]) -> frozenset[str]:
+def search_tool_names(tools: tuple[Tool, ...]) -> frozenset[str]:
     """Names of the tools that stand for Codex's client-executed `tool_search`."""
     return frozenset(t.name for t in tools if t.config and CLIENT_SEARCH in t.config)
 
@@ -133,7 +134,7 @@ def namespaced(namespace: str | None, name: str) -> str:
     return f"{namespace}{NAMESPACE_SEPARATOR}{name}" if namespace else name
 
 
-def namespace_map(tools: list[Tool]) -> dict[str, tuple[str, str]]:
+def namespace_map(tools: tuple[Tool, ...]) -> dict[str, tuple[str, str]]:
     """Flat tool name -> (namespace, the member's own name), for namespaced tools."""
     split: dict[str, tuple[str, str]] = {}
     for tool in tools:
@@ -243,7 +244,7 @@ def parse_text_format(text: Any) -> JSON | None:
 # ---------------------------------------------------------------- canonical -> wire
 
 
-def render_tools(tools: list[Tool], *, upstream: bool) -> list[JSON]:
+def render_tools(tools: tuple[Tool, ...], *, upstream: bool) -> list[JSON]:
     """Tools as Responses objects. `upstream` sanitizes names and drops hosted tools
     OpenAI does not know; for a client echo, names stay the client's own."""
     rendered: list[JSON] = []
@@ -278,7 +279,9 @@ def _render_tool(tool: Tool, *, upstream: bool) -> JSON | None:
     return item
 
 
-def render_tool_choice(choice: ToolChoice | None, tools: list[Tool], *, upstream: bool) -> Any:
+def render_tool_choice(
+    choice: ToolChoice | None, tools: tuple[Tool, ...], *, upstream: bool
+) -> Any:
     if choice is None:
         return "auto"
     if choice.mode != "tool":

@@ -1,0 +1,146 @@
+"""Canonical values are immutable: assigning to any field of any of them raises, and what
+every codec parses holds tuples, never lists, so a value shared between requests (see
+babelgate.reuse) cannot be changed by one of them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import orjson
+import pytest
+from msgspec.structs import replace
+
+from babelgate.canonical import (
+    Document,
+    Image,
+    Message,
+    MessageDelta,
+    MessageStart,
+    MessageStop,
+    PartStart,
+    PartStop,
+    Reasoning,
+    ReasoningConfig,
+    ReasoningDelta,
+    Request,
+    Response,
+    SignatureDelta,
+    StreamError,
+    Text,
+    TextDelta,
+    Tool,
+    ToolArgsDelta,
+    ToolCall,
+    ToolChoice,
+    ToolResult,
+    Usage,
+)
+from babelgate.canonical.errors import GatewayError
+from babelgate.protocols import get_codec
+
+FIXTURES = Path(__file__).parent.parent / "fixtures"
+
+
+def _values() -> list[Any]:
+    text = Text("hi", citations=({"url": "u"},))
+    call = ToolCall("c1", "Read", {"path": "a"})
+    result = ToolResult("c1", (text,), name="Read")
+    message = Message("assistant", (text, call))
+    usage = Usage(input_tokens=3)
+    return [
+        text,
+        Image(media_type="image/png", data="AAAA"),
+        Document(text="doc"),
+        Reasoning("thinking", summary=("short",)),
+        call,
+        result,
+        message,
+        Tool("Read", parameters={"type": "object"}),
+        ToolChoice("tool", "Read"),
+        ReasoningConfig(enabled=True, budget_tokens=1024),
+        Request("m", (message,), system=(text,), stop=("END",), tools=(Tool("Read"),)),
+        Response("r", "m", (text,), usage=usage),
+        usage,
+        MessageStart("r", "m", usage),
+        PartStart(0, text),
+        TextDelta(0, "a"),
+        ReasoningDelta(0, "a"),
+        SignatureDelta(0, "s"),
+        ToolArgsDelta(0, "{}"),
+        PartStop(0, text),
+        MessageDelta("end_turn", usage),
+        MessageStop(),
+        StreamError(GatewayError("api_error", "boom")),
+    ]
+
+
+@pytest.mark.parametrize("value", _values(), ids=lambda value: type(value).__name__)
+def test_assigning_to_any_field_raises(value: Any) -> None:
+    for name in value.__struct_fields__:
+        with pytest.raises(AttributeError):
+            setattr(value, name, getattr(value, name))
+    with pytest.raises(AttributeError):
+        value.not_a_field = 1  # no __dict__ to add to either
+
+
+def test_an_edit_builds_a_new_value_and_leaves_the_old_one() -> None:
+    request = Request("m", (Message("user", (Text("hi"),)),))
+    edited = replace(request, system=(Text("be brief"),), max_tokens=10)
+    assert request.system == () and request.max_tokens is None
+    assert edited.system == (Text("be brief"),) and edited.messages is request.messages
+    with pytest.raises(AttributeError):
+        request.messages[0].parts[0].text = "changed"  # type: ignore[misc]
+    assert not hasattr(request.messages, "append")  # a tuple
+
+
+def _lists(value: Any, where: str) -> list[str]:
+    """Where in a canonical value a list hides (JSON payload dicts are not looked into)."""
+    if isinstance(value, list):
+        return [where]
+    if isinstance(value, tuple):
+        return [w for i, item in enumerate(value) for w in _lists(item, f"{where}[{i}]")]
+    if isinstance(value, msgspec.Struct):
+        return [
+            w for name in value.__struct_fields__
+            for w in _lists(getattr(value, name), f"{where}.{name}")
+        ]
+    return []
+
+
+REQUESTS = [
+    ("anthropic", "anthropic/claude_code_request.json"),
+    ("gemini", "gemini/client_request.json"),
+    ("openai-responses", "openai_responses/codex_request_first_turn.json"),
+    ("openai-responses", "openai_responses/codex_request_second_turn.json"),
+    ("openai-responses", "openai_responses/codex_request_tool_search.json"),
+    *[("openai", f"openai_chat/requests/{p.name}")
+      for p in sorted((FIXTURES / "openai_chat" / "requests").glob("*.json"))],
+]
+
+
+@pytest.mark.parametrize(("protocol", "fixture"), REQUESTS)
+def test_every_parser_builds_tuples(protocol: str, fixture: str) -> None:
+    body = orjson.loads((FIXTURES / fixture).read_bytes())
+    request = get_codec(protocol).parse_request(body)
+    assert request.messages
+    assert _lists(request, "request") == []
+
+
+RESPONSES = [
+    ("anthropic", "anthropic/response_tool_use.json"),
+    ("gemini", "gemini/gemini3_parallel_calls.json"),
+    ("gemini", "gemini/gemini3_text_signature.json"),
+    *[("openai", f"openai_chat/responses/{p.name}")
+      for p in sorted((FIXTURES / "openai_chat" / "responses").glob("*.json"))],
+]
+
+
+@pytest.mark.parametrize(("protocol", "fixture"), RESPONSES)
+def test_every_response_parser_builds_tuples(protocol: str, fixture: str) -> None:
+    body = orjson.loads((FIXTURES / fixture).read_bytes())
+    request = Request("m", (Message("user", (Text("hi"),)),), tools=(Tool("Read"),))
+    response = get_codec(protocol).parse_response(body, request)
+    assert response.parts
+    assert _lists(response, "response") == []
