@@ -99,6 +99,8 @@ class StorageConfig(BaseModel):
     # None: $XDG_DATA_HOME/babelgate/babelgate.db, else ~/.local/share/babelgate/babelgate.db
     path: str | None = None
     responses_ttl_days: float = Field(default=30, gt=0)
+    # Seconds between two prunes of expired responses while the gateway runs.
+    responses_prune_interval_s: float = Field(default=3600, gt=0)
 
 
 class Settings(BaseModel):
@@ -270,6 +272,7 @@ def _hint_for(loc: tuple[str, ...]) -> str:
         "max_tokens": "use a positive whole number, or remove the field",
         "timeout": "use a positive number of seconds",
         "responses_ttl_days": "use a positive number of days",
+        "responses_prune_interval_s": "use a positive number of seconds",
     }
     if last in hints:
         return hints[last]

@@ -4,9 +4,11 @@ real HTTP, fake OpenAI-Chat and Anthropic upstreams. The gateway keeps each stor
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -222,3 +224,47 @@ async def test_a_30_turn_chain_of_5_kb_turns_is_stored_once(
     assert rows[1] < 30 * 5300  # each turn's input once (whole histories: ~15x this)
     assert size < 3_000_000  # the target; whole-history rows took ~2.5 MB
     assert size < 1_000_000  # in fact linear in the turns
+
+
+async def test_expired_responses_are_pruned_while_the_gateway_runs(
+    gateway_factory: GatewayFactory, fake_openai: FakeOpenAI, fake_anthropic: FakeAnthropic,
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "gw.db"
+    # Responses expire after two seconds; the gateway prunes every tenth of a second.
+    gw = await gateway_factory(
+        {"oa": fake_openai, "an": fake_anthropic}, routes=ROUTES,
+        extra={"storage": {"path": str(db), "responses_ttl_days": 2 / 86400,
+                           "responses_prune_interval_s": 0.1}},
+    )
+    fake_openai.queue(Reply(text="Soon gone."), Reply(text="Still served."))
+    async with AsyncOpenAI(base_url=gw.url + "/v1", api_key="k", max_retries=0) as client:
+        gone = await client.responses.create(model="gpt-client", input="short-lived")
+        assert await _eventually(lambda: stored_ids(db) == [gone.id], 2)  # written
+        assert await _eventually(lambda: stored_ids(db) == [], 15)  # and pruned
+        assert gw.process.poll() is None  # by the running gateway
+        with pytest.raises(NotFoundError):
+            await client.responses.retrieve(gone.id)
+        again = await client.responses.create(model="gpt-client", input="still there?")
+        assert again.output_text == "Still served."
+
+
+def stored_ids(db: Path) -> list[str] | None:
+    if not db.exists():
+        return None
+    conn = sqlite3.connect(db)
+    try:
+        return [row[0] for row in conn.execute("SELECT id FROM responses")]
+    except sqlite3.OperationalError:  # not created yet
+        return None
+    finally:
+        conn.close()
+
+
+async def _eventually(check: Callable[[], bool], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return True

@@ -69,7 +69,8 @@ class App:
         # Responses clients' conversations (previous_response_id). Nothing opens the database
         # before a Responses request asks to store or continue one.
         self.conversations = Conversations(ResponseStore(
-            storage.path or default_db_path(), storage.responses_ttl_days
+            storage.path or default_db_path(), storage.responses_ttl_days,
+            prune_every=storage.responses_prune_interval_s,
         ))
         self.routes: dict[tuple[str, str], Handler] = {
             ("POST", "/v1/messages/count_tokens"): self.count_tokens,
@@ -108,7 +109,7 @@ class App:
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         await self.gateway.start()
-        await self.conversations.store.start()  # prunes expired responses
+        await self.conversations.store.start()  # prunes expired responses, now and hourly
         # Everything built so far lives as long as the process: keep the collector from
         # scanning it again on every full collection of the request path.
         gc.freeze()

@@ -18,12 +18,14 @@ What this module promises:
 - Nothing touches the disk until a record is put or asked for, except `start()`, which
   prunes an existing database; a gateway whose clients never store leaves no file behind.
 - A response older than `ttl_days` is never returned nor continued from; the turns before a
-  live response stay as long as it needs them. Expired rows are pruned at start-up.
+  live response stay as long as it needs them. Expired rows are pruned at start-up and then
+  every `prune_every` seconds by a background task, off the request path.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import sqlite3
@@ -110,31 +112,51 @@ WHERE responses.owner IS excluded.owner
 class ResponseStore:
     def __init__(
         self, path: str | os.PathLike[str], ttl_days: float = 30.0, *,
-        max_turns: int = 1000,
+        max_turns: int = 1000, prune_every: float = 3600.0,
     ) -> None:
         self.path = Path(path).expanduser()
         self.ttl = ttl_days * DAY
         # A continuation loads every turn of its conversation: this bounds that memory.
         self.max_turns = max_turns
+        self.prune_every = prune_every  # seconds between two prunes while running
         self.pending: dict[str, StoredResponse] = {}
         self._writes: set[asyncio.Future[None]] = set()
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="babelgate-db")
         self._conn: sqlite3.Connection | None = None  # used only on self._thread
+        self._pruner: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------ lifecycle (event loop)
     async def start(self) -> int:
-        """Prune an existing database; returns how many records went. A missing file is
-        left missing until the first put."""
-        if not self.path.exists():
-            return 0
-        return await self._run(self._prune, time.time())
+        """Prune an existing database and start pruning periodically; returns how many
+        records went now. A missing file is left missing until the first put."""
+        pruned = await self._prune_if_any()
+        self._pruner = asyncio.get_running_loop().create_task(self._prune_periodically())
+        return pruned
 
     async def close(self) -> None:
-        """Finish queued writes, then close the connection."""
+        """Stop pruning, finish queued writes, then close the connection."""
+        if self._pruner is not None:
+            self._pruner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pruner
+            self._pruner = None
         if self._writes:
             await asyncio.gather(*self._writes, return_exceptions=True)
         await self._run(self._close)
         self._thread.shutdown(wait=True)
+
+    async def _prune_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(self.prune_every)
+            try:
+                await self._prune_if_any()
+            except Exception:  # a locked or broken file: say so, try again next time
+                log.exception("could not prune stored responses")
+
+    async def _prune_if_any(self) -> int:
+        if self._conn is None and not self.path.exists():
+            return 0
+        return await self._run(self._prune, time.time())
 
     # ------------------------------------------------------------ operations (event loop)
     def put(self, record: StoredResponse) -> None:
