@@ -9,7 +9,8 @@
 # turns and prints the difference / 100. Compare two commits by running it in each checkout.
 # BENCH_UNTIL=loads|parse|render stops each request after that stage (reuse.loads,
 # parse_request, render_request and its serialising): the differences between such counts
-# are the stages' instructions.
+# are the stages' instructions. BENCH_GC=gateway collects garbage as the gateway does;
+# BENCH_WARM sets the warm-up turns (3).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PY=${PYTHON:-$ROOT/.venv/bin/python}

@@ -14,6 +14,7 @@ change of a few percent shows.
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from dataclasses import replace
@@ -37,7 +38,7 @@ PATHS = {
     "chat_gemini": ("openai", "gemini", "gemini-2.5-pro", "gemini"),
     "chat_gemini_stream": ("openai", "gemini", "gemini-2.5-pro", "gemini"),
 }
-WARM_TURNS = 3
+WARM_TURNS = 3  # BENCH_WARM: e.g. 150 for claude_code_distinct, whose table is full by then
 # How far each request goes (BENCH_UNTIL): the instructions of a stage are the difference
 # between two counts. "all" is the whole request.
 UNTIL = ("loads", "parse", "render", "all")
@@ -69,15 +70,22 @@ def main(bodies: Path, body: str, turns: int, until: str = "all") -> None:
         decoder, encoder = upstream.stream_decoder(upstream_request), client.stream_encoder(request)
         return b"".join(encoder.encode(event) for event in decoder.feed(canned) + decoder.close())
 
-    for turn in range(WARM_TURNS):
+    for turn in range(int(os.environ.get("BENCH_WARM", WARM_TURNS))):
         one(turn)
     for turn in range(turns):
-        one(WARM_TURNS + turn)
+        one(1_000_000 + turn)  # numbers no warm-up turn had
 
 
 if __name__ == "__main__":
     if len(sys.argv) != 4:
         sys.exit("usage: python bench/pipeline.py BODIES_DIR BODY N")
+    if os.environ.get("BENCH_GC") == "gateway":
+        # Collect as the gateway does (App.start): what is built so far frozen, young objects
+        # collected every 20,000 allocations rather than 700. With the default thresholds a
+        # body whose pieces are all new (thousands of objects) pays for many more collections
+        # here than in the gateway.
+        gc.freeze()
+        gc.set_threshold(20_000, 20, 20)
     until = os.environ.get("BENCH_UNTIL", "all")
     if until not in UNTIL:
         sys.exit(f"BENCH_UNTIL: one of {', '.join(UNTIL)}")
