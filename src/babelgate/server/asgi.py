@@ -20,6 +20,10 @@ become ASGI messages. What the app promises holds under both:
   (the client reads a broken answer, not a short one);
 - `lifespan` starts and stops the app (a server without it starts the app on the first
   request; it is then stopped with the process).
+On SIGTERM the ASGI server decides how long open requests may run: `server.shutdown_timeout`
+is not read. uvicorn cancels what is still open after --timeout-graceful-shutdown, and a
+stream cancelled so ends with an error event its client retries on, as under our server;
+granian lets open requests run to their end (--workers-kill-timeout cuts them instead).
 """
 
 from __future__ import annotations
