@@ -285,6 +285,18 @@ def _assistant_item(item: JSON, kind: str, where: str) -> _Item:
             provider_metadata=metadata,
         )
         return _Item("assistant", (custom,), call=(call_id, name, "custom"))
+    return _arguments_call(item, where, call_id, name, metadata)
+
+
+def _search_call(item: JSON, where: str) -> _Item:
+    call_id, metadata = split_id(_required_str(item, "call_id", where))
+    return _arguments_call(item, where, call_id, SEARCH_TOOL, metadata)
+
+
+def _arguments_call(
+    item: JSON, where: str, call_id: str, name: str, metadata: JSON | None
+) -> _Item:
+    """A call whose input is its item's JSON `arguments` (a function or a search call)."""
     call = ToolCall(
         id=call_id,
         name=name,
@@ -292,17 +304,6 @@ def _assistant_item(item: JSON, kind: str, where: str) -> _Item:
         provider_metadata=metadata,
     )
     return _Item("assistant", (call,), call=(call_id, name, "function"))
-
-
-def _search_call(item: JSON, where: str) -> _Item:
-    call_id, metadata = split_id(_required_str(item, "call_id", where))
-    call = ToolCall(
-        id=call_id,
-        name=SEARCH_TOOL,
-        arguments=_parse_arguments(item.get("arguments"), f"{where}.arguments"),
-        provider_metadata=metadata,
-    )
-    return _Item("assistant", (call,), call=(call_id, SEARCH_TOOL, "function"))
 
 
 def _search_result(item: JSON, where: str) -> _Item:
