@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
+import logging
 import re
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -27,7 +30,7 @@ import pytest
 from tests.loops import on_each_loop
 
 from babelgate.server import http
-from babelgate.server.http import Headers, Request, Response, Server
+from babelgate.server.http import Headers, Limits, Request, Response, Server
 
 PATIENCE = 1.0  # seconds a client waits for something the server should do at once
 QUIET = 0.2  # seconds a client listens before concluding that the server sends nothing
@@ -49,9 +52,9 @@ Handler = Callable[[Request, Response], Coroutine[Any, Any, None]]
 
 
 @contextlib.asynccontextmanager
-async def serving(handler: Handler, keepalive: float = http.KEEPALIVE_SECONDS,
-                  ) -> AsyncIterator[Server]:
-    server = Server(handler, refusal, keepalive)
+async def serving(handler: Handler, tick: float = 1.0, **limits: Any) -> AsyncIterator[Server]:
+    """A server for `handler` on a free port; `limits` are fields of http.Limits."""
+    server = Server(handler, refusal, Limits(**limits), tick)
     await server.listen("127.0.0.1", 0)
     try:
         yield server
@@ -238,9 +241,8 @@ async def test_a_status_without_a_known_phrase_still_gets_a_status_line() -> Non
 
 
 @on_each_loop
-async def test_the_date_header_follows_the_clock(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(http, "TICK_SECONDS", 0.05)
-    async with serving(Recorder()) as server, connect(server) as client:
+async def test_the_date_header_follows_the_clock() -> None:
+    async with serving(Recorder(), tick=0.05) as server, connect(server) as client:
         await client.send(request())
         first = (await client.answer()).header("date")
         await asyncio.sleep(1.1)  # the header has a resolution of a second
@@ -470,11 +472,9 @@ async def test_a_content_length_over_64_mib_is_refused_with_413_without_reading_
 
 
 @on_each_loop
-async def test_a_body_at_the_limit_passes_one_byte_more_is_refused(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(http, "MAX_BODY_BYTES", 1000)
+async def test_a_body_at_the_limit_passes_one_byte_more_is_refused() -> None:
     recorder = Recorder()
-    async with serving(recorder) as server:
+    async with serving(recorder, max_body_bytes=1000) as server:
         answer = await ask(server, request("POST", "/up", body=b"a" * 1000))
         assert answer.body == answer_body("POST", "/up", b"a" * 1000)
         async with connect(server) as client:
@@ -484,23 +484,19 @@ async def test_a_body_at_the_limit_passes_one_byte_more_is_refused(
 
 
 @on_each_loop
-async def test_a_client_sending_its_whole_oversized_body_still_reads_the_413(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_client_sending_its_whole_oversized_body_still_reads_the_413() -> None:
     """Clients without `Expect` send the body the server will not read. Closing with those
     bytes unread makes the kernel answer with a reset, which can destroy the 413 before the
     client reads it: the server must close its side only after it stops receiving."""
-    monkeypatch.setattr(http, "MAX_BODY_BYTES", 1000)
-    async with serving(Recorder()) as server, connect(server) as client:
+    async with serving(Recorder(), max_body_bytes=1000) as server, connect(server) as client:
         await client.send(request("POST", "/up", body=b"b" * (4 << 20)))
         await assert_refused(client, 413, "/up")
 
 
 @on_each_loop
-async def test_a_chunked_body_growing_past_the_limit_is_refused_with_413(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(http, "MAX_BODY_BYTES", 1000)
+async def test_a_chunked_body_growing_past_the_limit_is_refused_with_413() -> None:
     recorder = Recorder()
-    async with serving(recorder) as server:
+    async with serving(recorder, max_body_bytes=1000) as server:
         async with connect(server) as client:  # at the limit: accepted
             await client.send(request("POST", "/up", "Transfer-Encoding: chunked")
                               + chunk(b"a" * 600) + chunk(b"b" * 400) + LAST_CHUNK)
@@ -778,6 +774,52 @@ async def test_a_client_leaving_mid_upload_never_reaches_the_handler() -> None:
     assert [r.path for r in recorder.requests] == ["/next"]
 
 
+@pytest.mark.parametrize("sent", [
+    request("POST", "/up", "Content-Length: 100000") + b"x" * 50000,  # part of a body
+    request("POST", "/up")[:30],  # part of a head
+    request("POST", "/up", f"Content-Length: {64 * 1024 * 1024 + 1}"),  # refused: 413
+    b"NOT HTTP AT ALL\r\n\r\n",  # refused: 400
+    request("GET", "/ok"),  # answered
+    request("GET", "/bug"),  # a handler that fails
+    request("GET", "/stream"),  # a stream the client leaves
+])
+@on_each_loop
+async def test_a_connection_is_freed_when_it_closes_without_the_garbage_collector(
+        sent: bytes) -> None:
+    """A reference cycle through a connection (its parser, an exception's frames) would keep
+    it, and whatever body it was reading, until the garbage collector's next full pass."""
+    async def handler(request: Request, response: Response) -> None:
+        if request.path == "/bug":
+            raise RuntimeError("a bug")
+        if request.path == "/stream":
+            response.start(200, [], b"first")
+            await asyncio.sleep(10)
+        response.send(200, b"fine", [])
+
+    # Logged as the gateway logs (run.configure_logging): pytest's own capture keeps every
+    # record, and with a failing handler's its traceback and frames, for the report.
+    logger = logging.getLogger("babelgate")
+    propagate, logger.propagate = logger.propagate, False
+    gc.collect()
+    gc.disable()
+    try:
+        async with serving(handler, linger=0.1) as server:
+            async with connect(server) as client:
+                await client.send(sent)
+                await asyncio.sleep(0.05)
+                (conn,) = server.connections
+                gone = weakref.ref(conn)
+                del conn
+            for _ in range(50):
+                if gone() is None:
+                    break
+                await asyncio.sleep(0.02)
+            assert gone() is None, [type(r) for r in gc.get_referrers(gone())]
+    finally:
+        gc.enable()
+        logger.propagate = propagate
+
+
 # ---------------------------------------------------------------------------- 10. backpressure
 PIECE = b"x" * 65536
 PIECES = 800  # 50 MiB: far more than the socket buffers of both ends hold
@@ -843,6 +885,47 @@ async def test_a_client_leaving_while_the_stream_waits_for_it_cancels_the_handle
         async with connect(server) as client:  # the server goes on
             await client.send(request("HEAD", "/"))
             assert (await client.answer(to_head=True)).status == 200
+
+
+@on_each_loop
+async def test_a_client_pipelining_without_reading_holds_back_its_next_requests() -> None:
+    """Whole answers do not wait for the client as a stream's writes do: without a bound,
+    a client that pipelines and never reads would have every answer kept in our memory."""
+    recorder = Recorder()
+    answer_size = 65536 + len(answer_body("GET", "/p"))
+    unsent = 128 * 1024
+    async with serving(recorder, max_unsent_bytes=unsent) as server, \
+            connect(server) as client:
+        count = 800  # 50 MiB of answers: far more than the socket buffers of both ends hold
+        client.writer.write(request("GET", "/p", body=PIECE) * count)
+        stalled = await until_stalled(lambda: len(recorder.requests))
+        assert 0 < stalled < count // 2
+        (conn,) = server.connections
+        assert conn.transport.get_write_buffer_size() <= unsent + answer_size
+        for _ in range(count):  # now it reads: every answer comes, in order
+            answer = await client.answer()
+            assert answer.body == answer_body("GET", "/p", PIECE)
+        assert len(recorder.requests) == count
+        await client.quiet()
+
+
+@on_each_loop
+async def test_requests_pipelined_beyond_the_bound_are_refused_after_those_ahead() -> None:
+    release = asyncio.Event()
+
+    async def handler(request: Request, response: Response) -> None:
+        if request.path == "/0":
+            await release.wait()
+        response.send(200, request.path.encode(), [])
+
+    async with serving(handler, max_pipelined=3) as server, connect(server) as client:
+        await client.send(b"".join(request("GET", f"/{n}") for n in range(6)))
+        await client.quiet()
+        release.set()
+        for n in range(4):  # the one answered and the three queued behind it
+            assert (await client.answer()).body == f"/{n}".encode()
+        answer = await assert_refused(client, 503, "/4")
+        assert b"more than 3 requests pipelined" in answer.body
 
 
 # ---------------------------------------------------------------------------- 11. failing handlers
@@ -914,10 +997,8 @@ KEEPALIVE = 0.3
 
 
 @on_each_loop
-async def test_an_idle_connection_is_closed_after_keepalive(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(http, "TICK_SECONDS", 0.02)
-    async with serving(Recorder(), keepalive=KEEPALIVE) as server:
+async def test_an_idle_connection_is_closed_after_keepalive() -> None:
+    async with serving(Recorder(), tick=0.02, keepalive=KEEPALIVE) as server:
         async with connect(server) as client:
             await client.send(request())
             await client.answer()
@@ -930,15 +1011,13 @@ async def test_an_idle_connection_is_closed_after_keepalive(
 
 
 @on_each_loop
-async def test_a_connection_with_a_request_under_way_is_not_idle(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(http, "TICK_SECONDS", 0.02)
-
+async def test_a_connection_with_a_request_under_way_is_not_idle() -> None:
     async def handler(request: Request, response: Response) -> None:
         await asyncio.sleep(3 * KEEPALIVE)
         response.send(200, b"slow but there", [])
 
-    async with serving(handler, keepalive=KEEPALIVE) as server, connect(server) as client:
+    async with serving(handler, tick=0.02, keepalive=KEEPALIVE) as server, \
+            connect(server) as client:
         await client.send(request())
         async with asyncio.timeout(3 * KEEPALIVE + PATIENCE):
             head = await client.reader.readuntil(b"\r\n\r\n")
@@ -949,15 +1028,143 @@ async def test_a_connection_with_a_request_under_way_is_not_idle(
 
 
 @on_each_loop
-async def test_a_slow_upload_is_not_idle(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(http, "TICK_SECONDS", 0.02)
+async def test_a_slow_upload_is_not_idle() -> None:
     recorder = Recorder()
-    async with serving(recorder, keepalive=KEEPALIVE) as server, connect(server) as client:
+    async with serving(recorder, tick=0.02, keepalive=KEEPALIVE) as server, \
+            connect(server) as client:
         await client.send(request("POST", "/up", "Content-Length: 6"))
         for byte in b"abcdef":  # 6 * KEEPALIVE/2 in all: longer than keepalive
             await asyncio.sleep(KEEPALIVE / 2)
             await client.send(bytes([byte]))
         assert (await client.answer()).body == answer_body("POST", "/up", b"abcdef")
+
+
+@on_each_loop
+async def test_a_head_trickling_in_is_refused_with_408_at_its_deadline() -> None:
+    """Every byte resets the idle clock: a head that comes a byte at a time would hold the
+    connection forever but for a deadline on the whole head."""
+    recorder = Recorder()
+    async with serving(recorder, tick=0.02, head_timeout=0.4) as server, \
+            connect(server) as client:
+        started = time.monotonic()
+        for byte in request("GET", "/slow", "x-pad: " + "p" * 40)[:-2]:
+            await client.send(bytes([byte]))
+            if client.reader.at_eof() or client.reader._buffer:  # answered: stop sending
+                break
+            await asyncio.sleep(0.02)
+        answer = await assert_refused(client, 408, "/slow")
+        assert 0.4 - 0.05 <= time.monotonic() - started < 0.4 + PATIENCE
+        assert b"head did not arrive within 0.4 s" in answer.body
+        # ... and a head that makes it in time is served, on a new connection.
+        assert (await ask(server, request("GET", "/fast"))).status == 200
+    assert [r.path for r in recorder.requests] == ["/fast"]
+
+
+@on_each_loop
+async def test_a_body_trickling_in_is_refused_with_408_at_its_deadline() -> None:
+    recorder = Recorder()
+    async with serving(recorder, tick=0.02, body_timeout=0.4) as server, \
+            connect(server) as client:
+        await client.send(request("POST", "/up", "Content-Length: 1000"))
+        started = time.monotonic()
+        for _ in range(100):
+            if client.reader.at_eof() or client.reader._buffer:
+                break
+            await client.send(b"b")
+            await asyncio.sleep(0.02)
+        answer = await assert_refused(client, 408, "/up")
+        assert 0.4 - 0.05 <= time.monotonic() - started < 0.4 + PATIENCE
+        assert b"body did not arrive within 0.4 s" in answer.body
+    assert recorder.requests == []
+
+
+@on_each_loop
+async def test_a_connection_that_sends_nothing_is_closed_at_the_head_deadline() -> None:
+    async with serving(Recorder(), tick=0.02, head_timeout=0.3) as server, \
+            connect(server) as client:
+        started = time.monotonic()
+        assert await client.closed(within=0.3 + PATIENCE)  # without a word
+        assert time.monotonic() - started >= 0.3 - 0.05
+
+
+@on_each_loop
+async def test_the_head_deadline_runs_from_the_answer_for_a_head_begun_during_it() -> None:
+    """A client may send its next request's head while the last is being answered: the
+    time the answer takes is not the head's to lose."""
+    async def handler(request: Request, response: Response) -> None:
+        if request.path == "/slow":
+            await asyncio.sleep(0.5)
+        response.send(200, request.path.encode(), [])
+
+    async with serving(handler, tick=0.02, head_timeout=0.3) as server, \
+            connect(server) as client:
+        await client.send(request("GET", "/slow") + request("GET", "/next")[:10])
+        assert (await client.answer()).body == b"/slow"
+        await asyncio.sleep(0.1)
+        await client.send(request("GET", "/next")[10:])
+        assert (await client.answer()).body == b"/next"
+
+
+def test_the_default_deadlines_close_a_trickling_head_within_a_minute() -> None:
+    limits = Limits()
+    assert limits.head_timeout <= 60
+    assert limits.body_timeout <= 300
+    assert limits.head_timeout < limits.keepalive  # the first head: not held by keepalive
+
+
+@on_each_loop
+async def test_connections_over_the_cap_are_told_503_and_closed() -> None:
+    recorder = Recorder()
+    async with serving(recorder, max_connections=3) as server:
+        async with contextlib.AsyncExitStack() as stack:
+            held = [await stack.enter_async_context(connect(server)) for _ in range(3)]
+            await asyncio.sleep(0.05)
+            async with connect(server) as over:
+                await over.send(request("GET", "/over"))
+                answer = await assert_refused(over, 503, "")
+                assert b"maximum of 3 connections" in answer.body
+            await held[0].send(request("GET", "/held"))  # those within the cap are served
+            assert (await held[0].answer()).status == 200
+        await asyncio.sleep(0.05)  # ... and once they go, new ones are again
+        assert (await ask(server, request("GET", "/again"))).status == 200
+        assert server.turned_away == 0
+    assert [r.path for r in recorder.requests] == ["/held", "/again"]
+
+
+@on_each_loop
+async def test_connections_far_over_the_cap_are_closed_unanswered() -> None:
+    async with serving(Recorder(), max_connections=1, linger=PATIENCE) as server, \
+            contextlib.AsyncExitStack() as stack:
+        clients = [await stack.enter_async_context(connect(server))
+                   for _ in range(1 + http.TURNED_AWAY_ANSWERED + 10)]
+        await asyncio.sleep(0.1)
+        assert server.turned_away == http.TURNED_AWAY_ANSWERED
+        answered = unanswered = 0
+        for client in clients[1:]:
+            async with asyncio.timeout(PATIENCE):
+                data = await client.reader.read(4096)
+            if data.startswith(b"HTTP/1.1 503"):
+                answered += 1
+            else:
+                assert data == b""
+                unanswered += 1
+        assert (answered, unanswered) == (http.TURNED_AWAY_ANSWERED, 10)
+
+
+@on_each_loop
+async def test_limits_are_the_servers_own_and_named_in_refusals() -> None:
+    recorder = Recorder()
+    async with serving(recorder, max_head_bytes=2000, max_body_bytes=1536) as server:
+        async with connect(server) as client:
+            await client.send(request("GET", "/h", "x-big: " + "v" * 2000))
+            answer = await assert_refused(client, 431, "/h")
+            assert b"larger than 2000 bytes" in answer.body
+        async with connect(server) as client:
+            await client.send(request("POST", "/b", body=b"b" * 1537))
+            answer = await assert_refused(client, 413, "/b")
+            assert b"larger than 1.5 KiB" in answer.body
+        assert (await ask(server, request("POST", "/b", body=b"b" * 1536))).status == 200
+    assert [r.path for r in recorder.requests] == ["/b"]
 
 
 # ---------------------------------------------------------------------------- 13. graceful stop

@@ -11,11 +11,19 @@ second task of ours to notice a client leaving (docs/benchmark.md has the number
 
 What it does: keep-alive (idle connections closed after `keepalive` seconds), pipelined
 requests answered in order, `Expect: 100-continue`, chunked request bodies (httptools decodes
-them), limits on the head (64 KiB, 431, also while a head is still arriving) and the body
-(64 MiB, 413), HEAD, HTTP/1.0 clients (no chunked encoding: a stream ends with the
-connection), backpressure (a stream waits while the client's socket is full), and a graceful
-stop (`Server.stop`). A request the server refuses (too large, malformed) is answered after
-those read before it, in the format `refusal` gives, then the connection closes without
+them), HEAD, HTTP/1.0 clients (no chunked encoding: a stream ends with the connection),
+backpressure (a stream waits while the client's socket is full; a client's next request waits
+while the answers it has not read pass `max_unsent_bytes`), and a graceful stop
+(`Server.stop`). What one client may take is bounded by `Limits`, a constructor parameter:
+the head's size (431, also while a head is still arriving) and the body's (413), deadlines
+for a head and a body to arrive in total (408: a byte now and then does not hold a
+connection), the requests pipelined ahead (503), and connections at once (503, then closed).
+Header values are checked where the head is written (`_head`): none can split a response.
+A connection that closes is freed by reference counting, not left to the garbage collector
+(connection_lost breaks the cycle with the parser).
+
+A request the server refuses (too large, malformed, late) is answered after those read
+before it, in the format `refusal` gives, then the connection closes without
 resetting what the client still sends. A handler that fails mid-stream gets its connection
 closed without the chunked terminator, so the client sees a cut, not a short answer. An
 answer after which the connection closes says `connection: close`. What it does not: protocol
@@ -30,6 +38,7 @@ import logging
 import re
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from email.utils import formatdate
 from http import HTTPStatus
 from typing import cast
@@ -40,11 +49,32 @@ import httptools
 log = logging.getLogger("babelgate")
 
 Headers = Sequence[tuple[bytes, bytes]]
-MAX_HEAD_BYTES = 64 * 1024
-MAX_BODY_BYTES = 64 * 1024 * 1024
-KEEPALIVE_SECONDS = 75.0
-TICK_SECONDS = 1.0  # the Date header's resolution, and how often idle connections are swept
-LINGER_SECONDS = 2.0  # how long a refused request's remaining bytes are read and dropped
+INF = float("inf")
+# Connections over Limits.max_connections answered 503 at once (beyond, closed unanswered).
+TURNED_AWAY_ANSWERED = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What one client may take of the server. Each is a setting under `server:` in the
+    configuration (docs/configuration.md); bytes and seconds here."""
+
+    max_head_bytes: int = 64 * 1024  # a request's line and headers (431 beyond)
+    max_body_bytes: int = 64 * 1024 * 1024  # a request's body (413 beyond)
+    keepalive: float = 75.0  # an idle connection is closed after this
+    # A request's head must have arrived this long after its first byte (or after the
+    # connection opened, for its first request), and its body this long after its head: in
+    # total, not between bytes, so that a byte now and then cannot hold a connection (408).
+    head_timeout: float = 30.0
+    body_timeout: float = 120.0
+    max_connections: int = 10_000  # beyond: turned away with a 503
+    # Requests read ahead of the one being answered (pipelining); the next is refused (503).
+    max_pipelined: int = 64
+    # Answer bytes written but not yet taken by the client, beyond which the connection's
+    # next request is neither read nor answered: a client that pipelines without reading
+    # its answers holds this much of our memory, not all the answers.
+    max_unsent_bytes: int = 256 * 1024
+    linger: float = 2.0  # how long a refused request's remaining bytes are read and dropped
 
 # "HTTP/1.1 200 OK\r\n" for every status, built once.
 _STATUS_LINES = {
@@ -54,7 +84,6 @@ _CHUNKED = b"transfer-encoding: chunked\r\n"
 _CLOSE = b"connection: close\r\n"
 _KEEP_ALIVE = b"connection: keep-alive\r\n"
 _LAST_CHUNK = b"0\r\n\r\n"
-_HEAD_TOO_LARGE = "the request's head is larger than 64 KiB"
 # The bytes no header line may carry (RFC 9110 5.5: control characters; the tab is allowed),
 # mapped to LF: after this translation, a head counts two LFs per line (its CRLF), or a name
 # or value brought a line break (a split response) or another control character with it.
@@ -234,20 +263,27 @@ class Server:
         self,
         handler: Handler,
         refusal: Refusal = plain_refusal,
-        keepalive: float = KEEPALIVE_SECONDS,
+        limits: Limits = Limits(),
+        tick: float = 1.0,  # the Date header's resolution, how often connections are swept
     ) -> None:
         self.handler = handler
         self.refusal = refusal
-        self.keepalive = keepalive
+        self.limits = limits
+        self.tick = tick
+        self.head_too_large = f"the request's head is larger than {_size(limits.max_head_bytes)}"
+        self.body_too_large = f"the request's body is larger than {_size(limits.max_body_bytes)}"
         self.connections: set[_Connection] = set()
+        self.turned_away = 0  # connections over max_connections being answered 503
         self.stopping = False
         self.date_line = _date_line()
+        self.now = 0.0  # the loop's clock at the last tick: deadlines are checked at ticks
         self._server: asyncio.AbstractServer | None = None
         self._tick: asyncio.TimerHandle | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
 
     async def listen(self, host: str, port: int) -> None:
         self.loop = asyncio.get_running_loop()
+        self.now = self.loop.time()
         self._server = await self.loop.create_server(
             lambda: _Connection(self), host, port, backlog=2048
         )
@@ -262,11 +298,16 @@ class Server:
         loop = self.loop
         assert loop is not None
         self.date_line = _date_line()
-        now = loop.time()
+        self.now = now = loop.time()
+        keepalive = self.limits.keepalive
         for conn in list(self.connections):
-            if conn.task is None and now - conn.idle_since > self.keepalive:
+            if conn.task is not None:
+                continue  # being answered: neither idle nor late
+            if now > conn.deadline:
+                conn.time_out()
+            elif now - conn.idle_since > keepalive:
                 conn.close()
-        self._tick = loop.call_later(TICK_SECONDS, self._on_tick)
+        self._tick = loop.call_later(self.tick, self._on_tick)
 
     async def stop(self, grace: float) -> None:
         """Stop listening, close idle connections, let requests under way finish for up to
@@ -307,6 +348,9 @@ class _Connection(asyncio.Protocol):
         # the parser only knows about the last request it read.
         self.waiting: deque[tuple[Request, bool, bool]] = deque()
         self.idle_since = self.loop.time()
+        # By when the head or body under way must have arrived (Limits.head_timeout): from
+        # the start, the first request's head.
+        self.deadline = server.now + server.limits.head_timeout
         self.write_paused = False
         self._drain: asyncio.Future[None] | None = None
         self.upgraded = False  # the client asked to switch protocols: close after answering
@@ -314,6 +358,8 @@ class _Connection(asyncio.Protocol):
         # request, its keep-alive and version, how many body bytes are missing, those read.
         self._upgrade_body: tuple[Request, bool, bool, int, list[bytes]] | None = None
         self._refused = False  # nothing more is read; the refusal below is the last answer
+        self._turned_away = False  # over Limits.max_connections: answered 503, not served
+        self._write_blocked = False  # the next request waits for the client to read
         self._refusal: tuple[str, int, str] | None = None  # sent after the requests ahead
         self._linger: asyncio.TimerHandle | None = None
         self._held: list[bytes] | None = None  # written at the end of this loop turn (hold)
@@ -330,14 +376,45 @@ class _Connection(asyncio.Protocol):
     # ------------------------------------------------------------------ asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses; they have its methods.
-        self.transport = cast(asyncio.Transport, transport)
-        self.server.connections.add(self)
+        self.transport = transport = cast(asyncio.Transport, transport)
+        server = self.server
+        limits = server.limits
+        if len(server.connections) >= limits.max_connections:
+            self._turn_away()
+            return
+        server.connections.add(self)
+        transport.set_write_buffer_limits(limits.max_unsent_bytes)
+
+    def _turn_away(self) -> None:
+        """A connection over Limits.max_connections: told so (503) and closed. When many
+        arrive at once, those beyond a small number more are closed without a word: answering
+        them would hold as many descriptors as the cap is there to spare."""
+        server = self.server
+        if server.turned_away >= TURNED_AWAY_ANSWERED:
+            self.closed = True
+            self.transport.abort()
+            return
+        if not server.turned_away:
+            log.warning("serving the maximum of %d connections: turning new ones away",
+                        server.limits.max_connections)
+        server.turned_away += 1
+        self._turned_away = self._refused = True
+        self._send_refusal("", 503, f"babelgate is serving its maximum of "
+                                    f"{server.limits.max_connections} connections; retry shortly")
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        # The parser holds our callbacks, and so us: without this cycle, reference counting
+        # frees the connection, and the body it was reading, now. (Nothing is parsed after
+        # the connection is lost.)
+        del self.parser
         if self._linger is not None:
             self._linger.cancel()
-        self.server.connections.discard(self)
+        server = self.server
+        if self._turned_away:
+            server.turned_away -= 1
+        else:
+            server.connections.discard(self)
         self.waiting.clear()
         if self.task is not None:
             self.task.cancel()  # the client left: stop its upstream request too
@@ -362,19 +439,15 @@ class _Connection(asyncio.Protocol):
             return
         except httptools.HttpParserError as exc:
             # A callback's own exception arrives as the context of a callback error.
-            refused = exc.__context__
-            if isinstance(refused, _Refused):
-                self._refuse(refused.status, str(refused))
-            else:
-                self._refuse(400, f"malformed HTTP request: {exc}")
+            self._refuse(*_refusal_of(exc))
             return
         if in_head and self._in_head and self._begun == begun:
             # All of `data` belongs to a head that is still not complete. on_header only sees
             # a header once it has ended, and httptools keeps a header line however long it
             # grows: without this count, one endless header would fill our memory.
             self._head_bytes += len(data)
-            if self._head_bytes > MAX_HEAD_BYTES:
-                self._refuse(431, _HEAD_TOO_LARGE)
+            if self._head_bytes > self.server.limits.max_head_bytes:
+                self._refuse(431, self.server.head_too_large)
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -383,6 +456,12 @@ class _Connection(asyncio.Protocol):
         self.write_paused = False
         if self._drain is not None and not self._drain.done():
             self._drain.set_result(None)
+        if self._write_blocked and not self.closed:
+            # The client has taken its answers: on with its next request.
+            self._write_blocked = False
+            if not self.waiting and not self._refused:
+                self.transport.resume_reading()
+            self._next()
 
     async def drained(self) -> None:
         if self._drain is None or self._drain.done():
@@ -398,6 +477,8 @@ class _Connection(asyncio.Protocol):
 
     # ------------------------------------------------------------------ httptools callbacks
     def on_message_begin(self) -> None:
+        if self.deadline == INF:  # (the first request's deadline runs from the start)
+            self.deadline = self.server.now + self.server.limits.head_timeout
         self._url = b""
         self._headers = {}
         self._head_size = 0
@@ -410,13 +491,13 @@ class _Connection(asyncio.Protocol):
     def on_url(self, url: bytes) -> None:
         self._url += url  # called for each piece of a URL split between reads
         self._head_size += len(url)
-        if self._head_size > MAX_HEAD_BYTES:
-            raise _Refused(431, _HEAD_TOO_LARGE)
+        if self._head_size > self.server.limits.max_head_bytes:
+            raise _Refused(431, self.server.head_too_large)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._head_size += len(name) + len(value)
-        if self._head_size > MAX_HEAD_BYTES:
-            raise _Refused(431, _HEAD_TOO_LARGE)
+        if self._head_size > self.server.limits.max_head_bytes:
+            raise _Refused(431, self.server.head_too_large)
         key = name.decode("latin-1").lower()
         text = value.decode("latin-1")
         known = self._headers.get(key)
@@ -424,20 +505,23 @@ class _Connection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        server = self.server
+        self.deadline = server.now + server.limits.body_timeout
         headers = self._headers
         length = headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
-            raise _Refused(413, "request body is larger than 64 MiB")
+        if length is not None and length.isdigit() and int(length) > server.limits.max_body_bytes:
+            raise _Refused(413, server.body_too_large)
         if headers.get("expect", "").lower() == "100-continue" and self.task is None:
             self.out([b"HTTP/1.1 100 Continue\r\n\r\n"])  # after any answer still held
 
     def on_body(self, body: bytes) -> None:
         self._body_size += len(body)
-        if self._body_size > MAX_BODY_BYTES:
-            raise _Refused(413, "request body is larger than 64 MiB")
+        if self._body_size > self.server.limits.max_body_bytes:
+            raise _Refused(413, self.server.body_too_large)
         self._body.append(body)
 
     def on_message_complete(self) -> None:
+        self.deadline = INF  # until the next request's first byte
         url = self._url
         if url[:1] != b"/":  # absolute form (a proxy's request) or `*`
             parsed = httptools.parse_url(url)
@@ -466,6 +550,7 @@ class _Connection(asyncio.Protocol):
             length = int(self._headers.get("content-length") or 0)  # llhttp checked it
             if length:
                 self._upgrade_body = (request, keep_alive, http11, length, [])
+                self.deadline = self.server.now + self.server.limits.body_timeout
                 return
             if "chunked" in self._headers.get("transfer-encoding", ""):
                 raise _Refused(400, "a request asking to switch protocols cannot have a "
@@ -473,11 +558,16 @@ class _Connection(asyncio.Protocol):
         self._start_or_queue(request, keep_alive, http11)
 
     def _start_or_queue(self, request: Request, keep_alive: bool, http11: bool) -> None:
-        if self.task is None:
+        if self.task is None and not self._write_blocked:
             self._run(request, keep_alive, http11)
-        else:  # pipelined: answered after the one under way; read no further meanwhile
-            self.waiting.append((request, keep_alive, http11))
-            self.transport.pause_reading()
+            return
+        # Pipelined (answered after the one under way, or once the client has read what is
+        # written): read no further meanwhile. What one read brought is queued, up to a bound.
+        if len(self.waiting) >= self.server.limits.max_pipelined:
+            raise _Refused(503, f"more than {self.server.limits.max_pipelined} requests "
+                                "pipelined on one connection; read the answers first")
+        self.waiting.append((request, keep_alive, http11))
+        self.transport.pause_reading()
 
     def _take_upgrade_body(self, data: bytes) -> None:
         assert self._upgrade_body is not None
@@ -488,6 +578,7 @@ class _Connection(asyncio.Protocol):
             self._upgrade_body = (request, keep_alive, http11, missing, pieces)
             return
         self._upgrade_body = None  # what follows the body is the new protocol: ignored
+        self.deadline = INF
         request.body = b"".join(pieces)
         self._start_or_queue(request, keep_alive, http11)
 
@@ -529,6 +620,22 @@ class _Connection(asyncio.Protocol):
             self.close()
             return
         self.idle_since = self.loop.time()
+        if self.deadline != INF:  # a head or body began while the answer took its time
+            limits = self.server.limits
+            self.deadline = self.server.now + (
+                limits.head_timeout if self._in_head else limits.body_timeout)
+        self._next()
+
+    def _next(self) -> None:
+        """On with what follows an answer: the next pipelined request, or the refusal after
+        them, once the client has read enough of the answers so far (Limits.max_unsent_bytes:
+        until then, resume_writing calls back)."""
+        if self.write_paused:
+            if not self._write_blocked:
+                self._write_blocked = True
+                if not self._refused:
+                    self.transport.pause_reading()
+            return
         if self.waiting:
             request, keep_alive, http11 = self.waiting.popleft()
             if not self.waiting and not self._refused:
@@ -537,14 +644,31 @@ class _Connection(asyncio.Protocol):
         elif self._refusal is not None:
             self._send_refusal(*self._refusal)
 
+    def time_out(self) -> None:
+        """The head or body under way is late (Limits.head_timeout, body_timeout): 408, and
+        the connection closes. One that never began a request is closed without a word."""
+        self.deadline = INF
+        if self._refused:
+            return  # closing already
+        limits = self.server.limits
+        if self._in_head:
+            self._refuse(408, f"the request's head did not arrive within "
+                              f"{limits.head_timeout:g} s of its start")
+        elif self._begun or self._upgrade_body is not None:
+            self._refuse(408, f"the request's body did not arrive within "
+                              f"{limits.body_timeout:g} s of its head")
+        else:
+            self.close()
+
     def _refuse(self, status: int, message: str) -> None:
         """Answer a request the server cannot take, then close: what follows it on the
         connection can no longer be parsed. The requests read before it are answered first,
         in order."""
         self._refused = True
+        self.deadline = INF
         self.transport.pause_reading()
         path = self._url.partition(b"?")[0].decode("latin-1")
-        if self.task is None:
+        if self.task is None and not self.waiting and not self._write_blocked:
             self._send_refusal(path, status, message)
         else:
             self._refusal = (path, status, message)
@@ -556,13 +680,13 @@ class _Connection(asyncio.Protocol):
         # with bytes unread makes the kernel answer them with a reset, which can destroy the
         # refusal before the client reads it. So our side ends with a FIN after the answer,
         # and what still comes is read and dropped (data_received, `_refused`) until the
-        # client closes, for LINGER_SECONDS at most.
+        # client closes, for Limits.linger seconds at most.
         if self.closed:
             return
         self.flush()
         self.transport.write_eof()
         self.transport.resume_reading()
-        self._linger = self.loop.call_later(LINGER_SECONDS, self.close)
+        self._linger = self.loop.call_later(self.server.limits.linger, self.close)
 
     # ------------------------------------------------------------------ writing
     def out(self, parts: list[bytes]) -> None:
@@ -596,8 +720,27 @@ class _Connection(asyncio.Protocol):
             self.transport.close()  # sends what is buffered first
 
 
+def _size(count: int) -> str:
+    """A byte count as people write it: 64 KiB, 1.5 MiB, 1000 bytes."""
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if count >= size and count * 10 % size == 0:  # exact to a tenth
+            return f"{count / size:g} {unit}"
+    return f"{count} bytes"
+
+
 def _date_line() -> bytes:
     return b"date: %s\r\n" % formatdate(usegmt=True).encode()
+
+
+def _refusal_of(error: httptools.HttpParserError) -> tuple[int, str]:
+    """The status and message for a request the parser stopped at. (A function of its own:
+    a local holding the callback's exception in data_received would make a reference cycle
+    through its traceback and that frame, keeping the bytes just read until the garbage
+    collector runs.)"""
+    refused = error.__context__
+    if isinstance(refused, _Refused):
+        return refused.status, str(refused)
+    return 400, f"malformed HTTP request: {error}"
 
 
 class _Refused(Exception):
