@@ -60,6 +60,15 @@ class ServerConfig(BaseModel):
     # Megabytes of an upstream's answer held in memory at once (a whole body, or a compressed
     # piece once inflated): past it the answer fails as the upstream's fault (502).
     upstream_body_mb: float = Field(default=64, gt=0)
+    # What one client may take of the server (server/http.py Limits; docs/configuration.md).
+    max_head_kb: float = Field(default=64, gt=0)
+    max_body_mb: float = Field(default=64, gt=0)
+    keepalive_timeout: float = Field(default=75, gt=0)
+    head_timeout: float = Field(default=30, gt=0)
+    body_timeout: float = Field(default=120, gt=0)
+    max_connections: int = Field(default=10_000, ge=1)
+    max_pipelined: int = Field(default=64, ge=0)
+    max_unsent_kb: float = Field(default=256, gt=0)
 
 
 class ProviderConfig(BaseModel):

@@ -263,4 +263,4 @@ def app_factory() -> AsgiApp:
     except ConfigError as exc:
         print(f"babelgate: configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    return AsgiApp(create_app(settings))
+    return AsgiApp(create_app(settings), int(settings.server.max_body_mb * 2**20))

@@ -8,10 +8,10 @@ import signal
 import sys
 from collections.abc import Callable
 
-from babelgate.config import Settings
+from babelgate.config import ServerConfig, Settings
 
 from .app import App, create_app
-from .http import Server
+from .http import Limits, Server
 
 log = logging.getLogger("babelgate")
 
@@ -51,7 +51,7 @@ async def _serve(app: App, settings: Settings, host: str, port: int) -> bool:
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    server = Server(app, app.refusal)
+    server = Server(app, app.refusal, limits(settings.server, raise_open_files_limit()))
     await app.start()
     try:
         try:
@@ -68,3 +68,48 @@ async def _serve(app: App, settings: Settings, host: str, port: int) -> bool:
         return True
     finally:
         await app.stop()
+
+
+def limits(config: ServerConfig, open_files: int | None = None) -> Limits:
+    """The HTTP server's limits from the `server:` settings. With `open_files` (the
+    process's limit on descriptors), the connection cap leaves room for an upstream
+    connection per client and some to spare: a cap the system cannot honour would turn
+    clients away with errors from accept() instead of a clear 503."""
+    max_connections = config.max_connections
+    if open_files is not None:
+        room = max(1, (open_files - FILES_SPARED) // 2)
+        if room < max_connections:
+            log.warning("server.max_connections lowered from %d to %d: the process may open "
+                        "only %d files", max_connections, room, open_files)
+            max_connections = room
+    return Limits(
+        max_head_bytes=int(config.max_head_kb * 1024),
+        max_body_bytes=int(config.max_body_mb * 2**20),
+        keepalive=config.keepalive_timeout,
+        head_timeout=config.head_timeout,
+        body_timeout=config.body_timeout,
+        max_connections=max_connections,
+        max_pipelined=config.max_pipelined,
+        max_unsent_bytes=int(config.max_unsent_kb * 1024),
+    )
+
+
+FILES_SPARED = 100  # descriptors kept for the database, logs, the upstreams' DNS and such
+
+
+def raise_open_files_limit() -> int | None:
+    """Raises this process's soft limit on open files to its hard limit (the soft one is
+    often 1,024, far fewer connections than the gateway can serve) and returns it; None
+    where there is no such limit (Windows)."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError) as exc:  # e.g. macOS caps it below RLIM_INFINITY
+            log.warning("cannot raise the open files limit from %d to %d: %s", soft, hard, exc)
+    return None if soft == resource.RLIM_INFINITY else soft
