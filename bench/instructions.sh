@@ -10,7 +10,8 @@
 # BENCH_UNTIL=loads|parse|render stops each request after that stage (reuse.loads,
 # parse_request, render_request and its serialising): the differences between such counts
 # are the stages' instructions. BENCH_GC=gateway collects garbage as the gateway does;
-# BENCH_WARM sets the warm-up turns (3).
+# BENCH_WARM sets the warm-up turns (3); BENCH_REUSE_MB sizes the reuse table as
+# server.reuse_mb does (0: off).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PY=${PYTHON:-$ROOT/.venv/bin/python}

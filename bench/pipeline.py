@@ -17,10 +17,10 @@ from __future__ import annotations
 import gc
 import os
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import orjson
+from msgspec.structs import replace
 
 from babelgate import reuse, tokens
 from babelgate.protocols import get_codec
@@ -86,6 +86,8 @@ if __name__ == "__main__":
         # here than in the gateway.
         gc.freeze()
         gc.set_threshold(20_000, 20, 20)
+    if "BENCH_REUSE_MB" in os.environ:  # as server.reuse_mb; 0 turns the table off
+        reuse.REUSE.resize(int(float(os.environ["BENCH_REUSE_MB"]) * 2**20))
     until = os.environ.get("BENCH_UNTIL", "all")
     if until not in UNTIL:
         sys.exit(f"BENCH_UNTIL: one of {', '.join(UNTIL)}")

@@ -17,11 +17,11 @@ import itertools
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import orjson
+from msgspec.structs import replace
 
 # The paths bench/pipeline.py counts instructions on (this script's folder is on sys.path):
 # body -> (client protocol, upstream protocol, upstream model, canned answer file stem).
