@@ -9,6 +9,7 @@ the levels an upstream's body wraps around a client's value.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import orjson
@@ -17,17 +18,41 @@ MAX_NESTING = 128  # levels; JSON Schemas and tool arguments seen in practice us
 _ENCODER_LEVELS = 254  # the deepest orjson.dumps encodes (it refuses 255)
 
 
+class _Probes(threading.local):
+    """Per thread, for each limit asked about: lists nested (254 - limit) deep, and the
+    innermost of them, where a value is put while the encoder walks them. Built once: made
+    anew for every check, the lists cost more than encoding the value."""
+
+    def __init__(self) -> None:
+        self.by_levels: dict[int, tuple[list[Any], list[Any]]] = {}
+
+    def get(self, levels: int) -> tuple[list[Any], list[Any]]:
+        found = self.by_levels.get(levels)
+        if found is None:
+            inner: list[Any] = [None]
+            outer = inner
+            for _ in range(_ENCODER_LEVELS - levels - 1):
+                outer = [outer]
+            found = self.by_levels[levels] = (outer, inner)
+        return found
+
+
+_probes = _Probes()
+
+
 def nests_within(value: Any, levels: int) -> bool:
     """Whether a decoded JSON `value` nests at most `levels` levels (a scalar: 0; `[]`: 1).
     Asked of orjson's encoder, which walks the value in C and stops at its own limit: the
-    value is put in enough lists first that only a value deeper than `levels` reaches it.
-    Costs about a fifth of decoding the value."""
+    value is put at the bottom of enough lists that only a value deeper than `levels`
+    reaches that limit. Costs about a fifth of decoding the value."""
     if not isinstance(value, dict | list):
         return True
-    for _ in range(_ENCODER_LEVELS - levels):
-        value = [value]
+    outer, inner = _probes.get(levels)
+    inner[0] = value
     try:
-        orjson.dumps(value)
+        orjson.dumps(outer)
     except orjson.JSONEncodeError:  # the only error decoded JSON can give: too deep
         return False
+    finally:
+        inner[0] = None  # the value is not kept alive here
     return True
