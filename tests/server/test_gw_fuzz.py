@@ -50,14 +50,72 @@ def without(body: dict[str, Any], *keys: str) -> dict[str, Any]:
     return {k: v for k, v in body.items() if k not in keys}
 
 
+SCHEMA = {"type": "object", "properties": {"answer": {"type": "string"}, "n": {
+    "anyOf": [{"type": "integer"}, {"type": "null"}]}}, "required": ["answer"]}
+GRAMMAR = {"type": "grammar", "syntax": "lark", "definition": "start: WORD"}
+PDF = "JVBERi0xLjQK"
+# Fields the recorded bodies do not use, in bodies of our own making.
+MORE_ANTHROPIC = {
+    "model": "claude-client", "max_tokens": 100, "temperature": 0.5, "top_k": 5,
+    "stop_sequences": ["END"], "tool_choice": {"type": "tool", "name": "Answer"},
+    "output_config": {"format": {"type": "json_schema", "schema": SCHEMA}},
+    "tools": [{"name": "Answer", "input_schema": SCHEMA}],
+    "messages": [{"role": "user", "content": [
+        {"type": "document", "title": "t", "source": {"type": "base64",
+                                                      "media_type": "application/pdf",
+                                                      "data": PDF}},
+        {"type": "document", "source": {"type": "content", "content": [
+            {"type": "text", "text": "inline"}]}},
+        {"type": "search_result", "title": "r", "source": "s",
+         "content": [{"type": "text", "text": "found"}]},
+        {"type": "image", "source": {"type": "url", "url": "https://example.com/a.png"}},
+        {"type": "text", "text": "Answer.", "citations": [{"type": "char_location"}]}]}],
+}
+MORE_CHAT = {
+    "model": "gpt-client", "max_tokens": 100, "n": 1, "logprobs": False,
+    "response_format": {"type": "json_schema", "json_schema": {"name": "a", "schema": SCHEMA}},
+    "tools": [{"type": "custom", "custom": {"name": "patch", "format": {
+        "type": "grammar", "grammar": {"syntax": "lark", "definition": "start: WORD"}}}},
+              {"type": "function", "function": {"name": "Answer", "parameters": SCHEMA}}],
+    "tool_choice": {"type": "allowed_tools", "allowed_tools": {"mode": "required"}},
+    "messages": [
+        {"role": "user", "content": [
+            {"type": "text", "text": "Look."},
+            {"type": "file", "file": {"file_data": f"data:application/pdf;base64,{PDF}",
+                                      "filename": "a.pdf"}}]},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "call_1", "type": "custom", "custom": {"name": "patch", "input": "x"}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "done"}],
+}
+MORE_RESPONSES = {
+    "model": "resp-client", "max_output_tokens": 100, "temperature": 0.2,
+    "text": {"format": {"type": "json_schema", "name": "a", "schema": SCHEMA}},
+    "tools": [{"type": "custom", "name": "patch", "format": GRAMMAR},
+              {"type": "function", "name": "Answer", "parameters": SCHEMA, "strict": True}],
+    "tool_choice": {"type": "function", "name": "Answer"},
+    "input": [
+        {"role": "user", "content": [
+            {"type": "input_text", "text": "Look."},
+            {"type": "input_image", "image_url": "https://example.com/a.png"},
+            {"type": "input_file", "file_data": f"data:application/pdf;base64,{PDF}",
+             "filename": "a.pdf"}]},
+        {"type": "custom_tool_call", "call_id": "c1", "name": "patch", "input": "x"},
+        {"type": "custom_tool_call_output", "call_id": "c1", "output": "done"},
+        {"type": "function_call", "call_id": "c2", "name": "Answer",
+         "arguments": '{"answer": "a"}'},
+        {"type": "function_call_output", "call_id": "c2", "output": [
+            {"type": "input_text", "text": "ok"}]}],
+}
 CLAUDE_CODE = fixture("anthropic/claude_code_request.json")
 SEEDS: dict[str, list[dict[str, Any]]] = {
-    "/v1/messages": [CLAUDE_CODE],
-    "/v1/messages/count_tokens": [without(CLAUDE_CODE, "stream", "max_tokens", "metadata")],
-    "/v1/chat/completions": [fixture("openai_chat/requests/agent_turn.json")],
+    "/v1/messages": [CLAUDE_CODE, MORE_ANTHROPIC],
+    "/v1/messages/count_tokens": [without(body, "stream", "max_tokens", "metadata")
+                                  for body in (CLAUDE_CODE, MORE_ANTHROPIC)],
+    "/v1/chat/completions": [fixture("openai_chat/requests/agent_turn.json"), MORE_CHAT],
     "/v1/responses": [
-        fixture(f"openai_responses/codex_request_{name}.json")
-        for name in ("first_turn", "second_turn", "tool_search")
+        *(fixture(f"openai_responses/codex_request_{name}.json")
+          for name in ("first_turn", "second_turn", "tool_search")),
+        MORE_RESPONSES,
     ],
 }
 
