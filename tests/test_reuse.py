@@ -325,7 +325,7 @@ def nested(levels: int) -> str:
 @pytest.mark.parametrize("pad", [0, 6000], ids=["small body", "large body"])
 @pytest.mark.parametrize("where", ["tools", "messages"])
 def test_bodies_nest_at_most_max_nesting_levels(pad: int, where: str) -> None:
-    """Deeper than the limit is a 400, at any depth from 129 on (msgspec, which splits large
+    """Deeper than the limit is a 400, at any depth past it (msgspec, which splits large
     bodies, gives up near 1,000 and orjson at 1,024; later steps at 254); up to it, the body
     decodes as orjson decodes it."""
     table = Reuse(max_nesting=12)

@@ -210,7 +210,9 @@ ODD = [None, True, False, 0, -1, 1, 7, 1.5, -0.0, 2**31, 2**63 - 1, -(2**63), 2*
        "[]", "{}", "x" * 100_000, "\u2028\ud83d\ude00\u0301", "\x00", "a\r\nb: c",
        [], [None], [0], [""], [[]], [{}], [True], {}, {"type": None}, {"type": 1},
        {"type": "text"}, {"type": "text", "text": None}, {"": None}]
-DEEP = [deep(depth, kind) for depth in (60, 500, 990, 1100, 2000, 50_000)
+# Around the gateway's limit (240 levels in all), orjson's encoder's (254) and decoder's
+# (1,024) and Python's recursion limit (1,000).
+DEEP = [deep(depth, kind) for depth in (60, 200, 230, 236, 250, 500, 990, 1100, 2000, 50_000)
         for kind in ("object", "array", "mixed")]
 
 

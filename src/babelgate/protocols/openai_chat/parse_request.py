@@ -398,6 +398,10 @@ def _response_format(raw: Any) -> JSON | None:
         return None
     if not isinstance(raw, dict) or not isinstance(raw.get("type"), str):
         raise invalid("`response_format` must be an object with a `type`", "response_format")
+    if raw["type"] == "json_schema":  # read by every upstream's renderer
+        spec = mapping(raw, "json_schema", "response_format") or {}
+        mapping(spec, "schema", "response_format.json_schema")
+        string(spec, "name", "response_format.json_schema")
     return raw
 
 

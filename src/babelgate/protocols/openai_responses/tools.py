@@ -232,6 +232,9 @@ def parse_text_format(text: Any) -> JSON | None:
         return None
     kind = fmt.get("type")
     if kind == "json_schema":
+        # read by every upstream's renderer
+        mapping(fmt, "schema", "text.format")
+        string(fmt, "name", "text.format")
         schema = {
             key: fmt[key] for key in ("name", "schema", "strict", "description") if key in fmt
         }
