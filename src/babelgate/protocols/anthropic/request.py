@@ -36,6 +36,7 @@ from babelgate.canonical import (
 from babelgate.canonical.carry import split_id
 from babelgate.reuse import derive
 
+from ..fields import boolean
 from .carrier import ANTHROPIC, reasoning_from_thinking
 
 JSON = dict[str, Any]
@@ -96,7 +97,9 @@ def _parse(body: JSON, *, require_max_tokens: bool) -> Request:
         messages=_messages(body.get("messages")),
         system=derive(system, _SYSTEM, _system, system),
         max_tokens=_max_tokens(body.get("max_tokens"), required=require_max_tokens),
-        stream=body.get("stream") is True,
+        # A truthy non-boolean would be read as false here and as true by an Anthropic
+        # upstream the body passes through to: refused.
+        stream=boolean(body, "stream") is True,
         temperature=temperature,
         top_p=top_p,
         top_k=_top_k(body.get("top_k")),

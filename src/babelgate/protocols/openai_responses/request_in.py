@@ -92,7 +92,7 @@ def parse_request(body: JSON) -> Request:
         messages=builder.messages(),
         system=tuple(builder.system),
         max_tokens=integer(body, "max_output_tokens", minimum=1),
-        stream=bool(body.get("stream", False)),
+        stream=boolean(body, "stream") is True,
         temperature=number(body, "temperature"),
         top_p=number(body, "top_p"),
         tools=_with_found(tools, builder.found_tools),
