@@ -1,5 +1,6 @@
-"""The gateway's edge as an attacker meets it: the real `python -m babelgate serve` process,
-spoken to through raw sockets, so that what goes over the wire is what the test reads."""
+"""The gateway's edge as an attacker meets it: the real gateway process, under our own
+server and under the ASGI adapter (`each_server`), spoken to through raw sockets, so that
+what goes over the wire is what the test reads."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from tests.fakes import Reply
 
 from conftest import Stack, last
 
-pytestmark = [pytest.mark.gateway, pytest.mark.asyncio(loop_scope="session")]
+pytestmark = [pytest.mark.gateway, pytest.mark.each_server,
+              pytest.mark.asyncio(loop_scope="session")]
 
 
 async def raw_exchange(url: str, data: bytes) -> bytes:
