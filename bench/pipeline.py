@@ -3,7 +3,7 @@
 `python bench/pipeline.py BODIES_DIR BODY N` (BODIES_DIR written by bench/bodies.py) takes a
 new turn of BODY's conversation each time (the `@turn@` mark gets a new number, as in
 bench/post.lua), and does what the gateway does with it without the network: decode the
-client body (babelgate.reuse), parse it, render and serialise the upstream body, then turn the
+client body (protocols/reuse.py), parse it, render and serialise the upstream body, then turn the
 upstream's canned answer (the whole stream, for a streamed body) into the client's bytes. A
 few warm-up turns come first, as a running gateway has seen the conversation before.
 
@@ -22,8 +22,9 @@ from pathlib import Path
 import orjson
 from msgspec.structs import replace
 
-from babelgate import reuse, tokens
+from babelgate import tokens
 from babelgate.protocols import get_codec
+from babelgate.protocols.reuse import Reuse
 from babelgate.providers.presets import DEFAULT_QUIRKS
 
 # body -> (client protocol, upstream protocol, upstream model, canned answer file stem)
@@ -51,23 +52,25 @@ def main(bodies: Path, body: str, turns: int, until: str = "all") -> None:
     template = (bodies / f"{body}.json").read_bytes()
     stream = bool(orjson.loads(template).get("stream"))
     canned = (bodies / "upstream" / f"{answer}.{'sse' if stream else 'json'}").read_bytes()
+    reuse = Reuse()  # as the gateway's table for one caller
 
     def one(turn: int) -> bytes:
         data = reuse.loads(template.replace(b"@turn@", b"%d" % turn))
         if until == "loads":
             return b""
-        request = client.parse_request(data)
+        request = client.parse_request(data, reuse)
         if until == "parse":
             return b""
         upstream_request = replace(request, model=model, stream=stream)
-        orjson.dumps(upstream.render_request(upstream_request, quirks))
+        orjson.dumps(upstream.render_request(upstream_request, quirks, reuse))
         if until == "render":
             return b""
         if not stream:
-            answer = upstream.parse_response(orjson.loads(canned), upstream_request)
-            return orjson.dumps(client.render_response(answer, request))
-        tokens.quick_estimate(request)
-        decoder, encoder = upstream.stream_decoder(upstream_request), client.stream_encoder(request)
+            answer = upstream.parse_response(orjson.loads(canned), upstream_request, reuse)
+            return orjson.dumps(client.render_response(answer, request, reuse))
+        tokens.quick_estimate(request, reuse)
+        decoder = upstream.stream_decoder(upstream_request, reuse)
+        encoder = client.stream_encoder(request, reuse)
         return b"".join(encoder.encode(event) for event in decoder.feed(canned) + decoder.close())
 
     for turn in range(int(os.environ.get("BENCH_WARM", WARM_TURNS))):

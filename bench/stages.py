@@ -27,8 +27,8 @@ from msgspec.structs import replace
 # body -> (client protocol, upstream protocol, upstream model, canned answer file stem).
 from pipeline import PATHS
 
-from babelgate import reuse
 from babelgate.protocols import get_codec
+from babelgate.protocols.reuse import Reuse
 from babelgate.providers.presets import DEFAULT_QUIRKS
 
 BUDGET_SECONDS = 0.3  # per stage: enough for a stable mean, short enough for a quick look
@@ -57,15 +57,16 @@ def measure(bodies: Path, body: str) -> list[tuple[str, float, str]]:
     def new_turn() -> bytes:
         return template.replace(b"@turn@", str(next(turns)).encode())
 
+    reuse = Reuse()  # as the gateway's table for one caller
     making = _time(new_turn)  # subtracted from the stages that take a new turn
     raw = new_turn()
     data = reuse.loads(raw)
-    request = client.parse_request(data)
+    request = client.parse_request(data, reuse)
     stream = bool(request.stream)
     up_request = replace(request, model=model)
-    up_body = upstream.render_request(up_request, quirks)
+    up_body = upstream.render_request(up_request, quirks, reuse)
     loads_us = _time(lambda: reuse.loads(new_turn()))
-    parse_us = _time(lambda: client.parse_request(reuse.loads(new_turn())))
+    parse_us = _time(lambda: client.parse_request(reuse.loads(new_turn()), reuse))
     rows = [
         ("client JSON -> dict, a new turn (reuse.loads)", loads_us - making, f"{len(raw)} B"),
         ("client dict -> Request, a new turn (parse_request)", parse_us - loads_us, ""),
@@ -73,7 +74,8 @@ def measure(bodies: Path, body: str) -> list[tuple[str, float, str]]:
         # find every rendering kept, even for a body whose pieces never repeat.
         ("Request -> upstream dict, a new turn (render_request)",
          _time(lambda: upstream.render_request(
-             replace(client.parse_request(reuse.loads(new_turn())), model=model), quirks))
+             replace(client.parse_request(reuse.loads(new_turn()), reuse), model=model),
+             quirks, reuse))
          - parse_us, ""),
         ("upstream dict -> bytes (orjson.dumps)", _time(lambda: orjson.dumps(up_body)),
          f"{len(orjson.dumps(up_body))} B"),
@@ -82,13 +84,13 @@ def measure(bodies: Path, body: str) -> list[tuple[str, float, str]]:
         canned = (bodies / "upstream" / f"{answer}.sse").read_bytes()
 
         def decode() -> list[Any]:
-            decoder = upstream.stream_decoder(up_request)
+            decoder = upstream.stream_decoder(up_request, reuse)
             return decoder.feed(canned) + decoder.close()
 
         events = decode()
 
         def encode() -> bytes:
-            encoder = client.stream_encoder(request)
+            encoder = client.stream_encoder(request, reuse)
             return b"".join(encoder.encode(event) for event in decode())
 
         out = encode()
@@ -101,14 +103,14 @@ def measure(bodies: Path, body: str) -> list[tuple[str, float, str]]:
         ]
     else:
         canned = (bodies / "upstream" / f"{answer}.json").read_bytes()
-        parsed = upstream.parse_response(orjson.loads(canned), up_request)
-        rendered = client.render_response(parsed, request)
+        parsed = upstream.parse_response(orjson.loads(canned), up_request, reuse)
+        rendered = client.render_response(parsed, request, reuse)
         rows += [
             ("upstream answer -> Response (loads + parse_response)",
-             _time(lambda: upstream.parse_response(orjson.loads(canned), up_request)),
+             _time(lambda: upstream.parse_response(orjson.loads(canned), up_request, reuse)),
              f"{len(canned)} B"),
             ("Response -> client bytes (render_response + dumps)",
-             _time(lambda: orjson.dumps(client.render_response(parsed, request))),
+             _time(lambda: orjson.dumps(client.render_response(parsed, request, reuse))),
              f"{len(orjson.dumps(rendered))} B"),
         ]
     return rows

@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import orjson
 import pytest
 
-from babelgate import reuse
+from babelgate.protocols.reuse import Reuse
 
 
 @pytest.fixture
-def empty_reuse_table() -> Iterator[None]:
-    """The process-wide reuse table, empty before and after the test: a piece kept by
-    another test must not decide what this one finds."""
-    reuse.REUSE.clear()
-    yield
-    reuse.REUSE.clear()
+def table() -> Reuse:
+    """A reuse table of the test's own, as the app makes one per caller: a piece kept by
+    another test cannot decide what this one finds."""
+    return Reuse()
 
 
 def wire(body: Any) -> Any:

@@ -2,8 +2,8 @@
 from its own layer and the layers below it. The table below is that drawing, lowest first;
 every module under src/babelgate must fall in one of its layers.
 
-`reuse` (the table of request pieces found again) belongs to the protocols layer wherever its
-module lives: the codecs import it, nothing below them does. `storage` speaks SQL and imports
+`protocols/reuse.py` (the table of request pieces found again) is in the protocols layer:
+the codecs import it, nothing below them does. `storage` speaks SQL and imports
 nothing of ours; only the server uses it, so it sits just below the server.
 """
 
@@ -20,7 +20,7 @@ SRC = Path(babelgate.__file__).parent
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("babelgate",),  # the package itself (its __init__: __version__), not what lies in it
     ("babelgate.canonical",),
-    ("babelgate.protocols", "babelgate.reuse", "babelgate.protocols.reuse"),
+    ("babelgate.protocols",),
     ("babelgate.providers", "babelgate.tokens"),
     ("babelgate.config",),
     ("babelgate.routing",),

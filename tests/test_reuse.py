@@ -1,4 +1,4 @@
-"""babelgate.reuse: large bodies decoded once per distinct piece, and results derived from
+"""babelgate.protocols.reuse: large bodies decoded once per distinct piece, and results derived from
 shared pieces computed once — without ever changing what a request decodes or renders to."""
 
 from __future__ import annotations
@@ -10,16 +10,13 @@ import orjson
 import pytest
 from tests.reuse_support import wire
 
-from babelgate import reuse
 from babelgate.canonical import GatewayError
-from babelgate.protocols import Quirks, get_codec
+from babelgate.protocols import Quirks, get_codec, reuse
+from babelgate.protocols.reuse import Reuse
 from babelgate.providers.presets import DEFAULT_QUIRKS
-from babelgate.reuse import Reuse
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PAD = "lorem ipsum dolor sit amet " * 40  # ~1 KB: every padded piece is worth caching
-
-pytestmark = pytest.mark.usefixtures("empty_reuse_table")
 
 
 def claude_code_body(last_text: str = "and now the tests") -> dict[str, Any]:
@@ -107,46 +104,71 @@ def test_bad_bodies_get_the_same_400_as_before(raw: bytes, message: str) -> None
 # ------------------------------------------------------------------ derive
 
 
-def test_derive_computes_once_per_shared_value_and_tag() -> None:
+def compute(value: Any, tag: str) -> list[str]:
+    CALLS.append(tag)
+    return [tag, str(len(value))]
+
+
+def other(value: Any, tag: str) -> list[str]:
+    CALLS.append("other " + tag)
+    return [tag]
+
+
+CALLS: list[str] = []
+
+
+def test_derive_computes_once_per_shared_value_function_and_arguments() -> None:
+    """The key is everything the result is computed from: the value, the function and its
+    other arguments."""
     table = Reuse()
-    calls: list[str] = []
-
-    def compute(tag: str, value: Any) -> list[str]:
-        calls.append(tag)
-        return [tag, str(len(value))]
-
+    CALLS.clear()
     body = table.loads(dumps(claude_code_body()))
-    one = table.derive(body["tools"], "a", compute, "a", body["tools"])
-    assert table.derive(body["tools"], "a", compute, "a", body["tools"]) is one
-    table.derive(body["tools"], "b", compute, "b", body["tools"])
+    one = table.derive(compute, body["tools"], "a")
+    assert table.derive(compute, body["tools"], "a") is one
+    table.derive(compute, body["tools"], "b")  # another argument
+    table.derive(other, body["tools"], "a")  # another function
     # A derived result is itself shared: it can key the next derivation.
-    twice = table.derive(one, "c", compute, "c", one)
-    assert table.derive(one, "c", compute, "c", one) is twice
-    assert calls == ["a", "b", "c"]
+    twice = table.derive(compute, one, "c")
+    assert table.derive(compute, one, "c") is twice
+    # An equal argument (a frozen value, say) finds the same result.
+    assert table.derive(compute, body["tools"], "".join(["a"])) is one
+    assert CALLS == ["a", "b", "other a", "c"]
+
+
+def test_derive_keys_on_the_whole_quirks() -> None:
+    """Two Quirks that differ in any field get their own result; equal ones share one."""
+    table = Reuse()
+    CALLS.clear()
+    body = table.loads(dumps(claude_code_body()))
+    one = table.derive(compute, body["tools"], Quirks(images=False))
+    assert table.derive(compute, body["tools"], Quirks(images=False)) is one
+    assert table.derive(compute, body["tools"], Quirks(images=False, auto_cache=True)) is not one
+    assert len(CALLS) == 2
 
 
 def test_derive_recomputes_for_values_that_are_not_shared() -> None:
     table = Reuse()
     table.loads(dumps(claude_code_body()))
     counted: list[int] = []
-    for value in ({"fresh": 1}, None, 5, "short"):
-        table.derive(value, "t", counted.append, 1)
-        table.derive(value, "t", counted.append, 1)
-    assert len(counted) == 8
+    for value in ({"fresh": 1}, None, 5, "short", (), ""):
+        table.derive(counted.append, value)
+        table.derive(counted.append, value)
+    assert len(counted) == 12
 
 
 # ------------------------------------------------------------------ codecs on shared pieces
 
 
-def test_claude_code_turns_parse_as_without_reuse() -> None:
+def test_claude_code_turns_parse_as_without_reuse(table: Reuse) -> None:
     codec = get_codec("anthropic")
     for text in ("first", "second", "third"):
         raw = dumps(claude_code_body(text))
-        assert codec.parse_request(reuse.loads(raw)) == codec.parse_request(orjson.loads(raw))
+        shared = codec.parse_request(table.loads(raw), table)
+        assert shared == codec.parse_request(orjson.loads(raw))
 
 
 @pytest.mark.parametrize("upstream", ["openai", "gemini", "openai-responses", "anthropic"])
-def test_rendering_a_shared_request_twice_gives_the_same_body(upstream: str) -> None:
+def test_rendering_a_shared_request_twice_gives_the_same_body(upstream: str, table: Reuse) -> None:
     """Renders may add cache marks to their copy of the tools: the next request must not see
     them (and a provider without auto-cache must not get the other's marks)."""
     # Without the client's own cache marks, so that auto-cache marks the last tool.
@@ -155,10 +177,11 @@ def test_rendering_a_shared_request_twice_gives_the_same_body(upstream: str) -> 
     quirks = DEFAULT_QUIRKS[upstream]
     expected = wire(out.render_request(client.parse_request(orjson.loads(raw)), quirks))
     for _ in range(3):
-        assert wire(out.render_request(client.parse_request(reuse.loads(raw)), quirks)) == expected
+        request = client.parse_request(table.loads(raw), table)
+        assert wire(out.render_request(request, quirks, table)) == expected
     if upstream == "anthropic":
         plain = Quirks(auto_cache=False)
-        bare = wire(out.render_request(client.parse_request(reuse.loads(raw)), plain))
+        bare = wire(out.render_request(client.parse_request(table.loads(raw), table), plain, table))
         assert bare == wire(out.render_request(client.parse_request(orjson.loads(raw)), plain))
         assert all("cache_control" not in tool for tool in bare["tools"])
         assert "cache_control" in expected["tools"][-1]  # auto-cache did mark it
@@ -172,7 +195,7 @@ def _without_cache_marks(value: Any) -> Any:
     return value
 
 
-def test_a_shared_tool_result_is_named_after_each_conversation_s_own_call() -> None:
+def test_a_shared_tool_result_is_named_after_each_conversation_s_own_call(table: Reuse) -> None:
     """A tool result carries only the call id; the name comes from the call before it. The
     same result message after a differently named call (another conversation) gets that
     call's name, and the first request keeps its own."""
@@ -187,13 +210,13 @@ def test_a_shared_tool_result_is_named_after_each_conversation_s_own_call() -> N
             {"role": "user", "content": PAD + PAD + tool}, call, result]})
 
     codec = get_codec("anthropic")
-    first = codec.parse_request(reuse.loads(conversation("Read")))
-    second = codec.parse_request(reuse.loads(conversation("Grep")))
-    again = codec.parse_request(reuse.loads(conversation("Read")))
+    first = codec.parse_request(table.loads(conversation("Read")), table)
+    second = codec.parse_request(table.loads(conversation("Grep")), table)
+    again = codec.parse_request(table.loads(conversation("Read")), table)
     assert first.messages[2].parts[0].name == "Read"  # type: ignore[union-attr]
     assert second.messages[2].parts[0].name == "Grep"  # type: ignore[union-attr]
     assert again.messages[2] is first.messages[2]  # the named copy is found again
-    assert reuse.REUSE.stats()["hits"] > 0
+    assert table.stats()["hits"] > 0
 
 
 def test_a_zero_budget_keeps_nothing_and_changes_nothing() -> None:
@@ -208,16 +231,14 @@ def test_a_zero_budget_keeps_nothing_and_changes_nothing() -> None:
     assert table.stats()["pieces"] == 0
 
 
-def test_the_configured_budget_reaches_the_table() -> None:
+def test_the_configured_budget_reaches_the_app_s_tables() -> None:
     from babelgate.config import Settings
     from babelgate.server.app import App
 
-    App(Settings.model_validate({"server": {"reuse_mb": 0.5}, "providers": {}, "routes": {},
-                                 "source": "test"}))
-    try:
-        assert reuse.REUSE.stats()["budget"] == 512 * 1024
-    finally:
-        reuse.REUSE.resize(reuse.BUDGET)
+    app = App(Settings.model_validate({"server": {"reuse_mb": 0.5}, "providers": {},
+                                       "routes": {}, "source": "test"}))
+    assert app.reuse.stats()["budget"] == 512 * 1024
+    assert not app.reuse.shared  # server.reuse_shared: false by default
 
 
 PNG = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kg"
@@ -230,7 +251,7 @@ PNG = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA
     Quirks(echo_reasoning=True, reasoning_control="thinking"),
 ])
 def test_openai_rendering_of_shared_turns_depends_on_the_conversation_only(
-    quirks: Quirks,
+    quirks: Quirks, table: Reuse,
 ) -> None:
     """The same messages rendered in two conversations: an image a tool result owes to the
     next user message, and results that answer a call or not, still land where the plain
@@ -258,7 +279,7 @@ def test_openai_rendering_of_shared_turns_depends_on_the_conversation_only(
         for messages in conversations:
             raw = dumps({"model": "m", "max_tokens": 5, "messages": messages})
             plain = wire(out.render_request(codec.parse_request(orjson.loads(raw)), quirks))
-            shared = wire(out.render_request(codec.parse_request(reuse.loads(raw)), quirks))
+            shared = wire(out.render_request(codec.parse_request(table.loads(raw)), quirks, table))
             assert shared == plain
             if messages[2:] == [later, result] and quirks.images:
                 # The promise render_messages makes: the image rides in the user message
@@ -269,17 +290,17 @@ def test_openai_rendering_of_shared_turns_depends_on_the_conversation_only(
                 after = shared["messages"][3]["content"]
                 assert [p["type"] for p in after] == ["image_url", "text"]
                 assert after[1]["text"].endswith("later")
-    assert reuse.REUSE.stats()["hits"] > 0
+    assert table.stats()["hits"] > 0
 
 
-def test_shared_turns_go_to_an_openai_upstream_pre_serialised() -> None:
+def test_shared_turns_go_to_an_openai_upstream_pre_serialised(table: Reuse) -> None:
     """What a session resends is serialised once: on the second turn the system message,
     the earlier turns and the tool list reach orjson.dumps as Fragments, the new turn as
     plain data."""
     codec, out, quirks = get_codec("anthropic"), get_codec("openai"), DEFAULT_QUIRKS["openai"]
-    codec.parse_request(reuse.loads(dumps(claude_code_body("first"))))
-    body = out.render_request(codec.parse_request(reuse.loads(dumps(claude_code_body("next")))),
-                              quirks)
+    codec.parse_request(table.loads(dumps(claude_code_body("first"))), table)
+    request = codec.parse_request(table.loads(dumps(claude_code_body("next"))), table)
+    body = out.render_request(request, quirks, table)
     kinds = [type(m) for m in body["messages"]]
     assert kinds[0] is orjson.Fragment  # the system message
     assert orjson.Fragment in kinds[1:-1]  # earlier turns
@@ -287,14 +308,14 @@ def test_shared_turns_go_to_an_openai_upstream_pre_serialised() -> None:
     assert type(body["tools"]) is orjson.Fragment
 
 
-def test_a_full_table_holds_about_its_budget_in_memory() -> None:
+def test_a_full_table_holds_about_its_budget_in_memory(table: Reuse) -> None:
     """server.reuse_mb is memory, not JSON: with many conversations parsed and rendered (what
     the table keeps grows with both), the memory held stays near the budget."""
     import gc
     import tracemalloc
 
     budget = 2 << 20
-    reuse.REUSE.resize(budget)
+    table.resize(budget)
     codec, out, quirks = get_codec("anthropic"), get_codec("openai"), DEFAULT_QUIRKS["openai"]
     gc.collect()
     tracemalloc.start()
@@ -306,13 +327,12 @@ def test_a_full_table_holds_about_its_budget_in_memory() -> None:
             for message in body["messages"]:
                 content = message["content"]
                 content[-1]["text"] += f" ({n})"
-            out.render_request(codec.parse_request(reuse.loads(dumps(body))), quirks)
+            out.render_request(codec.parse_request(table.loads(dumps(body)), table), quirks, table)
         gc.collect()
         held = tracemalloc.get_traced_memory()[0] - before
     finally:
         tracemalloc.stop()
-        reuse.REUSE.resize(reuse.BUDGET)
-    stats = reuse.REUSE.stats()
+    stats = table.stats()
     assert stats["bytes"] > budget * 0.8  # full
     assert held < budget * 1.25, f"{held / 2**20:.1f} MB held for a {budget / 2**20:.0f} MB budget"
 

@@ -1,6 +1,7 @@
-"""Rendering for an Anthropic upstream reuses what earlier turns rendered (babelgate.reuse)
-without changing a byte of what goes out: each request below is rendered from a shared
-decoding (reuse.loads) and from a plain one (orjson.loads), and the two must match. Blocks
+"""Rendering for an Anthropic upstream reuses what earlier turns rendered
+(babelgate.protocols.reuse) without changing a byte of what goes out: each request below is
+rendered from a shared decoding (Reuse.loads) and from a plain one (orjson.loads), and the
+two must match. Blocks
 are shared between requests while cache marks and the prefill trim are per request, so the
 tests also check those marks where a user would (at most four, auto-cache on the newest
 turn only) and that a later request never changes what an earlier one sent."""
@@ -14,9 +15,9 @@ import orjson
 import pytest
 from tests.reuse_support import wire
 
-from babelgate import reuse
 from babelgate.canonical.carry import pack
-from babelgate.protocols import Quirks, get_codec
+from babelgate.protocols import Quirks, get_codec, reuse
+from babelgate.protocols.reuse import Reuse
 from babelgate.providers.presets import DEFAULT_QUIRKS
 
 PAD = "lorem ipsum dolor sit amet " * 40  # ~1 KB: every padded piece is worth keeping
@@ -29,28 +30,26 @@ TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
 PNG = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kg"
        "AAAABJRU5ErkJggg==")
 
-pytestmark = pytest.mark.usefixtures("empty_reuse_table")
-
 
 def render_all(client: str, base: dict[str, Any], key: str, conversations: list[list[Any]],
-               quirks: Quirks) -> list[Any]:
+               quirks: Quirks, table: Reuse) -> list[Any]:
     """Render each conversation (`base` with `key` set to it) for an Anthropic upstream, in
     order, through the shared table; each must equal its plain rendering, and no render may
     change a body rendered before it. Returns the wire bodies."""
     codec, out = get_codec(client), get_codec("anthropic")
-    hits = reuse.REUSE.stats()["hits"]
+    hits = table.stats()["hits"]
     sent: list[tuple[dict[str, Any], bytes]] = []
     for items in conversations:
         raw = orjson.dumps({**base, key: items})
         assert len(raw) >= reuse.MIN_BODY
         plain = out.render_request(codec.parse_request(orjson.loads(raw)), quirks)
-        shared = out.render_request(codec.parse_request(reuse.loads(raw)), quirks)
+        shared = out.render_request(codec.parse_request(table.loads(raw), table), quirks, table)
         assert wire(shared) == wire(plain)
         sent.append((shared, orjson.dumps(shared)))
     for body, first in sent:
         assert orjson.dumps(body) == first  # later requests changed nothing it holds
     if len(conversations) > 1:
-        assert reuse.REUSE.stats()["hits"] > hits  # later turns found earlier pieces
+        assert table.stats()["hits"] > hits  # later turns found earlier pieces
     return [orjson.loads(first) for _, first in sent]
 
 
@@ -140,9 +139,9 @@ CODEX_BASE: dict[str, Any] = {
 
 
 @pytest.mark.parametrize("quirks", [AUTO_CACHE, NO_AUTO_CACHE], ids=["auto-cache", "plain"])
-def test_codex_turns_render_as_without_reuse(quirks: Quirks) -> None:
+def test_codex_turns_render_as_without_reuse(quirks: Quirks, table: Reuse) -> None:
     items = codex_items()
-    bodies = render_all("openai-responses", CODEX_BASE, "input", turns(items, 3), quirks)
+    bodies = render_all("openai-responses", CODEX_BASE, "input", turns(items, 3), quirks, table)
     for body in bodies:
         assert_auto_cache(body, quirks)
         thinking = [b for m in body["messages"] for b in m["content"] if b["type"] == "thinking"]
@@ -155,7 +154,9 @@ def test_codex_turns_render_as_without_reuse(quirks: Quirks) -> None:
 
 
 @pytest.mark.parametrize("quirks", [AUTO_CACHE, NO_AUTO_CACHE], ids=["auto-cache", "plain"])
-def test_codex_items_in_other_conversations_render_as_without_reuse(quirks: Quirks) -> None:
+def test_codex_items_in_other_conversations_render_as_without_reuse(
+    quirks: Quirks, table: Reuse
+) -> None:
     """The same items after a different history: a result whose call is gone becomes text,
     a call whose result is missing gets an error result, and the last block is marked in
     each conversation's own newest turn."""
@@ -166,7 +167,7 @@ def test_codex_items_in_other_conversations_render_as_without_reuse(quirks: Quir
                    or item["type"] != "function_call_output"]
     rounds_swapped = items[:2] + items[5:8] + items[2:5] + items[8:]
     conversations = [items, call_gone, result_gone, rounds_swapped, items[:-1], items]
-    bodies = render_all("openai-responses", CODEX_BASE, "input", conversations, quirks)
+    bodies = render_all("openai-responses", CODEX_BASE, "input", conversations, quirks, table)
     for body in bodies:
         assert_auto_cache(body, quirks)
     texts = [b.get("text", "") for m in bodies[1]["messages"] for b in m["content"]]
@@ -211,10 +212,10 @@ CHAT_BASE: dict[str, Any] = {
 
 
 @pytest.mark.parametrize("quirks", [AUTO_CACHE, NO_AUTO_CACHE], ids=["auto-cache", "plain"])
-def test_chat_turns_render_as_without_reuse(quirks: Quirks) -> None:
+def test_chat_turns_render_as_without_reuse(quirks: Quirks, table: Reuse) -> None:
     messages = chat_messages()
     others = [messages[:2] + messages[4:], messages[:3] + messages[-2:], messages]
-    bodies = render_all("openai", CHAT_BASE, "messages", turns(messages, 2) + others, quirks)
+    bodies = render_all("openai", CHAT_BASE, "messages", turns(messages, 2) + others, quirks, table)
     for body in bodies:
         assert_auto_cache(body, quirks)
         assert all(TOOL_NAME.match(t["name"]) for t in body["tools"])  # "read.file" renamed
@@ -277,12 +278,12 @@ def client_marks(value: Any) -> int:
 
 
 @pytest.mark.parametrize("quirks", [AUTO_CACHE, NO_AUTO_CACHE], ids=["auto-cache", "plain"])
-def test_anthropic_client_with_its_own_marks(quirks: Quirks) -> None:
+def test_anthropic_client_with_its_own_marks(quirks: Quirks, table: Reuse) -> None:
     """More marks than Anthropic allows: the last four in prompt order stay (the newest turn's
     among them), in every turn, whatever an earlier turn dropped from a shared block."""
     base, messages = anthropic_base(marked=True), anthropic_messages(marked=True)
     conversations = [*turns(messages, 1), messages[:1] + messages[3:], messages, messages[:3]]
-    bodies = render_all("anthropic", base, "messages", conversations, quirks)
+    bodies = render_all("anthropic", base, "messages", conversations, quirks, table)
     for items, body in zip(conversations, bodies, strict=True):
         asked = client_marks({**base, "messages": items})
         kept = marks(body)
@@ -299,21 +300,21 @@ def test_anthropic_client_with_its_own_marks(quirks: Quirks) -> None:
 
 
 @pytest.mark.parametrize("quirks", [AUTO_CACHE, NO_AUTO_CACHE], ids=["auto-cache", "plain"])
-def test_anthropic_client_without_marks(quirks: Quirks) -> None:
+def test_anthropic_client_without_marks(quirks: Quirks, table: Reuse) -> None:
     base, messages = anthropic_base(marked=False), anthropic_messages(marked=False)
     conversations = [*turns(messages, 1), messages[:1] + messages[3:], messages]
-    for body in render_all("anthropic", base, "messages", conversations, quirks):
+    for body in render_all("anthropic", base, "messages", conversations, quirks, table):
         assert_auto_cache(body, quirks)
 
 
-def test_a_block_marked_in_one_conversation_is_plain_in_another() -> None:
+def test_a_block_marked_in_one_conversation_is_plain_in_another(table: Reuse) -> None:
     """The same message is the newest turn of one request (auto-cache marks its last block)
     and an earlier turn of the next: only the first request carries that mark, whichever
     order they come in."""
     items = codex_items()
     short, long = items[:-1], items
     bodies = render_all("openai-responses", CODEX_BASE, "input", [short, long, short, long],
-                        AUTO_CACHE)
+                        AUTO_CACHE, table)
     for body in bodies:
         assert sum(1 for m in marks(body) if m[0] == "messages") == 1
     assert bodies[0] == bodies[2] and bodies[1] == bodies[3]
@@ -322,21 +323,21 @@ def test_a_block_marked_in_one_conversation_is_plain_in_another() -> None:
 
 
 
-def test_upstreams_with_and_without_auto_cache_share_one_table() -> None:
+def test_upstreams_with_and_without_auto_cache_share_one_table(table: Reuse) -> None:
     """One provider's auto-cache marks never reach another's requests, though both render
     the same shared system prompt, tools and messages."""
-    hits = reuse.REUSE.stats()["hits"]
+    hits = table.stats()["hits"]
     for quirks in [AUTO_CACHE, NO_AUTO_CACHE, AUTO_CACHE, NO_AUTO_CACHE]:
         for client, base, key, items in [
             ("openai", CHAT_BASE, "messages", chat_messages()),
             ("openai-responses", CODEX_BASE, "input", codex_items()),
             ("anthropic", anthropic_base(False), "messages", anthropic_messages(False)),
         ]:
-            assert_auto_cache(render_all(client, base, key, [items], quirks)[0], quirks)
-    assert reuse.REUSE.stats()["hits"] > hits
+            assert_auto_cache(render_all(client, base, key, [items], quirks, table)[0], quirks)
+    assert table.stats()["hits"] > hits
 
 
-def test_one_table_serves_upstreams_with_different_quirks() -> None:
+def test_one_table_serves_upstreams_with_different_quirks(table: Reuse) -> None:
     """Blocks kept for one upstream's quirks are not sent to another's: a PDF goes as a
     document only where documents are accepted, an image only where images are."""
     base, messages = anthropic_base(marked=False), anthropic_messages(marked=False)
@@ -350,9 +351,9 @@ def test_one_table_serves_upstreams_with_different_quirks() -> None:
     no_images = Quirks(images=False, documents=True)
     neither = Quirks(images=False, auto_cache=False)
     order = [everything, no_images, neither] * 2
-    hits = reuse.REUSE.stats()["hits"]
-    sent = [render_all("anthropic", base, "messages", [messages], q)[0] for q in order]
-    assert reuse.REUSE.stats()["hits"] > hits
+    hits = table.stats()["hits"]
+    sent = [render_all("anthropic", base, "messages", [messages], q, table)[0] for q in order]
+    assert table.stats()["hits"] > hits
     documents = [body["messages"][0]["content"][-1]["type"] for body in sent[:3]]
     assert documents == ["document", "document", "text"]
     images = [body["messages"][2]["content"][0]["content"][-1]["type"] for body in sent[:3]]

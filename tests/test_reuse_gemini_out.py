@@ -1,4 +1,4 @@
-"""Gemini upstream rendering reusing its work across requests (babelgate.reuse).
+"""Gemini upstream rendering reusing its work across requests (babelgate.protocols.reuse).
 
 A request decoded through `reuse.loads` shares its unchanged messages with earlier requests,
 and the Gemini renderer keeps what each one rendered to. Where a message lands still depends
@@ -17,14 +17,13 @@ from itertools import pairwise
 from typing import Any
 
 import orjson
-import pytest
 from msgspec.structs import replace
 from tests.reuse_support import wire
 
-from babelgate import reuse
 from babelgate.canonical import Message, Request, Text, Tool, ToolCall
-from babelgate.protocols import Quirks, get_codec
+from babelgate.protocols import Quirks, get_codec, reuse
 from babelgate.protocols.gemini.request import MID_SYSTEM_PREFIX, PLACEHOLDER_SIGNATURE
+from babelgate.protocols.reuse import Reuse
 from babelgate.providers.presets import DEFAULT_QUIRKS
 
 JSON = dict[str, Any]
@@ -35,8 +34,6 @@ PAD = "lorem ipsum dolor sit amet " * 12  # ~320 bytes: every padded item is kep
 PNG = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kg"
        "AAAABJRU5ErkJggg==")
 TOOLS = [Tool(name="Read"), Tool(name="Grep"), Tool(name="Bash")]
-
-pytestmark = pytest.mark.usefixtures("empty_reuse_table")
 
 
 # ------------------------------------------------------------------ helpers
@@ -64,23 +61,26 @@ def call_ids(message: JSON) -> list[str]:
     return [block["id"] for block in message["content"] if block["type"] == "tool_use"]
 
 
-def render(client: str, body: JSON, quirks: Quirks, *, shared: bool) -> JSON:
+def render(client: str, body: JSON, quirks: Quirks, table: Reuse | None) -> JSON:
+    """`body` rendered for Gemini through `table`, or decoded in one go without one."""
     raw = orjson.dumps(body)
     assert len(raw) >= reuse.MIN_BODY  # else nothing is shared and the test proves nothing
-    decoded = reuse.loads(raw) if shared else orjson.loads(raw)
-    return get_codec("gemini").render_request(get_codec(client).parse_request(decoded), quirks)
+    decoded = table.loads(raw) if table is not None else orjson.loads(raw)
+    request = get_codec(client).parse_request(decoded, table)
+    return get_codec("gemini").render_request(request, quirks, table)
 
 
 class Renders:
     """Renders bodies both ways, and keeps every shared render to check later that rendering
     other requests did not change it."""
 
-    def __init__(self) -> None:
+    def __init__(self, table: Reuse) -> None:
+        self.table = table
         self.kept: list[tuple[JSON, bytes]] = []
 
     def check(self, client: str, body: JSON, quirks: Quirks) -> Any:
-        plain = wire(render(client, body, quirks, shared=False))
-        shared = render(client, body, quirks, shared=True)
+        plain = wire(render(client, body, quirks, None))
+        shared = render(client, body, quirks, self.table)
         sent = orjson.dumps(shared)
         assert orjson.loads(sent) == plain
         self.kept.append((shared, sent))
@@ -156,9 +156,9 @@ def chat_body(steps: list[list[JSON]], last: str) -> JSON:
                 for tool in TOOLS]}
 
 
-def test_a_chat_session_renders_as_without_reuse_turn_after_turn() -> None:
+def test_a_chat_session_renders_as_without_reuse_turn_after_turn(table: Reuse) -> None:
     steps = chat_steps()
-    renders = Renders()
+    renders = Renders(table)
     for _ in range(2):  # the second time round, every earlier piece is found again
         for turn in range(1, len(steps) + 1):
             for quirks in (GEMINI, NO_IMAGES):  # the same shared messages, two upstreams
@@ -167,20 +167,20 @@ def test_a_chat_session_renders_as_without_reuse_turn_after_turn() -> None:
                 if not quirks.images:
                     assert "inlineData" not in orjson.dumps(plain).decode()
     renders.unchanged()
-    assert reuse.REUSE.stats()["hits"] > 0
+    assert table.stats()["hits"] > 0
     # Reuse did take place: a later turn sends earlier turns pre-serialised.
     last = renders.kept[-1][0]
     assert any(isinstance(content, orjson.Fragment) for content in last["contents"])
     assert isinstance(last["tools"], orjson.Fragment)
 
 
-def test_a_chat_session_keeps_gemini_s_promises() -> None:
+def test_a_chat_session_keeps_gemini_s_promises(table: Reuse) -> None:
     """The oracle: checked on the shared render of the whole session, after earlier turns
     filled the table."""
     steps = chat_steps()
     for turn in range(1, len(steps) + 1):
-        render(CHAT, chat_body(steps[:turn], f"turn {turn}"), GEMINI, shared=True)
-    body = wire(render(CHAT, chat_body(steps, "last"), GEMINI, shared=True))
+        render(CHAT, chat_body(steps[:turn], f"turn {turn}"), GEMINI, table)
+    body = wire(render(CHAT, chat_body(steps, "last"), GEMINI, table))
     roles_alternate(body)
     system = [part["text"] for part in body["systemInstruction"]["parts"]]
     assert system[0].startswith("You are a careful") and system[1].startswith("Repository")
@@ -218,7 +218,7 @@ def test_a_chat_session_keeps_gemini_s_promises() -> None:
     assert contents[6]["parts"][2] == {"text": "last"}
 
 
-def test_the_same_chat_messages_in_other_conversations() -> None:
+def test_the_same_chat_messages_in_other_conversations(table: Reuse) -> None:
     """One tool message after differently named calls, one assistant message alone, merged
     after a signed call and merged before one, a user message alone or joined to results:
     each conversation gets its own rendering, and earlier ones keep theirs."""
@@ -245,7 +245,7 @@ def test_the_same_chat_messages_in_other_conversations() -> None:
         "no call": [intro, ask, result, ask],
         "prefill": [intro, ask, read, result, ask, read],
     }
-    renders = Renders()
+    renders = Renders(table)
     seen: dict[str, Any] = {}
     for _ in range(2):
         for name, messages in conversations.items():
@@ -277,13 +277,14 @@ def test_the_same_chat_messages_in_other_conversations() -> None:
     assert seen["prefill"]["contents"] == seen["read"]["contents"]
 
 
-def test_count_tokens_bodies_render_as_without_reuse() -> None:
+def test_count_tokens_bodies_render_as_without_reuse(table: Reuse) -> None:
     steps = chat_steps()
     codec, client = get_codec("gemini"), get_codec(CHAT)
     for turn in range(1, len(steps) + 1):
         raw = orjson.dumps(chat_body(steps[:turn], f"turn {turn}"))
         plain = codec.render_count_tokens(client.parse_request(orjson.loads(raw)), GEMINI)
-        shared = codec.render_count_tokens(client.parse_request(reuse.loads(raw)), GEMINI)
+        shared = codec.render_count_tokens(
+            client.parse_request(table.loads(raw), table), GEMINI, table)
         assert wire(shared) == wire(plain)
         assert "toolConfig" not in wire(shared)["generateContentRequest"]
 
@@ -334,9 +335,9 @@ def anthropic_body(steps: list[list[JSON]], last: str) -> JSON:
             "messages": messages}
 
 
-def test_a_claude_code_session_renders_as_without_reuse() -> None:
+def test_a_claude_code_session_renders_as_without_reuse(table: Reuse) -> None:
     steps = anthropic_steps()
-    renders = Renders()
+    renders = Renders(table)
     for _ in range(2):
         for turn in range(1, len(steps) + 1):
             for quirks in (GEMINI, NO_IMAGES):
@@ -351,11 +352,11 @@ def test_a_claude_code_session_renders_as_without_reuse() -> None:
     assert isinstance(last["systemInstruction"]["parts"], orjson.Fragment)
 
 
-def test_a_claude_code_session_keeps_gemini_s_promises() -> None:
+def test_a_claude_code_session_keeps_gemini_s_promises(table: Reuse) -> None:
     steps = anthropic_steps()
     for turn in range(1, len(steps) + 1):
-        render(ANTHROPIC, anthropic_body(steps[:turn], f"turn {turn}"), GEMINI, shared=True)
-    body = wire(render(ANTHROPIC, anthropic_body(steps, "last"), GEMINI, shared=True))
+        render(ANTHROPIC, anthropic_body(steps[:turn], f"turn {turn}"), GEMINI, table)
+    body = wire(render(ANTHROPIC, anthropic_body(steps, "last"), GEMINI, table))
     roles_alternate(body)
     contents = body["contents"]
     # Claude's own thinking is not Gemini's to read; its signature-less call gets the
@@ -382,7 +383,7 @@ def test_a_claude_code_session_keeps_gemini_s_promises() -> None:
 # ------------------------------------------------------------------ canonical requests
 
 
-def test_a_shared_result_is_named_after_whichever_call_it_answers() -> None:
+def test_a_shared_result_is_named_after_whichever_call_it_answers(table: Reuse) -> None:
     """The renderer's input is a canonical Request, and a codec may combine shared messages
     as it likes: a shared result answering a call of another name, or the same call with
     another id from Gemini, must be rendered for that call, as it is when nothing is shared."""
@@ -396,18 +397,18 @@ def test_a_shared_result_is_named_after_whichever_call_it_answers() -> None:
         {"role": "tool", "tool_call_id": call, "content": "contents of /x " + PAD}]}
     raw = orjson.dumps(body)
     assert len(raw) >= reuse.MIN_BODY
-    request = get_codec(CHAT).parse_request(reuse.loads(raw))
+    request = get_codec(CHAT).parse_request(table.loads(raw), table)
     ask, model, results = request.messages
     # The same conversation decoded without the table: nothing in it is shared.
     plain_request = get_codec(CHAT).parse_request(orjson.loads(raw))
     plain_ask, plain_model, plain_results = plain_request.messages
-    renders = Renders()
+    renders = Renders(table)
 
     def check(message: Message, plain_message: Message) -> JSON:
         """The result as rendered with shared messages around `message`, once checked to be
         what the plain conversation with `plain_message` in its place renders to."""
         shared = get_codec("gemini").render_request(
-            replace(request, messages=(ask, message, results)), GEMINI)
+            replace(request, messages=(ask, message, results)), GEMINI, table)
         plain = get_codec("gemini").render_request(
             replace(plain_request, messages=(plain_ask, plain_message, plain_results)), GEMINI)
         assert wire(shared) == wire(plain)

@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from babelgate.canonical import GatewayError
-from babelgate.reuse import Reuse
+from babelgate.protocols.reuse import Reuse
 
 TEXT = "The quick brown fox jumps over the lazy dog. " * 6  # > MIN_PIECE per item
 

@@ -1,4 +1,4 @@
-"""Client request parsers reusing their work across requests (babelgate.reuse).
+"""Client request parsers reusing their work across requests (babelgate.protocols.reuse).
 
 An agent resends its whole conversation every turn. Parsed through `reuse.loads`, a repeated
 item comes back as the same object, and the parsers keep what they made of it: the canonical
@@ -22,9 +22,9 @@ from typing import Any
 import orjson
 import pytest
 
-from babelgate import reuse
 from babelgate.canonical import GatewayError, Message, Request, Text, ToolResult
-from babelgate.protocols import get_codec
+from babelgate.protocols import get_codec, reuse
+from babelgate.protocols.reuse import Reuse
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -34,8 +34,6 @@ RESPONSES, CHAT, ANTHROPIC = "openai-responses", "openai", "anthropic"
 CONVERSATION = {RESPONSES: "input", CHAT: "messages", ANTHROPIC: "messages"}
 # A field each protocol defines on its items (or tolerates) and the parsers ignore.
 PAD_KEY = {RESPONSES: "id", CHAT: "name", ANTHROPIC: "id"}
-
-pytestmark = pytest.mark.usefixtures("empty_reuse_table")
 
 
 def _bench() -> ModuleType:
@@ -71,9 +69,9 @@ def padded(protocol: str, body: JSON) -> JSON:
     return body
 
 
-def parse(protocol: str, raw: bytes) -> Request:
+def parse(protocol: str, raw: bytes, table: Reuse) -> Request:
     """What the gateway does with a request body."""
-    return get_codec(protocol).parse_request(reuse.loads(raw))
+    return get_codec(protocol).parse_request(table.loads(raw), table)
 
 
 def plain(protocol: str, raw: bytes) -> Request:
@@ -164,13 +162,13 @@ ALL_REUSED = [name for name in BODIES if not name.startswith("bench-")]
 
 
 @pytest.mark.parametrize("name", BODIES)
-def test_reused_parse_equals_plain_parse(name: str) -> None:
+def test_reused_parse_equals_plain_parse(name: str, table: Reuse) -> None:
     protocol, build = BODIES[name]
     raw = dump(build())
     expected = plain(protocol, raw)
-    first = parse(protocol, raw)
-    second = parse(protocol, raw)
-    assert reuse.REUSE.hits > 0  # the second parse did find pieces of the first
+    first = parse(protocol, raw, table)
+    second = parse(protocol, raw, table)
+    assert table.hits > 0  # the second parse did find pieces of the first
     assert first == expected
     assert second == expected
 
@@ -179,10 +177,10 @@ def test_reused_parse_equals_plain_parse(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", ALL_REUSED)
-def test_second_parse_shares_the_parts_of_unchanged_items(name: str) -> None:
+def test_second_parse_shares_the_parts_of_unchanged_items(name: str, table: Reuse) -> None:
     protocol, build = BODIES[name]
     raw = dump(build())
-    first, second = parse(protocol, raw), parse(protocol, raw)
+    first, second = parse(protocol, raw, table), parse(protocol, raw, table)
     assert second.messages is not first.messages  # the list is the request's own
     pairs = list(zip(parts_of(first), parts_of(second), strict=True))
     assert pairs and all(a is b for a, b in pairs)
@@ -190,23 +188,23 @@ def test_second_parse_shares_the_parts_of_unchanged_items(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", ["bench-codex", "bench-chat", "bench-claude-code"])
-def test_tool_list_is_parsed_once(name: str) -> None:
+def test_tool_list_is_parsed_once(name: str, table: Reuse) -> None:
     protocol, build = BODIES[name]
     raw = dump(build())
-    assert parse(protocol, raw).tools is parse(protocol, raw).tools
+    assert parse(protocol, raw, table).tools is parse(protocol, raw, table).tools
 
 
 @pytest.mark.parametrize("name", ALL_REUSED)
-def test_changed_last_item_parses_like_a_plain_parse(name: str) -> None:
+def test_changed_last_item_parses_like_a_plain_parse(name: str, table: Reuse) -> None:
     protocol, build = BODIES[name]
     body = build()
-    first = parse(protocol, dump(body))
+    first = parse(protocol, dump(body), table)
     last = body[CONVERSATION[protocol]][-1]
     last[PAD_KEY[protocol]] = "changed-" + last[PAD_KEY[protocol]]
     if last.get("type", "message") == "message" and "role" in last:
         last["content"] = "A different last message."
     raw = dump(body)
-    second = parse(protocol, raw)
+    second = parse(protocol, raw, table)
     assert second == plain(protocol, raw)
     # What the items before the last one gave came back as the same objects.
     body[CONVERSATION[protocol]].pop()
@@ -239,36 +237,36 @@ def _next_turn(protocol: str, body: JSON) -> JSON:
 
 
 @pytest.mark.parametrize("name", BODIES)
-def test_later_requests_do_not_change_an_earlier_request(name: str) -> None:
+def test_later_requests_do_not_change_an_earlier_request(name: str, table: Reuse) -> None:
     protocol, build = BODIES[name]
     body = build()
-    first = parse(protocol, dump(body))
+    first = parse(protocol, dump(body), table)
     before = copy.deepcopy(first)
-    again = parse(protocol, dump(body))
+    again = parse(protocol, dump(body), table)
     later = dump(_next_turn(protocol, body))
-    after = parse(protocol, later)
+    after = parse(protocol, later, table)
     assert first == before
     assert again == before
     assert after == plain(protocol, later)
 
 
-def test_responses_items_joined_into_one_message_stay_as_they_were() -> None:
+def test_responses_items_joined_into_one_message_stay_as_they_were(table: Reuse) -> None:
     # The second turn's assistant items (reasoning, message, call) join one Message, and its
     # outputs one user Message: the joined lists are the request's, the items' are shared.
     body = padded(RESPONSES, fixture("openai_responses/codex_request_second_turn.json"))
-    first = parse(RESPONSES, dump(body))
+    first = parse(RESPONSES, dump(body), table)
     joined = [m for m in first.messages if len(m.parts) > 1]
     assert {m.role for m in joined} == {"assistant", "user"}
     lengths = [len(m.parts) for m in first.messages]
     for _ in range(3):
-        parse(RESPONSES, dump(_next_turn(RESPONSES, body)))
+        parse(RESPONSES, dump(_next_turn(RESPONSES, body)), table)
     assert [len(m.parts) for m in first.messages] == lengths
-    assert parse(RESPONSES, dump(body)) == first
+    assert parse(RESPONSES, dump(body), table) == first
 
 
-def test_chat_tool_messages_join_one_user_message_per_request() -> None:
+def test_chat_tool_messages_join_one_user_message_per_request(table: Reuse) -> None:
     body = padded(CHAT, chat_with_results())
-    first, second = parse(CHAT, dump(body)), parse(CHAT, dump(body))
+    first, second = parse(CHAT, dump(body), table), parse(CHAT, dump(body), table)
     results = first.messages[2]
     assert results.role == "user" and len(results.parts) == 3
     assert all(isinstance(p, ToolResult) and p.name == "read_file" for p in results.parts)
@@ -277,23 +275,23 @@ def test_chat_tool_messages_join_one_user_message_per_request() -> None:
     assert len(results.parts) == 3
 
 
-def test_chat_results_after_an_empty_user_message_do_not_grow_it() -> None:
+def test_chat_results_after_an_empty_user_message_do_not_grow_it(table: Reuse) -> None:
     # An empty user message followed by tool messages takes the results in; the parsed empty
     # message is shared with later requests, so it must be copied, not grown.
     body = padded(CHAT, chat_with_results())
     messages = body["messages"]
     messages.insert(3, {"role": "user", "content": [], "name": "empty-" + "x" * reuse.MIN_PIECE})
     raw = dump(body)
-    first = parse(CHAT, raw)
+    first = parse(CHAT, raw, table)
     before = copy.deepcopy(first)
-    second = parse(CHAT, raw)
+    second = parse(CHAT, raw, table)
     assert first == before == plain(CHAT, raw)
     assert second == plain(CHAT, raw)
     # user; assistant with its 3 calls; the empty user message with the 3 results; user
     assert [len(m.parts) for m in second.messages] == [1, 3, 3, 1]
 
 
-def test_responses_results_are_named_by_the_call_before_them() -> None:
+def test_responses_results_are_named_by_the_call_before_them(table: Reuse) -> None:
     # The same output item after a different call gets that call's name, not a stale one.
     pad = "x" * reuse.MIN_PIECE
     output = {"type": "function_call_output", "call_id": "call_1", "output": "done " + pad}
@@ -313,15 +311,15 @@ def test_responses_results_are_named_by_the_call_before_them() -> None:
         return dump({"model": "gpt-5", "input": items, "instructions": "Be brief. " * 400})
 
     for tool in ("shell", "read", "shell"):
-        request = parse(RESPONSES, body(tool))
+        request = parse(RESPONSES, body(tool), table)
         result = request.messages[-1].parts[0]
         assert isinstance(result, ToolResult) and result.name == tool
         assert request == plain(RESPONSES, body(tool))
 
 
-def test_string_input_and_system_texts_are_the_requests_own() -> None:
+def test_string_input_and_system_texts_are_the_requests_own(table: Reuse) -> None:
     body = padded(RESPONSES, fixture("openai_responses/codex_request_first_turn.json"))
-    first, second = parse(RESPONSES, dump(body)), parse(RESPONSES, dump(body))
+    first, second = parse(RESPONSES, dump(body), table), parse(RESPONSES, dump(body), table)
     assert second.system is not first.system
     assert second.system == first.system and isinstance(second.system[0], Text)
     assert all(isinstance(m, Message) for m in second.messages)
@@ -350,9 +348,9 @@ def _with_bad(protocol: str) -> tuple[JSON, JSON, int, str, str]:
 
 
 @pytest.mark.parametrize("protocol", [RESPONSES, CHAT, ANTHROPIC])
-def test_malformed_item_gives_the_same_400_every_time(protocol: str) -> None:
+def test_malformed_item_gives_the_same_400_every_time(protocol: str, table: Reuse) -> None:
     body, bad, index, message, param = _with_bad(protocol)
-    parse(protocol, dump(body))  # every good item is now known
+    parse(protocol, dump(body), table)  # every good item is now known
     for at in (index, index + 1):  # the same bad item, then one place later
         broken = copy.deepcopy(body)
         broken[CONVERSATION[protocol]].insert(at, bad)
@@ -360,15 +358,15 @@ def test_malformed_item_gives_the_same_400_every_time(protocol: str) -> None:
         assert len(raw) >= reuse.MIN_BODY
         expected = (message.format(i=at), param.format(i=at))
         assert error(lambda raw=raw: plain(protocol, raw)) == expected
-        assert error(lambda raw=raw: parse(protocol, raw)) == expected
-        assert error(lambda raw=raw: parse(protocol, raw)) == expected  # nothing kept of it
+        assert error(lambda raw=raw: parse(protocol, raw, table)) == expected
+        assert error(lambda raw=raw: parse(protocol, raw, table)) == expected  # nothing kept of it
 
 
-def test_non_object_item_is_named() -> None:
+def test_non_object_item_is_named(table: Reuse) -> None:
     body = padded(RESPONSES, fixture("openai_responses/codex_request_second_turn.json"))
     body["input"].insert(2, "a bare string " + "x" * reuse.MIN_PIECE)
     raw = dump(body)
     expected = ("input[2] must be an object", "input[2]")
     assert error(lambda: plain(RESPONSES, raw)) == expected
-    assert error(lambda: parse(RESPONSES, raw)) == expected
-    assert error(lambda: parse(RESPONSES, raw)) == expected
+    assert error(lambda: parse(RESPONSES, raw, table)) == expected
+    assert error(lambda: parse(RESPONSES, raw, table)) == expected

@@ -54,9 +54,12 @@ class ServerConfig(BaseModel):
     port: int = Field(default=8080, ge=1, le=65535)
     # Seconds open streams get to finish after SIGTERM; then they end with an error event.
     shutdown_timeout: int = Field(default=10, ge=0)
-    # Megabytes of memory for request pieces kept for reuse across turns (babelgate.reuse),
-    # about 1 MB per 85 KB of request JSON. 0 turns reuse off.
+    # Megabytes of memory for request pieces kept for reuse across turns
+    # (protocols/reuse.py), about 1 MB per 85 KB of request JSON. 0 turns reuse off.
     reuse_mb: float = Field(default=40, ge=0)
+    # One reuse table for every caller even once gateway keys exist; by default each key
+    # gets a partition of its own, so no caller can time another's pieces.
+    reuse_shared: bool = False
     # Megabytes of an upstream's answer held in memory at once (a whole body, or a compressed
     # piece once inflated): past it the answer fails as the upstream's fault (502).
     upstream_body_mb: float = Field(default=64, gt=0)

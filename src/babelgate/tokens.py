@@ -28,7 +28,7 @@ from babelgate.canonical import (
     ToolCall,
     ToolResult,
 )
-from babelgate.reuse import derive
+from babelgate.protocols.reuse import Reuse
 
 _CL100K_SHA256 = "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7"
 _CL100K_PATTERN = (
@@ -102,23 +102,22 @@ def _collect(part: object, texts: list[str]) -> int:
 CHARS_PER_TOKEN = 3.6  # English prose and code under cl100k/Claude tokenizers average 3.5-4
 
 
-def quick_estimate(request: Request) -> int:
+def quick_estimate(request: Request, reuse: Reuse) -> int:
     """A cheap input-token estimate (characters / 3.6, plus fixed costs), for stream starts
     where the upstream reports usage only at the end. Costs microseconds, not milliseconds:
     Claude Code reads input tokens from `message_start`, and a zero there breaks its context
     meter; the exact count follows in `message_delta`."""
-    # Per message and per tool list, kept for pieces a session resends (babelgate.reuse).
+    # Per message and per tool list, kept in the caller's reuse table for pieces a session
+    # resends (protocols/reuse.py).
+    derive = reuse.derive
     chars = sum(len(part.text) for part in request.system)
     fixed = 0
     for message in request.messages:
-        more_chars, more_fixed = derive(message, _QUICK, _quick_message, message)
+        more_chars, more_fixed = derive(_quick_message, message)
         chars += more_chars
         fixed += more_fixed
-    more_chars, more_fixed = derive(request.tools, _QUICK, _quick_tools, request.tools)
+    more_chars, more_fixed = derive(_quick_tools, request.tools)
     return fixed + more_fixed + int((chars + more_chars) / CHARS_PER_TOKEN)
-
-
-_QUICK = "tokens.quick-estimate"  # what babelgate.reuse keeps per shared message / tool list
 
 
 def _quick_message(message: Message) -> tuple[int, int]:

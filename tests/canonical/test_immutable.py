@@ -1,6 +1,6 @@
 """Canonical values are immutable: assigning to any field of any of them raises, and what
 every codec parses holds tuples, never lists, so a value shared between requests (see
-babelgate.reuse) cannot be changed by one of them."""
+babelgate.protocols.reuse) cannot be changed by one of them."""
 
 from __future__ import annotations
 

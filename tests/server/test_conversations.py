@@ -25,7 +25,6 @@ from babelgate.canonical import (
     Usage,
 )
 from babelgate.protocols import get_codec
-from babelgate.protocols.openai_responses.stream_out import ResponsesStreamEncoder
 from babelgate.server.conversations import Conversations, PreviousResponseNotFound, Recorder
 from babelgate.storage.responses import ResponseStore, StoredResponse
 
@@ -136,7 +135,7 @@ async def test_recorder_ignores_failed_responses(store: ResponseStore) -> None:
 
 def _stream_chunks() -> list[bytes]:
     request = Request(model="m", messages=[], stream=True)
-    encoder = ResponsesStreamEncoder(request)
+    encoder = get_codec("openai-responses").stream_encoder(request)
     thinking = Reasoning(text="Let me think.", signature="sig-abc", origin="anthropic")
     events: list[list[Event]] = [
         [MessageStart(id="resp_stream1", model="m", usage=Usage(input_tokens=5))],

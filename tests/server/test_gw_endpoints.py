@@ -99,8 +99,8 @@ async def test_unknown_model_is_404_listing_routable_models(fresh: Stack) -> Non
 
 async def test_a_repeated_conversation_is_decoded_once(fresh: Stack) -> None:
     """Turn after turn, an agent resends its system prompt, tools and earlier messages: the
-    gateway decodes and translates those pieces once (see babelgate.reuse), and the upstream
-    still gets the whole conversation, with the new turn, every time."""
+    gateway decodes and translates those pieces once (see babelgate.protocols.reuse), and the
+    upstream still gets the whole conversation, with the new turn, every time."""
     system = [{"type": "text", "text": "You are a careful coding agent. " * 40}]
     tools = [{"name": f"tool_{n}", "description": "Does one thing well. " * 10,
               "input_schema": {"type": "object", "properties": {"x": {"type": "string"}}}}

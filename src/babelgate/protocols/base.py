@@ -18,10 +18,13 @@ decoders) and learnt_layout.py (its fast path for bare pieces of text).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from typing import ClassVar, Literal
 
+import msgspec
+
 from babelgate.canonical import JSON, Event, GatewayError, Request, Response
+
+from .reuse import Reuse
 
 ReasoningControl = Literal[
     "reasoning_effort",  # OpenAI, Grok, Ollama: reasoning_effort: low|medium|high
@@ -33,10 +36,11 @@ ReasoningControl = Literal[
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class Quirks:
+class Quirks(msgspec.Struct, frozen=True, cache_hash=True):
     """Per-upstream differences inside one protocol family. Defaults suit the reference
-    provider of each family (OpenAI, Anthropic, Google)."""
+    provider of each family (OpenAI, Anthropic, Google). Frozen and hashable, its hash
+    computed once: what a codec derives from a shared piece for one upstream is kept under
+    the whole Quirks (babelgate.protocols.reuse)."""
 
     max_tokens: int | None = None  # clamp the client's max_tokens to this
     max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
@@ -78,22 +82,28 @@ class StreamEncoder(ABC):
 
 
 class Codec(ABC):
-    """One wire protocol. Instances are stateless and shared."""
+    """One wire protocol. Instances are stateless and shared.
+
+    `reuse` is the reuse table of the caller the request came from (protocols/reuse.py): what
+    a codec computes from a piece the caller resends is kept there. None (tests, tools):
+    nothing is kept."""
 
     name: ClassVar[str]  # "anthropic", "openai", "gemini", "openai-responses"
 
     # ------------------------------------------------ client-facing
     @abstractmethod
-    def parse_request(self, body: JSON) -> Request:
+    def parse_request(self, body: JSON, reuse: Reuse | None = None) -> Request:
         """A client's request body -> Request. Raises GatewayError(invalid_request) naming
         the field for anything missing or malformed."""
 
     @abstractmethod
-    def render_response(self, response: Response, request: Request) -> JSON:
+    def render_response(
+        self, response: Response, request: Request, reuse: Reuse | None = None
+    ) -> JSON:
         """A finished Response -> the client's response body."""
 
     @abstractmethod
-    def stream_encoder(self, request: Request) -> StreamEncoder:
+    def stream_encoder(self, request: Request, reuse: Reuse | None = None) -> StreamEncoder:
         """A fresh encoder for one streamed response to a client."""
 
     @abstractmethod
@@ -102,17 +112,21 @@ class Codec(ABC):
 
     # ------------------------------------------------ upstream-facing
     @abstractmethod
-    def render_request(self, request: Request, quirks: Quirks) -> JSON:
+    def render_request(
+        self, request: Request, quirks: Quirks, reuse: Reuse | None = None
+    ) -> JSON:
         """Request -> this protocol's request body, with nothing the upstream does not define
         (request.model is already the upstream's model name)."""
 
     @abstractmethod
-    def parse_response(self, body: JSON, request: Request) -> Response:
+    def parse_response(
+        self, body: JSON, request: Request, reuse: Reuse | None = None
+    ) -> Response:
         """The upstream's response body -> Response (tool names mapped back to the request's
         own names)."""
 
     @abstractmethod
-    def stream_decoder(self, request: Request) -> StreamDecoder:
+    def stream_decoder(self, request: Request, reuse: Reuse | None = None) -> StreamDecoder:
         """A fresh decoder for one upstream stream."""
 
     @abstractmethod
@@ -120,12 +134,14 @@ class Codec(ABC):
         """An upstream error response -> GatewayError, keeping the upstream's message."""
 
     # ------------------------------------------------ token counting (optional)
-    def parse_count_tokens_request(self, body: JSON) -> Request:
+    def parse_count_tokens_request(self, body: JSON, reuse: Reuse | None = None) -> Request:
         """A client's token-counting body -> Request (protocols whose counting body differs
         from a generation body override this)."""
-        return self.parse_request(body)
+        return self.parse_request(body, reuse)
 
-    def render_count_tokens(self, request: Request, quirks: Quirks) -> JSON | None:
+    def render_count_tokens(
+        self, request: Request, quirks: Quirks, reuse: Reuse | None = None
+    ) -> JSON | None:
         """The upstream token-counting body, or None when the protocol has no such endpoint."""
         return None
 

@@ -17,7 +17,7 @@ Every non-obvious value says where it comes from. The rules applied:
 
 from __future__ import annotations
 
-import dataclasses
+import msgspec
 
 from babelgate.protocols.base import Quirks
 
@@ -142,5 +142,5 @@ def provider_quirks(provider_type: str, preset: str | None, max_tokens: int | No
     clamp from its configuration when set. Built once per provider, at start-up."""
     quirks = PRESETS[preset] if preset else DEFAULT_QUIRKS[provider_type]
     if max_tokens is not None:
-        quirks = dataclasses.replace(quirks, max_tokens=max_tokens)
+        quirks = msgspec.structs.replace(quirks, max_tokens=max_tokens)
     return quirks

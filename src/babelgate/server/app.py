@@ -18,11 +18,12 @@ from typing import Any, TypeVar
 
 import orjson
 
-from babelgate import __version__, reuse
+from babelgate import __version__
 from babelgate.canonical import GatewayError, StreamError
 from babelgate.canonical.errors import ErrorKind
 from babelgate.config import Settings
 from babelgate.protocols import Codec, get_codec
+from babelgate.protocols.reuse import ReuseTables
 from babelgate.routing import Target
 from babelgate.server.conversations import Conversations, Recorder
 from babelgate.storage.responses import ResponseStore, default_db_path
@@ -65,7 +66,9 @@ class App:
         self.trimmer = HeapTrimmer()
         self.collector = Collector()  # the cycles reference counting leaves: memory.py
         self.started = time.time()
-        reuse.REUSE.resize(int(settings.server.reuse_mb * 2**20))
+        # Request pieces found again, per caller (see reuse_for).
+        self.reuse = ReuseTables(int(settings.server.reuse_mb * 2**20),
+                                 shared=settings.server.reuse_shared)
         storage = settings.storage
         # Responses clients' conversations (previous_response_id). Nothing opens the database
         # before a Responses request asks to store or continue one.
@@ -142,20 +145,22 @@ class App:
         recorder: Recorder | None = None
         try:
             raw = http.body
+            owner = owner_of(http)
+            reuse = self.reuse.table_for(owner)
             data = original = reuse.loads(raw)
             if codec.name == "openai-responses":  # stored conversations: conversations.py
-                data, recorder = await self.conversations.prepare(data, owner_of(http))
-            request = codec.parse_request(data)
+                data, recorder = await self.conversations.prepare(data, owner)
+            request = codec.parse_request(data, reuse)
             targets = self.gateway.router.resolve(request.model)
         except GatewayError as error:
             send_error(response, codec, error)
             return
-        call = Call(codec, request, data, raw, http.headers, releasable=data is original)
+        call = Call(codec, request, data, raw, http.headers, reuse, releasable=data is original)
         # From here the body lives only in `call`, which lets go of it while upstreams are
         # awaited and once a stream settles; locals of this frame would keep it for the whole
         # stream (~150 KB for Claude Code).
         http.body = b""
-        del raw, data, original, request
+        del raw, data, original, request, reuse
         # A client that disconnects cancels this task (server/http.py, server/asgi.py), and
         # with it the upstream request it awaits.
         if call.request.stream:
@@ -213,11 +218,13 @@ class App:
                 raise
             # The server is stopping and its grace period ran out: end the stream with an
             # error the client retries on, not a silent cut, and let the task finish.
-            response.end(call.codec.stream_encoder(call.request).encode(StreamError(SHUTTING_DOWN)))
+            encoder = call.codec.stream_encoder(call.request, call.reuse)
+            response.end(encoder.encode(StreamError(SHUTTING_DOWN)))
             return
         except Exception as exc:
             log.exception("internal error while streaming %s", call.request.model)
-            tail = call.codec.stream_encoder(call.request).encode(StreamError(internal_error(exc)))
+            encoder = call.codec.stream_encoder(call.request, call.reuse)
+            tail = encoder.encode(StreamError(internal_error(exc)))
             response.end(tail)
             return
         response.end()
@@ -226,8 +233,9 @@ class App:
     async def count_tokens(self, request: Request, response: Response) -> None:
         codec = get_codec("anthropic")
         try:
+            reuse = self.reuse.table_for(owner_of(request))
             data = reuse.loads(request.body)
-            count, estimated = await count_tokens(self.gateway, data, request.headers)
+            count, estimated = await count_tokens(self.gateway, data, request.headers, reuse)
         except GatewayError as error:
             send_error(response, codec, error)
             return
@@ -261,7 +269,7 @@ class App:
             "config": self.settings.source,
             "providers": [p.describe() for p in self.gateway.providers.values()],
             "uptime_s": round(time.time() - self.started, 1),
-            "reuse": reuse.REUSE.stats(),  # request pieces decoded once and found again
+            "reuse": self.reuse.stats(),  # request pieces decoded once and found again
         })
 
     async def stored_response(self, request: Request, response: Response) -> None:

@@ -20,6 +20,7 @@ from msgspec.structs import replace
 from babelgate import tokens
 from babelgate.canonical import GatewayError, Request
 from babelgate.protocols import get_codec
+from babelgate.protocols.reuse import Reuse
 from babelgate.providers.provider import Provider
 
 from .gateway import Gateway
@@ -29,15 +30,16 @@ log = logging.getLogger("babelgate")
 
 
 async def count_tokens(
-    gateway: Gateway, data: dict[str, Any], headers: Mapping[str, str]
+    gateway: Gateway, data: dict[str, Any], headers: Mapping[str, str], reuse: Reuse
 ) -> tuple[int, bool]:
     """(input tokens, whether the number is a local estimate)."""
     codec = get_codec("anthropic")
-    request = codec.parse_count_tokens_request(data)
+    request = codec.parse_count_tokens_request(data, reuse)
     target = gateway.router.resolve(request.model)[0]
     provider = gateway.provider(target)
     try:
-        counted = await _upstream_count(gateway, provider, request, data, target.model, headers)
+        counted = await _upstream_count(
+            gateway, provider, request, data, target.model, headers, reuse)
     except GatewayError as error:
         log.info("count_tokens on %s failed (%s); using the local estimate",
                  provider.name, error.message[:200])
@@ -56,6 +58,7 @@ async def _upstream_count(
     data: dict[str, Any],
     model: str,
     headers: Mapping[str, str],
+    reuse: Reuse,
 ) -> int | None:
     url = provider.count_tokens_url(model)
     if url is None:
@@ -67,7 +70,7 @@ async def _upstream_count(
         value = answer.get("input_tokens")
     else:
         rendered = provider.codec.render_count_tokens(replace(request, model=model),
-                                                      provider.quirks)
+                                                      provider.quirks, reuse)
         if rendered is None:
             return None
         answer = await _post_json(gateway, provider, url, orjson.dumps(rendered), headers)

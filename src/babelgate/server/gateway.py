@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import orjson
 from msgspec.structs import replace
 
-from babelgate import reuse, tokens
+from babelgate import tokens
 from babelgate.canonical import (
     Event,
     GatewayError,
@@ -37,6 +37,7 @@ from babelgate.canonical import (
 from babelgate.canonical.stream import response_events
 from babelgate.config import Settings
 from babelgate.protocols import Codec, StreamDecoder, StreamEncoder
+from babelgate.protocols.reuse import Reuse
 from babelgate.providers.http import HttpClient, UpstreamResponse
 from babelgate.providers.presets import provider_quirks
 from babelgate.providers.provider import PROVIDER_TYPES, Provider
@@ -118,10 +119,11 @@ class Gateway:
         provider: Provider,
         request: Request,
         client_headers: Mapping[str, str] | None,
+        reuse: Reuse,
     ) -> UpstreamResponse:
         """Render `request` for `provider`, POST it, and raise a GatewayError for an upstream
         error status."""
-        body = orjson.dumps(provider.codec.render_request(request, provider.quirks))
+        body = orjson.dumps(provider.codec.render_request(request, provider.quirks, reuse))
         return await self.post(provider, provider.url(request.model, request.stream), body,
                                client_headers)
 
@@ -191,11 +193,11 @@ class Gateway:
         self, call: Call, provider: Provider, target: Target, attempt: Attempt
     ) -> bytes:
         upstream_request = _upstream_request(call.request, target.model, False)
-        upstream = await self.send(provider, upstream_request, call.headers)
-        response = _parse_whole(provider, await upstream.read(), upstream_request)
+        upstream = await self.send(provider, upstream_request, call.headers, call.reuse)
+        response = _parse_whole(provider, await upstream.read(), upstream_request, call.reuse)
         attempt.usage = response.usage
         response = replace(response, model=call.request.model)
-        return orjson.dumps(call.codec.render_response(response, call.request))
+        return orjson.dumps(call.codec.render_response(response, call.request, call.reuse))
 
     async def _pass_complete(
         self, call: Call, provider: Provider, target: Target, attempt: Attempt
@@ -229,14 +231,15 @@ class Gateway:
         self, call: Call, provider: Provider, target: Target, attempt: Attempt
     ) -> tuple[bytes, AsyncIterator[bytes]]:
         upstream_request = _upstream_request(call.request, target.model, True)
-        body = orjson.dumps(provider.codec.render_request(upstream_request, provider.quirks))
-        encoder = call.codec.stream_encoder(call.request)
-        decoder = provider.codec.stream_decoder(upstream_request)
+        reuse = call.reuse
+        body = orjson.dumps(provider.codec.render_request(upstream_request, provider.quirks, reuse))
+        encoder = call.codec.stream_encoder(call.request, reuse)
+        decoder = provider.codec.stream_decoder(upstream_request, reuse)
         attempt.provider = provider
         # Made now, while the request is whole: its first events are encoded after it was let
         # go of (below). OpenAI-style upstreams report input tokens at the end only, and some
         # Anthropic-compatible ones say 0 in message_start; the client still needs a count.
-        attempt.estimated_input = tokens.quick_estimate(call.request)
+        attempt.estimated_input = tokens.quick_estimate(call.request, reuse)
         # Waiting on the upstream can take seconds, and a burst of new streams waits together:
         # let go of the parsed body meanwhile (the raw bytes stay, for a fallback).
         del upstream_request
@@ -247,7 +250,7 @@ class Gateway:
             # Some upstreams answer a stream request with a whole body.
             call.restore()
             upstream_request = _upstream_request(call.request, target.model, True)
-            whole = _parse_whole(provider, await upstream.read(), upstream_request)
+            whole = _parse_whole(provider, await upstream.read(), upstream_request, reuse)
             whole = replace(whole, model=call.request.model)
             attempt.usage = whole.usage
             self.log_attempt(call.request, attempt)
@@ -376,7 +379,8 @@ class Gateway:
             attempt.error = error
             tail = tap.failure(error)  # in the upstream's terms when the client needs them
             if tail is None:
-                tail = call.codec.stream_encoder(call.request).encode(StreamError(error))
+                encoder = call.codec.stream_encoder(call.request, call.reuse)
+                tail = encoder.encode(StreamError(error))
             yield tail
         finally:
             attempt.usage = tap.usage
@@ -546,12 +550,12 @@ def _load_upstream_json(raw: bytes, provider: Provider) -> dict[str, object]:
     return data
 
 
-def _parse_whole(provider: Provider, raw: bytes, request: Request) -> Response:
+def _parse_whole(provider: Provider, raw: bytes, request: Request, reuse: Reuse) -> Response:
     """The upstream's whole answer as a Response, or the 502 saying it is not one."""
     data = _load_upstream_json(raw, provider)
     del raw
     try:
-        return provider.codec.parse_response(data, request)
+        return provider.codec.parse_response(data, request, reuse)
     except MISREAD as exc:
         problem = _misread(provider, exc)
     raise problem  # outside the handler: the error keeps no frame that holds the body
@@ -569,13 +573,15 @@ def _closing(decoder: StreamDecoder) -> list[Event]:
 @dataclass(slots=True)
 class Call:
     """One inbound call: the client's codec, its parsed request, and its body (raw and as a
-    dict, for pass-through)."""
+    dict, for pass-through), and the reuse table of the caller (the same for every codec call
+    the request makes)."""
 
     codec: Codec
     request: Request
     data: dict[str, Any]
     raw: bytes
     headers: Mapping[str, str]
+    reuse: Reuse
     releasable: bool = True  # False when `data` is not `raw` parsed (a history expanded)
     released: bool = False
 
@@ -592,8 +598,8 @@ class Call:
     def restore(self) -> None:
         if self.released:
             self.released = False
-            self.data = reuse.loads(self.raw)
-            self.request = self.codec.parse_request(self.data)
+            self.data = self.reuse.loads(self.raw)
+            self.request = self.codec.parse_request(self.data, self.reuse)
 
     def settle(self) -> None:
         """The stream is committed to one target and cannot fall back any more: let go of the

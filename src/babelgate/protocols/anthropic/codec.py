@@ -8,6 +8,7 @@ from typing import ClassVar
 from babelgate.canonical import JSON, GatewayError, Request, Response
 
 from ..base import Codec, Quirks, StreamDecoder, StreamEncoder
+from ..reuse import Reuse, unshared
 from . import errors, request, response, upstream_request
 from .stream_decode import AnthropicStreamDecoder
 from .stream_encode import AnthropicStreamEncoder
@@ -17,37 +18,41 @@ class AnthropicCodec(Codec):
     name: ClassVar[str] = "anthropic"
 
     # ------------------------------------------------ client-facing
-    def parse_request(self, body: JSON) -> Request:
-        return request.parse_request(body)
+    def parse_request(self, body: JSON, reuse: Reuse | None = None) -> Request:
+        return request.parse_request(body, unshared(reuse))
 
-    def parse_count_tokens_request(self, body: JSON) -> Request:
-        return request.parse_count_tokens_request(body)
+    def parse_count_tokens_request(self, body: JSON, reuse: Reuse | None = None) -> Request:
+        return request.parse_count_tokens_request(body, unshared(reuse))
 
-    def render_response(self, response_: Response, request_: Request) -> JSON:
+    def render_response(
+        self, response_: Response, request_: Request, reuse: Reuse | None = None
+    ) -> JSON:
         return response.render_response(response_, request_)
 
-    def stream_encoder(self, request_: Request) -> StreamEncoder:
+    def stream_encoder(self, request_: Request, reuse: Reuse | None = None) -> StreamEncoder:
         return AnthropicStreamEncoder(request_)
 
     def render_error(self, error: GatewayError) -> JSON:
         return errors.render_error(error)
 
     # ------------------------------------------------ upstream-facing
-    def render_request(self, request_: Request, quirks: Quirks) -> JSON:
-        return upstream_request.render_request(request_, quirks)
+    def render_request(self, request_: Request, quirks: Quirks, reuse: Reuse | None = None) -> JSON:
+        return upstream_request.render_request(request_, quirks, unshared(reuse))
 
-    def parse_response(self, body: JSON, request_: Request) -> Response:
+    def parse_response(self, body: JSON, request_: Request, reuse: Reuse | None = None) -> Response:
         return response.parse_response(body, request_)
 
-    def stream_decoder(self, request_: Request) -> StreamDecoder:
-        return AnthropicStreamDecoder(request_)
+    def stream_decoder(self, request_: Request, reuse: Reuse | None = None) -> StreamDecoder:
+        return AnthropicStreamDecoder(request_, unshared(reuse))
 
     def parse_error(self, status: int, body: bytes) -> GatewayError:
         return errors.parse_error(status, body)
 
     # ------------------------------------------------ token counting
-    def render_count_tokens(self, request_: Request, quirks: Quirks) -> JSON:
-        return upstream_request.render_count_tokens(request_, quirks)
+    def render_count_tokens(
+        self, request_: Request, quirks: Quirks, reuse: Reuse | None = None
+    ) -> JSON:
+        return upstream_request.render_count_tokens(request_, quirks, unshared(reuse))
 
     def parse_count_tokens(self, body: JSON) -> int | None:
         count = body.get("input_tokens")

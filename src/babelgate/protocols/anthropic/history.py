@@ -9,7 +9,7 @@ their shape. Each repair below answers a 400 that Anthropic returns otherwise:
 - tool_use blocks need tool definitions, even when the client sent none;
 - with thinking on, the last assistant tool turn must start with a thinking block.
 All functions work on the rendered turns in place: a turn and its list of blocks are the
-request's own, but a block may be shared with other requests (babelgate.reuse), so a block
+request's own, but a block may be shared with other requests (protocols/reuse.py), so a block
 is never changed, only replaced.
 """
 

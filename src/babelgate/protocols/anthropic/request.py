@@ -34,16 +34,13 @@ from babelgate.canonical import (
     invalid,
 )
 from babelgate.canonical.carry import split_id
-from babelgate.reuse import derive
 
 from ..fields import boolean
+from ..reuse import Reuse
 from .carrier import ANTHROPIC, reasoning_from_thinking
 
 JSON = dict[str, Any]
 _ROLES: dict[str, Role] = {"user": "user", "assistant": "assistant", "system": "system"}
-# What babelgate.reuse keeps per shared piece of a body:
-_MESSAGE, _SYSTEM, _TOOLS = "anthropic.message", "anthropic.system", "anthropic.tools"
-_NAMED = "anthropic.named-results"
 _EFFORTS: dict[str, Effort] = {effort: effort for effort in get_args(Effort)}
 _TOOL_CHOICE_MODES: dict[str, Literal["auto", "none", "required", "tool"]] = {
     "auto": "auto",
@@ -71,16 +68,16 @@ _SKIPPED_BLOCKS = frozenset(
 )
 
 
-def parse_request(body: JSON) -> Request:
-    return _parse(body, require_max_tokens=True)
+def parse_request(body: JSON, reuse: Reuse) -> Request:
+    return _parse(body, reuse, require_max_tokens=True)
 
 
-def parse_count_tokens_request(body: JSON) -> Request:
+def parse_count_tokens_request(body: JSON, reuse: Reuse) -> Request:
     """`/v1/messages/count_tokens`: the same body without `max_tokens`."""
-    return _parse(body, require_max_tokens=False)
+    return _parse(body, reuse, require_max_tokens=False)
 
 
-def _parse(body: JSON, *, require_max_tokens: bool) -> Request:
+def _parse(body: JSON, reuse: Reuse, *, require_max_tokens: bool) -> Request:
     if not isinstance(body, dict):
         raise invalid("request body must be a JSON object")
     model = body.get("model")
@@ -94,8 +91,8 @@ def _parse(body: JSON, *, require_max_tokens: bool) -> Request:
     user = metadata.get("user_id") if isinstance(metadata, dict) else None
     return Request(
         model=model,
-        messages=_messages(body.get("messages")),
-        system=derive(system, _SYSTEM, _system, system),
+        messages=_messages(body.get("messages"), reuse),
+        system=reuse.derive(_system, system),
         max_tokens=_max_tokens(body.get("max_tokens"), required=require_max_tokens),
         # A truthy non-boolean would be read as false here and as true by an Anthropic
         # upstream the body passes through to: refused.
@@ -104,7 +101,7 @@ def _parse(body: JSON, *, require_max_tokens: bool) -> Request:
         top_p=top_p,
         top_k=_top_k(body.get("top_k")),
         stop=_stop_sequences(body.get("stop_sequences")),
-        tools=derive(tools, _TOOLS, _tools, tools),
+        tools=reuse.derive(_tools, tools),
         tool_choice=tool_choice,
         parallel_tool_calls=parallel_tool_calls,
         reasoning=_reasoning(body.get("thinking"), body.get("output_config")),
@@ -168,14 +165,14 @@ def _system(value: object) -> tuple[Text, ...]:
 # ---------------------------------------------------------------- messages
 
 
-def _messages(value: object) -> tuple[Message, ...]:
+def _messages(value: object, reuse: Reuse) -> tuple[Message, ...]:
     if value is None:
         raise invalid("messages: field required", param="messages")
     if not isinstance(value, list):
         raise invalid("messages: must be a list", param="messages")
-    # A message resent unchanged from an earlier turn is parsed once (see babelgate.reuse).
-    messages = [derive(item, _MESSAGE, _message, item, i) for i, item in enumerate(value)]
-    _name_tool_results(messages)
+    # A message resent unchanged from an earlier turn is parsed once (protocols/reuse.py).
+    messages = [reuse.derive(_message, item, i) for i, item in enumerate(value)]
+    _name_tool_results(messages, reuse)
     return tuple(messages)
 
 
@@ -190,7 +187,7 @@ def _message(item: object, i: int) -> Message:
     return Message(role=role, parts=_content(item.get("content"), f"{where}.content"))
 
 
-def _name_tool_results(messages: list[Message]) -> None:
+def _name_tool_results(messages: list[Message], reuse: Reuse) -> None:
     """Give each tool result the name of the call it answers (Gemini needs it; Anthropic's
     tool_result only carries the id). Parsed messages may be shared with other requests, so
     a message with results to name is replaced by a named copy, itself kept per message and
@@ -206,7 +203,7 @@ def _name_tool_results(messages: list[Message]) -> None:
                 found[j] = names[part.call_id]
         if found is not None:
             key = tuple(found)
-            messages[i] = derive(message, (_NAMED, key), _named, message, key)
+            messages[i] = reuse.derive(_named, message, key)
 
 
 def _named(message: Message, names: tuple[str | None, ...]) -> Message:

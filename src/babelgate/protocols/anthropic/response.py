@@ -82,8 +82,8 @@ def tool_use_block(call: ToolCall, *, empty_input: bool = False) -> JSON:
 
 
 def parse_response(body: JSON, request: Request) -> Response:
-    names = name_map(request)
-    custom = custom_tool_names(request)
+    names = name_map(request.tools)
+    custom = custom_tool_names(request.tools)
     parts: list[Part] = []
     for block in body.get("content") or ():
         part = upstream_part(block, names, custom) if isinstance(block, dict) else None

@@ -35,14 +35,15 @@ from babelgate.canonical import (
     StreamError,
     Text,
     TextDelta,
+    Tool,
     ToolArgsDelta,
     ToolCall,
     Usage,
 )
 from babelgate.canonical.ids import new_id
 from babelgate.canonical.tool_args import dump_arguments, parse_arguments
-from babelgate.reuse import derive
 
+from ..reuse import Reuse
 from ..sse import SSEEvent
 from ..sse_decoder import SSEStreamDecoder
 from .carrier import ANTHROPIC
@@ -94,13 +95,9 @@ class _DeltaEvent(msgspec.Struct, gc=False):
 _decode_delta_event = msgspec.json.Decoder(_DeltaEvent).decode
 _TEXT_KEYS = (b'"text"',)
 _THINKING_KEYS = (b'"thinking"',)
-_TOOL_NAMES = "anthropic.stream-tool-names"  # what babelgate.reuse keeps per tool list
-
-
-def _tool_names(request: Request) -> tuple[dict[str, str], frozenset[str]]:
-    """The request's renamed tools (upstream name -> its own) and custom tools, which
-    depend on its tool list only."""
-    return name_map(request), custom_tool_names(request)
+def _tool_names(tools: tuple[Tool, ...]) -> tuple[dict[str, str], frozenset[str]]:
+    """The request's renamed tools (upstream name -> its own) and custom tools."""
+    return name_map(tools), custom_tool_names(tools)
 
 
 def _read_piece(data: bytes) -> str | None:
@@ -132,11 +129,11 @@ class AnthropicStreamDecoder(SSEStreamDecoder):
         "_usage",
     )
 
-    def __init__(self, request: Request) -> None:
+    def __init__(self, request: Request, reuse: Reuse) -> None:
         super().__init__()
         self._model = request.model  # not the request: a stream must not keep its body alive
         # Clients send the same tools every turn: the maps are made once per shared list.
-        self._names, self._custom = derive(request.tools, _TOOL_NAMES, _tool_names, request)
+        self._names, self._custom = reuse.derive(_tool_names, request.tools)
         self._block: _Block | None = None
         self._next_index = 0
         self._usage = Usage()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from babelgate.canonical import Request
+from babelgate.canonical import Tool
 
 from ..wire_names import hashed_name, renamed
 
@@ -27,12 +27,12 @@ def upstream_name(name: str) -> str:
     return hashed_name(name, _INVALID_CHARS.sub("_", name), MAX_NAME, "sha1")
 
 
-def name_map(request: Request) -> dict[str, str]:
+def name_map(tools: tuple[Tool, ...]) -> dict[str, str]:
     """Upstream name -> the request's own name, for the names that had to change."""
-    return renamed((tool.name for tool in request.tools), upstream_name)
+    return renamed((tool.name for tool in tools), upstream_name)
 
 
-def custom_tool_names(request: Request) -> frozenset[str]:
+def custom_tool_names(tools: tuple[Tool, ...]) -> frozenset[str]:
     """Upstream names of the request's free-form (`custom`) tools, whose calls come back as
     `{"input": "..."}` and must be marked `kind="custom"` again."""
-    return frozenset(upstream_name(t.name) for t in request.tools if t.kind == "custom")
+    return frozenset(upstream_name(t.name) for t in tools if t.kind == "custom")

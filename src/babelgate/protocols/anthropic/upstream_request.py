@@ -11,7 +11,7 @@ Promises (each one is a 400 some upstream returned when it was broken):
 - No empty text blocks; tool names match `^[a-zA-Z0-9_-]{1,128}$` (see tool_names.py).
 - Thinking budget in [1024, max_tokens); a forced tool choice becomes `auto` while thinking.
 
-Blocks and the tool list are rendered once per piece a session resends (babelgate.reuse);
+Blocks and the tool list are rendered once per piece a session resends (protocols/reuse.py);
 see "system and messages" below for what stays per request.
 """
 
@@ -39,9 +39,9 @@ from babelgate.canonical import (
     ToolResult,
 )
 from babelgate.canonical.ids import safe_call_id
-from babelgate.reuse import derive, serialised
 
 from ..base import Quirks
+from ..reuse import Reuse
 from .carrier import is_native
 from .history import declare_history_tools, repair_history, unsigned_tool_turn
 from .tool_names import upstream_name
@@ -81,24 +81,24 @@ _CUSTOM_TOOL_SCHEMA = {
 }
 
 
-def render_request(request: Request, quirks: Quirks) -> JSON:
+def render_request(request: Request, quirks: Quirks, reuse: Reuse) -> JSON:
     max_tokens = request.max_tokens or DEFAULT_MAX_TOKENS
     if quirks.max_tokens is not None:
         max_tokens = min(max_tokens, quirks.max_tokens)
     body: JSON = {"model": request.model, "max_tokens": max_tokens}
     leading, rest = _split_leading_system(request.messages)
-    system = _system_blocks([*request.system, *leading])
+    system = _system_blocks([*request.system, *leading], reuse)
     if system:
         body["system"] = system
-    body["messages"], kinds = _messages(rest, quirks)
+    body["messages"], kinds = _messages(rest, quirks, reuse)
     thinking_on = _render_thinking(request.reasoning, max_tokens, body)
-    tools = _render_tools(request, thinking_on, body)
+    tools = _render_tools(request, thinking_on, body, reuse)
     _sampling(request, thinking_on, body)
     if request.stream:
         body["stream"] = True
-    if not _limit_cache_breakpoints(body, _Marked in kinds) and quirks.auto_cache:
-        _auto_cache(body)
-    _serialise_shared(body, tools, _Long in kinds)
+    if not _limit_cache_breakpoints(body, _Marked in kinds, reuse) and quirks.auto_cache:
+        _auto_cache(body, reuse)
+    _serialise_shared(body, tools, _Long in kinds, reuse)
     return body
 
 
@@ -114,9 +114,9 @@ _NOT_COUNTED = (
 )
 
 
-def render_count_tokens(request: Request, quirks: Quirks) -> JSON:
+def render_count_tokens(request: Request, quirks: Quirks, reuse: Reuse) -> JSON:
     """The `/v1/messages/count_tokens` body: the same prompt, without generation settings."""
-    body = render_request(request, quirks)
+    body = render_request(request, quirks, reuse)
     for name in _NOT_COUNTED:
         body.pop(name, None)
     return body
@@ -125,7 +125,7 @@ def render_count_tokens(request: Request, quirks: Quirks) -> JSON:
 # ---------------------------------------------------------------- system and messages
 #
 # A block depends on its part and on two quirks only, so it is rendered once per part a
-# session resends (babelgate.reuse) and then shared between requests: nothing changes a
+# session resends (protocols/reuse.py) and then shared between requests: nothing changes a
 # block after it is rendered. Turns and their lists of blocks are each request's own (merged,
 # repaired, marked per request); a pass that would change a block puts a new one in its place.
 
@@ -141,14 +141,16 @@ def _split_leading_system(
     return leading, messages[start:]
 
 
-def _system_blocks(parts: list[Text]) -> list[JSON]:
-    return [b for p in parts if (b := derive(p, _TEXT, _text, p, None)) is not None]
+def _system_blocks(parts: list[Text], reuse: Reuse) -> list[JSON]:
+    derive = reuse.derive
+    return [b for p in parts if (b := derive(_text, p, None)) is not None]
 
 
-def _messages(messages: tuple[Message, ...], quirks: Quirks) -> tuple[list[JSON], set[type]]:
+def _messages(
+    messages: tuple[Message, ...], quirks: Quirks, reuse: Reuse
+) -> tuple[list[JSON], set[type]]:
     """The turns, and the types of their blocks (see _Marked and _Long)."""
-    tag = _BLOCK_TAGS[quirks.images, quirks.documents]
-    render = _RENDER
+    render, derive = _RENDER, reuse.derive
     out: list[JSON] = []
     every: list[JSON] = []
     last: JSON | None = None
@@ -157,7 +159,7 @@ def _messages(messages: tuple[Message, ...], quirks: Quirks) -> tuple[list[JSON]
         role = "user" if message.role == "system" else message.role
         blocks: list[JSON] = []
         for p in message.parts:  # (a comprehension costs more for a message's few parts)
-            b = derive(p, tag, render[type(p)], p, quirks)
+            b = derive(render[type(p)], p, quirks)
             if b is not None:
                 blocks.append(b)
         if not blocks:
@@ -188,16 +190,6 @@ class _Long(dict[str, Any]):
 
 
 _LONG = 2048
-
-# babelgate.reuse tags: a system prompt's block; a message part's block, which depends on
-# (quirks.images, quirks.documents)
-_TEXT = "anthropic.text-out"
-_BLOCK_TAGS = {
-    (images, documents): f"anthropic.block-out:{images:d}{documents:d}"
-    for images in (False, True)
-    for documents in (False, True)
-}
-
 
 def _block(part: Part, quirks: Quirks) -> JSON | None:
     return _RENDER[type(part)](part, quirks)
@@ -301,7 +293,7 @@ def _document(part: Document, quirks: Quirks) -> JSON | None:
     return _cache(block, part.cache, len(source.get("data", "")))
 
 
-# Each part type's renderer (called through babelgate.reuse.derive).
+# Each part type's renderer (called through Reuse.derive, so kept per part and Quirks).
 _RENDER: dict[type, Callable[[Any, Quirks], JSON | None]] = {
     Text: _text,
     Reasoning: _reasoning,
@@ -315,11 +307,13 @@ _RENDER: dict[type, Callable[[Any, Quirks], JSON | None]] = {
 # ---------------------------------------------------------------- tools
 
 
-def _render_tools(request: Request, thinking_on: bool, body: JSON) -> list[JSON] | None:
+def _render_tools(
+    request: Request, thinking_on: bool, body: JSON, reuse: Reuse
+) -> list[JSON] | None:
     """Set `tools` and `tool_choice`; return the shared rendering of the request's tools."""
-    # Rendered once per distinct tool list (babelgate.reuse): agents resend theirs every turn.
-    # The list is this request's own; the cache-mark passes replace a tool they change.
-    shared = derive(request.tools, _TOOLS, _tool_blocks, request.tools)
+    # Rendered once per distinct tool list (protocols/reuse.py): agents resend theirs every
+    # turn. The list is this request's own; the cache-mark passes replace a tool they change.
+    shared = reuse.derive(_tool_blocks, request.tools)
     if not shared:
         declare_history_tools(body)
         return None
@@ -329,9 +323,6 @@ def _render_tools(request: Request, thinking_on: bool, body: JSON) -> list[JSON]
         body["tool_choice"] = choice
     return shared
 
-
-_TOOLS = "anthropic.tools-out"  # what babelgate.reuse keeps per shared tool list
-_TOOLS_JSON = "anthropic.tools-out-json"  # and the JSON of all its tools but the last
 
 
 def _tool_blocks(tools: tuple[Tool, ...]) -> list[JSON]:
@@ -468,7 +459,7 @@ def _sampling(request: Request, thinking_on: bool, body: JSON) -> None:
         body["metadata"] = {"user_id": request.user}
 
 
-def _limit_cache_breakpoints(body: JSON, in_messages: bool) -> int:
+def _limit_cache_breakpoints(body: JSON, in_messages: bool, reuse: Reuse) -> int:
     """Keep the last MAX_CACHE_BREAKPOINTS cache_control marks in prompt order; return how
     many the client asked for. `in_messages`: whether a message block may carry one."""
     # Where each mark is: (the list holding the block, its index, the index of the marked
@@ -487,16 +478,16 @@ def _limit_cache_breakpoints(body: JSON, in_messages: bool) -> int:
                     inner = block.get("content", ())
                     marked += [(content, i, j) for j, b in enumerate(inner) if "cache_control" in b]
     for blocks, i, j in marked[:-MAX_CACHE_BREAKPOINTS]:
-        _unmark(blocks, i, j)
+        _unmark(blocks, i, j, reuse)
     return len(marked)
 
 
-def _unmark(blocks: list[JSON], i: int, j: int) -> None:
+def _unmark(blocks: list[JSON], i: int, j: int, reuse: Reuse) -> None:
     """Drop the mark of `blocks[i]` (j < 0) or of the j-th block of its content, in a new
     block: the marked one may be shared with other requests."""
     block = blocks[i]
     if j < 0:
-        blocks[i] = derive(block, _UNMARKED, _without_mark, block)
+        blocks[i] = reuse.derive(_without_mark, block)
     else:
         inner = list(block["content"])
         inner[j] = _without_mark(inner[j])
@@ -511,13 +502,10 @@ def _with_mark(block: JSON) -> JSON:
     return {**block, "cache_control": dict(_EPHEMERAL)}
 
 
-# babelgate.reuse tags: a shared block without its mark, or with one (the same block ends the
-# system prompt on every turn, so its marked copy is shared too)
-_UNMARKED, _MARKED = "anthropic.unmarked", "anthropic.marked"
 _UNCACHEABLE = frozenset({"thinking", "redacted_thinking"})
 
 
-def _auto_cache(body: JSON) -> None:
+def _auto_cache(body: JSON, reuse: Reuse) -> None:
     """Clients of other protocols (Codex, Chat tools) cannot mark cache breakpoints, and
     Anthropic caches nothing unmarked: mark the end of the tools, of the system prompt and of
     the newest turn, so each turn reads the previous turns' prefix from the cache (a tenth of
@@ -530,22 +518,26 @@ def _auto_cache(body: JSON) -> None:
     if tools:
         tools[-1] = _with_mark(tools[-1])  # never shared on its own: see _serialised_tools
     if system:
-        system[-1] = derive(system[-1], _MARKED, _with_mark, system[-1])
+        # The same block ends the system prompt on every turn: its marked copy is shared too.
+        system[-1] = reuse.derive(_with_mark, system[-1])
     messages = body["messages"]
     if messages and messages[-1]["content"]:
         blocks = messages[-1]["content"]
         if blocks[-1]["type"] not in _UNCACHEABLE:
-            blocks[-1] = derive(blocks[-1], _MARKED, _with_mark, blocks[-1])
+            blocks[-1] = reuse.derive(_with_mark, blocks[-1])
 
 
 # ---------------------------------------------------------------- serialising
 
 
-def _serialise_shared(body: JSON, tools: list[JSON] | None, long_blocks: bool) -> None:
+def _serialise_shared(
+    body: JSON, tools: list[JSON] | None, long_blocks: bool, reuse: Reuse
+) -> None:
     """The system prompt, long message blocks (`long_blocks`: whether there are any) and the
-    tools go out pre-serialised when they are shared with other requests (babelgate.reuse):
+    tools go out pre-serialised when they are shared with other requests (protocols/reuse.py):
     the passes above are done, and nothing reads them before the body is sent."""
     system = body.get("system")
+    serialised = reuse.serialised
     if system:
         body["system"] = [serialised(b) for b in system]
     if long_blocks:
@@ -554,13 +546,13 @@ def _serialise_shared(body: JSON, tools: list[JSON] | None, long_blocks: bool) -
             if _Long in map(type, content):
                 message["content"] = [serialised(b) if type(b) is _Long else b for b in content]
     if tools is not None:
-        body["tools"] = _serialised_tools(body["tools"], tools)
+        body["tools"] = _serialised_tools(body["tools"], tools, reuse)
 
 
-def _serialised_tools(out: list[JSON], shared: list[JSON]) -> Any:
+def _serialised_tools(out: list[JSON], shared: list[JSON], reuse: Reuse) -> Any:
     """`out`, the request's copy of the shared tool list, as JSON kept for that list when
     the passes changed none of its tools, or none but the last (auto-cache marks it)."""
-    whole = serialised(shared)
+    whole = reuse.serialised(shared)
     if not isinstance(whole, orjson.Fragment):
         return out  # a list this request made: nothing is kept for it
     last = len(out) - 1
@@ -568,7 +560,7 @@ def _serialised_tools(out: list[JSON], shared: list[JSON]) -> Any:
         return out
     if out[last] is shared[last]:
         return whole
-    before = derive(shared, _TOOLS_JSON, _json_before_last, shared)
+    before = reuse.derive(_json_before_last, shared)
     return orjson.Fragment(b"".join((before, orjson.dumps(out[last]), b"]")))
 
 

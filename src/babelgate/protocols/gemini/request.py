@@ -20,7 +20,7 @@ What the body promises Gemini:
   (every Gemini model reads them, so `quirks.documents` is not consulted).
 
 What a message renders to on its own, the system text and the tool list are kept for the
-messages a session resends (babelgate.reuse) and go out pre-serialised; the body is byte for
+messages a session resends (protocols/reuse.py) and go out pre-serialised; the body is byte for
 byte what it would be without that (tests/test_reuse_gemini_out.py).
 """
 
@@ -40,7 +40,7 @@ from babelgate.canonical import (
     ToolResult,
 )
 from babelgate.protocols.base import Quirks
-from babelgate.reuse import derive, serialised
+from babelgate.protocols.reuse import Reuse
 
 from .names import gemini_name
 from .parts import GEMINI_ID_KEY, media_part, render_model_parts
@@ -73,37 +73,39 @@ TOOL_CHOICE_MODE = {"auto": "AUTO", "none": "NONE", "required": "ANY", "tool": "
 MID_SYSTEM_PREFIX = "System instruction:\n"
 
 
-def render_request(request: Request, quirks: Quirks) -> JSON:
-    body = _render_prompt(request, quirks)
+def render_request(request: Request, quirks: Quirks, reuse: Reuse) -> JSON:
+    body = _render_prompt(request, quirks, reuse)
     config = _generation_config(request, quirks)
     if config:
         body["generationConfig"] = config
     return body
 
 
-def render_count_tokens(request: Request, quirks: Quirks) -> JSON:
+def render_count_tokens(request: Request, quirks: Quirks, reuse: Reuse) -> JSON:
     """The `:countTokens` body. The `generateContentRequest` form counts the system
     instruction and the tool declarations too, as generateContent would."""
-    prompt = _render_prompt(request, quirks)
+    prompt = _render_prompt(request, quirks, reuse)
     prompt.pop("toolConfig", None)
     return {"generateContentRequest": {"model": f"models/{request.model}", **prompt}}
 
 
-def _render_prompt(request: Request, quirks: Quirks) -> JSON:
-    history = _History(quirks.images)
+def _render_prompt(request: Request, quirks: Quirks, reuse: Reuse) -> JSON:
+    history = _History(quirks.images, reuse)
     for message in request.messages:
         history.add(message)
     body: JSON = {"contents": history.finish()}
     # request.system first, then the system messages that came before the conversation.
-    system = derive(request.system, _SYSTEM, _system_parts, request.system)
+    # Kept per shared system prompt (an Anthropic client's), and serialised whole.
+    system = reuse.derive(_system_parts, request.system, reuse)
     if history.system:
         body["systemInstruction"] = {"parts": [*system, *history.system]}
     elif system:
-        body["systemInstruction"] = {"parts": serialised(system)}
-    # Rendered once per distinct tool list (babelgate.reuse): agents resend theirs every turn.
-    tools = derive(request.tools, _TOOLS, render_tools, request.tools)
+        body["systemInstruction"] = {"parts": reuse.serialised(system)}
+    # Rendered once per distinct tool list (protocols/reuse.py): agents resend theirs every
+    # turn.
+    tools = reuse.derive(render_tools, request.tools)
     if tools:
-        body["tools"] = serialised(tools)
+        body["tools"] = reuse.serialised(tools)
         if request.tool_choice is not None and "functionDeclarations" in tools[0]:
             body["toolConfig"] = _tool_config(request)
     return body
@@ -111,17 +113,11 @@ def _render_prompt(request: Request, quirks: Quirks) -> JSON:
 
 # ---------------------------------------------------------------- history
 #
-# Reuse (babelgate.reuse): what one message renders to on its own is kept per shared message
+# Reuse (protocols/reuse.py): what one message renders to on its own is kept per shared message
 # (its "piece"); where that lands depends on the conversation around it (turns merge, results
 # are named after their call and ordered by it, a turn's first call may need the placeholder
 # signature), so `contents` is assembled per request, in containers of the request's own.
 # Pieces and everything in them are shared between requests: never mutated.
-
-# babelgate.reuse tags
-_SYSTEM, _SYSTEM_TEXT, _SYSTEM_MESSAGE = "gemini.system", "gemini.system-text", "gemini.system-msg"
-_MID_SYSTEM, _MODEL, _USER = "gemini.mid-system", "gemini.model", "gemini.user"
-_RESPONSE, _TURN = "gemini.response", "gemini.turn"
-_TOOLS = "gemini.tools"  # per shared tool list
 
 
 class _ModelPiece:
@@ -143,7 +139,7 @@ class _ModelPiece:
         if self.first_call >= 0 and not self.signed:
             parts = list(parts)
             parts[self.first_call] = _with_placeholder(parts[self.first_call])
-        self.turn = _kept(message, _MODEL, {"role": "model", "parts": parts})
+        self.turn = {"role": "model", "parts": parts}  # shared with the piece
 
 
 # A user message rendered on its own, as (its tool results, its other parts, the whole turn
@@ -154,27 +150,17 @@ class _ModelPiece:
 _UserPiece = tuple[list[ToolResult], list[JSON], JSON | None]
 
 
-def _kept(message: Message, tag: object, turn: JSON) -> JSON:
-    """`turn` kept with `message` (shared from now on, so that `serialised` can pre-serialise
-    it). `tag` is the tag of the piece it belongs to, and so names all it depends on."""
-    return derive(message, (tag, _TURN), _same, turn)
-
-
-def _same(value: JSON) -> JSON:
-    return value
-
-
 class _History:
     """The turns of `contents` being assembled, in containers of the request's own: a turn
     is its role and its pieces (several when same-role messages merge), and a user turn
     that answers calls has its function responses."""
 
-    __slots__ = ("calls", "images", "pieces", "responses", "roles", "started", "system",
-                 "turn_calls", "user_tag")
+    __slots__ = ("calls", "images", "pieces", "responses", "reuse", "roles", "started",
+                 "system", "turn_calls")
 
-    def __init__(self, images: bool) -> None:
+    def __init__(self, images: bool, reuse: Reuse) -> None:
         self.images = images  # quirks.images: the only quirk the history depends on
-        self.user_tag = (_USER, images)
+        self.reuse = reuse
         self.system: list[JSON] = []  # system messages before the conversation started
         self.roles: list[str] = []  # per turn
         self.pieces: list[list[Any]] = []  # per turn
@@ -202,7 +188,8 @@ class _History:
             responses = self.responses.get(turn)
             if responses is None and len(turn_pieces) == 1:  # most turns: kept whole
                 piece = turn_pieces[0]
-                contents.append(serialised(piece.turn if role == "model" else piece[2]))
+                turn_whole = piece.turn if role == "model" else piece[2]
+                contents.append(self.reuse.serialised(turn_whole))
             elif role == "model":
                 contents.append({"role": "model", "parts": _merged_model_parts(turn_pieces)})
             else:
@@ -211,14 +198,14 @@ class _History:
 
     def _system(self, message: Message) -> None:
         if not self.started:
-            self.system.extend(derive(message, _SYSTEM_MESSAGE, _system_texts, message))
+            self.system.extend(self.reuse.derive(_system_texts, message))
             return
-        piece = derive(message, _MID_SYSTEM, _mid_system, message)
+        piece = self.reuse.derive(_mid_system, message)
         if piece is not None:
             self._append("user", piece)
 
     def _model(self, message: Message) -> None:
-        piece = derive(message, _MODEL, _ModelPiece, message)
+        piece = self.reuse.derive(_ModelPiece, message)
         if not piece.parts:
             return
         if not self.roles or self.roles[-1] != "model":
@@ -229,8 +216,7 @@ class _History:
         self._append("model", piece)
 
     def _user(self, message: Message) -> None:
-        tag = self.user_tag
-        piece = derive(message, tag, _user_piece, message, self.images, tag)
+        piece = self.reuse.derive(_user_piece, message, self.images)
         results, rest, _ = piece
         if not results and not rest:
             return
@@ -241,9 +227,8 @@ class _History:
         for result in results:
             name, gemini_id = self.calls.get(result.call_id) or (
                 result.name or "unknown_tool", None)
-            response = derive(result, (_RESPONSE, name, gemini_id), _function_response,
-                              result, name, gemini_id)
-            responses.append((self._call_position(result.call_id), serialised(response)))
+            response = self.reuse.derive(_function_response, result, name, gemini_id)
+            responses.append((self._call_position(result.call_id), self.reuse.serialised(response)))
 
     def _append(self, role: str, piece: Any) -> int:
         """Add `piece` to the last turn, or to a new one if that turn has another role; the
@@ -279,14 +264,15 @@ def _place(response: tuple[int, Any]) -> int:
     return response[0]
 
 
-def _system_parts(system: tuple[Text, ...]) -> list[Any]:
-    # A Chat client's system texts are parts of its shared system messages (the list is the
-    # request's own): each goes out pre-serialised.
-    return [serialised(derive(t, _SYSTEM_TEXT, _text_part, t.text)) for t in system if t.text]
+def _system_parts(system: tuple[Text, ...], reuse: Reuse) -> list[Any]:
+    # A Chat client's system texts are parts of its shared system messages (the tuple is the
+    # request's own): each goes out pre-serialised, from `reuse`, the table of the request
+    # (an argument, so a part of the key, like all the rest).
+    return [reuse.serialised(reuse.derive(_text_part, t)) for t in system if t.text]
 
 
-def _text_part(text: str) -> JSON:
-    return {"text": text}
+def _text_part(text: Text) -> JSON:
+    return {"text": text.text}
 
 
 def _system_texts(message: Message) -> list[JSON]:
@@ -298,11 +284,10 @@ def _mid_system(message: Message) -> _UserPiece | None:
     if not text:
         return None
     rest = [{"text": MID_SYSTEM_PREFIX + text}]
-    return [], rest, _kept(message, _MID_SYSTEM, {"role": "user", "parts": rest})
+    return [], rest, {"role": "user", "parts": rest}
 
 
-def _user_piece(message: Message, images: bool, tag: object) -> _UserPiece:
-    """`tag`: the piece's own (it names `images`), for the turn kept with it."""
+def _user_piece(message: Message, images: bool) -> _UserPiece:
     results: list[ToolResult] = []
     attached: list[JSON] = []
     others: list[JSON] = []
@@ -320,7 +305,7 @@ def _user_piece(message: Message, images: bool, tag: object) -> _UserPiece:
     rest = attached + others
     if results:
         return results, rest, None
-    return results, rest, _kept(message, tag, {"role": "user", "parts": rest})
+    return results, rest, {"role": "user", "parts": rest}
 
 
 def _merged_model_parts(pieces: list[_ModelPiece]) -> list[JSON]:

@@ -32,6 +32,7 @@ from babelgate.canonical import (
     Response,
     StopReason,
     Text,
+    Tool,
     ToolCall,
     Usage,
 )
@@ -57,7 +58,7 @@ FAILED_CALL_REASONS = frozenset({"MALFORMED_FUNCTION_CALL", "UNEXPECTED_TOOL_CAL
 
 
 def parse_response(body: JSON, request: Request) -> Response:
-    names = tool_names(request)
+    names = tool_names(request.tools)
     candidate = first_candidate(body)
     parts: list[Part] = []
     if candidate is not None:
@@ -80,13 +81,13 @@ class ToolNames:
 
     __slots__ = ("back", "custom")
 
-    def __init__(self, request: Request) -> None:
-        self.back = reverse_map(tool.name for tool in request.tools)
-        self.custom = frozenset(t.name for t in request.tools if t.kind == "custom")
+    def __init__(self, tools: tuple[Tool, ...]) -> None:
+        self.back = reverse_map(tool.name for tool in tools)
+        self.custom = frozenset(t.name for t in tools if t.kind == "custom")
 
 
-def tool_names(request: Request) -> ToolNames:
-    return ToolNames(request)
+def tool_names(tools: tuple[Tool, ...]) -> ToolNames:
+    return ToolNames(tools)
 
 
 def first_candidate(body: JSON) -> JSON | None:

@@ -42,9 +42,9 @@ from babelgate.canonical import (
 )
 from babelgate.canonical.ids import new_id
 from babelgate.canonical.tool_args import dump_arguments
+from babelgate.protocols.reuse import Reuse
 from babelgate.protocols.sse import SSEEvent
 from babelgate.protocols.sse_decoder import SSEStreamDecoder
-from babelgate.reuse import derive
 
 from .errors import error_from_body
 from .parts import BARE_THOUGHT, ORIGIN
@@ -122,7 +122,6 @@ def _read_text(data: bytes) -> str | None:
 
 
 _TEXT_KEYS = (b'"text"',)
-_TOOL_NAMES = "gemini.stream-tool-names"  # what babelgate.reuse keeps per tool list
 
 
 class GeminiStreamDecoder(SSEStreamDecoder):
@@ -141,10 +140,10 @@ class GeminiStreamDecoder(SSEStreamDecoder):
         "_usage_meta",
     )
 
-    def __init__(self, request: Request) -> None:
+    def __init__(self, request: Request, reuse: Reuse) -> None:
         super().__init__()
         # Clients send the same tools every turn: the names are mapped once per shared list.
-        self._names = derive(request.tools, _TOOL_NAMES, tool_names, request)
+        self._names = reuse.derive(tool_names, request.tools)
         self._model = request.model
         self._started = False
         self._done = False  # an error was emitted: ignore the rest

@@ -14,8 +14,8 @@ import hashlib
 import re
 
 from babelgate.canonical import Request, Tool
-from babelgate.reuse import derive
 
+from ..reuse import Reuse
 from ..wire_names import hashed_name
 
 _VALID_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
@@ -48,15 +48,12 @@ _MAPS: dict[tuple[tuple[str, str], ...], dict[str, Tool]] = {}
 _MAX_MAPS = 256
 
 
-def tools_by_wire_name(request: Request) -> dict[str, Tool]:
+def tools_by_wire_name(request: Request, reuse: Reuse) -> dict[str, Tool]:
     """The request's tools keyed by the name the upstream saw, to map its calls back. Only
     `name` and `kind` of each Tool are kept; clients send the same tool list on every turn,
     so the map is built once per distinct list (and holds no schema of any request), and
-    found straight from a shared tool list (babelgate.reuse)."""
-    return derive(request.tools, _BY_WIRE_NAME, _tool_map, request.tools)
-
-
-_BY_WIRE_NAME = "openai.tools-by-wire-name"
+    found straight from a shared tool list (protocols/reuse.py)."""
+    return reuse.derive(_tool_map, request.tools)
 
 
 def _tool_map(tools: tuple[Tool, ...]) -> dict[str, Tool]:

@@ -31,28 +31,22 @@ from babelgate.canonical import (
     invalid,
 )
 from babelgate.canonical.tool_args import client_arguments
-from babelgate.reuse import derive
 
 from ..fields import boolean, integer, mapping, number, string
+from ..reuse import Reuse
 from .carrier import open_call_id, restore_reasoning
 
 _EFFORTS: dict[str, Effort] = {effort: effort for effort in get_args(Effort)}
-# What babelgate.reuse keeps per shared message (its Message, or a tool message's ToolResult
-# per name of the call it answers) and per shared tool list:
-_MESSAGE, _RESULT, _TOOLS = "chat.message", "chat.result", "chat.tools"
-
-
-def parse_request(body: JSON) -> Request:
+def parse_request(body: JSON, reuse: Reuse) -> Request:
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise invalid("`model` is required and must be a string", "model")
-    system, messages = _messages(body.get("messages"))
+    system, messages = _messages(body.get("messages"), reuse)
     stream = boolean(body, "stream") or False
     options = body.get("stream_options")
     include_usage = not stream or (isinstance(options, dict) and bool(options.get("include_usage")))
-    # Agents resend the same tool list on every turn: parsed once (see babelgate.reuse).
-    raw_tools = body.get("tools")
-    tools = derive(raw_tools, _TOOLS, _tools, raw_tools)
+    # Agents resend the same tool list on every turn: parsed once (protocols/reuse.py).
+    tools = reuse.derive(_tools, body.get("tools"))
     return Request(
         model=model,
         messages=messages,
@@ -77,20 +71,20 @@ def parse_request(body: JSON) -> Request:
 # ------------------------------------------------------------------ messages
 
 
-def _messages(raw: Any) -> tuple[tuple[Text, ...], tuple[Message, ...]]:
+def _messages(raw: Any, reuse: Reuse) -> tuple[tuple[Text, ...], tuple[Message, ...]]:
     if not isinstance(raw, list) or not raw:
         raise invalid("`messages` must be a non-empty array", "messages")
     system: list[Text] = []
     messages: list[Message] = []
     calls: dict[str, ToolCall] = {}  # by id, so results can name their tool (Gemini needs it)
     for i, message in enumerate(raw):
-        # A message resent unchanged from an earlier turn is parsed once (babelgate.reuse):
+        # A message resent unchanged from an earlier turn is parsed once (protocols/reuse.py):
         # the Message (or tool output) is then shared between requests and never changed.
-        parsed = derive(message, _MESSAGE, _message, message, i)
+        parsed = reuse.derive(_message, message, i)
         if isinstance(parsed, _ToolOutput):
             call = calls.get(parsed.call_id)
             name, kind = (call.name, call.kind) if call is not None else (None, "function")
-            result = derive(message, (_RESULT, name, kind), _named_result, parsed, name, kind)
+            result = reuse.derive(_named_result, parsed, name, kind)
             _add_tool_result(messages, result)
         elif parsed.role == "system" and not messages:
             system.extend(p for p in parsed.parts if isinstance(p, Text))  # all are Texts

@@ -9,6 +9,7 @@ from __future__ import annotations
 from babelgate.canonical import JSON, Part, Reasoning, Request, Response, Text, ToolCall, Usage
 from babelgate.canonical.ids import new_id
 
+from ..reuse import Reuse
 from .calls import make_call
 from .errors import error_from_json
 from .names import tools_by_wire_name
@@ -16,14 +17,14 @@ from .stop_reasons import stop_reason
 from .usage import parse_usage
 
 
-def parse_response(body: JSON, request: Request) -> Response:
+def parse_response(body: JSON, request: Request, reuse: Reuse) -> Response:
     choices = body.get("choices")
     if not choices and body.get("error"):
         # Some routers answer HTTP 200 with an error body instead of a completion.
         raise error_from_json(body)
     choice = choices[0] if isinstance(choices, list) and choices else {}
     message = choice.get("message") or {}
-    parts = _parts(message, request)
+    parts = _parts(message, request, reuse)
     has_calls = any(isinstance(p, ToolCall) for p in parts)
     usage = body.get("usage")
     created = body.get("created")
@@ -42,7 +43,7 @@ def parse_response(body: JSON, request: Request) -> Response:
     )
 
 
-def _parts(message: JSON, request: Request) -> list[Part]:
+def _parts(message: JSON, request: Request, reuse: Reuse) -> list[Part]:
     parts: list[Part] = []
     reasoning = reasoning_text(message)
     if reasoning:
@@ -54,7 +55,7 @@ def _parts(message: JSON, request: Request) -> list[Part]:
         parts.append(Text(text=content))
     elif message.get("refusal"):
         parts.append(Text(text=message["refusal"]))
-    tools = tools_by_wire_name(request)
+    tools = tools_by_wire_name(request, reuse)
     for call in message.get("tool_calls") or ():
         function = call.get("function") or {}
         parts.append(

@@ -31,9 +31,9 @@ from babelgate.canonical import (
     ToolResult,
 )
 from babelgate.canonical.tool_args import dump_arguments
-from babelgate.reuse import derive, serialised
 
 from ..base import Quirks
+from ..reuse import Reuse
 from .names import wire_call_id, wire_name
 
 MISSING_RESULT = "Error: no result was recorded for this tool call (it was interrupted)."
@@ -42,12 +42,12 @@ _EMPTY_RESULT = "(no output)"
 
 
 def render_messages(
-    system: tuple[Text, ...], messages: tuple[Message, ...], quirks: Quirks
+    system: tuple[Text, ...], messages: tuple[Message, ...], quirks: Quirks, reuse: Reuse
 ) -> list[Any]:
-    builder = _Builder(quirks)
-    system_message = derive(system, _SYSTEM, _system_message, system)
+    builder = _Builder(quirks, reuse)
+    system_message = reuse.derive(_system_message, system)
     if system_message is not None:
-        builder.out.append(serialised(system_message))
+        builder.out.append(reuse.serialised(system_message))
     for position, message in enumerate(messages):
         if message.role == "assistant":
             builder.assistant(message, _answers(messages, position))
@@ -74,10 +74,11 @@ def _answers(messages: tuple[Message, ...], position: int) -> dict[str, ToolResu
 class _Builder:
     """Appends wire messages, holding tool-result images until the next user message."""
 
-    __slots__ = ("answered", "out", "pending", "quirks")
+    __slots__ = ("answered", "out", "pending", "quirks", "reuse")
 
-    def __init__(self, quirks: Quirks) -> None:
+    def __init__(self, quirks: Quirks, reuse: Reuse) -> None:
         self.quirks = quirks
+        self.reuse = reuse
         self.out: list[Any] = []  # wire messages: dicts, or orjson Fragments of shared ones
         self.pending: list[JSON] = []  # content parts owed to the next user message
         self.answered: set[int] = set()  # id() of ToolResult parts already rendered
@@ -96,29 +97,30 @@ class _Builder:
     def assistant(self, message: Message, answers: dict[str, ToolResult]) -> None:
         self.flush_pending()
         # The message's own rendering and each result's do not depend on the rest of the
-        # conversation: kept for messages a session resends (babelgate.reuse).
-        wire, calls = derive(message, (_ASSISTANT, self.quirks), _assistant, message, self.quirks)
+        # conversation: kept for messages a session resends (protocols/reuse.py).
+        reuse = self.reuse
+        wire, calls = reuse.derive(_assistant, message, self.quirks)
         if wire is None:
             return  # nothing the upstream would accept; an empty turn carries no meaning
-        self.out.append(serialised(wire))
+        self.out.append(reuse.serialised(wire))
         for call_id, wire_id in calls:
             result = answers.get(call_id)
             if result is None:
                 text = MISSING_RESULT
             else:
                 self.answered.add(id(result))
-                text, images = derive(result, (_RESULT, self.quirks), _result, result, self.quirks)
+                text, images = reuse.derive(_result, result, self.quirks)
                 self.pending.extend(images)
             self.out.append({"role": "tool", "tool_call_id": wire_id, "content": text})
 
     def user(self, message: Message) -> None:
         if not self.pending:
             # Without images owed from earlier results, a user message with no results of
-            # its own renders the same in every conversation: kept (babelgate.reuse).
-            plain, wire = derive(message, (_USER, self.quirks), _plain_user, message, self)
+            # its own renders the same in every conversation: kept (protocols/reuse.py).
+            plain, wire = self.reuse.derive(_plain_user, message, self.quirks)
             if plain:
                 if wire is not None:
-                    self.out.append(serialised(wire))
+                    self.out.append(self.reuse.serialised(wire))
                 return
         content = list(self.pending)
         self.pending = []
@@ -126,39 +128,41 @@ class _Builder:
 
     def user_parts(self, message: Message, content: list[JSON]) -> None:
         """Append `message` as a user message whose content starts with `content`."""
-        for part in message.parts:
-            if isinstance(part, ToolResult):
-                if id(part) not in self.answered:
-                    content.append(_text_part(_orphan_result_text(part)))
-            elif isinstance(part, Text):
-                if part.text:
-                    content.append(_text_part(part.text))
-            elif isinstance(part, Image):
-                content.append(self._image(part))
-            elif isinstance(part, Document):
-                content.append(self._document(part))
-        if content:
-            self.out.append({"role": "user", "content": _compact(content)})
-
-    def _image(self, image: Image) -> JSON:
-        return _image(image, self.quirks)
-
-    def _document(self, doc: Document) -> JSON:
-        if doc.text is None and doc.data and self.quirks.documents:
-            media_type = doc.media_type or "application/pdf"
-            return {
-                "type": "file",
-                "file": {
-                    "filename": doc.filename or doc.title or "document.pdf",
-                    "file_data": f"data:{media_type};base64,{doc.data}",
-                },
-            }
-        return _text_part(_document_text(doc))
+        wire = _user_message(message, content, self.answered, self.quirks)
+        if wire is not None:
+            self.out.append(wire)
 
 
-# babelgate.reuse tags
-_ASSISTANT, _RESULT, _USER = "openai.assistant", "openai.tool-result", "openai.user"
-_SYSTEM = "openai.system"
+def _user_message(
+    message: Message, content: list[JSON], answered: set[int], quirks: Quirks
+) -> JSON | None:
+    """`message` as a user message whose content starts with `content` (None if it says
+    nothing); `answered`: id() of the tool results already rendered as tool messages."""
+    for part in message.parts:
+        if isinstance(part, ToolResult):
+            if id(part) not in answered:
+                content.append(_text_part(_orphan_result_text(part)))
+        elif isinstance(part, Text):
+            if part.text:
+                content.append(_text_part(part.text))
+        elif isinstance(part, Image):
+            content.append(_image(part, quirks))
+        elif isinstance(part, Document):
+            content.append(_document(part, quirks))
+    return {"role": "user", "content": _compact(content)} if content else None
+
+
+def _document(doc: Document, quirks: Quirks) -> JSON:
+    if doc.text is None and doc.data and quirks.documents:
+        media_type = doc.media_type or "application/pdf"
+        return {
+            "type": "file",
+            "file": {
+                "filename": doc.filename or doc.title or "document.pdf",
+                "file_data": f"data:{media_type};base64,{doc.data}",
+            },
+        }
+    return _text_part(_document_text(doc))
 
 
 def _system_message(system: tuple[Text, ...]) -> JSON | None:
@@ -166,15 +170,13 @@ def _system_message(system: tuple[Text, ...]) -> JSON | None:
     return {"role": "system", "content": text} if text else None
 
 
-def _plain_user(message: Message, builder: _Builder) -> tuple[bool, JSON | None]:
+def _plain_user(message: Message, quirks: Quirks) -> tuple[bool, JSON | None]:
     """(True, the wire message or None if it says nothing) for a user message without tool
-    results; (False, None) for one with results, which depend on the conversation.
-    `builder` must have no pending images: they would be owed to this message."""
+    results, rendered on its own (no images owed to it); (False, None) for one with
+    results, which depend on the conversation."""
     if any(isinstance(part, ToolResult) for part in message.parts):
         return False, None
-    before = len(builder.out)
-    builder.user_parts(message, [])
-    return True, (builder.out.pop() if len(builder.out) > before else None)
+    return True, _user_message(message, [], set(), quirks)
 
 
 def _assistant(message: Message, quirks: Quirks) -> tuple[JSON | None, list[tuple[str, str]]]:

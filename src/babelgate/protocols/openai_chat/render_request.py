@@ -8,9 +8,9 @@ as `top_k` may go out. Cache markers, metadata and hosted tools never leak.
 from __future__ import annotations
 
 from babelgate.canonical import JSON, ReasoningConfig, Request, Tool, ToolChoice
-from babelgate.reuse import derive, serialised
 
 from ..base import Quirks
+from ..reuse import Reuse
 from .names import wire_name, wire_user
 from .render_messages import render_messages
 
@@ -30,12 +30,12 @@ _EFFORT_LEVEL = {
 }
 
 
-def render_request(request: Request, quirks: Quirks) -> JSON:
+def render_request(request: Request, quirks: Quirks, reuse: Reuse) -> JSON:
     body: JSON = {
         "model": request.model,
-        "messages": render_messages(request.system, request.messages, quirks),
+        "messages": render_messages(request.system, request.messages, quirks, reuse),
     }
-    _add_tools(body, request)
+    _add_tools(body, request, reuse)
     _add_sampling(body, request, quirks)
     if request.reasoning is not None:
         body.update(_reasoning_fields(request.reasoning, quirks))
@@ -46,19 +46,17 @@ def render_request(request: Request, quirks: Quirks) -> JSON:
     return body
 
 
-def _add_tools(body: JSON, request: Request) -> None:
-    # Rendered once per distinct tool list (babelgate.reuse): agents resend theirs every turn.
-    tools = derive(request.tools, _TOOLS, _render_tools, request.tools)
+def _add_tools(body: JSON, request: Request, reuse: Reuse) -> None:
+    # Rendered once per distinct tool list (protocols/reuse.py): agents resend theirs every
+    # turn.
+    tools = reuse.derive(_render_tools, request.tools)
     if not tools:
         return  # tool_choice and parallel_tool_calls are rejected without tools
-    body["tools"] = serialised(tools)  # built once per tool list: serialised once, too
+    body["tools"] = reuse.serialised(tools)  # built once per tool list: serialised once, too
     if request.tool_choice is not None:
         body["tool_choice"] = _tool_choice(request.tool_choice)
     if request.parallel_tool_calls is not None:
         body["parallel_tool_calls"] = request.parallel_tool_calls
-
-
-_TOOLS = "openai.tools"  # what babelgate.reuse keeps per shared tool list
 
 
 def _render_tools(tools: tuple[Tool, ...]) -> list[JSON]:

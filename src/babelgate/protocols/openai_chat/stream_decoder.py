@@ -41,6 +41,7 @@ from babelgate.canonical import (
 from babelgate.canonical.ids import new_id
 from babelgate.canonical.tool_args import dump_arguments
 
+from ..reuse import Reuse
 from ..sse import SSEEvent
 from ..sse_decoder import SSEStreamDecoder
 from .calls import arguments_text, make_call
@@ -133,13 +134,13 @@ def _bare_piece(chunk: _Chunk, kind: str) -> str | None:
 
 
 class ChatStreamDecoder(SSEStreamDecoder):
-    def __init__(self, request: Request) -> None:
+    def __init__(self, request: Request, reuse: Reuse) -> None:
         super().__init__()
         # Only what the stream needs, not the request: an open stream must not keep the
         # request's body alive.
         self._model = request.model
         self._stop = request.stop
-        self._tools = tools_by_wire_name(request)
+        self._tools = tools_by_wire_name(request, reuse)
         self._started = False
         self._ended = False  # MessageStop or StreamError went out; ignore the rest
         self._next_index = 0

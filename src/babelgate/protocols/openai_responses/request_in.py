@@ -42,9 +42,9 @@ from babelgate.canonical import (
 from babelgate.canonical.carry import split_id
 from babelgate.canonical.model import Effort
 from babelgate.canonical.tool_args import client_arguments
-from babelgate.reuse import derive
 
 from ..fields import boolean, integer, number
+from ..reuse import Reuse
 from .content import Content, parse_content
 from .envelope import reasoning_from_client
 from .tools import (
@@ -68,25 +68,19 @@ _EFFORTS: dict[str, Effort] = {
 _ASSISTANT_ITEMS = frozenset({"reasoning", "function_call", "custom_tool_call"})
 _OUTPUT_ITEMS = frozenset({"function_call_output", "custom_tool_call_output"})
 Side = Literal["system", "user", "assistant"]
-# What babelgate.reuse keeps per shared input item (its _Item; the ToolResult of an output,
-# per name of the call it answers) and per shared tool list:
-_ITEM, _RESULT, _TOOLS = "responses.item", "responses.result", "responses.tools"
-
-
-def parse_request(body: JSON) -> Request:
+def parse_request(body: JSON, reuse: Reuse) -> Request:
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise invalid("model is required", "model")
-    builder = _Conversation()
+    builder = _Conversation(reuse)
     instructions = body.get("instructions")
     if isinstance(instructions, str) and instructions:
         builder.system.append(Text(instructions))
     elif instructions is not None and not isinstance(instructions, str):
         raise invalid("instructions must be a string", "instructions")
     _read_input(body.get("input"), builder)
-    # Codex resends the same tool list on every turn: parsed once (see babelgate.reuse).
-    raw_tools = body.get("tools")
-    tools = derive(raw_tools, _TOOLS, parse_tools, raw_tools)
+    # Codex resends the same tool list on every turn: parsed once (protocols/reuse.py).
+    tools = reuse.derive(parse_tools, body.get("tools"))
     return Request(
         model=model,
         messages=builder.messages(),
@@ -108,7 +102,7 @@ def parse_request(body: JSON) -> Request:
 # ---------------------------------------------------------------- input items
 #
 # Each item is read on its own into an _Item (what it adds to the conversation), once per
-# item an agent resends unchanged (babelgate.reuse); _Conversation then joins the items of a
+# item an agent resends unchanged (protocols/reuse.py); _Conversation then joins the items of a
 # request into messages. _Items, their parts and their lists are shared between requests, so
 # the builder copies a list before it grows one and never changes a part.
 
@@ -160,9 +154,10 @@ _SKIPPED = _Item(None)
 class _Conversation:
     """Builds messages from items, joining runs of items that belong to one turn."""
 
-    __slots__ = ("call_names", "found_tools", "system", "turns")
+    __slots__ = ("call_names", "found_tools", "reuse", "system", "turns")
 
-    def __init__(self) -> None:
+    def __init__(self, reuse: Reuse) -> None:
+        self.reuse = reuse
         self.system: list[Text] = []
         # Each turn's role and parts: an item's own tuple while the turn is that one item,
         # else a list this request made (never a shared one, so it may grow).
@@ -171,8 +166,8 @@ class _Conversation:
         self.call_names: dict[str, tuple[str, Literal["function", "custom"]]] = {}
         self.found_tools: list[Tool] = []  # loaded by the client's tool_search, in order
 
-    def take(self, raw: JSON, item: _Item) -> None:
-        """Adds `item`, read from the input item `raw`."""
+    def take(self, item: _Item) -> None:
+        """Adds `item`, read from an input item."""
         if item.call is not None:
             call_id, call_name, call_kind = item.call
             self.call_names[call_id] = (call_name, call_kind)
@@ -186,7 +181,7 @@ class _Conversation:
             # The result names the call it answers, which an earlier item made: one shared
             # ToolResult per name, as the same output may follow a different history.
             name, kind = self.call_names.get(output.call_id, (None, None))
-            result = derive(raw, (_RESULT, name, kind), _named_result, output, name, kind)
+            result = self.reuse.derive(_named_result, item, name, kind)
             self.add_results((result,))
         elif item.side is not None:
             self.add(item.side, item.parts)
@@ -231,8 +226,8 @@ def _read_input(raw: Any, builder: _Conversation) -> None:
     if not isinstance(raw, list):
         raise invalid("input must be a string or an array of items", "input")
     for i, item in enumerate(raw):
-        # An item resent unchanged from an earlier turn is read once (see babelgate.reuse).
-        builder.take(item, derive(item, _ITEM, _read_item, item, i))
+        # An item resent unchanged from an earlier turn is read once (see protocols/reuse.py).
+        builder.take(builder.reuse.derive(_read_item, item, i))
 
 
 def _read_item(item: Any, i: int) -> _Item:
@@ -385,8 +380,11 @@ def _output(item: JSON, kind: str, where: str) -> _Output:
 
 
 def _named_result(
-    output: _Output, name: str | None, call_kind: Literal["function", "custom"] | None
+    item: _Item, name: str | None, call_kind: Literal["function", "custom"] | None
 ) -> ToolResult:
+    """The ToolResult of an output item, answering a call of tool `name`."""
+    output = item.output
+    assert output is not None
     return ToolResult(
         call_id=output.call_id,
         content=output.content,

@@ -29,8 +29,8 @@ from babelgate.canonical import (
 from babelgate.canonical.model import Effort
 from babelgate.canonical.tool_args import dump_arguments
 from babelgate.protocols.base import Quirks
-from babelgate.reuse import derive
 
+from ..reuse import Reuse
 from .content import render_input_part
 from .envelope import ORIGIN
 from .names import upstream_name
@@ -48,21 +48,21 @@ _EFFORT: dict[Effort, str] = {
 }
 
 
-_TOOLS = "openai-responses.tools"  # what babelgate.reuse keeps per shared tool list
 
 
 def _upstream_tools(tools: tuple[Tool, ...]) -> list[JSON]:
     return render_tools(tools, upstream=True)
 
 
-def render_request(request: Request, quirks: Quirks) -> JSON:
+def render_request(request: Request, quirks: Quirks, reuse: Reuse) -> JSON:
     body: JSON = {"model": request.model}
     if request.system:
         body["instructions"] = "\n\n".join(t.text for t in request.system)
     body["input"] = render_input(request.messages)
     if request.tools:
-        # Rendered once per distinct tool list (babelgate.reuse): agents resend it every turn.
-        body["tools"] = derive(request.tools, _TOOLS, _upstream_tools, request.tools)
+        # Rendered once per distinct tool list (protocols/reuse.py): agents resend it every
+        # turn.
+        body["tools"] = reuse.derive(_upstream_tools, request.tools)
         if request.tool_choice is not None:
             body["tool_choice"] = render_tool_choice(
                 request.tool_choice, request.tools, upstream=True

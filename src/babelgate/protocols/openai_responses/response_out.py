@@ -30,8 +30,8 @@ from babelgate.canonical import (
 from babelgate.canonical.carry import attach_to_id
 from babelgate.canonical.ids import new_id
 from babelgate.canonical.tool_args import dump_arguments
-from babelgate.reuse import derive, serialised
 
+from ..reuse import Reuse
 from .envelope import encrypted_content, summary_texts
 from .tools import namespace_map, render_tool_choice, render_tools, search_tool_names
 
@@ -49,7 +49,7 @@ def response_id(upstream_id: str | None) -> str:
     return new_id("resp_")
 
 
-def render_response(response: Response, request: Request) -> JSON:
+def render_response(response: Response, request: Request, reuse: Reuse) -> JSON:
     status, incomplete = status_for(response.stop_reason)
     namespaces = namespace_map(request.tools)
     searches = search_tool_names(request.tools)
@@ -58,7 +58,7 @@ def render_response(response: Response, request: Request) -> JSON:
         rid=response_id(response.id),
         created_at=response.created or int(time.time()),
         model=response.model or request.model,
-        echo=request_echo(request),
+        echo=request_echo(request, echoed_tools(request, reuse)),
         output=[item for item in output if item is not None],
         status=status,
         usage=render_usage(response.usage),
@@ -177,21 +177,20 @@ def render_usage(usage: Usage) -> JSON:
 # ---------------------------------------------------------------- the response object
 
 
-def echoed_tools(request: Request) -> list[JSON] | orjson.Fragment:
+def echoed_tools(request: Request, reuse: Reuse) -> list[JSON] | orjson.Fragment:
     """The client's tools as a response echoes them. Codex resends the same ten tools
-    (~8 KB) every turn: a shared tool list (babelgate.reuse) is rendered and serialised
+    (~8 KB) every turn: a shared tool list (protocols/reuse.py) is rendered and serialised
     once."""
-    return serialised(derive(request.tools, _ECHO, _client_tools, request.tools))
+    return reuse.serialised(reuse.derive(_client_tools, request.tools))
 
 
-_ECHO = "openai-responses.echoed-tools"  # what babelgate.reuse keeps per shared tool list
 
 
 def _client_tools(tools: tuple[Tool, ...]) -> list[JSON]:
     return render_tools(tools, upstream=False)
 
 
-def request_echo(request: Request, tools: Any = None) -> JSON:
+def request_echo(request: Request, tools: list[JSON] | orjson.Fragment) -> JSON:
     """The request settings a response object echoes (the SDK's Response type requires tools,
     tool_choice and parallel_tool_calls; clients commonly read the rest). Built once per
     response: a stream repeats them in three events."""
@@ -207,7 +206,7 @@ def request_echo(request: Request, tools: Any = None) -> JSON:
         "temperature": request.temperature,
         "text": {"format": {"type": "text"}},
         "tool_choice": render_tool_choice(request.tool_choice, request.tools, upstream=False),
-        "tools": echoed_tools(request) if tools is None else tools,
+        "tools": tools,
         "top_p": request.top_p,
         "truncation": "disabled",
         "metadata": {},

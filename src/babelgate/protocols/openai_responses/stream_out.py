@@ -41,8 +41,8 @@ from babelgate.canonical.ids import new_id
 from babelgate.protocols.base import StreamEncoder
 from babelgate.protocols.sse import sse
 from babelgate.protocols.sse_templates import CUT, INT, RAW, cut, event_template
-from babelgate.reuse import derive
 
+from ..reuse import Reuse
 from .errors import stream_error
 from .response_out import (
     call_item,
@@ -69,8 +69,6 @@ class _OpenItem:
     delta_head: bytes = b""  # how each text delta event of this item starts
 
 
-_NAMESPACES = "openai-responses.namespace-map"  # what babelgate.reuse keeps per tool list
-_SEARCHES = "openai-responses.search-tool-names"
 
 
 
@@ -137,18 +135,18 @@ _CALL_INPUT = {
 
 
 class ResponsesStreamEncoder(StreamEncoder):
-    def __init__(self, request: Request) -> None:
+    def __init__(self, request: Request, reuse: Reuse) -> None:
         # What the response object echoes, built now: the encoder keeps no reference to the
         # request, so an open stream does not keep the request's body alive.
         # The tool list is echoed in three events (created, in_progress, completed): it goes
         # in serialised.
-        tools = echoed_tools(request)
+        tools = echoed_tools(request, reuse)
         if not isinstance(tools, orjson.Fragment):
             tools = orjson.Fragment(orjson.dumps(tools))
         self._echo = request_echo(request, tools)
         # Both depend on the tool list only, which clients send again every turn.
-        self._namespaces = derive(request.tools, _NAMESPACES, namespace_map, request.tools)
-        self._searches = derive(request.tools, _SEARCHES, search_tool_names, request.tools)
+        self._namespaces = reuse.derive(namespace_map, request.tools)
+        self._searches = reuse.derive(search_tool_names, request.tools)
         self._seq = 0
         self._rid = ""
         self._model = request.model

@@ -5,16 +5,26 @@ its tool list (~15-30 KB) and every earlier message arrive again byte for byte, 
 newest messages are new. Decoding and translating all of it again costs the gateway time in
 proportion to the conversation's length, on every turn.
 
-`loads(raw)` splits a large body into its top-level values (and a conversation list into its
-items) without building them, and looks each large piece up by its bytes: a piece seen before
-comes back as the *same* Python object as last time. `derive(value, tag, compute, *args)` then
-lets a codec keep what it computed from such an object (the canonical messages of a message,
-the canonical tools of a tool list, an upstream's rendering of those tools), so a repeated
-piece is neither decoded nor parsed nor rendered again.
+`Reuse.loads(raw)` splits a large body into its top-level values (and a conversation list
+into its items) without building them, and looks each large piece up by its bytes: a piece
+seen before comes back as the *same* Python object as last time. `Reuse.derive(compute,
+value, *args)` then lets a codec keep what it computed from such an object (the canonical
+messages of a message, the canonical tools of a tool list, an upstream's rendering of those
+tools), so a repeated piece is neither decoded nor parsed nor rendered again.
 
-The rule that makes this safe: **objects from `loads` and results of `derive` are shared
-between requests and never mutated.** Codecs build new containers around them (a request's
-message list is new; the messages in it may be shared).
+What makes this safe:
+- **Shared values are never changed.** Canonical values are frozen (babelgate.canonical);
+  decoded JSON and rendered bodies are treated as read-only, and codecs build new containers
+  around shared pieces (a request's message tuple is new; the messages in it may be shared).
+- **A derived result is keyed by everything it is computed from**: the function, the shared
+  value and every further argument (a frozen Quirks, say), so a renderer that starts reading
+  one more quirk cannot return what it rendered for another upstream. The arguments must be
+  hashable, which frozen values are.
+
+Where it sits: in the protocols layer, next to the codecs that use it; nothing below them
+(babelgate.canonical) knows it. There is no process-wide table: the app makes its tables
+(`ReuseTables`, one per caller identity or one shared) and hands one to every codec call of a
+request. A codec called without one (`reuse=None`: tests, tools) computes everything.
 
 Finding the pieces of a body costs a scan of all its bytes, unless the body is the next turn
 of one seen before: the layout of the last body (where each piece lay in it) is kept, and a
@@ -32,7 +42,7 @@ from __future__ import annotations
 import re
 import secrets
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any, TypeVar
 
 import msgspec
@@ -43,6 +53,7 @@ from babelgate.canonical import GatewayError, invalid
 from babelgate.canonical.nesting import MAX_NESTING, nests_within
 
 T = TypeVar("T")
+V = TypeVar("V")
 
 MIN_BODY = 4096  # bytes: below this the body is decoded in one go, nothing cached
 MIN_PIECE = 128  # bytes: smaller values are decoded each time (a lookup would cost as much)
@@ -73,6 +84,7 @@ _MEMBER_HEAD = re.compile(_WS + rb",?" + _WS + rb'"([^"\\]*)"' + _WS + rb":" + _
 _ITEM_GAP = re.compile(_WS + rb",?" + _WS).match  # matches at any position (maybe empty)
 _ARRAY_END = re.compile(_WS + rb"\]").match
 _SERIALISED = "reuse.serialised"
+_CONTAINERS = frozenset({tuple, dict, list})
 _MEMBER, _ITEM = 1, 2  # levels of a body around a member's value, and a conversation item
 
 
@@ -88,7 +100,7 @@ class _Entry:
 
 
 class Reuse:
-    """The table of decoded pieces and their derived results (one per process: see REUSE)."""
+    """A table of decoded pieces and their derived results (made by the app: ReuseTables)."""
 
     def __init__(self, budget: int = BUDGET, min_piece: int = MIN_PIECE,
                  max_nesting: int = MAX_NESTING) -> None:
@@ -322,45 +334,66 @@ class Reuse:
         entry.shared = []
 
     def _own(self, value: object, entry: _Entry) -> None:
-        # Only containers and strings made for this entry can key a derivation: a shared
-        # constant (None, True, a small int, the empty tuple or string) must never be taken
-        # for this entry's object.
-        if type(value) is tuple:
+        """Make `value` (a decoded piece or a derived result) and the containers it holds
+        shared, owned by `entry`: each may key a derivation (a tool result's rendering) or
+        be serialised (a rendered turn). Only containers, non-empty strings and objects made
+        for this entry are owned: a shared constant (None, True, a small int, the empty
+        tuple or string) must never be taken for this entry's object."""
+        owner, shared = self._owner, entry.shared
+        kind = type(value)
+        if isinstance(value, tuple):
             # A sequence of canonical values (a tool list), or a derive result of several
             # values: the tuple and each of its items are shared.
-            if value and self._owner.setdefault(id(value), entry) is entry:
-                entry.shared.append(value)
-            for item in value:
-                self._own(item, entry)
-        elif isinstance(value, (dict, list)) or (
-            value and (isinstance(value, str) or hasattr(value, "__slots__"))
-        ):
-            if self._owner.setdefault(id(value), entry) is entry:
-                entry.shared.append(value)
-            # The parts of a canonical message are shared with it: they key derivations
-            # too (a tool result's rendering, say).
-            parts = getattr(value, "parts", None)
-            if isinstance(parts, (list, tuple)):
-                for part in parts:
-                    if self._owner.setdefault(id(part), entry) is entry:
-                        entry.shared.append(part)
+            if value:
+                if owner.setdefault(id(value), entry) is entry:
+                    shared.append(value)
+                for item in value:
+                    self._own(item, entry)
+            return
+        if kind is dict or kind is list or (kind is str and value):
+            if owner.setdefault(id(value), entry) is entry:
+                shared.append(value)
+            return
+        slots = getattr(kind, "__slots__", None)
+        if not slots or isinstance(value, (dict, list, str)):
+            return
+        if owner.setdefault(id(value), entry) is entry:
+            shared.append(value)
+        self._own_held(value, slots, entry)
+
+    def _own_held(self, value: object, slots: tuple[str, ...], entry: _Entry) -> None:
+        """An object's containers are shared with it (a message's parts, a piece's rendered
+        turn), a tuple's items too (the parts themselves)."""
+        owner, shared = self._owner, entry.shared
+        for name in slots:
+            held = getattr(value, name, None)
+            if held and type(held) in _CONTAINERS:
+                if owner.setdefault(id(held), entry) is entry:
+                    shared.append(held)
+                if type(held) is tuple:
+                    for item in held:
+                        if owner.setdefault(id(item), entry) is entry:
+                            shared.append(item)
 
     # ------------------------------------------------------------------ derived results
 
-    def derive(self, value: object, tag: object, compute: Callable[..., T], *args: Any) -> T:
-        """`compute(*args)`, computed once per shared `value` and `tag`. For a value that is
-        not shared (a small piece, a body decoded in one go) it is simply computed. `tag`
-        names what is derived and everything else it depends on (e.g. the upstream's quirks);
-        the result is shared from then on and must not be mutated."""
+    def derive(self, compute: Callable[..., T], value: V, *args: Hashable) -> T:
+        """`compute(value, *args)`, computed once per shared `value` and arguments. For a
+        value that is not shared (a small piece, a body decoded in one go) it is simply
+        computed. The key is (value, compute, args): everything the result is made from, by
+        construction, so `compute` must be a pure function of its arguments (a module-level
+        function; its arguments beyond the value hashable: strings, tuples, frozen values).
+        The result is shared from then on and must not be changed."""
         entry = self._owner.get(id(value))
         if entry is None:
-            return compute(*args)
-        key = (id(value), tag)
+            return compute(value, *args)
+        key = (id(value), compute, args)
         found = entry.derived.get(key, _MISSING)
         if found is _MISSING:
-            found = entry.derived[key] = compute(*args)
+            found = entry.derived[key] = compute(value, *args)
             self._own(found, entry)
-        return found  # type: ignore[no-any-return]
+        result: T = found  # (no typing.cast: a function call on every derive)
+        return result
 
     def serialised(self, value: T) -> T | orjson.Fragment:
         """A shared `value` as its JSON, serialised once (an orjson.Fragment, which
@@ -491,7 +524,56 @@ def _too_deep(max_nesting: int) -> GatewayError:
     return invalid(f"request body nests more than {max_nesting} levels deep")
 
 
-REUSE = Reuse()
-loads = REUSE.loads
-derive = REUSE.derive
-serialised = REUSE.serialised
+
+def unshared(reuse: Reuse | None) -> Reuse:
+    """The table a codec was given, or for a call without one (tests, tools) an empty one that
+    keeps nothing: every piece is decoded and every result computed."""
+    return reuse if reuse is not None else Reuse(budget=0)
+
+
+class ReuseTables:
+    """The app's reuse tables: which one serves a request depends on who sends it.
+
+    A piece found again is found faster, and that difference can be timed: a caller who
+    guesses another caller's system prompt or files could learn whether they were sent. So
+    callers with an identity (a gateway key) each get a partition of their own, unless
+    `shared` (server.reuse_shared) says one table may serve everyone; callers without one
+    share the common table. Partitions split the byte budget: each holds at most
+    budget / partitions, and at most `partitions` of them are kept (the least recently used
+    is dropped, with everything it holds), so all of them together stay within the budget
+    the common table has.
+    """
+
+    def __init__(self, budget: int = BUDGET, *, shared: bool = False, partitions: int = 16,
+                 min_piece: int = MIN_PIECE) -> None:
+        self.budget = budget
+        self.shared = shared
+        self.partitions = partitions
+        self.min_piece = min_piece
+        self.common = Reuse(budget, min_piece)
+        self._by_identity: OrderedDict[str, Reuse] = OrderedDict()
+
+    def table_for(self, identity: str | None) -> Reuse:
+        """The table for a caller (`identity` None: no gateway key, the common table)."""
+        if identity is None or self.shared:
+            return self.common
+        table = self._by_identity.get(identity)
+        if table is None:
+            if len(self._by_identity) >= self.partitions:
+                self._by_identity.popitem(last=False)
+            table = Reuse(self.budget // self.partitions, self.min_piece)
+            self._by_identity[identity] = table
+        else:
+            self._by_identity.move_to_end(identity)
+        return table
+
+    def stats(self) -> dict[str, int]:
+        """For /health: the common table's figures, hits and misses over all tables, and how
+        many partitions are held."""
+        found = self.common.stats()
+        for table in self._by_identity.values():
+            for name, value in table.stats().items():
+                if name != "budget":
+                    found[name] += value
+        found["partitions"] = len(self._by_identity)
+        return found

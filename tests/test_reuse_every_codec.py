@@ -1,0 +1,141 @@
+"""Every codec's output with the reuse table on and off: the same bytes.
+
+Each recorded client request (tests/fixtures, padded so that every piece is worth keeping) is
+sent as a session would send it, turn after turn with random edits (a new last turn, an
+earlier item changed or dropped, the tool list changed), and each turn goes through all of
+it twice: once through one reuse table, as the gateway does for a caller, and once decoded in
+one go with no table. Compared byte for byte (ids and clocks a codec makes up aside):
+the parsed Request; the upstream body every upstream codec renders, under two sets of
+quirks; the upstream's recorded answer parsed back; the client's response body and its
+stream, encoded from that answer.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+import re
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import orjson
+import pytest
+from msgspec.structs import replace
+
+from babelgate.canonical import Request, Response
+from babelgate.canonical.stream import response_events
+from babelgate.protocols import PROTOCOL_NAMES, Quirks, get_codec
+from babelgate.protocols.reuse import MIN_BODY, Reuse
+from babelgate.providers.presets import DEFAULT_QUIRKS
+
+FIXTURES = Path(__file__).parent / "fixtures"
+PAD = "lorem ipsum dolor sit amet " * 30  # ~800 B: every padded piece is kept
+
+# client protocol -> (request fixture, conversation key)
+CLIENTS = {
+    "anthropic": ("anthropic/claude_code_request.json", "messages"),
+    "openai": ("openai_chat/requests/agent_turn.json", "messages"),
+    "openai-responses": ("openai_responses/codex_request_second_turn.json", "input"),
+    "gemini": ("gemini/client_request.json", "contents"),
+}
+# upstream protocol -> a recorded answer of it
+ANSWERS = {
+    "anthropic": "anthropic/response_tool_use.json",
+    "openai": "openai_chat/responses/openai_parallel_tools.json",
+    "gemini": "gemini/gemini3_parallel_calls.json",
+}
+OTHER_QUIRKS = Quirks(images=False, documents=True, auto_cache=True, echo_reasoning=True,
+                      reasoning_control="thinking", strict_fields=False)
+_MADE_UP = re.compile(rb'"(?:resp|msg|rs|tsc|ctc|fc|call|toolu|chatcmpl)_[A-Za-z0-9_-]+"'
+                      rb'|"created(?:_at)?":\d+')
+
+
+def padded(protocol: str) -> dict[str, Any]:
+    path, key = CLIENTS[protocol]
+    body: dict[str, Any] = orjson.loads((FIXTURES / path).read_bytes())
+    for item in body[key]:
+        if isinstance(item, dict):
+            item["pad"] = PAD  # an unknown field: every codec ignores it
+    tools = body.get("tools")
+    if isinstance(tools, list) and tools:
+        tools.append(copy.deepcopy(tools[0]))
+        tools[-1]["pad"] = PAD
+    return body
+
+
+def edited(body: dict[str, Any], key: str, rng: random.Random, turn: int) -> dict[str, Any]:
+    """The next turn of the session: the last item again with new text, and sometimes an
+    edit elsewhere (an item dropped or its padding changed, the tool list changed)."""
+    body = copy.deepcopy(body)
+    items = body[key]
+    new = copy.deepcopy(items[0])
+    new["pad"] = f"turn {turn} " + PAD
+    items.append(new)
+    roll = rng.random()
+    if roll < 0.2 and len(items) > 3:
+        del items[rng.randrange(1, len(items) - 1)]
+    elif roll < 0.4:
+        items[rng.randrange(len(items))]["pad"] = f"edited {turn} " + PAD
+    elif roll < 0.5 and isinstance(body.get("tools"), list):
+        body["tools"] = body["tools"][::-1]
+    return body
+
+
+def same(shared: Any, plain: Any) -> None:
+    """The bytes that go out (shared pieces pre-serialised), made-up ids and clocks aside."""
+    a = shared if isinstance(shared, bytes) else orjson.dumps(shared)
+    b = plain if isinstance(plain, bytes) else orjson.dumps(plain)
+    assert _MADE_UP.sub(b"*", a) == _MADE_UP.sub(b"*", b)
+
+
+def answer(upstream: str, request: Request, table: Reuse | None) -> Response | None:
+    path = ANSWERS.get(upstream)
+    if path is None:
+        return None
+    body = orjson.loads((FIXTURES / path).read_bytes())
+    return get_codec(upstream).parse_response(body, request, table)
+
+
+def stream(client: str, request: Request, response: Response, table: Reuse | None) -> bytes:
+    encoder = get_codec(client).stream_encoder(request, table)
+    return b"".join(encoder.encode(event) for event in response_events(response))
+
+
+def upstream_request(request: Request) -> Request:
+    """What the gateway renders for a target (the gateway's own _upstream_request)."""
+    return replace(request, model="upstream-model", previous_response_id=None)
+
+
+@pytest.mark.parametrize("client", list(CLIENTS))
+def test_every_codec_gives_the_same_bytes_with_the_table_and_without(client: str) -> None:
+    rng = random.Random(13)
+    table = Reuse()
+    codec = get_codec(client)
+    key = CLIENTS[client][1]
+    body = padded(client)
+    for turn in range(6):
+        body = edited(body, key, rng, turn)
+        raw = orjson.dumps(body)
+        assert len(raw) >= MIN_BODY
+        shared = codec.parse_request(table.loads(raw), table)
+        plain = codec.parse_request(orjson.loads(raw))
+        assert shared == plain
+        for upstream in PROTOCOL_NAMES:
+            out = get_codec(upstream)
+            up_shared, up_plain = upstream_request(shared), upstream_request(plain)
+            for quirks in (DEFAULT_QUIRKS[upstream], OTHER_QUIRKS):
+                same(out.render_request(up_shared, quirks, table),
+                     out.render_request(up_plain, quirks))
+                same(out.render_count_tokens(up_shared, quirks, table),
+                     out.render_count_tokens(up_plain, quirks))
+            got_shared = answer(upstream, up_shared, table)
+            got_plain = answer(upstream, up_plain, None)
+            if got_shared is None or got_plain is None:
+                continue
+            same(msgspec.json.encode(got_shared), msgspec.json.encode(got_plain))
+            same(codec.render_response(got_shared, shared, table),
+                 codec.render_response(got_plain, plain))
+            same(stream(client, shared, got_shared, table),
+                 stream(client, plain, got_plain, None))
+    assert table.hits > 0  # later turns did find earlier pieces
