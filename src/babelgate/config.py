@@ -72,6 +72,9 @@ class ServerConfig(BaseModel):
     max_connections: int = Field(default=10_000, ge=1)
     max_pipelined: int = Field(default=64, ge=0)
     max_unsent_kb: float = Field(default=256, gt=0)
+    # Seconds a streaming client waits for its upstream to begin before its stream is opened
+    # and kept alive (server/keepalive.py); 0 never opens it early.
+    stream_keepalive: float = Field(default=5, ge=0)
 
 
 class ProviderConfig(BaseModel):

@@ -89,6 +89,9 @@ class Codec(ABC):
     nothing is kept."""
 
     name: ClassVar[str]  # "anthropic", "openai", "gemini", "openai-responses"
+    # What keeps a client's stream alive while its upstream has not begun to answer
+    # (server/keepalive.py): an SSE comment, which every SSE client skips.
+    keepalive: ClassVar[bytes] = b": keep-alive\n\n"
 
     # ------------------------------------------------ client-facing
     @abstractmethod

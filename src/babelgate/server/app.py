@@ -32,6 +32,7 @@ from .count_tokens import count_tokens
 from .exchange import Headers, Response
 from .gateway import Call, Gateway
 from .http import Request, header_text
+from .keepalive import KeepAlive, KeepAlives
 from .memory import Collector, HeapTrimmer
 from .owner import owner_of
 
@@ -65,6 +66,7 @@ class App:
         self.gateway = Gateway(settings)
         self.trimmer = HeapTrimmer()
         self.collector = Collector()  # the cycles reference counting leaves: memory.py
+        self.keepalives = KeepAlives(settings.server.stream_keepalive)
         self.started = time.time()
         # Request pieces found again, per caller (see reuse_for).
         self.reuse = ReuseTables(int(settings.server.reuse_mb * 2**20),
@@ -186,29 +188,34 @@ class App:
         try:
             return await upstream
         except GatewayError as error:
-            send_error(response, call.codec, error)
+            _refuse(response, call, error)
         except asyncio.CancelledError:
             if response.client_gone:
                 raise
             # The server is stopping and its grace period ran out: an error to retry on.
-            send_error(response, call.codec, SHUTTING_DOWN)
+            _refuse(response, call, SHUTTING_DOWN)
         except Exception as exc:  # a bug of ours: tell the client, keep the server up
             log.exception("internal error serving %s", call.request.model)
-            send_error(response, call.codec, internal_error(exc))
+            _refuse(response, call, internal_error(exc))
         return None
 
     async def _stream(
         self, call: Call, targets: list[Target], response: Response,
         recorder: Recorder | None = None,
     ) -> None:
-        opened = await self._answer(call, response, self.gateway.stream(call, targets))
+        keepalive = self.keepalives.watch(response, SSE_HEADERS, call.codec.keepalive)
+        opened = await self._answer(call, response, _opening(self.gateway.stream(call, targets),
+                                                             keepalive))
         if opened is None:
             return
         first, rest, target = opened
         if recorder is not None:  # keeps the final response object before it is sent
             recorder.feed(first)
-        response.start(200, [*SSE_HEADERS, _target_header(target)], first)
         try:
+            if keepalive.opened:  # the head went out with the first keep-alive
+                await response.write(first)
+            else:
+                response.start(200, [*SSE_HEADERS, _target_header(target)], first)
             async for chunk in rest:
                 if recorder is not None:
                     recorder.feed(chunk)
@@ -323,6 +330,23 @@ def send_json(
     response: Response, status: int, data: Any, extra: list[tuple[bytes, bytes]] | None = None
 ) -> None:
     response.send(status, orjson.dumps(data), [*JSON_HEADERS, *extra] if extra else JSON_HEADERS)
+
+
+async def _opening(stream: Awaitable[T], keepalive: KeepAlive) -> T:
+    """A stream's opening (or its error), once known: the keep-alives stop first."""
+    try:
+        return await stream
+    finally:
+        keepalive.stop()
+
+
+def _refuse(response: Response, call: Call, error: GatewayError) -> None:
+    """Tell the client `error`: with its HTTP status, or, when a stream kept alive is already
+    open (server/keepalive.py), as the protocol's error event that ends it."""
+    if response.started:
+        response.end(call.codec.stream_encoder(call.request).encode(StreamError(error)))
+    else:
+        send_error(response, call.codec, error)
 
 
 def send_error(response: Response, codec: Codec, error: GatewayError) -> None:

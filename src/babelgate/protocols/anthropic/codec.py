@@ -16,6 +16,8 @@ from .stream_encode import AnthropicStreamEncoder
 
 class AnthropicCodec(Codec):
     name: ClassVar[str] = "anthropic"
+    # The API's own keep-alive event; Claude Code resets its idle timer on it.
+    keepalive: ClassVar[bytes] = b'event: ping\ndata: {"type": "ping"}\n\n'
 
     # ------------------------------------------------ client-facing
     def parse_request(self, body: JSON, reuse: Reuse | None = None) -> Request:
