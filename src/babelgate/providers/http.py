@@ -179,9 +179,20 @@ class UpstreamResponse:
     def _feed(self, data: bytes) -> None:
         self._pending.append(data)
         self._size += len(data)
-        if self._size > self._pause_at and not self._whole and self._connection is not None:
-            self._connection.pause()
+        if self._size > self._pause_at:  # the lower of the pause threshold and max_body
+            self._held_much()
         self._wake()
+
+    def _held_much(self) -> None:
+        """Much is held unread: past max_body the answer fails; a stream pauses its reading
+        (a whole body being read does not: all of it is wanted)."""
+        connection = self._connection
+        if connection is None:
+            return
+        if self._size > connection.pool.max_body:
+            connection._too_large(self)
+        elif not self._whole:
+            connection.pause()
 
     def _end(self) -> None:
         self.done = True
@@ -369,7 +380,7 @@ class _Connection(asyncio.Protocol):
                             and "transfer-encoding" not in headers
                             and status not in (204, 304))
         response = self.response = UpstreamResponse(self, status, headers, self.upstream,
-                                                    self.pool.pause_at)
+                                                    self.pool.watch_at)
         head, self.head = self.head, None
         if not head.done():
             head.set_result(response)
@@ -378,10 +389,11 @@ class _Connection(asyncio.Protocol):
         response = self.response
         if response is None:
             return
-        room = self.pool.max_body - response._size  # what may still be held unread
         if self.inflate is not None:
+            room = self.pool.max_body - response._size  # what may still be held unread
             try:
-                # Never more than one byte past the room: a bomb stops inflating here.
+                # Never more than one byte past the room: a bomb stops inflating here (and
+                # _feed fails the answer).
                 body = self.inflate.decompress(body, max(room, 0) + 1)
             except zlib.error as exc:
                 self._fail(GatewayError("connection", f"the upstream's compressed answer is "
@@ -390,10 +402,7 @@ class _Connection(asyncio.Protocol):
                 return
             if not body:
                 return
-        if len(body) > room:
-            self._too_large(response)
-            return
-        response._feed(body)
+        response._feed(body)  # which fails the answer past max_body
 
     def on_message_complete(self) -> None:
         response, self.response = self.response, None
@@ -439,6 +448,8 @@ class HttpClient:
         self.max_head = max_head
         self.max_body = max_body
         self.pause_at = pause_at
+        # Past this many bytes unread, an answer is looked at: paused, or failed past max_body.
+        self.watch_at = min(pause_at, max_body)
         self.keepalive = keepalive
         self.connect_timeout = connect_timeout
         self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
