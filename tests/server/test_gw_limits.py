@@ -20,6 +20,10 @@ import pytest
 from tests.conftest import Gateway, GatewayFactory
 from tests.fakes import FakeOpenAI
 
+from babelgate.config import ServerConfig
+from babelgate.server.http import Limits
+from babelgate.server.run import FILES_SPARED, limits
+
 pytestmark = pytest.mark.gateway
 
 MB = 2**20
@@ -198,3 +202,21 @@ async def test_the_gateway_raises_its_open_files_limit_and_takes_server_limits(
         writer.close()
     assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
     assert b"larger than 64 KiB" in answer
+
+
+# ---------------------------------------------------------------------------- settings
+def test_the_settings_defaults_are_the_servers_defaults() -> None:
+    assert limits(ServerConfig()) == Limits()
+    assert ServerConfig().head_timeout <= 60  # a trickling head is closed within a minute
+
+
+def test_settings_become_limits_and_the_cap_fits_the_open_files_limit() -> None:
+    config = ServerConfig(max_head_kb=8, max_body_mb=1.5, head_timeout=5, body_timeout=9,
+                          keepalive_timeout=7, max_connections=5000, max_pipelined=3,
+                          max_unsent_kb=32)
+    assert limits(config) == Limits(
+        max_head_bytes=8192, max_body_bytes=1536 * 1024, head_timeout=5, body_timeout=9,
+        keepalive=7, max_connections=5000, max_pipelined=3, max_unsent_bytes=32768)
+    # Room for an upstream connection per client, and some descriptors spared.
+    assert limits(config, open_files=1124).max_connections == (1124 - FILES_SPARED) // 2
+    assert limits(config, open_files=1_048_576).max_connections == 5000
