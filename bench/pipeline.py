@@ -52,7 +52,9 @@ def main(bodies: Path, body: str, turns: int, until: str = "all") -> None:
     template = (bodies / f"{body}.json").read_bytes()
     stream = bool(orjson.loads(template).get("stream"))
     canned = (bodies / "upstream" / f"{answer}.{'sse' if stream else 'json'}").read_bytes()
-    reuse = Reuse()  # as the gateway's table for one caller
+    # As the gateway's table for one caller; BENCH_REUSE_MB as server.reuse_mb (0: off).
+    budget = os.environ.get("BENCH_REUSE_MB")
+    reuse = Reuse(int(float(budget) * 2**20)) if budget is not None else Reuse()
 
     def one(turn: int) -> bytes:
         data = reuse.loads(template.replace(b"@turn@", b"%d" % turn))
@@ -89,8 +91,6 @@ if __name__ == "__main__":
         # here than in the gateway.
         gc.freeze()
         gc.set_threshold(20_000, 20, 20)
-    if "BENCH_REUSE_MB" in os.environ:  # as server.reuse_mb; 0 turns the table off
-        reuse.REUSE.resize(int(float(os.environ["BENCH_REUSE_MB"]) * 2**20))
     until = os.environ.get("BENCH_UNTIL", "all")
     if until not in UNTIL:
         sys.exit(f"BENCH_UNTIL: one of {', '.join(UNTIL)}")
