@@ -391,3 +391,22 @@ async def test_mutated_bodies_never_get_a_5xx(
 async def test_the_gateway_still_serves_after_the_fuzzing(stack: Stack) -> None:
     async with aiohttp.ClientSession() as s, s.get(stack.gw.url + "/health") as resp:
         assert resp.status == 200
+
+
+@pytest.mark.parametrize("endpoint", list(SEEDS))
+async def test_values_nested_past_what_a_step_follows_are_a_4xx(
+    stack: Stack, session: aiohttp.ClientSession, endpoint: str
+) -> None:
+    """Nothing checks depth in advance (canonical.nesting): a value deeper than orjson encodes
+    (254), than Python's walkers recurse (~1,000 frames) or than orjson decodes (1,024) fails
+    where it is rendered, walked or decoded, and that step's failure must still be the
+    client's 4xx. Here in every object of a seed body, for every kind of upstream."""
+    seed = SEEDS[endpoint][-1]
+    paths = [p for p in walk(seed)[1:] if isinstance(get(seed, p), dict)]
+    assert paths
+    for n, path in enumerate(paths):
+        for value in (deep(250, "schema"), deep(600, "object"), deep(990, "schema")):
+            body = copy.deepcopy(seed)
+            body["model"] = MODELS[n % len(MODELS)]
+            get(body, path[:-1])[path[-1]] = value
+            await check(stack, session, endpoint, body, f"{value!r} at {path}")

@@ -13,9 +13,6 @@ from typing import Any
 
 import orjson
 
-from .errors import invalid
-from .nesting import MAX_NESTING, nests_within
-
 _decoder = json.JSONDecoder()
 _CLOSERS = {"{": "}", "[": "]"}
 
@@ -41,14 +38,8 @@ def parse_arguments(text: str | None) -> dict[str, Any]:
 
 def client_arguments(text: str | None, where: str) -> dict[str, Any]:
     """Arguments a client sends back in its history, as JSON text: repaired as an upstream's
-    are (the model wrote them), and held to MAX_NESTING levels like the body around them,
-    since they are decoded here rather than with it."""
-    arguments = parse_arguments(text)
-    if text is not None and len(text) > 2 * MAX_NESTING and not nests_within(
-        arguments, MAX_NESTING
-    ):
-        raise invalid(f"{where} nests more than {MAX_NESTING} levels deep", where)
-    return arguments
+    are (the model wrote them). Too deep, they fail where they are rendered (see nesting)."""
+    return parse_arguments(text)
 
 
 def _repair(text: str) -> Any:

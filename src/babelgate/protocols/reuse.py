@@ -49,8 +49,7 @@ import msgspec
 import orjson
 import xxhash
 
-from babelgate.canonical import GatewayError, invalid
-from babelgate.canonical.nesting import MAX_NESTING, nests_within
+from babelgate.canonical import invalid
 
 T = TypeVar("T")
 V = TypeVar("V")
@@ -85,7 +84,6 @@ _ITEM_GAP = re.compile(_WS + rb",?" + _WS).match  # matches at any position (may
 _ARRAY_END = re.compile(_WS + rb"\]").match
 _SERIALISED = "reuse.serialised"
 _CONTAINERS = frozenset({tuple, dict, list})
-_MEMBER, _ITEM = 1, 2  # levels of a body around a member's value, and a conversation item
 
 
 class _Entry:
@@ -102,11 +100,9 @@ class _Entry:
 class Reuse:
     """A table of decoded pieces and their derived results (made by the app: ReuseTables)."""
 
-    def __init__(self, budget: int = BUDGET, min_piece: int = MIN_PIECE,
-                 max_nesting: int = MAX_NESTING) -> None:
+    def __init__(self, budget: int = BUDGET, min_piece: int = MIN_PIECE) -> None:
         self.budget = budget
         self.min_piece = min_piece
-        self.max_nesting = max_nesting  # levels a body may nest (see canonical.nesting)
         self.size = 0  # estimated bytes of memory the entries hold (MEMORY_PER_BYTE)
         self.hits = 0
         self.misses = 0
@@ -133,9 +129,11 @@ class Reuse:
                 return found
             except (msgspec.DecodeError, orjson.JSONDecodeError, RecursionError):
                 # orjson below says what is wrong, in the words clients already see (msgspec
-                # recurses in Python, so a body nested ~1,000 deep ends its stack first)
+                # recurses, so a body nested ~1,000 deep ends its stack first; orjson refuses
+                # past 1,024 levels, and what it takes is refused where a later step cannot
+                # follow it: see canonical.nesting)
                 pass
-        return _loads_object(raw, self.max_nesting)
+        return _loads_object(raw)
 
     def _split(self, raw: bytes, pieces: dict[str, msgspec.Raw]) -> dict[str, Any]:
         """Every top-level value (and conversation item) looked up in the table; on the way,
@@ -169,17 +167,16 @@ class Reuse:
                 result[key] = values
                 members.append((key, start, start + len(piece), None))
             else:
-                result[key], entry = self._take(piece, _MEMBER)
+                result[key], entry = self._take(piece)
                 members.append((key, start, start + len(piece), entry))
             end = start + len(piece) if start >= 0 else -1
         if conversation >= 0 and end >= 0 and _OBJECT_END(raw, end):
             self._remember(_Layout(raw, members, conversation, items, close))
         return result
 
-    def _take(self, piece: msgspec.Raw, inside: int = _ITEM) -> tuple[Any, _Entry | None]:
+    def _take(self, piece: msgspec.Raw) -> tuple[Any, _Entry | None]:
         """A piece's value, and its entry in the table (None for a small piece, decoded anew
-        each time, and for one too large to stay). `inside`: how many levels of the body
-        hold the piece (a member's value 1, a conversation item 2)."""
+        each time, and for one too large to stay)."""
         if len(piece) < self.min_piece:
             return orjson.loads(memoryview(piece)), None
         # Looked up by a 64-bit digest (~1 µs for 50 KB, where hashing the bytes themselves
@@ -197,10 +194,6 @@ class Reuse:
         self.misses += 1
         key = piece.copy()  # its own bytes: a slice would keep the whole body alive
         value = orjson.loads(memoryview(key))
-        # A value nests at most half its length deep, so most pieces need no check.
-        levels = self.max_nesting - inside
-        if len(key) > 2 * levels and not nests_within(value, levels):
-            raise _too_deep(self.max_nesting)
         entry = _Entry(digest, key, value)
         self._entries[digest] = entry
         self._own(value, entry)
@@ -209,12 +202,12 @@ class Reuse:
             self._evict()  # possibly this very entry, when it alone is over the budget
         return value, (entry if entry.value is value else None)
 
-    def _again(self, raw: bytes, start: int, end: int, entry: _Entry | None, inside: int,
+    def _again(self, raw: bytes, start: int, end: int, entry: _Entry | None,
                ) -> tuple[Any, _Entry | None]:
         """A piece a layout placed at raw[start:end], unchanged since: its entry's value, or
         decoded anew if small or gone from the table meanwhile."""
         if entry is None or entry.value is _GONE:
-            return self._take(msgspec.Raw(memoryview(raw)[start:end]), inside)
+            return self._take(msgspec.Raw(memoryview(raw)[start:end]))
         self._entries.move_to_end(entry.digest)
         self.hits += 1
         return entry.value, entry
@@ -255,7 +248,7 @@ class Reuse:
         values: list[Any] = []
         items: list[_Item] = []
         for start, end, was in old.items[:kept]:
-            value, entry = self._again(raw, start, end, was, _ITEM)
+            value, entry = self._again(raw, start, end, was)
             values.append(value)
             items.append((start, end, entry))
         end = first
@@ -277,7 +270,7 @@ class Reuse:
                 continue
             moved = shift if old_start > old.close else 0  # after the conversation
             start, end = old_start + moved, old_end + moved
-            result[key], entry = self._again(raw, start, end, was, _MEMBER)
+            result[key], entry = self._again(raw, start, end, was)
             members.append((key, start, end, entry))
         self._remember(_Layout(raw, members, old.conversation, items, close), replacing=old)
         return result
@@ -506,7 +499,7 @@ def _kept_items(raw: bytes, before: memoryview, opening: int, items: list[_Item]
     return low
 
 
-def _loads_object(raw: bytes, max_nesting: int) -> dict[str, Any]:
+def _loads_object(raw: bytes) -> dict[str, Any]:
     if not raw:
         raise invalid("request body is empty; send a JSON object")
     try:
@@ -515,14 +508,7 @@ def _loads_object(raw: bytes, max_nesting: int) -> dict[str, Any]:
         raise invalid(f"request body is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise invalid(f"request body must be a JSON object, not {type(data).__name__}")
-    if len(raw) > 2 * max_nesting and not nests_within(data, max_nesting):
-        raise _too_deep(max_nesting)
     return data
-
-
-def _too_deep(max_nesting: int) -> GatewayError:
-    return invalid(f"request body nests more than {max_nesting} levels deep")
-
 
 
 def unshared(reuse: Reuse | None) -> Reuse:

@@ -21,6 +21,7 @@ import orjson
 from babelgate import __version__
 from babelgate.canonical import GatewayError, StreamError
 from babelgate.canonical.errors import ErrorKind
+from babelgate.canonical.nesting import TOO_DEEP, too_deep
 from babelgate.config import Settings
 from babelgate.protocols import Codec, get_codec
 from babelgate.protocols.reuse import ReuseTables
@@ -157,6 +158,9 @@ class App:
         except GatewayError as error:
             send_error(response, codec, error)
             return
+        except TOO_DEEP as exc:  # a walker's stack ended in a deep value: canonical.nesting
+            send_error(response, codec, too_deep(exc))
+            return
         call = Call(codec, request, data, raw, http.headers, reuse, releasable=data is original)
         # From here the body lives only in `call`, which lets go of it while upstreams are
         # awaited and once a stream settles; locals of this frame would keep it for the whole
@@ -245,6 +249,9 @@ class App:
             count, estimated = await count_tokens(self.gateway, data, request.headers, reuse)
         except GatewayError as error:
             send_error(response, codec, error)
+            return
+        except TOO_DEEP as exc:
+            send_error(response, codec, too_deep(exc))
             return
         extra = [(b"x-babelgate-token-count", b"estimate" if estimated else b"upstream")]
         send_json(response, 200, {"input_tokens": count}, extra)

@@ -34,6 +34,7 @@ from babelgate.canonical import (
     Usage,
     invalid,
 )
+from babelgate.canonical.nesting import TOO_DEEP, too_deep
 from babelgate.canonical.stream import response_events
 from babelgate.config import Settings
 from babelgate.protocols import Codec, StreamDecoder, StreamEncoder
@@ -179,13 +180,20 @@ class Gateway:
                 call.restore()  # a fallback after an attempt let go of the parsed body
                 attempt_on = passing if _passes(call, provider) else translating
                 answer = await attempt_on(call, provider, target, attempt)
-            except GatewayError as error:
-                attempt.error = last_error = error
-                self.log_attempt(call.request, attempt)
-                if not error.retryable:
-                    break
-                continue
-            return answer, target, attempt
+            except GatewayError as exc:
+                error = exc
+            except TOO_DEEP as exc:
+                # A client's value nested deeper than rendering it for the upstream (orjson
+                # encodes 254 levels), echoing it or walking it (Python's stack) can follow:
+                # the client's 400, caught here rather than checked on every request
+                # (canonical.nesting).
+                error = too_deep(exc)
+            else:
+                return answer, target, attempt
+            attempt.error = last_error = error
+            self.log_attempt(call.request, attempt)
+            if not error.retryable:
+                break
         assert last_error is not None
         raise last_error
 
