@@ -43,13 +43,13 @@ def dumps(body: dict[str, Any]) -> bytes:
 
 def test_large_body_decodes_to_what_orjson_gives() -> None:
     raw = dumps(claude_code_body())
-    table = Reuse()
+    table = Reuse(seen_once=0)
     assert table.loads(raw) == orjson.loads(raw)
     assert table.loads(raw) == orjson.loads(raw)  # and again, from the table
 
 
 def test_repeated_pieces_come_back_as_the_same_objects() -> None:
-    table = Reuse()
+    table = Reuse(seen_once=0)
     first = table.loads(dumps(claude_code_body("first question")))
     second = table.loads(dumps(claude_code_body("second question")))
     assert second["tools"] is first["tools"]
@@ -67,13 +67,13 @@ def test_repeated_pieces_come_back_as_the_same_objects() -> None:
 
 
 def test_small_bodies_are_not_kept() -> None:
-    table = Reuse()
+    table = Reuse(seen_once=0)
     assert table.loads(b'{"model": "m", "max_tokens": 5, "messages": []}')["model"] == "m"
     assert table.stats()["pieces"] == 0
 
 
 def test_the_table_stays_within_its_budget() -> None:
-    table = Reuse(budget=8_000)
+    table = Reuse(budget=8_000, seen_once=0)
     kept = table.loads(dumps(claude_code_body()))
     for n in range(20):
         table.loads(dumps(claude_code_body(f"turn {n} {PAD}")))
@@ -96,7 +96,7 @@ def test_the_table_stays_within_its_budget() -> None:
 )
 def test_bad_bodies_get_the_same_400_as_before(raw: bytes, message: str) -> None:
     with pytest.raises(GatewayError) as caught:
-        Reuse().loads(raw)
+        Reuse(seen_once=0).loads(raw)
     assert caught.value.kind == "invalid_request"
     assert message in caught.value.message
 
@@ -120,7 +120,7 @@ CALLS: list[str] = []
 def test_derive_computes_once_per_shared_value_function_and_arguments() -> None:
     """The key is everything the result is computed from: the value, the function and its
     other arguments."""
-    table = Reuse()
+    table = Reuse(seen_once=0)
     CALLS.clear()
     body = table.loads(dumps(claude_code_body()))
     one = table.derive(compute, body["tools"], "a")
@@ -137,7 +137,7 @@ def test_derive_computes_once_per_shared_value_function_and_arguments() -> None:
 
 def test_derive_keys_on_the_whole_quirks() -> None:
     """Two Quirks that differ in any field get their own result; equal ones share one."""
-    table = Reuse()
+    table = Reuse(seen_once=0)
     CALLS.clear()
     body = table.loads(dumps(claude_code_body()))
     one = table.derive(compute, body["tools"], Quirks(images=False))
@@ -147,7 +147,7 @@ def test_derive_keys_on_the_whole_quirks() -> None:
 
 
 def test_derive_recomputes_for_values_that_are_not_shared() -> None:
-    table = Reuse()
+    table = Reuse(seen_once=0)
     table.loads(dumps(claude_code_body()))
     counted: list[int] = []
     for value in ({"fresh": 1}, None, 5, "short", (), ""):
@@ -220,7 +220,7 @@ def test_a_shared_tool_result_is_named_after_each_conversation_s_own_call(table:
 
 
 def test_a_zero_budget_keeps_nothing_and_changes_nothing() -> None:
-    table = Reuse()
+    table = Reuse(seen_once=0)
     raw = dumps(claude_code_body())
     kept = table.loads(raw)
     table.resize(0)  # server.reuse_mb: 0
@@ -361,7 +361,7 @@ def test_bodies_decode_as_deep_as_orjson_and_no_deeper(pad: int, where: str) -> 
     """Up to orjson's 1,024 levels a body decodes as orjson decodes it (msgspec, which splits
     large bodies, gives up near 1,000 and leaves the body to orjson); deeper is a 400. What a
     later step cannot follow is refused there (canonical.nesting; the fuzz test holds it)."""
-    table = Reuse()
+    table = Reuse(seen_once=0)
 
     def body(levels: int) -> bytes:
         # `levels` deep in all: the body, its list, an item, then the nested value

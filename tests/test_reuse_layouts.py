@@ -54,7 +54,7 @@ def check(table: Reuse, raw: bytes) -> dict[str, Any] | None:
 
 
 def test_a_new_turn_reuses_the_unchanged_items_as_the_same_objects() -> None:
-    table = Reuse()
+    table = Reuse(seen_once=0)
     first = table.loads(orjson.dumps(body(6)))
     second = table.loads(orjson.dumps(body(7)))
     assert second == orjson.loads(orjson.dumps(body(7)))
@@ -126,7 +126,7 @@ def variants() -> list[tuple[str, bytes, bytes]]:
                          [(p, f) for _, p, f in variants()], ids=[n for n, _, _ in variants()])
 def test_every_kind_of_change_decodes_as_a_plain_decoder_does(previous: bytes,
                                                              following: bytes) -> None:
-    table = Reuse()
+    table = Reuse(seen_once=0)
     check(table, previous)
     check(table, following)
     check(table, previous)  # and back
@@ -140,7 +140,7 @@ def test_random_edits_anywhere_decode_as_a_plain_decoder_does() -> None:
     following = orjson.dumps(body(5))
     alphabet = b' ,:[]{}"\\ax0\n'
     for _ in range(1500):
-        table = Reuse()
+        table = Reuse(seen_once=0)
         table.loads(previous)
         raw = bytearray(following)
         for _ in range(rng.randint(1, 3)):
@@ -156,7 +156,7 @@ def test_random_edits_anywhere_decode_as_a_plain_decoder_does() -> None:
 
 
 def test_the_budget_holds_with_layouts_and_a_retired_entry_decodes_again() -> None:
-    table = Reuse(budget=60_000)
+    table = Reuse(budget=60_000, seen_once=0)
     for turns in range(1, 30):
         got = table.loads(orjson.dumps(body(turns)))
         assert got == orjson.loads(orjson.dumps(body(turns)))

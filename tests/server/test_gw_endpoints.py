@@ -116,7 +116,7 @@ async def test_a_repeated_conversation_is_decoded_once(fresh: Stack) -> None:
 
     before = (await health())["reuse"]
     sent = []
-    for turn in ("first question", "second question"):
+    for turn in ("first question", "second question", "third question"):
         history = [*history, {"role": "user", "content": turn}]
         fresh.oa.queue(Reply(text=f"answer to {turn}"))
         status, body = await post(fresh.gw.url + "/v1/messages", {
@@ -127,10 +127,12 @@ async def test_a_repeated_conversation_is_decoded_once(fresh: Stack) -> None:
         sent.append(fresh.oa.requests[-1].body)
         history = [*history, {"role": "assistant", "content": f"answer to {turn}"}]
     after = (await health())["reuse"]
-    # Second turn: system, tools and the two long messages were found again.
+    # A piece is kept the second time it is seen: third turn, system, tools and the two
+    # long messages were found again.
     assert after["hits"] - before["hits"] >= 4
     assert after["bytes"] <= after["budget"]
-    first, second = sent
+    first, second, third = sent
+    assert third["messages"][: len(second["messages"])] == second["messages"]
     assert second["tools"] == first["tools"]
     assert second["messages"][: len(first["messages"])] == first["messages"]
     assert second["messages"][-1] == {"role": "user", "content": "second question"}

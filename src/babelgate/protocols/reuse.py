@@ -35,13 +35,20 @@ items in between are split and looked up (see "the next turn" below).
 Only pieces of at least MIN_PIECE bytes are cached, in a least-recently-used table bounded by
 BUDGET bytes of (estimated) memory; smaller bodies (MIN_BODY) skip all of this, since one
 `orjson.loads` is cheaper than splitting them.
+
+Most pieces are never sent again (each conversation's newest items; everything of a
+conversation of its own), and keeping them costs more than decoding them. So a piece is
+kept the second time it is seen (SEEN_ONCE); a layout is kept only for a body that found or
+kept a piece; and after a run of bodies that found nothing (GIVE_UP_AFTER) bodies are decoded
+in one go, one in PROBE_EVERY still split to notice when pieces start to repeat. An agent's
+conversation is then found again from its third turn instead of its second.
 """
 
 from __future__ import annotations
 
 import re
 import secrets
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Hashable
 from typing import Any, TypeVar
 
@@ -69,6 +76,19 @@ CONVERSATION_KEYS = frozenset({"messages", "input", "contents"})
 # budget (their bodies' bytes count against it).
 HEAD = 256
 PER_HEAD = 4
+
+# A piece enters the table the second time it is seen: most pieces are sent once (each
+# conversation's newest items; every piece of a conversation of its own), and keeping those
+# cost a copy, an entry and the bookkeeping of everything derived from them, then evicted
+# pieces that do come back. The digests of pieces seen once are remembered, the oldest
+# forgotten first: one per SEEN_ONCE_BYTES of the budget (each takes ~70 bytes: a tenth of
+# the budget on top of it; 65,536 digests for the default 40 MB).
+SEEN_ONCE_BYTES = 640
+# When GIVE_UP_AFTER bodies in a row found nothing and kept nothing, splitting them is wasted
+# (it costs about half a decode): bodies are decoded in one go, and only one in PROBE_EVERY is
+# split, to notice when pieces start to repeat.
+GIVE_UP_AFTER = 32
+PROBE_EVERY = 16
 
 _SEED = secrets.randbits(64)  # per process: digests of a piece cannot be aimed at in advance
 _digest = xxhash.xxh3_64_intdigest
@@ -100,9 +120,17 @@ class _Entry:
 class Reuse:
     """A table of decoded pieces and their derived results (made by the app: ReuseTables)."""
 
-    def __init__(self, budget: int = BUDGET, min_piece: int = MIN_PIECE) -> None:
+    def __init__(self, budget: int = BUDGET, min_piece: int = MIN_PIECE,
+                 seen_once: int | None = None, give_up_after: int = GIVE_UP_AFTER,
+                 probe_every: int = PROBE_EVERY) -> None:
         self.budget = budget
         self.min_piece = min_piece
+        # How many digests of pieces seen once are remembered (None: one per SEEN_ONCE_BYTES
+        # of the budget); 0: a piece is kept the first time it is seen.
+        self._seen_once = seen_once
+        self.seen_once = _seen_once_for(budget) if seen_once is None else seen_once
+        self.give_up_after = give_up_after
+        self.probe_every = probe_every
         self.size = 0  # estimated bytes of memory the entries hold (MEMORY_PER_BYTE)
         self.hits = 0
         self.misses = 0
@@ -116,6 +144,13 @@ class Reuse:
         # digest of a body's first HEAD bytes -> layouts of recent bodies, newest first
         self._layouts: OrderedDict[int, list[_Layout]] = OrderedDict()
         self._layout_bytes = 0
+        # digests of pieces seen once (see SEEN_ONCE); `_once_order` forgets the oldest. A
+        # digest admitted meanwhile stays in the deque: forgetting it later is a no-op.
+        self._once: set[int] = set()
+        self._once_order: deque[int] = deque()
+        self._barren = 0  # bodies in a row that found nothing and kept nothing
+        self._skipped = 0  # bodies decoded in one go since giving up (see GIVE_UP_AFTER)
+        self._kept = False  # whether the body being split found or kept a piece
 
     # ------------------------------------------------------------------ decoding
 
@@ -125,7 +160,13 @@ class Reuse:
             try:
                 found = self._next_turn(raw)
                 if found is None:
+                    if self._barren >= self.give_up_after:
+                        self._skipped += 1
+                        if self._skipped % self.probe_every:
+                            return _loads_object(raw)
                     found = self._split(raw, _split_object(raw))
+                else:
+                    self._barren = 0
                 return found
             except (msgspec.DecodeError, orjson.JSONDecodeError, RecursionError):
                 # orjson below says what is wrong, in the words clients already see (msgspec
@@ -141,6 +182,7 @@ class Reuse:
         result: dict[str, Any] = {}
         members: list[_Member] = []
         items: list[_Item] = []
+        self._kept = False
         conversation = -1
         close = -1
         start = -1
@@ -170,8 +212,14 @@ class Reuse:
                 result[key], entry = self._take(piece)
                 members.append((key, start, start + len(piece), entry))
             end = start + len(piece) if start >= 0 else -1
-        if conversation >= 0 and end >= 0 and _OBJECT_END(raw, end):
-            self._remember(_Layout(raw, members, conversation, items, close))
+        if not self._kept:
+            # Nothing found or kept: no layout either (a next turn would find none of its
+            # pieces in the table anyway, and layouts of conversations that go on stay).
+            self._barren += 1
+        else:
+            self._barren = self._skipped = 0
+            if conversation >= 0 and end >= 0 and _OBJECT_END(raw, end):
+                self._remember(_Layout(raw, members, conversation, items, close))
         return result
 
     def _take(self, piece: msgspec.Raw) -> tuple[Any, _Entry | None]:
@@ -188,10 +236,25 @@ class Reuse:
             if entry.key == piece:  # Raw == Raw: a memcmp, no copy of the piece
                 self._entries.move_to_end(digest)
                 self.hits += 1
+                self._kept = True
                 return entry.value, entry
             # another piece with the same digest: the newer one takes its place
             self._forget(self._entries.pop(digest))
         self.misses += 1
+        if self.seen_once:
+            once = self._once
+            if digest not in once:
+                # Seen for the first time: decoded from the body's own bytes and not shared
+                # (derive and serialised then simply compute). A digest shared with another
+                # piece only lets that one in a turn early; the table compares bytes.
+                once.add(digest)
+                order = self._once_order
+                order.append(digest)
+                if len(order) > self.seen_once:
+                    once.discard(order.popleft())
+                return orjson.loads(memoryview(piece)), None
+            once.discard(digest)
+        self._kept = True
         key = piece.copy()  # its own bytes: a slice would keep the whole body alive
         value = orjson.loads(memoryview(key))
         entry = _Entry(digest, key, value)
@@ -404,6 +467,10 @@ class Reuse:
     def resize(self, budget: int) -> None:
         """A new budget in bytes (0: nothing is kept, every body is decoded in one go)."""
         self.budget = budget
+        if self._seen_once is None:
+            self.seen_once = _seen_once_for(budget)
+            while len(self._once_order) > self.seen_once:
+                self._once.discard(self._once_order.popleft())
         while self._layout_bytes > budget // 4 and self._layouts:
             oldest_head, oldest = next(iter(self._layouts.items()))
             self._drop_layout(oldest[-1], oldest_head)
@@ -413,7 +480,8 @@ class Reuse:
         """For /health: how much is held and how often a piece was found again."""
         return {"pieces": len(self._entries), "bytes": self.size, "budget": self.budget,
                 "hits": self.hits, "misses": self.misses, "layouts": sum(
-                    len(layouts) for layouts in self._layouts.values())}
+                    len(layouts) for layouts in self._layouts.values()),
+                "seen_once": len(self._once)}
 
     def clear(self) -> None:
         for entry in self._entries.values():
@@ -423,6 +491,9 @@ class Reuse:
         self._layouts.clear()
         self._layout_bytes = 0
         self.size = 0
+        self._once.clear()
+        self._once_order.clear()
+        self._barren = self._skipped = 0
 
 
 # A top-level member: its key, where its value starts and ends in the body, and its entry
@@ -497,6 +568,12 @@ def _kept_items(raw: bytes, before: memoryview, opening: int, items: list[_Item]
         else:
             high = middle - 1
     return low
+
+
+def _seen_once_for(budget: int) -> int:
+    """How many digests of pieces seen once a table of `budget` bytes remembers (at least one,
+    so that a small table still keeps a piece only when it is seen twice)."""
+    return max(budget // SEEN_ONCE_BYTES, 1) if budget else 0
 
 
 def _loads_object(raw: bytes) -> dict[str, Any]:
