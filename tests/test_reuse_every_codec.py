@@ -107,10 +107,19 @@ def upstream_request(request: Request) -> Request:
     return replace(request, model="upstream-model", previous_response_id=None)
 
 
+# How the table admits pieces: at first sight; at the second (the default); and giving up on
+# splitting after one body that found nothing, every other body split.
+POLICIES = {"first-sight": {"seen_once": 0}, "second-sight": {},
+            "giving-up": {"give_up_after": 1, "probe_every": 2}}
+
+
+@pytest.mark.parametrize("policy", list(POLICIES))
 @pytest.mark.parametrize("client", list(CLIENTS))
-def test_every_codec_gives_the_same_bytes_with_the_table_and_without(client: str) -> None:
+def test_every_codec_gives_the_same_bytes_with_the_table_and_without(
+    client: str, policy: str
+) -> None:
     rng = random.Random(13)
-    table = Reuse(seen_once=0)
+    table = Reuse(**POLICIES[policy])
     codec = get_codec(client)
     key = CLIENTS[client][1]
     body = padded(client)
