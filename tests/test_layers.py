@@ -4,7 +4,8 @@ every module under src/babelgate must fall in one of its layers.
 
 `protocols/reuse.py` (the table of request pieces found again) is in the protocols layer:
 the codecs import it, nothing below them does. `storage` speaks SQL and imports
-nothing of ours; only the server uses it, so it sits just below the server.
+nothing of ours; `books` (usage records, prices, costs) may write through storage; only the
+server uses either, so they sit just below it.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("babelgate.config",),
     ("babelgate.routing",),
     ("babelgate.storage",),
+    ("babelgate.books",),
     ("babelgate.server",),
     ("babelgate.cli", "babelgate.__main__"),
 )
