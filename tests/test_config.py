@@ -55,6 +55,9 @@ def write(tmp_path: Path, text: str, name: str = "babelgate.yaml") -> Path:
     return path
 
 
+DOCUMENTED_KEYS = {"DEEPSEEK_API_KEY": "d", "MOONSHOT_API_KEY": "m", "GEMINI_API_KEY": "g"}
+
+
 def config_error(path: Path, env: dict[str, str] | None = None) -> str:
     with pytest.raises(ConfigError) as info:
         load_settings(path, env=env or {})
@@ -66,7 +69,7 @@ def config_error(path: Path, env: dict[str, str] | None = None) -> str:
 
 def test_documented_yaml_loads_exactly(tmp_path: Path) -> None:
     path = write(tmp_path, DOCUMENTED_YAML)
-    env = {"DEEPSEEK_API_KEY": "sk-deep", "MOONSHOT_API_KEY": "sk-moon"}
+    env = {"DEEPSEEK_API_KEY": "sk-deep", "MOONSHOT_API_KEY": "sk-moon", "GEMINI_API_KEY": ""}
 
     settings = load_settings(path, env=env)
 
@@ -96,16 +99,18 @@ def test_documented_yaml_loads_exactly(tmp_path: Path) -> None:
     }
 
 
+EXAMPLE_KEYS = {"DEEPSEEK_API_KEY": "d", "ANTHROPIC_API_KEY": "a", "GEMINI_API_KEY": "g"}
+
+
 def test_init_example_loads(tmp_path: Path) -> None:
-    settings = load_settings(write(tmp_path, EXAMPLE_CONFIG), env={})
+    settings = load_settings(write(tmp_path, EXAMPLE_CONFIG), env=EXAMPLE_KEYS)
     assert set(settings.providers) == {"deepseek", "anthropic", "gemini"}
     assert settings.routes["claude-*"] == ["anthropic"]
 
 
 def test_api_key_never_in_repr(tmp_path: Path) -> None:
-    settings = load_settings(
-        write(tmp_path, DOCUMENTED_YAML), env={"DEEPSEEK_API_KEY": "sk-secret"}
-    )
+    env = {"DEEPSEEK_API_KEY": "sk-secret", "MOONSHOT_API_KEY": "", "GEMINI_API_KEY": ""}
+    settings = load_settings(write(tmp_path, DOCUMENTED_YAML), env=env)
     assert "sk-secret" not in repr(settings)
     assert "sk-secret" not in str(settings)
 
@@ -155,8 +160,25 @@ def test_expand_env_leaves_keys_and_non_strings_alone() -> None:
     assert expand_env(data, {"K": "k", "V": "v"}) == {"${K}": ["v", 3, None, True], "n": 1.5}
 
 
-def test_unset_variable_without_default_is_empty() -> None:
-    assert expand_env("a${MISSING}b", {}) == "ab"
+def test_set_but_empty_variable_expands_to_nothing() -> None:
+    assert expand_env("a${EMPTY}b", {"EMPTY": ""}) == "ab"
+
+
+def test_unset_variable_without_default_names_variable_field_and_file(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL_PROVIDER + "    api_key: ${BG_SURELY_UNSET_KEY}\n")
+    message = config_error(path)
+    assert "BG_SURELY_UNSET_KEY" in message
+    assert "providers.p.api_key" in message
+    assert str(path) in message
+
+
+def test_unset_variable_in_a_list_names_its_index(tmp_path: Path) -> None:
+    text = MINIMAL_PROVIDER + "routes:\n  default: [p/a, \"p/${BG_SURELY_UNSET_MODEL}\"]\n"
+    assert "routes.default[1]" in config_error(write(tmp_path, text))
+
+
+def test_empty_default_is_allowed_for_an_unset_variable() -> None:
+    assert expand_env("a${MISSING:-}b", {}) == "ab"
 
 
 def test_default_comes_from_os_environ(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -170,7 +192,7 @@ def test_default_comes_from_os_environ(tmp_path: Path, monkeypatch: pytest.Monke
 
 def test_unknown_provider_field(tmp_path: Path) -> None:
     path = write(tmp_path, DOCUMENTED_YAML.replace("base_url: https://api.deepseek", "bse_url: x"))
-    message = config_error(path)
+    message = config_error(path, DOCUMENTED_KEYS)
     assert f"providers.deepseek.bse_url: unknown field in {path}" in message
     assert "base_url" in message  # the hint lists the known fields
 

@@ -4,7 +4,8 @@ What this module promises:
 - `load_settings()` returns a validated `Settings` or raises `ConfigError`; every error names
   the field path and the file, with a hint on how to fix it, and never shows an api_key.
 - `${VAR}` and `${VAR:-default}` expand in every string value of the file (`$${` is a literal
-  `${`); an unset variable without a default expands to "".
+  `${`); an unset variable without a default is a ConfigError naming the variable, the field
+  and the file (`${VAR:-}` asks for an empty value explicitly).
 - Routes are normalised: every route maps to a non-empty list of targets, and every target
   names a configured provider (`provider`, `provider/*` or `provider/model`).
 - Without a file, providers come from well-known API-key variables, with default routes that
@@ -163,7 +164,13 @@ def load_settings(
 def _load_file(path: Path, env: Mapping[str, str]) -> Settings:
     where = str(path)
     raw = _read_yaml(path)
-    data = expand_env(raw, env)
+    try:
+        data = expand_env(raw, env)
+    except UnsetVariable as exc:
+        raise ConfigError(
+            f"{exc.field}: the environment variable {exc.name} is not set ({where}); set "
+            f"it before starting babelgate, or write ${{{exc.name}:-default}} for a default"
+        ) from None
     try:
         parsed = _FileConfig.model_validate(data)
     except ValidationError as exc:
@@ -211,26 +218,43 @@ def _yaml_position(exc: yaml.YAMLError) -> str:
 _VAR = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-def expand_env(value: Any, env: Mapping[str, str]) -> Any:
+class UnsetVariable(Exception):
+    """`${name}` without a default, at `field`, while `name` is not set in the environment.
+    An empty key sent upstream would fail much later with the upstream's "invalid key"."""
+
+    def __init__(self, name: str, field: str) -> None:
+        super().__init__(name)
+        self.name = name
+        self.field = field
+
+
+def expand_env(value: Any, env: Mapping[str, str], field: str = "") -> Any:
     """`${VAR}` / `${VAR:-default}` expanded in every string inside `value` (keys are left
-    alone). As in the shell, the default applies when VAR is unset or empty."""
+    alone). As in the shell, the default applies when VAR is unset or empty. `${VAR}` with VAR
+    unset raises UnsetVariable naming the dotted `field` it was in; set but empty expands to
+    ""."""
     if isinstance(value, str):
-        return _VAR.sub(lambda m: _substitute(m, env), value)
+        if "${" not in value:
+            return value
+        return _VAR.sub(lambda m: _substitute(m, env, field), value)
     if isinstance(value, dict):
-        return {k: expand_env(v, env) for k, v in value.items()}
+        return {k: expand_env(v, env, f"{field}.{k}" if field else str(k))
+                for k, v in value.items()}
     if isinstance(value, list):
-        return [expand_env(v, env) for v in value]
+        return [expand_env(v, env, f"{field}[{i}]") for i, v in enumerate(value)]
     return value
 
 
-def _substitute(match: re.Match[str], env: Mapping[str, str]) -> str:
+def _substitute(match: re.Match[str], env: Mapping[str, str], field: str) -> str:
     name, default = match.group(1), match.group(2)
     if name is None:  # "$${" escapes a literal "${"
         return "${"
-    found = env.get(name, "")
-    if found == "" and default is not None:
+    found = env.get(name)
+    if found is None and default is None:
+        raise UnsetVariable(name, field or "(top level)")
+    if not found and default is not None:
         return default
-    return found
+    return found or ""
 
 
 # ---------------------------------------------------------------------------- errors

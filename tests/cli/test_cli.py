@@ -85,8 +85,18 @@ def test_init_writes_a_loadable_example(tmp_path: Path) -> None:
     result = run_cli("init", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     written = tmp_path / "babelgate.yaml"
-    settings = load_settings(written, env={})
+    keys = {"DEEPSEEK_API_KEY": "d", "ANTHROPIC_API_KEY": "a", "GEMINI_API_KEY": "g"}
+    settings = load_settings(written, env=keys)
     assert settings.routes["default"] == ["deepseek/deepseek-chat"]
+
+
+def test_serve_names_an_unset_variable(tmp_path: Path) -> None:
+    config = tmp_path / "babelgate.yaml"
+    config.write_text("providers:\n  p:\n    type: openai\n    base_url: https://x.test/v1\n"
+                      "    api_key: ${BG_SURELY_UNSET}\n")
+    result = run_cli("serve", "--config", str(config), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "BG_SURELY_UNSET" in result.stderr and "providers.p.api_key" in result.stderr
 
 
 def test_init_does_not_overwrite_without_force(tmp_path: Path) -> None:

@@ -2,7 +2,8 @@
 
 EXAMPLE_CONFIG = """\
 # babelgate configuration. Reference: docs/configuration.md
-# ${VAR} and ${VAR:-default} expand from the environment in every string value.
+# ${VAR} and ${VAR:-default} expand from the environment in every string value; a ${VAR}
+# that is not set stops start-up with its name, so remove the providers you do not use.
 
 server:
   host: 127.0.0.1
