@@ -10,7 +10,8 @@ What this module promises:
   names a configured provider (`provider`, `provider/*` or `provider/model`).
 - Without a file, providers come from well-known API-key variables, with default routes that
   send Claude model names somewhere sensible (see docs/configuration.md).
-Configuration is read once at start-up; nothing here runs per request.
+Configuration is read at start-up and again on a reload (server/reload.py); nothing here
+runs per request.
 """
 
 from __future__ import annotations
@@ -76,6 +77,10 @@ class ServerConfig(BaseModel):
     # Seconds a streaming client waits for its upstream to begin before its stream is opened
     # and kept alive (server/keepalive.py); 0 never opens it early.
     stream_keepalive: float = Field(default=5, ge=0)
+    # Seconds between two looks at the configuration file's modification time; an edit is
+    # applied once the file has held still for one such interval (server/reload.py). 0 stops
+    # watching (SIGHUP and POST /admin/reload still reload).
+    reload_poll: float = Field(default=1, ge=0)
 
 
 class ProviderConfig(BaseModel):
@@ -312,6 +317,7 @@ def _hint_for(loc: tuple[str, ...]) -> str:
         "timeout": "use a positive number of seconds",
         "responses_ttl_days": "use a positive number of days",
         "responses_prune_interval_s": "use a positive number of seconds",
+        "reload_poll": "use a number of seconds, or 0 to stop watching the file",
     }
     if last in hints:
         return hints[last]

@@ -5,12 +5,21 @@
 `create_app(settings)` builds everything once (router, providers, HTTP client, tokenizer);
 nothing happens at import time; `start` and `stop` run around serving. Every error reaches the
 client in the format of the protocol it spoke, with the status the error carries.
+
+Hot reload (server/reload.py): everything a configuration decides lives in one Gateway, and a
+reload swaps `App.gateway` for a new one. A request reads that attribute once, at its start,
+and keeps the Gateway it got to its end: requests and streams in flight finish on the
+configuration they began with, new ones take the new one, and the request path takes no lock.
+What outlives a configuration stays with the app or is handed from one Gateway to the next:
+the HTTP client's connections, the access log, unchanged providers, the reuse tables, the
+stored conversations, the start time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -22,7 +31,7 @@ from babelgate import __version__
 from babelgate.canonical import GatewayError, StreamError
 from babelgate.canonical.errors import ErrorKind
 from babelgate.canonical.nesting import TOO_DEEP, too_deep
-from babelgate.config import Settings
+from babelgate.config import ConfigError, Settings, load_settings
 from babelgate.protocols import Codec, get_codec
 from babelgate.protocols.reuse import ReuseTables
 from babelgate.routing import Target
@@ -36,6 +45,14 @@ from .http import Request, header_text
 from .keepalive import KeepAlive, KeepAlives
 from .memory import Collector, HeapTrimmer
 from .owner import owner_of
+from .reload import (
+    FileWatch,
+    ReloadStatus,
+    Signature,
+    apply_live,
+    config_file,
+    file_signature,
+)
 
 log = logging.getLogger("babelgate")
 
@@ -62,13 +79,18 @@ GENERATE_PATHS = {
 
 
 class App:
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time) -> None:
+        # The running configuration: swapped whole by a reload, read once per request.
         self.gateway = Gateway(settings)
         self.trimmer = HeapTrimmer()
         self.collector = Collector()  # the cycles reference counting leaves: memory.py
         self.keepalives = KeepAlives(settings.server.stream_keepalive)
         self.started = time.time()
+        self.clock = clock  # wall time, for when a configuration was loaded
+        self.reload_status = ReloadStatus(loaded_at=clock())
+        self.watch = FileWatch(self._file_changed)  # the configuration file's edits
+        self._reloading = asyncio.Lock()  # one reload at a time; requests never take it
+        self._reload_tasks: set[asyncio.Task[object]] = set()
         # Request pieces found again, per caller (see reuse_for).
         self.reuse = ReuseTables(int(settings.server.reuse_mb * 2**20),
                                  shared=settings.server.reuse_shared)
@@ -86,6 +108,9 @@ class App:
             ("GET", "/health"): self.health,
             ("GET", "/"): self.health,
             ("POST", "/api/event_logging/batch"): self.drop_telemetry,
+            # Administration: every /admin/* route is registered here, where a guard (admin
+            # keys) can wrap them all.
+            ("POST", "/admin/reload"): self.admin_reload,
         }
         for path, protocol in GENERATE_PATHS.items():
             self.routes[("POST", path)] = self._generate_for(protocol)
@@ -113,9 +138,16 @@ class App:
         error = GatewayError(kind, message)
         return orjson.dumps(_codec_for(path).render_error(error)), JSON_HEADERS
 
+    @property
+    def settings(self) -> Settings:
+        """The running configuration (the current Gateway's)."""
+        return self.gateway.settings
+
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         await self.gateway.start()
+        path = config_file(self.settings)
+        self._watch(path, await asyncio.to_thread(file_signature, path) if path else None)
         await self.conversations.store.start()  # prunes expired responses, now and hourly
         # Everything built so far lives as long as the process: keep the collector from
         # scanning it again on every full collection of the request path.
@@ -130,6 +162,9 @@ class App:
         self.collector.start()
 
     async def stop(self) -> None:
+        await self.watch.stop()
+        for task in list(self._reload_tasks):
+            task.cancel()
         self.trimmer.stop()
         self.collector.stop()
         await self.gateway.stop()
@@ -145,6 +180,7 @@ class App:
         return handler
 
     async def generate(self, codec: Codec, http: Request, response: Response) -> None:
+        gateway = self.gateway  # this request's configuration, to its end (hot reload)
         recorder: Recorder | None = None
         try:
             raw = http.body
@@ -154,7 +190,7 @@ class App:
             if codec.name == "openai-responses":  # stored conversations: conversations.py
                 data, recorder = await self.conversations.prepare(data, owner)
             request = codec.parse_request(data, reuse)
-            targets = self.gateway.router.resolve(request.model)
+            targets = gateway.router.resolve(request.model)
         except GatewayError as error:
             send_error(response, codec, error)
             return
@@ -170,15 +206,15 @@ class App:
         # A client that disconnects cancels this task (server/http.py, server/asgi.py), and
         # with it the upstream request it awaits.
         if call.request.stream:
-            await self._stream(call, targets, response, recorder)
+            await self._stream(gateway, call, targets, response, recorder)
         else:
-            await self._complete(call, targets, response, recorder)
+            await self._complete(gateway, call, targets, response, recorder)
 
     async def _complete(
-        self, call: Call, targets: list[Target], response: Response,
+        self, gateway: Gateway, call: Call, targets: list[Target], response: Response,
         recorder: Recorder | None = None,
     ) -> None:
-        answer = await self._answer(call, response, self.gateway.complete(call, targets))
+        answer = await self._answer(call, response, gateway.complete(call, targets))
         if answer is None:
             return
         body, target = answer
@@ -204,11 +240,11 @@ class App:
         return None
 
     async def _stream(
-        self, call: Call, targets: list[Target], response: Response,
+        self, gateway: Gateway, call: Call, targets: list[Target], response: Response,
         recorder: Recorder | None = None,
     ) -> None:
         keepalive = self.keepalives.watch(response, SSE_HEADERS, call.codec.keepalive)
-        opened = await self._answer(call, response, _opening(self.gateway.stream(call, targets),
+        opened = await self._answer(call, response, _opening(gateway.stream(call, targets),
                                                              keepalive))
         if opened is None:
             return
@@ -239,6 +275,75 @@ class App:
             response.end(tail)
             return
         response.end()
+
+    # ------------------------------------------------------------------ hot reload
+    def request_reload(self, why: str) -> None:
+        """Reload soon (from a signal handler, which cannot await)."""
+        task: asyncio.Task[object] = asyncio.get_running_loop().create_task(self.reload(why))
+        self._reload_tasks.add(task)
+        task.add_done_callback(self._reload_tasks.discard)
+
+    async def _file_changed(self) -> None:
+        await self.reload(f"{self.watch.path} changed")
+
+    async def reload(self, why: str) -> GatewayError | None:
+        """Read the configuration again (the same file; without one, the same discovery as at
+        start: ./babelgate.yaml if it now exists, else the environment) and apply it to the
+        requests that start from now on. A configuration that cannot be loaded is refused:
+        the running one stays, and the error is logged, kept for /health and returned."""
+        async with self._reloading:
+            running = self.settings
+            path = config_file(running)
+            seen = await asyncio.to_thread(file_signature, path) if path else None
+            if path is not None:
+                self.watch.seen = seen  # this version is read now: the watch need not
+            try:
+                loaded = await asyncio.to_thread(load_settings, path)
+                settings, pending = apply_live(running, loaded)
+                gateway = self._successor(settings)
+            except ConfigError as exc:
+                return self._refused(why, str(exc))
+            except Exception as exc:  # e.g. a provider that cannot be built from its settings
+                log.exception("configuration reload (%s): cannot build the gateway", why)
+                return self._refused(why, f"cannot apply the configuration: "
+                                          f"{type(exc).__name__}: {exc}")
+            old, self.gateway = self.gateway, gateway  # new requests see it from here on
+            if settings.server.stream_keepalive != running.server.stream_keepalive:
+                # Streams waiting already keep the old timer; new ones take the new interval.
+                self.keepalives = KeepAlives(settings.server.stream_keepalive)
+            status = self.reload_status
+            self.reload_status = ReloadStatus(self.clock(), None, status.reloads + 1, pending)
+            if settings.source != running.source:  # discovery found a file: watch it now
+                seen = await asyncio.to_thread(file_signature, settings.source)
+            self._watch(config_file(settings), seen)
+            _log_reload(why, settings, pending)
+            await _close_discarded(old, gateway)
+            return None
+
+    def _successor(self, settings: Settings) -> Gateway:
+        """A Gateway for `settings` that takes over what outlives a configuration from the
+        running one: the HTTP client (connections under open streams stay theirs), the access
+        log, and every provider whose settings did not change, with its credentials' state."""
+        old = self.gateway
+        kept = {name: old.providers[name] for name, config in settings.providers.items()
+                if name in old.providers and old.settings.providers.get(name) == config}
+        return Gateway(settings, http=old.http, access_log=old.access_log, providers=kept)
+
+    def _refused(self, why: str, message: str) -> GatewayError:
+        status = self.reload_status
+        log.error("configuration reload (%s) refused; still serving the configuration loaded "
+                  "at %s: %s", why, status.loaded_at_text(), message)
+        self.reload_status = ReloadStatus(status.loaded_at, message, status.reloads,
+                                          status.restart_pending)
+        return GatewayError("invalid_request", message, status=422)
+
+    def _watch(self, path: str | None, seen: Signature | None) -> None:
+        """Watch `path` (the configuration's file; None: none) as the settings say."""
+        watch = self.watch
+        watch.path, watch.interval = path, self.settings.server.reload_poll
+        if path is not None:
+            watch.seen = seen
+        watch.start()
 
     # ------------------------------------------------------------------ other endpoints
     async def count_tokens(self, request: Request, response: Response) -> None:
@@ -277,11 +382,14 @@ class App:
         ]})
 
     async def health(self, request: Request, response: Response) -> None:
+        gateway = self.gateway
         send_json(response, 200, {
             "status": "ok",
             "version": __version__,
-            "config": self.settings.source,
-            "providers": [p.describe() for p in self.gateway.providers.values()],
+            "config": gateway.settings.source,
+            # When it was loaded, the last reload's error (null once one succeeds), ...
+            **self.reload_status.describe(),
+            "providers": [p.describe() for p in gateway.providers.values()],
             "uptime_s": round(time.time() - self.started, 1),
             "reuse": self.reuse.stats(),  # request pieces decoded once and found again
         })
@@ -307,6 +415,22 @@ class App:
             "not_found", f"Response with id '{rid}' not found.", param="response_id"
         ))
 
+    async def admin_reload(self, request: Request, response: Response) -> None:
+        """POST /admin/reload: read the configuration again, whether or not it changed."""
+        error = await self.reload("POST /admin/reload")
+        if error is not None:
+            body = get_codec("openai").render_error(error)
+            body["error"]["code"] = "config_invalid"
+            send_json(response, error.status, body)
+            return
+        status = self.reload_status
+        send_json(response, 200, {
+            "reloaded": True,
+            "config": self.settings.source,
+            "loaded_at": status.loaded_at_text(),
+            "restart_pending": list(status.restart_pending),
+        })
+
     async def drop_telemetry(self, request: Request, response: Response) -> None:
         """Claude Code posts its telemetry here when pointed at a gateway: accept, drop."""
         send_json(response, 200, {})
@@ -321,6 +445,33 @@ class App:
 
 def create_app(settings: Settings) -> App:
     return App(settings)
+
+
+def _log_reload(why: str, settings: Settings, pending: tuple[str, ...]) -> None:
+    log.info("configuration reloaded from %s (%s): providers %s; %d routes",
+             settings.source, why, ", ".join(settings.providers) or "none", len(settings.routes))
+    if pending:
+        log.warning("configuration reload: %s changed in %s but can only change at a restart; "
+                    "the running values stay until then", ", ".join(pending), settings.source)
+
+
+async def _close_discarded(old: Gateway, new: Gateway) -> None:
+    """Let the providers a reload replaced stop what they run in the background (a provider
+    with a `close` or `stop` method: credential refreshers). Requests still on the old
+    configuration keep the provider object and the credentials it already has."""
+    kept = {id(provider) for provider in new.providers.values()}
+    for provider in old.providers.values():
+        if id(provider) in kept:
+            continue
+        close = getattr(provider, "close", None) or getattr(provider, "stop", None)
+        if close is None:
+            continue
+        try:
+            result = close()
+            if inspect.isawaitable(result):
+                await result
+        except Exception:  # one provider failing to stop must not undo the reload
+            log.exception("stopping provider %s after a reload", provider.name)
 
 
 # What a request cut off by the server stopping gets: an error its client retries on.

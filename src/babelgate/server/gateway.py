@@ -54,9 +54,16 @@ _Answer = TypeVar("_Answer")
 _AttemptOn = Callable[["Call", Provider, Target, "Attempt"], Awaitable[_Answer]]
 
 
-def build_providers(settings: Settings) -> dict[str, Provider]:
+def build_providers(
+    settings: Settings, kept: Mapping[str, Provider] | None = None
+) -> dict[str, Provider]:
+    """A Provider per configured provider; those in `kept` (a reload's unchanged ones) are
+    taken as they are."""
     providers: dict[str, Provider] = {}
     for name, cfg in settings.providers.items():
+        if kept and name in kept:
+            providers[name] = kept[name]
+            continue
         cls = PROVIDER_TYPES[cfg.type]
         providers[name] = cls(
             name,
@@ -83,19 +90,31 @@ class Attempt:
 
 
 class Gateway:
-    def __init__(self, settings: Settings) -> None:
+    """Everything one configuration decides. A hot reload (server/app.py) makes a new one and
+    hands it what outlives a configuration: the HTTP client, the access log and the providers
+    whose settings did not change (`http`, `access_log`, `providers`)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        http: HttpClient | None = None,
+        access_log: AccessLog | None = None,
+        providers: Mapping[str, Provider] | None = None,
+    ) -> None:
         self.settings = settings
         self.router = Router(settings)
-        self.providers = build_providers(settings)
-        self._http: HttpClient | None = None
+        self.providers = build_providers(settings, providers)
+        self._http: HttpClient | None = http
         # Bytes of upstream answer held at once: a whole body (the HTTP client's limit), or
         # the unfinished event of a stream (a decoder keeps it until its blank line).
         self.max_held = int(settings.server.upstream_body_mb * 2**20)
-        self.access_log = AccessLog(enabled=log.isEnabledFor(logging.INFO))
+        self.access_log = access_log or AccessLog(enabled=log.isEnabledFor(logging.INFO))
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
-        self._http = self._new_client()
+        if self._http is None:
+            self._http = self._new_client()
 
     async def stop(self) -> None:
         self.access_log.flush()

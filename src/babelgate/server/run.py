@@ -1,4 +1,8 @@
-"""Run the gateway: one process, uvloop, our HTTP server (server/http.py)."""
+"""Run the gateway: one process, uvloop, our HTTP server (server/http.py).
+
+Signals: SIGTERM and SIGINT stop it gracefully; SIGHUP reloads the configuration
+(server/reload.py) and never stops it (from the moment `serve` is called: a SIGHUP during
+start-up is ignored rather than fatal)."""
 
 from __future__ import annotations
 
@@ -30,12 +34,19 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None) 
     `server.shutdown_timeout` seconds (an agent's stream can run for minutes, and a restart must
     not wait for it). Exits with status 1 if the address cannot be bound."""
     configure_logging()
+    _ignore_hangup()  # until the loop's handler takes SIGHUP over: it used to kill us
     host = host or settings.server.host
     port = port or settings.server.port
     app = create_app(settings)
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         if not runner.run(_serve(app, settings, host, port)):
             sys.exit(1)
+
+
+def _ignore_hangup() -> None:
+    hangup = getattr(signal, "SIGHUP", None)
+    if hangup is not None:
+        signal.signal(hangup, signal.SIG_IGN)
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -51,6 +62,9 @@ async def _serve(app: App, settings: Settings, host: str, port: int) -> bool:
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    hangup = getattr(signal, "SIGHUP", None)  # not on Windows
+    if hangup is not None:
+        loop.add_signal_handler(hangup, app.request_reload, "SIGHUP")
     server = Server(app, app.refusal, limits(settings.server, raise_open_files_limit()))
     await app.start()
     try:
@@ -64,7 +78,7 @@ async def _serve(app: App, settings: Settings, host: str, port: int) -> bool:
             host, port, settings.source, ", ".join(settings.providers) or "none",
         )
         await stop.wait()
-        await server.stop(settings.server.shutdown_timeout)
+        await server.stop(app.settings.server.shutdown_timeout)  # a reload may have changed it
         return True
     finally:
         await app.stop()
