@@ -385,3 +385,64 @@ def test_local_babelgate_yaml_wins_over_env(
     settings = load_settings(env={"OPENAI_API_KEY": "o"})
     assert settings.source == "babelgate.yaml"
     assert list(settings.providers) == ["p"]
+
+
+# ---------------------------------------------------------------- rules
+
+RULES_YAML = """\
+providers:
+  deepseek: {type: openai, base_url: https://api.deepseek.com/v1}
+  gemini: {type: gemini, base_url: https://generativelanguage.googleapis.com}
+rules:
+  - if: {background: true}
+    to: deepseek/deepseek-chat
+  - name: screenshots
+    if: {image: true, long_context: 100000, web_search: false, tools: true, thinking: false,
+         model: "claude-*", user_agent: "claude-cli/*", header: {x-app: cli}}
+    to: [gemini/gemini-2.5-flash, deepseek]
+  - if: {user_agent: "CherryStudio*"}
+    system_prepend: "You are Claude Code, Anthropic's official CLI for Claude."
+    system_append: "Answer briefly."
+    set: {temperature: 0.3, stop: "END"}
+    remove: [metadata]
+    max_tokens: 4096
+  - if:
+    to: gemini
+routes:
+  default: deepseek/deepseek-chat
+"""
+
+
+def test_rules_load(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, RULES_YAML), env={})
+    first, second, third, fourth = settings.rules
+    assert (first.when.background, first.to) == (True, ["deepseek/deepseek-chat"])
+    assert second.name == "screenshots" and second.to == ["gemini/gemini-2.5-flash", "deepseek"]
+    assert (second.when.long_context, second.when.header) == (100000, {"x-app": "cli"})
+    assert (third.to, third.set, third.remove, third.max_tokens) == (
+        None, {"temperature": 0.3, "stop": "END"}, ["metadata"], 4096)
+    assert fourth.when.model is None and fourth.to == ["gemini"]
+
+
+@pytest.mark.parametrize(("rule", "message"), [
+    ("{if: {backgrund: true}, to: deepseek}", "rules.0.if.backgrund: unknown field in"),
+    ("{iff: {}, to: deepseek}", "rules.0.iff: unknown field in"),
+    ("{if: {thinking: maybe}}", "rules.0.if.thinking: Input should be a valid boolean in"),
+    ("{if: {long_context: lots}}", "rules.0.if.long_context: Input should be a valid integer"),
+    ("{to: nowhere/model}", "rules.0.to: target 'nowhere/model' names provider 'nowhere', "
+                            "which is not configured in"),
+    ("{to: []}", "rules.0.to: no target in"),
+    ("{set: {model: gpt-5}}", "rules.0.set.model: cannot set 'model'; settable fields: "
+                              "temperature, top_p"),
+    ("{set: {temperature: hot}}", "rules.0.set.temperature: expected a number in"),
+    ("{set: {max_tokens: 0}}", "rules.0.set.max_tokens: expected a positive whole number in"),
+    ("{set: {reasoning: {effort: extreme}}}", "rules.0.set.reasoning: Invalid enum value"),
+    ("{remove: [messages]}", "rules.0.remove.0: cannot remove 'messages'; removable fields:"),
+    ("{max_tokens: -1}", "rules.0.max_tokens: Input should be greater than 0 in"),
+])
+def test_rule_errors_name_field_and_file(tmp_path: Path, rule: str, message: str) -> None:
+    provider = MINIMAL_PROVIDER.replace("  p:", "  deepseek:")
+    path = write(tmp_path, provider + f"rules:\n  - {rule}\n")
+    error = config_error(path)
+    assert message in error
+    assert str(path) in error

@@ -7,7 +7,9 @@ What this module promises:
   `${`); an unset variable without a default is a ConfigError naming the variable, the field
   and the file (`${VAR:-}` asks for an empty value explicitly).
 - Routes are normalised: every route maps to a non-empty list of targets, and every target
-  names a configured provider (`provider`, `provider/*` or `provider/model`).
+  names a configured provider (`provider`, `provider/*` or `provider/model`). A rule's `to`
+  is normalised and checked the same way; its `set` and `remove` name only fields an edit may
+  touch (babelgate.canonical.edits), with values of their type.
 - Without a file, providers come from well-known API-key variables, with default routes that
   send Claude model names somewhere sensible (see docs/configuration.md).
 Configuration is read at start-up and again on a reload (server/reload.py); nothing here
@@ -24,8 +26,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    ValidationError,
+    field_validator,
+)
 
+from babelgate.canonical.edits import EditError, check_removable, settable_value
 from babelgate.providers.presets import PRESET_NAMES
 
 DEFAULT_CONFIG_FILE = "babelgate.yaml"
@@ -124,12 +135,60 @@ class StorageConfig(BaseModel):
     responses_prune_interval_s: float = Field(default=3600, gt=0)
 
 
+class RuleCondition(BaseModel):
+    """A rule's `if`: every condition given must hold; none given matches every request
+    (babelgate.routing.rules says how each is read off a request)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    background: StrictBool | None = None  # the client's small/fast model calls
+    thinking: StrictBool | None = None  # reasoning requested
+    image: StrictBool | None = None  # an image anywhere in the conversation
+    long_context: StrictInt | None = Field(default=None, ge=0)  # estimated input tokens above
+    web_search: StrictBool | None = None  # a hosted web-search tool offered
+    tools: StrictBool | None = None  # any tool offered (`false`: none)
+    model: str | None = None  # glob on the client's model name
+    user_agent: str | None = None  # glob on the User-Agent header
+    header: dict[str, str] = Field(default_factory=dict)  # header name -> value glob
+
+
+class RuleConfig(BaseModel):
+    """One entry of `rules`: conditions, and what to do with a request that meets them."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    name: str | None = None  # shown in x-babelgate-route and the log; else the position
+    when: RuleCondition = Field(default_factory=RuleCondition, alias="if")
+    to: list[str] | None = None  # targets, like a route's; None: the routes decide
+    system_prepend: str | None = None
+    system_append: str | None = None
+    set: dict[str, Any] = Field(default_factory=dict)  # checked in _check_rules
+    remove: list[str] = Field(default_factory=list)
+    max_tokens: StrictInt | None = Field(default=None, gt=0)  # lower max_tokens to this
+
+    @field_validator("when", mode="before")
+    @classmethod
+    def _empty_if(cls, value: Any) -> Any:
+        return {} if value is None else value  # `if:` with nothing after it
+
+    @field_validator("to", mode="before")
+    @classmethod
+    def _one_target(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("remove", mode="before")
+    @classmethod
+    def _one_field(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+
 class Settings(BaseModel):
     server: ServerConfig
     providers: dict[str, ProviderConfig]
     routes: dict[str, list[str]]  # normalised: a single target string becomes a one-item list
     source: str  # "path/to/file.yaml" or "environment" (for /health and errors)
     storage: StorageConfig = Field(default_factory=StorageConfig)
+    rules: list[RuleConfig] = Field(default_factory=list)  # checked in order before routes
 
 
 class _FileConfig(BaseModel):
@@ -141,6 +200,12 @@ class _FileConfig(BaseModel):
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     routes: dict[str, list[str]] = Field(default_factory=dict)
     storage: StorageConfig = Field(default_factory=StorageConfig)
+    rules: list[RuleConfig] = Field(default_factory=list)
+
+    @field_validator("rules", mode="before")
+    @classmethod
+    def _no_rules(cls, value: Any) -> Any:
+        return [] if value is None else value  # `rules:` with nothing after it
 
     @field_validator("routes", mode="before")
     @classmethod
@@ -181,9 +246,10 @@ def _load_file(path: Path, env: Mapping[str, str]) -> Settings:
     except ValidationError as exc:
         raise ConfigError(_describe(exc, where)) from None
     _check_routes(parsed.routes, parsed.providers, where)
+    _check_rules(parsed.rules, parsed.providers, where)
     return Settings(
         server=parsed.server, providers=parsed.providers, routes=parsed.routes, source=where,
-        storage=parsed.storage,
+        storage=parsed.storage, rules=parsed.rules,
     )
 
 
@@ -302,7 +368,11 @@ def _known_fields(parent: tuple[str, ...]) -> list[str]:
         model = StorageConfig
     elif len(parent) == 2 and parent[0] == "providers":
         model = ProviderConfig
-    return list(model.model_fields)
+    elif len(parent) == 2 and parent[0] == "rules":
+        model = RuleConfig
+    elif len(parent) == 3 and parent[0] == "rules" and parent[2] == "if":
+        model = RuleCondition
+    return [field.alias or name for name, field in model.model_fields.items()]
 
 
 def _hint_for(loc: tuple[str, ...]) -> str:
@@ -323,13 +393,14 @@ def _hint_for(loc: tuple[str, ...]) -> str:
         return hints[last]
     if loc and loc[0] == "routes":
         return "a route maps a model pattern to 'provider/model' or a list of them"
+    if loc and loc[0] == "rules":
+        return "see the rules section of docs/configuration.md"
     return "see docs/configuration.md"
 
 
 def _check_routes(
     routes: Mapping[str, list[str]], providers: Mapping[str, ProviderConfig], where: str
 ) -> None:
-    known = ", ".join(providers) or "(none configured)"
     for pattern, targets in routes.items():
         if not pattern:
             raise ConfigError(f"routes: an empty route pattern in {where}; name a model pattern")
@@ -337,14 +408,53 @@ def _check_routes(
             raise ConfigError(
                 f"routes.{pattern}: no target in {where}; give 'provider/model' or a list"
             )
-        for target in targets:
-            provider = target.split("/", 1)[0]
-            if provider not in providers:
-                raise ConfigError(
-                    f"routes.{pattern}: target {target!r} names provider {provider!r}, which "
-                    f"is not configured in {where}; use one of: {known} "
-                    "(written 'provider/model', or 'provider' for the client's own model name)"
-                )
+        _check_targets(f"routes.{pattern}", targets, providers, where)
+
+
+def _check_targets(
+    field: str, targets: list[str], providers: Mapping[str, ProviderConfig], where: str
+) -> None:
+    known = ", ".join(providers) or "(none configured)"
+    for target in targets:
+        provider = target.split("/", 1)[0]
+        if provider not in providers:
+            raise ConfigError(
+                f"{field}: target {target!r} names provider {provider!r}, which "
+                f"is not configured in {where}; use one of: {known} "
+                "(written 'provider/model', or 'provider' for the client's own model name)"
+            )
+
+
+def _check_rules(
+    rules: list[RuleConfig], providers: Mapping[str, ProviderConfig], where: str
+) -> None:
+    for index, rule in enumerate(rules):
+        _check_edits(index, rule, where)
+        if rule.to is None:
+            continue
+        if not rule.to:
+            raise ConfigError(
+                f"rules.{index}.to: no target in {where}; give 'provider/model' or a list, or "
+                "leave `to` out to let the routes decide"
+            )
+        _check_targets(f"rules.{index}.to", rule.to, providers, where)
+
+
+def _check_edits(index: int, rule: RuleConfig, where: str) -> None:
+    """`set` and `remove` name fields an edit may touch, with values of their type (what
+    they become is made by routing.rules at start-up, through the same function)."""
+    hint = "see the rules section of docs/configuration.md"
+    for name, value in rule.set.items():
+        try:
+            settable_value(name, value)
+        except EditError as exc:
+            raise ConfigError(f"rules.{index}.set.{name}: {exc} in {where}; {hint}") from None
+    for position, name in enumerate(rule.remove):
+        try:
+            check_removable(name)
+        except EditError as exc:
+            raise ConfigError(
+                f"rules.{index}.remove.{position}: {exc} in {where}; {hint}") from None
 
 
 # ---------------------------------------------------------------------------- environment

@@ -1,5 +1,5 @@
 """Routing: client model names to ordered lists of upstream targets (see router.py)."""
 
-from .router import Router, Target
+from .router import Route, Router, Target
 
-__all__ = ["Router", "Target"]
+__all__ = ["Route", "Router", "Target"]

@@ -9,7 +9,9 @@ Resolution order for a client's model name:
    how to configure one).
 A target written `provider` or `provider/*` means "the client's own model name". Patterns are
 compiled once in `Router.__init__`; answers are cached per model name in a bounded dict, so
-the hot path is one dict lookup.
+the hot path is one dict lookup. `route()` also names what decided (`Route.header`,
+`Route.log`: the pattern, `direct` or `default`), for the x-babelgate-route header and the
+access log; rules (rules.py) are checked before the routes and name themselves the same way.
 """
 
 from __future__ import annotations
@@ -33,18 +35,46 @@ class Target:
     model: str  # the upstream's model name
 
 
+@dataclass(frozen=True, slots=True)
+class Route:
+    """The targets for one request, and what chose them, written once: `header` is the
+    x-babelgate-route value (`rule:NAME`, `route:PATTERN`, `direct`, `default`, or a rule's
+    and a route's together: `rule:NAME, route:PATTERN`), `log` the access log's
+    `rule=... route=...`."""
+
+    targets: tuple[Target, ...]
+    header: str
+    log: str
+
+
+def named_route(
+    targets: tuple[Target, ...], route: str | None, rule: str | None = None
+) -> Route:
+    """A Route chosen by `route` (`route:PATTERN`, `direct`, `default`; None when a rule's
+    own targets were used) and/or the rule labelled `rule`."""
+    header = ", ".join(part for part in (rule and f"rule:{rule}", route) if part)
+    shown = route.removeprefix("route:") if route else "-"
+    return Route(targets, header, f"rule={rule or '-'} route={shown}")
+
+
 # A compiled target: (provider, model or None for the client's own name).
-_Spec = tuple[str, str | None]
+Spec = tuple[str, str | None]
 _Matcher = Callable[[str], object]
 
 
-def _parse_target(target: str) -> _Spec:
+def parse_target(target: str) -> Spec:
     provider, _, model = target.partition("/")
     return provider, (model if model and model != OWN_NAME else None)
 
 
-def _compile(targets: Sequence[str]) -> tuple[_Spec, ...]:
-    return tuple(_parse_target(t) for t in targets)
+def compile_targets(targets: Sequence[str]) -> tuple[Spec, ...]:
+    return tuple(parse_target(t) for t in targets)
+
+
+def targets_for(specs: tuple[Spec, ...], model: str) -> tuple[Target, ...]:
+    """Compiled targets for a client asking for `model` (its own name where a target has
+    none)."""
+    return tuple(Target(p, m if m is not None else model) for p, m in specs)
 
 
 def _is_glob(pattern: str) -> bool:
@@ -57,26 +87,31 @@ class Router:
     def __init__(self, settings: Settings) -> None:
         self._providers = frozenset(settings.providers)
         routes = settings.routes
-        self._exact = {key: _compile(targets) for key, targets in routes.items()}
+        self._exact = {key: compile_targets(targets) for key, targets in routes.items()}
         # fnmatch.translate + re.match is fnmatchcase: case-sensitive on every platform.
-        self._globs: list[tuple[_Matcher, tuple[_Spec, ...]]] = [
-            (re.compile(fnmatch.translate(key)).match, _compile(targets))
+        self._globs: list[tuple[_Matcher, str, tuple[Spec, ...]]] = [
+            (re.compile(fnmatch.translate(key)).match, key, compile_targets(targets))
             for key, targets in routes.items()
             if key != DEFAULT_ROUTE and _is_glob(key)
         ]
         self._default = self._exact.get(DEFAULT_ROUTE)
         self._routable = _routable(routes, settings.providers)
-        self._cache: dict[str, tuple[Target, ...]] = {}
+        self._cache: dict[str, Route] = {}
 
     def resolve(self, model: str) -> list[Target]:
         """The ordered fallback list for `model`; raises GatewayError(not_found)."""
+        return list(self.route(model).targets)
+
+    def route(self, model: str) -> Route:
+        """The targets for `model` and the route that gave them; raises
+        GatewayError(not_found)."""
         hit = self._cache.get(model)
         if hit is None:
             hit = self._resolve(model)
             if len(self._cache) >= CACHE_SIZE:
                 del self._cache[next(iter(self._cache))]  # oldest first: dicts keep order
             self._cache[model] = hit
-        return list(hit)
+        return hit
 
     def routable(self) -> list[str]:
         """Route patterns and provider/model targets, for /v1/models and 404 messages."""
@@ -84,23 +119,23 @@ class Router:
 
     # ------------------------------------------------------------------ internals
 
-    def _resolve(self, model: str) -> tuple[Target, ...]:
+    def _resolve(self, model: str) -> Route:
         provider, slash, rest = model.partition("/")
         if slash and rest and provider in self._providers:
-            return (Target(provider, rest),)
-        specs = self._match(model)
+            return named_route((Target(provider, rest),), "direct")
+        name, specs = self._match(model)
         if specs is None:
             raise self._not_found(model)
-        return tuple(Target(p, m if m is not None else model) for p, m in specs)
+        return named_route(targets_for(specs, model), name)
 
-    def _match(self, model: str) -> tuple[_Spec, ...] | None:
+    def _match(self, model: str) -> tuple[str, tuple[Spec, ...] | None]:
         exact = self._exact.get(model)
         if exact is not None:
-            return exact
-        for matches, specs in self._globs:
+            return (DEFAULT_ROUTE if model == DEFAULT_ROUTE else f"route:{model}"), exact
+        for matches, key, specs in self._globs:
             if matches(model):
-                return specs
-        return self._default
+                return f"route:{key}", specs
+        return DEFAULT_ROUTE, self._default
 
     def _not_found(self, model: str) -> GatewayError:
         if not self._providers:
@@ -118,7 +153,7 @@ def _routable(routes: dict[str, list[str]], providers: Iterable[str]) -> tuple[s
             seen.setdefault(key)
     for targets in routes.values():
         for target in targets:
-            provider, model = _parse_target(target)
+            provider, model = parse_target(target)
             seen.setdefault(f"{provider}/{model if model is not None else OWN_NAME}")
     for provider in providers:
         seen.setdefault(f"{provider}/{OWN_NAME}")

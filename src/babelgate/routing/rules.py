@@ -1,0 +1,287 @@
+"""Rules: conditions on a request, checked in file order before the routes; the first rule
+whose conditions all hold decides. It may route (`to`), edit the request, or both.
+
+What this module promises:
+- Everything is compiled once, at start-up, into frozen values (`Rule`, `Edits`): globs into
+  compiled patterns, `set` values into canonical values, the rule's own targets into specs.
+- Per request: one pass over the rules, each rule's conditions cheapest first, stopping at
+  the first that fails. What costs more than a few attribute reads is computed only when a
+  rule reached asks for it, and at most once per request (`Facts`): whether an image is in
+  the conversation, and the input-token estimate (`tokens.quick_estimate`, microseconds, per
+  message kept in the caller's reuse table). No rules configured: nothing runs at all.
+- An edit never changes a value it was given: `Rule.apply` builds a new Request
+  (msgspec.structs.replace); the texts it adds are built once and shared.
+
+How conditions read a request:
+- `background`: the client's small/fast-model work. Claude Code sends its housekeeping (the
+  title of a conversation, a summary, the topic check, the quota probe with `max_tokens: 1`)
+  to its small model, Haiku unless ANTHROPIC_SMALL_FAST_MODEL says otherwise, without tools,
+  with a system prompt of a sentence or two and max_tokens of 512 or less, and without
+  thinking (recorded requests of Claude Code; tests/agents/README.md, PROTOCOLS.md). So a
+  request is background when its model name contains `haiku` (any case), or when it offers no
+  tools, asks for no reasoning, caps max_tokens at `background_max_tokens` (1024) or less and
+  its system prompt is at most `background_system_chars` (2000) characters. Claude Code's
+  main turns carry a dozen tools, a 10 KB+ system prompt and 32k+ max_tokens: never
+  background.
+- `thinking`: reasoning asked for: Anthropic `thinking` enabled or adaptive, OpenAI
+  `reasoning_effort` / Responses `reasoning.effort` other than `none` (and not turned off).
+- `image`: an image part in any message, tool results included.
+- `long_context: N`: the input-token estimate is above N.
+- `web_search`: a hosted tool whose type starts with `web_search` (Anthropic
+  web_search_2025..., Responses web_search / web_search_preview, Gemini googleSearch).
+- `tools`: any tool offered (`false`: none).
+- `model`, `user_agent`, `header`: globs (fnmatch, case-sensitive, as routes) on the client's
+  model name, its User-Agent, and the named headers; a header that is absent never matches.
+
+Edits apply in this order: `set`, `remove`, `system_prepend` / `system_append`, then the
+`max_tokens` clamp (a max_tokens the client did not send stays unsent). Removing `tools`
+also removes `tool_choice`, which no upstream accepts without tools.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from msgspec.structs import replace
+
+from babelgate import tokens
+from babelgate.canonical import Image, Message, Request, Text, ToolResult
+from babelgate.canonical.edits import cleared, field_name, settable_value
+from babelgate.config import RuleConfig
+from babelgate.protocols.reuse import Reuse
+
+from .router import Route, Router, Spec, compile_targets, named_route, targets_for
+
+BACKGROUND_MODEL_MARK = "haiku"
+
+
+class Facts:
+    """One request as the conditions see it; what is dear is worked out on first use."""
+
+    __slots__ = ("_estimate", "_image", "headers", "request", "reuse")
+
+    def __init__(self, request: Request, headers: Mapping[str, str], reuse: Reuse) -> None:
+        self.request = request
+        self.headers = headers
+        self.reuse = reuse
+        self._estimate: int | None = None
+        self._image: bool | None = None
+
+    def estimate(self) -> int:
+        if self._estimate is None:
+            self._estimate = tokens.quick_estimate(self.request, self.reuse)
+        return self._estimate
+
+    def image(self) -> bool:
+        if self._image is None:
+            derive = self.reuse.derive  # per message a session resends: once
+            self._image = any(derive(_message_has_image, m) for m in self.request.messages)
+        return self._image
+
+
+Check = Callable[[Facts], bool]
+
+
+def _message_has_image(message: Message) -> bool:
+    for part in message.parts:
+        if type(part) is Image:
+            return True
+        if type(part) is ToolResult and any(type(item) is Image for item in part.content):
+            return True
+    return False
+
+
+def thinking_requested(request: Request) -> bool:
+    reasoning = request.reasoning
+    if reasoning is None or reasoning.enabled is False:
+        return False
+    if reasoning.enabled or reasoning.adaptive:
+        return True
+    return reasoning.effort is not None and reasoning.effort != "none"
+
+
+def offers_web_search(request: Request) -> bool:
+    return any(tool.kind == "hosted" and (tool.hosted_type or "").startswith("web_search")
+               for tool in request.tools)
+
+
+@dataclass(frozen=True, slots=True)
+class Background:
+    """The `background` heuristic's limits (see the module docstring)."""
+
+    max_tokens: int = 1024
+    system_chars: int = 2000
+
+    def __call__(self, request: Request) -> bool:
+        if BACKGROUND_MODEL_MARK in request.model.lower():
+            return True
+        if request.tools or request.max_tokens is None or request.max_tokens > self.max_tokens:
+            return False
+        if thinking_requested(request):
+            return False
+        return sum(len(text.text) for text in request.system) <= self.system_chars
+
+
+@dataclass(frozen=True, slots=True)
+class Edits:
+    """What a rule changes, compiled: `fields` holds the canonical values `set` gives and the
+    cleared values `remove` gives (remove wins over set); `remove` names the fields removed
+    (as canonical names), `set` those set, for pass-through bodies (server/rule_edits.py)."""
+
+    fields: tuple[tuple[str, Any], ...] = ()
+    set: tuple[tuple[str, Any], ...] = ()
+    remove: tuple[str, ...] = ()
+    prepend: Text | None = None
+    append: Text | None = None
+    max_tokens: int | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.fields or self.prepend or self.append or self.max_tokens is not None)
+
+    def apply(self, request: Request) -> Request:
+        changes = dict(self.fields)
+        if self.prepend is not None or self.append is not None:
+            system = changes.get("system", request.system)
+            if self.prepend is not None:
+                system = (self.prepend, *system)
+            if self.append is not None:
+                system = (*system, self.append)
+            changes["system"] = system
+        if self.max_tokens is not None:
+            wanted = changes.get("max_tokens", request.max_tokens)
+            if wanted is not None and wanted > self.max_tokens:
+                changes["max_tokens"] = self.max_tokens
+        return replace(request, **changes) if changes else request
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    label: str  # its `name`, else its position in the list counted from 0 (as config errors)
+    checks: tuple[Check, ...]
+    edits: Edits
+    to: tuple[Spec, ...] | None
+
+    def route(self, model: str, router: Router) -> Route:
+        """Where a request this rule matched goes: its own targets, else the routes' (for the
+        edited request's model)."""
+        if self.to is not None:
+            return named_route(targets_for(self.to, model), None, self.label)
+        found = router.route(model)
+        return named_route(found.targets, found.header, self.label)
+
+
+class Rules:
+    """The configured rules, compiled. Immutable after init."""
+
+    def __init__(self, rules: Sequence[RuleConfig], *, background: Background | None = None
+                 ) -> None:
+        self._background = background or Background()
+        self.rules = tuple(self._compile(index, rule) for index, rule in enumerate(rules))
+
+    def __bool__(self) -> bool:
+        return bool(self.rules)
+
+    def match(self, request: Request, headers: Mapping[str, str], reuse: Reuse) -> Rule | None:
+        """The first rule whose conditions hold for `request`, or None."""
+        facts = Facts(request, headers, reuse)
+        for rule in self.rules:
+            # Loops, not all(): no generator per rule on a path every request takes.
+            for check in rule.checks:
+                if not check(facts):
+                    break
+            else:
+                return rule
+        return None
+
+    def decide(
+        self, request: Request, headers: Mapping[str, str], reuse: Reuse, router: Router
+    ) -> tuple[Request, Route, Rule | None]:
+        """The request as edited by the first rule that matches (or as it came), where it
+        goes, and the rule (None when none matched). Raises GatewayError(not_found) when the
+        routes have nothing for its model."""
+        rule = self.match(request, headers, reuse) if self.rules else None
+        if rule is None:
+            return request, router.route(request.model), None
+        if rule.edits:
+            request = rule.edits.apply(request)
+        return request, rule.route(request.model, router), rule
+
+    # ------------------------------------------------------------------ compiling
+
+    def _compile(self, index: int, config: RuleConfig) -> Rule:
+        return Rule(
+            label=config.name or str(index),
+            checks=self._checks(config),
+            edits=_edits(config),
+            to=compile_targets(config.to) if config.to is not None else None,
+        )
+
+    def _checks(self, config: RuleConfig) -> tuple[Check, ...]:
+        """The rule's conditions as functions, cheapest first."""
+        when = config.when
+        checks: list[Check] = []
+        if when.model is not None:
+            model = _glob(when.model)
+            checks.append(lambda f: model(f.request.model) is not None)
+        if when.tools is not None:
+            tools = when.tools
+            checks.append(lambda f: bool(f.request.tools) is tools)
+        if when.thinking is not None:
+            thinking = when.thinking
+            checks.append(lambda f: thinking_requested(f.request) is thinking)
+        if when.web_search is not None:
+            web_search = when.web_search
+            checks.append(lambda f: offers_web_search(f.request) is web_search)
+        if when.background is not None:
+            background, is_background = when.background, self._background
+            checks.append(lambda f: is_background(f.request) is background)
+        if when.user_agent is not None:
+            checks.append(_header_check("user-agent", when.user_agent))
+        for name, value in when.header.items():
+            checks.append(_header_check(name.lower(), value))
+        if when.image is not None:
+            image = when.image
+            checks.append(lambda f: f.image() is image)
+        if when.long_context is not None:
+            above = when.long_context
+            checks.append(lambda f: f.estimate() > above)
+        return tuple(checks)
+
+
+def _glob(pattern: str) -> Callable[[str], object]:
+    # fnmatch.translate + re.match is fnmatchcase: case-sensitive everywhere, as routes are.
+    return re.compile(fnmatch.translate(pattern)).match
+
+
+def _header_check(name: str, pattern: str) -> Check:
+    matches = _glob(pattern)
+
+    def check(facts: Facts) -> bool:
+        value = facts.headers.get(name)
+        return value is not None and matches(value) is not None
+
+    return check
+
+
+def _edits(config: RuleConfig) -> Edits:
+    set_values = tuple((name, settable_value(name, value)) for name, value in config.set.items())
+    removed: list[str] = []
+    for name in config.remove:
+        removed.append(field_name(name))
+        if name == "tools":
+            removed.append("tool_choice")
+    remove = tuple(dict.fromkeys(removed))  # once each, in order
+    fields = dict(set_values)
+    fields.update((name, cleared(name)) for name in remove)
+    return Edits(
+        fields=tuple(fields.items()),
+        set=tuple((name, value) for name, value in set_values if name not in remove),
+        remove=remove,
+        prepend=Text(config.system_prepend) if config.system_prepend else None,
+        append=Text(config.system_append) if config.system_append else None,
+        max_tokens=config.max_tokens,
+    )
