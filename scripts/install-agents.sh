@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Install the real coding agents the agent tests drive (tests/agents/), pinned, into a cache
 # directory outside the repository:
-#   ${BABELGATE_AGENT_CACHE:-$HOME/.cache/babelgate/agents}/node_modules/.bin/{claude,codex}
+#   ${BABELGATE_AGENT_CACHE:-$HOME/.cache/babelgate/agents}/node_modules/.bin/{claude,codex,gemini}
 # Needs node and npm and the npm registry; nothing else is downloaded. Re-running it is cheap:
 # when the pinned versions are already installed and runnable it does nothing.
 set -euo pipefail
 
 CLAUDE_VERSION="2.1.329"
 CODEX_VERSION="0.169.0"
+GEMINI_VERSION="0.61.0"
 CACHE="${BABELGATE_AGENT_CACHE:-$HOME/.cache/babelgate/agents}"
 BIN="$CACHE/node_modules/.bin"
 
@@ -23,8 +24,10 @@ claude_runs() {  # the native binary is in place (install.cjs ran) and reports o
 }
 
 if [ "$(installed_version @anthropic-ai/claude-code)" = "$CLAUDE_VERSION" ] \
-    && [ "$(installed_version @openai/codex)" = "$CODEX_VERSION" ] && claude_runs; then
-    echo "agents already installed in $CACHE (claude $CLAUDE_VERSION, codex $CODEX_VERSION)"
+    && [ "$(installed_version @openai/codex)" = "$CODEX_VERSION" ] \
+    && [ "$(installed_version @google/gemini-cli)" = "$GEMINI_VERSION" ] && claude_runs; then
+    echo "agents already installed in $CACHE (claude $CLAUDE_VERSION, codex $CODEX_VERSION," \
+        "gemini $GEMINI_VERSION)"
     exit 0
 fi
 
@@ -33,7 +36,8 @@ mkdir -p "$CACHE"
 # A private manifest with exact versions, so npm never resolves anything newer.
 cat > "$CACHE/package.json" <<JSON
 {"name": "babelgate-agents", "private": true,
- "dependencies": {"@anthropic-ai/claude-code": "$CLAUDE_VERSION", "@openai/codex": "$CODEX_VERSION"}}
+ "dependencies": {"@anthropic-ai/claude-code": "$CLAUDE_VERSION", "@openai/codex": "$CODEX_VERSION",
+                  "@google/gemini-cli": "$GEMINI_VERSION"}}
 JSON
 # Scripts are run explicitly below: recent npm versions skip unapproved install scripts.
 npm install --prefix "$CACHE" --no-audit --no-fund --ignore-scripts --loglevel=error
@@ -43,4 +47,6 @@ npm install --prefix "$CACHE" --no-audit --no-fund --ignore-scripts --loglevel=e
 claude_runs || { echo "claude $CLAUDE_VERSION did not install correctly in $CACHE" >&2; exit 1; }
 [ "$(installed_version @openai/codex)" = "$CODEX_VERSION" ] \
     || { echo "codex $CODEX_VERSION did not install in $CACHE" >&2; exit 1; }
-echo "installed claude $CLAUDE_VERSION and codex $CODEX_VERSION in $CACHE"
+[ "$(installed_version @google/gemini-cli)" = "$GEMINI_VERSION" ] && [ -x "$BIN/gemini" ] \
+    || { echo "gemini $GEMINI_VERSION did not install in $CACHE" >&2; exit 1; }
+echo "installed claude $CLAUDE_VERSION, codex $CODEX_VERSION and gemini $GEMINI_VERSION in $CACHE"

@@ -189,7 +189,7 @@ def pieces(text: str, size: int = 12) -> list[str]:
 
 
 _MARKER = re.compile(r"RUN<<(.+?)>>", re.S)
-SHELL_TOOLS = ("Bash", "shell", "exec_command", "shell_command", "local_shell")
+SHELL_TOOLS = ("Bash", "shell", "exec_command", "shell_command", "local_shell", "run_shell_command")
 
 
 def _shell_arguments(schema: JSON, command: str) -> JSON:

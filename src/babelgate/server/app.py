@@ -41,6 +41,7 @@ from babelgate.storage.responses import ResponseStore, default_db_path
 from .count_tokens import count_tokens
 from .exchange import Headers, Response
 from .gateway import Call, Gateway
+from .gemini_api import GeminiApi, gemini_path
 from .http import Request, header_text
 from .keepalive import KeepAlive, KeepAlives
 from .memory import Collector, HeapTrimmer
@@ -114,6 +115,7 @@ class App:
         }
         for path, protocol in GENERATE_PATHS.items():
             self.routes[("POST", path)] = self._generate_for(protocol)
+        self.gemini = GeminiApi(self)  # /v1beta/models/...: paths that carry the model
 
     async def __call__(self, request: Request, response: Response) -> None:
         path = request.path
@@ -121,10 +123,13 @@ class App:
             path = path.rstrip("/")
         method = "GET" if request.method == "HEAD" else request.method
         handler = self.routes.get((method, path))
-        if handler is None and path.startswith(STORED_RESPONSE_PREFIXES):
-            handler = self.stored_response
         if handler is None:
-            handler = self.not_found
+            if path.startswith(STORED_RESPONSE_PREFIXES):
+                handler = self.stored_response
+            elif gemini_path(path):
+                handler = self.gemini
+            else:
+                handler = self.not_found
         await handler(request, response)
 
     def refusal(self, path: str, status: int, message: str) -> tuple[bytes, Headers]:
@@ -362,6 +367,9 @@ class App:
         send_json(response, 200, {"input_tokens": count}, extra)
 
     async def models(self, request: Request, response: Response) -> None:
+        if "x-goog-api-key" in request.headers or "key=" in request.query:
+            self.gemini.list_models(response)  # a Gemini SDK set to the `v1` API version
+            return
         names = self.gateway.router.routable()
         if "anthropic-version" in request.headers:
             data: list[dict[str, Any]] = [
@@ -479,8 +487,10 @@ SHUTTING_DOWN = GatewayError("overloaded", "babelgate is shutting down; retry th
 
 
 def _codec_for(path: str) -> Codec:
-    """The error format for a path no handler took: Anthropic's under /v1/messages, else
-    OpenAI's."""
+    """The error format for a path no handler took: Anthropic's under /v1/messages, Gemini's
+    under its models paths, else OpenAI's."""
+    if gemini_path(path):
+        return get_codec("gemini")
     return get_codec("anthropic" if path.startswith("/v1/messages") else "openai")
 
 

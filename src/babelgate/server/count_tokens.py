@@ -1,7 +1,9 @@
-"""`POST /v1/messages/count_tokens`: the upstream's own count where it has one, otherwise a
-local estimate. Never a made-up zero: Claude Code decides when to compact from this number.
+"""`POST /v1/messages/count_tokens` (and Gemini's `:countTokens`, server/gemini_api.py): the
+upstream's own count where it has one, otherwise a local estimate. Never a made-up zero:
+Claude Code decides when to compact from this number.
 
-- Anthropic upstreams: their count_tokens endpoint (body passed through, model rewritten).
+- Anthropic upstreams: their count_tokens endpoint (an Anthropic client's body passed through,
+  model rewritten; any other client's translated).
 - Gemini upstreams: `:countTokens`, over the translated request.
 - Everyone else, or when the upstream's counter fails: the local tokenizer (babelgate.tokens),
   reported to the caller as an estimate.
@@ -19,7 +21,7 @@ from msgspec.structs import replace
 
 from babelgate import tokens
 from babelgate.canonical import GatewayError, Request
-from babelgate.protocols import get_codec
+from babelgate.protocols import Codec, get_codec
 from babelgate.protocols.reuse import Reuse
 from babelgate.providers.provider import Provider
 
@@ -30,16 +32,19 @@ log = logging.getLogger("babelgate")
 
 
 async def count_tokens(
-    gateway: Gateway, data: dict[str, Any], headers: Mapping[str, str], reuse: Reuse
+    gateway: Gateway, data: dict[str, Any], headers: Mapping[str, str], reuse: Reuse,
+    codec: Codec | None = None,
 ) -> tuple[int, bool]:
-    """(input tokens, whether the number is a local estimate)."""
-    codec = get_codec("anthropic")
+    """(input tokens, whether the number is a local estimate); `codec` reads the client's
+    body (Anthropic's by default)."""
+    codec = codec or get_codec("anthropic")
     request = codec.parse_count_tokens_request(data, reuse)
     target = gateway.router.resolve(request.model)[0]
     provider = gateway.provider(target)
     try:
         counted = await _upstream_count(
-            gateway, provider, request, data, target.model, headers, reuse)
+            gateway, provider, request, data if codec.name == "anthropic" else None,
+            target.model, headers, reuse)
     except GatewayError as error:
         log.info("count_tokens on %s failed (%s); using the local estimate",
                  provider.name, error.message[:200])
@@ -55,7 +60,7 @@ async def _upstream_count(
     gateway: Gateway,
     provider: Provider,
     request: Request,
-    data: dict[str, Any],
+    data: dict[str, Any] | None,  # an Anthropic client's body, which may pass through
     model: str,
     headers: Mapping[str, str],
     reuse: Reuse,
@@ -63,8 +68,9 @@ async def _upstream_count(
     url = provider.count_tokens_url(model)
     if url is None:
         return None
-    raw = orjson.dumps(data)
-    if provider.type == "anthropic" and can_pass_through("anthropic", provider.type, raw):
+    raw = orjson.dumps(data) if data is not None else b""
+    if data is not None and provider.type == "anthropic" and can_pass_through(
+            "anthropic", provider.type, raw):
         body = orjson.dumps({**data, "model": model})
         answer = await _post_json(gateway, provider, url, body, headers)
         value = answer.get("input_tokens")

@@ -18,6 +18,7 @@ import orjson
 from babelgate.canonical import GatewayError, Usage
 from babelgate.canonical.carry import ENVELOPE_PREFIX, ID_MARK
 from babelgate.protocols import Quirks
+from babelgate.protocols.gemini.response import parse_usage as gemini_usage
 from babelgate.protocols.openai_chat.usage import parse_usage as chat_usage
 from babelgate.protocols.openai_responses.errors import stream_error
 from babelgate.protocols.openai_responses.response_in import parse_usage as responses_usage
@@ -56,6 +57,10 @@ def can_pass_through(
 def rewrite_body(protocol: str, data: JSON, model: str, quirks: Quirks) -> bytes:
     """The client's body for one target: its model name, and max tokens clamped."""
     out = dict(data)  # shallow: the caller's dict serves the next fallback target unchanged
+    spec = SPECS[protocol]
+    if spec.rewrite is not None:
+        spec.rewrite(out, quirks)
+        return orjson.dumps(out)
     out["model"] = model
     limit = quirks.max_tokens
     if limit is not None:
@@ -163,6 +168,9 @@ class PassThroughSpec:
     read: Callable[[UsageTap, str | None, JSON], None]
     starts: Callable[[str | None], bool]  # an uninteresting event that means output began
     tail: Callable[[UsageTap, GatewayError], bytes] | None = None  # see UsageTap.failure
+    # Rewrites the (shallow-copied) body in place instead of setting `model` and clamping
+    # max_tokens_fields: for a protocol whose model is in the URL (Gemini).
+    rewrite: Callable[[JSON, Quirks], None] | None = None
 
 
 def _anthropic_read(tap: UsageTap, name: str | None, data: JSON) -> None:
@@ -222,6 +230,31 @@ def _responses_tail(tap: UsageTap, error: GatewayError) -> bytes:
     return sse(orjson.dumps(event), "response.failed")
 
 
+def _gemini_rewrite(body: JSON, quirks: Quirks) -> None:
+    """The model travels in the URL (the provider builds it for the target); only
+    `generationConfig.maxOutputTokens` may need the provider's clamp."""
+    limit = quirks.max_tokens
+    if limit is None:
+        return
+    for config_key, field in (("generationConfig", "maxOutputTokens"),
+                              ("generation_config", "max_output_tokens")):
+        config = body.get(config_key)
+        if isinstance(config, dict):
+            requested = config.get(field)
+            if isinstance(requested, int) and requested > limit:
+                body[config_key] = {**config, field: limit}
+
+
+def _gemini_read(tap: UsageTap, name: str | None, data: JSON) -> None:
+    if data.get("error") is not None:
+        tap.fail(data["error"])
+        return
+    tap.started = True
+    meta = data.get("usageMetadata")
+    if isinstance(meta, dict):
+        tap.merge(gemini_usage(meta))
+
+
 SPECS: dict[str, PassThroughSpec] = {
     "anthropic": PassThroughSpec(
         max_tokens_fields=("max_tokens",),
@@ -245,6 +278,15 @@ SPECS: dict[str, PassThroughSpec] = {
         read=_responses_read,
         starts=lambda name: False,  # response.created is read above
         tail=_responses_tail,
+    ),
+    "gemini": PassThroughSpec(
+        max_tokens_fields=(),
+        body_usage=lambda body: gemini_usage(body.get("usageMetadata")),
+        # Chunks are unnamed; only those that carry usage or an error need parsing.
+        interesting=lambda _, raw: '"usageMetadata"' in raw or '"error"' in raw,
+        read=_gemini_read,
+        starts=lambda name: True,
+        rewrite=_gemini_rewrite,
     ),
 }
 

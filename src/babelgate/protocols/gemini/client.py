@@ -8,7 +8,8 @@ Rules:
   functionResponse is matched to its call by id, else by name among the previous model
   turn's unanswered calls, in order.
 - A `thoughtSignature` that holds one of our envelopes (canonical/carry.py) restores the
-  foreign reasoning it carried (an Anthropic thinking signature, say); a real one is Gemini's.
+  foreign reasoning it carried (an Anthropic thinking signature, say), joined again with the
+  thought pieces a stream showed it as; a real one is Gemini's.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import re
 from typing import Any, Literal
 
 import orjson
+from msgspec.structs import replace
 
 from babelgate.canonical import (
     Document,
@@ -66,6 +68,7 @@ _CAMEL_KEYS = (
     "responseMimeType",
     "responseSchema",
     "responseJsonSchema",
+    "generateContentRequest",
     "inlineData",
     "fileData",
     "mimeType",
@@ -120,6 +123,12 @@ def get(obj: Any, camel: str) -> Any:
 # ---------------------------------------------------------------- request
 
 
+def parse_count_tokens_request(body: JSON) -> Request:
+    """A `:countTokens` body: `contents` alone, or a whole `generateContentRequest`."""
+    inner = get(body, "generateContentRequest")
+    return parse_request(inner if isinstance(inner, dict) else body)
+
+
 def parse_request(body: JSON) -> Request:
     contents = body.get("contents")
     if not isinstance(contents, list):
@@ -167,6 +176,8 @@ class _Conversation:
             for raw in parts:
                 if isinstance(raw, dict):
                     message_parts.extend(self._part(raw))
+            if role == "assistant":
+                message_parts = _join_streamed_thoughts(message_parts)
             if message_parts:
                 out.append(Message(role=role, parts=tuple(message_parts)))
         return tuple(out)
@@ -215,6 +226,36 @@ class _Conversation:
             if (call_id and call.id == call_id) or (not call_id and call.name == name):
                 return self._pending.pop(i)
         return None
+
+
+def _join_streamed_thoughts(parts: list[Part]) -> list[Part]:
+    """A streamed foreign thought reached the client as its text in pieces (one thought part
+    each) and then an empty thought part carrying the packed signature (stream_encode.py); a
+    client that keeps them sends them back so. The signature is bound to the whole text: the
+    pieces just before it become that one signed Reasoning again."""
+    out: list[Part] = []
+    for part in parts:
+        joined = part
+        if (
+            isinstance(part, Reasoning)
+            and part.origin != ORIGIN
+            and not part.text
+            and (part.signature or part.redacted)
+        ):
+            start = len(out)
+            while start and _unsigned_thought(out[start - 1]):
+                start -= 1
+            if start < len(out):
+                text = "".join(p.text for p in out[start:] if isinstance(p, Reasoning))
+                del out[start:]
+                joined = replace(part, text=text)
+        out.append(joined)
+    return out
+
+
+def _unsigned_thought(part: Part) -> bool:
+    return (isinstance(part, Reasoning) and part.origin == ORIGIN and part.signature is None
+            and bool(part.text))
 
 
 def _text_part(raw: JSON) -> list[Part]:
@@ -338,10 +379,12 @@ def _reasoning(config: Any) -> ReasoningConfig | None:
 def _response_format(config: JSON) -> JSON | None:
     if get(config, "responseMimeType") != "application/json":
         return None
-    schema = get(config, "responseJsonSchema")
-    if not isinstance(schema, dict):
+    # Gemini CLI sends Schema-style `OBJECT` types even in responseJsonSchema: both are read
+    # through to_json_schema, which leaves standard JSON Schema as it is.
+    raw = get(config, "responseJsonSchema")
+    if not isinstance(raw, dict):
         raw = get(config, "responseSchema")
-        schema = to_json_schema(raw) if isinstance(raw, dict) else None
+    schema = to_json_schema(raw) if isinstance(raw, dict) else None
     if schema is None:
         return {"type": "json_object"}
     return {"type": "json_schema", "json_schema": {"name": "response", "schema": schema}}

@@ -52,6 +52,9 @@ class GeminiCodec(Codec):
         return errors.parse_error(status, body)
 
     # ------------------------------------------------ token counting (`:countTokens`)
+    def parse_count_tokens_request(self, body: JSON, reuse: Reuse | None = None) -> Request:
+        return client.parse_count_tokens_request(body)
+
     def render_count_tokens(
         self, request: Request, quirks: Quirks, reuse: Reuse | None = None
     ) -> JSON:
