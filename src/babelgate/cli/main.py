@@ -51,6 +51,10 @@ def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     serve.add_argument("--config", metavar="FILE", help="path to babelgate.yaml")
     serve.add_argument("--host", help="address to listen on (default: config, else 127.0.0.1)")
     serve.add_argument("--port", type=_port, help="port to listen on (default: config, else 8080)")
+    serve.add_argument("--workers", type=_workers, default=1, metavar="N",
+                       help="processes serving the port together (SO_REUSEPORT); default 1")
+    # Set by the supervisor of --workers on the processes it starts (server/workers.py).
+    serve.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     serve.set_defaults(handler=_serve)
 
 
@@ -75,6 +79,16 @@ def _port(text: str) -> int:
     if not 1 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"port out of range 1-65535: {port}")
     return port
+
+
+def _workers(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of workers: {text!r}") from None
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"--workers must be at least 1: {count}")
+    return count
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -106,12 +120,22 @@ def _serve(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     host = args.host or settings.server.host
     port = args.port or settings.server.port
-    describe_settings(settings, sys.stderr)
+    if args.worker is None:  # a worker's supervisor said it already
+        describe_settings(settings, sys.stderr)
 
     # Imported late so `babelgate --help`, `init` and config errors need no server stack.
+    if args.workers > 1 and args.worker is None:
+        from babelgate.server.workers import supervise
+
+        command = [sys.executable, "-m", "babelgate", "serve", "--host", host,
+                   "--port", str(port)]
+        if args.config is not None:
+            command += ["--config", args.config]
+        return supervise(command, args.workers, host, port, settings.server.shutdown_timeout)
+
     from babelgate.server.run import serve
 
-    serve(settings, host, port)  # blocks until the server stops
+    serve(settings, host, port, worker=args.worker)  # blocks until the server stops
     return EXIT_OK
 
 

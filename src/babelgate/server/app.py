@@ -21,6 +21,7 @@ import asyncio
 import gc
 import inspect
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -399,6 +400,7 @@ class App:
             **self.reload_status.describe(),
             "providers": [p.describe() for p in gateway.providers.values()],
             "uptime_s": round(time.time() - self.started, 1),
+            "pid": os.getpid(),  # which process answered (serve --workers N)
             "reuse": self.reuse.stats(),  # request pieces decoded once and found again
         })
 

@@ -281,11 +281,13 @@ class Server:
         self._tick: asyncio.TimerHandle | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
 
-    async def listen(self, host: str, port: int) -> None:
+    async def listen(self, host: str, port: int, *, reuse_port: bool = False) -> None:
+        """Listen on host:port; `reuse_port` (SO_REUSEPORT) lets other processes that set it
+        too listen on the same port, the kernel spreading connections among them."""
         self.loop = asyncio.get_running_loop()
         self.now = self.loop.time()
         self._server = await self.loop.create_server(
-            lambda: _Connection(self), host, port, backlog=2048
+            lambda: _Connection(self), host, port, backlog=2048, reuse_port=reuse_port or None
         )
         self._on_tick()
 

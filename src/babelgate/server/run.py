@@ -7,7 +7,9 @@ start-up is ignored rather than fatal)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -29,21 +31,39 @@ def configure_logging(level: int = logging.INFO) -> None:
     root.propagate = False
 
 
-def serve(settings: Settings, host: str | None = None, port: int | None = None) -> None:
+def serve(
+    settings: Settings, host: str | None = None, port: int | None = None, *,
+    worker: int | None = None,
+) -> None:
     """Serve until SIGTERM or SIGINT; then let open requests finish for up to
     `server.shutdown_timeout` seconds (an agent's stream can run for minutes, and a restart must
-    not wait for it). Exits with status 1 if the address cannot be bound."""
+    not wait for it). Exits with status 1 if the address cannot be bound.
+
+    `worker`: this process is worker number `worker` of `babelgate serve --workers N`
+    (server/workers.py): it binds with SO_REUSEPORT beside its siblings, and stops as if sent
+    SIGTERM when the supervisor that started it is gone."""
     configure_logging()
-    _ignore_hangup()  # until the loop's handler takes SIGHUP over: it used to kill us
+    ignore_hangup()  # until the loop's handler takes SIGHUP over: it used to kill us
     host = host or settings.server.host
     port = port or settings.server.port
     app = create_app(settings)
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-        if not runner.run(_serve(app, settings, host, port)):
+        if not runner.run(_serve(app, settings, host, port, worker)):
             sys.exit(1)
 
 
-def _ignore_hangup() -> None:
+async def _parent_gone(stop: asyncio.Event, interval: float = 1.0) -> None:
+    """Sets `stop` once this process's parent has changed (the supervisor died without
+    stopping its workers, e.g. killed with SIGKILL): a worker must not serve on alone."""
+    parent = os.getppid()
+    with contextlib.suppress(asyncio.CancelledError):
+        while os.getppid() == parent:
+            await asyncio.sleep(interval)
+        log.warning("the supervisor (pid %d) is gone: stopping", parent)
+        stop.set()
+
+
+def ignore_hangup() -> None:
     hangup = getattr(signal, "SIGHUP", None)
     if hangup is not None:
         signal.signal(hangup, signal.SIG_IGN)
@@ -57,7 +77,8 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
-async def _serve(app: App, settings: Settings, host: str, port: int) -> bool:
+async def _serve(app: App, settings: Settings, host: str, port: int,
+                 worker: int | None = None) -> bool:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -69,15 +90,19 @@ async def _serve(app: App, settings: Settings, host: str, port: int) -> bool:
     await app.start()
     try:
         try:
-            await server.listen(host, port)
+            await server.listen(host, port, reuse_port=worker is not None)
         except OSError as exc:
             log.error("babelgate cannot listen on %s:%d: %s", host, port, exc.strerror or exc)
             return False
+        who = "babelgate" if worker is None else f"babelgate worker {worker} (pid {os.getpid()})"
         log.info(
-            "babelgate listening on http://%s:%d (config: %s, providers: %s)",
-            host, port, settings.source, ", ".join(settings.providers) or "none",
+            "%s listening on http://%s:%d (config: %s, providers: %s)",
+            who, host, port, settings.source, ", ".join(settings.providers) or "none",
         )
+        orphaned = None if worker is None else loop.create_task(_parent_gone(stop))
         await stop.wait()
+        if orphaned is not None:
+            orphaned.cancel()
         await server.stop(app.settings.server.shutdown_timeout)  # a reload may have changed it
         return True
     finally:
