@@ -116,7 +116,7 @@ def served(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Settings, Any, Any]]:
     """Stands in for babelgate.server.run so serve's hand-over can be observed."""
     calls: list[tuple[Settings, Any, Any]] = []
     fake = types.ModuleType("babelgate.server.run")
-    fake.serve = lambda settings, host, port: calls.append((settings, host, port))  # type: ignore[attr-defined]
+    fake.serve = lambda settings, host, port, **_: calls.append((settings, host, port))  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "babelgate.server.run", fake)
     return calls
 
