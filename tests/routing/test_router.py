@@ -95,10 +95,22 @@ def test_direct_provider_model_skips_routes() -> None:
     ]
 
 
-def test_slash_with_unknown_provider_goes_through_routes() -> None:
+def test_unknown_provider_is_404_listing_the_providers() -> None:
+    """`nope/x` is a mistyped direct target: the default route must not hide the typo."""
     router = Router(settings(DOCUMENTED_ROUTES))
-    assert router.resolve("anthropic-but-not/x") == [Target("deepseek", "deepseek-chat")]
-    assert router.resolve("meta-llama/llama-3") == [Target("deepseek", "deepseek-chat")]
+    with pytest.raises(GatewayError) as info:
+        router.resolve("nope/x")
+    assert info.value.status == 404
+    message = info.value.message
+    assert "'nope'" in message
+    assert "anthropic, deepseek, gemini, openrouter" in message
+
+
+def test_slash_names_still_follow_routes_that_match_them() -> None:
+    routes = {"meta-llama/*": ["openrouter"], **DOCUMENTED_ROUTES}
+    router = Router(settings(routes))
+    assert router.resolve("meta-llama/llama-3") == [Target("openrouter", "meta-llama/llama-3")]
+    assert router.resolve("claude-x/haiku-ish") == [Target("gemini", "gemini-2.5-flash")]
 
 
 def test_client_own_model_name() -> None:
@@ -154,6 +166,21 @@ def test_routable_lists_patterns_targets_and_providers_once() -> None:
         "gemini/*",
         "openrouter/*",
     ]
+
+
+def test_model_ids_are_concrete_names_a_picker_can_send() -> None:
+    routes = {
+        "claude-*": ["anthropic"],
+        "my-coder": ["deepseek/deepseek-chat", "gemini/gemini-2.5-pro"],
+        "default": ["deepseek/deepseek-reasoner"],
+    }
+    router = Router(settings(routes))
+    assert router.model_ids() == [
+        "my-coder", "deepseek/deepseek-chat", "gemini/gemini-2.5-pro",
+        "deepseek/deepseek-reasoner",
+    ]
+    for name in router.model_ids():  # every id listed is one the gateway serves
+        router.resolve(name)
 
 
 def test_results_are_cached_and_bounded(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -44,6 +44,8 @@ async def test_models_in_both_shapes(fresh: Stack) -> None:
             openai = await r.json()
     ids = [m["id"] for m in anthropic["data"]]
     assert "claude-client" in ids and "gpt-client" in ids
+    # Concrete names only: a model picker sends what it lists, and a glob is no model.
+    assert not any("*" in name for name in ids)
     assert all(m["type"] == "model" for m in anthropic["data"])
     assert anthropic["has_more"] is False
     assert anthropic["first_id"] == ids[0] and anthropic["last_id"] == ids[-1]

@@ -4,9 +4,11 @@ Resolution order for a client's model name:
 1. `provider/model` where `provider` is configured: straight to that provider.
 2. A route whose key equals the name exactly.
 3. Glob routes in file order (fnmatch syntax, case-sensitive, `*` also matches `/`).
-4. The `default` route.
+4. The `default` route, except for a name written `provider/model` whose provider is not
+   configured: that is a mistyped direct target, and silently serving it elsewhere would hide
+   the typo (a route such as `"meta-llama/*": openrouter` sends such names on purpose).
 5. Otherwise GatewayError("not_found") listing what is routable (or, with no provider at all,
-   how to configure one).
+   how to configure one; for an unknown provider, the configured ones).
 A target written `provider` or `provider/*` means "the client's own model name". Patterns are
 compiled once in `Router.__init__`; answers are cached per model name in a bounded dict, so
 the hot path is one dict lookup. `route()` also names what decided (`Route.header`,
@@ -96,6 +98,8 @@ class Router:
         ]
         self._default = self._exact.get(DEFAULT_ROUTE)
         self._routable = _routable(routes, settings.providers)
+        self._model_ids = tuple(name for name in self._routable
+                                if not _is_glob(name) and not name.endswith("/" + OWN_NAME))
         self._cache: dict[str, Route] = {}
 
     def resolve(self, model: str) -> list[Target]:
@@ -114,8 +118,14 @@ class Router:
         return hit
 
     def routable(self) -> list[str]:
-        """Route patterns and provider/model targets, for /v1/models and 404 messages."""
+        """Route patterns and provider/model targets, for 404 messages."""
         return list(self._routable)
+
+    def model_ids(self) -> list[str]:
+        """Concrete model ids a client can send, for /v1/models and model pickers: route
+        names that are not patterns, then every `provider/model` target. Globs and
+        `provider/*` are left out: a picker would send them as they are."""
+        return list(self._model_ids)
 
     # ------------------------------------------------------------------ internals
 
@@ -124,6 +134,11 @@ class Router:
         if slash and rest and provider in self._providers:
             return named_route((Target(provider, rest),), "direct")
         name, specs = self._match(model)
+        if name == DEFAULT_ROUTE and slash and rest and specs is not None:
+            raise GatewayError("not_found", (
+                f"model {model!r} names provider {provider!r}, which is not configured; "
+                f"configured providers: {', '.join(sorted(self._providers))} (write "
+                "'provider/model', or add a route for such names)"))
         if specs is None:
             raise self._not_found(model)
         return named_route(targets_for(specs, model), name)

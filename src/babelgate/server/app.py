@@ -371,7 +371,7 @@ class App:
         if "x-goog-api-key" in request.headers or "key=" in request.query:
             self.gemini.list_models(response)  # a Gemini SDK set to the `v1` API version
             return
-        names = self.gateway.router.routable()
+        names = self.gateway.router.model_ids()
         if "anthropic-version" in request.headers:
             data: list[dict[str, Any]] = [
                 {"type": "model", "id": name, "display_name": name,
