@@ -77,7 +77,7 @@ class GeminiApi:
             "and GET models and models/{model}"))
 
     def list_models(self, response: Response) -> None:
-        names = self.app.gateway.router.routable()
+        names = self.app.gateway.router.model_ids()
         _send_json(response, 200, {"models": [model_resource(name) for name in names]})
 
     def get_model(self, name: str, response: Response) -> None:
