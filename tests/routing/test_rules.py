@@ -96,7 +96,7 @@ def test_background_title_call_without_haiku_name(tmp_path: Path) -> None:
     assert decide.header(main) == "default"
     # No tools but a long system prompt, or a big max_tokens, or thinking: not background.
     assert decide.header(anthropic(model="m", max_tokens=512, system="x" * 3000)) == "default"
-    assert decide.header(anthropic(model="m", max_tokens=4096)) == "default"
+    assert decide.header(anthropic(model="m", max_tokens=1000)) == "default"
     thinking = anthropic(model="m", max_tokens=1000,
                          thinking={"type": "enabled", "budget_tokens": 1024})
     assert decide.header(thinking) == "default"

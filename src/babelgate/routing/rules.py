@@ -19,10 +19,11 @@ How conditions read a request:
   with a system prompt of a sentence or two and max_tokens of 512 or less, and without
   thinking (recorded requests of Claude Code; tests/agents/README.md, PROTOCOLS.md). So a
   request is background when its model name contains `haiku` (any case), or when it offers no
-  tools, asks for no reasoning, caps max_tokens at `background_max_tokens` (1024) or less and
-  its system prompt is at most `background_system_chars` (2000) characters. Claude Code's
-  main turns carry a dozen tools, a 10 KB+ system prompt and 32k+ max_tokens: never
-  background.
+  tools, asks for no reasoning, caps max_tokens at 512 or less and its system prompt is at
+  most 2,000 characters (`Background`'s parameters). Claude Code's main turns carry a dozen
+  tools, a 10 KB+ system prompt and 32k+ max_tokens: never background. A chat client that
+  sends a small max_tokens without tools looks the same; a rule can add `user_agent` or
+  `header` (Claude Code sends `x-app: cli`) to tell them apart.
 - `thinking`: reasoning asked for: Anthropic `thinking` enabled or adaptive, OpenAI
   `reasoning_effort` / Responses `reasoning.effort` other than `none` (and not turned off).
 - `image`: an image part in any message, tool results included.
@@ -113,7 +114,7 @@ def offers_web_search(request: Request) -> bool:
 class Background:
     """The `background` heuristic's limits (see the module docstring)."""
 
-    max_tokens: int = 1024
+    max_tokens: int = 512
     system_chars: int = 2000
 
     def __call__(self, request: Request) -> bool:

@@ -35,7 +35,7 @@ from babelgate.canonical.nesting import TOO_DEEP, too_deep
 from babelgate.config import ConfigError, Settings, load_settings
 from babelgate.protocols import Codec, get_codec
 from babelgate.protocols.reuse import ReuseTables
-from babelgate.routing import Target
+from babelgate.routing import Route, Target
 from babelgate.server.conversations import Conversations, Recorder
 from babelgate.storage.responses import ResponseStore, default_db_path
 
@@ -55,6 +55,7 @@ from .reload import (
     config_file,
     file_signature,
 )
+from .rule_edits import edit_body
 
 log = logging.getLogger("babelgate")
 
@@ -196,14 +197,28 @@ class App:
             if codec.name == "openai-responses":  # stored conversations: conversations.py
                 data, recorder = await self.conversations.prepare(data, owner)
             request = codec.parse_request(data, reuse)
-            targets = gateway.router.resolve(request.model)
+            # Rules first (routing/rules.py), then the routes: the request as the first rule
+            # that matches edits it, and where it goes.
+            request, route, rule = gateway.rules.decide(request, http.headers, reuse,
+                                                        gateway.router)
         except GatewayError as error:
             send_error(response, codec, error)
             return
         except TOO_DEEP as exc:  # a walker's stack ended in a deep value: canonical.nesting
             send_error(response, codec, too_deep(exc))
             return
-        call = Call(codec, request, data, raw, http.headers, reuse, releasable=data is original)
+        edited = passes = False
+        if rule is not None and rule.edits:
+            # A body that passes through carries the edits too (rule_edits.py); one whose
+            # edits have no form in its protocol is translated from the edited request.
+            edited = True
+            body = edit_body(codec.name, data, rule.edits)
+            passes = body is not None
+            data = body if body is not None else data
+        call = Call(codec, request, data, raw, http.headers, reuse,
+                    # `restore` would parse the client's bytes again, without the edits.
+                    releasable=data is original and not edited,
+                    passthrough=passes or not edited, route_log=route.log)
         # From here the body lives only in `call`, which lets go of it while upstreams are
         # awaited and once a stream settles; locals of this frame would keep it for the whole
         # stream (~150 KB for Claude Code).
@@ -212,21 +227,21 @@ class App:
         # A client that disconnects cancels this task (server/http.py, server/asgi.py), and
         # with it the upstream request it awaits.
         if call.request.stream:
-            await self._stream(gateway, call, targets, response, recorder)
+            await self._stream(gateway, call, route, response, recorder)
         else:
-            await self._complete(gateway, call, targets, response, recorder)
+            await self._complete(gateway, call, route, response, recorder)
 
     async def _complete(
-        self, gateway: Gateway, call: Call, targets: list[Target], response: Response,
+        self, gateway: Gateway, call: Call, route: Route, response: Response,
         recorder: Recorder | None = None,
     ) -> None:
-        answer = await self._answer(call, response, gateway.complete(call, targets))
+        answer = await self._answer(call, response, gateway.complete(call, list(route.targets)))
         if answer is None:
             return
         body, target = answer
         if recorder is not None:  # before sending: the client's next turn must find it
             recorder.whole(body)
-        response.send(200, body, _json_headers(target))
+        response.send(200, body, _json_headers(target, route))
 
     async def _answer(self, call: Call, response: Response, upstream: Awaitable[T]) -> T | None:
         """What `upstream` gives (an answer, or the opening of a stream); if it fails, the
@@ -246,12 +261,15 @@ class App:
         return None
 
     async def _stream(
-        self, gateway: Gateway, call: Call, targets: list[Target], response: Response,
+        self, gateway: Gateway, call: Call, route: Route, response: Response,
         recorder: Recorder | None = None,
     ) -> None:
-        keepalive = self.keepalives.watch(response, SSE_HEADERS, call.codec.keepalive)
-        opened = await self._answer(call, response, _opening(gateway.stream(call, targets),
-                                                             keepalive))
+        # The route is known before any upstream answers: a head sent early (keep-alive)
+        # carries it too.
+        head = [*SSE_HEADERS, _route_header(route)]
+        keepalive = self.keepalives.watch(response, head, call.codec.keepalive)
+        opened = await self._answer(
+            call, response, _opening(gateway.stream(call, list(route.targets)), keepalive))
         if opened is None:
             return
         first, rest, target = opened
@@ -261,7 +279,7 @@ class App:
             if keepalive.opened:  # the head went out with the first keep-alive
                 await response.write(first)
             else:
-                response.start(200, [*SSE_HEADERS, _target_header(target)], first)
+                response.start(200, [*head, _target_header(target)], first)
             async for chunk in rest:
                 if recorder is not None:
                     recorder.feed(chunk)
@@ -536,5 +554,10 @@ def _target_header(target: Target) -> tuple[bytes, bytes]:
     return (b"x-babelgate-target", header_text(f"{target.provider}/{target.model}"))
 
 
-def _json_headers(target: Target) -> list[tuple[bytes, bytes]]:
-    return [(b"content-type", b"application/json"), _target_header(target)]
+def _route_header(route: Route) -> tuple[bytes, bytes]:
+    # Which rule and/or route chose the targets (routing.Route.header).
+    return (b"x-babelgate-route", header_text(route.header))
+
+
+def _json_headers(target: Target, route: Route) -> list[tuple[bytes, bytes]]:
+    return [(b"content-type", b"application/json"), _target_header(target), _route_header(route)]

@@ -7,6 +7,8 @@ Claude Code decides when to compact from this number.
 - Gemini upstreams: `:countTokens`, over the translated request.
 - Everyone else, or when the upstream's counter fails: the local tokenizer (babelgate.tokens),
   reported to the caller as an estimate.
+Rules apply as they do to the request being counted (routing/rules.py): the first that
+matches picks the target and its edits (a system prompt added) are counted.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from babelgate.providers.provider import Provider
 
 from .gateway import Gateway
 from .passthrough import can_pass_through
+from .rule_edits import edit_body
 
 log = logging.getLogger("babelgate")
 
@@ -39,12 +42,17 @@ async def count_tokens(
     body (Anthropic's by default)."""
     codec = codec or get_codec("anthropic")
     request = codec.parse_count_tokens_request(data, reuse)
-    target = gateway.router.resolve(request.model)[0]
+    request, route, rule = gateway.rules.decide(request, headers, reuse, gateway.router)
+    # An Anthropic client's body may pass through, carrying the edits (None: count the
+    # edited request instead).
+    body: dict[str, Any] | None = data if codec.name == "anthropic" else None
+    if body is not None and rule is not None and rule.edits:
+        body = edit_body("anthropic", body, rule.edits)
+    target = route.targets[0]
     provider = gateway.provider(target)
     try:
         counted = await _upstream_count(
-            gateway, provider, request, data if codec.name == "anthropic" else None,
-            target.model, headers, reuse)
+            gateway, provider, request, body, target.model, headers, reuse)
     except GatewayError as error:
         log.info("count_tokens on %s failed (%s); using the local estimate",
                  provider.name, error.message[:200])

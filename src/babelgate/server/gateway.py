@@ -43,6 +43,7 @@ from babelgate.providers.http import HttpClient, UpstreamResponse
 from babelgate.providers.presets import provider_quirks
 from babelgate.providers.provider import PROVIDER_TYPES, Provider
 from babelgate.routing import Router, Target
+from babelgate.routing.rules import Rules
 
 from .access_log import AccessLog
 from .passthrough import UsageTap, body_usage, can_pass_through, rewrite_body, whole_events
@@ -87,6 +88,7 @@ class Attempt:
     error: GatewayError | None = None
     estimated_input: int = 0  # what a stream start told the client, when the upstream did not
     provider: Provider | None = None  # a translated stream's: its error events are redacted
+    route: str = ""  # the access log's `rule=... route=...` (Call.route_log)
 
 
 class Gateway:
@@ -104,6 +106,7 @@ class Gateway:
     ) -> None:
         self.settings = settings
         self.router = Router(settings)
+        self.rules = Rules(settings.rules)  # checked before the routes (server/app.py)
         self.providers = build_providers(settings, providers)
         self._http: HttpClient | None = http
         # Bytes of upstream answer held at once: a whole body (the HTTP client's limit), or
@@ -194,7 +197,7 @@ class Gateway:
         last_error: GatewayError | None = None
         for target in targets:
             provider = self.provider(target)
-            attempt = Attempt(target, time.perf_counter())
+            attempt = Attempt(target, time.perf_counter(), route=call.route_log)
             try:
                 call.restore()  # a fallback after an attempt let go of the parsed body
                 attempt_on = passing if _passes(call, provider) else translating
@@ -426,19 +429,19 @@ class Gateway:
         error = attempt.error
         if error is not None:
             self.access_log.write(
-                f"model={request.model} target={target} error={error.kind} "
+                f"model={request.model} target={target} {attempt.route} error={error.kind} "
                 f"status={error.status} ms={elapsed:.0f} msg={error.message[:200]}"
             )
             return
         usage = attempt.usage or Usage()
         self.access_log.write(
-            f"model={request.model} target={target} in={usage.input_tokens} "
+            f"model={request.model} target={target} {attempt.route} in={usage.input_tokens} "
             f"cache_read={usage.cache_read_tokens} out={usage.output_tokens} ms={elapsed:.0f}"
         )
 
 
 def _passes(call: Call, provider: Provider) -> bool:
-    return can_pass_through(
+    return call.passthrough and can_pass_through(
         call.codec.name, provider.type, call.raw, preset=provider.preset, data=call.data
     )
 
@@ -611,6 +614,8 @@ class Call:
     reuse: Reuse
     releasable: bool = True  # False when `data` is not `raw` parsed (a history expanded)
     released: bool = False
+    passthrough: bool = True  # False: a rule's edits have no pass-through form (rule_edits.py)
+    route_log: str = "rule=- route=-"  # what chose the targets, for the access log
 
     def release(self) -> None:
         """Let go of the parsed body while an upstream is awaited; `restore` rebuilds it from

@@ -68,11 +68,11 @@ def rewrite_body(protocol: str, data: JSON, model: str, quirks: Quirks) -> bytes
             requested = out.get(field)
             if isinstance(requested, int) and requested > limit:
                 out[field] = limit
-                _fit_thinking_budget(out, limit)
+                fit_thinking_budget(out, limit)
     return orjson.dumps(out)
 
 
-def _fit_thinking_budget(body: JSON, limit: int) -> None:
+def fit_thinking_budget(body: JSON, limit: int) -> None:
     thinking = body.get("thinking")
     if isinstance(thinking, dict) and isinstance(thinking.get("budget_tokens"), int):
         # Anthropic requires budget_tokens < max_tokens.
