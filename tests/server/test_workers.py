@@ -1,5 +1,6 @@
 """`babelgate serve --workers N` as a user runs it: N worker processes answer on one port,
-SIGHUP reaches every one of them, and SIGTERM to the supervisor stops them all."""
+SIGHUP and POST /admin/reload reach every one of them, and SIGTERM to the supervisor stops
+them all."""
 
 from __future__ import annotations
 
@@ -66,6 +67,21 @@ async def test_workers_share_the_port_reload_together_and_stop_together(
         supervisor.send_signal(signal.SIGHUP)
         reloaded = await _every_worker(url, supervisor, log_path, lambda h: h["reloads"] == 1)
         assert reloaded == pids
+
+        # POST /admin/reload reaches one worker, which has the supervisor reload the others.
+        config.write_text(config.read_text().replace("up/model-a", "up/model-b"))
+        async with aiohttp.ClientSession() as session, session.post(
+            url + "/admin/reload"
+        ) as resp:
+            assert resp.status == 200
+        followed = await _every_worker(url, supervisor, log_path, lambda h: h["reloads"] >= 2)
+        assert followed == pids
+        async with aiohttp.ClientSession() as session:
+            body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+            for _ in range(6):
+                async with session.post(url + "/v1/chat/completions", json=body,
+                                        headers={"Connection": "close"}) as resp:
+                    assert resp.headers["x-babelgate-target"] == "up/model-b"
 
         # SIGTERM to the supervisor: all of them stop, then the supervisor.
         supervisor.send_signal(signal.SIGTERM)

@@ -55,6 +55,7 @@ def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                        help="processes serving the port together (SO_REUSEPORT); default 1")
     # Set by the supervisor of --workers on the processes it starts (server/workers.py).
     serve.add_argument("--worker", type=int, help=argparse.SUPPRESS)
+    serve.add_argument("--supervisor-fd", type=int, help=argparse.SUPPRESS)
     serve.set_defaults(handler=_serve)
 
 
@@ -135,7 +136,10 @@ def _serve(args: argparse.Namespace) -> int:
 
     from babelgate.server.run import serve
 
-    serve(settings, host, port, worker=args.worker)  # blocks until the server stops
+    if args.worker is None:
+        serve(settings, host, port)  # blocks until the server stops
+    else:
+        serve(settings, host, port, worker=args.worker, supervisor_fd=args.supervisor_fd)
     return EXIT_OK
 
 

@@ -94,6 +94,9 @@ class App:
         self.watch = FileWatch(self._file_changed)  # the configuration file's edits
         self._reloading = asyncio.Lock()  # one reload at a time; requests never take it
         self._reload_tasks: set[asyncio.Task[object]] = set()
+        # Called after POST /admin/reload applied a configuration: under `serve --workers`
+        # it has the supervisor reload the other workers (server/run.py).
+        self.reloaded_on_request: Callable[[], None] | None = None
         # Request pieces found again, per caller (see reuse_for).
         self.reuse = ReuseTables(int(settings.server.reuse_mb * 2**20),
                                  shared=settings.server.reuse_shared)
@@ -451,6 +454,8 @@ class App:
             body["error"]["code"] = "config_invalid"
             send_json(response, error.status, body)
             return
+        if self.reloaded_on_request is not None:
+            self.reloaded_on_request()
         status = self.reload_status
         send_json(response, 200, {
             "reloaded": True,

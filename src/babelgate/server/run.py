@@ -33,7 +33,7 @@ def configure_logging(level: int = logging.INFO) -> None:
 
 def serve(
     settings: Settings, host: str | None = None, port: int | None = None, *,
-    worker: int | None = None,
+    worker: int | None = None, supervisor_fd: int | None = None,
 ) -> None:
     """Serve until SIGTERM or SIGINT; then let open requests finish for up to
     `server.shutdown_timeout` seconds (an agent's stream can run for minutes, and a restart must
@@ -41,12 +41,16 @@ def serve(
 
     `worker`: this process is worker number `worker` of `babelgate serve --workers N`
     (server/workers.py): it binds with SO_REUSEPORT beside its siblings, and stops as if sent
-    SIGTERM when the supervisor that started it is gone."""
+    SIGTERM when the supervisor that started it is gone; `supervisor_fd` is where it tells
+    the supervisor that it reloaded on POST /admin/reload, so that the others reload too."""
     configure_logging()
     ignore_hangup()  # until the loop's handler takes SIGHUP over: it used to kill us
     host = host or settings.server.host
     port = port or settings.server.port
     app = create_app(settings)
+    if worker is not None and supervisor_fd is not None:
+        fd, index = supervisor_fd, worker
+        app.reloaded_on_request = lambda: tell_supervisor(fd, index)
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         if not runner.run(_serve(app, settings, host, port, worker)):
             sys.exit(1)
@@ -61,6 +65,15 @@ async def _parent_gone(stop: asyncio.Event, interval: float = 1.0) -> None:
             await asyncio.sleep(interval)
         log.warning("the supervisor (pid %d) is gone: stopping", parent)
         stop.set()
+
+
+def tell_supervisor(fd: int, worker: int) -> None:
+    """From worker number `worker`: it reloaded on request; the supervisor has the others
+    reload too (a few bytes into a pipe the supervisor keeps reading: never blocks long)."""
+    try:
+        os.write(fd, f"reload {worker}\n".encode())
+    except OSError as exc:  # the supervisor is gone: the worker stops soon
+        log.warning("cannot tell the supervisor to reload the other workers: %s", exc)
 
 
 def ignore_hangup() -> None:

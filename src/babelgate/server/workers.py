@@ -2,15 +2,18 @@
 them.
 
 What this module promises:
-- Each worker is a full `babelgate serve` process (the same command line, plus `--worker I`)
-  that binds the port with SO_REUSEPORT: the kernel spreads new connections over the workers'
-  own accept queues, with no process in between on the request path.
+- Each worker is a full `babelgate serve` process (the same command line, plus `--worker I`
+  and `--supervisor-fd FD`) that binds the port with SO_REUSEPORT: the kernel spreads new
+  connections over the workers' own accept queues, with no process in between on the request
+  path.
 - The port is checked free before any worker starts (a plain bind), so the workers never join
   an unrelated group of SO_REUSEPORT sockets that happens to hold it.
 - SIGTERM or SIGINT to the supervisor stops every worker gracefully (each lets its open
   requests finish for `server.shutdown_timeout`), then the supervisor exits; a worker still
   running `kill_after` seconds later is killed. SIGHUP is forwarded to every worker: each
-  reloads its configuration (server/reload.py).
+  reloads its configuration (server/reload.py). A worker that reloaded on POST /admin/reload
+  writes `reload I` to the pipe FD, and the supervisor sends SIGHUP to the other workers, so
+  one request reloads them all.
 - A worker that exits within `settle` seconds of starting (the port, the configuration)
   stops them all with status 1; one that dies later is started again.
 - A worker whose supervisor is gone stops by itself (server/run.py).
@@ -23,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import socket
 import time
@@ -61,6 +65,9 @@ class Supervisor:
         self.workers: dict[int, asyncio.subprocess.Process] = {}
         self._started: dict[int, float] = {}
         self._stop = asyncio.Event()
+        # The workers' messages to us (one line each, written whole: shorter than PIPE_BUF).
+        self._from_workers, self._to_us = os.pipe()
+        self._heard = b""
 
     async def run(self) -> int:
         """Serve until SIGTERM/SIGINT; the exit status for the supervisor."""
@@ -68,6 +75,7 @@ class Supervisor:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._stop.set)
         loop.add_signal_handler(signal.SIGHUP, self.signal_all, signal.SIGHUP)
+        loop.add_reader(self._from_workers, self._hear)
         for index in range(self.count):
             await self._start(index)
         log.info("babelgate supervisor: %d workers started (pids %s)", self.count,
@@ -75,17 +83,31 @@ class Supervisor:
         try:
             return await self._watch()
         finally:
+            loop.remove_reader(self._from_workers)
             await self._stop_all()
+            os.close(self._from_workers)
+            os.close(self._to_us)
 
-    def signal_all(self, signum: int) -> None:
-        for process in self.workers.values():
-            if process.returncode is None:
+    def signal_all(self, signum: int, but: int | None = None) -> None:
+        """Send `signum` to every running worker (except number `but`)."""
+        for index, process in self.workers.items():
+            if process.returncode is None and index != but:
                 with contextlib.suppress(ProcessLookupError):
                     process.send_signal(signum)
 
+    def _hear(self) -> None:
+        """A worker's lines: `reload I` (worker I reloaded on request: the others follow)."""
+        self._heard += os.read(self._from_workers, 4096)
+        *lines, self._heard = self._heard.split(b"\n")
+        for line in lines:
+            word, _, index = line.decode("ascii", "replace").partition(" ")
+            if word == "reload" and index.isdigit():
+                self.signal_all(signal.SIGHUP, but=int(index))
+
     async def _start(self, index: int) -> None:
         self.workers[index] = await asyncio.create_subprocess_exec(
-            *self.command, "--worker", str(index))
+            *self.command, "--worker", str(index), "--supervisor-fd", str(self._to_us),
+            pass_fds=(self._to_us,))
         self._started[index] = time.monotonic()
 
     async def _watch(self) -> int:
