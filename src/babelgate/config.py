@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import ssl
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -34,10 +35,12 @@ from pydantic import (
     StrictInt,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from babelgate.canonical.edits import EditError, check_removable, settable_value
 from babelgate.providers.presets import PRESET_NAMES
+from babelgate.providers.proxy import parse_proxy
 
 DEFAULT_CONFIG_FILE = "babelgate.yaml"
 ENV_SOURCE = "environment"
@@ -99,12 +102,64 @@ class ProviderConfig(BaseModel):
 
     type: ProviderType
     base_url: str  # openai: includes /v1 as in the OpenAI SDK; anthropic: no /v1
-    # repr=False keeps credentials out of reprs, logs and tracebacks.
+    # repr=False keeps credentials out of reprs, logs and tracebacks. At most one of the
+    # four key sources (providers/credentials.py says how each behaves).
     api_key: str | None = Field(default=None, repr=False)
+    api_keys: list[str] | None = Field(default=None, repr=False, min_length=1)
+    api_key_file: str | None = None  # plain text, or JSON with access_token / api_key
+    api_key_command: str | None = Field(default=None, repr=False)  # may hold a secret
+    api_key_ttl: float = Field(default=300, gt=0)  # seconds a command's key is kept
     preset: str | None = None
     max_tokens: int | None = Field(default=None, gt=0)  # clamp for the client's max_tokens
     headers: dict[str, str] = Field(default_factory=dict, repr=False)
     timeout: float = Field(default=600, gt=0)
+    # http://, socks5:// or socks5h:// (user:pass@ allowed); else HTTPS_PROXY & co. apply.
+    proxy: str | None = Field(default=None, repr=False)
+    ca_file: str | None = None  # PEM bundle the upstream's TLS certificate is checked against
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> ProviderConfig:
+        given = [name for name in _KEY_SOURCES if getattr(self, name) is not None]
+        if len(given) > 1:
+            raise ValueError(f"give one key source, not {' and '.join(given)}")
+        return self
+
+    @field_validator("api_keys")
+    @classmethod
+    def _check_api_keys(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None:
+            for index, key in enumerate(value):
+                if not key.strip():
+                    raise ValueError(f"entry {index} is empty (is its ${{VAR}} set?)")
+        return value
+
+    @field_validator("api_key_file", "api_key_command")
+    @classmethod
+    def _not_blank(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("is empty")
+        return value
+
+    @field_validator("proxy")
+    @classmethod
+    def _check_proxy(cls, value: str | None) -> str | None:
+        if value:
+            parse_proxy(value)  # its ValueError never quotes the password
+        return value or None
+
+    @field_validator("ca_file")
+    @classmethod
+    def _check_ca_file(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        path = os.path.expanduser(value)
+        try:
+            ssl.create_default_context(cafile=path)
+        except FileNotFoundError:
+            raise ValueError(f"file {path} not found") from None
+        except (OSError, ssl.SSLError) as exc:
+            raise ValueError(f"{path} is not a readable PEM CA bundle ({exc})") from None
+        return path
 
     @field_validator("base_url")
     @classmethod
@@ -121,6 +176,9 @@ class ProviderConfig(BaseModel):
             known = ", ".join(PRESET_NAMES)
             raise ValueError(f"unknown preset {value!r}; known presets: {known}")
         return value
+
+
+_KEY_SOURCES = ("api_key", "api_keys", "api_key_file", "api_key_command")
 
 
 class StorageConfig(BaseModel):
@@ -385,6 +443,10 @@ def _hint_for(loc: tuple[str, ...]) -> str:
         "port": "use a port number between 1 and 65535",
         "max_tokens": "use a positive whole number, or remove the field",
         "timeout": "use a positive number of seconds",
+        "api_key_ttl": "use a positive number of seconds",
+        "api_keys": "a list of keys, e.g. [\"${KEY_1}\", \"${KEY_2}\"]",
+        "proxy": "for example http://127.0.0.1:3128 or socks5h://user:pass@127.0.0.1:1080",
+        "ca_file": "the path of a PEM file holding the CA certificate(s)",
         "responses_ttl_days": "use a positive number of days",
         "responses_prune_interval_s": "use a positive number of seconds",
         "reload_poll": "use a number of seconds, or 0 to stop watching the file",

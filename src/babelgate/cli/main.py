@@ -152,7 +152,9 @@ def describe_settings(settings: Settings, out: TextIO) -> None:
     print(f"babelgate: configuration from {settings.source}", file=out)
     for name, provider in settings.providers.items():
         extra = f", preset {provider.preset}" if provider.preset else ""
-        key = "" if provider.api_key else ", no api key"
+        sources = (provider.api_key, provider.api_keys, provider.api_key_file,
+                   provider.api_key_command)
+        key = "" if any(sources) else ", no api key"
         print(f"  provider {name}: {provider.type} {provider.base_url}{extra}{key}", file=out)
     for pattern, targets in settings.routes.items():
         print(f"  route {pattern} -> {', '.join(targets)}", file=out)

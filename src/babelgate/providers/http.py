@@ -11,7 +11,10 @@ on 2026-11-21: aiohttp 3.14 12,300-13,000 req/s, this client 39,800-45,100 req/s
 
 What it does, and deliberately does not:
 - one exchange at a time per connection; idle connections are kept per origin (scheme, host,
-  port) for `keepalive` seconds and reused most-recent-first; TLS with the default context;
+  port, and the provider's `Route`) for `keepalive` seconds and reused most-recent-first;
+  TLS with the default context (which honours SSL_CERT_FILE) or the route's own (`ca_file`);
+- through a proxy when the route names one: an HTTP CONNECT or SOCKS5 tunnel opened per new
+  connection (proxy.py), TLS to the upstream inside it;
 - `timeout` bounds silence: connecting (at most `connect_timeout`), waiting for the answer,
   any gap between two reads; never a whole exchange, since an agent's stream may rightly last
   minutes. A stream the client reads slowly is paused (backpressure), not timed out;
@@ -24,7 +27,7 @@ What it does, and deliberately does not:
 - a kept-alive connection that the upstream closed while idle is retried once on a new
   connection, when nothing of an answer had arrived on it;
 - no redirects (an API that redirects a POST is misconfigured: the 3xx is reported), no
-  proxies, no cookies.
+  cookies.
 Every failure is a GatewayError of kind `connection` or `timeout` (both the upstream's
 fault: 502 and 504), which fallbacks act on. The limits are the client's constructor
 parameters; the module constants below are their defaults.
@@ -35,9 +38,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import functools
+import os
 import ssl
 import zlib
 from collections.abc import AsyncGenerator, Mapping
+from dataclasses import dataclass
 from typing import NamedTuple, cast
 from urllib.parse import urlsplit
 
@@ -45,6 +50,8 @@ import httptools
 
 from babelgate import __version__
 from babelgate.canonical import GatewayError
+
+from .proxy import Proxy, open_tunnel, parse_proxy, proxy_from_env
 
 KEEPALIVE_SECONDS = 60.0  # an idle connection older than this is closed, not reused
 CONNECT_TIMEOUT_CAP = 15.0  # seconds: a connection is never waited on longer than this
@@ -62,18 +69,47 @@ _CUT = "the upstream's response was cut off"
 _TOO_LARGE = "the upstream's answer is larger than babelgate accepts"
 
 
+@dataclass(frozen=True, slots=True)
+class Route:
+    """How a provider's connections are made: through `proxy` (None: directly), verified
+    with `tls` (None: the default context). One per provider, made at start-up; connections
+    are pooled per route, so two providers on one host with different proxies never share."""
+
+    proxy: Proxy | None = None
+    tls: ssl.SSLContext | None = None
+
+
+def make_route(base_url: str, proxy: str | None = None, ca_file: str | None = None,
+               env: Mapping[str, str] | None = None) -> Route | None:
+    """A provider's route: its own `proxy` URL, else the one the environment gives for
+    `base_url` (proxy.py), and a TLS context trusting `ca_file` when given. None when both
+    are defaults, the common case. Raises ValueError (a bad proxy URL) and OSError or
+    ssl.SSLError (an unreadable CA file): configuration errors, found at start-up."""
+    chosen = parse_proxy(proxy) if proxy else proxy_from_env(base_url, env or {})
+    tls = _ca_context(ca_file) if ca_file else None
+    if chosen is None and tls is None:
+        return None
+    return Route(chosen, tls)
+
+
+@functools.lru_cache(maxsize=64)  # one context per CA file, shared by its providers
+def _ca_context(ca_file: str) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=os.path.expanduser(ca_file))
+
+
 class Origin(NamedTuple):
     """Where a URL's requests go, and the parts of its request head that never change."""
 
-    key: tuple[str, str, int]  # scheme, host, port: one pool of connections each
+    key: tuple[str, str, int, Route | None]  # scheme, host, port, route: a pool each
     host: str
     port: int
     tls: bool
     head: bytes  # b"POST /path?query HTTP/1.1\r\nhost: ...\r\n"
+    route: Route | None = None
 
 
 @functools.lru_cache(maxsize=1024)  # a handful of URLs per provider (Gemini: one per model)
-def origin_of(url: str) -> Origin:
+def origin_of(url: str, route: Route | None = None) -> Origin:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise GatewayError("connection", f"cannot call {url!r}: only http and https URLs work")
@@ -85,7 +121,7 @@ def origin_of(url: str) -> Origin:
         shown = f"{shown}:{port}"
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     head = f"POST {target} HTTP/1.1\r\nhost: {shown}\r\n".encode("latin-1")
-    return Origin((parts.scheme, host, port), host, port, tls, head)
+    return Origin((parts.scheme, host, port, route), host, port, tls, head, route)
 
 
 @functools.lru_cache(maxsize=1)
@@ -97,13 +133,16 @@ class UpstreamResponse:
     """An open upstream answer. Read it (`read`, or `iter_chunks` to the end), or `close()`."""
 
     __slots__ = ("_connection", "_pause_at", "_pending", "_size", "_waiter", "_whole", "done",
-                 "error", "headers", "status", "upstream")
+                 "error", "headers", "key_index", "status", "upstream")
 
     def __init__(self, connection: _Connection, status: int, headers: dict[str, str],
                  upstream: str, pause_at: int = PAUSE_AT) -> None:
         self.status = status
         self.headers: Mapping[str, str] = headers
         self.upstream = upstream
+        # Which of the provider's keys the request carried (Provider.send sets it), so that
+        # what the answer says about that key (a quota used up) can rest it.
+        self.key_index = 0
         self.done = False
         self.error: GatewayError | None = None
         self._connection: _Connection | None = connection
@@ -452,7 +491,7 @@ class HttpClient:
         self.watch_at = min(pause_at, max_body)
         self.keepalive = keepalive
         self.connect_timeout = connect_timeout
-        self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
+        self._idle: dict[tuple[str, str, int, Route | None], list[_Connection]] = {}
         self._all: set[_Connection] = set()
 
     async def post(
@@ -463,9 +502,11 @@ class HttpClient:
         *,
         timeout: float,
         upstream: str,
+        route: Route | None = None,
     ) -> UpstreamResponse:
-        """Send a POST and return once the status line and headers are in."""
-        origin = origin_of(url)
+        """Send a POST and return once the status line and headers are in; `route` says how
+        to connect (a proxy, a TLS context), None directly."""
+        origin = origin_of(url, route)
         head = origin.head + _header_block(headers, len(body))
         connection = self._idle_connection(origin)
         if connection is not None:
@@ -504,21 +545,32 @@ class HttpClient:
 
     async def _connect(self, origin: Origin, upstream: str, timeout: float) -> _Connection:
         loop = asyncio.get_running_loop()
+        route = origin.route
+        tls = None
+        if origin.tls:
+            tls = route.tls if route is not None and route.tls is not None else _tls_context()
+        proxy = route.proxy if route is not None else None
         try:
             async with asyncio.timeout(min(timeout, self.connect_timeout)):
-                _, connection = await loop.create_connection(
-                    lambda: _Connection(self, origin),
-                    origin.host,
-                    origin.port,
-                    ssl=_tls_context() if origin.tls else None,
-                    server_hostname=origin.host if origin.tls else None,
-                )
+                if proxy is not None:
+                    connection = await open_tunnel(proxy, origin.host, origin.port,
+                                                   lambda: _Connection(self, origin), tls)
+                else:
+                    _, connection = await loop.create_connection(
+                        lambda: _Connection(self, origin),
+                        origin.host,
+                        origin.port,
+                        ssl=tls,
+                        server_hostname=origin.host if origin.tls else None,
+                    )
         except TimeoutError:
             raise GatewayError("timeout", f"{_TIMED_OUT} ({upstream}): no connection within "
                                f"{min(timeout, self.connect_timeout):g} s",
                                upstream=upstream) from None
         except (OSError, ssl.SSLError) as exc:
             detail = str(exc).strip()
+            if proxy is not None and proxy.shown not in detail:
+                detail = f"{detail} (through proxy {proxy.shown})"
             raise GatewayError("connection", f"could not connect to the upstream ({upstream})"
                                + (f": {detail}" if detail else ""), upstream=upstream) from None
         self._all.add(connection)

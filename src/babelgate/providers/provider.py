@@ -2,17 +2,24 @@
 
 A provider is small: base URL, credentials, quirks, and the endpoint shape of its protocol
 family. Families register in `PROVIDER_TYPES`; adding one is a class and a line there.
-Keys live only here and in the outgoing headers: nothing logs or echoes them.
+Keys live only in the provider's credential source (credentials.py) and in the outgoing
+headers built from them: nothing logs or echoes them, and `redact` masks every value the
+source has served. `send` is the one place a request leaves with a key: a key the upstream
+refuses is swapped for the next one (or read anew) before any answer goes back.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from typing import ClassVar
 from urllib.parse import quote
 
 from babelgate.canonical import GatewayError
 from babelgate.protocols import Codec, Quirks, get_codec
+
+from .credentials import REFUSED_STATUSES, Credentials, Key, StaticKeys
+from .http import HttpClient, Route, UpstreamResponse
 
 # Client headers an Anthropic upstream needs to see; everything else from the client (its
 # credentials above all) stays behind.
@@ -34,6 +41,9 @@ class Provider:
         headers: Mapping[str, str] | None = None,
         timeout: float = 600.0,
         preset: str | None = None,
+        *,
+        credentials: Credentials | None = None,
+        route: Route | None = None,
     ) -> None:
         self.name = name
         self.preset = preset
@@ -41,26 +51,67 @@ class Provider:
         self.quirks = quirks
         self.timeout = timeout
         self.codec: Codec = get_codec(self.type)
-        self._secret = api_key or ""
-        # Built once: the per-request header dict is a copy of this plus a few client values.
-        self._headers = {"content-type": "application/json", **self.auth_headers(api_key or "")}
-        self._headers.update(headers or {})
+        self.route = route  # a proxy and/or TLS context; None: direct, default TLS
+        self._extra_headers = dict(headers or {})
+        # `api_key` is the plain case; a configured source (api_keys, a file, a command) wins.
+        self.keys = credentials if credentials is not None else StaticKeys((api_key or "",))
+        # Each key's header dict is built once, here or when the key changes; the
+        # per-request dict is a copy of it plus a few client values.
+        self.keys.bind(name, self._build_headers)
+
+    def _build_headers(self, api_key: str) -> dict[str, str]:
+        built = {"content-type": "application/json", **self.auth_headers(api_key)}
+        built.update(self._extra_headers)
+        return built
 
     def auth_headers(self, api_key: str) -> dict[str, str]:
         return {"authorization": f"Bearer {api_key}"}
 
-    def headers(self, client_headers: Mapping[str, str] | None = None) -> dict[str, str]:
-        """Headers for one upstream request (`client_headers`: the inbound request's, lower-case
-        names; only what this protocol needs is taken from them)."""
-        return dict(self._headers)
+    def headers(self, client_headers: Mapping[str, str] | None = None,
+                key: Key | None = None) -> dict[str, str]:
+        """Headers for one upstream request carrying `key` (default: the source's next one).
+        `client_headers`: the inbound request's, lower-case names; only what this protocol
+        needs is taken from them."""
+        return dict(self._key_headers(key))
+
+    def _key_headers(self, key: Key | None) -> Mapping[str, str]:
+        if key is None:
+            key = self.keys.pick()
+        return key.headers if key is not None else self._build_headers("")
+
+    async def send(self, http: HttpClient, url: str, body: bytes,
+                   client_headers: Mapping[str, str] | None = None) -> UpstreamResponse:
+        """POST `body` to `url` with one of this provider's keys and return the answer, whatever
+        its status. A key refused with 401/402/403/429 is swapped for the one its source
+        offers (another of `api_keys`; a file or command read anew after a 401) and the same
+        request is sent again: nothing has reached the client yet. The answer's `key_index`
+        says which key it came back for (`keys.rest` takes it)."""
+        keys = self.keys
+        key = keys.pick() or await keys.wait()
+        sends = keys.most_sends
+        while True:
+            response = await http.post(url, body, self.headers(client_headers, key),
+                                       timeout=self.timeout, upstream=self.name,
+                                       route=self.route)
+            response.key_index = key.index
+            sends -= 1
+            if response.status not in REFUSED_STATUSES or sends <= 0:
+                return response
+            other = await keys.refused(key, response.status, retry_after(response.headers))
+            if other is None:
+                return response
+            await _drain(response)
+            key = other
 
     def url(self, model: str, stream: bool) -> str:
         raise NotImplementedError
 
     def redact(self, text: str) -> str:
-        """`text` with this provider's key masked (upstreams sometimes quote it back)."""
-        if len(self._secret) >= 8 and self._secret in text:
-            return text.replace(self._secret, "***")
+        """`text` with every key of this provider masked (upstreams sometimes quote one
+        back): all of `api_keys`, and each value a file or command has given so far."""
+        for secret in self.keys.secrets():
+            if len(secret) >= 8 and secret in text:
+                text = text.replace(secret, "***")
         return text
 
     def own_error(self, error: GatewayError) -> GatewayError:
@@ -73,9 +124,10 @@ class Provider:
 
     def redact_bytes(self, data: bytes) -> bytes:
         """Upstream bytes passed through (an error event of a stream), the key masked."""
-        secret = self._secret.encode()
-        if len(secret) >= 8 and secret in data:
-            return data.replace(secret, b"***")
+        for value in self.keys.secrets():
+            secret = value.encode()
+            if len(secret) >= 8 and secret in data:
+                data = data.replace(secret, b"***")
         return data
 
     def count_tokens_url(self, model: str) -> str | None:
@@ -83,8 +135,17 @@ class Provider:
         return None
 
     def describe(self) -> dict[str, str]:
-        """What /health shows: never the key."""
-        return {"name": self.name, "type": self.type, "base_url": self.base_url}
+        """What /health shows: never a key, nor a proxy's password."""
+        shown = {"name": self.name, "type": self.type, "base_url": self.base_url,
+                 "credentials": self.keys.describe()}
+        if self.route is not None and self.route.proxy is not None:
+            shown["proxy"] = self.route.proxy.shown
+        return shown
+
+    def close(self) -> None:
+        """Stop what the provider runs in the background (a key command's refresh): called
+        when its provider set is discarded (shutdown, a reload)."""
+        self.keys.close()
 
 
 class OpenAIChatProvider(Provider):
@@ -107,8 +168,9 @@ class AnthropicProvider(Provider):
     def auth_headers(self, api_key: str) -> dict[str, str]:
         return {"x-api-key": api_key, "anthropic-version": _DEFAULT_ANTHROPIC_VERSION}
 
-    def headers(self, client_headers: Mapping[str, str] | None = None) -> dict[str, str]:
-        headers = dict(self._headers)
+    def headers(self, client_headers: Mapping[str, str] | None = None,
+                key: Key | None = None) -> dict[str, str]:
+        headers = dict(self._key_headers(key))
         if client_headers:
             for name in _ANTHROPIC_FORWARDED:
                 value = client_headers.get(name)
@@ -143,3 +205,21 @@ PROVIDER_TYPES: dict[str, type[Provider]] = {
     cls.type: cls
     for cls in (OpenAIChatProvider, OpenAIResponsesProvider, AnthropicProvider, GeminiProvider)
 }
+
+
+def retry_after(headers: Mapping[str, str]) -> float | None:
+    """An answer's `retry-after` in seconds (the delay form; the HTTP-date form is rare on
+    APIs and ignored)."""
+    value = headers.get("retry-after")
+    try:
+        seconds = float(value) if value else None
+    except ValueError:
+        return None
+    return seconds if seconds is not None and seconds >= 0 else None
+
+
+async def _drain(response: UpstreamResponse) -> None:
+    """Read a refusal's body so that its connection can serve the retry; a body that fails
+    to arrive only costs that connection."""
+    with contextlib.suppress(GatewayError):
+        await response.read()

@@ -13,6 +13,7 @@ serves every inbound protocol the same way:
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -39,7 +40,8 @@ from babelgate.canonical.stream import response_events
 from babelgate.config import Settings
 from babelgate.protocols import Codec, StreamDecoder, StreamEncoder
 from babelgate.protocols.reuse import Reuse
-from babelgate.providers.http import HttpClient, UpstreamResponse
+from babelgate.providers.credentials import credentials_from
+from babelgate.providers.http import HttpClient, UpstreamResponse, make_route
 from babelgate.providers.presets import provider_quirks
 from babelgate.providers.provider import PROVIDER_TYPES, Provider
 from babelgate.routing import Router, Target
@@ -56,10 +58,15 @@ _AttemptOn = Callable[["Call", Provider, Target, "Attempt"], Awaitable[_Answer]]
 
 
 def build_providers(
-    settings: Settings, kept: Mapping[str, Provider] | None = None
+    settings: Settings,
+    kept: Mapping[str, Provider] | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> dict[str, Provider]:
     """A Provider per configured provider; those in `kept` (a reload's unchanged ones) are
-    taken as they are."""
+    taken as they are. `env` (default os.environ) gives the proxies (HTTPS_PROXY, NO_PROXY...)
+    of providers without a `proxy:` of their own. Providers own background work (a key
+    command's refresh): `Provider.close()` each one when it is discarded."""
+    env = os.environ if env is None else env
     providers: dict[str, Provider] = {}
     for name, cfg in settings.providers.items():
         if kept and name in kept:
@@ -74,6 +81,9 @@ def build_providers(
             headers=cfg.headers,
             timeout=cfg.timeout,
             preset=cfg.preset,
+            credentials=credentials_from(cfg.api_key, cfg.api_keys, cfg.api_key_file,
+                                         cfg.api_key_command, cfg.api_key_ttl),
+            route=make_route(cfg.base_url, cfg.proxy, cfg.ca_file, env),
         )
     return providers
 
@@ -120,6 +130,8 @@ class Gateway:
             self._http = self._new_client()
 
     async def stop(self) -> None:
+        for provider in self.providers.values():
+            provider.close()
         self.access_log.flush()
         if self._http is not None:
             await self._http.close()
@@ -157,13 +169,8 @@ class Gateway:
         body: bytes,
         client_headers: Mapping[str, str] | None,
     ) -> UpstreamResponse:
-        response = await self.http.post(
-            url,
-            body,
-            provider.headers(client_headers),
-            timeout=provider.timeout,
-            upstream=provider.name,
-        )
+        # The provider picks the key, and swaps a refused one before answering (credentials).
+        response = await provider.send(self.http, url, body, client_headers)
         if response.status >= 400:
             raw = await response.read()
             error = provider.own_error(provider.codec.parse_error(response.status, raw))
