@@ -21,6 +21,7 @@ import hmac
 import os
 import re
 import socket
+import ssl
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -289,6 +290,7 @@ class FakeUpstream:
         self._queue: deque[Reply] = deque()
         self._runner: web.AppRunner | None = None
         self.port = 0
+        self.scheme = "http"  # "https" once started with a TLS context
 
     # -- public interface
 
@@ -297,7 +299,7 @@ class FakeUpstream:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     @property
     def base_url(self) -> str:
@@ -315,13 +317,16 @@ class FakeUpstream:
         """Parsed bodies of recorded requests whose path contains `path_part`."""
         return [r.body for r in self.requests if path_part in r.path]
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> Self:
+    async def start(self, host: str = "127.0.0.1", port: int = 0,
+                    tls: ssl.SSLContext | None = None) -> Self:
+        """Listen on `host`:`port` (0: any free one); over TLS with `tls`, a server context."""
         app = web.Application(client_max_size=64 * 1024 * 1024)
         self.add_routes(app)
         app.router.add_route("*", "/{tail:.*}", self._unknown)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
+        site = web.TCPSite(self._runner, host, port, ssl_context=tls)
+        self.scheme = "https" if tls is not None else "http"
         await site.start()
         server = site._server
         assert server is not None

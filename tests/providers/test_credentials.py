@@ -295,3 +295,60 @@ def test_an_empty_entry_of_api_keys_is_a_configuration_error(tmp_path: Path) -> 
         load_settings(path, env={"SET_KEY": "sk-set-SECRET"})
     assert "providers.up.api_keys: entry 1 is empty" in str(caught.value)
     assert "sk-set-SECRET" not in str(caught.value)
+
+
+# ---------------------------------------------------------------------------- with a clock
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_a_resting_key_comes_back_when_its_rest_ends() -> None:
+    from babelgate.providers.credentials import StaticKeys
+
+    clock = Clock()
+    ring = StaticKeys(("sk-one", "sk-two", "sk-three"), rest_seconds=60, clock=clock)
+    ring.bind("up", lambda value: {"authorization": f"Bearer {value}"})
+    first = ring.pick()
+    assert first.headers == {"authorization": "Bearer sk-one"}
+    other = await ring.refused(first, 401, None)
+    assert other is not None and other.value == "sk-two"
+    assert [ring.pick().value for _ in range(4)] == ["sk-three", "sk-two", "sk-three", "sk-two"]
+    ring.rest(1, 10)  # the failover's hook: key #1's quota is used up for 10 s
+    assert [ring.pick().value for _ in range(2)] == ["sk-three", "sk-three"]
+    clock.now += 10
+    assert {ring.pick().value for _ in range(2)} == {"sk-two", "sk-three"}
+    clock.now += 50
+    assert sorted(ring.pick().value for _ in range(3)) == ["sk-one", "sk-three", "sk-two"]
+    # Every key resting: the one that wakes first serves; a refusal offers none.
+    for index in range(3):
+        ring.rest(index, 100 + index)
+    assert ring.pick().value == "sk-one"
+    assert await ring.refused(ring.pick(), 429, 5.0) is None
+    assert set(ring.secrets()) == {"sk-one", "sk-two", "sk-three"}
+    assert "sk-" not in repr(first)
+
+
+def test_redact_masks_every_key_a_source_served(tmp_path: Path) -> None:
+    from babelgate.protocols import Quirks
+    from babelgate.providers.credentials import FileKey
+    from babelgate.providers.provider import OpenAIChatProvider
+
+    key_file = tmp_path / "token"
+    write(key_file, "sk-first-SECRET-0001")
+    clock = Clock()
+    source = FileKey(str(key_file), clock=clock)
+    provider = OpenAIChatProvider("up", "http://127.0.0.1:1/v1", None, Quirks(),
+                                  credentials=source)
+    write(key_file, "sk-second-SECRET-0002")
+    clock.now += 2
+    assert provider.headers()["authorization"] == "Bearer sk-second-SECRET-0002"
+    text = "bad keys: sk-first-SECRET-0001 and sk-second-SECRET-0002"
+    assert provider.redact(text) == "bad keys: *** and ***"
+    assert provider.redact_bytes(text.encode()) == b"bad keys: *** and ***"
+    assert provider.describe()["credentials"] == "api_key_file"
