@@ -191,7 +191,7 @@ async def test_a_failing_key_command_keeps_the_last_good_key_and_says_why(
             {"up": provider(fake, api_key_command=command, api_key_ttl=1)}, model="gpt-up")
         assert (await ask(gw, "gpt-x"))[0] == 200
         sealed.touch()
-        await asyncio.sleep(1.5)  # a background run has failed by now
+        await asyncio.sleep(2.5)  # a background run has failed by now (one every 0.8 s)
         status, answer = await ask(gw, "gpt-x")
         assert status == 200, answer
         assert fake.keys_seen() == [key, key]
@@ -290,9 +290,9 @@ def test_two_key_sources_are_a_configuration_error(tmp_path: Path, second: str) 
 def test_an_empty_entry_of_api_keys_is_a_configuration_error(tmp_path: Path) -> None:
     path = tmp_path / "babelgate.yaml"
     path.write_text("providers:\n  up:\n    type: openai\n    base_url: http://127.0.0.1:1/v1\n"
-                    "    api_keys: [\"${SET_KEY}\", \"${UNSET_KEY}\"]\n")
+                    "    api_keys: [\"${SET_KEY}\", \"${EMPTY_KEY}\"]\n")
     with pytest.raises(ConfigError) as caught:
-        load_settings(path, env={"SET_KEY": "sk-set-SECRET"})
+        load_settings(path, env={"SET_KEY": "sk-set-SECRET", "EMPTY_KEY": " "})
     assert "providers.up.api_keys: entry 1 is empty" in str(caught.value)
     assert "sk-set-SECRET" not in str(caught.value)
 
