@@ -10,6 +10,7 @@ The environment rules (NO_PROXY's forms) are plain functions, tested as such at 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 import subprocess
 import sys
@@ -53,13 +54,16 @@ class RealProxy:
                 if " -> " in line]
 
 
-@pytest.fixture
-def real_proxy(tmp_path: Path) -> Iterator[RealProxy]:
+@contextlib.contextmanager
+def pproxy(workdir: Path, auth: str | None = None) -> Iterator[RealProxy]:
+    """pproxy on a free port; with `auth` ("user:password") every connection must give it
+    (`--auth 0`: pproxy would otherwise trust an address once it authenticated)."""
     port = free_port()
-    log_path = tmp_path / "pproxy.log"
+    log_path = workdir / f"pproxy-{port}.log"
+    listen = f"http+socks5://127.0.0.1:{port}" + (f"#{auth}" if auth else "")
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-c", PPROXY, "-l", f"http+socks5://127.0.0.1:{port}", "-v"],
+            [sys.executable, "-c", PPROXY, "-l", listen, "-v", "--auth", "0"],
             stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 10
@@ -71,6 +75,12 @@ def real_proxy(tmp_path: Path) -> Iterator[RealProxy]:
     finally:
         process.terminate()
         process.wait(5)
+
+
+@pytest.fixture
+def real_proxy(tmp_path: Path) -> Iterator[RealProxy]:
+    with pproxy(tmp_path) as proxy:
+        yield proxy
 
 
 @dataclass
@@ -197,6 +207,36 @@ async def test_https_upstream_trusted_through_ssl_cert_file(
         assert len(fake.requests) == 1
 
 
+async def test_proxy_credentials_are_sent_and_never_shown(
+    gateway_factory: GatewayFactory, tmp_path: Path
+) -> None:
+    with pproxy(tmp_path, auth="me:pr0xy-PASS") as proxy:
+        async with FakeOpenAI(api_key="sk-a") as fake:
+            good = f"me:pr0xy-PASS@{proxy.address}"
+            gw = await gateway_factory(
+                {"http": fake.provider_config(proxy=f"http://{good}"),
+                 "socks": fake.provider_config(proxy=f"socks5h://{good}"),
+                 "wrong": fake.provider_config(
+                     proxy=f"socks5h://me:wr0ng-PASS@{proxy.address}")},
+                routes={"http": "http/gpt-up", "socks": "socks/gpt-up",
+                        "wrong": "wrong/gpt-up"})
+            assert (await ask(gw, "http"))[0] == 200
+            assert (await ask(gw, "socks"))[0] == 200
+            status, raw = await ask(gw, "wrong")
+            assert status == 502, raw
+            assert f"socks5h://{proxy.address}".encode() in raw
+            assert len(fake.requests) == 2
+            assert proxy.tunnels() == [f"http -> 127.0.0.1:{fake.port}",
+                                       f"socks5 -> 127.0.0.1:{fake.port}"]
+            assert "Unauthorized SOCKS b'me':b'wr0ng-PASS'" in proxy.log_path.read_text()
+            async with aiohttp.ClientSession() as session, session.get(
+                    gw.url + "/health") as resp:
+                health = await resp.text()
+            for secret in ("pr0xy-PASS", "wr0ng-PASS"):
+                assert secret not in health and secret not in gw.log()
+                assert secret.encode() not in raw
+
+
 # ---------------------------------------------------------------------------- the client itself
 
 
@@ -227,7 +267,7 @@ async def test_a_proxy_that_refuses_is_a_connection_error_naming_it() -> None:
     assert f"proxy http://127.0.0.1:{port} refused the tunnel" in message
     assert "407 Proxy Authentication Required" in message and "pa ss" not in message
     assert heads[0].startswith(b"CONNECT api.example.test:443 HTTP/1.1\r\n")
-    assert b"proxy-authorization: Basic dXNlcjpwYSBzcw==\r\n" in heads[0]  # user:pa ss
+    assert b"Proxy-Authorization: Basic dXNlcjpwYSBzcw==\r\n" in heads[0]  # user:pa ss
 
 
 async def test_a_proxy_that_is_down_is_a_connection_error_naming_it() -> None:

@@ -250,10 +250,11 @@ def _authority(host: str, port: int) -> str:
 
 async def _http_connect(handshake: _Handshake, proxy: Proxy, host: str, port: int) -> None:
     target = _authority(host, port)
-    head = f"CONNECT {target} HTTP/1.1\r\nhost: {target}\r\n"
+    # Header names as curl spells them: some proxies (pproxy) match them case-sensitively.
+    head = f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n"
     if proxy.username or proxy.password:
         token = base64.b64encode(f"{proxy.username}:{proxy.password}".encode()).decode()
-        head += f"proxy-authorization: Basic {token}\r\n"
+        head += f"Proxy-Authorization: Basic {token}\r\n"
     handshake.write((head + "\r\n").encode("latin-1"))
     answer = await handshake.until(b"\r\n\r\n", MAX_PROXY_HEAD)
     status_line = answer.split(b"\r\n", 1)[0].decode("latin-1", "replace")
