@@ -40,7 +40,7 @@ from pydantic import (
 
 from babelgate.canonical.edits import EditError, check_removable, settable_value
 from babelgate.providers.presets import PRESET_NAMES
-from babelgate.providers.proxy import parse_proxy
+from babelgate.providers.proxy import parse_proxy, proxy_from_env
 
 DEFAULT_CONFIG_FILE = "babelgate.yaml"
 ENV_SOURCE = "environment"
@@ -304,6 +304,7 @@ def _load_file(path: Path, env: Mapping[str, str]) -> Settings:
     except ValidationError as exc:
         raise ConfigError(_describe(exc, where)) from None
     _check_routes(parsed.routes, parsed.providers, where)
+    _check_env_proxies(parsed.providers, env, where)
     _check_rules(parsed.rules, parsed.providers, where)
     return Settings(
         server=parsed.server, providers=parsed.providers, routes=parsed.routes, source=where,
@@ -519,6 +520,22 @@ def _check_edits(index: int, rule: RuleConfig, where: str) -> None:
                 f"rules.{index}.remove.{position}: {exc} in {where}; {hint}") from None
 
 
+def _check_env_proxies(
+    providers: Mapping[str, ProviderConfig], env: Mapping[str, str], where: str
+) -> None:
+    """A proxy variable (HTTPS_PROXY...) that a provider would use must be one babelgate can
+    use: found here, as a configuration error, rather than when the providers are built."""
+    for name, provider in providers.items():
+        if provider.proxy is None:
+            try:
+                proxy_from_env(provider.base_url, env)
+            except ValueError as exc:
+                raise ConfigError(
+                    f"providers.{name}: the environment's proxy is unusable ({exc}); fix the "
+                    f"variable, or give the provider a `proxy:` in {where}"
+                ) from None
+
+
 # ---------------------------------------------------------------------------- environment
 
 
@@ -642,6 +659,7 @@ def settings_from_env(env: Mapping[str, str]) -> Settings:
     No variable set: no providers and no routes."""
     found = [p for p in ENV_PROVIDERS if env.get(p.variable, "").strip()]
     providers = {p.name: _env_provider_config(p, env[p.variable].strip()) for p in found}
+    _check_env_proxies(providers, env, ENV_SOURCE)
     return Settings(
         server=ServerConfig(), providers=providers, routes=_env_routes(found), source=ENV_SOURCE
     )

@@ -366,3 +366,22 @@ def test_bad_proxy_and_ca_file_are_configuration_errors(tmp_path: Path) -> None:
             load_settings(path)
         assert expected in str(caught.value) and str(path) in str(caught.value)
         assert "s3cret" not in str(caught.value)
+
+
+def test_an_unusable_proxy_variable_is_a_configuration_error(tmp_path: Path) -> None:
+    from babelgate.config import ConfigError, load_settings
+
+    path = tmp_path / "babelgate.yaml"
+    path.write_text("providers:\n  up: {type: openai, base_url: 'https://api.x.com/v1'}\n"
+                    "  own: {type: openai, base_url: 'https://api.y.com/v1', "
+                    "proxy: 'socks5://127.0.0.1:1080'}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, env={"HTTPS_PROXY": "https://me:s3cret@proxy.x.com:443"})
+    message = str(caught.value)
+    assert message.startswith("providers.up: the environment's proxy is unusable "
+                              "(HTTPS_PROXY: proxy scheme 'https' is not supported")
+    assert str(path) in message and "s3cret" not in message
+    # Bypassed for that host, or every provider with a proxy of its own: no error.
+    load_settings(path, env={"HTTPS_PROXY": "https://p:1", "NO_PROXY": "x.com"})
+    with pytest.raises(ConfigError, match="HTTPS_PROXY"):
+        load_settings(path, env={"HTTPS_PROXY": "https://p:1", "NO_PROXY": "y.com"})

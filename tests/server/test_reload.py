@@ -23,12 +23,17 @@ from tests.conftest import Gateway, GatewayFactory, stop_process
 from tests.fakes import FakeOpenAI, Reply
 from tests.fakes.core import free_port
 
+from babelgate.config import ProviderConfig
+
 pytestmark = [pytest.mark.gateway]
 
 KEY_A = "sk-reload-A-SECRET-1111"
 KEY_B = "sk-reload-B-SECRET-2222"
 POLL = 0.1  # server.reload_poll for the tests that use the file watch
 WAIT = 10.0  # seconds a test waits at most for the gateway to notice
+
+# What the "unknown field" error lists: every field a provider takes, as many as there are.
+PROVIDER_FIELDS = ", ".join(ProviderConfig.model_fields)
 
 
 @pytest.fixture
@@ -225,8 +230,7 @@ async def test_a_broken_file_is_refused_and_the_old_routes_keep_serving(
         path.write_text(yaml.safe_dump(broken, sort_keys=False))
         state = await wait_health(session, gateway, "config_error",
                                   f"providers.b.bse_url: unknown field in {path}; remove it or "
-                                  "fix the spelling (known: type, base_url, api_key, preset, "
-                                  "max_tokens, headers, timeout)")
+                                  f"fix the spelling (known: {PROVIDER_FIELDS})")
         assert state["reloads"] == 0
         assert await ask(session, gateway) == "a/model-a"
 
