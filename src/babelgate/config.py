@@ -191,6 +191,23 @@ class StorageConfig(BaseModel):
     responses_ttl_days: float = Field(default=30, gt=0)
     # Seconds between two prunes of expired responses while the gateway runs.
     responses_prune_interval_s: float = Field(default=3600, gt=0)
+    # Seconds between two batched writes of usage records (books/store.py); and how many
+    # records may wait in memory for the database before the oldest are dropped.
+    usage_flush_interval_s: float = Field(default=0.5, gt=0)
+    usage_max_queue: int = Field(default=100_000, ge=1)
+
+
+class PriceConfig(BaseModel):
+    """A model's prices in USD per million tokens (`prices:` in babelgate.yaml). Cache
+    prices default to the input price, reasoning to the output price."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+    cache_read: float | None = Field(default=None, ge=0)
+    cache_write: float | None = Field(default=None, ge=0)
+    reasoning: float | None = Field(default=None, ge=0)
 
 
 class RuleCondition(BaseModel):
@@ -247,6 +264,8 @@ class Settings(BaseModel):
     source: str  # "path/to/file.yaml" or "environment" (for /health and errors)
     storage: StorageConfig = Field(default_factory=StorageConfig)
     rules: list[RuleConfig] = Field(default_factory=list)  # checked in order before routes
+    # "provider/model" or "model" -> prices overriding the shipped table (books/prices.py).
+    prices: dict[str, PriceConfig] = Field(default_factory=dict)
 
 
 class _FileConfig(BaseModel):
@@ -259,6 +278,7 @@ class _FileConfig(BaseModel):
     routes: dict[str, list[str]] = Field(default_factory=dict)
     storage: StorageConfig = Field(default_factory=StorageConfig)
     rules: list[RuleConfig] = Field(default_factory=list)
+    prices: dict[str, PriceConfig] = Field(default_factory=dict)
 
     @field_validator("rules", mode="before")
     @classmethod
@@ -308,7 +328,7 @@ def _load_file(path: Path, env: Mapping[str, str]) -> Settings:
     _check_rules(parsed.rules, parsed.providers, where)
     return Settings(
         server=parsed.server, providers=parsed.providers, routes=parsed.routes, source=where,
-        storage=parsed.storage, rules=parsed.rules,
+        storage=parsed.storage, rules=parsed.rules, prices=parsed.prices,
     )
 
 
@@ -431,6 +451,8 @@ def _known_fields(parent: tuple[str, ...]) -> list[str]:
         model = RuleConfig
     elif len(parent) == 3 and parent[0] == "rules" and parent[2] == "if":
         model = RuleCondition
+    elif len(parent) == 2 and parent[0] == "prices":
+        model = PriceConfig
     return [field.alias or name for name, field in model.model_fields.items()]
 
 
@@ -451,6 +473,11 @@ def _hint_for(loc: tuple[str, ...]) -> str:
         "responses_ttl_days": "use a positive number of days",
         "responses_prune_interval_s": "use a positive number of seconds",
         "reload_poll": "use a number of seconds, or 0 to stop watching the file",
+        "input": "USD per million tokens, a number >= 0",
+        "output": "USD per million tokens, a number >= 0",
+        "cache_read": "USD per million tokens, a number >= 0, or remove the field",
+        "cache_write": "USD per million tokens, a number >= 0, or remove the field",
+        "reasoning": "USD per million tokens, a number >= 0, or remove the field",
     }
     if last in hints:
         return hints[last]

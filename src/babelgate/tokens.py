@@ -102,6 +102,12 @@ def _collect(part: object, texts: list[str]) -> int:
 CHARS_PER_TOKEN = 3.6  # English prose and code under cl100k/Claude tokenizers average 3.5-4
 
 
+def estimate_chars(chars: int) -> int:
+    """Tokens in `chars` characters of text, at CHARS_PER_TOKEN: the estimate of a stream's
+    output when the client left before the upstream reported usage."""
+    return int(chars / CHARS_PER_TOKEN + 0.5) if chars > 0 else 0
+
+
 def quick_estimate(request: Request, reuse: Reuse) -> int:
     """A cheap input-token estimate (characters / 3.6, plus fixed costs), for stream starts
     where the upstream reports usage only at the end. Costs microseconds, not milliseconds:

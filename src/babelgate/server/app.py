@@ -23,12 +23,16 @@ import inspect
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import orjson
 
 from babelgate import __version__
+from babelgate.books.clients import Clients
+from babelgate.books.ledger import Books, Origin, RequestIds
+from babelgate.books.prices import prices_for
+from babelgate.books.store import UsageSink
 from babelgate.canonical import GatewayError, StreamError
 from babelgate.canonical.errors import ErrorKind
 from babelgate.canonical.nesting import TOO_DEEP, too_deep
@@ -38,6 +42,7 @@ from babelgate.protocols.reuse import ReuseTables
 from babelgate.routing import Route, Target
 from babelgate.server.conversations import Conversations, Recorder
 from babelgate.storage.responses import ResponseStore, default_db_path
+from babelgate.storage.usage import UsageWriter
 
 from .count_tokens import count_tokens
 from .exchange import Headers, Response
@@ -83,8 +88,17 @@ GENERATE_PATHS = {
 
 class App:
     def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time) -> None:
+        storage = settings.storage
+        # The books: one usage record per upstream attempt, to each sink (books/); a row
+        # per record in the usage table, written in batches off the request path.
+        self.usage = UsageSink(UsageWriter(
+            storage.path or default_db_path(), flush_interval=storage.usage_flush_interval_s,
+            max_queue=storage.usage_max_queue,
+        ))
+        self.clients = Clients()
+        self.request_ids = RequestIds()
         # The running configuration: swapped whole by a reload, read once per request.
-        self.gateway = Gateway(settings)
+        self.gateway = Gateway(settings, books=Books(prices_for(settings), (self.usage,)))
         self.trimmer = HeapTrimmer()
         self.collector = Collector()  # the cycles reference counting leaves: memory.py
         self.keepalives = KeepAlives(settings.server.stream_keepalive)
@@ -100,7 +114,6 @@ class App:
         # Request pieces found again, per caller (see reuse_for).
         self.reuse = ReuseTables(int(settings.server.reuse_mb * 2**20),
                                  shared=settings.server.reuse_shared)
-        storage = settings.storage
         # Responses clients' conversations (previous_response_id). Nothing opens the database
         # before a Responses request asks to store or continue one.
         self.conversations = Conversations(ResponseStore(
@@ -179,6 +192,7 @@ class App:
         self.collector.stop()
         await self.gateway.stop()
         await self.conversations.store.close()  # finishes queued writes
+        await asyncio.to_thread(self.usage.close)  # writes the records still queued
 
     # ------------------------------------------------------------------ generation
     def _generate_for(self, protocol: str) -> Handler:
@@ -192,9 +206,11 @@ class App:
     async def generate(self, codec: Codec, http: Request, response: Response) -> None:
         gateway = self.gateway  # this request's configuration, to its end (hot reload)
         recorder: Recorder | None = None
+        owner = owner_of(http)
+        origin = Origin(self.request_ids.next(), owner, self.clients.of(
+            http.headers.get("user-agent")), codec.name, http.path)
         try:
             raw = http.body
-            owner = owner_of(http)
             reuse = self.reuse.table_for(owner)
             data = original = reuse.loads(raw)
             if codec.name == "openai-responses":  # stored conversations: conversations.py
@@ -205,10 +221,10 @@ class App:
             request, route, rule = gateway.rules.decide(request, http.headers, reuse,
                                                         gateway.router)
         except GatewayError as error:
-            send_error(response, codec, error)
+            send_error(response, codec, error, _id_header(origin))
             return
         except TOO_DEEP as exc:  # a walker's stack ended in a deep value: canonical.nesting
-            send_error(response, codec, too_deep(exc))
+            send_error(response, codec, too_deep(exc), _id_header(origin))
             return
         edited = passes = False
         if rule is not None and rule.edits:
@@ -218,7 +234,7 @@ class App:
             body = edit_body(codec.name, data, rule.edits)
             passes = body is not None
             data = body if body is not None else data
-        call = Call(codec, request, data, raw, http.headers, reuse,
+        call = Call(codec, request, data, raw, http.headers, reuse, origin,
                     # `restore` would parse the client's bytes again, without the edits.
                     releasable=data is original and not edited,
                     passthrough=passes or not edited, route_log=route.log)
@@ -244,7 +260,7 @@ class App:
         body, target = answer
         if recorder is not None:  # before sending: the client's next turn must find it
             recorder.whole(body)
-        response.send(200, body, _json_headers(target, route))
+        response.send(200, body, _json_headers(target, route, call.origin))
 
     async def _answer(self, call: Call, response: Response, upstream: Awaitable[T]) -> T | None:
         """What `upstream` gives (an answer, or the opening of a stream); if it fails, the
@@ -269,7 +285,7 @@ class App:
     ) -> None:
         # The route is known before any upstream answers: a head sent early (keep-alive)
         # carries it too.
-        head = [*SSE_HEADERS, _route_header(route)]
+        head = [*SSE_HEADERS, _route_header(route), _id_header(call.origin)]
         keepalive = self.keepalives.watch(response, head, call.codec.keepalive)
         opened = await self._answer(
             call, response, _opening(gateway.stream(call, list(route.targets)), keepalive))
@@ -279,29 +295,34 @@ class App:
         if recorder is not None:  # keeps the final response object before it is sent
             recorder.feed(first)
         try:
-            if keepalive.opened:  # the head went out with the first keep-alive
-                await response.write(first)
-            else:
-                response.start(200, [*head, _target_header(target)], first)
-            async for chunk in rest:
-                if recorder is not None:
-                    recorder.feed(chunk)
-                await response.write(chunk)
-        except asyncio.CancelledError:
-            if response.client_gone:
-                raise
-            # The server is stopping and its grace period ran out: end the stream with an
-            # error the client retries on, not a silent cut, and let the task finish.
-            encoder = call.codec.stream_encoder(call.request, call.reuse)
-            response.end(encoder.encode(StreamError(SHUTTING_DOWN)))
-            return
-        except Exception as exc:
-            log.exception("internal error while streaming %s", call.request.model)
-            encoder = call.codec.stream_encoder(call.request, call.reuse)
-            tail = encoder.encode(StreamError(internal_error(exc)))
-            response.end(tail)
-            return
-        response.end()
+            try:
+                if keepalive.opened:  # the head went out with the first keep-alive
+                    await response.write(first)
+                else:
+                    response.start(200, [*head, _target_header(target)], first)
+                async for chunk in rest:
+                    if recorder is not None:
+                        recorder.feed(chunk)
+                    await response.write(chunk)
+            except asyncio.CancelledError:
+                if response.client_gone:
+                    raise
+                # The server is stopping and its grace period ran out: end the stream with an
+                # error the client retries on, not a silent cut, and let the task finish.
+                encoder = call.codec.stream_encoder(call.request, call.reuse)
+                response.end(encoder.encode(StreamError(SHUTTING_DOWN)))
+                return
+            except Exception as exc:
+                log.exception("internal error while streaming %s", call.request.model)
+                encoder = call.codec.stream_encoder(call.request, call.reuse)
+                tail = encoder.encode(StreamError(internal_error(exc)))
+                response.end(tail)
+                return
+            response.end()
+        finally:
+            # A stream cut off (the client left, the server's grace ran out) is closed now,
+            # so that its usage record is written before anything else happens.
+            await _close(rest)
 
     # ------------------------------------------------------------------ hot reload
     def request_reload(self, why: str) -> None:
@@ -354,7 +375,8 @@ class App:
         old = self.gateway
         kept = {name: old.providers[name] for name, config in settings.providers.items()
                 if name in old.providers and old.settings.providers.get(name) == config}
-        return Gateway(settings, http=old.http, access_log=old.access_log, providers=kept)
+        return Gateway(settings, http=old.http, access_log=old.access_log, providers=kept,
+                       books=old.books.repriced(prices_for(settings)))
 
     def _refused(self, why: str, message: str) -> GatewayError:
         status = self.reload_status
@@ -525,6 +547,12 @@ def send_json(
     response.send(status, orjson.dumps(data), [*JSON_HEADERS, *extra] if extra else JSON_HEADERS)
 
 
+async def _close(rest: AsyncIterator[bytes]) -> None:
+    close = getattr(rest, "aclose", None)  # the gateway's streams are async generators
+    if close is not None:
+        await close()
+
+
 async def _opening(stream: Awaitable[T], keepalive: KeepAlive) -> T:
     """A stream's opening (or its error), once known: the keep-alives stop first."""
     try:
@@ -539,14 +567,19 @@ def _refuse(response: Response, call: Call, error: GatewayError) -> None:
     if response.started:
         response.end(call.codec.stream_encoder(call.request).encode(StreamError(error)))
     else:
-        send_error(response, call.codec, error)
+        send_error(response, call.codec, error, _id_header(call.origin))
 
 
-def send_error(response: Response, codec: Codec, error: GatewayError) -> None:
+def send_error(
+    response: Response, codec: Codec, error: GatewayError,
+    extra: tuple[bytes, bytes] | None = None,
+) -> None:
     headers = JSON_HEADERS
     if error.retry_after is not None:
         # Clients' SDKs wait as long as this says before retrying a 429 or 5xx.
         headers = [*JSON_HEADERS, (b"retry-after", f"{error.retry_after:g}".encode())]
+    if extra is not None:
+        headers = [*headers, extra]
     response.send(error.status, orjson.dumps(codec.render_error(error)), headers)
 
 
@@ -564,5 +597,11 @@ def _route_header(route: Route) -> tuple[bytes, bytes]:
     return (b"x-babelgate-route", header_text(route.header))
 
 
-def _json_headers(target: Target, route: Route) -> list[tuple[bytes, bytes]]:
-    return [(b"content-type", b"application/json"), _target_header(target), _route_header(route)]
+def _id_header(origin: Origin) -> tuple[bytes, bytes]:
+    # Our own id (hex): the key to this request's usage record and log lines.
+    return (b"x-request-id", origin.request_id.encode())
+
+
+def _json_headers(target: Target, route: Route, origin: Origin) -> list[tuple[bytes, bytes]]:
+    return [(b"content-type", b"application/json"), _target_header(target), _route_header(route),
+            _id_header(origin)]

@@ -12,6 +12,7 @@ serves every inbound protocol the same way:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
@@ -23,7 +24,9 @@ import orjson
 from msgspec.structs import replace
 
 from babelgate import tokens
+from babelgate.books.ledger import Books, Origin
 from babelgate.canonical import (
+    NO_USAGE,
     Event,
     GatewayError,
     MessageDelta,
@@ -90,21 +93,28 @@ def build_providers(
 
 @dataclass(slots=True)
 class Attempt:
-    """What one call to one target produced, for the access log."""
+    """What one call to one target produced, for the books (books/ledger.py)."""
 
     target: Target
-    started: float
+    started: float  # perf_counter
     usage: Usage | None = None
     error: GatewayError | None = None
     estimated_input: int = 0  # what a stream start told the client, when the upstream did not
     provider: Provider | None = None  # a translated stream's: its error events are redacted
     route: str = ""  # the access log's `rule=... route=...` (Call.route_log)
+    wall: float = 0.0  # time.time() at the start, for the record
+    first: float = 0.0  # perf_counter when the first content went to the client (streams)
+    ended: bool = False  # the upstream's answer ended (not cut off by the client leaving)
+    out_chars: int = 0  # text streamed so far: the output estimate if the client leaves
+    body_bytes: int = 0  # a passed stream's request size: its input estimate, likewise
+    opening: Usage | None = None  # the usage a translated stream's start reported
 
 
 class Gateway:
     """Everything one configuration decides. A hot reload (server/app.py) makes a new one and
-    hands it what outlives a configuration: the HTTP client, the access log and the providers
-    whose settings did not change (`http`, `access_log`, `providers`)."""
+    hands it what outlives a configuration: the HTTP client, the access log, the providers
+    whose settings did not change and the books' sinks (`http`, `access_log`, `providers`,
+    `books`: its prices are the new configuration's, its sinks the running ones)."""
 
     def __init__(
         self,
@@ -113,8 +123,11 @@ class Gateway:
         http: HttpClient | None = None,
         access_log: AccessLog | None = None,
         providers: Mapping[str, Provider] | None = None,
+        books: Books | None = None,
     ) -> None:
         self.settings = settings
+        # Each finished attempt becomes one usage record, handed to every sink.
+        self.books = books or Books()
         self.router = Router(settings)
         self.rules = Rules(settings.rules)  # checked before the routes (server/app.py)
         self.providers = build_providers(settings, providers)
@@ -186,7 +199,7 @@ class Gateway:
         body, target, attempt = await self._fall_back(
             call, targets, self._pass_complete, self._translate_complete
         )
-        self.log_attempt(call.request, attempt)
+        self.log_attempt(call, attempt)
         return body, target
 
     async def _fall_back(
@@ -204,7 +217,8 @@ class Gateway:
         last_error: GatewayError | None = None
         for target in targets:
             provider = self.provider(target)
-            attempt = Attempt(target, time.perf_counter(), route=call.route_log)
+            attempt = Attempt(target, time.perf_counter(), route=call.route_log,
+                              wall=time.time())
             try:
                 call.restore()  # a fallback after an attempt let go of the parsed body
                 attempt_on = passing if _passes(call, provider) else translating
@@ -217,10 +231,15 @@ class Gateway:
                 # the client's 400, caught here rather than checked on every request
                 # (canonical.nesting).
                 error = too_deep(exc)
+            except asyncio.CancelledError:
+                # The client left (or the server's grace ran out) while the upstream was
+                # awaited: what was sent may still be charged.
+                self.log_attempt(call, attempt)
+                raise
             else:
                 return answer, target, attempt
             attempt.error = last_error = error
-            self.log_attempt(call.request, attempt)
+            self.log_attempt(call, attempt, final=not error.retryable or target is targets[-1])
             if not error.retryable:
                 break
         assert last_error is not None
@@ -233,6 +252,7 @@ class Gateway:
         upstream = await self.send(provider, upstream_request, call.headers, call.reuse)
         response = _parse_whole(provider, await upstream.read(), upstream_request, call.reuse)
         attempt.usage = response.usage
+        attempt.ended = True
         response = replace(response, model=call.request.model)
         return orjson.dumps(call.codec.render_response(response, call.request, call.reuse))
 
@@ -243,6 +263,7 @@ class Gateway:
         upstream = await self.post(provider, provider.url(target.model, False), body,
                                    call.headers)
         raw = await upstream.read()
+        attempt.ended = True
         data = _load_upstream_json(raw, provider)
         try:
             attempt.usage = body_usage(call.codec.name, data)
@@ -290,7 +311,9 @@ class Gateway:
             whole = _parse_whole(provider, await upstream.read(), upstream_request, reuse)
             whole = replace(whole, model=call.request.model)
             attempt.usage = whole.usage
-            self.log_attempt(call.request, attempt)
+            attempt.ended = True
+            attempt.first = time.perf_counter()
+            self.log_attempt(call, attempt)
             return _encode(encoder, response_events(whole), attempt, call.request), _nothing()
         chunks = upstream.iter_chunks()
         problem: GatewayError | None = None
@@ -306,6 +329,8 @@ class Gateway:
             await chunks.aclose()
             raise provider.own_error(failed)
         first_bytes = _encode(encoder, first, attempt, call.request)
+        if len(first) > 1 or not isinstance(first[0], MessageStart):
+            attempt.first = time.perf_counter()  # content came with the opening
         rest = self._translated_rest(call, provider, attempt, chunks, decoder, encoder)
         return first_bytes, rest
 
@@ -326,12 +351,16 @@ class Gateway:
                     events = decoder.feed(chunk)
                     if events:
                         held = 0
-                        yield _encode(encoder, events, attempt, call.request)
+                        data = _encode(encoder, events, attempt, call.request)
+                        if not attempt.first:
+                            attempt.first = time.perf_counter()
+                        yield data
                     else:  # what the decoder holds back grows: an unfinished event
                         held += len(chunk)
                         if held > limit:
                             raise _event_too_large(provider, limit)
                 events = decoder.close()
+                attempt.ended = True
             except GatewayError as error:
                 failure = error
             except MISREAD as exc:
@@ -343,7 +372,7 @@ class Gateway:
             if events:
                 yield _encode(encoder, events, attempt, call.request)
         finally:  # after the last events, so the log has the final usage
-            self.log_attempt(call.request, attempt)
+            self.log_attempt(call, attempt)
 
     async def _pass_stream(
         self, call: Call, provider: Provider, target: Target, attempt: Attempt
@@ -379,6 +408,9 @@ class Gateway:
             await chunks.aclose()
             raise provider.own_error(provider.codec.parse_error(200, tap.error_data.encode()))
         first = b"".join(held)
+        attempt.body_bytes = len(call.raw)  # before the stream settles and lets go of it
+        if tap.events > 1:  # more than the opening event: content came with it
+            attempt.first = time.perf_counter()
         if tap.error_data is not None:  # the stream began, and its error came with it
             first = provider.redact_bytes(first)
         whole = whole_events(first)
@@ -406,12 +438,15 @@ class Gateway:
                 whole = whole_events(data)
                 carry = data[whole:]
                 if whole:
+                    if not attempt.first:
+                        attempt.first = time.perf_counter()
                     yield data[:whole] if carry else data
                 elif len(carry) > self.max_held:
                     raise _event_too_large(provider, self.max_held)
             if carry:
                 # The upstream ended without a blank line: its last event.
                 yield provider.redact_bytes(carry) if tap.error_data is not None else carry
+            attempt.ended = True
         except GatewayError as error:
             attempt.error = error
             tail = tap.failure(error)  # in the upstream's terms when the client needs them
@@ -421,17 +456,40 @@ class Gateway:
             yield tail
         finally:
             attempt.usage = tap.usage
+            attempt.out_chars = tap.text_chars
             if attempt.error is None and tap.error_data is not None:
                 # The upstream's own in-stream error event: log the attempt as failed.
                 attempt.error = provider.own_error(
                     call.codec.parse_error(200, tap.error_data.encode()))
-            self.log_attempt(call.request, attempt)
+            self.log_attempt(call, attempt)
 
-    # ------------------------------------------------------------------ logging
-    def log_attempt(self, request: Request, attempt: Attempt) -> None:
-        if not self.access_log.enabled:
-            return
-        elapsed = (time.perf_counter() - attempt.started) * 1000
+    # ------------------------------------------------------------------ the books
+    def log_attempt(self, call: Call, attempt: Attempt, final: bool = True) -> None:
+        """One usage record for a finished attempt, to every sink (books/ledger.py)."""
+        now = time.perf_counter()
+        request, target, error = call.request, attempt.target, attempt.error
+        if self.access_log.enabled:
+            self._access_line(request, attempt, now)
+        stream = request.stream
+        usage = attempt.usage
+        kind: str | None
+        if error is not None:
+            status, kind = error.status, error.kind
+        elif attempt.ended:
+            status, kind = 200, None
+        else:  # cut off by the client leaving (or by the server's grace running out)
+            status, kind = CLIENT_CLOSED, "cancelled"
+            usage = _used_so_far(call, attempt, usage)
+        ttft = (attempt.first - attempt.started) * 1000 if stream and attempt.first else None
+        self.books.attempt(
+            call.origin, request.model, target.provider, target.model, stream,
+            usage or NO_USAGE, time=attempt.wall, status=status, error_kind=kind,
+            latency_ms=(now - attempt.started) * 1000, ttft_ms=ttft, final=final,
+        )
+
+
+    def _access_line(self, request: Request, attempt: Attempt, now: float) -> None:
+        elapsed = (now - attempt.started) * 1000
         target = f"{attempt.target.provider}/{attempt.target.model}"
         error = attempt.error
         if error is not None:
@@ -445,6 +503,27 @@ class Gateway:
             f"model={request.model} target={target} {attempt.route} in={usage.input_tokens} "
             f"cache_read={usage.cache_read_tokens} out={usage.output_tokens} ms={elapsed:.0f}"
         )
+
+
+CLIENT_CLOSED = 499  # the status nginx made the convention for a client that left
+
+
+def _used_so_far(call: Call, attempt: Attempt, usage: Usage | None) -> Usage:
+    """What an attempt cut off before its usage was reported most likely used: the input
+    estimate (the one a stream's start carried, else one made now, else the body's size)
+    and the output counted from the text streamed so far (babelgate.tokens)."""
+    usage = usage or attempt.opening or NO_USAGE
+    if not usage.prompt_tokens:
+        estimate = attempt.estimated_input
+        if not estimate and call.request.messages:  # not yet let go of: estimate it now
+            estimate = tokens.quick_estimate(call.request, call.reuse)
+        if not estimate:
+            estimate = tokens.estimate_chars(attempt.body_bytes)
+        usage = replace(usage, input_tokens=estimate)
+    counted = tokens.estimate_chars(attempt.out_chars)
+    if counted > usage.output_tokens:
+        usage = replace(usage, output_tokens=counted)
+    return usage
 
 
 def _passes(call: Call, provider: Provider) -> bool:
@@ -505,11 +584,13 @@ def _encode(
 ) -> bytes:
     """Client bytes for a batch of events, noting usage and errors for the access log."""
     if len(events) == 1 and type(events[0]) is TextDelta:
+        attempt.out_chars += len(events[0].text)
         return encoder.encode(events[0])  # a paced upstream's chunk: one piece of text
     out: list[bytes] = []
     encode, append = encoder.encode, out.append
     for event in events:
-        if type(event) is TextDelta:  # most events: nothing to note
+        if type(event) is TextDelta:  # most events: only their length to note
+            attempt.out_chars += len(event.text)
             append(encode(event))
             continue
         if isinstance(event, MessageStart):
@@ -538,6 +619,8 @@ def _client_start(event: MessageStart, attempt: Attempt, request: Request) -> Me
     usage = event.usage
     if not usage.prompt_tokens:
         usage = replace(usage, input_tokens=attempt.estimated_input)
+    else:  # the upstream's own count: what a stream cut off early records
+        attempt.opening = usage
     return MessageStart(event.id, request.model, usage)
 
 
@@ -619,6 +702,7 @@ class Call:
     raw: bytes
     headers: Mapping[str, str]
     reuse: Reuse
+    origin: Origin  # who asked, for the books
     releasable: bool = True  # False when `data` is not `raw` parsed (a history expanded)
     released: bool = False
     passthrough: bool = True  # False: a rule's edits have no pass-through form (rule_edits.py)

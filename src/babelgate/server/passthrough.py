@@ -112,7 +112,7 @@ class UsageTap:
     that did start."""
 
     __slots__ = ("_spec", "_sse", "ended", "error_data", "events", "head", "last_data",
-                 "started", "usage")
+                 "started", "text_chars", "usage")
 
     def __init__(self, protocol: str) -> None:
         self._spec = SPECS[protocol]
@@ -124,6 +124,9 @@ class UsageTap:
         self.ended = False  # the upstream's own terminal event went by
         self.head: JSON | None = None  # Responses: the response object of response.created
         self.last_data = ""
+        # Roughly the text of the events not parsed (deltas): their size less the JSON
+        # around a delta's text; the output estimate of a stream the client left.
+        self.text_chars = 0
 
     def feed(self, chunk: bytes) -> None:
         spec = self._spec
@@ -132,8 +135,12 @@ class UsageTap:
             self.last_data = event.data
             if spec.interesting(event.event, event.data):
                 spec.read(self, event.event, _loads(event.data))
-            elif not self.started and spec.starts(event.event):
+                continue
+            if not self.started and spec.starts(event.event):
                 self.started = True
+            size = len(event.data) - spec.envelope
+            if size > 0:
+                self.text_chars += size
 
     def merge(self, delta: Usage) -> None:
         # Usage in later events is cumulative; fields they leave out (0) keep their value.
@@ -171,6 +178,7 @@ class PassThroughSpec:
     # Rewrites the (shallow-copied) body in place instead of setting `model` and clamping
     # max_tokens_fields: for a protocol whose model is in the URL (Gemini).
     rewrite: Callable[[JSON, Quirks], None] | None = None
+    envelope: int = 0  # characters of a text delta event's data that are not its text
 
 
 def _anthropic_read(tap: UsageTap, name: str | None, data: JSON) -> None:
@@ -262,6 +270,8 @@ SPECS: dict[str, PassThroughSpec] = {
         interesting=lambda name, _: name in ("message_start", "message_delta", "error"),
         read=_anthropic_read,
         starts=lambda name: False,  # message_start is read above
+        # {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":""}}
+        envelope=80,
     ),
     "openai": PassThroughSpec(
         max_tokens_fields=("max_tokens", "max_completion_tokens"),
@@ -270,6 +280,8 @@ SPECS: dict[str, PassThroughSpec] = {
         interesting=lambda _, raw: '"usage":{' in raw or '"error"' in raw,
         read=_chat_read,
         starts=lambda name: True,
+        # id, object, created, model and choices around {"content":""}: ~140 on OpenAI's
+        envelope=140,
     ),
     "openai-responses": PassThroughSpec(
         max_tokens_fields=("max_output_tokens",),
@@ -278,6 +290,8 @@ SPECS: dict[str, PassThroughSpec] = {
         read=_responses_read,
         starts=lambda name: False,  # response.created is read above
         tail=_responses_tail,
+        # {"type":"response.output_text.delta","sequence_number":..,"item_id":"msg_..", ...}
+        envelope=150,
     ),
     "gemini": PassThroughSpec(
         max_tokens_fields=(),
@@ -287,6 +301,8 @@ SPECS: dict[str, PassThroughSpec] = {
         read=_gemini_read,
         starts=lambda name: True,
         rewrite=_gemini_rewrite,
+        # {"candidates":[{"content":{"parts":[{"text":""}],"role":"model"},"index":0}]}
+        envelope=80,
     ),
 }
 

@@ -79,3 +79,38 @@ def m003_response_owner(conn: sqlite3.Connection) -> None:
     # Whose response a row is: the caller's gateway key id, or NULL for the open gateway
     # without keys (every row stored before this migration).
     conn.execute("ALTER TABLE responses ADD COLUMN owner TEXT")
+
+
+@migration
+def m004_usage(conn: sqlite3.Connection) -> None:
+    # One row per finished upstream attempt (books/record.py UsageRecord, same names and
+    # order). Portable SQL: DOUBLE PRECISION for times and costs (PostgreSQL's REAL is 4
+    # bytes, too coarse for unix seconds); no generated id, so rows insert alike everywhere.
+    conn.execute(
+        """CREATE TABLE usage (
+            time DOUBLE PRECISION NOT NULL,
+            request_id TEXT NOT NULL,
+            key TEXT,
+            client TEXT NOT NULL,
+            protocol TEXT NOT NULL,
+            endpoint TEXT NOT NULL,
+            model TEXT NOT NULL,
+            provider TEXT NOT NULL,
+            target_model TEXT NOT NULL,
+            stream INTEGER NOT NULL,
+            status INTEGER NOT NULL,
+            error_kind TEXT,
+            rule TEXT,
+            route TEXT,
+            input_tokens INTEGER NOT NULL,
+            output_tokens INTEGER NOT NULL,
+            cache_read_tokens INTEGER NOT NULL,
+            cache_write_tokens INTEGER NOT NULL,
+            reasoning_tokens INTEGER NOT NULL,
+            cost DOUBLE PRECISION,
+            latency_ms DOUBLE PRECISION NOT NULL,
+            ttft_ms DOUBLE PRECISION,
+            final INTEGER NOT NULL
+        )"""
+    )
+    conn.execute("CREATE INDEX usage_time ON usage (time)")

@@ -1,0 +1,177 @@
+"""The usage table: rows written in batches by a thread of their own, read by `babelgate usage`.
+
+What this module promises:
+- `UsageWriter.add(row)` never blocks and never touches the disk: it appends to an
+  in-memory queue (a deque append, safe across threads). The writer's thread inserts what
+  is queued every `flush_interval` seconds, or as soon as `batch_rows` rows wait, in one
+  transaction per batch.
+- The queue holds at most `max_queue` rows: when the database cannot keep up (a disk stalled,
+  a locked file), the oldest rows are dropped rather than memory growing without bound, and
+  the thread logs how many went (`dropped` counts them).
+- `close()` writes everything still queued before it returns: a graceful stop loses no row.
+- Nothing opens the database before the first row arrives.
+- Rows are tuples in `COLUMNS` order; this module knows SQL, not what the columns mean.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .migrations import migrate
+
+log = logging.getLogger("babelgate")
+
+COLUMNS: tuple[str, ...] = (
+    "time", "request_id", "key", "client", "protocol", "endpoint", "model", "provider",
+    "target_model", "stream", "status", "error_kind", "rule", "route", "input_tokens",
+    "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "cost",
+    "latency_ms", "ttft_ms", "final",
+)
+_INSERT = (f"INSERT INTO usage ({', '.join(COLUMNS)}) "
+           f"VALUES ({', '.join('?' for _ in COLUMNS)})")
+
+Row = Sequence[Any]
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """The database at `path` (created 0600 with its folder), migrated, in WAL mode."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    migrate(conn)
+    return conn
+
+
+class UsageWriter:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        flush_interval: float = 0.5,
+        batch_rows: int = 1000,
+        max_queue: int = 100_000,
+    ) -> None:
+        self.path = Path(path).expanduser()
+        self.flush_interval = flush_interval
+        self.batch_rows = batch_rows
+        self.max_queue = max_queue
+        self.dropped = 0
+        self.written = 0
+        self._reported = 0
+        self._queue: deque[Row] = deque()
+        self._wake = threading.Event()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._conn: sqlite3.Connection | None = None  # used only on the writer's thread
+        self._lock = threading.Lock()  # starting the thread once
+
+    # ------------------------------------------------------------ the request path
+    def add(self, row: Row) -> None:
+        queue = self._queue
+        if len(queue) >= self.max_queue:
+            queue.popleft()  # the oldest goes: the writer says how many
+            self.dropped += 1
+        queue.append(row)
+        if self._thread is None:
+            self._start()
+        elif len(queue) >= self.batch_rows:
+            self._wake.set()
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is None and not self._stopping:
+                self._thread = threading.Thread(
+                    target=self._run, name="babelgate-usage", daemon=True)
+                self._thread.start()
+
+    # ------------------------------------------------------------ the writer's thread
+    def _run(self) -> None:
+        while not self._stopping:
+            self._wake.wait(self.flush_interval)
+            self._wake.clear()
+            self._flush()
+
+    def _flush(self) -> None:
+        queue = self._queue
+        while queue:
+            batch: list[Row] = []
+            take = batch.append
+            try:
+                while len(batch) < self.batch_rows:
+                    take(queue.popleft())
+            except IndexError:  # emptied
+                pass
+            self._write(batch)
+        if self.dropped != self._reported:
+            log.warning("usage records dropped: %d in all (the database fell behind; the "
+                        "queue holds %d)", self.dropped, self.max_queue)
+            self._reported = self.dropped
+
+    def _write(self, batch: list[Row]) -> None:
+        for attempt in range(3):
+            try:
+                if self._conn is None:
+                    self._conn = connect(self.path)
+                conn = self._conn
+                conn.execute("BEGIN")
+                try:
+                    conn.executemany(_INSERT, batch)
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+                self.written += len(batch)
+                return
+            except sqlite3.Error as exc:
+                if attempt == 2:
+                    log.error("usage records lost: %d could not be written to %s: %s",
+                              len(batch), self.path, exc)
+                    return
+                time.sleep(0.2 * (attempt + 1))  # a locked file: this thread may wait
+
+    # ------------------------------------------------------------ lifecycle
+    def close(self) -> None:
+        """Write what is queued and stop the thread (blocks: call it off the event loop, or
+        at shutdown)."""
+        with self._lock:
+            self._stopping = True
+            thread = self._thread
+        if thread is not None:
+            self._wake.set()
+            thread.join()
+        self._flush()  # rows added after the thread's last pass, or with no thread at all
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+# ---------------------------------------------------------------- reading
+
+
+def read_since(path: str | os.PathLike[str], since: float) -> list[dict[str, Any]]:
+    """Every row from `since` (unix seconds) on, oldest first, as dicts by column."""
+    db = Path(path).expanduser()
+    if not db.exists():
+        return []
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        has = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'usage'").fetchone()
+        if has is None:
+            return []
+        cursor = conn.execute(
+            f"SELECT {', '.join(COLUMNS)} FROM usage WHERE time >= ? ORDER BY time", (since,))
+        return [dict(zip(COLUMNS, row, strict=True)) for row in cursor]
+    finally:
+        conn.close()
