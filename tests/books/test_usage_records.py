@@ -25,7 +25,8 @@ PRICES = {
     "an/claude-up": {"input": 3.0, "output": 15.0, "cache_read": 0.3, "cache_write": 3.75},
 }
 CLAUDE_HEADERS = {"content-type": "application/json", "x-api-key": "k",
-                  "anthropic-version": "2023-06-01", "user-agent": "claude-cli/2.0.14 (external, cli)"}
+                  "anthropic-version": "2023-06-01",
+                  "user-agent": "claude-cli/2.0.14 (external, cli)"}
 
 
 def storage(tmp_path: Path) -> dict[str, Any]:
