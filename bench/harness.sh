@@ -55,5 +55,6 @@ write_gateway_config() {  # the three upstream types on UP, routed as bench/run.
         echo "  $(model_of "$WORK/bodies/codex.json"): anth/$(model_of "$WORK/bodies/upstream/anthropic.json")"
         echo "  $chat_model: gem/$chat_model"
         echo "  default: up/canned-model"
+        echo "storage: {path: $WORK/gw.db}"  # stored state and usage rows: not in \$HOME
     } >"$WORK/gw.yaml"
 }

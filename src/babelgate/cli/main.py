@@ -1,4 +1,4 @@
-"""The `babelgate` command line: `serve`, `init`, `--version`.
+"""The `babelgate` command line: `serve`, `init`, `usage`, `--version`.
 
 Promises: a configuration problem prints one clear message to stderr and exits 2 (no
 traceback); nothing printed ever contains an api_key; the server package is imported only
@@ -15,6 +15,7 @@ from typing import TextIO
 
 from babelgate import __version__
 from babelgate.cli.example import EXAMPLE_CONFIG
+from babelgate.cli.usage import add_usage
 from babelgate.config import (
     DEFAULT_CONFIG_FILE,
     NO_PROVIDER_HINT,
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_serve(commands)
     _add_init(commands)
+    add_usage(commands)
     return parser
 
 
