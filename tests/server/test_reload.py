@@ -62,9 +62,10 @@ def route_to(gateway: Gateway, target: str, **changes: Any) -> None:
     gateway.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
 
 
-async def ask(session: aiohttp.ClientSession, gateway: Gateway, text: str = "hi") -> str:
+async def ask(session: aiohttp.ClientSession, gateway: Gateway, text: str = "hi",
+              model: str = "anything") -> str:
     """Where the gateway sends a chat request now."""
-    body = {"model": "anything", "messages": [{"role": "user", "content": text}]}
+    body = {"model": model, "messages": [{"role": "user", "content": text}]}
     async with session.post(gateway.url + "/v1/chat/completions", json=body) as resp:
         assert resp.status == 200, await resp.text()
         data = await resp.json()
@@ -121,6 +122,26 @@ async def test_a_file_edit_reroutes_the_next_request(
     assert "configuration reloaded from" in gateway.log()
 
 
+async def test_under_an_asgi_server_the_file_watch_and_the_endpoint_reload(
+    tmp_path: Path, fake_a: FakeOpenAI, fake_b: FakeOpenAI
+) -> None:
+    """The app under uvicorn (server/asgi.py): its lifespan starts the file watch."""
+    factory = GatewayFactory(tmp_path, "uvicorn")
+    try:
+        gateway = await start(factory, fake_a, fake_b, POLL)
+        async with aiohttp.ClientSession() as session:
+            assert await ask(session, gateway) == "a/model-a"
+            route_to(gateway, "b/model-b")
+            await wait_health(session, gateway, "reloads", 1)
+            assert await ask(session, gateway) == "b/model-b"
+            route_to(gateway, "a/model-c")
+            status, _ = await reload(session, gateway)
+            assert status == 200
+            assert await ask(session, gateway) == "a/model-c"
+    finally:
+        await factory.close()
+
+
 async def test_sighup_reloads_the_file_and_keeps_serving(
     gateway_factory: GatewayFactory, fake_a: FakeOpenAI, fake_b: FakeOpenAI
 ) -> None:
@@ -161,6 +182,13 @@ async def test_post_admin_reload_applies_the_file_before_answering(
         assert status == 200
         assert again["loaded_at"] >= answer["loaded_at"]
         assert (await health(session, gateway))["reloads"] == 2
+
+        # Rules come with the configuration too.
+        route_to(gateway, "b/model-b", rules=[{"if": {"model": "special-*"}, "to": "a/model-r"}])
+        status, _ = await reload(session, gateway)
+        assert status == 200
+        assert await ask(session, gateway, model="special-1") == "a/model-r"
+        assert await ask(session, gateway) == "b/model-b"
 
 
 # ---------------------------------------------------------------- what a reload keeps

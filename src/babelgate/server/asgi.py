@@ -20,6 +20,9 @@ become ASGI messages. What the app promises holds under both:
   (the client reads a broken answer, not a short one);
 - `lifespan` starts and stops the app (a server without it starts the app on the first
   request; it is then stopped with the process).
+Hot reload works as under our server (server/reload.py): the lifespan starts the watch of the
+configuration file, and POST /admin/reload is an endpoint of the app; SIGHUP is the ASGI
+server's own business.
 On SIGTERM the ASGI server decides how long open requests may run: `server.shutdown_timeout`
 is not read. uvicorn cancels what is still open after --timeout-graceful-shutdown, and a
 stream cancelled so ends with an error event its client retries on, as under our server;
