@@ -145,7 +145,8 @@ def test_no_providers_gives_the_configuration_hint() -> None:
     router = Router(Settings(server=ServerConfig(), providers={}, routes={}, source="environment"))
     with pytest.raises(GatewayError) as info:
         router.resolve("claude-sonnet-4-5")
-    assert info.value.kind == "not_found"
+    # 400: what Claude Code and Codex show verbatim (tests/agents/test_no_provider.py).
+    assert (info.value.kind, info.value.status) == ("invalid_request", 400)
     assert info.value.message == NO_PROVIDER_HINT
 
 

@@ -154,7 +154,11 @@ class Router:
 
     def _not_found(self, model: str) -> GatewayError:
         if not self._providers:
-            return GatewayError("not_found", NO_PROVIDER_HINT)
+            # A 400 `invalid_request_error`: the one answer the agents show as it is, at once.
+            # Claude Code reads a 404 as "There's an issue with the selected model" and hides
+            # the message; Codex retries a 404 or a 5xx five times before showing it
+            # (tests/agents/test_no_provider.py runs both).
+            return GatewayError("invalid_request", NO_PROVIDER_HINT)
         routable = ", ".join(self._routable) or "(no routes; use 'provider/model')"
         return GatewayError("not_found", f"no route for model {model!r}; routable: {routable}")
 
