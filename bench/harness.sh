@@ -56,5 +56,23 @@ write_gateway_config() {  # the three upstream types on UP, routed as bench/run.
         echo "  $chat_model: gem/$chat_model"
         echo "  default: up/canned-model"
         echo "storage: {path: $WORK/gw.db}"  # stored state and usage rows: not in \$HOME
+        if [ -n "${BENCH_RULES:-}" ]; then ten_rules; fi
     } >"$WORK/gw.yaml"
+}
+
+ten_rules() {  # BENCH_RULES=1: ten rules that none of the bench's bodies meet (the cost of
+    # checking them on every request; docs/benchmark.md), costly conditions included
+    cat <<'YAML'
+rules:
+  - {if: {background: true}, to: up/small}
+  - {if: {image: true}, to: gem/vision}
+  - {if: {long_context: 1000000}, to: gem/long}
+  - {if: {web_search: true, user_agent: "Nobody*"}, to: gem/search}
+  - {if: {user_agent: "CherryStudio*"}, system_prepend: "You are helpful.", set: {temperature: 0.3}}
+  - {if: {header: {x-team: batch}}, max_tokens: 1024}
+  - {if: {model: "gpt-4o*"}, to: up/gpt-4o}
+  - {if: {model: "o3*", thinking: true}, to: up/o3}
+  - {if: {tools: false, model: "claude-*"}, remove: [metadata]}
+  - {if: {model: "never-*"}, set: {temperature: 0}}
+YAML
 }

@@ -353,3 +353,16 @@ def test_rules_are_frozen(tmp_path: Path) -> None:
     with pytest.raises(AttributeError):
         rule.edits.max_tokens = 1  # type: ignore[misc]  # likewise
     assert isinstance(rules.rules, tuple) and isinstance(rule.checks, tuple)
+
+
+def test_model_globs_run_once_per_model_name(tmp_path: Path) -> None:
+    """The rules a model name can meet are kept per name, in a bounded table."""
+    config = settings(tmp_path, [{"name": "a", "if": {"model": "a-*"}, "to": "gemini"},
+                                 {"name": "any", "if": {"tools": True}, "to": "deepseek"}])
+    rules, router = Rules(config.rules, cache_size=2), Router(config)
+    for _ in range(2):
+        assert rules.decide(chat(model="a-1"), {}, Reuse(), router)[1].header == "rule:a"
+        assert rules.decide(chat(model="b-1"), {}, Reuse(), router)[1].header == "default"
+    assert [r.label for r in rules._for_model["b-1"]] == ["any"]
+    rules.decide(chat(model="c-1"), {}, Reuse(), router)
+    assert list(rules._for_model) == ["b-1", "c-1"]  # the oldest name went first
