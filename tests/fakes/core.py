@@ -168,8 +168,8 @@ def opaque_token() -> str:
 def opaque_ok(token: object) -> bool:
     if not isinstance(token, str):
         return False
-    try:
-        blob = base64.b64decode(token, validate=True)
+    try:  # Google reads bytes fields in either base64 alphabet (the SDKs resend URL-safe)
+        blob = base64.b64decode(token.replace("-", "+").replace("_", "/"), validate=True)
     except ValueError:
         return False
     if len(blob) != 36 or not blob.startswith(b"fakeopq1"):

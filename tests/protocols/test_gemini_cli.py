@@ -6,6 +6,7 @@ stream framing."""
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,8 @@ from babelgate.protocols.gemini.endpoint import (
     GeminiPath,
     parse_path,
 )
+from babelgate.protocols.gemini.parts import SIGNATURE_PREFIX
+from babelgate.server.passthrough import can_pass_through
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "gemini"
 SKIP = "skip_thought_signature_validator"  # what Gemini CLI puts on calls it got unsigned
@@ -153,7 +156,11 @@ def test_foreign_reasoning_round_trips_through_a_whole_response() -> None:
     body = codec.render_response(response, request)
     parts = body["candidates"][0]["content"]["parts"]
     assert parts[0]["thought"] is True and parts[0]["text"] == "Let me check the weather."
-    assert parts[0]["thoughtSignature"].startswith("bg1.")
+    signature = parts[0]["thoughtSignature"]
+    assert signature.startswith(SIGNATURE_PREFIX)
+    # Valid base64, as the SDKs require of a bytes field; they may resend it URL-safe.
+    resent = base64.urlsafe_b64encode(base64.b64decode(signature, validate=True)).decode()
+    assert echo([{**parts[0], "thoughtSignature": resent}, parts[1]])[0] == anthropic_thinking()
     assert parts[1]["functionCall"] == {"name": "get_weather", "args": {"city": "Paris"},
                                         "id": "toolu_01"}
     assert body["candidates"][0]["finishReason"] == "STOP"
@@ -206,6 +213,20 @@ def echo(parts: list[Any]) -> list[Any]:
     return list(request.messages[1].parts)
 
 
+def test_history_with_our_envelope_is_translated_not_passed_through() -> None:
+    """A conversation that went through another upstream carries our envelopes: a Gemini
+    upstream must not see them, so such a body is translated (the codec drops them)."""
+    response = Response(id="r", model="c", parts=(anthropic_thinking(), weather_call()))
+    parts = codec.render_response(response, Request(model="g", messages=()))[
+        "candidates"][0]["content"]["parts"]
+    body = {"contents": [{"role": "user", "parts": [{"text": "q"}]},
+                         {"role": "model", "parts": parts}]}
+    assert not can_pass_through("gemini", "gemini", orjson.dumps(body))
+    assert can_pass_through("gemini", "gemini", orjson.dumps(load("gemini_cli_request.json")))
+    rendered = codec.render_request(codec.parse_request(body), Quirks())
+    assert SIGNATURE_PREFIX not in orjson.dumps(rendered).decode()
+
+
 def test_gemini_reasoning_keeps_its_signatures() -> None:
     thought = Reasoning(text="Thinking.", signature="CpoBgemini", origin="gemini")
     signed_call = ToolCall(id="call_1", name="f", arguments={},
@@ -221,7 +242,7 @@ def test_gemini_reasoning_keeps_its_signatures() -> None:
     assert back[0] == thought
     assert isinstance(back[2], ToolCall) and back[2].provider_metadata == {
         "thought_signature": "CpoBcall"}
-    assert "bg1." not in str(parts)  # Gemini's own signatures are not wrapped
+    assert SIGNATURE_PREFIX not in str(parts)  # Gemini's own signatures are not wrapped
 
 
 def test_refusal_and_max_tokens_finish_reasons() -> None:

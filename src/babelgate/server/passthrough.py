@@ -18,6 +18,7 @@ import orjson
 from babelgate.canonical import GatewayError, Usage
 from babelgate.canonical.carry import ENVELOPE_PREFIX, ID_MARK
 from babelgate.protocols import Quirks
+from babelgate.protocols.gemini.parts import SIGNATURE_PREFIX as GEMINI_SIGNATURE_PREFIX
 from babelgate.protocols.gemini.response import parse_usage as gemini_usage
 from babelgate.protocols.openai_chat.usage import parse_usage as chat_usage
 from babelgate.protocols.openai_responses.errors import stream_error
@@ -27,6 +28,7 @@ from babelgate.protocols.sse import SSEDecoder, sse
 JSON = dict[str, Any]
 _ENVELOPE_MARK = b'"' + ENVELOPE_PREFIX.encode()
 _ID_MARK = ID_MARK.encode()
+_GEMINI_MARK = b'"' + GEMINI_SIGNATURE_PREFIX.encode()  # our envelope in a thoughtSignature
 
 
 def can_pass_through(
@@ -45,6 +47,8 @@ def can_pass_through(
         return False
     if _ENVELOPE_MARK in raw_body or _ID_MARK in raw_body:
         return False
+    if client_protocol == "gemini":
+        return _GEMINI_MARK not in raw_body
     if client_protocol == "openai":
         return preset is None
     if client_protocol == "openai-responses":

@@ -43,6 +43,7 @@ from babelgate.canonical import (
 from babelgate.canonical.carry import unpack
 
 from .parts import BARE_THOUGHT, ORIGIN, SIGNATURE_KEY, render_model_parts
+from .parts import carried as carried_envelope
 from .schema import to_json_schema
 
 JSON = dict[str, Any]
@@ -263,7 +264,7 @@ def _text_part(raw: JSON) -> list[Part]:
     text = text if isinstance(text, str) else ""
     signature = get(raw, "thoughtSignature")
     signature = signature if isinstance(signature, str) and signature else None
-    carried = unpack(signature)
+    carried = unpack(carried_envelope(signature)) if signature is not None else None
     if carried is not None:  # foreign reasoning we showed the client as thought text
         origin, payload = carried
         signed, redacted = payload.get("s"), payload.get("r")

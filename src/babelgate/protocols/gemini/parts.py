@@ -9,11 +9,13 @@ Rules kept here:
   it back on the text part just before it.
 - Upstream, reasoning from other providers is dropped (Gemini must not see foreign thoughts).
   Towards a Gemini-SDK client, foreign reasoning is shown as thought text, and its signature is
-  packed (canonical/carry.py) into `thoughtSignature`, which the client echoes back unchanged.
+  packed (canonical/carry.py, then base64: `foreign_signature`) into `thoughtSignature`,
+  which the client echoes back.
 """
 
 from __future__ import annotations
 
+import base64
 import mimetypes
 from typing import Any
 
@@ -27,6 +29,11 @@ JSON = dict[str, Any]
 ORIGIN = "gemini"
 SIGNATURE_KEY = "thought_signature"  # ToolCall.provider_metadata key
 GEMINI_ID_KEY = "gemini_id"  # ToolCall.provider_metadata key: the id Gemini itself gave
+# Our envelopes in a `thoughtSignature` are base64 (the Gemini SDKs hold the field as bytes,
+# base64 in JSON, and refuse anything else), of these marker bytes and the envelope: six
+# bytes, so the base64 text always begins with the same eight characters, in both alphabets.
+_MARK = b"bgsig1"
+SIGNATURE_PREFIX = base64.b64encode(_MARK).decode()
 # Reasoning.provider_metadata of an empty-text Reasoning that stands for a thought part with
 # only a signature (rather than for a signature Gemini put on a text part).
 BARE_THOUGHT: JSON = {"part": "thought"}
@@ -95,10 +102,25 @@ def _reasoning(part: Reasoning, out: list[JSON], upstream: bool) -> None:
 
 def foreign_signature(part: Reasoning) -> str | None:
     """Another provider's reasoning signature (or redacted data) packed for a Gemini client,
-    which echoes `thoughtSignature` back unchanged; client.py unpacks it."""
+    which echoes `thoughtSignature` back; client.py unpacks it (`carried`)."""
     if not (part.signature or part.redacted):
         return None
-    return pack(part.origin or "unknown", {"s": part.signature, "r": part.redacted})
+    envelope = pack(part.origin or "unknown", {"s": part.signature, "r": part.redacted})
+    return base64.b64encode(_MARK + envelope.encode()).decode()
+
+
+def carried(signature: str) -> str | None:
+    """The envelope (canonical/carry.py) inside a thoughtSignature we gave a client, or None
+    for a real Gemini signature. Either base64 alphabet is read: the SDKs decode the field to
+    bytes and may encode it again URL-safe."""
+    if not signature.startswith(SIGNATURE_PREFIX):
+        return None
+    text = signature.replace("-", "+").replace("_", "/")
+    try:
+        raw = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except ValueError:
+        return None
+    return raw[len(_MARK):].decode("utf-8", "replace") if raw.startswith(_MARK) else None
 
 
 def _attach_text_signature(signature: str, out: list[JSON]) -> None:
