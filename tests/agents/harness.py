@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,8 @@ from typing import Any
 
 import orjson
 from tests.fakes import FakeAnthropic, FakeGemini, FakeOpenAI, FakeUpstream
+
+from babelgate.cli.gemini import gemini_env, write_gemini_home
 
 AGENT_CACHE = Path(
     os.environ.get("BABELGATE_AGENT_CACHE", Path.home() / ".cache" / "babelgate" / "agents")
@@ -249,3 +252,45 @@ UPSTREAMS: dict[str, tuple[Callable[[], FakeUpstream], str]] = {
     "gemini": (FakeGemini, "gemini-test"),
     "gemini3": (lambda: FakeGemini(modes=["gemini3"]), "gemini-3-test"),
 }
+
+
+# ---------------------------------------------------------------- Gemini CLI
+
+GEMINI_MODEL = "gemini-2.5-pro"  # what the launcher's settings make Gemini CLI ask for
+
+
+async def run_gemini(
+    base_url: str, ws: Workspace, prompt: str = PROMPT, api_key: str = "anything"
+) -> AgentRun:
+    """Gemini CLI in headless mode (`-p`, `--yolo`, `--output-format json`), its home the
+    one `babelgate gemini` prepares (babelgate.cli.gemini), pointed at `base_url` (the
+    gateway's root, or a Gemini fake's)."""
+    binary = agent_binary("gemini")
+    assert binary is not None, "run scripts/install-agents.sh first"
+    home = ws.home / "gemini-home"
+    write_gemini_home(home, ws.workdir)
+    env = gemini_env(gemini_base_env(ws.home), home, base_url, api_key)
+    command = [str(binary), "-p", prompt, "--yolo", "--output-format", "json"]
+    return await run_agent(command, env, ws.workdir)
+
+
+def gemini_base_env(home: Path) -> dict[str, str]:
+    """Only what Gemini CLI needs besides the launcher's variables: no terminal, no colours,
+    and a HOME of the sandbox's (it still looks there for a few things)."""
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(home),
+        "TERM": "dumb",
+        "NO_COLOR": "1",
+    }
+
+
+async def run_launcher(gateway_url: str, ws: Workspace, prompt: str = PROMPT) -> AgentRun:
+    """`babelgate gemini --url GATEWAY -p PROMPT --yolo --output-format json`: the launcher
+    as a user runs it, with the cached Gemini CLI."""
+    binary = agent_binary("gemini")
+    assert binary is not None, "run scripts/install-agents.sh first"
+    env = {**gemini_base_env(ws.home), "BABELGATE_GEMINI_BIN": str(binary)}
+    command = [sys.executable, "-m", "babelgate", "gemini", "--url", gateway_url,
+               "-p", prompt, "--yolo", "--output-format", "json"]
+    return await run_agent(command, env, ws.workdir)

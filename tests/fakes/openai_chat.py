@@ -69,7 +69,9 @@ CHAT_FIELDS = frozenset(
 
 # Extras that OpenAI-compatible providers accept on top of OpenAI's own fields.
 PRESET_EXTRAS: dict[str, frozenset[str]] = {
-    "deepseek": frozenset({"thinking"}),
+    # DeepSeek ignores sampling fields it does not support (its docs; providers/presets.py),
+    # such as the top_k Gemini CLI sends on every request.
+    "deepseek": frozenset({"thinking", "top_k"}),
     "openrouter": frozenset(
         {
             "reasoning",

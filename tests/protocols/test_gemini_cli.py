@@ -213,6 +213,40 @@ def echo(parts: list[Any]) -> list[Any]:
     return list(request.messages[1].parts)
 
 
+@pytest.mark.parametrize("streamed", [False, True], ids=["whole", "streamed"])
+def test_turn_reasoning_rides_on_the_first_call(streamed: bool) -> None:
+    """Gemini CLI drops thought parts from its history but keeps a call's thoughtSignature:
+    the turn's foreign reasoning (DeepSeek's text, which it needs echoed; Anthropic's signed
+    thinking) comes back through the first call alone, once, before the calls."""
+    deepseek = Reasoning(text="I will run two commands.", origin="openai")
+    second_call = ToolCall(id="toolu_02", name="get_weather", arguments={"city": "Rome"})
+    parts_in = (anthropic_thinking(), deepseek, weather_call(), second_call)
+    request = Request(model="gemini-x", messages=(), stream=streamed)
+    if streamed:
+        encoder = codec.stream_encoder(request)
+        events: list[Any] = [MessageStart("r1", "x", Usage())]
+        for i, part in enumerate(parts_in):
+            events += [PartStart(i, part), PartStop(i, part)]
+        raw = b"".join(encoder.encode(e) for e in events)
+        chunks = [orjson.loads(line[6:]) for line in raw.splitlines()
+                  if line.startswith(b"data: ")]
+        parts = [p for c in chunks for p in c["candidates"][0]["content"]["parts"]]
+    else:
+        response = Response(id="r", model="x", parts=parts_in, stop_reason="tool_use")
+        parts = codec.render_response(response, request)["candidates"][0]["content"]["parts"]
+    calls = [p for p in parts if "functionCall" in p]
+    assert calls[0]["thoughtSignature"].startswith(SIGNATURE_PREFIX)
+    assert "thoughtSignature" not in calls[1]
+    # What Gemini CLI sends back: the calls only (it keeps no thoughts)...
+    body = {"contents": [{"role": "user", "parts": [{"text": "q"}]},
+                         {"role": "model", "parts": calls}]}
+    assert list(codec.parse_request(body).messages[1].parts) == list(parts_in)
+    # ...and a client that keeps everything gets the same, not the reasoning twice.
+    kept = [p for p in parts if p.get("text") or "functionCall" in p]
+    body["contents"][1]["parts"] = kept
+    assert list(codec.parse_request(body).messages[1].parts) == list(parts_in)
+
+
 def test_history_with_our_envelope_is_translated_not_passed_through() -> None:
     """A conversation that went through another upstream carries our envelopes: a Gemini
     upstream must not see them, so such a body is translated (the codec drops them)."""

@@ -1,4 +1,4 @@
-"""The `babelgate` command line: `serve`, `init`, `usage`, `--version`.
+"""The `babelgate` command line: `serve`, `init`, `usage`, `gemini`, `--version`.
 
 Promises: a configuration problem prints one clear message to stderr and exits 2 (no
 traceback); nothing printed ever contains an api_key; the server package is imported only
@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serve(commands)
     _add_init(commands)
     add_usage(commands)
+    _add_gemini(commands)
     return parser
 
 
@@ -74,6 +75,19 @@ def _add_init(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     init.set_defaults(handler=_init)
 
 
+def _add_gemini(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    # Listed for --help only: main() hands `gemini` and everything after it to
+    # cli/gemini.py, since Gemini CLI's own options must pass through untouched.
+    commands.add_parser(
+        "gemini",
+        help="run Gemini CLI on babelgate",
+        description="babelgate gemini [--url URL] [--config FILE] [--] [ARGS...]: run Gemini "
+        "CLI with ARGS against the gateway at --url, else the one answering at the configured "
+        "address, else one started for the session; Gemini CLI gets a temporary settings "
+        "directory of its own (your ~/.gemini is not used).",
+    )
+
+
 def _port(text: str) -> int:
     try:
         port = int(text)
@@ -96,6 +110,14 @@ def _workers(text: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the process exit code."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["gemini"] and not {"-h", "--help"} & set(args_list[1:2]):
+        from babelgate.cli.gemini import run
+
+        try:
+            return run(args_list[1:])
+        except KeyboardInterrupt:
+            return EXIT_INTERRUPTED
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

@@ -42,7 +42,13 @@ from babelgate.canonical import (
 )
 from babelgate.canonical.carry import unpack
 
-from .parts import BARE_THOUGHT, ORIGIN, SIGNATURE_KEY, render_model_parts
+from .parts import (
+    BARE_THOUGHT,
+    ORIGIN,
+    SIGNATURE_KEY,
+    render_model_parts,
+    restored_turn,
+)
 from .parts import carried as carried_envelope
 from .schema import to_json_schema
 
@@ -156,11 +162,13 @@ def parse_request(body: JSON) -> Request:
 
 
 class _Conversation:
-    __slots__ = ("_count", "_pending")
+    __slots__ = ("_count", "_pending", "_turn_reasoning")
 
     def __init__(self) -> None:
         self._count = 0
         self._pending: list[ToolCall] = []  # calls of the last model turn not yet answered
+        # The reasoning a model turn's function call carried back (parts.turn_reasoning).
+        self._turn_reasoning: list[Reasoning] | None = None
 
     def messages(self, contents: list[Any]) -> tuple[Message, ...]:
         out: list[Message] = []
@@ -173,12 +181,13 @@ class _Conversation:
                 raise invalid(f"contents[{i}].parts must be a list", f"contents[{i}].parts")
             if role == "assistant":
                 self._pending = []
+                self._turn_reasoning = None
             message_parts: list[Part] = []
             for raw in parts:
                 if isinstance(raw, dict):
                     message_parts.extend(self._part(raw))
             if role == "assistant":
-                message_parts = _join_streamed_thoughts(message_parts)
+                message_parts = self._model_turn(message_parts)
             if message_parts:
                 out.append(Message(role=role, parts=tuple(message_parts)))
         return tuple(out)
@@ -195,10 +204,23 @@ class _Conversation:
             return [_media(media)]
         return _text_part(raw)
 
+    def _model_turn(self, parts: list[Part]) -> list[Part]:
+        carried = self._turn_reasoning
+        if carried is None:
+            return _join_streamed_thoughts(parts)
+        # The turn came from another provider: its thought parts, if the client kept them,
+        # only showed what the call carried in full.
+        return [*carried, *(p for p in parts if not isinstance(p, Reasoning))]
+
     def _call(self, call: JSON, signature: Any) -> ToolCall:
         self._count += 1
         call_id = call.get("id") or f"call_{self._count}"
         args = call.get("args")
+        if isinstance(signature, str) and self._turn_reasoning is None:
+            restored = restored_turn(signature)
+            if restored is not None:
+                self._turn_reasoning = restored
+                signature = None
         metadata = {SIGNATURE_KEY: signature} if isinstance(signature, str) and signature else None
         parsed = ToolCall(
             id=str(call_id),

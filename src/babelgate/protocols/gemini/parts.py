@@ -20,7 +20,7 @@ import mimetypes
 from typing import Any
 
 from babelgate.canonical import Document, Image, Part, Reasoning, Text, ToolCall
-from babelgate.canonical.carry import pack
+from babelgate.canonical.carry import pack, unpack
 
 from .names import gemini_name
 
@@ -34,6 +34,7 @@ GEMINI_ID_KEY = "gemini_id"  # ToolCall.provider_metadata key: the id Gemini its
 # bytes, so the base64 text always begins with the same eight characters, in both alphabets.
 _MARK = b"bgsig1"
 SIGNATURE_PREFIX = base64.b64encode(_MARK).decode()
+TURN_ORIGIN = "turn"  # the envelope on a function call that holds its turn's reasoning
 # Reasoning.provider_metadata of an empty-text Reasoning that stands for a thought part with
 # only a signature (rather than for a signature Gemini put on a text part).
 BARE_THOUGHT: JSON = {"part": "thought"}
@@ -58,11 +59,20 @@ def media_part(part: Image | Document) -> JSON | None:
     return {"fileData": {"mimeType": mime, "fileUri": part.url}}
 
 
-def render_model_parts(parts: tuple[Part, ...], *, upstream: bool) -> list[JSON]:
+def render_model_parts(
+    parts: tuple[Part, ...], *, upstream: bool, foreign: list[Reasoning] | None = None
+) -> list[JSON]:
     """An assistant turn's parts -> Gemini model parts. `upstream=True` renders for Gemini
     itself (tool names made valid, foreign reasoning dropped, `functionCall.id` only when
-    Gemini gave one); `False` renders for a Gemini-SDK client."""
+    Gemini gave one); `False` renders for a Gemini-SDK client, the turn's foreign reasoning
+    also carried by its first function call (`turn_reasoning`; `foreign`: that reasoning
+    when it is not among `parts`, as in a stream)."""
     out: list[JSON] = []
+    carrier: str | None = None
+    if not upstream:
+        if foreign is None:
+            foreign = [p for p in parts if isinstance(p, Reasoning) and p.origin != ORIGIN]
+        carrier = turn_reasoning(foreign)
     for part in parts:
         if isinstance(part, Text):
             if part.text:
@@ -70,7 +80,8 @@ def render_model_parts(parts: tuple[Part, ...], *, upstream: bool) -> list[JSON]
         elif isinstance(part, Reasoning):
             _reasoning(part, out, upstream)
         elif isinstance(part, ToolCall):
-            out.append(_function_call(part, upstream))
+            out.append(_function_call(part, upstream, carrier))
+            carrier = None
         elif isinstance(part, Image | Document):
             media = media_part(part)
             if media is not None:
@@ -105,7 +116,10 @@ def foreign_signature(part: Reasoning) -> str | None:
     which echoes `thoughtSignature` back; client.py unpacks it (`carried`)."""
     if not (part.signature or part.redacted):
         return None
-    envelope = pack(part.origin or "unknown", {"s": part.signature, "r": part.redacted})
+    return _wrapped(pack(part.origin or "unknown", {"s": part.signature, "r": part.redacted}))
+
+
+def _wrapped(envelope: str) -> str:
     return base64.b64encode(_MARK + envelope.encode()).decode()
 
 
@@ -123,6 +137,7 @@ def carried(signature: str) -> str | None:
     return raw[len(_MARK):].decode("utf-8", "replace") if raw.startswith(_MARK) else None
 
 
+
 def _attach_text_signature(signature: str, out: list[JSON]) -> None:
     """Put a text part's signature back on that text part (the one just rendered)."""
     last = out[-1] if out else None
@@ -137,7 +152,33 @@ def _attach_text_signature(signature: str, out: list[JSON]) -> None:
     out.append({"text": "", "thoughtSignature": signature})
 
 
-def _function_call(call: ToolCall, upstream: bool) -> JSON:
+def turn_reasoning(foreign: list[Reasoning]) -> str | None:
+    """A turn's reasoning from another provider, packed for its first function call's
+    `thoughtSignature`. Gemini CLI keeps no thought parts in its history, but it does keep a
+    call's signature (as Gemini 3 wants): what DeepSeek needs echoed (its reasoning text) and
+    what Anthropic needs to go on thinking in a tool loop (the signed thinking) comes back
+    this way. client.py restores it (`restored_turn`)."""
+    kept = [{"o": p.origin, "t": p.text, "s": p.signature, "r": p.redacted}
+            for p in foreign if p.text or p.signature or p.redacted]
+    if not kept:
+        return None
+    return _wrapped(pack(TURN_ORIGIN, {"parts": kept}))
+
+
+def restored_turn(signature: str) -> list[Reasoning] | None:
+    """The reasoning `turn_reasoning` packed, or None when `signature` is something else."""
+    envelope = unpack(carried(signature))
+    if envelope is None or envelope[0] != TURN_ORIGIN:
+        return None
+    out = []
+    for item in envelope[1].get("parts") or []:
+        if isinstance(item, dict):
+            out.append(Reasoning(text=str(item.get("t") or ""), signature=item.get("s"),
+                                 redacted=item.get("r"), origin=str(item.get("o") or "")))
+    return out
+
+
+def _function_call(call: ToolCall, upstream: bool, carrier: str | None = None) -> JSON:
     meta = call.provider_metadata or {}
     fc: JSON = {"name": gemini_name(call.name) if upstream else call.name, "args": call.arguments}
     if not upstream:
@@ -148,4 +189,6 @@ def _function_call(call: ToolCall, upstream: bool) -> JSON:
     signature = meta.get(SIGNATURE_KEY)
     if isinstance(signature, str) and signature:
         rendered["thoughtSignature"] = signature
+    elif carrier is not None:
+        rendered["thoughtSignature"] = carrier
     return rendered

@@ -2,7 +2,8 @@
 
 Each `data:` line is one whole GenerateContentResponse chunk, as Gemini sends them:
 - text and thought deltas -> a chunk with one part each;
-- a function call -> one chunk when its part stops (Gemini never splits a call);
+- a function call -> one chunk when its part stops (Gemini never splits a call); the first
+  carries the turn's reasoning from another provider in its thoughtSignature (parts.py);
 - a reasoning part's signature -> a chunk at the part's stop, once the whole signature is
   known (foreign signatures are packed, see parts.py);
 - MessageDelta -> a last chunk with `finishReason` and `usageMetadata`;
@@ -39,11 +40,13 @@ JSON = dict[str, Any]
 
 
 class GeminiStreamEncoder(StreamEncoder):
-    __slots__ = ("_id", "_model")
+    __slots__ = ("_calls", "_foreign", "_id", "_model")
 
     def __init__(self, request: Request) -> None:
         self._id = ""
         self._model = request.model
+        self._foreign: list[Reasoning] = []  # finished reasoning of another provider
+        self._calls = 0
 
     def encode(self, event: Event) -> bytes:
         if isinstance(event, TextDelta):
@@ -68,8 +71,13 @@ class GeminiStreamEncoder(StreamEncoder):
 
     def _part_stop(self, part: Any) -> bytes:
         if isinstance(part, ToolCall):
-            return self._chunk(render_model_parts((part,), upstream=False))
+            # The first call carries the turn's foreign reasoning (parts.turn_reasoning).
+            foreign = self._foreign if not self._calls else []
+            self._calls += 1
+            return self._chunk(render_model_parts((part,), upstream=False, foreign=foreign))
         if isinstance(part, Reasoning):
+            if part.origin != ORIGIN:
+                self._foreign.append(part)
             signed = _signature_part(part)
             return self._chunk([signed]) if signed is not None else b""
         return b""
