@@ -97,7 +97,8 @@ def test_parse_agent_turn() -> None:
 
 def test_parsed_request_renders_back_to_a_valid_upstream_body() -> None:
     request = codec.parse_request(_agent_request())
-    body = codec.render_request(request, Quirks(max_tokens_field="max_completion_tokens"))
+    openai = Quirks(max_tokens_field="max_completion_tokens", system_anywhere=True)
+    body = codec.render_request(request, openai)
     roles = [m["role"] for m in body["messages"]]
     assert roles == ["system", "user", "assistant", "tool", "tool", "system", "user"]
     assert body["messages"][3] == {

@@ -22,7 +22,7 @@ from babelgate.protocols.openai_chat import codec
 from babelgate.protocols.openai_chat.names import wire_call_id, wire_name
 from babelgate.protocols.openai_chat.render_messages import MISSING_RESULT
 
-OPENAI = Quirks(max_tokens_field="max_completion_tokens")
+OPENAI = Quirks(max_tokens_field="max_completion_tokens", system_anywhere=True)
 DEEPSEEK = Quirks(max_tokens=8192, reasoning_control="thinking", echo_reasoning=True)
 PNG = (
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAE"
@@ -42,18 +42,18 @@ def _result(call_id: str, text: str, *more: Text | Image | Document) -> ToolResu
     return ToolResult(call_id=call_id, content=[Text(text), *more])
 
 
+MID_SYSTEM = [
+    Message("user", [Text("hi")]),
+    Message("assistant", [Text("hello")]),
+    Message("system", [Text("Be brief from now on.")]),
+    Message("user", [Text("go")]),
+]
+
+
 def test_system_first_and_mid_conversation_system_in_place() -> None:
     body = codec.render_request(
-        _req(
-            [
-                Message("user", [Text("hi")]),
-                Message("assistant", [Text("hello")]),
-                Message("system", [Text("Be brief from now on.")]),
-                Message("user", [Text("go")]),
-            ],
-            system=[Text("You are Claude Code."), Text("Env: linux")],
-        ),
-        OPENAI,
+        _req(MID_SYSTEM, system=[Text("You are Claude Code."), Text("Env: linux")]),
+        OPENAI,  # system_anywhere: OpenAI takes system messages where they are
     )
     assert body["messages"] == [
         {"role": "system", "content": "You are Claude Code.\n\nEnv: linux"},
@@ -62,6 +62,22 @@ def test_system_first_and_mid_conversation_system_in_place() -> None:
         {"role": "system", "content": "Be brief from now on."},
         {"role": "user", "content": "go"},
     ]
+
+
+def test_mid_conversation_system_folds_into_the_first_elsewhere() -> None:
+    """llama.cpp's and vLLM's chat templates reject or drop a second system message."""
+    later = [*MID_SYSTEM, Message("system", [Text("And in French.")])]
+    body = codec.render_request(_req(later, system=[Text("You are Claude Code.")]), Quirks())
+    assert body["messages"] == [
+        {"role": "system",
+         "content": "You are Claude Code.\n\nBe brief from now on.\n\nAnd in French."},
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "hello"},
+        {"role": "user", "content": "go"},
+    ]
+    alone = codec.render_request(_req(MID_SYSTEM), Quirks())  # no system prompt of its own
+    assert alone["messages"][0] == {"role": "system", "content": "Be brief from now on."}
+    assert [m["role"] for m in alone["messages"]] == ["system", "user", "assistant", "user"]
 
 
 def test_tool_results_follow_their_calls_then_user_text() -> None:

@@ -25,19 +25,38 @@ def test_quirks_from_preset_with_config_clamp(tmp_path: Path) -> None:
 
 
 def test_quirks_default_per_type() -> None:
-    openai = provider_quirks("openai", None, None)
+    openai = provider_quirks("openai", None, None, "https://api.openai.com/v1")
     assert openai == DEFAULT_QUIRKS["openai"]
     assert openai.max_tokens_field == "max_completion_tokens"
     assert openai.strict_fields is True
+    assert openai.system_anywhere is True
+    assert provider_quirks("openai", "openai", None, "https://relay.test/v1") == openai
     deepseek = provider_quirks("openai", "deepseek", None)
     assert deepseek.max_tokens == 8192
     assert deepseek.max_tokens_field == "max_tokens"
     assert deepseek.echo_reasoning is True
 
 
+def test_an_openai_compatible_server_gets_only_what_every_one_reads() -> None:
+    """`type: openai` elsewhere than OpenAI, without a preset (llama.cpp's server, LM Studio):
+    the limit as max_tokens (llama-cpp-python ignores max_completion_tokens), no reasoning
+    control it never declared, later system messages folded into the first."""
+    for url in ("http://127.0.0.1:8000/v1", "http://localhost:1234/v1", "https://llm.corp/v1"):
+        quirks = provider_quirks("openai", None, 256, url)
+        assert quirks.max_tokens_field == "max_tokens"
+        assert quirks.max_tokens == 256
+        assert quirks.reasoning_control == "none"
+        assert quirks.system_anywhere is False
+    for preset in ("llamacpp", "lmstudio"):
+        assert PRESETS[preset].max_tokens_field == "max_tokens"
+        assert PRESETS[preset].reasoning_control == "none"
+        assert PRESETS[preset].system_anywhere is False
+
+
 def test_every_preset_and_type_has_quirks() -> None:
     assert set(PRESETS) == {
-        "deepseek", "kimi", "glm", "qwen", "grok", "siliconflow", "openrouter", "ollama", "vllm",
+        "openai", "deepseek", "kimi", "glm", "qwen", "grok", "siliconflow", "openrouter",
+        "ollama", "vllm", "llamacpp", "lmstudio",
     }  # fmt: skip
     assert set(DEFAULT_QUIRKS) == {"openai", "anthropic", "gemini", "openai-responses"}
     assert PRESETS["openrouter"].reasoning_field == "reasoning"

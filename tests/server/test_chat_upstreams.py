@@ -298,9 +298,14 @@ async def test_system_and_developer_messages(
     joined = "\n".join(lead)
     assert "RULE-ONE" in joined and "RULE-TWO" in joined
     assert joined.index("RULE-ONE") < joined.index("RULE-TWO")
-    # The later instruction is neither lost nor moved before the conversation it follows.
+    # The later instruction is never lost.
     assert "RULE-THREE" in whole
-    assert whole.index("Salut.") < whole.index("RULE-THREE") < whole.index("Hello again")
+    if model == "ds-client":
+        # A Chat upstream other than OpenAI gets it folded into the first system message:
+        # most chat templates take one (Quirks.system_anywhere).
+        assert joined.index("RULE-TWO") < joined.index("RULE-THREE")
+    else:  # nor moved before the conversation it follows
+        assert whole.index("Salut.") < whole.index("RULE-THREE") < whole.index("Hello again")
 
 
 def image_upstream(model: str, body: dict[str, Any]) -> Any:

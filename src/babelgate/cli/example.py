@@ -15,7 +15,8 @@ providers:
     type: openai
     base_url: https://api.deepseek.com/v1
     api_key: ${DEEPSEEK_API_KEY}
-    preset: deepseek        # deepseek, kimi, glm, qwen, grok, siliconflow, openrouter, ollama, vllm
+    preset: deepseek        # openai, deepseek, kimi, glm, qwen, grok, siliconflow, openrouter,
+                            # ollama, vllm, llamacpp, lmstudio
     # max_tokens: 8192      # clamp the client's max_tokens (the preset already does)
     # headers: {}           # extra headers sent upstream
     # timeout: 600          # seconds

@@ -52,6 +52,10 @@ class Quirks(msgspec.Struct, frozen=True, cache_hash=True):
     documents: bool = False  # the upstream accepts PDF/document input
     strict_fields: bool = True  # the upstream rejects fields it does not define
     auto_cache: bool = False  # mark prompt-cache breakpoints a client could not (Anthropic)
+    # The upstream takes `system` messages after the first one (OpenAI). Most chat templates
+    # (vLLM's, llama.cpp's) reject or drop them, so by default a client's mid-conversation
+    # system message (Claude Code sends some) is folded into the first one.
+    system_anywhere: bool = False
 
 
 class StreamDecoder(ABC):

@@ -17,6 +17,8 @@ Every non-obvious value says where it comes from. The rules applied:
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import msgspec
 
 from babelgate.protocols.base import Quirks
@@ -30,6 +32,7 @@ DEFAULT_QUIRKS: dict[str, Quirks] = {
         reasoning_control="reasoning_effort",
         strict_fields=True,
         documents=True,
+        system_anywhere=True,
     ),
     # Anthropic Messages: thinking is native; PDFs are `document` blocks; unknown fields are
     # rejected ("Extra inputs are not permitted"). Chat-only fields below are unused.
@@ -47,7 +50,21 @@ DEFAULT_QUIRKS: dict[str, Quirks] = {
     ),
 }
 
+# `type: openai` without a preset at another address than OpenAI's: an OpenAI-compatible server
+# we know nothing more of (llama.cpp, LM Studio, a company proxy). Only what every such server
+# reads: the limit as `max_tokens` (llama-cpp-python's server ignores max_completion_tokens,
+# and its model generated past the clamp), no reasoning control (none it declares), system
+# messages folded into the first, and only fields the Chat API defines.
+OPENAI_COMPATIBLE = Quirks(reasoning_control="none")
+
+# Hosts where `type: openai` without a preset is OpenAI itself.
+OPENAI_HOSTS = frozenset({"api.openai.com"})
+
 PRESETS: dict[str, Quirks] = {
+    # OpenAI itself, for a provider at another address that serves exactly OpenAI's API (a
+    # relay, a proxy in front of it): `max_completion_tokens`, `reasoning_effort`, system
+    # messages anywhere.
+    "openai": DEFAULT_QUIRKS["openai"],
     # DeepSeek (api-docs.deepseek.com): deepseek-chat's documented max output is 8K
     # (pricing page: "MAX OUTPUT TOKENS 8K"); a larger max_tokens is rejected, so clamp.
     # Thinking: `thinking: {type: enabled|disabled}` (guides/thinking_mode) on V3.1+ and the
@@ -132,15 +149,39 @@ PRESETS: dict[str, Quirks] = {
         reasoning_field="reasoning",
         strict_fields=False,
     ),
+    # llama.cpp's server (`llama-server`) and llama-cpp-python's: `max_tokens` (the latter
+    # ignores max_completion_tokens); no reasoning switch in the request (`--reasoning-format`
+    # is a server flag), reasoning text in `reasoning_content` when the server extracts it;
+    # unknown request fields are ignored. Their chat templates take one leading system message.
+    "llamacpp": Quirks(
+        reasoning_control="none",
+        strict_fields=False,
+    ),
+    # LM Studio's OpenAI-compatible server (lmstudio.ai/docs, "OpenAI Compatibility"):
+    # `max_tokens`, reasoning returned in `reasoning_content` (its "separate reasoning" setting),
+    # no request-side reasoning control; unknown fields are ignored. Models run their own chat
+    # templates, which mostly take one leading system message.
+    "lmstudio": Quirks(
+        reasoning_control="none",
+        strict_fields=False,
+    ),
 }
 
 PRESET_NAMES: tuple[str, ...] = tuple(PRESETS)
 
 
-def provider_quirks(provider_type: str, preset: str | None, max_tokens: int | None) -> Quirks:
-    """A provider's Quirks: its preset's (or its type's defaults), with the `max_tokens`
-    clamp from its configuration when set. Built once per provider, at start-up."""
-    quirks = PRESETS[preset] if preset else DEFAULT_QUIRKS[provider_type]
+def provider_quirks(
+    provider_type: str, preset: str | None, max_tokens: int | None, base_url: str = ""
+) -> Quirks:
+    """A provider's Quirks: its preset's, else its type's defaults (for `type: openai` at an
+    address other than OpenAI's, OPENAI_COMPATIBLE's), with the `max_tokens` clamp from its
+    configuration when set. Built once per provider, at start-up."""
+    if preset:
+        quirks = PRESETS[preset]
+    elif provider_type == "openai" and urlsplit(base_url).hostname not in OPENAI_HOSTS:
+        quirks = OPENAI_COMPATIBLE
+    else:
+        quirks = DEFAULT_QUIRKS[provider_type]
     if max_tokens is not None:
         quirks = msgspec.structs.replace(quirks, max_tokens=max_tokens)
     return quirks

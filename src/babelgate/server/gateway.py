@@ -80,7 +80,7 @@ def build_providers(
             name,
             cfg.base_url,
             cfg.api_key,
-            provider_quirks(cfg.type, cfg.preset, cfg.max_tokens),
+            provider_quirks(cfg.type, cfg.preset, cfg.max_tokens, cfg.base_url),
             headers=cfg.headers,
             timeout=cfg.timeout,
             preset=cfg.preset,

@@ -39,8 +39,8 @@ def can_pass_through(
     - the history carries reasoning from another provider (our envelopes, or data carried in
       tool call ids): the codec must drop or unpack it, since an upstream rejects signatures it
       did not issue and ids longer than it allows;
-    - an OpenAI-compatible upstream with a preset: its quirks (reasoning controls, limits,
-      fields it rejects) need the translation the codec does;
+    - an OpenAI-compatible upstream with a preset other than `openai`: its quirks (reasoning
+      controls, limits, fields it rejects) need the translation the codec does;
     - a Responses request that relies on stored state (`store` not false, or
       `previous_response_id`): the gateway keeps that state, so it must see the output."""
     if client_protocol != provider_type or client_protocol not in SPECS:
@@ -50,7 +50,7 @@ def can_pass_through(
     if client_protocol == "gemini":
         return _GEMINI_MARK not in raw_body
     if client_protocol == "openai":
-        return preset is None
+        return preset is None or preset == "openai"
     if client_protocol == "openai-responses":
         return data is not None and data.get("store") is False and not data.get(
             "previous_response_id"

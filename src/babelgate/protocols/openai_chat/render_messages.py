@@ -1,8 +1,9 @@
 """Canonical conversation -> Chat Completions `messages`.
 
 What this module promises an upstream:
-- System text comes first as one `system` message; a system Message mid-conversation stays a
-  `system` message in place.
+- System text comes first as one `system` message. A system Message mid-conversation stays a
+  `system` message in place where the upstream takes that (`Quirks.system_anywhere`: OpenAI);
+  elsewhere its text is folded into the first one, which most chat templates require.
 - Every assistant `tool_calls` entry is answered by a `tool` message right after that
   assistant message, in call order. Results are looked up in the user turns that follow (up
   to the next assistant turn), so a result stored late or a user turn that mixes results and
@@ -56,7 +57,21 @@ def render_messages(
         else:
             builder.system(message)
     builder.flush_pending()
+    if builder.late_system:
+        _fold_system(builder.out, system, builder.late_system, system_message is not None)
     return builder.out
+
+
+def _fold_system(
+    out: list[Any], system: tuple[Text, ...], late: list[str], has_first: bool
+) -> None:
+    """The leading system message with the text of later ones appended, in their order."""
+    text = "\n\n".join([_join_text(system), *late] if has_first else late)
+    first = {"role": "system", "content": text}
+    if has_first:
+        out[0] = first
+    else:
+        out.insert(0, first)
 
 
 def _answers(messages: tuple[Message, ...], position: int) -> dict[str, ToolResult]:
@@ -74,7 +89,7 @@ def _answers(messages: tuple[Message, ...], position: int) -> dict[str, ToolResu
 class _Builder:
     """Appends wire messages, holding tool-result images until the next user message."""
 
-    __slots__ = ("answered", "out", "pending", "quirks", "reuse")
+    __slots__ = ("answered", "late_system", "out", "pending", "quirks", "reuse")
 
     def __init__(self, quirks: Quirks, reuse: Reuse) -> None:
         self.quirks = quirks
@@ -82,6 +97,7 @@ class _Builder:
         self.out: list[Any] = []  # wire messages: dicts, or orjson Fragments of shared ones
         self.pending: list[JSON] = []  # content parts owed to the next user message
         self.answered: set[int] = set()  # id() of ToolResult parts already rendered
+        self.late_system: list[str] = []  # mid-conversation system text, to fold into the first
 
     def flush_pending(self) -> None:
         if self.pending:
@@ -90,9 +106,13 @@ class _Builder:
 
     def system(self, message: Message) -> None:
         text = _join_text([p for p in message.parts if isinstance(p, Text)])
-        if text:
-            self.flush_pending()
-            self.out.append({"role": "system", "content": text})
+        if not text:
+            return
+        if not self.quirks.system_anywhere:
+            self.late_system.append(text)
+            return
+        self.flush_pending()
+        self.out.append({"role": "system", "content": text})
 
     def assistant(self, message: Message, answers: dict[str, ToolResult]) -> None:
         self.flush_pending()
