@@ -173,9 +173,14 @@ class FakeGemini(FakeUpstream):
             if action == "countTokens":
                 return self.count(body)
             validate(body, "gemini3" in self.modes)
+            conversation = self.view(body)
         except Invalid as exc:
             return self.error(exc.status, exc.message)
-        reply = self.next_reply(self.view(body))
+        except (AttributeError, KeyError, TypeError, ValueError, IndexError) as exc:
+            # A value of the wrong type somewhere (a client's body passed through as it was):
+            # Google's JSON mapping refuses it before anything else looks at the request.
+            return self.error(400, f"Invalid JSON payload received. {type(exc).__name__}")
+        reply = self.next_reply(conversation)
         res = resolve(reply, body, "", model)
         sse = action == "streamGenerateContent" and request.query.get("alt") == "sse"
         signature = opaque_token() if "gemini3" in self.modes else None

@@ -2,10 +2,11 @@
 success or a 4xx in the client's own error format, never a 5xx, and the gateway stays up.
 
 Each example starts from a body a real client sent (the recorded fixtures: Claude Code,
-Codex, a Chat agent's turn) and changes it in one to three places: a value anywhere replaced
-by one of the wrong type (null, numbers up to huge, strings that look like numbers, lists,
-objects, a value from elsewhere in the body), keys deleted or added, nesting thousands deep,
-long and odd strings; with and without `stream`. The upstreams are the suite's fakes, which
+Codex, a Chat agent's turn, Gemini CLI, whose model and streaming go in the URL) and changes
+it in one to three places: a value anywhere replaced by one of the wrong type (null, numbers
+up to huge, strings that look like numbers, lists, objects, a value from elsewhere in the
+body), keys deleted or added, nesting thousands deep, long and odd strings; with and without
+`stream`. The upstreams are the suite's fakes, which
 answer whatever reaches them, so any 5xx is the gateway's own.
 
 The seed is fixed (derandomized) and the budget fits CI; to hunt for more, raise it:
@@ -20,6 +21,7 @@ import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import orjson
@@ -106,6 +108,34 @@ MORE_RESPONSES = {
         {"type": "function_call_output", "call_id": "c2", "output": [
             {"type": "input_text", "text": "ok"}]}],
 }
+GEMINI = "/v1beta/models/{model}:generateContent"
+MORE_GEMINI = {
+    "systemInstruction": "Answer in JSON.",
+    "contents": [
+        {"role": "user", "parts": [
+            {"text": "Look."},
+            {"inlineData": {"mimeType": "image/png", "data": "iVBORw0KGgo="}},
+            {"fileData": {"mimeType": "application/pdf", "fileUri": "https://example.com/a.pdf"}}]},
+        {"role": "model", "parts": [
+            {"text": "Thinking.", "thought": True, "thoughtSignature": "c2ln"},
+            {"functionCall": {"name": "Answer", "args": {"answer": "a"}}},
+            {"functionCall": {"id": "c2", "name": "Answer", "args": {"answer": "b"}}}]},
+        {"role": "user", "parts": [
+            {"functionResponse": {"name": "Answer", "response": {"error": "no"}}},
+            {"functionResponse": {"id": "c2", "name": "Answer", "response": {"output": "ok"},
+                                  "parts": [{"inlineData": {"mimeType": "image/png",
+                                                            "data": "iVBORw0KGgo="}}]}}]}],
+    "tools": [{"functionDeclarations": [{"name": "Answer", "parameters": {
+        "type": "OBJECT", "properties": {"answer": {"type": "STRING", "nullable": True}},
+        "required": ["answer"]}}]}, {"googleSearch": {}}, {"codeExecution": {}}],
+    "toolConfig": {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": ["Answer"]}},
+    "safetySettings": [{"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_NONE"}],
+    "generation_config": {"max_output_tokens": 100, "candidate_count": 1, "stop_sequences": ["X"],
+                          "response_mime_type": "application/json",
+                          "response_schema": {"type": "OBJECT", "properties": {
+                              "answer": {"type": "STRING"}}},
+                          "thinking_config": {"thinking_budget": -1}},
+}
 CLAUDE_CODE = fixture("anthropic/claude_code_request.json")
 SEEDS: dict[str, list[dict[str, Any]]] = {
     "/v1/messages": [CLAUDE_CODE, MORE_ANTHROPIC],
@@ -117,6 +147,9 @@ SEEDS: dict[str, list[dict[str, Any]]] = {
           for name in ("first_turn", "second_turn", "tool_search")),
         MORE_RESPONSES,
     ],
+    # The model and streaming go into the URL (gemini_url); the rest is the body.
+    GEMINI: [fixture("gemini/gemini_cli_request.json"), fixture("gemini/client_request.json"),
+             MORE_GEMINI],
 }
 
 
@@ -329,6 +362,10 @@ def protocol_error(endpoint: str, status: int, raw: bytes) -> None:
         assert body.get("type") == "error", body
         error = body.get("error")
         assert isinstance(error, dict) and isinstance(error.get("type"), str), body
+    elif endpoint == GEMINI:
+        error = body.get("error")
+        assert isinstance(error, dict) and isinstance(error.get("status"), str), body
+        assert error.get("code") == status, body
     else:
         error = body.get("error")
         assert isinstance(error, dict), body
@@ -346,7 +383,8 @@ async def check(stack: Stack, session: aiohttp.ClientSession, endpoint: str, bod
     for fake in stack.fakes:
         reset(fake)  # the fakes keep every request: forget the last example's
     logged = stack.gw.log_path.stat().st_size
-    async with session.post(stack.gw.url + endpoint, data=encode(body),
+    path = gemini_url(body) if endpoint == GEMINI else endpoint
+    async with session.post(stack.gw.url + path, data=encode(body),
                             headers=HEADERS) as resp:
         status, raw = resp.status, await resp.read()
     where = f"{endpoint} after {steps}: {status} {raw[:400]!r}"
@@ -360,6 +398,18 @@ async def check(stack: Stack, session: aiohttp.ClientSession, endpoint: str, bod
         new = log.read()
     assert b"Traceback" not in new, f"{where}\n{new.decode(errors='replace')[-3000:]}"
     assert stack.gw.process.poll() is None, where
+
+
+def gemini_url(body: JSON) -> str:
+    """A Gemini body's model and streaming, as its URL carries them (taken out of the body,
+    whatever the mutations made of them)."""
+    model, stream = "gem-client", None
+    if isinstance(body, dict):
+        model, stream = body.pop("model", model), body.pop("stream", None)
+    if not isinstance(model, str):
+        model = orjson.dumps(model, default=repr).decode()[:200]
+    action = "streamGenerateContent?alt=sse" if stream else "generateContent"
+    return f"/v1beta/models/{quote(model, safe='')}:{action}"
 
 
 FUZZ = settings(
