@@ -7,6 +7,7 @@ keep serving."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -224,6 +225,29 @@ async def test_a_stream_open_before_a_reload_finishes_on_the_old_upstream(
     )
     assert text == " ".join(words)
     assert len(fake_a.requests) == 1 and len(fake_b.requests) == 1
+
+
+async def test_usage_records_keep_being_written_after_a_reload(
+    gateway_factory: GatewayFactory, fake_a: FakeOpenAI, fake_b: FakeOpenAI
+) -> None:
+    """The books outlive a configuration: a request before and one after a reload are both
+    in `babelgate usage`."""
+    gateway = await start(gateway_factory, fake_a, fake_b, 0)
+    async with aiohttp.ClientSession() as session:
+        assert await ask(session, gateway) == "a/model-a"
+        route_to(gateway, "b/model-b")
+        status, _ = await reload(session, gateway)
+        assert status == 200
+        assert await ask(session, gateway) == "b/model-b"
+    await stop_process(gateway.process)  # writes what is still queued
+    result = subprocess.run(
+        [sys.executable, "-m", "babelgate", "usage", "--by", "provider", "--json", "--config",
+         str(gateway.config_path)],
+        check=False, capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    groups = {g["name"]: g["requests"] for g in json.loads(result.stdout)["groups"]}
+    assert groups == {"a": 1, "b": 1}
 
 
 # ---------------------------------------------------------------- a broken file
