@@ -132,6 +132,23 @@ async def test_a_failed_attempt_then_a_fallback_are_two_rows(
     assert answered["cost"] is None  # fb/model-b has no price: unknown, not zero
 
 
+async def test_a_request_refused_before_any_upstream_is_a_row(
+    fake_openai: FakeOpenAI, gateway_factory: GatewayFactory, tmp_path: Path
+) -> None:
+    gw = await start(gateway_factory, tmp_path, {"up": fake_openai}, {"gpt": "up/gpt-up"})
+    async with aiohttp.ClientSession() as s, s.post(
+            gw.url + "/v1/messages", data=messages("no-such-model"),
+            headers=CLAUDE_HEADERS) as resp:
+        assert resp.status == 404
+        request_id = resp.headers["x-request-id"]
+    [row] = await rows(tmp_path, 1)
+    assert (row["request_id"], row["model"], row["provider"], row["status"],
+            row["error_kind"], row["final"]) == (request_id, "no-such-model", "", 404,
+                                                 "not_found", 1)
+    assert row["input_tokens"] == row["output_tokens"] == 0
+    assert not fake_openai.requests
+
+
 async def test_a_stream_the_client_abandons_records_what_was_used(
     fake_openai: FakeOpenAI, gateway_factory: GatewayFactory, tmp_path: Path
 ) -> None:

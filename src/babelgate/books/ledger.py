@@ -17,10 +17,11 @@ import itertools
 import logging
 import os
 from collections.abc import Iterable
+from time import time as wall_clock
 
 import msgspec
 
-from babelgate.canonical import Usage
+from babelgate.canonical import NO_USAGE, Usage
 
 from .prices import Prices
 from .record import RecordSink, UsageRecord
@@ -61,6 +62,11 @@ class Books:
     def repriced(self, prices: Prices) -> Books:
         """The same sinks with a reloaded configuration's prices."""
         return Books(prices, self.sinks)
+
+    def refused(self, origin: Origin, model: str, status: int, error_kind: str) -> None:
+        """A request refused before any upstream was tried: a record with no provider."""
+        self.attempt(origin, model, "", "", False, NO_USAGE, time=wall_clock(), status=status,
+                     error_kind=error_kind, latency_ms=0.0, ttft_ms=None, final=True)
 
     def attempt(
         self,

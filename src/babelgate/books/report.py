@@ -47,11 +47,18 @@ def _day(row: Row) -> str:
     return datetime.datetime.fromtimestamp(row["time"]).date().isoformat()
 
 
+NO_UPSTREAM = "(refused)"  # a request refused before any upstream was tried
+
+
+def _model(row: Row) -> str:
+    return f"{row['provider']}/{row['target_model']}" if row["provider"] else NO_UPSTREAM
+
+
 KEYS: dict[str, Callable[[Row], str]] = {
     "day": _day,
-    "model": lambda row: f"{row['provider']}/{row['target_model']}",
+    "model": _model,
     "key": lambda row: row["key"] or NO_KEY,
-    "provider": lambda row: row["provider"],
+    "provider": lambda row: row["provider"] or NO_UPSTREAM,
 }
 
 

@@ -209,6 +209,7 @@ class App:
         owner = owner_of(http)
         origin = Origin(self.request_ids.next(), owner, self.clients.of(
             http.headers.get("user-agent")), codec.name, http.path)
+        model = ""  # for the books, once known
         try:
             raw = http.body
             reuse = self.reuse.table_for(owner)
@@ -216,15 +217,16 @@ class App:
             if codec.name == "openai-responses":  # stored conversations: conversations.py
                 data, recorder = await self.conversations.prepare(data, owner)
             request = codec.parse_request(data, reuse)
+            model = request.model
             # Rules first (routing/rules.py), then the routes: the request as the first rule
             # that matches edits it, and where it goes.
             request, route, rule = gateway.rules.decide(request, http.headers, reuse,
                                                         gateway.router)
         except GatewayError as error:
-            send_error(response, codec, error, _id_header(origin))
+            _refuse_early(gateway, origin, model, response, codec, error)
             return
         except TOO_DEEP as exc:  # a walker's stack ended in a deep value: canonical.nesting
-            send_error(response, codec, too_deep(exc), _id_header(origin))
+            _refuse_early(gateway, origin, model, response, codec, too_deep(exc))
             return
         edited = passes = False
         if rule is not None and rule.edits:
@@ -559,6 +561,14 @@ async def _opening(stream: Awaitable[T], keepalive: KeepAlive) -> T:
         return await stream
     finally:
         keepalive.stop()
+
+
+def _refuse_early(gateway: Gateway, origin: Origin, model: str, response: Response,
+                  codec: Codec, error: GatewayError) -> None:
+    """A request refused before any upstream was tried (a body the gateway cannot use, a
+    model no route serves): the client's error, and its usage record (no provider)."""
+    gateway.books.refused(origin, model, error.status, error.kind)
+    send_error(response, codec, error, _id_header(origin))
 
 
 def _refuse(response: Response, call: Call, error: GatewayError) -> None:
