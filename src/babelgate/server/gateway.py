@@ -346,14 +346,17 @@ class Gateway:
         try:
             failure: GatewayError | None = None
             held, limit = 0, self.max_held
+            untimed = True  # the time to first token is not taken yet
             try:
                 async for chunk in chunks:
                     events = decoder.feed(chunk)
                     if events:
                         held = 0
                         data = _encode(encoder, events, attempt, call.request)
-                        if not attempt.first:
-                            attempt.first = time.perf_counter()
+                        if untimed:  # a local: cheaper per chunk than the attempt's field
+                            untimed = False
+                            if not attempt.first:
+                                attempt.first = time.perf_counter()
                         yield data
                     else:  # what the decoder holds back grows: an unfinished event
                         held += len(chunk)
