@@ -275,3 +275,29 @@ async def test_access_log_names_rule_and_route(rig: Rig) -> None:
         await asyncio.sleep(0.05)
     assert "target=fb/model-b rule=bg route=- in=" in new
     assert "target=an/claude-up rule=edits route=claude-client in=" in new
+
+
+async def test_count_tokens_follows_the_rules(rig: Rig) -> None:
+    """The rule's edits are counted by the upstream's own counter (a system prompt added,
+    and no field the counting endpoint refuses, such as the temperature the rule sets)."""
+    body = {"model": "claude-client", "system": "Mine.",
+            "messages": [{"role": "user", "content": "Hi"}]}
+    async with aiohttp.ClientSession() as session, session.post(
+        rig.gw.url + "/v1/messages/count_tokens", data=orjson.dumps(body),
+        headers={**ANTHROPIC, "x-rule": "edits"},
+    ) as resp:
+        assert resp.status == 200, await resp.text()
+        assert resp.headers["x-babelgate-token-count"] == "upstream"
+    sent = rig.last("an")
+    assert sent.path.endswith("/count_tokens")
+    assert "PREPENDED" in str(sent.body["system"]) and "temperature" not in sent.body
+    # A rule's own target counts: an image goes to Gemini, whose countTokens answers.
+    body["messages"] = [{"role": "user", "content": [
+        {"type": "image", "source": {"type": "base64", "media_type": "image/png",
+                                     "data": PIXEL}}]}]
+    async with aiohttp.ClientSession() as session, session.post(
+        rig.gw.url + "/v1/messages/count_tokens", data=orjson.dumps(body), headers=ANTHROPIC,
+    ) as resp:
+        assert resp.status == 200, await resp.text()
+        assert (await resp.json())["input_tokens"] > 0
+    assert rig.last("ge").path.endswith(":countTokens")

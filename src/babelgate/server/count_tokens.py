@@ -29,7 +29,6 @@ from babelgate.providers.provider import Provider
 
 from .gateway import Gateway
 from .passthrough import can_pass_through
-from .rule_edits import edit_body
 
 log = logging.getLogger("babelgate")
 
@@ -43,11 +42,10 @@ async def count_tokens(
     codec = codec or get_codec("anthropic")
     request = codec.parse_count_tokens_request(data, reuse)
     request, route, rule = gateway.rules.decide(request, headers, reuse, gateway.router)
-    # An Anthropic client's body may pass through, carrying the edits (None: count the
-    # edited request instead).
-    body: dict[str, Any] | None = data if codec.name == "anthropic" else None
-    if body is not None and rule is not None and rule.edits:
-        body = edit_body("anthropic", body, rule.edits)
+    # An Anthropic client's body may pass through. An edited one is rendered from the edited
+    # request instead: the counting endpoint refuses fields a rule may `set` (temperature).
+    edited = rule is not None and bool(rule.edits)
+    body = data if codec.name == "anthropic" and not edited else None
     target = route.targets[0]
     provider = gateway.provider(target)
     try:
