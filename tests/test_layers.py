@@ -5,7 +5,8 @@ every module under src/babelgate must fall in one of its layers.
 `protocols/reuse.py` (the table of request pieces found again) is in the protocols layer:
 the codecs import it, nothing below them does. `storage` speaks SQL and imports
 nothing of ours; `books` (usage records, prices, costs) may write through storage; only the
-server uses either, so they sit just below it.
+server uses either, so they sit just below it. `limits` (per-key limits and budgets, in
+memory or Redis) sits between them and the server.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("babelgate.routing",),
     ("babelgate.storage",),
     ("babelgate.books",),
+    ("babelgate.limits",),
     ("babelgate.server",),
     ("babelgate.cli", "babelgate.__main__"),
 )

@@ -18,6 +18,9 @@ ErrorKind = Literal[
     "request_too_large",
     "rate_limit",
     "billing",
+    # A gateway key spent its budget for the day or month (limits/): the protocols' quota
+    # error, 429, not retried on another target.
+    "budget",
     "api_error",
     "overloaded",
     "timeout",
@@ -33,6 +36,7 @@ STATUS_BY_KIND: dict[ErrorKind, int] = {
     "not_found": 404,
     "request_too_large": 413,
     "rate_limit": 429,
+    "budget": 429,
     "api_error": 500,
     "connection": 502,
     "overloaded": 529,

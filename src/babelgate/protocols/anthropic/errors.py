@@ -25,6 +25,8 @@ TYPE_BY_KIND: dict[ErrorKind, str] = {
     "request_too_large": "request_too_large",
     "rate_limit": "rate_limit_error",
     "billing": "billing_error",
+    # Claude Code shows a rate_limit_error's message, which says when the budget resets.
+    "budget": "rate_limit_error",
     "api_error": "api_error",
     "overloaded": "overloaded_error",
     # Anthropic has no public type for these; the SDKs retry an api_error, which is what a

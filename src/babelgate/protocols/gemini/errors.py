@@ -42,6 +42,7 @@ GOOGLE_BY_KIND: dict[ErrorKind, tuple[int, str]] = {
     "not_found": (404, "NOT_FOUND"),
     "request_too_large": (400, "INVALID_ARGUMENT"),
     "rate_limit": (429, "RESOURCE_EXHAUSTED"),
+    "budget": (429, "RESOURCE_EXHAUSTED"),
     "api_error": (500, "INTERNAL"),
     "overloaded": (503, "UNAVAILABLE"),
     "timeout": (504, "DEADLINE_EXCEEDED"),

@@ -26,6 +26,7 @@ _WIRE: dict[ErrorKind, tuple[str, str | None]] = {
     "request_too_large": ("invalid_request_error", "request_too_large"),
     "rate_limit": ("rate_limit_error", "rate_limit_exceeded"),
     "billing": ("insufficient_quota", "insufficient_quota"),
+    "budget": ("insufficient_quota", "insufficient_quota"),
     "api_error": ("server_error", "server_error"),
     "overloaded": ("server_error", "server_is_overloaded"),
     "timeout": ("server_error", "timeout"),

@@ -1,0 +1,131 @@
+"""Limits counted in this process: the store without Redis, and the fallback while Redis is
+away.
+
+What this module promises: `admit` checks every limit of a key (budget, requests/minute,
+tokens/minute, concurrency) before it takes anything, so a refused request leaves no trace;
+admitted, it counts the request, reserves the token estimate in the current window and takes
+a concurrency slot. `finish` replaces the estimate with what was used (in the window the
+estimate went into, while that window still counts), adds the cost to the period's spend and
+frees the slot. All of it is plain arithmetic on one small object per key: no lock is needed
+on one event loop, and nothing awaits.
+"""
+
+from __future__ import annotations
+
+from .periods import Period, Periods
+from .permit import Limited, Permit, Refusal, budget_spent, over_limit
+from .windows import WINDOW, retry_after, used
+
+
+class _Window:
+    """One key's counts for one per-minute limit: the current and the previous window."""
+
+    __slots__ = ("current", "index", "previous")
+
+    def __init__(self) -> None:
+        self.index = -1
+        self.current = 0
+        self.previous = 0
+
+    def roll(self, index: int) -> None:
+        if index != self.index:
+            self.previous = self.current if index == self.index + 1 else 0
+            self.current = 0
+            self.index = index
+
+
+class _KeyCounts:
+    __slots__ = ("active", "requests", "spend", "spend_start", "tokens")
+
+    def __init__(self) -> None:
+        self.requests = _Window()
+        self.tokens = _Window()
+        self.active = 0
+        self.spend_start = 0.0  # the budget period the spend is for
+        self.spend = 0.0
+
+
+class MemoryLimits:
+    def __init__(self) -> None:
+        self._keys: dict[str, _KeyCounts] = {}
+        self.periods = Periods()
+        # Spend read from the usage table at start, per (key id, period start).
+        self._seeds: dict[tuple[str, float], float] = {}
+
+    def seed(self, key_id: str, start: float, spent: float) -> None:
+        self._seeds[(key_id, start)] = spent
+        counts = self._keys.get(key_id)
+        if counts is not None and counts.spend_start == start:
+            counts.spend = max(counts.spend, spent)
+
+    def spent(self, key: Limited, now: float) -> float:
+        """What `key` spent in its budget period so far (0 without a budget)."""
+        if key.budget is None or key.budget_period is None:
+            return 0.0
+        counts = self._counts(key.id)
+        self._period(key.id, counts, key.budget_period, now)
+        return counts.spend
+
+    def _counts(self, key_id: str) -> _KeyCounts:
+        counts = self._keys.get(key_id)
+        if counts is None:
+            counts = self._keys[key_id] = _KeyCounts()
+        return counts
+
+    def _period(self, key_id: str, counts: _KeyCounts, period: Period, now: float) -> float:
+        """The end of the key's budget period, moving its spend to a new period if one began."""
+        start, end = self.periods.current(period, now)
+        if counts.spend_start != start:
+            counts.spend_start = start
+            counts.spend = self._seeds.pop((key_id, start), 0.0)
+        return end
+
+    def admit(self, key: Limited, estimate: int, now: float) -> Permit | Refusal:
+        counts = self._counts(key.id)
+        budget = key.budget
+        if budget is not None and key.budget_period is not None:
+            end = self._period(key.id, counts, key.budget_period, now)
+            if counts.spend >= budget:
+                return budget_spent(key, counts.spend, end, now)
+        index = int(now // WINDOW)
+        elapsed = now - index * WINDOW
+        rpm, tpm = key.rpm, key.tpm
+        requests, tokens = counts.requests, counts.tokens
+        if rpm:
+            requests.roll(index)
+            if used(requests.current, requests.previous, elapsed) + 1 > rpm:
+                wait = retry_after(requests.current, requests.previous, elapsed, 1, rpm)
+                return over_limit(key, "rpm", rpm, wait)
+        if tpm:
+            # A request larger than the whole limit waits for a clear minute, not forever.
+            estimate = min(estimate, tpm)
+            tokens.roll(index)
+            if used(tokens.current, tokens.previous, elapsed) + estimate > tpm:
+                wait = retry_after(tokens.current, tokens.previous, elapsed, estimate, tpm)
+                return over_limit(key, "tpm", tpm, wait)
+        if key.concurrency and counts.active >= key.concurrency:
+            return over_limit(key, "concurrency", key.concurrency, 1.0)
+        if rpm:
+            requests.current += 1
+        if tpm:
+            tokens.current += estimate
+        if key.concurrency:
+            counts.active += 1
+        return Permit(key, local=True, tpm_window=index if tpm else -1,
+                      tpm_reserved=estimate if tpm else 0)
+
+    def finish(self, permit: Permit, now: float) -> None:
+        key = permit.key
+        counts = self._counts(key.id)
+        if permit.tpm_window >= 0:
+            tokens = counts.tokens
+            delta = permit.tokens - permit.tpm_reserved
+            if tokens.index == permit.tpm_window:
+                tokens.current = max(0, tokens.current + delta)
+            elif tokens.index == permit.tpm_window + 1:
+                tokens.previous = max(0, tokens.previous + delta)
+        if key.concurrency:
+            counts.active = max(0, counts.active - 1)
+        if permit.cost and key.budget is not None and key.budget_period is not None:
+            self._period(key.id, counts, key.budget_period, now)
+            counts.spend += permit.cost
