@@ -257,6 +257,21 @@ class RuleConfig(BaseModel):
         return [value] if isinstance(value, str) else value
 
 
+class LogsConfig(BaseModel):
+    """The daily log file: one line per upstream attempt (server/daily_log.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # None (the default): no file; the access log still goes to stderr.
+    dir: str | None = None
+    keep_days: int = Field(default=30, ge=1)  # files of older days are deleted
+    format: Literal["text", "json"] = "text"
+    max_mb: float = Field(default=10, gt=0)  # a day's file past this size rotates to .1, .2...
+    backups: int = Field(default=5, ge=0)  # rotated files kept per day
+    # Request and response bodies in the file, keys redacted. Off: metadata only.
+    bodies: bool = False
+
+
 class Settings(BaseModel):
     server: ServerConfig
     providers: dict[str, ProviderConfig]
@@ -266,6 +281,8 @@ class Settings(BaseModel):
     rules: list[RuleConfig] = Field(default_factory=list)  # checked in order before routes
     # "provider/model" or "model" -> prices overriding the shipped table (books/prices.py).
     prices: dict[str, PriceConfig] = Field(default_factory=dict)
+    logs: LogsConfig = Field(default_factory=LogsConfig)
+    metrics: bool = False  # GET /metrics in Prometheus text format (server/metrics.py)
 
 
 class _FileConfig(BaseModel):
@@ -277,6 +294,8 @@ class _FileConfig(BaseModel):
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     routes: dict[str, list[str]] = Field(default_factory=dict)
     storage: StorageConfig = Field(default_factory=StorageConfig)
+    logs: LogsConfig = Field(default_factory=LogsConfig)
+    metrics: bool = False
     rules: list[RuleConfig] = Field(default_factory=list)
     prices: dict[str, PriceConfig] = Field(default_factory=dict)
 
@@ -329,6 +348,7 @@ def _load_file(path: Path, env: Mapping[str, str]) -> Settings:
     return Settings(
         server=parsed.server, providers=parsed.providers, routes=parsed.routes, source=where,
         storage=parsed.storage, rules=parsed.rules, prices=parsed.prices,
+        logs=parsed.logs, metrics=parsed.metrics,
     )
 
 
@@ -445,6 +465,8 @@ def _known_fields(parent: tuple[str, ...]) -> list[str]:
         model = ServerConfig
     elif parent == ("storage",):
         model = StorageConfig
+    elif parent == ("logs",):
+        model = LogsConfig
     elif len(parent) == 2 and parent[0] == "providers":
         model = ProviderConfig
     elif len(parent) == 2 and parent[0] == "rules":
@@ -478,6 +500,11 @@ def _hint_for(loc: tuple[str, ...]) -> str:
         "cache_read": "USD per million tokens, a number >= 0, or remove the field",
         "cache_write": "USD per million tokens, a number >= 0, or remove the field",
         "reasoning": "USD per million tokens, a number >= 0, or remove the field",
+        "keep_days": "use a whole number of days, 1 or more",
+        "format": "use text or json",
+        "max_mb": "use a positive number of megabytes",
+        "backups": "use a whole number, 0 or more",
+        "metrics": "use true or false",
     }
     if last in hints:
         return hints[last]

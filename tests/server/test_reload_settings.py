@@ -49,3 +49,15 @@ def test_restart_only_fields_keep_their_running_values_and_are_named(tmp_path: P
     assert applied.server.shutdown_timeout == 2
     assert applied.routes == {"default": ["a/n"]}
     assert applied.source == str(tmp_path / "new.yaml")
+
+
+def test_logs_and_metrics_wait_for_a_restart(tmp_path: Path) -> None:
+    """The daily log file and /metrics are opened at start-up: a reload names their changes
+    and keeps them as they run."""
+    running = settings(tmp_path, "old.yaml", logs={"dir": str(tmp_path / "a")})
+    loaded = settings(tmp_path, "new.yaml", logs={"dir": str(tmp_path / "b"), "keep_days": 2},
+                      metrics=True)
+    applied, pending = apply_live(running, loaded)
+    assert pending == ("logs.dir", "logs.keep_days", "metrics")
+    assert applied.logs == running.logs
+    assert applied.metrics is False

@@ -63,10 +63,11 @@ class Books:
         """The same sinks with a reloaded configuration's prices."""
         return Books(prices, self.sinks)
 
-    def refused(self, origin: Origin, model: str, status: int, error_kind: str) -> None:
+    def refused(self, origin: Origin, model: str, status: int, error_kind: str) -> UsageRecord:
         """A request refused before any upstream was tried: a record with no provider."""
-        self.attempt(origin, model, "", "", False, NO_USAGE, time=wall_clock(), status=status,
-                     error_kind=error_kind, latency_ms=0.0, ttft_ms=None, final=True)
+        return self.attempt(origin, model, "", "", False, NO_USAGE, time=wall_clock(),
+                            status=status, error_kind=error_kind, latency_ms=0.0,
+                            ttft_ms=None, final=True)
 
     def attempt(
         self,

@@ -23,7 +23,7 @@ import inspect
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 import orjson
@@ -45,12 +45,14 @@ from babelgate.storage.responses import ResponseStore, default_db_path
 from babelgate.storage.usage import UsageWriter
 
 from .count_tokens import count_tokens
+from .daily_log import DailyLog, Redactor
 from .exchange import Headers, Response
 from .gateway import Call, Gateway
 from .gemini_api import GeminiApi, gemini_path
 from .http import Request, header_text
 from .keepalive import KeepAlive, KeepAlives
 from .memory import Collector, HeapTrimmer
+from .metrics import Metrics
 from .owner import owner_of
 from .reload import (
     FileWatch,
@@ -99,6 +101,7 @@ class App:
         self.request_ids = RequestIds()
         # The running configuration: swapped whole by a reload, read once per request.
         self.gateway = Gateway(settings, books=Books(prices_for(settings), (self.usage,)))
+        self._observe(settings)
         self.trimmer = HeapTrimmer()
         self.collector = Collector()  # the cycles reference counting leaves: memory.py
         self.keepalives = KeepAlives(settings.server.stream_keepalive)
@@ -133,7 +136,27 @@ class App:
         }
         for path, protocol in GENERATE_PATHS.items():
             self.routes[("POST", path)] = self._generate_for(protocol)
+        if self.metrics is not None:
+            self.routes[("GET", "/metrics")] = self.serve_metrics
         self.gemini = GeminiApi(self)  # /v1beta/models/...: paths that carry the model
+
+    def _observe(self, settings: Settings) -> None:
+        """The daily log file and the metrics, when configured: each takes every attempt's
+        record (a sink of the books) and every request refused before routing (here).
+        Both are opened once: a reload keeps them (server/reload.py)."""
+        logs = settings.logs
+        self.daily_log: DailyLog | None = None
+        if logs.dir is not None:
+            self.daily_log = DailyLog(
+                logs.dir, keep_days=logs.keep_days, format=logs.format,
+                max_bytes=int(logs.max_mb * 2**20), backups=logs.backups, bodies=logs.bodies,
+                redactor=Redactor(_provider_secrets(settings)),
+            )
+        # Limits set the budget gauge through `metrics.budget_remaining(key, usd)`.
+        self.metrics: Metrics | None = Metrics() if settings.metrics else None
+        self.log_sinks = tuple(s for s in (self.daily_log, self.metrics) if s is not None)
+        for sink in self.log_sinks:
+            self.gateway.books.add_sink(sink)
 
     async def __call__(self, request: Request, response: Response) -> None:
         path = request.path
@@ -193,6 +216,8 @@ class App:
         await self.gateway.stop()
         await self.conversations.store.close()  # finishes queued writes
         await asyncio.to_thread(self.usage.close)  # writes the records still queued
+        if self.daily_log is not None:
+            await self.daily_log.close()  # writes the lines still queued
 
     # ------------------------------------------------------------------ generation
     def _generate_for(self, protocol: str) -> Handler:
@@ -212,6 +237,9 @@ class App:
         model = ""  # for the books, once known
         try:
             raw = http.body
+            if self.daily_log is not None and self.daily_log.bodies:
+                self.daily_log.body(origin.request_id, "request", raw,
+                                    _credentials(http.headers))
             reuse = self.reuse.table_for(owner)
             data = original = reuse.loads(raw)
             if codec.name == "openai-responses":  # stored conversations: conversations.py
@@ -248,7 +276,15 @@ class App:
         # A client that disconnects cancels this task (server/http.py, server/asgi.py), and
         # with it the upstream request it awaits.
         if call.request.stream:
-            await self._stream(gateway, call, route, response, recorder)
+            metrics = self.metrics
+            if metrics is None:
+                await self._stream(gateway, call, route, response, recorder)
+                return
+            metrics.open_streams += 1  # from the request's arrival to its stream's end
+            try:
+                await self._stream(gateway, call, route, response, recorder)
+            finally:
+                metrics.open_streams -= 1
         else:
             await self._complete(gateway, call, route, response, recorder)
 
@@ -263,6 +299,9 @@ class App:
         if recorder is not None:  # before sending: the client's next turn must find it
             recorder.whole(body)
         response.send(200, body, _json_headers(target, route, call.origin))
+        if self.daily_log is not None and self.daily_log.bodies:
+            self.daily_log.body(call.origin.request_id, "response", body,
+                                _credentials(call.headers))
 
     async def _answer(self, call: Call, response: Response, upstream: Awaitable[T]) -> T | None:
         """What `upstream` gives (an answer, or the opening of a stream); if it fails, the
@@ -488,6 +527,12 @@ class App:
             "restart_pending": list(status.restart_pending),
         })
 
+    async def serve_metrics(self, request: Request, response: Response) -> None:
+        """GET /metrics (`metrics: true`): the Prometheus text format."""
+        assert self.metrics is not None  # the route exists only with metrics on
+        body = self.metrics.render()
+        response.send(200, body, [(b"content-type", self.metrics.content_type.encode())])
+
     async def drop_telemetry(self, request: Request, response: Response) -> None:
         """Claude Code posts its telemetry here when pointed at a gateway: accept, drop."""
         send_json(response, 200, {})
@@ -535,6 +580,28 @@ async def _close_discarded(old: Gateway, new: Gateway) -> None:
 SHUTTING_DOWN = GatewayError("overloaded", "babelgate is shutting down; retry the request")
 
 
+def _provider_secrets(settings: Settings) -> list[str]:
+    """Every provider key and header value of the configuration: never in a logged body."""
+    secrets = []
+    for provider in settings.providers.values():
+        for key in (provider.api_key, *(provider.api_keys or ())):
+            if key:
+                secrets.append(key)
+        secrets.extend(provider.headers.values())
+    return secrets
+
+
+def _credentials(headers: Mapping[str, str]) -> tuple[str, ...]:
+    """The caller's own key, as its headers carry it: redacted from its logged bodies."""
+    found = []
+    for name in ("authorization", "x-api-key", "x-goog-api-key"):
+        value = headers.get(name)
+        if value:
+            found.append(value)
+            found.append(value.removeprefix("Bearer ").removeprefix("bearer "))
+    return tuple(found)
+
+
 def _codec_for(path: str) -> Codec:
     """The error format for a path no handler took: Anthropic's under /v1/messages, Gemini's
     under its models paths, else OpenAI's."""
@@ -567,7 +634,9 @@ def _refuse_early(gateway: Gateway, origin: Origin, model: str, response: Respon
                   codec: Codec, error: GatewayError) -> None:
     """A request refused before any upstream was tried (a body the gateway cannot use, a
     model no route serves): the client's error, and its usage record (no provider)."""
-    gateway.books.refused(origin, model, error.status, error.kind)
+    record = gateway.books.refused(origin, model, error.status, error.kind)
+    if gateway.access_log.enabled:  # the stderr line (the file and metrics have the record)
+        gateway.access_log.refused(record, error.message)
     send_error(response, codec, error, _id_header(origin))
 
 

@@ -471,8 +471,6 @@ class Gateway:
         """One usage record for a finished attempt, to every sink (books/ledger.py)."""
         now = time.perf_counter()
         request, target, error = call.request, attempt.target, attempt.error
-        if self.access_log.enabled:
-            self._access_line(request, attempt, now)
         stream = request.stream
         usage = attempt.usage
         kind: str | None
@@ -484,31 +482,27 @@ class Gateway:
             status, kind = CLIENT_CLOSED, "cancelled"
             usage = _used_so_far(call, attempt, usage)
         ttft = (attempt.first - attempt.started) * 1000 if stream and attempt.first else None
-        self.books.attempt(
+        rule, route = _rule_and_route(attempt.route)
+        record = self.books.attempt(
             call.origin, request.model, target.provider, target.model, stream,
             usage or NO_USAGE, time=attempt.wall, status=status, error_kind=kind,
             latency_ms=(now - attempt.started) * 1000, ttft_ms=ttft, final=final,
+            rule=rule, route=route,
         )
-
-
-    def _access_line(self, request: Request, attempt: Attempt, now: float) -> None:
-        elapsed = (now - attempt.started) * 1000
-        target = f"{attempt.target.provider}/{attempt.target.model}"
-        error = attempt.error
-        if error is not None:
-            self.access_log.write(
-                f"model={request.model} target={target} {attempt.route} error={error.kind} "
-                f"status={error.status} ms={elapsed:.0f} msg={error.message[:200]}"
-            )
-            return
-        usage = attempt.usage or Usage()
-        self.access_log.write(
-            f"model={request.model} target={target} {attempt.route} in={usage.input_tokens} "
-            f"cache_read={usage.cache_read_tokens} out={usage.output_tokens} ms={elapsed:.0f}"
-        )
+        if self.access_log.enabled:  # endpoint, status and request id come with the record
+            self.access_log.attempt(record, attempt.route,
+                                    None if error is None else error.message)
 
 
 CLIENT_CLOSED = 499  # the status nginx made the convention for a client that left
+
+
+def _rule_and_route(route_log: str) -> tuple[str | None, str | None]:
+    """The rule and the route out of `rule=NAME route=PATTERN` (Call.route_log; `-`: none),
+    for the record."""
+    rule, _, route = route_log.partition(" route=")
+    rule = rule.removeprefix("rule=")
+    return (None if rule in ("-", "") else rule), (None if route in ("-", "") else route)
 
 
 def _used_so_far(call: Call, attempt: Attempt, usage: Usage | None) -> Usage:

@@ -36,7 +36,7 @@ log = logging.getLogger("babelgate")
 # is safe by default: it waits for a restart until someone makes it live here).
 LIVE_SERVER_FIELDS = frozenset({"shutdown_timeout", "stream_keepalive", "reload_poll"})
 # Top-level sections a reload never applies: what they configure was opened at start-up.
-RESTART_SECTIONS = ("storage",)
+RESTART_SECTIONS = ("storage", "logs")
 
 # What identifies one version of a file: (mtime in ns, size, inode).
 Signature = tuple[int, int, int]
@@ -54,6 +54,9 @@ def apply_live(running: Settings, loaded: Settings) -> tuple[Settings, tuple[str
         old, new = getattr(running, section), getattr(loaded, section)
         if _kept(old, new, section, frozenset(), pending):
             update[section] = old
+    if loaded.metrics != running.metrics:  # the /metrics route is made at start-up
+        update["metrics"] = running.metrics
+        pending.append("metrics")
     return (loaded.model_copy(update=update) if update else loaded), tuple(pending)
 
 

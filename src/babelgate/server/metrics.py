@@ -1,0 +1,173 @@
+"""Prometheus metrics (`metrics: true`, served at GET /metrics), with prometheus-client.
+
+What this module promises:
+- `Metrics.record(rec)` (a RecordSink) only appends the record to a list: the request path
+  pays a list append. Records are folded into the metrics when /metrics is read, and when
+  `fold_every` of them have gathered, so memory stays bounded between scrapes.
+- Folding finds a record's child metrics (one per label tuple) in a dict, built once per
+  tuple: prometheus-client's `labels()` validates and locks on every call, the dict lookup
+  does not. The dict holds at most `max_series` tuples; past that, new models are counted
+  under model="other", so a client inventing model names cannot grow the registry without
+  bound.
+- The metrics live in a registry of the app's own (no process-wide state), so two apps in one
+  process, as in the tests, do not share counts.
+- Requests are counted once, by their final attempt; an attempt that failed before a fallback
+  counts as an upstream error and in tokens, not as a request. A request refused before
+  routing (bad JSON, unknown model, a refused key) is counted with provider="none".
+- `budget_remaining(key, usd)` is the hook for the limits: it sets the key's gauge.
+
+Labels: `protocol` (the client's inbound protocol), `provider`, `model` (the model the
+upstream was asked for: what is served and priced), `status` (the HTTP status), `kind`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.process_collector import ProcessCollector
+
+from babelgate.books.record import UsageRecord
+
+DURATION_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600)
+TTFT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 20, 30, 60)
+TOKEN_KINDS = ("input", "output", "cache_read", "cache_write", "reasoning")
+OTHER = "other"  # the model label of new series once `max_series` are kept
+NONE = "none"  # the provider and model of a request refused before routing
+CANCELLED = "cancelled"  # the error kind of an attempt cut off by its client leaving
+
+
+class _Series:
+    """The child metrics of one (protocol, provider, model, status, error kind)."""
+
+    __slots__ = ("cost", "duration", "errors", "requests", "tokens", "ttft", "unpriced")
+
+    def __init__(self, m: Metrics, protocol: str, provider: str, model: str, status: str,
+                 error_kind: str | None) -> None:
+        self.requests = m.requests.labels(protocol, provider, model, status)
+        self.tokens = tuple(m.tokens.labels(provider, model, kind) for kind in TOKEN_KINDS)
+        self.cost = m.cost.labels(provider, model)
+        self.unpriced = m.unpriced.labels(provider, model)
+        self.duration = m.duration.labels(protocol, provider, model)
+        self.ttft = m.ttft.labels(protocol, provider, model)
+        # A client that left (`cancelled`) is no upstream's error.
+        upstream_failed = error_kind is not None and error_kind != CANCELLED
+        self.errors = m.upstream_errors.labels(provider, error_kind) if upstream_failed else None
+
+
+class Metrics:
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self, *, max_series: int = 2000, fold_every: int = 4096,
+                 process: bool = True) -> None:
+        self.max_series = max_series
+        self.fold_every = fold_every
+        self.registry = registry = CollectorRegistry()
+        if process:  # the process's memory, CPU and open files
+            ProcessCollector(registry=registry)
+        self.requests = Counter(
+            "babelgate_requests", "Requests answered, by their final attempt",
+            ("protocol", "provider", "model", "status"), registry=registry)
+        self.tokens = Counter(
+            "babelgate_tokens", "Tokens used, by kind (input excludes cache reads and writes)",
+            ("provider", "model", "kind"), registry=registry)
+        self.cost = Counter(
+            "babelgate_cost_usd", "Cost in US dollars of the attempts with a known price",
+            ("provider", "model"), registry=registry)
+        self.unpriced = Counter(
+            "babelgate_unpriced_attempts", "Attempts whose model has no known price",
+            ("provider", "model"), registry=registry)
+        self.duration = Histogram(
+            "babelgate_request_duration_seconds", "Time from a request's last attempt to its "
+            "last byte", ("protocol", "provider", "model"), buckets=DURATION_BUCKETS,
+            registry=registry)
+        self.ttft = Histogram(
+            "babelgate_time_to_first_token_seconds", "Time from a stream's attempt to its "
+            "first content", ("protocol", "provider", "model"), buckets=TTFT_BUCKETS,
+            registry=registry)
+        self.upstream_errors = Counter(
+            "babelgate_upstream_errors", "Failed upstream attempts, by error kind",
+            ("provider", "kind"), registry=registry)
+        self.open_streams = 0  # counted by the app as streams open and end
+        Gauge("babelgate_open_streams", "Streams open to clients now",
+              registry=registry).set_function(lambda: self.open_streams)
+        self.budget = Gauge(
+            "babelgate_budget_remaining_usd", "Budget left in the current period, per key",
+            ("key",), registry=registry)
+        self._pending: list[UsageRecord] = []
+        self._series: dict[tuple[str, str, str, int, str | None], _Series] = {}
+
+    # ------------------------------------------------------------------ the request path
+    def record(self, rec: UsageRecord) -> None:
+        pending = self._pending
+        pending.append(rec)
+        if len(pending) >= self.fold_every:
+            self.fold()
+
+    def budget_remaining(self, key: str, usd: float | None) -> None:
+        """Set `key`'s remaining budget; None (no budget, or the key is gone) drops it."""
+        if usd is None:
+            with contextlib.suppress(KeyError):  # it had none
+                self.budget.remove(key)
+        else:
+            self.budget.labels(key).set(usd)
+
+    # ------------------------------------------------------------------ folding, reading
+    def render(self) -> bytes:
+        """The Prometheus text exposition of everything recorded so far."""
+        self.fold()
+        return generate_latest(self.registry)
+
+    def fold(self) -> None:
+        pending, self._pending = self._pending, []
+        series_of = self._series
+        for rec in pending:
+            key = (rec.protocol, rec.provider, rec.target_model, rec.status, rec.error_kind)
+            series = series_of.get(key)
+            if series is None:
+                series = self._new_series(key)
+            self._fold_one(rec, series)
+
+    def _new_series(self, key: tuple[str, str, str, int, str | None]) -> _Series:
+        protocol, provider, model, status, error_kind = key
+        if not provider:
+            provider = model = NONE
+        elif len(self._series) >= self.max_series:
+            # Full: the tuple is counted under model="other" (one series per protocol,
+            # provider, status and kind, kept beside the bound), and not kept itself.
+            other = (protocol, provider, OTHER, status, error_kind)
+            series = self._series.get(other)
+            if series is None:
+                series = _Series(self, protocol, provider, OTHER, str(status), error_kind)
+                self._series[other] = series
+            return series
+        series = _Series(self, protocol, provider, model, str(status), error_kind)
+        self._series[key] = series
+        return series
+
+    @staticmethod
+    def _fold_one(rec: UsageRecord, series: _Series) -> None:
+        if rec.final:
+            series.requests.inc()
+            series.duration.observe(rec.latency_ms / 1000)
+        if rec.ttft_ms is not None:
+            series.ttft.observe(rec.ttft_ms / 1000)
+        if series.errors is not None and rec.provider:
+            series.errors.inc()
+        for child, count in zip(series.tokens, (
+                rec.input_tokens, rec.output_tokens, rec.cache_read_tokens,
+                rec.cache_write_tokens, rec.reasoning_tokens), strict=True):
+            if count:
+                child.inc(count)
+        if rec.cost is None:
+            if rec.provider and rec.error_kind is None:
+                series.unpriced.inc()
+        elif rec.cost:
+            series.cost.inc(rec.cost)
