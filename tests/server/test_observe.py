@@ -133,10 +133,10 @@ async def test_daily_log_lines_for_whole_streamed_failed_and_refused_requests(
     await asyncio.sleep(0.3)
     err = gw.log()
     assert "INFO babelgate /v1/messages model=claude-x target=oa/gpt-up rule=- " \
-           "route=claude-x status=200 " in err
+           "route=claude-x in=10 cache_read=0 out=20 status=200 ms=" in err
     assert f"request_id={ids[0]}" in err
     assert "WARNING babelgate /v1/messages model=claude-x target=oa/gpt-up rule=- " \
-           "route=claude-x status=400 error=invalid_request" in err
+           "route=claude-x error=invalid_request status=400 ms=" in err
     assert "model=no-such-model status=404 error=not_found ms=" in err
     assert f"request_id={ids[4]}" in err
     for text in (*lines, err):

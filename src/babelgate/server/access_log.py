@@ -37,16 +37,17 @@ class AccessLog:
         """The line of one finished upstream attempt: `route` says what chose its target
         (`rule=... route=...`), `message` is its error's, if it failed."""
         head = (f"{rec.endpoint} model={_safe(rec.model)} target={rec.provider}/"
-                f"{_safe(rec.target_model)} {route} status={rec.status}")
+                f"{_safe(rec.target_model)} {route}")
         tail = f"ms={rec.latency_ms:.0f} request_id={rec.request_id}"
         if rec.error_kind is None:
             self.write(f"{head} in={rec.input_tokens} cache_read={rec.cache_read_tokens} "
-                       f"out={rec.output_tokens} {tail}")
+                       f"out={rec.output_tokens} status={rec.status} {tail}")
         else:
             msg = _safe((message or "")[:200])
             # A client that left is no upstream's failure.
             level = "INFO" if rec.error_kind == "cancelled" else "WARNING"
-            self.write(f"{head} error={rec.error_kind} {tail} msg={msg}", level)
+            self.write(f"{head} error={rec.error_kind} status={rec.status} {tail} msg={msg}",
+                       level)
 
     def refused(self, rec: UsageRecord, message: str) -> None:
         """The line of a request refused before any upstream was chosen."""

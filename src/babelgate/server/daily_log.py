@@ -132,6 +132,9 @@ def _text_value(name: str, value: Any) -> str:
     if name == "cost":
         return _money(value)
     if isinstance(value, str):
+        # Nearly every value is plain: translating costs several times the check.
+        if value.isprintable() and "|" not in value:
+            return value
         return value.translate(_ESCAPES)
     return str(value)
 
