@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from babelgate.books.record import UsageRecord
-from babelgate.server.daily_log import DailyLog, Redactor, fields, text_line
+from babelgate.server.daily_log import DailyLog, Redactor, fields, record_text, text_line
 
 
 class Clock:
@@ -182,3 +182,16 @@ def test_costs_are_written_as_decimals(tmp_path: Path, value: float, text: str) 
     clock = Clock(local(2026, 1, 22))
     DailyLog(tmp_path, clock=clock).record(record(clock.now, cost=value))
     assert f"| cost={text} |" in (tmp_path / "babelgate-2026-01-22.log").read_text()
+
+
+@pytest.mark.parametrize("changes", [
+    {}, {"key": "alice", "route": "claude-*", "rule": "bg"},
+    {"cost": None, "status": 429, "error_kind": "rate_limit", "final": False},
+    {"cache_read_tokens": 5, "cache_write_tokens": 6, "reasoning_tokens": 7, "stream": True,
+     "ttft_ms": 33.3}, {"status": 499, "error_kind": "cancelled", "cost": 0.0},
+    {"provider": "", "target_model": "", "model": "a|b\nc", "key": "k\x7f"},
+])
+def test_the_written_out_text_line_is_the_generic_one(changes: dict[str, object]) -> None:
+    rec = record(local(2026, 1, 22), **changes)
+    assert record_text(rec, "2026-01-22 12:00:00") == text_line(
+        fields(rec, "2026-01-22 12:00:00"))

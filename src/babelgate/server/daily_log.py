@@ -115,6 +115,48 @@ def fields(rec: UsageRecord, stamp: str) -> dict[str, Any]:
     return out
 
 
+def record_text(rec: UsageRecord, stamp: str) -> str:
+    """`text_line(fields(rec, stamp))`, written out: a third of the instructions, for the
+    line every request writes (tests/server/test_daily_log.py holds the two equal)."""
+    kind = rec.error_kind
+    level = "WARNING" if kind is not None and kind != "cancelled" else "INFO"
+    target = _esc(f"{rec.provider}/{rec.target_model}") if rec.provider else "-"
+    out = [f"{stamp} | {level} | REQUEST | model={_esc(rec.model)} | target={target}"
+           f" | input_tokens={rec.input_tokens} | output_tokens={rec.output_tokens}"
+           f" | total_tokens={rec.total_tokens}"]
+    if rec.cache_read_tokens:
+        out.append(f" | cache_read_tokens={rec.cache_read_tokens}")
+    if rec.cache_write_tokens:
+        out.append(f" | cache_write_tokens={rec.cache_write_tokens}")
+    if rec.reasoning_tokens:
+        out.append(f" | reasoning_tokens={rec.reasoning_tokens}")
+    cost = "unknown" if rec.cost is None else _money(rec.cost)
+    out.append(f" | cost={cost} | ms={round(rec.latency_ms)}")
+    if rec.ttft_ms is not None:
+        out.append(f" | ttft_ms={round(rec.ttft_ms)}")
+    out.append(" | status=success" if kind is None else f" | status=error | error={_esc(kind)}")
+    out.append(f" | http_status={rec.status} | request_id={_esc(rec.request_id)}")
+    if rec.key is not None:
+        out.append(f" | key={_esc(rec.key)}")
+    out.append(f" | client={_esc(rec.client)} | protocol={_esc(rec.protocol)}"
+               f" | endpoint={_esc(rec.endpoint)} | stream={'true' if rec.stream else 'false'}")
+    if rec.route is not None:
+        out.append(f" | route={_esc(rec.route)}")
+    if rec.rule is not None:
+        out.append(f" | rule={_esc(rec.rule)}")
+    if not rec.final:
+        out.append(" | fallback=true")
+    out.append("\n")
+    return "".join(out)
+
+
+def _esc(value: str) -> str:
+    # Nearly every value is plain: translating costs several times the check.
+    if value.isprintable() and "|" not in value:
+        return value
+    return value.translate(_ESCAPES)
+
+
 def text_line(values: Mapping[str, Any]) -> str:
     parts = [values["time"], values["level"], values["event"]]
     for name, value in values.items():
@@ -132,10 +174,7 @@ def _text_value(name: str, value: Any) -> str:
     if name == "cost":
         return _money(value)
     if isinstance(value, str):
-        # Nearly every value is plain: translating costs several times the check.
-        if value.isprintable() and "|" not in value:
-            return value
-        return value.translate(_ESCAPES)
+        return _esc(value)
     return str(value)
 
 
@@ -168,6 +207,7 @@ class DailyLog:
         self.dir = Path(directory)
         self.keep_days = keep_days
         self.line = json_line if format == "json" else text_line
+        self.json = format == "json"
         self.max_bytes = max_bytes
         self.backups = backups
         self.bodies = bodies
@@ -260,7 +300,8 @@ class DailyLog:
                 "request_id": item.request_id, "what": item.what, "body": text,
             }
             return self.line(values)
-        return self.line(fields(item, self._stamp_of(item.time)))
+        stamp = self._stamp_of(item.time)
+        return json_line(fields(item, stamp)) if self.json else record_text(item, stamp)
 
     def _stamp_of(self, when: float) -> str:
         second = int(when)

@@ -47,10 +47,12 @@ CANCELLED = "cancelled"  # the error kind of an attempt cut off by its client le
 class _Series:
     """The child metrics of one (protocol, provider, model, status, error kind)."""
 
-    __slots__ = ("cost", "duration", "errors", "requests", "tokens", "ttft", "unpriced")
+    __slots__ = ("cost", "duration", "errors", "provider", "requests", "tokens", "ttft",
+                 "unpriced")
 
     def __init__(self, m: Metrics, protocol: str, provider: str, model: str, status: str,
                  error_kind: str | None) -> None:
+        self.provider = provider != NONE  # False: requests refused before routing
         self.requests = m.requests.labels(protocol, provider, model, status)
         self.tokens = tuple(m.tokens.labels(provider, model, kind) for kind in TOKEN_KINDS)
         self.cost = m.cost.labels(provider, model)
@@ -126,14 +128,38 @@ class Metrics:
         return generate_latest(self.registry)
 
     def fold(self) -> None:
+        """Count the queued records. Counters move once per series and fold (summed here
+        first: prometheus-client's `inc` takes a lock and checks its argument, some
+        thousands of instructions); histograms take each observation."""
         pending, self._pending = self._pending, []
         series_of = self._series
+        sums: dict[_Series, list[float]] = {}
         for rec in pending:
             key = (rec.protocol, rec.provider, rec.target_model, rec.status, rec.error_kind)
             series = series_of.get(key)
             if series is None:
                 series = self._new_series(key)
-            self._fold_one(rec, series)
+            acc = sums.get(series)
+            if acc is None:
+                acc = sums[series] = [0] * 9
+            if rec.final:
+                acc[0] += 1
+                series.duration.observe(rec.latency_ms / 1000)
+            if rec.ttft_ms is not None:
+                series.ttft.observe(rec.ttft_ms / 1000)
+            acc[1] += rec.input_tokens
+            acc[2] += rec.output_tokens
+            acc[3] += rec.cache_read_tokens
+            acc[4] += rec.cache_write_tokens
+            acc[5] += rec.reasoning_tokens
+            cost = rec.cost
+            if cost is not None:
+                acc[6] += cost
+            elif rec.provider and rec.error_kind is None:
+                acc[7] += 1  # answered, with no price known
+            acc[8] += 1
+        for series, acc in sums.items():
+            _apply(series, acc)
 
     def _new_series(self, key: tuple[str, str, str, int, str | None]) -> _Series:
         protocol, provider, model, status, error_kind = key
@@ -152,22 +178,18 @@ class Metrics:
         self._series[key] = series
         return series
 
-    @staticmethod
-    def _fold_one(rec: UsageRecord, series: _Series) -> None:
-        if rec.final:
-            series.requests.inc()
-            series.duration.observe(rec.latency_ms / 1000)
-        if rec.ttft_ms is not None:
-            series.ttft.observe(rec.ttft_ms / 1000)
-        if series.errors is not None and rec.provider:
-            series.errors.inc()
-        for child, count in zip(series.tokens, (
-                rec.input_tokens, rec.output_tokens, rec.cache_read_tokens,
-                rec.cache_write_tokens, rec.reasoning_tokens), strict=True):
-            if count:
-                child.inc(count)
-        if rec.cost is None:
-            if rec.provider and rec.error_kind is None:
-                series.unpriced.inc()
-        elif rec.cost:
-            series.cost.inc(rec.cost)
+
+def _apply(series: _Series, acc: list[float]) -> None:
+    """Move the counters of one series by a fold's sums: requests, tokens by kind, cost,
+    unpriced attempts and (for a failed series) upstream errors."""
+    if acc[0]:
+        series.requests.inc(acc[0])
+    for child, count in zip(series.tokens, acc[1:6], strict=True):
+        if count:
+            child.inc(count)
+    if acc[6]:
+        series.cost.inc(acc[6])
+    if acc[7]:
+        series.unpriced.inc(acc[7])
+    if series.errors is not None and series.provider:
+        series.errors.inc(acc[8])
