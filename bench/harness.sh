@@ -57,6 +57,10 @@ write_gateway_config() {  # the three upstream types on UP, routed as bench/run.
         echo "  default: up/canned-model"
         echo "storage: {path: $WORK/gw.db}"  # stored state and usage rows: not in \$HOME
         if [ -n "${BENCH_RULES:-}" ]; then ten_rules; fi
+        # BENCH_EXTRA: more top-level YAML for the gateway, e.g. to count the daily log and
+        # the metrics: BENCH_EXTRA=$'logs: {dir: LOGDIR}\nmetrics: true' (LOGDIR: a
+        # directory in the bench's own temporary one).
+        if [ -n "${BENCH_EXTRA:-}" ]; then printf '%s\n' "${BENCH_EXTRA//LOGDIR/$WORK/logs}"; fi
     } >"$WORK/gw.yaml"
 }
 

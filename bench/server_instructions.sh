@@ -13,6 +13,9 @@
 # (bench/run.sh installs it) and valgrind (installed with apt if missing). BENCH_REF=HEAD
 # measures that ref's committed src/ instead of the working tree. BENCH_SERVER=uvicorn counts
 # the app under uvicorn through the ASGI adapter (server/asgi.py) instead of our own server.
+# BENCH_EXTRA adds gateway settings (bench/harness.sh), BENCH_SCRAPE=1 reads /metrics once
+# after the N requests, inside the count: the logs and metrics on are counted with
+#   BENCH_EXTRA=$'logs: {dir: LOGDIR}\nmetrics: true' BENCH_SCRAPE=1 bash bench/server_instructions.sh BODY
 # Loopback only.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -55,8 +58,15 @@ for turn in range(first, first + count):
     assert answer.status == 200, data[:300]
 PY
 "$PY" "$WORK/drive.py" "$P_GW" "$ENDPOINT" "$WORK/bodies/$BODY.json" 0 "$WARM"
+scrape() {
+    "$PY" -c 'import sys, urllib.request as u; u.urlopen(sys.argv[1]).read()' \
+        "http://127.0.0.1:$P_GW/metrics"
+    sleep 1  # the daily log's writer thread empties its queue meanwhile
+}
+if [ -n "${BENCH_SCRAPE:-}" ]; then scrape; fi  # the warm-up's records folded outside the count
 callgrind_control -z "$GW" >/dev/null
 "$PY" "$WORK/drive.py" "$P_GW" "$ENDPOINT" "$WORK/bodies/$BODY.json" 100000 "$N"
+if [ -n "${BENCH_SCRAPE:-}" ]; then scrape; fi  # one scrape counted with the N requests
 callgrind_control -d "$GW" >/dev/null
 sleep 1
 DUMP=$(ls -t "$WORK"/cg.out.* | head -1)
