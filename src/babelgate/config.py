@@ -97,6 +97,91 @@ class ServerConfig(BaseModel):
     reload_poll: float = Field(default=1, ge=0)
 
 
+# A quota window: a calendar period or a rolling duration ("5h", "90s", "1h30m", "2d").
+_DURATION = r"(?:\d+(?:\.\d+)?(?:ms|s|m|h|d|w))+"
+_WINDOW = re.compile(rf"daily|weekly|monthly|{_DURATION}")
+_CLOCK = r"(?:[01]?\d|2[0-3]):[0-5]\d"
+# The reset point of each calendar window, in the gateway's local time.
+_RESET = {
+    "daily": re.compile(_CLOCK),
+    "weekly": re.compile(rf"(?:mon|tue|wed|thu|fri|sat|sun)(?: {_CLOCK})?", re.I),
+    "monthly": re.compile(rf"(?:[1-9]|[12]\d|3[01])(?: {_CLOCK})?"),
+}
+DEFAULT_RESET = {"daily": "00:00", "weekly": "mon 00:00", "monthly": "1 00:00"}
+
+
+class QuotaConfig(BaseModel):
+    """When a provider says its quota or balance is used up, it rests until `window` resets
+    (docs/configuration.md, "Quota windows")."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # daily | weekly | monthly (reset at `reset`, local time) or a rolling duration counted
+    # from the first refusal.
+    window: str = "daily"
+    # daily: "HH:MM"; weekly: "mon 00:00"; monthly: day of month "1 00:00" (a day past the
+    # month's end means its last day). None: the window's default (DEFAULT_RESET).
+    reset: str | None = None
+    # More refusals that mean "used up": HTTP status codes, or substrings of the message
+    # (case-insensitive).
+    on: list[int | str] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _on_is_a_key(cls, data: Any) -> Any:
+        # YAML 1.1 reads a bare `on` as the boolean true: {on: [...]} arrives keyed by True.
+        if isinstance(data, dict) and True in data:
+            data = {("on" if key is True else key): value for key, value in data.items()}
+        return data
+
+    @field_validator("window")
+    @classmethod
+    def _check_window(cls, value: str) -> str:
+        value = value.strip().lower()
+        if not _WINDOW.fullmatch(value):
+            raise ValueError(
+                f"window {value!r} is not daily, weekly, monthly or a duration such as 5h, "
+                "90s, 1h30m"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _check_reset(self) -> QuotaConfig:
+        pattern = _RESET.get(self.window)
+        if self.reset is None:
+            return self
+        if pattern is None:
+            raise ValueError(
+                f"reset {self.reset!r} applies to daily, weekly and monthly windows only; a "
+                f"rolling window ({self.window}) counts from the first refusal"
+            )
+        if not pattern.fullmatch(self.reset.strip()):
+            raise ValueError(
+                f"reset {self.reset!r} does not fit a {self.window} window; write it like "
+                f"{DEFAULT_RESET[self.window]!r}"
+            )
+        return self
+
+
+class RetryConfig(BaseModel):
+    """Retries of one target before the next is tried (routing/retry.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    attempts: int = Field(default=2, ge=1, le=20)  # tries per target, the first included
+    backoff: float = Field(default=0.5, ge=0)  # seconds before the first retry; doubles
+    max_backoff: float = Field(default=8, ge=0)  # cap, also on the upstream's Retry-After
+
+
+class CooldownConfig(BaseModel):
+    """A target that keeps failing rests (routing/health.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    failures: int = Field(default=3, ge=1)  # consecutive failures before it rests
+    seconds: float = Field(default=30, gt=0)  # how long it rests before one probe request
+
+
 class ProviderConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -113,6 +198,7 @@ class ProviderConfig(BaseModel):
     max_tokens: int | None = Field(default=None, gt=0)  # clamp for the client's max_tokens
     headers: dict[str, str] = Field(default_factory=dict, repr=False)
     timeout: float = Field(default=600, gt=0)
+    quota: QuotaConfig | None = None  # None: a used-up quota rests it an hour (routing/quota)
     # http://, socks5:// or socks5h:// (user:pass@ allowed); else HTTPS_PROXY & co. apply.
     proxy: str | None = Field(default=None, repr=False)
     ca_file: str | None = None  # PEM bundle the upstream's TLS certificate is checked against
@@ -283,6 +369,8 @@ class Settings(BaseModel):
     prices: dict[str, PriceConfig] = Field(default_factory=dict)
     logs: LogsConfig = Field(default_factory=LogsConfig)
     metrics: bool = False  # GET /metrics in Prometheus text format (server/metrics.py)
+    retry: RetryConfig | None = None  # None: one try per target
+    cooldown: CooldownConfig | None = None  # None: failing targets never rest
 
 
 class _FileConfig(BaseModel):
@@ -298,6 +386,8 @@ class _FileConfig(BaseModel):
     metrics: bool = False
     rules: list[RuleConfig] = Field(default_factory=list)
     prices: dict[str, PriceConfig] = Field(default_factory=dict)
+    retry: RetryConfig | None = None
+    cooldown: CooldownConfig | None = None
 
     @field_validator("rules", mode="before")
     @classmethod
@@ -349,6 +439,7 @@ def _load_file(path: Path, env: Mapping[str, str]) -> Settings:
         server=parsed.server, providers=parsed.providers, routes=parsed.routes, source=where,
         storage=parsed.storage, rules=parsed.rules, prices=parsed.prices,
         logs=parsed.logs, metrics=parsed.metrics,
+        retry=parsed.retry, cooldown=parsed.cooldown,
     )
 
 
@@ -475,6 +566,12 @@ def _known_fields(parent: tuple[str, ...]) -> list[str]:
         model = RuleCondition
     elif len(parent) == 2 and parent[0] == "prices":
         model = PriceConfig
+    elif len(parent) == 3 and parent[0] == "providers" and parent[2] == "quota":
+        model = QuotaConfig
+    elif parent == ("retry",):
+        model = RetryConfig
+    elif parent == ("cooldown",):
+        model = CooldownConfig
     return [field.alias or name for name, field in model.model_fields.items()]
 
 
@@ -505,6 +602,10 @@ def _hint_for(loc: tuple[str, ...]) -> str:
         "max_mb": "use a positive number of megabytes",
         "backups": "use a whole number, 0 or more",
         "metrics": "use true or false",
+        "window": "use daily, weekly, monthly or a duration such as 5h or 90s",
+        "reset": "daily: \"00:00\", weekly: \"mon 00:00\", monthly: \"1 00:00\"",
+        "attempts": "use a whole number from 1 (no retry) to 20",
+        "failures": "use a whole number of consecutive failures, 1 or more",
     }
     if last in hints:
         return hints[last]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import orjson
 import pytest
 
 from babelgate.protocols.gemini import codec
@@ -65,3 +66,24 @@ def test_body_that_is_not_json() -> None:
     assert "Bad Gateway" in error.message
     empty = codec.parse_error(500, b"")
     assert empty.kind == "api_error" and "500" in empty.message
+
+
+def _quota_body(quota_id: str) -> bytes:
+    return orjson.dumps({"error": {
+        "code": 429, "status": "RESOURCE_EXHAUSTED",
+        "message": "You exceeded your current quota, please check your plan and billing details.",
+        "details": [{"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [
+            {"quotaMetric": "generativelanguage.googleapis.com/generate_content_free_tier_requests",
+             "quotaId": quota_id}]}],
+    }})
+
+
+def test_a_per_day_quota_failure_is_marked_used_up() -> None:
+    error = codec.parse_error(429, _quota_body("GenerateRequestsPerDayPerProjectPerModel-FreeTier"))
+    assert error.kind == "rate_limit" and error.exhausted
+
+
+def test_a_per_minute_quota_failure_is_a_rate_limit_only() -> None:
+    minute = "GenerateRequestsPerMinutePerProjectPerModel-FreeTier"
+    error = codec.parse_error(429, _quota_body(minute))
+    assert error.kind == "rate_limit" and not error.exhausted

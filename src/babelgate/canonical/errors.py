@@ -8,6 +8,7 @@ GatewayError in its own wire format, including as a mid-stream error event.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Literal
 
 ErrorKind = Literal[
@@ -79,7 +80,10 @@ class GatewayError(Exception):
     `param` names the offending field for request errors; `upstream` names the provider
     when the failure came from one; `retry_after` keeps the upstream's hint, in seconds;
     `code` is a machine-readable reason clients act on, e.g. `context_length_exceeded`
-    (Codex compacts its history on it).
+    (Codex compacts its history on it). `exhausted` says the upstream's quota is used up
+    for its period, when its error body says so in a structured way (Gemini's per-day
+    QuotaFailure); `headers` are the upstream's response headers of an error status, where
+    routing reads when a quota comes back. Neither is ever shown to a client.
     """
 
     def __init__(
@@ -92,6 +96,7 @@ class GatewayError(Exception):
         upstream: str | None = None,
         retry_after: float | None = None,
         code: str | None = None,
+        exhausted: bool = False,
     ) -> None:
         super().__init__(message)
         self.kind: ErrorKind = kind
@@ -101,6 +106,8 @@ class GatewayError(Exception):
         self.upstream = upstream
         self.retry_after = retry_after
         self.code = code
+        self.exhausted = exhausted
+        self.headers: Mapping[str, str] | None = None
 
     @property
     def retryable(self) -> bool:

@@ -22,6 +22,7 @@ import gc
 import inspect
 import logging
 import os
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, TypeVar
@@ -33,14 +34,16 @@ from babelgate.books.clients import Clients
 from babelgate.books.ledger import Books, Origin, RequestIds
 from babelgate.books.prices import prices_for
 from babelgate.books.store import UsageSink
-from babelgate.canonical import GatewayError, StreamError
+from babelgate.canonical import GatewayError, StreamError, invalid
 from babelgate.canonical.errors import ErrorKind
 from babelgate.canonical.nesting import TOO_DEEP, too_deep
 from babelgate.config import ConfigError, Settings, load_settings
 from babelgate.protocols import Codec, get_codec
 from babelgate.protocols.reuse import ReuseTables
-from babelgate.routing import Route, Target
+from babelgate.routing import Route, RoutingState, Target, iso_time
+from babelgate.routing.quota import QuotaMark
 from babelgate.server.conversations import Conversations, Recorder
+from babelgate.storage.quota_marks import QuotaStore
 from babelgate.storage.responses import ResponseStore, default_db_path
 from babelgate.storage.usage import UsageWriter
 
@@ -99,8 +102,15 @@ class App:
         ))
         self.clients = Clients()
         self.request_ids = RequestIds()
+        db_path = storage.path or default_db_path()
+        # What routing learns (cooldowns, used-up quotas) lives as long as the process, in one
+        # object: every Gateway, the first and each one a reload builds, gets this same one.
+        # Used-up quotas are kept in the database too, so they also outlive a restart.
+        self.quota_store = QuotaStore(db_path)
+        self.routing = RoutingState(sink=self.quota_store, marks=_stored_marks(self.quota_store))
         # The running configuration: swapped whole by a reload, read once per request.
-        self.gateway = Gateway(settings, books=Books(prices_for(settings), (self.usage,)))
+        self.gateway = Gateway(settings, books=Books(prices_for(settings), (self.usage,)),
+                               routing=self.routing)
         self._observe(settings)
         self.trimmer = HeapTrimmer()
         self.collector = Collector()  # the cycles reference counting leaves: memory.py
@@ -120,7 +130,7 @@ class App:
         # Responses clients' conversations (previous_response_id). Nothing opens the database
         # before a Responses request asks to store or continue one.
         self.conversations = Conversations(ResponseStore(
-            storage.path or default_db_path(), storage.responses_ttl_days,
+            db_path, storage.responses_ttl_days,
             prune_every=storage.responses_prune_interval_s,
         ))
         self.routes: dict[tuple[str, str], Handler] = {
@@ -133,6 +143,8 @@ class App:
             # Administration: every /admin/* route is registered here, where a guard (admin
             # keys) can wrap them all.
             ("POST", "/admin/reload"): self.admin_reload,
+            ("GET", "/v1/quota"): self.quota,
+            ("POST", "/v1/quota/reset"): self.quota_reset,
         }
         for path, protocol in GENERATE_PATHS.items():
             self.routes[("POST", path)] = self._generate_for(protocol)
@@ -218,6 +230,7 @@ class App:
         await asyncio.to_thread(self.usage.close)  # writes the records still queued
         if self.daily_log is not None:
             await self.daily_log.close()  # writes the lines still queued
+        await asyncio.to_thread(self.quota_store.close)
 
     # ------------------------------------------------------------------ generation
     def _generate_for(self, protocol: str) -> Handler:
@@ -417,7 +430,8 @@ class App:
         kept = {name: old.providers[name] for name, config in settings.providers.items()
                 if name in old.providers and old.settings.providers.get(name) == config}
         return Gateway(settings, http=old.http, access_log=old.access_log, providers=kept,
-                       books=old.books.repriced(prices_for(settings)))
+                       books=old.books.repriced(prices_for(settings)),
+                       routing=old.routing)
 
     def _refused(self, why: str, message: str) -> GatewayError:
         status = self.reload_status
@@ -487,6 +501,50 @@ class App:
             "pid": os.getpid(),  # which process answered (serve --workers N)
             "reuse": self.reuse.stats(),  # request pieces decoded once and found again
         })
+
+    async def quota(self, request: Request, response: Response) -> None:
+        """GET /v1/quota: each provider's state (ok, exhausted, cooling) with ISO 8601 UTC
+        times (null when they do not apply) and the reason."""
+        send_json(response, 200, {"providers": self._quota_status()})
+
+    async def quota_reset(self, request: Request, response: Response) -> None:
+        """POST /v1/quota/reset, optionally {"provider": name}: bring one provider (or all)
+        back from used-up or resting at once."""
+        codec = get_codec("openai")
+        provider: object = None
+        if request.body.strip():
+            try:
+                data = orjson.loads(request.body)
+            except orjson.JSONDecodeError:
+                send_error(response, codec, invalid("the body is not valid JSON"))
+                return
+            if not isinstance(data, dict):
+                send_error(response, codec, invalid("the body must be a JSON object"))
+                return
+            provider = data.get("provider")
+            if provider is not None and not isinstance(provider, str):
+                send_error(response, codec, invalid("`provider` must be a string", "provider"))
+                return
+        providers = self.gateway.providers
+        if provider is not None and provider not in providers:
+            send_error(response, codec, GatewayError(
+                "not_found", f"no provider {provider!r}; configured: {', '.join(providers)}",
+                param="provider"))
+            return
+        self.routing.reset(provider)
+        send_json(response, 200, {
+            "reset": [provider] if provider is not None else list(providers),
+            "providers": self._quota_status(),
+        })
+
+    def _quota_status(self) -> list[dict[str, Any]]:
+        return [
+            {"name": s.name, "state": s.state,
+             "since": iso_time(s.since) if s.since is not None else None,
+             "resets_at": iso_time(s.resets_at) if s.resets_at is not None else None,
+             "reason": s.reason}
+            for s in self.routing.status(self.gateway.providers)
+        ]
 
     async def stored_response(self, request: Request, response: Response) -> None:
         """GET or DELETE /v1/responses/{id}: a response kept for previous_response_id."""
@@ -574,6 +632,14 @@ async def _close_discarded(old: Gateway, new: Gateway) -> None:
                 await result
         except Exception:  # one provider failing to stop must not undo the reload
             log.exception("stopping provider %s after a reload", provider.name)
+
+def _stored_marks(store: QuotaStore) -> list[QuotaMark]:
+    """The used-up quotas a previous run left (start-up; the file is small)."""
+    try:
+        return [QuotaMark(*row) for row in store.load()]
+    except sqlite3.Error as exc:  # a damaged file must not keep the gateway from serving
+        log.error("could not read quota marks from %s: %s", store.path, exc)
+        return []
 
 
 # What a request cut off by the server stopping gets: an error its client retries on.

@@ -4,9 +4,10 @@ One `Gateway` per app holds what start-up builds once (router, providers, HTTP c
 serves every inbound protocol the same way:
 1. the inbound codec parses the client's body into a canonical Request;
 2. the router gives an ordered list of targets;
-3. for each target, the provider's codec renders the upstream body and the answer is
-   translated back; connection errors, timeouts, 429 and 5xx move on to the next target as
-   long as no byte has reached the client;
+3. routing plans the attempts (routing/plan.py: order, retries with backoff, cooldowns, used-up
+   quotas skipped) and learns from each outcome; the gateway carries out one attempt at a
+   time: the provider's codec renders the upstream body and the answer is translated back;
+   nothing is retried once a byte of the answer has reached the client;
 4. same protocol in and out goes through `passthrough` instead: bytes forwarded, usage tapped.
 """
 
@@ -47,7 +48,7 @@ from babelgate.providers.credentials import credentials_from
 from babelgate.providers.http import HttpClient, UpstreamResponse, make_route
 from babelgate.providers.presets import provider_quirks
 from babelgate.providers.provider import PROVIDER_TYPES, Provider
-from babelgate.routing import Router, Target
+from babelgate.routing import Plan, Router, RoutingPolicy, RoutingState, Target
 from babelgate.routing.rules import Rules
 
 from .access_log import AccessLog
@@ -113,8 +114,11 @@ class Attempt:
 class Gateway:
     """Everything one configuration decides. A hot reload (server/app.py) makes a new one and
     hands it what outlives a configuration: the HTTP client, the access log, the providers
-    whose settings did not change and the books' sinks (`http`, `access_log`, `providers`,
-    `books`: its prices are the new configuration's, its sinks the running ones)."""
+    whose settings did not change, the books' sinks (`http`, `access_log`, `providers`,
+    `books`: its prices are the new configuration's, its sinks the running ones) and
+    `routing`, the process's one RoutingState (cooldowns, used-up quotas: routing/state.py),
+    so that what the previous Gateway learnt holds for the new one. Without one, a Gateway
+    has its own."""
 
     def __init__(
         self,
@@ -124,12 +128,15 @@ class Gateway:
         access_log: AccessLog | None = None,
         providers: Mapping[str, Provider] | None = None,
         books: Books | None = None,
+        routing: RoutingState | None = None,
     ) -> None:
         self.settings = settings
         # Each finished attempt becomes one usage record, handed to every sink.
         self.books = books or Books()
         self.router = Router(settings)
         self.rules = Rules(settings.rules)  # checked before the routes (server/app.py)
+        self.routing = routing if routing is not None else RoutingState()
+        self.policy = RoutingPolicy.from_settings(settings)
         self.providers = build_providers(settings, providers)
         self._http: HttpClient | None = http
         # Bytes of upstream answer held at once: a whole body (the HTTP client's limit), or
@@ -189,6 +196,7 @@ class Gateway:
             error = provider.own_error(provider.codec.parse_error(response.status, raw))
             if error.retry_after is None:
                 error.retry_after = _retry_after(response.headers)
+            error.headers = response.headers  # when a used-up quota returns: routing/quota.py
             raise error
         return response
 
@@ -209,13 +217,14 @@ class Gateway:
         passing: _AttemptOn[_Answer],
         translating: _AttemptOn[_Answer],
     ) -> tuple[_Answer, Target, Attempt]:
-        """Try the targets in order (`passing` for a target that speaks the client's protocol,
-        `translating` for the others) until one answers; return its answer, the target and
-        its attempt (logged by the caller once the answer is complete). A failed attempt is
-        logged here; a retryable error moves on to the next target, any other ends the
-        search. Raises the last error when no target answered."""
-        last_error: GatewayError | None = None
-        for target in targets:
+        """Carry out the attempts routing plans (routing/plan.py decides the order, the
+        retries and what is skipped, and learns from each outcome): `passing` for a target
+        that speaks the client's protocol, `translating` for the others. Returns the first
+        answer, its target and its attempt (logged by the caller once the answer is
+        complete); a failed attempt is logged here. Raises what the plan says the client
+        should hear when no target answered."""
+        plan = Plan(self.routing, self.policy, targets)
+        async for target in plan:
             provider = self.provider(target)
             attempt = Attempt(target, time.perf_counter(), route=call.route_log,
                               wall=time.time())
@@ -237,13 +246,12 @@ class Gateway:
                 self.log_attempt(call, attempt)
                 raise
             else:
+                plan.succeeded()
                 return answer, target, attempt
-            attempt.error = last_error = error
-            self.log_attempt(call, attempt, final=not error.retryable or target is targets[-1])
-            if not error.retryable:
-                break
-        assert last_error is not None
-        raise last_error
+            attempt.error = error
+            plan.failed(error)
+            self.log_attempt(call, attempt, final=plan.finished)
+        raise plan.error()
 
     async def _translate_complete(
         self, call: Call, provider: Provider, target: Target, attempt: Attempt

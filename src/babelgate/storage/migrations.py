@@ -36,8 +36,14 @@ def migrate(conn: sqlite3.Connection) -> list[str]:
             continue
         # One transaction per migration (the connection is in autocommit mode, so DDL is
         # transactional only inside an explicit BEGIN): a failure leaves it unrecorded.
-        conn.execute("BEGIN")
+        # IMMEDIATE takes the write lock first, so two connections opening a new file at once
+        # (the response and quota stores) wait for each other; the second then finds the
+        # migration done.
+        conn.execute("BEGIN IMMEDIATE")
         try:
+            if conn.execute("SELECT 1 FROM schema_version WHERE name = ?", (name,)).fetchone():
+                conn.execute("ROLLBACK")
+                continue
             fn(conn)
             conn.execute(
                 "INSERT INTO schema_version (name, applied_at) VALUES (?, ?)", (name, time.time())
@@ -114,3 +120,18 @@ def m004_usage(conn: sqlite3.Connection) -> None:
         )"""
     )
     conn.execute("CREATE INDEX usage_time ON usage (time)")
+
+
+@migration
+def m005_quota_marks(conn: sqlite3.Connection) -> None:
+    # One row per provider whose quota is used up: when it was refused (since) and when it
+    # comes back (resets_at), Unix seconds; reason: what the upstream said, key masked.
+    # Portable SQL: DOUBLE PRECISION for times (PostgreSQL's REAL is too coarse for them).
+    conn.execute(
+        """CREATE TABLE quota_marks (
+            provider TEXT PRIMARY KEY,
+            since DOUBLE PRECISION NOT NULL,
+            resets_at DOUBLE PRECISION NOT NULL,
+            reason TEXT NOT NULL
+        )"""
+    )

@@ -2,9 +2,10 @@
 
 Google's body is `{"error": {"code", "message", "status", "details"}}`, sometimes wrapped in
 a JSON array. The kind comes from the canonical `status` name (a table, not the message
-text); two structured details refine it: an `ErrorInfo` with reason `API_KEY_INVALID` (Google
-answers a bad key with 400 INVALID_ARGUMENT) means authentication, and a `RetryInfo`'s
-`retryDelay` becomes `retry_after`.
+text); three structured details refine it: an `ErrorInfo` with reason `API_KEY_INVALID` (Google
+answers a bad key with 400 INVALID_ARGUMENT) means authentication, a `RetryInfo`'s
+`retryDelay` becomes `retry_after`, and a `QuotaFailure` naming a per-day quota marks the
+error `exhausted` (used up until the day turns, routing/quota.py).
 """
 
 from __future__ import annotations
@@ -76,7 +77,8 @@ def error_from_body(data: JSON, status: int | None) -> GatewayError:
         kind, http = "authentication", 401
     message = str(error.get("message") or error.get("status") or "Gemini error")
     return GatewayError(
-        kind, message, status=http, upstream=ORIGIN, retry_after=_retry_after(details)
+        kind, message, status=http, upstream=ORIGIN, retry_after=_retry_after(details),
+        exhausted=kind == "rate_limit" and _per_day(details),
     )
 
 
@@ -87,6 +89,21 @@ def render_error(error: GatewayError) -> JSON:
 
 def _detail_reason(detail: Any) -> str | None:
     return detail.get("reason") if isinstance(detail, dict) else None
+
+
+def _per_day(details: list[Any]) -> bool:
+    """Whether a QuotaFailure names a per-day quota (quotaId such as
+    "GenerateRequestsPerDayPerProjectPerModel-FreeTier"): used up until the day turns, not a
+    rate to back off from."""
+    for detail in details:
+        if not isinstance(detail, dict) or not str(detail.get("@type", "")).endswith(
+                "QuotaFailure"):
+            continue
+        violations = detail.get("violations")
+        for violation in violations if isinstance(violations, list) else ():
+            if isinstance(violation, dict) and "PerDay" in str(violation.get("quotaId", "")):
+                return True
+    return False
 
 
 def _retry_after(details: list[Any]) -> float | None:

@@ -1,0 +1,176 @@
+"""The order of attempts for one request, and what each outcome teaches.
+
+Routing decides, the server executes: the gateway iterates a `Plan` and performs one attempt
+per target it yields, then reports the outcome (`succeeded()` or `failed(error)`):
+
+    plan = Plan(state, policy, targets)
+    async for target in plan:
+        try: answer = await attempt(target)
+        except GatewayError as error: plan.failed(error); continue
+        plan.succeeded(); return answer
+    raise plan.error()
+
+What a Plan promises:
+- Targets come in route order. A provider whose quota is used up (routing/quota.py) is
+  skipped, even when it is the only one: with nothing else to try, `error()` is a 429 that
+  names when each used-up provider resets. A resting target (routing/health.py) goes after
+  the others: it is skipped while another can answer, and tried when it is the only one left.
+- `failed(error)` decides what comes next: a refusal that says the quota is used up marks the
+  provider (until its stated reset, else its window's) and moves to the next target; a
+  failure worth retrying (connection, timeout, 429, 5xx: `GatewayError.retryable`) counts
+  towards the target's cooldown and, while `retry.attempts` allows and the target is not
+  resting now, yields the same target again after the backoff (slept on the state's clock);
+  then the next target. Any other error (a 400, a 401...) ends the plan: the client's request
+  or our credentials are at fault, and another target would say the same.
+- A healthy gateway (no cooldown, no quota mark) pays for one small object and a few
+  attribute reads per request: the ordering work only runs when the state has entries.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from babelgate.canonical import GatewayError
+
+from .policy import RoutingPolicy
+from .quota import QuotaMark, exhaustion, stated_reset
+from .router import Target
+from .state import RoutingState
+
+log = logging.getLogger("babelgate")
+
+
+class Plan:
+    __slots__ = ("_again", "_delay", "_error", "_index", "_policy", "_skipped", "_spent",
+                 "_state", "_target", "_targets", "_tries")
+
+    def __init__(
+        self, state: RoutingState, policy: RoutingPolicy, targets: Sequence[Target]
+    ) -> None:
+        self._state = state
+        self._policy = policy
+        self._targets = targets
+        self._index = -1
+        self._tries = 0
+        self._target: Target | None = None
+        self._again = False
+        self._delay = 0.0
+        self._error: GatewayError | None = None
+        self._skipped: list[QuotaMark] | None = None
+        self._spent = False  # the last failure was a used-up quota
+        if state.cooldowns.by_target and len(targets) > 1:
+            self._targets = self._rested_last(targets)
+
+    def __aiter__(self) -> Plan:
+        return self
+
+    async def __anext__(self) -> Target:
+        if self._again:
+            self._again = False
+            self._tries += 1
+            if self._delay > 0:
+                await self._state.clock.sleep(self._delay)
+            assert self._target is not None
+            return self._target
+        targets, quota = self._targets, self._state.quota
+        while True:
+            self._index += 1
+            if self._index >= len(targets):
+                raise StopAsyncIteration
+            target = targets[self._index]
+            if quota.marks:
+                mark = quota.exhausted(target.provider, self._state.clock.now())
+                if mark is not None:
+                    self._skip(mark)
+                    continue
+            self._target, self._tries = target, 1
+            return target
+
+    def succeeded(self) -> None:
+        if self._state.cooldowns.by_target and self._target is not None:
+            self._state.cooldowns.succeeded(self._target)
+
+    def failed(self, error: GatewayError) -> None:
+        target = self._target
+        assert target is not None
+        self._error = error
+        self._spent = False
+        reason = exhaustion(error, self._policy.quota_for(target.provider))
+        if reason is not None:
+            self._mark(target.provider, error, reason)
+            return
+        if not error.retryable:
+            self._index = len(self._targets)  # nothing more to try
+            return
+        policy = self._policy
+        resting = False
+        if policy.cooldown is not None:
+            resting = self._state.cooldowns.failed(
+                target, policy.cooldown, f"{error.kind} (HTTP {error.status})")
+        if not resting and self._tries < policy.retry.attempts:
+            self._again = True
+            self._delay = policy.retry.delay(self._tries, error.retry_after)
+
+    @property
+    def finished(self) -> bool:
+        """No attempt follows the last failure (targets that turn out used up are skipped,
+        so one may still not follow when this says False)."""
+        return not self._again and self._index + 1 >= len(self._targets)
+
+    def error(self) -> GatewayError:
+        """What the client hears when no target answered."""
+        if self._skipped and (self._error is None or self._spent):
+            return quota_error(self._skipped, self._state.clock.now())
+        if self._error is not None:
+            return self._error
+        return GatewayError("api_error", "the route has no target")  # routes are never empty
+
+    # ------------------------------------------------------------------ internals
+
+    def _mark(self, provider: str, error: GatewayError, reason: str) -> None:
+        state = self._state
+        now = state.clock.now()
+        resets_at = stated_reset(error, now)
+        if resets_at is None or resets_at <= now:
+            resets_at = self._policy.quota_for(provider).window.resets_at(now, state.tz)
+        mark = state.quota.mark(provider, now, resets_at, reason)
+        log.warning("provider %s: quota used up until %s (%s)", provider,
+                    iso_time(mark.resets_at), reason)
+        self._skip(mark)
+        self._spent = True
+
+    def _skip(self, mark: QuotaMark) -> None:
+        if self._skipped is None:
+            self._skipped = []
+        if mark not in self._skipped:
+            self._skipped.append(mark)
+
+    def _rested_last(self, targets: Sequence[Target]) -> list[Target]:
+        cooldowns, policy = self._state.cooldowns, self._policy.cooldown
+        if policy is None:
+            return list(targets)
+        awake: list[Target] = []
+        resting: list[Target] = []
+        for target in targets:
+            (resting if cooldowns.resting(target, policy) else awake).append(target)
+        return awake + resting
+
+
+def quota_error(marks: Sequence[QuotaMark], now: float) -> GatewayError:
+    """The client's answer when every target it could use has used up its quota."""
+    soonest = min(mark.resets_at for mark in marks)
+    which = ", ".join(f"{m.provider} until {iso_time(m.resets_at)}" for m in marks)
+    return GatewayError(
+        "rate_limit",
+        f"quota used up for every provider of this model: {which}. babelgate sends requests "
+        "there again after the reset (POST /v1/quota/reset brings a provider back now).",
+        retry_after=max(1, math.ceil(soonest - now)),
+    )
+
+
+def iso_time(moment: float) -> str:
+    """Unix seconds as ISO 8601 in UTC, to the second: how /v1/quota and messages say it."""
+    return datetime.fromtimestamp(round(moment), UTC).isoformat().replace("+00:00", "Z")

@@ -1,0 +1,52 @@
+"""The routing rules that come from the configuration: retries, cooldowns, quota windows.
+
+`RoutingPolicy.from_settings(settings)` compiles them once per configuration (a hot reload
+compiles a new one; the memory of what failed lives in routing/state.py and outlives it). It
+is immutable and shared by every request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from babelgate.config import QuotaConfig, Settings
+
+from .health import CooldownPolicy
+from .quota import DEFAULT_QUOTA, QuotaPolicy
+from .retry import NO_RETRY, RetryPolicy
+from .windows import parse_window
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingPolicy:
+    retry: RetryPolicy = NO_RETRY
+    cooldown: CooldownPolicy | None = None  # None: failing targets never rest
+    quotas: Mapping[str, QuotaPolicy] = field(default_factory=lambda: MappingProxyType({}))
+
+    def quota_for(self, provider: str) -> QuotaPolicy:
+        return self.quotas.get(provider, DEFAULT_QUOTA)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RoutingPolicy:
+        retry = settings.retry
+        cooldown = settings.cooldown
+        return cls(
+            retry=RetryPolicy(retry.attempts, retry.backoff, retry.max_backoff)
+            if retry is not None else NO_RETRY,
+            cooldown=CooldownPolicy(cooldown.failures, cooldown.seconds)
+            if cooldown is not None else None,
+            quotas=MappingProxyType({
+                name: _quota(cfg.quota)
+                for name, cfg in settings.providers.items() if cfg.quota is not None
+            }),
+        )
+
+
+def _quota(config: QuotaConfig) -> QuotaPolicy:
+    return QuotaPolicy(
+        window=parse_window(config.window, config.reset),
+        statuses=frozenset(x for x in config.on if isinstance(x, int)),
+        phrases=tuple(x.lower() for x in config.on if isinstance(x, str) and x),
+    )

@@ -1,0 +1,162 @@
+"""Quota: which refusals mean "used up until the window resets", and who is used up now.
+
+What this module promises:
+- `exhaustion(error, policy)` is the one place that tells a used-up quota or balance from an
+  ordinary failure. It is used up when:
+  * the user's `quota.on` lists the error's HTTP status, or a substring of its message;
+  * the codec read it so (`error.exhausted`: Gemini's RESOURCE_EXHAUSTED naming a per-day
+    quota);
+  * it is a billing refusal: HTTP 402, OpenAI's `insufficient_quota`, Anthropic's
+    `billing_error` (the codecs map all of these to kind "billing");
+  * Anthropic says the subscription's limit is spent: `anthropic-ratelimit-unified-status:
+    rejected` on the refusal, or a message that says "credit balance is too low" or "usage
+    limit" (the two ways Anthropic words a spent balance and a spent plan).
+  A plain 429 is none of these: it is a rate limit, for retries and cooldowns.
+- `stated_reset(error, now)` reads when the upstream says the quota comes back: the latest
+  of `anthropic-ratelimit-*-reset` (Unix seconds or RFC 3339), `x-ratelimit-reset-*`
+  (a duration such as "6m0s", or seconds) and Retry-After; None when it says nothing. A
+  stated time wins over the configured window.
+- `QuotaBook` holds the marks (provider -> until when), drops a mark once its reset time has
+  passed, and tells a `QuotaSink` (the database, wired by the app) about every change, so the
+  marks survive a restart. Marks are immutable values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from babelgate.canonical import GatewayError
+
+from .windows import Window, parse_duration
+
+# A used-up quota without a `quota:` section rests the provider this long, unless the
+# upstream says when it comes back.
+DEFAULT_WINDOW = Window("rolling", seconds=3600.0)
+# Anthropic's wording for a spent prepaid balance and a spent plan (lower-case).
+_SPENT_PHRASES = ("credit balance is too low", "usage limit")
+_REASON_LENGTH = 200
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaPolicy:
+    window: Window = DEFAULT_WINDOW
+    statuses: frozenset[int] = frozenset()
+    phrases: tuple[str, ...] = ()  # lower-case
+
+
+DEFAULT_QUOTA = QuotaPolicy()
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaMark:
+    provider: str
+    since: float  # wall time of the refusal
+    resets_at: float  # wall time it comes back
+    reason: str
+
+
+class QuotaSink(Protocol):
+    """Where marks are kept across restarts (storage/quota_marks.py); called on the event
+    loop, so it must only queue the work."""
+
+    def save(self, provider: str, since: float, resets_at: float, reason: str) -> None: ...
+
+    def delete(self, provider: str | None) -> None: ...
+
+
+def exhaustion(error: GatewayError, policy: QuotaPolicy) -> str | None:
+    """Why `error` says the provider's quota is used up, or None when it does not."""
+    message = error.message.lower()
+    if error.status in policy.statuses or any(p in message for p in policy.phrases):
+        return _reason("matched quota.on", error)
+    if error.exhausted:
+        return _reason("daily quota used up", error)
+    if error.kind == "billing" or error.status == 402 or error.code == "insufficient_quota":
+        return _reason("quota or balance used up", error)
+    headers = error.headers
+    if headers and headers.get("anthropic-ratelimit-unified-status") == "rejected":
+        return _reason("plan usage limit reached", error)
+    if any(phrase in message for phrase in _SPENT_PHRASES):
+        return _reason("quota or balance used up", error)
+    return None
+
+
+def _reason(what: str, error: GatewayError) -> str:
+    return f"{what}: HTTP {error.status} {error.message}"[:_REASON_LENGTH]
+
+
+def stated_reset(error: GatewayError, now: float) -> float | None:
+    """When the upstream says the quota comes back (the latest time it names), or None."""
+    found: list[float] = []
+    if error.retry_after is not None:
+        found.append(now + error.retry_after)
+    for header, value in (error.headers or {}).items():
+        name = header.lower()
+        if name.startswith("anthropic-ratelimit-") and name.endswith("-reset"):
+            moment = _moment(value, now)
+        elif name.startswith("x-ratelimit-reset"):
+            seconds = parse_duration(value)
+            moment = now + seconds if seconds is not None else _moment(value, now)
+        else:
+            continue
+        if moment is not None:
+            found.append(moment)
+    return max(found) if found else None
+
+
+def _moment(value: str, now: float) -> float | None:
+    """Unix seconds (large numbers), seconds from now (small ones) or an RFC 3339 time."""
+    value = value.strip()
+    try:
+        number = float(value)
+    except ValueError:
+        pass
+    else:
+        return number if number > 1e9 else now + number
+    try:
+        return datetime.fromisoformat(value).timestamp()
+    except ValueError:
+        return None
+
+
+@dataclass(slots=True)
+class QuotaBook:
+    sink: QuotaSink | None = None
+    marks: dict[str, QuotaMark] = field(default_factory=dict)
+
+    def load(self, marks: Iterable[QuotaMark]) -> None:
+        for mark in marks:
+            self.marks[mark.provider] = mark
+
+    def exhausted(self, provider: str, now: float) -> QuotaMark | None:
+        """The provider's mark while it holds; a mark whose reset has come goes."""
+        mark = self.marks.get(provider)
+        if mark is not None and now >= mark.resets_at:
+            del self.marks[provider]
+            if self.sink is not None:
+                self.sink.delete(provider)
+            return None
+        return mark
+
+    def mark(self, provider: str, since: float, resets_at: float, reason: str) -> QuotaMark:
+        mark = QuotaMark(provider, since, resets_at, reason)
+        self.marks[provider] = mark
+        if self.sink is not None:
+            self.sink.save(provider, since, resets_at, reason)
+        return mark
+
+    def reset(self, provider: str | None = None) -> None:
+        if provider is None:
+            self.marks.clear()
+        else:
+            self.marks.pop(provider, None)
+        if self.sink is not None:
+            self.sink.delete(provider)
+
+    def current(self, now: float) -> Mapping[str, QuotaMark]:
+        for provider in list(self.marks):
+            self.exhausted(provider, now)
+        return self.marks
