@@ -218,3 +218,80 @@ async def test_a_failing_target_cools_down_and_shows_as_cooling(
 def _unix(iso: str) -> float:
     from datetime import datetime
     return datetime.fromisoformat(iso).timestamp()
+
+
+def sse(raw: bytes) -> list[tuple[str, dict[str, Any]]]:
+    events = []
+    for frame in raw.decode().split("\n\n"):
+        name, data = "", None
+        for line in frame.splitlines():
+            if line.startswith("event: "):
+                name = line[7:]
+            elif line.startswith("data: "):
+                data = orjson.loads(line[6:])
+        if data is not None:
+            events.append((name, data))
+    return events
+
+
+def streamed_text(raw: bytes) -> str:
+    return "".join(d["delta"].get("text", "") for n, d in sse(raw)
+                   if n == "content_block_delta")
+
+
+@pytest.mark.parametrize("kind", ["translated", "passed-through"])
+async def test_a_stream_that_dies_before_content_is_served_whole_by_the_next_target(
+    gateway_factory: GatewayFactory, kind: str,
+) -> None:
+    fake = FakeOpenAI if kind == "translated" else FakeAnthropic
+    async with fake(api_key="sk-first") as first, fake(api_key="sk-second") as second:
+        gw = await gateway_factory({"a": first, "b": second}, routes=TWO)
+        # The opening only (OpenAI: the role chunk; Anthropic: message_start and ping),
+        # then the connection drops.
+        first.queue(Reply(text="Never seen.", cut_stream_after=1 if kind == "translated" else 2))
+        second.queue(Reply(text="Whole from the second target."))
+        status, headers, raw = await call(gw, "POST", "/v1/messages",
+                                          {**message(stream=True), "model": "m"})
+        assert status == 200, raw
+        assert headers["x-babelgate-target"] == "b/model-b"
+        events = sse(raw)
+        names = [name for name, _ in events]
+        assert names.count("message_start") == 1 and "error" not in names
+        assert names[-1] == "message_stop"
+        assert streamed_text(raw) == "Whole from the second target."
+        assert len(first.requests) == 1 and len(second.requests) == 1
+
+        # An error event before the content: the same.
+        first.queue(Reply(raw=[
+            {"type": "message_start", "message": {
+                "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-up",
+                "content": [], "stop_reason": None, "stop_sequence": None,
+                "usage": {"input_tokens": 5, "output_tokens": 0}}},
+            {"type": "ping"},
+            {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}},
+        ] if kind == "passed-through" else [
+            {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "model-a",
+             "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
+                          "finish_reason": None}]},
+            {"error": {"message": "overloaded", "type": "server_error"}},
+        ]))
+        second.queue(Reply(text="Second again."))
+        status, headers, raw = await call(gw, "POST", "/v1/messages",
+                                          {**message(stream=True), "model": "m"})
+        assert status == 200 and streamed_text(raw) == "Second again."
+        assert "error" not in [name for name, _ in sse(raw)]
+
+
+async def test_a_stream_that_dies_after_content_ends_with_an_error_event(
+    gateway_factory: GatewayFactory,
+) -> None:
+    async with FakeOpenAI(api_key="sk-first") as first, FakeOpenAI(api_key="sk-2") as second:
+        gw = await gateway_factory({"a": first, "b": second}, routes=TWO)
+        first.queue(Reply(text="Some words already on their way to the client.",
+                          cut_stream_after=3))
+        status, _, raw = await call(gw, "POST", "/v1/messages",
+                                    {**message(stream=True), "model": "m"})
+        assert status == 200
+        names = [name for name, _ in sse(raw)]
+        assert streamed_text(raw) and names[-1] == "error"
+        assert second.requests == []

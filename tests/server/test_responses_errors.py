@@ -165,6 +165,28 @@ async def test_stream_cut_midway_ends_with_response_failed(fresh: Stack, model: 
 async def test_upstream_failed_event_is_relayed(fresh: Stack) -> None:
     shell = {"id": "resp_1", "object": "response", "created_at": 1, "status": "in_progress",
              "model": "gpt-resp-up", "output": [], "error": None}
+    item = {"type": "message", "id": "msg_1", "status": "in_progress", "role": "assistant",
+            "content": []}
+    failed = {**shell, "status": "failed",
+              "error": {"code": "server_error", "message": "The model crashed."}}
+    fresh.rs.queue(Reply(raw=[
+        {"type": "response.created", "sequence_number": 0, "response": shell},
+        {"type": "response.output_item.added", "sequence_number": 1, "output_index": 0,
+         "item": item},
+        {"type": "response.failed", "sequence_number": 2, "response": failed},
+    ]))
+    status, _, raw = await post(fresh, request("resp-client", stream=True))
+    assert status == 200
+    got = events(raw)
+    check_sequence(got)
+    assert got[-1][1]["response"]["error"]["message"] == "The model crashed."
+
+
+async def test_upstream_failed_before_output_is_an_error_status(fresh: Stack) -> None:
+    """A response that fails before any output could still go to another target (a fallback
+    list would try the next one): with none left, the client hears the error itself."""
+    shell = {"id": "resp_1", "object": "response", "created_at": 1, "status": "in_progress",
+             "model": "gpt-resp-up", "output": [], "error": None}
     failed = {**shell, "status": "failed",
               "error": {"code": "server_error", "message": "The model crashed."}}
     fresh.rs.queue(Reply(raw=[
@@ -172,10 +194,8 @@ async def test_upstream_failed_event_is_relayed(fresh: Stack) -> None:
         {"type": "response.failed", "sequence_number": 1, "response": failed},
     ]))
     status, _, raw = await post(fresh, request("resp-client", stream=True))
-    assert status == 200
-    got = events(raw)
-    check_sequence(got)
-    assert got[-1][1]["response"]["error"]["message"] == "The model crashed."
+    assert status >= 500, raw
+    assert "The model crashed." in orjson.loads(raw)["error"]["message"]
 
 
 @pytest.mark.parametrize("model", ["claude-client", "gem-client", "ds-client"])

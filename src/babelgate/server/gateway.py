@@ -39,6 +39,7 @@ from babelgate.canonical import (
     Usage,
     invalid,
 )
+from babelgate.canonical.errors import STATUS_BY_KIND
 from babelgate.canonical.nesting import TOO_DEEP, too_deep
 from babelgate.canonical.stream import response_events
 from babelgate.config import Settings
@@ -326,7 +327,7 @@ class Gateway:
         chunks = upstream.iter_chunks()
         problem: GatewayError | None = None
         try:
-            first = await _first_events(chunks, decoder, self.max_held, provider)
+            first = await _opening_events(chunks, decoder, self.max_held, provider)
         except MISREAD as exc:
             problem = _misread(provider, exc)
         if problem is not None:  # raised here, so that it holds nothing of the failed read
@@ -393,12 +394,13 @@ class Gateway:
                                    call.headers)
         chunks = upstream.iter_chunks()
         tap = UsageTap(call.codec.name)
-        # Hold back the bytes until the first whole event: an `error` event before
-        # `message_start` (Anthropic's overloaded_error in a 200 stream) can still fall back.
+        # Hold back the bytes until the content begins: an `error` event (Anthropic's
+        # overloaded_error in a 200 stream) or a cut before it can still go to the next target,
+        # which then serves the client one clean stream.
         held = []
         size = 0
         try:
-            while not tap.events:
+            while not tap.content and tap.error_data is None:
                 chunk = await anext(chunks, None)
                 if chunk is None:
                     break
@@ -415,9 +417,12 @@ class Gateway:
                 "connection", f"upstream {provider.name} ended the stream before any event",
                 upstream=provider.name,
             )
-        if tap.error_data is not None and not tap.started:
+        if tap.error_data is not None and not tap.content:
             await chunks.aclose()
-            raise provider.own_error(provider.codec.parse_error(200, tap.error_data.encode()))
+            error = provider.codec.parse_error(200, tap.error_data.encode())
+            if error.status < 400:  # the stream's 200 is not the error's status
+                error.status = STATUS_BY_KIND[error.kind]
+            raise provider.own_error(error)
         first = b"".join(held)
         attempt.body_bytes = len(call.raw)  # before the stream settles and lets go of it
         if tap.events > 1:  # more than the opening event: content came with it
@@ -552,19 +557,29 @@ def _upstream_request(request: Request, model: str, stream: bool) -> Request:
     return replace(request, model=model, stream=stream, previous_response_id=None)
 
 
-async def _first_events(
+async def _opening_events(
     chunks: AsyncGenerator[bytes, None], decoder: StreamDecoder, limit: int, provider: Provider
 ) -> list[Event]:
-    """Read until the decoder yields something (or the body ends)."""
+    """Read until the stream's content begins (an event other than MessageStart: a part, an
+    error, the end), or the body ends. Nothing is sent to the client before this returns, so
+    a stream that fails before its first content can still go to the next target whole."""
     held = 0
+    opening: list[Event] = []
     async for chunk in chunks:
         events = decoder.feed(chunk)
-        if events:
-            return events
-        held += len(chunk)
-        if held > limit:
-            raise _event_too_large(provider, limit)
-    return decoder.close()
+        if not events:
+            held += len(chunk)
+            if held > limit:
+                raise _event_too_large(provider, limit)
+            continue
+        held = 0
+        if opening:
+            opening.extend(events)
+        else:
+            opening = events
+        if type(opening[-1]) is not MessageStart:
+            return opening
+    return [*opening, *decoder.close()]
 
 
 def _event_too_large(provider: Provider, limit: int) -> GatewayError:
@@ -575,7 +590,7 @@ def _event_too_large(provider: Provider, limit: int) -> GatewayError:
 
 
 def _leading_error(events: list[Event]) -> GatewayError | None:
-    """The error if the stream failed before producing any content."""
+    """The error if the stream failed before producing any content (only its start)."""
     for event in events:
         if isinstance(event, StreamError):
             return event.error

@@ -115,8 +115,8 @@ class UsageTap:
     so the caller can tell a stream that failed before it started (worth a fallback) from one
     that did start."""
 
-    __slots__ = ("_spec", "_sse", "ended", "error_data", "events", "head", "last_data",
-                 "started", "text_chars", "usage")
+    __slots__ = ("_spec", "_sse", "content", "ended", "error_data", "events", "head",
+                 "last_data", "started", "text_chars", "usage")
 
     def __init__(self, protocol: str) -> None:
         self._spec = SPECS[protocol]
@@ -125,6 +125,7 @@ class UsageTap:
         self.error_data: str | None = None
         self.events = 0
         self.started = False
+        self.content = False  # an event of the answer itself went by (see PassThroughSpec)
         self.ended = False  # the upstream's own terminal event went by
         self.head: JSON | None = None  # Responses: the response object of response.created
         self.last_data = ""
@@ -139,12 +140,14 @@ class UsageTap:
             self.last_data = event.data
             if spec.interesting(event.event, event.data):
                 spec.read(self, event.event, _loads(event.data))
-                continue
-            if not self.started and spec.starts(event.event):
-                self.started = True
-            size = len(event.data) - spec.envelope
-            if size > 0:
-                self.text_chars += size
+            else:
+                if not self.started and spec.starts(event.event):
+                    self.started = True
+                size = len(event.data) - spec.envelope
+                if size > 0:
+                    self.text_chars += size
+            if not self.content and self.error_data is None:
+                self.content = spec.content(event.event, event.data)
 
     def merge(self, delta: Usage) -> None:
         # Usage in later events is cumulative; fields they leave out (0) keep their value.
@@ -178,6 +181,10 @@ class PassThroughSpec:
     interesting: Callable[[str | None, str], bool]  # (event name, raw data): parse it?
     read: Callable[[UsageTap, str | None, JSON], None]
     starts: Callable[[str | None], bool]  # an uninteresting event that means output began
+    # (event name, raw data): the answer's content begins with this event (a block, a piece
+    # of text, the end); asked only until it says so. The events before it (a stream's
+    # start, pings) are held back, so a failure among them can still go to the next target.
+    content: Callable[[str | None, str], bool]
     tail: Callable[[UsageTap, GatewayError], bytes] | None = None  # see UsageTap.failure
     # Rewrites the (shallow-copied) body in place instead of setting `model` and clamping
     # max_tokens_fields: for a protocol whose model is in the URL (Gemini).
@@ -257,6 +264,29 @@ def _gemini_rewrite(body: JSON, quirks: Quirks) -> None:
                 body[config_key] = {**config, field: limit}
 
 
+def _chat_content(name: str | None, raw: str) -> bool:
+    """A chunk with something in its delta besides the role (the first chunk says only
+    `role` and an empty `content`), a finish reason, usage, or the end."""
+    if raw == "[DONE]":
+        return True
+    data = _loads(raw)
+    if data.get("error") is not None:
+        return False
+    choices = data.get("choices")
+    if not isinstance(choices, list) or not choices:
+        return bool(data.get("usage"))
+    choice = choices[0] if isinstance(choices[0], dict) else {}
+    delta = choice.get("delta")
+    said = isinstance(delta, dict) and any(
+        value for key, value in delta.items() if key != "role")
+    return said or choice.get("finish_reason") is not None
+
+
+_RESPONSES_OPENING = frozenset({"response.created", "response.in_progress", "response.queued",
+                                "error"})
+_ANTHROPIC_OPENING = frozenset({"message_start", "ping", "error"})
+
+
 def _gemini_read(tap: UsageTap, name: str | None, data: JSON) -> None:
     if data.get("error") is not None:
         tap.fail(data["error"])
@@ -276,6 +306,7 @@ SPECS: dict[str, PassThroughSpec] = {
         starts=lambda name: False,  # message_start is read above
         # {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":""}}
         envelope=80,
+        content=lambda name, _: name not in _ANTHROPIC_OPENING,
     ),
     "openai": PassThroughSpec(
         max_tokens_fields=("max_tokens", "max_completion_tokens"),
@@ -286,6 +317,7 @@ SPECS: dict[str, PassThroughSpec] = {
         starts=lambda name: True,
         # id, object, created, model and choices around {"content":""}: ~140 on OpenAI's
         envelope=140,
+        content=_chat_content,
     ),
     "openai-responses": PassThroughSpec(
         max_tokens_fields=("max_output_tokens",),
@@ -293,6 +325,7 @@ SPECS: dict[str, PassThroughSpec] = {
         interesting=lambda name, _: name in _RESPONSES_READ,
         read=_responses_read,
         starts=lambda name: False,  # response.created is read above
+        content=lambda name, _: name not in _RESPONSES_OPENING,
         tail=_responses_tail,
         # {"type":"response.output_text.delta","sequence_number":..,"item_id":"msg_..", ...}
         envelope=150,
@@ -304,6 +337,7 @@ SPECS: dict[str, PassThroughSpec] = {
         interesting=lambda _, raw: '"usageMetadata"' in raw or '"error"' in raw,
         read=_gemini_read,
         starts=lambda name: True,
+        content=lambda _, raw: '"error"' not in raw,
         rewrite=_gemini_rewrite,
         # {"candidates":[{"content":{"parts":[{"text":""}],"role":"model"},"index":0}]}
         envelope=80,
