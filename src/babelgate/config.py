@@ -199,6 +199,9 @@ class ProviderConfig(BaseModel):
     headers: dict[str, str] = Field(default_factory=dict, repr=False)
     timeout: float = Field(default=600, gt=0)
     quota: QuotaConfig | None = None  # None: a used-up quota rests it an hour (routing/quota)
+    # Share of a route's requests (routing/plan.py): a route with a weighted provider among its
+    # targets spreads its conversations; the others weigh 1. None: plain fallback order.
+    weight: float | None = Field(default=None, gt=0)
     # http://, socks5:// or socks5h:// (user:pass@ allowed); else HTTPS_PROXY & co. apply.
     proxy: str | None = Field(default=None, repr=False)
     ca_file: str | None = None  # PEM bundle the upstream's TLS certificate is checked against

@@ -295,3 +295,36 @@ async def test_a_stream_that_dies_after_content_ends_with_an_error_event(
         names = [name for name, _ in sse(raw)]
         assert streamed_text(raw) and names[-1] == "error"
         assert second.requests == []
+
+
+async def test_weighted_routes_spread_conversations_and_keep_each_on_its_target(
+    gateway_factory: GatewayFactory,
+) -> None:
+    async with FakeOpenAI(api_key="sk-first") as first, FakeOpenAI(api_key="sk-2") as second:
+        gw = await gateway_factory(
+            {"a": first.provider_config(weight=1), "b": second.provider_config(weight=1)},
+            routes=TWO)
+        served: dict[str, set[str]] = {}
+        for turn in range(3):
+            for session in range(16):
+                headers = {**ANTHROPIC, "x-claude-code-session-id": f"session-{session}"}
+                body = {**message(text=f"turn {turn}"), "model": "m"}
+                async with aiohttp.ClientSession() as http, http.post(
+                        gw.url + "/v1/messages", data=orjson.dumps(body),
+                        headers=headers) as resp:
+                    assert resp.status == 200
+                    served.setdefault(f"session-{session}", set()).add(
+                        resp.headers["x-babelgate-target"])
+        assert all(len(targets) == 1 for targets in served.values()), served
+        assert {t for targets in served.values() for t in targets} == {"a/model-a", "b/model-b"}
+
+        # Without a session: the first user message names the conversation.
+        targets = set()
+        for turn in range(4):
+            history = [{"role": "user", "content": "The same opening question"},
+                       {"role": "assistant", "content": "An answer."}] * turn
+            body = {"model": "m", "max_tokens": 50, "messages": [
+                *history, {"role": "user", "content": "The same opening question"}]}
+            _, headers, _ = await call(gw, "POST", "/v1/messages", body)
+            targets.add(headers["x-babelgate-target"])
+        assert len(targets) == 1

@@ -22,15 +22,21 @@ What a Plan promises:
   resting now, yields the same target again after the backoff (slept on the state's clock);
   then the next target. Any other error (a 400, a 401...) ends the plan: the client's request
   or our credentials are at fault, and another target would say the same.
-- A healthy gateway (no cooldown, no quota mark) pays for one small object and a few
-  attribute reads per request: the ordering work only runs when the state has entries.
+- Weights: when a provider of the route's targets has a `weight`, the first target is the one
+  the conversation (`key`) was last served by, while it is in the route; else one picked at
+  random in proportion to the weights (1 for providers without one); the others follow in
+  route order. The target that answers is remembered for the conversation
+  (routing/sticky.py). Routes without a weighted provider keep their order.
+- A healthy gateway (no cooldown, no quota mark, no weights) pays for one small object and a
+  few attribute reads per request: the ordering work only runs when there is something to
+  order by.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
 from babelgate.canonical import GatewayError
@@ -44,11 +50,12 @@ log = logging.getLogger("babelgate")
 
 
 class Plan:
-    __slots__ = ("_again", "_delay", "_error", "_index", "_policy", "_skipped", "_spent",
-                 "_state", "_target", "_targets", "_tries")
+    __slots__ = ("_again", "_delay", "_error", "_index", "_key", "_policy", "_skipped",
+                 "_spent", "_state", "_target", "_targets", "_tries")
 
     def __init__(
-        self, state: RoutingState, policy: RoutingPolicy, targets: Sequence[Target]
+        self, state: RoutingState, policy: RoutingPolicy, targets: Sequence[Target],
+        key: str | None = None,
     ) -> None:
         self._state = state
         self._policy = policy
@@ -61,6 +68,9 @@ class Plan:
         self._error: GatewayError | None = None
         self._skipped: list[QuotaMark] | None = None
         self._spent = False  # the last failure was a used-up quota
+        self._key: str | None = None  # the conversation, when the route spreads
+        if policy.weights and len(targets) > 1:
+            self._targets = targets = self._spread(targets, key)
         if state.cooldowns.by_target and len(targets) > 1:
             self._targets = self._rested_last(targets)
 
@@ -92,6 +102,8 @@ class Plan:
     def succeeded(self) -> None:
         if self._state.cooldowns.by_target and self._target is not None:
             self._state.cooldowns.succeeded(self._target)
+        if self._key is not None and self._target is not None:
+            self._state.sticky.put(self._key, self._target)
 
     def failed(self, error: GatewayError) -> None:
         target = self._target
@@ -148,6 +160,16 @@ class Plan:
         if mark not in self._skipped:
             self._skipped.append(mark)
 
+    def _spread(self, targets: Sequence[Target], key: str | None) -> Sequence[Target]:
+        weights = self._policy.weights
+        if not any(target.provider in weights for target in targets):
+            return targets
+        self._key = key
+        first = self._state.sticky.get(key) if key is not None else None
+        if first is None or first not in targets:
+            first = _weighted(targets, weights, self._state.random())
+        return [first, *(target for target in targets if target != first)]
+
     def _rested_last(self, targets: Sequence[Target]) -> list[Target]:
         cooldowns, policy = self._state.cooldowns, self._policy.cooldown
         if policy is None:
@@ -157,6 +179,17 @@ class Plan:
         for target in targets:
             (resting if cooldowns.resting(target, policy) else awake).append(target)
         return awake + resting
+
+
+def _weighted(targets: Sequence[Target], weights: Mapping[str, float], draw: float) -> Target:
+    """The target `draw` (in [0, 1)) falls on, each taking its share of the total weight."""
+    shares = [weights.get(target.provider, 1.0) for target in targets]
+    point = draw * sum(shares)
+    for target, share in zip(targets, shares, strict=True):
+        point -= share
+        if point < 0:
+            return target
+    return targets[-1]
 
 
 def quota_error(marks: Sequence[QuotaMark], now: float) -> GatewayError:

@@ -24,6 +24,9 @@ class RoutingPolicy:
     retry: RetryPolicy = NO_RETRY
     cooldown: CooldownPolicy | None = None  # None: failing targets never rest
     quotas: Mapping[str, QuotaPolicy] = field(default_factory=lambda: MappingProxyType({}))
+    # Providers with a `weight`: a route with one of them among its targets spreads its
+    # requests (routing/plan.py); others weigh 1 there.
+    weights: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
 
     def quota_for(self, provider: str) -> QuotaPolicy:
         return self.quotas.get(provider, DEFAULT_QUOTA)
@@ -40,6 +43,10 @@ class RoutingPolicy:
             quotas=MappingProxyType({
                 name: _quota(cfg.quota)
                 for name, cfg in settings.providers.items() if cfg.quota is not None
+            }),
+            weights=MappingProxyType({
+                name: cfg.weight for name, cfg in settings.providers.items()
+                if cfg.weight is not None
             }),
         )
 

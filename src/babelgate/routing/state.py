@@ -1,4 +1,4 @@
-"""What routing remembers between requests: cooldowns and quota marks.
+"""What routing remembers between requests: cooldowns, quota marks and sticky conversations.
 
 `RoutingState` is ONE object per process. The app creates it once and passes it to every
 `Gateway(settings, routing=...)` it builds; a hot reload builds a new Gateway (and a new
@@ -13,13 +13,15 @@ they survive a restart.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import random
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import tzinfo
 
 from .clock import SYSTEM_CLOCK, Clock
 from .health import Cooldowns
 from .quota import QuotaBook, QuotaMark, QuotaSink
+from .sticky import Stickiness
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,17 +42,24 @@ class RoutingState:
         sink: QuotaSink | None = None,
         marks: Iterable[QuotaMark] = (),
         tz: tzinfo | None = None,  # calendar windows' time zone; None: the machine's
+        random: Callable[[], float] = random.random,  # weighted picks; tests pass their own
+        sticky_ttl: float = 3600.0,  # seconds a conversation stays stuck while idle
+        sticky_entries: int = 10_000,  # conversations remembered at most
     ) -> None:
         self.clock = clock
         self.tz = tz
+        self.random = random
+        self.sticky = Stickiness(clock, sticky_ttl, sticky_entries)
         self.cooldowns = Cooldowns(clock)
         self.quota = QuotaBook(sink)
         self.quota.load(marks)
 
     def reset(self, provider: str | None = None) -> None:
-        """Forget that `provider` (None: every provider) was used up or resting."""
+        """Forget that `provider` (None: every provider) was used up or resting, and which
+        conversations it served."""
         self.quota.reset(provider)
         self.cooldowns.clear(provider)
+        self.sticky.clear(provider)
 
     def status(self, providers: Iterable[str]) -> list[ProviderStatus]:
         marks = self.quota.current(self.clock.now())

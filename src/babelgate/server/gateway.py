@@ -54,6 +54,7 @@ from babelgate.routing.rules import Rules
 
 from .access_log import AccessLog
 from .passthrough import UsageTap, body_usage, can_pass_through, rewrite_body, whole_events
+from .sticky_key import conversation_key
 
 log = logging.getLogger("babelgate")
 
@@ -224,7 +225,10 @@ class Gateway:
         answer, its target and its attempt (logged by the caller once the answer is
         complete); a failed attempt is logged here. Raises what the plan says the client
         should hear when no target answered."""
-        plan = Plan(self.routing, self.policy, targets)
+        key = None
+        if self.policy.weights:  # a route may spread: which conversation this is
+            key = conversation_key(call.headers, call.data, call.request)
+        plan = Plan(self.routing, self.policy, targets, key)
         async for target in plan:
             provider = self.provider(target)
             attempt = Attempt(target, time.perf_counter(), route=call.route_log,
