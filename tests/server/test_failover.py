@@ -328,3 +328,21 @@ async def test_weighted_routes_spread_conversations_and_keep_each_on_its_target(
             _, headers, _ = await call(gw, "POST", "/v1/messages", body)
             targets.add(headers["x-babelgate-target"])
         assert len(targets) == 1
+
+
+async def test_quota_and_cooldown_state_survive_a_reload(
+    gateway_factory: GatewayFactory, fake_anthropic: FakeAnthropic, fake_openai: FakeOpenAI,
+    tmp_path: Path,
+) -> None:
+    gw = await start(gateway_factory, fake_anthropic, fake_openai, tmp_path / "s.db", "weekly")
+    fake_anthropic.queue(Reply(status=402, error="Your credit balance is too low."))
+    status, _, _ = await call(gw, "POST", "/v1/messages", message())
+    assert status == 200
+    before = (await quota(gw))["sub"]
+    assert before["state"] == "exhausted"
+    status, _, raw = await call(gw, "POST", "/admin/reload")
+    assert status == 200, raw
+    assert (await quota(gw))["sub"] == before
+    status, headers, _ = await call(gw, "POST", "/v1/messages", message())
+    assert status == 200 and headers["x-babelgate-target"] == "payg/gpt-up"
+    assert len(fake_anthropic.requests) == 1
