@@ -54,7 +54,9 @@ write_gateway_config() {  # the three upstream types on UP, routed as bench/run.
         echo "routes:"
         echo "  $(model_of "$WORK/bodies/codex.json"): anth/$(model_of "$WORK/bodies/upstream/anthropic.json")"
         echo "  $chat_model: gem/$chat_model"
-        echo "  default: up/canned-model"
+        # BENCH_FALLBACK=1: the default route gets a second target (never reached: the first
+        # answers), as a fallback list costs on every request.
+        echo "  default: ${BENCH_FALLBACK:+[}up/canned-model${BENCH_FALLBACK:+, anth/canned-model]}"
         echo "storage: {path: $WORK/gw.db}"  # stored state and usage rows: not in \$HOME
         if [ -n "${BENCH_RULES:-}" ]; then ten_rules; fi
         # BENCH_EXTRA: more top-level YAML for the gateway, e.g. to count the daily log and
