@@ -14,7 +14,9 @@ from typing import Any
 
 import pytest
 
-from babelgate.cli.gemini import LauncherArgs, gemini_settings, healthy, split_args
+from babelgate.cli.background import healthy
+from babelgate.cli.gemini import gemini_settings
+from babelgate.cli.launch import LauncherArgs, split_args
 
 STAND_IN = '''#!{python}
 import json, os, sys, urllib.request
@@ -42,9 +44,10 @@ def stand_in(tmp_path: Path) -> Path:
     return path
 
 
-def config_file(tmp_path: Path, port: int = 1) -> Path:
-    """A configuration whose configured address has no gateway (port 1), so the launcher
-    starts its own."""
+def config_file(tmp_path: Path, port: int | None = None) -> Path:
+    """A configuration whose configured address (a free port) has no gateway yet, so the
+    launcher starts its own there."""
+    port = port or _free_port()
     path = tmp_path / "babelgate.yaml"
     path.write_text(
         f"server: {{host: 127.0.0.1, port: {port}}}\n"
@@ -68,7 +71,9 @@ def launch(*args: str, cwd: Path, stand_in: Path, **env: str) -> tuple[int, dict
     return result.returncode, data, result.stderr
 
 
-def test_starts_a_gateway_for_the_session_and_stops_it(tmp_path: Path, stand_in: Path) -> None:
+def test_starts_a_background_gateway_and_removes_the_session_home(
+    tmp_path: Path, stand_in: Path
+) -> None:
     config = config_file(tmp_path)
     code, seen, err = launch("--config", str(config), "-p", "fix it", "--yolo",
                              cwd=tmp_path, stand_in=stand_in, STAND_IN_EXIT="3")
@@ -79,10 +84,16 @@ def test_starts_a_gateway_for_the_session_and_stops_it(tmp_path: Path, stand_in:
     assert seen["settings"] == gemini_settings()
     assert seen["settings"]["security"]["auth"]["selectedType"] == "gemini-api-key"
     assert seen["trusted"] == {str(tmp_path.resolve()): "TRUST_FOLDER"}
-    # The session's home is gone, the user's own was never made, the gateway is stopped.
+    # The session's home is gone, the user's own was never made; the gateway runs on in
+    # the background, as for every launcher, until `babelgate stop`.
     assert not Path(seen["home"]).exists()
     assert not (tmp_path / "userhome" / ".gemini").exists()
-    assert not healthy(seen["url"]), "the session's gateway still answers"
+    assert healthy(seen["url"]), "the background gateway does not answer"
+    stop = subprocess.run([sys.executable, "-m", "babelgate", "stop"], capture_output=True,
+                          text=True, timeout=60, check=False,
+                          env={**os.environ, "HOME": str(tmp_path / "userhome")})
+    assert stop.returncode == 0 and "stopped" in stop.stdout, stop
+    assert not healthy(seen["url"]), "the gateway still answers after `babelgate stop`"
 
 
 def test_uses_the_gateway_at_url(tmp_path: Path, stand_in: Path) -> None:
@@ -116,10 +127,10 @@ def test_missing_gemini_cli_says_how_to_get_it(tmp_path: Path) -> None:
 
 def test_split_args() -> None:
     assert split_args(["-p", "hi", "--url", "x"]) == LauncherArgs(
-        gemini_args=("-p", "hi", "--url", "x"))
+        agent_args=("-p", "hi", "--url", "x"))
     assert split_args(["--url=http://h:1", "--config", "c.yaml", "-m", "m"]) == LauncherArgs(
-        url="http://h:1", config="c.yaml", gemini_args=("-m", "m"))
-    assert split_args(["--", "--config", "z"]) == LauncherArgs(gemini_args=("--config", "z"))
+        url="http://h:1", config="c.yaml", agent_args=("-m", "m"))
+    assert split_args(["--", "--config", "z"]) == LauncherArgs(agent_args=("--config", "z"))
     with pytest.raises(ValueError, match="--url needs a value"):
         split_args(["--url"])
 

@@ -1,4 +1,5 @@
-"""The `babelgate` command line: `serve`, `init`, `usage`, `gemini`, `--version`.
+"""The `babelgate` command line: `serve`, `init`, `usage`, `claude`, `codex`, `gemini`,
+`env`, `status`, `stop`, `--version`.
 
 Promises: a configuration problem prints one clear message to stderr and exits 2 (no
 traceback); nothing printed ever contains an api_key; the server package is imported only
@@ -14,7 +15,9 @@ from pathlib import Path
 from typing import TextIO
 
 from babelgate import __version__
+from babelgate.cli import launch
 from babelgate.cli.example import EXAMPLE_CONFIG
+from babelgate.cli.manage import add_manage
 from babelgate.cli.usage import add_usage
 from babelgate.config import (
     DEFAULT_CONFIG_FILE,
@@ -40,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serve(commands)
     _add_init(commands)
     add_usage(commands)
-    _add_gemini(commands)
+    _add_launchers(commands)
+    add_manage(commands)
     return parser
 
 
@@ -75,17 +79,31 @@ def _add_init(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     init.set_defaults(handler=_init)
 
 
-def _add_gemini(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    # Listed for --help only: main() hands `gemini` and everything after it to
-    # cli/gemini.py, since Gemini CLI's own options must pass through untouched.
-    commands.add_parser(
-        "gemini",
-        help="run Gemini CLI on babelgate",
-        description="babelgate gemini [--url URL] [--config FILE] [--] [ARGS...]: run Gemini "
-        "CLI with ARGS against the gateway at --url, else the one answering at the configured "
-        "address, else one started for the session; Gemini CLI gets a temporary settings "
-        "directory of its own (your ~/.gemini is not used).",
-    )
+LAUNCHERS = {"claude": "Claude Code", "codex": "Codex", "gemini": "Gemini CLI"}
+
+
+def _add_launchers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    # Listed for --help only: main() hands `claude`/`codex`/`gemini` and everything after
+    # it to cli/launch.py, since the agent's own options must pass through untouched.
+    for name, title in LAUNCHERS.items():
+        commands.add_parser(
+            name,
+            help=f"run {title} on babelgate",
+            description=f"babelgate {name} [--url URL] [--config FILE] [--] [ARGS...]: run "
+            f"{title} with ARGS against the gateway at --url, else the one answering at the "
+            "configured address, else one started there in the background (it keeps "
+            "running; `babelgate stop` stops it). Your own agent settings are not edited.",
+        )
+
+
+def _launcher(name: str) -> launch.Agent:
+    if name == "gemini":
+        from babelgate.cli.gemini import GEMINI
+
+        return GEMINI
+    from babelgate.cli.agents import CLAUDE, CODEX
+
+    return CLAUDE if name == "claude" else CODEX
 
 
 def _port(text: str) -> int:
@@ -111,11 +129,10 @@ def _workers(text: str) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the process exit code."""
     args_list = list(sys.argv[1:] if argv is None else argv)
-    if args_list[:1] == ["gemini"] and not {"-h", "--help"} & set(args_list[1:2]):
-        from babelgate.cli.gemini import run
-
+    if args_list[:1] and args_list[0] in LAUNCHERS and not {"-h", "--help"} & set(
+            args_list[1:2]):
         try:
-            return run(args_list[1:])
+            return launch.run(_launcher(args_list[0]), args_list[1:])
         except KeyboardInterrupt:
             return EXIT_INTERRUPTED
     parser = build_parser()
