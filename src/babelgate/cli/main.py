@@ -1,5 +1,5 @@
 """The `babelgate` command line: `serve`, `init`, `usage`, `claude`, `codex`, `gemini`,
-`env`, `status`, `stop`, `--version`.
+`env`, `status`, `stop`, `doctor`, `--version`.
 
 Promises: a configuration problem prints one clear message to stderr and exits 2 (no
 traceback); nothing printed ever contains an api_key; the server package is imported only
@@ -16,6 +16,7 @@ from typing import TextIO
 
 from babelgate import __version__
 from babelgate.cli import launch
+from babelgate.cli.doctor import add_doctor
 from babelgate.cli.example import EXAMPLE_CONFIG
 from babelgate.cli.manage import add_manage
 from babelgate.cli.usage import add_usage
@@ -45,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_usage(commands)
     _add_launchers(commands)
     add_manage(commands)
+    add_doctor(commands)
     return parser
 
 

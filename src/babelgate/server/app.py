@@ -145,6 +145,8 @@ class App:
             ("POST", "/admin/reload"): self.admin_reload,
             ("GET", "/v1/quota"): self.quota,
             ("POST", "/v1/quota/reset"): self.quota_reset,
+            # The doctor's checks (server/doctor.py): administration too, under the same guard.
+            ("POST", "/v1/test-connection"): self.test_connection,
         }
         for path, protocol in GENERATE_PATHS.items():
             self.routes[("POST", path)] = self._generate_for(protocol)
@@ -590,6 +592,29 @@ class App:
         assert self.metrics is not None  # the route exists only with metrics on
         body = self.metrics.render()
         response.send(200, body, [(b"content-type", self.metrics.content_type.encode())])
+
+    async def test_connection(self, request: Request, response: Response) -> None:
+        """POST /v1/test-connection [{"provider": NAME, "deep": bool, "timeout": S}]: what
+        `babelgate doctor` checks, run from this server, as its JSON report (200 whether or
+        not the checks pass: `ok` says)."""
+        from .doctor import DEFAULT_TIMEOUT, diagnose
+
+        try:
+            options = orjson.loads(request.body) if request.body.strip() else {}
+            if not isinstance(options, dict):
+                raise TypeError("not an object")
+            provider = options.get("provider")
+            if provider is not None and not isinstance(provider, str):
+                raise TypeError("provider")
+            deep = bool(options.get("deep", False))
+            timeout = float(options.get("timeout", DEFAULT_TIMEOUT))
+        except (orjson.JSONDecodeError, TypeError, ValueError):
+            send_error(response, get_codec("openai"), GatewayError(
+                "invalid_request", 'the body must be a JSON object: {"provider": NAME, '
+                '"deep": true|false, "timeout": SECONDS}, each optional'))
+            return
+        report = await diagnose(self.gateway.settings, provider, deep=deep, timeout=timeout)
+        send_json(response, 200, report.to_json())
 
     async def drop_telemetry(self, request: Request, response: Response) -> None:
         """Claude Code posts its telemetry here when pointed at a gateway: accept, drop."""
