@@ -19,6 +19,12 @@
 - chat_gemini.json / chat_gemini_stream.json: an OpenAI Chat Completions request of about
   20 KB (a system message, five function tools, turns with parallel tool calls and tool
   results) for a Gemini model;
+- gemini_cli.json / gemini_cli_stream.json: Gemini CLI's own request (recorded from
+  @google/gemini-cli, tests/fixtures/gemini/gemini_cli_request.json: about 50 KB, mostly its
+  system instruction and fifteen function declarations) with two more turns, the model's
+  answer and the user's next question; posted to `:generateContent` and
+  `:streamGenerateContent?alt=sse` (the two files are the same body: Gemini puts the
+  streaming choice in the URL), which the benchmark routes to Anthropic;
 - upstream/chat.json: a canned OpenAI chat.completion (text and usage);
 - upstream/chat.sse: a canned OpenAI Chat Completions SSE stream (20 content chunks, a finish
   chunk, a usage chunk, `data: [DONE]`);
@@ -1019,6 +1025,27 @@ def gemini_stream(chunks: int = 20) -> bytes:
                    for e in events).encode()
 
 
+# ---------------------------------------------------------------------------- Gemini CLI
+
+GEMINI_CLI_MODEL = "gemini-2.5-flash"  # what the CLI asks for; routed to Anthropic here
+GEMINI_CLI_FIXTURE = (Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "gemini"
+                      / "gemini_cli_request.json")
+
+
+def gemini_cli() -> dict[str, Any]:
+    """The recorded Gemini CLI turn (a prompt, a shell call, its result), then the model's
+    answer and the user's next question, both carrying the turn mark: what the CLI sends on
+    the following turn of the same session."""
+    body: dict[str, Any] = json.loads(GEMINI_CLI_FIXTURE.read_text())
+    body["contents"] += [
+        {"role": "model", "parts": [{"text": "The marker file holds the expected value; the "
+                                             "shell call succeeded and nothing else changed."}]},
+        {"role": "user", "parts": [{"text": "Good. Now list the Python files under src/ and "
+                                            "say which one defines the request parser."}]},
+    ]
+    return _new_turn(body, "contents")
+
+
 # ---------------------------------------------------------------------------- output
 
 
@@ -1040,6 +1067,8 @@ def write_all(out: Path) -> dict[str, int]:
         "codex_stream.json": _dump(codex(True)),
         "chat_gemini.json": _dump(chat_client(False)),
         "chat_gemini_stream.json": _dump(chat_client(True)),
+        "gemini_cli.json": _dump(gemini_cli()),
+        "gemini_cli_stream.json": _dump(gemini_cli()),
         "upstream/anthropic.json": _dump(anthropic_message()),
         "upstream/anthropic.sse": anthropic_stream(),
         "upstream/gemini.json": _dump(gemini_response()),

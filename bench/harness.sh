@@ -7,6 +7,9 @@ case $BODY in
     hello|claude_code|claude_code_stream|claude_code_distinct) ENDPOINT=/v1/messages ;;
     codex|codex_stream) ENDPOINT=/v1/responses ;;
     chat_gemini|chat_gemini_stream) ENDPOINT=/v1/chat/completions ;;
+    # Gemini's model and streaming choice are in the path (bodies.py GEMINI_CLI_MODEL).
+    gemini_cli) ENDPOINT=/v1beta/models/gemini-2.5-flash:generateContent ;;
+    gemini_cli_stream) ENDPOINT=/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse ;;
     *) echo "unknown body $BODY" >&2; exit 2 ;;
 esac
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || {
@@ -54,6 +57,7 @@ write_gateway_config() {  # the three upstream types on UP, routed as bench/run.
         echo "routes:"
         echo "  $(model_of "$WORK/bodies/codex.json"): anth/$(model_of "$WORK/bodies/upstream/anthropic.json")"
         echo "  $chat_model: gem/$chat_model"
+        echo "  gemini-2.5-flash: anth/$(model_of "$WORK/bodies/upstream/anthropic.json")"
         # BENCH_FALLBACK=1: the default route gets a second target (never reached: the first
         # answers), as a fallback list costs on every request.
         echo "  default: ${BENCH_FALLBACK:+[}up/canned-model${BENCH_FALLBACK:+, anth/canned-model]}"

@@ -6,6 +6,7 @@
 # BODY: hello | claude_code | claude_code_stream (Anthropic client, OpenAI upstream)
 #       | codex | codex_stream (Responses client, Anthropic upstream)
 #       | chat_gemini | chat_gemini_stream (Chat Completions client, Gemini upstream)
+#       | gemini_cli | gemini_cli_stream (Gemini API client, Anthropic upstream)
 # BENCH_REF=HEAD profiles that ref's committed src/ instead of the working tree (as run.sh).
 #
 # Starts the canned nginx upstream (core 0) and one babelgate (core 1), loads it with wrk at 32

@@ -29,6 +29,8 @@ BODIES = [
     ("codex_stream", "Codex, Responses → Anthropic (~40 KB), streamed"),
     ("chat_gemini", "Chat Completions → Gemini (~20 KB)"),
     ("chat_gemini_stream", "Chat Completions → Gemini (~20 KB), streamed"),
+    ("gemini_cli", "Gemini CLI, Gemini API → Anthropic (~47 KB)"),
+    ("gemini_cli_stream", "Gemini CLI, Gemini API → Anthropic (~47 KB), streamed"),
 ]
 TARGET_RATIO = 0.5
 TARGET_ADDED_MS = 1.0
@@ -200,7 +202,8 @@ def report(raw: Path) -> str:
         "",
         "Paths: \"Hello\" and Claude Code are Anthropic Messages clients in front of an OpenAI "
         "Chat upstream; Codex is an OpenAI Responses client (store false) in front of an "
-        "Anthropic upstream; the Chat Completions body goes to a Gemini upstream. The relay "
+        "Anthropic upstream; the Chat Completions body goes to a Gemini upstream; Gemini CLI "
+        "is a Gemini API client in front of an Anthropic upstream. The relay "
         "forwards each client body unchanged to the same canned nginx answer.",
         "",
         "Throughput (32 connections; babelgate and the relay each pinned to core 1, nginx and "

@@ -5,10 +5,11 @@
 #   bash bench/run.sh            (or: make bench)
 #
 # Writes bench/results/latest.md and prints it. Everything it starts it stops (trap), and the
-# whole run is bounded by BENCH_DEADLINE seconds (default 330). Eight bodies (four
+# whole run is bounded by BENCH_DEADLINE seconds (default 330). Ten bodies (four
 # Anthropic-client bodies to an OpenAI upstream, one of them a new conversation on every
 # request, Codex's Responses body to an Anthropic upstream, a Chat Completions body to a
-# Gemini upstream, each streamed and not) make the defaults short. Knobs, all optional:
+# Gemini upstream, Gemini CLI's body to an Anthropic upstream, each streamed and not) make
+# the defaults short. Knobs, all optional:
 #   BENCH_DURATION   measured seconds per target and body, split over 2 alternating rounds (6)
 #   BENCH_WARMUP     warm-up seconds per target and body before measuring (2)
 #   BENCH_LATENCY    seconds per concurrency-1 latency run (3)
@@ -146,6 +147,7 @@ gateway_config() {  # gateway_config FILE UPSTREAM_PORT [SLOW_PORT]
         echo "routes:"
         echo "  $CODEX_MODEL: anth/$ANTHROPIC_MODEL"
         echo "  $CHAT_MODEL: gem/$CHAT_MODEL"
+        echo "  $GEMINI_CLI_MODEL: anth/$ANTHROPIC_MODEL"
         if [ -n "${3:-}" ]; then
             # The small warm-up body goes to the fast stream, everything else trickles.
             echo "  $HELLO_MODEL: up/canned-model"
@@ -186,6 +188,11 @@ HELLO_MODEL=$(model_of "$B/hello.json")
 CODEX_MODEL=$(model_of "$B/codex.json")
 CHAT_MODEL=$(model_of "$B/chat_gemini.json")
 ANTHROPIC_MODEL=$(model_of "$B/upstream/anthropic.json")
+# A Gemini body names its model in the URL only: bodies.py says which one the CLI asks for.
+GEMINI_CLI_MODEL=$("$PY" -c 'import sys; sys.path.insert(0, sys.argv[1]); import bodies
+print(bodies.GEMINI_CLI_MODEL)' "$ROOT/bench")
+CLI_JSON_PATH="/v1beta/models/$GEMINI_CLI_MODEL:generateContent"
+CLI_SSE_PATH="/v1beta/models/$GEMINI_CLI_MODEL:streamGenerateContent?alt=sse"
 # The Gemini paths: nginx.conf matches them exactly, so the model is the chat body's.
 GEM_JSON_PATH="/v1beta/models/$CHAT_MODEL:generateContent"
 GEM_SSE_PATH="/v1beta/models/$CHAT_MODEL:streamGenerateContent?alt=sse"
@@ -232,7 +239,8 @@ wait_ready relay-gem-sse "http://127.0.0.1:$P_RELAY_GEM_SSE/v1/chat/completions"
     "$B/chat_gemini_stream.json"
 
 # A translated answer must look right before its speed means anything.
-"$PY" - "http://127.0.0.1:$P_GW_JSON" "http://127.0.0.1:$P_GW_SSE" "$B" <<'EOF'
+"$PY" - "http://127.0.0.1:$P_GW_JSON" "http://127.0.0.1:$P_GW_SSE" "$B" "$CLI_JSON_PATH" \
+    "$CLI_SSE_PATH" <<'EOF'
 import json, sys, urllib.request
 json_base, sse_base, bodies = sys.argv[1:4]
 def post(base, path, body):
@@ -281,17 +289,31 @@ chunks = sse_data(stream)
 deltas = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
 assert deltas == gemini_text and stream.rstrip().endswith("data: [DONE]"), stream[-2000:]
 assert chunks[-1]["usage"]["completion_tokens"] == 48, chunks[-1]
+# Gemini CLI (Gemini API client), Anthropic upstream.
+cli_json, cli_sse = sys.argv[4:6]
+answer = json.loads(post(json_base, cli_json, "gemini_cli"))
+(candidate,) = answer["candidates"]
+assert [p["text"] for p in candidate["content"]["parts"]] == [answer_text], answer
+assert candidate["finishReason"] == "STOP", answer
+assert answer["usageMetadata"]["candidatesTokenCount"] == 48, answer["usageMetadata"]
+chunks = sse_data(post(sse_base, cli_sse, "gemini_cli_stream"))
+deltas = "".join(p.get("text", "") for c in chunks for cand in c.get("candidates", [])
+                 for p in cand["content"]["parts"])
+assert deltas == anthropic_text, deltas
+assert chunks[-1]["candidates"][0]["finishReason"] == "STOP", chunks[-1]
+assert chunks[-1]["usageMetadata"]["candidatesTokenCount"] == 48, chunks[-1]
 EOF
 
 # ------------------------------------------------------------------ measurements
 BODIES=${BENCH_BODIES:-hello claude_code claude_code_stream claude_code_distinct codex codex_stream
-chat_gemini chat_gemini_stream}
+chat_gemini chat_gemini_stream gemini_cli gemini_cli_stream}
 url_of() {  # url_of TARGET BODY: where wrk sends BODY for TARGET (relay, babelgate, direct)
     local stream=json
     case $2 in *stream*) stream=sse ;; esac
     case "$2" in
         codex*) url_codex "$1" "$stream" ;;
         chat_gemini*) url_chat_gemini "$1" "$stream" ;;
+        gemini_cli*) url_gemini_cli "$1" "$stream" ;;
         *) url_anthropic_client "$1" "$stream" ;;
     esac
 }
@@ -332,6 +354,22 @@ url_chat_gemini() {  # OpenAI Chat Completions client, Gemini upstream
         asgi-sse) echo "http://127.0.0.1:$P_ASGI_SSE/v1/chat/completions" ;;
         direct-json) echo "http://127.0.0.1:$P_JSON$GEM_JSON_PATH" ;;
         direct-sse) echo "http://127.0.0.1:$P_SSE$GEM_SSE_PATH" ;;
+    esac
+}
+
+url_gemini_cli() {  # Gemini API client (Gemini CLI), Anthropic upstream
+    local path=$CLI_JSON_PATH
+    [ "$2" = sse ] && path=$CLI_SSE_PATH
+    case "$1-$2" in
+        # The relay forwards whatever path to Anthropic's, like the codex lanes' relay.
+        relay-json) echo "http://127.0.0.1:$P_RELAY_ANTH_JSON$path" ;;
+        relay-sse) echo "http://127.0.0.1:$P_RELAY_ANTH_SSE$path" ;;
+        babelgate-json) echo "http://127.0.0.1:$P_GW_JSON$path" ;;
+        babelgate-sse) echo "http://127.0.0.1:$P_GW_SSE$path" ;;
+        asgi-json) echo "http://127.0.0.1:$P_ASGI_JSON$path" ;;
+        asgi-sse) echo "http://127.0.0.1:$P_ASGI_SSE$path" ;;
+        direct-json) echo "http://127.0.0.1:$P_JSON/v1/messages" ;;
+        direct-sse) echo "http://127.0.0.1:$P_SSE/v1/messages" ;;
     esac
 }
 

@@ -6,7 +6,7 @@
 #   bash bench/server_instructions.sh BODY [N]    (N measured requests, default 200; ~1 min)
 #
 # BODY: hello | claude_code | claude_code_stream | claude_code_distinct | codex | codex_stream |
-# chat_gemini | chat_gemini_stream (claude_code_distinct: every request a conversation of its
+# chat_gemini | chat_gemini_stream | gemini_cli | gemini_cli_stream (claude_code_distinct: every request a conversation of its
 # own, nothing large found again). One client sends WARM (300) new turns of BODY's conversation first, one
 # at a time, then N more while callgrind counts; prints instructions per request and the C
 # functions with the most (Python code shows as the interpreter's eval loop). Needs nginx
