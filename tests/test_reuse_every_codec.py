@@ -26,6 +26,7 @@ from msgspec.structs import replace
 from babelgate.canonical import Request, Response
 from babelgate.canonical.stream import response_events
 from babelgate.protocols import PROTOCOL_NAMES, Quirks, get_codec
+from babelgate.protocols.gemini.endpoint import GeminiCall
 from babelgate.protocols.reuse import MIN_BODY, Reuse
 from babelgate.providers.presets import DEFAULT_QUIRKS
 
@@ -61,6 +62,9 @@ def padded(protocol: str) -> dict[str, Any]:
     if isinstance(tools, list) and tools:
         tools.append(copy.deepcopy(tools[0]))
         tools[-1]["pad"] = PAD
+    system = body.get("systemInstruction")  # Gemini's: a Content, kept when large enough
+    if isinstance(system, dict):
+        system["pad"] = PAD
     return body
 
 
@@ -148,3 +152,28 @@ def test_every_codec_gives_the_same_bytes_with_the_table_and_without(
             same(stream(client, shared, got_shared, table),
                  stream(client, plain, got_plain, None))
     assert table.hits > 0  # later turns did find earlier pieces
+
+
+def test_gemini_cli_session_parses_its_resent_pieces_once() -> None:
+    """Gemini CLI's recorded request, sent turn after turn: the canonical request is the same
+    with the table and without, and from the second turn on the system instruction and the
+    function declarations come from the table (the very same canonical values). Through
+    GeminiCall, the codec the Gemini API endpoint parses with."""
+    codec = GeminiCall("gemini-2.5-flash", stream=True)
+    table = Reuse(seen_once=0)
+    body: dict[str, Any] = orjson.loads((FIXTURES / "gemini/gemini_cli_request.json").read_bytes())
+    seen: list[Request] = []
+    for turn in range(4):
+        body = copy.deepcopy(body)
+        body["contents"].append({"role": "model" if turn % 2 else "user",
+                                 "parts": [{"text": f"turn {turn}"}]})
+        raw = orjson.dumps(body)
+        shared = codec.parse_request(table.loads(raw), table)
+        assert shared == codec.parse_request(orjson.loads(raw))
+        assert (codec.parse_count_tokens_request(table.loads(raw), table)
+                == codec.parse_count_tokens_request(orjson.loads(raw)))
+        seen.append(shared)
+    first, *later = seen
+    assert len(first.tools) == 15 and first.system
+    for request in later:
+        assert request.system is first.system and request.tools is first.tools

@@ -42,6 +42,7 @@ from babelgate.canonical import (
 )
 from babelgate.canonical.carry import unpack
 
+from ..reuse import Reuse, unshared
 from .parts import (
     BARE_THOUGHT,
     ORIGIN,
@@ -130,13 +131,17 @@ def get(obj: Any, camel: str) -> Any:
 # ---------------------------------------------------------------- request
 
 
-def parse_count_tokens_request(body: JSON) -> Request:
+def parse_count_tokens_request(body: JSON, reuse: Reuse | None = None) -> Request:
     """A `:countTokens` body: `contents` alone, or a whole `generateContentRequest`."""
     inner = get(body, "generateContentRequest")
-    return parse_request(inner if isinstance(inner, dict) else body)
+    return parse_request(inner if isinstance(inner, dict) else body, reuse)
 
 
-def parse_request(body: JSON) -> Request:
+def parse_request(body: JSON, reuse: Reuse | None = None) -> Request:
+    # Gemini CLI resends its ~30 KB system instruction and its function declarations on every
+    # turn: parsed once per distinct piece (protocols/reuse.py). The contents are parsed
+    # whole each time, since a functionResponse takes its call's id from an earlier entry.
+    table = unshared(reuse)
     contents = body.get("contents")
     if not isinstance(contents, list):
         raise invalid("`contents` must be a list of Content objects", "contents")
@@ -147,8 +152,8 @@ def parse_request(body: JSON) -> Request:
     return Request(
         model="",
         messages=_Conversation().messages(contents),
-        system=_system(get(body, "systemInstruction")),
-        tools=_tools(body.get("tools")),
+        system=table.derive(_system, get(body, "systemInstruction")),
+        tools=table.derive(_tools, body.get("tools")),
         tool_choice=_tool_choice(get(body, "toolConfig")),
         max_tokens=get(config, "maxOutputTokens"),
         temperature=config.get("temperature"),

@@ -25,7 +25,7 @@ class GeminiCodec(Codec):
 
     # ------------------------------------------------ client-facing
     def parse_request(self, body: JSON, reuse: Reuse | None = None) -> Request:
-        return client.parse_request(body)
+        return client.parse_request(body, reuse)
 
     def render_response(
         self, response: Response, request: Request, reuse: Reuse | None = None
@@ -53,7 +53,7 @@ class GeminiCodec(Codec):
 
     # ------------------------------------------------ token counting (`:countTokens`)
     def parse_count_tokens_request(self, body: JSON, reuse: Reuse | None = None) -> Request:
-        return client.parse_count_tokens_request(body)
+        return client.parse_count_tokens_request(body, reuse)
 
     def render_count_tokens(
         self, request: Request, quirks: Quirks, reuse: Reuse | None = None

@@ -75,11 +75,11 @@ class GeminiCall(GeminiCodec):
         self.stream = stream
 
     def parse_request(self, body: JSON, reuse: Reuse | None = None) -> Request:
-        parsed = client.parse_request(body)
+        parsed = client.parse_request(body, reuse)
         return replace(parsed, model=self.model, stream=self.stream)
 
     def parse_count_tokens_request(self, body: JSON, reuse: Reuse | None = None) -> Request:
-        return replace(client.parse_count_tokens_request(body), model=self.model)
+        return replace(client.parse_count_tokens_request(body, reuse), model=self.model)
 
 
 class ArrayFraming:
