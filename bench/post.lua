@@ -20,7 +20,8 @@ function init(args)
    wrk.method = "POST"
    wrk.headers["Content-Type"] = "application/json"
    wrk.headers["anthropic-version"] = "2023-06-01"
-   wrk.headers["x-api-key"] = "bench-key"
+   -- BENCH_OPS runs a gateway with keys: the one bench/run.sh made (others ignore it).
+   wrk.headers["x-api-key"] = os.getenv("BENCH_API_KEY") or "bench-key"
    if body:find("@turn@", 1, true) then
       pieces = {}
       local start = 1

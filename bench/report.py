@@ -2,7 +2,8 @@
 
 `python bench/report.py RAW_DIR` reads, from RAW_DIR:
 - tput-<body>-<target>-<round>.txt: wrk outputs at 32 connections (target: relay, babelgate,
-  and asgi when BENCH_ASGI ran the app under an ASGI server too);
+  asgi when BENCH_ASGI ran the app under an ASGI server too, ops when BENCH_OPS ran it with
+  its operations switched on);
 - lat-<body>-<target>.txt: wrk --latency outputs at concurrency 1 (target: direct, relay,
   babelgate);
 - mem-<target>.json: slow_streams.py outputs;
@@ -133,6 +134,26 @@ def asgi_table(raw: Path, server: str) -> list[str]:
     return lines
 
 
+def ops_table(raw: Path) -> list[str]:
+    """babelgate with its operations switched on (BENCH_OPS), beside itself without them and
+    the relay: issue targets are >= 50% of the relay and >= 90% of babelgate's own figure."""
+    lines = [
+        "| body | bare relay req/s | babelgate req/s | with operations req/s "
+        "| operations / relay | operations / babelgate |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for body, label in BODIES:
+        ops = throughput(raw, body, "ops")
+        if ops is None:
+            continue
+        relay, gate = throughput(raw, body, "relay"), throughput(raw, body, "babelgate")
+        cells = [f"{ops.rate / run.rate:.0%}" if run and run.rate else "-"
+                 for run in (relay, gate)]
+        lines.append(f"| {label} | {_rate(relay)} | {_rate(gate)} | {_rate(ops)} | "
+                     + " | ".join(cells) + " |")
+    return lines
+
+
 def latency_table(raw: Path) -> list[str]:
     lines = [
         "| body | direct to nginx P50 | via bare relay P50 (added) | via babelgate P50 (added) "
@@ -214,6 +235,12 @@ def report(raw: Path) -> str:
         *([f"The same app under an ASGI server ({meta['asgi']}, server/asgi.py; same core, "
            "same rounds):", "", *asgi_table(raw, meta["asgi"].split()[0]), ""]
           if meta.get("asgi") else []),
+        *(["With operations switched on (BENCH_OPS: ten rules none of the bodies meets, "
+           "two-target routes, retries and cooldowns, a gateway key with limits and a budget, "
+           "usage books in SQLite, the daily log file and /metrics; same core, same rounds; "
+           f"{meta.get('ops_requests', '?')} requests in the daily log):", "",
+           *ops_table(raw), ""]
+          if meta.get("ops") else []),
         "Added latency (concurrency 1, P50 of wrk --latency; added = minus direct to nginx):",
         "",
         *latency_table(raw),

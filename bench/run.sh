@@ -20,6 +20,10 @@
 #   BENCH_BODIES     the bodies measured (all eight; a subset for a quick look)
 #   BENCH_ASGI       uvicorn or granian: also measure the app under that ASGI server
 #                    (server/asgi.py) on BENCH_ASGI_BODIES (hello claude_code claude_code_stream)
+#   BENCH_OPS        1: also measure babelgate with its operations switched on (ten rules that
+#                    none of the bodies meets, two-target routes, retries and cooldowns, a
+#                    gateway key with limits and a budget, usage books in SQLite, the daily log
+#                    file and /metrics) on BENCH_OPS_BODIES (all of them)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -36,6 +40,7 @@ LOAD_CORE=0             # nginx, wrk and the memory client
 ROUND=$(( (DURATION + 1) / 2 ))
 ASGI=${BENCH_ASGI:-}
 ASGI_BODIES=${BENCH_ASGI_BODIES:-hello claude_code claude_code_stream}
+OPS=${BENCH_OPS:-}
 case $ASGI in ""|uvicorn|granian) ;; *) echo "BENCH_ASGI: uvicorn or granian" >&2; exit 2 ;; esac
 
 log() { printf '[bench] %s\n' "$*" >&2; }
@@ -122,11 +127,11 @@ print(" ".join(str(s.getsockname()[1]) for s in socks))
 EOF
 }
 
-wait_ready() {  # wait_ready NAME URL BODY: until a POST of BODY answers 200 (15 s at most)
-    local name=$1 url=$2 body=$3 i
+wait_ready() {  # wait_ready NAME URL BODY [HEADER]: until a POST of BODY answers 200 (15 s)
+    local name=$1 url=$2 body=$3 header=${4:-x-bench: 1} i
     for i in $(seq 150); do
         # -m 1: a slow stream never ends, but its status code is in by then.
-        if [ "$(curl -s -o /dev/null -m 1 -w '%{http_code}' -X POST \
+        if [ "$(curl -s -o /dev/null -m 1 -w '%{http_code}' -X POST -H "$header" \
                 -H 'content-type: application/json' --data-binary "@$body" "$url")" = 200 ]; then
             return 0
         fi
@@ -145,6 +150,14 @@ gateway_config() {  # gateway_config FILE UPSTREAM_PORT [SLOW_PORT]
         echo "  gem: {type: gemini, base_url: http://127.0.0.1:$2, api_key: k}"
         [ -n "${3:-}" ] && echo "  slow: {type: openai, base_url: http://127.0.0.1:$3/v1, api_key: k}"
         echo "routes:"
+        if [ -n "${OPS_CONFIG:-}" ]; then
+            # Every route with a second target, tried only when the first fails.
+            echo "  $CODEX_MODEL: [anth/$ANTHROPIC_MODEL, up/canned-model]"
+            echo "  $CHAT_MODEL: [gem/$CHAT_MODEL, up/canned-model]"
+            echo "  default: [up/canned-model, anth/$ANTHROPIC_MODEL]"
+            ops_sections
+            return
+        fi
         echo "  $CODEX_MODEL: anth/$ANTHROPIC_MODEL"
         echo "  $CHAT_MODEL: gem/$CHAT_MODEL"
         echo "  $GEMINI_CLI_MODEL: anth/$ANTHROPIC_MODEL"
@@ -156,6 +169,42 @@ gateway_config() {  # gateway_config FILE UPSTREAM_PORT [SLOW_PORT]
             echo "  default: up/canned-model"
         fi
     } >"$1"
+}
+
+ops_sections() {  # what BENCH_OPS switches on, after the providers and routes
+    cat <<YAML
+rules:  # ten rules; every body is checked against all of them and meets none
+  - if: {user_agent: "CherryStudio*"}
+    system_prepend: "You are a helpful assistant."
+  - if: {header: {x-team: "red*"}}
+    to: up/team-red
+  - if: {model: "gpt-4*"}
+    to: [up/gpt-4o, anth/$ANTHROPIC_MODEL]
+  - if: {image: true, model: "nothing-*"}
+    to: gem/$CHAT_MODEL
+  - if: {long_context: 1000000}
+    to: gem/$CHAT_MODEL
+  - if: {web_search: true}
+    to: gem/$CHAT_MODEL
+  - if: {user_agent: "LobeChat*"}
+    set: {temperature: 0.3}
+  - if: {model: "o1*"}
+    remove: [metadata]
+  - if: {header: {x-debug: "1"}}
+    max_tokens: 100
+  - if: {background: true, model: "nothing-*"}
+    to: up/small
+retry: {attempts: 2, backoff: 0.5, max_backoff: 8}
+cooldown: {failures: 3, seconds: 30}
+storage: {path: "$WORK/ops.db"}
+logs: {dir: "$WORK/ops-logs"}
+metrics: true
+YAML
+}
+
+ops_key() {  # a gateway key whose limits the bench never reaches, made by the CLI
+    "$PY" -m babelgate keys create bench --rpm 100000000 --tpm 100000000000 \
+        --concurrency 100000 --budget 1000000 --per day --config "$1"
 }
 
 start_gateway() {  # start_gateway NAME CONFIG PORT
@@ -198,7 +247,7 @@ GEM_JSON_PATH="/v1beta/models/$CHAT_MODEL:generateContent"
 GEM_SSE_PATH="/v1beta/models/$CHAT_MODEL:streamGenerateContent?alt=sse"
 read -r P_JSON P_SSE P_SLOW P_RELAY_JSON P_RELAY_SSE P_GW_JSON P_GW_SSE P_GW_MEM P_RELAY_MEM \
     P_RELAY_ANTH_JSON P_RELAY_ANTH_SSE P_RELAY_GEM_JSON P_RELAY_GEM_SSE P_ASGI_JSON P_ASGI_SSE \
-    <<<"$(free_ports 15)"
+    P_OPS_JSON P_OPS_SSE <<<"$(free_ports 17)"
 
 sed -e "s#@WORK@#$WORK#g" -e "s/@PORT_JSON@/$P_JSON/" -e "s/@PORT_SSE@/$P_SSE/" \
     -e "s/@PORT_SLOW@/$P_SLOW/" -e "s/@SLOW_RATE@/$SLOW_RATE/" \
@@ -221,11 +270,31 @@ if [ -n "$ASGI" ]; then
     start_asgi asgi-json "$WORK/gw-json.yaml" "$P_ASGI_JSON"
     start_asgi asgi-sse "$WORK/gw-sse.yaml" "$P_ASGI_SSE"
 fi
+if [ -n "$OPS" ]; then
+    OPS_CONFIG=1 gateway_config "$WORK/ops-json.yaml" "$P_JSON"
+    OPS_CONFIG=1 gateway_config "$WORK/ops-sse.yaml" "$P_SSE"
+    # Both read the one database: the key is made once. wrk sends it (bench/post.lua).
+    if "$PY" -m babelgate keys --help >/dev/null 2>&1; then
+        BENCH_API_KEY=$(ops_key "$WORK/ops-json.yaml")
+    else
+        log "this babelgate has no gateway keys: operations measured without one"
+        BENCH_API_KEY=bench-key
+    fi
+    export BENCH_API_KEY
+    start_gateway ops-json "$WORK/ops-json.yaml" "$P_OPS_JSON"
+    start_gateway ops-sse "$WORK/ops-sse.yaml" "$P_OPS_SSE"
+fi
 
 wait_ready nginx "http://127.0.0.1:$P_JSON/v1/chat/completions" "$B/hello.json"
 if [ -n "$ASGI" ]; then
     wait_ready asgi-json "http://127.0.0.1:$P_ASGI_JSON/v1/messages" "$B/claude_code.json"
     wait_ready asgi-sse "http://127.0.0.1:$P_ASGI_SSE/v1/messages" "$B/claude_code_stream.json"
+fi
+if [ -n "$OPS" ]; then
+    wait_ready ops-json "http://127.0.0.1:$P_OPS_JSON/v1/messages" "$B/claude_code.json" \
+        "x-api-key: $BENCH_API_KEY"
+    wait_ready ops-sse "http://127.0.0.1:$P_OPS_SSE/v1/messages" "$B/claude_code_stream.json" \
+        "x-api-key: $BENCH_API_KEY"
 fi
 wait_ready relay-json "http://127.0.0.1:$P_RELAY_JSON/v1/messages" "$B/hello.json"
 wait_ready relay-sse "http://127.0.0.1:$P_RELAY_SSE/v1/messages" "$B/hello_stream.json"
@@ -326,6 +395,8 @@ url_anthropic_client() {  # Anthropic Messages client, OpenAI Chat upstream
         babelgate-sse) echo "http://127.0.0.1:$P_GW_SSE/v1/messages" ;;
         asgi-json) echo "http://127.0.0.1:$P_ASGI_JSON/v1/messages" ;;
         asgi-sse) echo "http://127.0.0.1:$P_ASGI_SSE/v1/messages" ;;
+        ops-json) echo "http://127.0.0.1:$P_OPS_JSON/v1/messages" ;;
+        ops-sse) echo "http://127.0.0.1:$P_OPS_SSE/v1/messages" ;;
         direct-json) echo "http://127.0.0.1:$P_JSON/v1/chat/completions" ;;
         direct-sse) echo "http://127.0.0.1:$P_SSE/v1/chat/completions" ;;
     esac
@@ -339,6 +410,8 @@ url_codex() {  # OpenAI Responses client (Codex), Anthropic upstream
         babelgate-sse) echo "http://127.0.0.1:$P_GW_SSE/v1/responses" ;;
         asgi-json) echo "http://127.0.0.1:$P_ASGI_JSON/v1/responses" ;;
         asgi-sse) echo "http://127.0.0.1:$P_ASGI_SSE/v1/responses" ;;
+        ops-json) echo "http://127.0.0.1:$P_OPS_JSON/v1/responses" ;;
+        ops-sse) echo "http://127.0.0.1:$P_OPS_SSE/v1/responses" ;;
         direct-json) echo "http://127.0.0.1:$P_JSON/v1/messages" ;;
         direct-sse) echo "http://127.0.0.1:$P_SSE/v1/messages" ;;
     esac
@@ -352,6 +425,8 @@ url_chat_gemini() {  # OpenAI Chat Completions client, Gemini upstream
         babelgate-sse) echo "http://127.0.0.1:$P_GW_SSE/v1/chat/completions" ;;
         asgi-json) echo "http://127.0.0.1:$P_ASGI_JSON/v1/chat/completions" ;;
         asgi-sse) echo "http://127.0.0.1:$P_ASGI_SSE/v1/chat/completions" ;;
+        ops-json) echo "http://127.0.0.1:$P_OPS_JSON/v1/chat/completions" ;;
+        ops-sse) echo "http://127.0.0.1:$P_OPS_SSE/v1/chat/completions" ;;
         direct-json) echo "http://127.0.0.1:$P_JSON$GEM_JSON_PATH" ;;
         direct-sse) echo "http://127.0.0.1:$P_SSE$GEM_SSE_PATH" ;;
     esac
@@ -385,6 +460,9 @@ for body in $BODIES; do
     log "throughput: $body"
     targets="relay babelgate"
     if [ -n "$ASGI" ] && [[ " $ASGI_BODIES " == *" $body "* ]]; then targets="$targets asgi"; fi
+    if [ -n "$OPS" ] && [[ " ${BENCH_OPS_BODIES:-$BODIES} " == *" $body "* ]]; then
+        targets="$targets ops"
+    fi
     for target in $targets; do
         run_wrk /dev/null "$WARMUP" "$CONNECTIONS" "$(url_of $target $body)" "$B/$body.json"
     done
@@ -414,6 +492,7 @@ for name in gw_json gw_sse relay_json relay_sse relay_anth_json relay_anth_sse r
     pid_var="PID_$name"; stop_pid "${!pid_var}"
 done
 if [ -n "$ASGI" ]; then stop_pid "$PID_asgi_json"; stop_pid "$PID_asgi_sse"; fi
+if [ -n "$OPS" ]; then stop_pid "$PID_ops_json"; stop_pid "$PID_ops_sse"; fi
 gateway_config "$WORK/gw-mem.yaml" "$P_SSE" "$P_SLOW"
 start_gateway gw-mem "$WORK/gw-mem.yaml" "$P_GW_MEM"
 start_relay relay-mem "$P_RELAY_MEM" "$P_SLOW"
@@ -450,6 +529,10 @@ done
     echo "streams=$STREAMS"
     if [ -n "$ASGI" ]; then
         echo "asgi=$ASGI $("$PY" -m pip show "$ASGI" 2>/dev/null | awk '/^Version/ {print $2}')"
+    fi
+    if [ -n "$OPS" ]; then
+        echo "ops=1"
+        echo "ops_requests=$(cat "$WORK"/ops-logs/*.log 2>/dev/null | wc -l)"
     fi
 } >"$RAW/meta.txt"
 mkdir -p "$ROOT/bench/results"
