@@ -271,11 +271,15 @@ _KEY_SOURCES = ("api_key", "api_keys", "api_key_file", "api_key_command")
 
 
 class StorageConfig(BaseModel):
-    """Where babelgate keeps state (Responses conversations for previous_response_id)."""
+    """Where babelgate keeps state: gateway keys, Responses conversations for
+    previous_response_id, and what other parts add (storage/migrations.py)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    # None: $XDG_DATA_HOME/babelgate/babelgate.db, else ~/.local/share/babelgate/babelgate.db
+    # sqlite:///path/to/file.db or postgresql://user@host/db (storage/url.py).
+    url: str | None = None
+    # Shorthand for a SQLite url. Neither: $XDG_DATA_HOME/babelgate/babelgate.db, else
+    # ~/.local/share/babelgate/babelgate.db
     path: str | None = None
     responses_ttl_days: float = Field(default=30, gt=0)
     # Seconds between two prunes of expired responses while the gateway runs.
@@ -284,6 +288,20 @@ class StorageConfig(BaseModel):
     # records may wait in memory for the database before the oldest are dropped.
     usage_flush_interval_s: float = Field(default=0.5, gt=0)
     usage_max_queue: int = Field(default=100_000, ge=1)
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(
+                ("sqlite://", "postgresql://", "postgres://")):
+            raise ValueError("must start with sqlite:// or postgresql://")
+        return value
+
+    @model_validator(mode="after")
+    def _one_place(self) -> StorageConfig:
+        if self.url and self.path:
+            raise ValueError("give storage.url or storage.path, not both")
+        return self
 
 
 class PriceConfig(BaseModel):
@@ -297,6 +315,17 @@ class PriceConfig(BaseModel):
     cache_read: float | None = Field(default=None, ge=0)
     cache_write: float | None = Field(default=None, ge=0)
     reasoning: float | None = Field(default=None, ge=0)
+
+
+class AuthConfig(BaseModel):
+    """Gateway keys (`babelgate keys`): the gateway is open until the first key exists."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # Refuse to start while no key exists, instead of serving open.
+    required: bool = False
+    # Seconds between two checks of the database for keys created or revoked elsewhere.
+    refresh_interval_s: float = Field(default=0.5, gt=0)
 
 
 class RuleCondition(BaseModel):
@@ -374,6 +403,7 @@ class Settings(BaseModel):
     metrics: bool = False  # GET /metrics in Prometheus text format (server/metrics.py)
     retry: RetryConfig | None = None  # None: one try per target
     cooldown: CooldownConfig | None = None  # None: failing targets never rest
+    auth: AuthConfig = Field(default_factory=AuthConfig)
 
 
 class _FileConfig(BaseModel):
@@ -396,6 +426,7 @@ class _FileConfig(BaseModel):
     @classmethod
     def _no_rules(cls, value: Any) -> Any:
         return [] if value is None else value  # `rules:` with nothing after it
+    auth: AuthConfig = Field(default_factory=AuthConfig)
 
     @field_validator("routes", mode="before")
     @classmethod
@@ -442,7 +473,7 @@ def _load_file(path: Path, env: Mapping[str, str]) -> Settings:
         server=parsed.server, providers=parsed.providers, routes=parsed.routes, source=where,
         storage=parsed.storage, rules=parsed.rules, prices=parsed.prices,
         logs=parsed.logs, metrics=parsed.metrics,
-        retry=parsed.retry, cooldown=parsed.cooldown,
+        retry=parsed.retry, cooldown=parsed.cooldown, auth=parsed.auth,
     )
 
 
@@ -561,6 +592,8 @@ def _known_fields(parent: tuple[str, ...]) -> list[str]:
         model = StorageConfig
     elif parent == ("logs",):
         model = LogsConfig
+    elif parent == ("auth",):
+        model = AuthConfig
     elif len(parent) == 2 and parent[0] == "providers":
         model = ProviderConfig
     elif len(parent) == 2 and parent[0] == "rules":
@@ -609,6 +642,10 @@ def _hint_for(loc: tuple[str, ...]) -> str:
         "reset": "daily: \"00:00\", weekly: \"mon 00:00\", monthly: \"1 00:00\"",
         "attempts": "use a whole number from 1 (no retry) to 20",
         "failures": "use a whole number of consecutive failures, 1 or more",
+        "url": "for example sqlite:///var/lib/babelgate/babelgate.db or "
+        "postgresql://babelgate@127.0.0.1:5432/babelgate",
+        "required": "use true or false",
+        "refresh_interval_s": "use a positive number of seconds",
     }
     if last in hints:
         return hints[last]

@@ -107,7 +107,8 @@ def old_database(path: Path, history: list[JSON], response: JSON) -> None:
     """A database as m001 left it, with a row that carries its whole history."""
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("CREATE TABLE schema_version (name TEXT PRIMARY KEY, applied_at REAL)")
-    migrations.m001_responses(conn)
+    for sql, params in migrations.statements(migrations.m001_responses, "sqlite"):
+        conn.execute(sql, params)
     conn.execute("INSERT INTO schema_version VALUES ('m001_responses', 0)")
     conn.execute("INSERT INTO responses VALUES (?, ?, ?, ?)",
                  (response["id"], time.time(), orjson.dumps(history), orjson.dumps(response)))

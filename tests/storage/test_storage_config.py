@@ -46,5 +46,37 @@ def test_bad_storage_fields_are_named(tmp_path: Path) -> None:
     ):
         load_settings(write(tmp_path, BASE + "storage: {responses_prune_interval_s: -1}\n"),
                       env={})
-    with pytest.raises(ConfigError, match=r"storage\.pth: unknown field.*known: path"):
+    with pytest.raises(ConfigError, match=r"storage\.pth: unknown field.*known: url, path"):
         load_settings(write(tmp_path, BASE + "storage: {pth: x.db}\n"), env={})
+
+
+def test_storage_url_and_its_shorthand(tmp_path: Path) -> None:
+    from babelgate.storage.url import StorageURL, default_db_path
+
+    settings = load_settings(write(tmp_path, BASE + "storage: {url: 'postgresql://bg@db/bg'}\n"),
+                             env={})
+    assert settings.storage.url == "postgresql://bg@db/bg"
+    url = StorageURL.from_settings(settings.storage.url, settings.storage.path)
+    assert (url.dialect, url.dsn) == ("postgresql", "postgresql://bg@db/bg")
+    assert StorageURL.from_settings(None, "/srv/x.db") == StorageURL.sqlite("/srv/x.db")
+    assert StorageURL.from_settings(None, None) == StorageURL.sqlite(default_db_path())
+    assert StorageURL.parse("sqlite:///var/lib/bg.db").path == Path("/var/lib/bg.db")
+    assert StorageURL.parse("sqlite:///~/bg.db").path == Path.home() / "bg.db"
+    assert StorageURL.parse("sqlite://rel/bg.db").path == Path("rel/bg.db")
+    hidden = StorageURL.parse("postgresql://bg:s3cret@db:5432/bg")
+    assert "s3cret" not in str(hidden) and str(hidden) == "postgresql://bg:***@db:5432/bg"
+    with pytest.raises(ValueError, match="needs a host"):
+        StorageURL.parse("postgresql:///bg")
+
+
+def test_bad_storage_url_and_auth_fields_are_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"storage\.url: must start with sqlite:// or "
+                       r"postgresql://.*babelgate\.yaml"):
+        load_settings(write(tmp_path, BASE + "storage: {url: 'mysql://x/y'}\n"), env={})
+    with pytest.raises(ConfigError, match=r"storage: give storage\.url or storage\.path"):
+        load_settings(write(tmp_path, BASE + "storage: {url: 'sqlite:///a.db', path: b.db}\n"),
+                      env={})
+    with pytest.raises(ConfigError, match=r"auth\.requird: unknown field.*known: required"):
+        load_settings(write(tmp_path, BASE + "auth: {requird: true}\n"), env={})
+    settings = load_settings(write(tmp_path, BASE + "auth: {required: true}\n"), env={})
+    assert settings.auth.required is True and settings.auth.refresh_interval_s == 0.5

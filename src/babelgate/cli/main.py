@@ -1,5 +1,5 @@
-"""The `babelgate` command line: `serve`, `init`, `usage`, `claude`, `codex`, `gemini`,
-`env`, `status`, `stop`, `doctor`, `--version`.
+"""The `babelgate` command line: `serve`, `init`, `keys`, `usage`, `claude`, `codex`,
+`gemini`, `env`, `status`, `stop`, `doctor`, `--version`.
 
 Promises: a configuration problem prints one clear message to stderr and exits 2 (no
 traceback); nothing printed ever contains an api_key; the server package is imported only
@@ -18,6 +18,7 @@ from babelgate import __version__
 from babelgate.cli import launch
 from babelgate.cli.doctor import add_doctor
 from babelgate.cli.example import EXAMPLE_CONFIG
+from babelgate.cli.keys import add_keys
 from babelgate.cli.manage import add_manage
 from babelgate.cli.usage import add_usage
 from babelgate.config import (
@@ -43,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_serve(commands)
     _add_init(commands)
+    add_keys(commands)
     add_usage(commands)
     _add_launchers(commands)
     add_manage(commands)
@@ -179,10 +181,14 @@ def _serve(args: argparse.Namespace) -> int:
 
     from babelgate.server.run import serve
 
-    if args.worker is None:
-        serve(settings, host, port)  # blocks until the server stops
-    else:
-        serve(settings, host, port, worker=args.worker, supervisor_fd=args.supervisor_fd)
+    try:
+        if args.worker is None:
+            serve(settings, host, port)  # blocks until the server stops
+        else:
+            serve(settings, host, port, worker=args.worker, supervisor_fd=args.supervisor_fd)
+    except ConfigError as exc:  # found while building the app (a storage.url it cannot use)
+        print(f"babelgate: configuration error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     return EXIT_OK
 
 

@@ -4,16 +4,18 @@ CSV. Reads the database the configuration names (`storage.path`), read-only."""
 from __future__ import annotations
 
 import argparse
+import asyncio
 import csv
 import sys
-from typing import TextIO
+from typing import Any, TextIO
 
 import orjson
 
 from babelgate.books.report import CSV_FIELDS, GROUPS, Group, Summary, parse_since, summarise
 from babelgate.config import ConfigError, load_settings
-from babelgate.storage.responses import default_db_path
-from babelgate.storage.usage import read_since
+from babelgate.storage.database import open_database
+from babelgate.storage.url import StorageURL
+from babelgate.storage.usage import read_since, read_since_db
 
 EXIT_OK, EXIT_USAGE = 0, 2
 
@@ -43,8 +45,16 @@ def run_usage(args: argparse.Namespace) -> int:
     except (ConfigError, ValueError) as exc:
         print(f"babelgate: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    path = settings.storage.path or default_db_path()
-    summary = summarise(read_since(path, since), args.by, since)
+    try:
+        url = StorageURL.from_settings(settings.storage.url, settings.storage.path)
+    except ValueError as exc:
+        print(f"babelgate: configuration error: storage.url: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if url.path is not None:  # SQLite: read the file directly, read-only
+        rows = read_since(url.path, since)
+    else:
+        rows = asyncio.run(_read_database(url, since))
+    summary = summarise(rows, args.by, since)
     if args.json:
         sys.stdout.write(orjson.dumps(summary.as_json(), option=orjson.OPT_INDENT_2).decode())
         sys.stdout.write("\n")
@@ -53,6 +63,15 @@ def run_usage(args: argparse.Namespace) -> int:
     else:
         print_table(summary)
     return EXIT_OK
+
+
+async def _read_database(url: StorageURL, since: float) -> list[dict[str, Any]]:
+    db = open_database(url)
+    try:
+        await db.open()
+        return await read_since_db(db, since)
+    finally:
+        await db.close()
 
 
 def write_csv(summary: Summary, out: TextIO) -> None:

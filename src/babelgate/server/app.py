@@ -44,9 +44,12 @@ from babelgate.routing import Route, RoutingState, Target, iso_time
 from babelgate.routing.quota import QuotaMark
 from babelgate.server.conversations import Conversations, Recorder
 from babelgate.storage.quota_marks import QuotaStore
-from babelgate.storage.responses import ResponseStore, default_db_path
+from babelgate.storage.database import Database, open_database
+from babelgate.storage.responses import ResponseStore
+from babelgate.storage.url import StorageURL
 from babelgate.storage.usage import UsageWriter
 
+from .auth import OPEN_PATHS, Auth, check_scope
 from .count_tokens import count_tokens
 from .daily_log import DailyLog, Redactor
 from .exchange import Headers, Response
@@ -96,18 +99,24 @@ class App:
         storage = settings.storage
         # The books: one usage record per upstream attempt, to each sink (books/); a row
         # per record in the usage table, written in batches off the request path.
+        # One database for everything the gateway keeps (storage/database.py). On SQLite
+        # nothing creates the file before something is stored in it.
+        self.db: Database = open_database(storage_url(settings))
         self.usage = UsageSink(UsageWriter(
-            storage.path or default_db_path(), flush_interval=storage.usage_flush_interval_s,
+            self.db, flush_interval=storage.usage_flush_interval_s,
             max_queue=storage.usage_max_queue,
         ))
         self.clients = Clients()
         self.request_ids = RequestIds()
-        db_path = storage.path or default_db_path()
         # What routing learns (cooldowns, used-up quotas) lives as long as the process, in one
         # object: every Gateway, the first and each one a reload builds, gets this same one.
-        # Used-up quotas are kept in the database too, so they also outlive a restart.
-        self.quota_store = QuotaStore(db_path)
-        self.routing = RoutingState(sink=self.quota_store, marks=_stored_marks(self.quota_store))
+        # Used-up quotas are kept in the database too, so they also outlive a restart: in
+        # the SQLite file; on PostgreSQL not yet (storage/quota_marks.py is SQLite's alone).
+        db_path = self.db.url.path
+        self.quota_store = QuotaStore(db_path) if db_path is not None else None
+        self.routing = RoutingState(
+            sink=self.quota_store,
+            marks=_stored_marks(self.quota_store) if self.quota_store is not None else ())
         # The running configuration: swapped whole by a reload, read once per request.
         self.gateway = Gateway(settings, books=Books(prices_for(settings), (self.usage,)),
                                routing=self.routing)
@@ -127,10 +136,11 @@ class App:
         # Request pieces found again, per caller (see reuse_for).
         self.reuse = ReuseTables(int(settings.server.reuse_mb * 2**20),
                                  shared=settings.server.reuse_shared)
-        # Responses clients' conversations (previous_response_id). Nothing opens the database
-        # before a Responses request asks to store or continue one.
+        self.auth = Auth(self.db, required=settings.auth.required,
+                         refresh_every=settings.auth.refresh_interval_s)
+        # Responses clients' conversations (previous_response_id).
         self.conversations = Conversations(ResponseStore(
-            db_path, storage.responses_ttl_days,
+            self.db, storage.responses_ttl_days,
             prune_every=storage.responses_prune_interval_s,
         ))
         self.routes: dict[tuple[str, str], Handler] = {
@@ -177,6 +187,12 @@ class App:
         if len(path) > 1 and path.endswith("/"):
             path = path.rstrip("/")
         method = "GET" if request.method == "HEAD" else request.method
+        if self.auth.active and path not in OPEN_PATHS:
+            try:
+                request.caller = self.auth.authenticate(request)
+            except GatewayError as error:
+                send_error(response, error_codec(request), error)
+                return
         handler = self.routes.get((method, path))
         if handler is None:
             if path.startswith(STORED_RESPONSE_PREFIXES):
@@ -205,6 +221,8 @@ class App:
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
+        await self.db.open()  # PostgreSQL: connect and migrate (SQLite: on first use)
+        await self.auth.start()  # raises AuthRequired when keys are required and none exist
         await self.gateway.start()
         path = config_file(self.settings)
         self._watch(path, await asyncio.to_thread(file_signature, path) if path else None)
@@ -228,11 +246,15 @@ class App:
         self.trimmer.stop()
         self.collector.stop()
         await self.gateway.stop()
+        await self.auth.stop()
         await self.conversations.store.close()  # finishes queued writes
-        await asyncio.to_thread(self.usage.close)  # writes the records still queued
+        # Writes the records still queued (on PostgreSQL through the loop: off it, then).
+        await asyncio.to_thread(self.usage.close)
         if self.daily_log is not None:
             await self.daily_log.close()  # writes the lines still queued
-        await asyncio.to_thread(self.quota_store.close)
+        if self.quota_store is not None:
+            await asyncio.to_thread(self.quota_store.close)
+        await self.db.close()
 
     # ------------------------------------------------------------------ generation
     def _generate_for(self, protocol: str) -> Handler:
@@ -260,6 +282,7 @@ class App:
             if codec.name == "openai-responses":  # stored conversations: conversations.py
                 data, recorder = await self.conversations.prepare(data, owner)
             request = codec.parse_request(data, reuse)
+            check_scope(http.caller, request.model)  # the model the client asked for
             model = request.model
             # Rules first (routing/rules.py), then the routes: the request as the first rule
             # that matches edits it, and where it goes.
@@ -457,6 +480,9 @@ class App:
         try:
             reuse = self.reuse.table_for(owner_of(request))
             data = reuse.loads(request.body)
+            model = data.get("model")
+            if isinstance(model, str):
+                check_scope(request.caller, model)
             count, estimated = await count_tokens(self.gateway, data, request.headers, reuse)
         except GatewayError as error:
             send_error(response, codec, error)
@@ -691,6 +717,28 @@ def _credentials(headers: Mapping[str, str]) -> tuple[str, ...]:
             found.append(value)
             found.append(value.removeprefix("Bearer ").removeprefix("bearer "))
     return tuple(found)
+
+
+def storage_url(settings: Settings) -> StorageURL:
+    storage = settings.storage
+    try:
+        return StorageURL.from_settings(storage.url, storage.path)
+    except ValueError as exc:
+        raise ConfigError(f"storage.url: {exc} in {settings.source}") from None
+
+
+def error_codec(request: Request) -> Codec:
+    """The error format a request's client reads, from its path (and, for paths every
+    protocol shares, its headers)."""
+    path = request.path
+    if path.startswith(STORED_RESPONSE_PREFIXES) or GENERATE_PATHS.get(path) == (
+            "openai-responses"):
+        return get_codec("openai-responses")
+    if path.startswith(("/v1beta/", "/v1alpha/")) or "x-goog-api-key" in request.headers:
+        return get_codec("gemini")
+    if path.startswith("/v1/messages") or "anthropic-version" in request.headers:
+        return get_codec("anthropic")
+    return get_codec("openai")
 
 
 def _codec_for(path: str) -> Codec:

@@ -41,10 +41,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from email.utils import formatdate
 from http import HTTPStatus
-from typing import cast
+from typing import TYPE_CHECKING, cast
 from urllib.parse import quote, unquote
 
 import httptools
+
+if TYPE_CHECKING:
+    from babelgate.storage.keys import KeyRecord
 
 log = logging.getLogger("babelgate")
 
@@ -98,7 +101,7 @@ class Request:
     """One request as the app sees it. Header names are lower-case; a header sent more than
     once has its values joined with ", " (RFC 9110 5.3)."""
 
-    __slots__ = ("body", "headers", "method", "path", "query")
+    __slots__ = ("body", "caller", "headers", "method", "path", "query")
 
     def __init__(
         self, method: str, path: str, query: str, headers: dict[str, str], body: bytes
@@ -108,6 +111,9 @@ class Request:
         self.query = query
         self.headers = headers
         self.body = body
+        # The gateway key the request was made with, once the app checked it (auth.py);
+        # None while the gateway has no keys.
+        self.caller: KeyRecord | None = None
 
 
 class Response:

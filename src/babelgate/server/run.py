@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import os
 import signal
@@ -17,6 +18,7 @@ from collections.abc import Callable
 from babelgate.config import ServerConfig, Settings
 
 from .app import App, create_app
+from .auth import AuthRequired
 from .http import Limits, Server
 
 log = logging.getLogger("babelgate")
@@ -37,7 +39,8 @@ def serve(
 ) -> None:
     """Serve until SIGTERM or SIGINT; then let open requests finish for up to
     `server.shutdown_timeout` seconds (an agent's stream can run for minutes, and a restart must
-    not wait for it). Exits with status 1 if the address cannot be bound.
+    not wait for it). Exits with status 1 if the address cannot be bound, 2 if keys are
+    required and none exists.
 
     `worker`: this process is worker number `worker` of `babelgate serve --workers N`
     (server/workers.py): it binds with SO_REUSEPORT beside its siblings, and stops as if sent
@@ -52,7 +55,12 @@ def serve(
         fd, index = supervisor_fd, worker
         app.reloaded_on_request = lambda: tell_supervisor(fd, index)
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-        if not runner.run(_serve(app, settings, host, port, worker)):
+        try:
+            served = runner.run(_serve(app, settings, host, port, worker))
+        except AuthRequired as exc:
+            log.error("babelgate will not start: %s", exc)
+            sys.exit(2)
+        if not served:
             sys.exit(1)
 
 
@@ -109,9 +117,14 @@ async def _serve(app: App, settings: Settings, host: str, port: int,
             return False
         who = "babelgate" if worker is None else f"babelgate worker {worker} (pid {os.getpid()})"
         log.info(
-            "%s listening on http://%s:%d (config: %s, providers: %s)",
-            who, host, port, settings.source, ", ".join(settings.providers) or "none",
+            "%s listening on http://%s:%d (config: %s, providers: %s, storage: %s)",
+            who, host, port, settings.source, ", ".join(settings.providers) or "none", app.db.url,
         )
+        if not app.auth.active and not loopback(host):
+            log.warning(
+                "WARNING: babelgate listens on %s without gateway keys: anyone who can reach "
+                "this port spends your provider keys. Create a key with `babelgate keys "
+                "create NAME` (and set auth.required: true), or listen on 127.0.0.1.", host)
         orphaned = None if worker is None else loop.create_task(_parent_gone(stop))
         await stop.wait()
         if orphaned is not None:
@@ -120,6 +133,16 @@ async def _serve(app: App, settings: Settings, host: str, port: int,
         return True
     finally:
         await app.stop()
+
+
+def loopback(host: str) -> bool:
+    """Whether `host` is reachable from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
 
 
 def limits(config: ServerConfig, open_files: int | None = None) -> Limits:

@@ -1,11 +1,20 @@
-"""Ordered, named schema migrations for babelgate's SQLite database.
+"""Ordered, named schema migrations, the same on SQLite and PostgreSQL.
 
 What this module promises:
-- `migrate(conn)` brings any database (new or older) to the current schema and returns the
-  names it applied. Each migration runs once, in the order of `MIGRATIONS`, inside its own
-  transaction, and is recorded by name in `schema_version`.
+- A migration is a function registered with `@migration`; it receives a `Schema` and calls
+  `schema.execute(sql)` for each statement. It runs once, in the order of `MIGRATIONS`,
+  inside its own transaction, and is recorded by name in `schema_version`. A failure leaves
+  it unrecorded (and its statements undone).
+- The same function builds the schema on both databases: `schema.dialect` says which, and
+  `schema.FLOAT`, `schema.BLOB` name the column types that differ (SQLite's REAL is a
+  double; PostgreSQL's is not, so timestamps are DOUBLE PRECISION there).
+- `migrate(conn)` applies what a SQLite connection lacks (synchronously: the SQLite backend
+  runs it on its own thread); `migrate_postgres(conn)` does the same on an asyncpg
+  connection. Several gateways starting at once on one database apply each migration once
+  (SQLite: BEGIN IMMEDIATE; PostgreSQL: an advisory lock).
 - Migrations are never edited or reordered once released: a change of schema is a new
-  function appended to the list.
+  function appended to the list. To add a table, write one function here; every backend,
+  every test of migrations from empty and `babelgate keys`/`usage` get it.
 """
 
 from __future__ import annotations
@@ -13,9 +22,43 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-Migration = Callable[[sqlite3.Connection], None]
+from .url import Dialect
+
+if TYPE_CHECKING:
+    import asyncpg
+
+
+@dataclass(slots=True)
+class Schema:
+    """What a migration writes to: statements are collected, then run by the backend in one
+    transaction."""
+
+    dialect: Dialect
+    statements: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)
+
+    def execute(self, sql: str, params: tuple[Any, ...] = ()) -> None:
+        self.statements.append((sql, params))
+
+    @property
+    def FLOAT(self) -> str:  # reads as a type name in the SQL it builds
+        return "REAL" if self.dialect == "sqlite" else "DOUBLE PRECISION"
+
+    @property
+    def BLOB(self) -> str:
+        return "BLOB" if self.dialect == "sqlite" else "BYTEA"
+
+
+Migration = Callable[[Schema], None]
 MIGRATIONS: list[tuple[str, Migration]] = []
+
+_VERSION_TABLE = (
+    "CREATE TABLE IF NOT EXISTS schema_version (name TEXT PRIMARY KEY, applied_at {float})"
+)
+# Any constant shared by every babelgate: the advisory lock that serialises migrations.
+_PG_LOCK = 0x62616265  # "babe"
 
 
 def migration(fn: Migration) -> Migration:
@@ -24,27 +67,31 @@ def migration(fn: Migration) -> Migration:
     return fn
 
 
+def statements(fn: Migration, dialect: Dialect) -> list[tuple[str, tuple[Any, ...]]]:
+    schema = Schema(dialect)
+    fn(schema)
+    return schema.statements
+
+
 def migrate(conn: sqlite3.Connection) -> list[str]:
-    """Apply what `conn` lacks; `conn` must be in autocommit mode (isolation_level=None)."""
-    conn.execute(
-        "CREATE TABLE IF NOT EXISTS schema_version (name TEXT PRIMARY KEY, applied_at REAL)"
-    )
+    """Apply what the SQLite database lacks; `conn` must be in autocommit mode
+    (isolation_level=None). Returns the names applied."""
+    conn.execute(_VERSION_TABLE.format(float="REAL"))
     done = {row[0] for row in conn.execute("SELECT name FROM schema_version")}
     applied = []
     for name, fn in MIGRATIONS:
         if name in done:
             continue
-        # One transaction per migration (the connection is in autocommit mode, so DDL is
-        # transactional only inside an explicit BEGIN): a failure leaves it unrecorded.
-        # IMMEDIATE takes the write lock first, so two connections opening a new file at once
-        # (the response and quota stores) wait for each other; the second then finds the
-        # migration done.
+        # One transaction per migration (autocommit mode: DDL is transactional only inside
+        # an explicit BEGIN). IMMEDIATE takes the write lock first, so a second process
+        # migrating the same file waits, then sees the migration recorded.
         conn.execute("BEGIN IMMEDIATE")
         try:
             if conn.execute("SELECT 1 FROM schema_version WHERE name = ?", (name,)).fetchone():
-                conn.execute("ROLLBACK")
+                conn.execute("COMMIT")
                 continue
-            fn(conn)
+            for sql, params in statements(fn, "sqlite"):
+                conn.execute(sql, params)
             conn.execute(
                 "INSERT INTO schema_version (name, applied_at) VALUES (?, ?)", (name, time.time())
             )
@@ -56,43 +103,65 @@ def migrate(conn: sqlite3.Connection) -> list[str]:
     return applied
 
 
+async def migrate_postgres(conn: asyncpg.Connection) -> list[str]:
+    """Apply what the PostgreSQL database lacks. Returns the names applied."""
+    applied = []
+    async with conn.transaction():
+        # Two gateways starting together: the second waits here until the first is done.
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _PG_LOCK)
+        await conn.execute(_VERSION_TABLE.format(float="DOUBLE PRECISION"))
+        done = {row[0] for row in await conn.fetch("SELECT name FROM schema_version")}
+        for name, fn in MIGRATIONS:
+            if name in done:
+                continue
+            async with conn.transaction():  # a savepoint: one migration, all or nothing
+                for sql, params in statements(fn, "postgresql"):
+                    await conn.execute(sql, *params)
+                await conn.execute(
+                    "INSERT INTO schema_version (name, applied_at) VALUES ($1, $2)",
+                    name, time.time(),
+                )
+            applied.append(name)
+    return applied
+
+
 @migration
-def m001_responses(conn: sqlite3.Connection) -> None:
+def m001_responses(db: Schema) -> None:
     # input: the conversation up to this response (JSON array of Responses input items);
     # response: the response object as the client received it (its `output` continues it).
-    conn.execute(
-        """CREATE TABLE responses (
+    db.execute(
+        f"""CREATE TABLE responses (
             id TEXT PRIMARY KEY,
-            created_at REAL NOT NULL,
-            input BLOB NOT NULL,
-            response BLOB NOT NULL
+            created_at {db.FLOAT} NOT NULL,
+            input {db.BLOB} NOT NULL,
+            response {db.BLOB} NOT NULL
         )"""
     )
-    conn.execute("CREATE INDEX responses_created_at ON responses (created_at)")
+    db.execute("CREATE INDEX responses_created_at ON responses (created_at)")
 
 
 @migration
-def m002_response_turns(conn: sqlite3.Connection) -> None:
+def m002_response_turns(db: Schema) -> None:
     # A row holds one turn: its own new input and the id of the response it continued, so a
     # conversation is stored once, not again in every later turn. A row written before this
     # migration carries its whole history in `input`; with no `previous` it reads back as
     # the first turn of its own conversation, which gives the same history.
-    conn.execute("ALTER TABLE responses ADD COLUMN previous TEXT")
+    db.execute("ALTER TABLE responses ADD COLUMN previous TEXT")
 
 
 @migration
-def m003_response_owner(conn: sqlite3.Connection) -> None:
+def m003_response_owner(db: Schema) -> None:
     # Whose response a row is: the caller's gateway key id, or NULL for the open gateway
     # without keys (every row stored before this migration).
-    conn.execute("ALTER TABLE responses ADD COLUMN owner TEXT")
+    db.execute("ALTER TABLE responses ADD COLUMN owner TEXT")
 
 
 @migration
-def m004_usage(conn: sqlite3.Connection) -> None:
+def m004_usage(db: Schema) -> None:
     # One row per finished upstream attempt (books/record.py UsageRecord, same names and
     # order). Portable SQL: DOUBLE PRECISION for times and costs (PostgreSQL's REAL is 4
     # bytes, too coarse for unix seconds); no generated id, so rows insert alike everywhere.
-    conn.execute(
+    db.execute(
         """CREATE TABLE usage (
             time DOUBLE PRECISION NOT NULL,
             request_id TEXT NOT NULL,
@@ -119,15 +188,15 @@ def m004_usage(conn: sqlite3.Connection) -> None:
             final INTEGER NOT NULL
         )"""
     )
-    conn.execute("CREATE INDEX usage_time ON usage (time)")
+    db.execute("CREATE INDEX usage_time ON usage (time)")
 
 
 @migration
-def m005_quota_marks(conn: sqlite3.Connection) -> None:
+def m005_quota_marks(db: Schema) -> None:
     # One row per provider whose quota is used up: when it was refused (since) and when it
     # comes back (resets_at), Unix seconds; reason: what the upstream said, key masked.
     # Portable SQL: DOUBLE PRECISION for times (PostgreSQL's REAL is too coarse for them).
-    conn.execute(
+    db.execute(
         """CREATE TABLE quota_marks (
             provider TEXT PRIMARY KEY,
             since DOUBLE PRECISION NOT NULL,
@@ -135,3 +204,32 @@ def m005_quota_marks(conn: sqlite3.Connection) -> None:
             reason TEXT NOT NULL
         )"""
     )
+
+
+@migration
+def m006_keys(db: Schema) -> None:
+    # Gateway keys (storage/keys.py). `hash` is the SHA-256 of the whole key (keys are 256
+    # random bits, so no salt or slow hash is needed); `prefix` is the part shown in
+    # listings. `scopes` is a JSON array of model globs (empty: every model). `version`
+    # grows with every change, so other instances see a revoke by polling max(version).
+    db.execute(
+        f"""CREATE TABLE keys (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            hash TEXT NOT NULL UNIQUE,
+            prefix TEXT NOT NULL,
+            scopes TEXT NOT NULL,
+            rpm BIGINT,
+            tpm BIGINT,
+            concurrency BIGINT,
+            budget {db.FLOAT},
+            budget_period TEXT,
+            expires_at {db.FLOAT},
+            admin INTEGER NOT NULL DEFAULT 0,
+            created_at {db.FLOAT} NOT NULL,
+            revoked_at {db.FLOAT},
+            version BIGINT NOT NULL
+        )"""
+    )
+    # A name is unique among the keys not revoked: a revoked name can be given again.
+    db.execute("CREATE UNIQUE INDEX keys_live_name ON keys (name) WHERE revoked_at IS NULL")

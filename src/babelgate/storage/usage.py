@@ -12,10 +12,15 @@ What this module promises:
 - Nothing opens the database before the first row arrives.
 - Rows are tuples in `COLUMNS` order (None for NULL, bools for the flag columns); this
   module knows SQL, not what the columns mean.
+- On SQLite the writer's thread has a connection of its own to the file. On PostgreSQL it
+  hands each batch to the app's `Database` on the event loop (one executemany in one
+  transaction) and waits for it there, so the loop only ever runs the insert itself;
+  `close()` must then be called off the loop (the app uses `asyncio.to_thread`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sqlite3
@@ -26,6 +31,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .database import Database
 from .migrations import migrate
 
 log = logging.getLogger("babelgate")
@@ -76,13 +82,19 @@ def connect(path: Path) -> sqlite3.Connection:
 class UsageWriter:
     def __init__(
         self,
-        path: str | os.PathLike[str],
+        target: Database | str | os.PathLike[str],
         *,
         flush_interval: float = 0.5,
         batch_rows: int = 1000,
         max_queue: int = 100_000,
     ) -> None:
-        self.path = Path(path).expanduser()
+        # A SQLite file (a path, or a SQLite Database's file), else a PostgreSQL Database.
+        self.db = target if isinstance(target, Database) else None
+        self.path: Path | None = (
+            Path(target).expanduser() if not isinstance(target, Database) else target.url.path)
+        self._loop: asyncio.AbstractEventLoop | None = None  # the Database's, for PostgreSQL
+        self._errors: tuple[type[Exception], ...] = (
+            (sqlite3.Error,) if self.db is None or self.path is not None else self.db.errors)
         self.flush_interval = flush_interval
         self.batch_rows = batch_rows
         self.max_queue = max_queue
@@ -109,6 +121,8 @@ class UsageWriter:
             self._wake.set()
 
     def _start(self) -> None:
+        if self.path is None and self._loop is None:
+            self._loop = asyncio.get_running_loop()  # add() runs on the loop
         with self._lock:
             if self._thread is None and not self._stopping:
                 self._thread = threading.Thread(
@@ -142,24 +156,39 @@ class UsageWriter:
     def _write(self, batch: list[Row]) -> None:
         for attempt in range(3):
             try:
-                if self._conn is None:
-                    self._conn = connect(self.path)
-                conn = self._conn
-                conn.execute("BEGIN")
-                try:
-                    conn.executemany(_INSERT, batch)
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-                conn.execute("COMMIT")
+                if self.path is None:
+                    self._write_through_loop(batch)
+                else:
+                    self._write_sqlite(self.path, batch)
                 self.written += len(batch)
                 return
-            except sqlite3.Error as exc:
+            except self._errors as exc:
                 if attempt == 2:
                     log.error("usage records lost: %d could not be written to %s: %s",
                               len(batch), self.path, exc)
                     return
                 time.sleep(0.2 * (attempt + 1))  # a locked file: this thread may wait
+
+    def _write_sqlite(self, path: Path, batch: list[Row]) -> None:
+        if self._conn is None:
+            self._conn = connect(path)
+        conn = self._conn
+        conn.execute("BEGIN")
+        try:
+            conn.executemany(_INSERT, batch)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def _write_through_loop(self, batch: list[Row]) -> None:
+        db, loop = self.db, self._loop
+        assert db is not None and loop is not None
+
+        async def insert() -> None:
+            await db.executemany(_INSERT, batch)
+
+        asyncio.run_coroutine_threadsafe(insert(), loop).result()
 
     # ------------------------------------------------------------ lifecycle
     def close(self) -> None:
@@ -178,6 +207,15 @@ class UsageWriter:
 
 
 # ---------------------------------------------------------------- reading
+
+
+async def read_since_db(db: Database, since: float) -> list[dict[str, Any]]:
+    """As `read_since`, from any database (PostgreSQL included)."""
+    if not await db.has_table("usage"):
+        return []
+    rows = await db.fetch(
+        f"SELECT {', '.join(COLUMNS)} FROM usage WHERE time >= ? ORDER BY time", since)
+    return [dict(zip(COLUMNS, row, strict=True)) for row in rows]
 
 
 def read_since(path: str | os.PathLike[str], since: float) -> list[dict[str, Any]]:

@@ -1,0 +1,240 @@
+"""`babelgate keys create | list | revoke`: gateway keys in the gateway's own database.
+
+What this module promises:
+- The database is the one `serve` uses with the same --config (storage.url or storage.path).
+- `create` prints the new key on stdout and nothing else there, so a script can capture it;
+  the key is shown this once (only its hash is stored). A line for people goes to stderr.
+- `list` shows names, prefixes, scopes, limits, expiry, admin and spend (today and this
+  month, from the usage table once it exists; "-" until then); `--json` for programs.
+- Errors (a name taken, an unknown name, a bad value) are one line on stderr and exit 1;
+  a bad configuration or command line exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import re
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import orjson
+
+from babelgate.config import ConfigError, load_settings
+from babelgate.storage.database import Database, open_database
+from babelgate.storage.keys import DuplicateKeyName, KeyRecord, create_key, list_keys, revoke_key
+from babelgate.storage.spend import Spend, spend_by_key
+from babelgate.storage.url import StorageURL
+
+T = TypeVar("T")
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([mhdw])$")
+_UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def add_keys(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    keys = commands.add_parser(
+        "keys", help="create, list and revoke gateway keys",
+        description="Gateway keys: once one exists, every request needs one.")
+    sub = keys.add_subparsers(dest="keys_command", metavar="COMMAND", required=True)
+
+    create = sub.add_parser("create", help="create a key and print it (once)")
+    create.add_argument("name")
+    create.add_argument("--models", metavar="GLOBS",
+                        help='model globs the key may use, comma-separated ("claude-*,gpt-5*")')
+    create.add_argument("--rpm", type=_positive_int, help="requests per minute")
+    create.add_argument("--tpm", type=_positive_int, help="tokens per minute")
+    create.add_argument("--concurrency", type=_positive_int, help="requests at once")
+    create.add_argument("--budget", type=_positive_float, metavar="USD",
+                        help="spend allowed per --per period, in USD")
+    create.add_argument("--per", choices=("day", "month"), help="the budget's period (day)")
+    create.add_argument("--expires", type=_expiry, metavar="WHEN",
+                        help="90d, 12h, 30m, 2w, or a date (2026-12-31: the end of that day, "
+                        "UTC) or ISO time")
+    create.add_argument("--admin", action="store_true",
+                        help="may use /admin/* and write /v1/quota")
+    _config_option(create)
+    create.set_defaults(handler=run, action=_create)
+
+    listing = sub.add_parser("list", help="list the keys that are not revoked")
+    listing.add_argument("--json", action="store_true", help="one JSON array")
+    listing.add_argument("--all", action="store_true", help="revoked keys too")
+    _config_option(listing)
+    listing.set_defaults(handler=run, action=_list)
+
+    revoke = sub.add_parser("revoke", help="revoke a key: refused from now on")
+    revoke.add_argument("name")
+    _config_option(revoke)
+    revoke.set_defaults(handler=run, action=_revoke)
+
+
+def _config_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="FILE",
+                        help="babelgate.yaml whose storage to use (default: as `serve`)")
+
+
+# ---------------------------------------------------------------------------- values
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text}")
+    return value
+
+
+def _expiry(text: str) -> float:
+    now = time.time()
+    when = parse_expiry(text, now)
+    if when <= now:
+        raise argparse.ArgumentTypeError(f"{text!r} is already past")
+    return when
+
+
+def parse_expiry(text: str, now: float) -> float:
+    """When a key given `--expires text` at `now` expires (unix time)."""
+    match = _DURATION.match(text.strip().lower())
+    if match:
+        return now + float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    try:
+        day = dt.date.fromisoformat(text)
+    except ValueError:
+        pass
+    else:  # a date: valid through that whole day (UTC)
+        end = dt.datetime.combine(day, dt.time(), dt.UTC) + dt.timedelta(days=1)
+        return end.timestamp()
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a duration or date: {text!r} (use 90d, 12h, 30m, 2w or 2026-12-31)") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return when.timestamp()
+
+
+# ---------------------------------------------------------------------------- commands
+
+
+def run(args: argparse.Namespace) -> int:
+    handler: Callable[[Database, argparse.Namespace], Awaitable[int]] = args.action
+    try:
+        settings = load_settings(args.config)
+        url = StorageURL.from_settings(settings.storage.url, settings.storage.path)
+    except ConfigError as exc:
+        print(f"babelgate: configuration error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ValueError as exc:
+        print(f"babelgate: configuration error: storage.url: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return asyncio.run(_with_database(url, args, handler))
+
+
+async def _with_database(
+    url: StorageURL, args: argparse.Namespace,
+    handler: Callable[[Database, argparse.Namespace], Awaitable[int]],
+) -> int:
+    db = open_database(url)
+    try:
+        try:
+            await db.open()
+        except Exception as exc:  # any driver's failure to connect: one clear line
+            print(f"babelgate: cannot open the database {url}: {exc}", file=sys.stderr)
+            return EXIT_FAILURE
+        return await handler(db, args)
+    finally:
+        await db.close()
+
+
+async def _create(db: Database, args: argparse.Namespace) -> int:
+    if args.per is not None and args.budget is None:
+        print("babelgate: --per needs --budget", file=sys.stderr)
+        return EXIT_USAGE
+    scopes = [glob.strip() for glob in (args.models or "").split(",") if glob.strip()]
+    try:
+        record, key = await create_key(
+            db, args.name, now=time.time(), scopes=scopes, rpm=args.rpm, tpm=args.tpm,
+            concurrency=args.concurrency, budget=args.budget,
+            budget_period=args.per or "day", expires_at=args.expires, admin=args.admin,
+        )
+    except DuplicateKeyName:
+        print(f"babelgate: a key named {args.name!r} exists; revoke it first or pick another "
+              "name", file=sys.stderr)
+        return EXIT_FAILURE
+    print(key)
+    print(f"babelgate: created key {record.name!r} ({record.prefix}...) in {db.url}; it is "
+          "shown only this once", file=sys.stderr)
+    return EXIT_OK
+
+
+async def _revoke(db: Database, args: argparse.Namespace) -> int:
+    if not await revoke_key(db, args.name, now=time.time()):
+        print(f"babelgate: no key named {args.name!r} (or it is revoked already)",
+              file=sys.stderr)
+        return EXIT_FAILURE
+    print(f"babelgate: revoked key {args.name!r}", file=sys.stderr)
+    return EXIT_OK
+
+
+async def _list(db: Database, args: argparse.Namespace) -> int:
+    records = await list_keys(db, revoked=args.all)
+    spend = await spend_by_key(db, [r.id for r in records], time.time())
+    if args.json:
+        rows = [{**r.public(), **_spend_json(spend.get(r.id))} for r in records]
+        sys.stdout.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return EXIT_OK
+    table = [["NAME", "PREFIX", "MODELS", "RPM", "TPM", "CONC", "BUDGET", "EXPIRES", "ADMIN",
+              "TODAY", "MONTH"]]
+    table += [_row(r, spend.get(r.id)) for r in records]
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    for row in table:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+              .rstrip())
+    if not records:
+        print("(no keys: the gateway is open; create one with `babelgate keys create NAME`)",
+              file=sys.stderr)
+    return EXIT_OK
+
+
+def _spend_json(spend: Spend | None) -> dict[str, Any]:
+    if spend is None:
+        return {"spend_today": None, "spend_month": None}
+    return {"spend_today": spend.today, "spend_month": spend.month}
+
+
+def _row(record: KeyRecord, spend: Spend | None) -> list[str]:
+    def number(value: float | None) -> str:
+        return "-" if value is None else f"{value:g}"
+
+    budget = "-" if record.budget is None else f"${record.budget:g}/{record.budget_period}"
+    expires = "-"
+    if record.revoked_at is not None:
+        expires = "revoked"
+    elif record.expires_at is not None:
+        expires = dt.datetime.fromtimestamp(record.expires_at, dt.UTC).strftime(
+            "%Y-%m-%d %H:%M")
+        if record.expires_at <= time.time():
+            expires += " (expired)"
+    return [
+        record.name, record.prefix + "...", ",".join(record.scopes) or "*",
+        number(record.rpm), number(record.tpm), number(record.concurrency), budget, expires,
+        "yes" if record.admin else "-",
+        "-" if spend is None else f"${spend.today:.4f}",
+        "-" if spend is None else f"${spend.month:.4f}",
+    ]

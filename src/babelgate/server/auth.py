@@ -1,0 +1,166 @@
+"""Gateway keys on the request path: who is calling, and may they.
+
+What this module promises:
+- While no key exists (and `auth.required` is false) the gateway is open: `active` is False
+  and nothing is checked. Once any key that is not revoked exists, every request but those
+  to `OPEN_PATHS` must carry one, as `x-api-key`, `Authorization: Bearer`,
+  `x-goog-api-key`, or `?key=` on Gemini paths.
+- `authenticate(request)` is one SHA-256 and one dict lookup (then a constant-time compare
+  of the hash found): keys live in memory as frozen `KeyRecord`s, keyed by hash. A missing,
+  unknown, revoked or expired key is a 401 (`authentication`); a key that is not an admin
+  key on an admin path is a 403 (`permission`). Messages never repeat the key.
+- The keys in memory are refreshed in the background: every `refresh_every` seconds (0.5 by
+  default) one cheap query (`keys_version`) asks whether anything changed, and only then is
+  the table read again. A key created or revoked by `babelgate keys`, or by another
+  instance sharing the database, is obeyed within about that long.
+- `auth.required: true` with no key makes `start()` fail (`AuthRequired`), so the gateway
+  never starts open by mistake.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import time
+from collections.abc import Callable
+from urllib.parse import parse_qsl
+
+from babelgate.canonical import GatewayError
+from babelgate.storage.database import Database
+from babelgate.storage.keys import KeyRecord, hash_key, keys_version, list_keys
+
+from .http import Request
+
+log = logging.getLogger("babelgate")
+
+# Open to anyone even when keys exist: load balancers' health checks.
+OPEN_PATHS = frozenset({"/health", "/"})
+ADMIN_PREFIXES = ("/admin/", "/admin")
+GEMINI_PREFIXES = ("/v1beta/", "/v1alpha/")
+
+
+class AuthRequired(Exception):
+    """`auth.required` is set and no gateway key exists."""
+
+
+def needs_admin(method: str, path: str) -> bool:
+    """Admin paths: /admin/*, and every write to /v1/quota (its reset, marks)."""
+    if path.startswith(ADMIN_PREFIXES):
+        return True
+    return path.startswith("/v1/quota") and method not in ("GET", "HEAD")
+
+
+def presented_key(request: Request) -> str | None:
+    """The gateway key a request carries, wherever its client puts one."""
+    headers = request.headers
+    key = headers.get("x-api-key")
+    if key:
+        return key
+    authorization = headers.get("authorization")
+    if authorization:
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
+    key = headers.get("x-goog-api-key")
+    if key:
+        return key
+    if request.query and _gemini_path(request.path):
+        for name, value in parse_qsl(request.query):
+            if name == "key" and value:
+                return value
+    return None
+
+
+def _gemini_path(path: str) -> bool:
+    return path.startswith(GEMINI_PREFIXES) or (path.startswith("/v1/models/") and ":" in path)
+
+
+class Auth:
+    def __init__(
+        self, db: Database, *, required: bool = False, refresh_every: float = 0.5,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.db = db
+        self.required = required
+        self.refresh_every = refresh_every
+        self.clock = clock
+        self.keys: dict[str, KeyRecord] = {}  # hash -> record, revoked ones included
+        self.live = False  # a key that is not revoked exists
+        self.active = required  # requests must carry a key
+        self._version: tuple[int, int] | None = None
+        self._refresher: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self.refresh()
+        if self.required and not self.live:
+            raise AuthRequired(
+                "auth.required is true but no gateway key exists in "
+                f"{self.db.url}; create one with `babelgate keys create NAME` "
+                "(with the same --config), then start again")
+        self._refresher = asyncio.get_running_loop().create_task(self._refresh_periodically())
+
+    async def stop(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresher
+            self._refresher = None
+
+    async def refresh(self) -> bool:
+        """Read the keys again if they changed; True when they did."""
+        if not self.db.exists():  # a SQLite file not yet created: no key
+            return False
+        version = await keys_version(self.db)
+        if version == self._version:
+            return False
+        records = await list_keys(self.db, revoked=True)
+        # One assignment each: a request sees the old keys or the new ones, never half.
+        self.keys = {record.hash: record for record in records}
+        self.live = any(record.revoked_at is None for record in records)
+        was, self.active = self.active, self.required or self.live
+        self._version = version
+        if self.active != was and self._version is not None:
+            log.info("gateway keys %s", "required from now on" if self.active else
+                     "all revoked: the gateway is open")
+        return True
+
+    async def _refresh_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(self.refresh_every)
+            try:
+                await self.refresh()
+            except Exception as exc:  # the database is away: keep the keys we have
+                log.warning("could not refresh gateway keys from %s: %s", self.db.url, exc)
+
+    def authenticate(self, request: Request) -> KeyRecord:
+        """The key `request` is made with; raises the 401 or 403 its client should get."""
+        key = presented_key(request)
+        if key is None:
+            raise GatewayError("authentication", "this gateway needs an API key: send your "
+                               "babelgate key as x-api-key or Authorization: Bearer")
+        digest = hash_key(key)
+        record = self.keys.get(digest)
+        # The dict compared hashes already; compare again in constant time so that no
+        # timing of the lookup can tell a client how close a guess came.
+        if record is None or not hmac.compare_digest(record.hash, digest):
+            raise GatewayError("authentication", "invalid API key")
+        if record.revoked_at is not None:
+            raise GatewayError("authentication", f"API key '{record.name}' was revoked")
+        if record.expired(self.clock()):
+            raise GatewayError("authentication", f"API key '{record.name}' has expired")
+        if not record.admin and needs_admin(request.method, request.path):
+            raise GatewayError("permission", f"{request.path} needs an admin key "
+                               "(babelgate keys create NAME --admin)")
+        return record
+
+
+def check_scope(record: KeyRecord | None, model: str) -> None:
+    """Raises the 403 for a model outside the key's scopes."""
+    if record is not None and not record.allows(model):
+        raise GatewayError(
+            "permission",
+            f"API key '{record.name}' may not use model '{model}' "
+            f"(its models: {', '.join(record.scopes)})",
+        )
