@@ -1,10 +1,11 @@
 """Gateway keys on the request path: who is calling, and may they.
 
 What this module promises:
-- While no key exists (and `auth.required` is false) the gateway is open: `active` is False
-  and nothing is checked. Once any key that is not revoked exists, every request but those
-  to `OPEN_PATHS` must carry one, as `x-api-key`, `Authorization: Bearer`,
-  `x-goog-api-key`, or `?key=` on Gemini paths.
+- While no key was ever created (and `auth.required` is false) the gateway is open: `active`
+  is False and nothing is checked. Once a key exists, every request but those to
+  `OPEN_PATHS` must carry a live one, as `x-api-key`, `Authorization: Bearer`,
+  `x-goog-api-key`, or `?key=` on Gemini paths. Revoking every key does not open the
+  gateway again: revoking the last key of a team must not let everyone in.
 - `authenticate(request)` is one SHA-256 and one dict lookup (then a constant-time compare
   of the hash found): keys live in memory as frozen `KeyRecord`s, keyed by hash. A missing,
   unknown, revoked or expired key is a 401 (`authentication`); a key that is not an admin
@@ -87,7 +88,7 @@ class Auth:
         self.refresh_every = refresh_every
         self.clock = clock
         self.keys: dict[str, KeyRecord] = {}  # hash -> record, revoked ones included
-        self.live = False  # a key that is not revoked exists
+        self.live = False  # a key that is not revoked exists (what auth.required asks)
         self.active = required  # requests must carry a key
         self._version: tuple[int, int] | None = None
         self._refresher: asyncio.Task[None] | None = None
@@ -119,11 +120,10 @@ class Auth:
         # One assignment each: a request sees the old keys or the new ones, never half.
         self.keys = {record.hash: record for record in records}
         self.live = any(record.revoked_at is None for record in records)
-        was, self.active = self.active, self.required or self.live
+        was, self.active = self.active, self.required or bool(records)
         self._version = version
-        if self.active != was and self._version is not None:
-            log.info("gateway keys %s", "required from now on" if self.active else
-                     "all revoked: the gateway is open")
+        if self.active and not was:
+            log.info("gateway keys required from now on")
         return True
 
     async def _refresh_periodically(self) -> None:
