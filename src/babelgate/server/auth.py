@@ -39,7 +39,7 @@ log = logging.getLogger("babelgate")
 # Open to anyone even when keys exist: load balancers' health checks.
 OPEN_PATHS = frozenset({"/health", "/"})
 ADMIN_PREFIXES = ("/admin/", "/admin")
-GEMINI_PREFIXES = ("/v1beta/", "/v1alpha/")
+GEMINI_PREFIXES = ("/v1beta/", "/v1alpha/", "/v1/models/")  # as server/gemini_api.py
 
 
 class AuthRequired(Exception):
@@ -67,15 +67,11 @@ def presented_key(request: Request) -> str | None:
     key = headers.get("x-goog-api-key")
     if key:
         return key
-    if request.query and _gemini_path(request.path):
+    if request.query and request.path.startswith(GEMINI_PREFIXES):
         for name, value in parse_qsl(request.query):
             if name == "key" and value:
                 return value
     return None
-
-
-def _gemini_path(path: str) -> bool:
-    return path.startswith(GEMINI_PREFIXES) or (path.startswith("/v1/models/") and ":" in path)
 
 
 class Auth:

@@ -32,6 +32,7 @@ from babelgate.protocols.gemini.endpoint import (
     parse_path,
 )
 
+from .auth import check_scope
 from .count_tokens import count_tokens
 from .exchange import Headers, Response
 from .http import Request
@@ -91,6 +92,7 @@ class GeminiApi:
     async def count(self, model: str, request: Request, response: Response) -> None:
         codec = GeminiCall(model, False)
         try:
+            check_scope(request.caller, model)
             reuse = self.app.reuse.table_for(owner_of(request))
             data = reuse.loads(request.body)
             count, estimated = await count_tokens(
