@@ -1,12 +1,13 @@
 # Two commands: `make run` sets up and starts the gateway; `make test` sets up and runs every
-# test (codec, server, and real-agent tests). Everything installs from PyPI and npm.
+# test (codec, server, storage and real-agent tests). Everything installs from PyPI and npm,
+# and PostgreSQL and Redis from Debian when the machine has none running (scripts/services.sh).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 AGENT_CACHE ?= $(HOME)/.cache/babelgate/agents
 export BABELGATE_AGENT_CACHE := $(AGENT_CACHE)
 
-.PHONY: setup run test test-fast lint agents bench clean
+.PHONY: setup run test test-fast lint agents services bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,10 +23,15 @@ run: setup
 agents:
 	bash scripts/install-agents.sh
 
-test: setup agents lint
+# PostgreSQL (127.0.0.1:5432) and Redis (127.0.0.1:6379) for the storage tests: started from
+# the installed binaries (installed with apt-get if missing) unless they already answer.
+services:
+	bash scripts/services.sh
+
+test: setup agents services lint
 	$(BIN)/pytest -q -p no:cacheprovider
 
-test-fast: setup
+test-fast: setup services
 	$(BIN)/pytest -q -m "not agent"
 
 lint: setup

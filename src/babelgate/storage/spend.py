@@ -1,7 +1,8 @@
 """What each gateway key spent today and this month (UTC), from the usage records.
 
-`spend_by_key` is what `babelgate keys list` shows. Until the database has a `usage` table
-(the books, issue 10) there is nothing to read and it returns {}: spend is unknown, which
+`spend_by_key` is what `babelgate keys list` shows: per key id, the summed `cost` of its
+usage rows since 00:00 UTC and since the first of the month. Until the database has a
+`usage` table (the books) there is nothing to read and it returns {}: spend is unknown, which
 the listing shows as "-", never as 0.
 """
 
@@ -26,7 +27,21 @@ def day_and_month_start(now: float) -> tuple[float, float]:
     return day.timestamp(), day.replace(day=1).timestamp()
 
 
+# The usage table's `key` is the calling key's id (server/owner.py); `cost` is NULL where no
+# price was known, which SUM leaves out (`babelgate usage` lists those models apart).
+_SPEND = """
+SELECT key, SUM(CASE WHEN time >= ? THEN cost ELSE 0 END), SUM(cost)
+FROM usage WHERE time >= ? AND key IS NOT NULL GROUP BY key
+"""
+
+
 async def spend_by_key(db: Database, key_ids: Sequence[str], now: float) -> dict[str, Spend]:
     if not key_ids or not await db.has_table("usage"):
         return {}
-    return {}
+    day, month = day_and_month_start(now)
+    wanted = set(key_ids)
+    rows = await db.fetch(_SPEND, day, month)
+    spend = {row[0]: Spend(float(row[1] or 0.0), float(row[2] or 0.0))
+             for row in rows if row[0] in wanted}
+    # A key with no usage row this month spent nothing (the table exists: this is known).
+    return {key: spend.get(key, Spend(0.0, 0.0)) for key in key_ids}
