@@ -228,3 +228,17 @@ async def until_status(url: str, key: str, want: int, limit: float = 5.0) -> flo
             return time.monotonic() - start
         assert time.monotonic() - start < limit, f"still {status}, not {want}"
         await asyncio.sleep(0.02)
+
+
+async def test_each_key_sees_only_its_own_stored_responses(keyed: Keyed) -> None:
+    async with gpt(keyed.gw, keyed.alice) as alice, gpt(keyed.gw, keyed.ops) as ops:
+        first = await alice.responses.create(model="gpt-5-resp", input="Remember 7.")
+        assert (await alice.responses.retrieve(first.id)).id == first.id
+        with pytest.raises(openai.NotFoundError):  # another key's: as if it never existed
+            await ops.responses.retrieve(first.id)
+        with pytest.raises(openai.NotFoundError):
+            await ops.responses.create(model="gpt-5-resp", input="And?",
+                                       previous_response_id=first.id)
+        second = await alice.responses.create(model="gpt-5-resp", input="And?",
+                                              previous_response_id=first.id)
+        assert second.id != first.id
