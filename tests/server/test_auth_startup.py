@@ -68,7 +68,10 @@ async def start_up_lines(process: subprocess.Popen[str]) -> str:
             seen += line
     finally:
         process.terminate()
-        rest, _ = process.communicate(timeout=15)
+        # read() through the same buffered pipe: communicate() would skip what readline()
+        # already buffered.
+        rest = await asyncio.to_thread(process.stdout.read)
+        process.wait(timeout=15)
     return seen + rest
 
 
