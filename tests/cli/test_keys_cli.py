@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import sqlite3
 import stat
 import time
 from pathlib import Path
@@ -37,7 +38,7 @@ def test_create_prints_the_key_alone_and_stores_only_its_hash(
     assert key.encode() not in stored and hash_key(key).encode() in stored
 
 
-def test_list_shows_scopes_limits_expiry_and_unknown_spend(config: Path) -> None:
+def test_list_shows_scopes_limits_expiry_and_spend(config: Path, tmp_path: Path) -> None:
     alice = create(config, "alice", "--models", "claude-*,gpt-5*", "--rpm", "60", "--tpm",
                    "400000", "--concurrency", "4", "--budget", "20", "--per", "day",
                    "--expires", "2030-12-31")
@@ -48,9 +49,9 @@ def test_list_shows_scopes_limits_expiry_and_unknown_spend(config: Path) -> None
     assert header.split() == ["NAME", "PREFIX", "MODELS", "RPM", "TPM", "CONC", "BUDGET",
                               "EXPIRES", "ADMIN", "TODAY", "MONTH"]
     assert rows[0].split() == ["alice", alice[:10] + "...", "claude-*,gpt-5*", "60", "400000",
-                               "4", "$20/day", "2031-01-01", "00:00", "-", "-", "-"]
+                               "4", "$20/day", "2031-01-01", "00:00", "-", "$0.0000", "$0.0000"]
     assert rows[1].split() == ["ops", admin[:10] + "...", "*", "-", "-", "-", "-", "-", "yes",
-                               "-", "-"]
+                               "$0.0000", "$0.0000"]
     assert alice not in text.stdout and admin not in text.stdout
 
     listed = json.loads(keys_cli(config, "list", "--json").stdout)
@@ -60,9 +61,34 @@ def test_list_shows_scopes_limits_expiry_and_unknown_spend(config: Path) -> None
     assert (first["rpm"], first["tpm"], first["concurrency"]) == (60, 400000, 4)
     assert (first["budget"], first["budget_period"], first["admin"]) == (20, "day", False)
     assert first["expires_at"] == dt.datetime(2031, 1, 1, tzinfo=dt.UTC).timestamp()
-    assert first["spend_today"] is None and first["spend_month"] is None  # unknown, not 0
+    assert first["spend_today"] == 0 and first["spend_month"] == 0
     assert first["id"].startswith("key_") and "hash" not in first
     assert listed[1]["admin"] is True
+
+    # Spend is the usage rows' cost by key id: today's, and this month's (UTC).
+    now = time.time()
+    day = dt.datetime.fromtimestamp(now, dt.UTC).replace(hour=0, minute=0, second=0,
+                                                         microsecond=0)
+    earlier = day.timestamp() - 1 if day.day > 1 else None  # yesterday, if in this month
+    usage = [(now, first["id"], 0.25), (now, first["id"], 0.5), (now, first["id"], None),
+             (now, listed[1]["id"], 1.0)]
+    if earlier is not None:
+        usage.append((earlier, first["id"], 2.0))
+    conn = sqlite3.connect(tmp_path / "data" / "bg.db")
+    columns = [row[1] for row in conn.execute("PRAGMA table_info(usage)")]
+    for when, key, cost in usage:
+        row = {name: 0 for name in columns} | {"time": when, "key": key, "cost": cost,
+                                               "request_id": "r", "client": "c",
+                                               "protocol": "p", "endpoint": "e",
+                                               "model": "m", "provider": "p",
+                                               "target_model": "t", "ttft_ms": None}
+        conn.execute(f"INSERT INTO usage ({', '.join(row)}) VALUES "
+                     f"({', '.join('?' for _ in row)})", list(row.values()))
+    conn.commit()
+    conn.close()
+    spent = {k["name"]: (k["spend_today"], k["spend_month"])
+             for k in json.loads(keys_cli(config, "list", "--json").stdout)}
+    assert spent == {"alice": (0.75, 0.75 + (2.0 if earlier else 0.0)), "ops": (1.0, 1.0)}
 
 
 def test_revoke_then_the_name_is_free_again(config: Path) -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -42,23 +44,35 @@ async def test_two_gateways_on_postgres_refuse_a_revoked_key_within_a_second(
     config, dsn = pg_config
     key = create(config, "erin")
     create(config, "frank")
+    erin_id = json.loads(keys_cli(config, "list", "--json").stdout)[0]["id"]
     async with FakeOpenAI() as fake:
         factory = GatewayFactory(tmp_path)
         try:
             pair = [await factory(fake, extra={"storage": {"url": dsn}}) for _ in range(2)]
+            answered = 0  # requests made with erin's key that were served
             for gw in pair:
                 assert await chat_status(gw.url, key) == 200
+                answered += 1
                 assert await chat_status(gw.url, "bg-wrong") == 401
             assert keys_cli(config, "revoke", "erin").returncode == 0
             revoked_at = time.monotonic()
             for gw in pair:
                 while await chat_status(gw.url, key) != 401:
+                    answered += 1
                     assert time.monotonic() - revoked_at < 1.0, "revoke not seen in 1 s"
                     await asyncio.sleep(0.02)
         finally:
             await factory.close()
     for gw in pair:
         assert key not in gw.log() and "Traceback" not in gw.log()
+    # Both gateways stopped gracefully: the usage row of each request served with erin's key
+    # is in the shared database, once; refused ones leave none.
+    report = subprocess.run(
+        [sys.executable, "-m", "babelgate", "usage", "--by", "key", "--json", "--config",
+         str(config)], capture_output=True, text=True, timeout=60, check=False)
+    assert report.returncode == 0, report.stderr
+    by_key = {g["name"]: g["requests"] for g in json.loads(report.stdout)["groups"]}
+    assert by_key == {erin_id: answered}
 
 
 async def chat_status(url: str, key: str) -> int:
