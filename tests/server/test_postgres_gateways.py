@@ -44,7 +44,6 @@ async def test_two_gateways_on_postgres_refuse_a_revoked_key_within_a_second(
     config, dsn = pg_config
     key = create(config, "erin")
     create(config, "frank")
-    erin_id = json.loads(keys_cli(config, "list", "--json").stdout)[0]["id"]
     async with FakeOpenAI() as fake:
         factory = GatewayFactory(tmp_path)
         try:
@@ -72,7 +71,7 @@ async def test_two_gateways_on_postgres_refuse_a_revoked_key_within_a_second(
          str(config)], capture_output=True, text=True, timeout=60, check=False)
     assert report.returncode == 0, report.stderr
     by_key = {g["name"]: g["requests"] for g in json.loads(report.stdout)["groups"]}
-    assert by_key == {erin_id: answered}
+    assert by_key == {"erin (revoked)": answered}  # usage rows name the key by id
 
 
 async def chat_status(url: str, key: str) -> int:

@@ -14,6 +14,7 @@ import orjson
 from babelgate.books.report import CSV_FIELDS, GROUPS, Group, Summary, parse_since, summarise
 from babelgate.config import ConfigError, load_settings
 from babelgate.storage.database import open_database
+from babelgate.storage.keys import list_keys
 from babelgate.storage.url import StorageURL
 from babelgate.storage.usage import read_since, read_since_db
 
@@ -54,6 +55,9 @@ def run_usage(args: argparse.Namespace) -> int:
         rows = read_since(url.path, since)
     else:
         rows = asyncio.run(_read_database(url, since))
+    if any(row["key"] for row in rows):  # rows name keys by id: show their names
+        names = asyncio.run(_key_names(url))
+        rows = [{**row, "key": names.get(row["key"], row["key"])} for row in rows]
     summary = summarise(rows, args.by, since)
     if args.json:
         sys.stdout.write(orjson.dumps(summary.as_json(), option=orjson.OPT_INDENT_2).decode())
@@ -70,6 +74,17 @@ async def _read_database(url: StorageURL, since: float) -> list[dict[str, Any]]:
     try:
         await db.open()
         return await read_since_db(db, since)
+    finally:
+        await db.close()
+
+
+async def _key_names(url: StorageURL) -> dict[str, str]:
+    """Key id -> the key's name (`name (revoked)` for a revoked one)."""
+    db = open_database(url)
+    try:
+        await db.open()
+        return {record.id: record.name + (" (revoked)" if record.revoked_at else "")
+                for record in await list_keys(db, revoked=True)}
     finally:
         await db.close()
 
