@@ -44,6 +44,17 @@ def test_auth_required_without_a_key_refuses_to_start(tmp_path: Path) -> None:
     assert "babelgate keys create NAME" in out and "Traceback" not in out
 
 
+def test_an_unreachable_database_is_one_clear_line(tmp_path: Path) -> None:
+    config = tmp_path / "bg.yaml"
+    config.write_text(yaml.safe_dump({"storage": {
+        "url": f"postgresql://postgres:pw-SECRET@127.0.0.1:{free_port()}/bg"}}))
+    process = serve(config)
+    out, _ = process.communicate(timeout=60)
+    assert process.returncode == 1, out
+    assert "cannot use the database postgresql://postgres:***@127.0.0.1" in out
+    assert "Traceback" not in out and "pw-SECRET" not in out
+
+
 async def test_auth_required_with_a_key_starts(tmp_path: Path) -> None:
     config = tmp_path / "bg.yaml"
     config.write_text(yaml.safe_dump({"auth": {"required": True},

@@ -221,8 +221,11 @@ class App:
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
-        await self.db.open()  # PostgreSQL: connect and migrate (SQLite: on first use)
-        await self.auth.start()  # raises AuthRequired when keys are required and none exist
+        try:
+            await self.db.open()  # PostgreSQL: connect and migrate (SQLite: on first use)
+            await self.auth.start()  # raises AuthRequired when keys are required, none exist
+        except self.db.errors as exc:
+            raise StorageUnavailable(f"cannot use the database {self.db.url}: {exc}") from None
         await self.gateway.start()
         path = config_file(self.settings)
         self._watch(path, await asyncio.to_thread(file_signature, path) if path else None)
@@ -717,6 +720,10 @@ def _credentials(headers: Mapping[str, str]) -> tuple[str, ...]:
             found.append(value)
             found.append(value.removeprefix("Bearer ").removeprefix("bearer "))
     return tuple(found)
+
+
+class StorageUnavailable(Exception):
+    """The database cannot be reached or read at start-up."""
 
 
 def storage_url(settings: Settings) -> StorageURL:

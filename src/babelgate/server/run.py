@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from babelgate.config import ServerConfig, Settings
 
-from .app import App, create_app
+from .app import App, StorageUnavailable, create_app
 from .auth import AuthRequired
 from .http import Limits, Server
 
@@ -40,7 +40,7 @@ def serve(
     """Serve until SIGTERM or SIGINT; then let open requests finish for up to
     `server.shutdown_timeout` seconds (an agent's stream can run for minutes, and a restart must
     not wait for it). Exits with status 1 if the address cannot be bound, 2 if keys are
-    required and none exists.
+    required and none exists, 1 if its database cannot be used.
 
     `worker`: this process is worker number `worker` of `babelgate serve --workers N`
     (server/workers.py): it binds with SO_REUSEPORT beside its siblings, and stops as if sent
@@ -60,6 +60,9 @@ def serve(
         except AuthRequired as exc:
             log.error("babelgate will not start: %s", exc)
             sys.exit(2)
+        except StorageUnavailable as exc:
+            log.error("babelgate will not start: %s", exc)
+            sys.exit(1)
         if not served:
             sys.exit(1)
 
