@@ -89,3 +89,15 @@ async def test_a_chain_stays_within_its_owner(store: ResponseStore) -> None:
         await Conversations(store).prepare(
             {"model": "m", "input": "x", "previous_response_id": "resp_2"}, "key-b"
         )
+
+
+async def test_a_response_json_cannot_encode_is_not_stored_and_raises_nothing(
+        tmp_path: Path) -> None:
+    store = ResponseStore(tmp_path / "deep.db")
+    deep: list[object] = []
+    for _ in range(300):  # past orjson's 255 levels
+        deep = [deep]
+    store.put(StoredResponse("resp_deep", time.time(), [{"type": "x", "v": deep}],
+                             {"id": "resp_deep"}))
+    assert await store.get("resp_deep", None) is None
+    await store.close()
