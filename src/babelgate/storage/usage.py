@@ -54,6 +54,20 @@ _INSERT = (f"INSERT INTO usage ({', '.join(COLUMNS)}) VALUES ("
            + ", ".join("NULLIF(?, '')" if name in NULLABLE else "?" for name in COLUMNS) + ")")
 
 
+# PostgreSQL types its parameters from the columns: NULLIF(?, '') would make `cost` a text.
+_INSERT_PLAIN = (f"INSERT INTO usage ({', '.join(COLUMNS)}) "
+                 f"VALUES ({', '.join('?' for _ in COLUMNS)})")
+
+
+def _nulls_again(row: Sequence[Any]) -> tuple[Any, ...]:
+    """A `_bindable` row as PostgreSQL takes it: None where `_bindable` put ""."""
+    values = list(row)
+    for at in _NULLABLE_AT:
+        if values[at] == "":
+            values[at] = None
+    return tuple(values)
+
+
 def _bindable(row: Row) -> list[Any]:
     """`row` with only values sqlite3 binds without adapting (see _INSERT)."""
     values = list(row)
@@ -185,8 +199,10 @@ class UsageWriter:
         db, loop = self.db, self._loop
         assert db is not None and loop is not None
 
+        rows = [_nulls_again(row) for row in batch]
+
         async def insert() -> None:
-            await db.executemany(_INSERT, batch)
+            await db.executemany(_INSERT_PLAIN, rows)
 
         asyncio.run_coroutine_threadsafe(insert(), loop).result()
 
