@@ -43,8 +43,8 @@ from babelgate.protocols.reuse import ReuseTables
 from babelgate.routing import Route, RoutingState, Target, iso_time
 from babelgate.routing.quota import QuotaMark
 from babelgate.server.conversations import Conversations, Recorder
-from babelgate.storage.quota_marks import QuotaStore
 from babelgate.storage.database import Database, open_database
+from babelgate.storage.quota_marks import QuotaStore
 from babelgate.storage.responses import ResponseStore
 from babelgate.storage.url import StorageURL
 from babelgate.storage.usage import UsageWriter
