@@ -180,7 +180,8 @@ async def test_gemini_clients_keys(keyed: Keyed) -> None:
 
 async def test_admin_paths_need_an_admin_key(keyed: Keyed) -> None:
     gw = keyed.gw
-    for method, path in (("GET", "/admin/keys"), ("POST", "/v1/quota/reset")):
+    for method, path in (("GET", "/admin/keys"), ("POST", "/v1/quota/reset"),
+                         ("POST", "/v1/test-connection")):
         status, body = await status_of(gw.url + path, method,
                                        headers={"authorization": f"Bearer {keyed.alice}"})
         assert status == 403, path

@@ -47,8 +47,9 @@ class AuthRequired(Exception):
 
 
 def needs_admin(method: str, path: str) -> bool:
-    """Admin paths: /admin/*, and every write to /v1/quota (its reset, marks)."""
-    if path.startswith(ADMIN_PREFIXES):
+    """Admin paths: /admin/*, /v1/test-connection (it runs checks against every upstream),
+    and every write to /v1/quota (its reset, marks)."""
+    if path.startswith(ADMIN_PREFIXES) or path == "/v1/test-connection":
         return True
     return path.startswith("/v1/quota") and method not in ("GET", "HEAD")
 
