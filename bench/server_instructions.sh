@@ -16,7 +16,9 @@
 # BENCH_EXTRA adds gateway settings (bench/harness.sh), BENCH_SCRAPE=1 reads /metrics once
 # after the N requests, inside the count: the logs and metrics on are counted with
 #   BENCH_EXTRA=$'logs: {dir: LOGDIR}\nmetrics: true' BENCH_SCRAPE=1 bash bench/server_instructions.sh BODY
-# Loopback only.
+# BENCH_KEY=plain|limited: every request carries a gateway key made for the run (plain: no
+# limits; limited: requests and tokens a minute, concurrency and a daily budget, all far from
+# reached); BENCH_REDIS=URL adds `redis:` (the limits counted in Redis). Loopback only.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PY=${PYTHON:-$ROOT/.venv/bin/python}
@@ -30,6 +32,17 @@ command -v valgrind >/dev/null || {
 . "$ROOT/bench/harness.sh"
 start_upstream
 write_gateway_config
+if [ -n "${BENCH_REDIS:-}" ]; then echo "redis: $BENCH_REDIS" >>"$WORK/gw.yaml"; fi
+BENCH_KEY_VALUE=""
+case ${BENCH_KEY:-} in
+    "") ;;
+    plain) BENCH_KEY_VALUE=$("$PY" -m babelgate keys create bench --config "$WORK/gw.yaml") ;;
+    limited) BENCH_KEY_VALUE=$("$PY" -m babelgate keys create bench --rpm 100000000 \
+        --tpm 100000000000 --concurrency 100 --budget 1000000 --per day \
+        --config "$WORK/gw.yaml") ;;
+    *) echo "BENCH_KEY: plain or limited" >&2; exit 2 ;;
+esac
+export BENCH_KEY_VALUE
 case ${BENCH_SERVER:-own} in
     own) SERVE=(-m babelgate serve --config "$WORK/gw.yaml" --host 127.0.0.1 --port "$P_GW") ;;
     uvicorn) SERVE=(-m uvicorn --factory babelgate.server.asgi:app_factory --host 127.0.0.1
@@ -42,7 +55,7 @@ BABELGATE_CONFIG="$WORK/gw.yaml" valgrind --tool=callgrind \
 GW=$!
 PIDS+=($GW)
 cat >"$WORK/drive.py" <<'PY'
-import http.client, sys, time
+import http.client, os, sys, time
 port, path, body = int(sys.argv[1]), sys.argv[2], open(sys.argv[3], "rb").read()
 first, count = int(sys.argv[4]), int(sys.argv[5])
 for _ in range(600):  # the gateway starts slowly under valgrind
@@ -52,6 +65,8 @@ for _ in range(600):  # the gateway starts slowly under valgrind
     except OSError:
         time.sleep(0.5)
 headers = {"content-type": "application/json", "anthropic-version": "2023-06-01"}
+if os.environ.get("BENCH_KEY_VALUE"):
+    headers["x-api-key"] = os.environ["BENCH_KEY_VALUE"]
 for turn in range(first, first + count):
     conn.request("POST", path, body=body.replace(b"@turn@", b"%d" % turn), headers=headers)
     answer = conn.getresponse(); data = answer.read()

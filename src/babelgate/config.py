@@ -404,6 +404,15 @@ class Settings(BaseModel):
     retry: RetryConfig | None = None  # None: one try per target
     cooldown: CooldownConfig | None = None  # None: failing targets never rest
     auth: AuthConfig = Field(default_factory=AuthConfig)
+    # redis://host:port/db: the keys' limits and budgets counted in Redis, shared exactly by
+    # every instance and worker using it (babelgate.limits); None: counted per process.
+    redis: str | None = None
+
+
+def _check_redis(value: str | None) -> str | None:
+    if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError("must start with redis://, rediss:// or unix://")
+    return value
 
 
 class _FileConfig(BaseModel):
@@ -427,6 +436,9 @@ class _FileConfig(BaseModel):
     def _no_rules(cls, value: Any) -> Any:
         return [] if value is None else value  # `rules:` with nothing after it
     auth: AuthConfig = Field(default_factory=AuthConfig)
+    redis: str | None = None
+
+    _redis_url = field_validator("redis")(_check_redis)
 
     @field_validator("routes", mode="before")
     @classmethod
@@ -473,7 +485,7 @@ def _load_file(path: Path, env: Mapping[str, str]) -> Settings:
         server=parsed.server, providers=parsed.providers, routes=parsed.routes, source=where,
         storage=parsed.storage, rules=parsed.rules, prices=parsed.prices,
         logs=parsed.logs, metrics=parsed.metrics,
-        retry=parsed.retry, cooldown=parsed.cooldown, auth=parsed.auth,
+        retry=parsed.retry, cooldown=parsed.cooldown, auth=parsed.auth, redis=parsed.redis,
     )
 
 
@@ -646,6 +658,7 @@ def _hint_for(loc: tuple[str, ...]) -> str:
         "postgresql://babelgate@127.0.0.1:5432/babelgate",
         "required": "use true or false",
         "refresh_interval_s": "use a positive number of seconds",
+        "redis": "for example redis://127.0.0.1:6379/0",
     }
     if last in hints:
         return hints[last]

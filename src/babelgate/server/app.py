@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 
 import orjson
 
-from babelgate import __version__
+from babelgate import __version__, tokens
 from babelgate.books.clients import Clients
 from babelgate.books.ledger import Books, Origin, RequestIds
 from babelgate.books.prices import prices_for
@@ -38,14 +38,19 @@ from babelgate.canonical import GatewayError, StreamError, invalid
 from babelgate.canonical.errors import ErrorKind
 from babelgate.canonical.nesting import TOO_DEEP, too_deep
 from babelgate.config import ConfigError, Settings, load_settings
+from babelgate.limits import Limiter, Refusal
+from babelgate.limits.periods import bounds
+from babelgate.limits.permit import has_limits
 from babelgate.protocols import Codec, get_codec
 from babelgate.protocols.reuse import ReuseTables
 from babelgate.routing import Route, RoutingState, Target, iso_time
 from babelgate.routing.quota import QuotaMark
 from babelgate.server.conversations import Conversations, Recorder
 from babelgate.storage.database import Database, open_database
+from babelgate.storage.keys import KeyRecord
 from babelgate.storage.quota_marks import QuotaStore
 from babelgate.storage.responses import ResponseStore
+from babelgate.storage.spend import spend_since
 from babelgate.storage.url import StorageURL
 from babelgate.storage.usage import UsageWriter
 
@@ -138,6 +143,8 @@ class App:
                                  shared=settings.server.reuse_shared)
         self.auth = Auth(self.db, required=settings.auth.required,
                          refresh_every=settings.auth.refresh_interval_s)
+        # The keys' limits and budgets: in this process, or shared through Redis (limits/).
+        self.limits = Limiter(settings.redis)
         # Responses clients' conversations (previous_response_id).
         self.conversations = Conversations(ResponseStore(
             self.db, storage.responses_ttl_days,
@@ -224,6 +231,8 @@ class App:
         try:
             await self.db.open()  # PostgreSQL: connect and migrate (SQLite: on first use)
             await self.auth.start()  # raises AuthRequired when keys are required, none exist
+            await self.limits.start()
+            await self._seed_budgets()
         except self.db.errors as exc:
             raise StorageUnavailable(f"cannot use the database {self.db.url}: {exc}") from None
         await self.gateway.start()
@@ -250,6 +259,7 @@ class App:
         self.collector.stop()
         await self.gateway.stop()
         await self.auth.stop()
+        await self.limits.stop()
         await self.conversations.store.close()  # finishes queued writes
         # Writes the records still queued (on PostgreSQL through the loop: off it, then).
         await asyncio.to_thread(self.usage.close)
@@ -258,6 +268,24 @@ class App:
         if self.quota_store is not None:
             await asyncio.to_thread(self.quota_store.close)
         await self.db.close()
+
+    async def _seed_budgets(self) -> None:
+        """Each budgeted key's spend so far in its period, from the usage table (a restart
+        must not forget what was spent today)."""
+        keys = [key for key in self.auth.keys.values()
+                if key.budget is not None and key.budget_period is not None
+                and key.revoked_at is None]
+        if not keys:
+            return
+        now = time.time()
+        for period in ("day", "month"):
+            wanted = [key.id for key in keys if key.budget_period == period]
+            if not wanted:
+                continue
+            start, _ = bounds(period, now)
+            spent = await spend_since(self.db, start)
+            for key_id in wanted:
+                await self.limits.seed(key_id, period, spent.get(key_id, 0.0))
 
     # ------------------------------------------------------------------ generation
     def _generate_for(self, protocol: str) -> Handler:
@@ -314,20 +342,52 @@ class App:
         # stream (~150 KB for Claude Code).
         http.body = b""
         del raw, data, original, request, reuse
+        caller = http.caller
+        if caller is not None and has_limits(caller):
+            refused = await self._admit(call, caller)
+            if refused is not None:
+                send_error(response, codec, refused, _id_header(origin))
+                return
         # A client that disconnects cancels this task (server/http.py, server/asgi.py), and
         # with it the upstream request it awaits.
-        if call.request.stream:
-            metrics = self.metrics
-            if metrics is None:
-                await self._stream(gateway, call, route, response, recorder)
-                return
-            metrics.open_streams += 1  # from the request's arrival to its stream's end
-            try:
-                await self._stream(gateway, call, route, response, recorder)
-            finally:
-                metrics.open_streams -= 1
-        else:
+        try:
+            await self._serve(gateway, call, route, response, recorder)
+        finally:
+            # The stream ended, the answer went out, or the client left (cancelled): the
+            # concurrency slot is free and the estimate replaced by what the attempts used
+            # (each charged it where its usage record was built: gateway.log_attempt).
+            if call.permit is not None:
+                self.limits.finish(call.permit)
+
+    async def _serve(
+        self, gateway: Gateway, call: Call, route: Route, response: Response,
+        recorder: Recorder | None,
+    ) -> None:
+        """The answer or the stream of an admitted request."""
+        if not call.request.stream:
             await self._complete(gateway, call, route, response, recorder)
+            return
+        metrics = self.metrics
+        if metrics is None:
+            await self._stream(gateway, call, route, response, recorder)
+            return
+        metrics.open_streams += 1  # from the request's arrival to its stream's end
+        try:
+            await self._stream(gateway, call, route, response, recorder)
+        finally:
+            metrics.open_streams -= 1
+
+    async def _admit(self, call: Call, caller: KeyRecord) -> GatewayError | None:
+        """Takes what `caller`'s limits allow for `call`, or says why not."""
+        # The body's size says roughly how many tokens it holds, at no cost whatever its
+        # length (walking a long conversation's messages does not); what the request really
+        # used replaces it when it ends.
+        estimate = tokens.estimate_chars(len(call.raw)) if caller.tpm else 0
+        admitted = await self.limits.admit(caller, estimate)
+        if isinstance(admitted, Refusal):
+            return admitted.error()
+        call.permit = admitted
+        return None
 
     async def _complete(
         self, gateway: Gateway, call: Call, route: Route, response: Response,
@@ -531,6 +591,8 @@ class App:
             "uptime_s": round(time.time() - self.started, 1),
             "pid": os.getpid(),  # which process answered (serve --workers N)
             "reuse": self.reuse.stats(),  # request pieces decoded once and found again
+            # "ok", or "unreachable, local limits" while it is away; null without `redis:`.
+            "redis": self.limits.status,
         })
 
     async def quota(self, request: Request, response: Response) -> None:
@@ -805,6 +867,10 @@ def send_error(
         headers = [*JSON_HEADERS, (b"retry-after", f"{error.retry_after:g}".encode())]
     if extra is not None:
         headers = [*headers, extra]
+    if error.kind == "budget":
+        # The Anthropic and OpenAI SDKs read this before retrying a 429 themselves: a spent
+        # budget comes back at the end of its period, not in a few seconds.
+        headers = [*headers, (b"x-should-retry", b"false")]
     response.send(error.status, orjson.dumps(codec.render_error(error)), headers)
 
 

@@ -43,6 +43,7 @@ from babelgate.canonical.errors import STATUS_BY_KIND
 from babelgate.canonical.nesting import TOO_DEEP, too_deep
 from babelgate.canonical.stream import response_events
 from babelgate.config import Settings
+from babelgate.limits import Permit
 from babelgate.protocols import Codec, StreamDecoder, StreamEncoder
 from babelgate.protocols.reuse import Reuse
 from babelgate.providers.credentials import credentials_from
@@ -509,6 +510,9 @@ class Gateway:
         if self.access_log.enabled:  # endpoint, status and request id come with the record
             self.access_log.attempt(record, attempt.route,
                                     None if error is None else error.message)
+        if call.permit is not None:  # the key's tokens per minute and budget (limits/)
+            call.permit.charge(record.input_tokens + record.cache_read_tokens
+                               + record.cache_write_tokens + record.output_tokens, record.cost)
 
 
 CLIENT_CLOSED = 499  # the status nginx made the convention for a client that left
@@ -731,6 +735,7 @@ class Call:
     released: bool = False
     passthrough: bool = True  # False: a rule's edits have no pass-through form (rule_edits.py)
     route_log: str = "rule=- route=-"  # what chose the targets, for the access log
+    permit: Permit | None = None  # what the calling key's limits admitted (limits/)
 
     def release(self) -> None:
         """Let go of the parsed body while an upstream is awaited; `restore` rebuilds it from

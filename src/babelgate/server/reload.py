@@ -50,6 +50,9 @@ def apply_live(running: Settings, loaded: Settings) -> tuple[Settings, tuple[str
     update: dict[str, Any] = {}
     if server_kept:
         update["server"] = loaded.server.model_copy(update=server_kept)
+    if running.redis != loaded.redis:  # the limiter connected to it at start-up
+        update["redis"] = running.redis
+        pending.append("redis")
     for section in RESTART_SECTIONS:
         old, new = getattr(running, section), getattr(loaded, section)
         if _kept(old, new, section, frozenset(), pending):

@@ -45,3 +45,16 @@ async def spend_by_key(db: Database, key_ids: Sequence[str], now: float) -> dict
              for row in rows if row[0] in wanted}
     # A key with no usage row this month spent nothing (the table exists: this is known).
     return {key: spend.get(key, Spend(0.0, 0.0)) for key in key_ids}
+
+
+_SPEND_SINCE = """
+SELECT key, SUM(cost) FROM usage WHERE time >= ? AND key IS NOT NULL GROUP BY key
+"""
+
+
+async def spend_since(db: Database, since: float) -> dict[str, float]:
+    """USD each key id spent since `since` (unix time): the budgets' seed at start-up
+    (babelgate.limits); a key without rows is absent."""
+    if not db.exists() or not await db.has_table("usage"):
+        return {}
+    return {row[0]: float(row[1] or 0.0) for row in await db.fetch(_SPEND_SINCE, since)}
