@@ -135,13 +135,11 @@ class Limiter:
         try:
             await self.redis.finish(permit, now)
         except REDIS_DOWN as exc:
-            # Its window and slot expire in Redis by themselves; the spend would be lost, so
-            # it goes to the local counts.
+            # Its window and slot expire in Redis by themselves (the slot's lease); the spend
+            # would be lost, so it goes to the local counts (and nothing else: the local
+            # counts never held this permit's request, tokens or slot).
             self._lost(exc)
-            if permit.cost:
-                permit.tokens = permit.tpm_reserved = 0
-                permit.tpm_window = -1
-                self.memory.finish(permit, now)
+            self.memory.add_spend(permit.key, permit.cost, now)
 
     # ------------------------------------------------------------------ Redis away
     def _where(self) -> str:

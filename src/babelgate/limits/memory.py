@@ -126,6 +126,10 @@ class MemoryLimits:
                 tokens.previous = max(0, tokens.previous + delta)
         if key.concurrency:
             counts.active = max(0, counts.active - 1)
-        if permit.cost and key.budget is not None and key.budget_period is not None:
+        self.add_spend(key, permit.cost, now)
+
+    def add_spend(self, key: Limited, cost: float, now: float) -> None:
+        if cost and key.budget is not None and key.budget_period is not None:
+            counts = self._counts(key.id)
             self._period(key.id, counts, key.budget_period, now)
-            counts.spend += permit.cost
+            counts.spend += cost
