@@ -9,6 +9,8 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import aiohttp
 import anthropic
@@ -19,6 +21,8 @@ from tests.conftest import Gateway, GatewayFactory
 from tests.fakes import FakeAnthropic, FakeOpenAI
 from tests.fakes.core import Reply
 from tests.keys_support import create, storage_config
+
+from babelgate.storage.usage import read_since
 
 pytestmark = [pytest.mark.gateway, pytest.mark.asyncio(loop_scope="module")]
 
@@ -33,6 +37,7 @@ class Limited:
     gw: Gateway
     an: FakeAnthropic
     keys: dict[str, str]
+    db: Path
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -51,8 +56,10 @@ async def limited(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Lim
         factory = GatewayFactory(workdir)
         try:
             gw = await factory({"an": an, "oa": oa}, routes=ROUTES,
-                               extra={"storage": {"path": str(db)}, "prices": PRICES})
-            yield Limited(gw, an, keys)
+                               extra={"storage": {"path": str(db),
+                                                  "usage_flush_interval_s": 0.1},
+                                      "prices": PRICES})
+            yield Limited(gw, an, keys, db)
         finally:
             await factory.close()
     log = gw.log()
@@ -78,6 +85,17 @@ async def ask_chat(client: openai.AsyncOpenAI) -> None:
                                          messages=[{"role": "user", "content": "Hi"}])
 
 
+async def usage_row(db: Path, request_id: str, timeout: float = 10.0) -> dict[str, Any]:
+    """The usage row of `request_id`, once written (the rows go in batches)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [row for row in read_since(db, 0) if row["request_id"] == request_id]
+        if found:
+            return found[0]
+        assert time.monotonic() < deadline, f"no usage row for {request_id}"
+        await asyncio.sleep(0.05)
+
+
 async def test_requests_per_minute_in_both_protocols(limited: Limited) -> None:
     key = limited.keys["rpm"]
     await ask_claude(claude(limited.gw, key))
@@ -89,6 +107,11 @@ async def test_requests_per_minute_in_both_protocols(limited: Limited) -> None:
     assert isinstance(error.body, dict) and error.body["error"]["type"] == "rate_limit_error"
     assert "2 requests per minute" in error.message
     assert 1 <= float(error.response.headers["retry-after"]) <= 120
+    # Refused before any upstream, like a model no route serves: a row with no provider.
+    row = await usage_row(limited.db, error.response.headers["x-request-id"])
+    assert (row["model"], row["provider"], row["status"], row["error_kind"], row["cost"]) == (
+        "claude-a", "", 429, "rate_limit", None)
+    assert row["key"]
     with pytest.raises(openai.RateLimitError) as refused_chat:
         await ask_chat(gpt(limited.gw, key))
     assert refused_chat.value.code == "rate_limit_exceeded"

@@ -345,8 +345,8 @@ class App:
         caller = http.caller
         if caller is not None and has_limits(caller):
             refused = await self._admit(call, caller)
-            if refused is not None:
-                send_error(response, codec, refused, _id_header(origin))
+            if refused is not None:  # never reached an upstream: a record like the others
+                _refuse_early(gateway, origin, model, response, codec, refused)
                 return
         # A client that disconnects cancels this task (server/http.py, server/asgi.py), and
         # with it the upstream request it awaits.
@@ -841,7 +841,8 @@ async def _opening(stream: Awaitable[T], keepalive: KeepAlive) -> T:
 def _refuse_early(gateway: Gateway, origin: Origin, model: str, response: Response,
                   codec: Codec, error: GatewayError) -> None:
     """A request refused before any upstream was tried (a body the gateway cannot use, a
-    model no route serves): the client's error, and its usage record (no provider)."""
+    model no route serves, a key over its limits): the client's error, and its usage record
+    (no provider)."""
     record = gateway.books.refused(origin, model, error.status, error.kind)
     if gateway.access_log.enabled:  # the stderr line (the file and metrics have the record)
         gateway.access_log.refused(record, error.message)
