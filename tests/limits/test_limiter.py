@@ -181,6 +181,26 @@ async def test_budget(limiter_and_clock: tuple[Limiter, Clock], period: Period) 
     assert await limiter.spent(key) == 0.0
 
 
+async def test_settlement_tells_the_spend(limiter_and_clock: tuple[Limiter, Clock]) -> None:
+    """What the server's budget-remaining gauge hears: the period's spend after each paid
+    settlement of a budgeted key, nothing for a free one or a key without a budget."""
+    limiter, _ = limiter_and_clock
+    heard: list[tuple[str, float]] = []
+    limiter.on_spent = lambda key, spent: heard.append((key.name, spent))
+    key = Key(budget=1.0, budget_period="day")
+    await limiter.seed(key.id, "day", 0.5)
+    for cost in (0.25, 0.0, 0.125):
+        permit = await admitted(limiter, key)
+        permit.charge(10, cost)
+        limiter.finish(permit)
+        await settled(limiter)
+    unbudgeted = await admitted(limiter, Key(id="key_other", name="bob", rpm=100))
+    unbudgeted.charge(10, 0.5)
+    limiter.finish(unbudgeted)
+    await settled(limiter)
+    assert heard == [("alice", pytest.approx(0.75)), ("alice", pytest.approx(0.875))]
+
+
 async def test_a_key_without_limits_is_not_counted(
         limiter_and_clock: tuple[Limiter, Clock]) -> None:
     limiter, _ = limiter_and_clock

@@ -13,6 +13,9 @@ What this module promises:
   "unreachable, local limits") for /health. Permits admitted by one store are finished by
   the same one.
 - Budget spend is seeded from the usage table at start (`seed`), in both stores.
+- `on_spent(key, spent)`, when given, hears a budgeted key's spend in its period after each
+  settlement that added to it (local counts at once, Redis's total once the script ran): the
+  server's budget-remaining gauge. It must not raise or block.
 - Time comes from `clock` (unix seconds), so tests move it instead of sleeping.
 """
 
@@ -46,8 +49,10 @@ class Limiter:
         self, redis_url: str | None = None, *, prefix: str = "babelgate:",
         clock: Callable[[], float] = time.time, timeout: float = 0.5,
         retry_every: float = 1.0, lease: float = 3600.0,
+        on_spent: Callable[[Limited, float], None] | None = None,
     ) -> None:
         self.clock = clock
+        self.on_spent = on_spent
         self.memory = MemoryLimits()
         self.redis_url = redis_url
         self.retry_every = retry_every
@@ -125,6 +130,8 @@ class Limiter:
         now = self.clock()
         if permit.local or self.redis is None:
             self.memory.finish(permit, now)
+            if permit.cost and self.on_spent is not None and permit.key.budget is not None:
+                self.on_spent(permit.key, self.memory.spent(permit.key, now))
             return
         task = asyncio.get_running_loop().create_task(self._finish_remote(permit, now))
         self._pending.add(task)
@@ -133,13 +140,16 @@ class Limiter:
     async def _finish_remote(self, permit: Permit, now: float) -> None:
         assert self.redis is not None
         try:
-            await self.redis.finish(permit, now)
+            spent = await self.redis.finish(permit, now)
         except REDIS_DOWN as exc:
             # Its window and slot expire in Redis by themselves (the slot's lease); the spend
             # would be lost, so it goes to the local counts (and nothing else: the local
             # counts never held this permit's request, tokens or slot).
             self._lost(exc)
             self.memory.add_spend(permit.key, permit.cost, now)
+            spent = self.memory.spent(permit.key, now) if permit.cost else None
+        if spent is not None and self.on_spent is not None and permit.key.budget is not None:
+            self.on_spent(permit.key, spent)
 
     # ------------------------------------------------------------------ Redis away
     def _where(self) -> str:

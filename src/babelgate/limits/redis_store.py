@@ -74,6 +74,7 @@ return {0}
 
 # KEYS: the tokens window of the estimate, slots, spend
 # ARGV: tokens used less the estimate, slot ('' none), cost, spend ttl
+# Returns the period's spend after the cost, '' when nothing was spent.
 FINISH = """
 local delta = tonumber(ARGV[1])
 if delta ~= 0 and redis.call('EXISTS', KEYS[1]) == 1 then
@@ -83,11 +84,12 @@ if delta ~= 0 and redis.call('EXISTS', KEYS[1]) == 1 then
 end
 if ARGV[2] ~= '' then redis.call('ZREM', KEYS[2], ARGV[2]) end
 local cost = tonumber(ARGV[3])
+local spent = ''
 if cost > 0 then
-  redis.call('INCRBYFLOAT', KEYS[3], ARGV[3])
+  spent = redis.call('INCRBYFLOAT', KEYS[3], ARGV[3])
   redis.call('EXPIRE', KEYS[3], tonumber(ARGV[4]))
 end
-return 0
+return spent
 """
 
 _KINDS: dict[int, RefusalKind] = {1: "rpm", 2: "tpm", 3: "concurrency", 4: "budget"}
@@ -159,7 +161,9 @@ class RedisLimits:
         return over_limit(key, kind, limit,
                           retry_after(current, previous, elapsed, n, limit))
 
-    async def finish(self, permit: Permit, now: float) -> None:
+    async def finish(self, permit: Permit, now: float) -> float | None:
+        """Settles `permit`; the key's spend in its period once its cost is added (None when
+        it added none)."""
         key = permit.key
         spend, cost = f"{self.prefix}nospend", "0"
         if permit.cost and key.budget is not None and key.budget_period is not None:
@@ -168,7 +172,8 @@ class RedisLimits:
         tokens = (self._window_key("tpm", key.id, permit.tpm_window)
                   if permit.tpm_window >= 0 else f"{self.prefix}notokens")
         delta = permit.tokens - permit.tpm_reserved if permit.tpm_window >= 0 else 0
-        await self._finish(
+        spent = await self._finish(
             keys=[tokens, f"{self.prefix}slots:{key.id}", spend],
             args=[delta, permit.slot or "", cost, _SPEND_TTL],
         )
+        return float(spent) if spent else None
