@@ -17,6 +17,7 @@ import anthropic
 import openai
 import pytest
 import pytest_asyncio
+from prometheus_client.parser import text_string_to_metric_families
 from tests.conftest import Gateway, GatewayFactory
 from tests.fakes import FakeAnthropic, FakeOpenAI
 from tests.fakes.core import Reply
@@ -51,6 +52,7 @@ async def limited(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Lim
         "monthly": create(config, "monthly", "--budget", "0.01", "--per", "month"),
         "one": create(config, "one", "--concurrency", "1"),
         "gem": create(config, "gem", "--rpm", "1"),
+        "gauged": create(config, "gauged", "--budget", "1", "--per", "day"),
     }
     async with FakeAnthropic() as an, FakeOpenAI() as oa:
         factory = GatewayFactory(workdir)
@@ -58,7 +60,7 @@ async def limited(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Lim
             gw = await factory({"an": an, "oa": oa}, routes=ROUTES,
                                extra={"storage": {"path": str(db),
                                                   "usage_flush_interval_s": 0.1},
-                                      "prices": PRICES})
+                                      "prices": PRICES, "metrics": True})
             yield Limited(gw, an, keys, db)
         finally:
             await factory.close()
@@ -185,3 +187,31 @@ async def test_health_says_limits_are_local(limited: Limited) -> None:
     async with aiohttp.ClientSession() as session, session.get(
             limited.gw.url + "/health") as resp:
         assert (await resp.json())["redis"] is None
+
+
+async def budget_gauge(limited: Limited, name: str) -> float | None:
+    headers = {"authorization": f"Bearer {limited.keys[name]}"}  # a keyed gateway's /metrics
+    async with aiohttp.ClientSession() as session, session.get(
+            limited.gw.url + "/metrics", headers=headers) as resp:
+        assert resp.status == 200, await resp.text()
+        text = await resp.text()
+    for family in text_string_to_metric_families(text):
+        if family.name == "babelgate_budget_remaining_usd":
+            for sample in family.samples:
+                if sample.labels.get("key") == name:
+                    return float(sample.value)
+    return None
+
+
+async def test_metrics_show_the_budget_left(limited: Limited) -> None:
+    # Set at start-up from the usage table (nothing spent yet), then at each settlement.
+    assert await budget_gauge(limited, "gauged") == 1.0
+    client = gpt(limited.gw, limited.keys["gauged"])
+    answer = await client.chat.completions.with_raw_response.create(
+        model="gpt-5-chat", messages=[{"role": "user", "content": "Hi"}])
+    cost = (await usage_row(limited.db, answer.headers["x-request-id"]))["cost"]
+    assert 0 < cost < 1
+    deadline = time.monotonic() + 5
+    while await budget_gauge(limited, "gauged") != pytest.approx(1 - cost):
+        assert time.monotonic() < deadline, await budget_gauge(limited, "gauged")
+        await asyncio.sleep(0.05)

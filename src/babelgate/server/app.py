@@ -38,7 +38,7 @@ from babelgate.canonical import GatewayError, StreamError, invalid
 from babelgate.canonical.errors import ErrorKind
 from babelgate.canonical.nesting import TOO_DEEP, too_deep
 from babelgate.config import ConfigError, Settings, load_settings
-from babelgate.limits import Limiter, Refusal
+from babelgate.limits import Limited, Limiter, Refusal
 from babelgate.limits.periods import bounds
 from babelgate.limits.permit import has_limits
 from babelgate.protocols import Codec, get_codec
@@ -143,8 +143,10 @@ class App:
                                  shared=settings.server.reuse_shared)
         self.auth = Auth(self.db, required=settings.auth.required,
                          refresh_every=settings.auth.refresh_interval_s)
-        # The keys' limits and budgets: in this process, or shared through Redis (limits/).
-        self.limits = Limiter(settings.redis)
+        # The keys' limits and budgets: in this process, or shared through Redis (limits/);
+        # with metrics on, each paid settlement sets the key's budget-remaining gauge.
+        self.limits = Limiter(settings.redis,
+                              on_spent=self._budget_left if self.metrics is not None else None)
         # Responses clients' conversations (previous_response_id).
         self.conversations = Conversations(ResponseStore(
             self.db, storage.responses_ttl_days,
@@ -286,6 +288,15 @@ class App:
             spent = await spend_since(self.db, start)
             for key_id in wanted:
                 await self.limits.seed(key_id, period, spent.get(key_id, 0.0))
+        if self.metrics is not None:  # the gauges from the start, not the first settlement
+            for key in keys:
+                self._budget_left(key, await self.limits.spent(key))
+
+    def _budget_left(self, key: Limited, spent: float) -> None:
+        """The budget-remaining gauge of `key` (its name), never below 0: the request that
+        crosses a budget is served."""
+        if self.metrics is not None and key.budget is not None:
+            self.metrics.budget_remaining(key.name, max(0.0, key.budget - spent))
 
     # ------------------------------------------------------------------ generation
     def _generate_for(self, protocol: str) -> Handler:
