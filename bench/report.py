@@ -115,41 +115,23 @@ def throughput_table(raw: Path) -> list[str]:
     return lines
 
 
-def asgi_table(raw: Path, server: str) -> list[str]:
-    """The same app under an ASGI server (BENCH_ASGI), for the bodies it was run on."""
+def beside_table(raw: Path, target: str, name: str) -> list[str]:
+    """A third target measured in the same rounds as the relay and babelgate (`asgi`: the app
+    under an ASGI server, BENCH_ASGI; `ops`: babelgate with its operations switched on,
+    BENCH_OPS), for the bodies it was run on, as a share of each."""
     lines = [
-        f"| body | bare relay req/s | babelgate req/s | under {server} req/s "
-        f"| {server} / relay | {server} / babelgate |",
+        f"| body | bare relay req/s | babelgate req/s | {name} req/s "
+        f"| {name} / relay | {name} / babelgate |",
         "|---|---:|---:|---:|---:|---:|",
     ]
     for body, label in BODIES:
-        asgi = throughput(raw, body, "asgi")
-        if asgi is None:
+        third = throughput(raw, body, target)
+        if third is None:
             continue
         relay, gate = throughput(raw, body, "relay"), throughput(raw, body, "babelgate")
-        cells = [f"{asgi.rate / run.rate:.0%}" if run and run.rate else "-"
+        cells = [f"{third.rate / run.rate:.0%}" if run and run.rate else "-"
                  for run in (relay, gate)]
-        lines.append(f"| {label} | {_rate(relay)} | {_rate(gate)} | {_rate(asgi)} | "
-                     + " | ".join(cells) + " |")
-    return lines
-
-
-def ops_table(raw: Path) -> list[str]:
-    """babelgate with its operations switched on (BENCH_OPS), beside itself without them and
-    the relay: issue targets are >= 50% of the relay and >= 90% of babelgate's own figure."""
-    lines = [
-        "| body | bare relay req/s | babelgate req/s | with operations req/s "
-        "| operations / relay | operations / babelgate |",
-        "|---|---:|---:|---:|---:|---:|",
-    ]
-    for body, label in BODIES:
-        ops = throughput(raw, body, "ops")
-        if ops is None:
-            continue
-        relay, gate = throughput(raw, body, "relay"), throughput(raw, body, "babelgate")
-        cells = [f"{ops.rate / run.rate:.0%}" if run and run.rate else "-"
-                 for run in (relay, gate)]
-        lines.append(f"| {label} | {_rate(relay)} | {_rate(gate)} | {_rate(ops)} | "
+        lines.append(f"| {label} | {_rate(relay)} | {_rate(gate)} | {_rate(third)} | "
                      + " | ".join(cells) + " |")
     return lines
 
@@ -233,13 +215,13 @@ def report(raw: Path) -> str:
         *throughput_table(raw),
         "",
         *([f"The same app under an ASGI server ({meta['asgi']}, server/asgi.py; same core, "
-           "same rounds):", "", *asgi_table(raw, meta["asgi"].split()[0]), ""]
+           "same rounds):", "", *beside_table(raw, "asgi", "under " + meta["asgi"].split()[0]), ""]
           if meta.get("asgi") else []),
         *(["With operations switched on (BENCH_OPS: ten rules none of the bodies meets, "
            "two-target routes, retries and cooldowns, a gateway key with limits and a budget, "
            "usage books in SQLite, the daily log file and /metrics; same core, same rounds; "
            f"{meta.get('ops_requests', '?')} requests in the daily log):", "",
-           *ops_table(raw), ""]
+           *beside_table(raw, "ops", "with operations"), ""]
           if meta.get("ops") else []),
         "Added latency (concurrency 1, P50 of wrk --latency; added = minus direct to nginx):",
         "",
