@@ -14,6 +14,8 @@ SEEN = [
     ("OpenAI/Python 1.109.1", "openai-sdk"),
     ("OpenAI/JS 5.23.0", "openai-sdk"),
     ("Anthropic/Python 0.69.0", "anthropic-sdk"),
+    ("AsyncAnthropic/Python 0.69.0", "anthropic-sdk"),  # the async clients name their class
+    ("AsyncOpenAI/Python 1.109.1", "openai-sdk"),
     ("Anthropic/JS 0.65.0", "anthropic-sdk"),
     ("curl/8.5.0", "other"),
     ("Python/3.11 aiohttp/3.10.5", "other"),

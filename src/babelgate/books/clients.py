@@ -13,7 +13,8 @@ from __future__ import annotations
 # Claude Code "claude-cli/2.0.14 (external, cli)"; Codex "codex_cli_rs/0.46.0 (...)" or
 # "codex_exec/..."; Gemini CLI "GeminiCLI/0.9.0 (linux; x64)"; the OpenAI SDKs
 # "OpenAI/Python 1.x" and "OpenAI/JS 5.x"; the Anthropic SDKs "Anthropic/Python 0.x" and
-# "Anthropic/JS 0.x".
+# "Anthropic/JS 0.x"; their Python async clients name their class: "AsyncOpenAI/Python 1.x",
+# "AsyncAnthropic/Python 0.x".
 PREFIXES: tuple[tuple[str, str], ...] = (
     ("claude-cli/", "claude-code"),
     ("claude-code/", "claude-code"),
@@ -24,6 +25,8 @@ PREFIXES: tuple[tuple[str, str], ...] = (
     ("gemini-cli/", "gemini-cli"),
     ("openai/", "openai-sdk"),
     ("anthropic/", "anthropic-sdk"),
+    ("asyncopenai/", "openai-sdk"),
+    ("asyncanthropic/", "anthropic-sdk"),
 )
 OTHER = "other"
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import re
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -25,14 +24,12 @@ import orjson
 
 from babelgate.config import ConfigError, load_settings
 from babelgate.storage.database import Database, open_database
-from babelgate.storage.keys import DuplicateKeyName, KeyRecord, create_key, list_keys, revoke_key
-from babelgate.storage.spend import Spend, spend_by_key
+from babelgate.storage.key_admin import key_listing, parse_expiry
+from babelgate.storage.keys import DuplicateKeyName, create_key, revoke_key
 from babelgate.storage.url import StorageURL
 
 T = TypeVar("T")
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([mhdw])$")
-_UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
 def add_keys(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -101,32 +98,13 @@ def _positive_float(text: str) -> float:
 
 def _expiry(text: str) -> float:
     now = time.time()
-    when = parse_expiry(text, now)
+    try:
+        when = parse_expiry(text, now)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
     if when <= now:
         raise argparse.ArgumentTypeError(f"{text!r} is already past")
     return when
-
-
-def parse_expiry(text: str, now: float) -> float:
-    """When a key given `--expires text` at `now` expires (unix time)."""
-    match = _DURATION.match(text.strip().lower())
-    if match:
-        return now + float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-    try:
-        day = dt.date.fromisoformat(text)
-    except ValueError:
-        pass
-    else:  # a date: valid through that whole day (UTC)
-        end = dt.datetime.combine(day, dt.time(), dt.UTC) + dt.timedelta(days=1)
-        return end.timestamp()
-    try:
-        when = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"not a duration or date: {text!r} (use 90d, 12h, 30m, 2w or 2026-12-31)") from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
-    return when.timestamp()
 
 
 # ---------------------------------------------------------------------------- commands
@@ -193,48 +171,41 @@ async def _revoke(db: Database, args: argparse.Namespace) -> int:
 
 
 async def _list(db: Database, args: argparse.Namespace) -> int:
-    records = await list_keys(db, revoked=args.all)
-    spend = await spend_by_key(db, [r.id for r in records], time.time())
-    if args.json:
-        rows = [{**r.public(), **_spend_json(spend.get(r.id))} for r in records]
-        sys.stdout.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode() + "\n")
+    listing = await key_listing(db, revoked=args.all, now=time.time())
+    if args.json:  # the same listing as GET /admin/api/keys (storage/key_admin.py)
+        sys.stdout.write(orjson.dumps(listing, option=orjson.OPT_INDENT_2).decode() + "\n")
         return EXIT_OK
     table = [["NAME", "PREFIX", "MODELS", "RPM", "TPM", "CONC", "BUDGET", "EXPIRES", "ADMIN",
               "TODAY", "MONTH"]]
-    table += [_row(r, spend.get(r.id)) for r in records]
+    table += [_row(key) for key in listing]
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     for row in table:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
               .rstrip())
-    if not records:
+    if not listing:
         print("(no keys: the gateway is open; create one with `babelgate keys create NAME`)",
               file=sys.stderr)
     return EXIT_OK
 
 
-def _spend_json(spend: Spend | None) -> dict[str, Any]:
-    if spend is None:
-        return {"spend_today": None, "spend_month": None}
-    return {"spend_today": spend.today, "spend_month": spend.month}
-
-
-def _row(record: KeyRecord, spend: Spend | None) -> list[str]:
+def _row(key: dict[str, Any]) -> list[str]:
     def number(value: float | None) -> str:
         return "-" if value is None else f"{value:g}"
 
-    budget = "-" if record.budget is None else f"${record.budget:g}/{record.budget_period}"
+    def money(value: float | None) -> str:
+        return "-" if value is None else f"${value:.4f}"
+
+    budget = "-" if key["budget"] is None else f"${key['budget']:g}/{key['budget_period']}"
     expires = "-"
-    if record.revoked_at is not None:
+    if key["revoked_at"] is not None:
         expires = "revoked"
-    elif record.expires_at is not None:
-        expires = dt.datetime.fromtimestamp(record.expires_at, dt.UTC).strftime(
+    elif key["expires_at"] is not None:
+        expires = dt.datetime.fromtimestamp(key["expires_at"], dt.UTC).strftime(
             "%Y-%m-%d %H:%M")
-        if record.expires_at <= time.time():
+        if key["expires_at"] <= time.time():
             expires += " (expired)"
     return [
-        record.name, record.prefix + "...", ",".join(record.scopes) or "*",
-        number(record.rpm), number(record.tpm), number(record.concurrency), budget, expires,
-        "yes" if record.admin else "-",
-        "-" if spend is None else f"${spend.today:.4f}",
-        "-" if spend is None else f"${spend.month:.4f}",
+        key["name"], key["prefix"] + "...", ",".join(key["models"]) or "*",
+        number(key["rpm"]), number(key["tpm"]), number(key["concurrency"]), budget, expires,
+        "yes" if key["admin"] else "-", money(key["spend_today"]), money(key["spend_month"]),
     ]

@@ -1,5 +1,6 @@
 """`babelgate usage`: what the gateway's usage table says about a period, as a table, JSON or
-CSV. Reads the database the configuration names (`storage.path`), read-only."""
+CSV. Reads the database the configuration names (`storage.url` or `storage.path`) through the
+same query as the admin JSON API (books/query.py), so both always agree."""
 
 from __future__ import annotations
 
@@ -7,16 +8,15 @@ import argparse
 import asyncio
 import csv
 import sys
-from typing import Any, TextIO
+from typing import TextIO
 
 import orjson
 
-from babelgate.books.report import CSV_FIELDS, GROUPS, Group, Summary, parse_since, summarise
+from babelgate.books.query import usage_summary
+from babelgate.books.report import CSV_FIELDS, GROUPS, Group, Summary, parse_since
 from babelgate.config import ConfigError, load_settings
 from babelgate.storage.database import open_database
-from babelgate.storage.keys import list_keys
 from babelgate.storage.url import StorageURL
-from babelgate.storage.usage import read_since, read_since_db
 
 EXIT_OK, EXIT_USAGE = 0, 2
 
@@ -51,14 +51,7 @@ def run_usage(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"babelgate: configuration error: storage.url: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    if url.path is not None:  # SQLite: read the file directly, read-only
-        rows = read_since(url.path, since)
-    else:
-        rows = asyncio.run(_read_database(url, since))
-    if any(row["key"] for row in rows):  # rows name keys by id: show their names
-        names = asyncio.run(_key_names(url))
-        rows = [{**row, "key": names.get(row["key"], row["key"])} for row in rows]
-    summary = summarise(rows, args.by, since)
+    summary = asyncio.run(_summary(url, since, args.by))
     if args.json:
         sys.stdout.write(orjson.dumps(summary.as_json(), option=orjson.OPT_INDENT_2).decode())
         sys.stdout.write("\n")
@@ -69,22 +62,12 @@ def run_usage(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def _read_database(url: StorageURL, since: float) -> list[dict[str, Any]]:
+async def _summary(url: StorageURL, since: float, by: str) -> Summary:
+    """The same summary GET /admin/api/usage answers (books/query.py), from the database."""
     db = open_database(url)
     try:
         await db.open()
-        return await read_since_db(db, since)
-    finally:
-        await db.close()
-
-
-async def _key_names(url: StorageURL) -> dict[str, str]:
-    """Key id -> the key's name (`name (revoked)` for a revoked one)."""
-    db = open_database(url)
-    try:
-        await db.open()
-        return {record.id: record.name + (" (revoked)" if record.revoked_at else "")
-                for record in await list_keys(db, revoked=True)}
+        return await usage_summary(db, since, by)
     finally:
         await db.close()
 

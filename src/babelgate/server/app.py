@@ -54,7 +54,9 @@ from babelgate.storage.spend import spend_since
 from babelgate.storage.url import StorageURL
 from babelgate.storage.usage import UsageWriter
 
+from .admin_api import AdminApi
 from .auth import OPEN_PATHS, Auth, check_scope
+from .catalog import capabilities_listing, providers_listing
 from .count_tokens import count_tokens
 from .daily_log import DailyLog, Redactor
 from .exchange import Headers, Response
@@ -166,7 +168,13 @@ class App:
             ("POST", "/v1/quota/reset"): self.quota_reset,
             # The doctor's checks (server/doctor.py): administration too, under the same guard.
             ("POST", "/v1/test-connection"): self.test_connection,
+            # What is configured and what each model can do (server/catalog.py).
+            ("GET", "/v1/providers"): self.providers,
+            ("GET", "/v1/models/capabilities"): self.capabilities,
         }
+        # The admin JSON API (/admin/api/...: usage, requests, keys), in a module of its own.
+        self.routes.update(AdminApi(self.db, self.auth).routes())
+        self.open_paths = OPEN_PATHS
         for path, protocol in GENERATE_PATHS.items():
             self.routes[("POST", path)] = self._generate_for(protocol)
         if self.metrics is not None:
@@ -196,7 +204,7 @@ class App:
         if len(path) > 1 and path.endswith("/"):
             path = path.rstrip("/")
         method = "GET" if request.method == "HEAD" else request.method
-        if self.auth.active and path not in OPEN_PATHS:
+        if self.auth.active and path not in self.open_paths:
             try:
                 request.caller = self.auth.authenticate(request)
             except GatewayError as error:
@@ -605,6 +613,14 @@ class App:
             # "ok", or "unreachable, local limits" while it is away; null without `redis:`.
             "redis": self.limits.status,
         })
+
+    async def providers(self, request: Request, response: Response) -> None:
+        """GET /v1/providers: each configured provider, its health and routed models."""
+        send_json(response, 200, providers_listing(self.gateway, self.routing))
+
+    async def capabilities(self, request: Request, response: Response) -> None:
+        """GET /v1/models/capabilities: what each model /v1/models lists can do."""
+        send_json(response, 200, capabilities_listing(self.gateway))
 
     async def quota(self, request: Request, response: Response) -> None:
         """GET /v1/quota: each provider's state (ok, exhausted, cooling) with ISO 8601 UTC
