@@ -7,21 +7,35 @@ BIN := $(VENV)/bin
 AGENT_CACHE ?= $(HOME)/.cache/babelgate/agents
 export BABELGATE_AGENT_CACHE := $(AGENT_CACHE)
 
-.PHONY: setup run test test-fast lint agents services bench clean
+.PHONY: setup setup-run run test test-fast lint agents local-model services bench clean
 
-$(BIN)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -U pip
-	$(BIN)/pip install -q -e '.[test]'
+# Two install levels in one venv, each with its stamp: `make run` needs only what serving
+# needs; `make test` (and setup, lint) add the test tools. pip runs without -q so a fresh
+# machine shows pip's own progress bars rather than a minute of silence.
+$(BIN)/.installed-run: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --progress-bar on -U pip
+	$(BIN)/pip install --progress-bar on -e .
 	touch $@
 
-setup: $(BIN)/.installed
+$(BIN)/.installed-test: $(BIN)/.installed-run
+	$(BIN)/pip install --progress-bar on -e '.[test]'
+	touch $@
 
-run: setup
+setup-run: $(BIN)/.installed-run
+
+setup: $(BIN)/.installed-test
+
+run: setup-run
 	$(BIN)/babelgate serve $(ARGS)
 
 agents:
 	bash scripts/install-agents.sh
+
+# llama-cpp-python's server and Gemma 3 270M for the local-model agent test, outside the
+# clone (compiled once, ~15 minutes on 2 cores; cheap when cached).
+local-model:
+	bash scripts/install-local-model.sh
 
 # PostgreSQL (127.0.0.1:5432) and Redis (127.0.0.1:6379) for the storage tests: started from
 # the installed binaries (installed with apt-get if missing) unless they already answer.

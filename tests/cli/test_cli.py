@@ -82,12 +82,13 @@ def test_bad_port_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_init_writes_a_loadable_example(tmp_path: Path) -> None:
-    result = run_cli("init", cwd=tmp_path)
+    result = run_cli("init", "--yes", "--no-doctor", cwd=tmp_path,
+                     env={"DEEPSEEK_API_KEY": "sk-d"})
     assert result.returncode == 0, result.stderr
     written = tmp_path / "babelgate.yaml"
-    keys = {"DEEPSEEK_API_KEY": "d", "ANTHROPIC_API_KEY": "a", "GEMINI_API_KEY": "g"}
-    settings = load_settings(written, env=keys)
+    settings = load_settings(written, env={"DEEPSEEK_API_KEY": "d"})
     assert settings.routes["default"] == ["deepseek/deepseek-chat"]
+    assert "sk-d" not in written.read_text()
 
 
 def test_serve_names_an_unset_variable(tmp_path: Path) -> None:
@@ -102,9 +103,9 @@ def test_serve_names_an_unset_variable(tmp_path: Path) -> None:
 def test_init_does_not_overwrite_without_force(tmp_path: Path) -> None:
     target = tmp_path / "gw.yaml"
     target.write_text("mine\n")
-    assert main(["init", "--path", str(target)]) == 1
+    assert main(["init", "--yes", "--path", str(target)]) == 1
     assert target.read_text() == "mine\n"
-    assert main(["init", "--path", str(target), "--force"]) == 0
+    assert main(["init", "--yes", "--no-doctor", "--path", str(target), "--force"]) == 0
     assert "providers:" in target.read_text()
 
 

@@ -117,6 +117,8 @@ class FakeOpenAI(FakeUpstream):
         app.router.add_get("/v1/models", self.models)
 
     def auth_error(self, request: web.Request) -> str | None:
+        if not self.api_key:  # api_key="": a local server (llama.cpp, Ollama) that asks none
+            return None
         header = request.headers.get("Authorization", "")
         if not header:
             return (

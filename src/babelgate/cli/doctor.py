@@ -9,8 +9,12 @@ import argparse
 import asyncio
 import json
 import sys
+from typing import TYPE_CHECKING, Any
 
 from babelgate.config import ConfigError, load_settings
+
+if TYPE_CHECKING:
+    from babelgate.server.doctor import Report
 
 MARKS = {"ok": "[green]ok[/]", "failed": "[red]FAILED[/]", "skipped": "[yellow]skipped[/]"}
 
@@ -31,28 +35,25 @@ def add_doctor(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _doctor(args: argparse.Namespace) -> int:
+    return run(args.config, args.provider, deep=args.deep, timeout=args.timeout,
+               as_json=args.json)
+
+
+def run(config_path: str | None, provider: str | None = None, *, deep: bool = False,
+        timeout: float = 20.0, as_json: bool = False) -> int:
+    """The whole `doctor` command (also run by `babelgate init` on the file it wrote)."""
     from rich.console import Console
     from rich.table import Table
 
-    from babelgate.server.doctor import diagnose
-
     try:
-        settings = load_settings(args.config)
+        report = check(config_path, provider, deep=deep, timeout=timeout)
     except ConfigError as exc:
-        if args.json:
-            print(json.dumps({"ok": False, "config": {"name": "configuration",
-                                                      "status": "failed", "detail": str(exc)}}))
+        if as_json:
+            print(json.dumps(config_failure(exc)))
         else:
             print(f"babelgate doctor: configuration error: {exc}", file=sys.stderr)
         return 2
-    err = Console(stderr=True)
-    with err.status("checking the configuration") as status:
-        def progress(provider: str, check: str) -> None:
-            status.update(f"{provider}: {check}")
-
-        report = asyncio.run(diagnose(settings, args.provider, deep=args.deep,
-                                      timeout=args.timeout, progress=progress))
-    if args.json:
+    if as_json:
         print(json.dumps(report.to_json()))
         return 0 if report.ok else 1
     out = Console()
@@ -60,15 +61,38 @@ def _doctor(args: argparse.Namespace) -> int:
     out.print(f"configuration: {MARKS[config.status]} {config.detail}")
     if config.hint:
         out.print(f"  -> {config.hint}")
-    for provider in report.providers:
-        table = Table(title=f"{provider.name} ({provider.type} {provider.base_url}"
-                      f"{', model ' + provider.model if provider.model else ''})")
+    for checked in report.providers:
+        table = Table(title=f"{checked.name} ({checked.type} {checked.base_url}"
+                      f"{', model ' + checked.model if checked.model else ''})")
         table.add_column("check")
         table.add_column("result")
         table.add_column("detail / fix", overflow="fold")
-        for check in provider.checks:
-            text = check.detail + (f"\n-> {check.hint}" if check.hint else "")
-            table.add_row(check.name, MARKS[check.status], text)
+        for step in checked.checks:
+            text = step.detail + (f"\n-> {step.hint}" if step.hint else "")
+            table.add_row(step.name, MARKS[step.status], text)
         out.print(table)
     out.print("[green]all checks passed[/]" if report.ok else "[red]some checks failed[/]")
     return 0 if report.ok else 1
+
+
+def check(config_path: str | None, provider: str | None = None, *, deep: bool = False,
+          timeout: float = 20.0) -> Report:
+    """Every check of the configuration at `config_path`, with progress on stderr; raises
+    ConfigError when it does not load."""
+    from rich.console import Console
+
+    from babelgate.server.doctor import diagnose
+
+    settings = load_settings(config_path)
+    with Console(stderr=True).status("checking the configuration") as status:
+        def progress(name: str, step: str) -> None:
+            status.update(f"{name}: {step}")
+
+        return asyncio.run(diagnose(settings, provider, deep=deep, timeout=timeout,
+                                    progress=progress))
+
+
+def config_failure(exc: ConfigError) -> dict[str, Any]:
+    """doctor's JSON document for a configuration that does not load."""
+    return {"ok": False, "config": {"name": "configuration", "status": "failed",
+                                    "detail": str(exc)}}

@@ -11,18 +11,16 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TextIO
 
 from babelgate import __version__
 from babelgate.cli import launch
 from babelgate.cli.doctor import add_doctor
-from babelgate.cli.example import EXAMPLE_CONFIG
+from babelgate.cli.init import add_init
 from babelgate.cli.keys import add_keys
 from babelgate.cli.manage import add_manage
 from babelgate.cli.usage import add_usage
 from babelgate.config import (
-    DEFAULT_CONFIG_FILE,
     NO_PROVIDER_HINT,
     ConfigError,
     Settings,
@@ -43,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"babelgate {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_serve(commands)
-    _add_init(commands)
+    add_init(commands)
     add_keys(commands)
     add_usage(commands)
     _add_launchers(commands)
@@ -68,19 +66,6 @@ def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     serve.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     serve.add_argument("--supervisor-fd", type=int, help=argparse.SUPPRESS)
     serve.set_defaults(handler=_serve)
-
-
-def _add_init(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    init = commands.add_parser(
-        "init",
-        help="write an example babelgate.yaml",
-        description="Write an example configuration file to edit.",
-    )
-    init.add_argument(
-        "--path", default=DEFAULT_CONFIG_FILE, help=f"where to write it ({DEFAULT_CONFIG_FILE})"
-    )
-    init.add_argument("--force", action="store_true", help="overwrite an existing file")
-    init.set_defaults(handler=_init)
 
 
 LAUNCHERS = {"claude": "Claude Code", "codex": "Codex", "gemini": "Gemini CLI"}
@@ -207,23 +192,6 @@ def describe_settings(settings: Settings, out: TextIO) -> None:
         print(f"  provider {name}: {provider.type} {provider.base_url}{extra}{key}", file=out)
     for pattern, targets in settings.routes.items():
         print(f"  route {pattern} -> {', '.join(targets)}", file=out)
-
-
-# ---------------------------------------------------------------------------- init
-
-
-def _init(args: argparse.Namespace) -> int:
-    path = Path(args.path)
-    if path.exists() and not args.force:
-        print(f"babelgate: {path} already exists; use --force to overwrite it", file=sys.stderr)
-        return EXIT_FAILURE
-    try:
-        path.write_text(EXAMPLE_CONFIG, encoding="utf-8")
-    except OSError as exc:
-        print(f"babelgate: cannot write {path}: {exc.strerror}", file=sys.stderr)
-        return EXIT_FAILURE
-    print(f"babelgate: wrote {path}; edit it, then run `babelgate serve --config {path}`")
-    return EXIT_OK
 
 
 if __name__ == "__main__":
