@@ -20,6 +20,7 @@ from babelgate.config import (
     Settings,
 )
 from babelgate.routing import ManualClock, Plan, RoutingPolicy, RoutingState, Target
+from babelgate.routing.plan import KeysUsedUp, key_used_up
 from babelgate.routing.quota import QuotaMark
 
 A, B = Target("a", "model-a"), Target("b", "model-b")
@@ -50,14 +51,16 @@ class Sink:
     def __init__(self) -> None:
         self.rows: dict[str, tuple[float, float, str]] = {}
 
-    def save(self, provider: str, since: float, resets_at: float, reason: str) -> None:
-        self.rows[provider] = (since, resets_at, reason)
+    def save(self, provider: str, key: int, since: float, resets_at: float,
+             reason: str) -> None:
+        self.rows[provider if key < 0 else f"{provider}#{key}"] = (since, resets_at, reason)
 
-    def delete(self, provider: str | None) -> None:
-        if provider is None:
-            self.rows.clear()
-        else:
-            self.rows.pop(provider, None)
+    def delete(self, provider: str | None, key: int | None = None) -> None:
+        for name in list(self.rows):
+            mark_of, _, index = name.partition("#")
+            if provider is None or (mark_of == provider and (
+                    key is None or int(index or -1) == key)):
+                del self.rows[name]
 
 
 class Harness:
@@ -226,6 +229,35 @@ async def test_a_billing_refusal_marks_the_provider_until_its_window_resets() ->
     h.calls.clear()
     assert await h.run({}) == A and h.calls == [A]  # back once the window resets
     assert "a" not in h.sink.rows
+
+
+async def test_a_key_used_up_is_marked_and_the_provider_only_with_all_its_keys() -> None:
+    config = settings(quota={"a": {"window": "1h"}})
+    config.providers["a"].api_keys = ["sk-one-key-111111", "sk-two-key-222222"]
+    h = Harness(config)
+    spent = err(402, "Insufficient Balance")
+    assert not key_used_up(h.state, h.policy, "a", 0, overloaded())  # not a used-up quota
+    assert key_used_up(h.state, h.policy, "a", 0, spent)
+    assert h.sink.rows["a#0"][1] == h.clock.now() + 3600
+    assert KeysUsedUp(h.state, "a")(0) and not KeysUsedUp(h.state, "a")(1)
+    # The request that saw key #1 refused as well still leaves the provider in use while a
+    # key has quota: only this request moves on.
+    assert await h.run({A: [spent]}) == B
+    assert "a" not in h.state.quota.marks
+    h.clock.advance(600)
+    assert key_used_up(h.state, h.policy, "a", 1, spent)  # now every key is used up
+    assert await h.run({A: [spent]}) == B
+    mark = h.state.quota.marks["a"]
+    assert mark.resets_at == h.sink.rows["a#0"][1]  # back with its first key
+    status = h.state.status(["a"], h.policy.keys)[0]
+    assert status.state == "exhausted" and status.keys is not None
+    assert [(k.key, k.state) for k in status.keys] == [("#0", "exhausted"), ("#1", "exhausted")]
+    h.clock.advance(3000)  # key #0's hour is over
+    assert not KeysUsedUp(h.state, "a")(0) and KeysUsedUp(h.state, "a")(1)
+    h.calls.clear()
+    assert await h.run({}) == A and h.calls == [A]
+    h.state.reset("a")
+    assert h.sink.rows == {} and not h.state.quota.key_marks
 
 
 @pytest.mark.parametrize("error", [

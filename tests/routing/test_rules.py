@@ -187,6 +187,26 @@ def test_long_context_estimate_only_when_reached(tmp_path: Path,
     assert calls == [1]  # rules 2 and 3 share one estimate; rule 1 never asked
 
 
+def test_the_estimate_a_rule_made_goes_on_with_the_decision(tmp_path: Path) -> None:
+    """A translated stream's start reports the estimate `long_context` made (Rules.choose),
+    rather than walking the conversation again; an edited request is estimated anew."""
+    from babelgate import tokens
+    decider = Decider(tmp_path, [
+        {"name": "long", "if": {"long_context": 100000}, "to": "gemini/pro"},
+        {"name": "sys", "if": {"long_context": 10}, "system_prepend": "Be brief."},
+    ])
+    reuse = Reuse()
+    short = anthropic(messages=[{"role": "user", "content": "word"}])
+    decision = decider.rules.choose(short, {}, reuse, decider.router)
+    assert decision.rule is None and decision.estimate == tokens.quick_estimate(short, reuse)
+    long = anthropic(messages=[{"role": "user", "content": "word " * 100}])
+    edited = decider.rules.choose(long, {}, reuse, decider.router)
+    assert edited.rule is not None and edited.rule.label == "sys"
+    assert edited.estimate is None  # the prepended text changes the count
+    plain = Decider(tmp_path, [{"if": {"model": "nope-*"}, "to": "gemini/pro"}])
+    assert plain.rules.choose(long, {}, reuse, plain.router).estimate is None  # none made
+
+
 def test_web_search(tmp_path: Path) -> None:
     decide = one_rule(tmp_path, {"web_search": True})
     search = {"type": "web_search_20250305", "name": "web_search", "max_uses": 5}

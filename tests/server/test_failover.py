@@ -154,8 +154,12 @@ async def test_only_target_used_up_answers_with_a_quota_error(
     assert body["type"] == "error" and body["error"]["type"] == "rate_limit_error"
     assert "quota used up" in body["error"]["message"] and "sub until" in body["error"]["message"]
     assert int(headers["retry-after"]) > 0
-    status, _, raw = await call(gw, "POST", "/v1/messages", message(stream=True))
+    # Which route failed is said on the error too, for streams and whole answers alike.
+    assert headers["x-babelgate-route"] == "route:claude-*"
+    assert "x-babelgate-target" not in headers  # no target served it
+    status, headers, raw = await call(gw, "POST", "/v1/messages", message(stream=True))
     assert status == 429 and b"quota used up" in raw
+    assert headers["x-babelgate-route"] == "route:claude-*"
     assert len(fake_anthropic.requests) == 1  # not asked again
 
 
@@ -187,9 +191,10 @@ async def test_retries_hit_the_same_target_then_the_next(
         first.requests.clear()
         second.requests.clear()
         first.queue(Reply(status=400, error="bad tool schema"))
-        status, _, raw = await call(gw, "POST", "/v1/messages", {**message(), "model": "m"})
+        status, headers, raw = await call(gw, "POST", "/v1/messages", {**message(), "model": "m"})
         assert status == 400 and b"bad tool schema" in raw
         assert len(first.requests) == 1 and second.requests == []
+        assert headers["x-babelgate-route"] == "route:m"
 
 
 async def test_a_failing_target_cools_down_and_shows_as_cooling(

@@ -1,43 +1,72 @@
-"""Quota marks on disk: written in order, read back by the next process; no file is made by
-loading; the same database file as the response store."""
+"""Quota marks in the database, on SQLite and PostgreSQL: written in order, read back by the
+next process (or the other gateway on the same database), per provider and per key of its
+`api_keys`; no SQLite file is made by loading; a database that held marks before marks were
+kept per key keeps them as provider marks."""
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import AsyncIterator
 from pathlib import Path
 
-from babelgate.storage.quota_marks import QuotaStore
-from babelgate.storage.responses import ResponseStore, StoredResponse
+import pytest
+from tests.pg_support import fresh_database
+
+from babelgate.storage.database import open_database
+from babelgate.storage.migrations import MIGRATIONS, m007_quota_marks_per_key, statements
+from babelgate.storage.quota_marks import PROVIDER, QuotaStore
+from babelgate.storage.url import StorageURL
 
 
-def test_marks_survive_a_new_store_on_the_same_file(tmp_path: Path) -> None:
-    path = tmp_path / "state.db"
-    store = QuotaStore(path)
-    assert store.load() == [] and not path.exists()  # loading makes no file
-    store.save("claude-max", 100.0, 200.0, "plan usage limit reached")
-    store.save("deepseek", 110.0, 210.0, "balance")
-    store.save("claude-max", 120.0, 300.0, "again")  # replaces the first
-    store.delete("deepseek")
-    store.close()
+@pytest.fixture(params=("sqlite", "postgresql"))
+async def url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StorageURL]:
+    if request.param == "sqlite":
+        yield StorageURL.sqlite(tmp_path / "state.db")
+        return
+    async with fresh_database() as dsn:
+        yield StorageURL.parse(dsn)
 
-    again = QuotaStore(path)
-    assert again.load() == [("claude-max", 120.0, 300.0, "again")]
+
+async def test_marks_survive_a_new_store_on_the_same_database(url: StorageURL) -> None:
+    db = open_database(url)
+    await db.open()
+    store = QuotaStore(db)
+    assert await store.load() == []
+    if url.path is not None:
+        assert not url.path.exists()  # loading makes no file
+    store.save("claude-max", PROVIDER, 100.0, 200.0, "plan usage limit reached")
+    store.save("deepseek", PROVIDER, 110.0, 210.0, "balance")
+    store.save("deepseek", 1, 111.0, 211.0, "key #1 used up")
+    store.save("claude-max", PROVIDER, 120.0, 300.0, "again")  # replaces the first
+    store.delete("deepseek", PROVIDER)  # the provider's own mark; its key's stays
+    await store.flush()
+    await db.close()
+
+    db = open_database(url)
+    await db.open()
+    again = QuotaStore(db)
+    assert sorted(await again.load()) == [("claude-max", -1, 120.0, 300.0, "again"),
+                                          ("deepseek", 1, 111.0, 211.0, "key #1 used up")]
+    again.delete("deepseek")  # a provider and all its keys
+    assert await again.load() == [("claude-max", -1, 120.0, 300.0, "again")]
     again.delete(None)
-    again.close()
-    assert QuotaStore(path).load() == []
+    assert await again.load() == []
+    await db.close()
 
 
-async def test_the_response_store_and_the_quota_store_share_one_file(tmp_path: Path) -> None:
-    path = tmp_path / "state.db"
-    responses = ResponseStore(path)
-    responses.put(StoredResponse("resp_1", 1e10, [], {"id": "resp_1"}))
-    await responses.flush()
-    quota = QuotaStore(path)
-    quota.save("p", 1.0, 2.0, "r")
-    quota.close()
-    assert await responses.get("resp_1", None) is not None
-    await responses.close()
-    with sqlite3.connect(path) as conn:
-        names = {row[0] for row in conn.execute("SELECT name FROM schema_version")}
-    assert "m005_quota_marks" in names and "m001_responses" in names
-    assert QuotaStore(path).load() == [("p", 1.0, 2.0, "r")]
+async def test_marks_from_before_keys_had_marks_are_kept(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    # A database as the release before this one left it: the migrations up to m006.
+    conn.execute("CREATE TABLE schema_version (name TEXT PRIMARY KEY, applied_at REAL)")
+    for name, fn in MIGRATIONS[:MIGRATIONS.index(("m007_quota_marks_per_key",
+                                                  m007_quota_marks_per_key))]:
+        for sql, params in statements(fn, "sqlite"):
+            conn.execute(sql, params)
+        conn.execute("INSERT INTO schema_version VALUES (?, 0)", (name,))
+    conn.execute("INSERT INTO quota_marks VALUES ('p', 1.0, 2.0, 'r')")
+    conn.close()
+    db = open_database(StorageURL.sqlite(path))
+    await db.open()
+    assert await QuotaStore(db).load() == [("p", -1, 1.0, 2.0, "r")]
+    await db.close()

@@ -72,6 +72,9 @@ class Credentials:
 
     def __init__(self) -> None:
         self.provider = ""
+        # Whether key `index` is used up (routing's KeysUsedUp, set for several `api_keys`):
+        # such a key is passed over like a resting one.
+        self.skip: Callable[[int], bool] | None = None
         self._build: HeaderBuilder = lambda value: {}
         self._seen: list[str] = []  # every value served, newest last, for redaction
 
@@ -150,17 +153,22 @@ class StaticKeys(Credentials):
         keys = self._keys
         if len(keys) == 1:
             return keys[0]
-        # Every key rests: the one that wakes first serves rather than nobody.
-        return self._awake() or keys[min(range(len(keys)), key=self._until.__getitem__)]
+        # Every key rests (or is used up): the one that wakes first serves rather than
+        # nobody, one with quota left first.
+        return self._awake() or keys[min(range(len(keys)), key=self._wakes)]
+
+    def _wakes(self, index: int) -> tuple[bool, float]:
+        skip = self.skip
+        return (skip is not None and skip(index)), self._until[index]
 
     def _awake(self) -> Key | None:
-        """The next key in turn that does not rest, if any."""
-        keys, until = self._keys, self._until
+        """The next key in turn that neither rests nor is used up, if any."""
+        keys, until, skip = self._keys, self._until, self.skip
         now = self._clock()
         count = len(keys)
         for step in range(count):
             index = (self._next + step) % count
-            if until[index] <= now:
+            if until[index] <= now and (skip is None or not skip(index)):
                 self._next = index + 1
                 return keys[index]
         return None

@@ -11,7 +11,7 @@ refuses is swapped for the next one (or read anew) before any answer goes back.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import ClassVar
 from urllib.parse import quote
 
@@ -25,6 +25,11 @@ from .http import HttpClient, Route, UpstreamResponse
 # credentials above all) stays behind.
 _ANTHROPIC_FORWARDED = ("anthropic-beta", "anthropic-version")
 _DEFAULT_ANTHROPIC_VERSION = "2023-06-01"
+
+
+# Routing's ear for a provider with several `api_keys`: (key index, its error answer) ->
+# whether that key's quota is used up (routing/plan.py, key_used_up).
+KeyJudge = Callable[[int, GatewayError], bool]
 
 
 class Provider:
@@ -80,12 +85,18 @@ class Provider:
         return key.headers if key is not None else self._build_headers("")
 
     async def send(self, http: HttpClient, url: str, body: bytes,
-                   client_headers: Mapping[str, str] | None = None) -> UpstreamResponse:
+                   client_headers: Mapping[str, str] | None = None,
+                   judge: KeyJudge | None = None) -> UpstreamResponse:
         """POST `body` to `url` with one of this provider's keys and return the answer, whatever
         its status. A key refused with 401/402/403/429 is swapped for the one its source
         offers (another of `api_keys`; a file or command read anew after a 401) and the same
         request is sent again: nothing has reached the client yet. The answer's `key_index`
-        says which key it came back for (`keys.rest` takes it)."""
+        says which key it came back for.
+        `judge` (routing's, for a provider with several `api_keys`, each with its own quota)
+        hears every error answer, read, with the key it came back for, and says whether it
+        used up that key's quota: such a key is marked by routing and the next key serves,
+        whatever the status. With a judge the last error is raised (`refusal`), not
+        returned."""
         keys = self.keys
         key = keys.pick() or await keys.wait()
         sends = keys.most_sends
@@ -95,13 +106,42 @@ class Provider:
                                        route=self.route)
             response.key_index = key.index
             sends -= 1
-            if response.status not in REFUSED_STATUSES or sends <= 0:
+            if judge is not None and response.status >= 400:
+                other = await self._judged(response, key, sends, judge)
+            elif response.status not in REFUSED_STATUSES or sends <= 0:
                 return response
-            other = await keys.refused(key, response.status, retry_after(response.headers))
-            if other is None:
-                return response
-            await _drain(response)
+            else:
+                swapped = await keys.refused(key, response.status,
+                                             retry_after(response.headers))
+                if swapped is None:
+                    return response
+                await _drain(response)
+                other = swapped
             key = other
+
+    async def _judged(self, response: UpstreamResponse, key: Key, sends: int,
+                      judge: KeyJudge) -> Key:
+        """The key to send again with after an error answer `judge` heard; raises the error
+        when no other key is worth a try."""
+        error = await self.refusal(response)
+        used_up = judge(key.index, error)
+        if sends <= 0 or not (used_up or response.status in REFUSED_STATUSES):
+            raise error
+        other = await self.keys.refused(key, response.status, error.retry_after)
+        if other is None:
+            raise error
+        return other
+
+    async def refusal(self, response: UpstreamResponse) -> GatewayError:
+        """An error answer read whole, as the error the client and routing see: in the
+        protocol's terms, named after this provider, its key masked, with the upstream's
+        headers (a used-up quota's reset: routing/quota.py) and Retry-After."""
+        raw = await response.read()
+        error = self.own_error(self.codec.parse_error(response.status, raw))
+        if error.retry_after is None:
+            error.retry_after = retry_after(response.headers)
+        error.headers = response.headers
+        return error
 
     def url(self, model: str, stream: bool) -> str:
         raise NotImplementedError

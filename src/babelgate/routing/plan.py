@@ -27,6 +27,11 @@ What a Plan promises:
   random in proportion to the weights (1 for providers without one); the others follow in
   route order. The target that answers is remembered for the conversation
   (routing/sticky.py). Routes without a weighted provider keep their order.
+- Keys: a provider with several `api_keys` has a quota per key. `key_used_up(...)` is what
+  the provider asks (providers/provider.py, `send`) when one of them is refused: a refusal
+  that says the quota is used up marks that key until its reset, and the provider tries its
+  next key. The provider is marked used up only when every key is (until the first comes
+  back); before that, a used-up refusal moves this request to the next target only.
 - A healthy gateway (no cooldown, no quota mark, no weights) pays for one small object and a
   few attribute reads per request: the ordering work only runs when there is something to
   order by.
@@ -112,6 +117,8 @@ class Plan:
         self._spent = False
         reason = exhaustion(error, self._policy.quota_for(target.provider))
         if reason is not None:
+            if self._some_key_left(target.provider):
+                return  # this provider's other keys still have quota: the next target now
             self._mark(target.provider, error, reason)
             return
         if not error.retryable:
@@ -142,12 +149,21 @@ class Plan:
 
     # ------------------------------------------------------------------ internals
 
+    def _some_key_left(self, provider: str) -> bool:
+        """Whether a key of the provider's `api_keys` is not used up (False without keys)."""
+        count = self._policy.keys.get(provider)
+        if count is None:
+            return False
+        quota, now = self._state.quota, self._state.clock.now()
+        return any(quota.key_exhausted(provider, key, now) is None for key in range(count))
+
     def _mark(self, provider: str, error: GatewayError, reason: str) -> None:
         state = self._state
         now = state.clock.now()
-        resets_at = stated_reset(error, now)
-        if resets_at is None or resets_at <= now:
-            resets_at = self._policy.quota_for(provider).window.resets_at(now, state.tz)
+        resets_at = _resets_at(state, self._policy, provider, error, now)
+        first_key_back = state.quota.soonest_key_reset(provider)
+        if first_key_back is not None:  # every key used up: back with the first of them
+            resets_at = min(resets_at, first_key_back)
         mark = state.quota.mark(provider, now, resets_at, reason)
         log.warning("provider %s: quota used up until %s (%s)", provider,
                     iso_time(mark.resets_at), reason)
@@ -179,6 +195,47 @@ class Plan:
         for target in targets:
             (resting if cooldowns.resting(target, policy) else awake).append(target)
         return awake + resting
+
+
+def key_used_up(state: RoutingState, policy: RoutingPolicy, provider: str, key: int,
+                error: GatewayError) -> bool:
+    """Whether `error`, the refusal key `key` of the provider's `api_keys` got, says that
+    key's quota is used up; if so the key is marked until its reset."""
+    reason = exhaustion(error, policy.quota_for(provider))
+    if reason is None:
+        return False
+    now = state.clock.now()
+    mark = state.quota.mark(provider, now, _resets_at(state, policy, provider, error, now),
+                            reason, key)
+    log.warning("provider %s: key #%d of api_keys used up until %s (%s)", provider, key,
+                iso_time(mark.resets_at), reason)
+    return True
+
+
+class KeysUsedUp:
+    """Whether key `index` of one provider's `api_keys` is used up now: what its credentials
+    ask before picking a key (providers/credentials.py, `skip`). One dict check while no key
+    of any provider is marked."""
+
+    __slots__ = ("_provider", "_state")
+
+    def __init__(self, state: RoutingState, provider: str) -> None:
+        self._state = state
+        self._provider = provider
+
+    def __call__(self, index: int) -> bool:
+        quota = self._state.quota
+        return bool(quota.key_marks) and quota.key_exhausted(
+            self._provider, index, self._state.clock.now()) is not None
+
+
+def _resets_at(state: RoutingState, policy: RoutingPolicy, provider: str,
+               error: GatewayError, now: float) -> float:
+    """When a quota refused now comes back: the upstream's word, else the window's."""
+    resets_at = stated_reset(error, now)
+    if resets_at is None or resets_at <= now:
+        resets_at = policy.quota_for(provider).window.resets_at(now, state.tz)
+    return resets_at
 
 
 def _weighted(targets: Sequence[Target], weights: Mapping[str, float], draw: float) -> Target:

@@ -27,6 +27,9 @@ class RoutingPolicy:
     # Providers with a `weight`: a route with one of them among its targets spreads its
     # requests (routing/plan.py); others weigh 1 there.
     weights: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
+    # Providers with several `api_keys`: how many. Each key has its own quota marks; the
+    # provider is used up only when all of them are.
+    keys: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
 
     def quota_for(self, provider: str) -> QuotaPolicy:
         return self.quotas.get(provider, DEFAULT_QUOTA)
@@ -47,6 +50,10 @@ class RoutingPolicy:
             weights=MappingProxyType({
                 name: cfg.weight for name, cfg in settings.providers.items()
                 if cfg.weight is not None
+            }),
+            keys=MappingProxyType({
+                name: len(cfg.api_keys) for name, cfg in settings.providers.items()
+                if cfg.api_keys and len(cfg.api_keys) > 1
             }),
         )
 

@@ -16,9 +16,12 @@ What this module promises:
   of `anthropic-ratelimit-*-reset` (Unix seconds or RFC 3339), `x-ratelimit-reset-*`
   (a duration such as "6m0s", or seconds) and Retry-After; None when it says nothing. A
   stated time wins over the configured window.
-- `QuotaBook` holds the marks (provider -> until when), drops a mark once its reset time has
-  passed, and tells a `QuotaSink` (the database, wired by the app) about every change, so the
-  marks survive a restart. Marks are immutable values.
+- `QuotaBook` holds the marks (provider -> until when, and (provider, key index) -> until
+  when for the keys of a provider's `api_keys`), drops a mark once its reset time has passed,
+  and tells a `QuotaSink` (the database, wired by the app) about every change, so the marks
+  survive a restart. Marks are immutable values; a key is named by its index, never its
+  value. `replace_all` takes what the database (or Redis) says now, for the marks another
+  process made (routing/shared.py).
 """
 
 from __future__ import annotations
@@ -50,21 +53,26 @@ class QuotaPolicy:
 DEFAULT_QUOTA = QuotaPolicy()
 
 
+PROVIDER = -1  # the `key` of a mark on the provider as a whole
+
+
 @dataclass(frozen=True, slots=True)
 class QuotaMark:
     provider: str
     since: float  # wall time of the refusal
     resets_at: float  # wall time it comes back
     reason: str
+    key: int = PROVIDER  # the key's index in the provider's `api_keys`; PROVIDER: all of it
 
 
 class QuotaSink(Protocol):
     """Where marks are kept across restarts (storage/quota_marks.py); called on the event
-    loop, so it must only queue the work."""
+    loop, so it must only issue the work."""
 
-    def save(self, provider: str, since: float, resets_at: float, reason: str) -> None: ...
+    def save(self, provider: str, key: int, since: float, resets_at: float,
+             reason: str) -> None: ...
 
-    def delete(self, provider: str | None) -> None: ...
+    def delete(self, provider: str | None, key: int | None = None) -> None: ...
 
 
 def exhaustion(error: GatewayError, policy: QuotaPolicy) -> str | None:
@@ -125,11 +133,22 @@ def _moment(value: str, now: float) -> float | None:
 @dataclass(slots=True)
 class QuotaBook:
     sink: QuotaSink | None = None
-    marks: dict[str, QuotaMark] = field(default_factory=dict)
+    marks: dict[str, QuotaMark] = field(default_factory=dict)  # providers used up
+    key_marks: dict[tuple[str, int], QuotaMark] = field(default_factory=dict)  # their keys
 
     def load(self, marks: Iterable[QuotaMark]) -> None:
         for mark in marks:
-            self.marks[mark.provider] = mark
+            if mark.key == PROVIDER:
+                self.marks[mark.provider] = mark
+            else:
+                self.key_marks[mark.provider, mark.key] = mark
+
+    def replace_all(self, marks: Iterable[QuotaMark]) -> None:
+        """Hold exactly `marks` from now on (what the shared store says): marks made or
+        reset by another process take effect here."""
+        self.marks.clear()
+        self.key_marks.clear()
+        self.load(marks)
 
     def exhausted(self, provider: str, now: float) -> QuotaMark | None:
         """The provider's mark while it holds; a mark whose reset has come goes."""
@@ -137,22 +156,40 @@ class QuotaBook:
         if mark is not None and now >= mark.resets_at:
             del self.marks[provider]
             if self.sink is not None:
-                self.sink.delete(provider)
+                self.sink.delete(provider, PROVIDER)
             return None
         return mark
 
-    def mark(self, provider: str, since: float, resets_at: float, reason: str) -> QuotaMark:
-        mark = QuotaMark(provider, since, resets_at, reason)
-        self.marks[provider] = mark
+    def key_exhausted(self, provider: str, key: int, now: float) -> QuotaMark | None:
+        """Key `key` of the provider's `api_keys`'s mark while it holds."""
+        mark = self.key_marks.get((provider, key))
+        if mark is not None and now >= mark.resets_at:
+            del self.key_marks[provider, key]
+            if self.sink is not None:
+                self.sink.delete(provider, key)
+            return None
+        return mark
+
+    def mark(self, provider: str, since: float, resets_at: float, reason: str,
+             key: int = PROVIDER) -> QuotaMark:
+        mark = QuotaMark(provider, since, resets_at, reason, key)
+        if key == PROVIDER:
+            self.marks[provider] = mark
+        else:
+            self.key_marks[provider, key] = mark
         if self.sink is not None:
-            self.sink.save(provider, since, resets_at, reason)
+            self.sink.save(provider, key, since, resets_at, reason)
         return mark
 
     def reset(self, provider: str | None = None) -> None:
+        """Forget the marks of every provider (None), or of one and all its keys."""
         if provider is None:
             self.marks.clear()
+            self.key_marks.clear()
         else:
             self.marks.pop(provider, None)
+            for found in [k for k in self.key_marks if k[0] == provider]:
+                del self.key_marks[found]
         if self.sink is not None:
             self.sink.delete(provider)
 
@@ -160,3 +197,13 @@ class QuotaBook:
         for provider in list(self.marks):
             self.exhausted(provider, now)
         return self.marks
+
+    def current_keys(self, now: float) -> Mapping[tuple[str, int], QuotaMark]:
+        for provider, key in list(self.key_marks):
+            self.key_exhausted(provider, key, now)
+        return self.key_marks
+
+    def soonest_key_reset(self, provider: str) -> float | None:
+        """When the first of the provider's used-up keys comes back (None: none is)."""
+        times = [m.resets_at for (p, _), m in self.key_marks.items() if p == provider]
+        return min(times) if times else None

@@ -49,7 +49,7 @@ import fnmatch
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from msgspec.structs import replace
 
@@ -76,6 +76,11 @@ class Facts:
         self.reuse = reuse
         self._estimate: int | None = None
         self._image: bool | None = None
+
+    @property
+    def estimated(self) -> int | None:
+        """The estimate if a check made it (None: nobody asked)."""
+        return self._estimate
 
     def estimate(self) -> int:
         if self._estimate is None:
@@ -188,6 +193,15 @@ class Rule:
         return named_route(found.targets, found.header, self.label)
 
 
+class Decision(NamedTuple):
+    """What the rules and routes decided for one request (`Rules.choose`)."""
+
+    request: Request  # as the first matching rule edited it
+    route: Route
+    rule: Rule | None  # None: no rule matched
+    estimate: int | None  # input tokens, when a check estimated `request` already
+
+
 class Rules:
     """The configured rules, compiled. After init only the per-model cache changes (a
     bounded dict of tuples of the frozen rules, as the Router's)."""
@@ -204,11 +218,18 @@ class Rules:
 
     def match(self, request: Request, headers: Mapping[str, str], reuse: Reuse) -> Rule | None:
         """The first rule whose conditions hold for `request`, or None."""
+        return self._match(request, headers, reuse)[0]
+
+    def _match(
+        self, request: Request, headers: Mapping[str, str], reuse: Reuse
+    ) -> tuple[Rule | None, Facts | None]:
+        """The first matching rule, and the facts worked out deciding it (None when no rule
+        was a candidate)."""
         rules = self._for_model.get(request.model)
         if rules is None:
             rules = self._candidates(request.model)
         if not rules:
-            return None
+            return None, None
         facts = Facts(request, headers, reuse)
         for rule in rules:
             # Loops, not all(): no generator per rule on a path every request takes.
@@ -216,8 +237,8 @@ class Rules:
                 if not check(facts):
                     break
             else:
-                return rule
-        return None
+                return rule, facts
+        return None, facts
 
     def _candidates(self, model: str) -> tuple[Rule, ...]:
         """The rules whose `model` glob (if any) matches `model`, in order: a client uses a
@@ -235,12 +256,24 @@ class Rules:
         """The request as edited by the first rule that matches (or as it came), where it
         goes, and the rule (None when none matched). Raises GatewayError(not_found) when the
         routes have nothing for its model."""
-        rule = self.match(request, headers, reuse) if self.rules else None
+        decision = self.choose(request, headers, reuse, router)
+        return decision.request, decision.route, decision.rule
+
+    def choose(
+        self, request: Request, headers: Mapping[str, str], reuse: Reuse, router: Router
+    ) -> Decision:
+        """`decide`, and the input-token estimate when a `long_context` check made one for
+        the request as it goes on (not edited since): a translated stream's start reports it
+        instead of estimating again."""
+        if not self.rules:
+            return Decision(request, router.route(request.model), None, None)
+        rule, facts = self._match(request, headers, reuse)
+        estimate = facts.estimated if facts is not None else None
         if rule is None:
-            return request, router.route(request.model), None
+            return Decision(request, router.route(request.model), None, estimate)
         if rule.edits:
-            request = rule.edits.apply(request)
-        return request, rule.route(request.model, router), rule
+            request, estimate = rule.edits.apply(request), None  # the edits change the count
+        return Decision(request, rule.route(request.model, router), rule, estimate)
 
     # ------------------------------------------------------------------ compiling
 

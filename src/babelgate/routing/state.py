@@ -14,8 +14,8 @@ they survive a restart.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
 from datetime import tzinfo
 
 from .clock import SYSTEM_CLOCK, Clock
@@ -25,14 +25,28 @@ from .sticky import Stickiness
 
 
 @dataclass(frozen=True, slots=True)
+class KeyStatus:
+    """One key of a provider's `api_keys` as /v1/quota shows it: named by its place in the
+    list (`#0`, `#1`...), never by its value."""
+
+    key: str
+    state: str  # ok | exhausted
+    since: float | None = None
+    resets_at: float | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ProviderStatus:
-    """One provider as /v1/quota shows it; times are wall-clock Unix seconds."""
+    """One provider as /v1/quota shows it; times are wall-clock Unix seconds. `keys`: its
+    `api_keys`' states, when it has several."""
 
     name: str
     state: str  # ok | exhausted | cooling
     since: float | None = None
     resets_at: float | None = None
     reason: str | None = None
+    keys: tuple[KeyStatus, ...] | None = None
 
 
 class RoutingState:
@@ -61,8 +75,13 @@ class RoutingState:
         self.cooldowns.clear(provider)
         self.sticky.clear(provider)
 
-    def status(self, providers: Iterable[str]) -> list[ProviderStatus]:
-        marks = self.quota.current(self.clock.now())
+    def status(self, providers: Iterable[str],
+               keys: Mapping[str, int] | None = None) -> list[ProviderStatus]:
+        """The state of each of `providers`; `keys`: how many `api_keys` those with several
+        have (RoutingPolicy.keys), each shown with its own state."""
+        now = self.clock.now()
+        marks = self.quota.current(now)
+        key_marks = self.quota.current_keys(now)
         rests: dict[str, ProviderStatus] = {}
         for rest in self.cooldowns.rests():
             known = rests.get(rest.target.provider)
@@ -74,8 +93,19 @@ class RoutingState:
         for name in providers:
             mark = marks.get(name)
             if mark is not None:
-                out.append(ProviderStatus(name, "exhausted", mark.since, mark.resets_at,
-                                          mark.reason))
+                shown = ProviderStatus(name, "exhausted", mark.since, mark.resets_at,
+                                       mark.reason)
             else:
-                out.append(rests.get(name) or ProviderStatus(name, "ok"))
+                shown = rests.get(name) or ProviderStatus(name, "ok")
+            count = keys.get(name) if keys else None
+            if count:
+                shown = replace(shown, keys=tuple(
+                    _key_status(index, key_marks.get((name, index))) for index in range(count)))
+            out.append(shown)
         return out
+
+
+def _key_status(index: int, mark: QuotaMark | None) -> KeyStatus:
+    if mark is None:
+        return KeyStatus(f"#{index}", "ok")
+    return KeyStatus(f"#{index}", "exhausted", mark.since, mark.resets_at, mark.reason)

@@ -22,7 +22,6 @@ import gc
 import inspect
 import logging
 import os
-import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, TypeVar
@@ -45,6 +44,7 @@ from babelgate.protocols import Codec, get_codec
 from babelgate.protocols.reuse import ReuseTables
 from babelgate.routing import Route, RoutingState, Target, iso_time
 from babelgate.routing.quota import QuotaMark
+from babelgate.routing.state import KeyStatus, ProviderStatus
 from babelgate.server.conversations import Conversations, Recorder
 from babelgate.storage.database import Database, open_database
 from babelgate.storage.keys import KeyRecord
@@ -117,13 +117,10 @@ class App:
         self.request_ids = RequestIds()
         # What routing learns (cooldowns, used-up quotas) lives as long as the process, in one
         # object: every Gateway, the first and each one a reload builds, gets this same one.
-        # Used-up quotas are kept in the database too, so they also outlive a restart: in
-        # the SQLite file; on PostgreSQL not yet (storage/quota_marks.py is SQLite's alone).
-        db_path = self.db.url.path
-        self.quota_store = QuotaStore(db_path) if db_path is not None else None
-        self.routing = RoutingState(
-            sink=self.quota_store,
-            marks=_stored_marks(self.quota_store) if self.quota_store is not None else ())
+        # Used-up quotas are kept in the database too (SQLite or PostgreSQL), so they also
+        # outlive a restart: read back at start.
+        self.quota_store = QuotaStore(self.db)
+        self.routing = RoutingState(sink=self.quota_store)
         # The running configuration: swapped whole by a reload, read once per request.
         self.gateway = Gateway(settings, books=Books(prices_for(settings), (self.usage,)),
                                routing=self.routing)
@@ -243,6 +240,7 @@ class App:
             await self.auth.start()  # raises AuthRequired when keys are required, none exist
             await self.limits.start()
             await self._seed_budgets()
+            self.routing.quota.load(await _stored_marks(self.quota_store))
         except self.db.errors as exc:
             raise StorageUnavailable(f"cannot use the database {self.db.url}: {exc}") from None
         await self.gateway.start()
@@ -275,8 +273,7 @@ class App:
         await asyncio.to_thread(self.usage.close)
         if self.daily_log is not None:
             await self.daily_log.close()  # writes the lines still queued
-        if self.quota_store is not None:
-            await asyncio.to_thread(self.quota_store.close)
+        await self.quota_store.flush()
         await self.db.close()
 
     async def _seed_budgets(self) -> None:
@@ -336,8 +333,8 @@ class App:
             model = request.model
             # Rules first (routing/rules.py), then the routes: the request as the first rule
             # that matches edits it, and where it goes.
-            request, route, rule = gateway.rules.decide(request, http.headers, reuse,
-                                                        gateway.router)
+            request, route, rule, estimate = gateway.rules.choose(
+                request, http.headers, reuse, gateway.router)
         except GatewayError as error:
             _refuse_early(gateway, origin, model, response, codec, error)
             return
@@ -355,7 +352,8 @@ class App:
         call = Call(codec, request, data, raw, http.headers, reuse, origin,
                     # `restore` would parse the client's bytes again, without the edits.
                     releasable=data is original and not edited,
-                    passthrough=passes or not edited, route_log=route.log)
+                    passthrough=passes or not edited, route_log=route.log,
+                    estimated_input=estimate)
         # From here the body lives only in `call`, which lets go of it while upstreams are
         # awaited and once a stream settles; locals of this frame would keep it for the whole
         # stream (~150 KB for Claude Code).
@@ -365,7 +363,7 @@ class App:
         if caller is not None and has_limits(caller):
             refused = await self._admit(call, caller)
             if refused is not None:  # never reached an upstream: a record like the others
-                _refuse_early(gateway, origin, model, response, codec, refused)
+                _refuse_early(gateway, origin, model, response, codec, refused, route)
                 return
         # A client that disconnects cancels this task (server/http.py, server/asgi.py), and
         # with it the upstream request it awaits.
@@ -412,7 +410,8 @@ class App:
         self, gateway: Gateway, call: Call, route: Route, response: Response,
         recorder: Recorder | None = None,
     ) -> None:
-        answer = await self._answer(call, response, gateway.complete(call, list(route.targets)))
+        answer = await self._answer(call, route, response,
+                                    gateway.complete(call, list(route.targets)))
         if answer is None:
             return
         body, target = answer
@@ -423,21 +422,24 @@ class App:
             self.daily_log.body(call.origin.request_id, "response", body,
                                 _credentials(call.headers))
 
-    async def _answer(self, call: Call, response: Response, upstream: Awaitable[T]) -> T | None:
+    async def _answer(
+        self, call: Call, route: Route, response: Response, upstream: Awaitable[T]
+    ) -> T | None:
         """What `upstream` gives (an answer, or the opening of a stream); if it fails, the
-        client is answered with the error instead and None returned."""
+        client is answered with the error instead (naming the `route` that failed) and None
+        returned."""
         try:
             return await upstream
         except GatewayError as error:
-            _refuse(response, call, error)
+            _refuse(response, call, error, route)
         except asyncio.CancelledError:
             if response.client_gone:
                 raise
             # The server is stopping and its grace period ran out: an error to retry on.
-            _refuse(response, call, SHUTTING_DOWN)
+            _refuse(response, call, SHUTTING_DOWN, route)
         except Exception as exc:  # a bug of ours: tell the client, keep the server up
             log.exception("internal error serving %s", call.request.model)
-            _refuse(response, call, internal_error(exc))
+            _refuse(response, call, internal_error(exc), route)
         return None
 
     async def _stream(
@@ -449,7 +451,7 @@ class App:
         head = [*SSE_HEADERS, _route_header(route), _id_header(call.origin)]
         keepalive = self.keepalives.watch(response, head, call.codec.keepalive)
         opened = await self._answer(
-            call, response, _opening(gateway.stream(call, list(route.targets)), keepalive))
+            call, route, response, _opening(gateway.stream(call, list(route.targets)), keepalive))
         if opened is None:
             return
         first, rest, target = opened
@@ -658,13 +660,13 @@ class App:
         })
 
     def _quota_status(self) -> list[dict[str, Any]]:
-        return [
-            {"name": s.name, "state": s.state,
-             "since": iso_time(s.since) if s.since is not None else None,
-             "resets_at": iso_time(s.resets_at) if s.resets_at is not None else None,
-             "reason": s.reason}
-            for s in self.routing.status(self.gateway.providers)
-        ]
+        shown = []
+        for status in self.routing.status(self.gateway.providers, self.gateway.policy.keys):
+            entry = _state_json(status.name, status)
+            if status.keys is not None:  # several api_keys: each key by its place, `#0`...
+                entry["keys"] = [_state_json(None, key) for key in status.keys]
+            shown.append(entry)
+        return shown
 
     async def stored_response(self, request: Request, response: Response) -> None:
         """GET or DELETE /v1/responses/{id}: a response kept for previous_response_id."""
@@ -776,13 +778,25 @@ async def _close_discarded(old: Gateway, new: Gateway) -> None:
         except Exception:  # one provider failing to stop must not undo the reload
             log.exception("stopping provider %s after a reload", provider.name)
 
-def _stored_marks(store: QuotaStore) -> list[QuotaMark]:
-    """The used-up quotas a previous run left (start-up; the file is small)."""
+def _state_json(name: str | None, status: ProviderStatus | KeyStatus) -> dict[str, Any]:
+    """A provider's (`name`) or a key's state as /v1/quota shows it."""
+    head: dict[str, Any] = {"key": status.key} if isinstance(status, KeyStatus) else {
+        "name": name}
+    return {**head, "state": status.state,
+            "since": iso_time(status.since) if status.since is not None else None,
+            "resets_at": iso_time(status.resets_at) if status.resets_at is not None else None,
+            "reason": status.reason}
+
+
+async def _stored_marks(store: QuotaStore) -> list[QuotaMark]:
+    """The used-up quotas a previous run (or another gateway on the database) left."""
     try:
-        return [QuotaMark(*row) for row in store.load()]
-    except sqlite3.Error as exc:  # a damaged file must not keep the gateway from serving
-        log.error("could not read quota marks from %s: %s", store.path, exc)
+        rows = await store.load()
+    except store.db.errors as exc:  # a damaged file must not keep the gateway from serving
+        log.error("could not read quota marks from %s: %s", store.db.url, exc)
         return []
+    return [QuotaMark(provider, since, resets_at, reason, key)
+            for provider, key, since, resets_at, reason in rows]
 
 
 # What a request cut off by the server stopping gets: an error its client retries on.
@@ -866,35 +880,37 @@ async def _opening(stream: Awaitable[T], keepalive: KeepAlive) -> T:
 
 
 def _refuse_early(gateway: Gateway, origin: Origin, model: str, response: Response,
-                  codec: Codec, error: GatewayError) -> None:
+                  codec: Codec, error: GatewayError, route: Route | None = None) -> None:
     """A request refused before any upstream was tried (a body the gateway cannot use, a
-    model no route serves, a key over its limits): the client's error, and its usage record
-    (no provider)."""
+    model no route serves, a key over its limits): the client's error (naming its `route`
+    when one was chosen), and its usage record (no provider)."""
     record = gateway.books.refused(origin, model, error.status, error.kind)
     if gateway.access_log.enabled:  # the stderr line (the file and metrics have the record)
         gateway.access_log.refused(record, error.message)
-    send_error(response, codec, error, _id_header(origin))
+    extra = [_id_header(origin)] if route is None else [_route_header(route), _id_header(origin)]
+    send_error(response, codec, error, *extra)
 
 
-def _refuse(response: Response, call: Call, error: GatewayError) -> None:
-    """Tell the client `error`: with its HTTP status, or, when a stream kept alive is already
-    open (server/keepalive.py), as the protocol's error event that ends it."""
+def _refuse(response: Response, call: Call, error: GatewayError, route: Route) -> None:
+    """Tell the client `error`: with its HTTP status and the route that failed it (which
+    rule and route chose the targets matters most when none answered), or, when a stream
+    kept alive is already open (server/keepalive.py; its head named the route), as the
+    protocol's error event that ends it."""
     if response.started:
         response.end(call.codec.stream_encoder(call.request).encode(StreamError(error)))
     else:
-        send_error(response, call.codec, error, _id_header(call.origin))
+        send_error(response, call.codec, error, _route_header(route), _id_header(call.origin))
 
 
 def send_error(
-    response: Response, codec: Codec, error: GatewayError,
-    extra: tuple[bytes, bytes] | None = None,
+    response: Response, codec: Codec, error: GatewayError, *extra: tuple[bytes, bytes],
 ) -> None:
     headers = JSON_HEADERS
     if error.retry_after is not None:
         # Clients' SDKs wait as long as this says before retrying a 429 or 5xx.
         headers = [*JSON_HEADERS, (b"retry-after", f"{error.retry_after:g}".encode())]
-    if extra is not None:
-        headers = [*headers, extra]
+    if extra:
+        headers = [*headers, *extra]
     if error.kind == "budget":
         # The Anthropic and OpenAI SDKs read this before retrying a 429 themselves: a spent
         # budget comes back at the end of its period, not in a few seconds.

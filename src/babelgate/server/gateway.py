@@ -19,6 +19,7 @@ import os
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeVar
 
 import orjson
@@ -49,8 +50,9 @@ from babelgate.protocols.reuse import Reuse
 from babelgate.providers.credentials import credentials_from
 from babelgate.providers.http import HttpClient, UpstreamResponse, make_route
 from babelgate.providers.presets import provider_quirks
-from babelgate.providers.provider import PROVIDER_TYPES, Provider
+from babelgate.providers.provider import PROVIDER_TYPES, KeyJudge, Provider
 from babelgate.routing import Plan, Router, RoutingPolicy, RoutingState, Target
+from babelgate.routing.plan import KeysUsedUp, key_used_up
 from babelgate.routing.rules import Rules
 
 from .access_log import AccessLog
@@ -141,6 +143,12 @@ class Gateway:
         self.routing = routing if routing is not None else RoutingState()
         self.policy = RoutingPolicy.from_settings(settings)
         self.providers = build_providers(settings, providers)
+        # Providers with several `api_keys`: each key's quota is routing's to mark (a refusal
+        # heard by `key_used_up`) and the credentials' to skip while it is used up.
+        self._judges: dict[str, KeyJudge] = {}
+        for name in self.policy.keys:
+            self._judges[name] = partial(key_used_up, self.routing, self.policy, name)
+            self.providers[name].keys.skip = KeysUsedUp(self.routing, name)
         self._http: HttpClient | None = http
         # Bytes of upstream answer held at once: a whole body (the HTTP client's limit), or
         # the unfinished event of a stream (a decoder keeps it until its blank line).
@@ -192,15 +200,12 @@ class Gateway:
         body: bytes,
         client_headers: Mapping[str, str] | None,
     ) -> UpstreamResponse:
-        # The provider picks the key, and swaps a refused one before answering (credentials).
-        response = await provider.send(self.http, url, body, client_headers)
+        # The provider picks the key, and swaps a refused one before answering (credentials);
+        # with several `api_keys`, routing hears each refusal (a key's quota used up).
+        judge = self._judges.get(provider.name) if self._judges else None
+        response = await provider.send(self.http, url, body, client_headers, judge)
         if response.status >= 400:
-            raw = await response.read()
-            error = provider.own_error(provider.codec.parse_error(response.status, raw))
-            if error.retry_after is None:
-                error.retry_after = _retry_after(response.headers)
-            error.headers = response.headers  # when a used-up quota returns: routing/quota.py
-            raise error
+            raise await provider.refusal(response)
         return response
 
     async def complete(
@@ -311,7 +316,9 @@ class Gateway:
         # Made now, while the request is whole: its first events are encoded after it was let
         # go of (below). OpenAI-style upstreams report input tokens at the end only, and some
         # Anthropic-compatible ones say 0 in message_start; the client still needs a count.
-        attempt.estimated_input = tokens.quick_estimate(call.request, reuse)
+        estimate = call.estimated_input  # a `long_context` rule's, when one made it
+        attempt.estimated_input = (estimate if estimate is not None
+                                   else tokens.quick_estimate(call.request, reuse))
         # Waiting on the upstream can take seconds, and a burst of new streams waits together:
         # let go of the parsed body meanwhile (the raw bytes stay, for a fallback).
         del upstream_request
@@ -652,17 +659,6 @@ def _client_start(event: MessageStart, attempt: Attempt, request: Request) -> Me
     return MessageStart(event.id, request.model, usage)
 
 
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    """The upstream's `retry-after` in seconds (the delay form; the HTTP-date form is rare
-    on APIs and ignored)."""
-    value = headers.get("retry-after")
-    try:
-        seconds = float(value) if value else None
-    except ValueError:
-        return None
-    return seconds if seconds is not None and seconds >= 0 else None
-
-
 async def _nothing() -> AsyncIterator[bytes]:
     return
     yield  # makes this an (empty) async generator
@@ -736,6 +732,9 @@ class Call:
     passthrough: bool = True  # False: a rule's edits have no pass-through form (rule_edits.py)
     route_log: str = "rule=- route=-"  # what chose the targets, for the access log
     permit: Permit | None = None  # what the calling key's limits admitted (limits/)
+    # The input-token estimate a rule's `long_context` check made of `request`, if any: the
+    # same number a translated stream's start needs (routing/rules.py, Rules.choose).
+    estimated_input: int | None = None
 
     def release(self) -> None:
         """Let go of the parsed body while an upstream is awaited; `restore` rebuilds it from

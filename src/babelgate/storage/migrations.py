@@ -233,3 +233,27 @@ def m006_keys(db: Schema) -> None:
     )
     # A name is unique among the keys not revoked: a revoked name can be given again.
     db.execute("CREATE UNIQUE INDEX keys_live_name ON keys (name) WHERE revoked_at IS NULL")
+
+
+@migration
+def m007_quota_marks_per_key(db: Schema) -> None:
+    # Quota marks per key of a provider's `api_keys` too: `key_index` is the key's place in
+    # that list, -1 for the provider as a whole (never the key itself). The primary key
+    # becomes (provider, key_index), so the table is rebuilt; the marks it held are kept as
+    # provider marks.
+    db.execute(
+        """CREATE TABLE quota_marks_by_key (
+            provider TEXT NOT NULL,
+            key_index INTEGER NOT NULL,
+            since DOUBLE PRECISION NOT NULL,
+            resets_at DOUBLE PRECISION NOT NULL,
+            reason TEXT NOT NULL,
+            PRIMARY KEY (provider, key_index)
+        )"""
+    )
+    db.execute(
+        "INSERT INTO quota_marks_by_key (provider, key_index, since, resets_at, reason) "
+        "SELECT provider, -1, since, resets_at, reason FROM quota_marks"
+    )
+    db.execute("DROP TABLE quota_marks")
+    db.execute("ALTER TABLE quota_marks_by_key RENAME TO quota_marks")

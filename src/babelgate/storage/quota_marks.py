@@ -1,104 +1,75 @@
-"""Quota marks on disk: which providers are used up, and until when, across restarts.
+"""Quota marks in the database: which providers (or keys of a provider's `api_keys`) are used
+up, and until when, across restarts and across the gateways that share the database.
 
 What this module promises:
-- `load()` returns every stored mark as (provider, since, resets_at, reason); it runs once at
-  start-up, on the caller's thread, and touches nothing when the database file does not
-  exist yet.
-- `save()` and `delete()` never block the caller: they queue the statement to the store's
-  own thread, which owns its connection and runs them in the order they were issued (a
-  delete after a save removes it). A failed write is logged; the mark in memory stands.
-- Plain SQL on plain values (TEXT, REAL): nothing here knows what a quota is for.
+- Rows are (provider, key_index, since, resets_at, reason): `key_index` is the key's place in
+  the provider's `api_keys`, -1 for the provider as a whole; never a key itself.
+- `load()` returns every stored mark; on SQLite it touches nothing when the file does not
+  exist yet (a gateway that never stored anything leaves no file behind).
+- `save()` and `delete()` never block the caller: the statement is issued to the database
+  (storage/database.py runs what was issued in order, off the event loop: a delete after a
+  save removes it). A failed write is logged; the mark in memory stands.
+- Plain SQL on plain values, the same on SQLite and PostgreSQL: nothing here knows what a
+  quota is for.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import os
-import sqlite3
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
 
-from .migrations import migrate
+from .database import Database
 
 log = logging.getLogger("babelgate")
 
-Row = tuple[str, float, float, str]
+Row = tuple[str, int, float, float, str]
+PROVIDER = -1  # the key_index of a mark on the provider as a whole
 
 _SAVE = """
-INSERT INTO quota_marks (provider, since, resets_at, reason) VALUES (?, ?, ?, ?)
-ON CONFLICT (provider) DO UPDATE SET since = excluded.since, resets_at = excluded.resets_at,
-    reason = excluded.reason
+INSERT INTO quota_marks (provider, key_index, since, resets_at, reason) VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (provider, key_index) DO UPDATE SET since = excluded.since,
+    resets_at = excluded.resets_at, reason = excluded.reason
 """
 
 
 class QuotaStore:
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path).expanduser()
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="babelgate-quota")
-        self._conn: sqlite3.Connection | None = None  # used only on self._thread
-        self._pending: set[Future[None]] = set()
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._pending: set[asyncio.Future[int]] = set()
 
-    def load(self) -> list[Row]:
-        if not self.path.exists():
+    async def load(self) -> list[Row]:
+        if not self.db.exists():
             return []
-        return self._thread.submit(self._load).result()
+        rows = await self.db.fetch(
+            "SELECT provider, key_index, since, resets_at, reason FROM quota_marks")
+        return [(str(p), int(k), float(s), float(r), str(why)) for p, k, s, r, why in rows]
 
-    def save(self, provider: str, since: float, resets_at: float, reason: str) -> None:
-        self._queue(self._save, provider, since, resets_at, reason)
+    def save(self, provider: str, key: int, since: float, resets_at: float,
+             reason: str) -> None:
+        self._issue(self.db.execute(_SAVE, provider, key, since, resets_at, reason))
 
-    def delete(self, provider: str | None) -> None:
-        self._queue(self._delete, provider)
+    def delete(self, provider: str | None, key: int | None = None) -> None:
+        """Forget the marks of every provider (None), of one (`key` None: the provider's own
+        and its keys'), or one mark."""
+        if provider is None:
+            future = self.db.execute("DELETE FROM quota_marks")
+        elif key is None:
+            future = self.db.execute("DELETE FROM quota_marks WHERE provider = ?", provider)
+        else:
+            future = self.db.execute(
+                "DELETE FROM quota_marks WHERE provider = ? AND key_index = ?", provider, key)
+        self._issue(future)
 
-    def flush(self) -> None:
-        """Wait for the queued writes (tests, shutdown); blocks the caller."""
-        for future in list(self._pending):
-            future.exception()
+    async def flush(self) -> None:
+        """Wait for the writes issued so far (tests, shutdown)."""
+        if self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)
 
-    def close(self) -> None:
-        """Finish queued writes and close the connection (blocks while they finish)."""
-        self._thread.submit(self._close)
-        self._thread.shutdown(wait=True)
-
-    # ------------------------------------------------------------ the store's thread
-    def _queue(self, fn: Callable[..., None], *args: object) -> None:
-        future = self._thread.submit(fn, *args)
+    def _issue(self, future: asyncio.Future[int]) -> None:
         self._pending.add(future)
         future.add_done_callback(self._done)
 
-    def _done(self, future: Future[None]) -> None:
+    def _done(self, future: asyncio.Future[int]) -> None:
         self._pending.discard(future)
         if not future.cancelled() and future.exception() is not None:
             log.error("could not store a quota mark: %s", future.exception())
-
-    def _db(self) -> sqlite3.Connection:
-        if self._conn is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            if not self.path.exists():
-                self.path.touch(mode=0o600)
-            conn = sqlite3.connect(self.path, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA busy_timeout=5000")  # the response store shares the file
-            migrate(conn)
-            self._conn = conn
-        return self._conn
-
-    def _load(self) -> list[Row]:
-        rows = self._db().execute(
-            "SELECT provider, since, resets_at, reason FROM quota_marks").fetchall()
-        return [(str(p), float(s), float(r), str(why)) for p, s, r, why in rows]
-
-    def _save(self, provider: str, since: float, resets_at: float, reason: str) -> None:
-        self._db().execute(_SAVE, (provider, since, resets_at, reason))
-
-    def _delete(self, provider: str | None) -> None:
-        if provider is None:
-            self._db().execute("DELETE FROM quota_marks")
-        else:
-            self._db().execute("DELETE FROM quota_marks WHERE provider = ?", (provider,))
-
-    def _close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
