@@ -53,7 +53,15 @@ NO_PROVIDER_HINT = (
     "creates an example) and start it with `babelgate serve --config babelgate.yaml`."
 )
 
-ProviderType = Literal["openai", "anthropic", "gemini", "openai-responses"]
+ProviderType = Literal["openai", "anthropic", "gemini", "openai-responses", "claude-code"]
+# The permission modes Claude Code's --permission-mode takes (2.1), and `default`: no flag.
+PermissionMode = Literal[
+    "default", "acceptEdits", "auto", "bypassPermissions", "manual", "dontAsk", "plan"
+]
+Chunking = Literal["token", "word", "sentence", "message"]
+# Fields only a `type: claude-code` provider reads (claude_code/): refused on the others.
+_CLAUDE_CODE_FIELDS = ("binary", "env", "tools", "permission_mode", "max_processes",
+                       "idle_timeout", "queue_timeout", "chunking")
 
 
 class ConfigError(Exception):
@@ -186,7 +194,9 @@ class ProviderConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: ProviderType
-    base_url: str  # openai: includes /v1 as in the OpenAI SDK; anthropic: no /v1
+    # openai: includes /v1 as in the OpenAI SDK; anthropic: no /v1; claude-code: none (the
+    # CLI finds its upstream itself, or through ANTHROPIC_BASE_URL in `env`).
+    base_url: str = ""
     # repr=False keeps credentials out of reprs, logs and tracebacks. At most one of the
     # four key sources (providers/credentials.py says how each behaves).
     api_key: str | None = Field(default=None, repr=False)
@@ -205,6 +215,27 @@ class ProviderConfig(BaseModel):
     # http://, socks5:// or socks5h:// (user:pass@ allowed); else HTTPS_PROXY & co. apply.
     proxy: str | None = Field(default=None, repr=False)
     ca_file: str | None = None  # PEM bundle the upstream's TLS certificate is checked against
+    # type: claude-code (the local Claude Code CLI as a backend; babelgate.claude_code).
+    binary: str = "claude"  # a name on PATH or a path
+    env: dict[str, str] = Field(default_factory=dict, repr=False)  # may hold a key
+    tools: list[str] = Field(default_factory=list)  # the CLI's own tools; []: plain chat
+    permission_mode: PermissionMode = "default"
+    max_processes: int = Field(default=4, ge=1)
+    idle_timeout: float = Field(default=600, gt=0)  # an idle session's process is stopped
+    queue_timeout: float = Field(default=5, ge=0)  # a request waits this long for a process
+    chunking: Chunking = "token"  # how the CLI's text is cut into the client's deltas
+
+    @model_validator(mode="after")
+    def _claude_code_fields(self) -> ProviderConfig:
+        if self.type == "claude-code":
+            return self
+        if not self.base_url:
+            raise ValueError("base_url is required for this type")
+        given = [name for name in _CLAUDE_CODE_FIELDS if name in self.model_fields_set]
+        if given:
+            raise ValueError(f"{', '.join(given)}: only a type: claude-code provider reads "
+                             f"{'these' if len(given) > 1 else 'this'}")
+        return self
 
     @model_validator(mode="after")
     def _one_key_source(self) -> ProviderConfig:
@@ -253,7 +284,7 @@ class ProviderConfig(BaseModel):
     @field_validator("base_url")
     @classmethod
     def _check_base_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
+        if value and not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         # Paths are joined as base_url + "/chat/completions": a trailing slash would double.
         return value.rstrip("/")
@@ -390,6 +421,18 @@ class LogsConfig(BaseModel):
     bodies: bool = False
 
 
+class ClaudeCodeConfig(BaseModel):
+    """What every `type: claude-code` provider shares: where projects live (`claude_code:`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # Existing directories (and everything under them) a project may name as its `path`.
+    roots: list[str] = Field(default_factory=list)
+    # Where projects without a `path` get their directory; None: $XDG_DATA_HOME/babelgate/
+    # projects, else ~/.local/share/babelgate/projects.
+    projects_dir: str | None = None
+
+
 class Settings(BaseModel):
     server: ServerConfig
     providers: dict[str, ProviderConfig]
@@ -407,6 +450,7 @@ class Settings(BaseModel):
     # redis://host:port/db: the keys' limits and budgets counted in Redis, shared exactly by
     # every instance and worker using it (babelgate.limits); None: counted per process.
     redis: str | None = None
+    claude_code: ClaudeCodeConfig = Field(default_factory=ClaudeCodeConfig)
 
 
 def _check_redis(value: str | None) -> str | None:
@@ -437,6 +481,7 @@ class _FileConfig(BaseModel):
         return [] if value is None else value  # `rules:` with nothing after it
     auth: AuthConfig = Field(default_factory=AuthConfig)
     redis: str | None = None
+    claude_code: ClaudeCodeConfig = Field(default_factory=ClaudeCodeConfig)
 
     _redis_url = field_validator("redis")(_check_redis)
 
@@ -486,6 +531,7 @@ def _load_file(path: Path, env: Mapping[str, str]) -> Settings:
         storage=parsed.storage, rules=parsed.rules, prices=parsed.prices,
         logs=parsed.logs, metrics=parsed.metrics,
         retry=parsed.retry, cooldown=parsed.cooldown, auth=parsed.auth, redis=parsed.redis,
+        claude_code=parsed.claude_code,
     )
 
 
@@ -596,16 +642,17 @@ def _describe_one(err: Mapping[str, Any], where: str) -> str:
     return f"{field}: {message} in {where}; {_hint_for(loc)}"
 
 
+# Top-level sections and the model of each, for the names an unknown field is told of.
+_SECTIONS: dict[str, type[BaseModel]] = {
+    "server": ServerConfig, "storage": StorageConfig, "logs": LogsConfig, "auth": AuthConfig,
+    "retry": RetryConfig, "cooldown": CooldownConfig, "claude_code": ClaudeCodeConfig,
+}
+
+
 def _known_fields(parent: tuple[str, ...]) -> list[str]:
     model: type[BaseModel] = _FileConfig
-    if parent == ("server",):
-        model = ServerConfig
-    elif parent == ("storage",):
-        model = StorageConfig
-    elif parent == ("logs",):
-        model = LogsConfig
-    elif parent == ("auth",):
-        model = AuthConfig
+    if len(parent) == 1 and parent[0] in _SECTIONS:
+        model = _SECTIONS[parent[0]]
     elif len(parent) == 2 and parent[0] == "providers":
         model = ProviderConfig
     elif len(parent) == 2 and parent[0] == "rules":
@@ -616,17 +663,13 @@ def _known_fields(parent: tuple[str, ...]) -> list[str]:
         model = PriceConfig
     elif len(parent) == 3 and parent[0] == "providers" and parent[2] == "quota":
         model = QuotaConfig
-    elif parent == ("retry",):
-        model = RetryConfig
-    elif parent == ("cooldown",):
-        model = CooldownConfig
     return [field.alias or name for name, field in model.model_fields.items()]
 
 
 def _hint_for(loc: tuple[str, ...]) -> str:
     last = loc[-1] if loc else ""
     hints = {
-        "type": "use one of: openai, anthropic, gemini, openai-responses",
+        "type": "use one of: openai, anthropic, gemini, openai-responses, claude-code",
         "base_url": "for example https://api.openai.com/v1 (openai) or "
         "https://api.anthropic.com (anthropic)",
         "preset": "pick a known preset or remove the field",
@@ -659,6 +702,13 @@ def _hint_for(loc: tuple[str, ...]) -> str:
         "required": "use true or false",
         "refresh_interval_s": "use a positive number of seconds",
         "redis": "for example redis://127.0.0.1:6379/0",
+        "permission_mode": "use default, acceptEdits, auto, bypassPermissions, manual, "
+        "dontAsk or plan (Claude Code's names)",
+        "chunking": "use token, word, sentence or message",
+        "max_processes": "use a whole number, 1 or more",
+        "idle_timeout": "use a positive number of seconds",
+        "queue_timeout": "use a number of seconds, 0 or more",
+        "roots": "a list of existing directories projects may use",
     }
     if last in hints:
         return hints[last]
@@ -734,7 +784,7 @@ def _check_env_proxies(
     """A proxy variable (HTTPS_PROXY...) that a provider would use must be one babelgate can
     use: found here, as a configuration error, rather than when the providers are built."""
     for name, provider in providers.items():
-        if provider.proxy is None:
+        if provider.proxy is None and provider.base_url:
             try:
                 proxy_from_env(provider.base_url, env)
             except ValueError as exc:

@@ -133,6 +133,13 @@ class Plan:
             self._again = True
             self._delay = policy.retry.delay(self._tries, error.retry_after)
 
+    def unfit(self, error: GatewayError) -> None:
+        """The target cannot take this request at all (a claude-code target and client
+        tools): the next target is tried, and `error` is what the client hears if no
+        other target fails in its own way."""
+        if self._error is None:
+            self._error = error
+
     @property
     def finished(self) -> bool:
         """No attempt follows the last failure (targets that turn out used up are skipped,

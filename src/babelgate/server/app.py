@@ -36,6 +36,10 @@ from babelgate.books.store import UsageSink
 from babelgate.canonical import GatewayError, StreamError, invalid
 from babelgate.canonical.errors import ErrorKind
 from babelgate.canonical.nesting import TOO_DEEP, too_deep
+from babelgate.claude_code.api import PREFIXES as SESSION_PREFIXES
+from babelgate.claude_code.api import SessionsApi
+from babelgate.claude_code.provider import ClaudeCodeProvider
+from babelgate.claude_code.runtime import ClaudeCode
 from babelgate.config import ConfigError, Settings, load_settings
 from babelgate.limits import Limited, Limiter, Refusal
 from babelgate.limits.periods import bounds
@@ -51,7 +55,7 @@ from babelgate.storage.keys import KeyRecord
 from babelgate.storage.quota_marks import QuotaStore
 from babelgate.storage.responses import ResponseStore
 from babelgate.storage.spend import spend_since
-from babelgate.storage.url import StorageURL
+from babelgate.storage.url import StorageURL, default_db_path
 from babelgate.storage.usage import UsageWriter
 
 from .admin_api import AdminApi
@@ -121,9 +125,11 @@ class App:
         # outlive a restart: read back at start.
         self.quota_store = QuotaStore(self.db)
         self.routing = RoutingState(sink=self.quota_store)
+        # Sessions and projects of claude-code providers (claude_code/): one for the process.
+        self.claude_code = ClaudeCode(self.db, settings.claude_code, default_db_path().parent)
         # The running configuration: swapped whole by a reload, read once per request.
         self.gateway = Gateway(settings, books=Books(prices_for(settings), (self.usage,)),
-                               routing=self.routing)
+                               routing=self.routing, claude_code=self.claude_code)
         self._observe(settings)
         self.trimmer = HeapTrimmer()
         self.collector = Collector()  # the cycles reference counting leaves: memory.py
@@ -177,6 +183,10 @@ class App:
         if self.metrics is not None:
             self.routes[("GET", "/metrics")] = self.serve_metrics
         self.gemini = GeminiApi(self)  # /v1beta/models/...: paths that carry the model
+        # /v1/sessions and /v1/projects, with or without an id (claude_code/api.py).
+        self.sessions = SessionsApi(lambda: self.claude_code, owner_of)
+        for path in ("/v1/sessions", "/v1/projects"):
+            self.routes[("GET", path)] = self.routes[("POST", path)] = self.sessions
 
     def _observe(self, settings: Settings) -> None:
         """The daily log file and the metrics, when configured: each takes every attempt's
@@ -213,6 +223,8 @@ class App:
                 handler = self.stored_response
             elif gemini_path(path):
                 handler = self.gemini
+            elif path.startswith(SESSION_PREFIXES):
+                handler = self.sessions
             else:
                 handler = self.not_found
         await handler(request, response)
@@ -241,6 +253,7 @@ class App:
             await self.limits.start()
             await self._seed_budgets()
             self.routing.quota.load(await _stored_marks(self.quota_store))
+            await self.claude_code.start()
         except self.db.errors as exc:
             raise StorageUnavailable(f"cannot use the database {self.db.url}: {exc}") from None
         await self.gateway.start()
@@ -353,7 +366,7 @@ class App:
                     # `restore` would parse the client's bytes again, without the edits.
                     releasable=data is original and not edited,
                     passthrough=passes or not edited, route_log=route.log,
-                    estimated_input=estimate)
+                    estimated_input=estimate, owner=owner)
         # From here the body lives only in `call`, which lets go of it while upstreams are
         # awaited and once a stream settles; locals of this frame would keep it for the whole
         # stream (~150 KB for Claude Code).
@@ -540,7 +553,7 @@ class App:
                 if name in old.providers and old.settings.providers.get(name) == config}
         return Gateway(settings, http=old.http, access_log=old.access_log, providers=kept,
                        books=old.books.repriced(prices_for(settings)),
-                       routing=old.routing)
+                       routing=old.routing, claude_code=self.claude_code)
 
     def _refused(self, why: str, message: str) -> GatewayError:
         status = self.reload_status
@@ -614,6 +627,7 @@ class App:
             "reuse": self.reuse.stats(),  # request pieces decoded once and found again
             # "ok", or "unreachable, local limits" while it is away; null without `redis:`.
             "redis": self.limits.status,
+            "claude_code": self._claude_code_health(gateway),
         })
 
     async def providers(self, request: Request, response: Response) -> None:
@@ -623,6 +637,15 @@ class App:
     async def capabilities(self, request: Request, response: Response) -> None:
         """GET /v1/models/capabilities: what each model /v1/models lists can do."""
         send_json(response, 200, capabilities_listing(self.gateway))
+
+    def _claude_code_health(self, gateway: Gateway) -> dict[str, int]:
+        """The CLI processes of every claude-code provider, and the sessions kept."""
+        pools = [p.pool for p in gateway.providers.values()
+                 if isinstance(p, ClaudeCodeProvider)]
+        return {"active_processes": sum(len(pool.live) for pool in pools),
+                "busy_processes": sum(pool.busy for pool in pools),
+                "sessions": self.claude_code.session_count,
+                "reaped": sum(pool.reaped for pool in pools)}
 
     async def quota(self, request: Request, response: Response) -> None:
         """GET /v1/quota: each provider's state (ok, exhausted, cooling) with ISO 8601 UTC

@@ -42,7 +42,10 @@ from babelgate.canonical import (
 )
 from babelgate.canonical.errors import STATUS_BY_KIND
 from babelgate.canonical.nesting import TOO_DEEP, too_deep
-from babelgate.canonical.stream import response_events
+from babelgate.canonical.stream import Accumulator, response_events
+from babelgate.claude_code.prompt import tools_refused
+from babelgate.claude_code.provider import ClaudeCodeProvider
+from babelgate.claude_code.runtime import ClaudeCode, session_of
 from babelgate.config import Settings
 from babelgate.limits import Permit
 from babelgate.protocols import Codec, StreamDecoder, StreamEncoder
@@ -80,6 +83,9 @@ def build_providers(
     for name, cfg in settings.providers.items():
         if kept and name in kept:
             providers[name] = kept[name]
+            continue
+        if cfg.type == "claude-code":  # a local program, not an HTTP upstream
+            providers[name] = ClaudeCodeProvider(name, cfg)
             continue
         cls = PROVIDER_TYPES[cfg.type]
         providers[name] = cls(
@@ -134,8 +140,11 @@ class Gateway:
         providers: Mapping[str, Provider] | None = None,
         books: Books | None = None,
         routing: RoutingState | None = None,
+        claude_code: ClaudeCode | None = None,
     ) -> None:
         self.settings = settings
+        # Sessions and projects of claude-code providers (the app's; outlives a reload).
+        self.claude_code = claude_code
         # Each finished attempt becomes one usage record, handed to every sink.
         self.books = books or Books()
         self.router = Router(settings)
@@ -162,6 +171,8 @@ class Gateway:
 
     async def stop(self) -> None:
         for provider in self.providers.values():
+            if isinstance(provider, ClaudeCodeProvider):
+                await provider.shutdown()  # its processes have exited when this returns
             provider.close()
         self.access_log.flush()
         if self._http is not None:
@@ -213,7 +224,7 @@ class Gateway:
     ) -> tuple[bytes, Target]:
         """The client's response body from the first target that gives one."""
         body, target, attempt = await self._fall_back(
-            call, targets, self._pass_complete, self._translate_complete
+            call, targets, self._pass_complete, self._translate_complete, self._local_complete
         )
         self.log_attempt(call, attempt)
         return body, target
@@ -224,6 +235,7 @@ class Gateway:
         targets: list[Target],
         passing: _AttemptOn[_Answer],
         translating: _AttemptOn[_Answer],
+        local: _AttemptOn[_Answer],
     ) -> tuple[_Answer, Target, Attempt]:
         """Carry out the attempts routing plans (routing/plan.py decides the order, the
         retries and what is skipped, and learns from each outcome): `passing` for a target
@@ -237,11 +249,18 @@ class Gateway:
         plan = Plan(self.routing, self.policy, targets, key)
         async for target in plan:
             provider = self.provider(target)
+            call.restore()  # a fallback after an attempt let go of the parsed body
+            if isinstance(provider, ClaudeCodeProvider) and call.request.tools:
+                # The CLI runs only its own tools: the next target may take the client's.
+                plan.unfit(tools_refused())
+                continue
             attempt = Attempt(target, time.perf_counter(), route=call.route_log,
                               wall=time.time())
             try:
-                call.restore()  # a fallback after an attempt let go of the parsed body
-                attempt_on = passing if _passes(call, provider) else translating
+                if isinstance(provider, ClaudeCodeProvider):
+                    attempt_on = local
+                else:
+                    attempt_on = passing if _passes(call, provider) else translating
                 answer = await attempt_on(call, provider, target, attempt)
             except GatewayError as exc:
                 error = exc
@@ -292,6 +311,64 @@ class Gateway:
             attempt.usage = None
         return raw
 
+    # ------------------------------------------------------------------ local providers
+    def _turn(self, call: Call, provider: Provider, target: Target,
+              attempt: Attempt) -> AsyncGenerator[Event, None]:
+        """A claude-code target's canonical events for this call (claude_code/runtime.py)."""
+        assert isinstance(provider, ClaudeCodeProvider)
+        if self.claude_code is None:
+            raise GatewayError("api_error", "claude-code providers need the app's runtime")
+        attempt.provider = provider
+        attempt.estimated_input = tokens.quick_estimate(call.request, call.reuse)
+        return self.claude_code.turn(provider, call.request, target.model,
+                                     session_of(call.headers, call.data), call.owner)
+
+    async def _local_complete(
+        self, call: Call, provider: Provider, target: Target, attempt: Attempt
+    ) -> bytes:
+        folded = Accumulator()
+        turn = self._turn(call, provider, target, attempt)
+        try:
+            async for event in turn:
+                folded.feed(event)
+        finally:
+            await turn.aclose()
+        response = replace(folded.response(), model=call.request.model)
+        attempt.usage = response.usage
+        attempt.ended = True
+        return orjson.dumps(call.codec.render_response(response, call.request, call.reuse))
+
+    async def _local_stream(
+        self, call: Call, provider: Provider, target: Target, attempt: Attempt
+    ) -> tuple[bytes, AsyncIterator[bytes]]:
+        encoder = call.codec.stream_encoder(call.request, call.reuse)
+        turn = self._turn(call, provider, target, attempt)
+        opening: list[Event] = []
+        try:  # until the content begins: a failure before it may still fall back
+            while not opening or type(opening[-1]) is MessageStart:
+                opening.append(await anext(turn))
+        except BaseException:
+            await turn.aclose()
+            raise
+        first = _encode(encoder, opening, attempt, call.request)
+        attempt.first = time.perf_counter()
+        return first, self._local_rest(call, attempt, turn, encoder)
+
+    async def _local_rest(
+        self, call: Call, attempt: Attempt, turn: AsyncGenerator[Event, None],
+        encoder: StreamEncoder,
+    ) -> AsyncIterator[bytes]:
+        try:
+            try:
+                async for event in turn:
+                    yield _encode(encoder, [event], attempt, call.request)
+                attempt.ended = True
+            except GatewayError as error:
+                yield _encode(encoder, [StreamError(error)], attempt, call.request)
+        finally:
+            await turn.aclose()  # a client that left: the CLI's turn is stopped
+            self.log_attempt(call, attempt)
+
     async def stream(
         self, call: Call, targets: list[Target]
     ) -> tuple[bytes, AsyncIterator[bytes], Target]:
@@ -299,7 +376,7 @@ class Gateway:
         client (already received from the upstream, so a failure before them could still fall
         back), the rest of the stream, and the target serving it."""
         (first, rest), target, _ = await self._fall_back(
-            call, targets, self._pass_stream, self._translate_stream
+            call, targets, self._pass_stream, self._translate_stream, self._local_stream
         )
         call.settle()
         return first, rest, target
@@ -735,6 +812,7 @@ class Call:
     # The input-token estimate a rule's `long_context` check made of `request`, if any: the
     # same number a translated stream's start needs (routing/rules.py, Rules.choose).
     estimated_input: int | None = None
+    owner: str | None = None  # the calling key's id (server/owner.py), for sessions
 
     def release(self) -> None:
         """Let go of the parsed body while an upstream is awaited; `restore` rebuilds it from

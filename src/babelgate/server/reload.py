@@ -36,7 +36,7 @@ log = logging.getLogger("babelgate")
 # is safe by default: it waits for a restart until someone makes it live here).
 LIVE_SERVER_FIELDS = frozenset({"shutdown_timeout", "stream_keepalive", "reload_poll"})
 # Top-level sections a reload never applies: what they configure was opened at start-up.
-RESTART_SECTIONS = ("storage", "logs", "auth")
+RESTART_SECTIONS = ("storage", "logs", "auth", "claude_code")
 
 # What identifies one version of a file: (mtime in ns, size, inode).
 Signature = tuple[int, int, int]

@@ -257,3 +257,47 @@ def m007_quota_marks_per_key(db: Schema) -> None:
     )
     db.execute("DROP TABLE quota_marks")
     db.execute("ALTER TABLE quota_marks_by_key RENAME TO quota_marks")
+
+
+@migration
+def m008_claude_code(db: Schema) -> None:
+    # The claude-code provider's projects and sessions (babelgate/claude_code/store.py).
+    # A project is a working directory: `created` says the gateway made it (and may delete
+    # it). A session is a conversation the CLI keeps (`cli_session` is the CLI's own id,
+    # resumed with --resume), with its running totals; its messages are rows of their own,
+    # so a turn adds two rows instead of rewriting the history.
+    db.execute(
+        f"""CREATE TABLE claude_projects (
+            id TEXT PRIMARY KEY,
+            owner TEXT,
+            name TEXT NOT NULL,
+            path TEXT NOT NULL,
+            created INTEGER NOT NULL,
+            created_at {db.FLOAT} NOT NULL
+        )"""
+    )
+    db.execute(
+        f"""CREATE TABLE claude_sessions (
+            id TEXT PRIMARY KEY,
+            owner TEXT,
+            cli_session TEXT NOT NULL,
+            model TEXT NOT NULL,
+            project_id TEXT,
+            turns BIGINT NOT NULL,
+            input_tokens BIGINT NOT NULL,
+            output_tokens BIGINT NOT NULL,
+            cost_usd {db.FLOAT} NOT NULL,
+            created_at {db.FLOAT} NOT NULL,
+            updated_at {db.FLOAT} NOT NULL
+        )"""
+    )
+    db.execute(
+        f"""CREATE TABLE claude_session_messages (
+            session_id TEXT NOT NULL,
+            seq BIGINT NOT NULL,
+            role TEXT NOT NULL,
+            content TEXT NOT NULL,
+            created_at {db.FLOAT} NOT NULL,
+            PRIMARY KEY (session_id, seq)
+        )"""
+    )

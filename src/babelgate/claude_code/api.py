@@ -1,0 +1,145 @@
+"""The sessions and projects endpoints (OpenAI-style JSON; errors in OpenAI's format):
+
+    POST   /v1/sessions        {"model"?, "project_id"?, "id"?}  -> the session
+    GET    /v1/sessions                                          -> {"object": "list", ...}
+    GET    /v1/sessions/{id}   the session with its messages and totals
+    DELETE /v1/sessions/{id}   forgets it and stops its process
+    POST   /v1/projects        {"name", "path"?}                 -> the project
+    GET    /v1/projects
+    GET    /v1/projects/{id}
+    DELETE /v1/projects/{id}   deletes the directory only if the gateway created it
+
+Each owner (gateway key) sees only its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from babelgate.canonical import GatewayError, invalid
+from babelgate.protocols import get_codec
+
+from .projects import allowed_path, check_name
+from .runtime import check_session_id
+
+if TYPE_CHECKING:
+    from babelgate.server.exchange import Response
+    from babelgate.server.http import Request
+
+    from .runtime import ClaudeCode
+
+SESSIONS = "/v1/sessions"
+PROJECTS = "/v1/projects"
+PREFIXES = (SESSIONS + "/", PROJECTS + "/")
+_JSON = [(b"content-type", b"application/json")]
+
+
+class SessionsApi:
+    """Handlers for the routes above; `runtime` gives the current ClaudeCode."""
+
+    def __init__(self, runtime: Callable[[], ClaudeCode],
+                 owner_of: Callable[[Request], str | None]) -> None:
+        self._runtime = runtime
+        self._owner_of = owner_of
+        self._codec = get_codec("openai")
+
+    async def __call__(self, request: Request, response: Response) -> None:
+        """Every route of this module (the app dispatches the paths here)."""
+        path = request.path.rstrip("/")
+        method = "GET" if request.method == "HEAD" else request.method
+        try:
+            answer = await self._route(method, path, request)
+        except GatewayError as error:
+            body = orjson.dumps(self._codec.render_error(error))
+            response.send(error.status, body, _JSON)
+            return
+        response.send(200, orjson.dumps(answer), _JSON)
+
+    async def _route(self, method: str, path: str, request: Request) -> dict[str, Any]:
+        owner = self._owner_of(request)
+        runtime = self._runtime()
+        if path == SESSIONS:
+            if method == "POST":
+                return await self._create_session(runtime, _body(request), owner)
+            if method == "GET":
+                sessions = await runtime.store.sessions(owner)
+                return {"object": "list", "data": [s.public() for s in sessions]}
+        elif path == PROJECTS:
+            if method == "POST":
+                return await self._create_project(runtime, _body(request), owner)
+            if method == "GET":
+                projects = await runtime.store.projects(owner)
+                return {"object": "list", "data": [p.public() for p in projects]}
+        elif path.startswith(SESSIONS + "/"):
+            return await self._one_session(runtime, method, path[len(SESSIONS) + 1:], owner)
+        elif path.startswith(PROJECTS + "/"):
+            return await self._one_project(runtime, method, path[len(PROJECTS) + 1:], owner)
+        raise GatewayError("not_found", f"no route {method} {path}", status=404)
+
+    async def _create_session(self, runtime: ClaudeCode, data: dict[str, Any],
+                              owner: str | None) -> dict[str, Any]:
+        model, project_id, session_id = data.get("model"), data.get("project_id"), \
+            data.get("id")
+        if model is not None and not isinstance(model, str):
+            raise invalid("`model` must be a string", "model")
+        if project_id is not None:
+            if not isinstance(project_id, str):
+                raise invalid("`project_id` must be a string", "project_id")
+            if await runtime.store.project(project_id, owner) is None:
+                raise GatewayError("not_found", f"no project {project_id!r}",
+                                   param="project_id")
+        if session_id is not None:
+            if not isinstance(session_id, str):
+                raise invalid("`id` must be a string", "id")
+            check_session_id(session_id)
+        session = await runtime.create_session(session_id, owner, model or "", project_id)
+        return {**session.public(), "messages": []}
+
+    async def _one_session(self, runtime: ClaudeCode, method: str, session_id: str,
+                           owner: str | None) -> dict[str, Any]:
+        session = await runtime.store.session(session_id, owner)
+        if session is None or method not in ("GET", "DELETE"):
+            raise _not_found("session", session_id, method)
+        if method == "GET":
+            return {**session.public(), "messages": await runtime.store.messages(session.id)}
+        await runtime.delete_session(session)
+        return {"id": session.id, "object": "session", "deleted": True}
+
+    async def _create_project(self, runtime: ClaudeCode, data: dict[str, Any],
+                              owner: str | None) -> dict[str, Any]:
+        name = check_name(data.get("name"))
+        path = data.get("path")
+        directory = allowed_path(path, runtime.roots) if path is not None else None
+        return (await runtime.create_project(owner, name, directory)).public()
+
+    async def _one_project(self, runtime: ClaudeCode, method: str, project_id: str,
+                           owner: str | None) -> dict[str, Any]:
+        project = await runtime.store.project(project_id, owner)
+        if project is None or method not in ("GET", "DELETE"):
+            raise _not_found("project", project_id, method)
+        if method == "GET":
+            return project.public()
+        await runtime.delete_project(project)
+        return {"id": project.id, "object": "project", "deleted": True}
+
+
+def _not_found(what: str, name: str, method: str) -> GatewayError:
+    if method not in ("GET", "DELETE"):
+        return GatewayError("invalid_request", f"{method} is not allowed here (GET or "
+                            "DELETE)", status=405)
+    return GatewayError("not_found", f"no {what} {name!r}", param="id")
+
+
+def _body(request: Request) -> dict[str, Any]:
+    if not request.body.strip():
+        return {}
+    try:
+        data = orjson.loads(request.body)
+    except orjson.JSONDecodeError:
+        raise invalid("the body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise invalid("the body must be a JSON object")
+    return data
