@@ -6,7 +6,9 @@ every module under src/babelgate must fall in one of its layers.
 the codecs import it, nothing below them does. `storage` speaks SQL and imports
 nothing of ours; `books` (usage records, prices, costs) may write through storage; only the
 server uses either, so they sit just below it. `limits` (per-key limits and budgets, in
-memory or Redis) sits between them and the server.
+memory or Redis) sits between them and the server. `claude_code` (the local Claude Code CLI
+as a provider: its processes, sessions and projects) uses the providers, the settings and
+storage, and only the server uses it.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("babelgate.storage",),
     ("babelgate.books",),
     ("babelgate.limits",),
+    ("babelgate.claude_code",),
     ("babelgate.server",),
     ("babelgate.cli", "babelgate.__main__"),
 )

@@ -57,10 +57,10 @@ class ClaudeCodeProvider(Provider):
         self.permission_mode = config.permission_mode
         self.chunking: Chunking = config.chunking
         base = dict(os.environ if environ is None else environ)
-        self.env = {**base, **QUIET_ENV, **config.env}
-        if os.geteuid() == 0:
-            # As root the CLI refuses to skip permissions unless told it is sandboxed.
-            self.env.setdefault("IS_SANDBOX", "1")
+        # As root the CLI refuses to skip permissions unless told it is sandboxed, and only
+        # `1` tells it so (an inherited IS_SANDBOX=yes does not).
+        sandbox = {"IS_SANDBOX": "1"} if os.geteuid() == 0 else {}
+        self.env = {**base, **QUIET_ENV, **sandbox, **config.env}
         self.binary_name = config.binary
         self.binary = resolve_binary(config.binary, self.env)
         self._secrets = tuple(value for key, value in config.env.items()

@@ -36,8 +36,7 @@ from babelgate.books.store import UsageSink
 from babelgate.canonical import GatewayError, StreamError, invalid
 from babelgate.canonical.errors import ErrorKind
 from babelgate.canonical.nesting import TOO_DEEP, too_deep
-from babelgate.claude_code.api import PREFIXES as SESSION_PREFIXES
-from babelgate.claude_code.api import SessionsApi
+from babelgate.claude_code.pool import ProcessPool
 from babelgate.claude_code.provider import ClaudeCodeProvider
 from babelgate.claude_code.runtime import ClaudeCode
 from babelgate.config import ConfigError, Settings, load_settings
@@ -80,6 +79,8 @@ from .reload import (
     file_signature,
 )
 from .rule_edits import edit_body
+from .sessions_api import PREFIXES as SESSION_PREFIXES
+from .sessions_api import SessionsApi
 
 log = logging.getLogger("babelgate")
 
@@ -184,7 +185,7 @@ class App:
             self.routes[("GET", "/metrics")] = self.serve_metrics
         self.gemini = GeminiApi(self)  # /v1beta/models/...: paths that carry the model
         # /v1/sessions and /v1/projects, with or without an id (claude_code/api.py).
-        self.sessions = SessionsApi(lambda: self.claude_code, owner_of)
+        self.sessions = SessionsApi(lambda: self.claude_code, owner_of, self._process_pools)
         for path in ("/v1/sessions", "/v1/projects"):
             self.routes[("GET", path)] = self.routes[("POST", path)] = self.sessions
 
@@ -627,7 +628,7 @@ class App:
             "reuse": self.reuse.stats(),  # request pieces decoded once and found again
             # "ok", or "unreachable, local limits" while it is away; null without `redis:`.
             "redis": self.limits.status,
-            "claude_code": self._claude_code_health(gateway),
+            "claude_code": self._claude_code_health(),
         })
 
     async def providers(self, request: Request, response: Response) -> None:
@@ -638,10 +639,14 @@ class App:
         """GET /v1/models/capabilities: what each model /v1/models lists can do."""
         send_json(response, 200, capabilities_listing(self.gateway))
 
-    def _claude_code_health(self, gateway: Gateway) -> dict[str, int]:
+    def _process_pools(self) -> list[ProcessPool]:
+        """The CLI processes of the running claude-code providers."""
+        return [p.pool for p in self.gateway.providers.values()
+                if isinstance(p, ClaudeCodeProvider)]
+
+    def _claude_code_health(self) -> dict[str, int]:
         """The CLI processes of every claude-code provider, and the sessions kept."""
-        pools = [p.pool for p in gateway.providers.values()
-                 if isinstance(p, ClaudeCodeProvider)]
+        pools = self._process_pools()
         return {"active_processes": sum(len(pool.live) for pool in pools),
                 "busy_processes": sum(pool.busy for pool in pools),
                 "sessions": self.claude_code.session_count,

@@ -9,27 +9,25 @@
     GET    /v1/projects/{id}
     DELETE /v1/projects/{id}   deletes the directory only if the gateway created it
 
-Each owner (gateway key) sees only its own.
+Each owner (gateway key) sees only its own. What they do is babelgate.claude_code's; this
+module reads the requests and writes the answers.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
 from babelgate.canonical import GatewayError, invalid
+from babelgate.claude_code.pool import ProcessPool
+from babelgate.claude_code.projects import allowed_path, check_name
+from babelgate.claude_code.runtime import ClaudeCode, check_session_id
 from babelgate.protocols import get_codec
 
-from .projects import allowed_path, check_name
-from .runtime import check_session_id
-
-if TYPE_CHECKING:
-    from babelgate.server.exchange import Response
-    from babelgate.server.http import Request
-
-    from .runtime import ClaudeCode
+from .exchange import Response
+from .http import Request
 
 SESSIONS = "/v1/sessions"
 PROJECTS = "/v1/projects"
@@ -41,9 +39,11 @@ class SessionsApi:
     """Handlers for the routes above; `runtime` gives the current ClaudeCode."""
 
     def __init__(self, runtime: Callable[[], ClaudeCode],
-                 owner_of: Callable[[Request], str | None]) -> None:
+                 owner_of: Callable[[Request], str | None],
+                 pools: Callable[[], list[ProcessPool]]) -> None:
         self._runtime = runtime
         self._owner_of = owner_of
+        self._pools = pools  # the running claude-code providers' processes
         self._codec = get_codec("openai")
 
     async def __call__(self, request: Request, response: Response) -> None:
@@ -106,6 +106,8 @@ class SessionsApi:
         if method == "GET":
             return {**session.public(), "messages": await runtime.store.messages(session.id)}
         await runtime.delete_session(session)
+        for pool in self._pools():
+            pool.drop(session.id)  # its idle process, if it has one
         return {"id": session.id, "object": "session", "deleted": True}
 
     async def _create_project(self, runtime: ClaudeCode, data: dict[str, Any],
