@@ -189,6 +189,9 @@ def describe_settings(settings: Settings, out: TextIO) -> None:
         sources = (provider.api_key, provider.api_keys, provider.api_key_file,
                    provider.api_key_command)
         key = "" if any(sources) else ", no api key"
+        if provider.type == "claude-code":  # the CLI has its own login, or its `env`
+            print(f"  provider {name}: claude-code {provider.binary}", file=out)
+            continue
         print(f"  provider {name}: {provider.type} {provider.base_url}{extra}{key}", file=out)
     for pattern, targets in settings.routes.items():
         print(f"  route {pattern} -> {', '.join(targets)}", file=out)

@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from babelgate.canonical import GatewayError
+from babelgate.claude_code.provider import ClaudeCodeProvider
 from babelgate.config import Settings
 from babelgate.providers.http import HttpClient
 from babelgate.providers.provider import Provider
@@ -163,16 +164,19 @@ class Doctor:
         port = parts.port or (443 if parts.scheme == "https" else 80)
         proxied = provider.route is not None and provider.route.proxy is not None
         steps: list[tuple[str, Callable[[], Any]]] = []
-        if not proxied:
+        if isinstance(provider, ClaudeCodeProvider):  # a local program: does it run?
+            steps.append(("claude code cli", lambda: self._cli(name, provider)))
+        elif not proxied:
             steps += [("name resolution", lambda: self._resolve(name, host, port)),
                       ("tcp", lambda: self._tcp(name, host, port))]
             if parts.scheme == "https":
                 steps.append(("tls", lambda: self._tls(name, provider, host, port)))
-        steps += [("authentication", lambda: self._auth(name, provider, model)),
-                  ("model list", lambda: self._models(name, provider, model)),
-                  ("completion", lambda: self._complete(name, provider, model, False)),
-                  ("stream", lambda: self._complete(name, provider, model, True))]
-        if self.deep:
+        if not isinstance(provider, ClaudeCodeProvider):
+            steps += [("authentication", lambda: self._auth(name, provider, model)),
+                      ("model list", lambda: self._models(name, provider, model)),
+                      ("completion", lambda: self._complete(name, provider, model, False)),
+                      ("stream", lambda: self._complete(name, provider, model, True))]
+        if self.deep and not isinstance(provider, ClaudeCodeProvider):
             steps.append(("tool call", lambda: self._tool_round_trip(name, provider, model)))
         failed = False
         for check_name, run in steps:
@@ -199,6 +203,29 @@ class Doctor:
                     f"(and the network); raise --timeout if it is just slow",
                     round(time.perf_counter() - started, 3)))
         return ProviderReport(name, provider.type, provider.base_url, model, tuple(checks))
+
+    async def _cli(self, name: str, provider: ClaudeCodeProvider) -> str:
+        """The CLI starts and says its version (`claude --version`)."""
+        try:
+            process = await asyncio.create_subprocess_exec(
+                provider.binary, "--version", env=provider.env,
+                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT)
+        except OSError as exc:
+            raise Failed(f"cannot start {provider.binary_name!r}: {exc.strerror}",
+                         f"install Claude Code, or set providers.{name}.binary to its path "
+                         f"in {self.settings.source}") from None
+        try:
+            out, _ = await process.communicate()
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+        said = out.decode(errors="replace").strip()[-300:]
+        if process.returncode != 0:
+            raise Failed(f"{provider.binary_name} --version exited with status "
+                         f"{process.returncode}: {said}", "run it by hand to see why")
+        return said
 
     async def _resolve(self, name: str, host: str, port: int) -> str:
         try:
