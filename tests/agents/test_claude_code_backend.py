@@ -30,6 +30,9 @@ pytestmark = [
 ]
 
 MODEL = "claude-sonnet-4-5"
+# A 1x1 PNG.
+PIXEL = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5"
+         "ErkJggg==")
 
 
 def cc_provider(base_url: str, api_key: str, home: Path, **extra: Any) -> dict[str, Any]:
@@ -100,10 +103,17 @@ async def test_sdk_clients_of_three_protocols_get_the_clis_answers(
     text = "".join([c.choices[0].delta.content or "" async for c in streamed if c.choices])
     assert text == "Fake reply."
     claude = anthropic.AsyncAnthropic(base_url=gateway.url, api_key="anything")
-    message = await claude.messages.create(
-        model=MODEL, max_tokens=200, messages=[{"role": "user", "content": "hi"}])
+    message = await claude.messages.create(model=MODEL, max_tokens=200, messages=[
+        {"role": "user", "content": [
+            {"type": "text", "text": "what is in this picture?"},
+            {"type": "image", "source": {"type": "base64", "media_type": "image/png",
+                                         "data": PIXEL}}]}])
     assert [b.type for b in message.content] == ["thinking", "text"]
     assert message.content[1].text == "Fake reply."  # type: ignore[union-attr]
+    # The image reached the CLI, and through it the upstream.
+    images = [block for block in fake_anthropic.requests[-1].body["messages"][-1]["content"]
+              if block.get("type") == "image"]
+    assert [image["source"]["data"] for image in images] == [PIXEL]
     response = await chat.responses.create(model=MODEL, input="hi", store=False)
     assert response.output_text == "Fake reply."
     # The CLI asked the fake with the route's model, and the fake refused nothing.

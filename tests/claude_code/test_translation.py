@@ -160,3 +160,11 @@ def test_a_conversation_ending_with_the_assistant_is_refused() -> None:
     with pytest.raises(GatewayError) as caught:
         new_turn(ending)
     assert caught.value.status == 400
+
+
+def test_a_turns_cost_is_its_own_not_the_resumed_sessions_total() -> None:
+    reader = TurnReader("m")
+    reader.feed({"type": "result", "subtype": "success", "is_error": False,
+                 "total_cost_usd": 0.165363, "usage": {"input_tokens": 8107},
+                 "model_usage_since_last_result": {"claude-sonnet-4-5": {"costUSD": 0.024561}}})
+    assert reader.result is not None and reader.result.cost_usd == pytest.approx(0.024561)

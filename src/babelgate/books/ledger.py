@@ -86,9 +86,13 @@ class Books:
         final: bool,
         rule: str | None = None,
         route: str | None = None,
+        cost: float | None = None,
     ) -> UsageRecord:
+        """`cost`: what the upstream itself said the attempt cost (the Claude Code CLI
+        does), used as it is; else the prices give it."""
         prices = self.prices
-        cost = prices.cost(provider, target_model, usage) if prices is not None else None
+        if cost is None and prices is not None:
+            cost = prices.cost(provider, target_model, usage)
         record = UsageRecord(
             time, origin.request_id, origin.key, origin.client, origin.protocol,
             origin.endpoint, model, provider, target_model, stream, status, error_kind, rule,

@@ -162,10 +162,9 @@ class TurnReader:
     # ------------------------------------------------------------------ the end
     def _result(self, line: JSON) -> list[Event]:
         usage = usage_of(line.get("usage") or {})
-        cost = line.get("total_cost_usd")
         session = line.get("session_id")
         text = line.get("result")
-        self.result = TurnResult(usage, float(cost) if isinstance(cost, int | float) else 0.0,
+        self.result = TurnResult(usage, turn_cost(line),
                                  session if isinstance(session, str) else self.session_id,
                                  text if isinstance(text, str) else "")
         if line.get("is_error") or line.get("subtype") not in (None, "success"):
@@ -178,6 +177,17 @@ class TurnReader:
                            PartStop(0, Text(self.result.text))]
         events += [MessageDelta(self._stop, usage), MessageStop()]
         return events
+
+
+def turn_cost(line: JSON) -> float:
+    """The turn's cost in USD. `total_cost_usd` counts the whole session, turns before a
+    --resume included; `model_usage_since_last_result` has this turn's, per model."""
+    since = line.get("model_usage_since_last_result")
+    if isinstance(since, dict) and since:
+        costs = [m.get("costUSD") for m in since.values() if isinstance(m, dict)]
+        return float(sum(c for c in costs if isinstance(c, int | float)))
+    total = line.get("total_cost_usd")
+    return float(total) if isinstance(total, int | float) else 0.0
 
 
 def usage_of(data: JSON) -> Usage:

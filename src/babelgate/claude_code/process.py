@@ -29,8 +29,7 @@ _STDERR_KEPT = 4096
 
 
 class CliProcess:
-    __slots__ = ("_stderr", "_stderr_task", "cost_total", "cwd", "key", "last_used", "model",
-                 "process")
+    __slots__ = ("_stderr", "_stderr_task", "cwd", "key", "last_used", "model", "process")
 
     def __init__(self, process: asyncio.subprocess.Process, key: str | None, model: str,
                  cwd: str) -> None:
@@ -39,9 +38,6 @@ class CliProcess:
         self.model = model
         self.cwd = cwd
         self.last_used = time.monotonic()
-        # The CLI's `total_cost_usd` counts every turn of the process: a turn's cost is the
-        # difference from the total before it.
-        self.cost_total = 0.0
         self._stderr = b""
         self._stderr_task = asyncio.create_task(self._keep_stderr())
 

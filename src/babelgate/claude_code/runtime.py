@@ -22,6 +22,7 @@ import time
 import uuid
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,13 @@ MAX_SESSION_ID = 200
 # What the CLI says when --session-id names a session it has, or --resume one it has not.
 _TAKEN = "already in use"
 _UNKNOWN = "No conversation found"
+
+
+@dataclass(slots=True)
+class TurnCost:
+    """What a turn cost, in USD, as the CLI reported it (None until its `result` line)."""
+
+    usd: float | None = None
 
 
 def new_id(prefix: str) -> str:
@@ -72,24 +80,27 @@ class ClaudeCode:
 
     # ------------------------------------------------------------------ turns
     async def turn(self, provider: ClaudeCodeProvider, request: Request, model: str,
-                   session_id: str | None, owner: str | None) -> AsyncGenerator[Event, None]:
-        """The canonical events of one turn (see the module docstring)."""
+                   session_id: str | None, owner: str | None,
+                   cost: TurnCost | None = None) -> AsyncGenerator[Event, None]:
+        """The canonical events of one turn (see the module docstring); `cost` gets what
+        the CLI says the turn cost."""
+        cost = cost if cost is not None else TurnCost()
         if session_id is None:
-            async with aclosing(self._one_off(provider, request, model)) as events:
+            async with aclosing(self._one_off(provider, request, model, cost)) as events:
                 async for event in events:
                     yield event
             return
         lock = self._take_lock(session_id)
         try:
             async with lock, aclosing(self._session_turn(
-                    provider, request, model, session_id, owner)) as events:
+                    provider, request, model, session_id, owner, cost)) as events:
                 async for event in events:
                     yield event
         finally:
             self._drop_lock(session_id)
 
     async def _one_off(self, provider: ClaudeCodeProvider, request: Request,
-                       model: str) -> AsyncGenerator[Event, None]:
+                       model: str, cost: TurnCost) -> AsyncGenerator[Event, None]:
         line = user_line(whole_conversation(request))
         argv = provider.command(model, session=None, resume=False,
                                 system=system_prompt(request))
@@ -105,9 +116,12 @@ class ClaudeCode:
             done = True
         finally:
             provider.pool.release(process, keep=done)
+            if reader.result is not None:
+                cost.usd = reader.result.cost_usd
 
     async def _session_turn(self, provider: ClaudeCodeProvider, request: Request, model: str,
-                            session_id: str, owner: str | None) -> AsyncGenerator[Event, None]:
+                            session_id: str, owner: str | None,
+                            cost: TurnCost) -> AsyncGenerator[Event, None]:
         session = await self._session_for(session_id, owner, request.model)
         cwd = await self._cwd(session)
         blocks = new_turn(request)
@@ -143,10 +157,9 @@ class ClaudeCode:
                     provider.pool.release(process, keep=False)
             provider.pool.release(process, keep=True)
             if reader.result is not None:
-                cost = max(0.0, reader.result.cost_usd - process.cost_total)
-                process.cost_total = reader.result.cost_usd
+                cost.usd = reader.result.cost_usd
                 self.store.record_turn(session, _text_of(blocks), "".join(answer),
-                                       request.model, reader.result.usage, cost)
+                                       request.model, reader.result.usage, cost.usd)
             return
 
     async def _session_for(self, session_id: str, owner: str | None, model: str) -> Session:

@@ -45,7 +45,7 @@ from babelgate.canonical.nesting import TOO_DEEP, too_deep
 from babelgate.canonical.stream import Accumulator, response_events
 from babelgate.claude_code.prompt import tools_refused
 from babelgate.claude_code.provider import ClaudeCodeProvider
-from babelgate.claude_code.runtime import ClaudeCode, session_of
+from babelgate.claude_code.runtime import ClaudeCode, TurnCost, session_of
 from babelgate.config import Settings
 from babelgate.limits import Permit
 from babelgate.protocols import Codec, StreamDecoder, StreamEncoder
@@ -120,6 +120,7 @@ class Attempt:
     out_chars: int = 0  # text streamed so far: the output estimate if the client leaves
     body_bytes: int = 0  # a passed stream's request size: its input estimate, likewise
     opening: Usage | None = None  # the usage a translated stream's start reported
+    turn: TurnCost | None = None  # a claude-code turn: the cost the CLI reported
 
 
 class Gateway:
@@ -320,8 +321,10 @@ class Gateway:
             raise GatewayError("api_error", "claude-code providers need the app's runtime")
         attempt.provider = provider
         attempt.estimated_input = tokens.quick_estimate(call.request, call.reuse)
+        attempt.turn = TurnCost()
         return self.claude_code.turn(provider, call.request, target.model,
-                                     session_of(call.headers, call.data), call.owner)
+                                     session_of(call.headers, call.data), call.owner,
+                                     attempt.turn)
 
     async def _local_complete(
         self, call: Call, provider: Provider, target: Target, attempt: Attempt
@@ -590,6 +593,7 @@ class Gateway:
             usage or NO_USAGE, time=attempt.wall, status=status, error_kind=kind,
             latency_ms=(now - attempt.started) * 1000, ttft_ms=ttft, final=final,
             rule=rule, route=route,
+            cost=attempt.turn.usd if attempt.turn is not None else None,
         )
         if self.access_log.enabled:  # endpoint, status and request id come with the record
             self.access_log.attempt(record, attempt.route,
