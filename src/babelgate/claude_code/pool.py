@@ -149,11 +149,16 @@ class ProcessPool:
         if self._watchers:
             await asyncio.gather(*list(self._watchers), return_exceptions=True)
 
-    def kill_all(self) -> None:
-        """End every process now (a sync close: a reload discarding the provider)."""
+    def retire(self) -> None:
+        """A reload replaced the provider: idle processes end now, busy ones when their
+        turn is over (a request in flight finishes on the configuration it began with)."""
         self._closed = True
-        for process in list(self.live):
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        for process in list(self.idle.values()):
             process.kill()
+        self.idle.clear()
 
     def stats(self) -> dict[str, int]:
         return {"active": len(self.live), "busy": self.busy, "idle": len(self.idle),

@@ -114,7 +114,7 @@ class ClaudeCodeProvider(Provider):
                 "processes": self.pool.stats()}
 
     def close(self) -> None:
-        self.pool.kill_all()
+        self.pool.retire()
 
     async def shutdown(self) -> None:
         await self.pool.close()
