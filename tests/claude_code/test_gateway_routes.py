@@ -100,6 +100,11 @@ async def test_sessions_and_projects_endpoints(
         assert status == expected, (path, body, error)
         assert words in error["error"]["message"], error
 
+    # The provider in the catalogue: its type, its processes, never its environment.
+    status, providers = await call(gateway, "GET", "/v1/providers")
+    cc = next(p for p in providers["data"] if p["name"] == "cc")
+    assert cc["type"] == "claude-code" and cc["processes"]["active"] == 0 and "env" not in cc
+
     status, deleted = await call(gateway, "DELETE", f"/v1/projects/{project['id']}")
     assert status == 200 and deleted["deleted"] is True
     assert not Path(project["path"]).exists()

@@ -70,8 +70,6 @@ def test_claude_code_provider_fields(tmp_path: Path) -> None:
     assert provider.env["ANTHROPIC_API_KEY"] == "sk-ant-x"
     assert "sk-ant-x" not in repr(cc) and "sk-ant-x" not in str(provider.describe())
     assert provider.redact("error: key sk-ant-x refused") == "error: key *** refused"
-    assert provider.capabilities() == {"tools": False, "images": True, "thinking": True,
-                                       "cli_tools": ["Read", "Bash"]}
 
 
 def test_default_permission_mode_passes_no_flag() -> None:

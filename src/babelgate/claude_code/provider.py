@@ -102,12 +102,6 @@ class ClaudeCodeProvider(Provider):
             text = text.replace(secret, "***")
         return text
 
-    def capabilities(self) -> dict[str, Any]:
-        """What a client can ask of this provider's models: no client tools (the CLI runs
-        only its own, `cli_tools`), images and thinking."""
-        return {"tools": False, "images": True, "thinking": True,
-                "cli_tools": list(self.tools)}
-
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "type": self.type, "binary": self.binary_name,
                 "tools": list(self.tools), "permission_mode": self.permission_mode,
