@@ -1,5 +1,5 @@
 """Sessions and projects of claude-code providers on both backends (SQLite, PostgreSQL):
-migration m007 from empty, a turn's record read back, owners kept apart."""
+migration m008 from empty, a turn's record read back, owners kept apart."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Sessions and projects in the gateway's database (SQLite or PostgreSQL, migration m007).
+"""Sessions and projects in the gateway's database (SQLite or PostgreSQL, migration m008).
 
 What this module promises:
 - Every read is scoped to an owner (the calling gateway key's id; None: the open gateway):
