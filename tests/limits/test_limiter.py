@@ -1,9 +1,13 @@
-"""Each limit kind on an injected clock, counted in memory and in the machine's real Redis
-(127.0.0.1:6379, a random key prefix per test, deleted after)."""
+"""Each limit kind on an injected clock, counted in memory, in the machine's real Redis
+(127.0.0.1:6379, a random key prefix per test, deleted after), and by a real supervisor's
+count server on a unix socket (`serve --workers N` without Redis)."""
 
 from __future__ import annotations
 
+import asyncio
+import os
 import secrets
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -12,6 +16,7 @@ from redis.asyncio import Redis
 
 from babelgate.canonical import GatewayError
 from babelgate.limits import Limiter, Permit, Refusal
+from babelgate.limits.hosted import CountServer
 from babelgate.limits.periods import Period, bounds
 from babelgate.protocols import get_codec
 
@@ -41,18 +46,25 @@ class Clock:
 START = 1_800_000_000.0 - 1_800_000_000.0 % 60
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "workers"])
 async def limiter_and_clock(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Limiter,
                                                                                    Clock]]:
     clock = Clock(START)
     prefix = f"bgtest:{secrets.token_hex(6)}:"
     url = REDIS if request.param == "redis" else None
-    limiter = Limiter(url, prefix=prefix, clock=clock)
+    server = CountServer() if request.param == "workers" else None
+    if server is not None:
+        await server.start()
+    limiter = Limiter(url, prefix=prefix, clock=clock,
+                      workers_socket=server.path if server is not None else None)
     await limiter.start()
+    assert limiter.counted == ("process" if request.param == "memory" else request.param)
     if url is not None:
         assert limiter.status == "ok"
     yield limiter, clock
     await limiter.stop()
+    if server is not None:
+        await server.stop()
     if url is not None:
         client = Redis.from_url(url)
         names = [name async for name in client.scan_iter(match=prefix + "*")]
@@ -251,6 +263,85 @@ async def test_redis_away_falls_back_to_local_limits(caplog: pytest.LogCaptureFi
     warnings = [r for r in caplog.records if "unreachable" in r.getMessage()]
     assert len(warnings) == 1 and warnings[0].levelname == "WARNING"
     await limiter.stop()
+
+
+async def test_workers_on_one_supervisor_share_the_counts() -> None:
+    """Two workers' limiters on one supervisor's count server: one set of counts, and the
+    slots a worker held are freed when its connection goes (it exited)."""
+    clock = Clock(START)
+    server = CountServer()
+    await server.start()
+    one, two = (Limiter(clock=clock, workers_socket=server.path) for _ in range(2))
+    await one.start()
+    await two.start()
+    try:
+        key = Key(id="key_rpm", rpm=10)
+        results = [await (one if n % 2 else two).admit(key) for n in range(20)]
+        assert sum(isinstance(result, Permit) for result in results) == 10
+        narrow = Key(id="key_conc", concurrency=1)
+        await admitted(one, narrow)
+        assert (await refused(two, narrow)).kind == "concurrency"
+        await one.stop()  # a worker that exits without finishing its request
+        for _ in range(100):
+            if isinstance(await two.admit(narrow), Permit):
+                break
+            await asyncio.sleep(0.01)
+        else:
+            raise AssertionError("the departed worker's slot was never freed")
+        assert two.counted == "workers"
+    finally:
+        await two.stop()
+        await server.stop()
+    assert not os.path.exists(server.path)
+
+
+async def test_a_supervisor_that_is_gone_leaves_local_limits() -> None:
+    limiter = Limiter(clock=Clock(START), workers_socket="/nonexistent/limits.sock",
+                      retry_every=3600)
+    await limiter.start()
+    assert limiter.counted == "process" and limiter.status is None
+    key = Key(rpm=1)
+    await admitted(limiter, key)
+    assert (await refused(limiter, key)).kind == "rpm"
+    await limiter.stop()
+
+
+async def test_a_redis_that_does_not_answer_in_time_leaves_local_limits() -> None:
+    """A server that accepts and never replies: after `timeout` the limiter counts locally
+    (and a late reply could not be taken for the next command's: the connection is gone)."""
+    silent = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = silent.sockets[0].getsockname()[1]
+    limiter = Limiter(f"redis://127.0.0.1:{port}/0", clock=Clock(START), timeout=0.2,
+                      retry_every=3600)
+    try:
+        started = time.monotonic()
+        await limiter.start()
+        assert time.monotonic() - started < 2
+        assert limiter.status == "unreachable, local limits"
+        await admitted(limiter, Key(rpm=1))
+    finally:
+        await limiter.stop()
+        silent.close()
+
+
+async def test_scripts_are_loaded_again_after_redis_forgot_them() -> None:
+    prefix = f"bgtest:{secrets.token_hex(6)}:"
+    limiter = Limiter(REDIS, prefix=prefix, clock=Clock(START))
+    await limiter.start()
+    client = Redis.from_url(REDIS)
+    try:
+        key = Key(rpm=2)
+        await admitted(limiter, key)
+        await client.script_flush()  # as after a Redis restart
+        await admitted(limiter, key)
+        assert (await refused(limiter, key)).kind == "rpm"
+        assert limiter.status == "ok"
+    finally:
+        await limiter.stop()
+        names = [name async for name in client.scan_iter(match=prefix + "*")]
+        if names:
+            await client.delete(*names)
+        await client.aclose()
 
 
 @pytest.mark.parametrize(("protocol", "wanted"), [

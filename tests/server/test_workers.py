@@ -17,9 +17,11 @@ from typing import Any
 import aiohttp
 import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 from tests.conftest import ROOT, stop_process
 from tests.fakes import FakeOpenAI
 from tests.fakes.core import free_port
+from tests.keys_support import create
 
 pytestmark = [pytest.mark.gateway]
 
@@ -114,13 +116,13 @@ def test_workers_on_a_port_in_use_exit_1(tmp_path: Path) -> None:
 
 
 async def _every_worker(url: str, supervisor: subprocess.Popen[bytes], log_path: Path,
-                        ready: Any) -> set[int]:
+                        ready: Any, count: int = WORKERS) -> set[int]:
     """The pids of WORKERS distinct workers whose /health satisfies `ready`, asked over new
     connections (the kernel spreads them over the workers)."""
     seen: set[int] = set()
     deadline = time.monotonic() + WAIT
     async with aiohttp.ClientSession() as session:
-        while len(seen) < WORKERS:
+        while len(seen) < count:
             assert supervisor.poll() is None, log_path.read_text()
             assert time.monotonic() < deadline, (seen, log_path.read_text())
             try:
@@ -147,3 +149,81 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+
+async def test_a_limited_key_is_counted_once_across_workers(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    """Without Redis the supervisor keeps the counts: a 10 requests/minute key gets exactly 10
+    through two workers that both answered some of its requests, not 10 each."""
+    config = tmp_path / "babelgate.yaml"
+    config.write_text(yaml.safe_dump({
+        "providers": {"up": fake_openai.provider_config()},
+        "routes": {"default": "up/model-a"},
+        "server": {"reload_poll": 0, "shutdown_timeout": 2},
+        "storage": {"path": str(tmp_path / "state.db")},
+        "metrics": True,
+    }))
+    key = create(config, "alice", "--rpm", "10")
+    admin = create(config, "ops", "--admin")
+    port = free_port()
+    log_path = tmp_path / "gateway.log"
+    with log_path.open("wb") as log:
+        supervisor = subprocess.Popen(
+            [sys.executable, "-m", "babelgate", "serve", "--config", str(config),
+             "--port", str(port), "--workers", "2"],
+            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        await _every_worker(url, supervisor, log_path, lambda h: h["limits"] == "workers",
+                            count=2)
+        statuses: list[int] = []
+        body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+        async with aiohttp.ClientSession() as session:
+            for _ in range(24):  # new connections: the kernel spreads them over both
+                async with session.post(
+                    url + "/v1/chat/completions", json=body,
+                    headers={"Connection": "close", "Authorization": f"Bearer {key}"},
+                ) as resp:
+                    answer = await resp.json()
+                    statuses.append(resp.status)
+                    if resp.status == 429:
+                        assert answer["error"]["code"] == "rate_limit_exceeded"
+                        assert "10 requests per minute" in answer["error"]["message"]
+        assert statuses.count(200) == 10, statuses
+        assert statuses.count(429) == 14, statuses
+        # Each worker's own metrics: both answered some (so neither counted alone), and
+        # what they let through adds up to 10.
+        served = await _answered_by_each_worker(url, admin)
+        assert len(served) == 2 and all(sum(by.values()) for by in served.values()), served
+        assert sum(by.get("200", 0) for by in served.values()) == 10, served
+    finally:
+        await stop_process(supervisor)
+
+
+async def _answered_by_each_worker(url: str, admin: str) -> dict[int, dict[str, float]]:
+    """Per worker pid, its babelgate_requests_total by status: /health and /metrics asked on
+    one kept-alive connection (so of one worker), over new connections until both are seen."""
+    seen: dict[int, dict[str, float]] = {}
+    deadline = time.monotonic() + WAIT
+    while len(seen) < 2:
+        assert time.monotonic() < deadline, seen
+        connector = aiohttp.TCPConnector(limit=1)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            async with session.get(url + "/health") as resp:
+                pid = (await resp.json())["pid"]
+            async with session.get(url + "/metrics",
+                                   headers={"Authorization": f"Bearer {admin}"}) as resp:
+                assert resp.status == 200, await resp.text()
+                text = await resp.text()
+        by_status: dict[str, float] = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == "babelgate_requests_total":
+                    status = sample.labels["status"]
+                    by_status[status] = by_status.get(status, 0) + sample.value
+        seen[pid] = by_status
+    return seen

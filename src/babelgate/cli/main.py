@@ -65,6 +65,7 @@ def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     # Set by the supervisor of --workers on the processes it starts (server/workers.py).
     serve.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     serve.add_argument("--supervisor-fd", type=int, help=argparse.SUPPRESS)
+    serve.add_argument("--limits-socket", help=argparse.SUPPRESS)
     serve.set_defaults(handler=_serve)
 
 
@@ -170,7 +171,8 @@ def _serve(args: argparse.Namespace) -> int:
         if args.worker is None:
             serve(settings, host, port)  # blocks until the server stops
         else:
-            serve(settings, host, port, worker=args.worker, supervisor_fd=args.supervisor_fd)
+            serve(settings, host, port, worker=args.worker, supervisor_fd=args.supervisor_fd,
+                  limits_socket=args.limits_socket)
     except ConfigError as exc:  # found while building the app (a storage.url it cannot use)
         print(f"babelgate: configuration error: {exc}", file=sys.stderr)
         return EXIT_USAGE

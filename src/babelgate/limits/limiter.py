@@ -1,21 +1,23 @@
-"""The limiter the server talks to: Redis when configured and reachable, else this process.
+"""The limiter the server talks to: shared counts when configured and reachable, else this
+process.
 
 What this module promises:
 - `admit(key, estimate)` gives a `Permit` or a `Refusal`; a key without limits costs one
   check and gets a permit that `finish` ignores. `finish(permit)` is synchronous: the local
-  counts change at once and a Redis update is sent in the background, so it can run in a
+  counts change at once and a shared update is sent in the background, so it can run in a
   `finally` of a request that was cancelled (the client left) without awaiting anything.
   A permit is finished once, however often `finish` is called.
-- With `redis:` every admission is one atomic script in Redis (redis_store.py). When Redis
-  does not answer (connection refused, a timeout of `timeout` seconds), the limiter logs one
-  WARNING, serves on this process's counts (memory.py), and tries Redis again every
-  `retry_every` seconds in the background; `status` says which ("ok",
-  "unreachable, local limits") for /health. Permits admitted by one store are finished by
-  the same one.
+- The counts are shared (a `SharedLimits`) with `redis:` (redis_store.py: every admission is
+  one atomic script in Redis), or, under `serve --workers N` without Redis, by the
+  supervisor (hosted.py: the same two calls over a unix socket). When the shared store does
+  not answer (connection refused, a timeout of `timeout` seconds), the limiter logs one
+  WARNING, serves on this process's counts (memory.py), and tries again every `retry_every`
+  seconds in the background; `status` says which ("ok", "unreachable, local limits") for
+  /health. Permits admitted by one store are finished by the same one.
 - Budget spend is seeded from the usage table at start (`seed`), in both stores.
 - `on_spent(key, spent)`, when given, hears a budgeted key's spend in its period after each
-  settlement that added to it (local counts at once, Redis's total once the script ran): the
-  server's budget-remaining gauge. It must not raise or block.
+  settlement that added to it (local counts at once, the shared total once the script ran):
+  the server's budget-remaining gauge. It must not raise or block.
 - Time comes from `clock` (unix seconds), so tests move it instead of sleeping.
 """
 
@@ -26,22 +28,37 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from typing import Protocol
 
-from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-
+from .hosted import HostedLimits
 from .memory import MemoryLimits
 from .periods import Period
 from .permit import Limited, Permit, Refusal, has_limits
 from .redis_store import RedisLimits
+from .resp import RespClient, RespError
 
 log = logging.getLogger("babelgate")
 
-# What a Redis that is away raises: redis-py's own errors, and OSError from the socket.
-REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
+# What a shared store that is away raises: OSError (refused, reset, TimeoutError) and an
+# error reply (a Redis still loading, a read-only replica after a failover).
+SHARED_DOWN = (OSError, RespError)
+REDIS_DOWN = SHARED_DOWN  # the name the tests and older code know
 
 UNREACHABLE = "unreachable, local limits"
+
+
+class SharedLimits(Protocol):
+    """Counts kept outside this process: Redis (redis_store.py) or the supervisor of
+    `serve --workers` (hosted.py)."""
+
+    where: str  # for the log: which store, without credentials
+
+    async def ping(self) -> None: ...
+    async def close(self) -> None: ...
+    async def seed(self, key_id: str, start: float, spent: float) -> None: ...
+    async def spent(self, key: Limited, now: float) -> float: ...
+    async def admit(self, key: Limited, estimate: int, now: float) -> Permit | Refusal: ...
+    async def finish(self, permit: Permit, now: float) -> float | None: ...
 
 
 class Limiter:
@@ -50,37 +67,49 @@ class Limiter:
         clock: Callable[[], float] = time.time, timeout: float = 0.5,
         retry_every: float = 1.0, lease: float = 3600.0,
         on_spent: Callable[[Limited, float], None] | None = None,
+        workers_socket: str | None = None,
     ) -> None:
+        """`workers_socket`: the supervisor's counts under `serve --workers N`, used when there
+        is no `redis_url`."""
         self.clock = clock
         self.on_spent = on_spent
         self.memory = MemoryLimits()
-        self.redis_url = redis_url
         self.retry_every = retry_every
-        self.redis: RedisLimits | None = None
+        self.redis_url = redis_url
+        self.shared: SharedLimits | None = None
         if redis_url is not None:
-            client = Redis.from_url(redis_url, socket_timeout=timeout,
-                                    socket_connect_timeout=timeout)
-            self.redis = RedisLimits(client, prefix=prefix, lease=lease)
-        self.reachable = self.redis is not None
+            self.shared = RedisLimits(RespClient(redis_url, timeout=timeout), prefix=prefix,
+                                      lease=lease)
+        elif workers_socket is not None:
+            self.shared = HostedLimits(RespClient(f"unix://{workers_socket}", timeout=timeout))
+        self.reachable = self.shared is not None
         self._retrying: asyncio.Task[None] | None = None
         self._pending: set[asyncio.Task[None]] = set()  # background finishes
 
     @property
     def status(self) -> str | None:
         """For /health: None without Redis."""
-        if self.redis is None:
+        if self.redis_url is None:
             return None
         return "ok" if self.reachable else UNREACHABLE
 
+    @property
+    def counted(self) -> str:
+        """For /health: where the counts are now: "redis", "workers" (the supervisor's) or
+        "process" (this one's: none shared, or the shared store is away)."""
+        if self.shared is None or not self.reachable:
+            return "process"
+        return "redis" if self.redis_url is not None else "workers"
+
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
-        if self.redis is not None:
+        if self.shared is not None:
             try:
-                await self.redis.client.ping()
-            except REDIS_DOWN as exc:
+                await self.shared.ping()
+            except SHARED_DOWN as exc:
                 self._lost(exc)
             else:
-                log.info("limits shared through Redis at %s", self._where())
+                log.info("limits shared through %s", self.shared.where)
 
     async def stop(self) -> None:
         if self._retrying is not None:
@@ -89,24 +118,24 @@ class Limiter:
                 await self._retrying
         if self._pending:
             await asyncio.gather(*self._pending, return_exceptions=True)
-        if self.redis is not None:
-            await self.redis.client.aclose()
+        if self.shared is not None:
+            await self.shared.close()
 
     async def seed(self, key_id: str, period: Period, spent: float) -> None:
         """What `key_id` spent in its current `period`, read from the usage table."""
         start, _ = self.memory.periods.current(period, self.clock())
         self.memory.seed(key_id, start, spent)
-        if self.redis is not None and self.reachable:
+        if self.shared is not None and self.reachable:
             try:
-                await self.redis.seed(key_id, start, spent)
-            except REDIS_DOWN as exc:
+                await self.shared.seed(key_id, start, spent)
+            except SHARED_DOWN as exc:
                 self._lost(exc)
 
     async def spent(self, key: Limited) -> float:
         now = self.clock()
-        if self.redis is not None and self.reachable:
-            with contextlib.suppress(*REDIS_DOWN):
-                return await self.redis.spent(key, now)
+        if self.shared is not None and self.reachable:
+            with contextlib.suppress(*SHARED_DOWN):
+                return await self.shared.spent(key, now)
         return self.memory.spent(key, now)
 
     # ------------------------------------------------------------------ the request path
@@ -114,10 +143,10 @@ class Limiter:
         if not has_limits(key):
             return Permit(key, local=True)
         now = self.clock()
-        if self.redis is not None and self.reachable:
+        if self.shared is not None and self.reachable:
             try:
-                return await self.redis.admit(key, estimate, now)
-            except REDIS_DOWN as exc:
+                return await self.shared.admit(key, estimate, now)
+            except SHARED_DOWN as exc:
                 self._lost(exc)
         return self.memory.admit(key, estimate, now)
 
@@ -128,7 +157,7 @@ class Limiter:
         if not has_limits(permit.key):
             return
         now = self.clock()
-        if permit.local or self.redis is None:
+        if permit.local or self.shared is None:
             self.memory.finish(permit, now)
             if permit.cost and self.on_spent is not None and permit.key.budget is not None:
                 self.on_spent(permit.key, self.memory.spent(permit.key, now))
@@ -138,11 +167,12 @@ class Limiter:
         task.add_done_callback(self._pending.discard)
 
     async def _finish_remote(self, permit: Permit, now: float) -> None:
-        assert self.redis is not None
+        assert self.shared is not None
         try:
-            spent = await self.redis.finish(permit, now)
-        except REDIS_DOWN as exc:
-            # Its window and slot expire in Redis by themselves (the slot's lease); the spend
+            spent = await self.shared.finish(permit, now)
+        except SHARED_DOWN as exc:
+            # Its window and slot expire in Redis by themselves (the slot's lease; the
+            # supervisor frees a worker's slots when its connection goes); the spend
             # would be lost, so it goes to the local counts (and nothing else: the local
             # counts never held this permit's request, tokens or slot).
             self._lost(exc)
@@ -151,30 +181,24 @@ class Limiter:
         if spent is not None and self.on_spent is not None and permit.key.budget is not None:
             self.on_spent(permit.key, spent)
 
-    # ------------------------------------------------------------------ Redis away
-    def _where(self) -> str:
-        # The URL without a password, if it had one.
-        url = self.redis_url or ""
-        scheme, sep, rest = url.partition("://")
-        return f"{scheme}{sep}{rest.rpartition('@')[2]}"
-
+    # ------------------------------------------------------------------ shared store away
     def _lost(self, exc: BaseException) -> None:
-        if not self.reachable:
+        if not self.reachable or self.shared is None:
             return
         self.reachable = False
-        log.warning("Redis at %s is unreachable (%s): limits are counted by this process "
-                    "alone until it is back", self._where(), type(exc).__name__)
+        log.warning("%s is unreachable (%s): limits are counted by this process alone until "
+                    "it is back", self.shared.where, type(exc).__name__)
         self._retrying = asyncio.get_running_loop().create_task(self._reconnect())
 
     async def _reconnect(self) -> None:
-        assert self.redis is not None
+        assert self.shared is not None
         while True:
             await asyncio.sleep(self.retry_every)
             try:
-                await self.redis.client.ping()
-            except REDIS_DOWN:
+                await self.shared.ping()
+            except SHARED_DOWN:
                 continue
             self.reachable = True
             self._retrying = None
-            log.info("Redis at %s is back: limits are shared again", self._where())
+            log.info("%s is back: limits are shared again", self.shared.where)
             return

@@ -15,18 +15,20 @@ What this module promises:
 - Spend lives under the key id and the period's start; `seed` sets it from the usage table
   only where no instance did before (SET NX), so a restart does not count twice.
 - Every name starts with `prefix`, so tests (and two gateways on one Redis) can keep apart.
-- Errors from Redis (connection refused, timeout) propagate: the Limiter decides what to do.
+- Commands go through our lean RESP client (resp.py): a script is sent once by SCRIPT LOAD
+  and then run by its SHA1 (EVALSHA), loaded again if the server forgot it (NOSCRIPT).
+- Errors from Redis (connection refused, timeout, an error reply) propagate: the Limiter
+  decides what to do.
 """
 
 from __future__ import annotations
 
+import hashlib
 import secrets
-from typing import Any
-
-from redis.asyncio import Redis
 
 from .periods import Periods
 from .permit import Limited, Permit, Refusal, RefusalKind, budget_spent, over_limit
+from .resp import Reply, RespClient, RespError
 from .windows import WINDOW, retry_after
 
 # KEYS: requests now, requests before, tokens now, tokens before, slots, spend
@@ -96,15 +98,43 @@ _KINDS: dict[int, RefusalKind] = {1: "rpm", 2: "tpm", 3: "concurrency", 4: "budg
 _SPEND_TTL = 40 * 86400  # longer than any month; a period's spend is unread after its end
 
 
+class _Script:
+    __slots__ = ("sha", "source")
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
+
+
 class RedisLimits:
-    def __init__(self, client: Redis, *, prefix: str = "babelgate:", lease: float = 3600.0
-                 ) -> None:
+    def __init__(self, client: RespClient, *, prefix: str = "babelgate:",
+                 lease: float = 3600.0) -> None:
         self.client = client
+        # The URL without a password, if it had one.
+        scheme, sep, rest = client.url.partition("://")
+        self.where = f"Redis at {scheme}{sep}{rest.rpartition('@')[2]}"
         self.prefix = prefix
         self.lease = lease
         self.periods = Periods()
-        self._admit = client.register_script(ADMIT)
-        self._finish = client.register_script(FINISH)
+        self._admit = _Script(ADMIT)
+        self._finish = _Script(FINISH)
+
+    async def ping(self) -> None:
+        await self.client.call("PING")
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    async def _run(self, script: _Script, keys: tuple[str, ...],
+                   args: tuple[str | int | float, ...]) -> Reply:
+        try:
+            return await self.client.call("EVALSHA", script.sha, len(keys), *keys, *args)
+        except RespError as exc:
+            if exc.code != "NOSCRIPT":
+                raise
+        # A Redis restarted or flushed since we last ran it: load it and run it again.
+        await self.client.call("SCRIPT", "LOAD", script.source)
+        return await self.client.call("EVALSHA", script.sha, len(keys), *keys, *args)
 
     def spend_key(self, key_id: str, start: float) -> str:
         return f"{self.prefix}spend:{key_id}:{int(start)}"
@@ -113,15 +143,15 @@ class RedisLimits:
         return f"{self.prefix}{what}:{key_id}:{index}"
 
     async def seed(self, key_id: str, start: float, spent: float) -> None:
-        await self.client.set(self.spend_key(key_id, start), repr(spent), nx=True,
-                              ex=_SPEND_TTL)
+        await self.client.call("SET", self.spend_key(key_id, start), repr(spent), "NX", "EX",
+                               _SPEND_TTL)
 
     async def spent(self, key: Limited, now: float) -> float:
         if key.budget_period is None:
             return 0.0
         start, _ = self.periods.current(key.budget_period, now)
-        value = await self.client.get(self.spend_key(key.id, start))
-        return float(value) if value is not None else 0.0
+        value = await self.client.call("GET", self.spend_key(key.id, start))
+        return float(value) if isinstance(value, bytes) else 0.0
 
     async def admit(self, key: Limited, estimate: int, now: float) -> Permit | Refusal:
         index = int(now // WINDOW)
@@ -136,21 +166,22 @@ class RedisLimits:
         tpm = key.tpm or 0
         estimate = min(estimate, tpm) if tpm else 0
         slot = secrets.token_hex(8) if key.concurrency else ""
-        keys = [
+        keys = (
             self._window_key("rpm", key_id, index), self._window_key("rpm", key_id, index - 1),
             self._window_key("tpm", key_id, index), self._window_key("tpm", key_id, index - 1),
             f"{self.prefix}slots:{key_id}", spend or f"{self.prefix}nospend",
-        ]
-        args: list[Any] = [key.rpm or 0, tpm, key.concurrency or 0,
-                           -1 if budget is None else budget, estimate, elapsed, slot, now,
-                           self.lease]
-        answer = await self._admit(keys=keys, args=args)
-        code = int(answer[0])
+        )
+        args = (key.rpm or 0, tpm, key.concurrency or 0, -1 if budget is None else budget,
+                estimate, elapsed, slot, now, self.lease)
+        answer = await self._run(self._admit, keys, args)
+        if not isinstance(answer, list) or not answer or not isinstance(answer[0], int):
+            raise RespError(f"ERR the admission script answered {answer!r}")
+        code = answer[0]
         if code == 0:
             return Permit(key, local=False, tpm_window=index if tpm else -1,
                           tpm_reserved=estimate, slot=slot or None)
         kind = _KINDS[code]
-        current, previous = float(answer[1]), float(answer[2])
+        current, previous = _number(answer[1]), _number(answer[2])
         if kind == "budget":
             return budget_spent(key, current, end, now)
         if kind == "concurrency":
@@ -172,8 +203,12 @@ class RedisLimits:
         tokens = (self._window_key("tpm", key.id, permit.tpm_window)
                   if permit.tpm_window >= 0 else f"{self.prefix}notokens")
         delta = permit.tokens - permit.tpm_reserved if permit.tpm_window >= 0 else 0
-        spent = await self._finish(
-            keys=[tokens, f"{self.prefix}slots:{key.id}", spend],
-            args=[delta, permit.slot or "", cost, _SPEND_TTL],
-        )
-        return float(spent) if spent else None
+        spent = await self._run(self._finish, (tokens, f"{self.prefix}slots:{key.id}", spend),
+                                (delta, permit.slot or "", cost, _SPEND_TTL))
+        return float(spent) if isinstance(spent, bytes) and spent else None
+
+
+def _number(reply: Reply) -> float:
+    if isinstance(reply, bytes | int):
+        return float(reply)
+    raise RespError(f"ERR the admission script answered {reply!r}")

@@ -107,7 +107,8 @@ GENERATE_PATHS = {
 
 
 class App:
-    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time,
+                 limits_socket: str | None = None) -> None:
         storage = settings.storage
         # The books: one usage record per upstream attempt, to each sink (books/); a row
         # per record in the usage table, written in batches off the request path.
@@ -149,9 +150,10 @@ class App:
                                  shared=settings.server.reuse_shared)
         self.auth = Auth(self.db, required=settings.auth.required,
                          refresh_every=settings.auth.refresh_interval_s)
-        # The keys' limits and budgets: in this process, or shared through Redis (limits/);
-        # with metrics on, each paid settlement sets the key's budget-remaining gauge.
-        self.limits = Limiter(settings.redis,
+        # The keys' limits and budgets: in this process, shared through Redis, or under
+        # `serve --workers` by the supervisor (limits/); with metrics on, each paid settlement
+        # sets the key's budget-remaining gauge.
+        self.limits = Limiter(settings.redis, workers_socket=limits_socket,
                               on_spent=self._budget_left if self.metrics is not None else None)
         # Responses clients' conversations (previous_response_id).
         self.conversations = Conversations(ResponseStore(
@@ -628,6 +630,9 @@ class App:
             "reuse": self.reuse.stats(),  # request pieces decoded once and found again
             # "ok", or "unreachable, local limits" while it is away; null without `redis:`.
             "redis": self.limits.status,
+            # Where the keys' limits are counted now: "redis", "workers" (the supervisor of
+            # serve --workers) or "process" (this one alone).
+            "limits": self.limits.counted,
             "claude_code": self._claude_code_health(),
         })
 
@@ -776,8 +781,8 @@ class App:
         ))
 
 
-def create_app(settings: Settings) -> App:
-    return App(settings)
+def create_app(settings: Settings, *, limits_socket: str | None = None) -> App:
+    return App(settings, limits_socket=limits_socket)
 
 
 def _log_reload(why: str, settings: Settings, pending: tuple[str, ...]) -> None:

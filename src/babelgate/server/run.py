@@ -36,6 +36,7 @@ def configure_logging(level: int = logging.INFO) -> None:
 def serve(
     settings: Settings, host: str | None = None, port: int | None = None, *,
     worker: int | None = None, supervisor_fd: int | None = None,
+    limits_socket: str | None = None,
 ) -> None:
     """Serve until SIGTERM or SIGINT; then let open requests finish for up to
     `server.shutdown_timeout` seconds (an agent's stream can run for minutes, and a restart must
@@ -45,12 +46,14 @@ def serve(
     `worker`: this process is worker number `worker` of `babelgate serve --workers N`
     (server/workers.py): it binds with SO_REUSEPORT beside its siblings, and stops as if sent
     SIGTERM when the supervisor that started it is gone; `supervisor_fd` is where it tells
-    the supervisor that it reloaded on POST /admin/reload, so that the others reload too."""
+    the supervisor that it reloaded on POST /admin/reload, so that the others reload too;
+    `limits_socket` is where the supervisor keeps the keys' limit counts for all its workers
+    (limits/hosted.py), used when there is no `redis:`."""
     configure_logging()
     ignore_hangup()  # until the loop's handler takes SIGHUP over: it used to kill us
     host = host or settings.server.host
     port = port or settings.server.port
-    app = create_app(settings)
+    app = create_app(settings, limits_socket=limits_socket)
     if worker is not None and supervisor_fd is not None:
         fd, index = supervisor_fd, worker
         app.reloaded_on_request = lambda: tell_supervisor(fd, index)

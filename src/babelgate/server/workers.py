@@ -17,8 +17,11 @@ What this module promises:
 - A worker that exits within `settle` seconds of starting (the port, the configuration)
   stops them all with status 1; one that dies later is started again.
 - A worker whose supervisor is gone stops by itself (server/run.py).
+- Without `redis:` the supervisor keeps the keys' limit counts for all its workers
+  (limits/hosted.py) on a unix socket it passes as `--limits-socket`, so a 10 requests/minute
+  key gets 10 through N workers; with `redis:` the workers share Redis's counts instead.
 What workers do not share yet: each keeps its own in-memory state (reuse tables, routing
-health); limits and usage across workers are the business of the shared storage.
+health); usage across workers is the business of the shared storage.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ import signal
 import socket
 import time
 from collections.abc import Sequence
+
+from babelgate.limits.hosted import CountServer
 
 from .run import configure_logging, ignore_hangup
 
@@ -68,6 +73,7 @@ class Supervisor:
         # The workers' messages to us (one line each, written whole: shorter than PIPE_BUF).
         self._from_workers, self._to_us = os.pipe()
         self._heard = b""
+        self.counts = CountServer()  # the limits of every worker (without Redis)
 
     async def run(self) -> int:
         """Serve until SIGTERM/SIGINT; the exit status for the supervisor."""
@@ -76,6 +82,7 @@ class Supervisor:
             loop.add_signal_handler(signum, self._stop.set)
         loop.add_signal_handler(signal.SIGHUP, self.signal_all, signal.SIGHUP)
         loop.add_reader(self._from_workers, self._hear)
+        await self.counts.start()
         for index in range(self.count):
             await self._start(index)
         log.info("babelgate supervisor: %d workers started (pids %s)", self.count,
@@ -85,6 +92,7 @@ class Supervisor:
         finally:
             loop.remove_reader(self._from_workers)
             await self._stop_all()
+            await self.counts.stop()
             os.close(self._from_workers)
             os.close(self._to_us)
 
@@ -107,7 +115,7 @@ class Supervisor:
     async def _start(self, index: int) -> None:
         self.workers[index] = await asyncio.create_subprocess_exec(
             *self.command, "--worker", str(index), "--supervisor-fd", str(self._to_us),
-            pass_fds=(self._to_us,))
+            "--limits-socket", self.counts.path, pass_fds=(self._to_us,))
         self._started[index] = time.monotonic()
 
     async def _watch(self) -> int:
