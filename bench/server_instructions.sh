@@ -19,6 +19,8 @@
 # BENCH_KEY=plain|limited: every request carries a gateway key made for the run (plain: no
 # limits; limited: requests and tokens a minute, concurrency and a daily budget, all far from
 # reached); BENCH_REDIS=URL adds `redis:` (the limits counted in Redis). Loopback only.
+# BENCH_HOSTED=1 counts the limits as a worker of `serve --workers N` does without Redis: in a
+# supervisor's count server (limits/hosted.py) started beside it, over its unix socket.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PY=${PYTHON:-$ROOT/.venv/bin/python}
@@ -43,8 +45,21 @@ case ${BENCH_KEY:-} in
     *) echo "BENCH_KEY: plain or limited" >&2; exit 2 ;;
 esac
 export BENCH_KEY_VALUE
+HOSTED=()
+if [ -n "${BENCH_HOSTED:-}" ]; then
+    "$PY" -c 'import asyncio, sys
+from babelgate.limits.hosted import CountServer
+async def main():
+    server = CountServer(); await server.start(); print(server.path, flush=True)
+    await asyncio.Event().wait()
+asyncio.run(main())' >"$WORK/hosted.path" &
+    PIDS+=($!)
+    for _ in $(seq 50); do [ -s "$WORK/hosted.path" ] && break; sleep 0.1; done
+    HOSTED=(--limits-socket "$(cat "$WORK/hosted.path")")
+fi
 case ${BENCH_SERVER:-own} in
-    own) SERVE=(-m babelgate serve --config "$WORK/gw.yaml" --host 127.0.0.1 --port "$P_GW") ;;
+    own) SERVE=(-m babelgate serve --config "$WORK/gw.yaml" --host 127.0.0.1 --port "$P_GW"
+                "${HOSTED[@]}") ;;
     uvicorn) SERVE=(-m uvicorn --factory babelgate.server.asgi:app_factory --host 127.0.0.1
                     --port "$P_GW" --loop uvloop --http httptools --no-access-log
                     --log-level warning) ;;

@@ -169,7 +169,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     try:
         if args.worker is None:
-            serve(settings, host, port)  # blocks until the server stops
+            # blocks until the server stops
+            serve(settings, host, port, limits_socket=args.limits_socket)
         else:
             serve(settings, host, port, worker=args.worker, supervisor_fd=args.supervisor_fd,
                   limits_socket=args.limits_socket)

@@ -69,6 +69,7 @@ from .http import Request, header_text
 from .keepalive import KeepAlive, KeepAlives
 from .memory import Collector, HeapTrimmer
 from .metrics import Metrics
+from .otlp import OtlpConfig
 from .owner import owner_of
 from .reload import (
     FileWatch,
@@ -81,6 +82,7 @@ from .reload import (
 from .rule_edits import edit_body
 from .sessions_api import PREFIXES as SESSION_PREFIXES
 from .sessions_api import SessionsApi
+from .traces import Traces
 
 log = logging.getLogger("babelgate")
 
@@ -205,7 +207,14 @@ class App:
             )
         # Limits set the budget gauge through `metrics.budget_remaining(key, usd)`.
         self.metrics: Metrics | None = Metrics() if settings.metrics else None
-        self.log_sinks = tuple(s for s in (self.daily_log, self.metrics) if s is not None)
+        # OpenTelemetry traces when OTEL_EXPORTER_OTLP_ENDPOINT is set (server/traces.py).
+        otlp = OtlpConfig.from_environ(os.environ)
+        self.traces = (Traces(otlp, lambda: self.gateway.providers) if otlp is not None
+                       else None)
+        if otlp is not None:
+            log.info("OpenTelemetry traces to %s as service %s", otlp.where(), otlp.service)
+        self.log_sinks = tuple(s for s in (self.daily_log, self.metrics, self.traces)
+                               if s is not None)
         for sink in self.log_sinks:
             self.gateway.books.add_sink(sink)
 
@@ -289,6 +298,8 @@ class App:
         await asyncio.to_thread(self.usage.close)
         if self.daily_log is not None:
             await self.daily_log.close()  # writes the lines still queued
+        if self.traces is not None:
+            await self.traces.close()  # sends the spans still queued
         await self.quota_store.flush()
         await self.db.close()
 

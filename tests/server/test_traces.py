@@ -1,0 +1,184 @@
+"""OpenTelemetry traces of a real gateway, received by a real OTLP/HTTP collector in the test:
+what arrives is decoded and each request's spans and their GenAI attributes are checked, as a
+user would read them in their tracing backend."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+import pytest
+from aiohttp import web
+from test_observe import HEADERS, PROVIDER_KEY, ROUTES, message, post
+from tests.conftest import GatewayFactory
+from tests.fakes import FakeAnthropic, FakeOpenAI, Reply
+from tests.fakes.core import Usage, free_port
+
+pytestmark = [pytest.mark.gateway]
+
+COLLECTOR_TOKEN = "collector-SECRET-token"
+
+
+class Collector:
+    """An OTLP/HTTP receiver: POST /v1/traces with an OTLP JSON body, kept decoded."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[dict[str, str], dict[str, Any]]] = []
+        self.port = free_port()
+        self.runner: web.AppRunner | None = None
+
+    async def __aenter__(self) -> Collector:
+        app = web.Application()
+        app.router.add_post("/v1/traces", self.traces)
+        self.runner = web.AppRunner(app)
+        await self.runner.setup()
+        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.runner is not None
+        await self.runner.cleanup()
+
+    async def traces(self, request: web.Request) -> web.Response:
+        assert request.content_type == "application/json"
+        headers = {name.lower(): value for name, value in request.headers.items()}
+        self.requests.append((headers, orjson.loads(await request.read())))
+        return web.json_response({"partialSuccess": {}})
+
+    def spans(self) -> list[dict[str, Any]]:
+        return [span for _, body in self.requests for resource in body["resourceSpans"]
+                for scope in resource["scopeSpans"] for span in scope["spans"]]
+
+    async def wait_for(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while len(self.spans()) < count and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        return self.spans()
+
+
+@pytest.fixture
+async def collector() -> AsyncIterator[Collector]:
+    async with Collector() as running:
+        yield running
+
+
+def attributes(span: dict[str, Any]) -> dict[str, Any]:
+    """OTLP's typed attribute values as plain ones (intValue arrives as a string)."""
+    found: dict[str, Any] = {}
+    for item in span["attributes"]:
+        (kind, raw), = item["value"].items()
+        found[item["key"]] = int(raw) if kind == "intValue" else raw
+    return found
+
+
+async def test_each_request_is_a_trace_with_genai_attributes(
+        gateway_factory: GatewayFactory, collector: Collector) -> None:
+    async with FakeOpenAI(api_key=PROVIDER_KEY) as oa, FakeAnthropic() as an:
+        gw = await gateway_factory(
+            {"oa": oa, "an": an}, routes=ROUTES,  # type: ignore[arg-type]
+            env={"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{collector.port}",
+                 "OTEL_SERVICE_NAME": "team-gateway",
+                 "OTEL_EXPORTER_OTLP_HEADERS": f"authorization=Bearer%20{COLLECTOR_TOKEN},"
+                                               "x-tenant=platform",
+                 "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=test",
+                 "OTEL_BSP_SCHEDULE_DELAY": "100"})
+        oa.queue(Reply(text="whole", usage=Usage(input_tokens=10, output_tokens=20)))
+        assert (await post(gw, message("claude-x")))[0] == 200
+        # A fallback: the first target fails, the second answers: one trace, two attempts.
+        oa.queue(Reply(status=500, error="down"))
+        an.queue(Reply(text="from anthropic", usage=Usage(input_tokens=4, output_tokens=2)))
+        assert (await post(gw, message("fallback-x")))[0] == 200
+        assert (await post(gw, message("no-such-model")))[0] == 404
+        spans = await collector.wait_for(6)
+    assert len(spans) == 6, spans
+
+    headers, body = collector.requests[0]
+    assert headers["authorization"] == f"Bearer {COLLECTOR_TOKEN}"
+    assert headers["x-tenant"] == "platform"
+    resource = attributes(body["resourceSpans"][0]["resource"])
+    assert resource == {"service.name": "team-gateway", "deployment.environment": "test"}
+
+    traces: dict[str, list[dict[str, Any]]] = {}
+    for span in spans:
+        assert len(span["traceId"]) == 32 and len(span["spanId"]) == 16
+        assert int(span["endTimeUnixNano"]) >= int(span["startTimeUnixNano"]) > 0
+        traces.setdefault(span["traceId"], []).append(span)
+    assert sorted(len(t) for t in traces.values()) == [1, 2, 3]
+    by_size = {len(t): t for t in traces.values()}
+
+    # A whole request: the SERVER span of the request, one CLIENT span of its attempt.
+    request, attempt = sorted(by_size[2], key=lambda s: s["kind"])
+    assert request["kind"] == 2 and attempt["kind"] == 3
+    assert "parentSpanId" not in request and attempt["parentSpanId"] == request["spanId"]
+    assert request["name"] == "chat claude-x" and attempt["name"] == "chat gpt-up"
+    upstream = urlsplit(oa.url)
+    assert attributes(attempt) == {
+        "gen_ai.operation.name": "chat", "gen_ai.provider.name": "oa", "gen_ai.system": "oa",
+        "gen_ai.request.model": "gpt-up", "gen_ai.response.model": "gpt-up",
+        "gen_ai.usage.input_tokens": 10, "gen_ai.usage.output_tokens": 20,
+        "http.response.status_code": 200,
+        "babelgate.request_id": attributes(request)["babelgate.request_id"],
+        "server.address": upstream.hostname, "server.port": upstream.port,
+    }
+    wanted = {"gen_ai.operation.name": "chat", "gen_ai.request.model": "claude-x",
+              "gen_ai.response.model": "gpt-up", "gen_ai.provider.name": "oa",
+              "gen_ai.usage.input_tokens": 10, "gen_ai.usage.output_tokens": 20,
+              "http.response.status_code": 200, "url.path": "/v1/messages",
+              "babelgate.client": "claude-code", "babelgate.protocol": "anthropic",
+              "babelgate.route": "claude-x"}
+    assert {k: attributes(request).get(k) for k in wanted} == wanted
+    assert "status" not in request and "status" not in attempt
+
+    check_fallback_and_refused(by_size[3], by_size[1][0])
+
+    # No key in anything sent, nor the collector's token in the gateway's log.
+    for _, sent in collector.requests:
+        text = orjson.dumps(sent).decode()
+        assert PROVIDER_KEY not in text and HEADERS["x-api-key"] not in text
+    assert COLLECTOR_TOKEN not in gw.log()
+    assert f"OpenTelemetry traces to http://127.0.0.1:{collector.port}/v1/traces as " \
+           "service team-gateway" in gw.log()
+
+
+async def test_no_endpoint_no_traces(gateway_factory: GatewayFactory,
+                                     collector: Collector) -> None:
+    """Without OTEL_EXPORTER_OTLP_ENDPOINT nothing is sent (and the service name alone
+    turns nothing on)."""
+    async with FakeOpenAI(api_key=PROVIDER_KEY) as oa:
+        gw = await gateway_factory({"oa": oa}, routes={"claude-x": "oa/gpt-up"},  # type: ignore[arg-type]
+                                   env={"OTEL_SERVICE_NAME": "x",
+                                        "OTEL_BSP_SCHEDULE_DELAY": "50"})
+        oa.queue(Reply(text="whole", usage=Usage(input_tokens=1, output_tokens=1)))
+        assert (await post(gw, message("claude-x")))[0] == 200
+        await asyncio.sleep(0.5)
+    assert collector.requests == []
+    assert "OpenTelemetry" not in gw.log()
+
+
+def check_fallback_and_refused(fallback: list[dict[str, Any]], refused: dict[str, Any]
+                               ) -> None:
+    """The fallback: both attempts are children of the one request span; the failed one has
+    error.type and the ERROR status, the request ends as the second answered. Refused before
+    any upstream: a request span alone, with the error."""
+    root = next(s for s in fallback if "parentSpanId" not in s)
+    children = sorted((s for s in fallback if s is not root),
+                      key=lambda s: int(s["startTimeUnixNano"]))
+    assert all(c["parentSpanId"] == root["spanId"] for c in children)
+    failed, answered = (attributes(c) for c in children)
+    assert failed["gen_ai.provider.name"] == "oa" and failed["error.type"] == "api_error"
+    assert failed["http.response.status_code"] == 500
+    assert children[0]["status"]["code"] == 2
+    assert answered["gen_ai.provider.name"] == "an"
+    assert answered["gen_ai.usage.output_tokens"] == 2 and "error.type" not in answered
+    assert attributes(root)["gen_ai.response.model"] == "claude-up"
+    assert int(root["startTimeUnixNano"]) <= int(children[0]["startTimeUnixNano"])
+    assert int(root["endTimeUnixNano"]) >= int(children[1]["endTimeUnixNano"])
+
+    assert refused["kind"] == 2 and refused["status"]["code"] == 2
+    assert attributes(refused)["error.type"] == "not_found"
+    assert attributes(refused)["http.response.status_code"] == 404
+    assert attributes(refused)["gen_ai.request.model"] == "no-such-model"
