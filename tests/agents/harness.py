@@ -177,6 +177,11 @@ base_url = "{base_url}"
 env_key = "BABELGATE_KEY"
 wire_api = "responses"
 
+{CODEX_OFFLINE}"""
+
+
+# The tables of Codex's config.toml that keep it off the internet (codex_config says why).
+CODEX_OFFLINE = """\
 [analytics]
 enabled = false
 

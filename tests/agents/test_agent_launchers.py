@@ -23,6 +23,7 @@ import pytest
 import yaml
 from tests.agents.harness import (
     CODEX_MODEL,
+    CODEX_OFFLINE,
     PROMPT,
     AgentRun,
     Workspace,
@@ -45,20 +46,7 @@ USER_CODEX_CONFIG = f"""\
 model = "{CODEX_MODEL}"
 check_for_update_on_startup = false
 
-[analytics]
-enabled = false
-
-[feedback]
-enabled = false
-
-[otel]
-exporter = "none"
-trace_exporter = "none"
-metrics_exporter = "none"
-
-[features]
-plugins = false
-"""
+{CODEX_OFFLINE}"""
 
 
 def write_config(ws: Workspace, providers: dict[str, Any], model: str) -> tuple[Path, str]:

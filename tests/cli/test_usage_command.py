@@ -3,6 +3,7 @@ store's own writer, in each output form; a model without a price is never shown 
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import subprocess
@@ -15,6 +16,8 @@ import pytest
 
 from babelgate.books.record import UsageRecord
 from babelgate.books.store import UsageSink
+from babelgate.storage.database import open_database
+from babelgate.storage.url import StorageURL
 from babelgate.storage.usage import UsageWriter
 
 NOW = time.time()
@@ -33,7 +36,8 @@ def record(**fields: object) -> UsageRecord:
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
     db = tmp_path / "usage.db"
-    sink = UsageSink(UsageWriter(db))
+    database = open_database(StorageURL.from_settings(None, str(db)))
+    sink = UsageSink(UsageWriter(database))
     for rec in (
         # a request that fell back: a failed attempt, then the answer
         record(request_id="a", provider="kimi", target_model="kimi-k2.5", status=503,
@@ -50,6 +54,7 @@ def config(tmp_path: Path) -> Path:
     ):
         sink.record(rec)
     sink.close()
+    asyncio.run(database.close())
     path = tmp_path / "babelgate.yaml"
     path.write_text(f"storage: {{path: {db}}}\n")
     return path

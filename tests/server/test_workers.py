@@ -32,23 +32,8 @@ WAIT = 20.0
 async def test_workers_share_the_port_reload_together_and_stop_together(
     tmp_path: Path, fake_openai: FakeOpenAI
 ) -> None:
-    config = tmp_path / "babelgate.yaml"
-    config.write_text(yaml.safe_dump({
-        "providers": {"up": fake_openai.provider_config()},
-        "routes": {"default": "up/model-a"},
-        "server": {"reload_poll": 0, "shutdown_timeout": 2},
-        "storage": {"path": str(tmp_path / "state.db")},
-    }))
-    port = free_port()
-    log_path = tmp_path / "gateway.log"
-    with log_path.open("wb") as log:
-        supervisor = subprocess.Popen(
-            [sys.executable, "-m", "babelgate", "serve", "--config", str(config),
-             "--port", str(port), "--workers", str(WORKERS)],
-            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-    url = f"http://127.0.0.1:{port}"
+    config = _config(tmp_path, fake_openai)
+    supervisor, log_path, url = _supervise(config, WORKERS)
     try:
         pids = await _every_worker(url, supervisor, log_path, lambda h: True)
         assert len(pids) == WORKERS
@@ -115,6 +100,32 @@ def test_workers_on_a_port_in_use_exit_1(tmp_path: Path) -> None:
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
 
 
+def _config(tmp_path: Path, fake: FakeOpenAI, **extra: Any) -> Path:
+    config = tmp_path / "babelgate.yaml"
+    config.write_text(yaml.safe_dump({
+        "providers": {"up": fake.provider_config()},
+        "routes": {"default": "up/model-a"},
+        "server": {"reload_poll": 0, "shutdown_timeout": 2},
+        "storage": {"path": str(tmp_path / "state.db")},
+        **extra,
+    }))
+    return config
+
+
+def _supervise(config: Path, workers: int) -> tuple[subprocess.Popen[bytes], Path, str]:
+    """`babelgate serve --workers N` on a free port: the supervisor, its log, its URL."""
+    port = free_port()
+    log_path = config.parent / "gateway.log"
+    with log_path.open("wb") as log:
+        supervisor = subprocess.Popen(
+            [sys.executable, "-m", "babelgate", "serve", "--config", str(config),
+             "--port", str(port), "--workers", str(workers)],
+            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    return supervisor, log_path, f"http://127.0.0.1:{port}"
+
+
 async def _every_worker(url: str, supervisor: subprocess.Popen[bytes], log_path: Path,
                         ready: Any, count: int = WORKERS) -> set[int]:
     """The pids of WORKERS distinct workers whose /health satisfies `ready`, asked over new
@@ -157,26 +168,10 @@ async def test_a_limited_key_is_counted_once_across_workers(
 ) -> None:
     """Without Redis the supervisor keeps the counts: a 10 requests/minute key gets exactly 10
     through two workers that both answered some of its requests, not 10 each."""
-    config = tmp_path / "babelgate.yaml"
-    config.write_text(yaml.safe_dump({
-        "providers": {"up": fake_openai.provider_config()},
-        "routes": {"default": "up/model-a"},
-        "server": {"reload_poll": 0, "shutdown_timeout": 2},
-        "storage": {"path": str(tmp_path / "state.db")},
-        "metrics": True,
-    }))
+    config = _config(tmp_path, fake_openai, metrics=True)
     key = create(config, "alice", "--rpm", "10")
     admin = create(config, "ops", "--admin")
-    port = free_port()
-    log_path = tmp_path / "gateway.log"
-    with log_path.open("wb") as log:
-        supervisor = subprocess.Popen(
-            [sys.executable, "-m", "babelgate", "serve", "--config", str(config),
-             "--port", str(port), "--workers", "2"],
-            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-    url = f"http://127.0.0.1:{port}"
+    supervisor, log_path, url = _supervise(config, 2)
     try:
         await _every_worker(url, supervisor, log_path, lambda h: h["limits"] == "workers",
                             count=2)

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 import orjson
 
-from babelgate.config import ConfigError, load_settings
+from babelgate.cli.settings import EXIT_CONFIG, load_or_say, storage_or_say, whole_number
 from babelgate.storage.database import Database, open_database
 from babelgate.storage.key_admin import key_listing, parse_expiry
 from babelgate.storage.keys import DuplicateKeyName, create_key, revoke_key
@@ -42,9 +42,12 @@ def add_keys(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     create.add_argument("name")
     create.add_argument("--models", metavar="GLOBS",
                         help='model globs the key may use, comma-separated ("claude-*,gpt-5*")')
-    create.add_argument("--rpm", type=_positive_int, help="requests per minute")
-    create.add_argument("--tpm", type=_positive_int, help="tokens per minute")
-    create.add_argument("--concurrency", type=_positive_int, help="requests at once")
+    create.add_argument("--rpm", type=whole_number("requests per minute", 1),
+                        help="requests per minute")
+    create.add_argument("--tpm", type=whole_number("tokens per minute", 1),
+                        help="tokens per minute")
+    create.add_argument("--concurrency", type=whole_number("requests at once", 1),
+                        help="requests at once")
     create.add_argument("--budget", type=_positive_float, metavar="USD",
                         help="spend allowed per --per period, in USD")
     create.add_argument("--per", choices=("day", "month"), help="the budget's period (day)")
@@ -76,16 +79,6 @@ def _config_option(parser: argparse.ArgumentParser) -> None:
 # ---------------------------------------------------------------------------- values
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive: {value}")
-    return value
-
-
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -112,15 +105,10 @@ def _expiry(text: str) -> float:
 
 def run(args: argparse.Namespace) -> int:
     handler: Callable[[Database, argparse.Namespace], Awaitable[int]] = args.action
-    try:
-        settings = load_settings(args.config)
-        url = StorageURL.from_settings(settings.storage.url, settings.storage.path)
-    except ConfigError as exc:
-        print(f"babelgate: configuration error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except ValueError as exc:
-        print(f"babelgate: configuration error: storage.url: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    settings = load_or_say(args.config)
+    url = storage_or_say(settings) if settings is not None else None
+    if url is None:
+        return EXIT_CONFIG
     return asyncio.run(_with_database(url, args, handler))
 
 

@@ -19,12 +19,12 @@ from babelgate.cli.doctor import add_doctor
 from babelgate.cli.init import add_init
 from babelgate.cli.keys import add_keys
 from babelgate.cli.manage import add_manage
+from babelgate.cli.settings import EXIT_CONFIG, load_or_say, say, whole_number
 from babelgate.cli.usage import add_usage
 from babelgate.config import (
     NO_PROVIDER_HINT,
     ConfigError,
     Settings,
-    load_settings,
 )
 
 EXIT_OK = 0
@@ -60,7 +60,7 @@ def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     serve.add_argument("--config", metavar="FILE", help="path to babelgate.yaml")
     serve.add_argument("--host", help="address to listen on (default: config, else 127.0.0.1)")
     serve.add_argument("--port", type=_port, help="port to listen on (default: config, else 8080)")
-    serve.add_argument("--workers", type=_workers, default=1, metavar="N",
+    serve.add_argument("--workers", type=whole_number("workers", 1), default=1, metavar="N",
                        help="processes serving the port together (SO_REUSEPORT); default 1")
     # Set by the supervisor of --workers on the processes it starts (server/workers.py).
     serve.add_argument("--worker", type=int, help=argparse.SUPPRESS)
@@ -106,16 +106,6 @@ def _port(text: str) -> int:
     return port
 
 
-def _workers(text: str) -> int:
-    try:
-        count = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of workers: {text!r}") from None
-    if count < 1:
-        raise argparse.ArgumentTypeError(f"--workers must be at least 1: {count}")
-    return count
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the process exit code."""
     args_list = list(sys.argv[1:] if argv is None else argv)
@@ -145,11 +135,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    try:
-        settings = load_settings(args.config)
-    except ConfigError as exc:
-        print(f"babelgate: configuration error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    settings = load_or_say(args.config)
+    if settings is None:
+        return EXIT_CONFIG
     host = args.host or settings.server.host
     port = args.port or settings.server.port
     if args.worker is None:  # a worker's supervisor said it already
@@ -175,8 +163,8 @@ def _serve(args: argparse.Namespace) -> int:
             serve(settings, host, port, worker=args.worker, supervisor_fd=args.supervisor_fd,
                   limits_socket=args.limits_socket)
     except ConfigError as exc:  # found while building the app (a storage.url it cannot use)
-        print(f"babelgate: configuration error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        say(exc)
+        return EXIT_CONFIG
     return EXIT_OK
 
 

@@ -14,7 +14,7 @@ import orjson
 
 from babelgate.books.query import usage_summary
 from babelgate.books.report import CSV_FIELDS, GROUPS, Group, Summary, parse_since
-from babelgate.config import ConfigError, load_settings
+from babelgate.cli.settings import load_or_say, storage_or_say
 from babelgate.storage.database import open_database
 from babelgate.storage.url import StorageURL
 
@@ -41,15 +41,13 @@ def add_usage(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
 
 def run_usage(args: argparse.Namespace) -> int:
     try:
-        settings = load_settings(args.config)
         since = parse_since(args.since)
-    except (ConfigError, ValueError) as exc:
+    except ValueError as exc:
         print(f"babelgate: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    try:
-        url = StorageURL.from_settings(settings.storage.url, settings.storage.path)
-    except ValueError as exc:
-        print(f"babelgate: configuration error: storage.url: {exc}", file=sys.stderr)
+    settings = load_or_say(args.config)
+    url = storage_or_say(settings) if settings is not None else None
+    if url is None:
         return EXIT_USAGE
     summary = asyncio.run(_summary(url, since, args.by))
     if args.json:

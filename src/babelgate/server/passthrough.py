@@ -204,14 +204,24 @@ def _anthropic_read(tap: UsageTap, name: str | None, data: JSON) -> None:
         tap.fail(data.get("error"))
 
 
-def _chat_read(tap: UsageTap, name: str | None, data: JSON) -> None:
-    if data.get("error") is not None:
-        tap.fail(data["error"])
-        return
-    tap.started = True
-    usage = data.get("usage")
-    if isinstance(usage, dict):
-        tap.merge(chat_usage(usage))
+def _chunk_read(field: str, parse: Callable[[Any], Usage]
+                ) -> Callable[[UsageTap, str | None, JSON], None]:
+    """The reader of a protocol whose stream is one kind of chunk (Chat Completions,
+    Gemini): an `error` in one fails the stream; else the usage in `field`, if any."""
+
+    def read(tap: UsageTap, name: str | None, data: JSON) -> None:
+        if data.get("error") is not None:
+            tap.fail(data["error"])
+            return
+        tap.started = True
+        usage = data.get(field)
+        if isinstance(usage, dict):
+            tap.merge(parse(usage))
+
+    return read
+
+
+_chat_read = _chunk_read("usage", chat_usage)
 
 
 _RESPONSES_TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
@@ -287,14 +297,7 @@ _RESPONSES_OPENING = frozenset({"response.created", "response.in_progress", "res
 _ANTHROPIC_OPENING = frozenset({"message_start", "ping", "error"})
 
 
-def _gemini_read(tap: UsageTap, name: str | None, data: JSON) -> None:
-    if data.get("error") is not None:
-        tap.fail(data["error"])
-        return
-    tap.started = True
-    meta = data.get("usageMetadata")
-    if isinstance(meta, dict):
-        tap.merge(gemini_usage(meta))
+_gemini_read = _chunk_read("usageMetadata", gemini_usage)
 
 
 SPECS: dict[str, PassThroughSpec] = {

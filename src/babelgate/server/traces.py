@@ -71,6 +71,20 @@ def _nanos(seconds: float) -> str:
     return str(int(seconds * 1e9))
 
 
+def _shared(rec: UsageRecord, model: str) -> list[dict[str, Any]]:
+    """What the request's span and its attempts' say alike (`model`: the one asked for)."""
+    return [_attribute("gen_ai.operation.name", "chat"),
+            _attribute("gen_ai.request.model", model),
+            _attribute("http.response.status_code", rec.status),
+            _attribute("babelgate.request_id", rec.request_id)]
+
+
+def _provider(rec: UsageRecord) -> list[dict[str, Any]]:
+    # gen_ai.system: the older name, which some tracing backends still read.
+    return [_attribute("gen_ai.provider.name", rec.provider),
+            _attribute("gen_ai.system", rec.provider)]
+
+
 class Traces:
     """The trace sink (RecordSink): see the module docstring."""
 
@@ -163,12 +177,9 @@ class Traces:
             return
         first = self._open.pop(rec.request_id, rec.time)
         attributes = [
-            _attribute("gen_ai.operation.name", "chat"),
-            _attribute("gen_ai.request.model", rec.model),
+            *_shared(rec, rec.model),
             _attribute("http.request.method", "POST"),
             _attribute("url.path", rec.endpoint),
-            _attribute("http.response.status_code", rec.status),
-            _attribute("babelgate.request_id", rec.request_id),
             _attribute("babelgate.client", rec.client),
             _attribute("babelgate.protocol", rec.protocol),
             _attribute("babelgate.stream", rec.stream),
@@ -178,9 +189,7 @@ class Traces:
         if rec.route is not None:
             attributes.append(_attribute("babelgate.route", rec.route))
         if rec.provider:
-            attributes += [_attribute("gen_ai.provider.name", rec.provider),
-                           _attribute("gen_ai.system", rec.provider)]
-            attributes += self._usage(rec)
+            attributes += [*_provider(rec), *self._usage(rec)]
         elif rec.error_kind is not None:
             attributes.append(_attribute("error.type", rec.error_kind))
         spans.append(self._span(trace_id, request_span, None, f"chat {rec.model}", SERVER,
@@ -188,15 +197,7 @@ class Traces:
 
     def _attempt(self, rec: UsageRecord, trace_id: str, parent: str, end: float
                  ) -> dict[str, Any]:
-        attributes = [
-            _attribute("gen_ai.operation.name", "chat"),
-            _attribute("gen_ai.provider.name", rec.provider),
-            _attribute("gen_ai.system", rec.provider),
-            _attribute("gen_ai.request.model", rec.target_model),
-            _attribute("http.response.status_code", rec.status),
-            _attribute("babelgate.request_id", rec.request_id),
-            *self._usage(rec),
-        ]
+        attributes = [*_shared(rec, rec.target_model), *_provider(rec), *self._usage(rec)]
         address = self._address(rec.provider)
         if address is not None:
             attributes += [_attribute("server.address", address[0]),

@@ -51,6 +51,19 @@ class Database(ABC):
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> asyncio.Future[None]:
         """Run one statement for each row, in one transaction."""
 
+    def executemany_from_thread(self, sql: str, rows: Sequence[Sequence[Any]],
+                                loop: asyncio.AbstractEventLoop | None) -> None:
+        """`executemany`, called from a thread that is not the event loop's (a batch
+        writer's), returning once it is done. By default through `loop`, the event loop
+        the database runs on; SQLite hands it to its own thread instead."""
+        if loop is None:
+            raise RuntimeError(f"{self.url}: no event loop to write through")
+
+        async def run() -> None:
+            await self.executemany(sql, rows)
+
+        asyncio.run_coroutine_threadsafe(run(), loop).result()
+
     @abstractmethod
     def fetch(self, sql: str, *args: Any) -> asyncio.Future[list[Row]]:
         """The rows of one query."""

@@ -57,6 +57,15 @@ class SqliteDatabase(Database):
     def fetch(self, sql: str, *args: Any) -> asyncio.Future[list[Row]]:
         return self._submit(self._fetch, sql, args)
 
+    def executemany_from_thread(self, sql: str, rows: Sequence[Sequence[Any]],
+                                loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """Straight to the database thread, with no event loop involved: the usage writer's
+        batches share the one connection (and its set-up) with everything else."""
+        if self._closed:
+            raise RuntimeError("the database is closed")
+        self._used = True
+        self._thread.submit(self._executemany, sql, rows).result()
+
     def run(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
         """`fn(connection)` on the database thread (for work no portable call expresses)."""
         return self._submit(lambda: fn(self._db()))

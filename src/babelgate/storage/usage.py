@@ -12,10 +12,10 @@ What this module promises:
 - Nothing opens the database before the first row arrives.
 - Rows are tuples in `COLUMNS` order (None for NULL, bools for the flag columns); this
   module knows SQL, not what the columns mean.
-- On SQLite the writer's thread has a connection of its own to the file. On PostgreSQL it
-  hands each batch to the app's `Database` on the event loop (one executemany in one
-  transaction) and waits for it there, so the loop only ever runs the insert itself;
-  `close()` must then be called off the loop (the app uses `asyncio.to_thread`).
+- The writer's thread hands each batch to the app's `Database` (one executemany in one
+  transaction) and waits for it: on SQLite to the database's own thread and connection, on
+  PostgreSQL to the event loop, which then only runs the insert itself; `close()` must be
+  called off the loop (the app uses `asyncio.to_thread`).
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 from .database import Database
-from .migrations import migrate
 
 log = logging.getLogger("babelgate")
 
@@ -81,34 +80,19 @@ def _bindable(row: Row) -> list[Any]:
 Row = Sequence[Any]
 
 
-def connect(path: Path) -> sqlite3.Connection:
-    """The database at `path` (created 0600 with its folder), migrated, in WAL mode."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not path.exists():
-        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    migrate(conn)
-    return conn
-
-
 class UsageWriter:
     def __init__(
         self,
-        target: Database | str | os.PathLike[str],
+        db: Database,
         *,
         flush_interval: float = 0.5,
         batch_rows: int = 1000,
         max_queue: int = 100_000,
     ) -> None:
-        # A SQLite file (a path, or a SQLite Database's file), else a PostgreSQL Database.
-        self.db = target if isinstance(target, Database) else None
-        self.path: Path | None = (
-            Path(target).expanduser() if not isinstance(target, Database) else target.url.path)
+        self.db = db
+        self.sqlite = db.dialect == "sqlite"
         self._loop: asyncio.AbstractEventLoop | None = None  # the Database's, for PostgreSQL
-        self._errors: tuple[type[Exception], ...] = (
-            (sqlite3.Error,) if self.db is None or self.path is not None else self.db.errors)
+        self._errors: tuple[type[Exception], ...] = db.errors
         self.flush_interval = flush_interval
         self.batch_rows = batch_rows
         self.max_queue = max_queue
@@ -119,7 +103,6 @@ class UsageWriter:
         self._wake = threading.Event()
         self._stopping = False
         self._thread: threading.Thread | None = None
-        self._conn: sqlite3.Connection | None = None  # used only on the writer's thread
         self._lock = threading.Lock()  # starting the thread once
 
     # ------------------------------------------------------------ the request path
@@ -135,7 +118,7 @@ class UsageWriter:
             self._wake.set()
 
     def _start(self) -> None:
-        if self.path is None and self._loop is None:
+        if not self.sqlite and self._loop is None:
             self._loop = asyncio.get_running_loop()  # add() runs on the loop
         with self._lock:
             if self._thread is None and not self._stopping:
@@ -170,41 +153,19 @@ class UsageWriter:
     def _write(self, batch: list[Row]) -> None:
         for attempt in range(3):
             try:
-                if self.path is None:
-                    self._write_through_loop(batch)
+                if self.sqlite:  # NULLIF(?, '') for the bindable rows (see _INSERT)
+                    self.db.executemany_from_thread(_INSERT, batch, None)
                 else:
-                    self._write_sqlite(self.path, batch)
+                    self.db.executemany_from_thread(
+                        _INSERT_PLAIN, [_nulls_again(row) for row in batch], self._loop)
                 self.written += len(batch)
                 return
             except self._errors as exc:
                 if attempt == 2:
                     log.error("usage records lost: %d could not be written to %s: %s",
-                              len(batch), self.path, exc)
+                              len(batch), self.db.url, exc)
                     return
                 time.sleep(0.2 * (attempt + 1))  # a locked file: this thread may wait
-
-    def _write_sqlite(self, path: Path, batch: list[Row]) -> None:
-        if self._conn is None:
-            self._conn = connect(path)
-        conn = self._conn
-        conn.execute("BEGIN")
-        try:
-            conn.executemany(_INSERT, batch)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-
-    def _write_through_loop(self, batch: list[Row]) -> None:
-        db, loop = self.db, self._loop
-        assert db is not None and loop is not None
-
-        rows = [_nulls_again(row) for row in batch]
-
-        async def insert() -> None:
-            await db.executemany(_INSERT_PLAIN, rows)
-
-        asyncio.run_coroutine_threadsafe(insert(), loop).result()
 
     # ------------------------------------------------------------ lifecycle
     def close(self) -> None:
@@ -217,9 +178,6 @@ class UsageWriter:
             self._wake.set()
             thread.join()
         self._flush()  # rows added after the thread's last pass, or with no thread at all
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
 
 
 # ---------------------------------------------------------------- reading
