@@ -32,6 +32,7 @@ from babelgate.claude_code.provider import ClaudeCodeProvider
 from babelgate.config import Settings
 from babelgate.providers.http import HttpClient
 from babelgate.providers.provider import Provider
+from babelgate.providers.proxy import open_tunnel
 
 DEFAULT_TIMEOUT = 20.0
 PROMPT = "Reply with the single word OK."
@@ -39,6 +40,8 @@ PROMPT = "Reply with the single word OK."
 STREAM_END = {"openai": b"[DONE]", "anthropic": b"message_stop",
               "openai-responses": b"response.completed", "gemini": b"finishReason"}
 Progress = Callable[[str, str], None]  # (provider, check name) as each check starts
+# The checks without which no request can reach the upstream: the later ones are skipped.
+CONNECTING = frozenset({"name resolution", "tcp", "tls", "proxy", "tunnel", "authentication"})
 
 
 @dataclass(frozen=True)
@@ -166,7 +169,13 @@ class Doctor:
         steps: list[tuple[str, Callable[[], Any]]] = []
         if isinstance(provider, ClaudeCodeProvider):  # a local program: does it run?
             steps.append(("claude code cli", lambda: self._cli(name, provider)))
-        elif not proxied:
+        elif proxied:
+            # The upstream's name and TCP connection are the proxy's business: check the
+            # proxy is there, then that it opens a tunnel to the upstream (TLS inside it).
+            steps += [("proxy", lambda: self._proxy(name, provider)),
+                      ("tunnel", lambda: self._tunnel(name, provider, host, port,
+                                                      parts.scheme == "https"))]
+        else:
             steps += [("name resolution", lambda: self._resolve(name, host, port)),
                       ("tcp", lambda: self._tcp(name, host, port))]
             if parts.scheme == "https":
@@ -192,7 +201,7 @@ class Doctor:
                 checks.append(Check(check_name, status, detail.removeprefix("skipped: "),
                                     seconds=round(time.perf_counter() - started, 3)))
             except Failed as exc:
-                failed = check_name in ("name resolution", "tcp", "tls", "authentication")
+                failed = check_name in CONNECTING
                 checks.append(Check(check_name, "failed", provider.redact(exc.detail),
                                     exc.hint, round(time.perf_counter() - started, 3)))
             except TimeoutError:
@@ -259,6 +268,41 @@ class Doctor:
         version = writer.get_extra_info("ssl_object").version()
         writer.close()
         return str(version)
+
+    async def _proxy(self, name: str, provider: Provider) -> str:
+        assert provider.route is not None and provider.route.proxy is not None
+        proxy = provider.route.proxy
+        try:
+            _, writer = await asyncio.open_connection(proxy.host, proxy.port)
+        except OSError as exc:
+            raise Failed(f"cannot connect to the proxy {proxy.shown}: {exc.strerror or exc}",
+                         f"is the proxy running? check providers.{name}.proxy (or HTTPS_PROXY, "
+                         f"HTTP_PROXY, ALL_PROXY and NO_PROXY in the environment)") from None
+        writer.close()
+        return (f"{proxy.shown} connected; the upstream's name resolution and TCP are the "
+                f"proxy's job")
+
+    async def _tunnel(self, name: str, provider: Provider, host: str, port: int,
+                      tls: bool) -> str:
+        route = provider.route
+        assert route is not None and route.proxy is not None
+        context = None
+        if tls:
+            context = route.tls if route.tls is not None else ssl.create_default_context()
+        try:
+            held = await open_tunnel(route.proxy, host, port, _Held, context)
+        except ssl.SSLError as exc:
+            raise Failed(f"TLS handshake with {host} through {route.proxy.shown} failed: {exc}",
+                         f"check providers.{name}.ca_file (a private CA, or a proxy that "
+                         f"inspects TLS)") from None
+        except OSError as exc:
+            raise Failed(f"{route.proxy.shown} did not open a tunnel to {host}:{port}: {exc}",
+                         f"the proxy cannot reach the upstream (or refuses it): check "
+                         f"providers.{name}.base_url and the proxy's rules") from None
+        ssl_object = held.transport.get_extra_info("ssl_object")
+        held.transport.close()
+        version = f", {ssl_object.version()}" if ssl_object is not None else ""
+        return f"{route.proxy.shown} opened a tunnel to {host}:{port}{version}"
 
     async def _get_models(self, provider: Provider) -> tuple[int, bytes] | None:
         url = models_url(provider)
@@ -383,6 +427,13 @@ class Doctor:
             raise Failed(f"HTTP {status} on the tool result: {_excerpt(body)}",
                          f"{model} refused the tool's result; see its message")
         return "a tool was called and its result answered"
+
+
+class _Held(asyncio.Protocol):
+    """Keeps the tunnel's transport, to read its TLS version and close it."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
 
 
 def _tool_request(kind: str, model: str) -> dict[str, Any]:
