@@ -199,9 +199,13 @@ async def test_a_tool_enabled_cli_reads_a_file_in_the_projects_directory(
                                                    "path": str(ws.workdir)})
     chat = openai.AsyncOpenAI(base_url=gateway.url + "/v1", api_key="anything")
     answer = await chat.chat.completions.create(
-        model=MODEL, messages=[{"role": "user", "content": PROMPT}],
+        model=MODEL, messages=[{"role": "user", "content": "earlier DELTA"},
+                               {"role": "assistant", "content": "noted"},
+                               {"role": "user", "content": PROMPT}],
         extra_headers={"x-session-id": "opencode-style-id-1"})
-    # No project given: this session runs in the default directory, without marker.txt.
+    # An id the gateway had not seen starts a session; its history goes in with the first
+    # turn. No project given: it runs in the default directory, without marker.txt.
+    assert "User: earlier DELTA" in texts_seen(fake_anthropic.requests[0].body)
     assert ws.token not in (answer.choices[0].message.content or "")
     session = await post(gateway, "/v1/sessions", {"project_id": project["id"]})
     answer = await chat.chat.completions.create(

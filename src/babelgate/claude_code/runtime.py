@@ -6,7 +6,8 @@ store of sessions and projects, the directories, and which session a turn is run
 - without a session, a one-off: a new process that keeps nothing (`--no-session-persistence`)
   gets the whole history in one message, and ends after its answer;
 - in a session, the session's idle process (or a new one: `--session-id` for its first turn,
-  `--resume` after) gets only the new turn; the process stays for the next one. Turns of one
+  `--resume` after) gets only the new turn (a first turn, any history the request carries);
+  the process stays for the next one. Turns of one
   session run one at a time. An id the gateway has not seen starts a session under it.
 A turn that ends early (the client left, the CLI went silent, an error) kills its process:
 the session resumes from the CLI's transcript next time.
@@ -124,8 +125,11 @@ class ClaudeCode:
                             cost: TurnCost) -> AsyncGenerator[Event, None]:
         session = await self._session_for(session_id, owner, request.model)
         cwd = await self._cwd(session)
-        blocks = new_turn(request)
-        line = user_line(blocks)
+        # A session's first turn may come with history the CLI has not seen (a client that
+        # names its own session ids, a conversation begun on another route): it goes in as
+        # a one-off's does. After that the CLI has it, and only the new turn is sent.
+        turn = new_turn(request)
+        line = user_line(turn if session.turns else whole_conversation(request))
         system = system_prompt(request)
         resume = session.turns > 0
         for attempt in range(2):
@@ -158,7 +162,7 @@ class ClaudeCode:
             provider.pool.release(process, keep=True)
             if reader.result is not None:
                 cost.usd = reader.result.cost_usd
-                self.store.record_turn(session, _text_of(blocks), "".join(answer),
+                self.store.record_turn(session, _text_of(turn), "".join(answer),
                                        request.model, reader.result.usage, cost.usd)
             return
 
