@@ -1,5 +1,5 @@
 """The `babelgate` command line: `serve`, `init`, `keys`, `usage`, `claude`, `codex`,
-`gemini`, `env`, `status`, `stop`, `doctor`, `--version`.
+`gemini`, `env`, `status`, `stop`, `doctor`, `service`, `--version`.
 
 Promises: a configuration problem prints one clear message to stderr and exits 2 (no
 traceback); nothing printed ever contains an api_key; the server package is imported only
@@ -19,6 +19,7 @@ from babelgate.cli.doctor import add_doctor
 from babelgate.cli.init import add_init
 from babelgate.cli.keys import add_keys
 from babelgate.cli.manage import add_manage
+from babelgate.cli.service import add_service
 from babelgate.cli.settings import EXIT_CONFIG, load_or_say, say, whole_number
 from babelgate.cli.usage import add_usage
 from babelgate.config import (
@@ -47,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_launchers(commands)
     add_manage(commands)
     add_doctor(commands)
+    add_service(commands)
     return parser
 
 
