@@ -11,14 +11,15 @@ What it promises:
   BABELGATE_KEY in its environment. Nothing is written to ~/.codex: the user's own
   config.toml (model, approvals, MCP servers) still applies around the override.
 - `env_text(agent, url)` is the same setup for a manual start: shell lines, and for Codex
-  the config.toml snippet. The key is written as `${BABELGATE_KEY:-babelgate}`, never
-  its value.
+  the config.toml snippet; `env_document` the same as data, for `env --json`. The key is
+  written as `${BABELGATE_KEY:-babelgate}`, never its value.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from babelgate.cli.launch import Agent, Launch
 
@@ -91,3 +92,24 @@ def env_text(agent: str, url: str) -> str:
     from babelgate.cli.gemini import env_lines
 
     return "\n".join(env_lines(url)) + "\n"
+
+
+KEY_REFERENCE = f"${{{KEY_VAR}:-babelgate}}"  # a shell expression, never the key itself
+
+
+def env_document(agent: str, url: str) -> dict[str, Any]:
+    """`babelgate env AGENT --json`: variables to set (values may be shell expressions) and
+    to unset, and for Codex and Gemini CLI the settings file content."""
+    doc: dict[str, Any] = {"agent": agent, "url": url}
+    if agent == "claude":
+        return {**doc, "set": {"ANTHROPIC_BASE_URL": url, "ANTHROPIC_AUTH_TOKEN": KEY_REFERENCE},
+                "unset": list(CLAUDE_DROPPED)}
+    if agent == "codex":
+        provider = {"name": PROVIDER, "base_url": f"{url}/v1", "wire_api": "responses",
+                    "env_key": KEY_VAR}
+        return {**doc, "set": {KEY_VAR: KEY_REFERENCE}, "unset": [],
+                "codex_config": {"model_provider": PROVIDER,
+                                 "model_providers": {PROVIDER: provider}}}
+    from babelgate.cli.gemini import env_document as gemini_document
+
+    return {**doc, **gemini_document(url)}

@@ -92,3 +92,11 @@ def env_lines(url: str) -> list[str]:
             "unset GOOGLE_GENAI_USE_VERTEXAI GOOGLE_GENAI_USE_GCA GOOGLE_API_KEY",
             "# and in ~/.gemini/settings.json: "
             + json.dumps({"security": gemini_settings()["security"]})]
+
+
+def env_document(url: str) -> dict[str, Any]:
+    """`babelgate env gemini --json`: env_lines as data."""
+    return {"set": {"GOOGLE_GEMINI_BASE_URL": url,
+                    "GEMINI_API_KEY": "${BABELGATE_KEY:-babelgate}"},
+            "unset": ["GOOGLE_GENAI_USE_VERTEXAI", "GOOGLE_GENAI_USE_GCA", "GOOGLE_API_KEY"],
+            "gemini_settings": {"security": gemini_settings()["security"]}}

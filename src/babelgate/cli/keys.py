@@ -4,8 +4,10 @@ What this module promises:
 - The database is the one `serve` uses with the same --config (storage.url or storage.path).
 - `create` prints the new key on stdout and nothing else there, so a script can capture it;
   the key is shown this once (only its hash is stored). A line for people goes to stderr.
+  With `--json`, stdout is one object instead: the key and its record.
 - `list` shows names, prefixes, scopes, limits, expiry, admin and spend (today and this
-  month, from the usage table once it exists; "-" until then); `--json` for programs.
+  month, from the usage table once it exists; "-" until then) as a table (rich);
+  `--json` for programs. `revoke --json` prints {"name", "revoked": true}.
 - Errors (a name taken, an unknown name, a bad value) are one line on stderr and exit 1;
   a bad configuration or command line exits 2.
 """
@@ -56,6 +58,8 @@ def add_keys(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                         "UTC) or ISO time")
     create.add_argument("--admin", action="store_true",
                         help="may use /admin/* and write /v1/quota")
+    create.add_argument("--json", action="store_true",
+                        help="one JSON object: the key (shown this once) and its settings")
     _config_option(create)
     create.set_defaults(handler=run, action=_create)
 
@@ -67,6 +71,7 @@ def add_keys(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
     revoke = sub.add_parser("revoke", help="revoke a key: refused from now on")
     revoke.add_argument("name")
+    revoke.add_argument("--json", action="store_true", help="one JSON object")
     _config_option(revoke)
     revoke.set_defaults(handler=run, action=_revoke)
 
@@ -143,7 +148,10 @@ async def _create(db: Database, args: argparse.Namespace) -> int:
         print(f"babelgate: a key named {args.name!r} exists; revoke it first or pick another "
               "name", file=sys.stderr)
         return EXIT_FAILURE
-    print(key)
+    if args.json:
+        print(orjson.dumps({"key": key, **record.public()}).decode())
+    else:
+        print(key)
     print(f"babelgate: created key {record.name!r} ({record.prefix}...) in {db.url}; it is "
           "shown only this once", file=sys.stderr)
     return EXIT_OK
@@ -154,6 +162,8 @@ async def _revoke(db: Database, args: argparse.Namespace) -> int:
         print(f"babelgate: no key named {args.name!r} (or it is revoked already)",
               file=sys.stderr)
         return EXIT_FAILURE
+    if args.json:
+        print(orjson.dumps({"name": args.name, "revoked": True}).decode())
     print(f"babelgate: revoked key {args.name!r}", file=sys.stderr)
     return EXIT_OK
 
@@ -163,13 +173,18 @@ async def _list(db: Database, args: argparse.Namespace) -> int:
     if args.json:  # the same listing as GET /admin/api/keys (storage/key_admin.py)
         sys.stdout.write(orjson.dumps(listing, option=orjson.OPT_INDENT_2).decode() + "\n")
         return EXIT_OK
-    table = [["NAME", "PREFIX", "MODELS", "RPM", "TPM", "CONC", "BUDGET", "EXPIRES", "ADMIN",
-              "TODAY", "MONTH"]]
-    table += [_row(key) for key in listing]
-    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
-    for row in table:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
-              .rstrip())
+    from rich.console import Console
+    from rich.table import Table
+
+    # Borderless, so the columns split on spaces for a quick `awk`; wide when piped, so
+    # no cell is folded.
+    table = Table(box=None, pad_edge=False)
+    for title in ("NAME", "PREFIX", "MODELS", "RPM", "TPM", "CONC", "BUDGET", "EXPIRES",
+                  "ADMIN", "TODAY", "MONTH"):
+        table.add_column(title, no_wrap=True)
+    for key in listing:
+        table.add_row(*_row(key))
+    Console(width=None if sys.stdout.isatty() else 240).print(table)
     if not listing:
         print("(no keys: the gateway is open; create one with `babelgate keys create NAME`)",
               file=sys.stderr)

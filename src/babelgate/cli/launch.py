@@ -117,7 +117,10 @@ def find_or_start_gateway(args: LauncherArgs, who: str) -> str | None:
         return url
     print(f"babelgate {who}: starting the gateway in the background at {url} "
           f"(`babelgate stop` stops it)", file=sys.stderr)
-    problem = Background().start(config, url, host, port)
+    from rich.console import Console
+
+    with Console(stderr=True).status("waiting for the gateway to answer /health"):
+        problem = Background().start(config, url, host, port)
     if problem is not None:
         print(f"babelgate {who}: {problem}", file=sys.stderr)
         return None

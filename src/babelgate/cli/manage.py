@@ -1,11 +1,13 @@
-"""`babelgate env AGENT`, `babelgate status [--json]`, `babelgate stop`: the manual setup
-and the background gateway that the launchers start (cli/background.py).
+"""`babelgate env AGENT [--json]`, `babelgate status [--json]`, `babelgate stop [--json]`: the
+manual setup and the background gateway that the launchers start (cli/background.py).
 
 What it promises: `status` exits 0 when the background gateway runs and answers /health,
 1 otherwise, and prints its URL, pid, configuration and uptime (a table, or one JSON
 object with --json); `stop` sends the recorded gateway SIGTERM, waits for its graceful
-shutdown, and exits 0 (also when none was running, saying so); `env` prints shell lines
-(and for Codex a config.toml snippet) for the gateway at --url, else the configured address.
+shutdown (a spinner on stderr meanwhile), and exits 0 (also when none was running, saying
+so); `env` prints shell lines (and for Codex a config.toml snippet) for the gateway at --url,
+else the configured address; with --json the same settings as one object. No --json output
+holds a key: the agent's key is always the `${BABELGATE_KEY:-babelgate}` reference.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ def add_manage(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     env.add_argument("agent", choices=AGENTS)
     env.add_argument("--url", help="the gateway (default: the configured address)")
     env.add_argument("--config", metavar="FILE", help="path to babelgate.yaml")
+    env.add_argument("--json", action="store_true",
+                     help="one JSON object: variables to set and unset, agent settings")
     env.set_defaults(handler=_env)
 
     status = commands.add_parser(
@@ -42,17 +46,21 @@ def add_manage(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "stop", help="stop the background gateway",
         description="Stop the background gateway a launcher started (SIGTERM, then wait "
         "for its graceful shutdown).")
+    stop.add_argument("--json", action="store_true", help="one JSON object")
     stop.set_defaults(handler=_stop)
 
 
 def _env(args: argparse.Namespace) -> int:
-    from babelgate.cli.agents import env_text
+    from babelgate.cli.agents import env_document, env_text
 
     url = args.url.rstrip("/") if args.url else configured_url(args.config)
     if url is None:
         print("babelgate env: the configuration does not load; pass --url", file=sys.stderr)
         return 2
-    sys.stdout.write(env_text(args.agent, url))
+    if args.json:
+        print(json.dumps(env_document(args.agent, url)))
+    else:
+        sys.stdout.write(env_text(args.agent, url))
     return 0
 
 
@@ -94,8 +102,15 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _stop(args: argparse.Namespace) -> int:
-    record = Background().stop()
-    if record is None:
+    from rich.console import Console
+
+    # Its graceful shutdown lets open requests finish: seconds, at worst STOP_TIMEOUT.
+    with Console(stderr=True).status("stopping the background gateway"):
+        record = Background().stop()
+    if args.json:
+        print(json.dumps({"stopped": record is not None,
+                          **({"url": record.url, "pid": record.pid} if record else {})}))
+    elif record is None:
         print("babelgate: no background gateway running")
     else:
         print(f"babelgate: stopped the gateway at {record.url} (pid {record.pid})")
