@@ -249,6 +249,21 @@ async def test_json_summary_includes_doctor(tmp_path: Path) -> None:
     assert deepseek.api_key not in result.stdout + result.stderr
 
 
+async def test_a_failing_doctor_is_shown_and_the_file_kept(tmp_path: Path) -> None:
+    async with FakeOpenAI() as deepseek:
+        env = environment(tmp_path, DEEPSEEK_API_KEY="sk-refused-key-9",
+                          BABELGATE_DEEPSEEK_URL=deepseek.base_url)
+        result = await asyncio.to_thread(init, "--yes", cwd=tmp_path, env=env)
+        as_json = await asyncio.to_thread(init, "--json", "--force", cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr  # the file is written: doctor had its say
+    assert "the key was refused: check DEEPSEEK_API_KEY" in result.stdout
+    assert "some checks failed" in result.stdout
+    assert (tmp_path / "babelgate.yaml").is_file()
+    doc = json.loads(as_json.stdout)
+    assert doc["doctor"]["ok"] is False
+    assert "sk-refused-key-9" not in result.stdout + as_json.stdout
+
+
 def test_unknown_names_on_the_command_line(tmp_path: Path) -> None:
     result = init("--yes", "--providers", "deepseek,nope", cwd=tmp_path,
                   env=environment(tmp_path))

@@ -9,7 +9,9 @@ What it promises:
   The written file loads with the real loader once those variables are set.
 - An existing file is replaced only after a yes to the question, or with `--force`.
 - After writing, it offers to run `doctor` on the file (`--yes` runs it; `--no-doctor`
-  does not); the exit status is doctor's when it ran, else 0 once the file is written.
+  does not). The exit status says whether the file was written (0) or not (1); doctor's
+  verdict is in what it prints (and in --json's "doctor"), and `babelgate doctor` alone
+  gives it as an exit status.
 """
 
 from __future__ import annotations
@@ -201,13 +203,12 @@ def run(args: argparse.Namespace, env: Mapping[str, str] | None = None,
         + (["local"] if local else []), "default": primary, "unset": unset, "doctor": None}
     if not args.json:
         _tell(path, agents, summary, sys.stdout)
-    code = 0
     if primary is not None and not args.no_doctor and (
             quiet or _ask_doctor(ask, unset)):
-        code = _doctor(path, args.json, summary)
+        _doctor(path, args.json, summary)
     if args.json:
         print(json.dumps(summary))
-    return code
+    return 0
 
 
 def _ask_doctor(ask: Asker, unset: list[str]) -> bool:
@@ -219,19 +220,17 @@ def _ask_doctor(ask: Asker, unset: list[str]) -> bool:
         return False
 
 
-def _doctor(path: Path, as_json: bool, summary: dict[str, Any]) -> int:
+def _doctor(path: Path, as_json: bool, summary: dict[str, Any]) -> None:
     from babelgate.cli import doctor
     from babelgate.config import ConfigError
 
     if not as_json:
-        return doctor.run(str(path))
+        doctor.run(str(path))
+        return
     try:
-        report = doctor.check(str(path))
+        summary["doctor"] = doctor.check(str(path)).to_json()
     except ConfigError as exc:
         summary["doctor"] = doctor.config_failure(exc)
-        return 2
-    summary["doctor"] = report.to_json()
-    return 0 if report.ok else 1
 
 
 def _tell(path: Path, agents: tuple[str, ...], summary: dict[str, Any], out: TextIO) -> None:
