@@ -42,7 +42,7 @@ local-model:
 services:
 	bash scripts/services.sh
 
-test: setup agents services lint
+test: setup agents local-model services lint
 	$(BIN)/pytest -q -p no:cacheprovider
 
 test-fast: setup services
