@@ -34,6 +34,7 @@ from collections.abc import Coroutine
 
 import orjson
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from babelgate.limits import Limiter
 from babelgate.limits.limiter import REDIS_DOWN
@@ -61,7 +62,7 @@ class SharedRouting:
         self._rests_key = f"babelgate:routing:{name}:rests"
         self._version: bytes | None = None  # the quota version last read from Redis
         self._task: asyncio.Task[None] | None = None
-        self._pending: set[asyncio.Task[None]] = set()
+        self._pending: set[asyncio.Task[None]] = set()  # Redis writes under way
         state.quota.sink = self
         state.cooldowns.listener = self
 
@@ -108,15 +109,25 @@ class SharedRouting:
                 return
             except REDIS_DOWN as exc:
                 self.limiter.lost(exc)
+            except RedisError as exc:  # a name of ours holding something else: say so
+                log.warning("could not read the shared routing state in Redis: %s", exc)
         await self._reload_marks()
 
     async def _run(self) -> None:
+        failing = False
         while True:
             await asyncio.sleep(self.interval)
             try:
                 await self.refresh()
             except self.store.db.errors as exc:  # the database away: try again later
-                log.warning("could not read the quota marks: %s", exc)
+                if not failing:  # once, not twice a second while it is away
+                    log.warning("could not read the quota marks other processes made "
+                                "(%s); trying again every %g s", exc, self.interval)
+                failing = True
+            else:
+                if failing:
+                    log.info("the quota marks other processes made are read again")
+                failing = False
 
     async def _refresh_shared(self, client: Redis) -> None:
         rests_changes = self.state.cooldowns.changes
@@ -199,6 +210,8 @@ class SharedRouting:
             await work
         except REDIS_DOWN as exc:
             self.limiter.lost(exc)
+        except RedisError as exc:
+            log.warning("could not share the routing state through Redis: %s", exc)
 
 
 def _field(target: Target) -> str:
