@@ -82,8 +82,8 @@ from .reload import (
 from .rule_edits import edit_body
 from .sessions_api import PREFIXES as SESSION_PREFIXES
 from .sessions_api import SessionsApi
-from .traces import Traces
 from .shared_routing import SharedRouting
+from .traces import Traces
 
 log = logging.getLogger("babelgate")
 

@@ -8,8 +8,8 @@ putting any work on the request path. What this module promises:
   background, replacing what it holds (`QuotaBook.replace_all`). A read issued before a
   local change that it cannot have seen is dropped (the next one applies), so a mark made
   here is never undone by a stale read.
-- With `redis:` (the limits' client and its reachability, limits/limiter.py: one connection
-  handling), each process also
+- With `redis:` (the limits' client and its reachability, limits/limiter.py: one
+  connection, one handling of its loss), each process also
   * bumps a version number in Redis once its mark or reset is in the database, and reads
     the database again only when that number moved (one GET per interval, not a query);
   * shares rests (cooldowns): a target that starts resting here is written to a Redis hash
@@ -33,11 +33,10 @@ import logging
 from collections.abc import Coroutine
 
 import orjson
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from babelgate.limits import Limiter
-from babelgate.limits.limiter import REDIS_DOWN
+from babelgate.limits.limiter import SHARED_DOWN
+from babelgate.limits.resp import Reply, RespClient
 from babelgate.routing import RoutingState, Target
 from babelgate.routing.quota import QuotaMark
 from babelgate.storage.quota_marks import QuotaStore
@@ -107,10 +106,8 @@ class SharedRouting:
             try:
                 await self._refresh_shared(client)
                 return
-            except REDIS_DOWN as exc:
+            except SHARED_DOWN as exc:  # away, or an error reply: as the limits take it
                 self.limiter.lost(exc)
-            except RedisError as exc:  # a name of ours holding something else: say so
-                log.warning("could not read the shared routing state in Redis: %s", exc)
         await self._reload_marks()
 
     async def _run(self) -> None:
@@ -129,12 +126,13 @@ class SharedRouting:
                     log.info("the quota marks other processes made are read again")
                 failing = False
 
-    async def _refresh_shared(self, client: Redis) -> None:
+    async def _refresh_shared(self, client: RespClient) -> None:
         rests_changes = self.state.cooldowns.changes
-        async with client.pipeline(transaction=False) as pipe:
-            _ = pipe.get(self._version_key)
-            _ = pipe.hgetall(self._rests_key)
-            version, rests = await pipe.execute()
+        # Both sent at once: the client pipelines them on its one connection.
+        version, rests = await asyncio.gather(client.call("GET", self._version_key),
+                                              client.call("HGETALL", self._rests_key))
+        if not isinstance(version, bytes):
+            version = None
         if version != self._version or version is None:
             self._version = version
             await self._reload_marks()
@@ -151,10 +149,13 @@ class SharedRouting:
                           for provider, key, since, resets_at, reason in rows
                           if resets_at > now)
 
-    def _apply_rests(self, rests: dict[bytes, bytes], changes: int) -> None:
+    def _apply_rests(self, rests: Reply, changes: int) -> None:
         cooldowns, now = self.state.cooldowns, self.state.clock.now()
         named: set[Target] = set()
-        for field, value in rests.items():
+        pairs = rests if isinstance(rests, list) else []  # HGETALL: field, value, field...
+        for field, value in zip(pairs[::2], pairs[1::2], strict=True):
+            if not isinstance(field, bytes) or not isinstance(value, bytes):
+                continue
             target = _target(field)
             try:
                 rest = orjson.loads(value)
@@ -170,8 +171,8 @@ class SharedRouting:
             cooldowns.wake_all_but(named)
 
     # ------------------------------------------------------------------ Redis writes
-    def _client(self) -> Redis | None:
-        return self.limiter.shared_client()
+    def _client(self) -> RespClient | None:
+        return self.limiter.redis_client()
 
     def _bump_after(self, written: asyncio.Future[int]) -> None:
         if self._client() is not None:
@@ -182,20 +183,18 @@ class SharedRouting:
             await written  # others read the database once they hear: it must hold it
         client = self._client()
         if client is not None:
-            await client.incr(self._version_key)
+            await client.call("INCR", self._version_key)
 
     async def _write_rest(self, field: str, value: bytes) -> None:
         client = self._client()
         if client is not None:
-            async with client.pipeline(transaction=True) as pipe:
-                _ = pipe.hset(self._rests_key, field, value)
-                _ = pipe.expire(self._rests_key, _RESTS_TTL)
-                await pipe.execute()
+            await asyncio.gather(client.call("HSET", self._rests_key, field, value),
+                                 client.call("EXPIRE", self._rests_key, _RESTS_TTL))
 
     async def _forget_rest(self, field: str) -> None:
         client = self._client()
         if client is not None:
-            await client.hdel(self._rests_key, field)
+            await client.call("HDEL", self._rests_key, field)
 
     def _redis_task(self, work: Coroutine[object, object, None]) -> None:
         if self._client() is None:
@@ -208,10 +207,8 @@ class SharedRouting:
     async def _guarded(self, work: Coroutine[object, object, None]) -> None:
         try:
             await work
-        except REDIS_DOWN as exc:
+        except SHARED_DOWN as exc:
             self.limiter.lost(exc)
-        except RedisError as exc:
-            log.warning("could not share the routing state through Redis: %s", exc)
 
 
 def _field(target: Target) -> str:
