@@ -59,7 +59,14 @@ from babelgate.routing.plan import KeysUsedUp, key_used_up
 from babelgate.routing.rules import Rules
 
 from .access_log import AccessLog
-from .passthrough import UsageTap, body_usage, can_pass_through, rewrite_body, whole_events
+from .passthrough import (
+    EventCut,
+    UsageTap,
+    body_usage,
+    can_pass_through,
+    rewrite_body,
+    whole_events,
+)
 from .sticky_key import conversation_key
 
 log = logging.getLogger("babelgate")
@@ -537,20 +544,20 @@ class Gateway:
         """The upstream's bytes as they come, cut at event boundaries: a partial event stays
         behind (`carry`) until it completes, so a stream cut inside an event ends with our
         error event rather than a broken one."""
+        cut = EventCut(carry)
         try:
             async for chunk in chunks:
                 tap.feed(chunk)
-                data = carry + chunk if carry else chunk
-                if tap.error_data is not None:  # the upstream's error event is in `data`
-                    data = provider.redact_bytes(data)
-                whole = whole_events(data)
-                carry = data[whole:]
-                if whole:
+                # After the upstream's error event, every byte that goes out is redacted.
+                data = cut.take(chunk, provider.redact_bytes if tap.error_data is not None
+                                else None)
+                if data:
                     if not attempt.first:
                         attempt.first = time.perf_counter()
-                    yield data[:whole] if carry else data
-                elif len(carry) > self.max_held:
+                    yield data
+                elif cut.size > self.max_held:
                     raise _event_too_large(provider, self.max_held)
+            carry = cut.rest()
             if carry:
                 # The upstream ended without a blank line: its last event.
                 yield provider.redact_bytes(carry) if tap.error_data is not None else carry
