@@ -208,7 +208,7 @@ class Gateway:
     ) -> UpstreamResponse:
         """Render `request` for `provider`, POST it, and raise a GatewayError for an upstream
         error status."""
-        body = orjson.dumps(provider.codec.render_request(request, provider.quirks, reuse))
+        body = _rendered(provider, request, reuse)
         return await self.post(provider, provider.url(request.model, request.stream), body,
                                client_headers)
 
@@ -273,11 +273,11 @@ class Gateway:
             except GatewayError as exc:
                 error = exc
             except TOO_DEEP as exc:
-                # A client's value nested deeper than rendering it for the upstream (orjson
-                # encodes 254 levels), echoing it or walking it (Python's stack) can follow:
-                # the client's 400, caught here rather than checked on every request
-                # (canonical.nesting).
-                error = too_deep(exc)
+                # The client's values were rendered for the upstream before anything was sent
+                # (a value too deep there is the client's 400: _rendered), so what is left too
+                # deep to read or translate is in the upstream's answer: its fault, a 502.
+                error = _bad_upstream(provider, f"answered with a value the gateway cannot "
+                                                f"translate (nested too deep?): {exc}")
             except asyncio.CancelledError:
                 # The client left (or the server's grace ran out) while the upstream was
                 # awaited: what was sent may still be charged.
@@ -305,7 +305,7 @@ class Gateway:
     async def _pass_complete(
         self, call: Call, provider: Provider, target: Target, attempt: Attempt
     ) -> bytes:
-        body = rewrite_body(call.codec.name, call.data, target.model, provider.quirks)
+        body = _rewritten(call, target, provider)
         upstream = await self.post(provider, provider.url(target.model, False), body,
                                    call.headers)
         raw = await upstream.read()
@@ -396,7 +396,7 @@ class Gateway:
     ) -> tuple[bytes, AsyncIterator[bytes]]:
         upstream_request = _upstream_request(call.request, target.model, True)
         reuse = call.reuse
-        body = orjson.dumps(provider.codec.render_request(upstream_request, provider.quirks, reuse))
+        body = _rendered(provider, upstream_request, reuse)
         encoder = call.codec.stream_encoder(call.request, reuse)
         decoder = provider.codec.stream_decoder(upstream_request, reuse)
         attempt.provider = provider
@@ -404,8 +404,11 @@ class Gateway:
         # go of (below). OpenAI-style upstreams report input tokens at the end only, and some
         # Anthropic-compatible ones say 0 in message_start; the client still needs a count.
         estimate = call.estimated_input  # a `long_context` rule's, when one made it
-        attempt.estimated_input = (estimate if estimate is not None
-                                   else tokens.quick_estimate(call.request, reuse))
+        try:
+            attempt.estimated_input = (estimate if estimate is not None
+                                       else tokens.quick_estimate(call.request, reuse))
+        except TOO_DEEP as exc:  # the client's value
+            raise too_deep(exc) from None
         # Waiting on the upstream can take seconds, and a burst of new streams waits together:
         # let go of the parsed body meanwhile (the raw bytes stay, for a fallback).
         del upstream_request
@@ -488,7 +491,7 @@ class Gateway:
     async def _pass_stream(
         self, call: Call, provider: Provider, target: Target, attempt: Attempt
     ) -> tuple[bytes, AsyncIterator[bytes]]:
-        body = rewrite_body(call.codec.name, call.data, target.model, provider.quirks)
+        body = _rewritten(call, target, provider)
         upstream = await self.post(provider, provider.url(target.model, True), body,
                                    call.headers)
         chunks = upstream.iter_chunks()
@@ -780,6 +783,24 @@ def _load_upstream_json(raw: bytes, provider: Provider) -> dict[str, object]:
     if not isinstance(data, dict):
         raise _bad_upstream(provider, what)
     return data
+
+
+def _rendered(provider: Provider, request: Request, reuse: Reuse) -> bytes:
+    """The upstream's body for `request`; a value of the client's too deep to render (orjson
+    encodes 254 levels) or to walk (Python's stack) is the client's 400, caught here rather
+    than checked on every request (canonical.nesting)."""
+    try:
+        return orjson.dumps(provider.codec.render_request(request, provider.quirks, reuse))
+    except TOO_DEEP as exc:
+        raise too_deep(exc) from None
+
+
+def _rewritten(call: Call, target: Target, provider: Provider) -> bytes:
+    """The client's body for an upstream of its own protocol (`_rendered`'s 400 likewise)."""
+    try:
+        return rewrite_body(call.codec.name, call.data, target.model, provider.quirks)
+    except TOO_DEEP as exc:
+        raise too_deep(exc) from None
 
 
 def _parse_whole(provider: Provider, raw: bytes, request: Request, reuse: Reuse) -> Response:
