@@ -273,11 +273,10 @@ class Gateway:
             except GatewayError as exc:
                 error = exc
             except TOO_DEEP as exc:
-                # The client's values were rendered for the upstream before anything was sent
-                # (a value too deep there is the client's 400: _rendered), so what is left too
-                # deep to read or translate is in the upstream's answer: its fault, a 502.
-                error = _bad_upstream(provider, f"answered with a value the gateway cannot "
-                                                f"translate (nested too deep?): {exc}")
+                # Past the rendering of the request (_rendered: the client's 400), a value too
+                # deep to read or translate is in the answer: the upstream's, a 502, unless the
+                # answer echoes one of the client's (a Responses object holds its tools).
+                error = _too_deep_answer(call, provider, exc)
             except asyncio.CancelledError:
                 # The client left (or the server's grace ran out) while the upstream was
                 # awaited: what was sent may still be charged.
@@ -793,6 +792,19 @@ def _rendered(provider: Provider, request: Request, reuse: Reuse) -> bytes:
         return orjson.dumps(provider.codec.render_request(request, provider.quirks, reuse))
     except TOO_DEEP as exc:
         raise too_deep(exc) from None
+
+
+def _too_deep_answer(call: Call, provider: Provider, error: BaseException) -> GatewayError:
+    """Whose value it is that was too deep to translate in an answer: the client's 400 when
+    its own body is too deep to write out (then the answer echoed it), else the upstream's
+    502. Only on this error's path: nothing measures depth in advance (canonical.nesting)."""
+    call.restore()
+    try:
+        orjson.dumps(call.data)
+    except TOO_DEEP:
+        return too_deep(error)
+    return _bad_upstream(provider, f"answered with a value the gateway cannot translate "
+                                   f"(nested too deep?): {error}")
 
 
 def _rewritten(call: Call, target: Target, provider: Provider) -> bytes:
