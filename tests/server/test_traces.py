@@ -18,6 +18,8 @@ from tests.conftest import GatewayFactory
 from tests.fakes import FakeAnthropic, FakeOpenAI, Reply
 from tests.fakes.core import Usage, free_port
 
+from babelgate.server.otlp import OtlpConfig
+
 pytestmark = [pytest.mark.gateway]
 
 COLLECTOR_TOKEN = "collector-SECRET-token"
@@ -182,3 +184,47 @@ def check_fallback_and_refused(fallback: list[dict[str, Any]], refused: dict[str
     assert attributes(refused)["error.type"] == "not_found"
     assert attributes(refused)["http.response.status_code"] == 404
     assert attributes(refused)["gen_ai.request.model"] == "no-such-model"
+
+
+def test_the_standard_variables() -> None:
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318/",
+           "OTEL_EXPORTER_OTLP_HEADERS": "api-key=abc%3D%3D, x-team = ops",
+           "OTEL_EXPORTER_OTLP_TRACES_HEADERS": "x-team=traces",
+           "OTEL_RESOURCE_ATTRIBUTES": "service.name=from-resource,region=eu",
+           "OTEL_EXPORTER_OTLP_TIMEOUT": "2500", "OTEL_BSP_SCHEDULE_DELAY": "250",
+           "OTEL_BSP_MAX_QUEUE_SIZE": "10", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "not a number"}
+    config = OtlpConfig.from_environ(env)
+    assert config is not None
+    assert config.url == "http://collector:4318/v1/traces"
+    assert dict(config.headers) == {"api-key": "abc==", "x-team": "traces"}
+    assert config.resource == (("service.name", "from-resource"), ("region", "eu"))
+    assert (config.timeout, config.delay, config.max_queue, config.max_batch) == (
+        2.5, 0.25, 10, 512)
+    named = OtlpConfig.from_environ({**env, "OTEL_SERVICE_NAME": "gw"})
+    assert named is not None and named.service == "gw"
+    exact = OtlpConfig.from_environ(
+        {**env, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "https://t.example/otlp/traces"})
+    assert exact is not None and exact.url == "https://t.example/otlp/traces"
+    for off in ({}, {"OTEL_SERVICE_NAME": "gw"}, {**env, "OTEL_SDK_DISABLED": "true"},
+                {**env, "OTEL_TRACES_EXPORTER": "none"},
+                {"OTEL_EXPORTER_OTLP_ENDPOINT": "collector:4318"}):
+        assert OtlpConfig.from_environ(off) is None, off
+
+
+async def test_a_collector_that_is_down_costs_a_warning_not_a_request(
+        gateway_factory: GatewayFactory) -> None:
+    async with FakeOpenAI(api_key=PROVIDER_KEY) as oa:
+        gw = await gateway_factory({"oa": oa}, routes={"claude-x": "oa/gpt-up"},  # type: ignore[arg-type]
+                                   env={"OTEL_EXPORTER_OTLP_ENDPOINT":
+                                        f"http://127.0.0.1:{free_port()}",
+                                        "OTEL_EXPORTER_OTLP_HEADERS": "authorization=secret-9",
+                                        "OTEL_BSP_SCHEDULE_DELAY": "50"})
+        for _ in range(3):
+            oa.queue(Reply(text="whole", usage=Usage(input_tokens=1, output_tokens=1)))
+            assert (await post(gw, message("claude-x")))[0] == 200
+        deadline = time.monotonic() + 10
+        while "cannot send traces" not in gw.log() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+    log = gw.log()
+    assert "WARNING babelgate OpenTelemetry: cannot send traces to http://127.0.0.1:" in log
+    assert "secret-9" not in log
