@@ -39,6 +39,25 @@ class RespError(Exception):
 
 
 def encode(args: tuple[bytes | str | int | float, ...]) -> bytes:
+    """One command as RESP: an array of bulk strings. Our commands are ASCII text and numbers,
+    written as one str and encoded once (a bytes object per argument cost twice as much)."""
+    parts = [f"*{len(args)}\r\n"]
+    for arg in args:
+        if type(arg) is str:
+            text = arg
+        elif type(arg) is int:
+            text = str(arg)
+        elif type(arg) is float:
+            text = repr(arg)
+        else:
+            return _encode_bytes(args)
+        if not text.isascii():  # a bulk string's length is in bytes
+            return _encode_bytes(args)
+        parts.append(f"${len(text)}\r\n{text}\r\n")
+    return "".join(parts).encode()
+
+
+def _encode_bytes(args: tuple[bytes | str | int | float, ...]) -> bytes:
     parts = [b"*%d\r\n" % len(args)]
     for arg in args:
         if isinstance(arg, bytes):
