@@ -34,13 +34,17 @@ def parse_since(text: str, now: float | None = None) -> float:
     now = time.time() if now is None else now
     match = _PERIOD.match(text.strip())
     if match:
-        return now - float(match.group(1)) * _UNITS[match.group(2)]
+        # No record predates 1970: a longer period (up to `99999...d`, whose start no clock
+        # can show) means "everything", rather than a time that overflows where it is shown.
+        return max(0.0, now - float(match.group(1)) * _UNITS[match.group(2)])
     try:
         day = datetime.date.fromisoformat(text.strip())
     except ValueError:
         raise ValueError(f"--since {text!r}: use a period such as 7d, 24h, 30m, 2w, or a date "
                          "such as 2026-12-01") from None
-    return datetime.datetime.combine(day, datetime.time()).timestamp()
+    # The same for a date before 1970 (year 1 in local time can be out of range).
+    return max(0.0, datetime.datetime.combine(day, datetime.time(), datetime.UTC).timestamp()
+               if day.year < 1970 else datetime.datetime.combine(day, datetime.time()).timestamp())
 
 
 def _day(row: Row) -> str:

@@ -23,6 +23,9 @@ def check_name(value: object) -> str:
         raise invalid("`name` is required: a non-empty string", "name")
     if len(value) > MAX_NAME:
         raise invalid(f"`name` is longer than {MAX_NAME} characters", "name")
+    # PostgreSQL refuses a NUL in text: that would be the database's 500, not the client's 400.
+    if "\x00" in value:
+        raise invalid("`name` must not contain NUL", "name")
     return value.strip()
 
 
@@ -38,13 +41,17 @@ def allowed_path(value: object, roots: Sequence[Path]) -> Path:
     path = Path(os.path.expanduser(value))
     if not path.is_absolute():
         raise invalid("`path` must be absolute", "path")
-    resolved = path.resolve()
+    try:
+        resolved = path.resolve()
+        is_dir = resolved.is_dir()
+    except (ValueError, OSError):  # a NUL in it, a name too long, a loop of links
+        raise invalid(f"`path` {value[:200]!r} cannot be a directory's path", "path") from None
     if not any(resolved == root or resolved.is_relative_to(root) for root in roots):
         allowed = ", ".join(str(root) for root in roots)
-        raise GatewayError("permission", f"`path` {value!r} is not under an allowed root "
+        raise GatewayError("permission", f"`path` {value[:200]!r} is not under an allowed root "
                            f"(claude_code.roots: {allowed})", param="path")
-    if not resolved.is_dir():
-        raise invalid(f"`path` {value!r} is not an existing directory", "path")
+    if not is_dir:
+        raise invalid(f"`path` {value[:200]!r} is not an existing directory", "path")
     return resolved
 
 

@@ -168,7 +168,8 @@ class AdminApi:
     async def revoke(self, request: Request, response: Response) -> None:
         """POST /admin/api/keys/revoke {"name": NAME}: refused from now on."""
         name = _body(request).get("name")
-        if not isinstance(name, str) or not name:
+        # A name no key can have (a NUL is PostgreSQL's error) is the client's 400.
+        if not isinstance(name, str) or not name or not name.isprintable():
             raise invalid("`name` is required: the name of the key to revoke", "name")
         if not await revoke_key(self.db, name, now=self.clock()):
             raise GatewayError("not_found", f"no key named {name!r} (or it is revoked "

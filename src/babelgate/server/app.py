@@ -780,10 +780,15 @@ class App:
                 raise TypeError("provider")
             deep = bool(options.get("deep", False))
             timeout = float(options.get("timeout", DEFAULT_TIMEOUT))
+            # A timeout of 1e308 overflows the event loop's clock (a 500), and one of hours
+            # holds the checks' connections that long: seconds, up to MAX_CHECK_TIMEOUT.
+            if not 0 < timeout <= MAX_CHECK_TIMEOUT:
+                raise ValueError("timeout")
         except (orjson.JSONDecodeError, TypeError, ValueError):
             send_error(response, get_codec("openai"), GatewayError(
                 "invalid_request", 'the body must be a JSON object: {"provider": NAME, '
-                '"deep": true|false, "timeout": SECONDS}, each optional'))
+                '"deep": true|false, "timeout": SECONDS (above 0, at most '
+                f'{MAX_CHECK_TIMEOUT:g})}}, each optional'))
             return
         report = await diagnose(self.gateway.settings, provider, deep=deep, timeout=timeout)
         send_json(response, 200, report.to_json())
@@ -855,6 +860,9 @@ async def _stored_marks(store: QuotaStore) -> list[QuotaMark]:
     return [QuotaMark(provider, since, resets_at, reason, key)
             for provider, key, since, resets_at, reason in rows]
 
+
+# The longest `timeout` POST /v1/test-connection takes, in seconds.
+MAX_CHECK_TIMEOUT = 300.0
 
 # What a request cut off by the server stopping gets: an error its client retries on.
 SHUTTING_DOWN = GatewayError("overloaded", "babelgate is shutting down; retry the request")

@@ -33,6 +33,8 @@ SESSIONS = "/v1/sessions"
 PROJECTS = "/v1/projects"
 PREFIXES = (SESSIONS + "/", PROJECTS + "/")
 _JSON = [(b"content-type", b"application/json")]
+MAX_MODEL = 200
+MAX_ID = 200  # as claude_code.runtime.MAX_SESSION_ID
 
 
 class SessionsApi:
@@ -83,12 +85,17 @@ class SessionsApi:
                               owner: str | None) -> dict[str, Any]:
         model, project_id, session_id = data.get("model"), data.get("project_id"), \
             data.get("id")
-        if model is not None and not isinstance(model, str):
-            raise invalid("`model` must be a string", "model")
+        # Kept in the database with the session: printable (PostgreSQL refuses a NUL) and
+        # short, as a model's name is.
+        if model is not None and (not isinstance(model, str) or len(model) > MAX_MODEL
+                                  or not model.isprintable()):
+            raise invalid(f"`model` must be a string of at most {MAX_MODEL} printable "
+                          "characters", "model")
         if project_id is not None:
             if not isinstance(project_id, str):
                 raise invalid("`project_id` must be a string", "project_id")
-            if await runtime.store.project(project_id, owner) is None:
+            if not _may_be_id(project_id) or await runtime.store.project(
+                    project_id, owner) is None:
                 raise GatewayError("not_found", f"no project {project_id!r}",
                                    param="project_id")
         if session_id is not None:
@@ -100,7 +107,8 @@ class SessionsApi:
 
     async def _one_session(self, runtime: ClaudeCode, method: str, session_id: str,
                            owner: str | None) -> dict[str, Any]:
-        session = await runtime.store.session(session_id, owner)
+        session = await runtime.store.session(session_id, owner) if _may_be_id(session_id) \
+            else None
         if session is None or method not in ("GET", "DELETE"):
             raise _not_found("session", session_id, method)
         if method == "GET":
@@ -119,7 +127,8 @@ class SessionsApi:
 
     async def _one_project(self, runtime: ClaudeCode, method: str, project_id: str,
                            owner: str | None) -> dict[str, Any]:
-        project = await runtime.store.project(project_id, owner)
+        project = await runtime.store.project(project_id, owner) if _may_be_id(project_id) \
+            else None
         if project is None or method not in ("GET", "DELETE"):
             raise _not_found("project", project_id, method)
         if method == "GET":
@@ -128,11 +137,18 @@ class SessionsApi:
         return {"id": project.id, "object": "project", "deleted": True}
 
 
+def _may_be_id(value: str) -> bool:
+    """Whether `value` could be a stored id: an id with a NUL would be PostgreSQL's error (a
+    500) rather than an unknown id, and a 10,000-character one a needless query."""
+    return 0 < len(value) <= MAX_ID and value.isprintable()
+
+
 def _not_found(what: str, name: str, method: str) -> GatewayError:
     if method not in ("GET", "DELETE"):
         return GatewayError("invalid_request", f"{method} is not allowed here (GET or "
                             "DELETE)", status=405)
-    return GatewayError("not_found", f"no {what} {name!r}", param="id")
+    # The id as the client sent it, cut short: an answer no larger than the request's worth.
+    return GatewayError("not_found", f"no {what} {name[:MAX_ID]!r}", param="id")
 
 
 def _body(request: Request) -> dict[str, Any]:

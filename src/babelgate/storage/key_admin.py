@@ -25,6 +25,7 @@ from .spend import Spend, spend_by_key
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([mhdw])$")
 _UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 MAX_NAME = 100  # characters: a name is for people reading a listing
+MAX_WHOLE = 2**31 - 1  # rpm, tpm, concurrency: what every database's integer column holds
 
 
 def parse_expiry(text: str, now: float) -> float:
@@ -81,8 +82,10 @@ def _positive_int(data: Mapping[str, Any], name: str) -> int | None:
     value = data.get(name)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"`{name}` must be a positive whole number")
+    # At most MAX_WHOLE: a larger one overflows the database's integer column, which would be
+    # the database's error rather than the client's.
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_WHOLE:
+        raise ValueError(f"`{name}` must be a positive whole number (at most {MAX_WHOLE})")
     return value
 
 
@@ -91,7 +94,9 @@ def _scopes(value: Any) -> tuple[str, ...]:
         return ()
     if isinstance(value, str):  # "claude-*,gpt-5*", as the command line writes it
         value = value.split(",")
-    if not isinstance(value, list) or not all(isinstance(g, str) for g in value):
+    # No NUL: PostgreSQL refuses one in text (the database's error, not the client's).
+    if not isinstance(value, list) or not all(isinstance(g, str) and "\x00" not in g
+                                              for g in value):
         raise ValueError("`models` must be a list of model globs (or one comma-separated "
                          "string)")
     return tuple(glob.strip() for glob in value if glob.strip())
@@ -102,6 +107,8 @@ def _name(value: Any) -> str:
         raise ValueError("`name` is required: a name for the key")
     if len(value) > MAX_NAME:
         raise ValueError(f"`name` is longer than {MAX_NAME} characters")
+    if not value.isprintable():  # a NUL is PostgreSQL's error; a newline breaks listings
+        raise ValueError("`name` must be printable characters")
     return value.strip()
 
 
