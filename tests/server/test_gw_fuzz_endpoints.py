@@ -422,3 +422,22 @@ async def test_nul_and_long_ids_on_postgres_are_a_4xx(tmp_path: Path) -> None:
     finally:
         await factory.close()
         await fake.stop()
+
+
+async def test_a_key_a_careless_client_puts_in_the_model_is_not_logged(
+        edge: Edge, session: aiohttp.ClientSession) -> None:
+    """The model name and the Gemini path are client text the access log and the daily log
+    write: a client that puts its key (or a provider key) there saw it in both logs."""
+    gemini = b'{"contents": [{"parts": [{"text": "hi"}]}]}'
+    for key in (edge.user, PROVIDER_KEY, "AIzaSyA-careless-0123456789abcdef"):
+        await call(edge, session, "POST", f"/v1beta/models/{key}:generateContent",
+                   key=edge.user, body=gemini)
+        await call(edge, session, "POST", "/v1/chat/completions", key=edge.user,
+                   body=orjson.dumps({"model": key, "messages": [
+                       {"role": "user", "content": "hi"}]}))
+    await asyncio.sleep(0.5)  # both logs write in batches
+    logged = edge.gw.log() + "".join(
+        p.read_text(errors="replace") for p in edge.logs.rglob("*") if p.is_file())
+    assert "status=404" in logged and "[redacted]" in logged
+    for key in (edge.user, PROVIDER_KEY, "AIzaSyA-careless-0123456789abcdef"):
+        assert key not in logged

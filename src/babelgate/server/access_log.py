@@ -12,6 +12,7 @@ stream every 100 ms, and at shutdown. Warnings and errors still go through `logg
 from __future__ import annotations
 
 import asyncio
+import re
 import sys
 import time
 from typing import TYPE_CHECKING, TextIO
@@ -20,6 +21,21 @@ if TYPE_CHECKING:
     from babelgate.books.record import UsageRecord
 
 FLUSH_INTERVAL = 0.1  # seconds; lines reach the log at most this late
+# Anything shaped like a key (a gateway key bg-..., sk-..., a Google AIza... key). A line holds
+# client text (the model name, a Gemini path, an error message quoting either), and a careless
+# client can put its key there: masked when the lines are written, off the request.
+KEY_SHAPES = re.compile(r"\b(?:sk|bg|rk|pk)-[A-Za-z0-9_\-]{8,}|\bAIza[0-9A-Za-z_\-]{20,}")
+REDACTED = "[redacted]"
+# What each shape starts with: five substring searches cost ~1.3 µs a line where the regex
+# alone costs ~4.5 µs, so lines with none of them (nearly all) skip it.
+KEY_MARKS = ("sk-", "bg-", "rk-", "pk-", "AIza")
+
+
+def without_keys(text: str) -> str:
+    """`text` with anything shaped like a key masked."""
+    if any(mark in text for mark in KEY_MARKS):
+        return KEY_SHAPES.sub(REDACTED, text)
+    return text
 
 
 class AccessLog:
@@ -75,7 +91,7 @@ class AccessLog:
             return
         lines, self._lines = self._lines, []
         try:
-            self.stream.write("".join(lines))
+            self.stream.write(without_keys("".join(lines)))
             self.stream.flush()
         except (OSError, ValueError):  # a closed or broken stream must not break serving
             pass

@@ -33,6 +33,8 @@ import orjson
 
 from babelgate.books.record import UsageRecord
 
+from .access_log import without_keys
+
 log = logging.getLogger("babelgate")
 
 Clock = Callable[[], float]  # unix seconds; time.time in production, a settable one in tests
@@ -301,7 +303,9 @@ class DailyLog:
             }
             return self.line(values)
         stamp = self._stamp_of(item.time)
-        return json_line(fields(item, stamp)) if self.json else record_text(item, stamp)
+        line = json_line(fields(item, stamp)) if self.json else record_text(item, stamp)
+        # The model and endpoint are client text, where a careless client can put its key.
+        return without_keys(line)
 
     def _stamp_of(self, when: float) -> str:
         second = int(when)
