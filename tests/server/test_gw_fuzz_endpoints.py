@@ -441,3 +441,15 @@ async def test_a_key_a_careless_client_puts_in_the_model_is_not_logged(
     assert "status=404" in logged and "[redacted]" in logged
     for key in (edge.user, PROVIDER_KEY, "AIzaSyA-careless-0123456789abcdef"):
         assert key not in logged
+
+
+@pytest.mark.parametrize("expires", ["9999-12-31", "99999999999d", "9999999999999999999999w",
+                                     "9999-12-31T23:00:00-14:00"])
+async def test_an_expiry_past_year_9999_is_a_400(
+        edge: Edge, session: aiohttp.ClientSession, expires: str) -> None:
+    """9999-12-31 was a 500 (OverflowError: its end is past what a datetime holds); a longer
+    duration was stored, an expiry no listing can show as a date."""
+    status, raw = await call(edge, session, "POST", "/admin/api/keys", key=edge.admin,
+                             body=orjson.dumps({"name": f"far-{expires}", "expires": expires}))
+    assert status == 400, raw[:300]
+    assert "9999-12-31" in orjson.loads(raw)["error"]["message"]

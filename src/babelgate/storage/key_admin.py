@@ -33,12 +33,14 @@ def parse_expiry(text: str, now: float) -> float:
     text is neither a duration (90d, 12h, 30m, 2w) nor a date or ISO time."""
     match = _DURATION.match(text.strip().lower())
     if match:
-        return now + float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        return _not_too_far(text, now + float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
     try:
         day = dt.date.fromisoformat(text)
     except ValueError:
         pass
     else:  # a date: valid through that whole day (UTC)
+        if day == dt.date.max:  # its end is past what a datetime holds (was a 500)
+            raise ValueError(_TOO_FAR.format(text=text))
         end = dt.datetime.combine(day, dt.time(), dt.UTC) + dt.timedelta(days=1)
         return end.timestamp()
     try:
@@ -48,7 +50,19 @@ def parse_expiry(text: str, now: float) -> float:
             f"not a duration or date: {text!r} (use 90d, 12h, 30m, 2w or 2026-12-31)") from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.UTC)
-    return when.timestamp()
+    return _not_too_far(text, when.timestamp())
+
+
+# The end of 9999-12-31 UTC: a later expiry (99999999999d) cannot be shown as a date by the
+# listings, the dashboard or `keys list`; leaving `expires` out is how a key never expires.
+MAX_EXPIRY = 253402300800.0
+_TOO_FAR = "{text!r} reaches past 9999-12-31; leave `expires` out for a key that never expires"
+
+
+def _not_too_far(text: str, when: float) -> float:
+    if not when <= MAX_EXPIRY:  # `not <=`: inf too
+        raise ValueError(_TOO_FAR.format(text=text))
+    return when
 
 
 def spend_json(spend: Spend | None) -> dict[str, Any]:
