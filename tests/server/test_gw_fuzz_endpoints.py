@@ -453,3 +453,17 @@ async def test_an_expiry_past_year_9999_is_a_400(
                              body=orjson.dumps({"name": f"far-{expires}", "expires": expires}))
     assert status == 400, raw[:300]
     assert "9999-12-31" in orjson.loads(raw)["error"]["message"]
+
+
+async def test_a_path_with_crlf_cannot_forge_an_access_log_line(
+        edge: Edge, session: aiohttp.ClientSession) -> None:
+    """A Gemini path carries the model, percent-decoded: `%0d%0a` in it wrote a line of the
+    client's own making into the access log."""
+    gemini = b'{"contents": [{"parts": [{"text": "hi"}]}]}'
+    status, raw = await call(edge, session, "POST", "/v1beta/models/"
+                             "a%0d%0aFORGED%20status=200:generateContent", key=edge.user,
+                             body=gemini)
+    well_answered(edge, status, raw, "crlf")
+    await asyncio.sleep(0.4)  # the access log writes in batches
+    assert not [line for line in edge.gw.log().splitlines() if line.startswith("FORGED")]
+    assert "a\\r\\nFORGED" in edge.gw.log()

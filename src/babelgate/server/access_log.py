@@ -52,7 +52,8 @@ class AccessLog:
     def attempt(self, rec: UsageRecord, route: str, message: str | None = None) -> None:
         """The line of one finished upstream attempt: `route` says what chose its target
         (`rule=... route=...`), `message` is its error's, if it failed."""
-        head = (f"{rec.endpoint} model={_safe(rec.model)} target={rec.provider}/"
+        # The endpoint is client text too: a Gemini path carries the model, %0d%0a decoded.
+        head = (f"{_safe(rec.endpoint)} model={_safe(rec.model)} target={rec.provider}/"
                 f"{_safe(rec.target_model)} {route}")
         tail = f"ms={rec.latency_ms:.0f} request_id={rec.request_id}"
         if rec.error_kind is None:
@@ -67,7 +68,7 @@ class AccessLog:
 
     def refused(self, rec: UsageRecord, message: str) -> None:
         """The line of a request refused before any upstream was chosen."""
-        self.write(f"{rec.endpoint} model={_safe(rec.model)} status={rec.status} "
+        self.write(f"{_safe(rec.endpoint)} model={_safe(rec.model)} status={rec.status} "
                    f"error={rec.error_kind} ms={rec.latency_ms:.0f} "
                    f"request_id={rec.request_id} msg={_safe(message[:200])}")
 
