@@ -439,8 +439,15 @@ async def test_a_key_a_careless_client_puts_in_the_model_is_not_logged(
     logged = edge.gw.log() + "".join(
         p.read_text(errors="replace") for p in edge.logs.rglob("*") if p.is_file())
     assert "status=404" in logged and "[redacted]" in logged
+    # ... nor the admin API's recent requests and usage by model
+    _, recent = await call(edge, session, "GET", "/admin/api/requests?limit=500",
+                           key=edge.admin)
+    _, by_model = await call(edge, session, "GET", "/admin/api/usage?by=model",
+                             key=edge.admin)
+    assert b"[redacted]" in recent
     for key in (edge.user, PROVIDER_KEY, "AIzaSyA-careless-0123456789abcdef"):
         assert key not in logged
+        assert key.encode() not in recent and key.encode() not in by_model
 
 
 @pytest.mark.parametrize("expires", ["9999-12-31", "99999999999d", "9999999999999999999999w",

@@ -30,6 +30,7 @@ from babelgate.storage.database import Database
 from babelgate.storage.key_admin import key_listing, key_options
 from babelgate.storage.keys import DuplicateKeyName, create_key, revoke_key
 
+from .access_log import without_keys
 from .auth import Auth
 from .exchange import Response
 from .http import Request
@@ -119,7 +120,11 @@ class AdminApi:
         if by not in GROUPS:
             raise invalid(f"`by` must be one of {', '.join(GROUPS)}, not {by!r}", "by")
         since = _since(query, "7d", self.clock())
-        _send(response, 200, (await usage_summary(self.db, since, by)).as_json())
+        summary = (await usage_summary(self.db, since, by)).as_json()
+        for group in summary.get("groups", ()):  # by=model: a client's text, as below
+            if isinstance(group.get("name"), str):
+                group["name"] = without_keys(group["name"])
+        _send(response, 200, summary)
 
     async def series(self, request: Request, response: Response) -> None:
         """GET /admin/api/usage/series?since=24h&buckets=48: the period in equal steps."""
@@ -136,7 +141,14 @@ class AdminApi:
         limit = _whole(_query(request), "limit", 50)
         if limit < 1:
             raise invalid("`limit` must be at least 1", "limit")
-        _send(response, 200, {"data": await recent_requests(self.db, limit)})
+        rows = await recent_requests(self.db, limit)
+        # The model asked for is the client's text, where a careless client can put its key
+        # (a Gemini path, `provider/<anything>`): masked as in the logs.
+        for row in rows:
+            for field in ("model", "target"):
+                if isinstance(row.get(field), str):
+                    row[field] = without_keys(row[field])
+        _send(response, 200, {"data": rows})
 
     async def keys(self, request: Request, response: Response) -> None:
         """GET /admin/api/keys[?all=true]: `babelgate keys list --json`'s listing."""
