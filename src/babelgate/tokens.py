@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Iterable
 from functools import cache
 
 import orjson
@@ -127,8 +128,15 @@ def quick_estimate(request: Request, reuse: Reuse) -> int:
 
 
 def _quick_message(message: Message) -> tuple[int, int]:
-    chars, fixed = 0, PER_MESSAGE_TOKENS
-    for part in message.parts:
+    chars, fixed = part_chars(message.parts)
+    return chars, fixed + PER_MESSAGE_TOKENS
+
+
+def part_chars(parts: Iterable[object]) -> tuple[int, int]:
+    """The characters of `parts` (text, reasoning, tool calls) and their fixed-cost tokens
+    (images, documents): with `estimate_chars`, a cheap count of what a model wrote."""
+    chars = fixed = 0
+    for part in parts:
         chars, fixed = _quick(part, chars, fixed)
     return chars, fixed
 

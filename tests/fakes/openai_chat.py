@@ -5,7 +5,8 @@ extras a preset's provider accepts), message roles and shapes, tool messages dir
 assistant message whose calls they answer (each call answered exactly once), tool names.
 Mode `deepseek_thinking`: with thinking enabled, assistant tool-call turns must carry
 `reasoning_content`, as DeepSeek requires. Streams end with an optional usage chunk and
-`data: [DONE]`.
+`data: [DONE]`. Mode `no_usage`: like llama-cpp-python's server, no `usage` anywhere (no usage
+chunk even when `stream_options.include_usage` asks for one, no `usage` in a whole answer).
 """
 
 from __future__ import annotations
@@ -166,12 +167,13 @@ class FakeOpenAI(FakeUpstream):
         reply = self.next_reply(self.view(body))
         res = resolve(reply, body, "call_", str(body["model"]))
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        silent = "no_usage" in self.modes
         return await self.answer(
             request,
             reply,
             bool(body.get("stream")),
-            lambda: render_json(res),
-            lambda: render_chunks(res, include_usage),
+            lambda: render_json(res, usage=not silent),
+            lambda: render_chunks(res, include_usage and not silent),
         )
 
     # -- validation
@@ -435,7 +437,7 @@ def usage_json(res: Resolved) -> JSON:
     }
 
 
-def render_json(res: Resolved) -> JSON:
+def render_json(res: Resolved, usage: bool = True) -> JSON:
     message: JSON = {"role": "assistant", "content": res.text, "refusal": None, "annotations": []}
     if res.reasoning:
         message["reasoning_content"] = res.reasoning
@@ -444,7 +446,7 @@ def render_json(res: Resolved) -> JSON:
             {"id": cid, "type": "function", "function": {"name": name, "arguments": args}}
             for cid, name, args in res.calls
         ]
-    return {
+    out: JSON = {
         "id": new_id("chatcmpl-"),
         "object": "chat.completion",
         "created": now(),
@@ -458,8 +460,10 @@ def render_json(res: Resolved) -> JSON:
                 "finish_reason": STOP_REASONS.get(res.stop, "stop"),
             }
         ],
-        "usage": usage_json(res),
     }
+    if usage:
+        out["usage"] = usage_json(res)
+    return out
 
 
 def render_chunks(res: Resolved, include_usage: bool) -> list[JSON]:

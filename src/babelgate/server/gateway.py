@@ -33,10 +33,12 @@ from babelgate.canonical import (
     GatewayError,
     MessageDelta,
     MessageStart,
+    ReasoningDelta,
     Request,
     Response,
     StreamError,
     TextDelta,
+    ToolArgsDelta,
     Usage,
     invalid,
 )
@@ -49,6 +51,7 @@ from babelgate.claude_code.runtime import ClaudeCode, TurnCost, session_of
 from babelgate.config import Settings
 from babelgate.limits import Permit
 from babelgate.protocols import Codec, StreamDecoder, StreamEncoder
+from babelgate.protocols.anthropic.billing_header import without_billing_header
 from babelgate.protocols.reuse import Reuse
 from babelgate.providers.credentials import credentials_from
 from babelgate.providers.http import HttpClient, UpstreamResponse, make_route
@@ -59,14 +62,7 @@ from babelgate.routing.plan import KeysUsedUp, key_used_up
 from babelgate.routing.rules import Rules
 
 from .access_log import AccessLog
-from .passthrough import (
-    EventCut,
-    UsageTap,
-    body_usage,
-    can_pass_through,
-    rewrite_body,
-    whole_events,
-)
+from .passthrough import UsageTap, body_usage, can_pass_through, rewrite_body, whole_events
 from .sticky_key import conversation_key
 
 log = logging.getLogger("babelgate")
@@ -208,7 +204,7 @@ class Gateway:
     ) -> UpstreamResponse:
         """Render `request` for `provider`, POST it, and raise a GatewayError for an upstream
         error status."""
-        body = _rendered(provider, request, reuse)
+        body = orjson.dumps(provider.codec.render_request(request, provider.quirks, reuse))
         return await self.post(provider, provider.url(request.model, request.stream), body,
                                client_headers)
 
@@ -273,10 +269,11 @@ class Gateway:
             except GatewayError as exc:
                 error = exc
             except TOO_DEEP as exc:
-                # Past the rendering of the request (_rendered: the client's 400), a value too
-                # deep to read or translate is in the answer: the upstream's, a 502, unless the
-                # answer echoes one of the client's (a Responses object holds its tools).
-                error = _too_deep_answer(call, provider, exc)
+                # A client's value nested deeper than rendering it for the upstream (orjson
+                # encodes 254 levels), echoing it or walking it (Python's stack) can follow:
+                # the client's 400, caught here rather than checked on every request
+                # (canonical.nesting).
+                error = too_deep(exc)
             except asyncio.CancelledError:
                 # The client left (or the server's grace ran out) while the upstream was
                 # awaited: what was sent may still be charged.
@@ -293,9 +290,10 @@ class Gateway:
     async def _translate_complete(
         self, call: Call, provider: Provider, target: Target, attempt: Attempt
     ) -> bytes:
-        upstream_request = _upstream_request(call.request, target.model, False)
+        upstream_request = _upstream_request(call, provider, target.model, False)
         upstream = await self.send(provider, upstream_request, call.headers, call.reuse)
         response = _parse_whole(provider, await upstream.read(), upstream_request, call.reuse)
+        response = _counted(response, call)
         attempt.usage = response.usage
         attempt.ended = True
         response = replace(response, model=call.request.model)
@@ -304,7 +302,7 @@ class Gateway:
     async def _pass_complete(
         self, call: Call, provider: Provider, target: Target, attempt: Attempt
     ) -> bytes:
-        body = _rewritten(call, target, provider)
+        body = rewrite_body(call.codec.name, call.data, target.model, provider.quirks)
         upstream = await self.post(provider, provider.url(target.model, False), body,
                                    call.headers)
         raw = await upstream.read()
@@ -393,9 +391,9 @@ class Gateway:
     async def _translate_stream(
         self, call: Call, provider: Provider, target: Target, attempt: Attempt
     ) -> tuple[bytes, AsyncIterator[bytes]]:
-        upstream_request = _upstream_request(call.request, target.model, True)
+        upstream_request = _upstream_request(call, provider, target.model, True)
         reuse = call.reuse
-        body = _rendered(provider, upstream_request, reuse)
+        body = orjson.dumps(provider.codec.render_request(upstream_request, provider.quirks, reuse))
         encoder = call.codec.stream_encoder(call.request, reuse)
         decoder = provider.codec.stream_decoder(upstream_request, reuse)
         attempt.provider = provider
@@ -403,11 +401,8 @@ class Gateway:
         # go of (below). OpenAI-style upstreams report input tokens at the end only, and some
         # Anthropic-compatible ones say 0 in message_start; the client still needs a count.
         estimate = call.estimated_input  # a `long_context` rule's, when one made it
-        try:
-            attempt.estimated_input = (estimate if estimate is not None
-                                       else tokens.quick_estimate(call.request, reuse))
-        except TOO_DEEP as exc:  # the client's value
-            raise too_deep(exc) from None
+        attempt.estimated_input = (estimate if estimate is not None
+                                   else tokens.quick_estimate(call.request, reuse))
         # Waiting on the upstream can take seconds, and a burst of new streams waits together:
         # let go of the parsed body meanwhile (the raw bytes stay, for a fallback).
         del upstream_request
@@ -417,9 +412,9 @@ class Gateway:
         if not upstream.is_event_stream:
             # Some upstreams answer a stream request with a whole body.
             call.restore()
-            upstream_request = _upstream_request(call.request, target.model, True)
+            upstream_request = _upstream_request(call, provider, target.model, True)
             whole = _parse_whole(provider, await upstream.read(), upstream_request, reuse)
-            whole = replace(whole, model=call.request.model)
+            whole = _counted(replace(whole, model=call.request.model), call)
             attempt.usage = whole.usage
             attempt.ended = True
             attempt.first = time.perf_counter()
@@ -490,7 +485,7 @@ class Gateway:
     async def _pass_stream(
         self, call: Call, provider: Provider, target: Target, attempt: Attempt
     ) -> tuple[bytes, AsyncIterator[bytes]]:
-        body = _rewritten(call, target, provider)
+        body = rewrite_body(call.codec.name, call.data, target.model, provider.quirks)
         upstream = await self.post(provider, provider.url(target.model, True), body,
                                    call.headers)
         chunks = upstream.iter_chunks()
@@ -546,20 +541,20 @@ class Gateway:
         """The upstream's bytes as they come, cut at event boundaries: a partial event stays
         behind (`carry`) until it completes, so a stream cut inside an event ends with our
         error event rather than a broken one."""
-        cut = EventCut(carry)
         try:
             async for chunk in chunks:
                 tap.feed(chunk)
-                # After the upstream's error event, every byte that goes out is redacted.
-                data = cut.take(chunk, provider.redact_bytes if tap.error_data is not None
-                                else None)
-                if data:
+                data = carry + chunk if carry else chunk
+                if tap.error_data is not None:  # the upstream's error event is in `data`
+                    data = provider.redact_bytes(data)
+                whole = whole_events(data)
+                carry = data[whole:]
+                if whole:
                     if not attempt.first:
                         attempt.first = time.perf_counter()
-                    yield data
-                elif cut.size > self.max_held:
+                    yield data[:whole] if carry else data
+                elif len(carry) > self.max_held:
                     raise _event_too_large(provider, self.max_held)
-            carry = cut.rest()
             if carry:
                 # The upstream ended without a blank line: its last event.
                 yield provider.redact_bytes(carry) if tap.error_data is not None else carry
@@ -641,25 +636,46 @@ def _used_so_far(call: Call, attempt: Attempt, usage: Usage | None) -> Usage:
     return usage
 
 
+def _counted(response: Response, call: Call) -> Response:
+    """`response` with the counts its upstream left out estimated (llama.cpp's server sends
+    no `usage` object): input from the request, output from the characters of its parts."""
+    usage = response.usage
+    if usage.prompt_tokens and usage.output_tokens:
+        return response
+    if not usage.prompt_tokens:
+        usage = replace(usage, input_tokens=tokens.quick_estimate(call.request, call.reuse))
+    if not usage.output_tokens:
+        chars, _ = tokens.part_chars(response.parts)
+        usage = replace(usage, output_tokens=tokens.estimate_chars(chars))
+    return replace(response, usage=usage)
+
+
 def _passes(call: Call, provider: Provider) -> bool:
     return call.passthrough and can_pass_through(
         call.codec.name, provider.type, call.raw, preset=provider.preset, data=call.data
     )
 
 
-def _upstream_request(request: Request, model: str, stream: bool) -> Request:
+def _upstream_request(call: Call, provider: Provider, model: str, stream: bool) -> Request:
     """The client's request as one target gets it. `previous_response_id` is dropped: the
     gateway resolved it into the history already (server/conversations.py), and no upstream
-    knows our ids. The client's Request keeps it, so its response echoes it.
+    knows our ids. The client's Request keeps it, so its response echoes it. Claude Code's
+    billing line leaves the system prompt of any upstream but an Anthropic one
+    (protocols/anthropic/billing_header.py).
     Several choices (`n` > 1) cannot be translated: every codec carries one answer, so say so
     rather than silently return one."""
+    request = call.request
     if request.n is not None and request.n > 1:
         raise invalid(
             f"`n` = {request.n} (several choices) needs an OpenAI Chat upstream without a "
             f"preset; model {request.model!r} is served by translation, which returns one "
             "choice: send n=1 or omit it", "n",
         )
-    return replace(request, model=model, stream=stream, previous_response_id=None)
+    system = request.system
+    if provider.codec.name != "anthropic":
+        system = without_billing_header(system, call.reuse)
+    return replace(request, model=model, stream=stream, previous_response_id=None,
+                   system=system)
 
 
 async def _opening_events(
@@ -718,23 +734,39 @@ def _encode(
             attempt.out_chars += len(event.text)
             append(encode(event))
             continue
+        # What else the model wrote: the output estimate when the upstream reports none.
+        if type(event) is ToolArgsDelta:
+            attempt.out_chars += len(event.json)
+        elif type(event) is ReasoningDelta:
+            attempt.out_chars += len(event.text)
         if isinstance(event, MessageStart):
             append(encode(_client_start(event, attempt, request)))
             continue
-        if isinstance(event, MessageDelta) and not event.usage.prompt_tokens:
-            # The upstream never said: the estimate sent at the start stands.
-            usage = replace(event.usage, input_tokens=attempt.estimated_input)
-            append(encode(replace(event, usage=usage)))
-            attempt.usage = usage
-            continue
         if isinstance(event, MessageDelta):
-            attempt.usage = event.usage
-        elif isinstance(event, StreamError):
+            end = _reported_end(event, attempt)
+            attempt.usage = end.usage
+            append(encode(end))
+            continue
+        if isinstance(event, StreamError):
             if attempt.provider is not None:  # the upstream's own error event, maybe
                 attempt.provider.own_error(event.error)
             attempt.error = event.error
         append(encode(event))
     return b"".join(out)
+
+
+def _reported_end(event: MessageDelta, attempt: Attempt) -> MessageDelta:
+    """The stream's end with the counts the upstream left out filled in: the input estimate
+    the start carried, and the output estimated from the characters streamed (llama.cpp's
+    server, for one, ignores `stream_options.include_usage` and never reports usage)."""
+    usage = event.usage
+    if usage.prompt_tokens and usage.output_tokens:
+        return event
+    if not usage.prompt_tokens:
+        usage = replace(usage, input_tokens=attempt.estimated_input)
+    if not usage.output_tokens:
+        usage = replace(usage, output_tokens=tokens.estimate_chars(attempt.out_chars))
+    return replace(event, usage=usage)
 
 
 def _client_start(event: MessageStart, attempt: Attempt, request: Request) -> MessageStart:
@@ -782,37 +814,6 @@ def _load_upstream_json(raw: bytes, provider: Provider) -> dict[str, object]:
     if not isinstance(data, dict):
         raise _bad_upstream(provider, what)
     return data
-
-
-def _rendered(provider: Provider, request: Request, reuse: Reuse) -> bytes:
-    """The upstream's body for `request`; a value of the client's too deep to render (orjson
-    encodes 254 levels) or to walk (Python's stack) is the client's 400, caught here rather
-    than checked on every request (canonical.nesting)."""
-    try:
-        return orjson.dumps(provider.codec.render_request(request, provider.quirks, reuse))
-    except TOO_DEEP as exc:
-        raise too_deep(exc) from None
-
-
-def _too_deep_answer(call: Call, provider: Provider, error: BaseException) -> GatewayError:
-    """Whose value it is that was too deep to translate in an answer: the client's 400 when
-    its own body is too deep to write out (then the answer echoed it), else the upstream's
-    502. Only on this error's path: nothing measures depth in advance (canonical.nesting)."""
-    call.restore()
-    try:
-        orjson.dumps(call.data)
-    except TOO_DEEP:
-        return too_deep(error)
-    return _bad_upstream(provider, f"answered with a value the gateway cannot translate "
-                                   f"(nested too deep?): {error}")
-
-
-def _rewritten(call: Call, target: Target, provider: Provider) -> bytes:
-    """The client's body for an upstream of its own protocol (`_rendered`'s 400 likewise)."""
-    try:
-        return rewrite_body(call.codec.name, call.data, target.model, provider.quirks)
-    except TOO_DEEP as exc:
-        raise too_deep(exc) from None
 
 
 def _parse_whole(provider: Provider, raw: bytes, request: Request, reuse: Reuse) -> Response:
