@@ -431,6 +431,10 @@ class ClaudeCodeConfig(BaseModel):
     # Where projects without a `path` get their directory; None: $XDG_DATA_HOME/babelgate/
     # projects, else ~/.local/share/babelgate/projects.
     projects_dir: str | None = None
+    # The most sessions and projects one owner (a gateway key; without keys, the gateway)
+    # may hold: a create beyond is a 409 until some are deleted. Nothing expires on its own.
+    max_sessions: int = Field(default=1000, ge=1)
+    max_projects: int = Field(default=100, ge=1)
 
 
 class Settings(BaseModel):

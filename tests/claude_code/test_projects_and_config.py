@@ -58,6 +58,7 @@ def test_claude_code_provider_fields(tmp_path: Path) -> None:
     cc = settings.providers["cc"]
     assert (cc.max_processes, cc.idle_timeout, cc.chunking) == (2, 60, "sentence")
     assert settings.claude_code.roots == [str(tmp_path)]
+    assert (settings.claude_code.max_sessions, settings.claude_code.max_projects) == (1000, 100)
     provider = ClaudeCodeProvider("cc", cc, environ={"PATH": "/nowhere"})
     argv = provider.command("sonnet", session=None, resume=False, system=None)
     assert argv[argv.index("--tools") + 1] == "Read,Bash"
@@ -91,4 +92,13 @@ def test_bad_claude_code_settings_are_refused(tmp_path: Path, entry: dict[str, o
     path = tmp_path / "bg.yaml"
     path.write_text(yaml.safe_dump({"providers": {"p": entry}, "routes": {"default": "p"}}))
     with pytest.raises(ConfigError, match=message):
+        load_settings(path)
+
+
+@pytest.mark.parametrize("field", ["max_sessions", "max_projects"])
+def test_a_cap_below_one_is_refused(tmp_path: Path, field: str) -> None:
+    path = tmp_path / "bg.yaml"
+    path.write_text(yaml.safe_dump({"providers": {"p": {"type": "claude-code"}},
+                                    "routes": {"default": "p"}, "claude_code": {field: 0}}))
+    with pytest.raises(ConfigError, match=field):
         load_settings(path)

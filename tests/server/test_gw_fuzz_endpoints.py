@@ -339,7 +339,7 @@ async def test_header_values_with_odd_bytes_are_answered(
 FIELDS = ["name", "path", "model", "project_id", "id", "provider", "deep", "timeout",
           "models", "rpm", "tpm", "concurrency", "budget", "budget_period", "expires",
           "admin", "messages", "contents", "system", "tools"]
-PARAMS = ["since", "limit", "by", "buckets", "all", "key", "alt"]
+PARAMS = ["since", "limit", "by", "buckets", "all", "key", "alt", "after", "messages_limit"]
 scalars = st.one_of(
     st.none(), st.booleans(), st.integers(-(2**70), 2**70),
     st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=40),

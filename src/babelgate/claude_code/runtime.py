@@ -54,6 +54,15 @@ class TurnCost:
     usd: float | None = None
 
 
+def _check_cap(count: int, cap: int, what: str, field: str) -> None:
+    if count >= cap:
+        raise GatewayError(
+            "invalid_request", f"this gateway key (or, without keys, this gateway) has "
+            f"{count} {what}, the most allowed (claude_code.{field}: {cap}): delete some "
+            f"(DELETE /v1/{what}/{{id}}) or ask the operator to raise claude_code.{field}",
+            status=409)
+
+
 def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(12)}"
 
@@ -66,6 +75,8 @@ class ClaudeCode:
             else data_dir / "projects"
         # Where sessions without a project and one-off requests run.
         self.default_dir = self.projects_dir / "_default"
+        self.max_sessions = config.max_sessions
+        self.max_projects = config.max_projects
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
         self._sessions = 0  # a count for /health, read at start and kept as they change
 
@@ -181,11 +192,22 @@ class ClaudeCode:
         now = time.time()
         session = Session(session_id or new_id("sess"), owner, str(uuid.uuid4()), model,
                           project_id, 0, 0, 0, 0.0, now, now)
+        # The count and the insert under one lock per owner: two creates at once cannot both
+        # take the last place (in this process; workers sharing a database may pass by one).
+        # A NUL in the key: no session id (printable) can name this lock.
+        key = f"\x00sessions:{owner}"
+        lock = self._take_lock(key)
         try:
-            await self.store.add_session(session)
-        except self.store.db.integrity_errors:
-            raise GatewayError("invalid_request", f"session {session.id!r} exists already",
-                               param="id", status=409) from None
+            async with lock:
+                count = await self.store.count_owned_sessions(owner)
+                _check_cap(count, self.max_sessions, "sessions", "max_sessions")
+                try:
+                    await self.store.add_session(session)
+                except self.store.db.integrity_errors:
+                    raise GatewayError("invalid_request", f"session {session.id!r} exists "
+                                       "already", param="id", status=409) from None
+        finally:
+            self._drop_lock(key)
         self._sessions += 1
         return session
 
@@ -210,11 +232,19 @@ class ClaudeCode:
                              path: Path | None) -> Project:
         project_id = new_id("proj")
         created = path is None
-        if path is None:
-            path = self.projects_dir / project_id
-            await asyncio.to_thread(path.mkdir, parents=True, exist_ok=False)
-        project = Project(project_id, owner, name, str(path), created, time.time())
-        await self.store.add_project(project)
+        key = f"\x00projects:{owner}"
+        lock = self._take_lock(key)
+        try:
+            async with lock:  # as in create_session
+                count = await self.store.count_projects(owner)
+                _check_cap(count, self.max_projects, "projects", "max_projects")
+                if path is None:
+                    path = self.projects_dir / project_id
+                    await asyncio.to_thread(path.mkdir, parents=True, exist_ok=False)
+                project = Project(project_id, owner, name, str(path), created, time.time())
+                await self.store.add_project(project)
+        finally:
+            self._drop_lock(key)
         return project
 
     async def delete_project(self, project: Project) -> None:

@@ -82,11 +82,15 @@ class Store:
             project_id, owner)
         return _project(row) if row is not None else None
 
-    async def projects(self, owner: str | None) -> list[Project]:
-        rows = await self.db.fetch(
-            f"SELECT {_PROJECT_COLUMNS} FROM claude_projects WHERE {_OWNER} "
-            "ORDER BY created_at, id", owner)
-        return [_project(row) for row in rows]
+    async def projects(self, owner: str | None, after: str | None = None,
+                       limit: int = 1000) -> list[Project] | None:
+        """Up to `limit` of the owner's projects, oldest first, those after the project
+        `after` (None: that project is not the owner's)."""
+        rows = await self._page("claude_projects", _PROJECT_COLUMNS, owner, after, limit)
+        return None if rows is None else [_project(row) for row in rows]
+
+    async def count_projects(self, owner: str | None) -> int:
+        return await self._count("claude_projects", owner)
 
     async def delete_project(self, project_id: str) -> None:
         """The project's row; its sessions stay, without a project."""
@@ -113,11 +117,35 @@ class Store:
         found = await self.session_row(session_id)
         return found if found is not None and found.owner == owner else None
 
-    async def sessions(self, owner: str | None) -> list[Session]:
-        rows = await self.db.fetch(
-            f"SELECT {_SESSION_COLUMNS} FROM claude_sessions WHERE {_OWNER} "
-            "ORDER BY created_at, id", owner)
-        return [_session(row) for row in rows]
+    async def sessions(self, owner: str | None, after: str | None = None,
+                       limit: int = 1000) -> list[Session] | None:
+        """As projects(), for sessions."""
+        rows = await self._page("claude_sessions", _SESSION_COLUMNS, owner, after, limit)
+        return None if rows is None else [_session(row) for row in rows]
+
+    async def count_owned_sessions(self, owner: str | None) -> int:
+        return await self._count("claude_sessions", owner)
+
+    async def _page(self, table: str, columns: str, owner: str | None, after: str | None,
+                    limit: int) -> list[Row] | None:
+        # A cursor by position (created_at, id) rather than an offset: a page costs the same
+        # however deep it is, and rows added or deleted meanwhile do not shift the pages.
+        if after is None:
+            return await self.db.fetch(
+                f"SELECT {columns} FROM {table} WHERE {_OWNER} ORDER BY created_at, id "
+                "LIMIT ?", owner, limit)
+        mark = await self.db.fetchone(
+            f"SELECT created_at FROM {table} WHERE id = ? AND {_OWNER}", after, owner)
+        if mark is None:
+            return None
+        return await self.db.fetch(
+            f"SELECT {columns} FROM {table} WHERE {_OWNER} AND (created_at > ? OR "
+            "(created_at = ? AND id > ?)) ORDER BY created_at, id LIMIT ?",
+            owner, mark[0], mark[0], after, limit)
+
+    async def _count(self, table: str, owner: str | None) -> int:
+        row = await self.db.fetchone(f"SELECT COUNT(*) FROM {table} WHERE {_OWNER}", owner)
+        return int(row[0]) if row is not None else 0
 
     async def count_sessions(self) -> int:
         if not self.db.exists():
@@ -125,12 +153,18 @@ class Store:
         row = await self.db.fetchone("SELECT COUNT(*) FROM claude_sessions")
         return int(row[0]) if row is not None else 0
 
-    async def messages(self, session_id: str) -> list[dict[str, Any]]:
+    async def messages(self, session_id: str, limit: int = 1_000_000) -> list[dict[str, Any]]:
+        """The session's last `limit` messages, oldest first."""
         rows = await self.db.fetch(
             "SELECT role, content, created_at FROM claude_session_messages "
-            "WHERE session_id = ? ORDER BY seq", session_id)
+            "WHERE session_id = ? ORDER BY seq DESC LIMIT ?", session_id, limit)
         return [{"role": role, "content": content, "created_at": int(at)}
-                for role, content, at in rows]
+                for role, content, at in reversed(rows)]
+
+    async def count_messages(self, session_id: str) -> int:
+        row = await self.db.fetchone("SELECT COUNT(*) FROM claude_session_messages "
+                                     "WHERE session_id = ?", session_id)
+        return int(row[0]) if row is not None else 0
 
     async def delete_session(self, session_id: str) -> None:
         await self.db.execute("DELETE FROM claude_session_messages WHERE session_id = ?",

@@ -1,15 +1,17 @@
 """The sessions and projects endpoints (OpenAI-style JSON; errors in OpenAI's format):
 
     POST   /v1/sessions        {"model"?, "project_id"?, "id"?}  -> the session
-    GET    /v1/sessions                                          -> {"object": "list", ...}
-    GET    /v1/sessions/{id}   the session with its messages and totals
+    GET    /v1/sessions        ?limit=&after=                    -> {"object": "list", ...}
+    GET    /v1/sessions/{id}   the session with its last messages (?messages_limit=) and totals
     DELETE /v1/sessions/{id}   forgets it and stops its process
     POST   /v1/projects        {"name", "path"?}                 -> the project
-    GET    /v1/projects
+    GET    /v1/projects        ?limit=&after=
     GET    /v1/projects/{id}
     DELETE /v1/projects/{id}   deletes the directory only if the gateway created it
 
-Each owner (gateway key) sees only its own. What they do is babelgate.claude_code's; this
+Lists are pages (`limit`, default 100, at most 1000; `after`: the `last_id` of the page
+before) so that no answer grows with the count of rows. Each owner (gateway key) sees only
+its own. What they do is babelgate.claude_code's; this
 module reads the requests and writes the answers.
 """
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import parse_qsl
 
 import orjson
 
@@ -35,6 +38,9 @@ PREFIXES = (SESSIONS + "/", PROJECTS + "/")
 _JSON = [(b"content-type", b"application/json")]
 MAX_MODEL = 200
 MAX_ID = 200  # as claude_code.runtime.MAX_SESSION_ID
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+MAX_QUERY_FIELDS = 10
 
 
 class SessionsApi:
@@ -52,31 +58,43 @@ class SessionsApi:
         """Every route of this module (the app dispatches the paths here)."""
         path = request.path.rstrip("/")
         method = "GET" if request.method == "HEAD" else request.method
+        runtime = self._runtime()
         try:
-            answer = await self._route(method, path, request)
+            answer = await self._route(method, path, request, runtime)
         except GatewayError as error:
-            body = orjson.dumps(self._codec.render_error(error))
-            response.send(error.status, body, _JSON)
+            self._fail(response, error)
+            return
+        except runtime.store.db.errors as exc:
+            # The database is down or broken: the client may try again later, not a bug here.
+            self._fail(response, GatewayError(
+                "api_error", f"the database {runtime.store.db.url} could not answer: {exc}",
+                status=503))
             return
         response.send(200, orjson.dumps(answer), _JSON)
 
-    async def _route(self, method: str, path: str, request: Request) -> dict[str, Any]:
+    def _fail(self, response: Response, error: GatewayError) -> None:
+        response.send(error.status, orjson.dumps(self._codec.render_error(error)), _JSON)
+
+    async def _route(self, method: str, path: str, request: Request,
+                     runtime: ClaudeCode) -> dict[str, Any]:
         owner = self._owner_of(request)
-        runtime = self._runtime()
         if path == SESSIONS:
             if method == "POST":
                 return await self._create_session(runtime, _body(request), owner)
             if method == "GET":
-                sessions = await runtime.store.sessions(owner)
-                return {"object": "list", "data": [s.public() for s in sessions]}
+                limit, after = _page_query(request)
+                sessions = await runtime.store.sessions(owner, after, limit + 1)
+                return _page([s.public() for s in _known(sessions, after)], limit)
         elif path == PROJECTS:
             if method == "POST":
                 return await self._create_project(runtime, _body(request), owner)
             if method == "GET":
-                projects = await runtime.store.projects(owner)
-                return {"object": "list", "data": [p.public() for p in projects]}
+                limit, after = _page_query(request)
+                projects = await runtime.store.projects(owner, after, limit + 1)
+                return _page([p.public() for p in _known(projects, after)], limit)
         elif path.startswith(SESSIONS + "/"):
-            return await self._one_session(runtime, method, path[len(SESSIONS) + 1:], owner)
+            return await self._one_session(runtime, method, path[len(SESSIONS) + 1:], owner,
+                                           request)
         elif path.startswith(PROJECTS + "/"):
             return await self._one_project(runtime, method, path[len(PROJECTS) + 1:], owner)
         raise GatewayError("not_found", f"no route {method} {path}", status=404)
@@ -106,13 +124,19 @@ class SessionsApi:
         return {**session.public(), "messages": []}
 
     async def _one_session(self, runtime: ClaudeCode, method: str, session_id: str,
-                           owner: str | None) -> dict[str, Any]:
+                           owner: str | None, request: Request) -> dict[str, Any]:
         session = await runtime.store.session(session_id, owner) if _may_be_id(session_id) \
             else None
         if session is None or method not in ("GET", "DELETE"):
             raise _not_found("session", session_id, method)
         if method == "GET":
-            return {**session.public(), "messages": await runtime.store.messages(session.id)}
+            # A session's messages grow with every turn: the last `messages_limit`, and the
+            # count of all, so that a client knows whether earlier ones were left out.
+            limit = _limit(_query(request), "messages_limit")
+            messages = await runtime.store.messages(session.id, limit)
+            total = await runtime.store.count_messages(session.id)
+            return {**session.public(), "messages": messages, "message_count": total,
+                    "messages_has_more": total > len(messages)}
         await runtime.delete_session(session)
         for pool in self._pools():
             pool.drop(session.id)  # its idle process, if it has one
@@ -135,6 +159,49 @@ class SessionsApi:
             return project.public()
         await runtime.delete_project(project)
         return {"id": project.id, "object": "project", "deleted": True}
+
+
+def _query(request: Request) -> dict[str, str]:
+    try:
+        return dict(parse_qsl(request.query, max_num_fields=MAX_QUERY_FIELDS))
+    except ValueError:
+        raise invalid(f"more than {MAX_QUERY_FIELDS} query parameters") from None
+
+
+def _limit(query: dict[str, str], name: str) -> int:
+    raw = query.get(name)
+    if raw is None:
+        return DEFAULT_LIMIT
+    value = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 6 else 0
+    if not 1 <= value <= MAX_LIMIT:
+        raise invalid(f"`{name}` must be a whole number from 1 to {MAX_LIMIT} (default "
+                      f"{DEFAULT_LIMIT}), not {raw[:20]!r}", name)
+    return value
+
+
+def _page_query(request: Request) -> tuple[int, str | None]:
+    """A list's `limit` and `after` (the last id of the page before; None: the first)."""
+    query = _query(request)
+    after = query.get("after")
+    if after is not None and not _may_be_id(after):
+        raise invalid(f"`after` must be an id from a list's `last_id`, not {after[:40]!r}",
+                      "after")
+    return _limit(query, "limit"), after
+
+
+def _known(rows: list[Any] | None, after: str | None) -> list[Any]:
+    if rows is None:  # the store found no row of the owner's named `after`
+        raise invalid(f"`after`: no {str(after)[:MAX_ID]!r} of yours to page after (pass a "
+                      "list's `last_id`)", "after")
+    return rows
+
+
+def _page(data: list[dict[str, Any]], limit: int) -> dict[str, Any]:
+    """An OpenAI-style list; `data` holds one row past the page if there are more."""
+    page = data[:limit]
+    return {"object": "list", "data": page, "has_more": len(data) > limit,
+            "first_id": page[0]["id"] if page else None,
+            "last_id": page[-1]["id"] if page else None}
 
 
 def _may_be_id(value: str) -> bool:
