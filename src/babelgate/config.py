@@ -319,6 +319,10 @@ class StorageConfig(BaseModel):
     # records may wait in memory for the database before the oldest are dropped.
     usage_flush_interval_s: float = Field(default=0.5, gt=0)
     usage_max_queue: int = Field(default=100_000, ge=1)
+    # Seconds between two reads of what the other processes on this database learnt: quota
+    # marks (and, with `redis:`, resting targets) made by another worker or instance
+    # (server/shared_routing.py).
+    routing_refresh_interval_s: float = Field(default=0.5, gt=0)
 
     @field_validator("url")
     @classmethod

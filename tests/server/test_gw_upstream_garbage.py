@@ -96,14 +96,17 @@ WRONG_SHAPES = {
 async def test_json_of_the_wrong_shape_translated_is_never_a_500(
     fresh: Stack, client: str, shape: int
 ) -> None:
-    # The codecs read upstream answers leniently (a field of the wrong type reads as absent),
-    # so some of these are an empty answer; what cannot be read at all is a 502.
+    # The codecs read an answer's fields leniently (a field of the wrong type reads as
+    # absent: the third shape is an answer), but an answer whose main list is not a list of
+    # objects, or whose message is not an object, is no answer: a 502, never an empty 200.
     path, model = CLIENTS[client]
     fake_for(fresh, model).queue(Reply(raw=WRONG_SHAPES[model][shape]))
     status, raw = await post(fresh, path, body(path, model, False))
-    assert status in (200, 502), raw[:300]
-    if status == 502:
-        assert_error_in_format(path, raw, "upstream")
+    if shape < 2:
+        assert status == 502, raw[:300]
+        assert_error_in_format(path, raw, "shape its protocol does not define")
+    else:
+        assert status == 200, raw[:300]
 
 
 @pytest.mark.parametrize("shape", [0, 1, 2])
@@ -209,3 +212,36 @@ async def post_to(url: str, path: str, data: dict[str, Any]) -> tuple[int, bytes
         url + path, data=orjson.dumps(data), headers=headers
     ) as resp:
         return resp.status, await resp.read()
+
+
+def _deep(levels: int) -> str:
+    """JSON text of objects in lists, `levels` of each (orjson writes only 254 levels)."""
+    return '{"a": [' * levels + '"bottom"' + "]}" * levels
+
+
+# Tool arguments nested 300 levels (150 objects in 150 lists): orjson reads that much (1,024
+# levels), and writing the client's answer around it cannot (254 levels). Sent as bytes.
+DEEP_ANSWERS = {
+    "gpt-client": (
+        '{"id": "x", "object": "chat.completion", "model": "m", "choices": [{"index": 0, '
+        '"finish_reason": "tool_calls", "message": {"role": "assistant", "content": null, '
+        '"tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "Read", '
+        '"arguments": ' + orjson.dumps(_deep(150)).decode() + "}}]}}]}").encode(),
+    "claude-client": (
+        '{"id": "x", "type": "message", "role": "assistant", "model": "m", '
+        '"stop_reason": "tool_use", "content": [{"type": "tool_use", "id": "toolu_1", '
+        '"name": "Read", "input": ' + _deep(150) + "}]}").encode(),
+}
+
+
+@pytest.mark.parametrize("client", ["anthropic-to-openai", "openai-to-anthropic"])
+async def test_an_answer_nested_too_deep_to_translate_is_the_upstreams_502(
+    fresh: Stack, client: str
+) -> None:
+    # The client's request is fine: its 400 ("request body nests too deep") would blame it.
+    path, model = CLIENTS[client]
+    fake_for(fresh, model).queue(Reply(raw=DEEP_ANSWERS[model]))
+    status, raw = await post(fresh, path, body(path, model, False))
+    assert status == 502, raw[:300]
+    assert_error_in_format(path, raw, "nested too deep")
+    assert b"request body" not in raw

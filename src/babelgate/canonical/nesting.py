@@ -8,6 +8,9 @@ boundaries turn that failure into `too_deep()`:
   error messages that show a value) end their stack with a RecursionError;
 - orjson encodes only 254 levels: rendering an upstream's body around a deep client value fails
   with a JSONEncodeError ("Recursion limit reached").
+What the client sent is refused with `too_deep()` (a 400) where the request is parsed and where
+it is rendered for an upstream; a value too deep in an upstream's answer is the upstream's
+fault, a 502 (server/gateway.py).
 """
 
 from __future__ import annotations

@@ -181,6 +181,20 @@ class Limiter:
         if spent is not None and self.on_spent is not None and permit.key.budget is not None:
             self.on_spent(permit.key, spent)
 
+    # ------------------------------------------------------------------ Redis for others
+    def redis_client(self) -> RespClient | None:
+        """The client of `redis:` while Redis is reachable, for other state shared between
+        instances (server/shared_routing.py): one connection, one reachability for all."""
+        shared = self.shared
+        if self.redis_url is None or not self.reachable or not isinstance(shared, RedisLimits):
+            return None
+        return shared.client
+
+    def lost(self, exc: BaseException) -> None:
+        """Another user of `redis_client` found Redis away: the limits count locally (and
+        log it once) until the background retry finds it back."""
+        self._lost(exc)
+
     # ------------------------------------------------------------------ shared store away
     def _lost(self, exc: BaseException) -> None:
         if not self.reachable or self.shared is None:

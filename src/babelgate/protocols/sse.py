@@ -27,10 +27,13 @@ class SSEDecoder:
     rest of the body waits in the buffer. The common event, one `data:` line, takes one
     slice and one decode (this runs for every chunk of every upstream stream)."""
 
-    __slots__ = ("_buffer",)
+    __slots__ = ("_buffer", "_held")
 
     def __init__(self) -> None:
         self._buffer = b""
+        # Chunks after `_buffer` that cannot end its event (see may_end_event), as received:
+        # joined once, when one can (joining each as it came was quadratic in an event's size).
+        self._held: list[bytes] = []
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         events: list[SSEEvent] = []
@@ -45,7 +48,15 @@ class SSEDecoder:
         """The complete events `chunk` finishes, each as its raw lines (LF-separated, without
         the blank line that ends it; some may be empty). For callers that take the common
         one-line `data:` event without building an SSEEvent (see parse_block for the rest)."""
-        buffer = self._buffer + chunk if self._buffer else chunk
+        if self._buffer:
+            held = self._held
+            if not may_end_event((held[-1] if held else self._buffer)[-2:] + chunk):
+                held.append(chunk)
+                return []
+            buffer = b"".join([self._buffer, *held, chunk]) if held else self._buffer + chunk
+            self._held = []
+        else:
+            buffer = chunk
         if b"\r" in buffer:
             # Normalise CRLF and lone CR, but keep a trailing CR: its LF may be in the next
             # chunk.
@@ -63,11 +74,19 @@ class SSEDecoder:
     def flush(self) -> list[SSEEvent]:
         """End of body: a final event without its blank line still counts."""
         events: list[SSEEvent] = []
-        block = self._buffer.rstrip(b"\r\n")
-        self._buffer = b""
+        block = normalise(b"".join([self._buffer, *self._held])).rstrip(b"\r\n")
+        self._buffer, self._held = b"", []
         if block:
             _parse_block(block, events)
         return events
+
+
+def may_end_event(data: bytes) -> bool:
+    """Whether `data` may hold a blank line: two line ends in a row, whatever their kind (LF,
+    CRLF or a lone CR), always show one of these three pairs of bytes. A buffer waiting for
+    its event's end holds none of them except in its last two bytes (a CR whose LF may come
+    next), so a new chunk is checked with those two bytes before it."""
+    return b"\n\n" in data or b"\n\r" in data or b"\r\r" in data
 
 
 def normalise(data: bytes) -> bytes:

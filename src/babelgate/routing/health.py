@@ -9,12 +9,19 @@ What this module promises:
   after another `seconds`, and the next request probes.
 - Nothing here decides order: `resting(target)` is what routing/plan.py asks. Only targets
   that failed have an entry, so a healthy gateway pays one empty-dict check per request.
+- Other processes (server/shared_routing.py): a `listener` hears each rest that begins here
+  (`rested`, with its end in wall time) and each that ends early here (`woke`: a probe
+  answered, a reset); `rest_until` rests a target another process rests, and
+  `wake_all_but` ends the rests no process holds any more. `changes` grows with every rest
+  that begins or ends here, so a read of the others' rests issued before cannot undo it.
 Times are the clock's monotonic readings, plus the wall time a rest began for /v1/quota.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 from .clock import Clock
 from .router import Target
@@ -45,10 +52,21 @@ class Rest:
     reason: str
 
 
+class RestListener(Protocol):
+    """Who hears the rests that begin and end here (server/shared_routing.py)."""
+
+    def rested(self, target: Target, since: float, until: float, failures: int,
+               reason: str) -> None: ...
+
+    def woke(self, target: Target) -> None: ...
+
+
 class Cooldowns:
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
         self.by_target: dict[Target, _Health] = {}
+        self.listener: RestListener | None = None
+        self.changes = 0
 
     def resting(self, target: Target, policy: CooldownPolicy) -> bool:
         """Whether `target` should be passed over; claims the probe when its rest is over."""
@@ -72,17 +90,48 @@ class Cooldowns:
             health.until = self.clock.monotonic() + policy.seconds
             health.probe_until = 0.0
             health.since = self.clock.now()
+            self.changes += 1
+            if self.listener is not None:
+                self.listener.rested(target, health.since, health.since + policy.seconds,
+                                     health.failures, reason)
             return True
         return False
 
     def succeeded(self, target: Target) -> None:
-        self.by_target.pop(target, None)
+        health = self.by_target.pop(target, None)
+        if health is not None and health.until:
+            self._woke(target)
 
     def clear(self, provider: str | None = None) -> None:
-        if provider is None:
-            self.by_target.clear()
+        for target in [t for t in self.by_target if provider in (None, t.provider)]:
+            if self.by_target.pop(target).until:
+                self._woke(target)
+
+    def _woke(self, target: Target) -> None:
+        self.changes += 1
+        if self.listener is not None:
+            self.listener.woke(target)
+
+    def rest_until(self, target: Target, since: float, until: float, failures: int,
+                   reason: str) -> None:
+        """Rest `target` until `until` (wall time), as another process does: a rest of its
+        own that lasts as long already is left as it is."""
+        mono = self.clock.monotonic() + (until - self.clock.now())
+        health = self.by_target.get(target)
+        if health is None:
+            health = self.by_target[target] = _Health()
+        elif health.until >= mono - 0.5:  # the same rest, seen again
             return
-        for target in [t for t in self.by_target if t.provider == provider]:
+        health.failures = max(health.failures, failures)
+        health.until, health.probe_until = mono, 0.0
+        health.since, health.reason = since, reason
+
+    def wake_all_but(self, resting: Iterable[Target]) -> None:
+        """End the rests still going here of targets not in `resting` (what every process
+        rests now): a probe answered elsewhere, or a reset."""
+        keep = set(resting)
+        mono = self.clock.monotonic()
+        for target in [t for t, h in self.by_target.items() if h.until > mono and t not in keep]:
             del self.by_target[target]
 
     def rests(self) -> list[Rest]:

@@ -21,7 +21,7 @@ What this module promises:
   and tells a `QuotaSink` (the database, wired by the app) about every change, so the marks
   survive a restart. Marks are immutable values; a key is named by its index, never its
   value. `replace_all` takes what the database (or Redis) says now, for the marks another
-  process made (routing/shared.py).
+  process made (server/shared_routing.py).
 """
 
 from __future__ import annotations
@@ -135,6 +135,9 @@ class QuotaBook:
     sink: QuotaSink | None = None
     marks: dict[str, QuotaMark] = field(default_factory=dict)  # providers used up
     key_marks: dict[tuple[str, int], QuotaMark] = field(default_factory=dict)  # their keys
+    # Grows with every change made here (a mark, a reset, a mark gone at its reset): a read
+    # of the shared marks issued before a change may not show it (server/shared_routing.py).
+    changes: int = 0
 
     def load(self, marks: Iterable[QuotaMark]) -> None:
         for mark in marks:
@@ -155,6 +158,7 @@ class QuotaBook:
         mark = self.marks.get(provider)
         if mark is not None and now >= mark.resets_at:
             del self.marks[provider]
+            self.changes += 1
             if self.sink is not None:
                 self.sink.delete(provider, PROVIDER)
             return None
@@ -165,6 +169,7 @@ class QuotaBook:
         mark = self.key_marks.get((provider, key))
         if mark is not None and now >= mark.resets_at:
             del self.key_marks[provider, key]
+            self.changes += 1
             if self.sink is not None:
                 self.sink.delete(provider, key)
             return None
@@ -177,6 +182,7 @@ class QuotaBook:
             self.marks[provider] = mark
         else:
             self.key_marks[provider, key] = mark
+        self.changes += 1
         if self.sink is not None:
             self.sink.save(provider, key, since, resets_at, reason)
         return mark
@@ -190,6 +196,7 @@ class QuotaBook:
             self.marks.pop(provider, None)
             for found in [k for k in self.key_marks if k[0] == provider]:
                 del self.key_marks[found]
+        self.changes += 1
         if self.sink is not None:
             self.sink.delete(provider)
 

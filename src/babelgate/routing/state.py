@@ -6,9 +6,10 @@ RoutingPolicy) from the new settings around the SAME RoutingState, so a provider
 up or resting stays so across the reload. Keep it free of anything the settings decide:
 thresholds and windows come in with each call, from the policy of the Gateway asking.
 
-It is mutated only on the event loop (one thread), by routing/plan.py and the /v1/quota
-endpoints; quota marks are written through to a `QuotaSink` (the embedded database) so that
-they survive a restart.
+It is mutated only on the event loop (one thread), by routing/plan.py, the /v1/quota
+endpoints and what the other processes learnt (server/shared_routing.py, the quota book's
+sink and the cooldowns' listener: it writes marks to the database, which outlives a restart,
+and shares marks and rests with the other processes of the deployment).
 """
 
 from __future__ import annotations

@@ -82,6 +82,7 @@ from .reload import (
 from .rule_edits import edit_body
 from .sessions_api import PREFIXES as SESSION_PREFIXES
 from .sessions_api import SessionsApi
+from .shared_routing import SharedRouting
 from .traces import Traces
 
 log = logging.getLogger("babelgate")
@@ -128,7 +129,7 @@ class App:
         # Used-up quotas are kept in the database too (SQLite or PostgreSQL), so they also
         # outlive a restart: read back at start.
         self.quota_store = QuotaStore(self.db)
-        self.routing = RoutingState(sink=self.quota_store)
+        self.routing = RoutingState()  # its sink: SharedRouting, below
         # Sessions and projects of claude-code providers (claude_code/): one for the process.
         self.claude_code = ClaudeCode(self.db, settings.claude_code, default_db_path().parent)
         # The running configuration: swapped whole by a reload, read once per request.
@@ -157,6 +158,12 @@ class App:
         # sets the key's budget-remaining gauge.
         self.limits = Limiter(settings.redis, workers_socket=limits_socket,
                               on_spent=self._budget_left if self.metrics is not None else None)
+        # What routing learns, shared with the other processes on this database: the marks
+        # written there and read back every second; with Redis, rests too (its client is the
+        # limits').
+        self.shared = SharedRouting(self.routing, self.quota_store, self.limits,
+                                    _deployment(self.db.url),
+                                    interval=storage.routing_refresh_interval_s)
         # Responses clients' conversations (previous_response_id).
         self.conversations = Conversations(ResponseStore(
             self.db, storage.responses_ttl_days,
@@ -266,6 +273,7 @@ class App:
             await self._seed_budgets()
             self.routing.quota.load(await _stored_marks(self.quota_store))
             await self.claude_code.start()
+            self.shared.start()
         except self.db.errors as exc:
             raise StorageUnavailable(f"cannot use the database {self.db.url}: {exc}") from None
         await self.gateway.start()
@@ -292,7 +300,6 @@ class App:
         self.collector.stop()
         await self.gateway.stop()
         await self.auth.stop()
-        await self.limits.stop()
         await self.conversations.store.close()  # finishes queued writes
         # Writes the records still queued (on PostgreSQL through the loop: off it, then).
         await asyncio.to_thread(self.usage.close)
@@ -300,7 +307,8 @@ class App:
             await self.daily_log.close()  # writes the lines still queued
         if self.traces is not None:
             await self.traces.close()  # sends the spans still queued
-        await self.quota_store.flush()
+        await self.shared.stop()  # its last writes, before the database and Redis go
+        await self.limits.stop()
         await self.db.close()
 
     async def _seed_budgets(self) -> None:
@@ -826,6 +834,11 @@ async def _close_discarded(old: Gateway, new: Gateway) -> None:
                 await result
         except Exception:  # one provider failing to stop must not undo the reload
             log.exception("stopping provider %s after a reload", provider.name)
+
+def _deployment(url: StorageURL) -> str:
+    """What names the processes that share routing state: their database."""
+    return str(url.path.resolve()) if url.path is not None else url.display
+
 
 def _state_json(name: str | None, status: ProviderStatus | KeyStatus) -> dict[str, Any]:
     """A provider's (`name`) or a key's state as /v1/quota shows it."""

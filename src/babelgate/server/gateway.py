@@ -62,7 +62,14 @@ from babelgate.routing.plan import KeysUsedUp, key_used_up
 from babelgate.routing.rules import Rules
 
 from .access_log import AccessLog
-from .passthrough import UsageTap, body_usage, can_pass_through, rewrite_body, whole_events
+from .passthrough import (
+    EventCut,
+    UsageTap,
+    body_usage,
+    can_pass_through,
+    rewrite_body,
+    whole_events,
+)
 from .sticky_key import conversation_key
 
 log = logging.getLogger("babelgate")
@@ -204,7 +211,7 @@ class Gateway:
     ) -> UpstreamResponse:
         """Render `request` for `provider`, POST it, and raise a GatewayError for an upstream
         error status."""
-        body = orjson.dumps(provider.codec.render_request(request, provider.quirks, reuse))
+        body = _rendered(provider, request, reuse)
         return await self.post(provider, provider.url(request.model, request.stream), body,
                                client_headers)
 
@@ -269,11 +276,10 @@ class Gateway:
             except GatewayError as exc:
                 error = exc
             except TOO_DEEP as exc:
-                # A client's value nested deeper than rendering it for the upstream (orjson
-                # encodes 254 levels), echoing it or walking it (Python's stack) can follow:
-                # the client's 400, caught here rather than checked on every request
-                # (canonical.nesting).
-                error = too_deep(exc)
+                # Past the rendering of the request (_rendered: the client's 400), a value too
+                # deep to read or translate is in the answer: the upstream's, a 502, unless the
+                # answer echoes one of the client's (a Responses object holds its tools).
+                error = _too_deep_answer(call, provider, exc)
             except asyncio.CancelledError:
                 # The client left (or the server's grace ran out) while the upstream was
                 # awaited: what was sent may still be charged.
@@ -302,7 +308,7 @@ class Gateway:
     async def _pass_complete(
         self, call: Call, provider: Provider, target: Target, attempt: Attempt
     ) -> bytes:
-        body = rewrite_body(call.codec.name, call.data, target.model, provider.quirks)
+        body = _rewritten(call, target, provider)
         upstream = await self.post(provider, provider.url(target.model, False), body,
                                    call.headers)
         raw = await upstream.read()
@@ -393,7 +399,7 @@ class Gateway:
     ) -> tuple[bytes, AsyncIterator[bytes]]:
         upstream_request = _upstream_request(call, provider, target.model, True)
         reuse = call.reuse
-        body = orjson.dumps(provider.codec.render_request(upstream_request, provider.quirks, reuse))
+        body = _rendered(provider, upstream_request, reuse)
         encoder = call.codec.stream_encoder(call.request, reuse)
         decoder = provider.codec.stream_decoder(upstream_request, reuse)
         attempt.provider = provider
@@ -401,8 +407,11 @@ class Gateway:
         # go of (below). OpenAI-style upstreams report input tokens at the end only, and some
         # Anthropic-compatible ones say 0 in message_start; the client still needs a count.
         estimate = call.estimated_input  # a `long_context` rule's, when one made it
-        attempt.estimated_input = (estimate if estimate is not None
-                                   else tokens.quick_estimate(call.request, reuse))
+        try:
+            attempt.estimated_input = (estimate if estimate is not None
+                                       else tokens.quick_estimate(call.request, reuse))
+        except TOO_DEEP as exc:  # the client's value
+            raise too_deep(exc) from None
         # Waiting on the upstream can take seconds, and a burst of new streams waits together:
         # let go of the parsed body meanwhile (the raw bytes stay, for a fallback).
         del upstream_request
@@ -485,7 +494,7 @@ class Gateway:
     async def _pass_stream(
         self, call: Call, provider: Provider, target: Target, attempt: Attempt
     ) -> tuple[bytes, AsyncIterator[bytes]]:
-        body = rewrite_body(call.codec.name, call.data, target.model, provider.quirks)
+        body = _rewritten(call, target, provider)
         upstream = await self.post(provider, provider.url(target.model, True), body,
                                    call.headers)
         chunks = upstream.iter_chunks()
@@ -541,20 +550,20 @@ class Gateway:
         """The upstream's bytes as they come, cut at event boundaries: a partial event stays
         behind (`carry`) until it completes, so a stream cut inside an event ends with our
         error event rather than a broken one."""
+        cut = EventCut(carry)
         try:
             async for chunk in chunks:
                 tap.feed(chunk)
-                data = carry + chunk if carry else chunk
-                if tap.error_data is not None:  # the upstream's error event is in `data`
-                    data = provider.redact_bytes(data)
-                whole = whole_events(data)
-                carry = data[whole:]
-                if whole:
+                # After the upstream's error event, every byte that goes out is redacted.
+                data = cut.take(chunk, provider.redact_bytes if tap.error_data is not None
+                                else None)
+                if data:
                     if not attempt.first:
                         attempt.first = time.perf_counter()
-                    yield data[:whole] if carry else data
-                elif len(carry) > self.max_held:
+                    yield data
+                elif cut.size > self.max_held:
                     raise _event_too_large(provider, self.max_held)
+            carry = cut.rest()
             if carry:
                 # The upstream ended without a blank line: its last event.
                 yield provider.redact_bytes(carry) if tap.error_data is not None else carry
@@ -814,6 +823,37 @@ def _load_upstream_json(raw: bytes, provider: Provider) -> dict[str, object]:
     if not isinstance(data, dict):
         raise _bad_upstream(provider, what)
     return data
+
+
+def _rendered(provider: Provider, request: Request, reuse: Reuse) -> bytes:
+    """The upstream's body for `request`; a value of the client's too deep to render (orjson
+    encodes 254 levels) or to walk (Python's stack) is the client's 400, caught here rather
+    than checked on every request (canonical.nesting)."""
+    try:
+        return orjson.dumps(provider.codec.render_request(request, provider.quirks, reuse))
+    except TOO_DEEP as exc:
+        raise too_deep(exc) from None
+
+
+def _too_deep_answer(call: Call, provider: Provider, error: BaseException) -> GatewayError:
+    """Whose value it is that was too deep to translate in an answer: the client's 400 when
+    its own body is too deep to write out (then the answer echoed it), else the upstream's
+    502. Only on this error's path: nothing measures depth in advance (canonical.nesting)."""
+    call.restore()
+    try:
+        orjson.dumps(call.data)
+    except TOO_DEEP:
+        return too_deep(error)
+    return _bad_upstream(provider, f"answered with a value the gateway cannot translate "
+                                   f"(nested too deep?): {error}")
+
+
+def _rewritten(call: Call, target: Target, provider: Provider) -> bytes:
+    """The client's body for an upstream of its own protocol (`_rendered`'s 400 likewise)."""
+    try:
+        return rewrite_body(call.codec.name, call.data, target.model, provider.quirks)
+    except TOO_DEEP as exc:
+        raise too_deep(exc) from None
 
 
 def _parse_whole(provider: Provider, raw: bytes, request: Request, reuse: Reuse) -> Response:

@@ -6,7 +6,8 @@ What this module promises:
   the provider's `api_keys`, -1 for the provider as a whole; never a key itself.
 - `load()` returns every stored mark; on SQLite it touches nothing when the file does not
   exist yet (a gateway that never stored anything leaves no file behind).
-- `save()` and `delete()` never block the caller: the statement is issued to the database
+- `save()` and `delete()` never block the caller (the future they return says when the
+  write is done): the statement is issued to the database
   (storage/database.py runs what was issued in order, off the event loop: a delete after a
   save removes it). A failed write is logged; the mark in memory stands.
 - Plain SQL on plain values, the same on SQLite and PostgreSQL: nothing here knows what a
@@ -45,10 +46,10 @@ class QuotaStore:
         return [(str(p), int(k), float(s), float(r), str(why)) for p, k, s, r, why in rows]
 
     def save(self, provider: str, key: int, since: float, resets_at: float,
-             reason: str) -> None:
-        self._issue(self.db.execute(_SAVE, provider, key, since, resets_at, reason))
+             reason: str) -> asyncio.Future[int]:
+        return self._issue(self.db.execute(_SAVE, provider, key, since, resets_at, reason))
 
-    def delete(self, provider: str | None, key: int | None = None) -> None:
+    def delete(self, provider: str | None, key: int | None = None) -> asyncio.Future[int]:
         """Forget the marks of every provider (None), of one (`key` None: the provider's own
         and its keys'), or one mark."""
         if provider is None:
@@ -58,16 +59,17 @@ class QuotaStore:
         else:
             future = self.db.execute(
                 "DELETE FROM quota_marks WHERE provider = ? AND key_index = ?", provider, key)
-        self._issue(future)
+        return self._issue(future)
 
     async def flush(self) -> None:
         """Wait for the writes issued so far (tests, shutdown)."""
         if self._pending:
             await asyncio.gather(*self._pending, return_exceptions=True)
 
-    def _issue(self, future: asyncio.Future[int]) -> None:
+    def _issue(self, future: asyncio.Future[int]) -> asyncio.Future[int]:
         self._pending.add(future)
         future.add_done_callback(self._done)
+        return future
 
     def _done(self, future: asyncio.Future[int]) -> None:
         self._pending.discard(future)

@@ -40,6 +40,7 @@ from ..reuse import Reuse
 from .carrier import ANTHROPIC, reasoning_from_thinking
 
 JSON = dict[str, Any]
+_NO_INPUT: JSON = {}  # a tool_use without `input` (never handed out: a new {} is)
 _ROLES: dict[str, Role] = {"user": "user", "assistant": "assistant", "system": "system"}
 _EFFORTS: dict[str, Effort] = {effort: effort for effort in get_args(Effort)}
 _TOOL_CHOICE_MODES: dict[str, Literal["auto", "none", "required", "tool"]] = {
@@ -176,7 +177,29 @@ def _messages(value: object, reuse: Reuse) -> tuple[Message, ...]:
     return tuple(messages)
 
 
+# The blocks every turn of an agent carries (text, tool_use, tool_result, thinking) are parsed
+# by the shortcuts below, which build the same values as the general functions (`_block` and
+# the parsers it calls) for the shapes they take, and hand every other shape, error included,
+# to those; a differential test holds the two together (tests/protocols/
+# test_anthropic_request_fast.py). Why: a conversation nobody sent before is parsed whole on
+# every request, and the general path's path strings (`messages.3.content.0`), made for
+# errors, and calls per block were a third of its parsing.
+
+
 def _message(item: object, i: int) -> Message:
+    if type(item) is dict:
+        named = item.get("role")
+        role = _ROLES.get(named) if type(named) is str else None
+        if role is not None:
+            content = item.get("content")
+            if type(content) is str:
+                return Message(role, (Text(content),))
+            if type(content) is list:
+                return Message(role, _blocks(content, i))
+    return _message_general(item, i)
+
+
+def _message_general(item: object, i: int) -> Message:
     where = f"messages.{i}"
     if not isinstance(item, dict):
         raise invalid(f"{where}: must be an object", param=where)
@@ -187,6 +210,78 @@ def _message(item: object, i: int) -> Message:
     return Message(role=role, parts=_content(item.get("content"), f"{where}.content"))
 
 
+def _blocks(value: list[Any], i: int) -> tuple[Part, ...]:
+    """A message's list of content blocks (message `i`): `_content`'s result."""
+    parts: list[Part] = []
+    for j, block in enumerate(value):
+        part = _common_block(block) if type(block) is dict else None
+        if part is None:
+            part = _block(block, f"messages.{i}.content.{j}")
+            if part is None:
+                continue
+        parts.append(part)
+    return tuple(parts)
+
+
+def _common_block(block: JSON) -> Part | None:
+    """A text, tool_use, tool_result or thinking block in its usual shape; None for anything
+    else (the general path then parses it, or says what is wrong)."""
+    kind = block.get("type")
+    if kind == "text":
+        return _common_text(block)
+    if kind == "tool_use":
+        call_id, name = block.get("id"), block.get("name")
+        arguments = block.get("input", _NO_INPUT)
+        if type(call_id) is not str or type(name) is not str or type(arguments) is not dict:
+            return None
+        if arguments is _NO_INPUT:
+            arguments = {}
+        call_id, metadata = split_id(call_id)
+        return ToolCall(call_id, name, arguments, "function", metadata,
+                        type(block.get("cache_control")) is dict)
+    if kind == "tool_result":
+        call_id = block.get("tool_use_id")
+        content = _common_result_content(block.get("content"))
+        if type(call_id) is not str or content is None:
+            return None
+        return ToolResult(split_id(call_id)[0], content, block.get("is_error") is True, None,
+                          "function", type(block.get("cache_control")) is dict)
+    if kind == "thinking":
+        text, signature = block.get("thinking"), block.get("signature")
+        if type(text) is not str:
+            return None
+        return reasoning_from_thinking(text, signature if type(signature) is str else None)
+    return None
+
+
+def _common_text(block: JSON) -> Text | None:
+    text = block.get("text")
+    if type(text) is not str:
+        return None
+    citations = block.get("citations")
+    return Text(text, type(block.get("cache_control")) is dict,
+                tuple(citations) if type(citations) is list and citations else None)
+
+
+def _common_result_content(value: object) -> tuple[Text, ...] | None:
+    """A tool result's content when it is absent, a string or text blocks; None otherwise."""
+    if value is None:
+        return ()
+    if type(value) is str:
+        return (Text(value),) if value else ()
+    if type(value) is not list:
+        return None
+    content: list[Text] = []
+    for item in value:
+        if type(item) is not dict or item.get("type") != "text":
+            return None
+        text = _common_text(item)
+        if text is None:
+            return None
+        content.append(text)
+    return tuple(content)
+
+
 def _name_tool_results(messages: list[Message], reuse: Reuse) -> None:
     """Give each tool result the name of the call it answers (Gemini needs it; Anthropic's
     tool_result only carries the id). Parsed messages may be shared with other requests, so
@@ -195,22 +290,24 @@ def _name_tool_results(messages: list[Message], reuse: Reuse) -> None:
     names: dict[str, str] = {}
     for i, message in enumerate(messages):
         found: list[str | None] | None = None
-        for j, part in enumerate(message.parts):
-            if isinstance(part, ToolCall):
+        parts = message.parts
+        for j, part in enumerate(parts):
+            if type(part) is ToolCall:
                 names[part.id] = part.name
-            elif isinstance(part, ToolResult) and part.name is None and part.call_id in names:
-                found = found or [None] * len(message.parts)
-                found[j] = names[part.call_id]
+            elif type(part) is ToolResult and part.name is None:
+                name = names.get(part.call_id)
+                if name is not None:
+                    found = found or [None] * len(parts)
+                    found[j] = name
         if found is not None:
-            key = tuple(found)
-            messages[i] = reuse.derive(_named, message, key)
+            messages[i] = reuse.derive(_named, message, tuple(found))
 
 
 def _named(message: Message, names: tuple[str | None, ...]) -> Message:
-    parts = tuple(
-        replace(part, name=name) if isinstance(part, ToolResult) and name else part
+    parts = tuple([
+        replace(part, name=name) if name and isinstance(part, ToolResult) else part
         for part, name in zip(message.parts, names, strict=True)
-    )
+    ])
     return Message(role=message.role, parts=parts)
 
 
@@ -400,7 +497,27 @@ def _tools(value: object) -> tuple[Tool, ...]:
         return ()
     if not isinstance(value, list):
         raise invalid("tools: must be a list", param="tools")
-    return tuple([_tool(item, f"tools.{i}") for i, item in enumerate(value)])
+    tools: list[Tool] = []
+    for i, item in enumerate(value):
+        # The common case, on every request for every tool: kept to plain lookups, with the
+        # path for errors (`tools.3`) made only when the general path below needs it.
+        tool = _common_tool(item) if type(item) is dict else None
+        tools.append(tool if tool is not None else _tool(item, f"tools.{i}"))
+    return tuple(tools)
+
+
+def _common_tool(item: JSON) -> Tool | None:
+    """A function tool in its usual shape, as `_tool` makes it; None for anything else."""
+    kind = item.get("type")
+    if kind is not None and kind != "custom":
+        return None
+    name, schema = item.get("name"), item.get("input_schema")
+    if type(name) is not str or type(schema) is not dict:
+        return None
+    description, strict = item.get("description"), item.get("strict")
+    return Tool(name, description if type(description) is str else None, schema, "function",
+                strict if type(strict) is bool else None, None, None, None,
+                type(item.get("cache_control")) is dict)
 
 
 def _tool(item: object, where: str) -> Tool:
@@ -408,7 +525,6 @@ def _tool(item: object, where: str) -> Tool:
         raise invalid(f"{where}: must be an object", param=where)
     kind = item.get("type")
     if kind is None or kind == "custom":
-        # The common case, on every request for every tool: kept to plain lookups.
         name = item.get("name")
         schema = item.get("input_schema")
         if type(name) is not str or type(schema) is not dict:

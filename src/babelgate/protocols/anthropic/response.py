@@ -23,6 +23,7 @@ from babelgate.canonical import (
 from babelgate.canonical.ids import new_id
 from babelgate.canonical.tool_args import parse_arguments
 
+from ..answer_shape import answer_list
 from .carrier import ANTHROPIC, client_call_id, reasoning_block
 from .tool_names import custom_tool_names, name_map
 from .wire import canonical_stop_reason, client_stop_reason, update_usage, usage_body
@@ -85,8 +86,8 @@ def parse_response(body: JSON, request: Request) -> Response:
     names = name_map(request.tools)
     custom = custom_tool_names(request.tools)
     parts: list[Part] = []
-    for block in body.get("content") or ():
-        part = upstream_part(block, names, custom) if isinstance(block, dict) else None
+    for block in answer_list(body, "content"):
+        part = upstream_part(block, names, custom)
         if part is not None:
             parts.append(part)
     usage = update_usage(NO_USAGE, body.get("usage"))

@@ -38,6 +38,7 @@ from babelgate.canonical import (
 )
 from babelgate.canonical.ids import new_id, safe_call_id
 
+from ..answer_shape import answer_list, answer_object
 from .names import reverse_map
 from .parts import BARE_THOUGHT, GEMINI_ID_KEY, ORIGIN, SIGNATURE_KEY
 
@@ -59,10 +60,11 @@ FAILED_CALL_REASONS = frozenset({"MALFORMED_FUNCTION_CALL", "UNEXPECTED_TOOL_CAL
 
 def parse_response(body: JSON, request: Request) -> Response:
     names = tool_names(request.tools)
-    candidate = first_candidate(body)
+    candidates = answer_list(body, "candidates")
+    candidate = candidates[0] if candidates else None
     parts: list[Part] = []
     if candidate is not None:
-        for raw in (candidate.get("content") or {}).get("parts") or []:
+        for raw in answer_list(answer_object(candidate, "content"), "parts"):
             _add(parts, _parse_part(raw, names))
     has_calls = any(isinstance(p, ToolCall) for p in parts)
     reason = candidate.get("finishReason") if candidate else None

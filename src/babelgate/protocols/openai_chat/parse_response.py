@@ -9,6 +9,7 @@ from __future__ import annotations
 from babelgate.canonical import JSON, Part, Reasoning, Request, Response, Text, ToolCall, Usage
 from babelgate.canonical.ids import new_id
 
+from ..answer_shape import answer_list, answer_object
 from ..reuse import Reuse
 from .calls import make_call
 from .errors import error_from_json
@@ -18,12 +19,12 @@ from .usage import parse_usage
 
 
 def parse_response(body: JSON, request: Request, reuse: Reuse) -> Response:
-    choices = body.get("choices")
-    if not choices and body.get("error"):
+    if not body.get("choices") and body.get("error"):
         # Some routers answer HTTP 200 with an error body instead of a completion.
         raise error_from_json(body)
-    choice = choices[0] if isinstance(choices, list) and choices else {}
-    message = choice.get("message") or {}
+    choices = answer_list(body, "choices")
+    choice = choices[0] if choices else {}
+    message = answer_object(choice, "message")
     parts = _parts(message, request, reuse)
     has_calls = any(isinstance(p, ToolCall) for p in parts)
     usage = body.get("usage")
@@ -51,6 +52,8 @@ def _parts(message: JSON, request: Request, reuse: Reuse) -> list[Part]:
     content = message.get("content")
     if isinstance(content, list):  # a few upstreams answer with content parts
         content = "".join(p.get("text") or "" for p in content if isinstance(p, dict))
+    elif content is not None and not isinstance(content, str):
+        raise ValueError("`message.content` is neither text nor a list of parts")
     if content:
         parts.append(Text(text=content))
     elif message.get("refusal"):

@@ -28,6 +28,7 @@ from babelgate.canonical import (
 from babelgate.canonical.ids import new_id
 from babelgate.canonical.tool_args import parse_arguments
 
+from ..answer_shape import answer_list
 from .envelope import ORIGIN
 from .errors import error_from_event
 from .names import name_map
@@ -38,8 +39,8 @@ def parse_response(body: JSON, request: Request) -> Response:
         raise error_from_event(body.get("error"))
     names = name_map(request)
     parts: list[Part] = []
-    for item in body.get("output") or []:
-        part = part_from_item(item, names) if isinstance(item, dict) else None
+    for item in answer_list(body, "output"):
+        part = part_from_item(item, names)
         if part is not None:
             parts.append(part)
     created = body.get("created_at")
