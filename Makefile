@@ -1,13 +1,14 @@
 # Two commands: `make run` sets up and starts the gateway; `make test` sets up and runs every
 # test (codec, server, storage and real-agent tests). Everything installs from PyPI and npm,
-# and PostgreSQL and Redis from Debian when the machine has none running (scripts/services.sh).
+# PostgreSQL and Redis from Debian when the machine has none running (scripts/services.sh), and
+# Debian's chromium for the dashboard's browser tests (scripts/chromium.sh).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 AGENT_CACHE ?= $(HOME)/.cache/babelgate/agents
 export BABELGATE_AGENT_CACHE := $(AGENT_CACHE)
 
-.PHONY: setup setup-run run test test-fast lint agents local-model services bench clean
+.PHONY: setup setup-run run test test-fast lint agents local-model services chromium bench clean
 
 # Two install levels in one venv, each with its stamp: `make run` needs only what serving
 # needs; `make test` (and setup, lint) add the test tools. pip runs without -q so a fresh
@@ -42,10 +43,14 @@ local-model:
 services:
 	bash scripts/services.sh
 
-test: setup agents local-model services lint
+# Debian's chromium, which Playwright drives in tests/dashboard (installed with apt-get if missing).
+chromium:
+	bash scripts/chromium.sh
+
+test: setup agents local-model services chromium lint
 	$(BIN)/pytest -q -p no:cacheprovider
 
-test-fast: setup services
+test-fast: setup services chromium
 	$(BIN)/pytest -q -m "not agent"
 
 lint: setup

@@ -32,6 +32,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("babelgate.books",),
     ("babelgate.limits",),
     ("babelgate.claude_code",),
+    ("babelgate.dashboard",),  # static files the server reads as package data
     ("babelgate.server",),
     ("babelgate.cli", "babelgate.__main__"),
 )

@@ -62,6 +62,7 @@ from .auth import OPEN_PATHS, Auth, check_scope
 from .catalog import capabilities_listing, providers_listing
 from .count_tokens import count_tokens
 from .daily_log import DailyLog, Redactor
+from .dashboard import Dashboard
 from .exchange import Headers, Response
 from .gateway import Call, Gateway
 from .gemini_api import GeminiApi, gemini_path
@@ -187,9 +188,13 @@ class App:
             ("GET", "/v1/providers"): self.providers,
             ("GET", "/v1/models/capabilities"): self.capabilities,
         }
-        # The admin JSON API (/admin/api/...: usage, requests, keys), in a module of its own.
+        # The admin JSON API (/admin/api/...: usage, requests, keys) and the dashboard's
+        # files (/ui), each in a module of its own.
         self.routes.update(AdminApi(self.db, self.auth).routes())
-        self.open_paths = OPEN_PATHS
+        self.dashboard = Dashboard()
+        self.routes.update(self.dashboard.routes())
+        # The dashboard's files hold no data: a browser loads them before it has a key.
+        self.open_paths = OPEN_PATHS | self.dashboard.paths()
         for path, protocol in GENERATE_PATHS.items():
             self.routes[("POST", path)] = self._generate_for(protocol)
         if self.metrics is not None:
@@ -653,6 +658,9 @@ class App:
             # serve --workers) or "process" (this one alone).
             "limits": self.limits.counted,
             "claude_code": self._claude_code_health(),
+            # Whether requests need a gateway key: the dashboard asks for one before it
+            # calls anything that would refuse it (a 401 is no secret: any request shows it).
+            "keys_required": self.auth.active,
         })
 
     async def providers(self, request: Request, response: Response) -> None:
