@@ -31,6 +31,7 @@ from tests.conftest import ROOT, Gateway, GatewayFactory
 from tests.fakes import FakeAnthropic, FakeOpenAI
 from tests.fakes.core import Reply, Usage
 from tests.keys_support import create
+from yarl import URL
 
 from babelgate.books.record import UsageRecord
 from babelgate.books.store import UsageSink
@@ -211,9 +212,10 @@ async def test_static_files_are_served_safely(traffic: tuple[Gateway, str, str])
             async with session.get(gw.url + path) as resp:
                 assert resp.status == 200, path
                 assert resp.headers["content-type"].startswith(kind)
-        for path in ("/ui/../babelgate.yaml", "/ui/%2e%2e/gw.db", "/ui/nothing.js",
-                     "/ui/static/app.js", "/ui/__init__.py"):
-            async with session.get(gw.url + path) as resp:
+        for path in ("/ui/../gateway-0.yaml", "/ui/%2e%2e/gw.db", "/ui/nothing.js",
+                     "/ui/static/app.js", "/ui/__init__.py", "/ui//etc/passwd"):
+            # Sent as written (encoded=True): the client must not tidy the dots away.
+            async with session.get(URL(gw.url + path, encoded=True)) as resp:
                 assert resp.status in (401, 404), path  # never a file from elsewhere
                 body = await resp.read()
                 assert b"providers:" not in body and b"SQLite" not in body
