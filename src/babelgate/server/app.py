@@ -665,7 +665,7 @@ class App:
 
     async def providers(self, request: Request, response: Response) -> None:
         """GET /v1/providers: each configured provider, its health and routed models."""
-        send_json(response, 200, providers_listing(self.gateway, self.routing))
+        send_json(response, 200, providers_listing(self.gateway, self._quota_status()))
 
     async def capabilities(self, request: Request, response: Response) -> None:
         """GET /v1/models/capabilities: what each model /v1/models lists can do."""

@@ -3,19 +3,19 @@
 What this module promises:
 - `providers_listing` names each configured provider with its type, preset, base URL, how
   its key is supplied (the kind, never a value), its health as /v1/quota tells it (ok,
-  exhausted, cooling, with times and reason), its quota window when configured, and the
-  upstream model names the routes and rules send to it (a target standing for the client's
-  own name is left out: it is any model).
+  exhausted, cooling, with times and reason, and each of several `api_keys`), its quota
+  window when configured, and the upstream model names the routes and rules send to it (a
+  target standing for the client's own name is left out: it is any model).
 - `capabilities_listing` answers, for every model id /v1/models lists, the capabilities of
   the target a request for it tries first (providers/capabilities.py), and each fallback's
   beside it. Unknown is null.
-- Both read the running configuration (the Gateway a reload swapped in) and the routing
-  state; neither touches the network or the database. Neither is on the request path.
+- Both read the running configuration (the Gateway a reload swapped in) and, through
+  /v1/quota's answer, the routing state; neither touches the network or the database.
+  Neither is on the request path.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 import msgspec
@@ -24,22 +24,9 @@ from babelgate.canonical import GatewayError
 from babelgate.config import Settings
 from babelgate.providers.capabilities import capabilities_of
 from babelgate.providers.provider import Provider
-from babelgate.routing import RoutingState, iso_time
 from babelgate.routing.router import OWN_NAME, Target, parse_target
 
 from .gateway import Gateway
-
-
-def health_of(routing: RoutingState, providers: Iterable[str]) -> dict[str, dict[str, Any]]:
-    """Provider name -> its state as /v1/quota shows it (ISO 8601 UTC times, null when they
-    do not apply)."""
-    return {
-        s.name: {"state": s.state,
-                 "since": iso_time(s.since) if s.since is not None else None,
-                 "resets_at": iso_time(s.resets_at) if s.resets_at is not None else None,
-                 "reason": s.reason}
-        for s in routing.status(providers)
-    }
 
 
 def routed_models(settings: Settings) -> dict[str, list[str]]:
@@ -55,20 +42,24 @@ def routed_models(settings: Settings) -> dict[str, list[str]]:
     return {name: list(models) for name, models in found.items()}
 
 
-def providers_listing(gateway: Gateway, routing: RoutingState) -> dict[str, Any]:
+def providers_listing(gateway: Gateway, quota: list[dict[str, Any]]) -> dict[str, Any]:
+    """`quota`: GET /v1/quota's providers, each provider's health as that endpoint shows it
+    (with its `api_keys`' own states when it has several)."""
     settings = gateway.settings
-    health = health_of(routing, gateway.providers)
+    health = {entry["name"]: {k: v for k, v in entry.items() if k != "name"}
+              for entry in quota}
     models = routed_models(settings)
     data = []
     for name, provider in gateway.providers.items():
         config = settings.providers.get(name)
-        quota = config.quota if config is not None else None
+        window = config.quota if config is not None else None
         data.append({
             **provider.describe(),
             "preset": getattr(provider, "preset", None),
             "health": health.get(name, {"state": "ok", "since": None, "resets_at": None,
                                         "reason": None}),
-            "quota": None if quota is None else {"window": quota.window, "reset": quota.reset},
+            "quota": None if window is None else {"window": window.window,
+                                                  "reset": window.reset},
             "models": models.get(name, []),
         })
     return {"object": "list", "data": data}
