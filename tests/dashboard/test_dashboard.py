@@ -35,6 +35,8 @@ from yarl import URL
 
 from babelgate.books.record import UsageRecord
 from babelgate.books.store import UsageSink
+from babelgate.storage.database import open_database
+from babelgate.storage.url import StorageURL
 from babelgate.storage.usage import UsageWriter
 
 pytestmark = [pytest.mark.gateway]
@@ -224,14 +226,15 @@ async def test_static_files_are_served_safely(traffic: tuple[Gateway, str, str])
 # ---------------------------------------------------------------- the docs' screenshot
 
 
-def busy_week(db: Path, now: float) -> None:
+async def busy_week(db: Path, now: float) -> None:
     """A week of plausible usage rows for the picture in the README (seeded random)."""
     rng = random.Random(7)
     targets = [("deepseek", "deepseek-chat", "claude-code", 0.27, 1.1),
                ("kimi", "kimi-k2.5", "codex", 0.6, 2.5),
                ("claude-max", "claude-sonnet-4-5", "claude-code", 3.0, 15.0),
                ("local", "qwen3-coder", "openai-sdk", None, None)]
-    sink = UsageSink(UsageWriter(db))
+    database = open_database(StorageURL.from_settings(None, str(db)))
+    sink = UsageSink(UsageWriter(database))
     for hour in range(7 * 24, 0, -1):
         busy = 0.25 + (0.75 if 9 <= time.localtime(now - hour * 3600).tm_hour <= 19 else 0)
         for n in range(int(rng.random() * 14 * busy)):
@@ -249,7 +252,8 @@ def busy_week(db: Path, now: float) -> None:
                 input_tokens=0 if failed else tokens_in,
                 output_tokens=0 if failed else tokens_out, cost=None if failed else cost,
                 latency_ms=rng.uniform(400, 9000), final=True))
-    sink.close()
+    await asyncio.to_thread(sink.close)
+    await database.close()
 
 
 async def test_screenshot_of_a_busy_week(
@@ -259,7 +263,7 @@ async def test_screenshot_of_a_busy_week(
     """The README's picture: a week of traffic on four providers, one of them with its
     quota used up just now (a real 402 from the fake, through the gateway)."""
     db = tmp_path / "week.db"
-    busy_week(db, time.time())
+    await busy_week(db, time.time())
     gw = await gateway_factory(
         {"deepseek": fake_openai.provider_config(preset="deepseek"),
          "kimi": fake_openai.provider_config(preset="kimi"),
