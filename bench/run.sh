@@ -5,7 +5,8 @@
 #   bash bench/run.sh            (or: make bench)
 #
 # Writes bench/results/latest.md and prints it. Everything it starts it stops (trap), and the
-# whole run is bounded by BENCH_DEADLINE seconds (default 330). Ten bodies (four
+# whole run is bounded by BENCH_DEADLINE seconds (default 330; 600 with BENCH_OPS, whose third
+# target makes each body's round half as long again). Ten bodies (four
 # Anthropic-client bodies to an OpenAI upstream, one of them a new conversation on every
 # request, Codex's Responses body to an Anthropic upstream, a Chat Completions body to a
 # Gemini upstream, Gemini CLI's body to an Anthropic upstream, each streamed and not) make
@@ -33,7 +34,7 @@ WARMUP=${BENCH_WARMUP:-2}
 LATENCY=${BENCH_LATENCY:-3}
 STREAMS=${BENCH_STREAMS:-1000}
 CONNECTIONS=${BENCH_CONNECTIONS:-32}
-DEADLINE=${BENCH_DEADLINE:-330}
+DEADLINE=${BENCH_DEADLINE:-$([ -n "${BENCH_OPS:-}" ] && echo 600 || echo 330)}
 SLOW_RATE=32            # bytes/s per slow stream after its first 600 bytes: open for minutes
 SERVER_CORE=1           # the gateway and the relay
 LOAD_CORE=0             # nginx, wrk and the memory client
