@@ -444,6 +444,8 @@ url_gemini_cli() {  # Gemini API client (Gemini CLI), Anthropic upstream
         babelgate-sse) echo "http://127.0.0.1:$P_GW_SSE$path" ;;
         asgi-json) echo "http://127.0.0.1:$P_ASGI_JSON$path" ;;
         asgi-sse) echo "http://127.0.0.1:$P_ASGI_SSE$path" ;;
+        ops-json) echo "http://127.0.0.1:$P_OPS_JSON$path" ;;
+        ops-sse) echo "http://127.0.0.1:$P_OPS_SSE$path" ;;
         direct-json) echo "http://127.0.0.1:$P_JSON/v1/messages" ;;
         direct-sse) echo "http://127.0.0.1:$P_SSE/v1/messages" ;;
     esac
