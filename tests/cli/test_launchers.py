@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -149,3 +150,72 @@ def test_a_gateway_that_cannot_start_is_explained(user: User) -> None:
         result = user.run("claude", "-p", "hi")
     assert result.returncode == 1
     assert "did not start" in result.stderr and "gateway.log" in result.stderr
+
+
+def _write_config(path: Path, port: int, providers: str) -> None:
+    path.write_text(f"server: {{host: 127.0.0.1, port: {port}}}\nproviders: {providers}\n"
+                    f"storage: {{path: '{path.parent / (path.stem + '.db')}'}}\n")
+
+
+def test_the_background_gateway_started_with_no_provider_is_restarted_once_there_is_one(
+        user: User) -> None:
+    # The first launch found nothing configured (here: a file with no provider); the user
+    # then set things up. The next launch must not keep sending Claude Code to a gateway
+    # that answers every request with "no provider configured".
+    _write_config(user.root / "empty.yaml", user.port, "{}")
+    first = user.run("claude", "--config", "empty.yaml", "-p", "hi")
+    assert first.returncode == 0, first.stderr
+    before = json.loads(user.run("status", "--json").stdout)
+    assert before["config"] == str(user.root / "empty.yaml")
+
+    second = user.run("claude", "-p", "hi")  # ./babelgate.yaml has the provider `up`
+    assert second.returncode == 0, second.stderr
+    assert "has no provider" in second.stderr and "restarting it with up" in second.stderr
+    after = json.loads(user.run("status", "--json").stdout)
+    assert after["config"] == str(user.root / "babelgate.yaml")
+    assert after["pid"] != before["pid"]
+    answer = subprocess.run(["curl", "-s", user.url + "/health"], capture_output=True,
+                            text=True, check=True, timeout=10)
+    assert [p["name"] for p in json.loads(answer.stdout)["providers"]] == ["up"]
+
+
+def _serve(user: User, config: str) -> subprocess.Popen[bytes]:
+    """A gateway the user started by hand (as `make run` does), not by a launcher."""
+    process = subprocess.Popen([sys.executable, "-m", "babelgate", "serve", "--config", config],
+                               cwd=user.root, env=user.env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    for _ in range(200):
+        if healthy(user.url, 0.2):
+            return process
+        time.sleep(0.05)
+    process.kill()
+    raise AssertionError("the hand-started gateway did not answer /health")
+
+
+def test_a_hand_started_gateway_with_no_provider_is_refused_with_the_fix(user: User) -> None:
+    _write_config(user.root / "empty.yaml", user.port, "{}")
+    process = _serve(user, "empty.yaml")
+    try:
+        result = user.run("claude", "-p", "hi")
+        assert result.returncode == 1
+        assert "has no provider" in result.stderr and "make run" in result.stderr
+        assert f"pid {process.pid}" in result.stderr
+        assert not (user.root / "record.json").exists()  # the agent was not started
+        assert process.poll() is None  # and the user's gateway was left alone
+    finally:
+        process.terminate()
+        process.wait(20)
+
+
+def test_a_hand_started_gateway_with_other_providers_is_used_with_a_note(user: User) -> None:
+    _write_config(user.root / "other.yaml", user.port,
+                  "{other: {type: openai, base_url: 'http://127.0.0.1:9/v1', api_key: k}}")
+    process = _serve(user, "other.yaml")
+    try:
+        result = user.run("claude", "-p", "hi")
+        assert result.returncode == 0, result.stderr
+        assert "serves other" in result.stderr and "not up" in result.stderr
+        assert user.record()["env"]["ANTHROPIC_BASE_URL"] == user.url
+    finally:
+        process.terminate()
+        process.wait(20)

@@ -7,6 +7,11 @@ What it promises:
   started there in the background (cli/background.py: detached, its log and pid file in the
   data directory), and it keeps running after the agent exits so the next launch is
   instant. `babelgate stop` stops it.
+- A gateway that answers but has no provider while this configuration has some (one started
+  before the key was set, such as `make run` in another terminal) is not used silently: the
+  launchers' own background gateway is restarted with this configuration (nobody can be
+  using a gateway that serves nothing); any other is reported with how to stop it, and the
+  launch ends with status 1. One whose providers differ otherwise is used, with a warning.
 - The agent (an `Agent`: Claude Code, Codex, Gemini CLI) is found at $BABELGATE_<NAME>_BIN,
   else on PATH, and gets ARGS unchanged plus the settings that point it at the gateway;
   the key it sends is $BABELGATE_KEY (a gateway key) when set, else a placeholder.
@@ -28,7 +33,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from babelgate.cli.background import Background, healthy, url_for
+from babelgate.cli.background import Background, health, url_for
 
 PLACEHOLDER_KEY = "babelgate"
 EXIT_USAGE = 2
@@ -113,18 +118,61 @@ def find_or_start_gateway(args: LauncherArgs, who: str) -> str | None:
         return None
     host, port = settings.server.host, settings.server.port
     url = url_for(host, port)
-    if healthy(url):
-        return url
-    print(f"babelgate {who}: starting the gateway in the background at {url} "
-          f"(`babelgate stop` stops it)", file=sys.stderr)
+    background = Background()
+    running = health(url)
+    if running is not None:
+        verdict = judge_running(running, set(settings.providers), background, url)
+        if verdict.message:
+            print(f"babelgate {who}: {verdict.message}", file=sys.stderr)
+        if verdict.action != "restart":
+            return url if verdict.action == "use" else None
+        background.stop()  # ours, and serving nothing: started again below
+    else:
+        print(f"babelgate {who}: starting the gateway in the background at {url} "
+              f"(`babelgate stop` stops it)", file=sys.stderr)
     from rich.console import Console
 
     with Console(stderr=True).status("waiting for the gateway to answer /health"):
-        problem = Background().start(config, url, host, port)
+        problem = background.start(config, url, host, port)
     if problem is not None:
         print(f"babelgate {who}: {problem}", file=sys.stderr)
         return None
     return url
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What to do with a gateway that already answers at the configured address."""
+
+    action: str  # "use", "restart" (the launchers' own, serving nothing) or "refuse"
+    message: str = ""
+
+
+def judge_running(running: Mapping[str, object], wanted: set[str], background: Background,
+                  url: str) -> Verdict:
+    """Compare the /health of the gateway answering at `url` with the providers this launch's
+    configuration names (see the module doc for the rules)."""
+    listed = running.get("providers")
+    names = {str(p.get("name")) for p in listed if isinstance(p, dict)} \
+        if isinstance(listed, list) else set()
+    if names == wanted or not wanted:
+        return Verdict("use")
+    where = running.get("config") or "unknown"
+    if not names:
+        record = background.record()
+        if record is not None and record.url == url and record.pid == running.get("pid"):
+            return Verdict("restart", f"the background gateway at {url} has no provider "
+                           f"(it started before any was configured); restarting it with "
+                           f"{', '.join(sorted(wanted))}")
+        return Verdict("refuse", (
+            f"the gateway answering at {url} has no provider (configuration: {where}; it "
+            f"was started before your key or babelgate.yaml was there), so every request "
+            f"would fail. Stop it (Ctrl-C where `make run` or `babelgate serve` runs, or end "
+            f"pid {running.get('pid')}) and run this again, or name another with --url."))
+    return Verdict("use", (
+        f"note: the gateway at {url} serves {', '.join(sorted(names))} "
+        f"(configuration: {where}), not {', '.join(sorted(wanted))} as configured here; "
+        f"using it (stop it to have this configuration served)"))
 
 
 def run(agent: Agent, argv: Sequence[str]) -> int:
