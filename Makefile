@@ -1,4 +1,5 @@
-# Two commands: `make run` sets up and starts the gateway; `make test` sets up and runs every
+# `make install` sets up what serving needs; `make run` does that and starts the gateway in the
+# foreground; `make test` sets up and runs every
 # test (codec, server, storage and real-agent tests). Everything installs from PyPI and npm,
 # PostgreSQL and Redis from Debian when the machine has none running (scripts/services.sh), and
 # Debian's chromium for the dashboard's browser tests (scripts/chromium.sh).
@@ -8,14 +9,15 @@ BIN := $(VENV)/bin
 AGENT_CACHE ?= $(HOME)/.cache/babelgate/agents
 export BABELGATE_AGENT_CACHE := $(AGENT_CACHE)
 
-.PHONY: setup setup-run run test test-fast lint agents local-model services chromium bench clean
+.PHONY: install setup setup-run run test test-fast lint agents local-model services chromium bench clean
 
-# Two install levels in one venv, each with its stamp: `make run` needs only what serving
-# needs; `make test` (and setup, lint) add the test tools. pip runs without -q so a fresh
-# machine shows pip's own progress bars rather than a minute of silence.
+# Two install levels in one venv, each with its stamp: `make install` and `make run` need only
+# what serving needs; `make test` (and setup, lint) add the test tools. pip runs without -q so
+# a fresh machine shows pip's own progress bars rather than a minute of silence. The venv's
+# own pip is used as it comes (Python 3.11+ ships one that installs everything here): no
+# upgrade of pip itself on the way to a first start.
 $(BIN)/.installed-run: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --progress-bar on -U pip
 	$(BIN)/pip install --progress-bar on -e .
 	touch $@
 
@@ -25,9 +27,14 @@ $(BIN)/.installed-test: $(BIN)/.installed-run
 
 setup-run: $(BIN)/.installed-run
 
+install: setup-run
+	@echo "babelgate is installed in $(VENV): \`. $(VENV)/bin/activate\` puts it on this shell's PATH"
+
 setup: $(BIN)/.installed-test
 
 run: setup-run
+	@echo "babelgate: starting in the foreground (Ctrl-C stops it); in another shell," \
+	     "\`. $(VENV)/bin/activate\` puts the babelgate command on PATH"
 	$(BIN)/babelgate serve $(ARGS)
 
 agents:

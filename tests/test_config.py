@@ -338,6 +338,19 @@ def test_env_ollama(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert ollama.api_key is None
 
 
+def test_env_provider_address_from_babelgate_name_url(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The variable `babelgate init`'s files read too: a proxy or a test server stands in.
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings(env={"DEEPSEEK_API_KEY": "k", "OPENAI_API_KEY": "o",
+                                  "BABELGATE_DEEPSEEK_URL": "http://127.0.0.1:9/v1",
+                                  "BABELGATE_OPENAI_URL": " "})
+    assert settings.providers["deepseek"].base_url == "http://127.0.0.1:9/v1"
+    assert settings.providers["deepseek"].preset == "deepseek"
+    assert settings.providers["openai"].base_url == "https://api.openai.com/v1"  # blank: unset
+
+
 def test_env_no_provider_is_empty(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     settings = load_settings(env={"UNRELATED": "1", "OPENAI_API_KEY": "  "})

@@ -920,21 +920,31 @@ ENV_PROVIDERS: tuple[_EnvProvider, ...] = (
 )
 
 
+def url_variable(name: str) -> str:
+    """The variable that, when set, replaces a provider's address (a proxy, a test server),
+    in environment mode and in the files `babelgate init` writes. Not ANTHROPIC_BASE_URL and
+    the like: those often point the agents at babelgate itself."""
+    return f"BABELGATE_{name.upper()}_URL"
+
+
 def settings_from_env(env: Mapping[str, str]) -> Settings:
     """Providers for every well-known variable that is set (non-empty), with default routes.
     No variable set: no providers and no routes."""
     found = [p for p in ENV_PROVIDERS if env.get(p.variable, "").strip()]
-    providers = {p.name: _env_provider_config(p, env[p.variable].strip()) for p in found}
+    providers = {p.name: _env_provider_config(p, env[p.variable].strip(),
+                                              env.get(url_variable(p.name), "").strip())
+                 for p in found}
     _check_env_proxies(providers, env, ENV_SOURCE)
     return Settings(
         server=ServerConfig(), providers=providers, routes=_env_routes(found), source=ENV_SOURCE
     )
 
 
-def _env_provider_config(spec: _EnvProvider, value: str) -> ProviderConfig:
+def _env_provider_config(spec: _EnvProvider, value: str, url: str) -> ProviderConfig:
     if spec.name == "ollama":  # the variable holds the server's URL; Ollama needs no key
         return ProviderConfig(type="openai", base_url=ollama_v1_url(value), preset="ollama")
-    return ProviderConfig(type=spec.type, base_url=spec.base_url, api_key=value, preset=spec.preset)
+    return ProviderConfig(type=spec.type, base_url=url or spec.base_url, api_key=value,
+                          preset=spec.preset)
 
 
 def ollama_v1_url(url: str) -> str:

@@ -9,6 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from babelgate.config import url_variable
+
 if TYPE_CHECKING:
     from babelgate.config import _EnvProvider
 
@@ -43,12 +45,6 @@ class Local:
 
 def _q(text: str) -> str:
     return json.dumps(text)  # a JSON string is a valid YAML double-quoted scalar
-
-
-def url_variable(name: str) -> str:
-    """The variable that, when set, replaces a provider's address (a proxy, a test server).
-    Not ANTHROPIC_BASE_URL and the like: those often point the agents at babelgate itself."""
-    return f"BABELGATE_{name.upper()}_URL"
 
 
 def render(agents: tuple[str, ...], providers: tuple[Choice, ...], local: Local | None,
