@@ -30,7 +30,7 @@ from tests.admin_support import (
 from tests.conftest import ROOT, Gateway, GatewayFactory
 from tests.fakes import FakeAnthropic, FakeOpenAI
 from tests.fakes.core import Reply, Usage
-from tests.keys_support import create
+from tests.keys_support import create, keys_cli
 from yarl import URL
 
 from babelgate.books.record import UsageRecord
@@ -196,6 +196,49 @@ async def test_keys_created_and_revoked_in_the_page(
             model="gpt-test", messages=[{"role": "user", "content": "hi"}])
     await client.close()
     assert console.errors == []
+
+
+async def test_a_wrong_key_is_refused_in_words_without_a_console_error(
+    browser: Browser, gateway_factory: GatewayFactory, fake_openai: FakeOpenAI,
+    fake_anthropic: FakeAnthropic, tmp_path: Path,
+) -> None:
+    # A browser writes every failed fetch (a 401) to the console as an error by itself; the
+    # page must find out about a key without one, and say in words what is wrong.
+    gw, admin, user = await keyed_gateway(gateway_factory, fake_openai, fake_anthropic,
+                                          tmp_path / "gw.db")
+    page = await browser.new_page(viewport=VIEWPORT)
+    console = Console(page)
+    failed: list[str] = []
+    page.on("response", lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400
+            else None)
+    await page.goto(gw.url + "/ui")
+    await page.wait_for_selector("#login:not([hidden])")
+    for key, words in (("bg-not-a-key-of-this-gateway", "That key was refused: invalid API key."),
+                       (user, "That key is not an admin key.")):
+        await page.fill("#login-key", key)
+        await page.click("#login-form button")
+        await page.wait_for_selector(f'#login-error:visible:text-is("{words}")')
+        assert await page.is_hidden("#board")
+        assert await page.is_visible("#login")
+    assert await page.evaluate("sessionStorage.length") == 0  # a refused key is not kept
+    # The right key then opens the board, and a reload keeps it.
+    await page.fill("#login-key", admin)
+    await page.click("#login-form button")
+    await page.wait_for_selector("body[data-loaded]")
+    await page.reload()
+    await page.wait_for_selector("body[data-loaded]")
+    assert await page.is_visible("#board")
+    # The key kept for this tab is revoked: the next load asks for a key again, in words.
+    create(gw.config_path, "spare", "--admin")
+    assert keys_cli(gw.config_path, "revoke", "ops").returncode == 0
+    await wait_for_key(gw, admin, 401)
+    await page.reload()
+    await page.wait_for_selector(
+        """#login-error:visible:text-is("That key was refused: API key 'ops' was revoked.")""")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(SCREENSHOTS / "dashboard-wrong-key.png"))
+    assert console.errors == []
+    assert failed == []
 
 
 async def test_static_files_are_served_safely(traffic: tuple[Gateway, str, str]) -> None:

@@ -191,7 +191,7 @@ class App:
         # The admin JSON API (/admin/api/...: usage, requests, keys) and the dashboard's
         # files (/ui), each in a module of its own.
         self.routes.update(AdminApi(self.db, self.auth).routes())
-        self.dashboard = Dashboard()
+        self.dashboard = Dashboard(self.auth)
         self.routes.update(self.dashboard.routes())
         # The dashboard's files hold no data: a browser loads them before it has a key.
         self.open_paths = OPEN_PATHS | self.dashboard.paths()

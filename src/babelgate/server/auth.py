@@ -133,7 +133,14 @@ class Auth:
 
     def authenticate(self, request: Request) -> KeyRecord:
         """The key `request` is made with; raises the 401 or 403 its client should get."""
-        key = presented_key(request)
+        record = self.check_key(presented_key(request))
+        if not record.admin and needs_admin(request.method, request.path):
+            raise GatewayError("permission", f"{request.path} needs an admin key "
+                               "(babelgate keys create NAME --admin)")
+        return record
+
+    def check_key(self, key: str | None) -> KeyRecord:
+        """The live key record of `key`; raises the 401 a client without one gets."""
         if key is None:
             raise GatewayError("authentication", "this gateway needs an API key: send your "
                                "babelgate key as x-api-key or Authorization: Bearer")
@@ -147,9 +154,6 @@ class Auth:
             raise GatewayError("authentication", f"API key '{record.name}' was revoked")
         if record.expired(self.clock()):
             raise GatewayError("authentication", f"API key '{record.name}' has expired")
-        if not record.admin and needs_admin(request.method, request.path):
-            raise GatewayError("permission", f"{request.path} needs an admin key "
-                               "(babelgate keys create NAME --admin)")
         return record
 
 

@@ -12,6 +12,11 @@ What this module promises:
   allows nothing but this origin, so the page cannot load anything from elsewhere.
 - The files hold no data and are open to anyone; everything the page shows comes from the
   admin JSON API and /v1 endpoints, which need an admin key once keys exist.
+- `GET /ui/api/key` says whether the key a request carries may read the dashboard, always
+  as a 200 (`{"keys_required", "accepted", "admin", "name", "message"}`): a browser writes
+  every 401 a page fetches to its console as an error, so the page asks here before it
+  calls anything that would refuse it. It tells no more than a 401 would (any request shows
+  whether a key is live), never repeats the key, and is open like the files.
 """
 
 from __future__ import annotations
@@ -21,12 +26,18 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib.resources import files
 
+import orjson
+
+from babelgate.canonical import GatewayError
+
+from .auth import Auth, presented_key
 from .exchange import Headers, Response
 from .http import Request
 
 Handler = Callable[[Request, Response], Awaitable[None]]
 PACKAGE = "babelgate.dashboard"
 PREFIX = "/ui"
+KEY_CHECK = "/ui/api/key"
 CONTENT_TYPES = {
     ".html": b"text/html; charset=utf-8",
     ".js": b"text/javascript; charset=utf-8",
@@ -42,6 +53,9 @@ SECURITY_HEADERS: Headers = [
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),
 ]
+
+KEY_CHECK_HEADERS: Headers = [(b"content-type", b"application/json"),
+                              (b"cache-control", b"no-store"), *SECURITY_HEADERS]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,14 +84,36 @@ def load_files() -> dict[str, StaticFile]:
 
 
 class Dashboard:
-    def __init__(self) -> None:
+    def __init__(self, auth: Auth) -> None:
         self.files = load_files()
+        self.auth = auth
 
     def paths(self) -> frozenset[str]:
-        return frozenset(self.files)
+        return frozenset(self.files) | {KEY_CHECK}
 
     def routes(self) -> dict[tuple[str, str], Handler]:
-        return {("GET", path): self.serve for path in self.files}
+        routes: dict[tuple[str, str], Handler] = {("GET", path): self.serve
+                                                  for path in self.files}
+        routes[("GET", KEY_CHECK)] = self.key_check
+        return routes
+
+    async def key_check(self, request: Request, response: Response) -> None:
+        """GET /ui/api/key: may this request's key read the dashboard (see module doc)."""
+        answer: dict[str, bool | str | None]
+        if not self.auth.active:
+            answer = {"keys_required": False, "accepted": True, "admin": True, "name": None,
+                      "message": None}
+        else:
+            try:
+                record = self.auth.check_key(presented_key(request))
+            except GatewayError as refused:
+                answer = {"keys_required": True, "accepted": False, "admin": False,
+                          "name": None, "message": refused.message}
+            else:
+                answer = {"keys_required": True, "accepted": True, "admin": record.admin,
+                          "name": record.name,
+                          "message": None if record.admin else "not an admin key"}
+        response.send(200, orjson.dumps(answer), KEY_CHECK_HEADERS)
 
     async def serve(self, request: Request, response: Response) -> None:
         path = request.path.rstrip("/") or PREFIX

@@ -318,8 +318,9 @@ function compact(value) {
 // ------------------------------------------------------------------ loading
 
 function handleFailure(error, where) {
+  // Only when a key changed between the check (keyProblem) and the call.
   if (error instanceof ApiError && (error.status === 401 || error.status === 403)) {
-    showLogin(error.status === 403 ? "That key is not an admin key." : "That key was refused.");
+    showLogin(error.status === 403 ? "That key is not an admin key." : `That key was refused: ${error.message}.`);
     return;
   }
   showError(where || $("#error"), `Could not load: ${error.message}`);
@@ -329,10 +330,27 @@ async function loadKeys() {
   renderKeys((await api("/admin/api/keys")).data);
 }
 
+// Whether the key in hand may read the board, asked of /ui/api/key, which answers 200 either
+// way: a browser writes every 401 a page fetches to its console, and a wrong key is no error
+// of the page's. Null when it may; else what to tell the user.
+async function keyProblem() {
+  const headers = state.key ? { authorization: `Bearer ${state.key}` } : {};
+  const verdict = await fetch("/ui/api/key", { headers }).then((r) => r.json());
+  if (!verdict.keys_required || (verdict.accepted && verdict.admin)) return null;
+  if (!state.key) return "";
+  if (!verdict.accepted) return `That key was refused: ${verdict.message}.`;
+  return "That key is not an admin key.";
+}
+
 async function loadAll() {
   const since = $("#period").value;
   const query = (by) => api(`/admin/api/usage?since=${since}&by=${by}`);
   try {
+    const problem = await keyProblem();
+    if (problem !== null) {
+      showLogin(problem);
+      return;
+    }
     const [day, model, provider, key, series, recent, providers, quota] = await Promise.all([
       query("day"), query("model"), query("provider"), query("key"),
       api(`/admin/api/usage/series?since=${since}&buckets=48`),
