@@ -56,6 +56,7 @@ async def test_a_healthy_provider_passes_every_check(tmp_path: Path) -> None:
                                       {"default": "up/gpt-test"}, "--json")
     assert code == 0, (doc, err)
     assert doc["ok"] is True and doc["config"]["status"] == "ok"
+    assert doc["config"]["detail"].endswith(": 1 provider, 1 route"), doc["config"]
     found = checks(doc)
     assert [name for name in found] == ["name resolution", "tcp", "authentication",
                                         "model list", "completion", "stream"]

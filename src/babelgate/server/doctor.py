@@ -521,7 +521,8 @@ async def diagnose(settings: Settings, only: str | None = None, *, deep: bool = 
                             "add one to babelgate.yaml, or export a provider's key "
                             "(DEEPSEEK_API_KEY, OPENAI_API_KEY, ...)"))
     config = Check("configuration", "ok", f"{settings.source}: "
-                   f"{len(settings.providers)} providers, {len(settings.routes)} routes")
+                   f"{_count(len(settings.providers), 'provider')}, "
+                   f"{_count(len(settings.routes), 'route')}")
     # The file is read again for the `${VAR}` behind each key: off the event loop.
     key_vars = await asyncio.to_thread(
         lambda: {name: key_variable(settings, name) for name in settings.providers})
@@ -537,3 +538,7 @@ async def diagnose(settings: Settings, only: str | None = None, *, deep: bool = 
         for provider in providers.values():
             provider.close()
     return Report(config, tuple(reports))
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
