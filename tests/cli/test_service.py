@@ -97,6 +97,33 @@ def test_a_failing_systemctl_is_reported(tmp_path: Path) -> None:
     assert unit_file(tmp_path).exists()  # written all the same
 
 
+def test_install_and_uninstall_json(tmp_path: Path) -> None:
+    failing = service(tmp_path, "install", "--json", path=fake_systemctl(tmp_path, 1))
+    assert failing.returncode == 1
+    doc = json.loads(failing.stdout)  # the whole of stdout: one object, no lines
+    assert doc["unit"] == str(unit_file(tmp_path)) and doc["written"] is True
+    assert doc["runs"] == [sys.executable, "-m", "babelgate", "serve"]
+    assert doc["config"] is None and doc["error"] is None
+    assert [step["command"] for step in doc["systemctl"]] == [
+        "systemctl --user daemon-reload", "systemctl --user enable --now babelgate.service"]
+    assert doc["systemctl"][0] == {"command": "systemctl --user daemon-reload", "ok": False,
+                                   "detail": "exit 1: Failed to connect to bus"}
+
+    missing = service(tmp_path, "install", "--json", "--config", "nope.yaml",
+                      path=fake_systemctl(tmp_path))
+    assert missing.returncode == 2
+    assert json.loads(missing.stdout)["error"] == "nope.yaml: file not found"
+
+    removed = service(tmp_path, "uninstall", "--json", path=fake_systemctl(tmp_path))
+    assert removed.returncode == 0, removed.stderr
+    doc = json.loads(removed.stdout)
+    assert doc["removed"] is True and all(step["ok"] for step in doc["systemctl"])
+    again = json.loads(service(tmp_path, "uninstall", "--json",
+                               path=fake_systemctl(tmp_path)).stdout)
+    assert again == {"unit": str(unit_file(tmp_path)), "removed": False, "systemctl": [],
+                     "error": None}
+
+
 def test_a_different_unit_is_kept_without_force(tmp_path: Path) -> None:
     target = unit_file(tmp_path)
     target.parent.mkdir(parents=True)

@@ -11,6 +11,10 @@ What it promises:
   exit status 1 (the unit file stays written).
 - `uninstall` stops and disables the unit where systemctl exists and removes the file;
   `status` says whether the unit is installed, enabled and active (exit 0 only when active).
+- With --json each prints one JSON object on stdout instead of its lines (install:
+  {"unit", "written", "runs", "config", "env_file", "systemctl": [{"command", "ok",
+  "detail"}], "error"}; uninstall: {"unit", "removed", "systemctl", "error"}), with the same
+  exit status.
 """
 
 from __future__ import annotations
@@ -22,8 +26,9 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from babelgate.config import DEFAULT_CONFIG_FILE
 
@@ -42,8 +47,10 @@ def add_service(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
                          "when present, else providers from the environment file)")
     install.add_argument("--no-start", action="store_true", help="enable it, but do not start")
     install.add_argument("--force", action="store_true", help="replace a different unit")
+    install.add_argument("--json", action="store_true", help="one JSON object")
     install.set_defaults(handler=_install)
     uninstall = sub.add_parser("uninstall", help="stop and disable the unit, remove its file")
+    uninstall.add_argument("--json", action="store_true", help="one JSON object")
     uninstall.set_defaults(handler=_uninstall)
     status = sub.add_parser("status", help="is the unit installed, enabled, active")
     status.add_argument("--json", action="store_true", help="one JSON object")
@@ -103,13 +110,16 @@ def serve_command(config: Path | None) -> list[str]:
 
 @dataclass
 class Systemctl:
-    """`systemctl --user`, when there is one; each command printed with its outcome."""
+    """`systemctl --user`, when there is one; each command kept in `ran` with its outcome,
+    and printed unless `echo` is off (--json)."""
 
     path: str | None
+    echo: bool = True
+    ran: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
-    def find(cls) -> Systemctl:
-        return cls(shutil.which("systemctl"))
+    def find(cls, echo: bool = True) -> Systemctl:
+        return cls(shutil.which("systemctl"), echo)
 
     def run(self, *args: str, quiet: bool = False) -> subprocess.CompletedProcess[str] | None:
         if self.path is None:
@@ -121,68 +131,101 @@ class Systemctl:
         except (OSError, subprocess.TimeoutExpired) as exc:
             done = subprocess.CompletedProcess([shown], 1, "", str(exc))
         if not quiet:
-            outcome = "ok" if done.returncode == 0 else (
-                f"failed (exit {done.returncode}): {(done.stderr or done.stdout).strip()}")
-            print(f"  ran `{shown}`: {outcome}")
+            said = (done.stderr or done.stdout).strip()
+            self.ran.append({"command": shown, "ok": done.returncode == 0,
+                             "detail": f"exit {done.returncode}: {said}" if done.returncode
+                             else ""})
+            if self.echo:
+                outcome = f"failed (exit {done.returncode}): {said}" if done.returncode else "ok"
+                print(f"  ran `{shown}`: {outcome}")
         return done
+
+
+class Said:
+    """What a command tells: lines on stdout, or with --json one object at the end."""
+
+    def __init__(self, as_json: bool, doc: dict[str, Any]) -> None:
+        self.as_json = as_json
+        self.doc = doc
+
+    def line(self, text: str) -> None:
+        if not self.as_json:
+            print(text)
+
+    def error(self, text: str) -> None:
+        self.doc["error"] = text
+        print(f"babelgate service: {text}", file=sys.stderr)
+
+    def done(self, code: int) -> int:
+        if self.as_json:
+            print(json.dumps(self.doc))
+        return code
 
 
 def _install(args: argparse.Namespace) -> int:
     config = Path(args.config) if args.config else Path(DEFAULT_CONFIG_FILE)
-    if args.config and not config.is_file():
-        print(f"babelgate service: {config}: file not found", file=sys.stderr)
-        return 2
     config_path = config.resolve() if config.is_file() else None
+    path, env_file = unit_path(), environment_file()
+    systemctl = Systemctl.find(echo=not args.json)
+    said = Said(args.json, {"unit": str(path), "written": False,
+                            "runs": serve_command(config_path),
+                            "config": str(config_path) if config_path else None,
+                            "env_file": str(env_file), "systemctl": systemctl.ran,
+                            "error": None})
+    if args.config and config_path is None:
+        said.error(f"{config}: file not found")
+        return said.done(2)
     working_dir = config_path.parent if config_path else Path.home()
-    env_file = environment_file()
     text = unit_text(serve_command(config_path), working_dir, env_file)
-    path = unit_path()
     if path.is_file() and path.read_text() != text and not args.force:
-        print(f"babelgate service: {path} exists and differs; --force replaces it",
-              file=sys.stderr)
-        return 1
+        said.error(f"{path} exists and differs; --force replaces it")
+        return said.done(1)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
-    print(f"babelgate: wrote {path}")
-    print(f"  runs: {' '.join(serve_command(config_path))}")
+    said.doc["written"] = True
+    said.line(f"babelgate: wrote {path}")
+    said.line(f"  runs: {' '.join(serve_command(config_path))}")
     if config_path is None:
-        print("  no configuration file: providers come from the keys in the environment file")
-    print(f"  keys: KEY=value lines in {env_file} (optional; the unit reads it at start)")
-    systemctl = Systemctl.find()
+        said.line("  no configuration file: providers come from the keys in the environment "
+                  "file")
+    said.line(f"  keys: KEY=value lines in {env_file} (optional; the unit reads it at start)")
     if systemctl.path is None:
-        print("  systemctl not found: nothing enabled. On a systemd machine run `systemctl "
-              f"--user daemon-reload && systemctl --user enable --now {UNIT}`")
-        return 0
+        said.line("  systemctl not found: nothing enabled. On a systemd machine run "
+                  f"`systemctl --user daemon-reload && systemctl --user enable --now {UNIT}`")
+        return said.done(0)
     steps = [("daemon-reload",), ("enable", UNIT) if args.no_start else ("enable", "--now", UNIT)]
     failed = False
     for step in steps:
         done = systemctl.run(*step)
         failed = failed or done is None or done.returncode != 0
     if failed:
-        print("  the unit file is written; run the failed command again once systemd's user "
-              "session is available (`loginctl enable-linger` keeps it after logout)")
-        return 1
-    print(f"  {'enabled' if args.no_start else 'enabled and started'}: "
-          f"`journalctl --user -u {UNIT}` shows its log")
-    return 0
+        said.line("  the unit file is written; run the failed command again once systemd's "
+                  "user session is available (`loginctl enable-linger` keeps it after logout)")
+        return said.done(1)
+    said.line(f"  {'enabled' if args.no_start else 'enabled and started'}: "
+              f"`journalctl --user -u {UNIT}` shows its log")
+    return said.done(0)
 
 
 def _uninstall(args: argparse.Namespace) -> int:
     path = unit_path()
-    systemctl = Systemctl.find()
+    systemctl = Systemctl.find(echo=not args.json)
+    said = Said(args.json, {"unit": str(path), "removed": False, "systemctl": systemctl.ran,
+                            "error": None})
     if not path.is_file():
-        print(f"babelgate: no unit at {path}; nothing to remove")
-        return 0
+        said.line(f"babelgate: no unit at {path}; nothing to remove")
+        return said.done(0)
     failed = False
     if systemctl.path is not None:
         done = systemctl.run("disable", "--now", UNIT)
         failed = done is None or done.returncode != 0
     path.unlink()
-    print(f"babelgate: removed {path}")
+    said.doc["removed"] = True
+    said.line(f"babelgate: removed {path}")
     if systemctl.path is not None:
         done = systemctl.run("daemon-reload")
         failed = failed or done is None or done.returncode != 0
-    return 1 if failed else 0
+    return said.done(1 if failed else 0)
 
 
 def status_document() -> dict[str, object]:
