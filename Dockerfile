@@ -2,7 +2,10 @@
 #   docker run -p 127.0.0.1:8080:8080 -e DEEPSEEK_API_KEY -v babelgate-data:/data babelgate
 # It serves /data/babelgate.yaml when present (mount yours there), else providers from the
 # API-key variables given with -e. State (the SQLite database, logs) lives in the /data volume.
-FROM python:3.12-slim
+# Any Debian-based Python image with `python` and `pip` on PATH can stand in (a mirror, or a
+# local one where Docker Hub is out of reach): --build-arg PYTHON_IMAGE=...
+ARG PYTHON_IMAGE=python:3.12-slim
+FROM ${PYTHON_IMAGE}
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

@@ -5,12 +5,18 @@ optional profiles), and the image built and run where a Docker daemon answers.""
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import shutil
+import socket
 import subprocess
+import sys
 import time
+import urllib.request
 import uuid
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -36,7 +42,11 @@ def test_the_dockerfile_is_slim_non_root_with_a_data_volume_and_a_healthcheck() 
     steps = instructions()
     names = [name for name, _ in steps]
     base = [args for name, args in steps if name == "FROM"]
-    assert len(base) == 1 and base[0].startswith("python:3.") and base[0].endswith("-slim")
+    assert base == ["${PYTHON_IMAGE}"]  # a build argument, so a mirror can stand in
+    default = [args for name, args in steps if name == "ARG" and "PYTHON_IMAGE=" in args]
+    assert len(default) == 1
+    image = default[0].partition("=")[2]
+    assert image.startswith("python:3.") and image.endswith("-slim")
     user = [args for name, args in steps if name == "USER"]
     assert user and user[-1] not in ("root", "0")
     assert names.index("USER") < names.index("CMD")
@@ -120,30 +130,140 @@ def test_compose_config_where_docker_compose_exists(tmp_path: Path) -> None:
         assert set(done.stdout.split()) == expected
 
 
+BASE_VARIABLE = "BABELGATE_TEST_PYTHON_IMAGE"
+
+
+def _docker(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout,
+                          check=False)
+
+
+def _base_image() -> str:
+    """The base to build on: $BABELGATE_TEST_PYTHON_IMAGE (a local stand-in, see
+    scripts/docker-base.sh), else the Dockerfile's default, pulled when missing; skips
+    saying why when neither is there."""
+    wanted = os.environ.get(BASE_VARIABLE, "")
+    if wanted:
+        if _docker("image", "inspect", wanted).returncode != 0:
+            pytest.skip(f"{BASE_VARIABLE}={wanted} is not an image in the local Docker")
+        return wanted
+    default = next(args.partition("=")[2] for name, args in instructions()
+                   if name == "ARG" and args.startswith("PYTHON_IMAGE="))
+    if _docker("image", "inspect", default).returncode == 0:
+        return default
+    pulled = _docker("pull", default, timeout=600)
+    if pulled.returncode != 0:
+        lines = (pulled.stderr or pulled.stdout).strip().splitlines()
+        pytest.skip(f"the base image {default} cannot be pulled here "
+                    f"({lines[-1] if lines else 'no answer'}); scripts/docker-base.sh makes "
+                    f"a local stand-in, named by {BASE_VARIABLE}")
+    return default
+
+
+class FakeUpstreamProcess:
+    """A fake OpenAI upstream as its own process (python -m tests.fakes), listening where a
+    container reaches the host: the bridge network's gateway address."""
+
+    def __init__(self, host: str, key: str) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tests.fakes", "--protocol", "openai", "--host", host,
+             "--port", "0", "--api-key", key],
+            cwd=ROOT, stderr=subprocess.PIPE, text=True)
+        assert self.process.stderr is not None
+        first = self.process.stderr.readline()  # "fake openai listening on http://..."
+        assert "listening on" in first, first
+        said = urlsplit(first.split()[-1])  # it names 127.0.0.1 whatever its host
+        self.base_url = f"http://{host}:{said.port}{said.path}"
+
+    def seen(self) -> list[str]:
+        """The request lines it logged, once it has stopped."""
+        self.process.terminate()
+        _, rest = self.process.communicate(timeout=20)
+        return rest.splitlines()
+
+
 @pytest.mark.skipif(_docker_answers() is not None, reason=str(_docker_answers()))
-def test_the_image_builds_runs_as_non_root_and_becomes_healthy() -> None:
+def test_the_image_builds_runs_as_non_root_serves_a_request_and_becomes_healthy(
+        tmp_path: Path) -> None:
+    base = _base_image()
     tag = f"babelgate-test:{uuid.uuid4().hex[:8]}"
     name = f"babelgate-test-{uuid.uuid4().hex[:8]}"
-    build = subprocess.run(["docker", "build", "-t", tag, str(ROOT)], capture_output=True,
-                           text=True, timeout=900, check=False)
-    assert build.returncode == 0, build.stderr[-4000:]
+    # Host networking for the build's pip, which must reach the package index whatever the
+    # daemon's bridge may reach (a daemon run without its iptables rules has no NAT).
+    build = _docker("build", "--network", "host", "--build-arg", f"PYTHON_IMAGE={base}",
+                    "-t", tag, str(ROOT), timeout=1500)
+    assert build.returncode == 0, (build.stdout + build.stderr)[-4000:]
+    upstream = FakeUpstreamProcess(_host_seen_from(tag), "sk-upstream-secret")
+    config = tmp_path / "babelgate.yaml"
+    config.write_text(f"providers:\n  up: {{type: openai, base_url: '{upstream.base_url}', "
+                      "api_key: '${UP_KEY}'}\nroutes:\n  default: up/test-model\n")
+    config.chmod(0o644)  # read by the image's unprivileged user
+    port = _free_port()
     try:
-        uid = subprocess.run(["docker", "run", "--rm", tag, "id", "-u"], capture_output=True,
-                             text=True, timeout=120, check=True).stdout.strip()
-        assert uid != "0"
-        subprocess.run(["docker", "run", "-d", "--name", name, tag], check=True,
-                       capture_output=True, timeout=120)
-        deadline = time.monotonic() + 120
+        assert _docker("run", "--rm", tag, "id", "-u").stdout.strip() not in ("", "0")
+        started = _docker("run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:8080",
+                          "-e", "UP_KEY=sk-upstream-secret",
+                          "-v", f"{config}:/data/babelgate.yaml:ro", tag)
+        assert started.returncode == 0, started.stderr
+        url = f"http://127.0.0.1:{port}"
+        health = _wait_json(url + "/health", 90)
+        assert [p["name"] for p in health["providers"]] == ["up"], health
+        answer = _post_json(url + "/v1/chat/completions", {
+            "model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]})
+        assert answer["choices"][0]["message"]["content"] == "Fake reply.", answer
+        assert answer["usage"]["total_tokens"] > 0
         state = ""
-        while time.monotonic() < deadline:
-            state = subprocess.run(
-                ["docker", "inspect", "-f", "{{.State.Health.Status}}", name],
-                capture_output=True, text=True, timeout=30, check=False).stdout.strip()
-            if state in ("healthy", "unhealthy"):
-                break
+        deadline = time.monotonic() + 120  # the first healthcheck runs after its interval
+        while time.monotonic() < deadline and state not in ("healthy", "unhealthy"):
             time.sleep(2)
-        assert state == "healthy", subprocess.run(["docker", "logs", name], capture_output=True,
-                                                  text=True, check=False).stderr[-3000:]
+            state = _docker("inspect", "-f", "{{.State.Health.Status}}", name).stdout.strip()
+        assert state == "healthy", _docker("logs", name).stderr[-3000:]
+        # The database is in the /data volume, written by the unprivileged user.
+        listing = _docker("exec", name, "ls", "-ln", "/data/babelgate").stdout
+        assert "babelgate.db" in listing and " 10001 " in listing, listing
+        logs = _docker("logs", name)
+        assert "sk-upstream-secret" not in logs.stdout + logs.stderr
     finally:
-        subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
-        subprocess.run(["docker", "rmi", "-f", tag], capture_output=True, check=False)
+        _docker("rm", "-f", "-v", name)
+        _docker("rmi", "-f", tag)
+        seen = upstream.seen()
+    assert "POST /v1/chat/completions" in seen, seen
+
+
+def _host_seen_from(tag: str) -> str:
+    """This machine's address as a container on the default network reaches it: the
+    container's default gateway (its routing table), whatever the daemon's bridge setup."""
+    table = _docker("run", "--rm", tag, "cat", "/proc/net/route").stdout.splitlines()
+    for row in table[1:]:
+        fields = row.split()
+        if len(fields) > 2 and fields[1] == "00000000":  # the default route
+            return socket.inet_ntoa(int(fields[2], 16).to_bytes(4, "little"))
+    raise AssertionError(f"no default route in the container: {table}")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _wait_json(url: str, seconds: float) -> dict[str, Any]:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as answer:
+                data: dict[str, Any] = json.loads(answer.read())
+                return data
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def _post_json(url: str, body: dict[str, Any]) -> dict[str, Any]:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                     headers={"content-type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as answer:
+        data: dict[str, Any] = json.loads(answer.read())
+        return data
