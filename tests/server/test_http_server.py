@@ -1215,7 +1215,10 @@ async def test_stop_cancels_a_request_that_outlasts_grace() -> None:
         await asyncio.wait_for(started.wait(), PATIENCE)
         began = time.monotonic()
         await server.stop(grace=0.3)
-        assert 0.3 <= time.monotonic() - began < 0.3 + PATIENCE
+        # uvloop counts timers from the time cached at the start of the loop's iteration and
+        # in whole milliseconds, so its 0.3 s can end a little before 0.3 s of our clock
+        # (0.2998 s seen under load): a few ms of slack, not a different grace.
+        assert 0.29 <= time.monotonic() - began < 0.3 + PATIENCE
         assert cancelled.is_set()
         answer = await client.answer()
         assert (answer.status, answer.body) == (503, b"shutting down")
