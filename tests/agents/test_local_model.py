@@ -62,7 +62,10 @@ async def start_llama_server(log: Path) -> tuple[subprocess.Popen[bytes], str]:
             [str(SERVER_PYTHON), "-m", "llama_cpp.server", "--model", str(MODEL_FILE),
              "--model_alias", MODEL, "--host", "127.0.0.1", "--port", str(port),
              "--n_ctx", "8192", "--n_threads", "2"],
-            stdout=out, stderr=subprocess.STDOUT)
+            stdout=out, stderr=subprocess.STDOUT,
+            # OpenMP's threads spin while they wait for each other; on two cores shared with
+            # the gateway and Claude Code that spinning starves them (passive waits sleep).
+            env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     async with aiohttp.ClientSession() as session:
