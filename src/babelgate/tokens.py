@@ -14,13 +14,16 @@ import os
 from collections.abc import Iterable
 from functools import cache
 
+import msgspec
 import orjson
 import tiktoken
 from tiktoken.load import load_tiktoken_bpe
 
 from babelgate.canonical import (
+    JSON,
     Document,
     Image,
+    JSONText,
     Message,
     Reasoning,
     Request,
@@ -28,6 +31,7 @@ from babelgate.canonical import (
     Tool,
     ToolCall,
     ToolResult,
+    schema_of,
 )
 from babelgate.protocols.reuse import Reuse
 
@@ -76,7 +80,7 @@ def count_request(request: Request) -> int:
         texts.append(tool.name)
         if tool.description:
             texts.append(tool.description)
-        texts.append(orjson.dumps(tool.parameters).decode())
+        texts.append(orjson.dumps(schema_of(tool)).decode())
     # One encode over joined text is much faster than many small ones.
     return fixed + count_text("\n".join(texts))
 
@@ -146,10 +150,29 @@ def _quick_tools(tools: tuple[Tool, ...]) -> tuple[int, int]:
     for tool in tools:
         # Schemas are not re-serialised here: ~40 characters per property is typical.
         chars += len(tool.name) + len(tool.description or "")
-        properties = tool.parameters.get("properties")  # a client's schema: any type
-        chars += 40 * (len(properties) if isinstance(properties, dict) else 0) + 40
+        chars += 40 * _property_count(tool.parameters) + 40
         fixed += PER_TOOL_TOKENS
     return chars, fixed
+
+
+class _Properties(msgspec.Struct):
+    """A schema's `properties`, each left undecoded (other members skipped)."""
+
+    properties: dict[str, msgspec.Raw] | None = None
+
+
+_read_properties = msgspec.json.Decoder(_Properties).decode
+
+
+def _property_count(schema: JSON | JSONText) -> int:
+    """How many properties a tool's schema names (a client's schema: any type)."""
+    if isinstance(schema, dict):
+        properties = schema.get("properties")
+        return len(properties) if isinstance(properties, dict) else 0
+    try:  # the client's text: its properties counted without decoding them
+        return len(_read_properties(schema.text).properties or ())
+    except msgspec.ValidationError:  # not an object there: none, as for a dict
+        return 0
 
 
 def _quick(part: object, chars: int, fixed: int) -> tuple[int, int]:

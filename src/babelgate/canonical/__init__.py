@@ -8,6 +8,7 @@ from .model import (
     Document,
     Effort,
     Image,
+    JSONText,
     Message,
     Part,
     Reasoning,
@@ -22,6 +23,8 @@ from .model import (
     ToolChoice,
     ToolResult,
     Usage,
+    schema_copy,
+    schema_of,
 )
 from .stream import (
     Accumulator,
@@ -48,6 +51,7 @@ __all__ = [
     "Event",
     "GatewayError",
     "Image",
+    "JSONText",
     "Message",
     "MessageDelta",
     "MessageStart",
@@ -73,4 +77,6 @@ __all__ = [
     "ToolResult",
     "Usage",
     "invalid",
+    "schema_copy",
+    "schema_of",
 ]

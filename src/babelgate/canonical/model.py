@@ -14,7 +14,9 @@ Rules this module keeps:
   JSON payloads (tool arguments and schemas, citations, provider metadata, response formats)
   stay dicts as decoded: freezing them deeply would cost a copy of every tool schema per
   request; nothing in babelgate changes one after it is built, and renderers copy before
-  they adapt one.
+  they adapt one. A tool's schema may instead be the client's own JSON text, undecoded
+  (`JSONText`, from a typed reader such as protocols/anthropic/typed_request.py): renderers
+  that only copy it write its bytes, the others read it with `schema_of`.
 - Why msgspec structs, not frozen dataclasses: one is built in C in ~0.15 µs, where a frozen
   dataclass's __init__ assigns each field through object.__setattr__ (~1 µs for a tool call),
   and a conversation is made of thousands of them. `gc=False`: they hold only strings,
@@ -27,6 +29,9 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import msgspec
+import orjson
+
+from .errors import invalid
 
 Role = Literal["system", "user", "assistant"]
 StopReason = Literal[
@@ -135,6 +140,25 @@ class Message(msgspec.Struct, frozen=True, gc=False):
 # ---------------------------------------------------------------- tools
 
 
+class JSONText(msgspec.Struct, frozen=True, gc=False):
+    """A JSON object kept as the bytes the client sent: a tool schema that a typed reader
+    did not decode, because the common upstream (OpenAI's) only copies it. Its syntax was
+    checked as it was read (msgspec) and its UTF-8 too; numbers are as the client wrote
+    them. `value` decodes it, as decoding the whole body would have."""
+
+    text: bytes
+
+    def value(self) -> JSON:
+        try:
+            found = orjson.loads(self.text)
+        except orjson.JSONDecodeError as exc:  # a number past a double's range, say
+            raise invalid(f"request body is not valid JSON: {exc}") from None
+        if not isinstance(found, dict):  # readers keep only objects; a guard for mypy
+            raise invalid("a tool's schema must be a JSON object")
+        return found
+
+
+
 class Tool(msgspec.Struct, frozen=True, gc=False):
     """A tool the model may call.
 
@@ -146,13 +170,28 @@ class Tool(msgspec.Struct, frozen=True, gc=False):
 
     name: str
     description: str | None = None
-    parameters: JSON = msgspec.field(default_factory=lambda: {"type": "object", "properties": {}})
+    # JSON Schema, decoded or as the client's text (JSONText: read it with `schema_of`)
+    parameters: JSON | JSONText = msgspec.field(
+        default_factory=lambda: {"type": "object", "properties": {}})
     kind: Literal["function", "custom", "hosted"] = "function"
     strict: bool | None = None
     format: JSON | None = None
     hosted_type: str | None = None
     config: JSON | None = None
     cache: bool = False
+
+
+def schema_of(tool: Tool) -> JSON:
+    """A tool's parameter schema as a dict, decoded now if it came as the client's text."""
+    parameters = tool.parameters
+    return parameters if isinstance(parameters, dict) else parameters.value()
+
+
+def schema_copy(tool: Tool) -> JSON | orjson.Fragment:
+    """A tool's schema for a renderer that writes it unchanged: as the client's bytes when
+    it came as text (orjson.dumps copies a Fragment as it is), else the dict."""
+    parameters = tool.parameters
+    return parameters if isinstance(parameters, dict) else orjson.Fragment(parameters.text)
 
 
 class ToolChoice(msgspec.Struct, frozen=True, gc=False):

@@ -103,6 +103,14 @@ class Codec(ABC):
         """A client's request body -> Request. Raises GatewayError(invalid_request) naming
         the field for anything missing or malformed."""
 
+    def read_request(self, raw: bytes, reuse: Reuse) -> Request | None:
+        """A client's request read straight from its bytes, for a body the reuse table found
+        nothing of: the same Request `parse_request` makes of the decoded body (a tool schema
+        may stay the client's text, canonical.JSONText), or None when this protocol has no
+        such reader or the body is not of the usual shape; the caller then decodes it and
+        calls `parse_request`, which says what is wrong."""
+        return None
+
     @abstractmethod
     def render_response(
         self, response: Response, request: Request, reuse: Reuse | None = None

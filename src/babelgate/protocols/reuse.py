@@ -156,6 +156,14 @@ class Reuse:
 
     def loads(self, raw: bytes) -> dict[str, Any]:
         """A request body -> its JSON object, or a 400 that says what is wrong with it."""
+        found = self.lookup(raw)
+        return found if found is not None else loads_object(raw)
+
+    def lookup(self, raw: bytes) -> dict[str, Any] | None:
+        """A request body's JSON object made from the table's pieces, or None when the body
+        is better decoded in one go by the caller (`loads_object`, or a codec's typed
+        reader): a small body, the table off or given up on (GIVE_UP_AFTER), or bytes the
+        split cannot read (the one-go decode then says what is wrong)."""
         if len(raw) >= MIN_BODY and self.budget:
             try:
                 found = self._next_turn(raw)
@@ -163,18 +171,18 @@ class Reuse:
                     if self._barren >= self.give_up_after:
                         self._skipped += 1
                         if self._skipped % self.probe_every:
-                            return _loads_object(raw)
+                            return None
                     found = self._split(raw, _split_object(raw))
                 else:
                     self._barren = 0
                 return found
             except (msgspec.DecodeError, orjson.JSONDecodeError, RecursionError):
-                # orjson below says what is wrong, in the words clients already see (msgspec
+                # orjson says what is wrong, in the words clients already see (msgspec
                 # recurses, so a body nested ~1,000 deep ends its stack first; orjson refuses
                 # past 1,024 levels, and what it takes is refused where a later step cannot
                 # follow it: see canonical.nesting)
                 pass
-        return _loads_object(raw)
+        return None
 
     def _split(self, raw: bytes, pieces: dict[str, msgspec.Raw]) -> dict[str, Any]:
         """Every top-level value (and conversation item) looked up in the table; on the way,
@@ -576,7 +584,8 @@ def _seen_once_for(budget: int) -> int:
     return max(budget // SEEN_ONCE_BYTES, 1) if budget else 0
 
 
-def _loads_object(raw: bytes) -> dict[str, Any]:
+def loads_object(raw: bytes) -> dict[str, Any]:
+    """A request body decoded in one go: its JSON object, or the 400 saying what is wrong."""
     if not raw:
         raise invalid("request body is empty; send a JSON object")
     try:

@@ -44,7 +44,7 @@ from babelgate.limits import Limited, Limiter, Refusal
 from babelgate.limits.periods import bounds
 from babelgate.limits.permit import has_limits
 from babelgate.protocols import Codec, get_codec
-from babelgate.protocols.reuse import ReuseTables
+from babelgate.protocols.reuse import ReuseTables, loads_object
 from babelgate.routing import Route, RoutingState, Target, iso_time
 from babelgate.routing.quota import QuotaMark
 from babelgate.routing.state import KeyStatus, ProviderStatus
@@ -365,10 +365,17 @@ class App:
                 self.daily_log.body(origin.request_id, "request", raw,
                                     _credentials(http.headers))
             reuse = self.reuse.table_for(owner)
-            data = original = reuse.loads(raw)
-            if codec.name == "openai-responses":  # stored conversations: conversations.py
-                data, recorder = await self.conversations.prepare(data, owner)
-            request = codec.parse_request(data, reuse)
+            data = original = reuse.lookup(raw)
+            # A body the table found nothing of: the codec's typed reader takes the usual
+            # shape straight from the bytes (protocols/anthropic/typed_request.py); the
+            # decoded body (`data`) is then made only if something needs it (Call.body).
+            request = codec.read_request(raw, reuse) if data is None else None
+            if request is None:
+                if data is None:
+                    data = original = loads_object(raw)
+                if codec.name == "openai-responses":  # stored conversations: conversations.py
+                    data, recorder = await self.conversations.prepare(data, owner)
+                request = codec.parse_request(data, reuse)
             check_scope(http.caller, request.model)  # the model the client asked for
             model = request.model
             # Rules first (routing/rules.py), then the routes: the request as the first rule
@@ -386,6 +393,8 @@ class App:
             # A body that passes through carries the edits too (rule_edits.py); one whose
             # edits have no form in its protocol is translated from the edited request.
             edited = True
+            if data is None:
+                data = original = loads_object(raw)
             body = edit_body(codec.name, data, rule.edits)
             passes = body is not None
             data = body if body is not None else data

@@ -52,7 +52,7 @@ from babelgate.config import Settings
 from babelgate.limits import Permit
 from babelgate.protocols import Codec, StreamDecoder, StreamEncoder
 from babelgate.protocols.anthropic.billing_header import without_billing_header
-from babelgate.protocols.reuse import Reuse
+from babelgate.protocols.reuse import Reuse, loads_object
 from babelgate.providers.credentials import credentials_from
 from babelgate.providers.http import HttpClient, UpstreamResponse, make_route
 from babelgate.providers.presets import provider_quirks
@@ -256,7 +256,7 @@ class Gateway:
         should hear when no target answered."""
         key = None
         if self.policy.weights:  # a route may spread: which conversation this is
-            key = conversation_key(call.headers, call.data, call.request)
+            key = conversation_key(call.headers, call.body(), call.request)
         plan = Plan(self.routing, self.policy, targets, key)
         async for target in plan:
             provider = self.provider(target)
@@ -333,7 +333,7 @@ class Gateway:
         attempt.estimated_input = tokens.quick_estimate(call.request, call.reuse)
         attempt.turn = TurnCost()
         return self.claude_code.turn(provider, call.request, target.model,
-                                     session_of(call.headers, call.data), call.owner,
+                                     session_of(call.headers, call.body()), call.owner,
                                      attempt.turn)
 
     async def _local_complete(
@@ -841,7 +841,7 @@ def _too_deep_answer(call: Call, provider: Provider, error: BaseException) -> Ga
     502. Only on this error's path: nothing measures depth in advance (canonical.nesting)."""
     call.restore()
     try:
-        orjson.dumps(call.data)
+        orjson.dumps(call.body())
     except TOO_DEEP:
         return too_deep(error)
     return _bad_upstream(provider, f"answered with a value the gateway cannot translate "
@@ -851,7 +851,7 @@ def _too_deep_answer(call: Call, provider: Provider, error: BaseException) -> Ga
 def _rewritten(call: Call, target: Target, provider: Provider) -> bytes:
     """The client's body for an upstream of its own protocol (`_rendered`'s 400 likewise)."""
     try:
-        return rewrite_body(call.codec.name, call.data, target.model, provider.quirks)
+        return rewrite_body(call.codec.name, call.body(), target.model, provider.quirks)
     except TOO_DEEP as exc:
         raise too_deep(exc) from None
 
@@ -880,11 +880,12 @@ def _closing(decoder: StreamDecoder) -> list[Event]:
 class Call:
     """One inbound call: the client's codec, its parsed request, and its body (raw and as a
     dict, for pass-through), and the reuse table of the caller (the same for every codec call
-    the request makes)."""
+    the request makes). `data` is None when the request was read straight from the bytes
+    (Codec.read_request) and nothing has needed the dict yet: `body()` decodes it then."""
 
     codec: Codec
     request: Request
-    data: dict[str, Any]
+    data: dict[str, Any] | None
     raw: bytes
     headers: Mapping[str, str]
     reuse: Reuse
@@ -898,6 +899,12 @@ class Call:
     # same number a translated stream's start needs (routing/rules.py, Rules.choose).
     estimated_input: int | None = None
     owner: str | None = None  # the calling key's id (server/owner.py), for sessions
+
+    def body(self) -> dict[str, Any]:
+        """The client's body as a dict (decoded now if it was not yet)."""
+        if self.data is None:
+            self.data = loads_object(self.raw)
+        return self.data
 
     def release(self) -> None:
         """Let go of the parsed body while an upstream is awaited; `restore` rebuilds it from

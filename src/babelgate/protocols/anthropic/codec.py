@@ -9,7 +9,7 @@ from babelgate.canonical import JSON, GatewayError, Request, Response
 
 from ..base import Codec, Quirks, StreamDecoder, StreamEncoder
 from ..reuse import Reuse, unshared
-from . import errors, request, response, upstream_request
+from . import errors, request, response, typed_request, upstream_request
 from .stream_decode import AnthropicStreamDecoder
 from .stream_encode import AnthropicStreamEncoder
 
@@ -25,6 +25,9 @@ class AnthropicCodec(Codec):
 
     def parse_count_tokens_request(self, body: JSON, reuse: Reuse | None = None) -> Request:
         return request.parse_count_tokens_request(body, unshared(reuse))
+
+    def read_request(self, raw: bytes, reuse: Reuse) -> Request | None:
+        return typed_request.read_request(raw, reuse)
 
     def render_response(
         self, response_: Response, request_: Request, reuse: Reuse | None = None

@@ -37,6 +37,7 @@ from babelgate.canonical import (
     ToolCall,
     ToolChoice,
     ToolResult,
+    schema_of,
 )
 from babelgate.canonical.ids import safe_call_id
 
@@ -340,7 +341,7 @@ def _tool(tool: Tool) -> JSON | None:
         # `custom` again.
         block["input_schema"] = _custom_schema(tool)
     else:
-        block["input_schema"] = _object_schema(tool.parameters)
+        block["input_schema"] = _object_schema(schema_of(tool))
     return _cache(block, tool.cache)
 
 

@@ -38,6 +38,7 @@ from babelgate.canonical import (
     Tool,
     ToolCall,
     ToolResult,
+    schema_of,
 )
 from babelgate.protocols.base import Quirks
 from babelgate.protocols.reuse import Reuse
@@ -405,7 +406,7 @@ def _declaration(tool: Tool) -> JSON:
             description = f"{description}\n\nInput format:\n{definition}".strip()
         parameters: JSON | None = CUSTOM_PARAMETERS
     else:
-        parameters = clean_parameters(tool.parameters)
+        parameters = clean_parameters(schema_of(tool))
     if description:
         decl["description"] = description
     if parameters is not None:

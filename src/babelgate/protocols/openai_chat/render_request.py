@@ -7,7 +7,7 @@ as `top_k` may go out. Cache markers, metadata and hosted tools never leak.
 
 from __future__ import annotations
 
-from babelgate.canonical import JSON, ReasoningConfig, Request, Tool, ToolChoice
+from babelgate.canonical import JSON, ReasoningConfig, Request, Tool, ToolChoice, schema_copy
 
 from ..base import Quirks
 from ..reuse import Reuse
@@ -70,7 +70,7 @@ def _tool(tool: Tool) -> JSON:
     if tool.kind == "custom":
         function["parameters"] = _custom_parameters(tool)
     else:
-        function["parameters"] = tool.parameters
+        function["parameters"] = schema_copy(tool)  # the client's bytes, when it sent them
         if tool.strict is not None:
             function["strict"] = tool.strict
     return {"type": "function", "function": function}

@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 from msgspec.structs import replace
 
-from babelgate.canonical import JSON, GatewayError, Tool, ToolChoice, invalid
+from babelgate.canonical import JSON, GatewayError, Tool, ToolChoice, invalid, schema_copy
 
 from ..fields import boolean, mapping, string
 from .names import upstream_name
@@ -273,7 +273,7 @@ def _render_tool(tool: Tool, *, upstream: bool) -> JSON | None:
         if tool.format is not None:
             item["format"] = tool.format
         return item
-    item["parameters"] = tool.parameters
+    item["parameters"] = schema_copy(tool)
     # The Responses API treats a missing `strict` as true, which rejects most schemas
     # written for other APIs; say false unless the client asked.
     item["strict"] = bool(tool.strict)
