@@ -147,3 +147,23 @@ def test_the_digests_of_pieces_seen_once_are_bounded_by_the_budget() -> None:
     assert Reuse(budget=128_000).seen_once == 2 * bound  # a larger table remembers more
     table.resize(32_000)
     assert table.stats()["seen_once"] <= bound // 2
+
+
+def test_a_probe_leaves_the_table_as_splitting_the_body_would() -> None:
+    """A probe (after giving up) only digests the pieces of a body that finds nothing; the
+    table must end up as if the body had been split: the same pieces kept, the same ones
+    seen once, the same counts. A table probing every body against one that never gives up,
+    over bodies of their own, a conversation that goes on, and a body holding one piece
+    twice (seen twice at once: kept)."""
+    probing = Reuse(give_up_after=0, probe_every=1)
+    splitting = Reuse(give_up_after=10**9)
+    twice = conversation(1, "twice")
+    twice["messages"].insert(1, dict(twice["messages"][0]))
+    bodies = [conversation(1, f"caller {n}") for n in range(6)]
+    bodies += [conversation(turn, "returning") for turn in range(1, 6)]
+    bodies += [twice, conversation(1, "caller 2"), BENCH.claude_code_distinct(False)]
+    for body in bodies:
+        raw = orjson.dumps(body)
+        assert probing.loads(raw) == splitting.loads(raw) == orjson.loads(raw)
+        assert probing.stats() == splitting.stats()
+    assert probing.stats()["pieces"] > 0 and probing.stats()["hits"] > 0

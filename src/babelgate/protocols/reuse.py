@@ -40,7 +40,8 @@ Most pieces are never sent again (each conversation's newest items; everything o
 conversation of its own), and keeping them costs more than decoding them. So a piece is
 kept the second time it is seen (SEEN_ONCE); a layout is kept only for a body that found or
 kept a piece; and after a run of bodies that found nothing (GIVE_UP_AFTER) bodies are decoded
-in one go, one in PROBE_EVERY still split to notice when pieces start to repeat. An agent's
+in one go, one in PROBE_EVERY still looked at to notice when pieces start to repeat (its
+pieces digested, and the body split only if one of them was seen before). An agent's
 conversation is then found again from its third turn instead of its second.
 """
 
@@ -86,7 +87,8 @@ PER_HEAD = 4
 SEEN_ONCE_BYTES = 640
 # When GIVE_UP_AFTER bodies in a row found nothing and kept nothing, splitting them is wasted
 # (it costs about half a decode): bodies are decoded in one go, and only one in PROBE_EVERY is
-# split, to notice when pieces start to repeat.
+# looked at, to notice when pieces start to repeat (`_glimpse`: its pieces are digested, not
+# decoded, unless one of them was seen before).
 GIVE_UP_AFTER = 32
 PROBE_EVERY = 16
 
@@ -168,11 +170,15 @@ class Reuse:
             try:
                 found = self._next_turn(raw)
                 if found is None:
+                    pieces = None
                     if self._barren >= self.give_up_after:
                         self._skipped += 1
                         if self._skipped % self.probe_every:
                             return None
-                    found = self._split(raw, _split_object(raw))
+                        pieces = _split_object(raw)
+                        if not self._glimpse(pieces):
+                            return None
+                    found = self._split(raw, pieces or _split_object(raw))
                 else:
                     self._barren = 0
                 return found
@@ -229,6 +235,37 @@ class Reuse:
             if conversation >= 0 and end >= 0 and _OBJECT_END(raw, end):
                 self._remember(_Layout(raw, members, conversation, items, close))
         return result
+
+    def _glimpse(self, pieces: dict[str, msgspec.Raw]) -> bool:
+        """A probe after giving up (PROBE_EVERY): True if a piece of the body is in the table
+        or was seen once (the body is then split as usual, which keeps it); if none is, each
+        is noted as seen once, as splitting would have, without decoding it (the caller
+        decodes the body in one go, or a typed reader reads it)."""
+        if not self.seen_once:
+            return True  # every piece is kept the first time it is seen: split
+        digests: dict[int, None] = {}  # in order; one seen twice in this body is kept
+        entries, once, least = self._entries, self._once, self.min_piece
+        for key, piece in pieces.items():
+            items = [piece]
+            if key in CONVERSATION_KEYS and len(piece) >= least and (
+                memoryview(piece)[0] == 0x5B  # a list
+            ):
+                items = _split_list(piece)
+            for item in items:
+                if len(item) >= least:
+                    digest = _digest(item, _SEED)
+                    if digest in entries or digest in once or digest in digests:
+                        return True
+                    digests[digest] = None
+        self.misses += len(digests)
+        order = self._once_order
+        for digest in digests:
+            once.add(digest)
+            order.append(digest)
+        while len(order) > self.seen_once:
+            once.discard(order.popleft())
+        self._barren += 1
+        return False
 
     def _take(self, piece: msgspec.Raw) -> tuple[Any, _Entry | None]:
         """A piece's value, and its entry in the table (None for a small piece, decoded anew
