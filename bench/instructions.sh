@@ -7,8 +7,9 @@
 #
 # Runs bench/pipeline.py under valgrind (installed with apt if missing) with 0 and with 100
 # turns and prints the difference / 100. Compare two commits by running it in each checkout.
-# BENCH_UNTIL=loads|parse|render stops each request after that stage (reuse.loads,
-# parse_request, render_request and its serialising): the differences between such counts
+# BENCH_UNTIL=loads|parse|render stops each request after that stage (reading the body as
+# the gateway does, which for a body the typed reader takes includes parsing it;
+# parse_request; render_request and its serialising): the differences between such counts
 # are the stages' instructions. BENCH_GC=gateway collects garbage as the gateway does;
 # BENCH_WARM sets the warm-up turns (3); BENCH_REUSE_MB sizes the reuse table as
 # server.reuse_mb does (0: off).

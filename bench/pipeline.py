@@ -3,9 +3,10 @@
 `python bench/pipeline.py BODIES_DIR BODY N` (BODIES_DIR written by bench/bodies.py) takes a
 new turn of BODY's conversation each time (the `@turn@` mark gets a new number, as in
 bench/post.lua), and does what the gateway does with it without the network: decode the
-client body (protocols/reuse.py), parse it, render and serialise the upstream body, then turn the
-upstream's canned answer (the whole stream, for a streamed body) into the client's bytes. A
-few warm-up turns come first, as a running gateway has seen the conversation before.
+client body (protocols/reuse.py, or the client codec's typed reader), parse it, render and
+serialise the upstream body, then turn the upstream's canned answer (the whole stream, for
+a streamed body) into the client's bytes. A few warm-up turns come first, as a running
+gateway has seen the conversation before.
 
 bench/instructions.sh runs this under valgrind and reports instructions per request: unlike
 time on a shared 2-core machine, the count repeats to within a fraction of a percent, so a
