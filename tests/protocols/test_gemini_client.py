@@ -154,6 +154,9 @@ def test_snake_case_keys_read_the_same() -> None:
         ({}, "contents"),
         ({"contents": [1]}, "contents[0]"),
         ({"contents": [{"role": "user"}]}, "contents[0].parts"),
+        # found by tests/server/test_gw_fuzz.py: a list here was a 502 when translated
+        ({"contents": [], "generationConfig": {"candidateCount": [1]}},
+         "generationConfig.candidateCount"),
     ],
 )
 def test_malformed_requests_name_the_field(body: dict[str, Any], param: str) -> None:

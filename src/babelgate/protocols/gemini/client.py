@@ -160,10 +160,18 @@ def parse_request(body: JSON, reuse: Reuse | None = None) -> Request:
         top_p=get(config, "topP"),
         top_k=get(config, "topK"),
         stop=tuple([str(s) for s in stops]) if isinstance(stops, list) else (),
-        n=get(config, "candidateCount"),
+        n=_candidate_count(get(config, "candidateCount")),
         reasoning=_reasoning(get(config, "thinkingConfig")),
         response_format=_response_format(config),
     )
+
+
+def _candidate_count(value: object) -> int | None:
+    """How many answers the client wants: an integer (translating compares it with 1)."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+        raise invalid("generationConfig.candidateCount: must be an integer",
+                      "generationConfig.candidateCount")
+    return value
 
 
 class _Conversation:
