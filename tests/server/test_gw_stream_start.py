@@ -60,3 +60,41 @@ async def test_an_anthropic_upstream_that_reports_no_input_tokens_gets_an_estima
     # (~4,000 tokens), not of an empty one.
     assert starts and starts[0] > 3000, starts
     assert deltas and deltas[-1] == starts[0], deltas
+
+
+async def test_a_gemini_upstream_that_counts_no_input_gets_an_estimate(
+    fresh: Stack, client: AsyncAnthropic
+) -> None:
+    # Gemini counts the prompt in each chunk's usageMetadata, so the gateway makes no
+    # estimate in advance; when it says 0, one is made before the stream's start goes out.
+    fresh.ge.queue(Reply(text="Done.", usage=Usage(input_tokens=0, output_tokens=2)))
+    starts, deltas = [], []
+    async with client.messages.stream(
+        model="gem-client", max_tokens=2000,
+        messages=[{"role": "user", "content": LONG_PROMPT}],
+    ) as stream:
+        async for event in stream:
+            if event.type == "message_start":
+                starts.append(event.message.usage.input_tokens)
+            elif event.type == "message_delta":
+                deltas.append(event.usage.input_tokens)
+    assert starts and starts[0] > 3000, starts
+    assert deltas and deltas[-1] == starts[0], deltas
+
+
+async def test_a_gemini_upstream_that_counts_the_input_is_taken_at_its_word(
+    fresh: Stack, client: AsyncAnthropic
+) -> None:
+    fresh.ge.queue(Reply(text="Done.", usage=Usage(input_tokens=1234, output_tokens=2)))
+    starts, deltas = [], []
+    async with client.messages.stream(
+        model="gem-client", max_tokens=2000,
+        messages=[{"role": "user", "content": LONG_PROMPT}],
+    ) as stream:
+        async for event in stream:
+            if event.type == "message_start":
+                starts.append(event.message.usage.input_tokens)
+            elif event.type == "message_delta":
+                deltas.append(event.usage.input_tokens)
+    assert starts == [1234]
+    assert deltas and deltas[-1] == 1234, deltas

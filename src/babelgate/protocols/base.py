@@ -61,6 +61,11 @@ class Quirks(msgspec.Struct, frozen=True, cache_hash=True):
 class StreamDecoder(ABC):
     """Upstream stream bytes -> canonical events (see canonical.stream for the contract)."""
 
+    # The upstream's stream counts the prompt's tokens at its start (Anthropic's
+    # message_start, Gemini's usageMetadata): the gateway then estimates them only when a
+    # stream's start comes without them, not in advance for every stream.
+    input_at_start: ClassVar[bool] = False
+
     @abstractmethod
     def feed(self, chunk: bytes) -> list[Event]:
         """Take the next chunk of the body (any size, any split) and return the events it

@@ -403,15 +403,14 @@ class Gateway:
         encoder = call.codec.stream_encoder(call.request, reuse)
         decoder = provider.codec.stream_decoder(upstream_request, reuse)
         attempt.provider = provider
-        # Made now, while the request is whole: its first events are encoded after it was let
-        # go of (below). OpenAI-style upstreams report input tokens at the end only, and some
-        # Anthropic-compatible ones say 0 in message_start; the client still needs a count.
+        # OpenAI-style upstreams report input tokens at the end only; the client still needs
+        # a count at the start. Made now, while the request is whole (it is let go of below).
+        # Upstreams that count them at the start are estimated for only when they say 0 (some
+        # Anthropic-compatible ones do): see _late_estimate.
         estimate = call.estimated_input  # a `long_context` rule's, when one made it
-        try:
-            attempt.estimated_input = (estimate if estimate is not None
-                                       else tokens.quick_estimate(call.request, reuse))
-        except TOO_DEEP as exc:  # the client's value
-            raise too_deep(exc) from None
+        if estimate is None and not decoder.input_at_start:
+            estimate = _estimate(call)
+        attempt.estimated_input = estimate or 0
         # Waiting on the upstream can take seconds, and a burst of new streams waits together:
         # let go of the parsed body meanwhile (the raw bytes stay, for a fallback).
         del upstream_request
@@ -442,6 +441,8 @@ class Gateway:
         if failed is not None:
             await chunks.aclose()
             raise provider.own_error(failed)
+        if not attempt.estimated_input and _without_input(first):
+            attempt.estimated_input = _late_estimate(call)
         first_bytes = _encode(encoder, first, attempt, call.request)
         if len(first) > 1 or not isinstance(first[0], MessageStart):
             attempt.first = time.perf_counter()  # content came with the opening
@@ -712,6 +713,38 @@ async def _opening_events(
     return [*opening, *decoder.close()]
 
 
+def _estimate(call: Call) -> int:
+    """The input-token estimate of the call's request (tokens.quick_estimate)."""
+    try:
+        return tokens.quick_estimate(call.request, call.reuse)
+    except TOO_DEEP as exc:  # the client's value
+        raise too_deep(exc) from None
+
+
+def _late_estimate(call: Call) -> int:
+    """The estimate for a stream whose start did not count the input, made from the body
+    while the stream can still fall back (the call still holds the raw bytes); the parsed
+    body is let go of again afterwards."""
+    call.restore()
+    try:
+        return _estimate(call)
+    finally:
+        call.release()
+
+
+def _without_input(events: list[Event]) -> bool:
+    """Whether the stream's opening events leave out the input count that the client is
+    given at the start and at the end: its start, or the end of a whole short stream (the
+    MessageDelta, last but for the MessageStop), says 0. A later end that says 0 is given
+    the start's count (_reported_end)."""
+    for event in (events[0], *events[-2:]):
+        if (type(event) is MessageStart or type(event) is MessageDelta) and (
+            not event.usage.prompt_tokens
+        ):
+            return True
+    return False
+
+
 def _event_too_large(provider: Provider, limit: int) -> GatewayError:
     """More than `limit` bytes of a stream without one whole event (a stream's gzip bomb
     looks so): the upstream's fault, ended before it fills our memory."""
@@ -772,7 +805,14 @@ def _reported_end(event: MessageDelta, attempt: Attempt) -> MessageDelta:
     if usage.prompt_tokens and usage.output_tokens:
         return event
     if not usage.prompt_tokens:
-        usage = replace(usage, input_tokens=attempt.estimated_input)
+        opening = attempt.opening
+        if not attempt.estimated_input and opening is not None:
+            # No estimate was made, since the start counted the input: that count, then.
+            usage = replace(usage, input_tokens=opening.input_tokens,
+                            cache_read_tokens=opening.cache_read_tokens,
+                            cache_write_tokens=opening.cache_write_tokens)
+        else:
+            usage = replace(usage, input_tokens=attempt.estimated_input)
     if not usage.output_tokens:
         usage = replace(usage, output_tokens=tokens.estimate_chars(attempt.out_chars))
     return replace(event, usage=usage)

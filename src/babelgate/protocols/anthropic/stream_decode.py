@@ -116,6 +116,7 @@ def _read_piece(data: bytes) -> str | None:
 
 
 class AnthropicStreamDecoder(SSEStreamDecoder):
+    input_at_start = True  # message_start's usage
     __slots__ = (
         "_block",
         "_custom",

@@ -125,6 +125,7 @@ _TEXT_KEYS = (b'"text"',)
 
 
 class GeminiStreamDecoder(SSEStreamDecoder):
+    input_at_start = True  # the first chunk's usageMetadata
     __slots__ = (
         "_blocked",
         "_done",
