@@ -48,26 +48,23 @@ def usage_body(usage: Usage) -> JSON:
     }
 
 
-def _int(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
 def update_usage(usage: Usage, body: object) -> Usage:
     """`usage` with an upstream usage object folded in; absent or null fields keep their
-    value (message_delta repeats only some of them)."""
+    value (message_delta repeats only some of them). Written out field by field: a stream
+    folds two of these (message_start, message_delta), and a loop over the fields cost
+    twice as much (22 k instructions a stream against 12 k). `type(...) is int` takes what
+    JSON decodes to an int, and not a bool."""
     if not isinstance(body, dict):
         return usage
-    changed = {}
-    for key, attr in _USAGE_FIELDS:
-        value = _int(body.get(key))
-        if value is not None:
-            changed[attr] = value
-    return replace(usage, **changed) if changed else usage
-
-
-_USAGE_FIELDS = (
-    ("input_tokens", "input_tokens"),
-    ("output_tokens", "output_tokens"),
-    ("cache_creation_input_tokens", "cache_write_tokens"),
-    ("cache_read_input_tokens", "cache_read_tokens"),
-)
+    get = body.get
+    read = get("input_tokens")
+    written = get("output_tokens")
+    cache_write = get("cache_creation_input_tokens")
+    cache_read = get("cache_read_input_tokens")
+    return replace(
+        usage,
+        input_tokens=read if type(read) is int else usage.input_tokens,
+        output_tokens=written if type(written) is int else usage.output_tokens,
+        cache_write_tokens=cache_write if type(cache_write) is int else usage.cache_write_tokens,
+        cache_read_tokens=cache_read if type(cache_read) is int else usage.cache_read_tokens,
+    )
