@@ -79,8 +79,9 @@ def main(bodies: Path, body: str, turns: int, until: str = "all") -> None:
         if not stream:
             answer = upstream.parse_response(orjson.loads(canned), upstream_request, reuse)
             return orjson.dumps(client.render_response(answer, request, reuse))
-        tokens.quick_estimate(request, reuse)
         decoder = upstream.stream_decoder(upstream_request, reuse)
+        if not decoder.input_at_start:  # as the gateway (server/gateway.py, _translate_stream)
+            tokens.quick_estimate(request, reuse)
         encoder = client.stream_encoder(request, reuse)
         return b"".join(encoder.encode(event) for event in decoder.feed(canned) + decoder.close())
 
