@@ -20,7 +20,8 @@ from babelgate.config import (
     Settings,
 )
 from babelgate.routing import ManualClock, Plan, RoutingPolicy, RoutingState, Target
-from babelgate.routing.plan import KeysUsedUp, key_used_up
+from babelgate.routing.plan import RoutedKeys, key_used_up
+from babelgate.routing.policy import key_id
 from babelgate.routing.quota import QuotaMark
 
 A, B = Target("a", "model-a"), Target("b", "model-b")
@@ -51,15 +52,14 @@ class Sink:
     def __init__(self) -> None:
         self.rows: dict[str, tuple[float, float, str]] = {}
 
-    def save(self, provider: str, key: int, since: float, resets_at: float,
+    def save(self, provider: str, key: str, since: float, resets_at: float,
              reason: str) -> None:
-        self.rows[provider if key < 0 else f"{provider}#{key}"] = (since, resets_at, reason)
+        self.rows[f"{provider}#{key}" if key else provider] = (since, resets_at, reason)
 
-    def delete(self, provider: str | None, key: int | None = None) -> None:
+    def delete(self, provider: str | None, key: str | None = None) -> None:
         for name in list(self.rows):
-            mark_of, _, index = name.partition("#")
-            if provider is None or (mark_of == provider and (
-                    key is None or int(index or -1) == key)):
+            mark_of, _, of_key = name.partition("#")
+            if provider is None or (mark_of == provider and key in (None, of_key)):
                 del self.rows[name]
 
 
@@ -231,15 +231,20 @@ async def test_a_billing_refusal_marks_the_provider_until_its_window_resets() ->
     assert "a" not in h.sink.rows
 
 
+ONE_KEY, TWO_KEY = "sk-one-key-111111", "sk-two-key-222222"
+ONE_ID, TWO_ID = key_id(ONE_KEY), key_id(TWO_KEY)
+
+
 async def test_a_key_used_up_is_marked_and_the_provider_only_with_all_its_keys() -> None:
     config = settings(quota={"a": {"window": "1h"}})
-    config.providers["a"].api_keys = ["sk-one-key-111111", "sk-two-key-222222"]
+    config.providers["a"].api_keys = [ONE_KEY, TWO_KEY]
     h = Harness(config)
+    keys = RoutedKeys(h.state, "a", h.policy.keys["a"])
     spent = err(402, "Insufficient Balance")
     assert not key_used_up(h.state, h.policy, "a", 0, overloaded())  # not a used-up quota
     assert key_used_up(h.state, h.policy, "a", 0, spent)
-    assert h.sink.rows["a#0"][1] == h.clock.now() + 3600
-    assert KeysUsedUp(h.state, "a")(0) and not KeysUsedUp(h.state, "a")(1)
+    assert h.sink.rows[f"a#{ONE_ID}"][1] == h.clock.now() + 3600
+    assert not keys.usable(0) and keys.usable(1)
     # The request that saw key #1 refused as well still leaves the provider in use while a
     # key has quota: only this request moves on.
     assert await h.run({A: [spent]}) == B
@@ -248,16 +253,55 @@ async def test_a_key_used_up_is_marked_and_the_provider_only_with_all_its_keys()
     assert key_used_up(h.state, h.policy, "a", 1, spent)  # now every key is used up
     assert await h.run({A: [spent]}) == B
     mark = h.state.quota.marks["a"]
-    assert mark.resets_at == h.sink.rows["a#0"][1]  # back with its first key
+    assert mark.resets_at == h.sink.rows[f"a#{ONE_ID}"][1]  # back with its first key
     status = h.state.status(["a"], h.policy.keys)[0]
     assert status.state == "exhausted" and status.keys is not None
     assert [(k.key, k.state) for k in status.keys] == [("#0", "exhausted"), ("#1", "exhausted")]
     h.clock.advance(3000)  # key #0's hour is over
-    assert not KeysUsedUp(h.state, "a")(0) and KeysUsedUp(h.state, "a")(1)
+    assert keys.usable(0) and not keys.usable(1)
     h.calls.clear()
     assert await h.run({}) == A and h.calls == [A]
     h.state.reset("a")
     assert h.sink.rows == {} and not h.state.quota.key_marks
+
+
+
+async def test_marks_and_rests_of_keys_follow_the_key_when_a_reload_reorders_them() -> None:
+    config = settings(quota={"a": {"window": "1h"}})
+    config.providers["a"].api_keys = [ONE_KEY, TWO_KEY]
+    h = Harness(config)
+    spent = err(402, "Insufficient Balance")
+    assert key_used_up(h.state, h.policy, "a", 0, spent)  # ONE_KEY, first in the list
+    RoutedKeys(h.state, "a", h.policy.keys["a"]).rest(1, 60, "refused (HTTP 401)")  # TWO_KEY
+    h.clock.advance(10)
+    assert [(k.key, k.state) for k in h.state.status(["a"], h.policy.keys)[0].keys or ()] == [
+        ("#0", "exhausted"), ("#1", "cooling")]
+
+    # A reload puts a new key first and the two others after it, swapped: the same
+    # RoutingState, a new policy.
+    new_key = "sk-new-key-333333"
+    reloaded = settings(quota={"a": {"window": "1h"}})
+    reloaded.providers["a"].api_keys = [new_key, TWO_KEY, ONE_KEY]
+    policy = RoutingPolicy.from_settings(reloaded)
+    assert policy.keys["a"] == (key_id(new_key), TWO_ID, ONE_ID)
+    keys = RoutedKeys(h.state, "a", policy.keys["a"])
+    assert [keys.usable(i) for i in range(3)] == [True, False, False]
+    new, two, one = h.state.status(["a"], policy.keys)[0].keys or ()
+    assert (new.key, new.state) == ("#0", "ok")
+    assert (two.key, two.state, two.reason) == ("#1", "cooling", "refused (HTTP 401)")
+    assert two.since == h.clock.now() - 10 and two.resets_at == h.clock.now() + 50
+    assert (one.key, one.state) == ("#2", "exhausted") and one.resets_at == h.clock.now() + 3590
+    # Neither the key nor anything but its id is what routing and the database keep.
+    assert set(h.sink.rows) == {f"a#{ONE_ID}"}
+    assert all(ONE_KEY not in repr(k) and TWO_KEY not in repr(k)
+               for k in h.state.key_rests.by_key)
+
+    h.clock.advance(50)  # the rest is over; the quota is not
+    assert [keys.usable(i) for i in range(3)] == [True, True, False]
+    assert [k.state for k in h.state.status(["a"], policy.keys)[0].keys or ()] == [
+        "ok", "ok", "exhausted"]
+    h.state.reset("a")
+    assert keys.usable(2) and not h.state.key_rests.by_key
 
 
 @pytest.mark.parametrize("error", [

@@ -156,6 +156,41 @@ async def test_user_agent_rule_for_an_openai_client(rig: Rig) -> None:
     rig.untouched("oa")
 
 
+async def count(rig: Rig, path: str, body: dict[str, Any], headers: dict[str, str]
+                ) -> tuple[int, dict[str, str], Any]:
+    async with aiohttp.ClientSession() as session, session.post(
+            rig.gw.url + path, data=orjson.dumps(body), headers=headers) as resp:
+        return resp.status, dict(resp.headers), orjson.loads(await resp.read())
+
+
+async def test_token_counts_name_the_rule_and_route_that_counted(rig: Rig) -> None:
+    anthropic = "/v1/messages/count_tokens"
+    body = {"model": "claude-client", "messages": [{"role": "user", "content": "Hi there"}]}
+    status, headers, answer = await count(rig, anthropic, body, ANTHROPIC)
+    assert status == 200 and answer["input_tokens"] > 0, answer
+    assert headers["x-babelgate-route"] == "route:claude-client"
+    status, headers, answer = await count(rig, anthropic, body, {**ANTHROPIC, "x-rule": "edits"})
+    assert status == 200, answer
+    assert headers["x-babelgate-route"] == "rule:edits, route:claude-client"
+    # The rule's first target refuses the connection: counted here, and still named.
+    status, headers, answer = await count(rig, anthropic, body,
+                                          {**ANTHROPIC, "x-rule": "fallback"})
+    assert (status, headers["x-babelgate-token-count"]) == (200, "estimate"), answer
+    assert headers["x-babelgate-route"] == "rule:fallback"
+    # Gemini's :countTokens, routed by the model in its path.
+    gemini = {"contents": [{"role": "user", "parts": [{"text": "Hi there"}]}]}
+    status, headers, answer = await count(
+        rig, "/v1beta/models/gpt-client:countTokens", gemini,
+        {"content-type": "application/json", "x-goog-api-key": "client-key"})
+    assert status == 200 and answer["totalTokens"] > 0, answer
+    assert headers["x-babelgate-route"] == "route:gpt-client"
+    # Refused before any route was chosen: no route to name.
+    status, headers, answer = await count(rig, anthropic, {**body, "model": "nowhere/x"},
+                                          ANTHROPIC)
+    assert status == 404 and answer["type"] == "error", answer
+    assert "x-babelgate-route" not in headers
+
+
 # ---------------------------------------------------------------- edits
 
 

@@ -4,7 +4,9 @@ One source per provider (the configuration allows exactly one):
 - `StaticKeys`: `api_key`, or `api_keys` taken in turn (round robin). A key the upstream
   refuses (401, 402, 403, 429) rests for a while and the next key serves; a rate limit's
   `Retry-After` sets how long. When every key rests, the one that wakes first serves anyway:
-  a request is never stranded by resting keys.
+  a request is never stranded by resting keys. Which keys rest (and which are used up) is
+  kept by a `KeyStates`: its own until routing gives it one (server/gateway.py), which keeps
+  each key's rest across reloads and shows it in /v1/quota.
 - `FileKey`: `api_key_file`, plain text or JSON with `access_token` or `api_key`; re-read
   when its mtime (or size) changes, looked at no more than once per `check_every` seconds.
 - `CommandKey`: `api_key_command`, its stdout stripped, kept for `ttl` seconds and run again
@@ -32,6 +34,7 @@ import subprocess
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import orjson
 
@@ -72,9 +75,6 @@ class Credentials:
 
     def __init__(self) -> None:
         self.provider = ""
-        # Whether key `index` is used up (routing's KeysUsedUp, set for several `api_keys`):
-        # such a key is passed over like a resting one.
-        self.skip: Callable[[int], bool] | None = None
         self._build: HeaderBuilder = lambda value: {}
         self._seen: list[str] = []  # every value served, newest last, for redaction
 
@@ -114,10 +114,6 @@ class Credentials:
         same request with now, or None when no other key is worth a try."""
         return None
 
-    def rest(self, index: int, seconds: float) -> None:
-        """Rest key `index` for `seconds` (a quota used up on one of `api_keys`). Sources with
-        one key have nothing to rest: the provider as a whole is routing's business."""
-
     def secrets(self) -> tuple[str, ...]:
         """Every value this source has served (the newest KEPT_SECRETS), for redaction."""
         return tuple(self._seen)
@@ -128,6 +124,41 @@ class Credentials:
 
     def close(self) -> None:
         """Stop background work (a command's refresh). Idempotent."""
+
+
+class KeyStates(Protocol):
+    """What is known of each key of `api_keys`, by its place in the list."""
+
+    def usable(self, index: int) -> bool:
+        """Whether the key may serve now: not resting, not used up."""
+        ...
+
+    def wakes(self, index: int) -> tuple[bool, float]:
+        """When no key is usable, the one with the least of these serves: a key with quota
+        left before a used-up one, then the one whose rest ends first."""
+        ...
+
+    def rest(self, index: int, seconds: float, reason: str) -> None:
+        """The key rests for `seconds` (`reason`: what the upstream answered)."""
+        ...
+
+
+class LocalKeyStates:
+    """The rests of a source's keys, kept by the source itself (no routing: a provider made
+    outside a gateway). Nothing is used up here; that is routing's to say."""
+
+    def __init__(self, count: int, clock: Clock) -> None:
+        self._until = [0.0] * count  # clock time each key rests until
+        self._clock = clock
+
+    def usable(self, index: int) -> bool:
+        return self._until[index] <= self._clock()
+
+    def wakes(self, index: int) -> tuple[bool, float]:
+        return False, self._until[index]
+
+    def rest(self, index: int, seconds: float, reason: str) -> None:
+        self._until[index] = max(self._until[index], self._clock() + seconds)
 
 
 class StaticKeys(Credentials):
@@ -141,8 +172,9 @@ class StaticKeys(Credentials):
         self._keys: tuple[Key, ...] = ()
         self._rest_seconds = rest_seconds
         self._max_rest = max_rest
-        self._clock = clock
-        self._until = [0.0] * len(self._values)  # clock time each key rests until
+        # Which keys rest or are used up: routing's (server/gateway.py sets it for several
+        # `api_keys`), else this source's own.
+        self.states: KeyStates = LocalKeyStates(len(self._values), clock)
         self._next = 0
         self.most_sends = len(self._values)
 
@@ -155,20 +187,15 @@ class StaticKeys(Credentials):
             return keys[0]
         # Every key rests (or is used up): the one that wakes first serves rather than
         # nobody, one with quota left first.
-        return self._awake() or keys[min(range(len(keys)), key=self._wakes)]
-
-    def _wakes(self, index: int) -> tuple[bool, float]:
-        skip = self.skip
-        return (skip is not None and skip(index)), self._until[index]
+        return self._awake() or keys[min(range(len(keys)), key=self.states.wakes)]
 
     def _awake(self) -> Key | None:
         """The next key in turn that neither rests nor is used up, if any."""
-        keys, until, skip = self._keys, self._until, self.skip
-        now = self._clock()
+        keys, usable = self._keys, self.states.usable
         count = len(keys)
         for step in range(count):
             index = (self._next + step) % count
-            if until[index] <= now and (skip is None or not skip(index)):
+            if usable(index):
                 self._next = index + 1
                 return keys[index]
         return None
@@ -180,14 +207,15 @@ class StaticKeys(Credentials):
         if status == 429 and retry_after is not None:
             # At least a second: "retry-after: 0" must not bring the key straight back.
             seconds = max(min(retry_after, self._max_rest), 1.0)
-        self.rest(key.index, seconds)
+        self.rest(key.index, seconds, f"refused (HTTP {status})")
         log.warning("provider %s: key #%d of api_keys refused (HTTP %d); it rests %.0f s",
                     self.provider, key.index, status, seconds)
         return self._awake()
 
-    def rest(self, index: int, seconds: float) -> None:
-        if 0 <= index < len(self._until):
-            self._until[index] = max(self._until[index], self._clock() + seconds)
+    def rest(self, index: int, seconds: float, reason: str = "resting") -> None:
+        """Rest key `index` for `seconds`."""
+        if 0 <= index < len(self._values):
+            self.states.rest(index, seconds, reason)
 
     def describe(self) -> str:
         return f"api_keys ({len(self._values)})" if len(self._values) > 1 else self.kind

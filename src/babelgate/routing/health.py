@@ -7,6 +7,9 @@ What this module promises:
   the target still counts as resting for everyone else. The probe's success clears it, its
   failure starts a new rest. A probe that never reports (its client went away) is given up
   after another `seconds`, and the next request probes.
+- Keys of `api_keys` rest too (`KeyRests`: a refused key, for as long as the provider's
+  credentials say), named by id (routing/policy.py `key_id`), so a reload keeps each rest
+  with its key.
 - Nothing here decides order: `resting(target)` is what routing/plan.py asks. Only targets
   that failed have an entry, so a healthy gateway pays one empty-dict check per request.
 - Other processes (server/shared_routing.py): a `listener` hears each rest that begins here
@@ -142,3 +145,51 @@ class Cooldowns:
             for target, health in self.by_target.items()
             if health.until > mono
         ]
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRest:
+    """One key of a provider's `api_keys` resting after a refusal (401, 403, 429...)."""
+
+    until: float  # monotonic
+    since: float  # wall time the rest began
+    reason: str
+
+
+class KeyRests:
+    """The keys of `api_keys` that rest, by (provider, key id): a refused key rests for a
+    while (providers/credentials.py decides how long) and the provider's other keys serve.
+    Kept here, in the process's one RoutingState, rather than in the provider's credentials:
+    a reload that rebuilds the provider (its list edited, reordered) keeps each rest with its
+    key. Entries whose rest is over are dropped at each new rest, so the dict holds at most
+    the keys refused within the longest rest."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.by_key: dict[tuple[str, str], KeyRest] = {}
+
+    def rest(self, provider: str, key: str, seconds: float, reason: str) -> None:
+        mono = self.clock.monotonic()
+        for over in [k for k, r in self.by_key.items() if r.until <= mono]:
+            del self.by_key[over]
+        until = mono + seconds
+        known = self.by_key.get((provider, key))
+        if known is None or known.until < until:
+            self.by_key[provider, key] = KeyRest(until, self.clock.now(), reason)
+
+    def until(self, provider: str, key: str) -> float:
+        """The monotonic time the key wakes (0.0: it does not rest)."""
+        found = self.by_key.get((provider, key)) if self.by_key else None
+        return found.until if found is not None else 0.0
+
+    def current(self, provider: str, key: str) -> tuple[float, float, str] | None:
+        """The key's rest while it lasts, for /v1/quota: (since, until, reason), wall times."""
+        found = self.by_key.get((provider, key))
+        mono = self.clock.monotonic()
+        if found is None or found.until <= mono:
+            return None
+        return found.since, self.clock.now() + (found.until - mono), found.reason
+
+    def clear(self, provider: str | None = None) -> None:
+        for found in [k for k in self.by_key if provider in (None, k[0])]:
+            del self.by_key[found]

@@ -32,6 +32,9 @@ What a Plan promises:
   that says the quota is used up marks that key until its reset, and the provider tries its
   next key. The provider is marked used up only when every key is (until the first comes
   back); before that, a used-up refusal moves this request to the next target only.
+  `RoutedKeys` is what the provider's credentials ask before picking a key (used up? resting?)
+  and tell when they rest one. Keys are named by id (policy.py `key_id`), so marks and rests
+  stay with their key whatever a reload does to the list.
 - A healthy gateway (no cooldown, no quota mark, no weights) pays for one small object and a
   few attribute reads per request: the ordering work only runs when there is something to
   order by.
@@ -158,17 +161,18 @@ class Plan:
 
     def _some_key_left(self, provider: str) -> bool:
         """Whether a key of the provider's `api_keys` is not used up (False without keys)."""
-        count = self._policy.keys.get(provider)
-        if count is None:
+        ids = self._policy.keys.get(provider)
+        if ids is None:
             return False
         quota, now = self._state.quota, self._state.clock.now()
-        return any(quota.key_exhausted(provider, key, now) is None for key in range(count))
+        return any(quota.key_exhausted(provider, key, now) is None for key in ids)
 
     def _mark(self, provider: str, error: GatewayError, reason: str) -> None:
         state = self._state
         now = state.clock.now()
         resets_at = _resets_at(state, self._policy, provider, error, now)
-        first_key_back = state.quota.soonest_key_reset(provider)
+        first_key_back = state.quota.soonest_key_reset(provider,
+                                                       self._policy.keys.get(provider, ()))
         if first_key_back is not None:  # every key used up: back with the first of them
             resets_at = min(resets_at, first_key_back)
         mark = state.quota.mark(provider, now, resets_at, reason)
@@ -204,36 +208,54 @@ class Plan:
         return awake + resting
 
 
-def key_used_up(state: RoutingState, policy: RoutingPolicy, provider: str, key: int,
+def key_used_up(state: RoutingState, policy: RoutingPolicy, provider: str, index: int,
                 error: GatewayError) -> bool:
-    """Whether `error`, the refusal key `key` of the provider's `api_keys` got, says that
+    """Whether `error`, the refusal key `index` of the provider's `api_keys` got, says that
     key's quota is used up; if so the key is marked until its reset."""
     reason = exhaustion(error, policy.quota_for(provider))
     if reason is None:
         return False
     now = state.clock.now()
     mark = state.quota.mark(provider, now, _resets_at(state, policy, provider, error, now),
-                            reason, key)
-    log.warning("provider %s: key #%d of api_keys used up until %s (%s)", provider, key,
+                            reason, policy.keys[provider][index])
+    log.warning("provider %s: key #%d of api_keys used up until %s (%s)", provider, index,
                 iso_time(mark.resets_at), reason)
     return True
 
 
-class KeysUsedUp:
-    """Whether key `index` of one provider's `api_keys` is used up now: what its credentials
-    ask before picking a key (providers/credentials.py, `skip`). One dict check while no key
-    of any provider is marked."""
+class RoutedKeys:
+    """Routing's word on each key of one provider's `api_keys`, by its place in the list (the
+    credentials' KeyStates, providers/credentials.py): whether it is used up (a quota mark)
+    or resting (a refusal), and the rests the credentials decide, kept in the RoutingState
+    under the key's id. A few attribute reads while no key of any provider is marked or
+    rests."""
 
-    __slots__ = ("_provider", "_state")
+    __slots__ = ("_ids", "_provider", "_state")
 
-    def __init__(self, state: RoutingState, provider: str) -> None:
+    def __init__(self, state: RoutingState, provider: str, ids: tuple[str, ...]) -> None:
         self._state = state
         self._provider = provider
+        self._ids = ids
 
-    def __call__(self, index: int) -> bool:
+    def usable(self, index: int) -> bool:
+        state = self._state
+        rests = state.key_rests
+        if rests.by_key and rests.until(self._provider, self._ids[index]) > \
+                state.clock.monotonic():
+            return False
+        return not self._used_up(index)
+
+    def wakes(self, index: int) -> tuple[bool, float]:
+        return self._used_up(index), self._state.key_rests.until(self._provider,
+                                                                 self._ids[index])
+
+    def rest(self, index: int, seconds: float, reason: str) -> None:
+        self._state.key_rests.rest(self._provider, self._ids[index], seconds, reason)
+
+    def _used_up(self, index: int) -> bool:
         quota = self._state.quota
         return bool(quota.key_marks) and quota.key_exhausted(
-            self._provider, index, self._state.clock.now()) is not None
+            self._provider, self._ids[index], self._state.clock.now()) is not None
 
 
 def _resets_at(state: RoutingState, policy: RoutingPolicy, provider: str,

@@ -7,6 +7,7 @@ is immutable and shared by every request.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -27,9 +28,10 @@ class RoutingPolicy:
     # Providers with a `weight`: a route with one of them among its targets spreads its
     # requests (routing/plan.py); others weigh 1 there.
     weights: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
-    # Providers with several `api_keys`: how many. Each key has its own quota marks; the
-    # provider is used up only when all of them are.
-    keys: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    # Providers with several `api_keys`: each key's id (`key_id`), in the list's order. Each
+    # key has its own quota marks and rests; the provider is used up only when all its keys
+    # are.
+    keys: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
 
     def quota_for(self, provider: str) -> QuotaPolicy:
         return self.quotas.get(provider, DEFAULT_QUOTA)
@@ -52,10 +54,20 @@ class RoutingPolicy:
                 if cfg.weight is not None
             }),
             keys=MappingProxyType({
-                name: len(cfg.api_keys) for name, cfg in settings.providers.items()
+                name: tuple(key_id(value) for value in cfg.api_keys)
+                for name, cfg in settings.providers.items()
                 if cfg.api_keys and len(cfg.api_keys) > 1
             }),
         )
+
+
+def key_id(value: str) -> str:
+    """What routing, the database and other processes call one key of `api_keys`: a short
+    hash of it. Its place in the list would move its quota marks and rests to another key when
+    the list is edited and reloaded; the key itself must never be stored or shown. 48 bits of
+    SHA-256 behind a prefix of our own: two keys of a provider do not meet, and a key cannot
+    be read back from it (keys carry far more than 48 bits)."""
+    return hashlib.sha256(b"babelgate api_keys\0" + value.encode()).hexdigest()[:12]
 
 
 def _quota(config: QuotaConfig) -> QuotaPolicy:

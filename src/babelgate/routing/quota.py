@@ -16,12 +16,14 @@ What this module promises:
   of `anthropic-ratelimit-*-reset` (Unix seconds or RFC 3339), `x-ratelimit-reset-*`
   (a duration such as "6m0s", or seconds) and Retry-After; None when it says nothing. A
   stated time wins over the configured window.
-- `QuotaBook` holds the marks (provider -> until when, and (provider, key index) -> until
+- `QuotaBook` holds the marks (provider -> until when, and (provider, key id) -> until
   when for the keys of a provider's `api_keys`), drops a mark once its reset time has passed,
   and tells a `QuotaSink` (the database, wired by the app) about every change, so the marks
-  survive a restart. Marks are immutable values; a key is named by its index, never its
-  value. `replace_all` takes what the database (or Redis) says now, for the marks another
-  process made (server/shared_routing.py).
+  survive a restart. Marks are immutable values; a key is named by its id (routing/policy.py
+  `key_id`: a short hash, never its value nor its place in the list, so a mark stays with its
+  key when the list is reordered or edited and the configuration reloaded).
+  `replace_all` takes what the database (or Redis) says now, for the marks another process
+  made (server/shared_routing.py).
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ class QuotaPolicy:
 DEFAULT_QUOTA = QuotaPolicy()
 
 
-PROVIDER = -1  # the `key` of a mark on the provider as a whole
+PROVIDER = ""  # the `key` of a mark on the provider as a whole
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,17 +64,17 @@ class QuotaMark:
     since: float  # wall time of the refusal
     resets_at: float  # wall time it comes back
     reason: str
-    key: int = PROVIDER  # the key's index in the provider's `api_keys`; PROVIDER: all of it
+    key: str = PROVIDER  # the id of a key of the provider's `api_keys`; PROVIDER: all of it
 
 
 class QuotaSink(Protocol):
     """Where marks are kept across restarts (storage/quota_marks.py); called on the event
     loop, so it must only issue the work."""
 
-    def save(self, provider: str, key: int, since: float, resets_at: float,
+    def save(self, provider: str, key: str, since: float, resets_at: float,
              reason: str) -> None: ...
 
-    def delete(self, provider: str | None, key: int | None = None) -> None: ...
+    def delete(self, provider: str | None, key: str | None = None) -> None: ...
 
 
 def exhaustion(error: GatewayError, policy: QuotaPolicy) -> str | None:
@@ -134,7 +136,7 @@ def _moment(value: str, now: float) -> float | None:
 class QuotaBook:
     sink: QuotaSink | None = None
     marks: dict[str, QuotaMark] = field(default_factory=dict)  # providers used up
-    key_marks: dict[tuple[str, int], QuotaMark] = field(default_factory=dict)  # their keys
+    key_marks: dict[tuple[str, str], QuotaMark] = field(default_factory=dict)  # their keys
     # Grows with every change made here (a mark, a reset, a mark gone at its reset): a read
     # of the shared marks issued before a change may not show it (server/shared_routing.py).
     changes: int = 0
@@ -164,8 +166,8 @@ class QuotaBook:
             return None
         return mark
 
-    def key_exhausted(self, provider: str, key: int, now: float) -> QuotaMark | None:
-        """Key `key` of the provider's `api_keys`'s mark while it holds."""
+    def key_exhausted(self, provider: str, key: str, now: float) -> QuotaMark | None:
+        """The mark of the provider's key with id `key` while it holds."""
         mark = self.key_marks.get((provider, key))
         if mark is not None and now >= mark.resets_at:
             del self.key_marks[provider, key]
@@ -176,7 +178,7 @@ class QuotaBook:
         return mark
 
     def mark(self, provider: str, since: float, resets_at: float, reason: str,
-             key: int = PROVIDER) -> QuotaMark:
+             key: str = PROVIDER) -> QuotaMark:
         mark = QuotaMark(provider, since, resets_at, reason, key)
         if key == PROVIDER:
             self.marks[provider] = mark
@@ -205,12 +207,14 @@ class QuotaBook:
             self.exhausted(provider, now)
         return self.marks
 
-    def current_keys(self, now: float) -> Mapping[tuple[str, int], QuotaMark]:
+    def current_keys(self, now: float) -> Mapping[tuple[str, str], QuotaMark]:
         for provider, key in list(self.key_marks):
             self.key_exhausted(provider, key, now)
         return self.key_marks
 
-    def soonest_key_reset(self, provider: str) -> float | None:
-        """When the first of the provider's used-up keys comes back (None: none is)."""
-        times = [m.resets_at for (p, _), m in self.key_marks.items() if p == provider]
+    def soonest_key_reset(self, provider: str, keys: Iterable[str]) -> float | None:
+        """When the first of the provider's used-up keys among `keys` (those configured now)
+        comes back (None: none is)."""
+        marks = self.key_marks
+        times = [marks[provider, key].resets_at for key in keys if (provider, key) in marks]
         return min(times) if times else None

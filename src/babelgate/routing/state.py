@@ -1,4 +1,5 @@
-"""What routing remembers between requests: cooldowns, quota marks and sticky conversations.
+"""What routing remembers between requests: cooldowns, quota marks, the rests of keys and
+sticky conversations.
 
 `RoutingState` is ONE object per process. The app creates it once and passes it to every
 `Gateway(settings, routing=...)` it builds; a hot reload builds a new Gateway (and a new
@@ -20,7 +21,7 @@ from dataclasses import dataclass, replace
 from datetime import tzinfo
 
 from .clock import SYSTEM_CLOCK, Clock
-from .health import Cooldowns
+from .health import Cooldowns, KeyRests
 from .quota import QuotaBook, QuotaMark, QuotaSink
 from .sticky import Stickiness
 
@@ -28,10 +29,10 @@ from .sticky import Stickiness
 @dataclass(frozen=True, slots=True)
 class KeyStatus:
     """One key of a provider's `api_keys` as /v1/quota shows it: named by its place in the
-    list (`#0`, `#1`...), never by its value."""
+    list as configured now (`#0`, `#1`...), never by its value."""
 
     key: str
-    state: str  # ok | exhausted
+    state: str  # ok | exhausted | cooling (refused, resting a while)
     since: float | None = None
     resets_at: float | None = None
     reason: str | None = None
@@ -66,20 +67,22 @@ class RoutingState:
         self.random = random
         self.sticky = Stickiness(clock, sticky_ttl, sticky_entries)
         self.cooldowns = Cooldowns(clock)
+        self.key_rests = KeyRests(clock)
         self.quota = QuotaBook(sink)
         self.quota.load(marks)
 
     def reset(self, provider: str | None = None) -> None:
-        """Forget that `provider` (None: every provider) was used up or resting, and which
-        conversations it served."""
+        """Forget that `provider` (None: every provider) or its keys were used up or
+        resting, and which conversations it served."""
         self.quota.reset(provider)
         self.cooldowns.clear(provider)
+        self.key_rests.clear(provider)
         self.sticky.clear(provider)
 
     def status(self, providers: Iterable[str],
-               keys: Mapping[str, int] | None = None) -> list[ProviderStatus]:
-        """The state of each of `providers`; `keys`: how many `api_keys` those with several
-        have (RoutingPolicy.keys), each shown with its own state."""
+               keys: Mapping[str, tuple[str, ...]] | None = None) -> list[ProviderStatus]:
+        """The state of each of `providers`; `keys`: the ids of the `api_keys` of those with
+        several (RoutingPolicy.keys), each shown with its own state."""
         now = self.clock.now()
         marks = self.quota.current(now)
         key_marks = self.quota.current_keys(now)
@@ -98,15 +101,21 @@ class RoutingState:
                                        mark.reason)
             else:
                 shown = rests.get(name) or ProviderStatus(name, "ok")
-            count = keys.get(name) if keys else None
-            if count:
+            ids = keys.get(name) if keys else None
+            if ids:
                 shown = replace(shown, keys=tuple(
-                    _key_status(index, key_marks.get((name, index))) for index in range(count)))
+                    self._key_status(name, index, key, key_marks.get((name, key)))
+                    for index, key in enumerate(ids)))
             out.append(shown)
         return out
 
-
-def _key_status(index: int, mark: QuotaMark | None) -> KeyStatus:
-    if mark is None:
-        return KeyStatus(f"#{index}", "ok")
-    return KeyStatus(f"#{index}", "exhausted", mark.since, mark.resets_at, mark.reason)
+    def _key_status(self, provider: str, index: int, key: str,
+                    mark: QuotaMark | None) -> KeyStatus:
+        label = f"#{index}"
+        if mark is not None:  # used up says more than resting: it lasts till the reset
+            return KeyStatus(label, "exhausted", mark.since, mark.resets_at, mark.reason)
+        rest = self.key_rests.current(provider, key)
+        if rest is not None:
+            since, until, reason = rest
+            return KeyStatus(label, "cooling", since, until, reason)
+        return KeyStatus(label, "ok")

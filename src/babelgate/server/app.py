@@ -60,7 +60,7 @@ from babelgate.storage.usage import UsageWriter
 from .admin_api import AdminApi
 from .auth import OPEN_PATHS, Auth, check_scope
 from .catalog import capabilities_listing, providers_listing
-from .count_tokens import count_tokens
+from .count_tokens import count_tokens, route_count, route_headers
 from .daily_log import DailyLog, Redactor
 from .dashboard import Dashboard
 from .exchange import Headers, Response
@@ -610,20 +610,25 @@ class App:
     # ------------------------------------------------------------------ other endpoints
     async def count_tokens(self, request: Request, response: Response) -> None:
         codec = get_codec("anthropic")
+        gateway = self.gateway
+        route: Route | None = None  # once known, every answer names it, errors included
         try:
             reuse = self.reuse.table_for(owner_of(request))
             data = reuse.loads(request.body)
             model = data.get("model")
             if isinstance(model, str):
                 check_scope(request.caller, model)
-            count, estimated = await count_tokens(self.gateway, data, request.headers, reuse)
+            counting = route_count(gateway, data, request.headers, reuse)
+            route = counting.route
+            count, estimated = await count_tokens(gateway, counting, request.headers, reuse)
         except GatewayError as error:
-            send_error(response, codec, error)
+            send_error(response, codec, error, *route_headers(route))
             return
         except TOO_DEEP as exc:
-            send_error(response, codec, too_deep(exc))
+            send_error(response, codec, too_deep(exc), *route_headers(route))
             return
-        extra = [(b"x-babelgate-token-count", b"estimate" if estimated else b"upstream")]
+        extra = [(b"x-babelgate-token-count", b"estimate" if estimated else b"upstream"),
+                 _route_header(route)]
         send_json(response, 200, {"input_tokens": count}, extra)
 
     async def models(self, request: Request, response: Response) -> None:

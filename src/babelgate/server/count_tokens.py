@@ -9,6 +9,9 @@ Claude Code decides when to compact from this number.
   reported to the caller as an estimate.
 Rules apply as they do to the request being counted (routing/rules.py): the first that
 matches picks the target and its edits (a system prompt added) are counted.
+Two steps, so that the endpoints can say which rule and route counted (x-babelgate-route on
+the answer, and on an error once a route was chosen, as generation does): `route_count`
+parses and routes, `count_tokens` counts.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -26,26 +30,50 @@ from babelgate.canonical import GatewayError, Request
 from babelgate.protocols import Codec, get_codec
 from babelgate.protocols.reuse import Reuse
 from babelgate.providers.provider import Provider
+from babelgate.routing import Route
 
 from .gateway import Gateway
+from .http import header_text
 from .passthrough import can_pass_through
 
 log = logging.getLogger("babelgate")
 
 
-async def count_tokens(
+@dataclass(frozen=True, slots=True)
+class Counting:
+    """A request to count, as the rules left it, and the route that counts it."""
+
+    request: Request
+    route: Route
+    body: dict[str, Any] | None  # an Anthropic client's body, unedited: it may pass through
+
+
+def route_count(
     gateway: Gateway, data: dict[str, Any], headers: Mapping[str, str], reuse: Reuse,
     codec: Codec | None = None,
-) -> tuple[int, bool]:
-    """(input tokens, whether the number is a local estimate); `codec` reads the client's
-    body (Anthropic's by default)."""
+) -> Counting:
+    """The client's body read (`codec`: Anthropic's by default) and routed; raises the
+    client's GatewayError."""
     codec = codec or get_codec("anthropic")
     request = codec.parse_count_tokens_request(data, reuse)
     request, route, rule = gateway.rules.decide(request, headers, reuse, gateway.router)
     # An Anthropic client's body may pass through. An edited one is rendered from the edited
     # request instead: the counting endpoint refuses fields a rule may `set` (temperature).
     edited = rule is not None and bool(rule.edits)
-    body = data if codec.name == "anthropic" and not edited else None
+    return Counting(request, route, data if codec.name == "anthropic" and not edited else None)
+
+
+def route_headers(route: Route | None) -> tuple[tuple[bytes, bytes], ...]:
+    """x-babelgate-route (which rule and route counted) once a `route` was chosen; before,
+    nothing: the request failed before routing."""
+    return () if route is None else ((b"x-babelgate-route", header_text(route.header)),)
+
+
+async def count_tokens(
+    gateway: Gateway, counting: Counting, headers: Mapping[str, str], reuse: Reuse,
+) -> tuple[int, bool]:
+    """(input tokens, whether the number is a local estimate)."""
+    request, route, body = counting.request, counting.route, counting.body
     target = route.targets[0]
     provider = gateway.provider(target)
     try:

@@ -53,12 +53,12 @@ from babelgate.limits import Permit
 from babelgate.protocols import Codec, StreamDecoder, StreamEncoder
 from babelgate.protocols.anthropic.billing_header import without_billing_header
 from babelgate.protocols.reuse import Reuse, loads_object
-from babelgate.providers.credentials import credentials_from
+from babelgate.providers.credentials import StaticKeys, credentials_from
 from babelgate.providers.http import HttpClient, UpstreamResponse, make_route
 from babelgate.providers.presets import provider_quirks
 from babelgate.providers.provider import PROVIDER_TYPES, KeyJudge, Provider
 from babelgate.routing import Plan, Router, RoutingPolicy, RoutingState, Target
-from babelgate.routing.plan import KeysUsedUp, key_used_up
+from babelgate.routing.plan import RoutedKeys, key_used_up
 from babelgate.routing.rules import Rules
 
 from .access_log import AccessLog
@@ -164,11 +164,14 @@ class Gateway:
         self.policy = RoutingPolicy.from_settings(settings)
         self.providers = build_providers(settings, providers)
         # Providers with several `api_keys`: each key's quota is routing's to mark (a refusal
-        # heard by `key_used_up`) and the credentials' to skip while it is used up.
+        # heard by `key_used_up`), and routing keeps which keys rest or are used up, under
+        # ids that a reload keeps (the credentials ask it before picking a key).
         self._judges: dict[str, KeyJudge] = {}
-        for name in self.policy.keys:
+        for name, ids in self.policy.keys.items():
             self._judges[name] = partial(key_used_up, self.routing, self.policy, name)
-            self.providers[name].keys.skip = KeysUsedUp(self.routing, name)
+            keys = self.providers[name].keys
+            if isinstance(keys, StaticKeys):
+                keys.states = RoutedKeys(self.routing, name, ids)
         self._http: HttpClient | None = http
         # Bytes of upstream answer held at once: a whole body (the HTTP client's limit), or
         # the unfinished event of a stream (a decoder keeps it until its blank line).

@@ -31,9 +31,10 @@ from babelgate.protocols.gemini.endpoint import (
     model_resource,
     parse_path,
 )
+from babelgate.routing import Route
 
 from .auth import check_scope
-from .count_tokens import count_tokens
+from .count_tokens import count_tokens, route_count, route_headers
 from .exchange import Headers, Response
 from .http import Request
 from .owner import owner_of
@@ -91,23 +92,29 @@ class GeminiApi:
 
     async def count(self, model: str, request: Request, response: Response) -> None:
         codec = GeminiCall(model, False)
+        gateway = self.app.gateway
+        route: Route | None = None  # once known, every answer names it, errors included
         try:
             check_scope(request.caller, model)
             reuse = self.app.reuse.table_for(owner_of(request))
             data = reuse.loads(request.body)
-            count, estimated = await count_tokens(
-                self.app.gateway, data, request.headers, reuse, codec)
+            counting = route_count(gateway, data, request.headers, reuse, codec)
+            route = counting.route
+            count, estimated = await count_tokens(gateway, counting, request.headers, reuse)
         except GatewayError as error:
-            self.error(response, error)
+            self.error(response, error, route)
             return
         except TOO_DEEP as exc:
-            self.error(response, too_deep(exc))
+            self.error(response, too_deep(exc), route)
             return
         extra = (b"x-babelgate-token-count", b"estimate" if estimated else b"upstream")
-        _send_json(response, 200, {"totalTokens": count}, [*JSON_HEADERS, extra])
+        _send_json(response, 200, {"totalTokens": count},
+                   [*JSON_HEADERS, extra, *route_headers(route)])
 
-    def error(self, response: Response, error: GatewayError) -> None:
-        response.send(error.status, orjson.dumps(self.codec.render_error(error)), JSON_HEADERS)
+    def error(self, response: Response, error: GatewayError, route: Route | None = None
+              ) -> None:
+        response.send(error.status, orjson.dumps(self.codec.render_error(error)),
+                      [*JSON_HEADERS, *route_headers(route)])
 
 
 def gemini_path(path: str) -> bool:

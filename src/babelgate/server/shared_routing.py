@@ -80,11 +80,11 @@ class SharedRouting:
         await self.store.flush()
 
     # ------------------------------------------------------------------ local changes
-    def save(self, provider: str, key: int, since: float, resets_at: float,
+    def save(self, provider: str, key: str, since: float, resets_at: float,
              reason: str) -> None:
         self._bump_after(self.store.save(provider, key, since, resets_at, reason))
 
-    def delete(self, provider: str | None, key: int | None = None) -> None:
+    def delete(self, provider: str | None, key: str | None = None) -> None:
         self._bump_after(self.store.delete(provider, key))
 
     def rested(self, target: Target, since: float, until: float, failures: int,

@@ -301,3 +301,28 @@ def m008_claude_code(db: Schema) -> None:
             PRIMARY KEY (session_id, seq)
         )"""
     )
+
+
+@migration
+def m009_quota_marks_by_key_id(db: Schema) -> None:
+    # A key of `api_keys` is named by `key_id`, a short hash of it (routing/policy.py), instead
+    # of its place in the list: reordering or editing the list must not move a key's mark to
+    # another key. '' is the provider as a whole. The marks of the provider as a whole are
+    # kept; those of single keys cannot be matched to a key here (the table never held the
+    # keys) and are dropped: such a key is tried once more and marked again if still used up.
+    db.execute(
+        """CREATE TABLE quota_marks_by_id (
+            provider TEXT NOT NULL,
+            key_id TEXT NOT NULL,
+            since DOUBLE PRECISION NOT NULL,
+            resets_at DOUBLE PRECISION NOT NULL,
+            reason TEXT NOT NULL,
+            PRIMARY KEY (provider, key_id)
+        )"""
+    )
+    db.execute(
+        "INSERT INTO quota_marks_by_id (provider, key_id, since, resets_at, reason) "
+        "SELECT provider, '', since, resets_at, reason FROM quota_marks WHERE key_index = -1"
+    )
+    db.execute("DROP TABLE quota_marks")
+    db.execute("ALTER TABLE quota_marks_by_id RENAME TO quota_marks")

@@ -2,8 +2,9 @@
 up, and until when, across restarts and across the gateways that share the database.
 
 What this module promises:
-- Rows are (provider, key_index, since, resets_at, reason): `key_index` is the key's place in
-  the provider's `api_keys`, -1 for the provider as a whole; never a key itself.
+- Rows are (provider, key_id, since, resets_at, reason): `key_id` names one key of the
+  provider's `api_keys` by a short hash (routing/policy.py `key_id`), '' for the provider as a
+  whole; never a key itself.
 - `load()` returns every stored mark; on SQLite it touches nothing when the file does not
   exist yet (a gateway that never stored anything leaves no file behind).
 - `save()` and `delete()` never block the caller (the future they return says when the
@@ -23,12 +24,12 @@ from .database import Database
 
 log = logging.getLogger("babelgate")
 
-Row = tuple[str, int, float, float, str]
-PROVIDER = -1  # the key_index of a mark on the provider as a whole
+Row = tuple[str, str, float, float, str]
+PROVIDER = ""  # the key_id of a mark on the provider as a whole
 
 _SAVE = """
-INSERT INTO quota_marks (provider, key_index, since, resets_at, reason) VALUES (?, ?, ?, ?, ?)
-ON CONFLICT (provider, key_index) DO UPDATE SET since = excluded.since,
+INSERT INTO quota_marks (provider, key_id, since, resets_at, reason) VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (provider, key_id) DO UPDATE SET since = excluded.since,
     resets_at = excluded.resets_at, reason = excluded.reason
 """
 
@@ -42,14 +43,14 @@ class QuotaStore:
         if not self.db.exists():
             return []
         rows = await self.db.fetch(
-            "SELECT provider, key_index, since, resets_at, reason FROM quota_marks")
-        return [(str(p), int(k), float(s), float(r), str(why)) for p, k, s, r, why in rows]
+            "SELECT provider, key_id, since, resets_at, reason FROM quota_marks")
+        return [(str(p), str(k), float(s), float(r), str(why)) for p, k, s, r, why in rows]
 
-    def save(self, provider: str, key: int, since: float, resets_at: float,
+    def save(self, provider: str, key: str, since: float, resets_at: float,
              reason: str) -> asyncio.Future[int]:
         return self._issue(self.db.execute(_SAVE, provider, key, since, resets_at, reason))
 
-    def delete(self, provider: str | None, key: int | None = None) -> asyncio.Future[int]:
+    def delete(self, provider: str | None, key: str | None = None) -> asyncio.Future[int]:
         """Forget the marks of every provider (None), of one (`key` None: the provider's own
         and its keys'), or one mark."""
         if provider is None:
@@ -58,7 +59,7 @@ class QuotaStore:
             future = self.db.execute("DELETE FROM quota_marks WHERE provider = ?", provider)
         else:
             future = self.db.execute(
-                "DELETE FROM quota_marks WHERE provider = ? AND key_index = ?", provider, key)
+                "DELETE FROM quota_marks WHERE provider = ? AND key_id = ?", provider, key)
         return self._issue(future)
 
     async def flush(self) -> None:
