@@ -42,8 +42,8 @@ class KeyedOpenAI(FakeOpenAI):
         return [r.headers["authorization"].removeprefix("Bearer ") for r in self.requests]
 
 
-async def ask(gw: Gateway, model: str) -> tuple[int, dict[str, Any]]:
-    body = {"model": model, "messages": [{"role": "user", "content": "hi"}]}
+async def ask(gw: Gateway, model: str, text: str = "hi") -> tuple[int, dict[str, Any]]:
+    body = {"model": model, "messages": [{"role": "user", "content": text}]}
     async with aiohttp.ClientSession() as session, session.post(
         gw.url + "/v1/chat/completions", data=orjson.dumps(body),
         headers={"content-type": "application/json", "authorization": "Bearer client"},
@@ -238,20 +238,27 @@ async def test_api_keys_take_turns_and_a_rate_limited_key_rests(
     one, two = "sk-ring-ONE-SECRET-8888", "sk-ring-TWO-SECRET-9999"
     async with KeyedOpenAI(one, two) as fake:
         gw = await gateway_factory({"up": provider(fake, api_keys=[one, two])}, model="gpt-up")
-        for _ in range(4):
-            assert (await ask(gw, "gpt-x"))[0] == 200
+        # New conversations (told apart by their first message) take the keys in turn...
+        for n in range(4):
+            assert (await ask(gw, "gpt-x", f"conversation {n}"))[0] == 200
         assert fake.keys_seen() == [one, two, one, two]
+        # ... and each stays on the key it started on (the provider's prompt cache is there).
+        for n in (1, 1, 2, 3):
+            assert (await ask(gw, "gpt-x", f"conversation {n}"))[0] == 200
+        assert fake.keys_seen()[4:] == [two, two, one, two]
 
-        # The next turn is key one's: rate limited, the same request goes out on key two.
+        # The next new conversation is key one's: rate limited, the same request goes out on
+        # key two.
         fake.queue(Reply(status=429, error="Rate limit reached for requests",
                          headers={"retry-after": "30"}))
-        status, answer = await ask(gw, "gpt-x")
+        status, answer = await ask(gw, "gpt-x", "conversation 4")
         assert status == 200, answer
-        assert fake.keys_seen()[4:] == [one, two]
-        # Key one rests (30 s, its Retry-After): key two serves every request meanwhile.
-        for _ in range(3):
-            assert (await ask(gw, "gpt-x"))[0] == 200
-        assert fake.keys_seen()[6:] == [two, two, two]
+        assert fake.keys_seen()[8:] == [one, two]
+        # Key one rests (30 s, its Retry-After): key two serves every request meanwhile, the
+        # conversations that started on key one included.
+        for n in (0, 2, 5):
+            assert (await ask(gw, "gpt-x", f"conversation {n}"))[0] == 200
+        assert fake.keys_seen()[10:] == [two, two, two]
         assert "key #0 of api_keys refused (HTTP 429); it rests 30 s" in gw.log()
         await assert_no_key_shown(gw, one, two)
 

@@ -304,6 +304,23 @@ async def test_marks_and_rests_of_keys_follow_the_key_when_a_reload_reorders_the
     assert keys.usable(2) and not h.state.key_rests.by_key
 
 
+
+def test_a_conversation_stays_on_its_key_through_a_reordering_reload() -> None:
+    config = settings()
+    config.providers["a"].api_keys = [ONE_KEY, TWO_KEY]
+    h = Harness(config)
+    keys = RoutedKeys(h.state, "a", h.policy.keys["a"])
+    assert keys.stuck("conversation") is None
+    keys.keep("conversation", 1)  # TWO_KEY served it
+    assert keys.stuck("conversation") == 1
+    reordered = RoutedKeys(h.state, "a", (TWO_ID, key_id("sk-new-key-333333"), ONE_ID))
+    assert reordered.stuck("conversation") == 0
+    assert RoutedKeys(h.state, "a", (ONE_ID,)).stuck("conversation") is None  # key gone
+    assert RoutedKeys(h.state, "b", h.policy.keys["a"]).stuck("conversation") is None
+    h.clock.advance(3600)  # an idle hour: forgotten
+    assert reordered.stuck("conversation") is None
+
+
 @pytest.mark.parametrize("error", [
     err(429, "You exceeded your current quota", code="insufficient_quota"),
     GatewayError("billing", "You exceeded your current quota", status=429),

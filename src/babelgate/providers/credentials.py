@@ -1,12 +1,14 @@
 """Credentials: where a provider's key comes from, and which key the next request carries.
 
 One source per provider (the configuration allows exactly one):
-- `StaticKeys`: `api_key`, or `api_keys` taken in turn (round robin). A key the upstream
-  refuses (401, 402, 403, 429) rests for a while and the next key serves; a rate limit's
-  `Retry-After` sets how long. When every key rests, the one that wakes first serves anyway:
-  a request is never stranded by resting keys. Which keys rest (and which are used up) is
-  kept by a `KeyStates`: its own until routing gives it one (server/gateway.py), which keeps
-  each key's rest across reloads and shows it in /v1/quota.
+- `StaticKeys`: `api_key`, or `api_keys` taken in turn (round robin); a conversation that a
+  key served stays on that key while it may serve (`pick_for`; the provider's prompt cache).
+  A key the upstream refuses (401, 402, 403, 429) rests for a while and the next key serves; a
+  rate limit's `Retry-After` sets how long. When every key rests, the one that wakes first
+  serves anyway: a request is never stranded by resting keys. Which keys rest (and which are
+  used up, and which key each conversation is on) is kept by a `KeyStates`: its own until
+  routing gives it one (server/gateway.py), which keeps it across reloads and shows the rests
+  in /v1/quota.
 - `FileKey`: `api_key_file`, plain text or JSON with `access_token` or `api_key`; re-read
   when its mtime (or size) changes, looked at no more than once per `check_every` seconds.
 - `CommandKey`: `api_key_command`, its stdout stripped, kept for `ttl` seconds and run again
@@ -101,6 +103,14 @@ class Credentials:
         """The key for the next request; None while the source has none yet (`wait`)."""
         raise NotImplementedError
 
+    def pick_for(self, conversation: str | None) -> Key | None:
+        """`pick`, for a request of `conversation` (a digest naming it, or None): a source of
+        several keys gives the key that served it before, while that key may serve."""
+        return self.pick()
+
+    def served(self, key: Key, conversation: str) -> None:
+        """`key` answered a request of `conversation`: its next requests go there too."""
+
     async def wait(self) -> Key:
         """The key, once the source has one; a GatewayError saying why when it has none."""
         key = self.pick()
@@ -142,6 +152,14 @@ class KeyStates(Protocol):
         """The key rests for `seconds` (`reason`: what the upstream answered)."""
         ...
 
+    def stuck(self, conversation: str) -> int | None:
+        """The key that last served `conversation`, if any is remembered."""
+        ...
+
+    def keep(self, conversation: str, index: int) -> None:
+        """Key `index` served `conversation`: remember it."""
+        ...
+
 
 class LocalKeyStates:
     """The rests of a source's keys, kept by the source itself (no routing: a provider made
@@ -159,6 +177,13 @@ class LocalKeyStates:
 
     def rest(self, index: int, seconds: float, reason: str) -> None:
         self._until[index] = max(self._until[index], self._clock() + seconds)
+
+    # Conversations are remembered by routing only (it bounds and expires what it keeps).
+    def stuck(self, conversation: str) -> int | None:
+        return None
+
+    def keep(self, conversation: str, index: int) -> None:
+        pass
 
 
 class StaticKeys(Credentials):
@@ -188,6 +213,17 @@ class StaticKeys(Credentials):
         # Every key rests (or is used up): the one that wakes first serves rather than
         # nobody, one with quota left first.
         return self._awake() or keys[min(range(len(keys)), key=self.states.wakes)]
+
+    def pick_for(self, conversation: str | None) -> Key:
+        if conversation is not None and len(self._keys) > 1:
+            index = self.states.stuck(conversation)
+            if index is not None and self.states.usable(index):
+                return self._keys[index]
+        return self.pick()
+
+    def served(self, key: Key, conversation: str) -> None:
+        if len(self._keys) > 1:
+            self.states.keep(conversation, key.index)
 
     def _awake(self) -> Key | None:
         """The next key in turn that neither rests nor is used up, if any."""

@@ -86,7 +86,8 @@ class Provider:
 
     async def send(self, http: HttpClient, url: str, body: bytes,
                    client_headers: Mapping[str, str] | None = None,
-                   judge: KeyJudge | None = None) -> UpstreamResponse:
+                   judge: KeyJudge | None = None,
+                   conversation: str | None = None) -> UpstreamResponse:
         """POST `body` to `url` with one of this provider's keys and return the answer, whatever
         its status. A key refused with 401/402/403/429 is swapped for the one its source
         offers (another of `api_keys`; a file or command read anew after a 401) and the same
@@ -96,9 +97,10 @@ class Provider:
         hears every error answer, read, with the key it came back for, and says whether it
         used up that key's quota: such a key is marked by routing and the next key serves,
         whatever the status. With a judge the last error is raised (`refusal`), not
-        returned."""
+        returned. `conversation` (a digest naming the client's conversation, when the
+        provider has several `api_keys`) keeps a conversation on the key that served it."""
         keys = self.keys
-        key = keys.pick() or await keys.wait()
+        key = keys.pick_for(conversation) or await keys.wait()
         sends = keys.most_sends
         while True:
             response = await http.post(url, body, self.headers(client_headers, key),
@@ -109,6 +111,8 @@ class Provider:
             if judge is not None and response.status >= 400:
                 other = await self._judged(response, key, sends, judge)
             elif response.status not in REFUSED_STATUSES or sends <= 0:
+                if conversation is not None and response.status < 400:
+                    keys.served(key, conversation)
                 return response
             else:
                 swapped = await keys.refused(key, response.status,

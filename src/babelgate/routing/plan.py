@@ -32,9 +32,10 @@ What a Plan promises:
   that says the quota is used up marks that key until its reset, and the provider tries its
   next key. The provider is marked used up only when every key is (until the first comes
   back); before that, a used-up refusal moves this request to the next target only.
-  `RoutedKeys` is what the provider's credentials ask before picking a key (used up? resting?)
-  and tell when they rest one. Keys are named by id (policy.py `key_id`), so marks and rests
-  stay with their key whatever a reload does to the list.
+  `RoutedKeys` is what the provider's credentials ask before picking a key (used up? resting?
+  which key served this conversation?) and tell when they rest one or one served. Keys are
+  named by id (policy.py `key_id`), so marks and rests stay with their key whatever a reload
+  does to the list.
 - A healthy gateway (no cooldown, no quota mark, no weights) pays for one small object and a
   few attribute reads per request: the ordering work only runs when there is something to
   order by.
@@ -53,6 +54,7 @@ from .policy import RoutingPolicy
 from .quota import QuotaMark, exhaustion, stated_reset
 from .router import Target
 from .state import RoutingState
+from .sticky import KeyChoice
 
 log = logging.getLogger("babelgate")
 
@@ -251,6 +253,16 @@ class RoutedKeys:
 
     def rest(self, index: int, seconds: float, reason: str) -> None:
         self._state.key_rests.rest(self._provider, self._ids[index], seconds, reason)
+
+    def stuck(self, conversation: str) -> int | None:
+        choice = self._state.sticky_keys.get(f"{self._provider}\0{conversation}")
+        if choice is None or choice.key not in self._ids:  # gone from the list
+            return None
+        return self._ids.index(choice.key)
+
+    def keep(self, conversation: str, index: int) -> None:
+        self._state.sticky_keys.put(f"{self._provider}\0{conversation}",
+                                    KeyChoice(self._provider, self._ids[index]))
 
     def _used_up(self, index: int) -> bool:
         quota = self._state.quota

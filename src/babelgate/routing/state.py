@@ -23,7 +23,8 @@ from datetime import tzinfo
 from .clock import SYSTEM_CLOCK, Clock
 from .health import Cooldowns, KeyRests
 from .quota import QuotaBook, QuotaMark, QuotaSink
-from .sticky import Stickiness
+from .router import Target
+from .sticky import KeyChoice, Stickiness
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +66,10 @@ class RoutingState:
         self.clock = clock
         self.tz = tz
         self.random = random
-        self.sticky = Stickiness(clock, sticky_ttl, sticky_entries)
+        self.sticky: Stickiness[Target] = Stickiness(clock, sticky_ttl, sticky_entries)
+        # Which key of a provider's `api_keys` each conversation is on, by
+        # "provider\0conversation" (routing/plan.py, RoutedKeys).
+        self.sticky_keys: Stickiness[KeyChoice] = Stickiness(clock, sticky_ttl, sticky_entries)
         self.cooldowns = Cooldowns(clock)
         self.key_rests = KeyRests(clock)
         self.quota = QuotaBook(sink)
@@ -78,6 +82,7 @@ class RoutingState:
         self.cooldowns.clear(provider)
         self.key_rests.clear(provider)
         self.sticky.clear(provider)
+        self.sticky_keys.clear(provider)
 
     def status(self, providers: Iterable[str],
                keys: Mapping[str, tuple[str, ...]] | None = None) -> list[ProviderStatus]:

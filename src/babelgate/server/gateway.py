@@ -211,12 +211,13 @@ class Gateway:
         request: Request,
         client_headers: Mapping[str, str] | None,
         reuse: Reuse,
+        conversation: str | None = None,
     ) -> UpstreamResponse:
         """Render `request` for `provider`, POST it, and raise a GatewayError for an upstream
         error status."""
         body = _rendered(provider, request, reuse)
         return await self.post(provider, provider.url(request.model, request.stream), body,
-                               client_headers)
+                               client_headers, conversation)
 
     async def post(
         self,
@@ -224,11 +225,14 @@ class Gateway:
         url: str,
         body: bytes,
         client_headers: Mapping[str, str] | None,
+        conversation: str | None = None,
     ) -> UpstreamResponse:
-        # The provider picks the key, and swaps a refused one before answering (credentials);
-        # with several `api_keys`, routing hears each refusal (a key's quota used up).
+        # The provider picks the key (the one that served `conversation` before, with several
+        # `api_keys`), and swaps a refused one before answering (credentials); with several
+        # `api_keys`, routing hears each refusal (a key's quota used up).
         judge = self._judges.get(provider.name) if self._judges else None
-        response = await provider.send(self.http, url, body, client_headers, judge)
+        response = await provider.send(self.http, url, body, client_headers, judge,
+                                       conversation)
         if response.status >= 400:
             raise await provider.refusal(response)
         return response
@@ -258,9 +262,13 @@ class Gateway:
         complete); a failed attempt is logged here. Raises what the plan says the client
         should hear when no target answered."""
         key = None
-        if self.policy.weights:  # a route may spread: which conversation this is
+        policy = self.policy
+        if policy.weights or (policy.keys and any(t.provider in policy.keys for t in targets)):
+            # A route or a provider's `api_keys` may spread: which conversation this is, so
+            # that it stays where it started (the provider's prompt cache).
             key = conversation_key(call.headers, call.body(), call.request)
-        plan = Plan(self.routing, self.policy, targets, key)
+        call.conversation = key
+        plan = Plan(self.routing, policy, targets, key)
         async for target in plan:
             provider = self.provider(target)
             call.restore()  # a fallback after an attempt let go of the parsed body
@@ -300,7 +308,8 @@ class Gateway:
         self, call: Call, provider: Provider, target: Target, attempt: Attempt
     ) -> bytes:
         upstream_request = _upstream_request(call, provider, target.model, False)
-        upstream = await self.send(provider, upstream_request, call.headers, call.reuse)
+        upstream = await self.send(provider, upstream_request, call.headers, call.reuse,
+                                   call.conversation)
         response = _parse_whole(provider, await upstream.read(), upstream_request, call.reuse)
         response = _counted(response, call)
         attempt.usage = response.usage
@@ -313,7 +322,7 @@ class Gateway:
     ) -> bytes:
         body = _rewritten(call, target, provider)
         upstream = await self.post(provider, provider.url(target.model, False), body,
-                                   call.headers)
+                                   call.headers, call.conversation)
         raw = await upstream.read()
         attempt.ended = True
         data = _load_upstream_json(raw, provider)
@@ -418,7 +427,8 @@ class Gateway:
         # let go of the parsed body meanwhile (the raw bytes stay, for a fallback).
         del upstream_request
         call.release()
-        upstream = await self.post(provider, provider.url(target.model, True), body, call.headers)
+        upstream = await self.post(provider, provider.url(target.model, True), body, call.headers,
+                                   call.conversation)
         del body
         if not upstream.is_event_stream:
             # Some upstreams answer a stream request with a whole body.
@@ -500,7 +510,7 @@ class Gateway:
     ) -> tuple[bytes, AsyncIterator[bytes]]:
         body = _rewritten(call, target, provider)
         upstream = await self.post(provider, provider.url(target.model, True), body,
-                                   call.headers)
+                                   call.headers, call.conversation)
         chunks = upstream.iter_chunks()
         tap = UsageTap(call.codec.name)
         # Hold back the bytes until the content begins: an `error` event (Anthropic's
@@ -942,6 +952,9 @@ class Call:
     # same number a translated stream's start needs (routing/rules.py, Rules.choose).
     estimated_input: int | None = None
     owner: str | None = None  # the calling key's id (server/owner.py), for sessions
+    # A digest naming the client's conversation (server/sticky_key.py), when a route or a
+    # provider's `api_keys` spreads requests: it stays on the target and key it started on.
+    conversation: str | None = None
 
     def body(self) -> dict[str, Any]:
         """The client's body as a dict (decoded now if it was not yet)."""

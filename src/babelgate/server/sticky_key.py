@@ -7,7 +7,8 @@ In order of preference:
    there), OpenAI `prompt_cache_key` (Codex: one per conversation), Responses
    `previous_response_id` is not one (it changes every turn);
 3. a digest of the first user message, which every turn of a conversation resends.
-Only computed when a route spreads requests by weight; the key is a short digest, never the
+Only computed when a route spreads requests by weight, or a provider the route names has
+several `api_keys` (a conversation stays on its key); the key is a short digest, never the
 client's text.
 """
 
