@@ -393,6 +393,23 @@ async def test_a_reset_stated_by_the_upstream_wins(
     assert h.state.quota.marks["a"].resets_at == clock.now() + seconds
 
 
+
+@pytest.mark.parametrize(("headers", "retry_after"), [
+    ({}, 1e12),  # Retry-After of 30,000 years
+    ({"anthropic-ratelimit-tokens-reset": "1e15"}, None),  # Unix seconds past year 9999
+    ({"x-ratelimit-reset-requests": "inf"}, None),
+    ({"anthropic-ratelimit-requests-reset": "9999-12-31T23:59:59Z"}, None),
+])
+async def test_a_reset_stated_past_any_quota_is_not_taken(
+    headers: dict[str, str], retry_after: float | None
+) -> None:
+    """An upstream's absurd reset time gives way to the window (it was a ValueError that
+    failed the request: no date can show it)."""
+    h = Harness(settings(quota={"a": {"window": "2h"}}))
+    assert await h.run({A: [err(402, "used up", headers=headers, retry_after=retry_after)]}) == B
+    assert h.state.quota.marks["a"].resets_at == h.clock.now() + 7200
+    assert h.state.status(["a"])[0].state == "exhausted"
+
 async def test_the_only_target_used_up_gives_a_quota_error_naming_the_reset() -> None:
     h = Harness(settings(quota={"a": {"window": "2h"}}))
     first = await h.run({A: [err(402, "used up")]}, [A])

@@ -163,6 +163,23 @@ async def test_only_target_used_up_answers_with_a_quota_error(
     assert len(fake_anthropic.requests) == 1  # not asked again
 
 
+@pytest.mark.parametrize("stated", ["1e12", "inf"])
+async def test_an_absurd_retry_after_on_a_used_up_quota_falls_back_to_the_window(
+    gateway_factory: GatewayFactory, fake_anthropic: FakeAnthropic, fake_openai: FakeOpenAI,
+    tmp_path: Path, stated: str,
+) -> None:
+    gw = await start(gateway_factory, fake_anthropic, fake_openai, tmp_path / "state.db", "1h")
+    fake_anthropic.queue(Reply(status=402, error="Your credit balance is too low.",
+                               headers={"retry-after": stated}))
+    fake_openai.queue(Reply(text="From pay-as-you-go."))
+    status, headers, raw = await call(gw, "POST", "/v1/messages", message())
+    assert status == 200, raw
+    assert headers["x-babelgate-target"] == "payg/gpt-up"
+    state = (await quota(gw))["sub"]
+    assert state["state"] == "exhausted"
+    assert abs(_unix(state["resets_at"]) - (time.time() + 3600)) < 5
+
+
 async def test_retries_hit_the_same_target_then_the_next(
     gateway_factory: GatewayFactory, tmp_path: Path,
 ) -> None:

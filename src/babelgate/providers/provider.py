@@ -11,6 +11,7 @@ refuses is swapped for the next one (or read anew) before any answer goes back.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable, Mapping
 from typing import ClassVar
 from urllib.parse import quote
@@ -253,13 +254,13 @@ PROVIDER_TYPES: dict[str, type[Provider]] = {
 
 def retry_after(headers: Mapping[str, str]) -> float | None:
     """An answer's `retry-after` in seconds (the delay form; the HTTP-date form is rare on
-    APIs and ignored)."""
+    APIs and ignored; so are "inf" and "nan", which float() reads)."""
     value = headers.get("retry-after")
     try:
         seconds = float(value) if value else None
     except ValueError:
         return None
-    return seconds if seconds is not None and seconds >= 0 else None
+    return seconds if seconds is not None and 0 <= seconds < math.inf else None
 
 
 async def _drain(response: UpstreamResponse) -> None:

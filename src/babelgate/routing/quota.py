@@ -15,7 +15,9 @@ What this module promises:
 - `stated_reset(error, now)` reads when the upstream says the quota comes back: the latest
   of `anthropic-ratelimit-*-reset` (Unix seconds or RFC 3339), `x-ratelimit-reset-*`
   (a duration such as "6m0s", or seconds) and Retry-After; None when it says nothing. A
-  stated time wins over the configured window.
+  stated time wins over the configured window. A time more than `LONGEST_STATED` ahead (or
+  not a number at all: "inf") is not taken as said: no quota waits that long, and such a
+  time could not even be written as a date.
 - `QuotaBook` holds the marks (provider -> until when, and (provider, key id) -> until
   when for the keys of a provider's `api_keys`), drops a mark once its reset time has passed,
   and tells a `QuotaSink` (the database, wired by the app) about every change, so the marks
@@ -28,6 +30,7 @@ What this module promises:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -43,6 +46,8 @@ DEFAULT_WINDOW = Window("rolling", seconds=3600.0)
 # Anthropic's wording for a spent prepaid balance and a spent plan (lower-case).
 _SPENT_PHRASES = ("credit balance is too low", "usage limit")
 _REASON_LENGTH = 200
+# The furthest reset an upstream may state: a year (the longest window is a month).
+LONGEST_STATED = 366 * 86400.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +119,7 @@ def stated_reset(error: GatewayError, now: float) -> float | None:
             continue
         if moment is not None:
             found.append(moment)
+    found = [m for m in found if math.isfinite(m) and m - now <= LONGEST_STATED]
     return max(found) if found else None
 
 

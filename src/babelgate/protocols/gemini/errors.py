@@ -10,6 +10,7 @@ error `exhausted` (used up until the day turns, routing/quota.py).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from babelgate.canonical import ErrorKind, GatewayError
@@ -113,7 +114,8 @@ def _retry_after(details: list[Any]) -> float | None:
         delay = detail.get("retryDelay")
         if isinstance(delay, str) and delay.endswith("s"):
             try:
-                return float(delay[:-1])
+                seconds = float(delay[:-1])
             except ValueError:
                 return None
+            return seconds if 0 <= seconds < math.inf else None  # not "infs", "nans", "-1s"
     return None
