@@ -17,7 +17,7 @@ What this module promises:
   (a duration such as "6m0s", or seconds) and Retry-After; None when it says nothing. A
   stated time wins over the configured window. A time more than `LONGEST_STATED` ahead (or
   not a number at all: "inf") is not taken as said: no quota waits that long, and such a
-  time could not even be written as a date.
+  time may not even be written as a date.
 - `QuotaBook` holds the marks (provider -> until when, and (provider, key id) -> until
   when for the keys of a provider's `api_keys`), drops a mark once its reset time has passed,
   and tells a `QuotaSink` (the database, wired by the app) about every change, so the marks
@@ -46,8 +46,9 @@ DEFAULT_WINDOW = Window("rolling", seconds=3600.0)
 # Anthropic's wording for a spent prepaid balance and a spent plan (lower-case).
 _SPENT_PHRASES = ("credit balance is too low", "usage limit")
 _REASON_LENGTH = 200
-# The furthest reset an upstream may state: a year (the longest window is a month).
-LONGEST_STATED = 366 * 86400.0
+# The furthest reset an upstream may state: ten years (the longest window is a month; a plan
+# may still name a far date), well inside what a date can show (year 9999).
+LONGEST_STATED = 10 * 366 * 86400.0
 
 
 @dataclass(frozen=True, slots=True)
