@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
 
+import aiohttp
 import orjson
 import pytest
 from aiohttp import web
@@ -228,3 +229,98 @@ async def test_a_collector_that_is_down_costs_a_warning_not_a_request(
     log = gw.log()
     assert "WARNING babelgate OpenTelemetry: cannot send traces to http://127.0.0.1:" in log
     assert "secret-9" not in log
+
+
+CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+CALLER_SPAN = "00f067aa0ba902b7"
+
+
+async def test_a_callers_traceparent_is_joined_and_passed_upstream(
+        gateway_factory: GatewayFactory, collector: Collector) -> None:
+    """W3C Trace Context as OpenTelemetry users expect of a proxy: the request's span is a
+    child of the caller's span in the caller's trace; the upstream request carries a
+    traceparent naming the attempt's span (and the caller's tracestate), so the upstream's
+    spans join the same trace. A request without one starts a trace the upstream joins; a
+    malformed one is ignored (a new trace, no error); "not sampled" sends no span."""
+    async with FakeOpenAI(api_key=PROVIDER_KEY) as oa, FakeAnthropic() as an:
+        gw = await gateway_factory(
+            {"oa": oa, "an": an}, routes=ROUTES,  # type: ignore[arg-type]
+            env={"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{collector.port}",
+                 "OTEL_BSP_SCHEDULE_DELAY": "100"})
+        sent = [
+            {"traceparent": f"00-{CALLER_TRACE}-{CALLER_SPAN}-01",
+             "tracestate": "vendor=abc,other=x"},  # joined, through the translated path
+            {},  # no caller trace
+            {"traceparent": f"00-{CALLER_TRACE.upper()}-{CALLER_SPAN}-01"},  # malformed
+            {"traceparent": f"00-{'0' * 32}-{CALLER_SPAN}-01"},  # all-zero trace id
+            {"traceparent": f"00-{CALLER_TRACE}-{CALLER_SPAN}-00"},  # not sampled
+        ]
+        for extra in sent:
+            oa.queue(Reply(text="hi", usage=Usage(input_tokens=3, output_tokens=1)))
+            async with aiohttp.ClientSession() as session, session.post(
+                    gw.url + "/v1/messages", data=message("claude-x"),
+                    headers={**HEADERS, **extra}) as resp:
+                assert resp.status == 200, await resp.text()
+        # A pass-through request (Anthropic to Anthropic) carries it as well.
+        an.queue(Reply(text="hi", usage=Usage(input_tokens=3, output_tokens=1)))
+        async with aiohttp.ClientSession() as session, session.post(
+                gw.url + "/v1/messages", data=message("claude-pass"),
+                headers={**HEADERS, "traceparent": f"00-{CALLER_TRACE}-{CALLER_SPAN}-01"}
+        ) as resp:
+            assert resp.status == 200
+        spans = await collector.wait_for(10)
+        await asyncio.sleep(0.4)  # the not-sampled request's spans would have come by now
+        spans = collector.spans()
+    assert len(spans) == 10, [s["name"] for s in spans]  # 5 sampled requests, 2 spans each
+    upstream = [parse_traceparent(r.headers["traceparent"]) for r in oa.requests]
+    assert [(r.headers.get("tracestate")) for r in oa.requests] == [
+        "vendor=abc,other=x", None, None, None, None]
+    by_span = {s["spanId"]: s for s in spans}
+
+    # Joined: the caller's trace id; the request span's parent is the caller's span; the
+    # upstream's parent is the attempt span, a child of the request span.
+    trace_id, parent, flags = upstream[0]
+    assert trace_id == CALLER_TRACE and flags == "01"
+    attempt = by_span[parent]
+    assert attempt["kind"] == 3 and attempt["traceId"] == CALLER_TRACE
+    request = by_span[attempt["parentSpanId"]]
+    assert request["kind"] == 2 and request["traceId"] == CALLER_TRACE
+    assert request["parentSpanId"] == CALLER_SPAN
+
+    # Without a (valid) traceparent: a new trace, a root request span, and the upstream in it.
+    for trace_id, parent, flags in upstream[1:4]:
+        assert trace_id != CALLER_TRACE and flags == "01"
+        attempt = by_span[parent]
+        assert attempt["traceId"] == trace_id
+        assert "parentSpanId" not in by_span[attempt["parentSpanId"]]
+
+    # Not sampled: passed on as such, and none of its spans sent.
+    trace_id, parent, flags = upstream[4]
+    assert (trace_id, flags) == (CALLER_TRACE, "00")
+    assert parent not in by_span
+
+    # Pass-through: the same.
+    [passed] = an.requests
+    trace_id, parent, flags = parse_traceparent(passed.headers["traceparent"])
+    assert trace_id == CALLER_TRACE and by_span[parent]["name"] == "chat claude-up"
+    assert by_span[by_span[parent]["parentSpanId"]]["parentSpanId"] == CALLER_SPAN
+
+
+def parse_traceparent(header: str) -> tuple[str, str, str]:
+    version, trace_id, parent, flags = header.split("-")
+    assert version == "00" and len(trace_id) == 32 and len(parent) == 16
+    return trace_id, parent, flags
+
+
+async def test_no_traces_no_traceparent_upstream(gateway_factory: GatewayFactory) -> None:
+    """Traces off: the upstream request carries no traceparent of ours (and the caller's is
+    not forwarded: babelgate adds nothing it was not asked to)."""
+    async with FakeOpenAI(api_key=PROVIDER_KEY) as oa:
+        gw = await gateway_factory({"oa": oa}, routes={"claude-x": "oa/gpt-up"})  # type: ignore[arg-type]
+        oa.queue(Reply(text="hi", usage=Usage(input_tokens=3, output_tokens=1)))
+        async with aiohttp.ClientSession() as session, session.post(
+                gw.url + "/v1/messages", data=message("claude-x"),
+                headers={**HEADERS, "traceparent": f"00-{CALLER_TRACE}-{CALLER_SPAN}-01"}
+        ) as resp:
+            assert resp.status == 200
+    assert "traceparent" not in oa.requests[0].headers

@@ -25,6 +25,7 @@ from babelgate.canonical import NO_USAGE, Usage
 
 from .prices import Prices
 from .record import RecordSink, UsageRecord
+from .trace_context import TraceContext
 
 log = logging.getLogger("babelgate")
 
@@ -35,6 +36,7 @@ class Origin(msgspec.Struct, frozen=True, gc=False):
     client: str
     protocol: str
     endpoint: str
+    trace: TraceContext | None = None  # with OpenTelemetry traces on: the request's trace
 
 
 class RequestIds:
@@ -87,6 +89,8 @@ class Books:
         rule: str | None = None,
         route: str | None = None,
         cost: float | None = None,
+        estimated: bool = False,
+        span_id: str | None = None,
     ) -> UsageRecord:
         """`cost`: what the upstream itself said the attempt cost (the Claude Code CLI
         does), used as it is; else the prices give it."""
@@ -98,6 +102,7 @@ class Books:
             origin.endpoint, model, provider, target_model, stream, status, error_kind, rule,
             route, usage.input_tokens, usage.output_tokens, usage.cache_read_tokens,
             usage.cache_write_tokens, usage.reasoning_tokens, cost, latency_ms, ttft_ms, final,
+            estimated, origin.trace, span_id,
         )
         for sink in self.sinks:
             try:

@@ -6,6 +6,8 @@ What this module promises:
 - A request that fell back has one record per failed attempt (`final=False`) and one for the
   attempt that answered or failed last (`final=True`); counting requests counts final ones.
 - `cost` is None when the model has no known price: unknown, never silently zero.
+- Tokens an upstream did not report are estimated, never booked as zero, and the record
+  says so (`estimated`).
 - `RecordSink` is what consumes records: `record(rec)` is called on the event loop, on the
   request path, so a sink only queues (a list append); its I/O happens later, elsewhere.
 """
@@ -15,6 +17,8 @@ from __future__ import annotations
 from typing import Protocol
 
 import msgspec
+
+from .trace_context import TraceContext
 
 
 class UsageRecord(msgspec.Struct, frozen=True, gc=False):
@@ -41,6 +45,15 @@ class UsageRecord(msgspec.Struct, frozen=True, gc=False):
     latency_ms: float = 0.0  # from the attempt's start to its end (last byte sent)
     ttft_ms: float | None = None  # to the first content sent (streams); None: not a stream
     final: bool = True  # False: a failed attempt after which another target was tried
+    # True: the upstream did not report some token count (llama.cpp's server, an OpenAI-
+    # compatible stream without usage, a stream the client left) and babelgate's local
+    # estimate (tokens.py) stands in for it: booked, priced, and said to be an estimate.
+    estimated: bool = False
+    # Not stored (the usage table's columns are the fields above): with OpenTelemetry
+    # traces on, the request's trace, and the span of this attempt, which its upstream
+    # request named as its parent in a `traceparent` header (books/trace_context.py).
+    trace: TraceContext | None = None
+    span_id: str | None = None
 
     @property
     def total_tokens(self) -> int:

@@ -78,6 +78,7 @@ class Group:
     cost: float | None = None  # of the priced rows; None: none of them was priced
     unpriced: int = 0  # requests that used tokens of a model without a price
     errors: int = 0
+    estimated: int = 0  # attempts whose tokens are partly babelgate's estimate (no usage)
 
     def add(self, row: Row) -> None:
         if row["final"]:
@@ -90,6 +91,8 @@ class Group:
             self.cost = (self.cost or 0.0) + row["cost"]
         elif used(row):
             self.unpriced += 1
+        if row.get("estimated"):
+            self.estimated += 1
 
 
 def used(row: Row) -> bool:
@@ -135,4 +138,4 @@ def summarise(rows: Iterable[Row], by: str, since: float) -> Summary:
     return Summary(by, since, ordered, total, sorted(unpriced.values(), key=lambda g: g.name))
 
 
-CSV_FIELDS = ("name", "requests", *TOKENS, "cost", "unpriced", "errors")
+CSV_FIELDS = ("name", "requests", *TOKENS, "cost", "unpriced", "errors", "estimated")

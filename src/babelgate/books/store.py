@@ -13,8 +13,11 @@ from babelgate.storage.usage import COLUMNS, UsageWriter
 
 from .record import UsageRecord
 
-# The table's columns are the record's fields, in order: a row is the record as a tuple.
-assert UsageRecord.__struct_fields__ == COLUMNS, "storage/usage.py COLUMNS != UsageRecord"
+# The table's columns are the record's first fields, in order: a row is the record as a
+# tuple, cut after them (the trace context that follows is not stored).
+assert UsageRecord.__struct_fields__[:len(COLUMNS)] == COLUMNS, \
+    "storage/usage.py COLUMNS != UsageRecord"
+STORED = len(COLUMNS)
 
 
 class UsageSink:
@@ -24,7 +27,7 @@ class UsageSink:
         self.writer = writer
 
     def record(self, rec: UsageRecord) -> None:
-        self.writer.add(astuple(rec))
+        self.writer.add(astuple(rec)[:STORED])
 
     def close(self) -> None:
         self.writer.close()

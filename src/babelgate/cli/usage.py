@@ -77,7 +77,8 @@ def write_csv(summary: Summary, out: TextIO) -> None:
         writer.writerow([group.name, group.requests, group.input_tokens, group.output_tokens,
                          group.cache_read_tokens, group.cache_write_tokens,
                          group.reasoning_tokens, "" if group.cost is None else
-                         f"{group.cost:.6f}", group.unpriced, group.errors])
+                         f"{group.cost:.6f}", group.unpriced, group.errors,
+                         group.estimated])
 
 
 def money(group: Group) -> str:
@@ -105,6 +106,9 @@ def print_table(summary: Summary) -> None:
         table.add_section()
     table.add_row(*_cells(summary.total), style="bold")
     console.print(table)
+    if summary.total.estimated:
+        console.print(f"{summary.total.estimated:,} attempts' tokens include babelgate's own "
+                      "estimate: their upstream reported no usage (or the client left first)")
     if summary.unpriced_models:
         unknown = Table(title="Models without a price (cost unknown; set `prices:` in the "
                         "configuration)")

@@ -88,7 +88,8 @@ class Provider:
     async def send(self, http: HttpClient, url: str, body: bytes,
                    client_headers: Mapping[str, str] | None = None,
                    judge: KeyJudge | None = None,
-                   conversation: str | None = None) -> UpstreamResponse:
+                   conversation: str | None = None,
+                   extra: Mapping[str, str] | None = None) -> UpstreamResponse:
         """POST `body` to `url` with one of this provider's keys and return the answer, whatever
         its status. A key refused with 401/402/403/429 is swapped for the one its source
         offers (another of `api_keys`; a file or command read anew after a 401) and the same
@@ -99,12 +100,16 @@ class Provider:
         used up that key's quota: such a key is marked by routing and the next key serves,
         whatever the status. With a judge the last error is raised (`refusal`), not
         returned. `conversation` (a digest naming the client's conversation, when the
-        provider has several `api_keys`) keeps a conversation on the key that served it."""
+        provider has several `api_keys`) keeps a conversation on the key that served it.
+        `extra`: headers the gateway adds (a traceparent), over the provider's."""
         keys = self.keys
         key = keys.pick_for(conversation) or await keys.wait()
         sends = keys.most_sends
         while True:
-            response = await http.post(url, body, self.headers(client_headers, key),
+            headers = self.headers(client_headers, key)
+            if extra:
+                headers.update(extra)
+            response = await http.post(url, body, headers,
                                        timeout=self.timeout, upstream=self.name,
                                        route=self.route)
             response.key_index = key.index

@@ -33,6 +33,7 @@ from babelgate.books.clients import Clients
 from babelgate.books.ledger import Books, Origin, RequestIds
 from babelgate.books.prices import prices_for
 from babelgate.books.store import UsageSink
+from babelgate.books.trace_context import TraceContext
 from babelgate.canonical import GatewayError, StreamError, invalid
 from babelgate.canonical.errors import ErrorKind
 from babelgate.canonical.nesting import TOO_DEEP, too_deep
@@ -357,7 +358,9 @@ class App:
         recorder: Recorder | None = None
         owner = owner_of(http)
         origin = Origin(self.request_ids.next(), owner, self.clients.of(
-            http.headers.get("user-agent")), codec.name, http.path)
+            http.headers.get("user-agent")), codec.name, http.path,
+            # With traces on: the caller's trace joined, or a new one (books/trace_context).
+            None if self.traces is None else TraceContext.of(http.headers))
         model = ""  # for the books, once known
         try:
             raw = http.body

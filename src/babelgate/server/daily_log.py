@@ -114,6 +114,8 @@ def fields(rec: UsageRecord, stamp: str) -> dict[str, Any]:
         out["rule"] = rec.rule
     if not rec.final:
         out["fallback"] = True  # another target was tried after this attempt
+    if rec.estimated:
+        out["estimated"] = True  # some token count is babelgate's estimate
     return out
 
 
@@ -148,6 +150,8 @@ def record_text(rec: UsageRecord, stamp: str) -> str:
         out.append(f" | rule={_esc(rec.rule)}")
     if not rec.final:
         out.append(" | fallback=true")
+    if rec.estimated:
+        out.append(" | estimated=true")
     out.append("\n")
     return "".join(out)
 

@@ -131,6 +131,10 @@ class Attempt:
     body_bytes: int = 0  # a passed stream's request size: its input estimate, likewise
     opening: Usage | None = None  # the usage a translated stream's start reported
     turn: TurnCost | None = None  # a claude-code turn: the cost the CLI reported
+    estimated: bool = False  # some token count of `usage` is our estimate (UsageRecord)
+    # With traces on: this attempt's span, and the headers that tell its upstream so.
+    span_id: str | None = None
+    trace_headers: Mapping[str, str] | None = None
 
 
 class Gateway:
@@ -212,12 +216,13 @@ class Gateway:
         client_headers: Mapping[str, str] | None,
         reuse: Reuse,
         conversation: str | None = None,
+        extra: Mapping[str, str] | None = None,
     ) -> UpstreamResponse:
         """Render `request` for `provider`, POST it, and raise a GatewayError for an upstream
         error status."""
         body = _rendered(provider, request, reuse)
         return await self.post(provider, provider.url(request.model, request.stream), body,
-                               client_headers, conversation)
+                               client_headers, conversation, extra)
 
     async def post(
         self,
@@ -226,13 +231,15 @@ class Gateway:
         body: bytes,
         client_headers: Mapping[str, str] | None,
         conversation: str | None = None,
+        extra: Mapping[str, str] | None = None,
     ) -> UpstreamResponse:
+        """`extra`: headers of ours for the upstream (a traceparent), beside the provider's."""
         # The provider picks the key (the one that served `conversation` before, with several
         # `api_keys`), and swaps a refused one before answering (credentials); with several
         # `api_keys`, routing hears each refusal (a key's quota used up).
         judge = self._judges.get(provider.name) if self._judges else None
         response = await provider.send(self.http, url, body, client_headers, judge,
-                                       conversation)
+                                       conversation, extra)
         if response.status >= 400:
             raise await provider.refusal(response)
         return response
@@ -278,6 +285,10 @@ class Gateway:
                 continue
             attempt = Attempt(target, time.perf_counter(), route=call.route_log,
                               wall=time.time())
+            trace = call.origin.trace
+            if trace is not None:  # OpenTelemetry traces on: the upstream joins the trace
+                attempt.span_id = os.urandom(8).hex()
+                attempt.trace_headers = trace.upstream(attempt.span_id)
             try:
                 if isinstance(provider, ClaudeCodeProvider):
                     attempt_on = local
@@ -309,9 +320,10 @@ class Gateway:
     ) -> bytes:
         upstream_request = _upstream_request(call, provider, target.model, False)
         upstream = await self.send(provider, upstream_request, call.headers, call.reuse,
-                                   call.conversation)
+                                   call.conversation,
+                                   attempt.trace_headers)
         response = _parse_whole(provider, await upstream.read(), upstream_request, call.reuse)
-        response = _counted(response, call)
+        response = _counted(response, call, attempt)
         attempt.usage = response.usage
         attempt.ended = True
         response = replace(response, model=call.request.model)
@@ -322,16 +334,23 @@ class Gateway:
     ) -> bytes:
         body = _rewritten(call, target, provider)
         upstream = await self.post(provider, provider.url(target.model, False), body,
-                                   call.headers, call.conversation)
+                                   call.headers, call.conversation,
+                                   attempt.trace_headers)
         raw = await upstream.read()
         attempt.ended = True
         data = _load_upstream_json(raw, provider)
         try:
-            attempt.usage = body_usage(call.codec.name, data)
+            usage = body_usage(call.codec.name, data)
         except MISREAD:
             # The body goes to the client as the upstream sent it (this is pass-through);
             # only its usage, for the log, could not be read.
-            attempt.usage = None
+            usage = NO_USAGE
+        if not usage.prompt_tokens or not usage.output_tokens:
+            # No usage (or part of it) in the answer: the books estimate what is missing
+            # from the request and from the answer's own text, read as the client will.
+            attempt.out_chars = _answer_chars(provider, raw, call)
+            usage = _estimated(call, attempt, usage)
+        attempt.usage = usage
         return raw
 
     # ------------------------------------------------------------------ local providers
@@ -427,15 +446,15 @@ class Gateway:
         # let go of the parsed body meanwhile (the raw bytes stay, for a fallback).
         del upstream_request
         call.release()
-        upstream = await self.post(provider, provider.url(target.model, True), body, call.headers,
-                                   call.conversation)
+        upstream = await self.post(provider, provider.url(target.model, True), body,
+                                   call.headers, call.conversation, attempt.trace_headers)
         del body
         if not upstream.is_event_stream:
             # Some upstreams answer a stream request with a whole body.
             call.restore()
             upstream_request = _upstream_request(call, provider, target.model, True)
             whole = _parse_whole(provider, await upstream.read(), upstream_request, reuse)
-            whole = _counted(replace(whole, model=call.request.model), call)
+            whole = _counted(replace(whole, model=call.request.model), call, attempt)
             attempt.usage = whole.usage
             attempt.ended = True
             attempt.first = time.perf_counter()
@@ -510,7 +529,8 @@ class Gateway:
     ) -> tuple[bytes, AsyncIterator[bytes]]:
         body = _rewritten(call, target, provider)
         upstream = await self.post(provider, provider.url(target.model, True), body,
-                                   call.headers, call.conversation)
+                                   call.headers, call.conversation,
+                                   attempt.trace_headers)
         chunks = upstream.iter_chunks()
         tap = UsageTap(call.codec.name)
         # Hold back the bytes until the content begins: an `error` event (Anthropic's
@@ -596,6 +616,10 @@ class Gateway:
                 # The upstream's own in-stream error event: log the attempt as failed.
                 attempt.error = provider.own_error(
                     call.codec.parse_error(200, tap.error_data.encode()))
+            elif attempt.ended and attempt.error is None:
+                # A whole stream without usage (an OpenAI-compatible server that ignores
+                # stream_options.include_usage): the counts it left out are estimated.
+                attempt.usage = _estimated(call, attempt, tap.usage)
             self.log_attempt(call, attempt)
 
     # ------------------------------------------------------------------ the books
@@ -621,6 +645,7 @@ class Gateway:
             latency_ms=(now - attempt.started) * 1000, ttft_ms=ttft, final=final,
             rule=rule, route=route,
             cost=attempt.turn.usd if attempt.turn is not None else None,
+            estimated=attempt.estimated, span_id=attempt.span_id,
         )
         if self.access_log.enabled:  # endpoint, status and request id come with the record
             self.access_log.attempt(record, attempt.route,
@@ -647,29 +672,68 @@ def _used_so_far(call: Call, attempt: Attempt, usage: Usage | None) -> Usage:
     and the output counted from the text streamed so far (babelgate.tokens)."""
     usage = usage or attempt.opening or NO_USAGE
     if not usage.prompt_tokens:
-        estimate = attempt.estimated_input
-        if not estimate and call.request.messages:  # not yet let go of: estimate it now
-            estimate = tokens.quick_estimate(call.request, call.reuse)
-        if not estimate:
-            estimate = tokens.estimate_chars(attempt.body_bytes)
-        usage = replace(usage, input_tokens=estimate)
+        usage = replace(usage, input_tokens=_input_estimate(call, attempt))
+        attempt.estimated = True
     counted = tokens.estimate_chars(attempt.out_chars)
     if counted > usage.output_tokens:
         usage = replace(usage, output_tokens=counted)
+        attempt.estimated = True
     return usage
 
 
-def _counted(response: Response, call: Call) -> Response:
+def _input_estimate(call: Call, attempt: Attempt) -> int:
+    """The input tokens of the attempt's request, estimated: the estimate a stream's start
+    carried, else one made now from the request, else (the body let go of) its size."""
+    estimate = attempt.estimated_input
+    if not estimate and call.request.messages:  # not yet let go of: estimate it now
+        estimate = tokens.quick_estimate(call.request, call.reuse)
+    if not estimate:
+        estimate = tokens.estimate_chars(attempt.body_bytes or len(call.raw))
+    return estimate
+
+
+def _estimated(call: Call, attempt: Attempt, usage: Usage) -> Usage:
+    """A finished answer's `usage` with the counts its upstream left out (0) estimated, as
+    the translated paths do (_counted, _reported_end): input from the request, output from
+    the `attempt.out_chars` characters of text it wrote. Marks the attempt when it did."""
+    if not usage.prompt_tokens:
+        usage = replace(usage, input_tokens=_input_estimate(call, attempt))
+        attempt.estimated = True
+    if not usage.output_tokens:
+        counted = tokens.estimate_chars(attempt.out_chars)
+        if counted:  # nothing written: the upstream's 0 may well be true
+            usage = replace(usage, output_tokens=counted)
+            attempt.estimated = True
+    return usage
+
+
+def _answer_chars(provider: Provider, raw: bytes, call: Call) -> int:
+    """The characters of text (and tool calls, reasoning) in a passed-through whole answer,
+    read with the protocol's codec: only for an answer without usage."""
+    try:
+        response = _parse_whole(provider, raw, call.request, call.reuse)
+    except (*MISREAD, *TOO_DEEP, GatewayError):  # not readable: no output estimate
+        return 0
+    chars, _ = tokens.part_chars(response.parts)
+    return chars
+
+
+def _counted(response: Response, call: Call, attempt: Attempt) -> Response:
     """`response` with the counts its upstream left out estimated (llama.cpp's server sends
-    no `usage` object): input from the request, output from the characters of its parts."""
+    no `usage` object): input from the request, output from the characters of its parts.
+    Marks the attempt's usage as an estimate when it is one."""
     usage = response.usage
     if usage.prompt_tokens and usage.output_tokens:
         return response
     if not usage.prompt_tokens:
         usage = replace(usage, input_tokens=tokens.quick_estimate(call.request, call.reuse))
+        attempt.estimated = True
     if not usage.output_tokens:
         chars, _ = tokens.part_chars(response.parts)
-        usage = replace(usage, output_tokens=tokens.estimate_chars(chars))
+        counted = tokens.estimate_chars(chars)
+        if counted:
+            usage = replace(usage, output_tokens=counted)
+            attempt.estimated = True
     return replace(response, usage=usage)
 
 
@@ -826,8 +890,12 @@ def _reported_end(event: MessageDelta, attempt: Attempt) -> MessageDelta:
                             cache_write_tokens=opening.cache_write_tokens)
         else:
             usage = replace(usage, input_tokens=attempt.estimated_input)
+            attempt.estimated = True
     if not usage.output_tokens:
-        usage = replace(usage, output_tokens=tokens.estimate_chars(attempt.out_chars))
+        counted = tokens.estimate_chars(attempt.out_chars)
+        if counted:
+            usage = replace(usage, output_tokens=counted)
+            attempt.estimated = True
     return replace(event, usage=usage)
 
 

@@ -161,8 +161,8 @@ class UsageTap:
     so the caller can tell a stream that failed before it started (worth a fallback) from one
     that did start."""
 
-    __slots__ = ("_spec", "_sse", "content", "ended", "error_data", "events", "head",
-                 "last_data", "started", "text_chars", "usage")
+    __slots__ = ("_envelope", "_spec", "_sse", "content", "ended", "error_data", "events",
+                 "head", "last_data", "started", "text_chars", "usage")
 
     def __init__(self, protocol: str) -> None:
         self._spec = SPECS[protocol]
@@ -176,8 +176,11 @@ class UsageTap:
         self.head: JSON | None = None  # Responses: the response object of response.created
         self.last_data = ""
         # Roughly the text of the events not parsed (deltas): their size less the JSON
-        # around a delta's text; the output estimate of a stream the client left.
+        # around a delta's text; the output estimate of a stream without usage. That JSON
+        # (ids, model name, fields a server adds) is measured on the stream's first delta,
+        # the one delta parsed; the spec's guess stands until then (and if none is found).
         self.text_chars = 0
+        self._envelope: int | None = None
 
     def feed(self, chunk: bytes) -> None:
         spec = self._spec
@@ -189,11 +192,26 @@ class UsageTap:
             else:
                 if not self.started and spec.starts(event.event):
                     self.started = True
-                size = len(event.data) - spec.envelope
+                envelope = self._envelope
+                if envelope is None:
+                    envelope = self._learn(event.data)
+                size = len(event.data) - envelope
                 if size > 0:
                     self.text_chars += size
             if not self.content and self.error_data is None:
                 self.content = spec.content(event.event, event.data)
+
+    def _learn(self, data: str) -> int:
+        """The envelope of this stream's deltas, from its first one (`data`, if it is one):
+        the event's size less its text."""
+        text = self._spec.text(_loads(data))
+        if text is None:  # not a delta (a block's start, a role chunk): keep looking
+            return self._spec.envelope
+        self._envelope = envelope = len(data) - len(text)
+        # What the events before it were guessed to hold goes: they were a stream's start,
+        # a role or a block's opening, no text.
+        self.text_chars = 0
+        return envelope
 
     def merge(self, delta: Usage) -> None:
         # Usage in later events is cumulative; fields they leave out (0) keep their value.
@@ -236,6 +254,8 @@ class PassThroughSpec:
     # max_tokens_fields: for a protocol whose model is in the URL (Gemini).
     rewrite: Callable[[JSON, Quirks], None] | None = None
     envelope: int = 0  # characters of a text delta event's data that are not its text
+    # The text of a delta event (text, reasoning, tool arguments); None: not a delta.
+    text: Callable[[JSON], str | None] = lambda _: None
 
 
 def _anthropic_read(tap: UsageTap, name: str | None, data: JSON) -> None:
@@ -338,6 +358,39 @@ def _chat_content(name: str | None, raw: str) -> bool:
     return said or choice.get("finish_reason") is not None
 
 
+def _string(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _first(value: Any) -> JSON:
+    """The first item of a list, if it is an object, else {}."""
+    return value[0] if isinstance(value, list) and value and isinstance(value[0], dict) else {}
+
+
+def _anthropic_text(data: JSON) -> str | None:
+    delta = data.get("delta")
+    if data.get("type") != "content_block_delta" or not isinstance(delta, dict):
+        return None
+    return (_string(delta.get("text")) or _string(delta.get("thinking"))
+            or _string(delta.get("partial_json")))
+
+
+def _chat_text(data: JSON) -> str | None:
+    delta = _first(data.get("choices")).get("delta")
+    if not isinstance(delta, dict):
+        return None
+    call = _first(delta.get("tool_calls")).get("function")
+    return (_string(delta.get("content")) or _string(delta.get("reasoning_content"))
+            or _string(delta.get("reasoning"))
+            or (_string(call.get("arguments")) if isinstance(call, dict) else None))
+
+
+def _gemini_text(data: JSON) -> str | None:
+    content = _first(data.get("candidates")).get("content")
+    part = _first(content.get("parts")) if isinstance(content, dict) else {}
+    return _string(part.get("text"))
+
+
 _RESPONSES_OPENING = frozenset({"response.created", "response.in_progress", "response.queued",
                                 "error"})
 _ANTHROPIC_OPENING = frozenset({"message_start", "ping", "error"})
@@ -355,6 +408,7 @@ SPECS: dict[str, PassThroughSpec] = {
         starts=lambda name: False,  # message_start is read above
         # {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":""}}
         envelope=80,
+        text=_anthropic_text,
         content=lambda name, _: name not in _ANTHROPIC_OPENING,
     ),
     "openai": PassThroughSpec(
@@ -366,6 +420,7 @@ SPECS: dict[str, PassThroughSpec] = {
         starts=lambda name: True,
         # id, object, created, model and choices around {"content":""}: ~140 on OpenAI's
         envelope=140,
+        text=_chat_text,
         content=_chat_content,
     ),
     "openai-responses": PassThroughSpec(
@@ -378,6 +433,7 @@ SPECS: dict[str, PassThroughSpec] = {
         tail=_responses_tail,
         # {"type":"response.output_text.delta","sequence_number":..,"item_id":"msg_..", ...}
         envelope=150,
+        text=lambda data: _string(data.get("delta")),
     ),
     "gemini": PassThroughSpec(
         max_tokens_fields=(),
@@ -390,6 +446,7 @@ SPECS: dict[str, PassThroughSpec] = {
         rewrite=_gemini_rewrite,
         # {"candidates":[{"content":{"parts":[{"text":""}],"role":"model"},"index":0}]}
         envelope=80,
+        text=_gemini_text,
     ),
 }
 

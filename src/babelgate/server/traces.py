@@ -9,6 +9,11 @@ What this module promises:
   (from its first attempt's start to its final attempt's end) and a CLIENT span named
   `chat {target model}` for each upstream attempt, its child. A request refused before any
   upstream (auth, limits, no route) is a request span alone.
+- A caller's W3C `traceparent` is honoured (books/trace_context.py): the request's span is
+  a child of the caller's span, in the caller's trace; each upstream request carries a
+  `traceparent` naming its attempt's span, so the upstream's own spans join the trace too.
+  A caller that says "not sampled" gets no spans sent (the parent-based sampling
+  OpenTelemetry SDKs do by default); its trace context is still passed on.
 - Attributes: gen_ai.operation.name (`chat`), gen_ai.provider.name and gen_ai.system (the
   provider's name in the configuration), gen_ai.request.model, gen_ai.response.model (the
   target model, on answers), gen_ai.usage.input_tokens (cache reads and writes included,
@@ -107,6 +112,9 @@ class Traces:
 
     # ------------------------------------------------------------------ the request path
     def record(self, rec: UsageRecord) -> None:
+        trace = rec.trace
+        if trace is not None and not trace.sampled:  # the caller's choice: not this trace
+            return
         pending = self._pending
         if len(pending) >= self.config.max_queue:
             self._dropped += 1
@@ -166,7 +174,12 @@ class Traces:
         return digest[:32], digest[32:]
 
     def _spans_of(self, rec: UsageRecord, spans: list[dict[str, Any]]) -> None:
-        trace_id, request_span = self._ids(rec.request_id)
+        trace = rec.trace
+        if trace is not None:  # the request's context (the caller's trace, if it sent one)
+            trace_id, request_span, caller = trace.trace_id, trace.span_id, trace.parent_id
+        else:
+            trace_id, request_span = self._ids(rec.request_id)
+            caller = None
         end = rec.time + rec.latency_ms / 1000
         if rec.provider:
             spans.append(self._attempt(rec, trace_id, request_span, end))
@@ -192,7 +205,7 @@ class Traces:
             attributes += [*_provider(rec), *self._usage(rec)]
         elif rec.error_kind is not None:
             attributes.append(_attribute("error.type", rec.error_kind))
-        spans.append(self._span(trace_id, request_span, None, f"chat {rec.model}", SERVER,
+        spans.append(self._span(trace_id, request_span, caller, f"chat {rec.model}", SERVER,
                                 first, end, attributes, rec.error_kind))
 
     def _attempt(self, rec: UsageRecord, trace_id: str, parent: str, end: float
@@ -204,7 +217,9 @@ class Traces:
                            _attribute("server.port", address[1])]
         if rec.ttft_ms is not None:
             attributes.append(_attribute("babelgate.time_to_first_token_ms", rec.ttft_ms))
-        return self._span(trace_id, os.urandom(8).hex(), parent, f"chat {rec.target_model}",
+        # The span id its upstream request carried in `traceparent`, when it had one.
+        span_id = rec.span_id or os.urandom(8).hex()
+        return self._span(trace_id, span_id, parent, f"chat {rec.target_model}",
                           CLIENT, rec.time, end, attributes, rec.error_kind)
 
     @staticmethod
@@ -229,6 +244,8 @@ class Traces:
                                     rec.cache_write_tokens))
         if rec.cost is not None:
             found.append(_attribute("babelgate.cost_usd", rec.cost))
+        if rec.estimated:  # the upstream reported no usage: these counts are babelgate's
+            found.append(_attribute("babelgate.usage.estimated", True))
         return found
 
     @staticmethod

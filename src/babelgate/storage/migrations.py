@@ -326,3 +326,10 @@ def m009_quota_marks_by_key_id(db: Schema) -> None:
     )
     db.execute("DROP TABLE quota_marks")
     db.execute("ALTER TABLE quota_marks_by_id RENAME TO quota_marks")
+
+
+@migration
+def m010_usage_estimated(db: Schema) -> None:
+    # 1: some token count of the row is babelgate's estimate, the upstream reported none
+    # (books/record.py). Rows stored before this migration were not marked.
+    db.execute("ALTER TABLE usage ADD COLUMN estimated INTEGER NOT NULL DEFAULT 0")

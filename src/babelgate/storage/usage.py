@@ -39,14 +39,14 @@ COLUMNS: tuple[str, ...] = (
     "time", "request_id", "key", "client", "protocol", "endpoint", "model", "provider",
     "target_model", "stream", "status", "error_kind", "rule", "route", "input_tokens",
     "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "cost",
-    "latency_ms", "ttft_ms", "final",
+    "latency_ms", "ttft_ms", "final", "estimated",
 )
 # Binding None or a bool costs Python's sqlite3 an adapter search per value (~3,000
 # instructions each, measured under callgrind: more than the insert itself), where an int, a
 # float or a str binds at once. So the writer's thread turns None into "" and flags into
 # 0/1 before binding, and the statement turns "" back into NULL in the columns that take one.
 NULLABLE = ("key", "error_kind", "rule", "route", "cost", "ttft_ms")
-FLAGS = ("stream", "final")
+FLAGS = ("stream", "final", "estimated")
 _NULLABLE_AT = tuple(COLUMNS.index(name) for name in NULLABLE)
 _FLAGS_AT = tuple(COLUMNS.index(name) for name in FLAGS)
 _INSERT = (f"INSERT INTO usage ({', '.join(COLUMNS)}) VALUES ("
@@ -203,8 +203,12 @@ def read_since(path: str | os.PathLike[str], since: float) -> list[dict[str, Any
             "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'usage'").fetchone()
         if has is None:
             return []
+        # A file not migrated yet (read-only here: an older gateway's, or one migrating
+        # now) lacks the newest columns: each reads as 0 (`estimated`: not marked).
+        present = {row[1] for row in conn.execute("PRAGMA table_info(usage)")}
+        select = ", ".join(name if name in present else f"0 AS {name}" for name in COLUMNS)
         cursor = conn.execute(
-            f"SELECT {', '.join(COLUMNS)} FROM usage WHERE time >= ? ORDER BY time", (since,))
+            f"SELECT {select} FROM usage WHERE time >= ? ORDER BY time", (since,))
         return [dict(zip(COLUMNS, row, strict=True)) for row in cursor]
     finally:
         conn.close()
