@@ -5,6 +5,7 @@ user would read them in their tracing backend."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -14,11 +15,17 @@ import aiohttp
 import orjson
 import pytest
 from aiohttp import web
+from google.protobuf.json_format import MessageToDict
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
 from test_observe import HEADERS, PROVIDER_KEY, ROUTES, message, post
 from tests.conftest import GatewayFactory
 from tests.fakes import FakeAnthropic, FakeOpenAI, Reply
 from tests.fakes.core import Usage, free_port
 
+from babelgate.server import otlp_proto
 from babelgate.server.otlp import OtlpConfig
 
 pytestmark = [pytest.mark.gateway]
@@ -27,10 +34,13 @@ COLLECTOR_TOKEN = "collector-SECRET-token"
 
 
 class Collector:
-    """An OTLP/HTTP receiver: POST /v1/traces with an OTLP JSON body, kept decoded."""
+    """An OTLP/HTTP receiver: POST /v1/traces with an OTLP protobuf body (decoded by
+    opentelemetry-proto's generated classes, the reference for the wire format) or an OTLP
+    JSON one, kept decoded in the JSON spelling either way."""
 
     def __init__(self) -> None:
         self.requests: list[tuple[dict[str, str], dict[str, Any]]] = []
+        self.content_types: list[str] = []
         self.port = free_port()
         self.runner: web.AppRunner | None = None
 
@@ -47,9 +57,15 @@ class Collector:
         await self.runner.cleanup()
 
     async def traces(self, request: web.Request) -> web.Response:
-        assert request.content_type == "application/json"
         headers = {name.lower(): value for name, value in request.headers.items()}
-        self.requests.append((headers, orjson.loads(await request.read())))
+        self.content_types.append(request.content_type)
+        raw = await request.read()
+        if request.content_type == "application/x-protobuf":
+            self.requests.append((headers, from_protobuf(raw)))
+            return web.Response(body=ExportTraceServiceResponse().SerializeToString(),
+                                content_type="application/x-protobuf")
+        assert request.content_type == "application/json"
+        self.requests.append((headers, orjson.loads(raw)))
         return web.json_response({"partialSuccess": {}})
 
     def spans(self) -> list[dict[str, Any]]:
@@ -61,6 +77,21 @@ class Collector:
         while len(self.spans()) < count and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         return self.spans()
+
+
+def from_protobuf(raw: bytes) -> dict[str, Any]:
+    """An ExportTraceServiceRequest in OTLP JSON's spelling: protobuf's JSON mapping writes
+    bytes in base64 where OTLP JSON writes ids in hex."""
+    message = ExportTraceServiceRequest.FromString(raw)
+    assert message.SerializeToString() == raw  # nothing unknown, nothing out of order
+    body = MessageToDict(message, use_integers_for_enums=True)
+    for resource in body["resourceSpans"]:
+        for scope in resource["scopeSpans"]:
+            for span in scope["spans"]:
+                for name in ("traceId", "spanId", "parentSpanId"):
+                    if name in span:
+                        span[name] = base64.b64decode(span[name]).hex()
+    return body
 
 
 @pytest.fixture
@@ -78,12 +109,16 @@ def attributes(span: dict[str, Any]) -> dict[str, Any]:
     return found
 
 
+@pytest.mark.parametrize("protocol", [None, "http/json", "http/protobuf"])
 async def test_each_request_is_a_trace_with_genai_attributes(
-        gateway_factory: GatewayFactory, collector: Collector) -> None:
+        gateway_factory: GatewayFactory, collector: Collector, protocol: str | None) -> None:
+    """The same spans in either encoding; without OTEL_EXPORTER_OTLP_PROTOCOL, protobuf
+    (the specification's default)."""
+    chosen = {} if protocol is None else {"OTEL_EXPORTER_OTLP_PROTOCOL": protocol}
     async with FakeOpenAI(api_key=PROVIDER_KEY) as oa, FakeAnthropic() as an:
         gw = await gateway_factory(
             {"oa": oa, "an": an}, routes=ROUTES,  # type: ignore[arg-type]
-            env={"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{collector.port}",
+            env={**chosen, "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{collector.port}",
                  "OTEL_SERVICE_NAME": "team-gateway",
                  "OTEL_EXPORTER_OTLP_HEADERS": f"authorization=Bearer%20{COLLECTOR_TOKEN},"
                                                "x-tenant=platform",
@@ -98,6 +133,8 @@ async def test_each_request_is_a_trace_with_genai_attributes(
         assert (await post(gw, message("no-such-model")))[0] == 404
         spans = await collector.wait_for(6)
     assert len(spans) == 6, spans
+    wire = "application/json" if protocol == "http/json" else "application/x-protobuf"
+    assert set(collector.content_types) == {wire}
 
     headers, body = collector.requests[0]
     assert headers["authorization"] == f"Bearer {COLLECTOR_TOKEN}"
@@ -210,6 +247,15 @@ def test_the_standard_variables() -> None:
                 {**env, "OTEL_TRACES_EXPORTER": "none"},
                 {"OTEL_EXPORTER_OTLP_ENDPOINT": "collector:4318"}):
         assert OtlpConfig.from_environ(off) is None, off
+    # The protocol: http/protobuf unless told http/json; the traces' own variable first.
+    assert config.protocol == "http/protobuf"
+    for protocols, wanted in (({"OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"}, "http/json"),
+                              ({"OTEL_EXPORTER_OTLP_PROTOCOL": "http/json",
+                                "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf"},
+                               "http/protobuf"),
+                              ({"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, "http/protobuf")):
+        chosen = OtlpConfig.from_environ({**env, **protocols})
+        assert chosen is not None and chosen.protocol == wanted, protocols
 
 
 async def test_a_collector_that_is_down_costs_a_warning_not_a_request(
@@ -286,6 +332,7 @@ async def test_a_callers_traceparent_is_joined_and_passed_upstream(
     request = by_span[attempt["parentSpanId"]]
     assert request["kind"] == 2 and request["traceId"] == CALLER_TRACE
     assert request["parentSpanId"] == CALLER_SPAN
+    assert request["traceState"] == "vendor=abc,other=x"
 
     # Without a (valid) traceparent: a new trace, a root request span, and the upstream in it.
     for trace_id, parent, flags in upstream[1:4]:
@@ -324,3 +371,29 @@ async def test_no_traces_no_traceparent_upstream(gateway_factory: GatewayFactory
         ) as resp:
             assert resp.status == 200
     assert "traceparent" not in oa.requests[0].headers
+
+
+def test_every_attribute_kind_in_protobuf() -> None:
+    """Each kind of value a span may carry, decoded by opentelemetry-proto as it was meant:
+    a double (cost), a negative and a large int, a bool, text beyond ASCII, a status."""
+    span = {"traceId": CALLER_TRACE, "spanId": CALLER_SPAN, "parentSpanId": "0123456789abcdef",
+            "traceState": "k=v", "name": "chat modèle", "kind": 3,
+            "startTimeUnixNano": "1796617551272803800", "endTimeUnixNano": "1796617552000000000",
+            "attributes": [
+                {"key": "cost", "value": {"doubleValue": 0.00012}},
+                {"key": "minus", "value": {"intValue": "-5"}},
+                {"key": "big", "value": {"intValue": str(2**62)}},
+                {"key": "flag", "value": {"boolValue": False}},
+                {"key": "text", "value": {"stringValue": "ünï"}}],
+            "status": {"code": 2, "message": "rate_limit"}}
+    raw = otlp_proto.encode([{"key": "service.name", "value": {"stringValue": "gw"}}],
+                            "babelgate", [span])
+    decoded = from_protobuf(raw)
+    [resource] = decoded["resourceSpans"]
+    assert attributes(resource["resource"]) == {"service.name": "gw"}
+    assert resource["scopeSpans"][0]["scope"] == {"name": "babelgate"}
+    [got] = resource["scopeSpans"][0]["spans"]
+    assert attributes(got) == {"cost": 0.00012, "minus": -5, "big": 2**62, "flag": False,
+                               "text": "ünï"}
+    del got["attributes"], span["attributes"]
+    assert got == span

@@ -4,7 +4,8 @@ What this module promises:
 - `Traces` is a RecordSink (books/record.py): `record(rec)` on the request path appends the
   attempt's frozen usage record to a list, nothing else. Every `delay` seconds (or once
   `max_batch` records wait) a timer on the event loop hands the list to one export thread,
-  which turns records into spans, encodes them as OTLP JSON and posts them (otlp.py).
+  which turns records into spans, encodes them as OTLP protobuf (otlp_proto.py) or JSON and
+  posts them (otlp.py).
 - Each request is one trace: a SERVER span named `chat {requested model}` for the request
   (from its first attempt's start to its final attempt's end) and a CLIENT span named
   `chat {target model}` for each upstream attempt, its child. A request refused before any
@@ -42,10 +43,12 @@ import orjson
 
 from babelgate.books.record import UsageRecord
 
-from .otlp import OtlpConfig, post
+from . import otlp_proto
+from .otlp import PROTOBUF, OtlpConfig, post
 
 log = logging.getLogger("babelgate")
 
+SCOPE = "babelgate"  # the instrumentation scope's name
 SERVER, CLIENT = 2, 3  # OTLP span kinds
 STATUS_ERROR = 2
 DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -163,9 +166,13 @@ class Traces:
             self.send(self.config, self.encode(spans))
 
     def encode(self, spans: list[dict[str, Any]]) -> bytes:
+        """The export request, in the configured protocol's encoding."""
+        resource = [_attribute(k, v) for k, v in self.config.resource]
+        if self.config.protocol == PROTOBUF:
+            return otlp_proto.encode(resource, SCOPE, spans)
         return orjson.dumps({"resourceSpans": [{
-            "resource": {"attributes": [_attribute(k, v) for k, v in self.config.resource]},
-            "scopeSpans": [{"scope": {"name": "babelgate"}, "spans": spans}],
+            "resource": {"attributes": resource},
+            "scopeSpans": [{"scope": {"name": SCOPE}, "spans": spans}],
         }]})
 
     def _ids(self, request_id: str) -> tuple[str, str]:
@@ -205,8 +212,11 @@ class Traces:
             attributes += [*_provider(rec), *self._usage(rec)]
         elif rec.error_kind is not None:
             attributes.append(_attribute("error.type", rec.error_kind))
-        spans.append(self._span(trace_id, request_span, caller, f"chat {rec.model}", SERVER,
-                                first, end, attributes, rec.error_kind))
+        span = self._span(trace_id, request_span, caller, f"chat {rec.model}", SERVER,
+                          first, end, attributes, rec.error_kind)
+        if trace is not None and trace.state is not None:  # the caller's, as it came
+            span["traceState"] = trace.state
+        spans.append(span)
 
     def _attempt(self, rec: UsageRecord, trace_id: str, parent: str, end: float
                  ) -> dict[str, Any]:
