@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import orjson
 import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
@@ -190,19 +191,31 @@ async def test_a_limited_key_is_counted_once_across_workers(
                         assert "10 requests per minute" in answer["error"]["message"]
         assert statuses.count(200) == 10, statuses
         assert statuses.count(429) == 14, statuses
-        # Each worker's own metrics: both answered some (so neither counted alone), and
-        # what they let through adds up to 10.
-        served = await _answered_by_each_worker(url, admin)
-        assert len(served) == 2 and all(sum(by.values()) for by in served.values()), served
-        assert sum(by.get("200", 0) for by in served.values()) == 10, served
+        # /metrics is whole whichever worker answers it: each says 10 answered, 14 refused
+        # (with the process metrics of both workers, each with its own label).
+        scrapes = await _metrics_of_each_worker(url, admin)
+        assert len(scrapes) == 2, scrapes
+        for samples in scrapes.values():
+            assert requests_by_status(samples) == {"200": 10.0, "429": 14.0}, samples
+            assert samples[("babelgate_metrics_workers", ())] == 2
+            assert {dict(labels)["worker"] for name, labels in samples
+                    if name == "process_resident_memory_bytes"} == {"0", "1"}
+        # ...and both workers answered some (their own counts, asked on their sockets), so
+        # neither counted alone.
+        own = [requests_by_status(w) for w in _each_workers_own(scrapes)]
+        assert len(own) == 2 and all(sum(by.values()) for by in own), own
+        assert sum(by.get("200", 0) for by in own) == 10, own
     finally:
         await stop_process(supervisor)
 
 
-async def _answered_by_each_worker(url: str, admin: str) -> dict[int, dict[str, float]]:
-    """Per worker pid, its babelgate_requests_total by status: /health and /metrics asked on
-    one kept-alive connection (so of one worker), over new connections until both are seen."""
-    seen: dict[int, dict[str, float]] = {}
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+async def _metrics_of_each_worker(url: str, admin: str) -> dict[int, Samples]:
+    """Per worker pid, its answer to /metrics: /health and /metrics asked on one kept-alive
+    connection (so of one worker), over new connections until both are seen."""
+    seen: dict[int, Samples] = {}
     deadline = time.monotonic() + WAIT
     while len(seen) < 2:
         assert time.monotonic() < deadline, seen
@@ -213,12 +226,39 @@ async def _answered_by_each_worker(url: str, admin: str) -> dict[int, dict[str, 
             async with session.get(url + "/metrics",
                                    headers={"Authorization": f"Bearer {admin}"}) as resp:
                 assert resp.status == 200, await resp.text()
-                text = await resp.text()
-        by_status: dict[str, float] = {}
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                if sample.name == "babelgate_requests_total":
-                    status = sample.labels["status"]
-                    by_status[status] = by_status.get(status, 0) + sample.value
-        seen[pid] = by_status
+                seen[pid] = _samples(await resp.text())
     return seen
+
+
+def _samples(text: str) -> Samples:
+    """Every sample of a Prometheus text, parsed by prometheus_client's own parser."""
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+def requests_by_status(samples: Samples) -> dict[str, float]:
+    found: dict[str, float] = {}
+    for (name, labels), value in samples.items():
+        if name == "babelgate_requests_total":
+            status = dict(labels)["status"]
+            found[status] = found.get(status, 0) + value
+    return found
+
+
+def _each_workers_own(scrapes: dict[int, Samples]) -> list[Samples]:
+    """Each worker's own counts, read from its metrics socket in the supervisor's private
+    directory (named on its command line), as the worker answering /metrics reads them."""
+    own = []
+    for pid in scrapes:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        directory = args[args.index(b"--metrics-dir") + 1].decode()
+        worker = args[args.index(b"--worker") + 1].decode()
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.connect(os.path.join(directory, f"metrics-{worker}.sock"))
+            raw = b"".join(iter(lambda: sock.recv(65536), b""))
+        samples: Samples = {}
+        for _, _, _, _, listed in orjson.loads(raw)["metrics"]:
+            for name, labels, value in listed:
+                samples[(name, tuple(sorted(labels.items())))] = value
+        own.append(samples)
+    return own

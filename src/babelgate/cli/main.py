@@ -68,6 +68,7 @@ def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     serve.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     serve.add_argument("--supervisor-fd", type=int, help=argparse.SUPPRESS)
     serve.add_argument("--limits-socket", help=argparse.SUPPRESS)
+    serve.add_argument("--metrics-dir", help=argparse.SUPPRESS)
     serve.set_defaults(handler=_serve)
 
 
@@ -163,7 +164,7 @@ def _serve(args: argparse.Namespace) -> int:
             serve(settings, host, port, limits_socket=args.limits_socket)
         else:
             serve(settings, host, port, worker=args.worker, supervisor_fd=args.supervisor_fd,
-                  limits_socket=args.limits_socket)
+                  limits_socket=args.limits_socket, metrics_dir=args.metrics_dir)
     except ConfigError as exc:  # found while building the app (a storage.url it cannot use)
         say(exc)
         return EXIT_CONFIG

@@ -71,6 +71,7 @@ from .http import Request, header_text
 from .keepalive import KeepAlive, KeepAlives
 from .memory import Collector, HeapTrimmer
 from .metrics import Metrics
+from .metrics_peers import MetricsPeers, merge
 from .otlp import OtlpConfig
 from .owner import owner_of
 from .reload import (
@@ -113,7 +114,8 @@ GENERATE_PATHS = {
 
 class App:
     def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time,
-                 limits_socket: str | None = None) -> None:
+                 limits_socket: str | None = None,
+                 metrics_peers: MetricsPeers | None = None) -> None:
         storage = settings.storage
         # The books: one usage record per upstream attempt, to each sink (books/); a row
         # per record in the usage table, written in batches off the request path.
@@ -138,6 +140,8 @@ class App:
         self.gateway = Gateway(settings, books=Books(prices_for(settings), (self.usage,)),
                                routing=self.routing, claude_code=self.claude_code)
         self._observe(settings)
+        # Under `serve --workers`: the other workers, whose counts /metrics adds up.
+        self.metrics_peers = metrics_peers if self.metrics is not None else None
         self.trimmer = HeapTrimmer()
         self.collector = Collector()  # the cycles reference counting leaves: memory.py
         self.keepalives = KeepAlives(settings.server.stream_keepalive)
@@ -283,6 +287,8 @@ class App:
         except self.db.errors as exc:
             raise StorageUnavailable(f"cannot use the database {self.db.url}: {exc}") from None
         await self.gateway.start()
+        if self.metrics_peers is not None and self.metrics is not None:
+            await self.metrics_peers.start(self.metrics.dump)
         path = config_file(self.settings)
         self._watch(path, await asyncio.to_thread(file_signature, path) if path else None)
         await self.conversations.store.start()  # prunes expired responses, now and hourly
@@ -300,6 +306,8 @@ class App:
 
     async def stop(self) -> None:
         await self.watch.stop()
+        if self.metrics_peers is not None:
+            await self.metrics_peers.stop()
         for task in list(self._reload_tasks):
             task.cancel()
         self.trimmer.stop()
@@ -785,9 +793,17 @@ class App:
         })
 
     async def serve_metrics(self, request: Request, response: Response) -> None:
-        """GET /metrics (`metrics: true`): the Prometheus text format."""
+        """GET /metrics (`metrics: true`): the Prometheus text format; under `serve
+        --workers`, every worker's counts together (metrics_peers.py)."""
         assert self.metrics is not None  # the route exists only with metrics on
-        body = self.metrics.render()
+        peers = self.metrics_peers
+        if peers is None:
+            body = self.metrics.render()
+        else:
+            own = (peers.worker, self.metrics.dump())
+            # Pure Python, ~2 N times the single process's render (N workers): in a thread,
+            # so the requests this worker serves meanwhile are slowed, not stopped.
+            body = await asyncio.to_thread(merge, own, await peers.gather())
         response.send(200, body, [(b"content-type", self.metrics.content_type.encode())])
 
     async def test_connection(self, request: Request, response: Response) -> None:
@@ -830,8 +846,9 @@ class App:
         ))
 
 
-def create_app(settings: Settings, *, limits_socket: str | None = None) -> App:
-    return App(settings, limits_socket=limits_socket)
+def create_app(settings: Settings, *, limits_socket: str | None = None,
+               metrics_peers: MetricsPeers | None = None) -> App:
+    return App(settings, limits_socket=limits_socket, metrics_peers=metrics_peers)
 
 
 def _log_reload(why: str, settings: Settings, pending: tuple[str, ...]) -> None:

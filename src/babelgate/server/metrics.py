@@ -23,6 +23,7 @@ upstream was asked for: what is served and priced), `status` (the HTTP status), 
 from __future__ import annotations
 
 import contextlib
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -35,6 +36,8 @@ from prometheus_client import (
 from prometheus_client.process_collector import ProcessCollector
 
 from babelgate.books.record import UsageRecord
+
+from .metrics_peers import dump
 
 DURATION_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600)
 TTFT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 20, 30, 60)
@@ -126,6 +129,12 @@ class Metrics:
         """The Prometheus text exposition of everything recorded so far."""
         self.fold()
         return generate_latest(self.registry)
+
+    def dump(self) -> list[list[Any]]:
+        """Everything recorded so far, as plain values (metrics_peers.py: a worker's share of
+        `serve --workers`' /metrics)."""
+        self.fold()
+        return dump(self.registry)
 
     def fold(self) -> None:
         """Count the queued records. Counters move once per series and fold (summed here

@@ -20,6 +20,7 @@ from babelgate.config import ServerConfig, Settings
 from .app import App, StorageUnavailable, create_app
 from .auth import AuthRequired
 from .http import Limits, Server
+from .metrics_peers import MetricsPeers
 
 log = logging.getLogger("babelgate")
 
@@ -36,7 +37,7 @@ def configure_logging(level: int = logging.INFO) -> None:
 def serve(
     settings: Settings, host: str | None = None, port: int | None = None, *,
     worker: int | None = None, supervisor_fd: int | None = None,
-    limits_socket: str | None = None,
+    limits_socket: str | None = None, metrics_dir: str | None = None,
 ) -> None:
     """Serve until SIGTERM or SIGINT; then let open requests finish for up to
     `server.shutdown_timeout` seconds (an agent's stream can run for minutes, and a restart must
@@ -48,12 +49,15 @@ def serve(
     SIGTERM when the supervisor that started it is gone; `supervisor_fd` is where it tells
     the supervisor that it reloaded on POST /admin/reload, so that the others reload too;
     `limits_socket` is where the supervisor keeps the keys' limit counts for all its workers
-    (limits/hosted.py), used when there is no `redis:`."""
+    (limits/hosted.py), used when there is no `redis:`; `metrics_dir` is where the workers
+    find each other's metrics (server/metrics_peers.py)."""
     configure_logging()
     ignore_hangup()  # until the loop's handler takes SIGHUP over: it used to kill us
     host = host or settings.server.host
     port = port or settings.server.port
-    app = create_app(settings, limits_socket=limits_socket)
+    peers = (MetricsPeers(metrics_dir, worker)
+             if worker is not None and metrics_dir is not None else None)
+    app = create_app(settings, limits_socket=limits_socket, metrics_peers=peers)
     if worker is not None and supervisor_fd is not None:
         fd, index = supervisor_fd, worker
         app.reloaded_on_request = lambda: tell_supervisor(fd, index)

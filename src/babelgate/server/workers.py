@@ -20,6 +20,9 @@ What this module promises:
 - Without `redis:` the supervisor keeps the keys' limit counts for all its workers
   (limits/hosted.py) on a unix socket it passes as `--limits-socket`, so a 10 requests/minute
   key gets 10 through N workers; with `redis:` the workers share Redis's counts instead.
+- With `metrics: true`, GET /metrics answered by any worker holds every worker's counts:
+  each worker listens on a socket of its own in the supervisor's private directory, and the
+  one that answers asks the others (server/metrics_peers.py).
 What workers do not share yet: each keeps its own in-memory state (reuse tables, routing
 health); usage across workers is the business of the shared storage.
 """
@@ -115,7 +118,9 @@ class Supervisor:
     async def _start(self, index: int) -> None:
         self.workers[index] = await asyncio.create_subprocess_exec(
             *self.command, "--worker", str(index), "--supervisor-fd", str(self._to_us),
-            "--limits-socket", self.counts.path, pass_fds=(self._to_us,))
+            "--limits-socket", self.counts.path,
+            # The same private directory: each worker's metrics socket (metrics_peers.py).
+            "--metrics-dir", os.path.dirname(self.counts.path), pass_fds=(self._to_us,))
         self._started[index] = time.monotonic()
 
     async def _watch(self) -> int:
