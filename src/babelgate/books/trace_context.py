@@ -12,8 +12,9 @@ What this module promises:
   the same trace, the attempt's own span as parent, the caller's flags.
 - A TraceContext is frozen: it is shared by every attempt of its request and travels in
   their usage records to the export thread.
-- Per request: a dict lookup and, with a header, a split and a few checks (~2 µs); ids are
-  drawn from os.urandom.
+- Per request (only with traces on): a dict lookup and, with a header, a split and a few
+  set checks; ids drawn from os.urandom. Some microseconds (timeit: 8 µs without a header,
+  22 µs with one, context and upstream headers together, on a machine loaded 4x over).
 """
 
 from __future__ import annotations

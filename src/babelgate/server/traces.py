@@ -65,7 +65,18 @@ class Upstream(Protocol):
 Upstreams = Callable[[], Mapping[str, Upstream]]
 
 
-def _attribute(name: str, value: str | int | float | bool) -> dict[str, Any]:
+# Spans are built once, in a form of our own that both encodings read: attributes as
+# (name, value) pairs (the protobuf encoder finds most of them again by the pair alone),
+# times as integer nanoseconds; `_json_span` spells a span as OTLP JSON.
+Attribute = tuple[str, str | int | float | bool]
+
+
+def _attribute(name: str, value: str | int | float | bool) -> Attribute:
+    return (name, value)
+
+
+def _json_attribute(attribute: Attribute) -> dict[str, Any]:
+    name, value = attribute
     if isinstance(value, bool):
         return {"key": name, "value": {"boolValue": value}}
     if isinstance(value, int):
@@ -75,11 +86,19 @@ def _attribute(name: str, value: str | int | float | bool) -> dict[str, Any]:
     return {"key": name, "value": {"stringValue": value}}
 
 
-def _nanos(seconds: float) -> str:
-    return str(int(seconds * 1e9))
+def _json_span(span: dict[str, Any]) -> dict[str, Any]:
+    out = dict(span)
+    out["startTimeUnixNano"] = str(out.pop("start"))
+    out["endTimeUnixNano"] = str(out.pop("end"))
+    out["attributes"] = [_json_attribute(a) for a in span["attributes"]]
+    return out
 
 
-def _shared(rec: UsageRecord, model: str) -> list[dict[str, Any]]:
+def _nanos(seconds: float) -> int:
+    return int(seconds * 1e9)
+
+
+def _shared(rec: UsageRecord, model: str) -> list[Attribute]:
     """What the request's span and its attempts' say alike (`model`: the one asked for)."""
     return [_attribute("gen_ai.operation.name", "chat"),
             _attribute("gen_ai.request.model", model),
@@ -87,7 +106,7 @@ def _shared(rec: UsageRecord, model: str) -> list[dict[str, Any]]:
             _attribute("babelgate.request_id", rec.request_id)]
 
 
-def _provider(rec: UsageRecord) -> list[dict[str, Any]]:
+def _provider(rec: UsageRecord) -> list[Attribute]:
     # gen_ai.system: the older name, which some tracing backends still read.
     return [_attribute("gen_ai.provider.name", rec.provider),
             _attribute("gen_ai.system", rec.provider)]
@@ -112,6 +131,7 @@ class Traces:
         self._salt = os.urandom(8)
         self._addresses: dict[str, tuple[str, int]] = {}
         self._addresses_from: Mapping[str, Upstream] | None = None
+        self._protobuf = otlp_proto.Encoder()
 
     # ------------------------------------------------------------------ the request path
     def record(self, rec: UsageRecord) -> None:
@@ -167,12 +187,13 @@ class Traces:
 
     def encode(self, spans: list[dict[str, Any]]) -> bytes:
         """The export request, in the configured protocol's encoding."""
-        resource = [_attribute(k, v) for k, v in self.config.resource]
+        resource: list[Attribute] = list(self.config.resource)
         if self.config.protocol == PROTOBUF:
-            return otlp_proto.encode(resource, SCOPE, spans)
+            return self._protobuf.encode(resource, SCOPE, spans)
         return orjson.dumps({"resourceSpans": [{
-            "resource": {"attributes": resource},
-            "scopeSpans": [{"scope": {"name": SCOPE}, "spans": spans}],
+            "resource": {"attributes": [_json_attribute(a) for a in resource]},
+            "scopeSpans": [{"scope": {"name": SCOPE},
+                            "spans": [_json_span(span) for span in spans]}],
         }]})
 
     def _ids(self, request_id: str) -> tuple[str, str]:
@@ -233,7 +254,7 @@ class Traces:
                           CLIENT, rec.time, end, attributes, rec.error_kind)
 
     @staticmethod
-    def _usage(rec: UsageRecord) -> list[dict[str, Any]]:
+    def _usage(rec: UsageRecord) -> list[Attribute]:
         """The outcome: the error's kind, or the model that answered; the tokens used."""
         if rec.error_kind is not None:
             found = [_attribute("error.type", rec.error_kind)]
@@ -260,11 +281,11 @@ class Traces:
 
     @staticmethod
     def _span(trace_id: str, span_id: str, parent: str | None, name: str, kind: int,
-              start: float, end: float, attributes: list[dict[str, Any]],
+              start: float, end: float, attributes: list[Attribute],
               error: str | None) -> dict[str, Any]:
         span: dict[str, Any] = {
             "traceId": trace_id, "spanId": span_id, "name": name, "kind": kind,
-            "startTimeUnixNano": _nanos(start), "endTimeUnixNano": _nanos(max(start, end)),
+            "start": _nanos(start), "end": _nanos(max(start, end)),
             "attributes": attributes,
         }
         if parent is not None:
