@@ -1,41 +1,45 @@
 """Imports follow the layering the README's architecture section draws: a module imports only
-from its own layer and the layers below it. The table below is that drawing, lowest first;
-every module under src/babelgate must fall in one of its layers.
+from its own layer and the layers below it. The layers are read from that drawing itself (the
+block after "Dependencies point one way", lowest last), so the README cannot drift from what
+this checks; every module under src/babelgate must fall in one of its layers.
 
-`protocols/reuse.py` (the table of request pieces found again) is in the protocols layer:
-the codecs import it, nothing below them does. `storage` speaks SQL and imports
-nothing of ours; `books` (usage records, prices, costs) may write through storage; only the
-server uses either, so they sit just below it. `limits` (per-key limits and budgets, in
-memory or Redis) sits between them and the server. `claude_code` (the local Claude Code CLI
-as a provider: its processes, sessions and projects) uses the providers, the settings and
-storage, and only the server uses it.
+Why the layers are where they are is said in the drawing: `protocols/reuse.py` (the table of
+request pieces found again) sits with the codecs, nothing below them imports it; `storage`
+speaks SQL and imports nothing of ours; `books` (usage records, prices, costs) may write
+through storage; `limits` (per-key limits and budgets) and `claude_code` (the local Claude
+Code CLI as a provider) sit below the server, the only layer that uses them.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import babelgate
 
 SRC = Path(babelgate.__file__).parent
+README = Path(__file__).resolve().parent.parent / "README.md"
 
-LAYERS: tuple[tuple[str, ...], ...] = (
-    ("babelgate",),  # the package itself (its __init__: __version__), not what lies in it
-    ("babelgate.canonical",),
-    ("babelgate.protocols",),
-    ("babelgate.providers", "babelgate.tokens"),
-    ("babelgate.config",),
-    ("babelgate.routing",),
-    ("babelgate.storage",),
-    ("babelgate.books",),
-    ("babelgate.limits",),
-    ("babelgate.claude_code",),
-    ("babelgate.dashboard",),  # static files the server reads as package data
-    ("babelgate.server",),
-    ("babelgate.cli", "babelgate.__main__"),
-)
+
+def drawn_layers(readme: str) -> tuple[tuple[str, ...], ...]:
+    """The layers of the README's drawing, lowest first, as module names: `server/` is
+    babelgate.server, `config.py` babelgate.config. The package itself (its __init__:
+    __version__) is below them all."""
+    found = re.search(r"Dependencies point one way.*?```\n(.*?)```", readme, re.S)
+    assert found is not None, "README: no layer drawing after 'Dependencies point one way'"
+    layers: list[tuple[str, ...]] = []
+    for line in found[1].splitlines():
+        names = re.split(r"\s{2,}", line.strip())[0]  # the names, before the comment
+        layers.append(tuple(
+            "babelgate." + name.strip().removesuffix("/").removesuffix(".py")
+            for name in names.split(",")
+        ))
+    return (("babelgate",), *reversed(layers))
+
+
+LAYERS = drawn_layers(README.read_text())
 
 
 def layer_of(module: str, layers: Sequence[Sequence[str]]) -> int | None:
@@ -104,6 +108,31 @@ def wrong_imports(root: Path, layers: Sequence[Sequence[str]]) -> list[str]:
 
 def test_src_follows_the_layers() -> None:
     assert wrong_imports(SRC, LAYERS) == []
+
+
+def test_the_drawing_is_read_as_drawn() -> None:
+    assert LAYERS[:4] == (("babelgate",), ("babelgate.canonical",), ("babelgate.protocols",),
+                          ("babelgate.providers", "babelgate.tokens"))
+    assert LAYERS[-2:] == (("babelgate.server",), ("babelgate.cli", "babelgate.__main__"))
+    # Every package and top-level module of src/ is drawn (none left to "in no layer").
+    drawn = {name for layer in LAYERS for name in layer}
+    shipped = {f"babelgate.{path.stem if path.suffix else path.name}"
+               for path in SRC.iterdir()
+               if (path.suffix == ".py" and path.stem != "__init__")
+               or (path.is_dir() and (path / "__init__.py").exists())}
+    assert shipped <= drawn, shipped - drawn
+
+
+def test_a_drawing_out_of_step_with_the_code_fails() -> None:
+    """The README drawn with canonical above protocols: every codec's import of a canonical
+    value is then reported."""
+    drawn = "protocols/          protocols/reuse.py sits with the codecs: nothing below"
+    readme = README.read_text()
+    line = next(line for line in readme.splitlines() if line.startswith(drawn))
+    swapped = readme.replace(f"{line}\ncanonical/\n", f"canonical/\n{line}\n")
+    assert swapped != readme
+    problems = wrong_imports(SRC, drawn_layers(swapped))
+    assert any(" imports babelgate.canonical" in problem for problem in problems), problems
 
 
 def test_the_check_catches_a_wrong_direction(tmp_path: Path) -> None:
