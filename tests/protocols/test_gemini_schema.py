@@ -8,13 +8,15 @@ import json
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from babelgate.canonical import Message, Request, Text, Tool
 from babelgate.protocols.base import Quirks
 from babelgate.protocols.gemini import codec
 from babelgate.protocols.gemini.names import gemini_name
-from babelgate.protocols.gemini.schema import clean_parameters
+from babelgate.protocols.gemini.schema import clean_parameters, cleaned_parameters
+from babelgate.protocols.reuse import Reuse
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "gemini"
 REJECTED = {
@@ -189,9 +191,16 @@ def test_invalid_names_are_sanitized_deterministically(
     assert len(long) == 128 and long != gemini_name("x" * 299)
 
 
-def test_cleaning_is_memoised_and_leaves_the_input_alone() -> None:
+def test_cleaning_leaves_the_input_alone_and_is_remembered_per_table() -> None:
     schema = claude_code_tools()[2].parameters
     before = copy.deepcopy(schema)
     first = clean_parameters(schema)
-    assert clean_parameters(copy.deepcopy(schema)) is first
     assert schema == before
+    assert clean_parameters(copy.deepcopy(schema)) == first
+    # Remembered by a caller's table (Reuse.memo), keyed by the schema's JSON: another
+    # table (another gateway key) cleans its own copy.
+    table, other = Reuse(), Reuse()
+    key = orjson.dumps(schema)
+    kept = table.memo(cleaned_parameters, key)
+    assert kept == first and table.memo(cleaned_parameters, orjson.dumps(before)) is kept
+    assert other.memo(cleaned_parameters, key) is not kept

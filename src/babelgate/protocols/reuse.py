@@ -61,6 +61,7 @@ from babelgate.canonical import invalid
 
 T = TypeVar("T")
 V = TypeVar("V")
+K = TypeVar("K", bound=Hashable)
 
 MIN_BODY = 4096  # bytes: below this the body is decoded in one go, nothing cached
 MIN_PIECE = 128  # bytes: smaller values are decoded each time (a lookup would cost as much)
@@ -91,6 +92,9 @@ SEEN_ONCE_BYTES = 640
 # decoded, unless one of them was seen before).
 GIVE_UP_AFTER = 32
 PROBE_EVERY = 16
+# Results of small pure functions of a small key (a tool name's wire form, a cleaned tool
+# schema) each table remembers, whatever its budget: see Reuse.memo.
+MEMO_ENTRIES = 1024
 
 _SEED = secrets.randbits(64)  # per process: digests of a piece cannot be aimed at in advance
 _digest = xxhash.xxh3_64_intdigest
@@ -153,6 +157,7 @@ class Reuse:
         self._barren = 0  # bodies in a row that found nothing and kept nothing
         self._skipped = 0  # bodies decoded in one go since giving up (see GIVE_UP_AFTER)
         self._kept = False  # whether the body being split found or kept a piece
+        self._memo: dict[tuple[Callable[..., Any], Hashable], Any] = {}  # see memo()
 
     # ------------------------------------------------------------------ decoding
 
@@ -509,6 +514,23 @@ class Reuse:
             found = entry.derived[key] = orjson.Fragment(orjson.dumps(value))
         return found
 
+    def memo(self, compute: Callable[[K], T], key: K) -> T:
+        """`compute(key)`, remembered by this table for a pure function of a small hashable
+        key: a name's wire form, a tool schema cleaned for Gemini (keyed by its JSON). For
+        work that repeats across requests whose pieces are not shared (a new conversation
+        with the same tools). The table's own, not the process's: a caller cannot time
+        whether another caller's key sent a name or schema before. At most MEMO_ENTRIES are
+        kept, then all are forgotten at once (these sets are small and stable: a reset is
+        rare). The result is shared from then on and must not be changed."""
+        memo = self._memo
+        found = memo.get((compute, key), _MISSING)
+        if found is _MISSING:
+            if len(memo) >= MEMO_ENTRIES:
+                memo.clear()
+            found = memo[compute, key] = compute(key)
+        result: T = found
+        return result
+
     def resize(self, budget: int) -> None:
         """A new budget in bytes (0: nothing is kept, every body is decoded in one go)."""
         self.budget = budget
@@ -539,6 +561,7 @@ class Reuse:
         self._once.clear()
         self._once_order.clear()
         self._barren = self._skipped = 0
+        self._memo.clear()
 
 
 # A top-level member: its key, where its value starts and ends in the body, and its entry

@@ -12,19 +12,13 @@ import re
 
 from babelgate.canonical import Tool
 
-from ..wire_names import hashed_name, renamed
+from ..wire_names import WireNames, renamed
 
 MAX_NAME = 128
-_VALID = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
-_INVALID_CHARS = re.compile(r"[^a-zA-Z0-9_-]")
-
-
-def upstream_name(name: str) -> str:
-    """`name` if Anthropic accepts it, else a cleaned name with a short hash of the original
-    (the hash keeps two names that clean to the same text apart)."""
-    if _VALID.match(name):
-        return name
-    return hashed_name(name, _INVALID_CHARS.sub("_", name), MAX_NAME, "sha1")
+# `name` if Anthropic accepts it, else a cleaned name with a short hash of the original (the
+# hash keeps two names that clean to the same text apart).
+upstream_name = WireNames(re.compile(r"[a-zA-Z0-9_-]{1,128}"), re.compile(r"[^a-zA-Z0-9_-]"),
+                          MAX_NAME, "sha1")
 
 
 def name_map(tools: tuple[Tool, ...]) -> dict[str, str]:

@@ -12,24 +12,14 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from ..wire_names import hashed_name, renamed
+from ..wire_names import WireNames, renamed
 
 MAX_LEN = 128
-_VALID = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:\-]{0,127}$")
-_INVALID_CHARS = re.compile(r"[^A-Za-z0-9_.:\-]")
-
-
-def gemini_name(name: str) -> str:
-    """The Gemini-valid form of a tool name."""
-    if _VALID.match(name):
-        return name
-    fixed = _INVALID_CHARS.sub("_", name)
-    if not fixed or not (fixed[0].isascii() and (fixed[0].isalpha() or fixed[0] == "_")):
-        fixed = "_" + fixed
-    if len(fixed) > MAX_LEN or fixed != name:
-        # A hash of the original keeps "a b" and "a_b" (or two long names) apart.
-        fixed = hashed_name(name, fixed, MAX_LEN, "sha1")
-    return fixed
+# The Gemini-valid form of a tool name; a name that had to change keeps a hash of the
+# original, so "a b" and "a_b" (or two long names) stay apart.
+gemini_name = WireNames(re.compile(r"[A-Za-z_][A-Za-z0-9_.:\-]{0,127}"),
+                        re.compile(r"[^A-Za-z0-9_.:\-]"), MAX_LEN, "sha1",
+                        first=re.compile(r"[A-Za-z_]"))
 
 
 def reverse_map(names: Iterable[str]) -> dict[str, str]:

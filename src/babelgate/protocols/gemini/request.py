@@ -28,9 +28,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from babelgate.canonical import (
     Document,
     Image,
+    JSONText,
     Message,
     ReasoningConfig,
     Request,
@@ -38,14 +41,13 @@ from babelgate.canonical import (
     Tool,
     ToolCall,
     ToolResult,
-    schema_of,
 )
 from babelgate.protocols.base import Quirks
 from babelgate.protocols.reuse import Reuse
 
 from .names import gemini_name
 from .parts import GEMINI_ID_KEY, media_part, render_model_parts
-from .schema import clean_parameters, clean_schema
+from .schema import clean_schema, cleaned_parameters
 
 JSON = dict[str, Any]
 
@@ -104,7 +106,7 @@ def _render_prompt(request: Request, quirks: Quirks, reuse: Reuse) -> JSON:
         body["systemInstruction"] = {"parts": reuse.serialised(system)}
     # Rendered once per distinct tool list (protocols/reuse.py): agents resend theirs every
     # turn.
-    tools = reuse.derive(render_tools, request.tools)
+    tools = reuse.derive(render_tools, request.tools, reuse)
     if tools:
         body["tools"] = reuse.serialised(tools)
         if request.tool_choice is not None and "functionDeclarations" in tools[0]:
@@ -371,7 +373,7 @@ def _result_texts(result: ToolResult) -> list[str]:
 # ---------------------------------------------------------------- tools
 
 
-def render_tools(tools: tuple[Tool, ...]) -> list[JSON]:
+def render_tools(tools: tuple[Tool, ...], reuse: Reuse) -> list[JSON]:
     """The `tools` list: `functionDeclarations` when any function is declared. Web search
     becomes `googleSearch` only when no function is declared: older models reject the mix,
     and a coding agent needs its functions more than search."""
@@ -381,7 +383,7 @@ def render_tools(tools: tuple[Tool, ...]) -> list[JSON]:
         if tool.kind == "hosted":
             search = search or _live_search(tool)
             continue
-        declarations.append(_declaration(tool))
+        declarations.append(_declaration(tool, reuse))
     if declarations:
         return [{"functionDeclarations": declarations}]
     if search:
@@ -397,7 +399,7 @@ def _live_search(tool: Tool) -> bool:
     return (tool.config or {}).get("external_web_access") is not False
 
 
-def _declaration(tool: Tool) -> JSON:
+def _declaration(tool: Tool, reuse: Reuse) -> JSON:
     decl: JSON = {"name": gemini_name(tool.name)}
     description = tool.description or ""
     if tool.kind == "custom":
@@ -406,12 +408,19 @@ def _declaration(tool: Tool) -> JSON:
             description = f"{description}\n\nInput format:\n{definition}".strip()
         parameters: JSON | None = CUSTOM_PARAMETERS
     else:
-        parameters = clean_parameters(schema_of(tool))
+        # Cleaned once per schema for this caller (Claude Code's take ~30 µs each), keyed by
+        # the schema's JSON: the client's own bytes when it came as text.
+        parameters = reuse.memo(cleaned_parameters, _schema_json(tool))
     if description:
         decl["description"] = description
     if parameters is not None:
         decl["parameters"] = parameters
     return decl
+
+
+def _schema_json(tool: Tool) -> bytes:
+    schema = tool.parameters
+    return schema.text if isinstance(schema, JSONText) else orjson.dumps(schema)
 
 
 def _tool_config(request: Request) -> JSON:

@@ -40,25 +40,25 @@ _STRING_FORMATS = frozenset({"enum", "date-time"})
 _NUMBER_FORMATS = frozenset({"int32", "int64", "float", "double"})
 _TYPES = frozenset({"string", "number", "integer", "boolean", "array", "object"})
 _RECURSION_STUB: JSON = {"type": "object"}
-_CACHE_LIMIT = 512
-_cache: dict[bytes, JSON | None] = {}
 
 
 def clean_parameters(schema: JSON | None) -> JSON | None:
     """A tool's input schema -> Gemini `parameters`, or None when the tool takes no
-    arguments (Gemini rejects an OBJECT with empty `properties`, so the key is omitted)."""
+    arguments (Gemini rejects an OBJECT with empty `properties`, so the key is omitted).
+    Remembered per schema by the caller's reuse table (request.py), not here."""
     if not schema or not isinstance(schema, dict):
         return None
-    key = orjson.dumps(schema)
-    if key in _cache:
-        return _cache[key]
     cleaned: JSON | None = _Cleaner(schema).clean(schema)
     if cleaned is not None and cleaned.get("type") == "object" and not cleaned.get("properties"):
         cleaned = None
-    if len(_cache) >= _CACHE_LIMIT:
-        _cache.clear()  # tool lists are few and stable; a full reset is rare and cheap
-    _cache[key] = cleaned
     return cleaned
+
+
+def cleaned_parameters(schema: bytes) -> JSON | None:
+    """clean_parameters of a schema given as its JSON: the key a reuse table remembers the
+    result by (Reuse.memo), so equal schemas of different requests are cleaned once."""
+    decoded: JSON | None = orjson.loads(schema)
+    return clean_parameters(decoded)
 
 
 def clean_schema(schema: JSON) -> JSON:

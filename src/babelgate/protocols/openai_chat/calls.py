@@ -4,6 +4,7 @@ arguments parsed and repaired."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -13,7 +14,7 @@ from babelgate.canonical.ids import new_id, safe_call_id
 from babelgate.canonical.tool_args import parse_arguments
 
 
-def make_call(call_id: Any, name: Any, arguments: Any, tools: dict[str, Tool]) -> ToolCall:
+def make_call(call_id: Any, name: Any, arguments: Any, tools: Mapping[str, Tool]) -> ToolCall:
     """`tools` maps wire names to the request's tools (names.tools_by_wire_name)."""
     wire = name if isinstance(name, str) else ""
     tool = tools.get(wire)

@@ -36,7 +36,7 @@ def render_request(request: Request, quirks: Quirks, reuse: Reuse) -> JSON:
         "messages": render_messages(request.system, request.messages, quirks, reuse),
     }
     _add_tools(body, request, reuse)
-    _add_sampling(body, request, quirks)
+    _add_sampling(body, request, quirks, reuse)
     if request.reasoning is not None:
         body.update(_reasoning_fields(request.reasoning, quirks))
     if request.stream:
@@ -102,7 +102,7 @@ def _tool_choice(choice: ToolChoice) -> str | JSON:
     return choice.mode
 
 
-def _add_sampling(body: JSON, request: Request, quirks: Quirks) -> None:
+def _add_sampling(body: JSON, request: Request, quirks: Quirks, reuse: Reuse) -> None:
     if request.max_tokens is not None:
         limit = request.max_tokens
         if quirks.max_tokens is not None:
@@ -117,7 +117,7 @@ def _add_sampling(body: JSON, request: Request, quirks: Quirks) -> None:
     if request.stop:
         body["stop"] = list(request.stop[:_MAX_STOP] if quirks.strict_fields else request.stop)
     if request.user:
-        body["user"] = wire_user(request.user)
+        body["user"] = wire_user(request.user, reuse)
     if request.response_format is not None:
         body["response_format"] = request.response_format
 

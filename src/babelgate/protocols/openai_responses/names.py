@@ -13,21 +13,13 @@ import re
 
 from babelgate.canonical import Request
 
-from ..wire_names import hashed_name, renamed
+from ..wire_names import WireNames, renamed
 
 MAX_NAME = 64
-_VALID = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
-_INVALID_CHARS = re.compile(r"[^a-zA-Z0-9_-]")
-
-
-def upstream_name(name: str) -> str:
-    """`name` made valid for OpenAI; valid names pass unchanged."""
-    if _VALID.match(name):
-        return name
-    cleaned = _INVALID_CHARS.sub("_", name) or "tool"
-    # Replacing characters can make two names collide, so any rewritten name carries a
-    # short hash of the original.
-    return hashed_name(name, cleaned, MAX_NAME, "sha256")
+# `name` made valid for OpenAI; valid names pass unchanged. Replacing characters can make two
+# names collide, so any rewritten name carries a short hash of the original.
+upstream_name = WireNames(re.compile(r"[a-zA-Z0-9_-]{1,64}"), re.compile(r"[^a-zA-Z0-9_-]"),
+                          MAX_NAME, "sha256", empty="tool")
 
 
 def name_map(request: Request) -> dict[str, str]:
