@@ -33,7 +33,7 @@ NO_IMAGES = Quirks(images=False)
 PAD = "lorem ipsum dolor sit amet " * 12  # ~320 bytes: every padded item is kept
 PNG = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kg"
        "AAAABJRU5ErkJggg==")
-TOOLS = [Tool(name="Read"), Tool(name="Grep"), Tool(name="Bash")]
+TOOLS = (Tool(name="Read"), Tool(name="Grep"), Tool(name="Bash"))
 
 
 # ------------------------------------------------------------------ helpers
@@ -42,7 +42,7 @@ TOOLS = [Tool(name="Read"), Tool(name="Grep"), Tool(name="Bash")]
 def gemini_answer(client: str, parts: list[JSON]) -> JSON:
     """The assistant message `client` echoes back after Gemini answered with `parts`: made by
     the gateway's own codecs, so signatures ride the way that protocol carries them."""
-    request = Request(model="gemini-3-pro-preview", messages=[Message("user", [Text("hi")])],
+    request = Request(model="gemini-3-pro-preview", messages=(Message("user", (Text("hi"),)),),
                       tools=TOOLS)
     body = {"candidates": [{"content": {"role": "model", "parts": parts},
                             "finishReason": "STOP"}]}

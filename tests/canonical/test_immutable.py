@@ -4,6 +4,7 @@ babelgate.protocols.reuse) cannot be changed by one of them."""
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import orjson
 import pytest
 from msgspec.structs import replace
 
+from babelgate import canonical
 from babelgate.canonical import (
     Document,
     Image,
@@ -144,3 +146,49 @@ def test_every_response_parser_builds_tuples(protocol: str, fixture: str) -> Non
     response = get_codec(protocol).parse_response(body, request)
     assert response.parts
     assert _lists(response, "response") == []
+
+
+# ------------------------------------------------------------------ the suite's own values
+
+TESTS = Path(__file__).resolve().parent.parent
+CANONICAL = frozenset(name for name in dir(canonical)
+                      if isinstance(getattr(canonical, name), type)
+                      and issubclass(getattr(canonical, name), msgspec.Struct))
+
+
+def lists_given_to_canonical_values(source: str) -> list[int]:
+    """Lines where a canonical value is built with a list (a literal, a comprehension,
+    list() or sorted()): msgspec does not check types when a struct is built, so such a
+    value would hold a list where the code holds tuples, and a test could change it."""
+    tree = ast.parse(source)
+    names = {alias.asname or alias.name for node in ast.walk(tree)
+             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                 "babelgate.canonical")
+             for alias in node.names if alias.name in CANONICAL}
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and (
+                node.func.id in names):
+            for value in (*node.args, *(keyword.value for keyword in node.keywords)):
+                if isinstance(value, (ast.List, ast.ListComp)) or (
+                        isinstance(value, ast.Call) and isinstance(value.func, ast.Name)
+                        and value.func.id in ("list", "sorted")):
+                    found.append(value.lineno)
+    return found
+
+
+def test_the_suite_builds_canonical_values_with_tuples() -> None:
+    found = [f"{path.relative_to(TESTS)}:{line}"
+             for path in sorted(TESTS.rglob("*.py"))
+             for line in lists_given_to_canonical_values(path.read_text())]
+    assert found == []
+
+
+def test_the_check_finds_lists_given_to_canonical_values() -> None:
+    source = ("from babelgate.canonical import Message, Text\n"
+              "from tests.fakes import Reply\n"
+              "a = Message('user', [Text('hi')])\n"
+              "b = Message('user', (Text('hi'),))\n"
+              "c = Message('user', parts=[t for t in ()])\n"
+              "d = Reply(tool_calls=[])\n")  # not a canonical value
+    assert lists_given_to_canonical_values(source) == [3, 5]

@@ -24,14 +24,14 @@ from babelgate.canonical.carry import unpack
 from babelgate.protocols.anthropic import codec
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "anthropic"
-REQUEST = Request(model="claude-sonnet-4-5", messages=[], max_tokens=1000)
+REQUEST = Request(model="claude-sonnet-4-5", messages=(), max_tokens=1000)
 
 
 def gemini_response() -> Response:
     return Response(
         id="msg_gw1",
         model="gemini-3-pro-preview",
-        parts=[
+        parts=(
             Reasoning(
                 text="Thinking about the file layout.",
                 signature="CiQB0e2Kb3Y1Z2FzZGZhc2RmYXNkZg==",
@@ -47,7 +47,7 @@ def gemini_response() -> Response:
                 provider_metadata={"thought_signature": "CiQB0e2Kb3Y1Z2Fz"},
             ),
             ToolCall(id="call_2", name="Read", arguments={"file_path": "/b.py"}),
-        ],
+        ),
         stop_reason="tool_use",
         usage=Usage(input_tokens=900, output_tokens=120, cache_read_tokens=4000),
     )
@@ -118,7 +118,7 @@ def test_reasoning_without_signature_still_carries_its_origin() -> None:
     """DeepSeek-style reasoning text (no signature) must come back marked as foreign, so it is
     never sent to Anthropic as unsigned thinking and its own codec can echo it."""
     response = Response(
-        id="m", model="deepseek-reasoner", parts=[Reasoning(text="hmm", origin="openai")]
+        id="m", model="deepseek-reasoner", parts=(Reasoning(text="hmm", origin="openai"),)
     )
     block = codec.render_response(response, REQUEST)["content"][0]
     parsed = (
@@ -135,10 +135,10 @@ def test_anthropic_reasoning_keeps_its_real_signature() -> None:
     response = Response(
         id="m",
         model="claude",
-        parts=[
+        parts=(
             Reasoning(text="t", signature="EqQBreal", origin="anthropic"),
             Reasoning(redacted="EmwKopaque", origin="anthropic"),
-        ],
+        ),
         stop_reason="context_window_exceeded",
     )
     body = codec.render_response(response, REQUEST)
@@ -152,8 +152,8 @@ def test_anthropic_reasoning_keeps_its_real_signature() -> None:
 def test_parse_response_maps_tool_names_back() -> None:
     request = Request(
         model="claude-sonnet-4-5",
-        messages=[],
-        tools=[Tool(name="functions.shell", parameters={"type": "object"})],
+        messages=(),
+        tools=(Tool(name="functions.shell", parameters={"type": "object"}),),
     )
     response = codec.parse_response(
         json.loads((FIXTURES / "response_tool_use.json").read_text()), request
@@ -172,7 +172,7 @@ def test_parse_response_maps_tool_names_back() -> None:
 
 
 def test_parse_response_custom_tool_and_skipped_blocks() -> None:
-    request = Request(model="m", messages=[], tools=[Tool(name="apply_patch", kind="custom")])
+    request = Request(model="m", messages=(), tools=(Tool(name="apply_patch", kind="custom"),))
     body = {
         "id": "msg_1",
         "model": "m",
@@ -252,5 +252,5 @@ def test_parse_error_falls_back_to_the_status() -> None:
 
 
 def test_whitespace_only_text_is_not_rendered() -> None:
-    response = Response(id="m", model="gpt-5", parts=[Text("\n\n"), ToolCall(id="c", name="f")])
+    response = Response(id="m", model="gpt-5", parts=(Text("\n\n"), ToolCall(id="c", name="f")))
     assert [b["type"] for b in codec.render_response(response, REQUEST)["content"]] == ["tool_use"]

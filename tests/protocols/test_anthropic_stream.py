@@ -39,7 +39,7 @@ from babelgate.protocols.anthropic import codec
 from babelgate.protocols.sse import SSEDecoder
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "anthropic"
-REQUEST = Request(model="claude-sonnet-4-5", messages=[], max_tokens=4096, stream=True)
+REQUEST = Request(model="claude-sonnet-4-5", messages=(), max_tokens=4096, stream=True)
 SEEDS = range(12)
 
 
@@ -163,7 +163,7 @@ def test_decode_skips_server_tool_blocks(seed: int) -> None:
 
 
 def test_decode_maps_sanitized_tool_names_back() -> None:
-    request = Request(model="m", messages=[], tools=[Tool(name="mcp.github/get issue")])
+    request = Request(model="m", messages=(), tools=(Tool(name="mcp.github/get issue"),))
     upstream = codec.render_request(request, _quirks())["tools"][0]["name"]
     body = fixture("stream_thinking_tool.sse").replace(b'"get_weather"', f'"{upstream}"'.encode())
     call = finished(decode(body, 0, request))[2]
@@ -438,7 +438,7 @@ def test_bare_signature_is_held_until_a_block_follows_and_dropped_at_the_end() -
         MessageDelta("tool_use", Usage(input_tokens=5, output_tokens=3)),
         MessageStop(),
     ]
-    encoder = get_codec("anthropic").stream_encoder(Request("m", []))
+    encoder = get_codec("anthropic").stream_encoder(Request("m", ()))
     out = b"".join(encoder.encode(e) for e in events)
     sse = SSEDecoder()
     parsed = [orjson.loads(e.data) for e in [*sse.feed(out), *sse.flush()]]

@@ -37,15 +37,15 @@ def render(request: Request, quirks: Quirks = ANTHROPIC) -> dict[str, Any]:
 
 
 def user(*parts: Any) -> Message:
-    return Message("user", list(parts))
+    return Message("user", tuple(parts))
 
 
 def assistant(*parts: Any) -> Message:
-    return Message("assistant", list(parts))
+    return Message("assistant", tuple(parts))
 
 
 def test_max_tokens_default_and_clamp() -> None:
-    request = Request(model="deepseek-chat", messages=[user(Text("hi"))], max_tokens=32000)
+    request = Request(model="deepseek-chat", messages=(user(Text("hi")),), max_tokens=32000)
     assert render(request, Quirks(max_tokens=8192))["max_tokens"] == 8192
     assert render(request)["max_tokens"] == 32000
     request = replace(request, max_tokens=None)
@@ -54,7 +54,7 @@ def test_max_tokens_default_and_clamp() -> None:
 
 
 def test_minimal_body_has_only_messages_api_fields() -> None:
-    body = render(Request(model="claude-haiku-4-5", messages=[user(Text("hi"))]))
+    body = render(Request(model="claude-haiku-4-5", messages=(user(Text("hi")),)))
     assert body == {
         "model": "claude-haiku-4-5",
         "max_tokens": 8192,
@@ -65,7 +65,7 @@ def test_minimal_body_has_only_messages_api_fields() -> None:
 def test_foreign_and_unsigned_thinking_is_dropped() -> None:
     request = Request(
         model="claude-sonnet-4-5",
-        messages=[
+        messages=(
             user(Text("go")),
             assistant(
                 Reasoning(text="gemini thoughts", signature="CiQBgem", origin="gemini"),
@@ -75,7 +75,7 @@ def test_foreign_and_unsigned_thinking_is_dropped() -> None:
                 Reasoning(redacted="EmwKdata", origin="anthropic"),
                 Text("done"),
             ),
-        ],
+        ),
     )
     content = render(request)["messages"][1]["content"]
     assert content == [
@@ -143,16 +143,16 @@ def _cache_marks(body: dict[str, Any]) -> list[tuple[str, str]]:
 def test_system_messages_and_merging() -> None:
     request = Request(
         model="m",
-        system=[Text("base rules")],
-        messages=[
-            Message("system", [Text("developer instructions")]),
+        system=(Text("base rules"),),
+        messages=(
+            Message("system", (Text("developer instructions"),)),
             user(Text("first")),
             user(Text("  ")),  # whitespace-only: dropped
             user(Text("second")),
-            Message("system", [Text("mid-conversation note")]),
+            Message("system", (Text("mid-conversation note"),)),
             assistant(Text("")),
             assistant(Text("answer")),
-        ],
+        ),
     )
     body = render(request)
     assert body["system"] == [
@@ -175,12 +175,12 @@ def test_system_messages_and_merging() -> None:
 def test_tool_results_lead_their_user_turn() -> None:
     request = Request(
         model="m",
-        messages=[
+        messages=(
             user(Text("list files")),
             assistant(ToolCall(id="functions.shell:0", name="shell", arguments={"cmd": "ls"})),
-            Message("system", [Text("be brief")]),
-            user(ToolResult(call_id="functions.shell:0", content=[Text("a.py")])),
-        ],
+            Message("system", (Text("be brief"),)),
+            user(ToolResult(call_id="functions.shell:0", content=(Text("a.py"),))),
+        ),
     )
     messages = render(request)["messages"]
     assert messages[1]["content"][0]["id"] == "functions_shell_0"
@@ -191,8 +191,8 @@ def test_tool_results_lead_their_user_turn() -> None:
 def test_tool_names_tool_kinds_and_choice() -> None:
     request = Request(
         model="m",
-        messages=[user(Text("x"))],
-        tools=[
+        messages=(user(Text("x")),),
+        tools=(
             Tool(
                 name="mcp.server/read file",
                 description="reads",
@@ -208,7 +208,7 @@ def test_tool_names_tool_kinds_and_choice() -> None:
                 config={"search_context_size": "low"},
             ),
             Tool(name="file_search", kind="hosted", hosted_type="file_search"),
-        ],
+        ),
         tool_choice=ToolChoice("tool", "mcp.server/read file"),
         parallel_tool_calls=False,
     )
@@ -233,7 +233,7 @@ def test_tool_names_tool_kinds_and_choice() -> None:
 def test_thinking_budget_rules() -> None:
     def thinking(config: ReasoningConfig, max_tokens: int = 16000) -> Any:
         request = Request(
-            model="m", messages=[user(Text("x"))], max_tokens=max_tokens, reasoning=config
+            model="m", messages=(user(Text("x")),), max_tokens=max_tokens, reasoning=config
         )
         return render(request).get("thinking")
 
@@ -270,15 +270,15 @@ def test_thinking_budget_rules() -> None:
 def test_thinking_turns_forced_tool_choice_into_auto_and_drops_sampling() -> None:
     request = Request(
         model="m",
-        messages=[user(Text("x"))],
+        messages=(user(Text("x")),),
         max_tokens=20000,
-        tools=[Tool(name="f")],
+        tools=(Tool(name="f"),),
         tool_choice=ToolChoice("required"),
         reasoning=ReasoningConfig(enabled=True, budget_tokens=4000),
         temperature=0.2,
         top_k=40,
         top_p=0.5,
-        stop=["END"],
+        stop=("END",),
         user="u-1",
     )
     body = render(request)
@@ -298,32 +298,35 @@ def test_thinking_off_when_last_tool_turn_lost_its_reasoning() -> None:
     rejects a thinking request whose pending tool turn does not start with thinking."""
     request = Request(
         model="claude-sonnet-4-5",
-        messages=[
+        messages=(
             user(Text("x")),
             assistant(
                 Reasoning(text="t", signature="CiQB", origin="gemini"), ToolCall(id="c1", name="f")
             ),
-            user(ToolResult(call_id="c1", content=[Text("ok")])),
-        ],
-        tools=[Tool(name="f")],
+            user(ToolResult(call_id="c1", content=(Text("ok"),))),
+        ),
+        tools=(Tool(name="f"),),
         reasoning=ReasoningConfig(enabled=True, budget_tokens=2048),
     )
     assert "thinking" not in render(request)
-    request.messages[1].parts[0] = Reasoning(text="t", signature="EqQB", origin="anthropic")
+    first, tool_turn, result = request.messages
+    anthropic_turn = replace(tool_turn, parts=(
+        Reasoning(text="t", signature="EqQB", origin="anthropic"), *tool_turn.parts[1:]))
+    request = replace(request, messages=(first, anthropic_turn, result))
     assert render(request)["thinking"] == {"type": "enabled", "budget_tokens": 2048}
 
 
 def test_images_and_documents() -> None:
     request = Request(
         model="m",
-        messages=[
+        messages=(
             user(
                 Image(url="data:image/jpeg;base64,/9j/4AAQ"),
                 Image(url="https://x.test/cat.png", cache=True),
                 Document(media_type="application/pdf", data="JVBERi0=", filename="spec.pdf"),
                 Document(text="notes", title="notes.txt"),
-            )
-        ],
+            ),
+        ),
     )
     content = render(request)["messages"][0]["content"]
     assert content[0] == {
@@ -349,16 +352,16 @@ def test_images_and_documents() -> None:
 def test_tool_result_with_image_and_error() -> None:
     request = Request(
         model="m",
-        messages=[
+        messages=(
             assistant(ToolCall(id="toolu_1", name="screenshot")),
             user(
                 ToolResult(
                     call_id="toolu_1",
                     is_error=True,
-                    content=[Text(""), Image(media_type="image/png", data="iVBO")],
+                    content=(Text(""), Image(media_type="image/png", data="iVBO")),
                 )
             ),
-        ],
+        ),
     )
     result = render(request)["messages"][1]["content"][0]
     assert result == {
@@ -377,15 +380,15 @@ def test_tool_result_with_image_and_error() -> None:
 def test_no_cache_control_on_thinking_and_at_most_four() -> None:
     request = Request(
         model="m",
-        system=[Text("s1", cache=True), Text("s2", cache=True)],
-        tools=[Tool(name="t", cache=True)],
-        messages=[
+        system=(Text("s1", cache=True), Text("s2", cache=True)),
+        tools=(Tool(name="t", cache=True),),
+        messages=(
             user(Text("u1", cache=True)),
             assistant(
                 Reasoning(text="r", signature="EqQB", origin="anthropic"), Text("a1", cache=True)
             ),
             user(Text("u2", cache=True)),
-        ],
+        ),
     )
     body = render(request)
     assert _cache_marks(body) == [
@@ -414,21 +417,21 @@ def test_history_with_tool_calls_but_no_tools_declares_stubs() -> None:
     rejects tool_use blocks without tool definitions."""
     request = Request(
         model="m",
-        messages=[
+        messages=(
             user(Text("x")),
             assistant(ToolCall(id="c1", name="Read", arguments={"file_path": "/a"})),
-            user(ToolResult(call_id="c1", content=[Text("ok")]), Text("summarize")),
-        ],
+            user(ToolResult(call_id="c1", content=(Text("ok"),)), Text("summarize")),
+        ),
         tool_choice=ToolChoice("auto"),
     )
     body = render(request)
     assert body["tools"] == [{"name": "Read", "input_schema": {"type": "object", "properties": {}}}]
     assert body["tool_choice"] == {"type": "none"}
-    assert "tools" not in render(Request(model="m", messages=[user(Text("x"))]))
+    assert "tools" not in render(Request(model="m", messages=(user(Text("x")),)))
 
 
 def test_prefill_loses_trailing_whitespace() -> None:
-    request = Request(model="m", messages=[user(Text("json please")), assistant(Text("{\n  "))])
+    request = Request(model="m", messages=(user(Text("json please")), assistant(Text("{\n  "))))
     assert render(request)["messages"][-1] == {
         "role": "assistant",
         "content": [{"type": "text", "text": "{"}],
@@ -438,11 +441,11 @@ def test_prefill_loses_trailing_whitespace() -> None:
 def test_schema_and_image_types_anthropic_requires() -> None:
     request = Request(
         model="m",
-        messages=[user(Image(media_type="image/bmp", data="Qk0="), Text("what is it?"))],
-        tools=[
+        messages=(user(Image(media_type="image/bmp", data="Qk0="), Text("what is it?")),),
+        tools=(
             Tool(name="noargs", parameters={}),
             Tool(name="typed", parameters={"properties": {}}),
-        ],
+        ),
     )
     body = render(request)
     assert [t["input_schema"]["type"] for t in body["tools"]] == ["object", "object"]
@@ -457,24 +460,24 @@ def test_bodies_pass_the_strict_fake_anthropic() -> None:
     request = Request(
         model="claude-sonnet-4-5",
         max_tokens=64000,
-        system=[Text("rules", cache=True)],
-        messages=[
-            Message("system", [Text("developer note", cache=True)]),
+        system=(Text("rules", cache=True),),
+        messages=(
+            Message("system", (Text("developer note", cache=True),)),
             user(Text("list files", cache=True), Image(url="data:image/png;base64,iVBO")),
             assistant(
                 Reasoning(text="gemini", signature="CiQB", origin="gemini"),
                 Text("\n\n"),
                 ToolCall(id="functions.shell:0", name="functions.shell", arguments={"cmd": "ls"}),
             ),
-            Message("system", [Text("mid note")]),
-            user(ToolResult(call_id="functions.shell:0", content=[Text("a.py")], cache=True)),
+            Message("system", (Text("mid note"),)),
+            user(ToolResult(call_id="functions.shell:0", content=(Text("a.py"),), cache=True)),
             assistant(
                 Reasoning(text="I should list files.", signature=signed, origin="anthropic"),
                 ToolCall(id="toolu_2", name="functions.shell", arguments={"cmd": "ls -a"}),
             ),
-            user(ToolResult(call_id="toolu_2", content=[Text("")]), Text("thanks", cache=True)),
-        ],
-        tools=[Tool(name="functions.shell", parameters={}, cache=True)],
+            user(ToolResult(call_id="toolu_2", content=(Text(""),)), Text("thanks", cache=True)),
+        ),
+        tools=(Tool(name="functions.shell", parameters={}, cache=True),),
         tool_choice=ToolChoice("required"),
         reasoning=ReasoningConfig(effort="high"),
         temperature=0.3,
@@ -491,15 +494,15 @@ def test_unanswered_calls_and_orphan_results_are_repaired() -> None:
     call the history no longer has: Anthropic would reject both."""
     request = Request(
         model="m",
-        messages=[
+        messages=(
             user(Text("run it")),
             assistant(ToolCall(id="call_a", name="f"), ToolCall(id="call_b", name="f")),
-            user(ToolResult(call_id="call_b", content=[Text("b done")]), Text("go on")),
+            user(ToolResult(call_id="call_b", content=(Text("b done"),)), Text("go on")),
             assistant(Text("ok")),
-            user(ToolResult(call_id="call_gone", content=[Text("late")])),
+            user(ToolResult(call_id="call_gone", content=(Text("late"),))),
             assistant(ToolCall(id="call_c", name="f")),
-        ],
-        tools=[Tool(name="f")],
+        ),
+        tools=(Tool(name="f"),),
     )
     messages = render(request)["messages"]
     assert [m["role"] for m in messages] == [
@@ -540,13 +543,13 @@ def test_auto_cache_marks_tools_system_and_newest_turn_for_unmarked_agents() -> 
     quirks = Quirks(auto_cache=True)
     request = Request(
         model="claude-x",
-        system=[Text("You are Codex.")],
-        tools=[Tool("exec_command"), Tool("apply_patch")],
-        messages=[
-            Message("user", [Text("list files")]),
-            Message("assistant", [ToolCall("call_1", "exec_command", {"cmd": "ls"})]),
-            Message("user", [ToolResult("call_1", [Text("a.txt")])]),
-        ],
+        system=(Text("You are Codex."),),
+        tools=(Tool("exec_command"), Tool("apply_patch")),
+        messages=(
+            Message("user", (Text("list files"),)),
+            Message("assistant", (ToolCall("call_1", "exec_command", {"cmd": "ls"}),)),
+            Message("user", (ToolResult("call_1", (Text("a.txt"),)),)),
+        ),
     )
     body = codec.render_request(request, quirks)
     marked = [b for b in (*body["tools"], *body["system"]) if "cache_control" in b]
@@ -555,19 +558,19 @@ def test_auto_cache_marks_tools_system_and_newest_turn_for_unmarked_agents() -> 
         "apply_patch", "text", "tool_result"]
     assert body["messages"][-1]["content"][-1]["cache_control"] == {"type": "ephemeral"}
 
-    plain = Request(model="claude-x", messages=[Message("user", [Text("hi")])])
+    plain = Request(model="claude-x", messages=(Message("user", (Text("hi"),)),))
     assert "cache_control" not in str(codec.render_request(plain, quirks))
 
-    own = Request(model="claude-x", system=[Text("rules", cache=True)], tools=[Tool("t")],
-                  messages=[Message("user", [Text("hi")])])
+    own = Request(model="claude-x", system=(Text("rules", cache=True),), tools=(Tool("t"),),
+                  messages=(Message("user", (Text("hi"),)),))
     own_body = codec.render_request(own, quirks)
     assert own_body["system"][0]["cache_control"] == {"type": "ephemeral"}
     assert "cache_control" not in own_body["tools"][0]
     assert "cache_control" not in own_body["messages"][0]["content"][0]
 
-    thinking_last = Request(model="claude-x", system=[Text("s")], messages=[
-        Message("user", [Text("q")]),
-        Message("assistant", [Reasoning("t", signature="sig", origin="anthropic")]),
-    ])
+    thinking_last = Request(model="claude-x", system=(Text("s"),), messages=(
+        Message("user", (Text("q"),)),
+        Message("assistant", (Reasoning("t", signature="sig", origin="anthropic"),)),
+    ))
     last = codec.render_request(thinking_last, quirks)["messages"][-1]["content"][-1]
     assert "cache_control" not in last

@@ -23,8 +23,8 @@ def test_signatures_survive_a_claude_code_turn() -> None:
     gemini, anthropic = get_codec("gemini"), get_codec("anthropic")
     request = Request(
         model="gemini-3-pro-preview",
-        messages=[Message("user", [Text("Fix the failing test")])],
-        tools=[Tool(name="Read"), Tool(name=SEARCH)],
+        messages=(Message("user", (Text("Fix the failing test"),)),),
+        tools=(Tool(name="Read"), Tool(name=SEARCH)),
         stream=True,
     )
     decoder = gemini.stream_decoder(request)
@@ -84,7 +84,7 @@ def test_trailing_text_signature_is_not_shown_to_claude_code() -> None:
     answer, so the bare signature is not shown after the text (Gemini does not require text
     signatures back), and the next turn reaches Gemini without it."""
     gemini, anthropic = get_codec("gemini"), get_codec("anthropic")
-    request = Request(model="gemini-3-pro-preview", messages=[Message("user", [Text("run")])])
+    request = Request(model="gemini-3-pro-preview", messages=(Message("user", (Text("run"),)),))
     decoder = gemini.stream_decoder(request)
     acc = Accumulator()
     body = (FIXTURES / "gemini3_stream_text_signature.sse").read_bytes()
@@ -108,7 +108,7 @@ def test_trailing_text_signature_is_not_shown_to_claude_code() -> None:
 
 def test_trailing_text_signature_is_not_streamed_to_claude_code() -> None:
     gemini, anthropic = get_codec("gemini"), get_codec("anthropic")
-    request = Request(model="gemini-3-pro-preview", messages=[Message("user", [Text("run")])])
+    request = Request(model="gemini-3-pro-preview", messages=(Message("user", (Text("run"),)),))
     decoder = gemini.stream_decoder(request)
     encoder = anthropic.stream_encoder(request)
     body = (FIXTURES / "gemini3_stream_text_signature.sse").read_bytes()

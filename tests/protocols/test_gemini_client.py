@@ -171,11 +171,11 @@ def test_render_response_for_sdk_clients() -> None:
     response = Response(
         id="msg_1",
         model="claude-sonnet-4-5",
-        parts=[Text("Reading."), call],
+        parts=(Text("Reading."), call),
         stop_reason="tool_use",
         usage=Usage(input_tokens=100, output_tokens=50, cache_read_tokens=900, reasoning_tokens=20),
     )
-    body = codec.render_response(response, Request(model="claude-sonnet-4-5", messages=[]))
+    body = codec.render_response(response, Request(model="claude-sonnet-4-5", messages=()))
     assert body == {
         "candidates": [
             {
@@ -213,8 +213,8 @@ def test_render_response_for_sdk_clients() -> None:
     [("max_tokens", "MAX_TOKENS"), ("refusal", "SAFETY"), ("end_turn", "STOP")],
 )
 def test_render_finish_reasons(stop: Any, finish: str) -> None:
-    response = Response(id="r", model="m", parts=[], stop_reason=stop)
-    body = codec.render_response(response, Request(model="m", messages=[]))
+    response = Response(id="r", model="m", parts=(), stop_reason=stop)
+    body = codec.render_response(response, Request(model="m", messages=()))
     assert body["candidates"][0]["finishReason"] == finish
 
 
@@ -224,8 +224,8 @@ def test_foreign_reasoning_survives_a_gemini_client() -> None:
     thinking = Reasoning("Let me check.", signature="EqQBClaude==", origin="anthropic")
     redacted = Reasoning("", redacted="opaque-redacted", origin="anthropic")
     call = ToolCall("toolu_9", "read_file", {"path": "a.py"})
-    response = Response(id="msg", model="claude", parts=[thinking, redacted, call])
-    rendered = codec.render_response(response, Request(model="claude", messages=[]))
+    response = Response(id="msg", model="claude", parts=(thinking, redacted, call))
+    rendered = codec.render_response(response, Request(model="claude", messages=()))
     model_content = rendered["candidates"][0]["content"]
     echoed = {
         "contents": [

@@ -32,12 +32,12 @@ PNG = (
 SEARCH = "mcp__my server/search"
 
 
-def tools() -> list[Tool]:
+def tools() -> tuple[Tool, ...]:
     schema = {"type": "object", "properties": {"file_path": {"type": "string"}}}
-    return [
+    return (
         Tool(name="Read", description="Read a file", parameters=schema),
         Tool(name=SEARCH, parameters={"type": "object", "properties": {"q": {"type": "string"}}}),
-    ]
+    )
 
 
 def claude_code_history() -> Request:
@@ -55,36 +55,36 @@ def claude_code_history() -> Request:
     ]
     return Request(
         model="gemini-3-pro-preview",
-        system=[Text("You are Claude Code."), Text("")],
-        messages=[
-            Message("system", [Text("Environment: linux")]),
-            Message("user", [Text("Fix the bug"), Image(media_type="image/png", data=PNG)]),
+        system=(Text("You are Claude Code."), Text("")),
+        messages=(
+            Message("system", (Text("Environment: linux"),)),
+            Message("user", (Text("Fix the bug"), Image(media_type="image/png", data=PNG))),
             Message(
                 "assistant",
-                [
+                (
                     Reasoning("Plan: read both files.", signature="THOUGHT_SIG", origin="gemini"),
                     Reasoning("anthropic thoughts", signature="EqQBanthropic", origin="anthropic"),
                     Text("Reading the files."),
                     *calls,
-                ],
+                ),
             ),
             Message(
                 "user",
-                [
-                    ToolResult("toolu_c", [Text("3 matches")]),
-                    ToolResult("toolu_b", [Text("No such file")], is_error=True),
+                (
+                    ToolResult("toolu_c", (Text("3 matches"),)),
+                    ToolResult("toolu_b", (Text("No such file"),), is_error=True),
                     ToolResult(
                         "toolu_a",
-                        [Text("print('hi')"), Image(media_type="image/png", data=PNG)],
+                        (Text("print('hi')"), Image(media_type="image/png", data=PNG)),
                     ),
                     Text("Also check the README."),
-                ],
+                ),
             ),
-            Message("assistant", [Text("Done: the bug was in app.py.")]),
-            Message("system", [Text("The user is now in plan mode.")]),
-            Message("user", [Text("Thanks! Now summarize.")]),
-            Message("assistant", [Text("Summary:")]),  # a prefill
-        ],
+            Message("assistant", (Text("Done: the bug was in app.py."),)),
+            Message("system", (Text("The user is now in plan mode."),)),
+            Message("user", (Text("Thanks! Now summarize."),)),
+            Message("assistant", (Text("Summary:"),)),  # a prefill
+        ),
         tools=tools(),
         max_tokens=64000,
     )
@@ -158,12 +158,12 @@ def test_parallel_results_in_one_turn_in_call_order() -> None:
 def test_results_split_over_messages_still_form_one_ordered_turn() -> None:
     request = Request(
         model="gemini-2.5-flash",
-        messages=[
-            Message("user", [Text("go")]),
-            Message("assistant", [ToolCall("c1", "Read", {}), ToolCall("c2", "Read", {})]),
-            Message("user", [ToolResult("c2", [Text("two")])]),
-            Message("user", [ToolResult("c1", [Text("one")])]),
-        ],
+        messages=(
+            Message("user", (Text("go"),)),
+            Message("assistant", (ToolCall("c1", "Read", {}), ToolCall("c2", "Read", {}))),
+            Message("user", (ToolResult("c2", (Text("two"),)),)),
+            Message("user", (ToolResult("c1", (Text("one"),)),)),
+        ),
     )
     contents = render(request)["contents"]
     assert len(contents) == 3
@@ -174,7 +174,7 @@ def test_results_split_over_messages_still_form_one_ordered_turn() -> None:
 def test_result_name_falls_back_to_tool_result_name() -> None:
     request = Request(
         model="m",
-        messages=[Message("user", [ToolResult("unknown", [Text("x")], name="Glob")])],
+        messages=(Message("user", (ToolResult("unknown", (Text("x"),), name="Glob"),)),),
     )
     part = render(request)["contents"][0]["parts"][0]
     assert part["functionResponse"]["name"] == "Glob"
@@ -183,11 +183,12 @@ def test_result_name_falls_back_to_tool_result_name() -> None:
 def test_foreign_calls_get_the_placeholder_signature_on_the_first_only() -> None:
     request = Request(
         model="gemini-3-pro-preview",
-        messages=[
-            Message("user", [Text("go")]),
-            Message("assistant", [ToolCall("call_1", "Read", {}), ToolCall("call_2", "Read", {})]),
-            Message("user", [ToolResult("call_1", [Text("a")]), ToolResult("call_2", [Text("b")])]),
-        ],
+        messages=(
+            Message("user", (Text("go"),)),
+            Message("assistant", (ToolCall("call_1", "Read", {}), ToolCall("call_2", "Read", {}))),
+            Message("user", (ToolResult("call_1", (Text("a"),)),
+                             ToolResult("call_2", (Text("b"),)))),
+        ),
     )
     calls = render(request)["contents"][1]["parts"]
     assert calls[0]["thoughtSignature"] == PLACEHOLDER_SIGNATURE
@@ -198,11 +199,11 @@ def test_gemini_call_ids_go_back_on_call_and_response() -> None:
     call = ToolCall("fc_1", "Read", {}, provider_metadata={"gemini_id": "fc_1"})
     request = Request(
         model="m",
-        messages=[
-            Message("user", [Text("go")]),
-            Message("assistant", [call]),
-            Message("user", [ToolResult("fc_1", [Text("ok")])]),
-        ],
+        messages=(
+            Message("user", (Text("go"),)),
+            Message("assistant", (call,)),
+            Message("user", (ToolResult("fc_1", (Text("ok"),)),)),
+        ),
     )
     contents = render(request)["contents"]
     assert contents[1]["parts"][0]["functionCall"]["id"] == "fc_1"
@@ -212,17 +213,17 @@ def test_gemini_call_ids_go_back_on_call_and_response() -> None:
 def test_media_parts() -> None:
     request = Request(
         model="m",
-        messages=[
+        messages=(
             Message(
                 "user",
-                [
+                (
                     Image(url="https://example.com/shot.jpg"),
                     Image(url=f"data:image/png;base64,{PNG}"),
                     Document(media_type="application/pdf", data="JVBERi0x"),
                     Document(text="plain notes", title="notes.txt"),
-                ],
-            )
-        ],
+                ),
+            ),
+        ),
     )
     parts = render(request)["contents"][0]["parts"]
     assert parts == [
@@ -257,9 +258,9 @@ def test_tool_choice(choice: ToolChoice, expected: dict[str, Any]) -> None:
 
 def test_hosted_web_search_only_without_functions() -> None:
     search = Tool(name="web_search", kind="hosted", hosted_type="web_search_20250305")
-    alone = Request(model="m", messages=[Message("user", [Text("x")])], tools=[search])
+    alone = Request(model="m", messages=(Message("user", (Text("x"),)),), tools=(search,))
     assert render(alone)["tools"] == [{"googleSearch": {}}]
-    mixed = Request(model="m", messages=[Message("user", [Text("x")])], tools=[search, *tools()])
+    mixed = Request(model="m", messages=(Message("user", (Text("x"),)),), tools=(search, *tools()))
     body = render(mixed)
     assert len(body["tools"]) == 1 and "functionDeclarations" in body["tools"][0]
 
@@ -271,7 +272,7 @@ def test_custom_tool_becomes_a_one_string_function() -> None:
         kind="custom",
         format={"type": "grammar", "syntax": "lark", "definition": "start: patch"},
     )
-    request = Request(model="m", messages=[Message("user", [Text("x")])], tools=[patch])
+    request = Request(model="m", messages=(Message("user", (Text("x"),)),), tools=(patch,))
     decl = render(request)["tools"][0]["functionDeclarations"][0]
     assert decl["parameters"]["properties"] == {
         "input": {"type": "string", "description": "The raw input for the tool."}
@@ -317,7 +318,7 @@ def test_generation_config_clamps_and_maps() -> None:
     ],
 )
 def test_thinking_config(reasoning: ReasoningConfig, expected: dict[str, Any] | None) -> None:
-    request = Request(model="m", messages=[Message("user", [Text("x")])], reasoning=reasoning)
+    request = Request(model="m", messages=(Message("user", (Text("x"),)),), reasoning=reasoning)
     config = render(request).get("generationConfig", {})
     assert config.get("thinkingConfig") == expected
 

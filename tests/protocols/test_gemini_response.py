@@ -35,8 +35,8 @@ def load(name: str) -> dict[str, Any]:
 def request() -> Request:
     return Request(
         model="gemini-3-pro-preview",
-        messages=[Message("user", [Text("Fix the failing test")])],
-        tools=[Tool(name="Bash"), Tool(name="Read"), Tool(name=SEARCH)],
+        messages=(Message("user", (Text("Fix the failing test"),)),),
+        tools=(Tool(name="Bash"), Tool(name="Read"), Tool(name=SEARCH)),
     )
 
 

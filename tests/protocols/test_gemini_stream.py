@@ -44,8 +44,8 @@ STREAMS = sorted(p.name for p in FIXTURES.glob("*.sse"))
 def request() -> Request:
     return Request(
         model="gemini-x",
-        messages=[Message("user", [Text("go")])],
-        tools=[Tool(name="Read"), Tool(name=SEARCH)],
+        messages=(Message("user", (Text("go"),)),),
+        tools=(Tool(name="Read"), Tool(name=SEARCH)),
         stream=True,
     )
 

@@ -42,8 +42,8 @@ from babelgate.protocols.sse_decoder import SSEStreamDecoder
 JSON = dict[str, Any]
 REQUEST = Request(
     model="m",
-    messages=[Message("user", [Text("hi")])],
-    tools=[Tool(name="Read", parameters={"type": "object"})],
+    messages=(Message("user", (Text("hi"),)),),
+    tools=(Tool(name="Read", parameters={"type": "object"}),),
     stream=True,
 )
 PIECES = [

@@ -21,7 +21,7 @@ from babelgate.canonical import (
 from babelgate.canonical.stream import response_events
 from babelgate.protocols.openai_chat import codec
 
-REQUEST = Request(model="claude-client", messages=[])
+REQUEST = Request(model="claude-client", messages=())
 THOUGHT = "The user wants the weather in two cities, so I call get_weather twice."
 # Real Anthropic signatures are base64 blobs of a few hundred to a few thousand characters.
 ANTHROPIC_SIG = base64.b64encode(os.urandom(1200)).decode()  # 1600 characters
@@ -36,7 +36,7 @@ def _calls(metadata: dict[str, Any] | None = None) -> list[ToolCall]:
 
 
 def _response(*parts: Any) -> Response:
-    return Response(id="msg_1", model="claude-up", parts=list(parts), stop_reason="tool_use")
+    return Response(id="msg_1", model="claude-up", parts=tuple(parts), stop_reason="tool_use")
 
 
 def _echo(message: dict[str, Any], *, reasoning: bool = True) -> list[Any]:
@@ -50,7 +50,8 @@ def _echo(message: dict[str, Any], *, reasoning: bool = True) -> list[Any]:
     return [{"role": "user", "content": "Weather in Paris and Lyon?"}, assistant, *results]
 
 
-def _round_trip(response: Response, *, reasoning: bool = True) -> tuple[list[Any], list[Any]]:
+def _round_trip(response: Response, *, reasoning: bool = True,
+                ) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
     """(the assistant parts, the tool results) parse_request gives back."""
     message = codec.render_response(response, REQUEST)["choices"][0]["message"]
     request = codec.parse_request({"model": "m", "messages": _echo(message, reasoning=reasoning)})

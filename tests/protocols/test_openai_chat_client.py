@@ -210,18 +210,18 @@ def test_audio_rejection_says_why() -> None:
 
 
 def _request(**kwargs: Any) -> Request:
-    return Request(model="alias", messages=[Message("user", [Text("hi")])], **kwargs)
+    return Request(model="alias", messages=(Message("user", (Text("hi"),)),), **kwargs)
 
 
 def test_render_response_is_a_valid_chat_completion() -> None:
     response = Response(
         id="chatcmpl-1",
         model="deepseek-reasoner",
-        parts=[
+        parts=(
             Reasoning(text="think", origin="openai"),
             Text("Running it."),
             ToolCall(id="toolu_01", name="run_tests", arguments={"path": "tests/"}),
-        ],
+        ),
         stop_reason="tool_use",
         usage=Usage(input_tokens=100, output_tokens=50, cache_read_tokens=900, reasoning_tokens=20),
         created=1761650000,
@@ -257,7 +257,7 @@ def test_render_response_is_a_valid_chat_completion() -> None:
     ],
 )
 def test_render_finish_reasons(reason: str, finish: str) -> None:
-    response = Response(id="x", model="m", parts=[Text("a")], stop_reason=reason)  # type: ignore[arg-type]
+    response = Response(id="x", model="m", parts=(Text("a"),), stop_reason=reason)  # type: ignore[arg-type]
     body = codec.render_response(response, _request())
     assert body["choices"][0]["finish_reason"] == finish
     assert "reasoning_content" not in body["choices"][0]["message"]
@@ -268,14 +268,14 @@ def test_render_custom_tool_call() -> None:
         id="x",
         model="m",
         stop_reason="tool_use",
-        parts=[
+        parts=(
             ToolCall(
                 id="call_1",
                 name="apply_patch",
                 kind="custom",
                 arguments={"input": "*** Begin Patch\n*** End Patch"},
-            )
-        ],
+            ),
+        ),
     )
     body = codec.render_response(response, _request())
     assert body["choices"][0]["message"]["tool_calls"] == [

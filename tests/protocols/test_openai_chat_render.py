@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import pytest
 
 from babelgate.canonical import (
@@ -30,8 +33,9 @@ PNG = (
 )
 
 
-def _req(messages: list[Message], **kwargs: object) -> Request:
-    return Request(model="up-model", messages=messages, **kwargs)  # type: ignore[arg-type]
+def _req(messages: Sequence[Message], **kwargs: Any) -> Request:
+    """A request of `messages` (a test's own list, made the canonical tuple here)."""
+    return Request(model="up-model", messages=tuple(messages), **kwargs)
 
 
 def _call(call_id: str, name: str = "Bash", **args: object) -> ToolCall:
@@ -39,20 +43,20 @@ def _call(call_id: str, name: str = "Bash", **args: object) -> ToolCall:
 
 
 def _result(call_id: str, text: str, *more: Text | Image | Document) -> ToolResult:
-    return ToolResult(call_id=call_id, content=[Text(text), *more])
+    return ToolResult(call_id=call_id, content=(Text(text), *more))
 
 
 MID_SYSTEM = [
-    Message("user", [Text("hi")]),
-    Message("assistant", [Text("hello")]),
-    Message("system", [Text("Be brief from now on.")]),
-    Message("user", [Text("go")]),
+    Message("user", (Text("hi"),)),
+    Message("assistant", (Text("hello"),)),
+    Message("system", (Text("Be brief from now on."),)),
+    Message("user", (Text("go"),)),
 ]
 
 
 def test_system_first_and_mid_conversation_system_in_place() -> None:
     body = codec.render_request(
-        _req(MID_SYSTEM, system=[Text("You are Claude Code."), Text("Env: linux")]),
+        _req(MID_SYSTEM, system=(Text("You are Claude Code."), Text("Env: linux"))),
         OPENAI,  # system_anywhere: OpenAI takes system messages where they are
     )
     assert body["messages"] == [
@@ -66,8 +70,8 @@ def test_system_first_and_mid_conversation_system_in_place() -> None:
 
 def test_mid_conversation_system_folds_into_the_first_elsewhere() -> None:
     """llama.cpp's and vLLM's chat templates reject or drop a second system message."""
-    later = [*MID_SYSTEM, Message("system", [Text("And in French.")])]
-    body = codec.render_request(_req(later, system=[Text("You are Claude Code.")]), Quirks())
+    later = [*MID_SYSTEM, Message("system", (Text("And in French."),))]
+    body = codec.render_request(_req(later, system=(Text("You are Claude Code."),)), Quirks())
     assert body["messages"] == [
         {"role": "system",
          "content": "You are Claude Code.\n\nBe brief from now on.\n\nAnd in French."},
@@ -82,16 +86,16 @@ def test_mid_conversation_system_folds_into_the_first_elsewhere() -> None:
 
 def test_tool_results_follow_their_calls_then_user_text() -> None:
     messages = [
-        Message("user", [Text("fix it")]),
+        Message("user", (Text("fix it"),)),
         Message(
             "assistant",
-            [Text("Looking."), _call("toolu_01A", command="ls"), _call("toolu_01B", command="pwd")],
+            (Text("Looking."), _call("toolu_01A", command="ls"), _call("toolu_01B", command="pwd")),
         ),
         # Results in the opposite order and mixed with text: tool messages come first,
         # in call order, then the user's text.
         Message(
             "user",
-            [_result("toolu_01B", "/repo"), Text("also check tests"), _result("toolu_01A", "a.py")],
+            (_result("toolu_01B", "/repo"), Text("also check tests"), _result("toolu_01A", "a.py")),
         ),
     ]
     wire = codec.render_request(_req(messages), OPENAI)["messages"]
@@ -120,9 +124,9 @@ def test_tool_results_follow_their_calls_then_user_text() -> None:
 
 def test_missing_result_is_filled_and_orphan_result_becomes_text() -> None:
     messages = [
-        Message("user", [Text("go")]),
-        Message("assistant", [_call("call_1"), _call("call_2")]),
-        Message("user", [_result("call_1", "ok"), _result("call_zzz", "stray output")]),
+        Message("user", (Text("go"),)),
+        Message("assistant", (_call("call_1"), _call("call_2"))),
+        Message("user", (_result("call_1", "ok"), _result("call_zzz", "stray output"))),
     ]
     wire = codec.render_request(_req(messages), OPENAI)["messages"]
     assert wire[1]["content"] is None  # only tool calls: null, never ""
@@ -134,7 +138,7 @@ def test_missing_result_is_filled_and_orphan_result_becomes_text() -> None:
 
 
 def test_missing_result_when_conversation_ends_on_assistant_calls() -> None:
-    messages = [Message("user", [Text("go")]), Message("assistant", [_call("c1")])]
+    messages = [Message("user", (Text("go"),)), Message("assistant", (_call("c1"),))]
     wire = codec.render_request(_req(messages), OPENAI)["messages"]
     assert wire[-1] == {"role": "tool", "tool_call_id": "c1", "content": MISSING_RESULT}
 
@@ -142,11 +146,11 @@ def test_missing_result_when_conversation_ends_on_assistant_calls() -> None:
 def test_repeated_call_ids_across_turns_match_their_own_results() -> None:
     # Kimi numbers calls per turn, so the same id appears in two turns.
     messages = [
-        Message("user", [Text("go")]),
-        Message("assistant", [_call("functions_Bash_0", command="ls")]),
-        Message("user", [_result("functions_Bash_0", "first")]),
-        Message("assistant", [_call("functions_Bash_0", command="pwd")]),
-        Message("user", [_result("functions_Bash_0", "second")]),
+        Message("user", (Text("go"),)),
+        Message("assistant", (_call("functions_Bash_0", command="ls"),)),
+        Message("user", (_result("functions_Bash_0", "first"),)),
+        Message("assistant", (_call("functions_Bash_0", command="pwd"),)),
+        Message("user", (_result("functions_Bash_0", "second"),)),
     ]
     wire = codec.render_request(_req(messages), OPENAI)["messages"]
     assert [m["content"] for m in wire if m["role"] == "tool"] == ["first", "second"]
@@ -155,9 +159,9 @@ def test_repeated_call_ids_across_turns_match_their_own_results() -> None:
 def test_images_in_tool_results_follow_in_a_user_message() -> None:
     screenshot = Image(media_type="image/png", data=PNG)
     messages = [
-        Message("user", [Text("screenshot please")]),
-        Message("assistant", [_call("c1", "Screenshot")]),
-        Message("user", [_result("c1", "captured", screenshot), Text("what do you see?")]),
+        Message("user", (Text("screenshot please"),)),
+        Message("assistant", (_call("c1", "Screenshot"),)),
+        Message("user", (_result("c1", "captured", screenshot), Text("what do you see?"))),
     ]
     wire = codec.render_request(_req(messages), OPENAI)["messages"]
     tool, user = wire[2], wire[3]
@@ -177,9 +181,9 @@ def test_images_in_tool_results_follow_in_a_user_message() -> None:
 
 def test_error_result_is_marked() -> None:
     messages = [
-        Message("user", [Text("go")]),
-        Message("assistant", [_call("c1")]),
-        Message("user", [ToolResult(call_id="c1", content=[Text("exit 1")], is_error=True)]),
+        Message("user", (Text("go"),)),
+        Message("assistant", (_call("c1"),)),
+        Message("user", (ToolResult(call_id="c1", content=(Text("exit 1"),), is_error=True),)),
     ]
     wire = codec.render_request(_req(messages), OPENAI)["messages"]
     assert wire[2]["content"] == "Error: exit 1"
@@ -189,7 +193,7 @@ def test_images_and_documents_in_user_messages() -> None:
     pdf = Document(media_type="application/pdf", data="JVBERi0x", filename="spec.pdf")
     notes = Document(text="line one", title="notes.txt")
     url_image = Image(url="https://example.com/a.png", detail="high")
-    message = Message("user", [Text("read these"), url_image, pdf, notes])
+    message = Message("user", (Text("read these"), url_image, pdf, notes))
     with_docs = codec.render_request(_req([message]), Quirks(documents=True))["messages"][0]
     assert with_docs["content"] == [
         {"type": "text", "text": "read these"},
@@ -208,13 +212,13 @@ def test_images_and_documents_in_user_messages() -> None:
 
 def test_deepseek_echoes_reasoning_on_assistant_turns() -> None:
     messages = [
-        Message("user", [Text("go")]),
-        Message("assistant", [Reasoning(text="need ls", origin="openai"), _call("c1")]),
-        Message("user", [_result("c1", "a.py")]),
-        Message("assistant", [_call("c2")]),  # a turn from another model: no reasoning
-        Message("user", [_result("c2", "b.py")]),
-        Message("assistant", [Reasoning(text="done", origin="openai"), Text("All good.")]),
-        Message("user", [Text("thanks")]),
+        Message("user", (Text("go"),)),
+        Message("assistant", (Reasoning(text="need ls", origin="openai"), _call("c1"))),
+        Message("user", (_result("c1", "a.py"),)),
+        Message("assistant", (_call("c2"),)),  # a turn from another model: no reasoning
+        Message("user", (_result("c2", "b.py"),)),
+        Message("assistant", (Reasoning(text="done", origin="openai"), Text("All good."))),
+        Message("user", (Text("thanks"),)),
     ]
     wire = codec.render_request(_req(messages), DEEPSEEK)["messages"]
     assistants = [m for m in wire if m["role"] == "assistant"]
@@ -233,15 +237,15 @@ LONG = "mcp__claude_ai_Atlassian__searchConfluenceUsingCqlWithPaginationAndExpan
 
 
 def test_long_and_invalid_tool_names_are_shortened_and_mapped_back() -> None:
-    tools = [
+    tools = (
         Tool(name=LONG, description="search", parameters={"type": "object"}),
         Tool(name="server.tool:v2", parameters={"type": "object"}),
         Tool(name="Bash", parameters={"type": "object"}),
-    ]
+    )
     messages = [
-        Message("user", [Text("go")]),
-        Message("assistant", [_call("c1", LONG, q="x")]),
-        Message("user", [_result("c1", "found")]),
+        Message("user", (Text("go"),)),
+        Message("assistant", (_call("c1", LONG, q="x"),)),
+        Message("user", (_result("c1", "found"),)),
     ]
     request = _req(messages, tools=tools, tool_choice=ToolChoice(mode="tool", name=LONG))
     body = codec.render_request(request, OPENAI)
@@ -284,9 +288,9 @@ def test_long_and_invalid_tool_names_are_shortened_and_mapped_back() -> None:
 def test_long_call_ids_shortened_consistently() -> None:
     long_id = "toolu_01ABCDEFGHIJKLMNOPQRSTUV__bg1_eyJ0aG91Z2h0X3NpZ25hdHVyZSI6ImFiYyJ9"
     messages = [
-        Message("user", [Text("go")]),
-        Message("assistant", [_call(long_id)]),
-        Message("user", [_result(long_id, "ok")]),
+        Message("user", (Text("go"),)),
+        Message("assistant", (_call(long_id),)),
+        Message("user", (_result(long_id, "ok"),)),
     ]
     wire = codec.render_request(_req(messages), OPENAI)["messages"]
     sent = wire[1]["tool_calls"][0]["id"]
@@ -313,7 +317,7 @@ def test_tools_custom_hosted_choice_and_parallel() -> None:
     ]
     body = codec.render_request(
         _req(
-            [Message("user", [Text("go")])],
+            [Message("user", (Text("go"),))],
             tools=tools,
             tool_choice=ToolChoice(mode="required"),
             parallel_tool_calls=False,
@@ -341,7 +345,7 @@ def test_tools_custom_hosted_choice_and_parallel() -> None:
 def test_no_tools_means_no_tool_choice_or_parallel_flag() -> None:
     body = codec.render_request(
         _req(
-            [Message("user", [Text("go")])],
+            [Message("user", (Text("go"),))],
             tools=[Tool(name="web_search", kind="hosted")],
             tool_choice=ToolChoice(mode="auto"),
             parallel_tool_calls=True,
@@ -353,11 +357,11 @@ def test_no_tools_means_no_tool_choice_or_parallel_flag() -> None:
 
 
 def test_max_tokens_clamped_and_named_per_quirk() -> None:
-    request = _req([Message("user", [Text("go")])], max_tokens=32000)
+    request = _req([Message("user", (Text("go"),))], max_tokens=32000)
     assert codec.render_request(request, DEEPSEEK)["max_tokens"] == 8192
     openai = codec.render_request(request, OPENAI)
     assert openai["max_completion_tokens"] == 32000 and "max_tokens" not in openai
-    small = _req([Message("user", [Text("go")])], max_tokens=100)
+    small = _req([Message("user", (Text("go"),))], max_tokens=100)
     assert codec.render_request(small, DEEPSEEK)["max_tokens"] == 100
 
 
@@ -415,7 +419,7 @@ def test_reasoning_control_per_quirk(
     control: str, config: ReasoningConfig, expected: dict[str, object]
 ) -> None:
     body = codec.render_request(
-        _req([Message("user", [Text("go")])], reasoning=config),
+        _req([Message("user", (Text("go"),))], reasoning=config),
         Quirks(reasoning_control=control),  # type: ignore[arg-type]
     )
     keys = {
@@ -431,7 +435,7 @@ def test_reasoning_control_per_quirk(
 
 def test_stream_options_and_sampling_fields() -> None:
     request = _req(
-        [Message("user", [Text("go", cache=True)])],
+        [Message("user", (Text("go", cache=True),))],
         stream=True,
         temperature=0.2,
         top_p=0.9,
@@ -462,9 +466,9 @@ def test_stream_options_and_sampling_fields() -> None:
 
 def test_empty_assistant_turn_is_dropped() -> None:
     messages = [
-        Message("user", [Text("a")]),
-        Message("assistant", [Text("")]),
-        Message("user", [Text("b")]),
+        Message("user", (Text("a"),)),
+        Message("assistant", (Text(""),)),
+        Message("user", (Text("b"),)),
     ]
     wire = codec.render_request(_req(messages), OPENAI)["messages"]
     assert all(m.get("content") != "" for m in wire)
@@ -473,8 +477,8 @@ def test_empty_assistant_turn_is_dropped() -> None:
 
 def test_long_end_user_id_is_hashed_stably() -> None:
     claude_code_user = "user_" + "ab" * 32 + "_account_1b2c3d4e_session_0f1e2d3c-4b5a-6978-8a9b"
-    request = _req([Message("user", [Text("go")])], user=claude_code_user)
+    request = _req([Message("user", (Text("go"),))], user=claude_code_user)
     first = codec.render_request(request, OPENAI)["user"]
     assert len(first) <= 64 and first == codec.render_request(request, OPENAI)["user"]
-    short = _req([Message("user", [Text("go")])], user="dev-42")
+    short = _req([Message("user", (Text("go"),))], user="dev-42")
     assert codec.render_request(short, OPENAI)["user"] == "dev-42"

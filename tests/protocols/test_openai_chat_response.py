@@ -23,7 +23,7 @@ def _body(name: str) -> dict[str, object]:
 
 
 def _request(*tools: Tool) -> Request:
-    return Request(model="alias", messages=[Message("user", [Text("hi")])], tools=list(tools))
+    return Request(model="alias", messages=(Message("user", (Text("hi"),)),), tools=tuple(tools))
 
 
 def test_openai_parallel_tools_and_cached_usage() -> None:
@@ -142,7 +142,7 @@ def test_legacy_function_call_refusal_and_vllm_stop_string() -> None:
     refused = codec.parse_response(refusal, _request())
     assert list(refused.parts) == [Text("I can't help with that.")]
     assert refused.stop_reason == "refusal"
-    request = Request(model="m", messages=[], stop=["</answer>"])
+    request = Request(model="m", messages=(), stop=("</answer>",))
     vllm = {
         "choices": [
             {"message": {"content": "42"}, "finish_reason": "stop", "stop_reason": "</answer>"}

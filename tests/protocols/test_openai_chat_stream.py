@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -34,21 +35,20 @@ from babelgate.protocols.openai_chat.names import wire_name
 STREAMS = Path(__file__).parent.parent / "fixtures" / "openai_chat" / "streams"
 
 LONG_TOOL = "mcp__github_enterprise__search_issues_and_pull_requests_across_all_repositories"
-TOOLS = [
+TOOLS = tuple(
     Tool(name=n, parameters={"type": "object"})
     for n in ("Read", "Bash", "Glob", "Grep", "Edit", "Write")
-]
+)
 
 
-def _request(**kwargs: object) -> Request:
-    base: dict[str, object] = {
+def _request(**kwargs: Any) -> Request:
+    base: dict[str, Any] = {
         "model": "client-model",
-        "messages": [Message("user", [Text("hi")])],
+        "messages": (Message("user", (Text("hi"),)),),
         "stream": True,
         "tools": TOOLS,
     }
-    base.update(kwargs)
-    return Request(**base)  # type: ignore[arg-type]
+    return Request(**{**base, **kwargs})
 
 
 def _decode(data: bytes, request: Request | None = None, splits: int = 0) -> list[Event]:
@@ -242,10 +242,10 @@ def test_empty_body_is_an_error() -> None:
 
 
 def test_long_tool_names_map_back_and_custom_tools_are_custom() -> None:
-    tools = [
+    tools = (
         Tool(name=LONG_TOOL),
         Tool(name="apply_patch", kind="custom", format={"type": "grammar"}),
-    ]
+    )
     wire = wire_name(LONG_TOOL)
     chunks = [
         {

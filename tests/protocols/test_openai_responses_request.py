@@ -400,13 +400,13 @@ def test_render_request_tools_names_and_limits() -> None:
     long_name = "mcp__filesystem__read_text_file_with_a_really_long_descriptive_suffix_v2"
     request = Request(
         model="gpt-5",
-        messages=[
-            Message("user", [Text("hi")]),
-            Message("assistant", [ToolCall("c1", "mcp.fs/read", {"path": "a"})]),
-            Message("user", [ToolResult("c1", [Text("file")], name="mcp.fs/read")]),
-        ],
+        messages=(
+            Message("user", (Text("hi"),)),
+            Message("assistant", (ToolCall("c1", "mcp.fs/read", {"path": "a"}),)),
+            Message("user", (ToolResult("c1", (Text("file"),), name="mcp.fs/read"),)),
+        ),
         max_tokens=64000,
-        tools=[
+        tools=(
             Tool(
                 name="mcp.fs/read",
                 parameters={"type": "object", "properties": {"path": {"type": "string"}}},
@@ -429,11 +429,11 @@ def test_render_request_tools_names_and_limits() -> None:
                 hosted_type="web_search_20250305",
                 config={"max_uses": 5},
             ),
-        ],
+        ),
         tool_choice=ToolChoice("tool", long_name),
         temperature=0.2,
         top_k=40,
-        stop=["END"],
+        stop=("END",),
         reasoning=ReasoningConfig(enabled=True, budget_tokens=10000),
     )
     body = codec.render_request(request, Quirks(max_tokens=32000))
@@ -460,22 +460,22 @@ def test_render_request_tools_names_and_limits() -> None:
 def test_render_request_images_documents_and_results_with_images() -> None:
     request = Request(
         model="gpt-5",
-        messages=[
+        messages=(
             Message(
                 "user",
-                [
+                (
                     Text("look"),
                     Image(media_type="image/jpeg", data="/9j/4AAQ"),
                     Image(url="https://example.com/x.png"),
                     Document(media_type="application/pdf", data="JVBERi0x", title="Spec"),
-                ],
+                ),
             ),
-            Message("assistant", [ToolCall("c1", "shot", {})]),
+            Message("assistant", (ToolCall("c1", "shot", {}),)),
             Message(
                 "user",
-                [ToolResult("c1", [Text("here"), Image(media_type="image/png", data="iVBO")])],
+                (ToolResult("c1", (Text("here"), Image(media_type="image/png", data="iVBO"))),),
             ),
-        ],
+        ),
     )
     body = codec.render_request(request, Quirks())
     content = body["input"][0]["content"]
@@ -500,7 +500,7 @@ def test_render_request_images_documents_and_results_with_images() -> None:
 def test_render_request_continuing_a_stored_response() -> None:
     request = Request(
         model="gpt-5",
-        messages=[Message("user", [Text("next")])],
+        messages=(Message("user", (Text("next"),)),),
         previous_response_id="resp_1",
         store=True,
     )

@@ -55,7 +55,7 @@ def mixed_response() -> Response:
     return Response(
         id="msg_01XyZ",
         model="claude-sonnet-4-5-20250929",
-        parts=[
+        parts=(
             Reasoning(
                 text="The user wants the test fixed.",
                 signature=ANTHROPIC_SIGNATURE,
@@ -74,7 +74,7 @@ def mixed_response() -> Response:
                 {"input": "*** Begin Patch\n*** End Patch\n"},
                 kind="custom",
             ),
-        ],
+        ),
         stop_reason="tool_use",
         usage=Usage(
             input_tokens=120,
@@ -143,7 +143,7 @@ def test_render_response_usage_counts_cached_inside_input() -> None:
     [("max_tokens", "max_output_tokens"), ("refusal", "content_filter")],
 )
 def test_render_response_incomplete(stop: Any, reason: str) -> None:
-    response = Response(id="x", model="m", parts=[Text("cut")], stop_reason=stop)
+    response = Response(id="x", model="m", parts=(Text("cut"),), stop_reason=stop)
     body = codec.render_response(response, codex_request())
     assert body["status"] == "incomplete"
     assert body["incomplete_details"] == {"reason": reason}
@@ -152,9 +152,9 @@ def test_render_response_incomplete(stop: Any, reason: str) -> None:
 
 def test_openai_reasoning_passes_through_unwrapped() -> None:
     part = Reasoning(
-        text="sum", origin="openai-responses", redacted="gAAAAABopaque", summary=["sum"]
+        text="sum", origin="openai-responses", redacted="gAAAAABopaque", summary=("sum",)
     )
-    response = Response(id="resp_abc", model="gpt-5", parts=[part])
+    response = Response(id="resp_abc", model="gpt-5", parts=(part,))
     body = codec.render_response(response, codex_request())
     assert body["id"] == "resp_abc"
     assert body["output"][0]["encrypted_content"] == "gAAAAABopaque"
@@ -228,8 +228,8 @@ def test_gemini_thought_on_reasoning_and_redacted_thinking_round_trip() -> None:
 def upstream_request() -> Request:
     return Request(
         model="gpt-5.1",
-        messages=[Message("user", [Text("change the settings")])],
-        tools=[Tool(name="read_file"), Tool(name="mcp__search__find.text.in.files")],
+        messages=(Message("user", (Text("change the settings"),)),),
+        tools=(Tool(name="read_file"), Tool(name="mcp__search__find.text.in.files")),
     )
 
 
@@ -359,7 +359,7 @@ def test_namespaced_call_goes_back_with_its_namespace() -> None:
         }
     )
     response = Response(
-        id="r", model="m", parts=[ToolCall("c1", "collaboration__spawn_agent", {"message": "go"})]
+        id="r", model="m", parts=(ToolCall("c1", "collaboration__spawn_agent", {"message": "go"}),)
     )
     (item,) = codec.render_response(response, request)["output"]
     assert item["namespace"] == "collaboration"

@@ -48,9 +48,9 @@ PATCH = (
 def upstream_request() -> Request:
     return Request(
         model="gpt-5.1-codex",
-        messages=[],
+        messages=(),
         stream=True,
-        tools=[Tool(name="exec_command"), Tool(name="apply_patch", kind="custom")],
+        tools=(Tool(name="exec_command"), Tool(name="apply_patch", kind="custom")),
     )
 
 

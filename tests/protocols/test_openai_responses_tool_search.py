@@ -76,7 +76,7 @@ def _search_call() -> ToolCall:
 
 def test_a_search_call_goes_back_as_a_tool_search_call_item() -> None:
     request = codec.parse_request(load("codex_request_tool_search.json"))
-    response = Response(id="msg_1", model="m", parts=[_search_call()], stop_reason="tool_use")
+    response = Response(id="msg_1", model="m", parts=(_search_call(),), stop_reason="tool_use")
     [item] = codec.render_response(response, request)["output"]
     assert item["type"] == "tool_search_call" and item["id"].startswith("tsc_")
     del item["id"]
@@ -89,7 +89,7 @@ def test_a_function_named_tool_search_is_not_mistaken_for_the_client_search() ->
     body["tools"] = [{"type": "function", "name": "tool_search", "parameters": {}}]
     body["input"] = body["input"][:2]
     request = codec.parse_request(body)
-    response = Response(id="msg_1", model="m", parts=[_search_call()], stop_reason="tool_use")
+    response = Response(id="msg_1", model="m", parts=(_search_call(),), stop_reason="tool_use")
     [item] = codec.render_response(response, request)["output"]
     assert item["type"] == "function_call"
 

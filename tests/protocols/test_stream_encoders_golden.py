@@ -52,9 +52,9 @@ TEXTS = ["Hello", " world", "", "  ", "\n", ' "q" \\ ', "h\u00e9llo \U0001f600",
          "</a> & b", "x" * 300]
 STOPS = ["end_turn", "max_tokens", "stop_sequence", "tool_use", "refusal", "pause_turn",
          "context_window_exceeded", None]
-TOOLS = [Tool(name="Read", parameters={"type": "object"}),
+TOOLS = (Tool(name="Read", parameters={"type": "object"}),
          Tool(name="Bash", parameters={"type": "object"}),
-         Tool(name="apply_patch", kind="custom")]
+         Tool(name="apply_patch", kind="custom"))
 _IDS = re.compile(rb'\b(msg|resp|rs|fc|ctc|tsc|call|toolu|chatcmpl)_[0-9a-f]{24}\b')
 _TIMES = re.compile(rb'"(created|created_at)":\d+')
 
@@ -62,8 +62,8 @@ _TIMES = re.compile(rb'"(created|created_at)":\d+')
 def _request(protocol: str, seed: int) -> Request:
     return Request(
         model="client-model",
-        messages=[Message("user", [Text("hi")])],
-        tools=TOOLS if seed % 3 else [],
+        messages=(Message("user", (Text("hi"),)),),
+        tools=TOOLS if seed % 3 else (),
         stream=True,
         include_usage=seed % 2 == 0,
     )

@@ -134,7 +134,7 @@ async def test_recorder_ignores_failed_responses(store: ResponseStore) -> None:
 
 
 def _stream_chunks() -> list[bytes]:
-    request = Request(model="m", messages=[], stream=True)
+    request = Request(model="m", messages=(), stream=True)
     encoder = get_codec("openai-responses").stream_encoder(request)
     thinking = Reasoning(text="Let me think.", signature="sig-abc", origin="anthropic")
     events: list[list[Event]] = [
