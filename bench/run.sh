@@ -377,78 +377,33 @@ EOF
 # ------------------------------------------------------------------ measurements
 BODIES=${BENCH_BODIES:-hello claude_code claude_code_stream claude_code_distinct codex codex_stream
 chat_gemini chat_gemini_stream gemini_cli gemini_cli_stream}
-url_of() {  # url_of TARGET BODY: where wrk sends BODY for TARGET (relay, babelgate, direct)
-    local stream=json
-    case $2 in *stream*) stream=sse ;; esac
-    case "$2" in
-        codex*) url_codex "$1" "$stream" ;;
-        chat_gemini*) url_chat_gemini "$1" "$stream" ;;
-        gemini_cli*) url_gemini_cli "$1" "$stream" ;;
-        *) url_anthropic_client "$1" "$stream" ;;
+# Where each kind of lane sends its requests, one row a kind: the path its client posts to
+# (whole, streamed), the relay that stands for its upstream (ports P_<relay>_JSON/_SSE; a
+# relay forwards whatever path it is sent), and the upstream's own path (whole, streamed),
+# where `direct` posts. A path written $NAME is that variable's value when asked for.
+LANES='
+anthropic_client  /v1/messages          /v1/messages          RELAY       /v1/chat/completions  /v1/chat/completions
+codex             /v1/responses         /v1/responses         RELAY_ANTH  /v1/messages          /v1/messages
+chat_gemini       /v1/chat/completions  /v1/chat/completions  RELAY_GEM   $GEM_JSON_PATH        $GEM_SSE_PATH
+gemini_cli        $CLI_JSON_PATH        $CLI_SSE_PATH         RELAY_ANTH  /v1/messages          /v1/messages
+'
+url_of() {  # url_of TARGET BODY: where wrk sends BODY for TARGET (relay, babelgate, asgi, ops, direct)
+    local stream=JSON kind=anthropic_client row client port
+    case $2 in *stream*) stream=SSE ;; esac
+    case $2 in codex*) kind=codex ;; chat_gemini*) kind=chat_gemini ;; gemini_cli*) kind=gemini_cli ;; esac
+    read -r -a row <<<"$(grep "^$kind " <<<"$LANES")"
+    client=${row[1]} direct=${row[4]}
+    [ "$stream" = SSE ] && client=${row[2]} direct=${row[5]}
+    case $1 in
+        relay) port=P_${row[3]}_$stream ;;
+        babelgate) port=P_GW_$stream ;;
+        asgi) port=P_ASGI_$stream ;;
+        ops) port=P_OPS_$stream ;;
+        direct) port=P_$stream client=$direct ;;
+        *) log "url_of: no target $1"; return 1 ;;
     esac
-}
-
-url_anthropic_client() {  # Anthropic Messages client, OpenAI Chat upstream
-    case "$1-$2" in
-        relay-json) echo "http://127.0.0.1:$P_RELAY_JSON/v1/messages" ;;
-        relay-sse) echo "http://127.0.0.1:$P_RELAY_SSE/v1/messages" ;;
-        babelgate-json) echo "http://127.0.0.1:$P_GW_JSON/v1/messages" ;;
-        babelgate-sse) echo "http://127.0.0.1:$P_GW_SSE/v1/messages" ;;
-        asgi-json) echo "http://127.0.0.1:$P_ASGI_JSON/v1/messages" ;;
-        asgi-sse) echo "http://127.0.0.1:$P_ASGI_SSE/v1/messages" ;;
-        ops-json) echo "http://127.0.0.1:$P_OPS_JSON/v1/messages" ;;
-        ops-sse) echo "http://127.0.0.1:$P_OPS_SSE/v1/messages" ;;
-        direct-json) echo "http://127.0.0.1:$P_JSON/v1/chat/completions" ;;
-        direct-sse) echo "http://127.0.0.1:$P_SSE/v1/chat/completions" ;;
-    esac
-}
-
-url_codex() {  # OpenAI Responses client (Codex), Anthropic upstream
-    case "$1-$2" in
-        relay-json) echo "http://127.0.0.1:$P_RELAY_ANTH_JSON/v1/responses" ;;
-        relay-sse) echo "http://127.0.0.1:$P_RELAY_ANTH_SSE/v1/responses" ;;
-        babelgate-json) echo "http://127.0.0.1:$P_GW_JSON/v1/responses" ;;
-        babelgate-sse) echo "http://127.0.0.1:$P_GW_SSE/v1/responses" ;;
-        asgi-json) echo "http://127.0.0.1:$P_ASGI_JSON/v1/responses" ;;
-        asgi-sse) echo "http://127.0.0.1:$P_ASGI_SSE/v1/responses" ;;
-        ops-json) echo "http://127.0.0.1:$P_OPS_JSON/v1/responses" ;;
-        ops-sse) echo "http://127.0.0.1:$P_OPS_SSE/v1/responses" ;;
-        direct-json) echo "http://127.0.0.1:$P_JSON/v1/messages" ;;
-        direct-sse) echo "http://127.0.0.1:$P_SSE/v1/messages" ;;
-    esac
-}
-
-url_chat_gemini() {  # OpenAI Chat Completions client, Gemini upstream
-    case "$1-$2" in
-        relay-json) echo "http://127.0.0.1:$P_RELAY_GEM_JSON/v1/chat/completions" ;;
-        relay-sse) echo "http://127.0.0.1:$P_RELAY_GEM_SSE/v1/chat/completions" ;;
-        babelgate-json) echo "http://127.0.0.1:$P_GW_JSON/v1/chat/completions" ;;
-        babelgate-sse) echo "http://127.0.0.1:$P_GW_SSE/v1/chat/completions" ;;
-        asgi-json) echo "http://127.0.0.1:$P_ASGI_JSON/v1/chat/completions" ;;
-        asgi-sse) echo "http://127.0.0.1:$P_ASGI_SSE/v1/chat/completions" ;;
-        ops-json) echo "http://127.0.0.1:$P_OPS_JSON/v1/chat/completions" ;;
-        ops-sse) echo "http://127.0.0.1:$P_OPS_SSE/v1/chat/completions" ;;
-        direct-json) echo "http://127.0.0.1:$P_JSON$GEM_JSON_PATH" ;;
-        direct-sse) echo "http://127.0.0.1:$P_SSE$GEM_SSE_PATH" ;;
-    esac
-}
-
-url_gemini_cli() {  # Gemini API client (Gemini CLI), Anthropic upstream
-    local path=$CLI_JSON_PATH
-    [ "$2" = sse ] && path=$CLI_SSE_PATH
-    case "$1-$2" in
-        # The relay forwards whatever path to Anthropic's, like the codex lanes' relay.
-        relay-json) echo "http://127.0.0.1:$P_RELAY_ANTH_JSON$path" ;;
-        relay-sse) echo "http://127.0.0.1:$P_RELAY_ANTH_SSE$path" ;;
-        babelgate-json) echo "http://127.0.0.1:$P_GW_JSON$path" ;;
-        babelgate-sse) echo "http://127.0.0.1:$P_GW_SSE$path" ;;
-        asgi-json) echo "http://127.0.0.1:$P_ASGI_JSON$path" ;;
-        asgi-sse) echo "http://127.0.0.1:$P_ASGI_SSE$path" ;;
-        ops-json) echo "http://127.0.0.1:$P_OPS_JSON$path" ;;
-        ops-sse) echo "http://127.0.0.1:$P_OPS_SSE$path" ;;
-        direct-json) echo "http://127.0.0.1:$P_JSON/v1/messages" ;;
-        direct-sse) echo "http://127.0.0.1:$P_SSE/v1/messages" ;;
-    esac
+    case $client in '$'*) client=${client#\$} client=${!client} ;; esac
+    echo "http://127.0.0.1:${!port}$client"
 }
 
 run_wrk() {  # run_wrk OUT SECONDS CONNECTIONS URL BODY [--latency]
