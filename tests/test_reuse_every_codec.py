@@ -6,8 +6,9 @@ earlier item changed or dropped, the tool list changed), and each turn goes thro
 it twice: once through one reuse table, as the gateway does for a caller, and once decoded in
 one go with no table. Compared byte for byte (ids and clocks a codec makes up aside):
 the parsed Request; the upstream body every upstream codec renders, under two sets of
-quirks; the upstream's recorded answer parsed back; the client's response body and its
-stream, encoded from that answer.
+quirks, as sent and after each routing rule's edits (and the client's own body edited for
+pass-through, which must leave the shared pieces as they were); the upstream's recorded
+answer parsed back; the client's response body and its stream, encoded from that answer.
 """
 
 from __future__ import annotations
@@ -23,12 +24,14 @@ import orjson
 import pytest
 from msgspec.structs import replace
 
-from babelgate.canonical import Request, Response
+from babelgate.canonical import Request, Response, Text
 from babelgate.canonical.stream import response_events
 from babelgate.protocols import PROTOCOL_NAMES, Quirks, get_codec
 from babelgate.protocols.gemini.endpoint import GeminiCall
 from babelgate.protocols.reuse import MIN_BODY, Reuse
 from babelgate.providers.presets import DEFAULT_QUIRKS
+from babelgate.routing.rules import Edits
+from babelgate.server.rule_edits import edit_body
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PAD = "lorem ipsum dolor sit amet " * 30  # ~800 B: every padded piece is kept
@@ -45,7 +48,17 @@ ANSWERS = {
     "anthropic": "anthropic/response_tool_use.json",
     "openai": "openai_chat/responses/openai_parallel_tools.json",
     "gemini": "gemini/gemini3_parallel_calls.json",
+    "openai-responses": "openai_responses/upstream_response_tool_call.json",
 }
+# What routing rules do to a request (routing/rules.py Edits): on the canonical request when
+# it is translated, on the client's body when it passes through (server/rule_edits.py).
+RULE_EDITS = (
+    Edits(fields=(("temperature", 0.3),), set=(("temperature", 0.3),),
+          prepend=Text("Rule: be brief."), append=Text("Rule: answer in French."),
+          max_tokens=512),
+    Edits(fields=(("tools", ()), ("tool_choice", None)), remove=("tools", "tool_choice"),
+          prepend=Text("Rule: no tools here.")),
+)
 OTHER_QUIRKS = Quirks(images=False, documents=True, auto_cache=True, echo_reasoning=True,
                       reasoning_control="thinking", strict_fields=False)
 _MADE_UP = re.compile(rb'"(?:resp|msg|rs|tsc|ctc|fc|call|toolu|chatcmpl)_[A-Za-z0-9_-]+"'
@@ -134,6 +147,10 @@ def test_every_codec_gives_the_same_bytes_with_the_table_and_without(
         shared = codec.parse_request(table.loads(raw), table)
         plain = codec.parse_request(orjson.loads(raw))
         assert shared == plain
+        for edits in RULE_EDITS:
+            data, fresh = table.loads(raw), orjson.loads(raw)
+            same(edit_body(client, data, edits), edit_body(client, fresh, edits))
+            assert data == orjson.loads(raw)  # the shared pieces are as they came
         for upstream in PROTOCOL_NAMES:
             out = get_codec(upstream)
             up_shared, up_plain = upstream_request(shared), upstream_request(plain)
@@ -142,6 +159,9 @@ def test_every_codec_gives_the_same_bytes_with_the_table_and_without(
                      out.render_request(up_plain, quirks))
                 same(out.render_count_tokens(up_shared, quirks, table),
                      out.render_count_tokens(up_plain, quirks))
+                for edits in RULE_EDITS:
+                    same(out.render_request(edits.apply(up_shared), quirks, table),
+                         out.render_request(edits.apply(up_plain), quirks))
             got_shared = answer(upstream, up_shared, table)
             got_plain = answer(upstream, up_plain, None)
             if got_shared is None or got_plain is None:
@@ -152,6 +172,7 @@ def test_every_codec_gives_the_same_bytes_with_the_table_and_without(
             same(stream(client, shared, got_shared, table),
                  stream(client, plain, got_plain, None))
     assert table.hits > 0  # later turns did find earlier pieces
+    assert shared == plain  # the rules' edits built new values, the shared ones stayed
 
 
 def test_gemini_cli_session_parses_its_resent_pieces_once() -> None:
