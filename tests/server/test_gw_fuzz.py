@@ -6,7 +6,8 @@ Codex, a Chat agent's turn, Gemini CLI, whose model and streaming go in the URL)
 it in one to three places: a value anywhere replaced by one of the wrong type (null, numbers
 up to huge, strings that look like numbers, lists, objects, a value from elsewhere in the
 body), keys deleted or added, nesting thousands deep, long and odd strings; with and without
-`stream`. The upstreams are the suite's fakes, which
+`stream`; on every endpoint that takes a body to generate or count from (Gemini's
+:countTokens too). The upstreams are the suite's fakes, which
 answer whatever reaches them, so any 5xx is the gateway's own.
 
 The seed is fixed (derandomized) and the budget fits CI; to hunt for more, raise it:
@@ -109,6 +110,7 @@ MORE_RESPONSES = {
             {"type": "input_text", "text": "ok"}]}],
 }
 GEMINI = "/v1beta/models/{model}:generateContent"
+GEMINI_COUNT = "/v1beta/models/{model}:countTokens"
 MORE_GEMINI = {
     "systemInstruction": "Answer in JSON.",
     "contents": [
@@ -150,6 +152,9 @@ SEEDS: dict[str, list[dict[str, Any]]] = {
     # The model and streaming go into the URL (gemini_url); the rest is the body.
     GEMINI: [fixture("gemini/gemini_cli_request.json"), fixture("gemini/client_request.json"),
              MORE_GEMINI],
+    # `contents` alone, or a whole generateContentRequest.
+    GEMINI_COUNT: [fixture("gemini/client_request.json"),
+                   {"generateContentRequest": {"model": "models/gem-client", **MORE_GEMINI}}],
 }
 
 
@@ -362,7 +367,7 @@ def protocol_error(endpoint: str, status: int, raw: bytes) -> None:
         assert body.get("type") == "error", body
         error = body.get("error")
         assert isinstance(error, dict) and isinstance(error.get("type"), str), body
-    elif endpoint == GEMINI:
+    elif endpoint in (GEMINI, GEMINI_COUNT):
         error = body.get("error")
         assert isinstance(error, dict) and isinstance(error.get("status"), str), body
         assert error.get("code") == status, body
@@ -383,7 +388,8 @@ async def check(stack: Stack, session: aiohttp.ClientSession, endpoint: str, bod
     for fake in stack.fakes:
         reset(fake)  # the fakes keep every request: forget the last example's
     logged = stack.gw.log_path.stat().st_size
-    path = gemini_url(body) if endpoint == GEMINI else endpoint
+    path = gemini_url(body, endpoint == GEMINI_COUNT) if endpoint.startswith("/v1beta/") \
+        else endpoint
     async with session.post(stack.gw.url + path, data=encode(body),
                             headers=HEADERS) as resp:
         status, raw = resp.status, await resp.read()
@@ -400,15 +406,17 @@ async def check(stack: Stack, session: aiohttp.ClientSession, endpoint: str, bod
     assert stack.gw.process.poll() is None, where
 
 
-def gemini_url(body: JSON) -> str:
+def gemini_url(body: JSON, count: bool = False) -> str:
     """A Gemini body's model and streaming, as its URL carries them (taken out of the body,
-    whatever the mutations made of them)."""
+    whatever the mutations made of them); `count`: the model's :countTokens."""
     model, stream = "gem-client", None
     if isinstance(body, dict):
         model, stream = body.pop("model", model), body.pop("stream", None)
     if not isinstance(model, str):
         model = orjson.dumps(model, default=repr).decode()[:200]
     action = "streamGenerateContent?alt=sse" if stream else "generateContent"
+    if count:
+        action = "countTokens"
     return f"/v1beta/models/{quote(model, safe='')}:{action}"
 
 
