@@ -196,12 +196,18 @@ async def test_a_30_turn_chain_of_5_kb_turns_is_stored_once(
     db = tmp_path / "gw.db"
     gw = await start(gateway_factory, fake_openai, fake_anthropic, db)
     said = [f"turn {i:02} " + "x" * 5000 for i in range(30)]
+    # A coding agent's ten tools (~8 KB, as Codex sends), resent every turn: a response
+    # echoes them, so each row holds them once, not once per earlier turn.
+    tools = [{"type": "function", "name": f"tool_{n}", "description": "d" * 600,
+              "parameters": {"type": "object", "properties": {"path": {"type": "string"}}}}
+             for n in range(10)]
     previous: str | None = None
     async with AsyncOpenAI(base_url=gw.url + "/v1", api_key="k", max_retries=0) as client:
         for i, text in enumerate(said):
             fake_openai.queue(Reply(text=f"answer {i:02}"))
             kwargs: dict[str, Any] = {"previous_response_id": previous} if previous else {}
-            answer = await client.responses.create(model="gpt-client", input=text, **kwargs)
+            answer = await client.responses.create(model="gpt-client", input=text,
+                                                   tools=tools, **kwargs)
             previous = answer.id
     # The 30th turn's upstream request carries the whole conversation, in order.
     sent = fake_openai.requests[-1].body["messages"]
@@ -213,7 +219,8 @@ async def test_a_30_turn_chain_of_5_kb_turns_is_stored_once(
     assert gw.process.wait(timeout=10) == 0
     conn = sqlite3.connect(db)
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    rows = conn.execute("SELECT count(*), sum(length(input)) FROM responses").fetchone()
+    rows = conn.execute("SELECT count(*), sum(length(input)), max(length(response)) "
+                        "FROM responses").fetchone()
     # The open gateway (no keys): every turn belongs to the one owner it has, NULL.
     open_rows = conn.execute("SELECT count(*) FROM responses WHERE owner IS NULL").fetchone()
     conn.close()
@@ -222,6 +229,7 @@ async def test_a_30_turn_chain_of_5_kb_turns_is_stored_once(
     print(f"30 turns of 5 KB through the gateway: {size / 1e6:.2f} MB on disk")
     assert rows[0] == open_rows[0] == 30
     assert rows[1] < 30 * 5300  # each turn's input once (whole histories: ~15x this)
+    assert rows[2] < 9000  # a response: its answer and one echo of the tools (~7.5 KB)
     assert size < 3_000_000  # the target; whole-history rows took ~2.5 MB
     assert size < 1_000_000  # in fact linear in the turns
 
