@@ -243,3 +243,26 @@ async def test_each_key_sees_only_its_own_stored_responses(keyed: Keyed) -> None
         second = await alice.responses.create(model="gpt-5-resp", input="And?",
                                               previous_response_id=first.id)
         assert second.id != first.id
+
+
+async def test_each_key_finds_only_its_own_request_pieces(keyed: Keyed) -> None:
+    """The reuse table is partitioned by key (server.reuse_shared: false): a piece another
+    key sent is not found again, so its being answered sooner cannot be timed. Read off the
+    table's counts in /health."""
+    body = {"model": "claude-a", "max_tokens": 50, "system": "You are careful. " * 300,
+            "messages": [{"role": "user", "content": "Read the notes. " * 200}]}
+
+    async def send(key: str) -> int:
+        """The hits the request added."""
+        before = (await status_of(keyed.gw.url + "/health"))[1]["reuse"]["hits"]
+        status, answer = await status_of(keyed.gw.url + "/v1/messages", "POST", {
+            "x-api-key": key, "anthropic-version": "2023-06-01"}, body)
+        assert status == 200, answer
+        health = (await status_of(keyed.gw.url + "/health"))[1]["reuse"]
+        return int(health["hits"]) - int(before)
+
+    assert await send(keyed.alice) == 0  # seen once
+    assert await send(keyed.alice) == 0  # kept the second time
+    assert await send(keyed.alice) > 0  # found the third
+    assert await send(keyed.ops) == 0  # the same body under another key: nothing found
+    assert (await status_of(keyed.gw.url + "/health"))[1]["reuse"]["partitions"] >= 2
