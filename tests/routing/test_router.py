@@ -8,7 +8,6 @@ import pytest
 from babelgate.canonical import GatewayError
 from babelgate.config import NO_PROVIDER_HINT, ProviderConfig, ServerConfig, Settings
 from babelgate.routing import Router, Target
-from babelgate.routing import router as router_module
 
 
 def settings(routes: dict[str, list[str]], providers: tuple[str, ...] = ()) -> Settings:
@@ -184,9 +183,8 @@ def test_model_ids_are_concrete_names_a_picker_can_send() -> None:
         router.resolve(name)
 
 
-def test_results_are_cached_and_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(router_module, "CACHE_SIZE", 3)
-    router = Router(settings(DOCUMENTED_ROUTES))
+def test_results_are_cached_and_bounded() -> None:
+    router = Router(settings(DOCUMENTED_ROUTES), cache_size=3)
     first = router.resolve("claude-haiku-4-5")
     first.append(Target("x", "y"))  # the caller's list is its own
     assert router.resolve("claude-haiku-4-5") == [Target("gemini", "gemini-2.5-flash")]

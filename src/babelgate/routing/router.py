@@ -86,7 +86,7 @@ def _is_glob(pattern: str) -> bool:
 class Router:
     """Resolves client model names against the configured routes. Immutable after init."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, cache_size: int = CACHE_SIZE) -> None:
         self._providers = frozenset(settings.providers)
         routes = settings.routes
         self._exact = {key: compile_targets(targets) for key, targets in routes.items()}
@@ -101,6 +101,7 @@ class Router:
         self._model_ids = tuple(name for name in self._routable
                                 if not _is_glob(name) and not name.endswith("/" + OWN_NAME))
         self._cache: dict[str, Route] = {}
+        self._cache_size = cache_size
 
     def resolve(self, model: str) -> list[Target]:
         """The ordered fallback list for `model`; raises GatewayError(not_found)."""
@@ -112,7 +113,7 @@ class Router:
         hit = self._cache.get(model)
         if hit is None:
             hit = self._resolve(model)
-            if len(self._cache) >= CACHE_SIZE:
+            if len(self._cache) >= self._cache_size:
                 del self._cache[next(iter(self._cache))]  # oldest first: dicts keep order
             self._cache[model] = hit
         return hit
