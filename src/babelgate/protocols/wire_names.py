@@ -19,7 +19,7 @@ from dataclasses import dataclass
 HASH_LEN = 8  # hex digits of the hash a stand-in ends with
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)  # hashed by identity: a key of memos
 class WireNames:
     """One wire's rule for a name: `valid` names (the whole name must match) go out as they
     are; any other is cleaned (each character `rejected` matches becomes `_`), given `_` in

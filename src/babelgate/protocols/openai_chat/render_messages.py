@@ -119,7 +119,7 @@ class _Builder:
         # The message's own rendering and each result's do not depend on the rest of the
         # conversation: kept for messages a session resends (protocols/reuse.py).
         reuse = self.reuse
-        wire, calls = reuse.derive(_assistant, message, self.quirks)
+        wire, calls = reuse.derive(_assistant, message, self.quirks, reuse)
         if wire is None:
             return  # nothing the upstream would accept; an empty turn carries no meaning
         self.out.append(reuse.serialised(wire))
@@ -199,7 +199,8 @@ def _plain_user(message: Message, quirks: Quirks) -> tuple[bool, JSON | None]:
     return True, _user_message(message, [], set(), quirks)
 
 
-def _assistant(message: Message, quirks: Quirks) -> tuple[JSON | None, list[tuple[str, str]]]:
+def _assistant(message: Message, quirks: Quirks, reuse: Reuse,
+               ) -> tuple[JSON | None, list[tuple[str, str]]]:
     """An assistant message's wire message (None when it says nothing) and its calls as
     (call id, wire call id), the order their results must follow in."""
     texts = [p for p in message.parts if isinstance(p, Text)]
@@ -209,7 +210,7 @@ def _assistant(message: Message, quirks: Quirks) -> tuple[JSON | None, list[tupl
         return None, []
     wire: JSON = {"role": "assistant", "content": content or None}
     if calls:
-        wire["tool_calls"] = [_tool_call(call) for call in calls]
+        wire["tool_calls"] = [_tool_call(call, reuse) for call in calls]
     if quirks.echo_reasoning:
         _echo_reasoning(wire, message, quirks, bool(calls))
     return wire, [(call.id, wire_call_id(call.id)) for call in calls]
@@ -248,11 +249,12 @@ def _image(image: Image, quirks: Quirks) -> JSON:
     return {"type": "image_url", "image_url": body}
 
 
-def _tool_call(call: ToolCall) -> JSON:
+def _tool_call(call: ToolCall, reuse: Reuse) -> JSON:
+    name = reuse.memo(wire_name, call.name)  # a few names, called again and again
     return {
         "id": wire_call_id(call.id),
         "type": "function",
-        "function": {"name": wire_name(call.name), "arguments": dump_arguments(call.arguments)},
+        "function": {"name": name, "arguments": dump_arguments(call.arguments)},
     }
 
 

@@ -49,7 +49,7 @@ def render_request(request: Request, quirks: Quirks, reuse: Reuse) -> JSON:
 def _add_tools(body: JSON, request: Request, reuse: Reuse) -> None:
     # Rendered once per distinct tool list (protocols/reuse.py): agents resend theirs every
     # turn.
-    tools = reuse.derive(_render_tools, request.tools)
+    tools = reuse.derive(_render_tools, request.tools, reuse)
     if not tools:
         return  # tool_choice and parallel_tool_calls are rejected without tools
     body["tools"] = reuse.serialised(tools)  # built once per tool list: serialised once, too
@@ -59,12 +59,14 @@ def _add_tools(body: JSON, request: Request, reuse: Reuse) -> None:
         body["parallel_tool_calls"] = request.parallel_tool_calls
 
 
-def _render_tools(tools: tuple[Tool, ...]) -> list[JSON]:
-    return [_tool(tool) for tool in tools if tool.kind != "hosted"]
+def _render_tools(tools: tuple[Tool, ...], reuse: Reuse) -> list[JSON]:
+    return [_tool(tool, reuse) for tool in tools if tool.kind != "hosted"]
 
 
-def _tool(tool: Tool) -> JSON:
-    function: JSON = {"name": wire_name(tool.name)}
+def _tool(tool: Tool, reuse: Reuse) -> JSON:
+    # The wire name remembered by the caller's table: a new conversation of the same agent
+    # (a tool list not shared yet) has the same names.
+    function: JSON = {"name": reuse.memo(wire_name, tool.name)}
     if tool.description:
         function["description"] = tool.description
     if tool.kind == "custom":
