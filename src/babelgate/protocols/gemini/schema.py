@@ -20,6 +20,8 @@ from typing import Any
 
 import orjson
 
+from babelgate.canonical import invalid
+
 JSON = dict[str, Any]
 
 # Keys Gemini's Schema object defines and we pass through (after cleaning their values).
@@ -57,7 +59,10 @@ def clean_parameters(schema: JSON | None) -> JSON | None:
 def cleaned_parameters(schema: bytes) -> JSON | None:
     """clean_parameters of a schema given as its JSON: the key a reuse table remembers the
     result by (Reuse.memo), so equal schemas of different requests are cleaned once."""
-    decoded: JSON | None = orjson.loads(schema)
+    try:
+        decoded: JSON | None = orjson.loads(schema)
+    except orjson.JSONDecodeError as exc:  # a client's own text: a number past a double's
+        raise invalid(f"request body is not valid JSON: {exc}") from None
     return clean_parameters(decoded)
 
 
