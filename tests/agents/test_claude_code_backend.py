@@ -1,8 +1,11 @@
 """The real Claude Code CLI as a babelgate backend (`type: claude-code`), pointed through its
 `env` at the strict fake Anthropic upstream: SDK clients of three protocols get its answers;
-a session keeps its history in the CLI (the client sends only the new turn) and survives a
-gateway restart; a project's directory is where the CLI runs its tools; busy, silent and
-abandoned processes end as the issue says; and no CLI process outlives the gateway.
+a session keeps its history in the CLI (the client sends only the new turn) in one kept
+process, across an idle stop and a gateway restart; a project's directory is where the CLI
+runs its tools, and deleting the project leaves a directory the gateway did not make; busy,
+silent and abandoned processes (streamed or not, a stream cut off halfway by `timeout`, a
+request waiting for a process) end as the issue says; and no CLI process outlives the
+gateway. As root (the test machine) the tool run also shows the CLI takes IS_SANDBOX=1.
 Each CLI start costs about a second, so the tests share gateways where they can.
 """
 
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,9 +23,11 @@ import aiohttp
 import anthropic
 import openai
 import pytest
+from aiohttp import web
 from tests.agents.harness import PROMPT, agent_binary, make_workspace, tool_results_seen
 from tests.conftest import Gateway, GatewayFactory, stop_process
 from tests.fakes import FakeAnthropic
+from tests.fakes.core import Reply
 
 pytestmark = [
     pytest.mark.agent,
@@ -64,6 +70,23 @@ def cli_processes(under: Path) -> list[int]:
         except OSError:
             continue
         if cwd.is_relative_to(under) and state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+def zombies(parent: int) -> list[int]:
+    """Children of `parent` that have exited and not been reaped (state Z). They have no
+    working directory, so cli_processes cannot see them, and they vanish with their parent:
+    look while the gateway runs."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] == "Z" and int(fields[1]) == parent:
             found.append(int(entry.name))
     return found
 
@@ -155,6 +178,9 @@ async def test_a_session_keeps_its_history_in_the_cli_and_survives_a_restart(
         extra_headers={"x-session-id": sid})
     second = fake_anthropic.requests[-1].body
     assert "first ALPHA" in texts_seen(second) and "second BETA" in texts_seen(second)
+    # One process served both turns: it stayed, idle, for the session's next one.
+    counts = await health(gateway)
+    assert (counts["active_processes"], counts["busy_processes"], counts["reaped"]) == (1, 0, 0)
     # The CLI ran in the project's directory (it tells its model so).
     assert f"Primary working directory: {project['path']}" in texts_seen(second)
 
@@ -181,6 +207,8 @@ async def test_a_session_keeps_its_history_in_the_cli_and_survives_a_restart(
             http.delete(f"{gateway.url}/v1/sessions/{sid}") as resp:
         assert (await resp.json())["deleted"] is True
     assert (await get(gateway, f"/v1/sessions/{sid}"))[0] == 404
+    await wait_for(gateway, "active_processes", 0)  # the deleted session's process is stopped
+    assert (await health(gateway))["sessions"] == 0
     await chat.close()
     await claude.close()
     await stop_process(gateway.process)
@@ -219,10 +247,15 @@ async def test_a_tool_enabled_cli_reads_a_file_in_the_projects_directory(
             model=MODEL, messages=[{"role": "user", "content": "hi"}],
             tools=[{"type": "function", "function": {"name": "f", "parameters": {}}}])
     assert "runs only its own tools" in str(caught.value)
+    # Deleting the project forgets it and leaves the directory: the gateway did not make it.
+    async with aiohttp.ClientSession() as http, \
+            http.delete(f"{gateway.url}/v1/projects/{project['id']}") as resp:
+        assert resp.status == 200 and (await resp.json())["deleted"] is True
+    assert (await get(gateway, f"/v1/projects/{project['id']}"))[0] == 404
+    assert (ws.workdir / "marker.txt").read_text().strip() == ws.token
     await chat.close()
     await stop_process(gateway.process)
     assert cli_processes(tmp_path) == []
-    assert (ws.workdir / "marker.txt").exists()  # never the gateway's to delete
 
 
 @contextlib.asynccontextmanager
@@ -294,7 +327,153 @@ async def test_busy_silent_and_abandoned_processes(
         assert slow.value.status_code == 504 and "produced nothing for 4" in str(slow.value)
         await wait_for(gateway, "active_processes", 0)
         assert (await health(gateway))["reaped"] == 2
+        assert zombies(gateway.process.pid) == []  # killed, and their exits collected
         await chat.close()
         await claude.close()
         await stop_process(gateway.process)
     assert cli_processes(tmp_path) == []
+
+
+@contextlib.asynccontextmanager
+async def stalling_upstream() -> AsyncIterator[str]:
+    """An Anthropic upstream that begins every answer (its start, a text block, the first
+    words) and then sends nothing more, holding the stream open."""
+    events = [
+        {"type": "message_start", "message": {
+            "id": "msg_stall", "type": "message", "role": "assistant", "model": MODEL,
+            "content": [], "stop_reason": None, "stop_sequence": None,
+            "usage": {"input_tokens": 10, "output_tokens": 1}}},
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text",
+                                                                      "text": ""}},
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta",
+                                                              "text": "Half an "}},
+    ]
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await response.prepare(request)
+        for event in events:
+            await response.write(f"event: {event['type']}\ndata: {json.dumps(event)}\n\n"
+                                 .encode())
+        await asyncio.sleep(3600)
+        return response
+
+    app = web.Application()
+    app.router.add_post("/v1/messages", answer)
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+async def stream_body(gateway: Gateway, path: str, body: dict[str, Any]) -> str:
+    async with aiohttp.ClientSession() as http, \
+            http.post(gateway.url + path, json={**body, "stream": True}) as resp:
+        assert resp.status == 200, await resp.text()
+        return (await resp.read()).decode()
+
+
+async def test_a_stream_the_cli_stops_feeding_ends_with_a_timeout_event(
+    gateway_factory: GatewayFactory, tmp_path: Path
+) -> None:
+    async with stalling_upstream() as url:
+        gateway = await start(gateway_factory, cc_provider(
+            url, "sk-ant-stall", tmp_path / "home", timeout=3), tmp_path)
+        ask = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}
+        # The client has its first words; then the CLI is silent for `timeout` seconds: its
+        # process is killed and the stream ends with the protocol's own error event.
+        chat = await stream_body(gateway, "/v1/chat/completions", ask)
+        assert '"content":"Half an "' in chat
+        errors = [json.loads(line[6:]) for line in chat.splitlines()
+                  if line.startswith("data: {") and '"error"' in line]
+        assert len(errors) == 1 and "produced nothing for 3 s" in errors[0]["error"]["message"]
+        await wait_for(gateway, "active_processes", 0)
+        messages = await stream_body(gateway, "/v1/messages", {**ask, "max_tokens": 50})
+        assert '"text":"Half an "' in messages
+        assert "event: error" in messages and "produced nothing for 3 s" in messages
+        assert "event: message_stop" not in messages
+        await wait_for(gateway, "active_processes", 0)
+        assert (await health(gateway))["reaped"] == 2
+        assert zombies(gateway.process.pid) == []
+        await stop_process(gateway.process)
+    assert cli_processes(tmp_path) == []
+
+
+async def test_a_client_that_leaves_stops_the_turn_and_its_session_goes_on(
+    fake_anthropic: FakeAnthropic, gateway_factory: GatewayFactory, tmp_path: Path
+) -> None:
+    # The first answer takes 5 s (the provider's `timeout` is the default 600 s).
+    fake_anthropic.queue(Reply(text="Too late.", delay=5))
+    gateway = await start(gateway_factory, cc_provider(
+        fake_anthropic.url, fake_anthropic.api_key, tmp_path / "home"), tmp_path)
+    chat = openai.AsyncOpenAI(base_url=gateway.url + "/v1", api_key="anything",
+                              max_retries=0)
+    left = asyncio.create_task(chat.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "first EPSILON"}],
+        extra_headers={"x-session-id": "left-1"}))
+    deadline = asyncio.get_running_loop().time() + 30
+    while not fake_anthropic.requests:  # the CLI has asked its upstream
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.1)
+    left.cancel()  # a client that is not streaming leaves
+    with contextlib.suppress(asyncio.CancelledError):
+        await left
+    # Its CLI is stopped before the upstream answers (a turn that ended would have left the
+    # session's process idle, alive, for the next turn).
+    await wait_for(gateway, "active_processes", 0, timeout=4)
+    assert (await health(gateway))["reaped"] == 1
+    answer = await chat.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "second ZETA"}],
+        extra_headers={"x-session-id": "left-1"})
+    assert answer.choices[0].message.content == "Fake reply."
+    assert "second ZETA" in texts_seen(fake_anthropic.requests[-1].body)
+    status, stored = await get(gateway, "/v1/sessions/left-1")
+    assert status == 200 and stored["turns"] == 1
+    await chat.close()
+    await stop_process(gateway.process)
+    assert cli_processes(tmp_path) == []
+    assert fake_anthropic.rejections == []
+
+
+async def test_an_idle_sessions_process_stops_and_resumes_and_a_full_pool_makes_requests_wait(
+    fake_anthropic: FakeAnthropic, gateway_factory: GatewayFactory, tmp_path: Path
+) -> None:
+    gateway = await start(gateway_factory, cc_provider(
+        fake_anthropic.url, fake_anthropic.api_key, tmp_path / "home", max_processes=1,
+        idle_timeout=1, queue_timeout=60), tmp_path)
+    chat = openai.AsyncOpenAI(base_url=gateway.url + "/v1", api_key="anything",
+                              max_retries=0)
+    await chat.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "first ALPHA"}],
+        extra_headers={"x-session-id": "idle-1"})
+    # `idle_timeout` later the session's process is stopped (and reaped)...
+    await wait_for(gateway, "reaped", 1)
+    assert (await health(gateway))["active_processes"] == 0
+    # ...and its next turn resumes the CLI's session: the upstream sees the first turn.
+    await chat.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "second BETA"}],
+        extra_headers={"x-session-id": "idle-1"})
+    seen = texts_seen(fake_anthropic.requests[-1].body)
+    assert seen.index("first ALPHA") < seen.index("second BETA")
+
+    # One process at most: a second request waits for the first one's process, then is
+    # served (queue_timeout is long), rather than refused.
+    fake_anthropic.queue(Reply(text="Slow reply.", delay=2))
+    answers = await asyncio.gather(*(chat.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": f"one-off {n}"}])
+        for n in range(2)))
+    assert sorted(a.choices[0].message.content or "" for a in answers) == [
+        "Fake reply.", "Slow reply."]
+    await wait_for(gateway, "active_processes", 0)
+    assert (await health(gateway))["reaped"] == 4
+    assert zombies(gateway.process.pid) == []
+    await chat.close()
+    await stop_process(gateway.process)
+    assert cli_processes(tmp_path) == []
+    assert fake_anthropic.rejections == []
