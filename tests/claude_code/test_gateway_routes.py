@@ -25,7 +25,8 @@ async def start(factory: GatewayFactory, fake: FakeOpenAI, tmp_path: Path) -> Ga
     return await factory(
         {"cc": {"type": "claude-code", "binary": str(tmp_path / "no-such-claude")},
          "up": fake},
-        routes={"claude-tools-*": ["cc", "up/test-model"], "claude-*": "cc"},
+        routes={"claude-tools-*": ["cc", "up/test-model"], "claude-*": "cc",
+                "sonnet": ["cc/sonnet", "up/test-model"], "gpt-*": "up/test-model"},
         extra={"claude_code": {"projects_dir": str(tmp_path / "projects")}})
 
 
@@ -110,3 +111,35 @@ async def test_sessions_and_projects_endpoints(
     assert not Path(project["path"]).exists()
     status, detached = await call(gateway, "GET", f"/v1/sessions/{session['id']}")
     assert status == 200 and detached["project_id"] is None
+
+
+async def test_capabilities_say_the_cli_takes_images_and_thinks_but_no_client_tools(
+    fake_openai: FakeOpenAI, gateway_factory: GatewayFactory, tmp_path: Path
+) -> None:
+    gateway = await start(gateway_factory, fake_openai, tmp_path)
+    status, body = await call(gateway, "GET", "/v1/models/capabilities")
+    assert status == 200, body
+    sonnet = next(m for m in body["data"] if m["id"] == "sonnet")
+    assert (sonnet["target"], sonnet["type"]) == ("cc/sonnet", "claude-code")
+    assert (sonnet["tools"], sonnet["images"], sonnet["thinking"]) == (False, True, True)
+    assert sonnet["context_window"] == 200_000
+    # Its fallback takes tools: a request with tools goes there (the test above).
+    assert [(f["target"], f["tools"]) for f in sonnet["fallbacks"]] == [("up/test-model", True)]
+    status, providers = await call(gateway, "GET", "/v1/providers")
+    cc = next(p for p in providers["data"] if p["name"] == "cc")
+    assert cc["models"] == ["sonnet"] and cc["health"]["state"] == "ok"
+
+
+async def test_a_session_id_on_a_route_to_another_provider_type_is_ignored(
+    fake_openai: FakeOpenAI, gateway_factory: GatewayFactory, tmp_path: Path
+) -> None:
+    gateway = await start(gateway_factory, fake_openai, tmp_path)
+    chat = openai.AsyncOpenAI(base_url=gateway.url + "/v1", api_key="x", max_retries=0)
+    served = await chat.chat.completions.create(
+        model="gpt-4o", messages=[{"role": "user", "content": "hi"}],
+        extra_headers={"x-session-id": "opencode-own-id"},
+        metadata={"session_id": "opencode-own-id"})
+    assert served.choices[0].message.content == "Fake reply."
+    status, listed = await call(gateway, "GET", "/v1/sessions")
+    assert status == 200 and listed["data"] == []
+    await chat.close()

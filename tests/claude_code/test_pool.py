@@ -78,3 +78,16 @@ async def test_a_client_that_leaves_gets_its_process_killed(tmp_path: Path) -> N
     pool.release(process, keep=False)
     await until(lambda: pool.reaped == 1)
     assert process.process.returncode == -9
+
+
+async def test_a_request_waits_for_a_busy_process_to_end_then_gets_its_place(
+        tmp_path: Path) -> None:
+    pool = ProcessPool("cc", max_processes=1, idle_timeout=60, queue_timeout=5)
+    busy = await pool.acquire(None, "m", spawn(tmp_path, None))
+    waiting = asyncio.create_task(pool.acquire("s2", "m", spawn(tmp_path, "s2")))
+    await asyncio.sleep(0.3)
+    assert not waiting.done() and pool.stats()["active"] == 1  # it waits, no second process
+    pool.release(busy, keep=True)  # the one-off's turn is over: its process ends
+    served = await asyncio.wait_for(waiting, 5)
+    assert served.alive and not busy.alive and pool.reaped == 1
+    await pool.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -102,3 +103,27 @@ def test_a_cap_below_one_is_refused(tmp_path: Path, field: str) -> None:
                                     "routes": {"default": "p"}, "claude_code": {field: 0}}))
     with pytest.raises(ConfigError, match=field):
         load_settings(path)
+
+
+def test_binary_is_a_name_on_the_path_of_env_or_a_path(tmp_path: Path) -> None:
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    cli = folder / "claude"
+    cli.write_text("#!/bin/sh\n")
+    cli.chmod(0o755)
+    config = ProviderConfig(type="claude-code", env={"PATH": f"/nowhere:{folder}"})
+    provider = ClaudeCodeProvider("cc", config, environ={"PATH": "/usr/bin"})
+    assert provider.binary == str(cli)  # the PATH the CLI gets: `env`'s over the gateway's
+    as_path = ProviderConfig(type="claude-code", binary="~/tools/claude")
+    assert ClaudeCodeProvider("cc", as_path, environ={}).binary == str(
+        Path("~/tools/claude").expanduser())
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the CLI's root rule applies to root only")
+def test_as_root_the_cli_is_told_it_is_sandboxed() -> None:
+    # The CLI refuses bypassPermissions as root unless IS_SANDBOX is exactly `1` (an inherited
+    # `yes` does not do); babelgate sets it rather than patching the CLI.
+    provider = ClaudeCodeProvider("cc", ProviderConfig(type="claude-code"),
+                                  environ={"IS_SANDBOX": "yes"})
+    assert provider.env["IS_SANDBOX"] == "1"
+    assert provider.binary_name == "claude"
