@@ -4,7 +4,8 @@ their own ports, on one database, as two instances behind a load balancer (or tw
 
 - PostgreSQL + Redis: a quota mark made by one is obeyed by the other within a second, and a
   reset through one brings the provider back on both; a target one of them rests (cooldown)
-  rests on the other too, within a second.
+  rests on the other too, within a second; and so does a refused key of `api_keys`: the
+  other process never sends it while it rests, and shows it `cooling` in /v1/quota.
 - One SQLite file, no Redis: a quota mark made by one is obeyed by the other within a second
   (each process reads the marks twice a second); and so among the workers of
   `serve --workers 3`.
@@ -29,6 +30,7 @@ from tests.conftest import ROOT, Gateway, GatewayFactory, stop_process, wait_hea
 from tests.fakes import FakeAnthropic, FakeOpenAI, Reply
 from tests.fakes.core import free_port
 from tests.pg_support import fresh_database
+from tests.providers.test_credentials import KeyedOpenAI
 
 pytestmark = [pytest.mark.gateway]
 
@@ -124,6 +126,81 @@ async def test_a_quota_mark_and_a_rest_made_by_one_instance_hold_on_the_other(
             await factory.close()
     for gw in (one, two):
         assert "Traceback" not in gw.log()
+
+
+GOOD_KEY, BAD_KEY = "sk-shared-GOOD-0000000001", "sk-shared-BAD-00000000002"
+
+
+async def ask_chat(gw: Gateway, text: str) -> int:
+    body = {"model": "m", "messages": [{"role": "user", "content": text}]}
+    async with aiohttp.ClientSession() as session, session.post(
+        gw.url + "/v1/chat/completions", data=orjson.dumps(body),
+        headers={"content-type": "application/json"},
+    ) as resp:
+        await resp.read()
+        return resp.status
+
+
+async def key_states(gw: Gateway) -> list[str]:
+    """The states /v1/quota shows for the keys of provider `keyed` (and never a key)."""
+    async with aiohttp.ClientSession() as session, session.get(gw.url + "/v1/quota") as resp:
+        assert resp.status == 200
+        raw = await resp.read()
+    assert BAD_KEY.encode() not in raw and GOOD_KEY.encode() not in raw
+    keyed = next(p for p in orjson.loads(raw)["providers"] if p["name"] == "keyed")
+    return [key["state"] for key in keyed["keys"]]
+
+
+async def keys_within(seconds: float, gw: Gateway, wanted: list[str]) -> None:
+    start = time.monotonic()
+    while (found := await key_states(gw)) != wanted:
+        assert time.monotonic() - start < seconds, f"keys {found} on {gw.url}, not {wanted}"
+        await asyncio.sleep(0.05)
+
+
+async def test_a_key_refused_on_one_process_is_not_sent_by_the_other_while_it_rests(
+        tmp_path: Path) -> None:
+    """Two gateway processes on one database and Redis, one provider with two `api_keys`,
+    an upstream that refuses the first: once one process saw it refused, the other never
+    sends it while it rests, and both show it cooling; a reset through either ends the rest
+    on both."""
+    async with KeyedOpenAI(GOOD_KEY) as keyed:
+        factory = GatewayFactory(tmp_path)
+        config = {"type": "openai", "base_url": keyed.base_url,
+                  "api_keys": [BAD_KEY, GOOD_KEY]}
+        extra = {"storage": {"path": str(tmp_path / "shared.db")}, "redis": REDIS}
+        try:
+            one, two = [await factory({"keyed": config}, routes={"m": "keyed/model-k"},
+                                      extra=extra) for _ in range(2)]
+            # `one` sends the first key in turn, is refused, and serves with the second.
+            assert await ask_chat(one, "first") == 200
+            assert keyed.keys_seen() == [BAD_KEY, GOOD_KEY]
+            assert await key_states(one) == ["cooling", "ok"]
+            await keys_within(1.0, two, ["cooling", "ok"])
+
+            # `two` has sent nothing yet: left to itself it would try the first key in turn
+            # (and be refused once); it knows it rests.
+            for n in range(4):
+                assert await ask_chat(two, f"conversation {n}") == 200
+            assert keyed.keys_seen()[2:] == [GOOD_KEY] * 4
+            assert (401, "Incorrect API key.") in keyed.rejections
+            assert len(keyed.rejections) == 1
+
+            # A reset through `two` wakes the key on `one` as well.
+            async with aiohttp.ClientSession() as session, session.post(
+                two.url + "/v1/quota/reset", data=b'{"provider": "keyed"}'
+            ) as resp:
+                assert resp.status == 200
+            await keys_within(1.0, one, ["ok", "ok"])
+            keyed.keys.add(BAD_KEY)  # accepted again: `one` takes it in turn once more
+            assert await ask_chat(one, "after the reset") == 200
+            assert keyed.keys_seen()[-1] == BAD_KEY
+        finally:
+            await factory.close()
+    for gw in (one, two):
+        log = gw.log()
+        assert "Traceback" not in log
+        assert BAD_KEY not in log and GOOD_KEY not in log
 
 
 async def test_without_redis_processes_on_one_database_read_the_marks_every_second(

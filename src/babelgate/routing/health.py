@@ -9,7 +9,8 @@ What this module promises:
   after another `seconds`, and the next request probes.
 - Keys of `api_keys` rest too (`KeyRests`: a refused key, for as long as the provider's
   credentials say), named by id (routing/policy.py `key_id`), so a reload keeps each rest
-  with its key.
+  with its key; they are shared with the other processes the same way as the targets' rests
+  below (`key_rested`, `key_woke`, `rest_until`, `wake_all_but`, `changes`).
 - Nothing here decides order: `resting(target)` is what routing/plan.py asks. Only targets
   that failed have an entry, so a healthy gateway pays one empty-dict check per request.
 - Other processes (server/shared_routing.py): a `listener` hears each rest that begins here
@@ -156,17 +157,34 @@ class KeyRest:
     reason: str
 
 
+class KeyRestListener(Protocol):
+    """Who hears the rests of keys that begin and end here (server/shared_routing.py); a
+    key is named by its provider and id (routing/policy.py `key_id`), never its value."""
+
+    def key_rested(self, provider: str, key: str, since: float, until: float,
+                   reason: str) -> None: ...
+
+    def key_woke(self, provider: str, key: str) -> None: ...
+
+
 class KeyRests:
     """The keys of `api_keys` that rest, by (provider, key id): a refused key rests for a
     while (providers/credentials.py decides how long) and the provider's other keys serve.
     Kept here, in the process's one RoutingState, rather than in the provider's credentials:
     a reload that rebuilds the provider (its list edited, reordered) keeps each rest with its
     key. Entries whose rest is over are dropped at each new rest, so the dict holds at most
-    the keys refused within the longest rest."""
+    the keys refused within the longest rest.
+
+    Shared as the cooldowns are: a `listener` hears each rest that begins here (with its end
+    in wall time) and each that a reset ends; `rest_until` rests a key as another process
+    does, `wake_all_but` ends the rests no process holds any more (a reset elsewhere), and
+    `changes` grows with every rest that begins or ends here."""
 
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
         self.by_key: dict[tuple[str, str], KeyRest] = {}
+        self.listener: KeyRestListener | None = None
+        self.changes = 0
 
     def rest(self, provider: str, key: str, seconds: float, reason: str) -> None:
         mono = self.clock.monotonic()
@@ -175,7 +193,28 @@ class KeyRests:
         until = mono + seconds
         known = self.by_key.get((provider, key))
         if known is None or known.until < until:
-            self.by_key[provider, key] = KeyRest(until, self.clock.now(), reason)
+            since = self.clock.now()
+            self.by_key[provider, key] = KeyRest(until, since, reason)
+            self.changes += 1
+            if self.listener is not None:
+                self.listener.key_rested(provider, key, since, since + seconds, reason)
+
+    def rest_until(self, provider: str, key: str, since: float, until: float,
+                   reason: str) -> None:
+        """Rest a key until `until` (wall time), as another process does: a rest here that
+        lasts as long already is left as it is."""
+        mono = self.clock.monotonic() + (until - self.clock.now())
+        known = self.by_key.get((provider, key))
+        if known is None or known.until < mono - 0.5:  # not the same rest seen again
+            self.by_key[provider, key] = KeyRest(mono, since, reason)
+
+    def wake_all_but(self, resting: Iterable[tuple[str, str]]) -> None:
+        """End the rests still going here of keys not in `resting` (what every process
+        rests now, by (provider, key id)): a reset elsewhere."""
+        keep = set(resting)
+        mono = self.clock.monotonic()
+        for found in [k for k, r in self.by_key.items() if r.until > mono and k not in keep]:
+            del self.by_key[found]
 
     def until(self, provider: str, key: str) -> float:
         """The monotonic time the key wakes (0.0: it does not rest)."""
@@ -191,5 +230,9 @@ class KeyRests:
         return found.since, self.clock.now() + (found.until - mono), found.reason
 
     def clear(self, provider: str | None = None) -> None:
+        mono = self.clock.monotonic()
         for found in [k for k in self.by_key if provider in (None, k[0])]:
-            del self.by_key[found]
+            if self.by_key.pop(found).until > mono:
+                self.changes += 1
+                if self.listener is not None:
+                    self.listener.key_woke(*found)

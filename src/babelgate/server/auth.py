@@ -20,8 +20,6 @@ What this module promises:
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hmac
 import logging
 import time
@@ -33,6 +31,7 @@ from babelgate.storage.database import Database
 from babelgate.storage.keys import KeyRecord, hash_key, keys_version, list_keys
 
 from .http import Request
+from .periodic import Periodic
 
 log = logging.getLogger("babelgate")
 
@@ -88,7 +87,10 @@ class Auth:
         self.live = False  # a key that is not revoked exists (what auth.required asks)
         self.active = required  # requests must carry a key
         self._version: tuple[int, int] | None = None
-        self._refresher: asyncio.Task[None] | None = None
+        # Any failure of a refresh keeps the keys we have (the database is away) and is
+        # logged each time.
+        self._refresher = Periodic(self.refresh, refresh_every, errors=(Exception,),
+                                   failed=self._refresh_failed)
 
     async def start(self) -> None:
         await self.refresh()
@@ -97,14 +99,10 @@ class Auth:
                 "auth.required is true but no gateway key exists in "
                 f"{self.db.url}; create one with `babelgate keys create NAME` "
                 "(with the same --config), then start again")
-        self._refresher = asyncio.get_running_loop().create_task(self._refresh_periodically())
+        self._refresher.start()
 
     async def stop(self) -> None:
-        if self._refresher is not None:
-            self._refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._refresher
-            self._refresher = None
+        await self._refresher.stop()
 
     async def refresh(self) -> bool:
         """Read the keys again if they changed; True when they did."""
@@ -123,13 +121,8 @@ class Auth:
             log.info("gateway keys required from now on")
         return True
 
-    async def _refresh_periodically(self) -> None:
-        while True:
-            await asyncio.sleep(self.refresh_every)
-            try:
-                await self.refresh()
-            except Exception as exc:  # the database is away: keep the keys we have
-                log.warning("could not refresh gateway keys from %s: %s", self.db.url, exc)
+    def _refresh_failed(self, exc: BaseException, first: bool) -> None:
+        log.warning("could not refresh gateway keys from %s: %s", self.db.url, exc)
 
     def authenticate(self, request: Request) -> KeyRecord:
         """The key `request` is made with; raises the 401 or 403 its client should get."""
