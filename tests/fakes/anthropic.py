@@ -1,9 +1,11 @@
 """A strict fake of the Anthropic Messages API (`/v1/messages`, `/v1/messages/count_tokens`).
 
-Enforces: `x-api-key` (or Bearer) and `anthropic-version`; required and allow-listed top-level
-fields; non-empty text; thinking blocks only with a signature this fake issued (bound to the
-thinking text) and without cache_control; tool_use ids `^[a-zA-Z0-9_-]+$`, unique, each answered
-by a tool_result in the next user message; thinking budget rules; at most 4 cache breakpoints.
+Enforces: `x-api-key` (or Bearer) and `anthropic-version` (a key that is a subscription's
+OAuth token, `sk-ant-oat...`, only as Bearer with the `oauth-2025-04-20` beta, as Anthropic
+does); required and allow-listed top-level fields; non-empty text; thinking blocks only with
+a signature this fake issued (bound to the thinking text) and without cache_control; tool_use
+ids `^[a-zA-Z0-9_-]+$`, unique, each answered by a tool_result in the next user message;
+thinking budget rules; at most 4 cache breakpoints.
 Streams follow the real event order: message_start (with input usage), ping, one closed
 content block at a time, message_delta (cumulative usage), message_stop.
 """
@@ -87,6 +89,9 @@ ERROR_TYPES = {
 # Claude Code 2.1 sends `role: "system"` messages inside `messages` only with this beta, and
 # retries without them (and without the beta) when the API refuses; see tests/agents/README.md.
 SYSTEM_MESSAGES_BETA = "per-turn-control-2026-07-01"
+# A Claude subscription's OAuth access token, and the beta a request made with it must carry.
+OAUTH_TOKEN_PREFIX = "sk-ant-oat"
+OAUTH_BETA = "oauth-2025-04-20"
 STOP_REASONS = {
     "end": "end_turn",
     "tool": "tool_use",
@@ -107,6 +112,8 @@ class FakeAnthropic(FakeUpstream):
     def auth_error(self, request: web.Request) -> str | None:
         key = request.headers.get("x-api-key")
         bearer = request.headers.get("Authorization", "")
+        if self.api_key.startswith(OAUTH_TOKEN_PREFIX):
+            return oauth_error(self.api_key, key, bearer, betas_of(request))
         if key is None and not bearer:
             return "x-api-key header is required"
         if key != self.api_key and bearer != f"Bearer {self.api_key}":
@@ -188,6 +195,20 @@ class FakeAnthropic(FakeUpstream):
 def betas_of(request: web.Request) -> frozenset[str]:
     header = request.headers.get("anthropic-beta", "")
     return frozenset(b.strip() for b in header.split(",") if b.strip())
+
+
+def oauth_error(token: str, key: str | None, bearer: str, betas: frozenset[str]) -> str | None:
+    """What Anthropic answers a request made with a subscription's OAuth token: taken only as
+    `Authorization: Bearer` with the OAuth beta, and never as (or beside) an x-api-key."""
+    if key is not None:
+        return "invalid x-api-key"
+    if not bearer:
+        return "x-api-key header is required"
+    if bearer != f"Bearer {token}":
+        return "Invalid bearer token"
+    if OAUTH_BETA not in betas:
+        return "OAuth authentication is currently not supported."
+    return None
 
 
 def check_fields(body: JSON, allowed: frozenset[str], required: tuple[str, ...]) -> None:

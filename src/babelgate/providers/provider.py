@@ -22,10 +22,17 @@ from babelgate.protocols import Codec, Quirks, get_codec
 from .credentials import REFUSED_STATUSES, Credentials, Key, StaticKeys
 from .http import HttpClient, Route, UpstreamResponse
 
-# Client headers an Anthropic upstream needs to see; everything else from the client (its
-# credentials above all) stays behind.
-_ANTHROPIC_FORWARDED = ("anthropic-beta", "anthropic-version")
+# An Anthropic upstream sees the client's `anthropic-version` and `anthropic-beta`
+# (AnthropicProvider.headers), this version when it sent none, and nothing else of the
+# client's headers (its credentials above all).
 _DEFAULT_ANTHROPIC_VERSION = "2023-06-01"
+# A Claude subscription's OAuth access token (what `claude setup-token` and Claude Code's own
+# login hold) is not an API key: Anthropic takes it only as `Authorization: Bearer` with this
+# beta among the request's `anthropic-beta` values (without it, a 401 "OAuth authentication is
+# currently not supported"; as x-api-key, "invalid x-api-key"). The SDKs' `auth_token`
+# sends the Bearer header; the beta is what every client of these tokens adds.
+_OAUTH_TOKEN_PREFIX = "sk-ant-oat"
+_OAUTH_BETA = "oauth-2025-04-20"
 
 
 # Routing's ear for a provider with several `api_keys`: (key index, its error answer) ->
@@ -216,16 +223,22 @@ class AnthropicProvider(Provider):
     type = "anthropic"
 
     def auth_headers(self, api_key: str) -> dict[str, str]:
+        if api_key.startswith(_OAUTH_TOKEN_PREFIX):  # a subscription's token (see above)
+            return {"authorization": f"Bearer {api_key}", "anthropic-beta": _OAUTH_BETA,
+                    "anthropic-version": _DEFAULT_ANTHROPIC_VERSION}
         return {"x-api-key": api_key, "anthropic-version": _DEFAULT_ANTHROPIC_VERSION}
 
     def headers(self, client_headers: Mapping[str, str] | None = None,
                 key: Key | None = None) -> dict[str, str]:
         headers = dict(self._key_headers(key))
         if client_headers:
-            for name in _ANTHROPIC_FORWARDED:
-                value = client_headers.get(name)
-                if value:
-                    headers[name] = value
+            version = client_headers.get("anthropic-version")
+            if version:
+                headers["anthropic-version"] = version
+            betas = client_headers.get("anthropic-beta")
+            if betas:
+                ours = headers.get("anthropic-beta")
+                headers["anthropic-beta"] = _merged_betas(betas, ours) if ours else betas
         return headers
 
     def url(self, model: str, stream: bool) -> str:
@@ -255,6 +268,14 @@ PROVIDER_TYPES: dict[str, type[Provider]] = {
     cls.type: cls
     for cls in (OpenAIChatProvider, OpenAIResponsesProvider, AnthropicProvider, GeminiProvider)
 }
+
+
+def _merged_betas(client: str, ours: str) -> str:
+    """The client's `anthropic-beta` values, then those of ours (the OAuth beta, the
+    provider's configured `headers`) it did not name: a client's betas never drop ours."""
+    named = {beta.strip() for beta in client.split(",")}
+    extra = [beta for beta in ours.split(",") if beta.strip() and beta.strip() not in named]
+    return ",".join([client, *extra]) if extra else client
 
 
 def retry_after(headers: Mapping[str, str]) -> float | None:
