@@ -8,7 +8,8 @@ their own ports, on one database, as two instances behind a load balancer (or tw
   other process never sends it while it rests, and shows it `cooling` in /v1/quota.
 - One SQLite file, no Redis: a quota mark made by one is obeyed by the other within a second
   (each process reads the marks twice a second); and so among the workers of
-  `serve --workers 3`.
+  `serve --workers 3`, whose supervisor also shares the rests of keys and targets as Redis
+  would.
 """
 
 from __future__ import annotations
@@ -131,19 +132,23 @@ async def test_a_quota_mark_and_a_rest_made_by_one_instance_hold_on_the_other(
 GOOD_KEY, BAD_KEY = "sk-shared-GOOD-0000000001", "sk-shared-BAD-00000000002"
 
 
-async def ask_chat(gw: Gateway, text: str) -> int:
+async def ask_chat(gw: Gateway, text: str, close: bool = False) -> int:
     body = {"model": "m", "messages": [{"role": "user", "content": text}]}
+    headers = {"content-type": "application/json"}
+    if close:  # a connection of its own (see `ask`)
+        headers["connection"] = "close"
     async with aiohttp.ClientSession() as session, session.post(
-        gw.url + "/v1/chat/completions", data=orjson.dumps(body),
-        headers={"content-type": "application/json"},
+        gw.url + "/v1/chat/completions", data=orjson.dumps(body), headers=headers,
     ) as resp:
         await resp.read()
         return resp.status
 
 
-async def key_states(gw: Gateway) -> list[str]:
+async def key_states(gw: Gateway, close: bool = False) -> list[str]:
     """The states /v1/quota shows for the keys of provider `keyed` (and never a key)."""
-    async with aiohttp.ClientSession() as session, session.get(gw.url + "/v1/quota") as resp:
+    headers = {"connection": "close"} if close else {}
+    async with aiohttp.ClientSession() as session, session.get(
+            gw.url + "/v1/quota", headers=headers) as resp:
         assert resp.status == 200
         raw = await resp.read()
     assert BAD_KEY.encode() not in raw and GOOD_KEY.encode() not in raw
@@ -222,30 +227,40 @@ async def test_without_redis_processes_on_one_database_read_the_marks_every_seco
             await factory.close()
 
 
+async def serve_workers(tmp_path: Path, settings: dict[str, Any], count: int) -> Gateway:
+    """`babelgate serve --workers count` with `settings`, once every worker listens."""
+    config = tmp_path / "babelgate.yaml"
+    config.write_text(yaml.safe_dump({**settings, "server": {"shutdown_timeout": 2},
+                                      "storage": {"path": str(tmp_path / "state.db")}}))
+    port = free_port()
+    log_path = tmp_path / "workers.log"
+    with log_path.open("wb") as log:
+        supervisor = subprocess.Popen(
+            [sys.executable, "-m", "babelgate", "serve", "--config", str(config),
+             "--port", str(port), "--workers", str(count)],
+            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    gw = Gateway(f"http://127.0.0.1:{port}", {}, config, log_path, supervisor)
+    try:
+        await wait_healthy(gw)
+        while log_path.read_text().count("listening on") < count:
+            assert supervisor.poll() is None, log_path.read_text()
+            await asyncio.sleep(0.1)
+    except BaseException:
+        await stop_process(supervisor)
+        raise
+    return gw
+
+
 async def test_serve_workers_obey_a_quota_mark_one_of_them_made(tmp_path: Path) -> None:
     """`serve --workers 3` on one port: after one worker found the subscription used up,
     requests spread over all the workers (new connections) never ask it again."""
     async with FakeAnthropic() as sub, FakeOpenAI() as payg:
-        config = tmp_path / "babelgate.yaml"
-        config.write_text(yaml.safe_dump({
+        gw = await serve_workers(tmp_path, {
             "providers": {"sub": sub.provider_config(quota={"window": "1h"}),
                           "payg": payg.provider_config()},
-            "routes": ROUTES, "server": {"shutdown_timeout": 2},
-            "storage": {"path": str(tmp_path / "state.db")}}))
-        port = free_port()
-        log_path = tmp_path / "workers.log"
-        with log_path.open("wb") as log:
-            supervisor = subprocess.Popen(
-                [sys.executable, "-m", "babelgate", "serve", "--config", str(config),
-                 "--port", str(port), "--workers", "3"],
-                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        gw = Gateway(f"http://127.0.0.1:{port}", {}, config, log_path, supervisor)
+            "routes": ROUTES}, 3)
         try:
-            await wait_healthy(gw)
-            while log_path.read_text().count("listening on") < 3:
-                assert supervisor.poll() is None, log_path.read_text()
-                await asyncio.sleep(0.1)
             sub.queue(Reply(status=402, error="Your credit balance is too low."))
             assert await ask(gw, close=True) == (200, "payg/gpt-up")
             await asyncio.sleep(1.0)
@@ -253,4 +268,38 @@ async def test_serve_workers_obey_a_quota_mark_one_of_them_made(tmp_path: Path) 
                 assert await ask(gw, close=True) == (200, "payg/gpt-up")
             assert len(sub.requests) == 1
         finally:
-            await stop_process(supervisor)
+            await stop_process(gw.process)
+
+
+async def test_serve_workers_without_redis_share_the_rests_of_keys_and_targets(
+        tmp_path: Path) -> None:
+    """`serve --workers 3`, no Redis: the supervisor keeps what routing shares. A key one
+    worker saw refused is sent by none while it rests, and every worker shows it cooling;
+    a target one worker rests (cooldown) is asked by none."""
+    async with KeyedOpenAI(GOOD_KEY) as keyed, FakeAnthropic() as sub, FakeOpenAI() as payg:
+        gw = await serve_workers(tmp_path, {
+            "providers": {"keyed": {"type": "openai", "base_url": keyed.base_url,
+                                    "api_keys": [BAD_KEY, GOOD_KEY]},
+                          "sub": sub.provider_config(), "payg": payg.provider_config()},
+            "routes": {**ROUTES, "m": "keyed/model-k"},
+            "cooldown": {"failures": 1, "seconds": 60}}, 3)
+        try:
+            assert await ask_chat(gw, "first", close=True) == 200
+            assert keyed.keys_seen() == [BAD_KEY, GOOD_KEY]
+            await asyncio.sleep(1.0)
+            for n in range(9):  # new connections: the kernel spreads them over the workers
+                assert await key_states(gw, close=True) == ["cooling", "ok"]
+                assert await ask_chat(gw, f"conversation {n}", close=True) == 200
+            assert keyed.keys_seen()[2:] == [GOOD_KEY] * 9
+            assert len(keyed.rejections) == 1
+
+            sub.queue(Reply(status=503, error="overloaded"))
+            assert await ask(gw, close=True) == (200, "payg/gpt-up")
+            await asyncio.sleep(1.0)
+            for _ in range(9):
+                assert await ask(gw, close=True) == (200, "payg/gpt-up")
+            assert len(sub.requests) == 1
+        finally:
+            await stop_process(gw.process)
+        log = gw.log()
+        assert "Traceback" not in log and BAD_KEY not in log

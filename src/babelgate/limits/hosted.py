@@ -20,6 +20,11 @@ What this module promises:
   closed. The socket lives in a directory only this user can enter.
 - `HostedLimits` (in a worker) is the `SharedLimits` the Limiter uses; a refusal's message is
   made by the supervisor, with the same words as this process's own counts.
+- The supervisor also keeps what routing shares between processes as it would in Redis
+  (server/shared_routing.py: a version number, hashes of rests), answering the few Redis
+  commands that takes (GET, INCR, HSET, HGETALL, HDEL, EXPIRE) from one `SharedValues`, so
+  workers without Redis share cooldowns and the rests of keys too. EXPIRE is accepted and
+  ignored: the values die with the supervisor, and each reader skips a rest that is over.
 """
 
 from __future__ import annotations
@@ -137,11 +142,45 @@ def _bulk(data: str | bytes) -> bytes:
     return b"$%d\r\n%s\r\n" % (len(raw), raw)
 
 
+class SharedValues:
+    """Redis's strings and hashes, as little of them as routing uses (see above)."""
+
+    def __init__(self) -> None:
+        self.strings: dict[bytes, int] = {}  # only counters (INCR) are kept
+        self.hashes: dict[bytes, dict[bytes, bytes]] = {}
+
+    def answer(self, name: bytes, args: list[bytes]) -> bytes | None:
+        """The reply to a command of these, or None when it is not one of them."""
+        if name == b"GET" and len(args) == 1:
+            count = self.strings.get(args[0])
+            return b"$-1\r\n" if count is None else _bulk(str(count))
+        if name == b"INCR" and len(args) == 1:
+            value = self.strings[args[0]] = self.strings.get(args[0], 0) + 1
+            return b":%d\r\n" % value
+        if name == b"HSET" and len(args) >= 3 and len(args) % 2 == 1:
+            fields = self.hashes.setdefault(args[0], {})
+            added = sum(field not in fields for field in args[1::2])
+            fields.update(zip(args[1::2], args[2::2], strict=True))
+            return b":%d\r\n" % added
+        if name == b"HGETALL" and len(args) == 1:
+            pairs = self.hashes.get(args[0], {})
+            return b"*%d\r\n" % (2 * len(pairs)) + b"".join(
+                _bulk(field) + _bulk(value) for field, value in pairs.items())
+        if name == b"HDEL" and len(args) >= 2:
+            fields = self.hashes.get(args[0], {})
+            gone = sum(fields.pop(field, None) is not None for field in args[1:])
+            return b":%d\r\n" % gone
+        if name == b"EXPIRE" and len(args) == 2:
+            return b":1\r\n"
+        return None
+
+
 class _Worker(asyncio.Protocol):
     """One worker's connection: its commands, and the slots it holds."""
 
-    def __init__(self, counts: MemoryLimits) -> None:
+    def __init__(self, counts: MemoryLimits, values: SharedValues) -> None:
         self.counts = counts
+        self.values = values
         self.transport: asyncio.Transport | None = None
         self.buffer = b""
         self.slots: dict[str, list[_Key]] = {}  # key id: one entry per slot held
@@ -199,7 +238,9 @@ class _Worker(asyncio.Protocol):
                 return _bulk(repr(spent))
         except (ValueError, UnicodeDecodeError) as exc:
             return b"-ERR %s\r\n" % str(exc).encode("utf-8", "replace")[:200]
-        return b"-ERR unknown command or wrong number of arguments\r\n"
+        shared = self.values.answer(name, args)
+        return shared if shared is not None else \
+            b"-ERR unknown command or wrong number of arguments\r\n"
 
     def admit(self, key: _Key, estimate: int, now: float) -> bytes:
         answer = self.counts.admit(key, estimate, now)
@@ -231,17 +272,20 @@ class _Worker(asyncio.Protocol):
 
 
 class CountServer:
-    """The supervisor's counts, served on a unix socket in a private directory."""
+    """The supervisor's counts (and routing's shared values), served on a unix socket in a
+    private directory."""
 
     def __init__(self) -> None:
         self.counts = MemoryLimits()
+        self.values = SharedValues()
         self._dir = tempfile.mkdtemp(prefix="babelgate-limits-")  # mode 0700
         self.path = os.path.join(self._dir, "limits.sock")
         self._server: asyncio.AbstractServer | None = None
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_unix_server(lambda: _Worker(self.counts), self.path)
+        self._server = await loop.create_unix_server(lambda: _Worker(self.counts, self.values),
+                                                      self.path)
 
     async def stop(self) -> None:
         if self._server is not None:

@@ -184,9 +184,11 @@ class Limiter:
     # ------------------------------------------------------------------ Redis for others
     def redis_client(self) -> RespClient | None:
         """The client of `redis:` while Redis is reachable, for other state shared between
-        instances (server/shared_routing.py): one connection, one reachability for all."""
+        instances (server/shared_routing.py): one connection, one reachability for all. Under
+        `serve --workers` without Redis, the supervisor's, which answers the commands that
+        state needs as Redis would (hosted.py)."""
         shared = self.shared
-        if self.redis_url is None or not self.reachable or not isinstance(shared, RedisLimits):
+        if not self.reachable or not isinstance(shared, RedisLimits | HostedLimits):
             return None
         return shared.client
 

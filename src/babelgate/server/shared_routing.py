@@ -20,8 +20,10 @@ putting any work on the request path. What this module promises:
     whose fields name the provider and the key's id (never its value): after one process
     saw a key refused, the others do not send it again while it rests.
   When Redis does not answer, the limiter says so once (it logs and retries); meanwhile the
-  database is read every interval, as without Redis, and rests are this process's own
-  (so are they with no Redis configured, `serve --workers` included).
+  database is read every interval, as without Redis, and rests are this process's own.
+- Under `serve --workers N` without `redis:`, the supervisor stands in for Redis (the
+  limiter's client is then its socket, limits/hosted.py): the workers share the version and
+  the rests the same way. Separate instances without Redis keep their rests to themselves.
 - Names in Redis are `babelgate:routing:<deployment>:...`, the deployment being a hash of the
   storage URL: processes on one database share, other gateways on the same Redis (or tests
   side by side) do not.
