@@ -477,3 +477,35 @@ async def test_an_idle_sessions_process_stops_and_resumes_and_a_full_pool_makes_
     await stop_process(gateway.process)
     assert cli_processes(tmp_path) == []
     assert fake_anthropic.rejections == []
+
+
+async def test_chunking_cuts_the_clis_text_as_each_mode_says(
+    fake_anthropic: FakeAnthropic, gateway_factory: GatewayFactory, tmp_path: Path
+) -> None:
+    # The fake streams its text in pieces of 12 characters: "One two thre", "e. Four five".
+    modes = ("token", "word", "sentence", "message")
+    providers: dict[str, Any] = {
+        mode: cc_provider(fake_anthropic.url, fake_anthropic.api_key, tmp_path / "home",
+                          chunking=mode) for mode in modes}
+    gateway = await gateway_factory(
+        providers, routes={f"claude-{mode}": f"{mode}/{MODEL}" for mode in modes},
+        extra={"storage": {"path": str(tmp_path / "bg.db")},
+               "claude_code": {"projects_dir": str(tmp_path / "projects")}})
+    chat = openai.AsyncOpenAI(base_url=gateway.url + "/v1", api_key="anything")
+    deltas = {}
+    for mode in modes:
+        fake_anthropic.queue(Reply(text="One two three. Four five"))
+        stream = await chat.chat.completions.create(
+            model=f"claude-{mode}", messages=[{"role": "user", "content": "hi"}], stream=True)
+        deltas[mode] = [c.choices[0].delta.content async for c in stream
+                        if c.choices and c.choices[0].delta.content]
+    assert deltas == {
+        "token": ["One two thre", "e. Four five"],
+        "word": ["One two ", "three. Four ", "five"],
+        "sentence": ["One two three. ", "Four five"],
+        "message": ["One two three. Four five"],
+    }
+    await chat.close()
+    await stop_process(gateway.process)
+    assert cli_processes(tmp_path) == []
+    assert fake_anthropic.rejections == []
