@@ -170,3 +170,32 @@ async def test_a_database_gone_away_is_a_503(
             status, error = await call(gateway, method, path, body)
             assert status == 503, (method, path, error)
             assert "database" in error["error"]["message"], error
+
+
+async def test_a_keys_sessions_and_projects_are_its_own(
+    fake_openai: FakeOpenAI, gateway_factory: GatewayFactory, tmp_path: Path
+) -> None:
+    gateway = await start(gateway_factory, fake_openai, tmp_path)
+    alice, bob = create(gateway.config_path, "alice"), create(gateway.config_path, "bob")
+    await wait_for_key(gateway, bob)
+    session = (await call(gateway, "POST", "/v1/sessions", {}, alice))[1]
+    project = (await call(gateway, "POST", "/v1/projects", {"name": "p"}, alice))[1]
+    # Another key neither sees them nor joins or deletes them.
+    assert (await call(gateway, "GET", "/v1/sessions", key=bob))[1]["data"] == []
+    assert (await call(gateway, "GET", "/v1/projects", key=bob))[1]["data"] == []
+    for path in (f"/v1/sessions/{session['id']}", f"/v1/projects/{project['id']}"):
+        assert (await call(gateway, "GET", path, key=bob))[0] == 404
+        assert (await call(gateway, "DELETE", path, key=bob))[0] == 404
+    status, error = await call(gateway, "POST", "/v1/sessions",
+                               {"project_id": project["id"]}, bob)
+    assert status == 404 and error["error"]["param"] == "project_id"
+    async with aiohttp.ClientSession() as http, http.post(
+            gateway.url + "/v1/messages", json={
+                "model": "claude-sonnet-4-5", "max_tokens": 10,
+                "messages": [{"role": "user", "content": "hi"}]},
+            headers={"x-api-key": bob, "x-session-id": session["id"]}) as resp:
+        refused = await resp.json()
+        assert resp.status == 403, refused
+    assert refused["type"] == "error" and "another gateway key" in refused["error"]["message"]
+    assert (await call(gateway, "GET", f"/v1/sessions/{session['id']}", key=alice))[0] == 200
+    assert Path(project["path"]).is_dir()
