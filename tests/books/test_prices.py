@@ -8,7 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from babelgate.books.prices import Price, Prices, ProviderInfo, cost, load_table, prices_for
+from babelgate.books.prices import (
+    Price,
+    Prices,
+    ProviderInfo,
+    catalogue_model_ids,
+    cost,
+    load_table,
+    prices_for,
+    vendor_model_ids,
+)
 from babelgate.canonical import Usage
 from babelgate.config import ConfigError, load_settings
 
@@ -154,3 +163,27 @@ def test_lookups_are_bounded() -> None:
     for n in range(100):
         prices.price("an", f"client-chosen-{n}")
     assert len(prices._known) <= 8
+
+
+def test_vendor_ids_leave_out_aliases_and_hosts() -> None:
+    def entry(model_id: str, *rule: str) -> dict[str, object]:
+        return {"id": model_id, "match": list(rule), "prices": []}
+
+    table = {"providers": {
+        "anthropic": {"models": [{"id": "claude-opus-4-0", "prices": [], "match": [
+            "or", [["starts_with", "claude-opus-4-0"], ["starts_with", "claude-4-opus"]]]}]},
+        # Vertex's spelling of an Anthropic model: Anthropic's entry matches it first.
+        "google": {"models": [entry("claude-4-opus", "equals", "claude-4-opus"),
+                              entry("gemini-2.5-pro", "equals", "gemini-2.5-pro")]},
+        # An entry whose rule does not match its own id names no model by that id.
+        "openai": {"models": [entry("gpt-odd", "equals", "gpt-other")]},
+        "openrouter": {"models": [entry("anthropic/claude-opus-4", "equals", "x")]},
+    }}
+    assert vendor_model_ids(table) == ("claude-opus-4-0", "gemini-2.5-pro")
+
+
+def test_the_shipped_catalogue_names_current_vendor_models() -> None:
+    ids = catalogue_model_ids()
+    assert {"claude-sonnet-4-5", "claude-opus-4-5", "gpt-5", "deepseek-chat"} <= set(ids)
+    assert "claude-4-opus" not in ids  # Google's alias of claude-opus-4-0
+    assert len(set(ids)) == len(ids)

@@ -24,7 +24,8 @@ def test_env_json_for_each_agent(tmp_path: Path) -> None:
                             env=secret).stdout)
     assert claude == {"agent": "claude", "url": "http://gw:9",
                       "set": {"ANTHROPIC_BASE_URL": "http://gw:9",
-                              "ANTHROPIC_AUTH_TOKEN": "${BABELGATE_KEY:-babelgate}"},
+                              "ANTHROPIC_AUTH_TOKEN": "${BABELGATE_KEY:-babelgate}",
+                              "CLAUDE_CODE_ENABLE_GATEWAY_MODEL_DISCOVERY": "1"},
                       "unset": ["ANTHROPIC_API_KEY", "CLAUDE_CODE_USE_BEDROCK",
                                 "CLAUDE_CODE_USE_VERTEX"]}
     codex = json.loads(cli("env", "codex", "--url", "http://gw:9/", "--json",

@@ -81,6 +81,8 @@ def test_claude_starts_a_background_gateway_and_execs_claude(user: User) -> None
     assert seen["args"] == ["-p", "hi", "--model", "x"]
     assert seen["env"]["ANTHROPIC_BASE_URL"] == user.url
     assert seen["env"]["ANTHROPIC_AUTH_TOKEN"] == "babelgate"
+    # Its /model picker offers the gateway's models (docs/configuration.md).
+    assert seen["env"]["CLAUDE_CODE_ENABLE_GATEWAY_MODEL_DISCOVERY"] == "1"
     assert "ANTHROPIC_API_KEY" not in seen["env"]  # the user's Anthropic key stays home
     # Still running after the launcher is gone; its log and pid file in the data directory.
     assert healthy(user.url)
@@ -129,6 +131,7 @@ def test_env_prints_the_manual_settings(user: User) -> None:
     assert claude.returncode == 0, claude.stderr
     assert f"export ANTHROPIC_BASE_URL={user.url}\n" in claude.stdout
     assert 'export ANTHROPIC_AUTH_TOKEN="${BABELGATE_KEY:-babelgate}"' in claude.stdout
+    assert "export CLAUDE_CODE_ENABLE_GATEWAY_MODEL_DISCOVERY=1\n" in claude.stdout
     codex = user.run("env", "codex", "--url", "http://gw:9/", BABELGATE_KEY="secret-key")
     assert 'base_url = "http://gw:9/v1"' in codex.stdout
     assert 'wire_api = "responses"' in codex.stdout and "secret-key" not in codex.stdout

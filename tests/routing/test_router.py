@@ -183,6 +183,28 @@ def test_model_ids_are_concrete_names_a_picker_can_send() -> None:
         router.resolve(name)
 
 
+def test_a_glob_offers_the_known_names_it_decides() -> None:
+    routes = {
+        "claude-sonnet-4-5": ["gemini/gemini-2.5-pro"],
+        "claude-*opus*": ["deepseek/deepseek-reasoner"],
+        "claude-*": ["deepseek/deepseek-chat"],
+        "*": ["openrouter"],
+    }
+    offered = ("claude-sonnet-4-5", "claude-opus-4-8", "claude-haiku-4-5", "gpt-5",
+               "deepseek/deepseek-chat", "claude-opus-4-8")
+    router = Router(settings(routes), offered=offered)
+    # The exact route and the target stay where they were; each name once; `*` (a
+    # catch-all) and the direct `provider/model` name offer nothing more.
+    assert router.model_ids() == [
+        "claude-sonnet-4-5", "gemini/gemini-2.5-pro", "deepseek/deepseek-reasoner",
+        "deepseek/deepseek-chat", "claude-opus-4-8", "claude-haiku-4-5",
+    ]
+    assert router.route("claude-opus-4-8").header == "route:claude-*opus*"
+    assert router.route("claude-haiku-4-5").header == "route:claude-*"
+    assert Router(settings({"default": ["deepseek/x"]}), offered=offered).model_ids() == [
+        "deepseek/x"]
+
+
 def test_results_are_cached_and_bounded() -> None:
     router = Router(settings(DOCUMENTED_ROUTES), cache_size=3)
     first = router.resolve("claude-haiku-4-5")

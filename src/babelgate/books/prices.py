@@ -17,11 +17,16 @@ What this module promises:
 Which catalogue entries serve a configured provider: those whose API address pattern matches
 its `base_url`, else those of its preset or type (a DeepSeek preset behind a proxy is still
 DeepSeek), then the catalogue's own fallbacks (OpenRouter's to the original vendors).
+
+`catalogue_model_ids()` names the models the table knows by their vendors' own ids (an alias
+or another host's spelling of a model is left out): what a glob route offers a model picker
+(routing/router.py). It is read once per process; the table ships with the package.
 """
 
 from __future__ import annotations
 
 import datetime
+import functools
 import re
 from collections.abc import Callable, Iterable, Mapping
 from importlib.resources import files
@@ -47,6 +52,12 @@ CATALOGUE_IDS: dict[str, tuple[str, ...]] = {
     "grok": ("x-ai",),
     "openrouter": ("openrouter",),
 }
+
+
+# The catalogue's model vendors, in the order their ids are offered. Aggregators and hosts
+# (OpenRouter, Together, Groq...) list other vendors' models under their own spellings.
+VENDORS = ("anthropic", "openai", "google", "deepseek", "moonshotai", "x-ai", "zhipuai", "zai",
+           "mistral")
 
 
 class Price(msgspec.Struct, frozen=True, gc=False):
@@ -170,6 +181,29 @@ def catalogue_provider(pid: str, spec: Mapping[str, Any], today: str) -> Catalog
             models.append((matcher(model["match"]), price))
     return CatalogueProvider(pid, re.compile(spec["api"]), tuple(spec["fallback"]),
                              tuple(models))
+
+
+def vendor_model_ids(table: Mapping[str, Any]) -> tuple[str, ...]:
+    """The ids of the table's VENDORS' entries, in the table's order, each once, keeping
+    only an id that its own entry is the first to match: Google's `claude-4-opus` (Vertex's
+    name for an Anthropic model, matched by Anthropic's `claude-opus-4-0` entry) is not a
+    name of its own."""
+    specs = table["providers"]
+    entries = [(model["id"], matcher(model["match"]))
+               for vendor in VENDORS if vendor in specs for model in specs[vendor]["models"]]
+    chosen: dict[str, None] = {}
+    for model_id, _ in entries:
+        name = model_id.lower()
+        first = next((owner for owner, test in entries if test(name)), None)
+        if first == model_id:
+            chosen.setdefault(model_id)
+    return tuple(chosen)
+
+
+@functools.cache
+def catalogue_model_ids() -> tuple[str, ...]:
+    """vendor_model_ids of the shipped table, read once (it does not change while we run)."""
+    return vendor_model_ids(load_table())
 
 
 # ---------------------------------------------------------------------------- lookups

@@ -5,7 +5,9 @@ What it promises:
 - Claude Code gets ANTHROPIC_BASE_URL (the gateway) and ANTHROPIC_AUTH_TOKEN ($BABELGATE_KEY
   or a placeholder, sent as a bearer token, which Claude Code uses without asking to
   approve an API key); ANTHROPIC_API_KEY and the Bedrock / Vertex switches are removed from
-  its environment, so no Anthropic key goes to the gateway and nothing goes past it.
+  its environment, so no Anthropic key goes to the gateway and nothing goes past it; and
+  CLAUDE_CODE_ENABLE_GATEWAY_MODEL_DISCOVERY=1 unless the user set it, so its /model picker
+  offers the gateway's /v1/models (docs/configuration.md).
 - Codex gets `-c` overrides before ARGS: a model provider `babelgate` (base_url the
   gateway's /v1, wire_api "responses", env_key BABELGATE_KEY) selected as model_provider, and
   BABELGATE_KEY in its environment. Nothing is written to ~/.codex: the user's own
@@ -27,12 +29,15 @@ PROVIDER = "babelgate"  # the Codex model provider's name
 KEY_VAR = "BABELGATE_KEY"
 # Switches that would send Claude Code past the gateway, or a key it should not send.
 CLAUDE_DROPPED = ("ANTHROPIC_API_KEY", "CLAUDE_CODE_USE_BEDROCK", "CLAUDE_CODE_USE_VERTEX")
+# Claude Code reads the gateway's model list into its /model picker only when this is set.
+MODEL_DISCOVERY = "CLAUDE_CODE_ENABLE_GATEWAY_MODEL_DISCOVERY"
 
 
 def claude_env(base: Mapping[str, str], url: str, key: str) -> dict[str, str]:
     env = {k: v for k, v in base.items() if k not in CLAUDE_DROPPED}
     env["ANTHROPIC_BASE_URL"] = url
     env["ANTHROPIC_AUTH_TOKEN"] = key
+    env.setdefault(MODEL_DISCOVERY, "1")
     return env
 
 
@@ -75,6 +80,7 @@ def env_text(agent: str, url: str) -> str:
         return "\n".join([
             f"export ANTHROPIC_BASE_URL={url}",
             f"export ANTHROPIC_AUTH_TOKEN={key}",
+            f"export {MODEL_DISCOVERY}=1",
             "unset ANTHROPIC_API_KEY",
         ]) + "\n"
     if agent == "codex":
@@ -102,7 +108,8 @@ def env_document(agent: str, url: str) -> dict[str, Any]:
     to unset, and for Codex and Gemini CLI the settings file content."""
     doc: dict[str, Any] = {"agent": agent, "url": url}
     if agent == "claude":
-        return {**doc, "set": {"ANTHROPIC_BASE_URL": url, "ANTHROPIC_AUTH_TOKEN": KEY_REFERENCE},
+        return {**doc, "set": {"ANTHROPIC_BASE_URL": url, "ANTHROPIC_AUTH_TOKEN": KEY_REFERENCE,
+                               MODEL_DISCOVERY: "1"},
                 "unset": list(CLAUDE_DROPPED)}
     if agent == "codex":
         provider = {"name": PROVIDER, "base_url": f"{url}/v1", "wire_api": "responses",

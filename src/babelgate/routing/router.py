@@ -14,6 +14,13 @@ compiled once in `Router.__init__`; answers are cached per model name in a bound
 the hot path is one dict lookup. `route()` also names what decided (`Route.header`,
 `Route.log`: the pattern, `direct` or `default`), for the x-babelgate-route header and the
 access log; rules (rules.py) are checked before the routes and name themselves the same way.
+
+`model_ids()` is what /v1/models lists: concrete names a model picker can send. A glob is no
+name, so for a glob route it lists the known model names (`offered`, the price catalogue's
+vendor ids: books/prices.py) that the glob decides, as a request for them would find it:
+`"claude-*": deepseek/deepseek-chat` offers claude-sonnet-4-5, claude-opus-4-8 and the rest,
+each of which then routes through that glob. A glob that matches even the empty name
+(`*`) stands for anything, as `default` does, and offers nothing.
 """
 
 from __future__ import annotations
@@ -86,7 +93,9 @@ def _is_glob(pattern: str) -> bool:
 class Router:
     """Resolves client model names against the configured routes. Immutable after init."""
 
-    def __init__(self, settings: Settings, *, cache_size: int = CACHE_SIZE) -> None:
+    def __init__(
+        self, settings: Settings, *, cache_size: int = CACHE_SIZE, offered: Iterable[str] = (),
+    ) -> None:
         self._providers = frozenset(settings.providers)
         routes = settings.routes
         self._exact = {key: compile_targets(targets) for key, targets in routes.items()}
@@ -98,8 +107,9 @@ class Router:
         ]
         self._default = self._exact.get(DEFAULT_ROUTE)
         self._routable = _routable(routes, settings.providers)
-        self._model_ids = tuple(name for name in self._routable
-                                if not _is_glob(name) and not name.endswith("/" + OWN_NAME))
+        concrete = [name for name in self._routable
+                    if not _is_glob(name) and not name.endswith("/" + OWN_NAME)]
+        self._model_ids = tuple(dict.fromkeys([*concrete, *self._glob_offers(offered)]))
         self._cache: dict[str, Route] = {}
         self._cache_size = cache_size
 
@@ -124,11 +134,28 @@ class Router:
 
     def model_ids(self) -> list[str]:
         """Concrete model ids a client can send, for /v1/models and model pickers: route
-        names that are not patterns, then every `provider/model` target. Globs and
-        `provider/*` are left out: a picker would send them as they are."""
+        names that are not patterns, then every `provider/model` target, then the offered
+        names each glob route decides. Globs and `provider/*` are left out: a picker would
+        send them as they are."""
         return list(self._model_ids)
 
     # ------------------------------------------------------------------ internals
+
+    def _glob_offers(self, offered: Iterable[str]) -> list[str]:
+        """The names of `offered` that a glob route decides (the first glob that matches,
+        as `_match` finds it), leaving out those a request would take elsewhere: exact
+        routes and `provider/model` of a configured provider."""
+        chosen = []
+        for name in offered:
+            provider, slash, rest = name.partition("/")
+            if name in self._exact or (slash and rest and provider in self._providers):
+                continue
+            for matches, _, _ in self._globs:
+                if matches(name):
+                    if not matches(""):  # a catch-all offers nothing, as `default`
+                        chosen.append(name)
+                    break
+        return chosen
 
     def _resolve(self, model: str) -> Route:
         provider, slash, rest = model.partition("/")

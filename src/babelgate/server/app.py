@@ -60,7 +60,7 @@ from babelgate.storage.usage import UsageWriter
 
 from .admin_api import AdminApi
 from .auth import OPEN_PATHS, Auth, check_scope
-from .catalog import capabilities_listing, providers_listing
+from .catalog import capabilities_listing, models_listing, providers_listing
 from .count_tokens import count_tokens, route_count, route_headers
 from .daily_log import DailyLog, Redactor
 from .dashboard import Dashboard
@@ -646,24 +646,9 @@ class App:
         if "x-goog-api-key" in request.headers or "key=" in request.query:
             self.gemini.list_models(response)  # a Gemini SDK set to the `v1` API version
             return
-        names = self.gateway.router.model_ids()
-        if "anthropic-version" in request.headers:
-            data: list[dict[str, Any]] = [
-                {"type": "model", "id": name, "display_name": name,
-                 "created_at": "2025-01-01T00:00:00Z"}
-                for name in names
-            ]
-            send_json(response, 200, {
-                "data": data, "has_more": False,
-                "first_id": names[0] if names else None,
-                "last_id": names[-1] if names else None,
-            })
-            return
-        created = int(self.started)
-        send_json(response, 200, {"object": "list", "data": [
-            {"id": name, "object": "model", "created": created, "owned_by": "babelgate"}
-            for name in names
-        ]})
+        send_json(response, 200, models_listing(
+            self.gateway, anthropic="anthropic-version" in request.headers,
+            created=int(self.started)))
 
     async def health(self, request: Request, response: Response) -> None:
         gateway = self.gateway

@@ -1,6 +1,11 @@
-"""What the gateway offers: `GET /v1/providers` and `GET /v1/models/capabilities`.
+"""What the gateway offers: `GET /v1/models`, `GET /v1/providers` and
+`GET /v1/models/capabilities`.
 
 What this module promises:
+- `models_listing` answers /v1/models with the router's model ids (routing/router.py says
+  which: exact route names, targets, and the catalogue's ids each glob route decides), in
+  Anthropic's shape or OpenAI's. Anthropic's carries a `description` per model, naming
+  where a request for it goes: Claude Code's picker shows it under the name.
 - `providers_listing` names each configured provider with its type, preset, base URL, how
   its key is supplied (the kind, never a value), its health as /v1/quota tells it (ok,
   exhausted, cooling, with times and reason, and each of several `api_keys`), its quota
@@ -63,6 +68,37 @@ def providers_listing(gateway: Gateway, quota: list[dict[str, Any]]) -> dict[str
             "models": models.get(name, []),
         })
     return {"object": "list", "data": data}
+
+
+def _description(gateway: Gateway, model_id: str) -> str:
+    """"routed to deepseek/deepseek-chat by claude-*": where a request for `model_id`
+    goes, and which route sends it there."""
+    try:
+        route = gateway.router.route(model_id)
+    except GatewayError:  # an id /v1/models lists always routes; be safe all the same
+        return ""
+    targets = ", then ".join(f"{t.provider}/{t.model}" for t in route.targets)
+    how = route.header.removeprefix("route:")
+    return f"routed to {targets} " + ("directly" if how == "direct" else f"by {how}")
+
+
+def models_listing(gateway: Gateway, *, anthropic: bool, created: int) -> dict[str, Any]:
+    """GET /v1/models: Anthropic's Models API shape when `anthropic`, else OpenAI's list
+    (`created`: when the gateway started, as OpenAI's answer has one per model)."""
+    names = gateway.router.model_ids()
+    if anthropic:
+        return {
+            "data": [{"type": "model", "id": name, "display_name": name,
+                      "created_at": "2025-01-01T00:00:00Z",
+                      "description": _description(gateway, name)} for name in names],
+            "has_more": False,
+            "first_id": names[0] if names else None,
+            "last_id": names[-1] if names else None,
+        }
+    return {"object": "list", "data": [
+        {"id": name, "object": "model", "created": created, "owned_by": "babelgate"}
+        for name in names
+    ]}
 
 
 def _target_capabilities(provider: Provider, target: Target) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from msgspec.structs import replace
 
 from babelgate import tokens
 from babelgate.books.ledger import Books, Origin
+from babelgate.books.prices import catalogue_model_ids
 from babelgate.canonical import (
     NO_USAGE,
     Event,
@@ -162,7 +163,8 @@ class Gateway:
         self.claude_code = claude_code
         # Each finished attempt becomes one usage record, handed to every sink.
         self.books = books or Books()
-        self.router = Router(settings)
+        # /v1/models offers, for each glob route, the catalogue's model ids it decides.
+        self.router = Router(settings, offered=catalogue_model_ids())
         self.rules = Rules(settings.rules)  # checked before the routes (server/app.py)
         self.routing = routing if routing is not None else RoutingState()
         self.policy = RoutingPolicy.from_settings(settings)
