@@ -3,7 +3,7 @@
 `python bench/report.py RAW_DIR` reads, from RAW_DIR:
 - tput-<body>-<target>-<round>.txt: wrk outputs at 32 connections (target: relay, babelgate,
   asgi when BENCH_ASGI ran the app under an ASGI server too, ops when BENCH_OPS ran it with
-  its operations switched on);
+  its operations switched on and SQLite books, ops_pg with PostgreSQL books and Redis limits);
 - lat-<body>-<target>.txt: wrk --latency outputs at concurrency 1 (target: direct, relay,
   babelgate);
 - mem-<target>.json: slow_streams.py outputs;
@@ -117,8 +117,8 @@ def throughput_table(raw: Path) -> list[str]:
 
 def beside_table(raw: Path, target: str, name: str) -> list[str]:
     """A third target measured in the same rounds as the relay and babelgate (`asgi`: the app
-    under an ASGI server, BENCH_ASGI; `ops`: babelgate with its operations switched on,
-    BENCH_OPS), for the bodies it was run on, as a share of each."""
+    under an ASGI server, BENCH_ASGI; `ops`, `ops_pg`: babelgate with its operations switched
+    on, BENCH_OPS), for the bodies it was run on, as a share of each."""
     lines = [
         f"| body | bare relay req/s | babelgate req/s | {name} req/s "
         f"| {name} / relay | {name} / babelgate |",
@@ -223,6 +223,13 @@ def report(raw: Path) -> str:
            f"{meta.get('ops_requests', '?')} requests in the daily log):", "",
            *beside_table(raw, "ops", "with operations"), ""]
           if meta.get("ops") else []),
+        *(["The same operations with the key and the usage books in PostgreSQL and the key's "
+           "limits counted in Redis (BENCH_OPS=postgres: a throwaway database and an empty "
+           "Redis database on the same machine; same core, same rounds; "
+           f"{meta.get('ops_pg_requests', '?')} requests in the daily log, "
+           f"{meta.get('ops_pg_usage_rows', '?')} usage rows in PostgreSQL):", "",
+           *beside_table(raw, "ops_pg", "on PostgreSQL + Redis"), ""]
+          if meta.get("ops_pg") else []),
         "Added latency (concurrency 1, P50 of wrk --latency; added = minus direct to nginx):",
         "",
         *latency_table(raw),

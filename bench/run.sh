@@ -21,10 +21,17 @@
 #   BENCH_BODIES     the bodies measured (all eight; a subset for a quick look)
 #   BENCH_ASGI       uvicorn or granian: also measure the app under that ASGI server
 #                    (server/asgi.py) on BENCH_ASGI_BODIES (hello claude_code claude_code_stream)
-#   BENCH_OPS        1: also measure babelgate with its operations switched on (ten rules that
-#                    none of the bodies meets, two-target routes, retries and cooldowns, a
-#                    gateway key with limits and a budget, usage books in SQLite, the daily log
-#                    file and /metrics) on BENCH_OPS_BODIES (all of them)
+#   BENCH_OPS        1 (or sqlite): also measure babelgate with its operations switched on (ten
+#                    rules that none of the bodies meets, two-target routes, retries and
+#                    cooldowns, a gateway key with limits and a budget, usage books in SQLite,
+#                    the daily log file and /metrics) on BENCH_OPS_BODIES (all of them);
+#                    postgres: the same with the key and the books in PostgreSQL (a throwaway
+#                    database on BENCH_PG, created and dropped) and the key's limits counted in
+#                    Redis (BENCH_REDIS_HOST, an empty database there, emptied after), its own
+#                    target; "sqlite postgres": both
+#   BENCH_PG         PostgreSQL server for BENCH_OPS=postgres, trust auth
+#                    (postgresql://postgres@127.0.0.1:5432)
+#   BENCH_REDIS_HOST Redis for BENCH_OPS=postgres (redis://127.0.0.1:6379)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -35,6 +42,8 @@ LATENCY=${BENCH_LATENCY:-3}
 STREAMS=${BENCH_STREAMS:-1000}
 CONNECTIONS=${BENCH_CONNECTIONS:-32}
 DEADLINE=${BENCH_DEADLINE:-$([ -n "${BENCH_OPS:-}" ] && echo 600 || echo 330)}
+PG_SERVER=${BENCH_PG:-postgresql://postgres@127.0.0.1:5432}
+REDIS_HOST=${BENCH_REDIS_HOST:-redis://127.0.0.1:6379}
 SLOW_RATE=32            # bytes/s per slow stream after its first 600 bytes: open for minutes
 SERVER_CORE=1           # the gateway and the relay
 LOAD_CORE=0             # nginx, wrk and the memory client
@@ -42,6 +51,15 @@ ROUND=$(( (DURATION + 1) / 2 ))
 ASGI=${BENCH_ASGI:-}
 ASGI_BODIES=${BENCH_ASGI_BODIES:-hello claude_code claude_code_stream}
 OPS=${BENCH_OPS:-}
+OPS_SQLITE="" OPS_PG=""  # which operations targets: `ops` (SQLite), `ops_pg` (PostgreSQL, Redis)
+for word in ${OPS//,/ }; do
+    case $word in
+        1|sqlite) OPS_SQLITE=1 ;;
+        postgres|postgresql|pg) OPS_PG=1 ;;
+        *) echo "BENCH_OPS: 1 (or sqlite), postgres, or both (\"sqlite postgres\")" >&2; exit 2 ;;
+    esac
+done
+[ -n "$OPS_SQLITE$OPS_PG" ] || OPS=""
 case $ASGI in ""|uvicorn|granian) ;; *) echo "BENCH_ASGI: uvicorn or granian" >&2; exit 2 ;; esac
 
 log() { printf '[bench] %s\n' "$*" >&2; }
@@ -92,6 +110,7 @@ cleanup() {
     trap - EXIT INT TERM
     for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
     [ -n "$WATCHDOG" ] && kill "$WATCHDOG" 2>/dev/null
+    ops_pg_cleanup
     wait 2>/dev/null || true
     if [ $status -ne 0 ] && [ -d "$WORK" ]; then
         log "failed; logs kept in $WORK"
@@ -110,6 +129,36 @@ trap 'log "time limit or signal: stopping"; exit 124' TERM
     wait "$sleeper" && kill -TERM $$ 2>/dev/null
 ) </dev/null >/dev/null 2>&1 &
 WATCHDOG=$!
+
+# BENCH_OPS=postgres's throwaway stores: the database it created, the Redis database it chose
+# (empty when chosen); the cleanup drops the first and deletes babelgate's keys from the second.
+PG_DB="" REDIS_DB=""
+ops_pg_cleanup() {
+    if [ -n "$PG_DB" ]; then
+        psql "$PG_SERVER/postgres" -qAt -c "DROP DATABASE IF EXISTS \"$PG_DB\" WITH (FORCE)" \
+            >/dev/null 2>&1 || log "could not drop database $PG_DB on $PG_SERVER"
+        PG_DB=""
+    fi
+    if [ -n "$REDIS_DB" ]; then
+        redis-cli -u "$REDIS_HOST/$REDIS_DB" --scan --pattern 'babelgate:*' \
+            | xargs -r redis-cli -u "$REDIS_HOST/$REDIS_DB" del >/dev/null 2>&1 || true
+        REDIS_DB=""
+    fi
+}
+
+ops_pg_stores() {  # create the database and choose an empty Redis database (15 down to 1)
+    local n
+    command -v psql >/dev/null && command -v redis-cli >/dev/null \
+        || { log "BENCH_OPS=postgres needs psql and redis-cli"; exit 1; }
+    PG_DB="babelgate_bench_$(date +%s)_$$"
+    psql "$PG_SERVER/postgres" -qAt -c "CREATE DATABASE \"$PG_DB\"" >/dev/null \
+        || { log "could not create database $PG_DB on $PG_SERVER"; PG_DB=""; exit 1; }
+    for n in $(seq 15 -1 1); do
+        if [ "$(redis-cli -u "$REDIS_HOST/$n" dbsize 2>/dev/null)" = 0 ]; then REDIS_DB=$n; break; fi
+    done
+    [ -n "$REDIS_DB" ] || { log "no empty Redis database on $REDIS_HOST (1-15)"; exit 1; }
+    log "operations on PostgreSQL ($PG_SERVER/$PG_DB) and Redis ($REDIS_HOST/$REDIS_DB)"
+}
 
 start() {  # start NAME CORE COMMAND...: run pinned to CORE in the background, log to WORK
     local name=$1 core=$2; shift 2
@@ -197,10 +246,15 @@ rules:  # ten rules; every body is checked against all of them and meets none
     to: up/small
 retry: {attempts: 2, backoff: 0.5, max_backoff: 8}
 cooldown: {failures: 3, seconds: 30}
-storage: {path: "$WORK/ops.db"}
-logs: {dir: "$WORK/ops-logs"}
+logs: {dir: "$WORK/ops-logs-$OPS_CONFIG"}
 metrics: true
 YAML
+    if [ "$OPS_CONFIG" = postgres ]; then
+        echo "storage: {url: \"$PG_SERVER/$PG_DB\"}"
+        echo "redis: \"$REDIS_HOST/$REDIS_DB\""
+    else
+        echo "storage: {path: \"$WORK/ops.db\"}"
+    fi
 }
 
 ops_key() {  # a gateway key whose limits the bench never reaches, made by the CLI
@@ -248,7 +302,7 @@ GEM_JSON_PATH="/v1beta/models/$CHAT_MODEL:generateContent"
 GEM_SSE_PATH="/v1beta/models/$CHAT_MODEL:streamGenerateContent?alt=sse"
 read -r P_JSON P_SSE P_SLOW P_RELAY_JSON P_RELAY_SSE P_GW_JSON P_GW_SSE P_GW_MEM P_RELAY_MEM \
     P_RELAY_ANTH_JSON P_RELAY_ANTH_SSE P_RELAY_GEM_JSON P_RELAY_GEM_SSE P_ASGI_JSON P_ASGI_SSE \
-    P_OPS_JSON P_OPS_SSE <<<"$(free_ports 17)"
+    P_OPS_JSON P_OPS_SSE P_OPSPG_JSON P_OPSPG_SSE <<<"$(free_ports 19)"
 
 sed -e "s#@WORK@#$WORK#g" -e "s/@PORT_JSON@/$P_JSON/" -e "s/@PORT_SSE@/$P_SSE/" \
     -e "s/@PORT_SLOW@/$P_SLOW/" -e "s/@SLOW_RATE@/$SLOW_RATE/" \
@@ -271,31 +325,43 @@ if [ -n "$ASGI" ]; then
     start_asgi asgi-json "$WORK/gw-json.yaml" "$P_ASGI_JSON"
     start_asgi asgi-sse "$WORK/gw-sse.yaml" "$P_ASGI_SSE"
 fi
-if [ -n "$OPS" ]; then
-    OPS_CONFIG=1 gateway_config "$WORK/ops-json.yaml" "$P_JSON"
-    OPS_CONFIG=1 gateway_config "$WORK/ops-sse.yaml" "$P_SSE"
+# The gateway key each operations target's gateways know (key_of TARGET), made in its store.
+KEY_ops=bench-key KEY_ops_pg=bench-key
+key_of() { local name="KEY_$1"; echo "${!name:-bench-key}"; }
+
+ops_gateways() {  # ops_gateways STORE TARGET NAME PORT_JSON PORT_SSE: one operations target
+    local store=$1 target=$2 name=$3
+    OPS_CONFIG=$store gateway_config "$WORK/$name-json.yaml" "$P_JSON"
+    OPS_CONFIG=$store gateway_config "$WORK/$name-sse.yaml" "$P_SSE"
     # Both read the one database: the key is made once. wrk sends it (bench/post.lua).
     if "$PY" -m babelgate keys --help >/dev/null 2>&1; then
-        BENCH_API_KEY=$(ops_key "$WORK/ops-json.yaml")
+        printf -v "KEY_$target" '%s' "$(ops_key "$WORK/$name-json.yaml")"
     else
         log "this babelgate has no gateway keys: operations measured without one"
-        BENCH_API_KEY=bench-key
     fi
-    export BENCH_API_KEY
-    start_gateway ops-json "$WORK/ops-json.yaml" "$P_OPS_JSON"
-    start_gateway ops-sse "$WORK/ops-sse.yaml" "$P_OPS_SSE"
-fi
+    start_gateway "$name-json" "$WORK/$name-json.yaml" "$4"
+    start_gateway "$name-sse" "$WORK/$name-sse.yaml" "$5"
+}
+if [ -n "$OPS_PG" ]; then ops_pg_stores; fi
+if [ -n "$OPS_SQLITE" ]; then ops_gateways sqlite ops ops "$P_OPS_JSON" "$P_OPS_SSE"; fi
+if [ -n "$OPS_PG" ]; then ops_gateways postgres ops_pg opspg "$P_OPSPG_JSON" "$P_OPSPG_SSE"; fi
 
 wait_ready nginx "http://127.0.0.1:$P_JSON/v1/chat/completions" "$B/hello.json"
 if [ -n "$ASGI" ]; then
     wait_ready asgi-json "http://127.0.0.1:$P_ASGI_JSON/v1/messages" "$B/claude_code.json"
     wait_ready asgi-sse "http://127.0.0.1:$P_ASGI_SSE/v1/messages" "$B/claude_code_stream.json"
 fi
-if [ -n "$OPS" ]; then
+if [ -n "$OPS_SQLITE" ]; then
     wait_ready ops-json "http://127.0.0.1:$P_OPS_JSON/v1/messages" "$B/claude_code.json" \
-        "x-api-key: $BENCH_API_KEY"
+        "x-api-key: $KEY_ops"
     wait_ready ops-sse "http://127.0.0.1:$P_OPS_SSE/v1/messages" "$B/claude_code_stream.json" \
-        "x-api-key: $BENCH_API_KEY"
+        "x-api-key: $KEY_ops"
+fi
+if [ -n "$OPS_PG" ]; then
+    wait_ready opspg-json "http://127.0.0.1:$P_OPSPG_JSON/v1/messages" "$B/claude_code.json" \
+        "x-api-key: $KEY_ops_pg"
+    wait_ready opspg-sse "http://127.0.0.1:$P_OPSPG_SSE/v1/messages" \
+        "$B/claude_code_stream.json" "x-api-key: $KEY_ops_pg"
 fi
 wait_ready relay-json "http://127.0.0.1:$P_RELAY_JSON/v1/messages" "$B/hello.json"
 wait_ready relay-sse "http://127.0.0.1:$P_RELAY_SSE/v1/messages" "$B/hello_stream.json"
@@ -387,7 +453,8 @@ codex             /v1/responses         /v1/responses         RELAY_ANTH  /v1/me
 chat_gemini       /v1/chat/completions  /v1/chat/completions  RELAY_GEM   $GEM_JSON_PATH        $GEM_SSE_PATH
 gemini_cli        $CLI_JSON_PATH        $CLI_SSE_PATH         RELAY_ANTH  /v1/messages          /v1/messages
 '
-url_of() {  # url_of TARGET BODY: where wrk sends BODY for TARGET (relay, babelgate, asgi, ops, direct)
+url_of() {  # url_of TARGET BODY: where wrk sends BODY for TARGET (relay, babelgate, asgi, ops,
+            # ops_pg, direct)
     local stream=JSON kind=anthropic_client row client port
     case $2 in *stream*) stream=SSE ;; esac
     case $2 in codex*) kind=codex ;; chat_gemini*) kind=chat_gemini ;; gemini_cli*) kind=gemini_cli ;; esac
@@ -399,6 +466,7 @@ url_of() {  # url_of TARGET BODY: where wrk sends BODY for TARGET (relay, babelg
         babelgate) port=P_GW_$stream ;;
         asgi) port=P_ASGI_$stream ;;
         ops) port=P_OPS_$stream ;;
+        ops_pg) port=P_OPSPG_$stream ;;
         direct) port=P_$stream client=$direct ;;
         *) log "url_of: no target $1"; return 1 ;;
     esac
@@ -419,18 +487,20 @@ for body in $BODIES; do
     targets="relay babelgate"
     if [ -n "$ASGI" ] && [[ " $ASGI_BODIES " == *" $body "* ]]; then targets="$targets asgi"; fi
     if [ -n "$OPS" ] && [[ " ${BENCH_OPS_BODIES:-$BODIES} " == *" $body "* ]]; then
-        targets="$targets ops"
+        [ -n "$OPS_SQLITE" ] && targets="$targets ops"
+        [ -n "$OPS_PG" ] && targets="$targets ops_pg"
     fi
     for target in $targets; do
-        run_wrk /dev/null "$WARMUP" "$CONNECTIONS" "$(url_of $target $body)" "$B/$body.json"
+        BENCH_API_KEY=$(key_of "$target") run_wrk /dev/null "$WARMUP" "$CONNECTIONS" \
+            "$(url_of $target $body)" "$B/$body.json"
     done
     # Two rounds, the order reversed in the second, so drift on the shared machine hits all.
     for round in 1 2; do
         order=$targets
         [ $round = 2 ] && order=$(echo "$targets" | tr ' ' '\n' | tac | tr '\n' ' ')
         for target in $order; do
-            run_wrk "$RAW/tput-$body-$target-$round.txt" "$ROUND" "$CONNECTIONS" \
-                "$(url_of $target $body)" "$B/$body.json"
+            BENCH_API_KEY=$(key_of "$target") run_wrk "$RAW/tput-$body-$target-$round.txt" \
+                "$ROUND" "$CONNECTIONS" "$(url_of $target $body)" "$B/$body.json"
         done
     done
 done
@@ -450,7 +520,8 @@ for name in gw_json gw_sse relay_json relay_sse relay_anth_json relay_anth_sse r
     pid_var="PID_$name"; stop_pid "${!pid_var}"
 done
 if [ -n "$ASGI" ]; then stop_pid "$PID_asgi_json"; stop_pid "$PID_asgi_sse"; fi
-if [ -n "$OPS" ]; then stop_pid "$PID_ops_json"; stop_pid "$PID_ops_sse"; fi
+if [ -n "$OPS_SQLITE" ]; then stop_pid "$PID_ops_json"; stop_pid "$PID_ops_sse"; fi
+if [ -n "$OPS_PG" ]; then stop_pid "$PID_opspg_json"; stop_pid "$PID_opspg_sse"; fi
 gateway_config "$WORK/gw-mem.yaml" "$P_SSE" "$P_SLOW"
 start_gateway gw-mem "$WORK/gw-mem.yaml" "$P_GW_MEM"
 start_relay relay-mem "$P_RELAY_MEM" "$P_SLOW"
@@ -488,9 +559,15 @@ done
     if [ -n "$ASGI" ]; then
         echo "asgi=$ASGI $("$PY" -m pip show "$ASGI" 2>/dev/null | awk '/^Version/ {print $2}')"
     fi
-    if [ -n "$OPS" ]; then
+    if [ -n "$OPS_SQLITE" ]; then
         echo "ops=1"
-        echo "ops_requests=$(cat "$WORK"/ops-logs/*.log 2>/dev/null | wc -l)"
+        echo "ops_requests=$(cat "$WORK"/ops-logs-sqlite/*.log 2>/dev/null | wc -l)"
+    fi
+    if [ -n "$OPS_PG" ]; then
+        echo "ops_pg=1"
+        echo "ops_pg_requests=$(cat "$WORK"/ops-logs-postgres/*.log 2>/dev/null | wc -l)"
+        echo "ops_pg_usage_rows=$(psql "$PG_SERVER/$PG_DB" -qAt -c 'SELECT count(*) FROM usage' 2>/dev/null || echo '?')"
+        echo "ops_pg_redis_keys=$(redis-cli -u "$REDIS_HOST/$REDIS_DB" dbsize 2>/dev/null || echo '?')"
     fi
 } >"$RAW/meta.txt"
 mkdir -p "$ROOT/bench/results"
