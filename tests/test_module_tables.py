@@ -29,6 +29,8 @@ ALLOWED = {
     ("providers/http.py", "origin_of"): "upstream URLs of the settings' providers",
     ("providers/http.py", "_tls_context"): "the one default TLS context",
     ("tokens.py", "encoding"): "the tokenizer, loaded once",
+    ("books/prices.py", "catalogue_model_ids"): "the model ids of the price table shipped in "
+    "the package, read once",
 }
 _MUTABLE_CALLS = frozenset({"dict", "list", "set", "OrderedDict", "collections.OrderedDict",
                             "defaultdict", "collections.defaultdict", "deque",
