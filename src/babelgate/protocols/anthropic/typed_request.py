@@ -159,7 +159,7 @@ def _request(body: _Body) -> Request:
     return Request(
         model=body.model,
         messages=messages,
-        system=_system(body.system),
+        system=_texts(body.system),
         max_tokens=max_tokens,
         stream=body.stream is True,
         temperature=body.temperature,
@@ -179,7 +179,9 @@ def _loads(value: Raw) -> Any:
     return orjson.loads(memoryview(value)) if value else None
 
 
-def _system(value: str | list[_Text] | None) -> tuple[Text, ...]:
+def _texts(value: str | list[_Text] | None) -> tuple[Text, ...]:
+    """The system prompt, or a tool result's content: absent, one string (empty: nothing)
+    or a list of text blocks."""
     if value is None:
         return ()
     if isinstance(value, str):
@@ -210,20 +212,12 @@ def _message(item: _Message, names: dict[str, str]) -> Message:
                                   block.cache_control is not None))
         elif isinstance(block, _ToolResult):
             call_id = split_id(block.tool_use_id)[0]
-            parts.append(ToolResult(call_id, _result(block.content), block.is_error is True,
+            parts.append(ToolResult(call_id, _texts(block.content), block.is_error is True,
                                     names.get(call_id), "function",
                                     block.cache_control is not None))
         else:
             parts.append(reasoning_from_thinking(block.thinking, block.signature))
     return Message(role, tuple(parts))
-
-
-def _result(content: str | list[_Text] | None) -> tuple[Text, ...]:
-    if content is None:
-        return ()
-    if isinstance(content, str):
-        return (Text(content),) if content else ()
-    return tuple([Text(block.text, block.cache_control is not None) for block in content])
 
 
 def _tools(tools: list[_Tool]) -> tuple[Tool, ...]:

@@ -194,7 +194,14 @@ def _plain_user(message: Message, quirks: Quirks) -> tuple[bool, JSON | None]:
     """(True, the wire message or None if it says nothing) for a user message without tool
     results, rendered on its own (no images owed to it); (False, None) for one with
     results, which depend on the conversation."""
-    if any(isinstance(part, ToolResult) for part in message.parts):
+    parts = message.parts
+    texts = [part for part in parts if isinstance(part, Text)]
+    if len(texts) == len(parts):
+        # Text only (a user's prompt): the texts joined, as `_compact` joins them, without
+        # a part dict for each.
+        text = "\n\n".join([part.text for part in texts if part.text])
+        return True, ({"role": "user", "content": text} if text else None)
+    if any(isinstance(part, ToolResult) for part in parts):
         return False, None
     return True, _user_message(message, [], set(), quirks)
 
@@ -209,11 +216,13 @@ def _assistant(message: Message, quirks: Quirks, reuse: Reuse,
     if not content and not calls:
         return None, []
     wire: JSON = {"role": "assistant", "content": content or None}
+    ids = [(call.id, wire_call_id(call.id)) for call in calls]
     if calls:
-        wire["tool_calls"] = [_tool_call(call, reuse) for call in calls]
+        wire["tool_calls"] = [_tool_call(call, wire_id, reuse)
+                              for call, (_, wire_id) in zip(calls, ids, strict=True)]
     if quirks.echo_reasoning:
         _echo_reasoning(wire, message, quirks, bool(calls))
-    return wire, [(call.id, wire_call_id(call.id)) for call in calls]
+    return wire, ids
 
 
 def _result(result: ToolResult, quirks: Quirks) -> tuple[str, list[JSON]]:
@@ -249,10 +258,10 @@ def _image(image: Image, quirks: Quirks) -> JSON:
     return {"type": "image_url", "image_url": body}
 
 
-def _tool_call(call: ToolCall, reuse: Reuse) -> JSON:
+def _tool_call(call: ToolCall, wire_id: str, reuse: Reuse) -> JSON:
     name = reuse.memo(wire_name, call.name)  # a few names, called again and again
     return {
-        "id": wire_call_id(call.id),
+        "id": wire_id,
         "type": "function",
         "function": {"name": name, "arguments": dump_arguments(call.arguments)},
     }
