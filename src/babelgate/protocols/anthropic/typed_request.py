@@ -51,7 +51,7 @@ from babelgate.canonical import (
     ToolCall,
     ToolResult,
 )
-from babelgate.canonical.carry import split_id
+from babelgate.canonical.carry import ID_MARK, split_id
 
 from ..reuse import Reuse
 from .carrier import reasoning_from_thinking
@@ -203,15 +203,19 @@ def _message(item: _Message, names: dict[str, str]) -> Message:
         if isinstance(block, _Text):
             parts.append(Text(block.text, block.cache_control is not None))
         elif isinstance(block, _ToolUse):
-            arguments = _loads(block.input) if block.input else {}
+            arguments = orjson.loads(memoryview(block.input)) if block.input else {}
             if type(arguments) is not dict:
                 raise _Unusual
-            call_id, metadata = split_id(block.id)
+            # (split_id only for an id carrying our mark: a call less per block)
+            call_id, metadata = (block.id, None) if ID_MARK not in block.id else split_id(
+                block.id)
             names[call_id] = block.name
             parts.append(ToolCall(call_id, block.name, arguments, "function", metadata,
                                   block.cache_control is not None))
         elif isinstance(block, _ToolResult):
-            call_id = split_id(block.tool_use_id)[0]
+            call_id = block.tool_use_id
+            if ID_MARK in call_id:
+                call_id = split_id(call_id)[0]
             parts.append(ToolResult(call_id, _texts(block.content), block.is_error is True,
                                     names.get(call_id), "function",
                                     block.cache_control is not None))

@@ -130,7 +130,8 @@ class _Builder:
             else:
                 self.answered.add(id(result))
                 text, images = reuse.derive(_result, result, self.quirks)
-                self.pending.extend(images)
+                if images:
+                    self.pending.extend(images)
             self.out.append({"role": "tool", "tool_call_id": wire_id, "content": text})
 
     def user(self, message: Message) -> None:
@@ -194,15 +195,21 @@ def _plain_user(message: Message, quirks: Quirks) -> tuple[bool, JSON | None]:
     """(True, the wire message or None if it says nothing) for a user message without tool
     results, rendered on its own (no images owed to it); (False, None) for one with
     results, which depend on the conversation."""
-    parts = message.parts
-    texts = [part for part in parts if isinstance(part, Text)]
-    if len(texts) == len(parts):
+    texts: list[str] = []
+    only_text = True
+    for part in message.parts:
+        if isinstance(part, Text):
+            if part.text:
+                texts.append(part.text)
+        elif isinstance(part, ToolResult):
+            return False, None
+        else:
+            only_text = False
+    if only_text:
         # Text only (a user's prompt): the texts joined, as `_compact` joins them, without
         # a part dict for each.
-        text = "\n\n".join([part.text for part in texts if part.text])
+        text = "\n\n".join(texts)
         return True, ({"role": "user", "content": text} if text else None)
-    if any(isinstance(part, ToolResult) for part in parts):
-        return False, None
     return True, _user_message(message, [], set(), quirks)
 
 
@@ -210,16 +217,31 @@ def _assistant(message: Message, quirks: Quirks, reuse: Reuse,
                ) -> tuple[JSON | None, list[tuple[str, str]]]:
     """An assistant message's wire message (None when it says nothing) and its calls as
     (call id, wire call id), the order their results must follow in."""
-    texts = [p for p in message.parts if isinstance(p, Text)]
-    calls = [p for p in message.parts if isinstance(p, ToolCall)]
-    content = _join_text(texts)
-    if not content and not calls:
+    # One pass over the parts and each call written in place: in a conversation nothing of
+    # which was seen before, every assistant turn comes here, and a function call or a
+    # comprehension costs about what writing one call does.
+    texts: list[str] = []
+    calls: list[ToolCall] = []
+    for part in message.parts:
+        if isinstance(part, Text):
+            if part.text:
+                texts.append(part.text)
+        elif isinstance(part, ToolCall):
+            calls.append(part)
+    if not texts and not calls:
         return None, []
-    wire: JSON = {"role": "assistant", "content": content or None}
-    ids = [(call.id, wire_call_id(call.id)) for call in calls]
+    wire: JSON = {"role": "assistant", "content": "\n\n".join(texts) or None}
+    ids: list[tuple[str, str]] = []
     if calls:
-        wire["tool_calls"] = [_tool_call(call, wire_id, reuse)
-                              for call, (_, wire_id) in zip(calls, ids, strict=True)]
+        memo, tool_calls = reuse.memo, []
+        for call in calls:
+            wire_id = wire_call_id(call.id)
+            ids.append((call.id, wire_id))
+            tool_calls.append({"id": wire_id, "type": "function", "function": {
+                # the name through the table's memo: a few names, called again and again
+                "name": memo(wire_name, call.name),
+                "arguments": dump_arguments(call.arguments)}})
+        wire["tool_calls"] = tool_calls
     if quirks.echo_reasoning:
         _echo_reasoning(wire, message, quirks, bool(calls))
     return wire, ids
@@ -228,18 +250,19 @@ def _assistant(message: Message, quirks: Quirks, reuse: Reuse,
 def _result(result: ToolResult, quirks: Quirks) -> tuple[str, list[JSON]]:
     """A tool result as the text of its `tool` message, and the images that must follow in
     the next user message (most upstreams take none in a tool message)."""
-    texts: list[str] = []
+    texts: list[str] = []  # none empty
     images: list[JSON] = []
     for item in result.content:
         if isinstance(item, Text):
-            texts.append(item.text)
+            if item.text:
+                texts.append(item.text)
         elif isinstance(item, Document):
             texts.append(_document_text(item))
         elif quirks.images:
             images.append(_image(item, quirks))
         else:
             texts.append(_IMAGE_PLACEHOLDER)
-    text = "\n".join(t for t in texts if t)
+    text = "\n".join(texts)
     if images:
         note = f"[{len(images)} image(s) from this result follow in the next user message]"
         text = f"{text}\n{note}" if text else note
@@ -256,15 +279,6 @@ def _image(image: Image, quirks: Quirks) -> JSON:
     if image.detail:
         body["detail"] = image.detail
     return {"type": "image_url", "image_url": body}
-
-
-def _tool_call(call: ToolCall, wire_id: str, reuse: Reuse) -> JSON:
-    name = reuse.memo(wire_name, call.name)  # a few names, called again and again
-    return {
-        "id": wire_id,
-        "type": "function",
-        "function": {"name": name, "arguments": dump_arguments(call.arguments)},
-    }
 
 
 def _echo_reasoning(wire: JSON, message: Message, quirks: Quirks, has_calls: bool) -> None:
@@ -307,4 +321,4 @@ def _compact(content: list[JSON]) -> Any:
 
 
 def _join_text(parts: Sequence[Text]) -> str:
-    return "\n\n".join(p.text for p in parts if p.text)
+    return "\n\n".join([p.text for p in parts if p.text])
