@@ -22,18 +22,51 @@ class SSEEvent:
     data: str
 
 
-class SSEDecoder:
-    """Works event by event: only complete events (ended by a blank line) are parsed; the
-    rest of the body waits in the buffer. The common event, one `data:` line, takes one
-    slice and one decode (this runs for every chunk of every upstream stream)."""
+class EventBuffer:
+    """What an SSE reader keeps of an event whose end has not come yet: its start (`_pending`,
+    as received) and the chunks after it that cannot have ended it (`_held`), joined once,
+    when one can. Joining each as it came copied a huge unfinished event's bytes again at
+    every chunk (quadratic in its size). The base of every reader that cuts a stream into
+    events: SSEDecoder, the stream decoders (sse_decoder.py) and the pass-through's cut.
 
-    __slots__ = ("_buffer", "_held")
+    A reader calls `_join` only while something waits (`_pending` is not empty): the usual
+    chunk of a streaming upstream begins an event and pays for no call."""
+
+    __slots__ = ("_held", "_pending")
 
     def __init__(self) -> None:
-        self._buffer = b""
-        # Chunks after `_buffer` that cannot end its event (see may_end_event), as received:
-        # joined once, when one can (joining each as it came was quadratic in an event's size).
+        self._pending = b""
         self._held: list[bytes] = []
+
+    def _join(self, chunk: bytes) -> bytes | None:
+        """What waited and then `chunk`, all waiting let go, if `chunk` may end the waiting
+        event; else None, and `chunk` waits too."""
+        held = self._held
+        if not may_end_event((held[-1] if held else self._pending)[-2:] + chunk):
+            held.append(chunk)
+            return None
+        joined = b"".join([self._pending, *held, chunk]) if held else self._pending + chunk
+        self._pending, self._held = b"", []
+        return joined
+
+    def _waiting(self) -> bytes:
+        """All that waits, as received."""
+        return b"".join([self._pending, *self._held]) if self._held else self._pending
+
+    def _last_event(self) -> bytes:
+        """The body ended: what waited is its last event, without the blank line it never
+        got (line ends as LF, empty if none); nothing waits any more."""
+        block = normalise(self._waiting()).rstrip(b"\r\n")
+        self._pending, self._held = b"", []
+        return block
+
+
+class SSEDecoder(EventBuffer):
+    """Works event by event: only complete events (ended by a blank line) are parsed; the
+    rest of the body waits (EventBuffer). The common event, one `data:` line, takes one
+    slice and one decode (this runs for every chunk of every upstream stream)."""
+
+    __slots__ = ()
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         events: list[SSEEvent] = []
@@ -48,13 +81,11 @@ class SSEDecoder:
         """The complete events `chunk` finishes, each as its raw lines (LF-separated, without
         the blank line that ends it; some may be empty). For callers that take the common
         one-line `data:` event without building an SSEEvent (see parse_block for the rest)."""
-        if self._buffer:
-            held = self._held
-            if not may_end_event((held[-1] if held else self._buffer)[-2:] + chunk):
-                held.append(chunk)
+        if self._pending:
+            joined = self._join(chunk)
+            if joined is None:
                 return []
-            buffer = b"".join([self._buffer, *held, chunk]) if held else self._buffer + chunk
-            self._held = []
+            buffer = joined
         else:
             buffer = chunk
         if b"\r" in buffer:
@@ -66,16 +97,15 @@ class SSEDecoder:
             buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n") + tail
         end = buffer.rfind(b"\n\n")
         if end < 0:
-            self._buffer = buffer
+            self._pending = buffer
             return []
-        self._buffer = buffer[end + 2 :]
+        self._pending = buffer[end + 2 :]
         return buffer[:end].split(b"\n\n")
 
     def flush(self) -> list[SSEEvent]:
         """End of body: a final event without its blank line still counts."""
         events: list[SSEEvent] = []
-        block = normalise(b"".join([self._buffer, *self._held])).rstrip(b"\r\n")
-        self._buffer, self._held = b"", []
+        block = self._last_event()
         if block:
             _parse_block(block, events)
         return events

@@ -26,10 +26,10 @@ from .learnt_layout import (
     take_in_bulk,
     take_one_by_one,
 )
-from .sse import SSEEvent, may_end_event, normalise, parse_block
+from .sse import EventBuffer, SSEEvent, normalise, parse_block
 
 
-class SSEStreamDecoder(StreamDecoder):
+class SSEStreamDecoder(EventBuffer, StreamDecoder):
     """A StreamDecoder for an upstream that streams Server-Sent Events (all four protocols
     do). Subclasses take one complete event at a time (`on_event`, told whether the body has
     ended) and say how the stream closes once the body is over (`on_end`: the closing events,
@@ -44,15 +44,11 @@ class SSEStreamDecoder(StreamDecoder):
     layout only ever stands for the state it was learnt in.
     """
 
-    __slots__ = ("_bare", "_event_at", "_held", "_learning", "_pending", "missed")
+    __slots__ = ("_bare", "_event_at", "_learning", "missed")
     fast_text: ClassVar[bool] = True  # learn layouts at all (tests turn it off to compare)
 
     def __init__(self) -> None:
-        self._pending = b""  # the start of an event not complete yet, as received
-        # Chunks after `_pending` that cannot have ended its event (no blank line): joined
-        # once, when one can. Joining each as it came copied a huge unfinished event's bytes
-        # again at every chunk (quadratic in its size).
-        self._held: list[bytes] = []
+        super().__init__()  # what waits of an event not complete yet (EventBuffer)
         self._bare: Layout | None = None  # the layout learnt by expect_more
         # The event being handled as received: (body, start, end, length of its blank line).
         self._event_at: tuple[bytes, int, int, int] | None = None
@@ -64,12 +60,10 @@ class SSEStreamDecoder(StreamDecoder):
 
     def feed(self, chunk: bytes) -> list[Event]:
         if self._pending:
-            held = self._held
-            if not may_end_event((held[-1] if held else self._pending)[-2:] + chunk):
-                held.append(chunk)
+            joined = self._join(chunk)
+            if joined is None:
                 return []
-            chunk = b"".join([self._pending, *held, chunk]) if held else self._pending + chunk
-            self._pending, self._held = b"", []
+            chunk = joined
         layout = self._bare
         if layout is not None and chunk.endswith(layout.suffix) and chunk.startswith(layout.prefix):
             # A streaming upstream's chunk is often exactly one event: one more piece if
@@ -252,9 +246,7 @@ class SSEStreamDecoder(StreamDecoder):
         events: list[Event] = []
         self._bare = self._event_at = None
         self.missed = False
-        unfinished = b"".join([self._pending, *self._held])
-        block = normalise(unfinished).rstrip(b"\r\n")  # a last event without its blank line
-        self._pending, self._held = b"", []
+        block = self._last_event()
         event = parse_block(block) if block else None
         if event is not None:
             self.on_event(event, events, True)

@@ -23,7 +23,7 @@ from babelgate.protocols.gemini.response import parse_usage as gemini_usage
 from babelgate.protocols.openai_chat.usage import parse_usage as chat_usage
 from babelgate.protocols.openai_responses.errors import stream_error
 from babelgate.protocols.openai_responses.response_in import parse_usage as responses_usage
-from babelgate.protocols.sse import SSEDecoder, sse
+from babelgate.protocols.sse import EventBuffer, SSEDecoder, sse
 
 JSON = dict[str, Any]
 _ENVELOPE_MARK = b'"' + ENVELOPE_PREFIX.encode()
@@ -96,50 +96,44 @@ def anthropic_usage(data: Any) -> Usage:
     )
 
 
-class EventCut:
+class EventCut(EventBuffer):
     """A passed-through stream cut where its events end: `take` gives the whole events a
     chunk completes (with what waited before it), and what follows them waits (`size`
-    bytes) until its event ends. Chunks that cannot end it are kept apart and joined once
-    when one can: joining each as it came was quadratic in the size of a huge unfinished
-    event."""
+    bytes) until its event ends (EventBuffer: chunks that cannot end it are joined once,
+    when one can)."""
 
-    __slots__ = ("_carry", "_held", "_tail", "size")
+    __slots__ = ()
 
     def __init__(self, carry: bytes) -> None:
-        self._carry = carry  # holds no blank line (what whole_events left over)
-        self._held: list[bytes] = []
-        self._tail = carry[-3:]  # the last bytes waiting: a blank line may begin in them
-        self.size = len(carry)
+        super().__init__()
+        self._pending = carry  # holds no blank line (what whole_events left over)
+
+    @property
+    def size(self) -> int:
+        """The bytes waiting (read only when a chunk completed no event)."""
+        return len(self._pending) + sum(map(len, self._held))
 
     def take(self, chunk: bytes, redact: Callable[[bytes], bytes] | None = None) -> bytes:
         """The whole events `chunk` completes (b"" if none); `redact` is applied to them and
         to what waits, when given."""
-        carry = self._carry
-        if carry and redact is None:
-            joint = self._tail + chunk
-            if not _ends_an_event(joint):
-                self._held.append(chunk)
-                self._tail = joint[-3:]
-                self.size += len(chunk)
+        if not self._pending:
+            data = chunk  # the usual chunk: it begins an event
+        elif redact is None:
+            joined = self._join(chunk)
+            if joined is None:
                 return b""
-        data = b"".join([carry, *self._held, chunk]) if carry else chunk  # none held without
+            data = joined
+        else:
+            data, self._held = b"".join([self._pending, *self._held, chunk]), []
         if redact is not None:
             data = redact(data)
         whole = whole_events(data)
-        self._carry, self._held = data[whole:], []
-        self._tail = self._carry[-3:]
-        self.size = len(data) - whole
+        self._pending = data[whole:]
         return data if whole == len(data) else data[:whole]
 
     def rest(self) -> bytes:
         """What waited for its event's end when the stream ended."""
-        return b"".join([self._carry, *self._held]) if self._held else self._carry
-
-
-def _ends_an_event(data: bytes) -> bool:
-    """Whether `data` holds a blank line as `whole_events` reads one: what waits holds none,
-    so a new chunk ends an event only with (at most) the three bytes waiting before it."""
-    return b"\n\n" in data or b"\r\n\r\n" in data
+        return self._waiting()
 
 
 def whole_events(data: bytes) -> int:
