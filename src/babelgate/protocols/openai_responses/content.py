@@ -11,6 +11,8 @@ from typing import Any
 
 from babelgate.canonical import JSON, Document, Image, Text, invalid
 
+from ..fields import typed_object
+
 Content = Text | Image | Document
 _TEXT_TYPES = frozenset({"input_text", "output_text", "text"})
 
@@ -25,11 +27,7 @@ def parse_content(raw: Any, where: str) -> list[Content]:
 
 
 def parse_part(part: Any, where: str) -> Content:
-    if not isinstance(part, dict):
-        raise invalid(f"{where} must be an object", where)
-    kind = part.get("type")
-    if not isinstance(kind, str):
-        raise invalid(f"{where}.type must be a string", f"{where}.type")
+    part, kind = typed_object(part, where)
     if kind in _TEXT_TYPES:
         return Text(_string(part, "text", where))
     if kind == "refusal":

@@ -43,7 +43,7 @@ from babelgate.canonical.carry import split_id
 from babelgate.canonical.model import Effort
 from babelgate.canonical.tool_args import client_arguments
 
-from ..fields import boolean, integer, number
+from ..fields import boolean, integer, number, required_string
 from ..reuse import Reuse
 from .content import Content, parse_content
 from .envelope import reasoning_from_client
@@ -263,10 +263,10 @@ def _read_message(item: JSON, where: str) -> _Item:
 def _assistant_item(item: JSON, kind: str, where: str) -> _Item:
     if kind == "reasoning":
         return _Item("assistant", (_reasoning(item, where),))
-    call_id, metadata = split_id(_required_str(item, "call_id", where))
+    call_id, metadata = split_id(required_string(item, "call_id", where))
     namespace = item.get("namespace")
     name = namespaced(
-        namespace if isinstance(namespace, str) else None, _required_str(item, "name", where)
+        namespace if isinstance(namespace, str) else None, required_string(item, "name", where)
     )
     if kind == "custom_tool_call":
         raw_input = item.get("input", "")
@@ -284,7 +284,7 @@ def _assistant_item(item: JSON, kind: str, where: str) -> _Item:
 
 
 def _search_call(item: JSON, where: str) -> _Item:
-    call_id, metadata = split_id(_required_str(item, "call_id", where))
+    call_id, metadata = split_id(required_string(item, "call_id", where))
     return _arguments_call(item, where, call_id, SEARCH_TOOL, metadata)
 
 
@@ -302,7 +302,7 @@ def _arguments_call(
 
 
 def _search_result(item: JSON, where: str) -> _Item:
-    call_id, _ = split_id(_required_str(item, "call_id", where))
+    call_id, _ = split_id(required_string(item, "call_id", where))
     found = tools_from_search(item.get("tools"), f"{where}.tools")
     result = ToolResult(call_id=call_id, content=(Text(_describe_found(found)),), name=SEARCH_TOOL)
     return _Item("results", (result,), found=found)
@@ -365,7 +365,7 @@ def _reasoning(item: JSON, where: str) -> Reasoning:
 
 
 def _output(item: JSON, kind: str, where: str) -> _Output:
-    call_id, _ = split_id(_required_str(item, "call_id", where))
+    call_id, _ = split_id(required_string(item, "call_id", where))
     output = item.get("output", "")
     is_error = False
     if isinstance(output, dict):  # older clients: {content, success}
@@ -392,13 +392,6 @@ def _named_result(
         name=name,
         kind=call_kind or output.kind,
     )
-
-
-def _required_str(item: JSON, key: str, where: str) -> str:
-    value = item.get(key)
-    if not isinstance(value, str) or not value:
-        raise invalid(f"{where}.{key} is required", f"{where}.{key}")
-    return value
 
 
 # ---------------------------------------------------------------- scalar fields

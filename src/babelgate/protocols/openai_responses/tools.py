@@ -31,7 +31,7 @@ from msgspec.structs import replace
 
 from babelgate.canonical import JSON, GatewayError, Tool, ToolChoice, invalid, schema_copy
 
-from ..fields import boolean, mapping, string
+from ..fields import boolean, mapping, required_string, string, typed_object
 from .names import upstream_name
 
 # Built-in tool types an OpenAI Responses upstream understands. A hosted tool from another
@@ -91,7 +91,7 @@ def parse_tools(raw: Any) -> tuple[Tool, ...]:
 
 
 def _namespace_members(tool: JSON, where: str) -> list[Tool]:
-    namespace = _required_name(tool, where)
+    namespace = required_string(tool, "name", where)
     members = tool.get("tools")
     if not isinstance(members, list):
         raise invalid(f"{where}.tools must be an array", f"{where}.tools")
@@ -145,11 +145,7 @@ def namespace_map(tools: tuple[Tool, ...]) -> dict[str, tuple[str, str]]:
 
 
 def _parse_tool(tool: Any, where: str) -> Tool:
-    if not isinstance(tool, dict):
-        raise invalid(f"{where} must be an object", where)
-    kind = tool.get("type")
-    if not isinstance(kind, str):
-        raise invalid(f"{where}.type is required", f"{where}.type")
+    tool, kind = typed_object(tool, where)
     if kind == "function":
         # `defer_loading: true` asks a Responses upstream to hide the tool until a search
         # loads it. Other upstreams cannot hide a tool, so it is sent as a normal one: Codex
@@ -157,7 +153,7 @@ def _parse_tool(tool: Any, where: str) -> Tool:
         # whereas leaving it out would make it unreachable whenever the search misses it.
         # The flag is kept in `config` for a Responses upstream.
         return Tool(
-            name=_required_name(tool, where),
+            name=required_string(tool, "name", where),
             description=string(tool, "description", where),
             parameters=mapping(tool, "parameters", where) or dict(_EMPTY_PARAMETERS),
             strict=boolean(tool, "strict", where),
@@ -165,7 +161,7 @@ def _parse_tool(tool: Any, where: str) -> Tool:
         )
     if kind == "custom":
         return Tool(
-            name=_required_name(tool, where),
+            name=required_string(tool, "name", where),
             description=string(tool, "description", where),
             kind="custom",
             format=mapping(tool, "format", where),
@@ -188,13 +184,6 @@ def _client_search(tool: JSON, config: JSON) -> Tool:
         parameters=parameters if isinstance(parameters, dict) else dict(_SEARCH_PARAMETERS),
         config={CLIENT_SEARCH: config},
     )
-
-
-def _required_name(tool: JSON, where: str) -> str:
-    name = tool.get("name")
-    if not isinstance(name, str) or not name:
-        raise invalid(f"{where}.name is required", f"{where}.name")
-    return name
 
 
 def parse_tool_choice(raw: Any) -> ToolChoice | None:
