@@ -17,8 +17,8 @@ module reads the requests and writes the answers.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
 from urllib.parse import parse_qsl
 
 import orjson
@@ -82,16 +82,12 @@ class SessionsApi:
             if method == "POST":
                 return await self._create_session(runtime, _body(request), owner)
             if method == "GET":
-                limit, after = _page_query(request)
-                sessions = await runtime.store.sessions(owner, after, limit + 1)
-                return _page([s.public() for s in _known(sessions, after)], limit)
+                return await _listed(runtime.store.sessions, request, owner)
         elif path == PROJECTS:
             if method == "POST":
                 return await self._create_project(runtime, _body(request), owner)
             if method == "GET":
-                limit, after = _page_query(request)
-                projects = await runtime.store.projects(owner, after, limit + 1)
-                return _page([p.public() for p in _known(projects, after)], limit)
+                return await _listed(runtime.store.projects, request, owner)
         elif path.startswith(SESSIONS + "/"):
             return await self._one_session(runtime, method, path[len(SESSIONS) + 1:], owner,
                                            request)
@@ -189,11 +185,22 @@ def _page_query(request: Request) -> tuple[int, str | None]:
     return _limit(query, "limit"), after
 
 
-def _known(rows: list[Any] | None, after: str | None) -> list[Any]:
+class _Row(Protocol):
+    def public(self) -> dict[str, Any]: ...
+
+
+# The store's page of an owner's rows: (owner, after, limit) -> rows, None for an unknown `after`.
+_RowsOf = Callable[[str | None, str | None, int], Awaitable[Sequence[_Row] | None]]
+
+
+async def _listed(rows_of: _RowsOf, request: Request, owner: str | None) -> dict[str, Any]:
+    """A page of the owner's rows (sessions or projects), as the request's query asks."""
+    limit, after = _page_query(request)
+    rows = await rows_of(owner, after, limit + 1)
     if rows is None:  # the store found no row of the owner's named `after`
         raise invalid(f"`after`: no {str(after)[:MAX_ID]!r} of yours to page after (pass a "
                       "list's `last_id`)", "after")
-    return rows
+    return _page([row.public() for row in rows], limit)
 
 
 def _page(data: list[dict[str, Any]], limit: int) -> dict[str, Any]:
