@@ -5,7 +5,6 @@ read the same traffic back."""
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,13 +30,6 @@ SCRIPT = (
 REFUSED_MODEL = "nope-model"  # no route: a refused request, recorded without a provider
 
 
-@dataclass
-class Traffic:
-    gw: Gateway
-    admin_key: str
-    user_key: str
-
-
 async def keyed_gateway(factory: GatewayFactory, oa: FakeOpenAI, an: FakeAnthropic,
                         db: Path) -> tuple[Gateway, str, str]:
     gw = await factory(
@@ -48,6 +40,14 @@ async def keyed_gateway(factory: GatewayFactory, oa: FakeOpenAI, an: FakeAnthrop
     admin = create(gw.config_path, "ops", "--admin")
     user = create(gw.config_path, "alice")
     await wait_for_key(gw, user)
+    return gw, admin, user
+
+
+async def scripted_traffic(factory: GatewayFactory, oa: FakeOpenAI, an: FakeAnthropic,
+                           db: Path) -> tuple[Gateway, str, str]:
+    """A gateway with keys (keyed_gateway) after the script's requests (run_script)."""
+    gw, admin, user = await keyed_gateway(factory, oa, an, db)
+    await run_script(gw, user, oa, an)
     return gw, admin, user
 
 

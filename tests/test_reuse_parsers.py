@@ -12,48 +12,25 @@ are padded with a field the parsers ignore so that each one is large enough to b
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 from collections.abc import Callable
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import orjson
 import pytest
+from tests.bodies_support import bench_bodies, compact, fixture
 
 from babelgate.canonical import GatewayError, Message, Request, Text, ToolResult
 from babelgate.protocols import get_codec, reuse
 from babelgate.protocols.reuse import Reuse
 
-ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = ROOT / "tests" / "fixtures"
 JSON = dict[str, Any]
 
 RESPONSES, CHAT, ANTHROPIC = "openai-responses", "openai", "anthropic"
 CONVERSATION = {RESPONSES: "input", CHAT: "messages", ANTHROPIC: "messages"}
 # A field each protocol defines on its items (or tolerates) and the parsers ignore.
 PAD_KEY = {RESPONSES: "id", CHAT: "name", ANTHROPIC: "id"}
-
-
-def _bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_bodies", ROOT / "bench" / "bodies.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-BENCH = _bench()
-
-
-def dump(body: JSON) -> bytes:
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def fixture(path: str) -> JSON:
-    body: JSON = json.loads((FIXTURES / path).read_text())
-    return body
+BENCH = bench_bodies()
 
 
 def padded(protocol: str, body: JSON) -> JSON:
@@ -65,7 +42,7 @@ def padded(protocol: str, body: JSON) -> JSON:
     if "tools" in body:
         body["tools"][0].setdefault("description", "")
         body["tools"][0]["description"] += " " * max(reuse.MIN_PIECE, 600)
-    assert len(dump(body)) >= reuse.MIN_BODY
+    assert len(compact(body)) >= reuse.MIN_BODY
     return body
 
 
@@ -164,7 +141,7 @@ ALL_REUSED = [name for name in BODIES if not name.startswith("bench-")]
 @pytest.mark.parametrize("name", BODIES)
 def test_reused_parse_equals_plain_parse(name: str, table: Reuse) -> None:
     protocol, build = BODIES[name]
-    raw = dump(build())
+    raw = compact(build())
     expected = plain(protocol, raw)
     first = parse(protocol, raw, table)
     second = parse(protocol, raw, table)
@@ -179,7 +156,7 @@ def test_reused_parse_equals_plain_parse(name: str, table: Reuse) -> None:
 @pytest.mark.parametrize("name", ALL_REUSED)
 def test_second_parse_shares_the_parts_of_unchanged_items(name: str, table: Reuse) -> None:
     protocol, build = BODIES[name]
-    raw = dump(build())
+    raw = compact(build())
     first, second = parse(protocol, raw, table), parse(protocol, raw, table)
     assert second.messages is not first.messages  # the list is the request's own
     pairs = list(zip(parts_of(first), parts_of(second), strict=True))
@@ -190,7 +167,7 @@ def test_second_parse_shares_the_parts_of_unchanged_items(name: str, table: Reus
 @pytest.mark.parametrize("name", ["bench-codex", "bench-chat", "bench-claude-code"])
 def test_tool_list_is_parsed_once(name: str, table: Reuse) -> None:
     protocol, build = BODIES[name]
-    raw = dump(build())
+    raw = compact(build())
     assert parse(protocol, raw, table).tools is parse(protocol, raw, table).tools
 
 
@@ -198,17 +175,17 @@ def test_tool_list_is_parsed_once(name: str, table: Reuse) -> None:
 def test_changed_last_item_parses_like_a_plain_parse(name: str, table: Reuse) -> None:
     protocol, build = BODIES[name]
     body = build()
-    first = parse(protocol, dump(body), table)
+    first = parse(protocol, compact(body), table)
     last = body[CONVERSATION[protocol]][-1]
     last[PAD_KEY[protocol]] = "changed-" + last[PAD_KEY[protocol]]
     if last.get("type", "message") == "message" and "role" in last:
         last["content"] = "A different last message."
-    raw = dump(body)
+    raw = compact(body)
     second = parse(protocol, raw, table)
     assert second == plain(protocol, raw)
     # What the items before the last one gave came back as the same objects.
     body[CONVERSATION[protocol]].pop()
-    kept = len(parts_of(plain(protocol, dump(body))))
+    kept = len(parts_of(plain(protocol, compact(body))))
     assert kept > 0
     assert all(a is b for a, b in zip(parts_of(first)[:kept], parts_of(second), strict=False))
 
@@ -240,10 +217,10 @@ def _next_turn(protocol: str, body: JSON) -> JSON:
 def test_later_requests_do_not_change_an_earlier_request(name: str, table: Reuse) -> None:
     protocol, build = BODIES[name]
     body = build()
-    first = parse(protocol, dump(body), table)
+    first = parse(protocol, compact(body), table)
     before = copy.deepcopy(first)
-    again = parse(protocol, dump(body), table)
-    later = dump(_next_turn(protocol, body))
+    again = parse(protocol, compact(body), table)
+    later = compact(_next_turn(protocol, body))
     after = parse(protocol, later, table)
     assert first == before
     assert again == before
@@ -254,19 +231,19 @@ def test_responses_items_joined_into_one_message_stay_as_they_were(table: Reuse)
     # The second turn's assistant items (reasoning, message, call) join one Message, and its
     # outputs one user Message: the joined lists are the request's, the items' are shared.
     body = padded(RESPONSES, fixture("openai_responses/codex_request_second_turn.json"))
-    first = parse(RESPONSES, dump(body), table)
+    first = parse(RESPONSES, compact(body), table)
     joined = [m for m in first.messages if len(m.parts) > 1]
     assert {m.role for m in joined} == {"assistant", "user"}
     lengths = [len(m.parts) for m in first.messages]
     for _ in range(3):
-        parse(RESPONSES, dump(_next_turn(RESPONSES, body)), table)
+        parse(RESPONSES, compact(_next_turn(RESPONSES, body)), table)
     assert [len(m.parts) for m in first.messages] == lengths
-    assert parse(RESPONSES, dump(body), table) == first
+    assert parse(RESPONSES, compact(body), table) == first
 
 
 def test_chat_tool_messages_join_one_user_message_per_request(table: Reuse) -> None:
     body = padded(CHAT, chat_with_results())
-    first, second = parse(CHAT, dump(body), table), parse(CHAT, dump(body), table)
+    first, second = parse(CHAT, compact(body), table), parse(CHAT, compact(body), table)
     results = first.messages[2]
     assert results.role == "user" and len(results.parts) == 3
     assert all(isinstance(p, ToolResult) and p.name == "read_file" for p in results.parts)
@@ -281,7 +258,7 @@ def test_chat_results_after_an_empty_user_message_do_not_grow_it(table: Reuse) -
     body = padded(CHAT, chat_with_results())
     messages = body["messages"]
     messages.insert(3, {"role": "user", "content": [], "name": "empty-" + "x" * reuse.MIN_PIECE})
-    raw = dump(body)
+    raw = compact(body)
     first = parse(CHAT, raw, table)
     before = copy.deepcopy(first)
     second = parse(CHAT, raw, table)
@@ -308,7 +285,7 @@ def test_responses_results_are_named_by_the_call_before_them(table: Reuse) -> No
             },
             output,
         ]
-        return dump({"model": "gpt-5", "input": items, "instructions": "Be brief. " * 400})
+        return compact({"model": "gpt-5", "input": items, "instructions": "Be brief. " * 400})
 
     for tool in ("shell", "read", "shell"):
         request = parse(RESPONSES, body(tool), table)
@@ -319,7 +296,7 @@ def test_responses_results_are_named_by_the_call_before_them(table: Reuse) -> No
 
 def test_string_input_and_system_texts_are_the_requests_own(table: Reuse) -> None:
     body = padded(RESPONSES, fixture("openai_responses/codex_request_first_turn.json"))
-    first, second = parse(RESPONSES, dump(body), table), parse(RESPONSES, dump(body), table)
+    first, second = parse(RESPONSES, compact(body), table), parse(RESPONSES, compact(body), table)
     assert second.system is not first.system
     assert second.system == first.system and isinstance(second.system[0], Text)
     assert all(isinstance(m, Message) for m in second.messages)
@@ -350,11 +327,11 @@ def _with_bad(protocol: str) -> tuple[JSON, JSON, int, str, str]:
 @pytest.mark.parametrize("protocol", [RESPONSES, CHAT, ANTHROPIC])
 def test_malformed_item_gives_the_same_400_every_time(protocol: str, table: Reuse) -> None:
     body, bad, index, message, param = _with_bad(protocol)
-    parse(protocol, dump(body), table)  # every good item is now known
+    parse(protocol, compact(body), table)  # every good item is now known
     for at in (index, index + 1):  # the same bad item, then one place later
         broken = copy.deepcopy(body)
         broken[CONVERSATION[protocol]].insert(at, bad)
-        raw = dump(broken)
+        raw = compact(broken)
         assert len(raw) >= reuse.MIN_BODY
         expected = (message.format(i=at), param.format(i=at))
         assert error(lambda raw=raw: plain(protocol, raw)) == expected
@@ -365,7 +342,7 @@ def test_malformed_item_gives_the_same_400_every_time(protocol: str, table: Reus
 def test_non_object_item_is_named(table: Reuse) -> None:
     body = padded(RESPONSES, fixture("openai_responses/codex_request_second_turn.json"))
     body["input"].insert(2, "a bare string " + "x" * reuse.MIN_PIECE)
-    raw = dump(body)
+    raw = compact(body)
     expected = ("input[2] must be an object", "input[2]")
     assert error(lambda: plain(RESPONSES, raw)) == expected
     assert error(lambda: parse(RESPONSES, raw, table)) == expected

@@ -4,28 +4,15 @@ the splitting (one body in `probe_every` is still split, to notice repetition)."
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import orjson
+from tests.bodies_support import bench_bodies
 
 from babelgate.protocols.reuse import Reuse
 
-ROOT = Path(__file__).resolve().parents[1]
 PAD = "lorem ipsum dolor sit amet " * 40  # ~1 KB: every padded piece is worth keeping
-
-
-def _bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_bodies", ROOT / "bench" / "bodies.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-BENCH = _bench()
+BENCH = bench_bodies()
 
 
 def conversation(turns: int, who: str = "") -> dict[str, Any]:

@@ -23,7 +23,7 @@ from tests.admin_support import (
     admin_get,
     expected_totals,
     keyed_gateway,
-    run_script,
+    scripted_traffic,
     wait_for_key,
     wait_for_rows,
 )
@@ -102,9 +102,8 @@ async def table(page: Page, testid: str) -> list[list[str]]:
 @pytest.fixture
 async def traffic(gateway_factory: GatewayFactory, fake_openai: FakeOpenAI,
                   fake_anthropic: FakeAnthropic, tmp_path: Path) -> tuple[Gateway, str, str]:
-    gw, admin, user = await keyed_gateway(gateway_factory, fake_openai, fake_anthropic,
-                                          tmp_path / "gw.db")
-    await run_script(gw, user, fake_openai, fake_anthropic)
+    gw, admin, user = await scripted_traffic(gateway_factory, fake_openai, fake_anthropic,
+                                             tmp_path / "gw.db")
     await wait_for_rows(gw, admin, expected_totals()["requests"])
     return gw, admin, user
 

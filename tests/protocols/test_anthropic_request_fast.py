@@ -10,22 +10,17 @@ blocks, messages and tools (a fixed seed: a failure repeats).
 
 from __future__ import annotations
 
-import copy
-import importlib.util
-import json
 import random
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
+from tests.bodies_support import as_json, bench_bodies, edited, recorded_claude_code
 
 from babelgate.canonical import GatewayError, Message, ToolCall, ToolResult
 from babelgate.protocols.anthropic import request as parser
 from babelgate.protocols.reuse import Reuse, unshared
 
-ROOT = Path(__file__).resolve().parents[2]
 JSON = dict[str, Any]
 
 # Values a client might put anywhere, wrong types included.
@@ -47,12 +42,7 @@ TOOL_KEYS = ["type", "name", "description", "input_schema", "strict", "cache_con
 
 
 def _bodies() -> list[JSON]:
-    spec = importlib.util.spec_from_file_location("bench_bodies", ROOT / "bench" / "bodies.py")
-    assert spec is not None and spec.loader is not None
-    bodies = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bodies)
-    recorded = json.loads((ROOT / "tests/fixtures/anthropic/claude_code_request.json").read_text())
-    return [recorded, orjson.loads(orjson.dumps(bodies.claude_code(False)))]
+    return [recorded_claude_code(), as_json(bench_bodies().claude_code(False))]
 
 
 def _outcome(parse: Callable[..., Any], *args: Any) -> Any:
@@ -72,17 +62,7 @@ def _blocks() -> list[Any]:
 
 
 def _edited(rng: random.Random, item: JSON, keys: list[str], kinds: list[Any]) -> Any:
-    item = copy.deepcopy(item)
-    for _ in range(rng.randint(1, 3)):
-        key = rng.choice(keys)
-        roll = rng.random()
-        if roll < 0.25:
-            item.pop(key, None)
-        elif roll < 0.4 and key == "type":
-            item["type"] = rng.choice(kinds)
-        else:
-            item[key] = copy.deepcopy(rng.choice(VALUES))
-    return item
+    return edited(rng, item, keys, kinds, VALUES)
 
 
 def _general_message(item: Any, i: int) -> Message:

@@ -14,15 +14,14 @@ failure repeats.
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 import random
-from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 from msgspec.structs import replace
+from tests.bodies_support import as_json, bench_bodies, compact, edited, recorded_claude_code
 
 from babelgate.canonical import GatewayError, JSONText, Request, schema_of
 from babelgate.protocols.anthropic.request import parse_request
@@ -31,7 +30,6 @@ from babelgate.protocols.openai_chat.render_request import render_request
 from babelgate.protocols.reuse import Reuse
 from babelgate.providers.presets import DEFAULT_QUIRKS
 
-ROOT = Path(__file__).resolve().parents[2]
 JSON = dict[str, Any]
 QUIRKS = DEFAULT_QUIRKS["openai"]
 
@@ -59,11 +57,7 @@ TOOL_KEYS = ["type", "name", "description", "input_schema", "strict", "cache_con
 
 
 def _bodies() -> list[JSON]:
-    spec = importlib.util.spec_from_file_location("bench_bodies", ROOT / "bench" / "bodies.py")
-    assert spec is not None and spec.loader is not None
-    bodies = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bodies)
-    recorded = json.loads((ROOT / "tests/fixtures/anthropic/claude_code_request.json").read_text())
+    recorded = recorded_claude_code()
     # The recorded body has an image, redacted thinking and a server tool, which the typed
     # reader leaves to the general path: also without those, so that it is read here too.
     usual = copy.deepcopy(recorded)
@@ -72,14 +66,10 @@ def _bodies() -> list[JSON]:
         if isinstance(message["content"], list):
             message["content"] = [b for b in message["content"]
                                   if b["type"] not in ("image", "redacted_thinking")] or "x"
-    return [recorded, usual, *(orjson.loads(orjson.dumps(make(stream))) for stream in (False, True)
-                               for make in (bodies.claude_code, bodies.claude_code_distinct,
-                                            bodies.hello))]
-
-
-def _dump(body: JSON) -> bytes:
-    """Compact JSON, as orjson writes it, integers past 64 bits included."""
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+    bench = bench_bodies()
+    return [recorded, usual, *(as_json(make(stream)) for stream in (False, True)
+                               for make in (bench.claude_code, bench.claude_code_distinct,
+                                            bench.hello))]
 
 
 def _decoded(request: Request) -> Request:
@@ -137,17 +127,7 @@ def test_a_body_written_with_whitespace_gives_the_same_json() -> None:
 
 
 def _edited(rng: random.Random, item: JSON, keys: list[str], kinds: list[Any]) -> JSON:
-    item = copy.deepcopy(item)
-    for _ in range(rng.randint(1, 3)):
-        key = rng.choice(keys)
-        roll = rng.random()
-        if roll < 0.25:
-            item.pop(key, None)
-        elif roll < 0.4 and key == "type":
-            item["type"] = rng.choice(kinds)
-        else:
-            item[key] = copy.deepcopy(rng.choice(VALUES))
-    return item
+    return edited(rng, item, keys, kinds, VALUES)
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -176,7 +156,7 @@ def test_edited_bodies_are_read_alike(seed: int) -> None:
             message.update(_edited(rng, message, ["role", "content"], []))
             if rng.random() < 0.3:
                 message["role"] = rng.choice(["user", "assistant", "system", "tool", 3])
-        taken += _check(_dump(body))
+        taken += _check(compact(body))
     assert 100 < taken < 650  # both ways were taken often
 
 

@@ -16,8 +16,7 @@ from tests.admin_support import (
     REFUSED_MODEL,
     admin_get,
     expected_totals,
-    keyed_gateway,
-    run_script,
+    scripted_traffic,
     wait_for_key,
     wait_for_rows,
 )
@@ -48,10 +47,8 @@ def cli(gw: Gateway, *args: str) -> Any:
 @pytest.fixture
 async def traffic(gateway_factory: GatewayFactory, fake_openai: FakeOpenAI,
                   fake_anthropic: FakeAnthropic, tmp_path: Path) -> tuple[Gateway, str, str]:
-    gw, admin, user = await keyed_gateway(gateway_factory, fake_openai, fake_anthropic,
-                                          tmp_path / "gw.db")
-    await run_script(gw, user, fake_openai, fake_anthropic)
-    return gw, admin, user
+    return await scripted_traffic(gateway_factory, fake_openai, fake_anthropic,
+                                  tmp_path / "gw.db")
 
 
 async def test_usage_matches_the_script_and_the_cli(traffic: tuple[Gateway, str, str]) -> None:

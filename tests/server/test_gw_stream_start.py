@@ -20,6 +20,25 @@ BASH = {"name": "Bash", "description": "Run a shell command", "input_schema": {
 LONG_PROMPT = "Read this carefully. " * 800  # ~16,000 characters, some 4,000 tokens
 
 
+GEMINI_REQUEST: dict[str, Any] = {
+    "model": "gem-client", "max_tokens": 2000,
+    "messages": [{"role": "user", "content": LONG_PROMPT}]}
+
+
+async def input_counts(client: AsyncAnthropic,
+                       request: dict[str, Any]) -> tuple[list[int], list[int | None]]:
+    """The input tokens a streamed answer to `request` reports: in its message_start, and in
+    each message_delta."""
+    starts, deltas = [], []
+    async with client.messages.stream(**request) as stream:
+        async for event in stream:
+            if event.type == "message_start":
+                starts.append(event.message.usage.input_tokens)
+            elif event.type == "message_delta":
+                deltas.append(event.usage.input_tokens)
+    return starts, deltas
+
+
 @pytest_asyncio.fixture(loop_scope="session")
 async def client(fresh: Stack) -> AsyncIterator[AsyncAnthropic]:
     async with AsyncAnthropic(base_url=fresh.gw.url, api_key="client-key", max_retries=0) as c:
@@ -48,13 +67,7 @@ async def test_an_anthropic_upstream_that_reports_no_input_tokens_gets_an_estima
     ]}
     # ... and that upstream (as some Anthropic-compatible ones do) says 0 input tokens.
     fresh.an.queue(Reply(text="Done.", usage=Usage(input_tokens=0, output_tokens=2)))
-    starts, deltas = [], []
-    async with client.messages.stream(**follow) as stream:
-        async for event in stream:
-            if event.type == "message_start":
-                starts.append(event.message.usage.input_tokens)
-            elif event.type == "message_delta":
-                deltas.append(event.usage.input_tokens)
+    starts, deltas = await input_counts(client, follow)
     assert b"bg1." not in last(fresh.an).raw  # it was translated
     # Claude Code's context meter reads message_start: an estimate of the real request
     # (~4,000 tokens), not of an empty one.
@@ -68,16 +81,7 @@ async def test_a_gemini_upstream_that_counts_no_input_gets_an_estimate(
     # Gemini counts the prompt in each chunk's usageMetadata, so the gateway makes no
     # estimate in advance; when it says 0, one is made before the stream's start goes out.
     fresh.ge.queue(Reply(text="Done.", usage=Usage(input_tokens=0, output_tokens=2)))
-    starts, deltas = [], []
-    async with client.messages.stream(
-        model="gem-client", max_tokens=2000,
-        messages=[{"role": "user", "content": LONG_PROMPT}],
-    ) as stream:
-        async for event in stream:
-            if event.type == "message_start":
-                starts.append(event.message.usage.input_tokens)
-            elif event.type == "message_delta":
-                deltas.append(event.usage.input_tokens)
+    starts, deltas = await input_counts(client, GEMINI_REQUEST)
     assert starts and starts[0] > 3000, starts
     assert deltas and deltas[-1] == starts[0], deltas
 
@@ -86,15 +90,6 @@ async def test_a_gemini_upstream_that_counts_the_input_is_taken_at_its_word(
     fresh: Stack, client: AsyncAnthropic
 ) -> None:
     fresh.ge.queue(Reply(text="Done.", usage=Usage(input_tokens=1234, output_tokens=2)))
-    starts, deltas = [], []
-    async with client.messages.stream(
-        model="gem-client", max_tokens=2000,
-        messages=[{"role": "user", "content": LONG_PROMPT}],
-    ) as stream:
-        async for event in stream:
-            if event.type == "message_start":
-                starts.append(event.message.usage.input_tokens)
-            elif event.type == "message_delta":
-                deltas.append(event.usage.input_tokens)
+    starts, deltas = await input_counts(client, GEMINI_REQUEST)
     assert starts == [1234]
     assert deltas and deltas[-1] == 1234, deltas

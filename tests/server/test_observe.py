@@ -50,9 +50,11 @@ def message(model: str, text: str = "Hi", stream: bool = False) -> bytes:
                          "messages": [{"role": "user", "content": text}]})
 
 
-async def post(gw: Gateway, body: bytes, path: str = "/v1/messages") -> tuple[int, bytes]:
+async def post(gw: Gateway, body: bytes, path: str = "/v1/messages",
+               headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    """POST `body` with the client's HEADERS, and `headers` over them."""
     async with aiohttp.ClientSession() as session, session.post(
-            gw.url + path, data=body, headers=HEADERS) as resp:
+            gw.url + path, data=body, headers={**HEADERS, **(headers or {})}) as resp:
         return resp.status, await resp.read()
 
 

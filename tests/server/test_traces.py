@@ -7,11 +7,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
-import aiohttp
 import orjson
 import pytest
 from aiohttp import web
@@ -69,8 +68,7 @@ class Collector:
         return web.json_response({"partialSuccess": {}})
 
     def spans(self) -> list[dict[str, Any]]:
-        return [span for _, body in self.requests for resource in body["resourceSpans"]
-                for scope in resource["scopeSpans"] for span in scope["spans"]]
+        return [span for _, body in self.requests for span in each_span(body)]
 
     async def wait_for(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
         deadline = time.monotonic() + timeout
@@ -85,13 +83,18 @@ def from_protobuf(raw: bytes) -> dict[str, Any]:
     message = ExportTraceServiceRequest.FromString(raw)
     assert message.SerializeToString() == raw  # nothing unknown, nothing out of order
     body = MessageToDict(message, use_integers_for_enums=True)
+    for span in each_span(body):
+        for name in ("traceId", "spanId", "parentSpanId"):
+            if name in span:
+                span[name] = base64.b64decode(span[name]).hex()
+    return body
+
+
+def each_span(body: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The spans of an OTLP export (ExportTraceServiceRequest in JSON), in order."""
     for resource in body["resourceSpans"]:
         for scope in resource["scopeSpans"]:
-            for span in scope["spans"]:
-                for name in ("traceId", "spanId", "parentSpanId"):
-                    if name in span:
-                        span[name] = base64.b64decode(span[name]).hex()
-    return body
+            yield from scope["spans"]
 
 
 @pytest.fixture
@@ -279,6 +282,7 @@ async def test_a_collector_that_is_down_costs_a_warning_not_a_request(
 
 CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 CALLER_SPAN = "00f067aa0ba902b7"
+CALLER_HEADERS = {"traceparent": f"00-{CALLER_TRACE}-{CALLER_SPAN}-01"}  # a sampled caller
 
 
 async def test_a_callers_traceparent_is_joined_and_passed_upstream(
@@ -303,17 +307,11 @@ async def test_a_callers_traceparent_is_joined_and_passed_upstream(
         ]
         for extra in sent:
             oa.queue(Reply(text="hi", usage=Usage(input_tokens=3, output_tokens=1)))
-            async with aiohttp.ClientSession() as session, session.post(
-                    gw.url + "/v1/messages", data=message("claude-x"),
-                    headers={**HEADERS, **extra}) as resp:
-                assert resp.status == 200, await resp.text()
+            status, answer = await post(gw, message("claude-x"), headers=extra)
+            assert status == 200, answer
         # A pass-through request (Anthropic to Anthropic) carries it as well.
         an.queue(Reply(text="hi", usage=Usage(input_tokens=3, output_tokens=1)))
-        async with aiohttp.ClientSession() as session, session.post(
-                gw.url + "/v1/messages", data=message("claude-pass"),
-                headers={**HEADERS, "traceparent": f"00-{CALLER_TRACE}-{CALLER_SPAN}-01"}
-        ) as resp:
-            assert resp.status == 200
+        assert (await post(gw, message("claude-pass"), headers=CALLER_HEADERS))[0] == 200
         spans = await collector.wait_for(10)
         await asyncio.sleep(0.4)  # the not-sampled request's spans would have come by now
         spans = collector.spans()
@@ -365,11 +363,7 @@ async def test_no_traces_no_traceparent_upstream(gateway_factory: GatewayFactory
     async with FakeOpenAI(api_key=PROVIDER_KEY) as oa:
         gw = await gateway_factory({"oa": oa}, routes={"claude-x": "oa/gpt-up"})  # type: ignore[arg-type]
         oa.queue(Reply(text="hi", usage=Usage(input_tokens=3, output_tokens=1)))
-        async with aiohttp.ClientSession() as session, session.post(
-                gw.url + "/v1/messages", data=message("claude-x"),
-                headers={**HEADERS, "traceparent": f"00-{CALLER_TRACE}-{CALLER_SPAN}-01"}
-        ) as resp:
-            assert resp.status == 200
+        assert (await post(gw, message("claude-x"), headers=CALLER_HEADERS))[0] == 200
     assert "traceparent" not in oa.requests[0].headers
 
 
