@@ -18,6 +18,7 @@ import contextlib
 import gc
 import logging
 import re
+import socket
 import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -275,6 +276,38 @@ async def test_a_stream_head_goes_out_with_its_first_bytes_before_any_write() ->
         await client.quiet()
         release.set()
         assert await client.chunks() == [b"data: two\n\n"]
+
+
+@on_each_loop
+async def test_a_stream_ended_in_its_opening_turn_is_on_the_wire_when_end_returns() -> None:
+    """The upstream's whole answer came in one read: head, events and end go out as the
+    stream ends, in one write, not after the rest of the handler's turn (its usage record,
+    closing its generators), which the client need not wait for."""
+    seen: list[bytes] = []
+    client: socket.socket | None = None
+
+    async def handler(request: Request, response: Response) -> None:
+        response.start(200, [(b"content-type", b"text/event-stream")], b"data: one\n\n")
+        response.end(b"data: two\n\n")
+        assert client is not None
+        # Still in the handler's turn: what reached the client's socket so far (loopback
+        # delivers a write before the call returns).
+        try:
+            seen.append(client.recv(65536, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+        except BlockingIOError:
+            seen.append(b"")  # nothing yet
+
+    async with serving(handler) as server:
+        client = socket.create_connection(("127.0.0.1", server.port), timeout=PATIENCE)
+        with client:
+            client.sendall(request())
+            async with asyncio.timeout(PATIENCE):
+                while not seen:
+                    await asyncio.sleep(0.01)
+    (wire,) = seen
+    head, _, body = wire.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert body == chunk(b"data: one\n\n") + chunk(b"data: two\n\n") + b"0\r\n\r\n"
 
 
 @pytest.mark.parametrize("value", [

@@ -72,16 +72,21 @@ class KeepAlives:
     """The app's streams waiting for their upstreams, and the one timer that keeps them alive.
     `interval` seconds (0: never)."""
 
-    __slots__ = ("_timer", "interval", "waiting")
+    __slots__ = ("_loop", "_timer", "interval", "waiting")
 
     def __init__(self, interval: float) -> None:
         self.interval = interval
         self.waiting: set[KeepAlive] = set()
         self._timer: asyncio.TimerHandle | None = None
+        # The app's loop, found at the first stream: asyncio.get_running_loop() is a getpid()
+        # system call per call on Python 3.11, and this runs for every stream.
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def watch(self, response: Response, headers: Headers, beat: bytes) -> KeepAlive:
         """Keep `response` alive from `interval` seconds on, until the KeepAlive is stopped."""
-        loop = asyncio.get_running_loop()
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
         keepalive = KeepAlive(self, response, headers, beat, loop.time() + self.interval)
         if self.interval > 0:
             self.waiting.add(keepalive)
@@ -90,7 +95,8 @@ class KeepAlives:
         return keepalive
 
     def _tick(self) -> None:
-        loop = asyncio.get_running_loop()
+        loop = self._loop
+        assert loop is not None  # set by the `watch` that started the timer
         now = loop.time()
         for keepalive in [k for k in self.waiting if k.due <= now]:
             if keepalive.beat(loop):
