@@ -862,6 +862,47 @@ async def test_a_slow_head_within_the_timeout_is_fine() -> None:
         assert await answer.read() == b"late but fine"
 
 
+@on_each_loop
+async def test_a_kept_alive_connection_times_out_on_each_exchange_s_own_timeout() -> None:
+    """The silence timer outlives an answer on a kept-alive connection (one per connection,
+    not per exchange): the next exchange with a shorter timeout still fails at its own."""
+    async def answer_the_first_only(peer: Peer) -> None:
+        if await peer.request() is not None:
+            await peer.send(response(b"first"))
+        await peer.request()
+        await asyncio.sleep(TEST_DEADLINE)
+
+    async with upstream_and_client(answer_the_first_only) as (upstream, client):
+        first = await post(client, upstream.url(), timeout=TEST_DEADLINE)
+        assert await first.read() == b"first"
+        started = time.monotonic()
+        error = await failure(post(client, upstream.url(), timeout=0.2))
+        elapsed = time.monotonic() - started
+    assert error.kind == "timeout"
+    assert upstream.accepted == 1  # the same connection: its long timer did not hold
+    assert 0.15 <= elapsed < 1.0
+
+
+@on_each_loop
+async def test_a_timer_left_by_an_earlier_exchange_does_not_cut_a_later_one_short() -> None:
+    """The first exchange's deadline passes while the second waits on its answer, which
+    comes within the second's own timeout: no timeout."""
+    async def answer_late_the_second_time(peer: Peer) -> None:
+        if await peer.request() is not None:
+            await peer.send(response(b"first"))
+        if await peer.request() is not None:
+            await asyncio.sleep(0.25)
+            await peer.send(response(b"second"))
+
+    async with upstream_and_client(answer_late_the_second_time) as (upstream, client):
+        first = await post(client, upstream.url(), timeout=0.3)
+        assert await first.read() == b"first"
+        await asyncio.sleep(0.15)  # the first's deadline falls inside the second's wait
+        second = await post(client, upstream.url(), timeout=0.3)
+        assert await second.read() == b"second"
+    assert upstream.accepted == 1
+
+
 # ---------------------------------------------------------------------------- 8. abandoning
 async def _stop_reading_early(answer: UpstreamResponse, how: str) -> None:
     if how == "close":

@@ -132,8 +132,8 @@ def _tls_context() -> ssl.SSLContext:
 class UpstreamResponse:
     """An open upstream answer. Read it (`read`, or `iter_chunks` to the end), or `close()`."""
 
-    __slots__ = ("_connection", "_pause_at", "_pending", "_size", "_waiter", "_whole", "done",
-                 "error", "headers", "key_index", "status", "upstream")
+    __slots__ = ("_connection", "_loop", "_pause_at", "_pending", "_size", "_waiter", "_whole",
+                 "done", "error", "headers", "key_index", "status", "upstream")
 
     def __init__(self, connection: _Connection, status: int, headers: dict[str, str],
                  upstream: str, pause_at: int = PAUSE_AT) -> None:
@@ -146,6 +146,9 @@ class UpstreamResponse:
         self.done = False
         self.error: GatewayError | None = None
         self._connection: _Connection | None = connection
+        # The connection's loop, kept: asyncio.get_running_loop() is a getpid() system call
+        # per call on Python 3.11 (a fork check), and a stream waits many times.
+        self._loop = connection.loop
         self._pending: collections.deque[bytes] = collections.deque()
         self._size = 0
         self._pause_at = pause_at
@@ -204,7 +207,7 @@ class UpstreamResponse:
 
     # ------------------------------------------------------------------ fed by the connection
     async def _wait(self) -> None:
-        self._waiter = asyncio.get_running_loop().create_future()
+        self._waiter = self._loop.create_future()
         try:
             await self._waiter
         finally:
@@ -280,8 +283,16 @@ class _Connection(asyncio.Protocol):
         self.until_close = False
         self.head = self.loop.create_future()
         self.transport.writelines((head, body))
-        self.last_read = self.loop.time()
-        self.timer = self.loop.call_at(self.last_read + timeout, self._check_silence)
+        self.last_read = now = self.loop.time()
+        # One silence timer per connection, not per exchange: a kept-alive connection's timer
+        # stays armed after an answer, and an exchange reuses it when it fires no later than
+        # this one's deadline (_check_silence then waits on to the deadline); only a shorter
+        # timeout re-arms it (a timer started and cancelled per exchange: ~1 us on uvloop).
+        timer = self.timer
+        if timer is None or timer.when() > now + timeout:
+            if timer is not None:
+                timer.cancel()
+            self.timer = self.loop.call_at(now + timeout, self._check_silence)
         return self.head
 
     def _check_silence(self) -> None:
@@ -455,9 +466,8 @@ class _Connection(asyncio.Protocol):
                 return
             if rest:
                 response._feed(rest)
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        # The silence timer stays armed for the connection's next exchange (see `send`); when
+        # it fires with nothing under way, it stops.
         if self.paused:  # the answer's end came in the read that paused it
             self.resume()
         if self.parser.should_keep_alive() and not self.closed:
@@ -532,12 +542,12 @@ class HttpClient:
         idle = self._idle.get(origin.key)
         if not idle:
             return None
-        now = asyncio.get_running_loop().time()
         while idle:
             connection = idle.pop()
             if connection.closed:
                 continue
-            if now - connection.idle_since > self.keepalive:
+            # (its loop's clock: asyncio.get_running_loop() costs a system call per request)
+            if connection.loop.time() - connection.idle_since > self.keepalive:
                 connection.close()
                 continue
             return connection
