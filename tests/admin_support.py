@@ -53,15 +53,22 @@ async def scripted_traffic(factory: GatewayFactory, oa: FakeOpenAI, an: FakeAnth
 
 async def wait_for_key(gw: Gateway, key: str, status: int = 200) -> None:
     """Until the gateway answers /v1/models for `key` with `status` (keys are read within
-    its refresh interval)."""
+    its refresh interval). A 200 counts only once a made-up key is refused: until its first
+    read of the keys the gateway is open and answers 200 to anyone, and a test that went on
+    then would make its first requests as no key at all."""
     async with aiohttp.ClientSession() as session:
         for _ in range(50):
-            async with session.get(gw.url + "/v1/models",
-                                   headers={"authorization": f"Bearer {key}"}) as resp:
-                if resp.status == status:
-                    return
+            if await _models_status(session, gw, key) == status and (
+                    status != 200 or await _models_status(session, gw, "no-such-key") == 401):
+                return
             await asyncio.sleep(0.1)
     raise AssertionError(f"the gateway never answered {status} for the key")
+
+
+async def _models_status(session: aiohttp.ClientSession, gw: Gateway, key: str) -> int:
+    async with session.get(gw.url + "/v1/models",
+                           headers={"authorization": f"Bearer {key}"}) as resp:
+        return resp.status
 
 
 async def run_script(gw: Gateway, key: str, oa: FakeOpenAI, an: FakeAnthropic) -> None:
