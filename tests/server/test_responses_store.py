@@ -196,8 +196,8 @@ async def test_a_30_turn_chain_of_5_kb_turns_is_stored_once(
     db = tmp_path / "gw.db"
     gw = await start(gateway_factory, fake_openai, fake_anthropic, db)
     said = [f"turn {i:02} " + "x" * 5000 for i in range(30)]
-    # A coding agent's ten tools (~8 KB, as Codex sends), resent every turn: a response
-    # echoes them, so each row holds them once, not once per earlier turn.
+    # A coding agent's ten tools (~8 KB, as Codex sends), resent every turn: each response
+    # echoes them, and the store keeps that list once for the whole chain.
     tools = [{"type": "function", "name": f"tool_{n}", "description": "d" * 600,
               "parameters": {"type": "object", "properties": {"path": {"type": "string"}}}}
              for n in range(10)]
@@ -221,6 +221,7 @@ async def test_a_30_turn_chain_of_5_kb_turns_is_stored_once(
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     rows = conn.execute("SELECT count(*), sum(length(input)), max(length(response)) "
                         "FROM responses").fetchone()
+    lists = conn.execute("SELECT count(*), sum(length(tools)) FROM response_tools").fetchone()
     # The open gateway (no keys): every turn belongs to the one owner it has, NULL.
     open_rows = conn.execute("SELECT count(*) FROM responses WHERE owner IS NULL").fetchone()
     conn.close()
@@ -229,9 +230,10 @@ async def test_a_30_turn_chain_of_5_kb_turns_is_stored_once(
     print(f"30 turns of 5 KB through the gateway: {size / 1e6:.2f} MB on disk")
     assert rows[0] == open_rows[0] == 30
     assert rows[1] < 30 * 5300  # each turn's input once (whole histories: ~15x this)
-    assert rows[2] < 9000  # a response: its answer and one echo of the tools (~7.5 KB)
+    assert rows[2] < 2000  # a response: its answer, without the echo of the tools
+    assert lists[0] == 1 and 7000 < lists[1] < 9000  # the tools, once (~7.5 KB)
     assert size < 3_000_000  # the target; whole-history rows took ~2.5 MB
-    assert size < 1_000_000  # in fact linear in the turns
+    assert size < 400_000  # in fact linear in the turns (0.49 MB with the tools in each row)
 
 
 async def test_expired_responses_are_pruned_while_the_gateway_runs(

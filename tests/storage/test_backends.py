@@ -7,8 +7,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
+import orjson
 import pytest
 from tests.pg_support import fresh_database
 
@@ -58,7 +61,8 @@ async def test_migrations_from_empty(db: Database, url: StorageURL) -> None:
     applied = await db.fetch("SELECT name FROM schema_version ORDER BY applied_at, name")
     assert sorted(row[0] for row in applied) == sorted(names)
     assert await columns(db, "responses") == [
-        "id", "created_at", "input", "response", "previous", "owner"]
+        "id", "created_at", "input", "response", "previous", "owner", "tools"]
+    assert await columns(db, "response_tools") == ["digest", "tools"]
     assert await columns(db, "keys") == [
         "id", "name", "hash", "prefix", "scopes", "rpm", "tpm", "concurrency", "budget",
         "budget_period", "expires_at", "admin", "created_at", "revoked_at", "version"]
@@ -141,4 +145,56 @@ async def test_stored_responses(db: Database) -> None:
     await store.flush()
     assert await store.prune() == 1
     assert await store.get("resp_1", "key_a") is not None
+    await store.close()
+
+
+TOOLS = [{"type": "function", "name": f"tool_{n}", "description": "d" * 600, "strict": False,
+          "parameters": {"type": "object", "properties": {"path": {"type": "string"}}}}
+         for n in range(10)]
+
+
+def with_tools(record: StoredResponse, tools: list[Any]) -> StoredResponse:
+    """`record` whose response echoes `tools`, as an OpenAI Responses response does."""
+    return replace(record, response={**record.response, "tools": tools})
+
+
+async def test_each_distinct_tool_list_is_stored_once(db: Database) -> None:
+    store = ResponseStore(db, ttl_days=1)
+    other = [{**TOOLS[0], "name": "other"}]
+    store.put(with_tools(turn("resp_1", None, "key_a", "one"), TOOLS))
+    store.put(with_tools(turn("resp_2", "resp_1", "key_a", "two"), TOOLS))
+    store.put(with_tools(turn("resp_3", "resp_2", "key_a", "three"), other))
+    store.put(with_tools(turn("resp_b", None, "key_b", "b"), TOOLS))  # another owner's, alike
+    store.put(turn("resp_none", None, "key_a", "no tools"))
+    await store.flush()
+    assert not store.pending
+    stored = await db.fetch("SELECT tools FROM response_tools")
+    assert sorted((orjson.loads(row[0]) for row in stored), key=len) == [other, TOOLS]
+    responses = await db.fetch("SELECT response FROM responses")
+    assert all(b"tool_1" not in row[0] for row in responses)  # only in response_tools
+    # Read back as the client got them: from the chain, one by one, for each owner.
+    chain = await store.chain("resp_3", "key_a")
+    assert chain is not None
+    assert [t.response["tools"] for t in chain] == [TOOLS, TOOLS, other]
+    assert [t.response["output"] for t in chain] == [
+        turn(rid, None, None, text).response["output"]
+        for rid, text in (("resp_1", "one"), ("resp_2", "two"), ("resp_3", "three"))]
+    got = await store.get("resp_b", "key_b")
+    assert got is not None and got.response == {**turn("resp_b", None, None, "b").response,
+                                                 "tools": TOOLS}
+    got = await store.get("resp_none", "key_a")
+    assert got is not None and "tools" not in got.response
+    # A list goes with the last response that names it, not before.
+    assert await store.delete("resp_3", "key_a")
+    assert len(await db.fetch("SELECT digest FROM response_tools")) == 1
+    for rid, owner in (("resp_1", "key_a"), ("resp_2", "key_a"), ("resp_b", "key_b")):
+        assert await store.delete(rid, owner)
+    assert await db.fetch("SELECT digest FROM response_tools") == []
+    # Pruned with the responses that named them.
+    store.put(with_tools(replace(turn("resp_old", None, None, "old"),
+                                 created_at=time.time() - 3 * 86400), TOOLS))
+    await store.flush()
+    assert len(await db.fetch("SELECT digest FROM response_tools")) == 1
+    assert await store.prune() == 1
+    assert await db.fetch("SELECT digest FROM response_tools") == []
     await store.close()

@@ -43,7 +43,7 @@ def test_migrations_apply_once_in_order(tmp_path: Path) -> None:
     recorded = [r[0] for r in conn.execute("SELECT name FROM schema_version ORDER BY rowid")]
     assert recorded == names
     columns = [r[1] for r in conn.execute("PRAGMA table_info(responses)")]
-    assert columns == ["id", "created_at", "input", "response", "previous", "owner"]
+    assert columns == ["id", "created_at", "input", "response", "previous", "owner", "tools"]
 
 
 def test_a_failed_migration_is_not_recorded(tmp_path: Path) -> None:

@@ -333,3 +333,19 @@ def m010_usage_estimated(db: Schema) -> None:
     # 1: some token count of the row is babelgate's estimate, the upstream reported none
     # (books/record.py). Rows stored before this migration were not marked.
     db.execute("ALTER TABLE usage ADD COLUMN estimated INTEGER NOT NULL DEFAULT 0")
+
+
+@migration
+def m011_response_tools(db: Schema) -> None:
+    # The tools a stored response echoes (a coding agent's, ~10 KB, the same every turn),
+    # kept once per distinct list and named by its digest from `responses.tools`. NULL there:
+    # a response without tools, or one stored before this migration, whose `response` still
+    # holds its own copy (read back as it is). The index lets a sweep find unused lists.
+    db.execute(
+        f"""CREATE TABLE response_tools (
+            digest TEXT PRIMARY KEY,
+            tools {db.BLOB} NOT NULL
+        )"""
+    )
+    db.execute("ALTER TABLE responses ADD COLUMN tools TEXT")
+    db.execute("CREATE INDEX responses_tools ON responses (tools)")

@@ -6,6 +6,12 @@ What this module promises:
   `chain(id, owner)` walks the links back (one recursive query, at most `max_turns` rows) and
   returns the turns oldest first, so storing turn n costs the size of turn n, not of the
   whole history.
+- The tools a response echoes (a coding agent resends the same ~10 KB list every turn) are
+  kept once per distinct list, in `response_tools` under the digest of their JSON, which the
+  row names; reads put them back into the response object (as its last key). A row's list
+  is written after the row itself, so a sweep of unused lists by another process sharing
+  the database can never take one that a row being written needs; unused lists go when a
+  response is deleted or pruned.
 - `ResponseStore.put()` never blocks the event loop and never waits on the disk: the record
   goes into an in-memory `pending` dict at once and is written in the background. Reads see
   a put record immediately (from `pending` until its row is committed), so a follow-up
@@ -26,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
 import time
@@ -69,15 +76,23 @@ class StoredResponse:
 # be unexpired; the turns before it are kept for it whatever their age. `depth` bounds the
 # walk (and ends it should ids ever form a loop).
 _CHAIN = """
-WITH RECURSIVE chain(id, created_at, input, response, previous, depth) AS (
-    SELECT id, created_at, input, response, previous, 1 FROM responses
+WITH RECURSIVE chain(id, created_at, input, response, previous, tools, depth) AS (
+    SELECT id, created_at, input, response, previous, tools, 1 FROM responses
     WHERE id = ? AND owner IS NOT DISTINCT FROM ? AND created_at >= ?
     UNION ALL
-    SELECT r.id, r.created_at, r.input, r.response, r.previous, chain.depth + 1
+    SELECT r.id, r.created_at, r.input, r.response, r.previous, r.tools, chain.depth + 1
     FROM responses AS r JOIN chain ON r.id = chain.previous
     WHERE r.owner IS NOT DISTINCT FROM ? AND chain.depth < ?
 )
-SELECT id, created_at, input, response, previous FROM chain ORDER BY depth
+SELECT chain.id, chain.created_at, chain.input, chain.response, chain.previous, chain.tools,
+    t.tools
+FROM chain LEFT JOIN response_tools AS t ON t.digest = chain.tools ORDER BY chain.depth
+"""
+
+_GET = """
+SELECT r.created_at, r.input, r.response, r.previous, r.tools, t.tools
+FROM responses AS r LEFT JOIN response_tools AS t ON t.digest = r.tools
+WHERE r.id = ? AND r.owner IS NOT DISTINCT FROM ? AND r.created_at >= ?
 """
 
 # Expired rows that no unexpired response continues from, directly or not. UNION (not
@@ -93,11 +108,21 @@ DELETE FROM responses WHERE created_at < ? AND id NOT IN (SELECT id FROM needed)
 """
 
 _WRITE = """
-INSERT INTO responses (id, created_at, input, response, previous, owner)
-VALUES (?, ?, ?, ?, ?, ?)
+INSERT INTO responses (id, created_at, input, response, previous, owner, tools)
+VALUES (?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (id) DO UPDATE SET created_at = excluded.created_at, input = excluded.input,
-    response = excluded.response, previous = excluded.previous
+    response = excluded.response, previous = excluded.previous, tools = excluded.tools
 WHERE responses.owner IS NOT DISTINCT FROM excluded.owner
+"""
+
+_WRITE_TOOLS = """
+INSERT INTO response_tools (digest, tools) VALUES (?, ?) ON CONFLICT (digest) DO NOTHING
+"""
+
+# Tool lists no row names any more (responses.tools is indexed: one lookup per list).
+_SWEEP_TOOLS = """
+DELETE FROM response_tools
+WHERE NOT EXISTS (SELECT 1 FROM responses WHERE responses.tools = response_tools.digest)
 """
 
 
@@ -165,18 +190,25 @@ class ResponseStore:
         checkpoints), all of it added to the client's latency. `put` itself costs ~15 us
         (p50) on the event loop, and `pending` makes the record visible at once."""
         try:
-            items, response = orjson.dumps(record.input), orjson.dumps(record.response)
+            items = orjson.dumps(record.input)
+            response, tools = _split_tools(record.response)
         except (TypeError, orjson.JSONEncodeError) as exc:  # e.g. nested past orjson's limit
             # The client already has its answer; only a later continuation will miss it.
             log.error("could not store response %s: %s", record.id, exc)
             return
+        digest = None if tools is None else hashlib.blake2b(tools, digest_size=16).hexdigest()
         self.pending[record.id] = record
         write = self.db.execute(
             _WRITE, record.id, record.created_at, items, response, record.previous,
-            record.owner,
+            record.owner, digest,
         )
         self._writes.add(write)
         write.add_done_callback(lambda done: self._written(record, done))
+        if digest is not None:
+            # After the row (see the module's promise); most often a list already kept.
+            kept = self.db.execute(_WRITE_TOOLS, digest, tools)
+            self._writes.add(kept)
+            kept.add_done_callback(lambda done: self._tools_written(record, done))
 
     async def get(self, rid: str, owner: str | None) -> StoredResponse | None:
         """One unexpired response of `owner`."""
@@ -186,15 +218,12 @@ class ResponseStore:
             return record if _visible(record, owner, oldest) else None
         if not self.db.exists():
             return None
-        row = await self.db.fetchone(
-            "SELECT created_at, input, response, previous FROM responses "
-            "WHERE id = ? AND owner IS NOT DISTINCT FROM ? AND created_at >= ?",
-            rid, owner, oldest,
-        )
+        row = await self.db.fetchone(_GET, rid, owner, oldest)
         if row is None:
             return None
         return StoredResponse(
-            rid, row[0], orjson.loads(row[1]), orjson.loads(row[2]), row[3], owner
+            rid, row[0], orjson.loads(row[1]), _response(row[2], row[4], row[5], {}), row[3],
+            owner,
         )
 
     async def chain(self, rid: str, owner: str | None) -> list[StoredResponse] | None:
@@ -220,7 +249,8 @@ class ResponseStore:
                 _CHAIN, cursor, owner, oldest if not turns else 0.0, owner,
                 self.max_turns - len(turns),
             )
-            turns += [_stored(row, owner) for row in rows]
+            tools: dict[str, list[JSON]] = {}  # each list decoded once
+            turns += [_stored(row, owner, tools) for row in rows]
         return _oldest_first(turns) if turns else None
 
     async def delete(self, rid: str, owner: str | None) -> bool:
@@ -235,11 +265,14 @@ class ResponseStore:
         deleted = await self.db.execute(
             "DELETE FROM responses WHERE id = ? AND owner IS NOT DISTINCT FROM ?", rid, owner
         )
+        if deleted:
+            await self.db.execute(_SWEEP_TOOLS)  # its tools too, unless another row uses them
         return deleted > 0 or was_pending
 
     async def prune(self, now: float | None = None) -> int:
         oldest = (time.time() if now is None else now) - self.ttl
         count = await self.db.execute(_PRUNE, oldest, oldest)
+        await self.db.execute(_SWEEP_TOOLS)
         if count:
             log.info("pruned %d stored responses older than %g days", count, self.ttl / DAY)
         return count
@@ -257,10 +290,40 @@ class ResponseStore:
             # The client already has its answer; only a later continuation will miss it.
             log.error("could not store response %s: %s", record.id, done.exception())
 
+    def _tools_written(self, record: StoredResponse, done: asyncio.Future[int]) -> None:
+        self._writes.discard(done)
+        if not done.cancelled() and done.exception() is not None:
+            # Read back, the response lacks only its echo of the tools.
+            log.error("could not store the tools of response %s: %s", record.id,
+                      done.exception())
 
-def _stored(row: Row, owner: str | None) -> StoredResponse:
+
+def _split_tools(response: JSON) -> tuple[bytes, bytes | None]:
+    """The response object's JSON without its tools, and theirs (None: it echoes none)."""
+    tools = response.get("tools")
+    if not isinstance(tools, list) or not tools:
+        return orjson.dumps(response), None
+    rest = {key: value for key, value in response.items() if key != "tools"}
+    return orjson.dumps(rest), orjson.dumps(tools)
+
+
+def _response(raw: bytes, digest: str | None, tools: bytes | None,
+              decoded: dict[str, list[JSON]]) -> JSON:
+    """A stored response object with its tools put back (`decoded`: the lists already read,
+    by digest). A row stored before the tools had their table holds its own."""
+    response: JSON = orjson.loads(raw)
+    if digest is not None and tools is not None:
+        found = decoded.get(digest)
+        if found is None:
+            found = decoded[digest] = orjson.loads(tools)
+        response["tools"] = found
+    return response
+
+
+def _stored(row: Row, owner: str | None, tools: dict[str, list[JSON]]) -> StoredResponse:
     return StoredResponse(
-        row[0], row[1], orjson.loads(row[2]), orjson.loads(row[3]), row[4], owner
+        row[0], row[1], orjson.loads(row[2]), _response(row[3], row[5], row[6], tools), row[4],
+        owner,
     )
 
 
