@@ -445,7 +445,7 @@ def gemini_url(body: JSON, count: bool = False) -> str:
     if isinstance(body, dict):
         model, stream = body.pop("model", model), body.pop("stream", None)
     if not isinstance(model, str):
-        model = orjson.dumps(model, default=repr).decode()[:200]
+        model = json.dumps(model, default=repr)[:200]  # integers past 64 bits too
     action = "streamGenerateContent?alt=sse" if stream else "generateContent"
     if count:
         action = "countTokens"
