@@ -157,6 +157,12 @@ def test_snake_case_keys_read_the_same() -> None:
         # found by tests/server/test_gw_fuzz.py: a list here was a 502 when translated
         ({"contents": [], "generationConfig": {"candidateCount": [1]}},
          "generationConfig.candidateCount"),
+        # found by test_gw_fuzz.py at 1,000 bodies: a 500 where a Gemini upstream's
+        # countTokens body was rendered from it
+        ({"contents": [{"role": "user", "parts": [{"fileData": {"fileUri": {"a": 1}}}]}]},
+         "contents"),
+        ({"contents": [{"role": "user", "parts": [
+            {"inlineData": {"mimeType": "image/png", "data": True}}]}]}, "contents"),
     ],
 )
 def test_malformed_requests_name_the_field(body: dict[str, Any], param: str) -> None:

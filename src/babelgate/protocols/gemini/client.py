@@ -314,9 +314,11 @@ def _text_part(raw: JSON) -> list[Part]:
 
 
 def _media(media: JSON) -> Image | Document:
-    mime = get(media, "mimeType")
-    data = media.get("data")
-    uri = get(media, "fileUri")
+    mime, data, uri = get(media, "mimeType"), media.get("data"), get(media, "fileUri")
+    for name, value in (("mimeType", mime), ("data", data), ("fileUri", uri)):
+        if value is not None and not isinstance(value, str):  # a renderer reads them as text
+            raise invalid(f"the `{name}` of a part's inlineData or fileData must be a string",
+                          "contents")
     if isinstance(mime, str) and mime.startswith("image/"):
         return Image(media_type=mime, data=data, url=uri)
     return Document(media_type=mime, data=data, url=uri)
