@@ -58,13 +58,16 @@ def _parts(message: JSON, request: Request, reuse: Reuse) -> list[Part]:
         parts.append(Text(text=content))
     elif message.get("refusal"):
         parts.append(Text(text=message["refusal"]))
+    calls = message.get("tool_calls")
+    legacy = message.get("function_call")
+    if not calls and not isinstance(legacy, dict):
+        return parts  # no call to name: the request's tool map is not needed
     tools = tools_by_wire_name(request, reuse)
-    for call in message.get("tool_calls") or ():
+    for call in calls or ():
         function = call.get("function") or {}
         parts.append(
             make_call(call.get("id"), function.get("name"), function.get("arguments"), tools)
         )
-    legacy = message.get("function_call")
     if isinstance(legacy, dict):
         parts.append(make_call(None, legacy.get("name"), legacy.get("arguments"), tools))
     return parts
