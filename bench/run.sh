@@ -443,6 +443,7 @@ EOF
 # ------------------------------------------------------------------ measurements
 BODIES=${BENCH_BODIES:-hello claude_code claude_code_stream claude_code_distinct codex codex_stream
 chat_gemini chat_gemini_stream gemini_cli gemini_cli_stream}
+BODIES=$(echo $BODIES)  # on one line: the " $body " matches below see no newline
 # Where each kind of lane sends its requests, one row a kind: the path its client posts to
 # (whole, streamed), the relay that stands for its upstream (ports P_<relay>_JSON/_SSE; a
 # relay forwards whatever path it is sent), and the upstream's own path (whole, streamed),
