@@ -246,7 +246,7 @@ rules:  # ten rules; every body is checked against all of them and meets none
     to: up/small
 retry: {attempts: 2, backoff: 0.5, max_backoff: 8}
 cooldown: {failures: 3, seconds: 30}
-logs: {dir: "$WORK/ops-logs-$OPS_CONFIG"}
+logs: {dir: "$WORK/ops-logs-$OPS_CONFIG", max_mb: 100000}  # one file: its lines count the requests
 metrics: true
 YAML
     if [ "$OPS_CONFIG" = postgres ]; then
