@@ -5,7 +5,7 @@
   asgi when BENCH_ASGI ran the app under an ASGI server too, ops when BENCH_OPS ran it with
   its operations switched on and SQLite books, ops_pg with PostgreSQL books and Redis limits);
 - lat-<body>-<target>.txt: wrk --latency outputs at concurrency 1 (target: direct, relay,
-  babelgate);
+  babelgate, and ops and ops_pg when BENCH_OPS ran them);
 - mem-<target>.json: slow_streams.py outputs;
 - meta.txt: `key=value` lines (date, machine, commit, versions, settings);
 and prints the Markdown report. Missing files show as "-" so a partial run still reports what
@@ -136,17 +136,27 @@ def beside_table(raw: Path, target: str, name: str) -> list[str]:
     return lines
 
 
+# The operations targets' latency columns, when BENCH_OPS measured them (issue 9's target of
+# at most 1 ms added holds with routing and the operations switched on too).
+LATENCY_BESIDE = (("ops", "with operations"), ("ops_pg", "on PostgreSQL + Redis"))
+
+
 def latency_table(raw: Path) -> list[str]:
+    beside = [(target, name) for target, name in LATENCY_BESIDE
+              if any(_latency(raw, body, target) for body, _ in BODIES)]
+    gated = ["babelgate", *(target for target, _ in beside)]
     lines = [
         "| body | direct to nginx P50 | via bare relay P50 (added) | via babelgate P50 (added) "
-        "| target ≤ 1 ms added |",
-        "|---|---:|---:|---:|:---:|",
+        + "".join(f"| {name} P50 (added) " for _, name in beside)
+        + "| target ≤ 1 ms added |",
+        "|---|---:|---:|---:|" + "---:|" * len(beside) + ":---:|",
     ]
     for body, label in BODIES:
-        runs = {t: _latency(raw, body, t) for t in ("direct", "relay", "babelgate")}
+        targets = ("direct", "relay", *gated)
+        runs = {t: _latency(raw, body, t) for t in targets}
         direct = runs["direct"]
         cells = []
-        for target in ("direct", "relay", "babelgate"):
+        for target in targets:
             run = runs[target]
             if run is None or run.p50_ms is None:
                 cells.append("-")
@@ -155,10 +165,12 @@ def latency_table(raw: Path) -> list[str]:
             if target != "direct" and direct and direct.p50_ms is not None:
                 text += f" (+{run.p50_ms - direct.p50_ms:.3f} ms)"
             cells.append(text + _flag(run))
-        gate, verdict = runs["babelgate"], "-"
-        if gate and gate.p50_ms is not None and direct and direct.p50_ms is not None:
-            added = gate.p50_ms - direct.p50_ms
-            verdict = _verdict(added <= TARGET_ADDED_MS and not gate.errors)
+        # Every babelgate target measured on this body must meet the target.
+        measured = [runs[t] for t in gated if runs[t] and runs[t].p50_ms is not None]
+        verdict = "-"
+        if measured and direct and direct.p50_ms is not None:
+            verdict = _verdict(all(run.p50_ms - direct.p50_ms <= TARGET_ADDED_MS
+                                   and not run.errors for run in measured))
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {verdict} |")
     return lines
 
@@ -230,7 +242,8 @@ def report(raw: Path) -> str:
            f"{meta.get('ops_pg_usage_rows', '?')} usage rows in PostgreSQL):", "",
            *beside_table(raw, "ops_pg", "on PostgreSQL + Redis"), ""]
           if meta.get("ops_pg") else []),
-        "Added latency (concurrency 1, P50 of wrk --latency; added = minus direct to nginx):",
+        "Added latency (concurrency 1, P50 of wrk --latency; added = minus direct to nginx; the "
+        "target holds for every babelgate column):",
         "",
         *latency_table(raw),
         "",
