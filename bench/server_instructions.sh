@@ -21,6 +21,9 @@
 # reached); BENCH_REDIS=URL adds `redis:` (the limits counted in Redis). Loopback only.
 # BENCH_HOSTED=1 counts the limits as a worker of `serve --workers N` does without Redis: in a
 # supervisor's count server (limits/hosted.py) started beside it, over its unix socket.
+# BENCH_FIRST=0 numbers the measured requests from 0, as the warm-up's were: each body is then
+# sent a second time, WARM requests after its first (what a replay, or a bench that starts its
+# numbers again on every run, sends; the reuse table keeps a piece on its second sight).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PY=${PYTHON:-$ROOT/.venv/bin/python}
@@ -95,7 +98,7 @@ scrape() {
 }
 if [ -n "${BENCH_SCRAPE:-}" ]; then scrape; fi  # the warm-up's records folded outside the count
 callgrind_control -z "$GW" >/dev/null
-"$PY" "$WORK/drive.py" "$P_GW" "$ENDPOINT" "$WORK/bodies/$BODY.json" 100000 "$N"
+"$PY" "$WORK/drive.py" "$P_GW" "$ENDPOINT" "$WORK/bodies/$BODY.json" "${BENCH_FIRST:-100000}" "$N"
 if [ -n "${BENCH_SCRAPE:-}" ]; then scrape; fi  # one scrape counted with the N requests
 callgrind_control -d "$GW" >/dev/null
 sleep 1
