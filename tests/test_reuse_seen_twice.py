@@ -115,7 +115,7 @@ def test_bodies_that_find_nothing_stop_being_split_until_one_repeats() -> None:
     table.loads(orjson.dumps(conversation(1, "caller 8")))
     assert table.stats()["seen_once"] > seen
     # A conversation that goes on is still noticed: its pieces are kept once two of the
-    # split bodies hold them, and from then on every body is split again.
+    # split bodies hold them, and once a third finds them every body is split again.
     for turn in range(1, 12):
         table.loads(orjson.dumps(conversation(turn, "returning")))
     assert table.stats()["pieces"] > 0
@@ -154,3 +154,46 @@ def test_a_probe_leaves_the_table_as_splitting_the_body_would() -> None:
         assert probing.loads(raw) == splitting.loads(raw) == orjson.loads(raw)
         assert probing.stats() == splitting.stats()
     assert probing.stats()["pieces"] > 0 and probing.stats()["hits"] > 0
+
+
+
+def bodies_sent_twice(table: Reuse) -> dict[str, int]:
+    """120 conversations of their own, each sent twice with the 119 others in between."""
+    bodies = [orjson.dumps(conversation(2, f"caller {n}")) for n in range(120)]
+    for raw in bodies + bodies:
+        assert table.loads(raw) == orjson.loads(raw)
+    return table.stats()
+
+
+# ~7 KB bodies of 6 pieces: the table holds about three of them, and remembers every piece
+# seen once; every body is split
+SMALL = {"budget": 256_000, "seen_once": 10_000, "give_up_after": 10**9}
+
+
+def test_a_table_that_turns_over_before_pieces_return_stops_keeping_them() -> None:
+    """Bodies each sent twice, the second time after the table has turned over (many callers
+    taking turns, a client replaying its requests): every piece seen twice used to be copied,
+    entered and evicted unfound. Once a run of entries has left the table unfound, only one
+    piece in `admit_every` of those seen twice is kept; every answer stays the same."""
+    declining = bodies_sent_twice(Reuse(**SMALL))
+    keeping = bodies_sent_twice(Reuse(**SMALL, wasted_after=10**9))
+    assert keeping["hits"] == declining["hits"] == 0  # nothing came back in time
+    second_sights = keeping["kept"]
+    assert second_sights >= 120 * 5 and keeping["declined"] == 0
+    # The first ones are kept while the table fills and the run of unfound entries grows;
+    # of the rest, one in 16.
+    assert declining["kept"] + declining["declined"] == second_sights
+    assert declining["kept"] < second_sights / 4
+
+
+def test_a_conversation_that_goes_on_is_found_again_after_the_table_declined() -> None:
+    table = Reuse(**SMALL)
+    assert bodies_sent_twice(table)["declined"] > 0
+    turns = [table.loads(orjson.dumps(conversation(turn, "returning"))) for turn in range(1, 7)]
+    # Its pieces come back every turn: one kept among those declined is found, and from
+    # then on every piece seen twice is kept again.
+    last, before = turns[-1], turns[-2]
+    assert last["system"] is before["system"] and last["tools"] is before["tools"]
+    assert all(a is b for a, b in zip(last["messages"][:8], before["messages"][:8],
+                                      strict=True))
+    assert last == orjson.loads(orjson.dumps(conversation(6, "returning")))

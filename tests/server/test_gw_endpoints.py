@@ -132,6 +132,8 @@ async def test_a_repeated_conversation_is_decoded_once(fresh: Stack) -> None:
     # A piece is kept the second time it is seen: third turn, system, tools and the two
     # long messages were found again.
     assert after["hits"] - before["hits"] >= 4
+    assert after["kept"] - before["kept"] >= 4  # on their second sight
+    assert after["declined"] == before["declined"]  # nothing left the table unfound
     assert after["bytes"] <= after["budget"]
     first, second, third = sent
     assert third["messages"][: len(second["messages"])] == second["messages"]

@@ -43,6 +43,13 @@ kept a piece; and after a run of bodies that found nothing (GIVE_UP_AFTER) bodie
 in one go, one in PROBE_EVERY still looked at to notice when pieces start to repeat (its
 pieces digested, and the body split only if one of them was seen before). An agent's
 conversation is then found again from its third turn instead of its second.
+
+Seen twice is not always enough: a piece whose next sight comes only after the table has
+turned over (many conversations taking turns, bodies each sent twice: a retry, a replay) is
+copied, entered and evicted without ever being found. So when WASTED_AFTER entries in a row
+left the table never found (and none was found meanwhile for the first time), only one piece
+in ADMIT_EVERY of those seen twice is kept, until an entry is found again: the table stops
+paying for pieces it cannot hold long enough, and a conversation that goes on still gets in.
 """
 
 from __future__ import annotations
@@ -92,6 +99,12 @@ SEEN_ONCE_BYTES = 640
 # decoded, unless one of them was seen before).
 GIVE_UP_AFTER = 32
 PROBE_EVERY = 16
+# When WASTED_AFTER entries in a row were evicted without having been found once since they
+# were kept, and no entry was found for the first time meanwhile, keeping a piece costs more
+# than it brings (its next sight comes after the table turned over): only one piece in
+# ADMIT_EVERY of those seen twice is kept, until a kept piece is found again.
+WASTED_AFTER = 64
+ADMIT_EVERY = 16
 # Results of small pure functions of a small key (a tool name's wire form, a cleaned tool
 # schema) each table remembers, whatever its budget: see Reuse.memo.
 MEMO_ENTRIES = 1024
@@ -113,12 +126,13 @@ _CONTAINERS = frozenset({tuple, dict, list})
 
 
 class _Entry:
-    __slots__ = ("derived", "digest", "key", "shared", "value")
+    __slots__ = ("derived", "digest", "found", "key", "shared", "value")
 
     def __init__(self, digest: int, key: msgspec.Raw, value: Any) -> None:
         self.digest = digest
         self.key = key
         self.value = value
+        self.found = False  # found again since it was kept (see WASTED_AFTER)
         self.derived: dict[object, Any] = {}
         self.shared: list[object] = []  # every object this entry owns in Reuse._owner
 
@@ -128,7 +142,8 @@ class Reuse:
 
     def __init__(self, budget: int = BUDGET, min_piece: int = MIN_PIECE,
                  seen_once: int | None = None, give_up_after: int = GIVE_UP_AFTER,
-                 probe_every: int = PROBE_EVERY) -> None:
+                 probe_every: int = PROBE_EVERY, wasted_after: int = WASTED_AFTER,
+                 admit_every: int = ADMIT_EVERY) -> None:
         self.budget = budget
         self.min_piece = min_piece
         # How many digests of pieces seen once are remembered (None: one per SEEN_ONCE_BYTES
@@ -137,9 +152,12 @@ class Reuse:
         self.seen_once = _seen_once_for(budget) if seen_once is None else seen_once
         self.give_up_after = give_up_after
         self.probe_every = probe_every
+        self.wasted_after = wasted_after
+        self.admit_every = admit_every
         self.size = 0  # estimated bytes of memory the entries hold (MEMORY_PER_BYTE)
         self.hits = 0
         self.misses = 0
+        self.kept = 0  # pieces entered in the table
         # digest of a piece -> its entry, least recently used first. An OrderedDict, not a
         # dict: evicting from the front of a plain dict leaves holes that every later
         # `next(iter(...))` walks again, which under steady eviction cost ~3% of a request.
@@ -154,9 +172,14 @@ class Reuse:
         # digest admitted meanwhile stays in the deque: forgetting it later is a no-op.
         self._once: set[int] = set()
         self._once_order: deque[int] = deque()
-        self._barren = 0  # bodies in a row that found nothing and kept nothing
+        self._barren = 0  # bodies in a row that found nothing
         self._skipped = 0  # bodies decoded in one go since giving up (see GIVE_UP_AFTER)
         self._kept = False  # whether the body being split found or kept a piece
+        # Entries evicted in a row never found since they were kept (see WASTED_AFTER); while
+        # they are too many, pieces seen twice (candidates) and those of them not kept.
+        self._wasted = 0
+        self._candidates = 0
+        self._declined = 0
         self._memo: dict[tuple[Callable[..., Any], Hashable], Any] = {}  # see memo()
 
     # ------------------------------------------------------------------ decoding
@@ -202,6 +225,7 @@ class Reuse:
         members: list[_Member] = []
         items: list[_Item] = []
         self._kept = False
+        hits = self.hits
         conversation = -1
         close = -1
         start = -1
@@ -231,14 +255,18 @@ class Reuse:
                 result[key], entry = self._take(piece)
                 members.append((key, start, start + len(piece), entry))
             end = start + len(piece) if start >= 0 else -1
-        if not self._kept:
-            # Nothing found or kept: no layout either (a next turn would find none of its
-            # pieces in the table anyway, and layouts of conversations that go on stay).
+        if self.hits == hits:
+            # Nothing found: what it kept is a guess, which bodies sent twice and never again
+            # (a replay, the bench's rounds) would keep making, each one splitting every body
+            # for GIVE_UP_AFTER more; only a piece found again proves that pieces repeat.
             self._barren += 1
         else:
             self._barren = self._skipped = 0
-            if conversation >= 0 and end >= 0 and _OBJECT_END(raw, end):
-                self._remember(_Layout(raw, members, conversation, items, close))
+        if self._kept and conversation >= 0 and end >= 0 and _OBJECT_END(raw, end):
+            # A layout only for a body that found or kept a piece (a next turn of any other
+            # would find none of its pieces in the table, and layouts of conversations that
+            # go on stay).
+            self._remember(_Layout(raw, members, conversation, items, close))
         return result
 
     def _glimpse(self, pieces: dict[str, msgspec.Raw]) -> bool:
@@ -287,6 +315,9 @@ class Reuse:
                 self._entries.move_to_end(digest)
                 self.hits += 1
                 self._kept = True
+                if not entry.found:
+                    entry.found = True
+                    self._wasted = 0
                 return entry.value, entry
             # another piece with the same digest: the newer one takes its place
             self._forget(self._entries.pop(digest))
@@ -303,12 +334,24 @@ class Reuse:
                 if len(order) > self.seen_once:
                     once.discard(order.popleft())
                 return orjson.loads(memoryview(piece)), None
+            if self._wasted >= self.wasted_after:
+                # The table turns over before pieces come back: keep one in ADMIT_EVERY
+                # (the rest stay seen once, each sight another chance), and let the body
+                # count as one that kept nothing (no layout).
+                self._candidates += 1
+                if self._candidates % self.admit_every:
+                    self._declined += 1
+                    return orjson.loads(memoryview(piece)), None
+            else:
+                self._kept = True
             once.discard(digest)
-        self._kept = True
+        else:
+            self._kept = True
         key = piece.copy()  # its own bytes: a slice would keep the whole body alive
         value = orjson.loads(memoryview(key))
         entry = _Entry(digest, key, value)
         self._entries[digest] = entry
+        self.kept += 1
         self._own(value, entry)
         self.size += len(key) * MEMORY_PER_BYTE
         if self.size > self.budget:
@@ -323,6 +366,9 @@ class Reuse:
             return self._take(msgspec.Raw(memoryview(raw)[start:end]))
         self._entries.move_to_end(entry.digest)
         self.hits += 1
+        if not entry.found:
+            entry.found = True
+            self._wasted = 0
         return entry.value, entry
 
     # ------------------------------------------------------------------ the next turn
@@ -424,7 +470,10 @@ class Reuse:
 
     def _evict(self) -> None:
         while self.size > self.budget and self._entries:
-            self._forget(self._entries.popitem(last=False)[1])
+            entry = self._entries.popitem(last=False)[1]
+            if not entry.found:
+                self._wasted += 1
+            self._forget(entry)
 
     def _forget(self, entry: _Entry) -> None:
         self.size -= len(entry.key) * MEMORY_PER_BYTE
@@ -548,7 +597,8 @@ class Reuse:
         return {"pieces": len(self._entries), "bytes": self.size, "budget": self.budget,
                 "hits": self.hits, "misses": self.misses, "layouts": sum(
                     len(layouts) for layouts in self._layouts.values()),
-                "seen_once": len(self._once)}
+                "seen_once": len(self._once), "kept": self.kept,
+                "declined": self._declined}
 
     def clear(self) -> None:
         for entry in self._entries.values():
@@ -561,6 +611,7 @@ class Reuse:
         self._once.clear()
         self._once_order.clear()
         self._barren = self._skipped = 0
+        self._wasted = self._candidates = self._declined = 0
         self._memo.clear()
 
 
