@@ -231,6 +231,27 @@ async def test_refused_requests_take_nothing(limiter_and_clock: tuple[Limiter, C
     await admitted(limiter, key)  # the refusals above did not count as requests
 
 
+async def test_requests_at_once_take_exactly_the_limits(
+        limiter_and_clock: tuple[Limiter, Clock]) -> None:
+    """Many requests of one key at the same moment (with Redis they share scripts: one in
+    flight, the rest in the next): exactly as many as the limits allow, and every slot
+    given back once they finish."""
+    limiter, _ = limiter_and_clock
+    by_rate = Key(id="key_rate", rpm=10)
+    results = await asyncio.gather(*(limiter.admit(by_rate) for _ in range(25)))
+    assert sum(isinstance(result, Permit) for result in results) == 10
+    assert {result.kind for result in results if isinstance(result, Refusal)} == {"rpm"}
+    narrow = Key(id="key_narrow", concurrency=3, tpm=100_000)
+    first = await asyncio.gather(*(limiter.admit(narrow, 100) for _ in range(8)))
+    permits = [result for result in first if isinstance(result, Permit)]
+    assert len(permits) == 3
+    for permit in permits:
+        limiter.finish(permit)
+    await settled(limiter)
+    again = await asyncio.gather(*(limiter.admit(narrow, 100) for _ in range(8)))
+    assert sum(isinstance(result, Permit) for result in again) == 3
+
+
 async def test_instances_on_one_redis_share_the_counts() -> None:
     clock = Clock(START)
     prefix = f"bgtest:{secrets.token_hex(6)}:"

@@ -115,6 +115,13 @@ class HostedLimits:
             permit.tokens, permit.cost, now)
         return None if spent is None else _float(spent)
 
+    async def finish_many(self, permits: list[tuple[Permit, float]]
+                          ) -> list[float | BaseException | None]:
+        """Each permit's FINISH, pipelined on the one connection; a failed one's error in
+        its place."""
+        return await asyncio.gather(*(self.finish(permit, now) for permit, now in permits),
+                                    return_exceptions=True)
+
 
 def _int(reply: Reply) -> int:
     if isinstance(reply, int):

@@ -6,7 +6,10 @@ What this module promises:
   check and gets a permit that `finish` ignores. `finish(permit)` is synchronous: the local
   counts change at once and a shared update is sent in the background, so it can run in a
   `finally` of a request that was cancelled (the client left) without awaiting anything.
-  A permit is finished once, however often `finish` is called.
+  A permit is finished once, however often `finish` is called. Shared updates go in
+  batches: one task sends every permit finished since the last batch left
+  (`finish_many`: with Redis one script for all), so under load requests share the
+  settlement's round trip instead of one task and one script each.
 - The counts are shared (a `SharedLimits`) with `redis:` (redis_store.py: every admission is
   one atomic script in Redis), or, under `serve --workers N` without Redis, by the
   supervisor (hosted.py: the same two calls over a unix socket). When the shared store does
@@ -59,6 +62,8 @@ class SharedLimits(Protocol):
     async def spent(self, key: Limited, now: float) -> float: ...
     async def admit(self, key: Limited, estimate: int, now: float) -> Permit | Refusal: ...
     async def finish(self, permit: Permit, now: float) -> float | None: ...
+    async def finish_many(self, permits: list[tuple[Permit, float]]
+                          ) -> list[float | BaseException | None]: ...
 
 
 class Limiter:
@@ -85,6 +90,8 @@ class Limiter:
         self.reachable = self.shared is not None
         self._retrying: asyncio.Task[None] | None = None
         self._pending: set[asyncio.Task[None]] = set()  # background finishes
+        self._settling: list[tuple[Permit, float]] = []  # finished, for the next batch
+        self._settler: asyncio.Task[None] | None = None  # sending batches while there are
 
     @property
     def status(self) -> str | None:
@@ -162,20 +169,36 @@ class Limiter:
             if permit.cost and self.on_spent is not None and permit.key.budget is not None:
                 self.on_spent(permit.key, self.memory.spent(permit.key, now))
             return
-        task = asyncio.get_running_loop().create_task(self._finish_remote(permit, now))
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
+        self._settling.append((permit, now))
+        if self._settler is None:
+            task = self._settler = asyncio.get_running_loop().create_task(self._settle())
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
 
-    async def _finish_remote(self, permit: Permit, now: float) -> None:
+    async def _settle(self) -> None:
+        """Sends the permits finished meanwhile, batch after batch, until none wait."""
         assert self.shared is not None
         try:
-            spent = await self.shared.finish(permit, now)
-        except SHARED_DOWN as exc:
+            while self._settling:
+                batch, self._settling = self._settling, []
+                results: list[float | BaseException | None]
+                try:
+                    results = await self.shared.finish_many(batch)
+                except SHARED_DOWN as exc:
+                    results = [exc] * len(batch)
+                for (permit, now), spent in zip(batch, results, strict=True):
+                    self._settled(permit, now, spent)
+        finally:
+            self._settler = None
+
+    def _settled(self, permit: Permit, now: float, spent: float | BaseException | None
+                 ) -> None:
+        if isinstance(spent, BaseException):
             # Its window and slot expire in Redis by themselves (the slot's lease; the
             # supervisor frees a worker's slots when its connection goes); the spend
             # would be lost, so it goes to the local counts (and nothing else: the local
             # counts never held this permit's request, tokens or slot).
-            self._lost(exc)
+            self._lost(spent)
             self.memory.add_spend(permit.key, permit.cost, now)
             spent = self.memory.spent(permit.key, now) if permit.cost else None
         if spent is not None and self.on_spent is not None and permit.key.budget is not None:
