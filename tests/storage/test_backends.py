@@ -198,3 +198,30 @@ async def test_each_distinct_tool_list_is_stored_once(db: Database) -> None:
     assert await store.prune() == 1
     assert await db.fetch("SELECT digest FROM response_tools") == []
     await store.close()
+
+
+async def test_usage_rows_read_back_as_written(db: Database) -> None:
+    """Batches of usage rows (PostgreSQL: one COPY per batch) read back as they were
+    written: NULLs stay NULL, the flags are 0/1, costs and times keep their digits."""
+    from babelgate.storage.usage import COLUMNS, UsageWriter, read_since_db
+
+    now = time.time()
+    rows = []
+    for n in range(25):
+        row: dict[str, Any] = dict.fromkeys(COLUMNS, 0)
+        row.update(time=now + n / 1000, request_id=f"req_{n}", client="claude-code",
+                   protocol="anthropic", endpoint="/v1/messages", model="m", provider="up",
+                   target_model="tm", stream=n % 2 == 0, status=200, input_tokens=n,
+                   output_tokens=2 * n, latency_ms=12.5 + n, final=True, estimated=False,
+                   key=None if n % 3 else f"key_{n}", error_kind=None, rule=None,
+                   route="default" if n % 5 else None, cost=None if n % 4 else 0.00123 * n,
+                   ttft_ms=None if n % 2 else 3.25)
+        rows.append(row)
+    writer = UsageWriter(db, flush_interval=0.05, batch_rows=10)  # three batches
+    for row in rows:
+        writer.add(tuple(row[name] for name in COLUMNS))
+    await asyncio.to_thread(writer.close)
+    assert writer.written == 25 and writer.dropped == 0
+    stored = await read_since_db(db, now - 1)
+    wanted = [{**row, "stream": int(row["stream"]), "final": 1, "estimated": 0} for row in rows]
+    assert stored == wanted

@@ -64,6 +64,16 @@ class Database(ABC):
 
         asyncio.run_coroutine_threadsafe(run(), loop).result()
 
+    def copy_from_thread(self, table: str, columns: Sequence[str],
+                         rows: Sequence[Sequence[Any]],
+                         loop: asyncio.AbstractEventLoop | None) -> None:
+        """`rows` (values in `columns` order) into `table`, from a batch writer's thread as
+        `executemany_from_thread`, all or none. By default one INSERT per row in one
+        transaction; PostgreSQL copies them (COPY) in one statement."""
+        placeholders = ", ".join("?" for _ in columns)
+        self.executemany_from_thread(
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({placeholders})", rows, loop)
+
     @abstractmethod
     def fetch(self, sql: str, *args: Any) -> asyncio.Future[list[Row]]:
         """The rows of one query."""

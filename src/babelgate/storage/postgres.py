@@ -90,6 +90,25 @@ class PostgresDatabase(Database):
 
         return self._submit(op)
 
+    def copy(self, table: str, columns: Sequence[str],
+             rows: Sequence[Sequence[Any]]) -> asyncio.Future[None]:
+        """`rows` into `table` by one COPY (binary): all or none."""
+        async def op(conn: asyncpg.Connection) -> None:
+            await conn.copy_records_to_table(table, records=rows, columns=list(columns))
+
+        return self._submit(op)
+
+    def copy_from_thread(self, table: str, columns: Sequence[str],
+                         rows: Sequence[Sequence[Any]],
+                         loop: asyncio.AbstractEventLoop | None) -> None:
+        if loop is None:
+            raise RuntimeError(f"{self.url}: no event loop to write through")
+
+        async def run() -> None:
+            await self.copy(table, columns, rows)
+
+        asyncio.run_coroutine_threadsafe(run(), loop).result()
+
     def fetch(self, sql: str, *args: Any) -> asyncio.Future[list[Row]]:
         text = self._dollar(sql)
 
