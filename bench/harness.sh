@@ -46,18 +46,37 @@ start_upstream() {  # [taskset prefix...]: the canned nginx upstream, in the bac
     PIDS+=($!)
 }
 
+# shellcheck source=bench/ops.sh
+. "$ROOT/bench/ops.sh"  # BENCH_OPS=1: the operations bench/run.sh's ops columns switch on
+
 write_gateway_config() {  # the three upstream types on UP, routed as bench/run.sh does
     local chat_model
     chat_model=$(model_of "$WORK/bodies/chat_gemini.json")
+    CODEX_MODEL=$(model_of "$WORK/bodies/codex.json") CHAT_MODEL=$chat_model
+    ANTHROPIC_MODEL=$(model_of "$WORK/bodies/upstream/anthropic.json")
+    GEMINI_CLI_MODEL=gemini-2.5-flash  # bodies.py GEMINI_CLI_MODEL, as ENDPOINT above
+    if [ -n "${BENCH_OPS:-}" ]; then  # bench/run.sh's `ops` target, SQLite
+        {
+            echo "providers:"
+            echo "  up: {type: openai, base_url: http://127.0.0.1:$UP/v1, api_key: k}"
+            echo "  anth: {type: anthropic, base_url: http://127.0.0.1:$UP, api_key: k}"
+            echo "  gem: {type: gemini, base_url: http://127.0.0.1:$UP, api_key: k}"
+            echo "routes:"
+            ops_routes
+            ops_sections "$WORK/logs"
+            echo "storage: {path: $WORK/gw.db}"
+        } >"$WORK/gw.yaml"
+        return
+    fi
     {
         echo "providers:"
         echo "  up: {type: openai, base_url: http://127.0.0.1:$UP/v1, api_key: k}"
         echo "  anth: {type: anthropic, base_url: http://127.0.0.1:$UP, api_key: k}"
         echo "  gem: {type: gemini, base_url: http://127.0.0.1:$UP, api_key: k}"
         echo "routes:"
-        echo "  $(model_of "$WORK/bodies/codex.json"): anth/$(model_of "$WORK/bodies/upstream/anthropic.json")"
+        echo "  $CODEX_MODEL: anth/$ANTHROPIC_MODEL"
         echo "  $chat_model: gem/$chat_model"
-        echo "  gemini-2.5-flash: anth/$(model_of "$WORK/bodies/upstream/anthropic.json")"
+        echo "  $GEMINI_CLI_MODEL: anth/$ANTHROPIC_MODEL"
         # BENCH_FALLBACK=1: the default route gets a second target (never reached: the first
         # answers), as a fallback list costs on every request.
         echo "  default: ${BENCH_FALLBACK:+[}up/canned-model${BENCH_FALLBACK:+, anth/canned-model]}"

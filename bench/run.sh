@@ -36,6 +36,8 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PY=${PYTHON:-$ROOT/.venv/bin/python}
+# shellcheck source=bench/ops.sh
+. "$ROOT/bench/ops.sh"  # ops_routes, ops_sections, ops_key: what BENCH_OPS switches on
 DURATION=${BENCH_DURATION:-6}
 WARMUP=${BENCH_WARMUP:-2}
 LATENCY=${BENCH_LATENCY:-3}
@@ -201,11 +203,9 @@ gateway_config() {  # gateway_config FILE UPSTREAM_PORT [SLOW_PORT]
         [ -n "${3:-}" ] && echo "  slow: {type: openai, base_url: http://127.0.0.1:$3/v1, api_key: k}"
         echo "routes:"
         if [ -n "${OPS_CONFIG:-}" ]; then
-            # Every route with a second target, tried only when the first fails.
-            echo "  $CODEX_MODEL: [anth/$ANTHROPIC_MODEL, up/canned-model]"
-            echo "  $CHAT_MODEL: [gem/$CHAT_MODEL, up/canned-model]"
-            echo "  default: [up/canned-model, anth/$ANTHROPIC_MODEL]"
-            ops_sections
+            ops_routes  # bench/ops.sh: the configuration shared with harness.sh
+            ops_sections "$WORK/ops-logs-$OPS_CONFIG"
+            ops_store
             return
         fi
         echo "  $CODEX_MODEL: anth/$ANTHROPIC_MODEL"
@@ -221,45 +221,13 @@ gateway_config() {  # gateway_config FILE UPSTREAM_PORT [SLOW_PORT]
     } >"$1"
 }
 
-ops_sections() {  # what BENCH_OPS switches on, after the providers and routes
-    cat <<YAML
-rules:  # ten rules; every body is checked against all of them and meets none
-  - if: {user_agent: "CherryStudio*"}
-    system_prepend: "You are a helpful assistant."
-  - if: {header: {x-team: "red*"}}
-    to: up/team-red
-  - if: {model: "gpt-4*"}
-    to: [up/gpt-4o, anth/$ANTHROPIC_MODEL]
-  - if: {image: true, model: "nothing-*"}
-    to: gem/$CHAT_MODEL
-  - if: {long_context: 1000000}
-    to: gem/$CHAT_MODEL
-  - if: {web_search: true}
-    to: gem/$CHAT_MODEL
-  - if: {user_agent: "LobeChat*"}
-    set: {temperature: 0.3}
-  - if: {model: "o1*"}
-    remove: [metadata]
-  - if: {header: {x-debug: "1"}}
-    max_tokens: 100
-  - if: {background: true, model: "nothing-*"}
-    to: up/small
-retry: {attempts: 2, backoff: 0.5, max_backoff: 8}
-cooldown: {failures: 3, seconds: 30}
-logs: {dir: "$WORK/ops-logs-$OPS_CONFIG", max_mb: 100000}  # one file: its lines count the requests
-metrics: true
-YAML
+ops_store() {  # where an operations target keeps its key and books (OPS_CONFIG)
     if [ "$OPS_CONFIG" = postgres ]; then
         echo "storage: {url: \"$PG_SERVER/$PG_DB\"}"
         echo "redis: \"$REDIS_HOST/$REDIS_DB\""
     else
         echo "storage: {path: \"$WORK/ops.db\"}"
     fi
-}
-
-ops_key() {  # a gateway key whose limits the bench never reaches, made by the CLI
-    "$PY" -m babelgate keys create bench --rpm 100000000 --tpm 100000000000 \
-        --concurrency 100000 --budget 1000000 --per day --config "$1"
 }
 
 start_gateway() {  # start_gateway NAME CONFIG PORT

@@ -19,6 +19,9 @@
 # BENCH_KEY=plain|limited: every request carries a gateway key made for the run (plain: no
 # limits; limited: requests and tokens a minute, concurrency and a daily budget, all far from
 # reached); BENCH_REDIS=URL adds `redis:` (the limits counted in Redis). Loopback only.
+# BENCH_OPS=1 counts bench/run.sh's `ops` target (bench/ops.sh: ten rules none of the bodies
+# meets, two-target routes, retries and cooldowns, the daily log, /metrics, usage books in
+# SQLite, and its gateway key with limits far from reached), with BENCH_SCRAPE=1.
 # BENCH_HOSTED=1 counts the limits as a worker of `serve --workers N` does without Redis: in a
 # supervisor's count server (limits/hosted.py) started beside it, over its unix socket.
 # BENCH_FIRST=0 numbers the measured requests from 0, as the warm-up's were: each body is then
@@ -39,13 +42,15 @@ start_upstream
 write_gateway_config
 if [ -n "${BENCH_REDIS:-}" ]; then echo "redis: $BENCH_REDIS" >>"$WORK/gw.yaml"; fi
 BENCH_KEY_VALUE=""
+if [ -n "${BENCH_OPS:-}" ]; then BENCH_KEY=${BENCH_KEY:-ops} BENCH_SCRAPE=${BENCH_SCRAPE-1}; fi  # BENCH_SCRAPE= : none
 case ${BENCH_KEY:-} in
     "") ;;
+    ops) BENCH_KEY_VALUE=$(ops_key "$WORK/gw.yaml") ;;
     plain) BENCH_KEY_VALUE=$("$PY" -m babelgate keys create bench --config "$WORK/gw.yaml") ;;
     limited) BENCH_KEY_VALUE=$("$PY" -m babelgate keys create bench --rpm 100000000 \
         --tpm 100000000000 --concurrency 100 --budget 1000000 --per day \
         --config "$WORK/gw.yaml") ;;
-    *) echo "BENCH_KEY: plain or limited" >&2; exit 2 ;;
+    *) echo "BENCH_KEY: plain, limited or ops" >&2; exit 2 ;;
 esac
 export BENCH_KEY_VALUE
 HOSTED=()
@@ -92,7 +97,9 @@ for turn in range(first, first + count):
 PY
 "$PY" "$WORK/drive.py" "$P_GW" "$ENDPOINT" "$WORK/bodies/$BODY.json" 0 "$WARM"
 scrape() {
-    "$PY" -c 'import sys, urllib.request as u; u.urlopen(sys.argv[1]).read()' \
+    "$PY" -c 'import os, sys, urllib.request as u
+key = os.environ.get("BENCH_KEY_VALUE")  # with keys, /metrics wants one too
+u.urlopen(u.Request(sys.argv[1], headers={"x-api-key": key} if key else {})).read()' \
         "http://127.0.0.1:$P_GW/metrics"
     sleep 1  # the daily log's writer thread empties its queue meanwhile
 }
