@@ -7,14 +7,16 @@ admitted, it counts the request, reserves the token estimate in the current wind
 a concurrency slot. `finish` replaces the estimate with what was used (in the window the
 estimate went into, while that window still counts), adds the cost to the period's spend and
 frees the slot. All of it is plain arithmetic on one small object per key: no lock is needed
-on one event loop, and nothing awaits.
+on one event loop, and nothing awaits. `admit` and `finish` run on every request of a key
+with limits, so they are written with few calls (each Python call costs as much as the
+arithmetic here): the windows are weighed inline (windows.py says how).
 """
 
 from __future__ import annotations
 
 from .periods import Period, Periods
 from .permit import Limited, Permit, Refusal, budget_spent, over_limit
-from .windows import WINDOW, retry_after, used
+from .windows import WINDOW, retry_after
 
 
 class _Window:
@@ -81,7 +83,7 @@ class MemoryLimits:
         return end
 
     def admit(self, key: Limited, estimate: int, now: float) -> Permit | Refusal:
-        counts = self._counts(key.id)
+        counts = self._keys.get(key.id) or self._counts(key.id)
         budget = key.budget
         if budget is not None and key.budget_period is not None:
             end = self._period(key.id, counts, key.budget_period, now)
@@ -89,18 +91,20 @@ class MemoryLimits:
                 return budget_spent(key, counts.spend, end, now)
         index = int(now // WINDOW)
         elapsed = now - index * WINDOW
+        # The previous window's weight in the last minute (windows.used, inline).
+        weight = 1.0 - elapsed / WINDOW
         rpm, tpm = key.rpm, key.tpm
         requests, tokens = counts.requests, counts.tokens
         if rpm:
             requests.roll(index)
-            if used(requests.current, requests.previous, elapsed) + 1 > rpm:
+            if requests.previous * weight + requests.current + 1 > rpm:
                 wait = retry_after(requests.current, requests.previous, elapsed, 1, rpm)
                 return over_limit(key, "rpm", rpm, wait)
         if tpm:
             # A request larger than the whole limit waits for a clear minute, not forever.
             estimate = min(estimate, tpm)
             tokens.roll(index)
-            if used(tokens.current, tokens.previous, elapsed) + estimate > tpm:
+            if tokens.previous * weight + tokens.current + estimate > tpm:
                 wait = retry_after(tokens.current, tokens.previous, elapsed, estimate, tpm)
                 return over_limit(key, "tpm", tpm, wait)
         if key.concurrency and counts.active >= key.concurrency:
@@ -116,7 +120,7 @@ class MemoryLimits:
 
     def finish(self, permit: Permit, now: float) -> None:
         key = permit.key
-        counts = self._counts(key.id)
+        counts = self._keys.get(key.id) or self._counts(key.id)
         if permit.tpm_window >= 0:
             tokens = counts.tokens
             delta = permit.tokens - permit.tpm_reserved
@@ -124,9 +128,10 @@ class MemoryLimits:
                 tokens.current = max(0, tokens.current + delta)
             elif tokens.index == permit.tpm_window + 1:
                 tokens.previous = max(0, tokens.previous + delta)
-        if key.concurrency:
-            counts.active = max(0, counts.active - 1)
-        self.add_spend(key, permit.cost, now)
+        if key.concurrency and counts.active > 0:
+            counts.active -= 1
+        if permit.cost:
+            self.add_spend(key, permit.cost, now)
 
     def add_spend(self, key: Limited, cost: float, now: float) -> None:
         if cost and key.budget is not None and key.budget_period is not None:

@@ -41,7 +41,7 @@ from babelgate.claude_code.pool import ProcessPool
 from babelgate.claude_code.provider import ClaudeCodeProvider
 from babelgate.claude_code.runtime import ClaudeCode
 from babelgate.config import ConfigError, Settings, load_settings
-from babelgate.limits import Limited, Limiter, Refusal
+from babelgate.limits import Limited, Limiter, Permit, Refusal
 from babelgate.limits.periods import bounds
 from babelgate.limits.permit import has_limits
 from babelgate.protocols import Codec, get_codec
@@ -419,12 +419,11 @@ class App:
         # stream (~150 KB for Claude Code).
         http.body = b""
         del raw, data, original, request, reuse
-        caller = http.caller
-        if caller is not None and has_limits(caller):
-            refused = await self._admit(call, caller)
-            if refused is not None:  # never reached an upstream: a record like the others
-                _refuse_early(gateway, origin, model, response, codec, refused, route)
-                return
+        refused = self._admit(call, http.caller)
+        # Never reached an upstream: a record like the others.
+        if refused is not None and (refused := await _settled(refused)) is not None:
+            _refuse_early(gateway, origin, model, response, codec, refused, route)
+            return
         # A client that disconnects cancels this task (server/http.py, server/asgi.py), and
         # with it the upstream request it awaits.
         try:
@@ -454,13 +453,30 @@ class App:
         finally:
             metrics.open_streams -= 1
 
-    async def _admit(self, call: Call, caller: KeyRecord) -> GatewayError | None:
-        """Takes what `caller`'s limits allow for `call`, or says why not."""
+    def _admit(
+        self, call: Call, caller: KeyRecord | None
+    ) -> GatewayError | Awaitable[GatewayError | None] | None:
+        """Takes what `caller`'s limits allow for `call` (None), or says why not; counted in
+        this process that is decided at once, without a coroutine (most gateways: no Redis,
+        one process), else the awaitable that asks the shared store."""
+        if caller is None or not has_limits(caller):
+            return None
         # The body's size says roughly how many tokens it holds, at no cost whatever its
         # length (walking a long conversation's messages does not); what the request really
         # used replaces it when it ends.
         estimate = tokens.estimate_chars(len(call.raw)) if caller.tpm else 0
-        admitted = await self.limits.admit(caller, estimate)
+        admitted = self.limits.admit_here(caller, estimate)
+        if admitted is None:
+            return self._admit_shared(call, caller, estimate)
+        return self._admitted(call, admitted)
+
+    async def _admit_shared(
+        self, call: Call, caller: KeyRecord, estimate: int
+    ) -> GatewayError | None:
+        return self._admitted(call, await self.limits.admit(caller, estimate))
+
+    @staticmethod
+    def _admitted(call: Call, admitted: Permit | Refusal) -> GatewayError | None:
         if isinstance(admitted, Refusal):
             return admitted.error()
         call.permit = admitted
@@ -961,6 +977,14 @@ async def _close(rest: AsyncIterator[bytes]) -> None:
     close = getattr(rest, "aclose", None)  # the gateway's streams are async generators
     if close is not None:
         await close()
+
+
+async def _settled(
+    refused: GatewayError | Awaitable[GatewayError | None],
+) -> GatewayError | None:
+    """What `App._admit` decided: at once, or once the shared store answered (Redis, the
+    supervisor of `serve --workers`)."""
+    return refused if isinstance(refused, GatewayError) else await refused
 
 
 async def _opening(stream: Awaitable[T], keepalive: KeepAlive) -> T:
