@@ -14,7 +14,9 @@ What this module promises:
 - Requests are counted once, by their final attempt; an attempt that failed before a fallback
   counts as an upstream error and in tokens, not as a request. A request refused before
   routing (bad JSON, unknown model, a refused key) is counted with provider="none".
-- `budget_remaining(key, usd)` is the hook for the limits: it sets the key's gauge.
+- `budget_remaining(key, usd)` is the hook for the limits, called after every settlement
+  that spent something: it keeps the key's latest figure in a dict, and the gauge is set
+  from it when the metrics are read (a `labels()` and a locked `set` per request otherwise).
 
 Labels: `protocol` (the client's inbound protocol), `provider`, `model` (the model the
 upstream was asked for: what is served and priced), `status` (the HTTP status), `kind`.
@@ -107,6 +109,8 @@ class Metrics:
             "babelgate_budget_remaining_usd", "Budget left in the current period, per key",
             ("key",), registry=registry)
         self._pending: list[UsageRecord] = []
+        # Budget figures since the last read, per key name (None: drop the key's gauge).
+        self._budgets: dict[str, float | None] = {}
         self._series: dict[tuple[str, str, str, int, str | None], _Series] = {}
 
     # ------------------------------------------------------------------ the request path
@@ -117,12 +121,9 @@ class Metrics:
             self.fold()
 
     def budget_remaining(self, key: str, usd: float | None) -> None:
-        """Set `key`'s remaining budget; None (no budget, or the key is gone) drops it."""
-        if usd is None:
-            with contextlib.suppress(KeyError):  # it had none
-                self.budget.remove(key)
-        else:
-            self.budget.labels(key).set(usd)
+        """Set `key`'s remaining budget; None (no budget, or the key is gone) drops it. The
+        gauge moves when the metrics are read (`fold`): only the latest figure counts."""
+        self._budgets[key] = usd
 
     # ------------------------------------------------------------------ folding, reading
     def render(self) -> bytes:
@@ -140,6 +141,8 @@ class Metrics:
         """Count the queued records. Counters move once per series and fold (summed here
         first: prometheus-client's `inc` takes a lock and checks its argument, some
         thousands of instructions); histograms take each observation."""
+        if self._budgets:
+            self._set_budgets()
         pending, self._pending = self._pending, []
         series_of = self._series
         sums: dict[_Series, list[float]] = {}
@@ -169,6 +172,15 @@ class Metrics:
             acc[8] += 1
         for series, acc in sums.items():
             _apply(series, acc)
+
+    def _set_budgets(self) -> None:
+        budgets, self._budgets = self._budgets, {}
+        for key, usd in budgets.items():
+            if usd is None:
+                with contextlib.suppress(KeyError):  # it had none
+                    self.budget.remove(key)
+            else:
+                self.budget.labels(key).set(usd)
 
     def _new_series(self, key: tuple[str, str, str, int, str | None]) -> _Series:
         protocol, provider, model, status, error_kind = key
