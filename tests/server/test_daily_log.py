@@ -195,3 +195,18 @@ def test_the_written_out_text_line_is_the_generic_one(changes: dict[str, object]
     rec = record(local(2026, 1, 22), **changes)
     assert record_text(rec, "2026-01-22 12:00:00") == text_line(
         fields(rec, "2026-01-22 12:00:00"))
+
+
+def test_key_shaped_client_text_is_masked_in_every_line(tmp_path: Path) -> None:
+    # The repeating parts of a line are formatted once and kept: the second line, built
+    # from the kept parts, must be masked as the first.
+    clock = Clock(local(2026, 1, 22))
+    log = DailyLog(tmp_path, clock=clock)
+    secret = "bg-Abcdefghijklmnopqrstuvwxyz0123456789"
+    for i in range(2):
+        log.record(record(clock.now, request_id=f"r{i}", model=secret,
+                          endpoint=f"/v1beta/models/x:generateContent?key={secret}"))
+    text = (tmp_path / "babelgate-2026-01-22.log").read_text()
+    assert secret not in text
+    assert text.count("model=[redacted]") == 2
+    assert text.count("request_id=r0") == 1 and text.count("request_id=r1") == 1

@@ -119,27 +119,70 @@ def fields(rec: UsageRecord, stamp: str) -> dict[str, Any]:
     return out
 
 
-def record_text(rec: UsageRecord, stamp: str) -> str:
-    """`text_line(fields(rec, stamp))`, written out: a third of the instructions, for the
-    line every request writes (tests/server/test_daily_log.py holds the two equal)."""
+KNOWN_PARTS = 4096  # repeating parts of text lines a writer keeps formatted (then starts over)
+
+
+def record_text(rec: UsageRecord, stamp: str,
+                known: dict[Any, str] | None = None) -> str:
+    """`without_keys(text_line(fields(rec, stamp)))`, written out: the line every request
+    writes (tests/server/test_daily_log.py holds the two equal). The parts that repeat from
+    request to request (what was asked and served, who asked and how, the cost) are
+    formatted, escaped and masked once and kept in `known` (the writer thread's own dict):
+    a third of the line's instructions. A key-shaped value cannot span two parts (a match
+    stops at the spaces of " | "), so masking part by part masks what the whole line would."""
+    if known is None:
+        known = {}
+    served = (rec.model, rec.provider, rec.target_model)
+    head = known.get(served)
+    if head is None:
+        head = _keep(known, served, _served_text(rec))
+    who = (rec.key, rec.client, rec.protocol, rec.endpoint, rec.stream, rec.route, rec.rule,
+           rec.final, rec.estimated)
+    tail = known.get(who)
+    if tail is None:
+        tail = _keep(known, who, _who_text(rec))
     kind = rec.error_kind
     level = "WARNING" if kind is not None and kind != "cancelled" else "INFO"
-    target = _esc(f"{rec.provider}/{rec.target_model}") if rec.provider else "-"
-    out = [f"{stamp} | {level} | REQUEST | model={_esc(rec.model)} | target={target}"
-           f" | input_tokens={rec.input_tokens} | output_tokens={rec.output_tokens}"
-           f" | total_tokens={rec.total_tokens}"]
+    out = [f"{stamp} | {level} | REQUEST{head} | input_tokens={rec.input_tokens}"
+           f" | output_tokens={rec.output_tokens} | total_tokens={rec.total_tokens}"]
     if rec.cache_read_tokens:
         out.append(f" | cache_read_tokens={rec.cache_read_tokens}")
     if rec.cache_write_tokens:
         out.append(f" | cache_write_tokens={rec.cache_write_tokens}")
     if rec.reasoning_tokens:
         out.append(f" | reasoning_tokens={rec.reasoning_tokens}")
-    cost = "unknown" if rec.cost is None else _money(rec.cost)
-    out.append(f" | cost={cost} | ms={round(rec.latency_ms)}")
+    cost = rec.cost
+    if cost is None:
+        out.append(" | cost=unknown")
+    else:  # ("cost", value): no other key of `known` is a pair
+        cost_text = known.get(("cost", cost))
+        if cost_text is None:
+            cost_text = _keep(known, ("cost", cost), f" | cost={_money(cost)}")
+        out.append(cost_text)
+    out.append(f" | ms={round(rec.latency_ms)}")
     if rec.ttft_ms is not None:
         out.append(f" | ttft_ms={round(rec.ttft_ms)}")
-    out.append(" | status=success" if kind is None else f" | status=error | error={_esc(kind)}")
-    out.append(f" | http_status={rec.status} | request_id={_esc(rec.request_id)}")
+    out.append(" | status=success" if kind is None
+               else f" | status=error | error={without_keys(_esc(kind))}")
+    out.append(f" | http_status={rec.status} | request_id={without_keys(_esc(rec.request_id))}")
+    out.append(tail)
+    return "".join(out)
+
+
+def _keep(known: dict[Any, str], key: Any, text: str) -> str:
+    if len(known) >= KNOWN_PARTS:
+        known.clear()
+    known[key] = text
+    return text
+
+
+def _served_text(rec: UsageRecord) -> str:
+    target = _esc(f"{rec.provider}/{rec.target_model}") if rec.provider else "-"
+    return without_keys(f" | model={_esc(rec.model)} | target={target}")
+
+
+def _who_text(rec: UsageRecord) -> str:
+    out = []
     if rec.key is not None:
         out.append(f" | key={_esc(rec.key)}")
     out.append(f" | client={_esc(rec.client)} | protocol={_esc(rec.protocol)}"
@@ -153,7 +196,7 @@ def record_text(rec: UsageRecord, stamp: str) -> str:
     if rec.estimated:
         out.append(" | estimated=true")
     out.append("\n")
-    return "".join(out)
+    return without_keys("".join(out))
 
 
 def _esc(value: str) -> str:
@@ -230,6 +273,7 @@ class DailyLog:
         self._size = 0
         self._second = -1
         self._stamp = ""
+        self._known: dict[Any, str] = {}  # record_text's formatted parts
 
     # ------------------------------------------------------------------ the request path
     def record(self, rec: UsageRecord) -> None:
@@ -307,9 +351,10 @@ class DailyLog:
             }
             return self.line(values)
         stamp = self._stamp_of(item.time)
-        line = json_line(fields(item, stamp)) if self.json else record_text(item, stamp)
+        if not self.json:  # masked for keys part by part (record_text)
+            return record_text(item, stamp, self._known)
         # The model and endpoint are client text, where a careless client can put its key.
-        return without_keys(line)
+        return without_keys(json_line(fields(item, stamp)))
 
     def _stamp_of(self, when: float) -> str:
         second = int(when)
