@@ -121,8 +121,9 @@ def quick_estimate(request: Request, reuse: Reuse) -> int:
     # Per message and per tool list, kept in the caller's reuse table for pieces a session
     # resends (protocols/reuse.py).
     derive = reuse.derive
-    chars = sum(len(part.text) for part in request.system)
-    fixed = 0
+    chars = fixed = 0
+    for text in request.system:  # a loop, not sum(): no generator on every request
+        chars += len(text.text)
     for message in request.messages:
         more_chars, more_fixed = derive(_quick_message, message)
         chars += more_chars
@@ -132,7 +133,14 @@ def quick_estimate(request: Request, reuse: Reuse) -> int:
 
 
 def _quick_message(message: Message) -> tuple[int, int]:
-    chars, fixed = part_chars(message.parts)
+    # Computed for every message a codec assembles per request (Responses' items, Chat's
+    # messages) and not found shared: text parts, most of them, are counted without a call.
+    chars = fixed = 0
+    for part in message.parts:
+        if isinstance(part, (Text, Reasoning)):
+            chars += len(part.text)
+        else:
+            chars, fixed = _quick(part, chars, fixed)
     return chars, fixed + PER_MESSAGE_TOKENS
 
 
