@@ -158,13 +158,12 @@ class Limiter:
         return self.memory.admit(key, estimate, now)
 
     def admit_here(self, key: Limited, estimate: int = 0) -> Permit | Refusal | None:
-        """`admit` without awaiting while this process counts alone (no shared store, or it
-        is away); None when the shared store must be asked (await `admit`). The request path
-        then makes no coroutine for the limits."""
+        """`admit` for a key with limits (`has_limits`, which the caller checked), without
+        awaiting while this process counts alone (no shared store, or it is away); None when
+        the shared store must be asked (await `admit`). The request path then makes no
+        coroutine for the limits."""
         if self.shared is not None and self.reachable:
             return None
-        if not has_limits(key):
-            return Permit(key, local=True)
         return self.memory.admit(key, estimate, self.clock())
 
     def finish(self, permit: Permit) -> None:

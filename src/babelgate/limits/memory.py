@@ -37,13 +37,16 @@ class _Window:
 
 
 class _KeyCounts:
-    __slots__ = ("active", "requests", "spend", "spend_start", "tokens")
+    __slots__ = ("active", "requests", "spend", "spend_end", "spend_period", "spend_start",
+                 "tokens")
 
     def __init__(self) -> None:
         self.requests = _Window()
         self.tokens = _Window()
         self.active = 0
         self.spend_start = 0.0  # the budget period the spend is for
+        self.spend_end = 0.0  # ... and where it ends (what admit answers a spent budget)
+        self.spend_period: Period | None = None
         self.spend = 0.0
 
 
@@ -80,13 +83,18 @@ class MemoryLimits:
         if counts.spend_start != start:
             counts.spend_start = start
             counts.spend = self._seeds.pop((key_id, start), 0.0)
+        counts.spend_end, counts.spend_period = end, period
         return end
 
     def admit(self, key: Limited, estimate: int, now: float) -> Permit | Refusal:
         counts = self._keys.get(key.id) or self._counts(key.id)
-        budget = key.budget
-        if budget is not None and key.budget_period is not None:
-            end = self._period(key.id, counts, key.budget_period, now)
+        budget, period = key.budget, key.budget_period
+        if budget is not None and period is not None:
+            # Still in the period the spend is for: nothing to move (no call).
+            if counts.spend_period == period and counts.spend_start <= now < counts.spend_end:
+                end = counts.spend_end
+            else:
+                end = self._period(key.id, counts, period, now)
             if counts.spend >= budget:
                 return budget_spent(key, counts.spend, end, now)
         index = int(now // WINDOW)

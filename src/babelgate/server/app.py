@@ -468,7 +468,10 @@ class App:
         admitted = self.limits.admit_here(caller, estimate)
         if admitted is None:
             return self._admit_shared(call, caller, estimate)
-        return self._admitted(call, admitted)
+        if isinstance(admitted, Refusal):
+            return admitted.error()
+        call.permit = admitted
+        return None
 
     async def _admit_shared(
         self, call: Call, caller: KeyRecord, estimate: int
