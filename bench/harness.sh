@@ -65,6 +65,7 @@ write_gateway_config() {  # the three upstream types on UP, routed as bench/run.
             ops_routes
             ops_sections "$WORK/logs"
             echo "storage: {path: $WORK/gw.db}"
+            if [ -n "${BENCH_EXTRA:-}" ]; then printf '%s\n' "${BENCH_EXTRA//LOGDIR/$WORK/logs}"; fi
         } >"$WORK/gw.yaml"
         return
     fi

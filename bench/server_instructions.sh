@@ -21,7 +21,10 @@
 # reached); BENCH_REDIS=URL adds `redis:` (the limits counted in Redis). Loopback only.
 # BENCH_OPS=1 counts bench/run.sh's `ops` target (bench/ops.sh: ten rules none of the bodies
 # meets, two-target routes, retries and cooldowns, the daily log, /metrics, usage books in
-# SQLite, and its gateway key with limits far from reached), with BENCH_SCRAPE=1.
+# SQLite, and its gateway key with limits far from reached), with BENCH_SCRAPE=1 (BENCH_EXTRA
+# is added to it too). Work done on a timer (the keys' refresh every 0.5 s, the daily log's
+# hand-off, the access log's flush) happens ~50 times as often per request under callgrind
+# as at full speed: read docs/benchmark.md "What operations cost per request" before comparing.
 # BENCH_HOSTED=1 counts the limits as a worker of `serve --workers N` does without Redis: in a
 # supervisor's count server (limits/hosted.py) started beside it, over its unix socket.
 # BENCH_FIRST=0 numbers the measured requests from 0, as the warm-up's were: each body is then
