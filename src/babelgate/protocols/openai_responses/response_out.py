@@ -19,6 +19,7 @@ import orjson
 from babelgate.canonical import (
     JSON,
     Reasoning,
+    ReasoningConfig,
     Request,
     Response,
     StopReason,
@@ -194,23 +195,47 @@ def request_echo(request: Request, tools: list[JSON] | orjson.Fragment) -> JSON:
     """The request settings a response object echoes (the SDK's Response type requires tools,
     tool_choice and parallel_tool_calls; clients commonly read the rest). Built once per
     response: a stream repeats them in three events."""
+    return _echo(request.tools, echo_settings(request), tools)
+
+
+def echo_settings(request: Request) -> tuple[Any, ...]:
+    """All of the request but its tools that request_echo reads: hashable (a derive key, see
+    stream_out.py). The numbers' types are in it too: 1 and 1.0 are equal keys but are
+    written differently."""
+    temperature, top_p = request.temperature, request.top_p
+    return (request.max_tokens, request.parallel_tool_calls, request.previous_response_id,
+            request.reasoning, request.store, temperature, type(temperature),
+            request.tool_choice, top_p, type(top_p), type(request.max_tokens))
+
+
+def _echo(
+    declared: tuple[Tool, ...], settings: tuple[Any, ...], tools: list[JSON] | orjson.Fragment
+) -> JSON:
+    """request_echo from the request's tools and echo_settings."""
+    (max_tokens, parallel, previous, reasoning, store, temperature, _, tool_choice, top_p,
+     _, _) = settings
     return {
         "instructions": None,
-        "max_output_tokens": request.max_tokens,
-        "parallel_tool_calls": (
-            True if request.parallel_tool_calls is None else request.parallel_tool_calls
-        ),
-        "previous_response_id": request.previous_response_id,
-        "reasoning": _echo_reasoning(request),
-        "store": request.store is not False,  # the API's default is true
-        "temperature": request.temperature,
+        "max_output_tokens": max_tokens,
+        "parallel_tool_calls": True if parallel is None else parallel,
+        "previous_response_id": previous,
+        "reasoning": _echo_reasoning(reasoning),
+        "store": store is not False,  # the API's default is true
+        "temperature": temperature,
         "text": {"format": {"type": "text"}},
-        "tool_choice": render_tool_choice(request.tool_choice, request.tools, upstream=False),
+        "tool_choice": render_tool_choice(tool_choice, declared, upstream=False),
         "tools": tools,
-        "top_p": request.top_p,
+        "top_p": top_p,
         "truncation": "disabled",
         "metadata": {},
     }
+
+
+def echo_tail(declared: tuple[Tool, ...], settings: tuple[Any, ...]) -> bytes:
+    """The echo as it ends each response object of a stream: `,` and its members, then the
+    object's closing brace (what follows the response's own fields)."""
+    tools = orjson.Fragment(orjson.dumps(_client_tools(declared)))
+    return b"," + orjson.dumps(_echo(declared, settings, tools))[1:]
 
 
 def response_object(
@@ -240,8 +265,7 @@ def response_object(
     }
 
 
-def _echo_reasoning(request: Request) -> JSON:
-    config = request.reasoning
+def _echo_reasoning(config: ReasoningConfig | None) -> JSON:
     if config is None:
         return {"effort": None, "summary": None}
     return {"effort": config.effort, "summary": config.summary}

@@ -34,6 +34,7 @@ from babelgate.canonical import (
     StreamError,
     Text,
     TextDelta,
+    Tool,
     ToolCall,
     Usage,
 )
@@ -47,12 +48,12 @@ from .errors import stream_error
 from .response_out import (
     call_item,
     call_item_id,
-    echoed_tools,
+    echo_settings,
+    echo_tail,
     message_item,
     output_text,
     reasoning_item,
     render_usage,
-    request_echo,
     response_id,
     response_object,
     status_for,
@@ -134,19 +135,22 @@ _CALL_INPUT = {
 }
 
 
+def _echo_and_maps(
+    tools: tuple[Tool, ...], settings: tuple[object, ...]
+) -> tuple[bytes, dict[str, tuple[str, str]], frozenset[str]]:
+    """What a stream of a request with these tools and echo settings keeps: the response
+    object's echo, serialised (echo_tail), and the tool list's namespace and search maps."""
+    return echo_tail(tools, settings), namespace_map(tools), search_tool_names(tools)
+
+
 class ResponsesStreamEncoder(StreamEncoder):
     def __init__(self, request: Request, reuse: Reuse) -> None:
-        # What the response object echoes, built now: the encoder keeps no reference to the
-        # request, so an open stream does not keep the request's body alive.
-        # The tool list is echoed in three events (created, in_progress, completed): it goes
-        # in serialised.
-        tools = echoed_tools(request, reuse)
-        if not isinstance(tools, orjson.Fragment):
-            tools = orjson.Fragment(orjson.dumps(tools))
-        self._echo = request_echo(request, tools)
-        # Both depend on the tool list only, which clients send again every turn.
-        self._namespaces = reuse.derive(namespace_map, request.tools)
-        self._searches = reuse.derive(search_tool_names, request.tools)
+        # What the response object echoes, serialised now: the encoder keeps no reference to
+        # the request, so an open stream does not keep the request's body alive. Clients send
+        # the same tools and settings every turn: the echo (~8 KB of tools), and the maps of
+        # the tool list, are made once per shared tool list and settings.
+        self._echo_tail, self._namespaces, self._searches = reuse.derive(
+            _echo_and_maps, request.tools, echo_settings(request))
         self._seq = 0
         self._rid = ""
         self._model = request.model
@@ -158,7 +162,6 @@ class ResponsesStreamEncoder(StreamEncoder):
         self._started = False
         self._finished = False
         self._text_head = b""  # see encode
-        self._echo_tail = b""  # the echo serialised, once: see _response
 
     def ping(self) -> bytes:
         return b": keep-alive\n\n"
@@ -227,8 +230,6 @@ class ResponsesStreamEncoder(StreamEncoder):
             incomplete_reason=incomplete_reason,
             error=error,
         ))
-        if not self._echo_tail:
-            self._echo_tail = b"," + orjson.dumps(self._echo)[1:] if self._echo else b"}"
         return own[:-1], self._echo_tail
 
     def _response_event(self, kind: str, response: tuple[bytes, bytes]) -> bytes:
@@ -250,10 +251,15 @@ class ResponsesStreamEncoder(StreamEncoder):
         self._model = model or self._model
         self._created_at = int(time.time())
         self._usage = usage
-        snapshot = self._response("in_progress", None)
-        return self._response_event("response.created", snapshot) + self._response_event(
-            "response.in_progress", snapshot
-        )
+        own, echo = self._response("in_progress", None)
+        # Both events in one join (each holds the echo: kilobytes to copy).
+        seq = self._seq
+        self._seq += 2
+        return b"".join((
+            b'event: response.created\ndata: {"response":', own, echo,
+            b',"type":"response.created","sequence_number":', b"%d" % seq,
+            b'}\n\nevent: response.in_progress\ndata: {"response":', own, echo,
+            b',"type":"response.in_progress","sequence_number":', b"%d" % (seq + 1), b"}\n\n"))
 
     def _finish(self) -> bytes:
         self._finished = True
