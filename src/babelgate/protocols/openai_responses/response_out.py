@@ -162,7 +162,8 @@ def call_item(
 
 def render_usage(usage: Usage) -> JSON:
     # Responses counts cached tokens inside input_tokens; canonical keeps them apart.
-    prompt = usage.prompt_tokens
+    # (usage.prompt_tokens, without the call of a property: this runs for every answer)
+    prompt = usage.input_tokens + usage.cache_read_tokens + usage.cache_write_tokens
     return {
         "input_tokens": prompt,
         "input_tokens_details": {

@@ -100,14 +100,14 @@ _TEXT_DONE = _template(
     {"output_index": INT, "item": message_item(RAW, RAW, "completed")},
 )
 # A text delta: its head (item id, output index), the text, its tail (sequence number).
-# The tails are made as streams get that far, and kept for the first _KEPT_TAILS numbers
-# (a few hundred kilobytes at most).
+# The first 256 tails are made at start-up, more as streams get that far, and kept for the
+# first _KEPT_TAILS numbers (a few hundred kilobytes at most).
 _DELTA_HEAD, _TEXT_DELTA_TAIL = cut(_template(
     "response.output_text.delta",
     {"item_id": RAW, "output_index": INT, "content_index": 0, "delta": CUT, "logprobs": []},
 ))
-_TEXT_DELTA_TAILS: list[bytes] = []
 _KEPT_TAILS = 4096
+_TEXT_DELTA_TAILS: list[bytes] = [_TEXT_DELTA_TAIL % n for n in range(256)]
 
 
 def _tail(seq: int) -> bytes:
@@ -171,9 +171,12 @@ class ResponsesStreamEncoder(StreamEncoder):
             # What a stream is mostly made of, while a message item is open and nothing else
             # came since its last delta: the event _text_delta writes, from its start.
             seq = self._seq
-            self._seq += 1
-            tail = _TEXT_DELTA_TAILS[seq] if seq < len(_TEXT_DELTA_TAILS) else _tail(seq)
-            return self._text_head + orjson.dumps(event.text) + tail
+            self._seq = seq + 1
+            try:
+                tail = _TEXT_DELTA_TAILS[seq]
+            except IndexError:
+                tail = _tail(seq)
+            return b"".join((self._text_head, orjson.dumps(event.text), tail))
         self._text_head = b""  # set again by _text_delta
         return b"" if self._finished else self._event(event)
 
