@@ -71,7 +71,7 @@ class SSEDecoder(EventBuffer):
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         events: list[SSEEvent] = []
         for block in self.blocks(chunk):
-            if block.startswith(b"data: ") and b"\n" not in block:
+            if block.startswith(b"data: ") and block.find(b"\n") < 0:
                 events.append(SSEEvent(None, block[6:].decode("utf-8", "replace")))
             elif block:
                 _parse_block(block, events)
@@ -88,7 +88,7 @@ class SSEDecoder(EventBuffer):
             buffer = joined
         else:
             buffer = chunk
-        if b"\r" in buffer:
+        if buffer.find(b"\r") >= 0:  # (see may_end_event)
             # Normalise CRLF and lone CR, but keep a trailing CR: its LF may be in the next
             # chunk.
             tail = b"\r" if buffer.endswith(b"\r") else b""
@@ -115,13 +115,14 @@ def may_end_event(data: bytes) -> bool:
     """Whether `data` may hold a blank line: two line ends in a row, whatever their kind (LF,
     CRLF or a lone CR), always show one of these three pairs of bytes. A buffer waiting for
     its event's end holds none of them except in its last two bytes (a CR whose LF may come
-    next), so a new chunk is checked with those two bytes before it."""
-    return b"\n\n" in data or b"\n\r" in data or b"\r\r" in data
+    next), so a new chunk is checked with those two bytes before it. (find, not `in`: bytes'
+    `in` first tries its argument as an integer, and pays for the TypeError every time.)"""
+    return data.find(b"\n\n") >= 0 or data.find(b"\n\r") >= 0 or data.find(b"\r\r") >= 0
 
 
 def normalise(data: bytes) -> bytes:
     """CRLF and lone CR line ends as LF."""
-    if b"\r" not in data:
+    if data.find(b"\r") < 0:
         return data
     return data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
 

@@ -91,7 +91,7 @@ class SSEStreamDecoder(EventBuffer, StreamDecoder):
             if crlf:
                 end = buffer.find(b"\r\n\r\n", pos)
                 block = normalise(buffer[pos:end]) if end >= 0 else b"\n\n"
-                if b"\n\n" in block or block.endswith(b"\n"):
+                if block.find(b"\n\n") >= 0 or block.endswith(b"\n"):
                     # Not simply the next CRLF event: mixed or lone-CR line ends, or no
                     # whole event yet. Normalise the rest and take it as a whole.
                     self._rest(buffer[pos:], events)
