@@ -100,14 +100,14 @@ _TEXT_DONE = _template(
     {"output_index": INT, "item": message_item(RAW, RAW, "completed")},
 )
 # A text delta: its head (item id, output index), the text, its tail (sequence number).
-# The first 256 tails are made at start-up, more as streams get that far, and kept for the
+# The tails are made as streams get that far (IndexError: the next 256), and kept for the
 # first _KEPT_TAILS numbers (a few hundred kilobytes at most).
 _DELTA_HEAD, _TEXT_DELTA_TAIL = cut(_template(
     "response.output_text.delta",
     {"item_id": RAW, "output_index": INT, "content_index": 0, "delta": CUT, "logprobs": []},
 ))
+_TEXT_DELTA_TAILS: list[bytes] = []
 _KEPT_TAILS = 4096
-_TEXT_DELTA_TAILS: list[bytes] = [_TEXT_DELTA_TAIL % n for n in range(256)]
 
 
 def _tail(seq: int) -> bytes:
