@@ -13,6 +13,14 @@ ops_routes() {  # the plain gateway's routes, each with a second target tried on
 }
 
 ops_sections() {  # ops_sections LOGDIR: rules, retries, cooldowns, the daily log and /metrics
+    routing_sections
+    cat <<YAML
+logs: {dir: "$1", max_mb: 100000}  # one file: its lines count the requests
+metrics: true
+YAML
+}
+
+routing_sections() {  # routing's part of the operations: rules, retries and cooldowns
     cat <<YAML
 rules:  # ten rules; every body is checked against all of them and meets none (Codex offers
   # web_search: its rule's second condition fails, so Codex pays the check and goes on)
@@ -38,8 +46,6 @@ rules:  # ten rules; every body is checked against all of them and meets none (C
     to: up/small
 retry: {attempts: 2, backoff: 0.5, max_backoff: 8}
 cooldown: {failures: 3, seconds: 30}
-logs: {dir: "$1", max_mb: 100000}  # one file: its lines count the requests
-metrics: true
 YAML
 }
 

@@ -2,10 +2,11 @@
 
 `python bench/report.py RAW_DIR` reads, from RAW_DIR:
 - tput-<body>-<target>-<round>.txt: wrk outputs at 32 connections (target: relay, babelgate,
-  asgi when BENCH_ASGI ran the app under an ASGI server too, ops when BENCH_OPS ran it with
+  asgi when BENCH_ASGI ran the app under an ASGI server too, routing when BENCH_OPS ran it with
+  routing's part of the operations alone, ops when BENCH_OPS ran it with
   its operations switched on and SQLite books, ops_pg with PostgreSQL books and Redis limits);
 - lat-<body>-<target>.txt: wrk --latency outputs at concurrency 1 (target: direct, relay,
-  babelgate, and ops and ops_pg when BENCH_OPS ran them);
+  babelgate, and routing, ops and ops_pg when BENCH_OPS ran them);
 - mem-<target>.json: slow_streams.py outputs;
 - meta.txt: `key=value` lines (date, machine, commit, versions, settings);
 and prints the Markdown report. Missing files show as "-" so a partial run still reports what
@@ -138,7 +139,8 @@ def beside_table(raw: Path, target: str, name: str) -> list[str]:
 
 # The operations targets' latency columns, when BENCH_OPS measured them (issue 9's target of
 # at most 1 ms added holds with routing and the operations switched on too).
-LATENCY_BESIDE = (("ops", "with operations"), ("ops_pg", "on PostgreSQL + Redis"))
+LATENCY_BESIDE = (("routing", "with routing"), ("ops", "with operations"),
+                  ("ops_pg", "on PostgreSQL + Redis"))
 
 
 def latency_table(raw: Path) -> list[str]:
@@ -229,6 +231,11 @@ def report(raw: Path) -> str:
         *([f"The same app under an ASGI server ({meta['asgi']}, server/asgi.py; same core, "
            "same rounds):", "", *beside_table(raw, "asgi", "under " + meta["asgi"].split()[0]), ""]
           if meta.get("asgi") else []),
+        *(["With routing's part of the operations alone (BENCH_OPS=routing: ten rules none of "
+           "the bodies meets, two-target routes, retries and cooldowns; no key, books, daily "
+           "log or metrics; same core, same rounds):", "",
+           *beside_table(raw, "routing", "with routing"), ""]
+          if meta.get("routing") else []),
         *(["With operations switched on (BENCH_OPS: ten rules none of the bodies meets, "
            "two-target routes, retries and cooldowns, a gateway key with limits and a budget, "
            "usage books in SQLite, the daily log file and /metrics; same core, same rounds; "

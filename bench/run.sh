@@ -28,7 +28,9 @@
 #                    postgres: the same with the key and the books in PostgreSQL (a throwaway
 #                    database on BENCH_PG, created and dropped) and the key's limits counted in
 #                    Redis (BENCH_REDIS_HOST, an empty database there, emptied after), its own
-#                    target; "sqlite postgres": both
+#                    target; routing: routing's part alone (the rules, two-target routes,
+#                    retries and cooldowns; no key, books, daily log or metrics), its own
+#                    target; words combine ("routing sqlite postgres": all three)
 #   BENCH_PG         PostgreSQL server for BENCH_OPS=postgres, trust auth
 #                    (postgresql://postgres@127.0.0.1:5432)
 #   BENCH_REDIS_HOST Redis for BENCH_OPS=postgres (redis://127.0.0.1:6379)
@@ -53,15 +55,19 @@ ROUND=$(( (DURATION + 1) / 2 ))
 ASGI=${BENCH_ASGI:-}
 ASGI_BODIES=${BENCH_ASGI_BODIES:-hello claude_code claude_code_stream}
 OPS=${BENCH_OPS:-}
-OPS_SQLITE="" OPS_PG=""  # which operations targets: `ops` (SQLite), `ops_pg` (PostgreSQL, Redis)
+OPS_SQLITE="" OPS_PG="" OPS_RT=""  # which operations targets: `ops` (SQLite), `ops_pg`
+# (PostgreSQL, Redis), `routing` (routing's part alone: rules, two-target routes, retries and
+# cooldowns, no key, books, log or metrics)
 for word in ${OPS//,/ }; do
     case $word in
         1|sqlite) OPS_SQLITE=1 ;;
         postgres|postgresql|pg) OPS_PG=1 ;;
-        *) echo "BENCH_OPS: 1 (or sqlite), postgres, or both (\"sqlite postgres\")" >&2; exit 2 ;;
+        routing) OPS_RT=1 ;;
+        *) echo "BENCH_OPS: words of 1 (or sqlite), postgres, routing (\"sqlite postgres\")" >&2
+           exit 2 ;;
     esac
 done
-[ -n "$OPS_SQLITE$OPS_PG" ] || OPS=""
+[ -n "$OPS_SQLITE$OPS_PG$OPS_RT" ] || OPS=""
 case $ASGI in ""|uvicorn|granian) ;; *) echo "BENCH_ASGI: uvicorn or granian" >&2; exit 2 ;; esac
 
 log() { printf '[bench] %s\n' "$*" >&2; }
@@ -202,6 +208,11 @@ gateway_config() {  # gateway_config FILE UPSTREAM_PORT [SLOW_PORT]
         echo "  gem: {type: gemini, base_url: http://127.0.0.1:$2, api_key: k}"
         [ -n "${3:-}" ] && echo "  slow: {type: openai, base_url: http://127.0.0.1:$3/v1, api_key: k}"
         echo "routes:"
+        if [ "${OPS_CONFIG:-}" = routing ]; then
+            ops_routes
+            routing_sections
+            return
+        fi
         if [ -n "${OPS_CONFIG:-}" ]; then
             ops_routes  # bench/ops.sh: the configuration shared with harness.sh
             ops_sections "$WORK/ops-logs-$OPS_CONFIG"
@@ -270,7 +281,7 @@ GEM_JSON_PATH="/v1beta/models/$CHAT_MODEL:generateContent"
 GEM_SSE_PATH="/v1beta/models/$CHAT_MODEL:streamGenerateContent?alt=sse"
 read -r P_JSON P_SSE P_SLOW P_RELAY_JSON P_RELAY_SSE P_GW_JSON P_GW_SSE P_GW_MEM P_RELAY_MEM \
     P_RELAY_ANTH_JSON P_RELAY_ANTH_SSE P_RELAY_GEM_JSON P_RELAY_GEM_SSE P_ASGI_JSON P_ASGI_SSE \
-    P_OPS_JSON P_OPS_SSE P_OPSPG_JSON P_OPSPG_SSE <<<"$(free_ports 19)"
+    P_OPS_JSON P_OPS_SSE P_OPSPG_JSON P_OPSPG_SSE P_RT_JSON P_RT_SSE <<<"$(free_ports 21)"
 
 sed -e "s#@WORK@#$WORK#g" -e "s/@PORT_JSON@/$P_JSON/" -e "s/@PORT_SSE@/$P_SSE/" \
     -e "s/@PORT_SLOW@/$P_SLOW/" -e "s/@SLOW_RATE@/$SLOW_RATE/" \
@@ -311,6 +322,12 @@ ops_gateways() {  # ops_gateways STORE TARGET NAME PORT_JSON PORT_SSE: one opera
     start_gateway "$name-sse" "$WORK/$name-sse.yaml" "$5"
 }
 if [ -n "$OPS_PG" ]; then ops_pg_stores; fi
+if [ -n "$OPS_RT" ]; then
+    OPS_CONFIG=routing gateway_config "$WORK/rt-json.yaml" "$P_JSON"
+    OPS_CONFIG=routing gateway_config "$WORK/rt-sse.yaml" "$P_SSE"
+    start_gateway rt-json "$WORK/rt-json.yaml" "$P_RT_JSON"
+    start_gateway rt-sse "$WORK/rt-sse.yaml" "$P_RT_SSE"
+fi
 if [ -n "$OPS_SQLITE" ]; then ops_gateways sqlite ops ops "$P_OPS_JSON" "$P_OPS_SSE"; fi
 if [ -n "$OPS_PG" ]; then ops_gateways postgres ops_pg opspg "$P_OPSPG_JSON" "$P_OPSPG_SSE"; fi
 
@@ -318,6 +335,10 @@ wait_ready nginx "http://127.0.0.1:$P_JSON/v1/chat/completions" "$B/hello.json"
 if [ -n "$ASGI" ]; then
     wait_ready asgi-json "http://127.0.0.1:$P_ASGI_JSON/v1/messages" "$B/claude_code.json"
     wait_ready asgi-sse "http://127.0.0.1:$P_ASGI_SSE/v1/messages" "$B/claude_code_stream.json"
+fi
+if [ -n "$OPS_RT" ]; then
+    wait_ready rt-json "http://127.0.0.1:$P_RT_JSON/v1/messages" "$B/claude_code.json"
+    wait_ready rt-sse "http://127.0.0.1:$P_RT_SSE/v1/messages" "$B/claude_code_stream.json"
 fi
 if [ -n "$OPS_SQLITE" ]; then
     wait_ready ops-json "http://127.0.0.1:$P_OPS_JSON/v1/messages" "$B/claude_code.json" \
@@ -423,7 +444,7 @@ chat_gemini       /v1/chat/completions  /v1/chat/completions  RELAY_GEM   $GEM_J
 gemini_cli        $CLI_JSON_PATH        $CLI_SSE_PATH         RELAY_ANTH  /v1/messages          /v1/messages
 '
 url_of() {  # url_of TARGET BODY: where wrk sends BODY for TARGET (relay, babelgate, asgi, ops,
-            # ops_pg, direct)
+            # routing, ops_pg, direct)
     local stream=JSON kind=anthropic_client row client port
     case $2 in *stream*) stream=SSE ;; esac
     case $2 in codex*) kind=codex ;; chat_gemini*) kind=chat_gemini ;; gemini_cli*) kind=gemini_cli ;; esac
@@ -434,6 +455,7 @@ url_of() {  # url_of TARGET BODY: where wrk sends BODY for TARGET (relay, babelg
         relay) port=P_${row[3]}_$stream ;;
         babelgate) port=P_GW_$stream ;;
         asgi) port=P_ASGI_$stream ;;
+        routing) port=P_RT_$stream ;;
         ops) port=P_OPS_$stream ;;
         ops_pg) port=P_OPSPG_$stream ;;
         direct) port=P_$stream client=$direct ;;
@@ -456,6 +478,7 @@ for body in $BODIES; do
     targets="relay babelgate"
     if [ -n "$ASGI" ] && [[ " $ASGI_BODIES " == *" $body "* ]]; then targets="$targets asgi"; fi
     if [ -n "$OPS" ] && [[ " ${BENCH_OPS_BODIES:-$BODIES} " == *" $body "* ]]; then
+        [ -n "$OPS_RT" ] && targets="$targets routing"
         [ -n "$OPS_SQLITE" ] && targets="$targets ops"
         [ -n "$OPS_PG" ] && targets="$targets ops_pg"
     fi
@@ -479,6 +502,7 @@ for body in $BODIES; do
     targets="direct relay babelgate"
     # Issue 9's latency target holds with routing and the operations on: measure them too.
     if [ -n "$OPS" ] && [[ " ${BENCH_OPS_BODIES:-$BODIES} " == *" $body "* ]]; then
+        [ -n "$OPS_RT" ] && targets="$targets routing"
         [ -n "$OPS_SQLITE" ] && targets="$targets ops"
         [ -n "$OPS_PG" ] && targets="$targets ops_pg"
     fi
@@ -496,6 +520,7 @@ for name in gw_json gw_sse relay_json relay_sse relay_anth_json relay_anth_sse r
     pid_var="PID_$name"; stop_pid "${!pid_var}"
 done
 if [ -n "$ASGI" ]; then stop_pid "$PID_asgi_json"; stop_pid "$PID_asgi_sse"; fi
+if [ -n "$OPS_RT" ]; then stop_pid "$PID_rt_json"; stop_pid "$PID_rt_sse"; fi
 if [ -n "$OPS_SQLITE" ]; then stop_pid "$PID_ops_json"; stop_pid "$PID_ops_sse"; fi
 if [ -n "$OPS_PG" ]; then stop_pid "$PID_opspg_json"; stop_pid "$PID_opspg_sse"; fi
 gateway_config "$WORK/gw-mem.yaml" "$P_SSE" "$P_SLOW"
@@ -535,6 +560,7 @@ done
     if [ -n "$ASGI" ]; then
         echo "asgi=$ASGI $("$PY" -m pip show "$ASGI" 2>/dev/null | awk '/^Version/ {print $2}')"
     fi
+    [ -n "$OPS_RT" ] && echo "routing=1"
     if [ -n "$OPS_SQLITE" ]; then
         echo "ops=1"
         echo "ops_requests=$(cat "$WORK"/ops-logs-sqlite/*.log 2>/dev/null | wc -l)"
