@@ -99,7 +99,7 @@ class MemoryLimits:
                 return budget_spent(key, counts.spend, end, now)
         index = int(now // WINDOW)
         elapsed = now - index * WINDOW
-        # The previous window's weight in the last minute (windows.used, inline).
+        # The previous window's weight in the last minute (windows.py's formula, inline).
         weight = 1.0 - elapsed / WINDOW
         rpm, tpm = key.rpm, key.tpm
         requests, tokens = counts.requests, counts.tokens

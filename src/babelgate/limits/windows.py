@@ -20,10 +20,6 @@ import math
 WINDOW = 60.0
 
 
-def used(current: float, previous: float, elapsed: float) -> float:
-    return previous * (1.0 - elapsed / WINDOW) + current
-
-
 def retry_after(current: float, previous: float, elapsed: float, n: float,
                 limit: float) -> float:
     """Seconds until `n` more would fit (whole seconds, at least 1), assuming nothing else
