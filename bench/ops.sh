@@ -49,7 +49,8 @@ cooldown: {failures: 3, seconds: 30}
 YAML
 }
 
-ops_key() {  # ops_key CONFIG: a gateway key whose limits the bench never reaches, made by the CLI
-    "$PY" -m babelgate keys create bench --rpm 100000000 --tpm 100000000000 \
+ops_key() {  # ops_key CONFIG [NAME]: a gateway key whose limits the bench never reaches, made
+    # by the CLI (NAME: bench; two targets sharing one database give theirs their own names)
+    "$PY" -m babelgate keys create "${2:-bench}" --rpm 100000000 --tpm 100000000000 \
         --concurrency 100000 --budget 1000000 --per day --config "$1"
 }

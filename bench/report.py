@@ -139,7 +139,8 @@ def beside_table(raw: Path, target: str, name: str) -> list[str]:
 
 # The operations targets' latency columns, when BENCH_OPS measured them (issue 9's target of
 # at most 1 ms added holds with routing and the operations switched on too).
-LATENCY_BESIDE = (("routing", "with routing"), ("ops", "with operations"),
+LATENCY_BESIDE = (("routing", "with routing"), ("keys", "with key + limits"),
+                  ("keys_pg", "key + limits on PG + Redis"), ("ops", "with operations"),
                   ("ops_pg", "on PostgreSQL + Redis"))
 
 
@@ -236,6 +237,17 @@ def report(raw: Path) -> str:
            "log or metrics; same core, same rounds):", "",
            *beside_table(raw, "routing", "with routing"), ""]
           if meta.get("routing") else []),
+        *(["With a gateway key, its limits and the usage books alone (BENCH_OPS=keys, issue "
+           "10's words: a key with requests-, tokens- and concurrency limits and a daily "
+           "budget, none of them reached, sent with every request; usage recorded in SQLite, "
+           "as the plain gateway also records it; the plain routes, no rules, daily log or "
+           "metrics; same core, same rounds):", "",
+           *beside_table(raw, "keys", "with key + limits"), ""]
+          if meta.get("keys") else []),
+        *(["The same with the key and the usage books in PostgreSQL and the key's limits "
+           "counted in Redis (BENCH_OPS=keys-pg; same core, same rounds):", "",
+           *beside_table(raw, "keys_pg", "key + limits on PG + Redis"), ""]
+          if meta.get("keys_pg") else []),
         *(["With operations switched on (BENCH_OPS: ten rules none of the bodies meets, "
            "two-target routes, retries and cooldowns, a gateway key with limits and a budget, "
            "usage books in SQLite, the daily log file and /metrics; same core, same rounds; "
@@ -246,7 +258,8 @@ def report(raw: Path) -> str:
            "limits counted in Redis (BENCH_OPS=postgres: a throwaway database and an empty "
            "Redis database on the same machine; same core, same rounds; "
            f"{meta.get('ops_pg_requests', '?')} requests in the daily log, "
-           f"{meta.get('ops_pg_usage_rows', '?')} usage rows in PostgreSQL):", "",
+           f"{meta.get('pg_usage_rows', '?')} usage rows in PostgreSQL, keys-pg's with "
+           "these):", "",
            *beside_table(raw, "ops_pg", "on PostgreSQL + Redis"), ""]
           if meta.get("ops_pg") else []),
         "Added latency (concurrency 1, P50 of wrk --latency; added = minus direct to nginx; the "

@@ -30,7 +30,11 @@
 #                    Redis (BENCH_REDIS_HOST, an empty database there, emptied after), its own
 #                    target; routing: routing's part alone (the rules, two-target routes,
 #                    retries and cooldowns; no key, books, daily log or metrics), its own
-#                    target; words combine ("routing sqlite postgres": all three)
+#                    target; keys: issue 10's words, a gateway key with limits and a budget
+#                    and usage recording in SQLite, nothing else (the plain routes, no rules,
+#                    daily log or metrics), its own target; keys-pg: the same with the key
+#                    and books in PostgreSQL and the limits in Redis; words combine
+#                    ("routing keys keys-pg sqlite postgres": all five)
 #   BENCH_PG         PostgreSQL server for BENCH_OPS=postgres, trust auth
 #                    (postgresql://postgres@127.0.0.1:5432)
 #   BENCH_REDIS_HOST Redis for BENCH_OPS=postgres (redis://127.0.0.1:6379)
@@ -55,19 +59,23 @@ ROUND=$(( (DURATION + 1) / 2 ))
 ASGI=${BENCH_ASGI:-}
 ASGI_BODIES=${BENCH_ASGI_BODIES:-hello claude_code claude_code_stream}
 OPS=${BENCH_OPS:-}
-OPS_SQLITE="" OPS_PG="" OPS_RT=""  # which operations targets: `ops` (SQLite), `ops_pg`
-# (PostgreSQL, Redis), `routing` (routing's part alone: rules, two-target routes, retries and
-# cooldowns, no key, books, log or metrics)
+OPS_SQLITE="" OPS_PG="" OPS_RT="" OPS_KEYS="" OPS_KEYSPG=""  # which operations targets:
+# `ops` (SQLite), `ops_pg` (PostgreSQL, Redis), `routing` (routing's part alone: rules,
+# two-target routes, retries and cooldowns, no key, books, log or metrics), `keys` and
+# `keys_pg` (a key with limits and the usage books alone, SQLite or PostgreSQL + Redis)
 for word in ${OPS//,/ }; do
     case $word in
         1|sqlite) OPS_SQLITE=1 ;;
         postgres|postgresql|pg) OPS_PG=1 ;;
         routing) OPS_RT=1 ;;
-        *) echo "BENCH_OPS: words of 1 (or sqlite), postgres, routing (\"sqlite postgres\")" >&2
+        keys) OPS_KEYS=1 ;;
+        keys-pg|keys_pg) OPS_KEYSPG=1 ;;
+        *) echo "BENCH_OPS: words of 1 (or sqlite), postgres, routing, keys, keys-pg" \
+                "(\"sqlite postgres\")" >&2
            exit 2 ;;
     esac
 done
-[ -n "$OPS_SQLITE$OPS_PG$OPS_RT" ] || OPS=""
+[ -n "$OPS_SQLITE$OPS_PG$OPS_RT$OPS_KEYS$OPS_KEYSPG" ] || OPS=""
 case $ASGI in ""|uvicorn|granian) ;; *) echo "BENCH_ASGI: uvicorn or granian" >&2; exit 2 ;; esac
 
 log() { printf '[bench] %s\n' "$*" >&2; }
@@ -213,12 +221,13 @@ gateway_config() {  # gateway_config FILE UPSTREAM_PORT [SLOW_PORT]
             routing_sections
             return
         fi
-        if [ -n "${OPS_CONFIG:-}" ]; then
-            ops_routes  # bench/ops.sh: the configuration shared with harness.sh
-            ops_sections "$WORK/ops-logs-$OPS_CONFIG"
-            ops_store
-            return
-        fi
+        case ${OPS_CONFIG:-} in
+            sqlite|postgres)
+                ops_routes  # bench/ops.sh: the configuration shared with harness.sh
+                ops_sections "$WORK/ops-logs-$OPS_CONFIG"
+                ops_store
+                return ;;
+        esac
         echo "  $CODEX_MODEL: anth/$ANTHROPIC_MODEL"
         echo "  $CHAT_MODEL: gem/$CHAT_MODEL"
         echo "  $GEMINI_CLI_MODEL: anth/$ANTHROPIC_MODEL"
@@ -229,16 +238,18 @@ gateway_config() {  # gateway_config FILE UPSTREAM_PORT [SLOW_PORT]
         else
             echo "  default: up/canned-model"
         fi
+        case ${OPS_CONFIG:-} in keys-*) ops_store ;; esac  # the plain routes, a key's store
     } >"$1"
 }
 
-ops_store() {  # where an operations target keeps its key and books (OPS_CONFIG)
-    if [ "$OPS_CONFIG" = postgres ]; then
-        echo "storage: {url: \"$PG_SERVER/$PG_DB\"}"
-        echo "redis: \"$REDIS_HOST/$REDIS_DB\""
-    else
-        echo "storage: {path: \"$WORK/ops.db\"}"
-    fi
+ops_store() {  # where an operations target keeps its key and books (OPS_CONFIG); the
+    # plain gateway keeps its books in the default database (usage recording is always on)
+    case $OPS_CONFIG in
+        *postgres)
+            echo "storage: {url: \"$PG_SERVER/$PG_DB\"}"
+            echo "redis: \"$REDIS_HOST/$REDIS_DB\"" ;;
+        *) echo "storage: {path: \"$WORK/$OPS_CONFIG.db\"}" ;;
+    esac
 }
 
 start_gateway() {  # start_gateway NAME CONFIG PORT
@@ -281,7 +292,8 @@ GEM_JSON_PATH="/v1beta/models/$CHAT_MODEL:generateContent"
 GEM_SSE_PATH="/v1beta/models/$CHAT_MODEL:streamGenerateContent?alt=sse"
 read -r P_JSON P_SSE P_SLOW P_RELAY_JSON P_RELAY_SSE P_GW_JSON P_GW_SSE P_GW_MEM P_RELAY_MEM \
     P_RELAY_ANTH_JSON P_RELAY_ANTH_SSE P_RELAY_GEM_JSON P_RELAY_GEM_SSE P_ASGI_JSON P_ASGI_SSE \
-    P_OPS_JSON P_OPS_SSE P_OPSPG_JSON P_OPSPG_SSE P_RT_JSON P_RT_SSE <<<"$(free_ports 21)"
+    P_OPS_JSON P_OPS_SSE P_OPSPG_JSON P_OPSPG_SSE P_RT_JSON P_RT_SSE P_KEYS_JSON P_KEYS_SSE \
+    P_KEYSPG_JSON P_KEYSPG_SSE <<<"$(free_ports 25)"
 
 sed -e "s#@WORK@#$WORK#g" -e "s/@PORT_JSON@/$P_JSON/" -e "s/@PORT_SSE@/$P_SSE/" \
     -e "s/@PORT_SLOW@/$P_SLOW/" -e "s/@SLOW_RATE@/$SLOW_RATE/" \
@@ -305,7 +317,7 @@ if [ -n "$ASGI" ]; then
     start_asgi asgi-sse "$WORK/gw-sse.yaml" "$P_ASGI_SSE"
 fi
 # The gateway key each operations target's gateways know (key_of TARGET), made in its store.
-KEY_ops=bench-key KEY_ops_pg=bench-key
+KEY_ops=bench-key KEY_ops_pg=bench-key KEY_keys=bench-key KEY_keys_pg=bench-key
 key_of() { local name="KEY_$1"; echo "${!name:-bench-key}"; }
 
 ops_gateways() {  # ops_gateways STORE TARGET NAME PORT_JSON PORT_SSE: one operations target
@@ -314,14 +326,14 @@ ops_gateways() {  # ops_gateways STORE TARGET NAME PORT_JSON PORT_SSE: one opera
     OPS_CONFIG=$store gateway_config "$WORK/$name-sse.yaml" "$P_SSE"
     # Both read the one database: the key is made once. wrk sends it (bench/post.lua).
     if "$PY" -m babelgate keys --help >/dev/null 2>&1; then
-        printf -v "KEY_$target" '%s' "$(ops_key "$WORK/$name-json.yaml")"
+        printf -v "KEY_$target" '%s' "$(ops_key "$WORK/$name-json.yaml" "bench-$target")"
     else
         log "this babelgate has no gateway keys: operations measured without one"
     fi
     start_gateway "$name-json" "$WORK/$name-json.yaml" "$4"
     start_gateway "$name-sse" "$WORK/$name-sse.yaml" "$5"
 }
-if [ -n "$OPS_PG" ]; then ops_pg_stores; fi
+if [ -n "$OPS_PG$OPS_KEYSPG" ]; then ops_pg_stores; fi
 if [ -n "$OPS_RT" ]; then
     OPS_CONFIG=routing gateway_config "$WORK/rt-json.yaml" "$P_JSON"
     OPS_CONFIG=routing gateway_config "$WORK/rt-sse.yaml" "$P_SSE"
@@ -330,6 +342,10 @@ if [ -n "$OPS_RT" ]; then
 fi
 if [ -n "$OPS_SQLITE" ]; then ops_gateways sqlite ops ops "$P_OPS_JSON" "$P_OPS_SSE"; fi
 if [ -n "$OPS_PG" ]; then ops_gateways postgres ops_pg opspg "$P_OPSPG_JSON" "$P_OPSPG_SSE"; fi
+if [ -n "$OPS_KEYS" ]; then ops_gateways keys-sqlite keys keys "$P_KEYS_JSON" "$P_KEYS_SSE"; fi
+if [ -n "$OPS_KEYSPG" ]; then
+    ops_gateways keys-postgres keys_pg keyspg "$P_KEYSPG_JSON" "$P_KEYSPG_SSE"
+fi
 
 wait_ready nginx "http://127.0.0.1:$P_JSON/v1/chat/completions" "$B/hello.json"
 if [ -n "$ASGI" ]; then
@@ -345,6 +361,18 @@ if [ -n "$OPS_SQLITE" ]; then
         "x-api-key: $KEY_ops"
     wait_ready ops-sse "http://127.0.0.1:$P_OPS_SSE/v1/messages" "$B/claude_code_stream.json" \
         "x-api-key: $KEY_ops"
+fi
+if [ -n "$OPS_KEYS" ]; then
+    wait_ready keys-json "http://127.0.0.1:$P_KEYS_JSON/v1/messages" "$B/claude_code.json" \
+        "x-api-key: $KEY_keys"
+    wait_ready keys-sse "http://127.0.0.1:$P_KEYS_SSE/v1/messages" "$B/claude_code_stream.json" \
+        "x-api-key: $KEY_keys"
+fi
+if [ -n "$OPS_KEYSPG" ]; then
+    wait_ready keyspg-json "http://127.0.0.1:$P_KEYSPG_JSON/v1/messages" \
+        "$B/claude_code.json" "x-api-key: $KEY_keys_pg"
+    wait_ready keyspg-sse "http://127.0.0.1:$P_KEYSPG_SSE/v1/messages" \
+        "$B/claude_code_stream.json" "x-api-key: $KEY_keys_pg"
 fi
 if [ -n "$OPS_PG" ]; then
     wait_ready opspg-json "http://127.0.0.1:$P_OPSPG_JSON/v1/messages" "$B/claude_code.json" \
@@ -444,7 +472,7 @@ chat_gemini       /v1/chat/completions  /v1/chat/completions  RELAY_GEM   $GEM_J
 gemini_cli        $CLI_JSON_PATH        $CLI_SSE_PATH         RELAY_ANTH  /v1/messages          /v1/messages
 '
 url_of() {  # url_of TARGET BODY: where wrk sends BODY for TARGET (relay, babelgate, asgi, ops,
-            # routing, ops_pg, direct)
+            # routing, ops_pg, keys, keys_pg, direct)
     local stream=JSON kind=anthropic_client row client port
     case $2 in *stream*) stream=SSE ;; esac
     case $2 in codex*) kind=codex ;; chat_gemini*) kind=chat_gemini ;; gemini_cli*) kind=gemini_cli ;; esac
@@ -458,6 +486,8 @@ url_of() {  # url_of TARGET BODY: where wrk sends BODY for TARGET (relay, babelg
         routing) port=P_RT_$stream ;;
         ops) port=P_OPS_$stream ;;
         ops_pg) port=P_OPSPG_$stream ;;
+        keys) port=P_KEYS_$stream ;;
+        keys_pg) port=P_KEYSPG_$stream ;;
         direct) port=P_$stream client=$direct ;;
         *) log "url_of: no target $1"; return 1 ;;
     esac
@@ -479,6 +509,8 @@ for body in $BODIES; do
     if [ -n "$ASGI" ] && [[ " $ASGI_BODIES " == *" $body "* ]]; then targets="$targets asgi"; fi
     if [ -n "$OPS" ] && [[ " ${BENCH_OPS_BODIES:-$BODIES} " == *" $body "* ]]; then
         [ -n "$OPS_RT" ] && targets="$targets routing"
+        [ -n "$OPS_KEYS" ] && targets="$targets keys"
+        [ -n "$OPS_KEYSPG" ] && targets="$targets keys_pg"
         [ -n "$OPS_SQLITE" ] && targets="$targets ops"
         [ -n "$OPS_PG" ] && targets="$targets ops_pg"
     fi
@@ -503,6 +535,8 @@ for body in $BODIES; do
     # Issue 9's latency target holds with routing and the operations on: measure them too.
     if [ -n "$OPS" ] && [[ " ${BENCH_OPS_BODIES:-$BODIES} " == *" $body "* ]]; then
         [ -n "$OPS_RT" ] && targets="$targets routing"
+        [ -n "$OPS_KEYS" ] && targets="$targets keys"
+        [ -n "$OPS_KEYSPG" ] && targets="$targets keys_pg"
         [ -n "$OPS_SQLITE" ] && targets="$targets ops"
         [ -n "$OPS_PG" ] && targets="$targets ops_pg"
     fi
@@ -523,6 +557,8 @@ if [ -n "$ASGI" ]; then stop_pid "$PID_asgi_json"; stop_pid "$PID_asgi_sse"; fi
 if [ -n "$OPS_RT" ]; then stop_pid "$PID_rt_json"; stop_pid "$PID_rt_sse"; fi
 if [ -n "$OPS_SQLITE" ]; then stop_pid "$PID_ops_json"; stop_pid "$PID_ops_sse"; fi
 if [ -n "$OPS_PG" ]; then stop_pid "$PID_opspg_json"; stop_pid "$PID_opspg_sse"; fi
+if [ -n "$OPS_KEYS" ]; then stop_pid "$PID_keys_json"; stop_pid "$PID_keys_sse"; fi
+if [ -n "$OPS_KEYSPG" ]; then stop_pid "$PID_keyspg_json"; stop_pid "$PID_keyspg_sse"; fi
 gateway_config "$WORK/gw-mem.yaml" "$P_SSE" "$P_SLOW"
 start_gateway gw-mem "$WORK/gw-mem.yaml" "$P_GW_MEM"
 start_relay relay-mem "$P_RELAY_MEM" "$P_SLOW"
@@ -565,10 +601,14 @@ done
         echo "ops=1"
         echo "ops_requests=$(cat "$WORK"/ops-logs-sqlite/*.log 2>/dev/null | wc -l)"
     fi
+    [ -n "$OPS_KEYS" ] && echo "keys=1"
+    [ -n "$OPS_KEYSPG" ] && echo "keys_pg=1"
+    if [ -n "$OPS_PG$OPS_KEYSPG" ]; then
+        echo "pg_usage_rows=$(psql "$PG_SERVER/$PG_DB" -qAt -c 'SELECT count(*) FROM usage' 2>/dev/null || echo '?')"
+    fi
     if [ -n "$OPS_PG" ]; then
         echo "ops_pg=1"
         echo "ops_pg_requests=$(cat "$WORK"/ops-logs-postgres/*.log 2>/dev/null | wc -l)"
-        echo "ops_pg_usage_rows=$(psql "$PG_SERVER/$PG_DB" -qAt -c 'SELECT count(*) FROM usage' 2>/dev/null || echo '?')"
         echo "ops_pg_redis_keys=$(redis-cli -u "$REDIS_HOST/$REDIS_DB" dbsize 2>/dev/null || echo '?')"
     fi
 } >"$RAW/meta.txt"
