@@ -170,13 +170,14 @@ class Limiter:
         if permit.finished:
             return
         permit.finished = True
-        if not has_limits(permit.key):
-            return
+        key = permit.key
+        if not (key.rpm or key.tpm or key.concurrency or key.budget is not None):
+            return  # has_limits, inline: this runs on every request with a key
         now = self.clock()
         if permit.local or self.shared is None:
-            self.memory.finish(permit, now)
-            if permit.cost and self.on_spent is not None and permit.key.budget is not None:
-                self.on_spent(permit.key, self.memory.spent(permit.key, now))
+            spent = self.memory.finish(permit, now)
+            if spent is not None and self.on_spent is not None:
+                self.on_spent(key, spent)
             return
         self._settling.append((permit, now))
         if self._settler is None:

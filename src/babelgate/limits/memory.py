@@ -19,35 +19,33 @@ from .permit import Limited, Permit, Refusal, budget_spent, over_limit
 from .windows import WINDOW, retry_after
 
 
-class _Window:
-    """One key's counts for one per-minute limit: the current and the previous window."""
+class _KeyCounts:
+    """One key's counts. Both per-minute limits use the same windows (`index`), so one
+    comparison tells whether they moved on: `requests` and `tokens` are the current
+    window's counts, the `_previous` ones the window before."""
 
-    __slots__ = ("current", "index", "previous")
+    __slots__ = ("active", "index", "requests", "requests_previous", "spend", "spend_end",
+                 "spend_period", "spend_start", "tokens", "tokens_previous")
 
     def __init__(self) -> None:
         self.index = -1
-        self.current = 0
-        self.previous = 0
-
-    def roll(self, index: int) -> None:
-        if index != self.index:
-            self.previous = self.current if index == self.index + 1 else 0
-            self.current = 0
-            self.index = index
-
-
-class _KeyCounts:
-    __slots__ = ("active", "requests", "spend", "spend_end", "spend_period", "spend_start",
-                 "tokens")
-
-    def __init__(self) -> None:
-        self.requests = _Window()
-        self.tokens = _Window()
+        self.requests = self.requests_previous = 0
+        self.tokens = self.tokens_previous = 0
         self.active = 0
         self.spend_start = 0.0  # the budget period the spend is for
         self.spend_end = 0.0  # ... and where it ends (what admit answers a spent budget)
         self.spend_period: Period | None = None
         self.spend = 0.0
+
+    def roll(self, index: int) -> None:
+        """Window `index` begins: the current counts become the previous ones when it is the
+        next window, else (a minute or more without a request) nothing counts any more."""
+        if index == self.index + 1:
+            self.requests_previous, self.tokens_previous = self.requests, self.tokens
+        else:
+            self.requests_previous = self.tokens_previous = 0
+        self.requests = self.tokens = 0
+        self.index = index
 
 
 class MemoryLimits:
@@ -88,58 +86,66 @@ class MemoryLimits:
 
     def admit(self, key: Limited, estimate: int, now: float) -> Permit | Refusal:
         counts = self._keys.get(key.id) or self._counts(key.id)
-        budget, period = key.budget, key.budget_period
-        if budget is not None and period is not None:
+        budget = key.budget
+        if budget is not None and key.budget_period is not None:
             # Still in the period the spend is for: nothing to move (no call).
-            if counts.spend_period == period and counts.spend_start <= now < counts.spend_end:
+            if (counts.spend_period == key.budget_period
+                    and counts.spend_start <= now < counts.spend_end):
                 end = counts.spend_end
             else:
-                end = self._period(key.id, counts, period, now)
+                end = self._period(key.id, counts, key.budget_period, now)
             if counts.spend >= budget:
                 return budget_spent(key, counts.spend, end, now)
         index = int(now // WINDOW)
+        if index != counts.index:
+            counts.roll(index)
         elapsed = now - index * WINDOW
         # The previous window's weight in the last minute (windows.py's formula, inline).
         weight = 1.0 - elapsed / WINDOW
-        rpm, tpm = key.rpm, key.tpm
-        requests, tokens = counts.requests, counts.tokens
-        if rpm:
-            requests.roll(index)
-            if requests.previous * weight + requests.current + 1 > rpm:
-                wait = retry_after(requests.current, requests.previous, elapsed, 1, rpm)
-                return over_limit(key, "rpm", rpm, wait)
+        rpm, tpm, concurrency = key.rpm, key.tpm, key.concurrency
+        if rpm and counts.requests_previous * weight + counts.requests + 1 > rpm:
+            wait = retry_after(counts.requests, counts.requests_previous, elapsed, 1, rpm)
+            return over_limit(key, "rpm", rpm, wait)
         if tpm:
             # A request larger than the whole limit waits for a clear minute, not forever.
             estimate = min(estimate, tpm)
-            tokens.roll(index)
-            if tokens.previous * weight + tokens.current + estimate > tpm:
-                wait = retry_after(tokens.current, tokens.previous, elapsed, estimate, tpm)
+            if counts.tokens_previous * weight + counts.tokens + estimate > tpm:
+                wait = retry_after(counts.tokens, counts.tokens_previous, elapsed, estimate,
+                                   tpm)
                 return over_limit(key, "tpm", tpm, wait)
-        if key.concurrency and counts.active >= key.concurrency:
-            return over_limit(key, "concurrency", key.concurrency, 1.0)
+        if concurrency and counts.active >= concurrency:
+            return over_limit(key, "concurrency", concurrency, 1.0)
         if rpm:
-            requests.current += 1
-        if tpm:
-            tokens.current += estimate
-        if key.concurrency:
+            counts.requests += 1
+        if concurrency:
             counts.active += 1
-        return Permit(key, local=True, tpm_window=index if tpm else -1,
-                      tpm_reserved=estimate if tpm else 0)
+        if tpm:
+            counts.tokens += estimate
+            return Permit(key, True, index, estimate)
+        return Permit(key, True)
 
-    def finish(self, permit: Permit, now: float) -> None:
+    def finish(self, permit: Permit, now: float) -> float | None:
+        """Gives back what `permit` took; the key's spend in its budget period when the
+        permit added to it, else None."""
         key = permit.key
         counts = self._keys.get(key.id) or self._counts(key.id)
-        if permit.tpm_window >= 0:
-            tokens = counts.tokens
+        window = permit.tpm_window
+        if window >= 0:
             delta = permit.tokens - permit.tpm_reserved
-            if tokens.index == permit.tpm_window:
-                tokens.current = max(0, tokens.current + delta)
-            elif tokens.index == permit.tpm_window + 1:
-                tokens.previous = max(0, tokens.previous + delta)
+            if counts.index == window:
+                counts.tokens = max(0, counts.tokens + delta)
+            elif counts.index == window + 1:
+                counts.tokens_previous = max(0, counts.tokens_previous + delta)
         if key.concurrency and counts.active > 0:
             counts.active -= 1
-        if permit.cost:
-            self.add_spend(key, permit.cost, now)
+        cost = permit.cost
+        if not cost or key.budget is None or key.budget_period is None:
+            return None
+        if not (counts.spend_period == key.budget_period
+                and counts.spend_start <= now < counts.spend_end):
+            self._period(key.id, counts, key.budget_period, now)
+        counts.spend += cost
+        return counts.spend
 
     def add_spend(self, key: Limited, cost: float, now: float) -> None:
         if cost and key.budget is not None and key.budget_period is not None:

@@ -7,10 +7,12 @@ What this module promises:
   `x-goog-api-key`, or `?key=` on Gemini paths. Revoking every key does not open the
   gateway again: revoking the last key of a team must not let everyone in.
 - `authenticate(request)` is one SHA-256 and one dict lookup (then a constant-time compare
-  of the hash found): keys live in memory as frozen `KeyRecord`s, keyed by hash. The hash
-  of a key that was found is remembered (`DIGESTS_KEPT` of them), so a client's later
-  requests skip the SHA-256 (~3 µs of the ~15 µs a request's operations may cost); a key
-  that matches nothing is never remembered, so guesses cannot fill the table. A missing,
+  of the hash found): keys live in memory as frozen `KeyRecord`s, keyed by hash. The
+  record of a live key that was found is remembered by the key presented (`DIGESTS_KEPT`
+  of them, forgotten whenever the keys are read again), so a client's later requests are
+  one dict lookup and the expiry check (the SHA-256 is ~3 µs of the ~15 µs a request's
+  operations may cost); a key that matches nothing, or a revoked one, is never
+  remembered, so guesses cannot fill the table. A missing,
   unknown, revoked or expired key is a 401 (`authentication`); a key that is not an admin
   key on an admin path is a 403 (`permission`). Messages never repeat the key.
 - The keys in memory are refreshed in the background: every `refresh_every` seconds (0.5 by
@@ -42,7 +44,7 @@ log = logging.getLogger("babelgate")
 OPEN_PATHS = frozenset({"/health", "/"})
 ADMIN_PREFIXES = ("/admin/", "/admin")
 GEMINI_PREFIXES = ("/v1beta/", "/v1alpha/", "/v1/models/")  # as server/gemini_api.py
-DIGESTS_KEPT = 1024  # hashes of presented keys remembered; far more than a team's keys
+DIGESTS_KEPT = 1024  # presented keys remembered; far more than a team's keys
 
 
 class AuthRequired(Exception):
@@ -91,9 +93,11 @@ class Auth:
         self.live = False  # a key that is not revoked exists (what auth.required asks)
         self.active = required  # requests must carry a key
         self._version: tuple[int, int] | None = None
-        # Presented key -> hash_key(key), for keys found in `keys` (a hash never changes, so
-        # a refresh leaves it right; the record is still looked up and checked each time).
-        self._digests: dict[str, str] = {}
+        # Presented key -> its live record, for keys found in `keys` since they were last
+        # read: a later request of the same client is one dict lookup (and the expiry). A
+        # refresh that reads the keys again starts it empty, so a revoked or changed key is
+        # looked up anew.
+        self._found: dict[str, KeyRecord] = {}
         # Any failure of a refresh keeps the keys we have (the database is away) and is
         # logged each time.
         self._refresher = Periodic(self.refresh, refresh_every, errors=(Exception,),
@@ -121,6 +125,7 @@ class Auth:
         records = await list_keys(self.db, revoked=True)
         # One assignment each: a request sees the old keys or the new ones, never half.
         self.keys = {record.hash: record for record in records}
+        self._found = {}
         self.live = any(record.revoked_at is None for record in records)
         was, self.active = self.active, self.required or bool(records)
         self._version = version
@@ -133,7 +138,8 @@ class Auth:
 
     def authenticate(self, request: Request) -> KeyRecord:
         """The key `request` is made with; raises the 401 or 403 its client should get."""
-        record = self.check_key(presented_key(request))
+        # x-api-key first, without a call: what Claude Code and the Anthropic SDKs send.
+        record = self.check_key(request.headers.get("x-api-key") or presented_key(request))
         if not record.admin and needs_admin(request.method, request.path):
             raise GatewayError("permission", f"{request.path} needs an admin key "
                                "(babelgate keys create NAME --admin)")
@@ -144,13 +150,18 @@ class Auth:
         if key is None:
             raise GatewayError("authentication", "this gateway needs an API key: send your "
                                "babelgate key as x-api-key or Authorization: Bearer")
-        digest = self._digests.get(key)
-        if digest is None:
-            digest = hash_key(key)
-            if digest in self.keys:
-                if len(self._digests) >= DIGESTS_KEPT:
-                    self._digests.clear()
-                self._digests[key] = digest
+        record = self._found.get(key)
+        if record is None:
+            record = self._look_up(key)
+        expires_at = record.expires_at
+        if expires_at is not None and self.clock() >= expires_at:
+            raise GatewayError("authentication", f"API key '{record.name}' has expired")
+        return record
+
+    def _look_up(self, key: str) -> KeyRecord:
+        """The record of a key not found before (since the keys were last read): one
+        SHA-256, then the live record is remembered."""
+        digest = hash_key(key)
         record = self.keys.get(digest)
         # The dict compared hashes already; compare again in constant time so that no
         # timing of the lookup can tell a client how close a guess came.
@@ -158,8 +169,10 @@ class Auth:
             raise GatewayError("authentication", "invalid API key")
         if record.revoked_at is not None:
             raise GatewayError("authentication", f"API key '{record.name}' was revoked")
-        if record.expired(self.clock()):
-            raise GatewayError("authentication", f"API key '{record.name}' has expired")
+        found = self._found
+        if len(found) >= DIGESTS_KEPT:
+            found.clear()
+        found[key] = record
         return record
 
 

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TextIO
+from typing import Any, Literal, TextIO, cast
 
 import orjson
 
@@ -123,53 +123,64 @@ KNOWN_PARTS = 4096  # repeating parts of text lines a writer keeps formatted (th
 
 
 def record_text(rec: UsageRecord, stamp: str,
-                known: dict[Any, str] | None = None) -> str:
+                known: dict[Any, Any] | None = None) -> str:
     """`without_keys(text_line(fields(rec, stamp)))`, written out: the line every request
     writes (tests/server/test_daily_log.py holds the two equal). The parts that repeat from
     request to request (what was asked and served, who asked and how, the cost) are
-    formatted, escaped and masked once and kept in `known` (the writer thread's own dict):
-    a third of the line's instructions. A key-shaped value cannot span two parts (a match
-    stops at the spaces of " | "), so masking part by part masks what the whole line would."""
+    formatted, escaped and masked once and kept in `known` (the writer's own dict), found
+    again with one lookup; the rest is one f-string. A key-shaped value cannot span two
+    parts (a match stops at the spaces of " | "), so masking part by part masks what the
+    whole line would."""
     if known is None:
         known = {}
-    served = (rec.model, rec.provider, rec.target_model)
-    head = known.get(served)
-    if head is None:
-        head = _keep(known, served, _served_text(rec))
-    who = (rec.key, rec.client, rec.protocol, rec.endpoint, rec.stream, rec.route, rec.rule,
-           rec.final, rec.estimated)
-    tail = known.get(who)
-    if tail is None:
-        tail = _keep(known, who, _who_text(rec))
+    parts = (rec.model, rec.provider, rec.target_model, rec.key, rec.client, rec.protocol,
+             rec.endpoint, rec.stream, rec.route, rec.rule, rec.final, rec.estimated)
+    kept = known.get(parts)
+    if kept is None:
+        kept = _keep(known, parts, (_served_text(rec), _who_text(rec)))
+    head, tail = kept
     kind = rec.error_kind
-    level = "WARNING" if kind is not None and kind != "cancelled" else "INFO"
-    out = [f"{stamp} | {level} | REQUEST{head} | input_tokens={rec.input_tokens}"
-           f" | output_tokens={rec.output_tokens} | total_tokens={rec.total_tokens}"]
-    if rec.cache_read_tokens:
-        out.append(f" | cache_read_tokens={rec.cache_read_tokens}")
-    if rec.cache_write_tokens:
-        out.append(f" | cache_write_tokens={rec.cache_write_tokens}")
-    if rec.reasoning_tokens:
-        out.append(f" | reasoning_tokens={rec.reasoning_tokens}")
+    if kind is None:
+        level, status = "INFO", " | status=success"
+    else:
+        level = "INFO" if kind == "cancelled" else "WARNING"
+        status = f" | status=error | error={without_keys(_esc(kind))}"
     cost = rec.cost
-    if cost is None:
-        out.append(" | cost=unknown")
-    else:  # ("cost", value): no other key of `known` is a pair
+    cost_text: str | None = " | cost=unknown"
+    if cost is not None:  # ("cost", value): no other key of `known` is a pair
         cost_text = known.get(("cost", cost))
         if cost_text is None:
             cost_text = _keep(known, ("cost", cost), f" | cost={_money(cost)}")
-        out.append(cost_text)
-    out.append(f" | ms={round(rec.latency_ms)}")
-    if rec.ttft_ms is not None:
-        out.append(f" | ttft_ms={round(rec.ttft_ms)}")
-    out.append(" | status=success" if kind is None
-               else f" | status=error | error={without_keys(_esc(kind))}")
-    out.append(f" | http_status={rec.status} | request_id={without_keys(_esc(rec.request_id))}")
-    out.append(tail)
+    tokens_in, tokens_out = rec.input_tokens, rec.output_tokens
+    cache_read, cache_write, reasoning = (rec.cache_read_tokens, rec.cache_write_tokens,
+                                          rec.reasoning_tokens)
+    extra = _extra_tokens(cache_read, cache_write, reasoning) if (
+        cache_read or cache_write or reasoning) else ""
+    ttft = "" if rec.ttft_ms is None else f" | ttft_ms={round(rec.ttft_ms)}"
+    request_id = rec.request_id
+    # Ours (a hex prefix and counter): nothing to escape or mask, which the check says
+    # without a call. Anything else goes the long way.
+    if not request_id.isalnum() or "AIza" in request_id:
+        request_id = without_keys(_esc(request_id))
+    return (f"{stamp} | {level} | REQUEST{head} | input_tokens={tokens_in}"
+            f" | output_tokens={tokens_out}"
+            f" | total_tokens={tokens_in + cache_read + cache_write + tokens_out}{extra}"
+            f"{cost_text} | ms={round(rec.latency_ms)}{ttft}{status}"
+            f" | http_status={rec.status} | request_id={request_id}{tail}")
+
+
+def _extra_tokens(cache_read: int, cache_write: int, reasoning: int) -> str:
+    out = []
+    if cache_read:
+        out.append(f" | cache_read_tokens={cache_read}")
+    if cache_write:
+        out.append(f" | cache_write_tokens={cache_write}")
+    if reasoning:
+        out.append(f" | reasoning_tokens={reasoning}")
     return "".join(out)
 
 
-def _keep(known: dict[Any, str], key: Any, text: str) -> str:
+def _keep(known: dict[Any, Any], key: Any, text: Any) -> Any:
     if len(known) >= KNOWN_PARTS:
         known.clear()
     known[key] = text
@@ -273,7 +284,7 @@ class DailyLog:
         self._size = 0
         self._second = -1
         self._stamp = ""
-        self._known: dict[Any, str] = {}  # record_text's formatted parts
+        self._known: dict[Any, Any] = {}  # record_text's formatted parts
 
     # ------------------------------------------------------------------ the request path
     def record(self, rec: UsageRecord) -> None:
@@ -326,21 +337,48 @@ class DailyLog:
         """Format and write `batch` (in the writer thread, or the caller's when no loop)."""
         try:
             self._open_for(self.clock())
-            chunk: list[str] = []
-            size = 0
-            for item in batch:
-                line = self._format(item)
-                length = len(line.encode()) if not line.isascii() else len(line)
-                if self._size + size + length > self.max_bytes and self._size + size > 0:
-                    self._emit(chunk, size)
-                    chunk, size = [], 0
-                    self._rotate()
-                chunk.append(line)
-                size += length
-            self._emit(chunk, size)
+            if self.json or self.bodies:
+                self._write_lines(batch)
+                return
+            # Without `bodies` the batch holds records only.
+            text = "".join(self._text_lines(cast("list[UsageRecord]", batch)))
+            size = len(text) if text.isascii() else len(text.encode())
+            if self._size + size > self.max_bytes and self._size + size > 0:
+                self._write_lines(batch)  # the day's file fills up: line by line
+                return
+            self._emit([text], size)
         except OSError as exc:  # a full disk must not stop serving: say so on stderr
             log.warning("daily log: cannot write: %s", exc)
             self._close_file()
+
+    def _text_lines(self, batch: list[UsageRecord]) -> list[str]:
+        """The text lines of a batch of records (no bodies), the usual case: written out
+        from `_format` and `_stamp_of`, which cost a call each a line."""
+        known, second, stamp = self._known, self._second, self._stamp
+        lines = []
+        for rec in batch:
+            now = int(rec.time)
+            if now != second:
+                stamp = self._stamp_of(now)
+                second = now
+            lines.append(record_text(rec, stamp, known))
+        return lines
+
+    def _write_lines(self, batch: list[UsageRecord | _Body]) -> None:
+        """Each line sized on its own: the day's file moves to .1 before the line that would
+        take it past `max_bytes`."""
+        chunk: list[str] = []
+        size = 0
+        for item in batch:
+            line = self._format(item)
+            length = len(line.encode()) if not line.isascii() else len(line)
+            if self._size + size + length > self.max_bytes and self._size + size > 0:
+                self._emit(chunk, size)
+                chunk, size = [], 0
+                self._rotate()
+            chunk.append(line)
+            size += length
+        self._emit(chunk, size)
 
     def _format(self, item: UsageRecord | _Body) -> str:
         if isinstance(item, _Body):
