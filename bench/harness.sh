@@ -55,7 +55,8 @@ write_gateway_config() {  # the three upstream types on UP, routed as bench/run.
     CODEX_MODEL=$(model_of "$WORK/bodies/codex.json") CHAT_MODEL=$chat_model
     ANTHROPIC_MODEL=$(model_of "$WORK/bodies/upstream/anthropic.json")
     GEMINI_CLI_MODEL=gemini-2.5-flash  # bodies.py GEMINI_CLI_MODEL, as ENDPOINT above
-    if [ -n "${BENCH_OPS:-}" ]; then  # bench/run.sh's `ops` target, SQLite
+    if [ -n "${BENCH_OPS:-}" ]; then  # bench/run.sh's `ops` target, SQLite (`routing`: its
+        # `routing` target, the rules, two-target routes, retries and cooldowns alone)
         {
             echo "providers:"
             echo "  up: {type: openai, base_url: http://127.0.0.1:$UP/v1, api_key: k}"
@@ -63,7 +64,7 @@ write_gateway_config() {  # the three upstream types on UP, routed as bench/run.
             echo "  gem: {type: gemini, base_url: http://127.0.0.1:$UP, api_key: k}"
             echo "routes:"
             ops_routes
-            ops_sections "$WORK/logs"
+            if [ "$BENCH_OPS" = routing ]; then routing_sections; else ops_sections "$WORK/logs"; fi
             echo "storage: {path: $WORK/gw.db}"
             if [ -n "${BENCH_EXTRA:-}" ]; then printf '%s\n' "${BENCH_EXTRA//LOGDIR/$WORK/logs}"; fi
         } >"$WORK/gw.yaml"

@@ -22,9 +22,10 @@
 # BENCH_OPS=1 counts bench/run.sh's `ops` target (bench/ops.sh: ten rules none of the bodies
 # meets, two-target routes, retries and cooldowns, the daily log, /metrics, usage books in
 # SQLite, and its gateway key with limits far from reached), with BENCH_SCRAPE=1 (BENCH_EXTRA
-# is added to it too). Work done on a timer (the keys' refresh every 0.5 s, the daily log's
-# hand-off, the access log's flush) happens ~50 times as often per request under callgrind
-# as at full speed: read docs/benchmark.md "What operations cost per request" before comparing.
+# is added to it too); BENCH_OPS=routing counts bench/run.sh's `routing` target instead (the
+# same rules, two-target routes, retries and cooldowns; no key, logs, metrics or scrape).
+# Work done on a timer (the keys' refresh every 0.5 s, the daily log's hand-off, the access
+# log's flush) happens ~50 times as often per request under callgrind as at full speed: read docs/benchmark.md "What operations cost per request" before comparing.
 # BENCH_HOSTED=1 counts the limits as a worker of `serve --workers N` does without Redis: in a
 # supervisor's count server (limits/hosted.py) started beside it, over its unix socket.
 # BENCH_FIRST=0 numbers the measured requests from 0, as the warm-up's were: each body is then
@@ -45,7 +46,9 @@ start_upstream
 write_gateway_config
 if [ -n "${BENCH_REDIS:-}" ]; then echo "redis: $BENCH_REDIS" >>"$WORK/gw.yaml"; fi
 BENCH_KEY_VALUE=""
-if [ -n "${BENCH_OPS:-}" ]; then BENCH_KEY=${BENCH_KEY:-ops} BENCH_SCRAPE=${BENCH_SCRAPE-1}; fi  # BENCH_SCRAPE= : none
+if [ -n "${BENCH_OPS:-}" ] && [ "$BENCH_OPS" != routing ]; then  # BENCH_SCRAPE= : none
+    BENCH_KEY=${BENCH_KEY:-ops} BENCH_SCRAPE=${BENCH_SCRAPE-1}
+fi
 case ${BENCH_KEY:-} in
     "") ;;
     ops) BENCH_KEY_VALUE=$(ops_key "$WORK/gw.yaml") ;;
