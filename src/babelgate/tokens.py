@@ -24,7 +24,6 @@ from babelgate.canonical import (
     Document,
     Image,
     JSONText,
-    Message,
     Reasoning,
     Request,
     Text,
@@ -118,30 +117,64 @@ def quick_estimate(request: Request, reuse: Reuse) -> int:
     where the upstream reports usage only at the end. Costs microseconds, not milliseconds:
     Claude Code reads input tokens from `message_start`, and a zero there breaks its context
     meter; the exact count follows in `message_delta`."""
-    # Per message and per tool list, kept in the caller's reuse table for pieces a session
-    # resends (protocols/reuse.py).
-    derive = reuse.derive
-    chars = fixed = 0
-    for text in request.system:  # a loop, not sum(): no generator on every request
-        chars += len(text.text)
-    for message in request.messages:
-        more_chars, more_fixed = derive(_quick_message, message)
-        chars += more_chars
-        fixed += more_fixed
-    more_chars, more_fixed = derive(_quick_tools, request.tools)
+    chars, fixed = _conversation(request)
+    # The tool list an agent resends is kept in the caller's reuse table (protocols/reuse.py)
+    # and counted once: counting its properties reads every schema.
+    more_chars, more_fixed = reuse.derive(_quick_tools, request.tools)
     return fixed + more_fixed + int((chars + more_chars) / CHARS_PER_TOKEN)
 
 
-def _quick_message(message: Message) -> tuple[int, int]:
-    # Computed for every message a codec assembles per request (Responses' items, Chat's
-    # messages) and not found shared: text parts, most of them, are counted without a call.
-    chars = fixed = 0
-    for part in message.parts:
-        if isinstance(part, (Text, Reasoning)):
-            chars += len(part.text)
-        else:
-            chars, fixed = _quick(part, chars, fixed)
-    return chars, fixed + PER_MESSAGE_TOKENS
+def quick_bound(request: Request) -> int:
+    """At least `quick_estimate(request, ...)`, without reading the tools' schemas: a schema
+    kept as the client's JSON text is taken to name as many properties as its size allows.
+    For a tool list the reuse table does not keep (a new conversation's), whose schemas the
+    estimate would all decode (Claude Code's two dozen tools: ~150 K instructions, ~60 K
+    here)."""
+    chars, fixed = _conversation(request)
+    for tool in request.tools:
+        schema = tool.parameters
+        # The estimate counts the distinct keys of the schema's `properties` object. Each
+        # member takes 4 bytes or more (`"":0`), a comma between two, and the object its
+        # braces and the 13 bytes of `"properties":` inside the schema's own: n members
+        # take 5n + 16 bytes of the text or more, whatever else the schema holds.
+        properties = len(schema.text) // 5 if type(schema) is JSONText else _property_count(
+            schema)
+        chars += len(tool.name) + len(tool.description or "") + 40 * properties + 40
+        fixed += PER_TOOL_TOKENS
+    return fixed + int(chars / CHARS_PER_TOKEN)
+
+
+def _conversation(request: Request) -> tuple[int, int]:
+    """The characters and fixed-cost tokens of the system prompt and the messages. A
+    Responses or Chat request's messages are assembled per request, so a count kept per
+    message in the reuse table was never found again: one walk instead, parts told apart by
+    `type(part) is` (canonical parts have no subclasses), since isinstance on msgspec's
+    types costs several times more (a Codex request's estimate: ~100 K instructions, now ~36 K)."""
+    chars = 0
+    for text in request.system:  # a loop, not sum(): no generator on every request
+        chars += len(text.text)
+    messages = request.messages
+    fixed = PER_MESSAGE_TOKENS * len(messages)
+    for message in messages:
+        for part in message.parts:
+            # What agents send, without a call: text, tool calls and their results (as _quick).
+            if type(part) is Text or type(part) is Reasoning:
+                chars += len(part.text)
+            elif type(part) is ToolCall:
+                arguments = part.arguments
+                chars += len(part.name) + 20 * (len(arguments) + 1)
+                for value in arguments.values():
+                    if isinstance(value, str):
+                        chars += len(value)
+            elif type(part) is ToolResult:
+                for item in part.content:
+                    if type(item) is Text:
+                        chars += len(item.text)
+                    else:
+                        chars, fixed = _quick(item, chars, fixed)
+            else:
+                chars, fixed = _quick(part, chars, fixed)
+    return chars, fixed
 
 
 def part_chars(parts: Iterable[object]) -> tuple[int, int]:
@@ -184,19 +217,19 @@ def _property_count(schema: JSON | JSONText) -> int:
 
 
 def _quick(part: object, chars: int, fixed: int) -> tuple[int, int]:
-    if isinstance(part, (Text, Reasoning)):
+    if type(part) is Text or type(part) is Reasoning:
         chars += len(part.text)
-    elif isinstance(part, ToolCall):
+    elif type(part) is ToolCall:
         chars += len(part.name) + 20 * (len(part.arguments) + 1)
         for value in part.arguments.values():
             if isinstance(value, str):
                 chars += len(value)
-    elif isinstance(part, ToolResult):
+    elif type(part) is ToolResult:
         for item in part.content:
             chars, fixed = _quick(item, chars, fixed)
-    elif isinstance(part, Image):
+    elif type(part) is Image:
         fixed += IMAGE_TOKENS
-    elif isinstance(part, Document):
+    elif type(part) is Document:
         if part.text:
             chars += len(part.text)
         else:

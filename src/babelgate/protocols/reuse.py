@@ -550,6 +550,11 @@ class Reuse:
         result: T = found  # (no typing.cast: a function call on every derive)
         return result
 
+    def keeps(self, value: object) -> bool:
+        """Whether `value` is shared through this table: what `derive` computes from it is
+        then computed once, else on every call."""
+        return id(value) in self._owner
+
     def serialised(self, value: T) -> T | orjson.Fragment:
         """A shared `value` as its JSON, serialised once (an orjson.Fragment, which
         orjson.dumps copies as it is); any other value unchanged. For what a codec renders

@@ -9,10 +9,15 @@ What this module promises:
   meet are worked out once per name and kept (bounded, as the Router's answers). What
   costs more than a few attribute reads is computed only when a rule reached asks for it,
   and at most once per request (`Facts`): whether an image is in the conversation, and the
-  input-token estimate (`tokens.quick_estimate`, microseconds, per message kept in the
-  caller's reuse table). No rules configured: nothing runs at all. Measured (bench, whole
-  process, Claude Code body, ten rules none of which match): ten cheap rules ~1-2% of a
-  request's instructions; an `image` rule adds ~1%, a `long_context` rule ~4% (the estimate).
+  input-token estimate (`tokens.quick_estimate`: one walk of the messages, the tool list's
+  part kept in the caller's reuse table). A tool list the table does not keep (a new
+  conversation's) is not counted while a bound that does not read its schemas
+  (`tokens.quick_bound`) is at most the threshold; the estimate a check made goes on with
+  the decision (a stream's start reports it), else whoever needs one later makes it, the
+  same number. No rules configured: nothing runs at all. Measured (bench, whole process,
+  Claude Code body, ten rules none of which match): ten cheap rules ~1-2% of a request's
+  instructions; an `image` rule adds ~1%, a `long_context` rule ~1-3% (the estimate:
+  docs/benchmark.md "What routing costs").
 - An edit never changes a value it was given: `Edits.apply` builds a new Request
   (msgspec.structs.replace); the texts it adds are built once and shared.
 
@@ -68,13 +73,14 @@ CACHE_SIZE = 4096  # model names whose candidate rules are remembered (Router's 
 class Facts:
     """One request as the conditions see it; what is dear is worked out on first use."""
 
-    __slots__ = ("_estimate", "_image", "headers", "request", "reuse")
+    __slots__ = ("_bound", "_estimate", "_image", "headers", "request", "reuse")
 
     def __init__(self, request: Request, headers: Mapping[str, str], reuse: Reuse) -> None:
         self.request = request
         self.headers = headers
         self.reuse = reuse
         self._estimate: int | None = None
+        self._bound: int | None = None
         self._image: bool | None = None
 
     @property
@@ -86,6 +92,20 @@ class Facts:
         if self._estimate is None:
             self._estimate = tokens.quick_estimate(self.request, self.reuse)
         return self._estimate
+
+    def above(self, limit: int) -> bool:
+        """Whether the input-token estimate is above `limit`. A tool list the reuse table
+        does not keep (a new conversation's) would have every schema read to count its
+        properties: a bound that does not read them (`tokens.quick_bound`) decides first,
+        and the estimate is made only when the bound is above `limit`."""
+        if self._estimate is None:
+            tools = self.request.tools
+            if tools and not self.reuse.keeps(tools):
+                if self._bound is None:
+                    self._bound = tokens.quick_bound(self.request)
+                if self._bound <= limit:
+                    return False
+        return self.estimate() > limit
 
     def image(self) -> bool:
         if self._image is None:
@@ -313,7 +333,7 @@ class Rules:
             checks.append(lambda f: f.image() is image)
         if when.long_context is not None:
             above = when.long_context
-            checks.append(lambda f: f.estimate() > above)
+            checks.append(lambda f: f.above(above))
         return tuple(checks)
 
 
