@@ -3,14 +3,23 @@
 Every operation is submitted to that thread when it is called, so operations run in the
 order they were issued and never block the event loop. The file is created (and migrated)
 by the first operation, not before.
+
+The thread takes operations from a queue and hands each result back to the event loop
+that issued it with one `call_soon_threadsafe`: `run_in_executor` made a
+concurrent.futures Future (a Condition and its lock), chained it to an asyncio one and
+went through the executor's semaphore on both sides, ~140 K instructions under callgrind
+for the keys' version query that runs twice a second (docs/benchmark.md).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import queue
 import sqlite3
+import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -31,7 +40,11 @@ class SqliteDatabase(Database):
         assert url.path is not None
         self.path: Path = url.path
         self.busy_timeout_ms = busy_timeout_ms  # how long to wait for another process's lock
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="babelgate-db")
+        # (work, the future to settle) for the database thread; None ends it.
+        self._queue: queue.SimpleQueue[tuple[Callable[[], Any], _Settle] | None] = (
+            queue.SimpleQueue())
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None  # used only on self._thread
         self._closed = False
         self._used = False  # an operation was issued: the file exists or is being created
@@ -46,7 +59,23 @@ class SqliteDatabase(Database):
         if self._closed:
             raise RuntimeError("the database is closed")
         self._used = True
-        return asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._put(lambda: fn(*args), _OnLoop(future))
+        return future
+
+    def _put(self, work: Callable[[], Any], settle: _Settle) -> None:
+        if self._thread is None:
+            self._start()
+        self._queue.put((work, settle))
+
+    def _start(self) -> None:
+        with self._start_lock:
+            if self._thread is None:
+                # A daemon: close() ends it after what was issued; a process that never
+                # closes its database must not hang at exit on it.
+                self._thread = threading.Thread(target=self._serve, name="babelgate-db",
+                                                daemon=True)
+                self._thread.start()
 
     def execute(self, sql: str, *args: Any) -> asyncio.Future[int]:
         return self._submit(self._execute, sql, args)
@@ -64,7 +93,9 @@ class SqliteDatabase(Database):
         if self._closed:
             raise RuntimeError("the database is closed")
         self._used = True
-        self._thread.submit(self._executemany, sql, rows).result()
+        done: Future[None] = Future()
+        self._put(lambda: self._executemany(sql, rows), _InThread(done))
+        done.result()
 
     def run(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
         """`fn(connection)` on the database thread (for work no portable call expresses)."""
@@ -75,9 +106,23 @@ class SqliteDatabase(Database):
             return
         await self._submit(self._close)
         self._closed = True
-        self._thread.shutdown(wait=True)
+        thread = self._thread
+        if thread is not None:
+            self._queue.put(None)
+            thread.join()  # at once: the thread has nothing left but the end
 
     # ------------------------------------------------------------ the database thread
+    def _serve(self) -> None:
+        take = self._queue.get
+        while (item := take()) is not None:
+            work, settle = item
+            try:
+                result = work()
+            except BaseException as exc:  # the caller's to handle, as it was raised
+                settle.fail(exc)
+            else:
+                settle.done(result)
+
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
             self._conn = self._connect()
@@ -122,3 +167,55 @@ class SqliteDatabase(Database):
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+class _Settle:
+    """Where the database thread puts an operation's outcome."""
+
+    def done(self, result: Any) -> None:
+        raise NotImplementedError
+
+    def fail(self, exc: BaseException) -> None:
+        raise NotImplementedError
+
+
+class _OnLoop(_Settle):
+    """An asyncio future, settled on its own loop."""
+
+    __slots__ = ("future",)
+
+    def __init__(self, future: asyncio.Future[Any]) -> None:
+        self.future = future
+
+    def done(self, result: Any) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+            self.future.get_loop().call_soon_threadsafe(_set_result, self.future, result)
+
+    def fail(self, exc: BaseException) -> None:
+        with contextlib.suppress(RuntimeError):
+            self.future.get_loop().call_soon_threadsafe(_set_exception, self.future, exc)
+
+
+class _InThread(_Settle):
+    """A concurrent future another thread waits on (the usage writer's)."""
+
+    __slots__ = ("future",)
+
+    def __init__(self, future: Future[Any]) -> None:
+        self.future = future
+
+    def done(self, result: Any) -> None:
+        self.future.set_result(result)
+
+    def fail(self, exc: BaseException) -> None:
+        self.future.set_exception(exc)
+
+
+def _set_result(future: asyncio.Future[Any], result: Any) -> None:
+    if not future.done():  # cancelled meanwhile (its caller went away)
+        future.set_result(result)
+
+
+def _set_exception(future: asyncio.Future[Any], exc: BaseException) -> None:
+    if not future.done():
+        future.set_exception(exc)
