@@ -190,6 +190,7 @@ def test_costs_are_written_as_decimals(tmp_path: Path, value: float, text: str) 
     {"cache_read_tokens": 5, "cache_write_tokens": 6, "reasoning_tokens": 7, "stream": True,
      "ttft_ms": 33.3}, {"status": 499, "error_kind": "cancelled", "cost": 0.0},
     {"provider": "", "target_model": "", "model": "a|b\nc", "key": "k\x7f"},
+    {"request_id": "r|1\n"}, {"request_id": ""}, {"request_id": "0a1b2c3d4e5f000123"},
 ])
 def test_the_written_out_text_line_is_the_generic_one(changes: dict[str, object]) -> None:
     rec = record(local(2026, 1, 22), **changes)
@@ -210,3 +211,17 @@ def test_key_shaped_client_text_is_masked_in_every_line(tmp_path: Path) -> None:
     assert secret not in text
     assert text.count("model=[redacted]") == 2
     assert text.count("request_id=r0") == 1 and text.count("request_id=r1") == 1
+
+
+def test_a_request_id_is_escaped_and_masked_unless_it_is_plain(tmp_path: Path) -> None:
+    # babelgate's own ids are letters and digits; anything else goes the long way.
+    clock = Clock(local(2026, 1, 22))
+    log = DailyLog(tmp_path, clock=clock)
+    secret = "bg-Abcdefghijklmnopqrstuvwxyz0123456789"
+    for request_id in ("0a1b2c3d4e5f000123", "x|y", secret, "AIza" + "B" * 30):
+        log.record(record(clock.now, request_id=request_id))
+    text = (tmp_path / "babelgate-2026-01-22.log").read_text()
+    assert "request_id=0a1b2c3d4e5f000123 |" in text
+    assert "request_id=x\\x7cy |" in text
+    assert secret not in text and "AIza" not in text
+    assert text.count("request_id=[redacted] |") == 2
