@@ -83,7 +83,12 @@ def main(bodies: Path, body: str, turns: int, until: str = "all") -> None:
         if not decoder.input_at_start:  # as the gateway (server/gateway.py, _translate_stream)
             tokens.quick_estimate(request, reuse)
         encoder = client.stream_encoder(request, reuse)
-        return b"".join(encoder.encode(event) for event in decoder.feed(canned) + decoder.close())
+        # As the gateway: one batch per read, then the close's (a tree from before
+        # encode_batch, run with PYTHONPATH for a comparison, one event at a time).
+        batch = getattr(encoder, "encode_batch", None)
+        if batch is None:
+            return b"".join(map(encoder.encode, decoder.feed(canned) + decoder.close()))
+        return batch(decoder.feed(canned)) + batch(decoder.close())
 
     for turn in range(int(os.environ.get("BENCH_WARM", WARM_TURNS))):
         one(turn)

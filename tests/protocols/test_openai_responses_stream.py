@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from pathlib import Path
 from typing import Any
 
@@ -390,3 +391,62 @@ def test_decoded_upstream_stream_reencoded_for_codex() -> None:
     ]
     assert final["output"][2]["call_id"] == "call_Lm3No4Pq5Rs6Tu7V"
     assert final["usage"]["input_tokens"] == original["usage"]["input_tokens"]
+
+
+# ------------------------------------------------------------------ a read's events at once
+
+
+def _same_ids(raw: bytes) -> bytes:
+    """`raw` with the ids and the time the encoder makes up written alike."""
+    raw = re.sub(rb'"(msg|rs|fc|ctc|tsc|resp)_[0-9a-f]+"', rb'"\1_"', raw)
+    return re.sub(rb'"created_at":\d+', b'"created_at":0', raw)
+
+
+def _reads(events: list[Event], rng: random.Random) -> list[list[Event]]:
+    """`events` cut into the batches reads of an upstream would make."""
+    cuts = sorted(rng.sample(range(1, len(events)), rng.randint(0, min(4, len(events) - 1))))
+    return [events[a:b] for a, b in zip([0, *cuts], [*cuts, len(events)], strict=True)]
+
+
+def _both_ways(batches: list[list[Event]]) -> None:
+    one, batched = codec.stream_encoder(client_request()), codec.stream_encoder(client_request())
+    expected = b"".join(one.encode(event) for batch in batches for event in batch)
+    assert _same_ids(b"".join(map(batched.encode_batch, batches))) == _same_ids(expected)
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_encode_batch_writes_what_encode_writes(seed: int) -> None:
+    """A batch of events (a run of text deltas among them, or two, or one) is written as
+    encode writes each event: text, empty texts, thinking with its signature, tool calls,
+    usage, an error in the middle of the stream, cut into reads anywhere."""
+    rng = random.Random(seed)
+    texts = ["", "a", ' "q",', "\\", '","', "\u00e9\U0001f600", "line\n", "%d %b"]
+    events: list[Event] = [MessageStart(id="msg_01", model="m", usage=Usage(input_tokens=3))]
+    for index in range(rng.randint(1, 4)):
+        kind = rng.choice(["text", "text", "reasoning", "call"])
+        if kind == "text":
+            pieces = [rng.choice(texts) for _ in range(rng.randint(0, 12))]
+            events += [PartStart(index, Text("")), *(TextDelta(index, t) for t in pieces),
+                       PartStop(index, Text("".join(pieces)))]
+        elif kind == "reasoning":
+            events += [PartStart(index, Reasoning()), ReasoningDelta(index, "hm"),
+                       TextDelta(index, "stray"), TextDelta(index, "text"),
+                       PartStop(index, Reasoning(text="hm", signature="sig",
+                                                 origin="anthropic"))]
+        else:
+            call = ToolCall("call_1", "shell", {"command": ["ls"]})
+            events += [PartStart(index, ToolCall("call_1", "shell")),
+                       ToolArgsDelta(index, '{"command":["ls"]}'), PartStop(index, call)]
+    if rng.random() < 0.3:
+        events.insert(rng.randrange(1, len(events)),
+                      StreamError(GatewayError("overloaded", "busy", status=529)))
+    events += [MessageDelta("end_turn", Usage(input_tokens=3, output_tokens=9)), MessageStop()]
+    _both_ways(_reads(events, rng))
+
+
+def test_encode_batch_past_the_kept_sequence_numbers() -> None:
+    """A run of text deltas whose sequence numbers pass those the encoder keeps made."""
+    deltas = [TextDelta(0, f"w{n} ") for n in range(5000)]
+    events: list[Event] = [MessageStart(id="msg_01", model="m", usage=Usage()),
+                           PartStart(0, Text("")), *deltas, PartStop(0, Text("")), MessageStop()]
+    _both_ways([events[:3000], events[3000:4090], events[4090:]])

@@ -85,6 +85,12 @@ class StreamEncoder(ABC):
         """Bytes for one event (b"" when the protocol has nothing to say for it). A
         StreamError becomes the protocol's mid-stream error."""
 
+    def encode_batch(self, events: list[Event]) -> bytes:
+        """The bytes `encode` writes for each of `events`, in order, joined: what one read of
+        the upstream's stream becomes. Encoders that write a run of text deltas in one go
+        override it; the bytes must be the same."""
+        return b"".join(map(self.encode, events))
+
     def ping(self) -> bytes:
         """A keep-alive the client ignores; b"" if the protocol has none."""
         return b""

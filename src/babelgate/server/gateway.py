@@ -848,32 +848,31 @@ def _encode(
     if len(events) == 1 and type(events[0]) is TextDelta:
         attempt.out_chars += len(events[0].text)
         return encoder.encode(events[0])  # a paced upstream's chunk: one piece of text
-    out: list[bytes] = []
-    encode, append = encoder.encode, out.append
-    for event in events:
+    batch = events  # a copy once an event is replaced for the client
+    chars = attempt.out_chars
+    for at, event in enumerate(events):
         if type(event) is TextDelta:  # most events: only their length to note
-            attempt.out_chars += len(event.text)
-            append(encode(event))
+            chars += len(event.text)
             continue
         # What else the model wrote: the output estimate when the upstream reports none.
         if type(event) is ToolArgsDelta:
-            attempt.out_chars += len(event.json)
+            chars += len(event.json)
         elif type(event) is ReasoningDelta:
-            attempt.out_chars += len(event.text)
-        if isinstance(event, MessageStart):
-            append(encode(_client_start(event, attempt, request)))
-            continue
-        if isinstance(event, MessageDelta):
-            end = _reported_end(event, attempt)
+            chars += len(event.text)
+        elif isinstance(event, MessageStart):
+            batch = batch if batch is not events else events.copy()
+            batch[at] = _client_start(event, attempt, request)
+        elif isinstance(event, MessageDelta):
+            attempt.out_chars = chars  # what the end's output estimate counts
+            batch = batch if batch is not events else events.copy()
+            batch[at] = end = _reported_end(event, attempt)
             attempt.usage = end.usage
-            append(encode(end))
-            continue
-        if isinstance(event, StreamError):
+        elif isinstance(event, StreamError):
             if attempt.provider is not None:  # the upstream's own error event, maybe
                 attempt.provider.own_error(event.error)
             attempt.error = event.error
-        append(encode(event))
-    return b"".join(out)
+    attempt.out_chars = chars
+    return encoder.encode_batch(batch)
 
 
 def _reported_end(event: MessageDelta, attempt: Attempt) -> MessageDelta:
