@@ -37,6 +37,8 @@ from babelgate.canonical import (
     ToolCall,
 )
 from babelgate.protocols import get_codec
+from babelgate.protocols.learnt_layout import Learnt
+from babelgate.protocols.reuse import Reuse
 from babelgate.protocols.sse_decoder import SSEStreamDecoder
 
 JSON = dict[str, Any]
@@ -449,3 +451,129 @@ def test_a_field_that_changes_in_every_event(protocol: str) -> None:
         pieces = [p for n in range(30) for p in (("id", str(n)), ("text", f"w{n} "))]
     for ends in ("lf", "crlf"):
         _check(protocol, _body(STREAMS[protocol](pieces, _compact), rng, ends), rng)
+
+
+# ------------------------------------------------------------------ kept for the next stream
+
+
+def _decode_with(table: Reuse, protocol: str, body: bytes, cuts: list[int]) -> list[object]:
+    """As _decode (fast), with the caller's table: what its last stream learnt is resumed."""
+    decoder = get_codec(protocol).stream_decoder(REQUEST, table)
+    events: list[Event] = []
+    try:
+        for start, end in zip([0, *cuts], [*cuts, len(body)], strict=True):
+            events += decoder.feed(body[start:end])
+        events += decoder.close()
+    except Exception as error:
+        return [*events, ("raised", type(error).__name__, str(error))]
+    return [_comparable(event) for event in events]
+
+
+def _taught(teacher: bytes) -> Reuse:
+    """A caller's table after one stream (the teacher) went through it."""
+    table = Reuse()
+    _decode_with(table, "anthropic", teacher, [])
+    return table
+
+
+def _anthropic_body(pieces: list[tuple[str, str]], write: Writer, ends: str,
+                    rng: random.Random) -> bytes:
+    return _body(_anthropic(pieces, write), rng, ends)
+
+
+TEACHERS = [
+    [("text", f"t{n}") for n in range(6)],
+    [("reasoning", f"r{n}") for n in range(4)] + [("text", f"t{n}") for n in range(4)],
+]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_a_kept_layout_decodes_the_next_stream_exactly(seed: int) -> None:
+    """The caller's last stream left its layouts in its table; the next stream, written
+    alike or not (another JSON writer, line ends, pings, thinking, tool calls, citations,
+    broken bytes, split anywhere), decodes to the general path's events all the same."""
+    rng = random.Random(seed)
+    teacher = _anthropic_body(rng.choice(TEACHERS), rng.choice(WRITERS), rng.choice(["lf", "crlf"]),
+                              rng)
+    pieces = []
+    for _ in range(rng.randint(1, 30)):
+        text = "".join(rng.choice(PIECES) for _ in range(rng.randint(0, 3)))
+        pieces.append((rng.choice(KINDS), text))
+    events = _anthropic(pieces, rng.choice(WRITERS))
+    if seed % 3 == 0:
+        events = _corrupt(events, rng)
+    body = _body(events, rng, rng.choice(["lf", "lf", "crlf", "mixed"]))
+    expected = _decode("anthropic", body, [], fast=False)
+    splits: list[list[int]] = [[], list(range(1, len(body)))]
+    for _ in range(4):
+        count = rng.randint(1, max(1, len(body) // 30))
+        splits.append(sorted(rng.sample(range(1, len(body)), min(count, len(body) - 1))))
+    for cuts in splits:
+        assert _decode_with(_taught(teacher), "anthropic", body, cuts) == expected, cuts
+
+
+@pytest.mark.parametrize("bad", [b"\xff", b"\\ud83d", b"\x01", b"\\x", b"\\", b'"'])
+def test_a_kept_layout_and_a_broken_first_piece(bad: bytes) -> None:
+    """The first piece of the next stream, which the kept layout takes without learning,
+    is broken: the general path decides, whole or split at every byte."""
+    rng = random.Random(bad)
+    teacher = _anthropic_body(TEACHERS[0], _compact, "lf", rng)
+    events = _anthropic([("text", f"w{n}") for n in range(6)], _compact)
+    at = next(i for i, e in enumerate(events) if b'"w0"' in e)
+    events[at] = events[at].replace(b'"w0"', b'"w0' + bad + b'"')
+    body = _body(events, rng, "lf")
+    expected = _decode("anthropic", body, [], fast=False)
+    for cut in range(len(body)):
+        assert _decode_with(_taught(teacher), "anthropic", body, [cut] if cut else []) == expected
+
+
+def test_a_kept_layout_skips_learning_in_the_next_stream() -> None:
+    """With the table of a caller whose last stream came from the same upstream, every
+    piece of the next one, its first among them, comes the fast way: past a ping, and
+    whether the stream comes whole or one event per read."""
+    rng = random.Random(3)
+    pieces = [("text", f" word{n}") for n in range(3)] + [("usage", "")] + [
+        ("text", f" more{n}") for n in range(5)]
+    events = _anthropic(pieces, _compact)
+    body = _body(events, rng, "lf")
+    table = _taught(body)
+    for reads in ([body], [event + b"\n\n" for event in events]):
+        names, decoded = _names_read(table, reads)
+        assert [e.text for e in decoded if isinstance(e, TextDelta)] == [t for k, t in pieces
+                                                                        if k == "text"]
+        assert b"content_block_delta" not in names
+
+
+def _names_read(table: Reuse, reads: list[bytes]) -> tuple[list[bytes], list[Event]]:
+    """The names of the events an Anthropic decoder with `table` took the general way, and
+    its events, for a stream that came in `reads`."""
+    decoder = get_codec("anthropic").stream_decoder(REQUEST, table)
+    assert isinstance(decoder, SSEStreamDecoder)
+    names: list[bytes] = []
+    general = decoder.on_named
+
+    def counting(name: bytes, data: bytes, out: list[Event]) -> None:
+        names.append(name)
+        general(name, data, out)
+
+    decoder.on_named = counting  # type: ignore[method-assign]
+    decoded: list[Event] = []
+    for read in reads:
+        decoded += decoder.feed(read)
+    return names, decoded + decoder.close()
+
+
+def test_a_layout_is_kept_per_table_and_never_changed() -> None:
+    """What a stream learnt is its caller's table's: another caller's stream starts without
+    it, and the value kept is immutable (replaced, not changed, by a later stream)."""
+    rng = random.Random(4)
+    body = _anthropic_body(TEACHERS[0], _compact, "lf", rng)
+    mine, other = _taught(body), Reuse()
+    (learnt,) = mine.stream_layouts.values()
+    assert isinstance(learnt, Learnt) and isinstance(learnt, tuple)
+    assert other.stream_layouts == {}
+    spaced = _anthropic_body(TEACHERS[0], _spaced_ascii, "lf", rng)
+    _decode_with(mine, "anthropic", spaced, [])
+    (relearnt,) = mine.stream_layouts.values()
+    assert relearnt != learnt and learnt == _taught(body).stream_layouts[
+        next(iter(mine.stream_layouts))]

@@ -11,6 +11,7 @@ holds them to the general path's events for any stream and any split of it.
 from __future__ import annotations
 
 import re
+from typing import NamedTuple
 
 import msgspec
 
@@ -25,11 +26,22 @@ PROBE = b"\\u0001probe"  # a JSON string body no upstream sends as a piece of te
 PROBE_TEXT = "\x01probe"
 
 
+class Learnt(NamedTuple):
+    """What a layout is made of, kept by the caller's reuse table for its next stream: the
+    bytes around the string of a bare event of one decoder class and kind of piece. That
+    those bytes make such an event follows from the bytes alone (the probe expect_more
+    reads proves it), not from the stream they were learnt in; the next stream's events are
+    still matched byte for byte, and any other event goes the general way."""
+
+    prefix: bytes
+    suffix: bytes
+
+
 class Layout:
     """The bytes of the bare events expect_more learnt, and what to do with their text."""
 
-    __slots__ = ("after", "index", "kind", "needle", "next", "pieces", "prefix", "size",
-                 "suffix", "used")
+    __slots__ = ("after", "index", "kind", "needle", "pieces", "prefix", "rest", "size", "suffix",
+                 "used")
 
     def __init__(
         self,
@@ -44,15 +56,14 @@ class Layout:
         self.pieces = pieces
         self.kind = kind
         self.index = index
-        # What a run is cut at in bulk: the first bytes between one string's closing quote
-        # and the next one's opening quote (the rest of one event, the start of the next),
-        # at most 32 (CPython searches longer needles more slowly). `next` is the rest of
-        # them, up to the next string's opening quote; `after` the part of the suffix in it.
-        joint = suffix[1:] + prefix
-        cut = 32 if len(joint) > 32 else len(joint) - 1
-        self.needle = joint[:cut]
-        self.next = joint[cut:]
-        self.after = suffix[1 + cut :]
+        # What a run is cut at in bulk: the bytes between one string's closing quote and the
+        # next one's opening quote (the rest of one event, the start of the next), the first
+        # 16 of them (`needle`: CPython splits at longer needles more slowly) and the rest.
+        # (`rest` keeps at least the opening quote).
+        between = suffix[1:] + prefix
+        cut = min(16, len(between) - 1)
+        self.needle, self.rest = between[:cut], between[cut:]
+        self.after = suffix[1 + cut :]  # what of the suffix the needle leaves out
         self.size = len(prefix) + len(suffix)
         self.used = False  # an event was taken with it
 
@@ -90,53 +101,61 @@ def take_one_by_one(layout: Layout, buffer: bytes, pos: int, most: int) -> int:
     return pos
 
 
-def take_in_bulk(layout: Layout, buffer: bytes, pos: int, most: int) -> int:
-    """Take the run of events from `pos` (which starts with the prefix) in one go, looking
-    at most `most` events ahead; return where the first one not taken starts (`pos` when
-    none could be taken that way: the caller then goes one event at a time)."""
-    window = buffer[pos : pos + most * (layout.size + 64)]
-    parts = window.split(layout.needle)
-    if len(parts) == 1:
-        return pos  # no two such events in a row
-    # parts: the first event up to its string's closing quote; then for each next event the
-    # rest of the bytes between two strings (`next`) and its string; and so on, the last
-    # part being what follows. Those with another start end the run.
-    inner = parts[1:-1]
-    count = _starting_with(inner, layout.next)
-    # The last event taken is whole if the rest of its suffix follows the needle.
-    if not parts[1 + count].startswith(layout.after):
-        count -= 1
-    if count < 0:
+def take_in_bulk(layout: Layout, buffer: bytes, pos: int, end: int) -> int:
+    """Take the run of events from `pos` up to `end` at most
+    in one go; return where the first one not taken starts (`pos` when none could be taken
+    that way: the caller then goes one event at a time).
+
+    The window is split at the first bytes between one event's string and the next one's
+    (`needle`, from the suffix after its closing quote); each part after a cut must start
+    with the rest of those bytes (`rest`, up to the next string's opening quote), and its
+    string must then be one whole JSON string, quotes included, which decoding it checks:
+    so the bytes were events of the layout one after another. The last part (the last
+    event, with what follows it) is left to the caller."""
+    if not buffer.startswith(layout.prefix, pos):
         return pos
-    skip = len(layout.next) - 1  # where each next string starts, at its opening quote
-    strings = [parts[0][len(layout.prefix) - 1 :], *[part[skip:] for part in inner[:count]]]
+    window = buffer[pos:end]
+    parts = window.split(layout.needle)
+    last = parts.pop()  # the last event taken whole is the one before this part
+    if not parts or len(parts[0]) <= len(layout.prefix):
+        return pos  # no two such events in a row (or a cut inside the prefix)
+    rest = layout.rest
+    count = _starting_with(parts, 1, rest)
+    # The last of these events is whole if the rest of its suffix follows the needle.
+    if not (parts[count] if count < len(parts) else last).startswith(layout.after):
+        count -= 1
+    if count < 1:
+        return pos
+    skip = len(rest) - 1  # where each next string starts, at its opening quote
+    strings = [parts[0][len(layout.prefix) - 1 :], *[part[skip:] for part in parts[1:count]]]
     try:
         texts = list(map(decode_str, strings))  # each one whole JSON string, or an error
     except ValueError:
-        return pos
+        texts = _leading_strings(strings)
     if "" in texts:
+        del texts[texts.index("") :]  # an empty string is no piece: the general path decides
+    if not texts:
         return pos
     layout.pieces += texts
-    # The last event taken ends with its suffix, in (or after) the needle that follows it.
-    return pos + sum(map(len, parts[: count + 1])) + count * len(layout.needle) + len(
-        layout.suffix
-    ) - 1
+    # The last event taken ends with its suffix, whose closing quote ends its part.
+    if len(texts) == len(parts):  # all but the last part: counted back from the end
+        taken = len(window) - len(last) - len(layout.needle)
+    else:
+        taken = sum(map(len, parts[: len(texts)])) + (len(texts) - 1) * len(layout.needle)
+    return pos + taken + len(layout.suffix) - 1
 
 
-def _starting_with(parts: list[bytes], start: bytes) -> int:
-    """How many of the leading `parts` start with `start`. All those that do lie in one
-    interval of byte order, so a list does when its smallest and largest part do: the whole
-    list is tried, then all but the last (a run usually ends with one other event), then
-    halves."""
-    def all_do(count: int) -> bool:
-        head = parts[:count]
-        return min(head).startswith(start) and max(head).startswith(start)
+def _starting_with(parts: list[bytes], first: int, start: bytes) -> int:
+    """Where the run of `parts` from `first` on that start with `start` ends. All those that
+    do lie in one interval of byte order, so a run does when its smallest and largest part
+    do: the whole list is tried first (a run usually takes all), then halves."""
+    def all_do(end: int) -> bool:
+        run = parts[first:end]
+        return not run or (min(run).startswith(start) and max(run).startswith(start))
 
-    if not parts or all_do(len(parts)):
+    if all_do(len(parts)):
         return len(parts)
-    if len(parts) == 1 or all_do(len(parts) - 1):
-        return len(parts) - 1
-    good, bad = 0, len(parts) - 1  # all_do(good) holds (trivially for 0), all_do(bad) not
+    good, bad = first, len(parts)  # all_do(good) holds, all_do(bad) not
     while bad - good > 1:
         middle = (good + bad) // 2
         if all_do(middle):
@@ -144,6 +163,17 @@ def _starting_with(parts: list[bytes], start: bytes) -> int:
         else:
             bad = middle
     return good
+
+
+def _leading_strings(strings: list[bytes]) -> list[str]:
+    """The texts of the leading `strings` that are whole JSON strings."""
+    texts: list[str] = []
+    for string in strings:
+        try:
+            texts.append(decode_str(string))
+        except ValueError:
+            break
+    return texts
 
 
 def string_at_key(data: bytes, keys: tuple[bytes, ...]) -> tuple[int, int] | None:

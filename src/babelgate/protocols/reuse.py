@@ -181,6 +181,11 @@ class Reuse:
         self._candidates = 0
         self._declined = 0
         self._memo: dict[tuple[Callable[..., Any], Hashable], Any] = {}  # see memo()
+        # The bare-event layouts this caller's stream decoders learnt last (learnt_layout.py,
+        # `Learnt`), by decoder class and kind of piece: the next stream from the same
+        # upstream starts with them instead of learning them again. A few keys at most; each
+        # value is immutable and replaced, never changed.
+        self.stream_layouts: dict[Hashable, Any] = {}
 
     # ------------------------------------------------------------------ decoding
 
@@ -618,6 +623,7 @@ class Reuse:
         self._barren = self._skipped = 0
         self._wasted = self._candidates = self._declined = 0
         self._memo.clear()
+        self.stream_layouts.clear()
 
 
 # A top-level member: its key, where its value starts and ends in the body, and its entry

@@ -7,7 +7,7 @@ when their bytes allow it.
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from itertools import repeat
 from typing import ClassVar
 
@@ -21,6 +21,7 @@ from .learnt_layout import (
     PROBE,
     PROBE_TEXT,
     Layout,
+    Learnt,
     decode_str,
     string_at_key,
     take_in_bulk,
@@ -41,15 +42,22 @@ class SSEStreamDecoder(EventBuffer, StreamDecoder):
     another JSON string are then read straight from the body: the string is decoded and the
     piece appended, as the general path would have done. Any other event goes the general
     way, and forgets the layout (the subclass learns it again at its next bare piece), so a
-    layout only ever stands for the state it was learnt in.
+    layout only ever stands for the state it was learnt in; only an event that the subclass
+    ignores whole (`idle_event`, byte for byte: Anthropic's ping) leaves it standing.
+
+    A subclass given the caller's `known` layouts (Reuse.stream_layouts) keeps each one it
+    learns there, and may `resume` one in the state it was learnt for (a text block just
+    opened): the next stream from that upstream then takes its first pieces the fast way too.
     """
 
-    __slots__ = ("_bare", "_event_at", "_learning", "missed")
+    __slots__ = ("_bare", "_event_at", "_known", "_learning", "missed")
     fast_text: ClassVar[bool] = True  # learn layouts at all (tests turn it off to compare)
+    idle_event: ClassVar[bytes] = b"\n"  # (no event is a lone line break: none by default)
 
-    def __init__(self) -> None:
+    def __init__(self, known: dict[Hashable, Learnt] | None = None) -> None:
         super().__init__()  # what waits of an event not complete yet (EventBuffer)
         self._bare: Layout | None = None  # the layout learnt by expect_more
+        self._known = known
         # The event being handled as received: (body, start, end, length of its blank line).
         self._event_at: tuple[bytes, int, int, int] | None = None
         self._learning = LEARNING_TRIES
@@ -104,6 +112,12 @@ class SSEStreamDecoder(EventBuffer, StreamDecoder):
                     break
                 term = 2
             if self._bare is not None:
+                idle = self.idle_event
+                if block == idle if crlf else (
+                    end - pos == len(idle) and buffer.startswith(idle, pos)
+                ):
+                    pos = end + term  # changes nothing: what was learnt still holds
+                    continue
                 self._forget()  # an event of another shape: what was learnt may be stale
             self._event_at = (buffer, pos, end + term, term)
             if crlf:
@@ -149,15 +163,13 @@ class SSEStreamDecoder(EventBuffer, StreamDecoder):
             return pos
         pieces = layout.pieces
         first = len(pieces)
-        pos = take_one_by_one(layout, buffer, pos, 2)
-        # A run longer than that, with room for more in the body: cut it up in bulk.
-        while (
-            len(pieces) - first >= 2
-            and len(buffer) - pos > 4 * layout.size
-            and buffer.startswith(layout.prefix, pos)
-        ):
-            taken = take_in_bulk(layout, buffer, pos, 16 * (len(pieces) - first))
-            if taken == pos:
+        # With room for a run in the body: cut it up in bulk, a window of some 64 events at
+        # a time while the run goes on past it.
+        while len(buffer) - pos > 3 * layout.size:
+            end = pos + 64 * (layout.size + 64)
+            taken = take_in_bulk(layout, buffer, pos, end)
+            if taken == pos or end >= len(buffer):
+                pos = taken
                 break
             pos = taken
         pos = take_one_by_one(layout, buffer, pos, len(buffer))
@@ -242,6 +254,20 @@ class SSEStreamDecoder(EventBuffer, StreamDecoder):
             return
         prefix, suffix = buffer[start : at + span[0]], buffer[at + span[1] : end]
         self._bare = Layout(prefix, suffix, pieces, kind, index)
+        if self._known is not None:
+            self._known[type(self), kind] = Learnt(prefix, suffix)
+
+    def resume(
+        self, pieces: list[str], kind: type[TextDelta | ReasoningDelta], index: int
+    ) -> None:
+        """The subclass is now where events of the layout it last learnt for `kind` (kept in
+        `known`) make pieces: appended to `pieces`, emitted as `kind(index, text)`, as
+        expect_more would say. Take such events the fast way from the next one on."""
+        if self._known is None or self._bare is not None or self._learning <= 0:
+            return
+        learnt = self._known.get((type(self), kind))
+        if learnt is not None and self.fast_text:
+            self._bare = Layout(learnt.prefix, learnt.suffix, pieces, kind, index)
 
     def on_named(self, name: bytes, data: bytes, events: list[Event]) -> None:
         """An `event:` line and one `data:` line, before the body ended. As on_data."""

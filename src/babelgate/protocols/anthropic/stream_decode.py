@@ -117,6 +117,7 @@ def _read_piece(data: bytes) -> str | None:
 
 class AnthropicStreamDecoder(SSEStreamDecoder):
     input_at_start = True  # message_start's usage
+    idle_event = b'event: ping\ndata: {"type":"ping"}'  # as on_named skips it
     __slots__ = (
         "_block",
         "_custom",
@@ -131,7 +132,7 @@ class AnthropicStreamDecoder(SSEStreamDecoder):
     )
 
     def __init__(self, request: Request, reuse: Reuse) -> None:
-        super().__init__()
+        super().__init__(reuse.stream_layouts)
         self._model = request.model  # not the request: a stream must not keep its body alive
         # Clients send the same tools every turn: the maps are made once per shared list.
         self._names, self._custom = reuse.derive(_tool_names, request.tools)
@@ -299,6 +300,11 @@ class AnthropicStreamDecoder(SSEStreamDecoder):
         initial = block.get("text") if isinstance(part, Text) else block.get("thinking")
         if isinstance(initial, str) and initial:
             self._add_text(initial, events)
+        # Its pieces may come as they did in the caller's last stream (_expect_more's kinds).
+        if isinstance(part, Text):
+            self.resume(current.texts, TextDelta, current.index)
+        elif isinstance(part, Reasoning) and not part.redacted:
+            self.resume(current.texts, ReasoningDelta, current.index)
 
     def _new_part(self, block: JSON) -> Text | Reasoning | ToolCall | None:
         kind = block.get("type")
