@@ -148,14 +148,17 @@ def take_in_bulk(layout: Layout, buffer: bytes, pos: int, end: int) -> int:
 def _starting_with(parts: list[bytes], first: int, start: bytes) -> int:
     """Where the run of `parts` from `first` on that start with `start` ends. All those that
     do lie in one interval of byte order, so a run does when its smallest and largest part
-    do: the whole list is tried first (a run usually takes all), then halves."""
+    do: the whole list is tried, then all but the last (a run usually ends with one other
+    event), then halves."""
     def all_do(end: int) -> bool:
         run = parts[first:end]
         return not run or (min(run).startswith(start) and max(run).startswith(start))
 
     if all_do(len(parts)):
         return len(parts)
-    good, bad = first, len(parts)  # all_do(good) holds, all_do(bad) not
+    if all_do(len(parts) - 1):
+        return len(parts) - 1
+    good, bad = first, len(parts) - 1  # all_do(good) holds, all_do(bad) not
     while bad - good > 1:
         middle = (good + bad) // 2
         if all_do(middle):
