@@ -36,6 +36,8 @@ from babelgate.canonical import (
 )
 from babelgate.canonical.carry import split_id, unpack
 from babelgate.protocols.anthropic import codec
+from babelgate.protocols.anthropic.stream_decode import AnthropicStreamDecoder
+from babelgate.protocols.reuse import Reuse
 from babelgate.protocols.sse import SSEDecoder
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "anthropic"
@@ -449,3 +451,85 @@ def test_bare_signature_is_held_until_a_block_follows_and_dropped_at_the_end() -
                   if e["type"] == "content_block_delta" and e["delta"]["type"] == "signature_delta"]
     assert len(signatures) == 1 and signatures[0].startswith("bg1.")
     assert parsed[-2]["type"] == "message_delta"
+
+
+# ------------------------------------------------------------------ message_start, typed
+
+
+_REST = (b'event: content_block_start\ndata: {"type":"content_block_start","index":0,'
+         b'"content_block":{"type":"text","text":""}}\n\n'
+         b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
+         b'"delta":{"type":"text_delta","text":"hi"}}\n\n'
+         b'event: content_block_stop\ndata: {"type":"content_block_stop","index":0}\n\n'
+         b'event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":'
+         b'"end_turn"},"usage":{"output_tokens":3}}\n\n'
+         b'event: message_stop\ndata: {"type":"message_stop"}\n\n')
+_USAGES = [
+    b"", b',"usage":null', b',"usage":{}', b',"usage":[]', b',"usage":"x"',
+    b',"usage":{"input_tokens":5,"output_tokens":1,"cache_creation_input_tokens":2,'
+    b'"cache_read_input_tokens":7,"service_tier":"standard"}',
+    b',"usage":{"input_tokens":null,"output_tokens":1}',
+    b',"usage":{"input_tokens":5.0}', b',"usage":{"input_tokens":true}',
+    b',"usage":{"input_tokens":-3}', b',"usage":{"input_tokens":9223372036854775807}',
+    b',"usage":{"input_tokens":9223372036854775808}',
+    b',"usage":{"input_tokens":18446744073709551616}',
+    b',"usage":{"input_tokens":1,"input_tokens":2}',
+]
+_MESSAGES = [
+    b'"id":"msg_1","model":"claude-x"', b'"id":"","model":""', b'"model":"claude-x"',
+    b'"id":7,"model":"claude-x"', b'"id":"msg_1","model":null', b'"id":"msg_1","model":[1]',
+    b'"id":"m\xc3\xa9","model":"claude-x"', b'"id":"msg_\\u00e9","model":"claude-x"',
+]
+
+
+def _starts() -> list[bytes]:
+    """message_start events the typed view reads, and many it leaves to the general path."""
+    out = [b'{"type":"message_start","message":{' + message + usage + b'}}'
+           for message in _MESSAGES for usage in _USAGES]
+    out += [b'{"type":"message_start","message":null}', b'{"type":"message_start"}',
+            b'{"type":"message_start","message":[]}', b'{"message":{"id":"msg_1"}}',
+            b'{"type":null,"message":{"id":"msg_1"}}', b'{"type":"ping","message":{}}',
+            b'{"type":"message_start","message":{"id":"msg_1"}', b'{"type":"message_start",'
+            b'"message":{"id":"m\xff"}}', b'[]', b'', b'{"type":"message_start","message":'
+            b'{"id":"a"},"message":{"id":"b"}}']
+    return out
+
+
+class _GeneralStart(AnthropicStreamDecoder):
+    """The decoder without its typed view of message_start."""
+
+    def _typed_start(self, data: bytes, events: list[Event]) -> bool:
+        return False
+
+
+def _made_up_ids(events: list[Event]) -> list[object]:
+    """The events, comparable: made-up ids as their length, errors as what they say."""
+    out: list[object] = []
+    for e in events:
+        if isinstance(e, MessageStart):
+            made_up = e.id.startswith("msg_") and len(e.id) == 28
+            out.append(("start", len(e.id) if made_up else e.id, e.model, e.usage))
+        elif isinstance(e, StreamError):
+            out.append(("error", e.error.kind, e.error.message, e.error.status))
+        else:
+            out.append(e)
+    return out
+
+
+@pytest.mark.parametrize("start", _starts())
+def test_typed_message_start_reads_as_the_general_path(start: bytes) -> None:
+    """Each message_start, alone or twice, whole or split anywhere: the typed view gives
+    the general path's events (ids made up when the upstream sent none aside)."""
+    for body in (b"event: message_start\ndata: " + start + b"\n\n" + _REST,
+                 (b"event: message_start\ndata: " + start + b"\n\n") * 2 + _REST):
+        expected = _decode_with(_GeneralStart, body, [])
+        for cut in range(0, len(body), 7):
+            assert _decode_with(AnthropicStreamDecoder, body, [cut] if cut else []) == expected
+
+
+def _decode_with(kind: type[AnthropicStreamDecoder], body: bytes, cuts: list[int]) -> list[object]:
+    decoder = kind(REQUEST, Reuse(budget=0))
+    events: list[Event] = []
+    for start, end in zip([0, *cuts], [*cuts, len(body)], strict=True):
+        events += decoder.feed(body[start:end])
+    return _made_up_ids(events + decoder.close())

@@ -13,7 +13,7 @@ Keeps canonical.stream's contract, and in particular:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 import orjson
@@ -93,6 +93,34 @@ class _DeltaEvent(msgspec.Struct, gc=False):
 
 
 _decode_delta_event = msgspec.json.Decoder(_DeltaEvent).decode
+
+
+# message_start as the general path reads it, strictly typed: a value of another type (an
+# id that is a number, a count that is a float) raises, and the general path decides.
+# (Counts in the int64 range, which orjson reads as ints: it reads numbers past its range
+# as floats, which the general path ignores.)
+_Count = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+
+
+class _StartUsage(msgspec.Struct, gc=False):
+    input_tokens: _Count | None = None
+    output_tokens: _Count | None = None
+    cache_creation_input_tokens: _Count | None = None
+    cache_read_input_tokens: _Count | None = None
+
+
+class _StartMessage(msgspec.Struct, gc=False):
+    id: str | None = None
+    model: str | None = None
+    usage: _StartUsage | None = None
+
+
+class _StartEvent(msgspec.Struct, gc=False):
+    type: str | None = None
+    message: _StartMessage | None = None
+
+
+_decode_start_event = msgspec.json.Decoder(_StartEvent).decode
 _TEXT_KEYS = (b'"text"',)
 _THINKING_KEYS = (b'"thinking"',)
 def _tool_names(tools: tuple[Tool, ...]) -> tuple[dict[str, str], frozenset[str]]:
@@ -162,6 +190,8 @@ class AnthropicStreamDecoder(SSEStreamDecoder):
             and self._piece(data, events)
         ):
             return
+        if name == b"message_start" and not self._started and self._typed_start(data, events):
+            return
         # Any other event: as on_event, with the JSON read from the bytes (no SSEEvent, no
         # text decoding); bytes orjson cannot read (bad UTF-8 among them) go the text way.
         if self._done or not data:
@@ -201,6 +231,35 @@ class AnthropicStreamDecoder(SSEStreamDecoder):
             current.args.append(delta.partial_json)
             return True
         return False
+
+    def _typed_start(self, data: bytes, events: list[Event]) -> bool:
+        """A stream's message_start, read through a typed view: what _message_start makes
+        of it. False (nothing done) for anything the view does not read the same way."""
+        try:
+            event = _decode_start_event(data)
+        except (ValueError, UnicodeDecodeError):  # (a ValidationError is a ValueError)
+            return False
+        message = event.message
+        if event.type != "message_start" or message is None or self._done:
+            return False
+        self._started = True
+        usage, counted = self._usage, message.usage
+        if counted is not None:
+            usage = self._usage = Usage(
+                input_tokens=usage.input_tokens if counted.input_tokens is None
+                else counted.input_tokens,
+                output_tokens=usage.output_tokens if counted.output_tokens is None
+                else counted.output_tokens,
+                cache_read_tokens=usage.cache_read_tokens
+                if counted.cache_read_input_tokens is None else counted.cache_read_input_tokens,
+                cache_write_tokens=usage.cache_write_tokens
+                if counted.cache_creation_input_tokens is None
+                else counted.cache_creation_input_tokens,
+                reasoning_tokens=usage.reasoning_tokens,
+            )
+        events.append(MessageStart(id=message.id or new_id("msg_"),
+                                   model=message.model or self._model, usage=usage))
+        return True
 
     def _expect_more(self, data: bytes, keys: tuple[bytes, ...]) -> None:
         """After a text or thinking piece: more events that differ only in the piece can
