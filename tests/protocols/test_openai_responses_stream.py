@@ -441,6 +441,10 @@ def test_encode_batch_writes_what_encode_writes(seed: int) -> None:
         events.insert(rng.randrange(1, len(events)),
                       StreamError(GatewayError("overloaded", "busy", status=529)))
     events += [MessageDelta("end_turn", Usage(input_tokens=3, output_tokens=9)), MessageStop()]
+    if seed % 5 == 0:
+        events = events[1:]  # no start: the encoder opens the response itself
+    if seed % 7 == 0:
+        events.append(MessageStop())  # nothing is written after the end
     _both_ways(_reads(events, rng))
 
 

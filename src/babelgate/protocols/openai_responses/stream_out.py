@@ -201,17 +201,32 @@ class ResponsesStreamEncoder(StreamEncoder):
         once), and one event at a time costs a few calls per delta. The run is found
         without a loop of our own (a batch with other text deltas goes one event at a
         time)."""
+        out: list[bytes] = []
         kinds = list(map(type, events))
         count = kinds.count(TextDelta)
         if count > 2:
             first = kinds.index(TextDelta)
             end = first + count
             if kinds[first:end] == [TextDelta] * count:
-                out = list(map(self.encode, events[:first]))
+                for event in events[:first]:
+                    self._add(event, out)
                 self._text_run(events[first:end], out)
-                out += map(self.encode, events[end:])
-                return b"".join(out)
-        return b"".join(map(self.encode, events))
+                events = events[end:]
+        for event in events:
+            self._add(event, out)
+        return b"".join(out)
+
+    def _add(self, event: Event, out: list[bytes]) -> None:
+        """Append what encode writes for `event`; the response's start and end (each with
+        the echo: kilobytes) in pieces, so that they are copied once, by encode_batch."""
+        if type(event) is MessageStart and not self._started and not self._finished:
+            self._text_head = b""
+            out += self._start_pieces(event.id, event.model, event.usage)
+        elif type(event) is MessageStop and self._started and not self._finished:
+            self._text_head = b""
+            out += self._finish_pieces()
+        else:
+            out.append(self.encode(event))
 
     def _text_run(self, deltas: list[Event], out: list[bytes]) -> None:
         """Append what encode writes for each of `deltas` (text deltas), taken together when
@@ -301,36 +316,42 @@ class ResponsesStreamEncoder(StreamEncoder):
         ))
         return own[:-1], self._echo_tail
 
-    def _response_event(self, kind: str, response: tuple[bytes, bytes]) -> bytes:
-        """What _emit(kind, {"response": ...}) writes, around the response's JSON, copied
-        once (it holds the echoed tools: kilobytes)."""
+    def _response_event(self, kind: str, response: tuple[bytes, bytes]) -> tuple[bytes, ...]:
+        """What _emit(kind, {"response": ...}) writes, around the response's JSON, in pieces
+        (joined once: it holds the echoed tools, kilobytes)."""
         seq = self._seq
         self._seq += 1
         name = kind.encode()
-        return b"".join((b"event: ", name, b'\ndata: {"response":', *response, b',"type":"',
-                         name, b'","sequence_number":', str(seq).encode(), b"}\n\n"))
+        return (b"event: ", name, b'\ndata: {"response":', *response, b',"type":"',
+                name, b'","sequence_number":', str(seq).encode(), b"}\n\n")
 
     # ------------------------------------------------------------ lifecycle
 
     def _start(self, upstream_id: str, model: str, usage: Usage) -> bytes:
         if self._started:
             return b""
+        return b"".join(self._start_pieces(upstream_id, model, usage))
+
+    def _start_pieces(self, upstream_id: str, model: str, usage: Usage) -> tuple[bytes, ...]:
+        """The response's two opening events, in pieces (each holds the echo)."""
         self._started = True
         self._rid = response_id(upstream_id)
         self._model = model or self._model
         self._created_at = int(time.time())
         self._usage = usage
         own, echo = self._response("in_progress", None)
-        # Both events in one join (each holds the echo: kilobytes to copy).
         seq = self._seq
         self._seq += 2
-        return b"".join((
+        return (
             b'event: response.created\ndata: {"response":', own, echo,
             b',"type":"response.created","sequence_number":', b"%d" % seq,
             b'}\n\nevent: response.in_progress\ndata: {"response":', own, echo,
-            b',"type":"response.in_progress","sequence_number":', b"%d" % (seq + 1), b"}\n\n"))
+            b',"type":"response.in_progress","sequence_number":', b"%d" % (seq + 1), b"}\n\n")
 
     def _finish(self) -> bytes:
+        return b"".join(self._finish_pieces())
+
+    def _finish_pieces(self) -> tuple[bytes, ...]:
         self._finished = True
         status, reason = status_for(self._stop_reason)
         response = self._response(status, render_usage(self._usage), incomplete_reason=reason)
@@ -340,7 +361,7 @@ class ResponsesStreamEncoder(StreamEncoder):
     def _fail(self, error: GatewayError) -> bytes:
         self._finished = True
         response = self._response("failed", None, error=stream_error(error))
-        return self._response_event("response.failed", response)
+        return b"".join(self._response_event("response.failed", response))
 
     # ------------------------------------------------------------ parts
 
