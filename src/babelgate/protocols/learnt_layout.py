@@ -27,44 +27,49 @@ PROBE_TEXT = "\x01probe"
 
 
 class Learnt(NamedTuple):
-    """What a layout is made of, kept by the caller's reuse table for its next stream: the
-    bytes around the string of a bare event of one decoder class and kind of piece. That
-    those bytes make such an event follows from the bytes alone (the probe expect_more
-    reads proves it), not from the stream they were learnt in; the next stream's events are
-    still matched byte for byte, and any other event goes the general way."""
+    """The bytes of the bare events expect_more learnt, and what is cut from them: kept by
+    the caller's reuse table for its next stream too (`learnt`). That those bytes make a
+    bare event of one decoder class and kind of piece follows from the bytes alone (the
+    probe expect_more reads proves it), not from the stream they were learnt in; the next
+    stream's events are still matched byte for byte, and any other event goes the general
+    way."""
 
-    prefix: bytes
-    suffix: bytes
+    prefix: bytes  # from the start of the event to the string's opening quote
+    suffix: bytes  # from the closing quote to the end of the event
+    # What a run is cut at in bulk: the bytes between one string's closing quote and the
+    # next one's opening quote (the rest of one event, the start of the next), the first 16
+    # of them (`needle`: CPython splits at longer needles more slowly) and the rest, which
+    # keeps at least the opening quote; `after`: what of the suffix the needle leaves out.
+    needle: bytes
+    rest: bytes
+    after: bytes
+    size: int  # of prefix and suffix
+
+
+def learnt(prefix: bytes, suffix: bytes) -> Learnt:
+    between = suffix[1:] + prefix
+    cut = min(16, len(between) - 1)
+    return Learnt(prefix, suffix, between[:cut], between[cut:], suffix[1 + cut :],
+                  len(prefix) + len(suffix))
 
 
 class Layout:
-    """The bytes of the bare events expect_more learnt, and what to do with their text."""
+    """A Learnt layout at work in one stream: where its texts go, and the events they make."""
 
     __slots__ = ("after", "index", "kind", "needle", "pieces", "prefix", "rest", "size", "suffix",
                  "used")
 
     def __init__(
         self,
-        prefix: bytes,  # from the start of the event to the string's opening quote
-        suffix: bytes,  # from the closing quote to the end of the event
+        bytes_: Learnt,
         pieces: list[str],  # where the texts go
         kind: type[TextDelta | ReasoningDelta],  # and the events they make
         index: int,
     ) -> None:
-        self.prefix = prefix
-        self.suffix = suffix
+        self.prefix, self.suffix, self.needle, self.rest, self.after, self.size = bytes_
         self.pieces = pieces
         self.kind = kind
         self.index = index
-        # What a run is cut at in bulk: the bytes between one string's closing quote and the
-        # next one's opening quote (the rest of one event, the start of the next), the first
-        # 16 of them (`needle`: CPython splits at longer needles more slowly) and the rest.
-        # (`rest` keeps at least the opening quote).
-        between = suffix[1:] + prefix
-        cut = min(16, len(between) - 1)
-        self.needle, self.rest = between[:cut], between[cut:]
-        self.after = suffix[1 + cut :]  # what of the suffix the needle leaves out
-        self.size = len(prefix) + len(suffix)
         self.used = False  # an event was taken with it
 
 

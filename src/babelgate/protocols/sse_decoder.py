@@ -23,6 +23,7 @@ from .learnt_layout import (
     Layout,
     Learnt,
     decode_str,
+    learnt,
     string_at_key,
     take_in_bulk,
     take_one_by_one,
@@ -253,9 +254,10 @@ class SSEStreamDecoder(EventBuffer, StreamDecoder):
             self._learning -= 1  # a layout that cannot be learnt: stop trying after a few
             return
         prefix, suffix = buffer[start : at + span[0]], buffer[at + span[1] : end]
-        self._bare = Layout(prefix, suffix, pieces, kind, index)
+        layout = learnt(prefix, suffix)
+        self._bare = Layout(layout, pieces, kind, index)
         if self._known is not None:
-            self._known[type(self), kind] = Learnt(prefix, suffix)
+            self._known[type(self), kind] = layout
 
     def resume(
         self, pieces: list[str], kind: type[TextDelta | ReasoningDelta], index: int
@@ -265,9 +267,9 @@ class SSEStreamDecoder(EventBuffer, StreamDecoder):
         expect_more would say. Take such events the fast way from the next one on."""
         if self._known is None or self._bare is not None or self._learning <= 0:
             return
-        learnt = self._known.get((type(self), kind))
-        if learnt is not None and self.fast_text:
-            self._bare = Layout(learnt.prefix, learnt.suffix, pieces, kind, index)
+        known = self._known.get((type(self), kind))
+        if known is not None and self.fast_text:
+            self._bare = Layout(known, pieces, kind, index)
 
     def on_named(self, name: bytes, data: bytes, events: list[Event]) -> None:
         """An `event:` line and one `data:` line, before the body ended. As on_data."""
