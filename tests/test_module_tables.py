@@ -24,6 +24,8 @@ ALLOWED = {
     "handed out or filled",
     ("protocols/openai_responses/stream_out.py", "_TEXT_DELTA_TAILS"): "event tails for "
     "sequence numbers 0..4095, the same bytes for every stream",
+    ("protocols/openai_responses/stream_out.py", "_QUOTED_TAILS"): "the same tails after a "
+    "closing quote, made alongside",
     ("storage/migrations.py", "MIGRATIONS"): "the migrations, registered at import",
     ("providers/http.py", "_ca_context"): "one TLS context per CA file of the settings",
     ("providers/http.py", "origin_of"): "upstream URLs of the settings' providers",
