@@ -11,7 +11,10 @@
 # request, Codex's Responses body to an Anthropic upstream, a Chat Completions body to a
 # Gemini upstream, Gemini CLI's body to an Anthropic upstream, each streamed and not) make
 # the defaults short. Knobs, all optional:
-#   BENCH_DURATION   measured seconds per target and body, split over 2 alternating rounds (6)
+#   BENCH_DURATION   measured seconds per target and body, split over BENCH_ROUNDS rounds (6)
+#   BENCH_ROUNDS     rounds per body, each visiting the targets in the order opposite to the
+#                    one before (2); more, shorter rounds spread the machine's drift evenly
+#                    over the targets compared
 #   BENCH_WARMUP     warm-up seconds per target and body before measuring (2)
 #   BENCH_LATENCY    seconds per concurrency-1 latency run (3)
 #   BENCH_STREAMS    concurrent slow streams for the memory test (1000)
@@ -55,7 +58,8 @@ REDIS_HOST=${BENCH_REDIS_HOST:-redis://127.0.0.1:6379}
 SLOW_RATE=32            # bytes/s per slow stream after its first 600 bytes: open for minutes
 SERVER_CORE=1           # the gateway and the relay
 LOAD_CORE=0             # nginx, wrk and the memory client
-ROUND=$(( (DURATION + 1) / 2 ))
+ROUNDS=${BENCH_ROUNDS:-2}
+ROUND=$(( (DURATION + ROUNDS - 1) / ROUNDS ))
 ASGI=${BENCH_ASGI:-}
 ASGI_BODIES=${BENCH_ASGI_BODIES:-hello claude_code claude_code_stream}
 OPS=${BENCH_OPS:-}
@@ -518,10 +522,10 @@ for body in $BODIES; do
         BENCH_API_KEY=$(key_of "$target") run_wrk /dev/null "$WARMUP" "$CONNECTIONS" \
             "$(url_of $target $body)" "$B/$body.json"
     done
-    # Two rounds, the order reversed in the second, so drift on the shared machine hits all.
-    for round in 1 2; do
+    # Rounds, the order reversed in every other one, so drift on the shared machine hits all.
+    for round in $(seq "$ROUNDS"); do
         order=$targets
-        [ $round = 2 ] && order=$(echo "$targets" | tr ' ' '\n' | tac | tr '\n' ' ')
+        [ $((round % 2)) = 0 ] && order=$(echo "$targets" | tr ' ' '\n' | tac | tr '\n' ' ')
         for target in $order; do
             BENCH_API_KEY=$(key_of "$target") run_wrk "$RAW/tput-$body-$target-$round.txt" \
                 "$ROUND" "$CONNECTIONS" "$(url_of $target $body)" "$B/$body.json"
@@ -591,7 +595,7 @@ done
         echo "commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$dirty"
     fi
     echo "software=$("$PY" -V), $("$NGINX" -v 2>&1 | sed 's/.*: //'), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)"
-    echo "settings=$CONNECTIONS connections, ${WARMUP}s warm-up + 2 rounds x ${ROUND}s per target and body, ${LATENCY}s latency runs, $STREAMS streams"
+    echo "settings=$CONNECTIONS connections, ${WARMUP}s warm-up + $ROUNDS rounds x ${ROUND}s per target and body, ${LATENCY}s latency runs, $STREAMS streams"
     echo "streams=$STREAMS"
     if [ -n "$ASGI" ]; then
         echo "asgi=$ASGI $("$PY" -m pip show "$ASGI" 2>/dev/null | awk '/^Version/ {print $2}')"
