@@ -533,3 +533,116 @@ def _decode_with(kind: type[AnthropicStreamDecoder], body: bytes, cuts: list[int
     for start, end in zip([0, *cuts], [*cuts, len(body)], strict=True):
         events += decoder.feed(body[start:end])
     return _made_up_ids(events + decoder.close())
+
+
+# ------------------------------------------------------------ the other events, by their bytes
+
+
+class _GeneralEvents(AnthropicStreamDecoder):
+    """The decoder without its shortcuts for the usual bytes of content_block_start and
+    _stop, message_delta and message_stop (nor its typed message_start)."""
+
+    _shaped = {}  # the base's table, emptied
+
+    def _typed_start(self, data: bytes, events: list[Event]) -> bool:
+        return False
+
+
+_END_DELTAS = [
+    b"", b',"delta":null', b',"delta":[]', b',"delta":{}', b',"delta":{"stop_reason":"end_turn"}',
+    b',"delta":{"stop_reason":"end_turn","stop_sequence":null}',
+    b',"delta":{"stop_reason":"stop_sequence","stop_sequence":"\\n\\nHuman:"}',
+    b',"delta":{"stop_reason":"max_tokens","stop_sequence":7}',
+    b',"delta":{"stop_reason":"pause_turn","stop_sequence":"s","stop_reason":"tool_use"}',
+    b',"delta":{"stop_reason":null}', b',"delta":{"stop_reason":5}',
+    b',"delta":{"stop_reason":"something new"}', b',"delta":{"stop_reason":"tool_use\xff"}',
+]
+_BLOCK_STARTS = [
+    b'{"type":"content_block_start","index":%d,"content_block":{"type":"text","text":""}}',
+    b'{"type":"content_block_start","index":%d,"content_block":{"type":"thinking",'
+    b'"thinking":"","signature":""}}',
+    b'{"type":"content_block_start","index":%d,"content_block":{"type":"text","text":"hi"}}',
+    b'{"type":"content_block_start","index":%d,"content_block":{"type":"redacted_thinking",'
+    b'"data":"x"}}',
+    b'{"type":"content_block_start","index":%d,"content_block":{"type":"tool_use","id":"t1",'
+    b'"name":"Read","input":{}}}',
+    b'{"type":"content_block_start","index":%d,"content_block":{"type":"text"}}',
+    b'{"type":"content_block_start","index":%d,"content_block":{"type":"text","text":""} }',
+    b'{"type":"content_block_stop","index":%d}',
+]
+_DELTAS = [
+    b'{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"a b"}}',
+    b'{"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"t"}}',
+    b'{"type":"content_block_delta","index":0,"delta":{"type":"signature_delta",'
+    b'"signature":"sig"}}',
+    b'{"type":"content_block_delta","index":0,"delta":{"type":"input_json_delta",'
+    b'"partial_json":"{\\"a\\": 1}"}}',
+]
+_STOPS = [b'{"type":"content_block_stop","index":%d}', b'{"type":"content_block_stop"}',
+          b'{"type":"content_block_stop","index":%d,"x":1}', b'{"type":"message_stop","index":%d}',
+          b'{"type":"content_block_stop","index":%d']
+_MESSAGE_STOPS = [b'{"type":"message_stop"}', b'{"type": "message_stop"}', b'{"type":"ping"}',
+                  b'{"type":"message_stop","x":[]}', b'{}', b'{"type":"message_stop"']
+
+
+def _ends() -> list[bytes]:
+    """message_delta events, as Anthropic writes them and otherwise."""
+    out = [b'{"type":"message_delta"' + delta + usage + b"}"
+           for delta in _END_DELTAS for usage in _USAGES]
+    out += [b'{"delta":{"stop_reason":"max_tokens"}}', b'{"type":null}', b'[]', b'',
+            b'{"type":"message_stop","delta":{"stop_reason":"max_tokens"}}',
+            b'{"type":"message_delta","delta":{"stop_reason":"max_tokens"}']
+    return out
+
+
+def _random_stream(rng: random.Random) -> bytes:
+    """A stream of Anthropic's events, mostly in their usual order and bytes, sometimes not."""
+    index = lambda: rng.choice([0, 0, 1, 2, 63, 64, 1000])  # noqa: E731
+    names_and_data: list[tuple[bytes, bytes]] = []
+    if rng.random() < 0.9:
+        names_and_data.append((b"message_start", rng.choice(_starts()[:20])))
+    for _ in range(rng.randrange(4)):
+        names_and_data.append((b"content_block_start", rng.choice(_BLOCK_STARTS) % index()))
+        for _ in range(rng.randrange(4)):
+            names_and_data.append((b"content_block_delta", rng.choice(_DELTAS)))
+        stop = rng.choice(_STOPS)
+        names_and_data.append((b"content_block_stop", stop % index() if b"%d" in stop else stop))
+    for _ in range(rng.choice([1, 1, 1, 0, 2])):
+        names_and_data.append((b"message_delta", rng.choice(_ends())))
+    for _ in range(rng.choice([1, 1, 1, 0, 2])):
+        names_and_data.append((b"message_stop", rng.choice(_MESSAGE_STOPS)))
+    if rng.random() < 0.1:
+        names_and_data.append((b"content_block_start", _BLOCK_STARTS[0] % 0))
+    if rng.random() < 0.2:  # another event's name on the usual bytes
+        at = rng.randrange(len(names_and_data))
+        other = rng.choice([b"message_stop", b"message_delta", b"content_block_stop",
+                            b"content_block_start", b"ping"])
+        names_and_data[at] = (other, names_and_data[at][1])
+    return b"".join(b"event: " + name + b"\ndata: " + data + b"\n\n"
+                    for name, data in names_and_data)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_usual_event_bytes_read_as_the_general_path(seed: int) -> None:
+    """Random streams of content_block_start and _stop, message_delta and message_stop events,
+    whole or split anywhere: taken by their usual bytes (or a typed view of message_delta)
+    they give the general path's events."""
+    rng = random.Random(seed)
+    for _ in range(25):
+        body = _random_stream(rng)
+        expected = _decode_with(_GeneralEvents, body, [])
+        cuts = sorted(rng.sample(range(1, len(body)), min(3, len(body) - 1)))
+        assert _decode_with(AnthropicStreamDecoder, body, []) == expected, body
+        assert _decode_with(AnthropicStreamDecoder, body, cuts) == expected, (body, cuts)
+
+
+@pytest.mark.parametrize("end", _ends())
+def test_typed_message_delta_reads_as_the_general_path(end: bytes) -> None:
+    """Each message_delta after a usual start and text block, whole or split anywhere."""
+    body = (b"event: message_start\ndata: " + _starts()[5] + b"\n\n"
+            + _REST.split(b"event: message_delta")[0]
+            + b"event: message_delta\ndata: " + end + b"\n\n"
+            + b'event: message_stop\ndata: {"type":"message_stop"}\n\n')
+    expected = _decode_with(_GeneralEvents, body, [])
+    for cut in range(0, len(body), 11):
+        assert _decode_with(AnthropicStreamDecoder, body, [cut] if cut else []) == expected

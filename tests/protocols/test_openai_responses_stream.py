@@ -445,6 +445,11 @@ def test_encode_batch_writes_what_encode_writes(seed: int) -> None:
         events = events[1:]  # no start: the encoder opens the response itself
     if seed % 7 == 0:
         events.append(MessageStop())  # nothing is written after the end
+    if seed % 3 == 1:  # out of order: a part that stops without its start, a second start
+        starts = [at for at, event in enumerate(events) if type(event) is PartStart]
+        del events[rng.choice(starts)]
+        events.insert(rng.randrange(1, len(events)),
+                      MessageStart(id="msg_02", model="m2", usage=Usage(input_tokens=4)))
     _both_ways(_reads(events, rng))
 
 

@@ -13,7 +13,8 @@ Keeps canonical.stream's contract, and in particular:
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated, Any, ClassVar
 
 import msgspec
 import orjson
@@ -121,6 +122,34 @@ class _StartEvent(msgspec.Struct, gc=False):
 
 
 _decode_start_event = msgspec.json.Decoder(_StartEvent).decode
+
+
+# message_delta as _message_delta reads it, as strictly (see _StartEvent).
+class _EndDelta(msgspec.Struct, gc=False):
+    stop_reason: str | None = None
+    stop_sequence: str | None = None
+
+
+class _EndEvent(msgspec.Struct, gc=False):
+    type: str | None = None
+    delta: _EndDelta | None = None
+    usage: _StartUsage | None = None
+
+
+_decode_end_event = msgspec.json.Decoder(_EndEvent).decode
+
+# Events whose data says nothing but their kind, byte for byte as Anthropic writes them:
+# what the general path does with them follows from these bytes alone (a block's index is
+# not read: a stop closes the open block). The start of an empty text or thinking block
+# maps to the block the general path reads from it.
+_BLOCK_STOPS = frozenset(b'{"type":"content_block_stop","index":%d}' % i for i in range(64))
+_MESSAGE_STOP = b'{"type":"message_stop"}'
+_EMPTY_BLOCKS = {
+    **{b'{"type":"content_block_start","index":%d,"content_block":{"type":"text","text":""}}'
+       % i: "text" for i in range(64)},
+    **{b'{"type":"content_block_start","index":%d,"content_block":{"type":"thinking",'
+       b'"thinking":"","signature":""}}' % i: "thinking" for i in range(64)},
+}
 _TEXT_KEYS = (b'"text"',)
 _THINKING_KEYS = (b'"thinking"',)
 def _tool_names(tools: tuple[Tool, ...]) -> tuple[dict[str, str], frozenset[str]]:
@@ -192,6 +221,9 @@ class AnthropicStreamDecoder(SSEStreamDecoder):
             return
         if name == b"message_start" and not self._started and self._typed_start(data, events):
             return
+        shaped = self._shaped.get(name)  # the usual bytes of the stream's other events
+        if shaped is not None and self._started and not self._done and shaped(self, data, events):
+            return
         # Any other event: as on_event, with the JSON read from the bytes (no SSEEvent, no
         # text decoding); bytes orjson cannot read (bad UTF-8 among them) go the text way.
         if self._done or not data:
@@ -260,6 +292,64 @@ class AnthropicStreamDecoder(SSEStreamDecoder):
         events.append(MessageStart(id=message.id or new_id("msg_"),
                                    model=message.model or self._model, usage=usage))
         return True
+
+    def _typed_end(self, data: bytes, events: list[Event]) -> bool:
+        """message_delta through a typed view: what _message_delta makes of it. False
+        (nothing done) for anything the view does not read the same way."""
+        try:
+            event = _decode_end_event(data)
+        except (ValueError, UnicodeDecodeError):  # (a ValidationError is a ValueError)
+            return False
+        if event.type != "message_delta":
+            return False
+        delta, counted = event.delta, event.usage
+        if delta is not None:
+            self._stop_reason = canonical_stop_reason(delta.stop_reason)
+            self._stop_sequence = delta.stop_sequence
+        if counted is not None:
+            usage = self._usage
+            self._usage = Usage(
+                input_tokens=usage.input_tokens if counted.input_tokens is None
+                else counted.input_tokens,
+                output_tokens=usage.output_tokens if counted.output_tokens is None
+                else counted.output_tokens,
+                cache_read_tokens=usage.cache_read_tokens
+                if counted.cache_read_input_tokens is None else counted.cache_read_input_tokens,
+                cache_write_tokens=usage.cache_write_tokens
+                if counted.cache_creation_input_tokens is None
+                else counted.cache_creation_input_tokens,
+                reasoning_tokens=usage.reasoning_tokens,
+            )
+        return True
+
+    def _known_stop(self, data: bytes, events: list[Event]) -> bool:
+        if data not in _BLOCK_STOPS:
+            return False
+        self._block_stop(events)
+        return True
+
+    def _known_start(self, data: bytes, events: list[Event]) -> bool:
+        kind = _EMPTY_BLOCKS.get(data)
+        if kind is None:
+            return False
+        self._block_start({"type": kind, kind: ""}, events)
+        return True
+
+    def _known_end(self, data: bytes, events: list[Event]) -> bool:
+        if data != _MESSAGE_STOP:
+            return False
+        self._message_stop(events)
+        return True
+
+    # By event name: a started stream's other events taken without decoding their JSON
+    # into dicts, when their bytes are the usual ones (each returns False, having done
+    # nothing, otherwise).
+    _shaped: ClassVar[dict[bytes, Callable[[Any, bytes, list[Event]], bool]]] = {
+        b"content_block_start": _known_start,
+        b"content_block_stop": _known_stop,
+        b"message_delta": _typed_end,
+        b"message_stop": _known_end,
+    }
 
     def _expect_more(self, data: bytes, keys: tuple[bytes, ...]) -> None:
         """After a text or thinking piece: more events that differ only in the piece can
@@ -431,3 +521,4 @@ class AnthropicStreamDecoder(SSEStreamDecoder):
             part = replace(current.part, arguments=arguments or current.initial_input)
             events.append(ToolArgsDelta(current.index, dump_arguments(part.arguments)))
         events.append(PartStop(current.index, part))
+
