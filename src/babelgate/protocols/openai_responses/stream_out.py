@@ -219,26 +219,25 @@ class ResponsesStreamEncoder(StreamEncoder):
     def _add(self, event: Event, out: list[bytes]) -> None:
         """Append what encode writes for `event`; the response's start and end (each with
         the echo: kilobytes) in pieces, so that they are copied once, by encode_batch."""
-        kind = type(event)
-        if self._finished or (kind is TextDelta and self._text_head):
+        if self._finished or (type(event) is TextDelta and self._text_head):
             out.append(self.encode(event))
         elif not self._started:
-            if kind is MessageStart:
+            if type(event) is MessageStart:
                 self._text_head = b""
                 out += self._start_pieces(event.id, event.model, event.usage)
             else:
                 out.append(self.encode(event))
         # A started response's other events, as _event writes them (without its tests)
-        elif kind is PartStart:
+        elif type(event) is PartStart:
             self._text_head = b""
             out.append(self._part_start(event.part))
-        elif kind is PartStop:
+        elif type(event) is PartStop:
             self._text_head = b""
             out.append(self._part_stop(event.part))
-        elif kind is MessageDelta:
+        elif type(event) is MessageDelta:
             self._text_head = b""
             self._stop_reason, self._usage = event.stop_reason, event.usage
-        elif kind is MessageStop:
+        elif type(event) is MessageStop:
             self._text_head = b""
             out += self._finish_pieces()
         else:
