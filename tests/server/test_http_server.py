@@ -16,7 +16,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import itertools
 import logging
+import random
 import re
 import socket
 import time
@@ -349,6 +351,42 @@ def test_header_text_keeps_printable_ascii_and_encodes_the_rest() -> None:
 
 
 # ---------------------------------------------------------------------------- 2. keep-alive
+@on_each_loop
+async def test_requests_read_in_pieces_on_many_connections_at_once_keep_their_bytes() -> None:
+    """Every connection's reads land in one buffer of the server's: requests sent in pieces
+    (a head cut inside a header, a body in several reads, an upgrade request's body) on
+    connections taking turns each arrive with their own bytes, whatever came in between."""
+    recorder = Recorder()
+    rng = random.Random(5)
+    async with serving(recorder) as server, contextlib.AsyncExitStack() as stack:
+        clients = [await stack.enter_async_context(connect(server)) for _ in range(4)]
+        sent: list[list[bytes]] = [[] for _ in clients]
+        for turn in range(3):
+            wires = []
+            for n in range(len(clients)):
+                upgrade = turn == 2 and n == 0
+                body = rng.randbytes(70_000 if upgrade else rng.choice([10, 3000, 70_000]))
+                extra = ("Connection: Upgrade", "Upgrade: h2c") if upgrade else ()
+                wire = request("POST", f"/c{n}/t{turn}", f"x-name: {'v' * 500}", *extra,
+                               body=body)
+                cuts = [0, *sorted(rng.sample(range(1, len(wire)), 6)), len(wire)]
+                wires.append([wire[a:b] for a, b in itertools.pairwise(cuts)])
+                sent[n].append(body)
+            for piece in range(7):  # connections take turns, a piece each
+                for client, pieces in zip(clients, wires, strict=True):
+                    await client.send(pieces[piece])
+                    await asyncio.sleep(0.002)  # its own read, most of the time
+            for n, client in enumerate(clients):
+                answer = await client.answer()
+                assert answer.body == answer_body("POST", f"/c{n}/t{turn}", sent[n][-1])
+    by_path = {r.path: r for r in recorder.requests}
+    assert len(by_path) == 12
+    for n, bodies in enumerate(sent):
+        for turn, body in enumerate(bodies):
+            request_ = by_path[f"/c{n}/t{turn}"]
+            assert request_.body == body and request_.headers["x-name"] == "v" * 500
+
+
 @on_each_loop
 async def test_several_requests_on_one_connection() -> None:
     recorder = Recorder()
