@@ -11,6 +11,7 @@ holds them to the general path's events for any stream and any split of it.
 from __future__ import annotations
 
 import re
+from operator import itemgetter
 from typing import NamedTuple
 
 import msgspec
@@ -125,14 +126,19 @@ def take_in_bulk(layout: Layout, buffer: bytes, pos: int, end: int) -> int:
     if not parts or len(parts[0]) <= len(layout.prefix):
         return pos  # no two such events in a row (or a cut inside the prefix)
     rest = layout.rest
-    count = _starting_with(parts, 1, rest)
+    run = parts[1:]  # (_starting_with's first try, written out: the usual run is all of them)
+    if not run or (min(run).startswith(rest) and max(run).startswith(rest)):
+        count = len(parts)
+    else:
+        count = _starting_with(parts, 1, rest)
     # The last of these events is whole if the rest of its suffix follows the needle.
     if not (parts[count] if count < len(parts) else last).startswith(layout.after):
         count -= 1
     if count < 1:
         return pos
     skip = len(rest) - 1  # where each next string starts, at its opening quote
-    strings = [parts[0][len(layout.prefix) - 1 :], *[part[skip:] for part in parts[1:count]]]
+    strings = [parts[0][len(layout.prefix) - 1 :]]
+    strings += map(itemgetter(slice(skip, None)), parts[1:count])  # (no frame per part)
     try:
         texts = list(map(decode_str, strings))  # each one whole JSON string, or an error
     except ValueError:
