@@ -88,13 +88,20 @@ class SqliteDatabase(Database):
 
     def executemany_from_thread(self, sql: str, rows: Sequence[Sequence[Any]],
                                 loop: asyncio.AbstractEventLoop | None = None) -> None:
-        """Straight to the database thread, with no event loop involved: the usage writer's
-        batches share the one connection (and its set-up) with everything else."""
+        """Straight to the database thread, with no event loop involved."""
+        self.executemany_each_from_thread(((sql, rows),))
+
+    def executemany_each_from_thread(
+        self, statements: Sequence[tuple[str, Sequence[Sequence[Any]]]]
+    ) -> None:
+        """Each statement for each of its rows, all in one transaction, from a thread that
+        is not the event loop's: the usage writer's batches share the one connection (and
+        its set-up) with everything else."""
         if self._closed:
             raise RuntimeError("the database is closed")
         self._used = True
         done: Future[None] = Future()
-        self._put(lambda: self._executemany(sql, rows), _InThread(done))
+        self._put(lambda: self._executemany_each(statements), _InThread(done))
         done.result()
 
     def run(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
@@ -151,10 +158,15 @@ class SqliteDatabase(Database):
         return db.total_changes - before
 
     def _executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        self._executemany_each(((sql, rows),))
+
+    def _executemany_each(self, statements: Sequence[tuple[str, Sequence[Sequence[Any]]]]
+                          ) -> None:
         db = self._db()
         db.execute("BEGIN")
         try:
-            db.executemany(sql, rows)
+            for sql, rows in statements:
+                db.executemany(sql, rows)
         except BaseException:
             db.execute("ROLLBACK")
             raise
