@@ -43,7 +43,6 @@ from babelgate.claude_code.runtime import ClaudeCode
 from babelgate.config import ConfigError, Settings, load_settings
 from babelgate.limits import Limited, Limiter, Permit, Refusal
 from babelgate.limits.periods import bounds
-from babelgate.limits.permit import has_limits
 from babelgate.protocols import Codec, get_codec
 from babelgate.protocols.reuse import ReuseTables, loads_object
 from babelgate.routing import Route, RoutingState, Target, iso_time
@@ -459,7 +458,7 @@ class App:
         """Takes what `caller`'s limits allow for `call` (None), or says why not; counted in
         this process that is decided at once, without a coroutine (most gateways: no Redis,
         one process), else the awaitable that asks the shared store."""
-        if caller is None or not has_limits(caller):
+        if caller is None or not caller.limited:  # has_limits, decided once per key record
             return None
         # The body's size says roughly how many tokens it holds, at no cost whatever its
         # length (walking a long conversation's messages does not); what the request really

@@ -69,9 +69,14 @@ class KeyRecord:
     created_at: float = 0.0
     revoked_at: float | None = None
     _scope: re.Pattern[str] | None = field(default=None, repr=False, compare=False)
+    # Whether any limit is set (limits/permit.py `has_limits`), decided once per record: the
+    # request path asks on every request with a key.
+    limited: bool = field(default=False, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_scope", _scope_pattern(self.scopes))
+        object.__setattr__(self, "limited", bool(
+            self.rpm or self.tpm or self.concurrency or self.budget is not None))
 
     def allows(self, model: str) -> bool:
         return self._scope is None or self._scope.fullmatch(model) is not None
