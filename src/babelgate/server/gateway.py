@@ -183,6 +183,9 @@ class Gateway:
         # the unfinished event of a stream (a decoder keeps it until its blank line).
         self.max_held = int(settings.server.upstream_body_mb * 2**20)
         self.access_log = access_log or AccessLog(enabled=log.isEnabledFor(logging.INFO))
+        # Call.route_log -> the record's rule and route (_rule_and_route): the logs name the
+        # configuration's routes and rules, a handful, each split once (capped all the same).
+        self._rule_routes: dict[str, tuple[str | None, str | None]] = {}
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -640,7 +643,10 @@ class Gateway:
             status, kind = CLIENT_CLOSED, "cancelled"
             usage = _used_so_far(call, attempt, usage)
         ttft = (attempt.first - attempt.started) * 1000 if stream and attempt.first else None
-        rule, route = _rule_and_route(attempt.route)
+        split = self._rule_routes.get(attempt.route)
+        if split is None:
+            split = self._split_route(attempt.route)
+        rule, route = split
         record = self.books.attempt(
             call.origin, request.model, target.provider, target.model, stream,
             usage or NO_USAGE, time=attempt.wall, status=status, error_kind=kind,
@@ -657,6 +663,15 @@ class Gateway:
                                + record.cache_write_tokens + record.output_tokens, record.cost)
 
 
+    def _split_route(self, route_log: str) -> tuple[str | None, str | None]:
+        split = _rule_and_route(route_log)
+        if len(self._rule_routes) >= ROUTES_SPLIT_KEPT:
+            self._rule_routes.clear()
+        self._rule_routes[route_log] = split
+        return split
+
+
+ROUTES_SPLIT_KEPT = 1024
 CLIENT_CLOSED = 499  # the status nginx made the convention for a client that left
 
 
