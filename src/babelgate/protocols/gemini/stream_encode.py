@@ -9,6 +9,10 @@ Each `data:` line is one whole GenerateContentResponse chunk, as Gemini sends th
 - MessageDelta -> a last chunk with `finishReason` and `usageMetadata`;
 - StreamError -> a `{"error": {...}}` chunk.
 Every chunk names `modelVersion` and `responseId`, like Gemini's own.
+
+A text or thought delta, what a stream is mostly made of, is written from the bytes of its
+chunk around the text (made once per stream from the very dict the general path serialises,
+see `_ends`) and the text's JSON string; a read's run of text deltas in one go (text_run.py).
 """
 
 from __future__ import annotations
@@ -31,24 +35,37 @@ from babelgate.canonical import (
 )
 from babelgate.protocols.base import StreamEncoder
 from babelgate.protocols.sse import sse
+from babelgate.protocols.sse_templates import CUT
+from babelgate.protocols.text_run import text_run, write_texts
 
 from .client import finish_reason, usage_metadata
 from .errors import render_error
 from .parts import BARE_THOUGHT, ORIGIN, foreign_signature, render_model_parts
 
 JSON = dict[str, Any]
+_CUT_STRING = orjson.dumps(CUT)
 
 
 class GeminiStreamEncoder(StreamEncoder):
-    __slots__ = ("_calls", "_foreign", "_id", "_model")
+    __slots__ = ("_calls", "_foreign", "_id", "_model", "_text_ends", "_thought_ends")
 
     def __init__(self, request: Request) -> None:
         self._id = ""
         self._model = request.model
         self._foreign: list[Reasoning] = []  # finished reasoning of another provider
         self._calls = 0
+        # A text (thought) delta's chunk before and after its text: made at the first one,
+        # again after a MessageStart (the chunks name its id and model).
+        self._text_ends: tuple[bytes, bytes] | None = None
+        self._thought_ends: tuple[bytes, bytes] | None = None
 
     def encode(self, event: Event) -> bytes:
+        if type(event) is TextDelta:
+            head, tail = self._text_ends or self._ends(thought=False)
+            return head + orjson.dumps(event.text) + tail
+        if type(event) is ReasoningDelta:
+            head, tail = self._thought_ends or self._ends(thought=True)
+            return head + orjson.dumps(event.text) + tail
         if isinstance(event, TextDelta):
             return self._chunk([{"text": event.text}])
         if isinstance(event, ReasoningDelta):
@@ -64,10 +81,34 @@ class GeminiStreamEncoder(StreamEncoder):
         if isinstance(event, MessageStart):
             self._id = event.id
             self._model = event.model or self._model
+            self._text_ends = self._thought_ends = None
             return b""
         if isinstance(event, StreamError):
             return sse(orjson.dumps(render_error(event.error)))
         return b""  # PartStart, SignatureDelta, ToolArgsDelta, MessageStop: nothing to say
+
+    def encode_batch(self, events: list[Event]) -> bytes:
+        """As encode for each event, with a run of text deltas written in one go."""
+        run = text_run(events)
+        if run is None:
+            return b"".join(map(self.encode, events))
+        first, end = run
+        out = list(map(self.encode, events[:first]))  # the start, if in this read
+        head, tail = self._text_ends or self._ends(thought=False)
+        out.append(write_texts(events[first:end], head, tail))
+        out += map(self.encode, events[end:])
+        return b"".join(out)
+
+    def _ends(self, *, thought: bool) -> tuple[bytes, bytes]:
+        """The bytes `_chunk` writes for a text (thought) delta before and after its text's
+        JSON string, kept for the next ones."""
+        part: JSON = {"text": CUT, "thought": True} if thought else {"text": CUT}
+        head, tail = self._chunk([part]).split(_CUT_STRING)
+        if thought:
+            self._thought_ends = head, tail
+        else:
+            self._text_ends = head, tail
+        return head, tail
 
     def _part_stop(self, part: Any) -> bytes:
         if isinstance(part, ToolCall):
