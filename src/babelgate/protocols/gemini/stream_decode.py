@@ -80,25 +80,27 @@ class _Candidate(msgspec.Struct, gc=False):
 
 class _Chunk(msgspec.Struct, gc=False):
     candidates: list[_Candidate] | None = None
-    usageMetadata: Any = msgspec.UNSET
+    # Its bytes: decoded by orjson, as the general path decodes the chunk, and only when
+    # they change (most chunks repeat the last one's usage).
+    usageMetadata: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
     promptFeedback: Any = None
-    error: Any = None
+    error: Any = msgspec.UNSET  # present at all, even null: an error chunk
+    responseId: Any = None
+    modelVersion: Any = None
 
 
 _decode_chunk = msgspec.json.Decoder(_Chunk).decode
 
 
-def _bare_text(chunk: _Chunk) -> str | None:
-    """The text of a chunk that carries one text part and nothing else (but usage), else
-    None."""
+def _piece(chunk: _Chunk) -> tuple[str, Any] | None:
+    """The text and finishReason of a chunk that carries one text part and nothing else
+    (but usage, its id and model), else None."""
     candidates = chunk.candidates
-    if chunk.error is not None or chunk.promptFeedback is not None or not candidates:
+    if chunk.error is not msgspec.UNSET or chunk.promptFeedback is not None or not candidates:
         return None
     candidate = candidates[0]
     content = candidate.content
-    if candidate.finishReason is not None or content is None or not content.parts:
-        return None
-    if len(content.parts) != 1:
+    if content is None or not content.parts or len(content.parts) != 1:
         return None
     part = content.parts[0]
     text = part.text
@@ -110,15 +112,17 @@ def _bare_text(chunk: _Chunk) -> str | None:
         or part.functionCall is not msgspec.UNSET
     ):
         return None
-    return text
+    return text, candidate.finishReason
 
 
 def _read_text(data: bytes) -> str | None:
-    """The text of a bare text chunk, as on_data reads it."""
+    """The text of a bare text chunk (one that does not finish the stream), as on_data reads
+    it."""
     try:
-        return _bare_text(_decode_chunk(data))
+        piece = _piece(_decode_chunk(data))
     except ValueError:
         return None
+    return piece[0] if piece is not None and piece[1] is None else None
 
 
 _TEXT_KEYS = (b'"text"',)
@@ -139,6 +143,7 @@ class GeminiStreamDecoder(SSEStreamDecoder):
         "_pieces",
         "_started",
         "_usage_meta",
+        "_usage_raw",
     )
 
     def __init__(self, request: Request, reuse: Reuse) -> None:
@@ -158,25 +163,23 @@ class GeminiStreamDecoder(SSEStreamDecoder):
         self._finish: str | None = None
         self._blocked = False
         self._usage_meta: Any = None
+        self._usage_raw: msgspec.Raw | None = None  # the bytes _usage_meta was read from
 
     def on_event(self, event: SSEEvent, events: list[Event], at_end: bool) -> None:
         self._data(event.data, events, at_end=at_end)
 
     def on_data(self, data: bytes, events: list[Event]) -> None:
-        if self._open_kind == "text" and not self._done and not self.missed:
-            # Most chunks are one more piece of the open text: read through a typed view
-            # that builds nothing else; anything more takes the general path.
+        if not self._done:
+            # Most chunks are one piece of text (the first with the stream's id and model,
+            # the last with its finishReason): read through a typed view that builds nothing
+            # else; anything more takes the general path.
             try:
                 chunk = _decode_chunk(data)
             except ValueError:  # not JSON, or bad UTF-8 in it: the general path decides
                 chunk = None
-            text = _bare_text(chunk) if chunk is not None else None
-            if chunk is not None and text is not None:
-                if chunk.usageMetadata is not msgspec.UNSET:
-                    self._usage_meta = chunk.usageMetadata
-                self._pieces.append(text)
-                events.append(TextDelta(self._index, text))
-                self._expect_more(data)
+            if chunk is not None and self._text_chunk(chunk, events):
+                if self._finish is None:  # more pieces to come: learn their bytes
+                    self._expect_more(data)
                 return
         before = len(events)
         self._data(data, events)  # JSON is read from the bytes as well as from text
@@ -187,6 +190,37 @@ class GeminiStreamDecoder(SSEStreamDecoder):
             and type(events[-1]) is TextDelta
         ):
             self._expect_more(data)  # the first piece of a part, or of a stream
+
+    def _text_chunk(self, chunk: _Chunk, events: list[Event]) -> bool:
+        """Take a chunk of one piece of text as _chunk would; False, with nothing done, for
+        any other."""
+        piece = _piece(chunk)
+        if piece is None:
+            return False
+        usage = chunk.usageMetadata
+        if usage is not msgspec.UNSET and usage != self._usage_raw:
+            try:
+                self._usage_meta = orjson.loads(memoryview(usage))
+            except orjson.JSONDecodeError:  # what msgspec lets by (1e999): as the general path
+                return False
+            self._usage_raw = usage
+        if not self._started:
+            self._started = True
+            events.append(
+                MessageStart(
+                    id=chunk.responseId or new_id("msg_"),
+                    model=chunk.modelVersion or self._model,
+                    usage=parse_usage(self._usage_meta),
+                )
+            )
+        text, finish = piece
+        if self._open_kind != "text":
+            self._ensure_open("text", events)
+        self._pieces.append(text)
+        events.append(TextDelta(self._index, text))
+        if finish:
+            self._finish = finish
+        return True
 
     def _expect_more(self, data: bytes) -> None:
         """After a chunk that left a piece in the open text: chunks that differ only in the
@@ -237,6 +271,7 @@ class GeminiStreamDecoder(SSEStreamDecoder):
     def _chunk(self, chunk: JSON, events: list[Event]) -> None:
         if "usageMetadata" in chunk:
             self._usage_meta = chunk["usageMetadata"]
+            self._usage_raw = None
         if not self._started:
             self._started = True
             events.append(
