@@ -49,6 +49,7 @@ from babelgate.protocols.sse_decoder import SSEStreamDecoder
 from .errors import error_from_body
 from .parts import BARE_THOUGHT, ORIGIN
 from .response import (
+    ToolNames,
     first_candidate,
     is_blocked,
     parse_function_call,
@@ -141,6 +142,8 @@ class GeminiStreamDecoder(SSEStreamDecoder):
         "_open",
         "_open_kind",
         "_pieces",
+        "_request",
+        "_reuse",
         "_started",
         "_usage_meta",
         "_usage_raw",
@@ -148,8 +151,9 @@ class GeminiStreamDecoder(SSEStreamDecoder):
 
     def __init__(self, request: Request, reuse: Reuse) -> None:
         super().__init__()
-        # Clients send the same tools every turn: the names are mapped once per shared list.
-        self._names = reuse.derive(tool_names, request.tools)
+        # Made at the first function call, if any (most streams have none).
+        self._names: ToolNames | None = None
+        self._request, self._reuse = request, reuse
         self._model = request.model
         self._started = False
         self._done = False  # an error was emitted: ignore the rest
@@ -342,6 +346,10 @@ class GeminiStreamDecoder(SSEStreamDecoder):
 
     def _function_call(self, raw: JSON, events: list[Event]) -> None:
         self._close_open(events)
+        if self._names is None:
+            # Clients send the same tools every turn: the names are mapped once per shared
+            # list.
+            self._names = self._reuse.derive(tool_names, self._request.tools)
         call = parse_function_call(raw, self._names)
         self._has_calls = True
         start = ToolCall(
