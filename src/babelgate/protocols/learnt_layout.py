@@ -89,6 +89,11 @@ def take_one_by_one(layout: Layout, buffer: bytes, pos: int, most: int) -> int:
             # (which has a raw line break, so no string holds it) tells.
             end = find(b'"', start)
             if not startswith(suffix, end):
+                if end < 0 or buffer[end - 1] != 0x5C:
+                    # A quote after no backslash closes the string (none at all: not here
+                    # yet): so the suffix is not what follows it. Only an escaped quote
+                    # needs the match below.
+                    break
                 found = STRING_REST.match(buffer, start)
                 end = found.end() - 1 if found is not None else -1
                 if not startswith(suffix, end):
