@@ -31,7 +31,11 @@ USAGES: list[Any] = [
     {"promptTokenCount": 10, "candidatesTokenCount": 4, "totalTokenCount": 14,
      "cachedContentTokenCount": 8, "thoughtsTokenCount": 2},
     {"promptTokenCount": 2**64, "candidatesTokenCount": 10**30},  # orjson: floats
-    {"promptTokenCount": 1.5},
+    {"promptTokenCount": 2**63 - 1, "candidatesTokenCount": 2**63},  # the view's bounds
+    {"promptTokenCount": -(2**63), "thoughtsTokenCount": -(2**63) - 1},
+    {"promptTokenCount": 1.5, "cachedContentTokenCount": 2.0},
+    {"promptTokenCount": True, "candidatesTokenCount": None, "totalTokenCount": "x"},
+    {"promptTokenCount": "7"},
     None,
     [],
     "x",

@@ -16,11 +16,11 @@ on top of canonical/stream.py's contract:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 import orjson
-from msgspec.structs import replace
+from msgspec.structs import asdict, replace
 
 from babelgate.canonical import (
     Event,
@@ -79,11 +79,24 @@ class _Candidate(msgspec.Struct, gc=False):
     finishReason: Any = None
 
 
+# A count that orjson reads as this int (past 64 bits it reads a float, which parse_usage
+# would round differently; msgspec bounds stop at int64): anything else (null aside) fails
+# the view, and the general path reads the chunk.
+_Count = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+
+
+class _Usage(msgspec.Struct, gc=False):
+    """The counts parse_usage reads (as a dict: msgspec.structs.asdict)."""
+
+    promptTokenCount: _Count | None = None
+    cachedContentTokenCount: _Count | None = None
+    thoughtsTokenCount: _Count | None = None
+    candidatesTokenCount: _Count | None = None
+
+
 class _Chunk(msgspec.Struct, gc=False):
     candidates: list[_Candidate] | None = None
-    # Its bytes: decoded by orjson, as the general path decodes the chunk, and only when
-    # they change (most chunks repeat the last one's usage).
-    usageMetadata: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
+    usageMetadata: _Usage | msgspec.UnsetType | None = msgspec.UNSET
     promptFeedback: Any = None
     error: Any = msgspec.UNSET  # present at all, even null: an error chunk
     responseId: Any = None
@@ -146,7 +159,6 @@ class GeminiStreamDecoder(SSEStreamDecoder):
         "_reuse",
         "_started",
         "_usage_meta",
-        "_usage_raw",
     )
 
     def __init__(self, request: Request, reuse: Reuse) -> None:
@@ -167,7 +179,6 @@ class GeminiStreamDecoder(SSEStreamDecoder):
         self._finish: str | None = None
         self._blocked = False
         self._usage_meta: Any = None
-        self._usage_raw: msgspec.Raw | None = None  # the bytes _usage_meta was read from
 
     def on_event(self, event: SSEEvent, events: list[Event], at_end: bool) -> None:
         self._data(event.data, events, at_end=at_end)
@@ -202,12 +213,8 @@ class GeminiStreamDecoder(SSEStreamDecoder):
         if piece is None:
             return False
         usage = chunk.usageMetadata
-        if usage is not msgspec.UNSET and usage != self._usage_raw:
-            try:
-                self._usage_meta = orjson.loads(memoryview(usage))
-            except orjson.JSONDecodeError:  # what msgspec lets by (1e999): as the general path
-                return False
-            self._usage_raw = usage
+        if usage is not msgspec.UNSET:
+            self._usage_meta = None if usage is None else asdict(usage)
         if not self._started:
             self._started = True
             events.append(
@@ -275,7 +282,6 @@ class GeminiStreamDecoder(SSEStreamDecoder):
     def _chunk(self, chunk: JSON, events: list[Event]) -> None:
         if "usageMetadata" in chunk:
             self._usage_meta = chunk["usageMetadata"]
-            self._usage_raw = None
         if not self._started:
             self._started = True
             events.append(
