@@ -18,6 +18,9 @@ Every chunk shares the same id/created/model head, serialised once per stream.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Any
 
 import orjson
 
@@ -71,27 +74,32 @@ class ChatStreamEncoder(StreamEncoder):
             return self._text_head + orjson.dumps(event.text) + _DELTA_TAIL
         if type(event) is ReasoningDelta and self._reasoning_head:
             return self._reasoning_head + orjson.dumps(event.text) + _DELTA_TAIL
-        if isinstance(event, TextDelta):
-            return self._chunk({"content": event.text})
-        if isinstance(event, ReasoningDelta):
-            return self._chunk({"reasoning_content": event.text})
-        if isinstance(event, ToolArgsDelta):
-            return self._args(event)
-        if isinstance(event, PartStart):
-            return self._part_start(event)
-        if isinstance(event, PartStop):
-            return self._part_stop(event)
-        if isinstance(event, MessageStart):
-            return self._start(event)
-        if isinstance(event, MessageDelta):
-            self._usage = event.usage
-            reason = finish_reason(event.stop_reason, bool(self._tool_slot))
-            return self._chunk({}, reason)
-        if isinstance(event, MessageStop):
-            return self._usage_chunk() + _DONE if self._include_usage else _DONE
-        if isinstance(event, StreamError):
-            return b"data: " + orjson.dumps(render_error(event.error)) + b"\n\n" + _DONE
+        # Each other event by its type: one lookup, where a chain of isinstance tests cost
+        # ~1-3 k instructions a test on these structs.
+        write = _WRITERS.get(type(event))
+        if write is not None:
+            return write(self, event)
+        for kind, write in _WRITERS.items():  # a subclass of one: as the chain took it
+            if isinstance(event, kind):
+                return write(self, event)
         return b""  # SignatureDelta: Chat has nowhere to put a signature
+
+    def _text(self, event: TextDelta) -> bytes:
+        return self._chunk({"content": event.text})
+
+    def _reasoning(self, event: ReasoningDelta) -> bytes:
+        return self._chunk({"reasoning_content": event.text})
+
+    def _end(self, event: MessageDelta) -> bytes:
+        self._usage = event.usage
+        reason = finish_reason(event.stop_reason, bool(self._tool_slot))
+        return self._chunk({}, reason)
+
+    def _stop(self, event: MessageStop) -> bytes:
+        return self._usage_chunk() + _DONE if self._include_usage else _DONE
+
+    def _error(self, event: StreamError) -> bytes:
+        return b"data: " + orjson.dumps(render_error(event.error)) + b"\n\n" + _DONE
 
     def encode_batch(self, events: list[Event]) -> bytes:
         """As encode for each event, with a run of text deltas written in one go
@@ -172,3 +180,17 @@ class ChatStreamEncoder(StreamEncoder):
             body = dict(self._meta, choices=[], usage=render_usage(self._usage))
             return b"data: " + orjson.dumps(body) + b"\n\n"
         return self._usage_head + orjson.dumps(render_usage(self._usage)) + b"}\n\n"
+
+
+# The writer of each kind of event, in the order encode tests a subclass.
+_WRITERS: Mapping[type[Event], Callable[[ChatStreamEncoder, Any], bytes]] = MappingProxyType({
+    TextDelta: ChatStreamEncoder._text,
+    ReasoningDelta: ChatStreamEncoder._reasoning,
+    ToolArgsDelta: ChatStreamEncoder._args,
+    PartStart: ChatStreamEncoder._part_start,
+    PartStop: ChatStreamEncoder._part_stop,
+    MessageStart: ChatStreamEncoder._start,
+    MessageDelta: ChatStreamEncoder._end,
+    MessageStop: ChatStreamEncoder._stop,
+    StreamError: ChatStreamEncoder._error,
+})
