@@ -329,10 +329,19 @@ class AnthropicStreamDecoder(SSEStreamDecoder):
         return True
 
     def _known_start(self, data: bytes, events: list[Event]) -> bool:
+        """An empty text or thinking block's start: what _block_start does with its
+        content_block, written out for the two kinds."""
         kind = _EMPTY_BLOCKS.get(data)
         if kind is None:
             return False
-        self._block_start({"type": kind, kind: ""}, events)
+        if self._block is not None:
+            self._block_stop(events)
+        text = kind == "text"
+        current = self._block = _Block(self._next_index,
+                                       Text("") if text else Reasoning(origin=ANTHROPIC))
+        self._next_index += 1
+        events.append(PartStart(current.index, current.part))
+        self.resume(current.texts, TextDelta if text else ReasoningDelta, current.index)
         return True
 
     def _known_end(self, data: bytes, events: list[Event]) -> bool:
