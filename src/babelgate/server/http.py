@@ -37,10 +37,11 @@ import asyncio
 import logging
 import re
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from email.utils import formatdate
 from http import HTTPStatus
+from types import MappingProxyType
 from typing import TYPE_CHECKING, cast
 from urllib.parse import quote, unquote
 
@@ -94,6 +95,25 @@ _CONTROLS = bytes(range(0, 9)) + bytes(range(10, 32)) + b"\x7f"
 _AS_LF = bytes.maketrans(_CONTROLS, b"\n" * len(_CONTROLS))
 _CONTROL = re.compile(b"[" + re.escape(_CONTROLS) + b"]")
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # what a header name may be
+
+# Header names the gateway's clients send on every request, as they spell them (lower-case
+# or Capitalised-Words), with the name as a request holds it: one dict lookup where a decode
+# and a lower() cost ~1.4 K instructions a header under callgrind. Others take the long way.
+_COMMON_HEADERS = (
+    "host", "user-agent", "accept", "accept-encoding", "accept-language", "connection",
+    "content-type", "content-length", "authorization", "x-api-key", "x-goog-api-key",
+    "anthropic-version", "anthropic-beta", "anthropic-dangerous-direct-browser-access",
+    "x-app", "originator", "session_id", "version", "openai-beta", "x-stainless-arch",
+    "x-stainless-lang", "x-stainless-os", "x-stainless-package-version",
+    "x-stainless-retry-count", "x-stainless-runtime", "x-stainless-runtime-version",
+    "x-stainless-timeout", "x-stainless-helper-method", "x-goog-api-client",
+    "traceparent", "tracestate", "expect", "transfer-encoding",
+)
+HEADER_NAMES: Mapping[bytes, str] = MappingProxyType({
+    spelling.encode("latin-1"): name
+    for name in _COMMON_HEADERS
+    for spelling in (name, "-".join(part.capitalize() for part in name.split("-")))
+})
 _PRINTABLE_ASCII = "".join(map(chr, range(0x20, 0x7F)))  # what header_text keeps as it is
 
 
@@ -527,7 +547,7 @@ class _Connection(asyncio.BufferedProtocol):
         self._head_size += len(name) + len(value)
         if self._head_size > self.server.limits.max_head_bytes:
             raise _Refused(431, self.server.head_too_large)
-        key = name.decode("latin-1").lower()
+        key = HEADER_NAMES.get(name) or name.decode("latin-1").lower()
         text = value.decode("latin-1")
         known = self._headers.get(key)
         self._headers[key] = text if known is None else f"{known}, {text}"
