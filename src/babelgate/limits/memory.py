@@ -108,7 +108,7 @@ class MemoryLimits:
             return over_limit(key, "rpm", rpm, wait)
         if tpm:
             # A request larger than the whole limit waits for a clear minute, not forever.
-            estimate = min(estimate, tpm)
+            estimate = estimate if estimate < tpm else tpm  # min(), without its call
             if counts.tokens_previous * weight + counts.tokens + estimate > tpm:
                 wait = retry_after(counts.tokens, counts.tokens_previous, elapsed, estimate,
                                    tpm)
@@ -132,10 +132,13 @@ class MemoryLimits:
         window = permit.tpm_window
         if window >= 0:
             delta = permit.tokens - permit.tpm_reserved
+            # max(0, ...) without its call (each costs more than the arithmetic here).
             if counts.index == window:
-                counts.tokens = max(0, counts.tokens + delta)
+                tokens = counts.tokens + delta
+                counts.tokens = tokens if tokens > 0 else 0
             elif counts.index == window + 1:
-                counts.tokens_previous = max(0, counts.tokens_previous + delta)
+                tokens = counts.tokens_previous + delta
+                counts.tokens_previous = tokens if tokens > 0 else 0
         if key.concurrency and counts.active > 0:
             counts.active -= 1
         cost = permit.cost
