@@ -138,6 +138,23 @@ class _EndEvent(msgspec.Struct, gc=False):
 
 _decode_end_event = msgspec.json.Decoder(_EndEvent).decode
 
+
+def _counted_over(usage: Usage, counted: _StartUsage) -> Usage:
+    """`usage` with the counts a typed message_start or message_delta carries in place of
+    its own (a count the event leaves out keeps the one before)."""
+    return Usage(
+        input_tokens=usage.input_tokens if counted.input_tokens is None
+        else counted.input_tokens,
+        output_tokens=usage.output_tokens if counted.output_tokens is None
+        else counted.output_tokens,
+        cache_read_tokens=usage.cache_read_tokens
+        if counted.cache_read_input_tokens is None else counted.cache_read_input_tokens,
+        cache_write_tokens=usage.cache_write_tokens
+        if counted.cache_creation_input_tokens is None
+        else counted.cache_creation_input_tokens,
+        reasoning_tokens=usage.reasoning_tokens,
+    )
+
 # Events whose data says nothing but their kind, byte for byte as Anthropic writes them:
 # what the general path does with them follows from these bytes alone (a block's index is
 # not read: a stop closes the open block). The start of an empty text or thinking block
@@ -277,18 +294,7 @@ class AnthropicStreamDecoder(SSEStreamDecoder):
         self._started = True
         usage, counted = self._usage, message.usage
         if counted is not None:
-            usage = self._usage = Usage(
-                input_tokens=usage.input_tokens if counted.input_tokens is None
-                else counted.input_tokens,
-                output_tokens=usage.output_tokens if counted.output_tokens is None
-                else counted.output_tokens,
-                cache_read_tokens=usage.cache_read_tokens
-                if counted.cache_read_input_tokens is None else counted.cache_read_input_tokens,
-                cache_write_tokens=usage.cache_write_tokens
-                if counted.cache_creation_input_tokens is None
-                else counted.cache_creation_input_tokens,
-                reasoning_tokens=usage.reasoning_tokens,
-            )
+            usage = self._usage = _counted_over(usage, counted)
         events.append(MessageStart(id=message.id or new_id("msg_"),
                                    model=message.model or self._model, usage=usage))
         return True
@@ -307,19 +313,7 @@ class AnthropicStreamDecoder(SSEStreamDecoder):
             self._stop_reason = canonical_stop_reason(delta.stop_reason)
             self._stop_sequence = delta.stop_sequence
         if counted is not None:
-            usage = self._usage
-            self._usage = Usage(
-                input_tokens=usage.input_tokens if counted.input_tokens is None
-                else counted.input_tokens,
-                output_tokens=usage.output_tokens if counted.output_tokens is None
-                else counted.output_tokens,
-                cache_read_tokens=usage.cache_read_tokens
-                if counted.cache_read_input_tokens is None else counted.cache_read_input_tokens,
-                cache_write_tokens=usage.cache_write_tokens
-                if counted.cache_creation_input_tokens is None
-                else counted.cache_creation_input_tokens,
-                reasoning_tokens=usage.reasoning_tokens,
-            )
+            self._usage = _counted_over(self._usage, counted)
         return True
 
     def _known_stop(self, data: bytes, events: list[Event]) -> bool:
