@@ -18,7 +18,8 @@ decoders) and learnt_layout.py (its fast path for bare pieces of text).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import ClassVar, Literal
+from collections.abc import Mapping
+from typing import ClassVar, Literal, TypeVar
 
 import msgspec
 
@@ -75,6 +76,19 @@ class StreamDecoder(ABC):
     def close(self) -> list[Event]:
         """The body ended. Return the closing events; a stream that ended early yields a
         StreamError rather than a silent stop."""
+
+
+W = TypeVar("W")
+
+
+def writer_by_kind(writers: Mapping[type[Event], W | None], event: Event) -> W | None:
+    """The writer of the first kind in `writers` (in its order) that `event` is an instance
+    of: for an event of a subclass, which an encoder's lookup by the event's own type misses
+    (the chain of isinstance tests these tables replaced took it so); None when none."""
+    for kind, write in writers.items():
+        if isinstance(event, kind):
+            return write
+    return None
 
 
 class StreamEncoder(ABC):

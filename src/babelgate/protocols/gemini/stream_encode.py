@@ -39,7 +39,7 @@ from babelgate.canonical import (
     ToolArgsDelta,
     ToolCall,
 )
-from babelgate.protocols.base import StreamEncoder
+from babelgate.protocols.base import StreamEncoder, writer_by_kind
 from babelgate.protocols.sse import sse
 from babelgate.protocols.sse_templates import CUT
 from babelgate.protocols.text_run import text_run, write_texts
@@ -185,7 +185,5 @@ _WRITERS: Mapping[type[Event], Callable[[GeminiStreamEncoder, Any], bytes] | Non
 def _by_kind(encoder: GeminiStreamEncoder, event: Event) -> bytes:
     """An event of none of those types, but maybe of a subclass of one: as the chain of
     isinstance tests took it."""
-    for kind, write in _WRITERS.items():
-        if isinstance(event, kind):
-            return write(encoder, event) if write is not None else b""
-    return b""
+    write = writer_by_kind(_WRITERS, event)
+    return write(encoder, event) if write is not None else b""

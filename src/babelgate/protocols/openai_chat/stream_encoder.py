@@ -42,7 +42,7 @@ from babelgate.canonical import (
     Usage,
 )
 
-from ..base import StreamEncoder
+from ..base import StreamEncoder, writer_by_kind
 from ..text_run import text_run, write_texts
 from .carrier import client_call_id, reasoning_entries
 from .errors import render_error
@@ -76,12 +76,9 @@ class ChatStreamEncoder(StreamEncoder):
             return self._reasoning_head + orjson.dumps(event.text) + _DELTA_TAIL
         # Each other event by its type: one lookup, where a chain of isinstance tests cost
         # ~1-3 k instructions a test on these structs.
-        write = _WRITERS.get(type(event))
+        write = _WRITERS.get(type(event)) or writer_by_kind(_WRITERS, event)
         if write is not None:
             return write(self, event)
-        for kind, write in _WRITERS.items():  # a subclass of one: as the chain took it
-            if isinstance(event, kind):
-                return write(self, event)
         return b""  # SignatureDelta: Chat has nowhere to put a signature
 
     def _text(self, event: TextDelta) -> bytes:
