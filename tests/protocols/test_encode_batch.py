@@ -128,3 +128,30 @@ def test_gemini_text_chunks_are_the_general_chunks(seed: int) -> None:
         assert encoder.encode(TextDelta(0, text)) == encoder._chunk([{"text": text}])
         assert encoder.encode(ReasoningDelta(0, text)) == encoder._chunk(
             [{"text": text, "thought": True}])
+
+
+class _LabelledStop(PartStop):
+    """An event of a subclass of a kind the encoders write (a caller's own, say)."""
+
+
+class _LabelledEnd(MessageDelta):
+    pass
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_an_event_of_a_subclass_is_written_as_its_kind(client: str) -> None:
+    """The encoders find an event's writer by its own type; one of a subclass of a kind
+    they write is written as that kind, byte for byte."""
+    call = ToolCall("call_1", "shell", {"command": ["ls"]})
+    start = MessageStart(id="r1", model="m", usage=Usage(input_tokens=3))
+    plain = [start, PartStart(0, ToolCall("call_1", "shell")),
+             ToolArgsDelta(0, '{"command":["ls"]}'), PartStop(0, call),
+             MessageDelta("tool_use", Usage(input_tokens=3, output_tokens=9)), MessageStop()]
+    labelled = [*plain[:3], _LabelledStop(0, call),
+                _LabelledEnd("tool_use", Usage(input_tokens=3, output_tokens=9)), MessageStop()]
+    written = []
+    for events in (plain, labelled):
+        encoder = get_codec(client).stream_encoder(_request(include_usage=True))
+        written.append(b"".join(encoder.encode(event) for event in events))
+    assert written[0] == written[1]
+    assert b"shell" in written[1]
